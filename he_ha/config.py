@@ -1,0 +1,372 @@
+"""Loading the configuration files the oVirt HA daemons used, unchanged on disk.
+
+Files (spec §10): hosted-engine.conf (flat key=value), agent.conf ``[score]``,
+broker.conf ``[email]``/``[notify]``, ha.conf (local maintenance) and vm.conf.
+Every loader takes an explicit path; ``ConfigPaths`` holds the production defaults.
+A bad file raises ``ConfigError`` naming the file, the key and the offending value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import configparser
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MAX_HOST_ID = 2000
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or holds an invalid value."""
+
+    def __init__(self, path: Path | str, message: str, key: str | None = None, value: object = None):
+        self.path = Path(path)
+        self.key = key
+        self.value = value
+        where = f"{self.path}"
+        if key is not None:
+            where += f": key {key!r}"
+            if value is not None:
+                where += f" = {value!r}"
+        super().__init__(f"{where}: {message}")
+
+
+def to_bool(text: str) -> bool:
+    """The original's rule: first character t/y/1 is true, f/n/0 is false, else invalid."""
+    first = text.strip()[:1].lower()
+    if first in ("t", "y", "1"):
+        return True
+    if first in ("f", "n", "0"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+class ConfigPaths(BaseModel):
+    """Where each file lives. Production defaults; tests and demos override every one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hosted_engine_conf: Path = Path("/etc/ovirt-hosted-engine/hosted-engine.conf")
+    agent_conf: Path = Path("/etc/ovirt-hosted-engine-ha/agent.conf")
+    broker_conf: Path = Path("/var/lib/ovirt-hosted-engine-ha/broker.conf")
+    ha_conf: Path = Path("/var/lib/ovirt-hosted-engine-ha/ha.conf")
+
+
+# --- flat key=value files -------------------------------------------------------------
+
+
+def parse_flat_file(path: Path) -> dict[str, str]:
+    """Parse ``key=value`` lines: ``#`` comments, blank lines, optional double quotes.
+
+    Split on the first ``=`` with both sides stripped, as the original did. A line
+    without ``=`` is an error (the original skipped it silently).
+    """
+    text = _read_text(path)
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ConfigError(path, f"line {number} is not 'key=value': {raw!r}")
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {exc.strerror}") from None
+
+
+def _validate(model: type[BaseModel], path: Path, data: dict[str, Any]) -> Any:
+    """Validate and turn pydantic's error into a ConfigError naming file, key and value.
+
+    pydantic reports the location by alias, which is the key as written in the file.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else None
+        value = data.get(key) if key is not None else None
+        message = "required key is missing or empty" if first["type"] == "missing" else first["msg"]
+        raise ConfigError(path, message, key=key, value=value) from None
+
+
+# --- hosted-engine.conf -------------------------------------------------------------------
+
+
+NetworkTest = Literal["ping", "dns", "tcp", "none"]
+
+
+class HostedEngineConf(BaseModel):
+    """The keys of /etc/ovirt-hosted-engine/hosted-engine.conf that he-ha reads (spec §10.1).
+
+    he-ha additions (ignored by the oVirt daemons, which read missing keys as None):
+    ``metadata_path``, ``lockspace_path`` and ``vm_lease_path``/``vm_lease_offset`` name the
+    shared volumes directly, since there is no VDSM to resolve image UUIDs to paths.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    host_id: int = Field(ge=1, le=MAX_HOST_ID)
+    configured: bool = True
+    sd_uuid: str | None = Field(default=None, alias="sdUUID")
+    sp_uuid: str = Field(default="00000000-0000-0000-0000-000000000000", alias="spUUID")
+    domain_type: str | None = Field(default=None, alias="domainType")
+    gateway: str | None = None
+    network_test: NetworkTest = "ping"
+    tcp_t_address: str | None = None
+    tcp_t_port: int | None = Field(default=None, ge=1, le=65535)
+    bridge: str | None = None
+    vmid: str | None = None
+    fqdn: str | None = None
+    vm_conf: Path = Field(default=Path("/var/run/ovirt-hosted-engine-ha/vm.conf"), alias="conf")
+    metadata_path: Path | None = None
+    lockspace_path: Path | None = None
+    vm_lease_path: Path | None = None
+    vm_lease_offset: int | None = Field(default=None, ge=0)
+
+    @field_validator("configured", mode="before")
+    @classmethod
+    def _configured_is_exactly_true(cls, value: object) -> bool:
+        # The original: present and not exactly "True" means "not configured".
+        return value is True or value == "True"
+
+    @field_validator("network_test", mode="before")
+    @classmethod
+    def _empty_test_means_ping(cls, value: object) -> object:
+        return "ping" if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _test_has_its_target(self) -> HostedEngineConf:
+        if self.network_test == "ping" and not self.gateway:
+            raise ValueError("network_test=ping needs 'gateway'")
+        if self.network_test == "tcp" and (not self.tcp_t_address or self.tcp_t_port is None):
+            raise ValueError("network_test=tcp needs 'tcp_t_address' and 'tcp_t_port'")
+        return self
+
+    @property
+    def conf_is_up_to_date(self) -> bool:
+        """A blank storage pool UUID means the post-3.6 layout (spec §6.7)."""
+        return self.sp_uuid == "00000000-0000-0000-0000-000000000000"
+
+
+def load_hosted_engine_conf(path: Path) -> HostedEngineConf:
+    # Deploy writes optional keys with empty values (``tcp_t_port=``): empty means absent.
+    values = {key: value for key, value in parse_flat_file(path).items() if value != ""}
+    return _validate(HostedEngineConf, path, values)
+
+
+# --- agent.conf [score] ---------------------------------------------------------------------
+
+
+class ScoreConfig(BaseModel):
+    """agent.conf ``[score]`` (spec §4.1). All hosts of a cluster must use the same values."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    base_score: int = Field(3400, ge=0, alias="base-score")
+    network_score_penalty: int = Field(1600, ge=0, alias="network-score-penalty")
+    not_uptodate_config_penalty: int = Field(1000, ge=0, alias="not-uptodate-config-penalty")
+    mgmt_bridge_score_penalty: int = Field(600, ge=0, alias="mgmt-bridge-score-penalty")
+    free_memory_score_penalty: int = Field(400, ge=0, alias="free-memory-score-penalty")
+    cpu_load_score_penalty: int = Field(1000, ge=0, alias="cpu-load-score-penalty")
+    engine_retry_score_penalty: int = Field(50, ge=0, alias="engine-retry-score-penalty")
+    cpu_load_penalty_min: float = Field(0.4, ge=0.0, le=1.0, alias="cpu-load-penalty-min")
+    cpu_load_penalty_max: float = Field(0.9, ge=0.0, le=1.0, alias="cpu-load-penalty-max")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> ScoreConfig:
+        if self.cpu_load_penalty_min > self.cpu_load_penalty_max:
+            raise ValueError("cpu-load-penalty-min is above cpu-load-penalty-max")
+        return self
+
+
+def _read_ini(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(_read_text(path), source=str(path))
+    except configparser.Error as exc:
+        raise ConfigError(path, f"not a valid INI file: {exc.message}") from None
+    return parser
+
+
+def _ini_section(path: Path, parser: configparser.ConfigParser, section: str, model: type[BaseModel]) -> dict[str, str]:
+    """The section's keys, refusing any the model does not know (a typo would be ignored)."""
+    if not parser.has_section(section):
+        return {}
+    known = {f.alias or name for name, f in model.model_fields.items()}
+    values = dict(parser.items(section))
+    for key in values:
+        if key not in known:
+            raise ConfigError(path, f"unknown key in [{section}]; known keys: {', '.join(sorted(known))}", key=key)
+    return values
+
+
+def load_score_config(path: Path) -> ScoreConfig:
+    """agent.conf; a missing file means all defaults (the file is optional)."""
+    if not path.exists():
+        return ScoreConfig()
+    parser = _read_ini(path)
+    return _validate(ScoreConfig, path, _ini_section(path, parser, "score", ScoreConfig))
+
+
+# --- broker.conf [email] / [notify] ---------------------------------------------------------
+
+
+class EmailConfig(BaseModel):
+    """broker.conf ``[email]`` (spec §8), plus STARTTLS and authentication (he-ha additions)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    smtp_server: str = Field("localhost", alias="smtp-server")
+    smtp_port: int = Field(25, ge=1, le=65535, alias="smtp-port")
+    smtp_timeout: float = Field(10.0, gt=0, alias="smtp-timeout")
+    destination_emails: str = Field("root@localhost", alias="destination-emails")
+    source_email: str = Field("root@localhost", alias="source-email")
+    smtp_starttls: bool = Field(False, alias="smtp-starttls")
+    smtp_user: str | None = Field(None, alias="smtp-user")
+    smtp_password: str | None = Field(None, alias="smtp-password")
+
+    @field_validator("smtp_starttls", mode="before")
+    @classmethod
+    def _bool_text(cls, value: object) -> object:
+        return to_bool(value) if isinstance(value, str) else value
+
+    @property
+    def destinations(self) -> list[str]:
+        return [a.strip() for a in self.destination_emails.split(",") if a.strip()]
+
+
+class NotifyConfig(BaseModel):
+    """broker.conf ``[notify]``: which state transitions are mailed (a regex over 'Old-New')."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    state_transition: str = "maintenance|start|stop|migrate|up|down"
+
+    @field_validator("state_transition")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class BrokerConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    email: EmailConfig = EmailConfig()
+    notify: NotifyConfig = NotifyConfig()
+
+
+def load_broker_config(path: Path) -> BrokerConfig:
+    """broker.conf; a missing file means the package defaults."""
+    if not path.exists():
+        return BrokerConfig()
+    parser = _read_ini(path)
+    email = _validate(EmailConfig, path, _ini_section(path, parser, "email", EmailConfig))
+    notify = _validate(NotifyConfig, path, _ini_section(path, parser, "notify", NotifyConfig))
+    return BrokerConfig(email=email, notify=notify)
+
+
+# --- ha.conf --------------------------------------------------------------------------------------
+
+
+class LocalMaintenance(BaseModel):
+    """ha.conf: effective local maintenance is ``local_maintenance OR local_maintenance_manual``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    local_maintenance: bool = False
+    local_maintenance_manual: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.local_maintenance or self.local_maintenance_manual
+
+
+def load_ha_conf(path: Path) -> LocalMaintenance:
+    """ha.conf; a missing file means no local maintenance (the shipped file says False)."""
+    if not path.exists():
+        return LocalMaintenance()
+    values = parse_flat_file(path)
+    flags: dict[str, bool] = {}
+    for key in ("local_maintenance", "local_maintenance_manual"):
+        if key in values:
+            try:
+                flags[key] = to_bool(values[key])
+            except ValueError:
+                raise ConfigError(path, "expected True or False", key=key, value=values[key]) from None
+    return LocalMaintenance(**flags)
+
+
+# --- vm.conf ----------------------------------------------------------------------------------------
+
+
+class VmConf(BaseModel):
+    """vm.conf (spec §6.5): he-ha reads the VM id, its memory size and the libvirt XML."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    vm_id: str = Field(alias="vmId", min_length=1)
+    mem_size_mib: int = Field(alias="memSize", gt=0)
+    vm_name: str | None = Field(None, alias="vmName")
+    xml_base64: str | None = Field(None, alias="xmlBase64")
+
+    @field_validator("xml_base64")
+    @classmethod
+    def _decodes(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise ValueError(f"not base64-encoded UTF-8 XML: {exc}") from None
+        return value
+
+    @property
+    def domain_xml(self) -> str | None:
+        return None if self.xml_base64 is None else base64.b64decode(self.xml_base64).decode("utf-8")
+
+
+def load_vm_conf(path: Path) -> VmConf:
+    return _validate(VmConf, path, parse_flat_file(path))
+
+
+# --- everything a host needs --------------------------------------------------------------------
+
+
+class HostConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    paths: ConfigPaths
+    engine: HostedEngineConf
+    score: ScoreConfig
+    broker: BrokerConfig
+
+
+def load_host_config(paths: ConfigPaths) -> HostConfig:
+    """Load the files read once at start-up. ha.conf and vm.conf are re-read while running."""
+    return HostConfig(
+        paths=paths,
+        engine=load_hosted_engine_conf(paths.hosted_engine_conf),
+        score=load_score_config(paths.agent_conf),
+        broker=load_broker_config(paths.broker_conf),
+    )

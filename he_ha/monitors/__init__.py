@@ -1,0 +1,1 @@
+"""Host monitors: one coroutine per signal, publishing into a shared snapshot."""

@@ -1,0 +1,1 @@
+"""Shared storage: the metadata whiteboard (codec + O_DIRECT I/O) and sanlock leases."""
