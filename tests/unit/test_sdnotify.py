@@ -1,0 +1,128 @@
+"""sd_notify client against REAL unix datagram sockets (a path in tmp_path and an abstract name)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from he_ha.sdnotify import SdNotifyError, SystemdNotifier, socket_address, watchdog_period
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify.sock"
+    sock.bind(str(path))
+    sock.settimeout(5)
+    yield sock, str(path)
+    sock.close()
+
+
+def test_messages_arrive_on_a_path_socket(receiver: tuple[socket.socket, str]) -> None:
+    sock, path = receiver
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+    assert notifier.enabled
+    assert notifier.ready("joined lockspace")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=joined lockspace"
+    assert notifier.status("EngineUp, score 3400")
+    assert sock.recv(4096) == b"STATUS=EngineUp, score 3400"
+    assert notifier.watchdog()
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert notifier.stopping()
+    assert sock.recv(4096) == b"STOPPING=1"
+    notifier.close()
+
+
+def test_abstract_socket() -> None:
+    name = f"he-ha-test-{uuid.uuid4().hex}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(5)
+    try:
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": "@" + name})
+        assert notifier.watchdog()
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        notifier.close()
+    finally:
+        sock.close()
+
+
+def test_newlines_in_status_cannot_forge_assignments(receiver: tuple[socket.socket, str]) -> None:
+    sock, path = receiver
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+    assert notifier.status("bad\nREADY=1")
+    assert sock.recv(4096) == b"STATUS=bad READY=1"
+    notifier.close()
+
+
+def test_unset_socket_is_a_logged_no_op() -> None:
+    with capture_logs() as logs:
+        notifier = SystemdNotifier({})
+    assert not notifier.enabled
+    assert notifier.ready() is False
+    assert notifier.watchdog_interval is None
+    assert any(e["log_level"] == "debug" and "NOTIFY_SOCKET" in e["event"] for e in logs)
+
+
+def test_send_to_a_missing_socket_is_logged_not_raised(tmp_path: Path) -> None:
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "absent.sock")})
+    with capture_logs() as logs:
+        assert notifier.watchdog() is False
+        assert notifier.watchdog() is False
+    levels = [e["log_level"] for e in logs if e["event"] == "sd_notify send failed"]
+    assert levels == ["warning", "debug"]
+    assert "No such file" in logs[0]["error"]
+    notifier.close()
+
+
+def test_a_full_receiver_queue_does_not_block(receiver: tuple[socket.socket, str]) -> None:
+    # Nobody reads the receiver: a blocking sender would hang here once the queue is full
+    # (pytest-timeout would fail the test); the non-blocking one reports False instead.
+    sock, path = receiver
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+    results = [notifier.status("x" * 1000) for _ in range(2000)]
+    assert results[0] is True
+    assert False in results
+    sock.recv(4096)  # drain one: sending works again and says so
+    with capture_logs() as logs:
+        assert notifier.watchdog()
+    assert any(e["event"] == "sd_notify send works again" for e in logs)
+    notifier.close()
+
+
+def test_watchdog_interval_is_half_the_period() -> None:
+    notifier = SystemdNotifier({"WATCHDOG_USEC": "60000000"}, pid=1234)
+    assert notifier.watchdog_period == 60.0
+    assert notifier.watchdog_interval == 30.0
+
+
+def test_watchdog_pid_selects_the_process() -> None:
+    env = {"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": "77"}
+    assert watchdog_period(env, 77) == 20.0
+    assert watchdog_period(env, 78) is None
+    assert watchdog_period({}, 77) is None
+    assert SystemdNotifier({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_period == 1.0
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WATCHDOG_USEC": "sixty"}, "WATCHDOG_USEC"),
+        ({"WATCHDOG_USEC": "0"}, "WATCHDOG_USEC"),
+        ({"WATCHDOG_USEC": "100", "WATCHDOG_PID": "x"}, "WATCHDOG_PID"),
+    ],
+)
+def test_malformed_watchdog_environment_is_a_typed_error(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SdNotifyError, match=named):
+        watchdog_period(env, 1)
+
+
+def test_socket_address_forms() -> None:
+    assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
+    assert socket_address("@abc") == b"\0abc"
