@@ -1,0 +1,104 @@
+"""Send one mail over SMTP with a hard deadline (aiosmtplib).
+
+aiosmtplib's own ``timeout`` applies to each SMTP command; we add one deadline for the whole
+exchange (connect, EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA, QUIT) and close the transport
+ourselves when it expires, so a server that trickles answers cannot stretch it.
+Plain SMTP is used unless ``smtp-starttls`` is set: opportunistic STARTTLS with certificate
+checks could break relays that worked with the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+from he_ha.config import EmailConfig
+
+
+class MailError(Exception):
+    """A mail was not sent; ``reason`` says why in words fit for a log line or a metric label."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """How STARTTLS verifies the server. Not in broker.conf (yet): the supervisor passes them.
+
+    ``ca_file``: trust this PEM bundle instead of the system's CAs (an internal relay).
+    ``insecure``: accept any certificate and host name: for tests only, it defeats TLS.
+    """
+
+    ca_file: Path | None = None
+    insecure: bool = False
+
+
+def make_tls_context(options: TlsOptions) -> ssl.SSLContext:
+    """Build once at start-up: loading CA files is blocking file I/O."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=options.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise MailError(f"cannot load the SMTP CA file {options.ca_file}: {exc}") from None
+    if options.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def send_mail(
+    message: EmailMessage, config: EmailConfig, tls_context: ssl.SSLContext | None, local_hostname: str
+) -> None:
+    """Send or raise MailError; returns or raises within ``config.smtp_timeout`` seconds.
+
+    ``tls_context`` (from make_tls_context) is used when ``smtp-starttls`` is set.
+    """
+    client = aiosmtplib.SMTP(
+        hostname=config.smtp_server,
+        port=config.smtp_port,
+        timeout=config.smtp_timeout,
+        start_tls=config.smtp_starttls,
+        tls_context=tls_context if config.smtp_starttls else None,
+        username=config.smtp_user,
+        password=config.smtp_password if config.smtp_user else None,
+        # Given explicitly: the default would resolve our FQDN through DNS.
+        local_hostname=local_hostname,
+    )
+    try:
+        async with asyncio.timeout(config.smtp_timeout):
+            await client.connect()
+            refused, _reply = await client.send_message(
+                message, sender=config.source_email, recipients=config.destinations
+            )
+            await client.quit()
+    except TimeoutError:
+        raise MailError(
+            f"no complete SMTP exchange with {config.smtp_server}:{config.smtp_port} "
+            f"within smtp-timeout={config.smtp_timeout:g}s"
+        ) from None
+    except aiosmtplib.SMTPException as exc:
+        raise MailError(f"SMTP {config.smtp_server}:{config.smtp_port}: {_describe(exc)}") from None
+    except OSError as exc:  # refused, unreachable, reset, TLS failures outside aiosmtplib
+        raise MailError(f"SMTP {config.smtp_server}:{config.smtp_port}: {exc}") from None
+    finally:
+        client.close()
+    if refused:
+        rejected = ", ".join(f"{rcpt} ({resp.code} {resp.message})" for rcpt, resp in refused.items())
+        raise MailError(
+            f"SMTP {config.smtp_server}:{config.smtp_port} refused recipients: {rejected} (the others got the mail)"
+        )
+
+
+def _describe(exc: aiosmtplib.SMTPException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    cause = exc.__cause__ or exc.__context__
+    # aiosmtplib wraps the TLS error of a failed handshake; its text is the useful part.
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({cause})"
+    return f"{exc.__class__.__name__}: {text}"

@@ -1,0 +1,280 @@
+"""The notifier the supervisor calls on every state transition.
+
+``state_transition()`` only filters and enqueues: it never waits for anything, so a dead,
+slow or blackholed SMTP server cannot delay a tick. A background task sends the mails, one
+SMTP exchange at a time, each bounded by ``smtp-timeout``.
+
+Storm control (the original mailed every transition, and flooded on restart loops):
+- a token bucket allows ``burst`` mails back to back, then one per ``refill_seconds``;
+- transitions waiting for a token (or for a send in progress) go out together in the next
+  mail, their chain collapsed into one ``{detail}`` (``A-B-C, X-Y``): nothing is lost;
+- the bucket can be saved to a file in the runtime directory, so restarting the supervisor
+  does not refill it;
+- the pending queue is bounded (``max_pending``); when it is full the OLDEST transition is
+  dropped (the newest say where the host is now), with a warning counting the drops.
+Failures are logged with their reason and counted; ``stats`` feeds the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from he_ha.config import BrokerConfig
+from he_ha.notify.mailer import MailError, TlsOptions, make_tls_context, send_mail
+from he_ha.notify.message import MessageError, build_message
+from he_ha.notify.ratelimit import TokenBucket
+from he_ha.notify.rules import TransitionRule, describe_transitions, transition_detail
+from he_ha.notify.template import DEFAULT_TEMPLATE_PATH, Template, TemplateError, load_template, template_fields
+
+log = structlog.get_logger(__name__)
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+STATE_SAVE_TIMEOUT = 2.0  # seconds; the state file lives on tmpfs (/run)
+
+
+class NotifyConfigError(ValueError):
+    """The notification settings cannot work (e.g. smtp-user without smtp-password)."""
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Settings beyond broker.conf. Defaults are the documented production values."""
+
+    template_path: Path | None = DEFAULT_TEMPLATE_PATH
+    burst: int = 5
+    refill_seconds: float = 120.0
+    max_pending: int = 100
+    state_file: Path | None = None  # e.g. /run/he-ha/notify-ratelimit.json
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    hostname: str | None = None  # None: socket.gethostname(), as the original
+
+
+@dataclass(frozen=True)
+class NotifierStats:
+    matched: int  # transitions that matched the [notify] rule and were queued
+    filtered: int  # transitions the rule did not select
+    sent: int  # mails accepted by the SMTP server
+    failed: int  # mails that could not be sent (reason in last_error and the log)
+    dropped: int  # queued transitions dropped, oldest first, because the queue was full
+    coalesced: int  # transitions that went out in a mail together with others
+    pending: int  # transitions waiting for the next mail
+    last_error: str | None
+    last_error_time: float | None  # wall clock (time.time())
+
+
+class Notifier:
+    """Construct at start-up (reads the template, CA and state files), then ``await start()``."""
+
+    def __init__(self, config: BrokerConfig, settings: NotifySettings | None = None) -> None:
+        settings = NotifySettings() if settings is None else settings
+        email = config.email
+        if email.smtp_user and email.smtp_password is None:
+            raise NotifyConfigError("broker.conf [email]: smtp-user is set but smtp-password is missing")
+        if settings.max_pending < 1:
+            raise NotifyConfigError(f"max_pending must be at least 1, got {settings.max_pending}")
+        if email.smtp_user and not email.smtp_starttls:
+            log.warning("SMTP authentication without smtp-starttls sends the password in clear", server=email.smtp_server)
+        self._config = config
+        self._settings = settings
+        self._rule = TransitionRule(config.notify.state_transition)
+        self._template: Template = load_template(settings.template_path)
+        self._hostname = settings.hostname or socket.gethostname()
+        self._check_template_makes_a_mail()
+        self._tls: ssl.SSLContext | None = make_tls_context(settings.tls) if email.smtp_starttls else None
+        self._boot_id = _read_boot_id()
+        self._bucket = TokenBucket.full(settings.burst, settings.refill_seconds, time.monotonic())
+        self._restore_bucket()
+        self._pending: deque[tuple[str, str]] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._matched = self._filtered = self._sent = self._failed = self._dropped = self._coalesced = 0
+        self._last_error: str | None = None
+        self._last_error_time: float | None = None
+        if self._rule.disabled:
+            log.info("state transition mails disabled: [notify] state_transition is empty")
+        log.debug("notifier ready", template=self._template.source, rule=self._rule.pattern, server=email.smtp_server)
+
+    def _check_template_makes_a_mail(self) -> None:
+        # Report a template that renders but is no mail (no header block) now, not per mail.
+        sample = self._template.render(template_fields(self._config.email, self._hostname, "Old-New"))
+        try:
+            build_message(sample, self._config.email, self._hostname)
+        except MessageError as exc:
+            raise TemplateError(self._template.source, f"does not make a mail: {exc}") from None
+
+    # --- the caller's side: never waits ---------------------------------------------------------
+
+    def state_transition(self, old: str, new: str) -> bool:
+        """Queue a mail for ``old -> new`` if the rule selects it. Returns True when queued.
+
+        Call from the event loop's thread. Does no I/O and never waits.
+        """
+        if not self._rule.matches(transition_detail(old, new)):
+            self._filtered += 1
+            return False
+        if len(self._pending) >= self._settings.max_pending:
+            dropped_old, dropped_new = self._pending.popleft()
+            self._dropped += 1
+            log.warning(
+                "notification queue full: dropped the oldest transition",
+                dropped=transition_detail(dropped_old, dropped_new),
+                max_pending=self._settings.max_pending,
+                dropped_total=self._dropped,
+            )
+        self._pending.append((old, new))
+        self._matched += 1
+        self._idle.clear()
+        self._wake.set()
+        return True
+
+    @property
+    def stats(self) -> NotifierStats:
+        return NotifierStats(
+            matched=self._matched,
+            filtered=self._filtered,
+            sent=self._sent,
+            failed=self._failed,
+            dropped=self._dropped,
+            coalesced=self._coalesced,
+            pending=len(self._pending),
+            last_error=self._last_error,
+            last_error_time=self._last_error_time,
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="he-ha-notifier")
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until nothing is queued or being sent; False when ``timeout`` expired first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, flush_timeout: float = 0.0) -> None:
+        """Stop sending. With ``flush_timeout`` > 0, first give queued mails that long.
+
+        The flush respects the rate limit: a restart loop must not flush its way past it.
+        """
+        if self._task is None:
+            return
+        if flush_timeout > 0:
+            await self.drain(flush_timeout)
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            # Our own cancellation of the sender; re-raise only if *we* are being cancelled.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        self._task = None
+        if self._pending:
+            log.warning(
+                "notifier stopped with transitions not mailed",
+                pending=describe_transitions(list(self._pending)),
+            )
+
+    # --- the sender -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            delay = self._bucket.delay(time.monotonic())
+            if delay > 0:
+                log.info(
+                    "notification rate limit reached: holding transitions",
+                    pending=len(self._pending),
+                    send_in_seconds=round(delay, 1),
+                )
+                await asyncio.sleep(delay)
+                continue  # more transitions may have arrived; they join the same mail
+            batch = list(self._pending)
+            self._pending.clear()
+            self._wake.clear()
+            self._bucket.take(time.monotonic())
+            if len(batch) > 1:
+                self._coalesced += len(batch)
+            await self._deliver(batch)
+            await self._save_bucket()
+            if not self._pending:
+                self._idle.set()
+
+    async def _deliver(self, batch: list[tuple[str, str]]) -> None:
+        detail = describe_transitions(batch)
+        email = self._config.email
+        try:
+            rendered = self._template.render(template_fields(email, self._hostname, detail))
+            message = build_message(rendered, email, self._hostname)
+            await send_mail(message, email, self._tls, self._hostname)
+        except (MailError, MessageError, TemplateError) as exc:
+            self._record_failure(detail, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a notification bug must never kill the supervisor (ha@779cb5c)
+            log.exception("notification failed with an unexpected error", detail=detail)
+            self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
+            return
+        self._sent += 1
+        log.info("notification sent", detail=detail, transitions=len(batch), to=email.destination_emails)
+
+    def _record_failure(self, detail: str, reason: str) -> None:
+        self._failed += 1
+        self._last_error = reason
+        self._last_error_time = time.time()
+        log.error("notification not sent", detail=detail, reason=reason, failed_total=self._failed)
+
+    # --- rate-limit state across restarts -----------------------------------------------------
+
+    def _restore_bucket(self) -> None:
+        path = self._settings.state_file
+        if path is None or not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable notification rate-limit state", path=str(path), error=str(exc))
+            return
+        if isinstance(saved, dict) and self._bucket.restore(saved, self._boot_id, time.monotonic()):
+            log.debug("notification rate-limit state restored", path=str(path), tokens=round(self._bucket.tokens, 2))
+
+    async def _save_bucket(self) -> None:
+        path = self._settings.state_file
+        if path is None:
+            return
+        snapshot = self._bucket.snapshot(self._boot_id)
+        try:
+            async with asyncio.timeout(STATE_SAVE_TIMEOUT):
+                await asyncio.to_thread(_write_atomically, path, json.dumps(snapshot))
+        except (OSError, TimeoutError) as exc:
+            log.warning("cannot save notification rate-limit state", path=str(path), error=str(exc) or "timed out")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_boot_id() -> str:
+    try:
+        return BOOT_ID_PATH.read_text(encoding="ascii").strip()
+    except OSError:
+        # No /proc: a saved stamp from an earlier boot is still refused when it lies in the future.
+        return ""
