@@ -33,6 +33,7 @@ from types import TracebackType
 CONTROL_NAME = ".control"
 _MOUNT_WAIT = 10.0
 _EXIT_WAIT = 10.0
+_UNMOUNT_WAIT = 3.0
 
 
 class StallFSError(RuntimeError):
@@ -129,7 +130,7 @@ class StallFS:
                 self.resume()
             except OSError as exc:
                 problems.append(f"resume failed: {exc}")
-            unmount = subprocess.run(["fusermount", "-u", str(self.mountpoint)], capture_output=True, text=True)
+            unmount = self._unmount_when_idle()
             if unmount.returncode != 0:
                 # Busy (a file still open): detach now. The daemon would serve the open files
                 # until they close, so it is ended below; their calls then fail with ENOTCONN.
@@ -151,6 +152,15 @@ class StallFS:
             self.mountpoint.rmdir()
         if problems:
             raise StallFSError(f"tearing down {self.mountpoint}: " + "; ".join(problems))
+
+    def _unmount_when_idle(self) -> subprocess.CompletedProcess[str]:
+        """Retry a normal unmount briefly: resumed callers need a moment to close their files."""
+        deadline = time.monotonic() + _UNMOUNT_WAIT
+        while True:
+            unmount = subprocess.run(["fusermount", "-u", str(self.mountpoint)], capture_output=True, text=True)
+            if unmount.returncode == 0 or time.monotonic() > deadline:
+                return unmount
+            time.sleep(0.05)
 
     def _stderr(self) -> str:
         self._log.seek(0)
