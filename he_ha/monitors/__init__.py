@@ -1,1 +1,45 @@
-"""Host monitors: one coroutine per signal, publishing into a shared snapshot."""
+"""Host monitors: one coroutine per signal, publishing into a shared snapshot.
+
+See docs/monitors.md. The supervisor builds the set (``standard_monitors``), runs it with
+``MonitorRunner`` and reads ``runner.snapshot``.
+"""
+
+from he_ha.monitors.bridge import BridgeMonitor, BridgeStatus
+from he_ha.monitors.cpu import CpuLoad, CpuMonitor
+from he_ha.monitors.engine_health import EngineHealth, EngineHealthMonitor, engine_status
+from he_ha.monitors.framework import Monitor, MonitorError, MonitorRunner, Reading, Snapshot
+from he_ha.monitors.libvirt_domain import DomainInfo, LibvirtDomain, LibvirtUnavailable
+from he_ha.monitors.memory import MemoryMonitor, MemoryStatus
+from he_ha.monitors.network import NetworkMonitor, NetworkStatus
+from he_ha.monitors.offloop import DeadlineExceeded, OffLoop, WorkerBusy
+from he_ha.monitors.standard import standard_monitors
+from he_ha.monitors.storage import StorageMonitor, StorageStatus, direct_read_probe
+
+__all__ = [
+    "BridgeMonitor",
+    "BridgeStatus",
+    "CpuLoad",
+    "CpuMonitor",
+    "DeadlineExceeded",
+    "DomainInfo",
+    "EngineHealth",
+    "EngineHealthMonitor",
+    "LibvirtDomain",
+    "LibvirtUnavailable",
+    "MemoryMonitor",
+    "MemoryStatus",
+    "Monitor",
+    "MonitorError",
+    "MonitorRunner",
+    "NetworkMonitor",
+    "NetworkStatus",
+    "OffLoop",
+    "Reading",
+    "Snapshot",
+    "StorageMonitor",
+    "StorageStatus",
+    "WorkerBusy",
+    "direct_read_probe",
+    "engine_status",
+    "standard_monitors",
+]

@@ -1,0 +1,134 @@
+"""Reading the engine VM's state and CPU time from libvirt, off the event loop.
+
+Used by the cpu and engine-health monitors (one instance may be shared by both). Every
+libvirt call runs in an ``OffLoop`` worker under a deadline; a hung libvirtd produces
+errors, never a frozen loop or a growing pile of threads.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import libvirt
+
+from he_ha.monitors.framework import MonitorError, require_positive
+from he_ha.monitors.offloop import DeadlineExceeded, OffLoop, WorkerBusy
+
+
+class LibvirtUnavailable(MonitorError):
+    """libvirt could not answer (connection failure, driver error, deadline, worker busy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainInfo:
+    """One look at the domain. ``exists`` False means libvirt has no such domain here."""
+
+    exists: bool
+    state: int | None = None  # libvirt.VIR_DOMAIN_RUNNING, ...
+    reason: int | None = None  # the state's reason code (VIR_DOMAIN_SHUTOFF_MIGRATED, ...)
+    cpu_time_ns: int | None = None  # cumulative guest CPU time, all vCPUs
+    observed_at: float = 0.0  # time.monotonic() right after the libvirt calls
+
+    @property
+    def active(self) -> bool:
+        """The domain exists and has a QEMU process (so its CPU time is meaningful)."""
+        return self.exists and self.state not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, None)
+
+
+_errors_silenced = False
+
+
+def _silence_libvirt_stderr() -> None:
+    """libvirt's default error handler prints every error (also the expected "domain not
+    found" on hosts not running the VM) to stderr. Errors still arrive as exceptions."""
+    global _errors_silenced
+    if not _errors_silenced:
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        _errors_silenced = True
+
+
+class LibvirtDomain:
+    """The engine VM as libvirt sees it.
+
+    ``vm_id``: the domain UUID (hosted-engine.conf ``vmid``) or, if it is not a UUID, its
+    name. Either ``uri`` (the connection is opened lazily, and reopened after an error) or
+    an existing ``connection`` (borrowed: never closed or replaced) must be given.
+    ``timeout``: deadline for each observation.
+    """
+
+    def __init__(
+        self,
+        vm_id: str,
+        *,
+        uri: str | None = "qemu:///system",
+        connection: libvirt.virConnect | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        if not vm_id:
+            raise ValueError("LibvirtDomain: vm_id must not be empty")
+        if connection is None and not uri:
+            raise ValueError("LibvirtDomain: give a libvirt uri or a connection")
+        require_positive("LibvirtDomain", timeout=timeout)
+        self.vm_id = vm_id
+        self.uri = uri
+        self.timeout = timeout
+        self._by_uuid = _is_uuid(vm_id)
+        self._borrowed = connection
+        self._owned: libvirt.virConnect | None = None
+        self._worker = OffLoop(f"libvirt-{vm_id}")
+        _silence_libvirt_stderr()
+
+    async def observe(self) -> DomainInfo:
+        try:
+            return await self._worker.call(self._observe_blocking, self.timeout)
+        except (DeadlineExceeded, WorkerBusy) as exc:
+            raise LibvirtUnavailable(str(exc)) from None
+
+    async def aclose(self) -> None:
+        """Close an owned connection (in the worker, so never under a running call)."""
+        try:
+            if self._owned is not None:
+                await self._worker.call(self._drop_owned, self.timeout)
+        except (DeadlineExceeded, WorkerBusy):
+            return  # the worker is stuck in libvirt; the daemon thread dies with the process
+        finally:
+            self._worker.close()
+
+    def _connection(self) -> libvirt.virConnect:
+        if self._borrowed is not None:
+            return self._borrowed
+        if self._owned is None:
+            self._owned = libvirt.open(self.uri)
+        return self._owned
+
+    def _observe_blocking(self) -> DomainInfo:
+        try:
+            conn = self._connection()
+            domain = conn.lookupByUUIDString(self.vm_id) if self._by_uuid else conn.lookupByName(self.vm_id)
+            state, reason = domain.state()
+            cpu_time_ns = domain.info()[4]
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return DomainInfo(exists=False, observed_at=time.monotonic())
+            if self._owned is not None:
+                self._drop_owned()  # reconnect on the next call
+            raise LibvirtUnavailable(f"libvirt ({self.uri or 'borrowed connection'}): {exc.get_error_message()}") from None
+        return DomainInfo(True, state, reason, cpu_time_ns, time.monotonic())
+
+    def _drop_owned(self) -> None:
+        conn, self._owned = self._owned, None
+        try:
+            assert conn is not None
+            conn.close()
+        except libvirt.libvirtError:
+            return  # the connection is already broken; dropping it is all we wanted
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,45 @@
+"""The full monitor set of one host, built from hosted-engine.conf."""
+
+from __future__ import annotations
+
+import libvirt
+
+from he_ha.config import HostedEngineConf
+from he_ha.monitors.bridge import BridgeMonitor
+from he_ha.monitors.cpu import CpuMonitor
+from he_ha.monitors.engine_health import EngineHealthMonitor
+from he_ha.monitors.framework import Monitor
+from he_ha.monitors.libvirt_domain import LibvirtDomain
+from he_ha.monitors.memory import MemoryMonitor
+from he_ha.monitors.network import NetworkMonitor
+from he_ha.monitors.storage import StorageMonitor, StorageProbe
+
+
+def standard_monitors(
+    conf: HostedEngineConf,
+    *,
+    engine_mem_mib: int | None,
+    storage_probe: StorageProbe,
+    libvirt_uri: str = "qemu:///system",
+    libvirt_connection: libvirt.virConnect | None = None,
+    health_url: str | None = None,
+    bridge_netns: str | None = None,
+) -> list[Monitor[object]]:
+    """network, cpu, memory, bridge, engine-health and storage with default timings.
+
+    The cpu and engine-health monitors share one ``LibvirtDomain`` (one worker thread,
+    one connection). Raises ValueError naming a missing hosted-engine.conf key.
+    """
+    if not conf.vmid:
+        raise ValueError("hosted-engine.conf: 'vmid' is required for the cpu and engine-health monitors")
+    if not conf.bridge:
+        raise ValueError("hosted-engine.conf: 'bridge' is required for the bridge monitor")
+    domain = LibvirtDomain(conf.vmid, uri=libvirt_uri, connection=libvirt_connection)
+    return [
+        NetworkMonitor.from_conf(conf),
+        CpuMonitor(domain),
+        MemoryMonitor(engine_mem_mib),
+        BridgeMonitor(conf.bridge, netns=bridge_netns),
+        EngineHealthMonitor(domain, url=health_url, fqdn=conf.fqdn),
+        StorageMonitor(storage_probe),
+    ]

@@ -1,0 +1,163 @@
+"""Network monitor against real targets: ping and tcp to 127.0.0.1, dig to a local DNS
+responder, and unreachable targets (TEST-NET-1, a closed port, a dead DNS port)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from he_ha.config import HostedEngineConf
+from he_ha.monitors.network import NetworkMonitor
+from tests.integration.monitors.netns import ip
+from tests.integration.monitors.dns_responder import DnsResponder
+
+FAST = {"probes": 3, "probe_delay": 0.05, "fault_hold": 0.0}
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 with no listener (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_ping_localhost_is_up() -> None:
+    status = await NetworkMonitor("ping", gateway="127.0.0.1", **FAST).probe()
+    assert (status.raw, status.effective, status.successes, status.probes) == (1.0, 1.0, 3, 3)
+    assert status.last_failure is None
+
+
+async def test_ping_in_isolated_namespace_is_down_until_its_loopback_is_up(netns: str) -> None:
+    """A fresh network namespace has only a loopback device, and it is down."""
+    monitor = NetworkMonitor("ping", gateway="127.0.0.1", netns=netns, probe_timeout=1.0, **FAST)
+    down = await monitor.probe()
+    assert down.raw == 0.0 and down.effective == 0.0
+    assert down.last_failure is not None and down.last_failure.startswith("ping exited")
+    ip("-n", netns, "link", "set", "lo", "up")
+    up = await monitor.probe()
+    assert up.raw == 1.0, up.last_failure
+
+
+async def test_tcp_to_listener_is_up() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    try:
+        monitor = NetworkMonitor("tcp", tcp_address="127.0.0.1", tcp_port=server.getsockname()[1], **FAST)
+        status = await monitor.probe()
+    finally:
+        server.close()
+    assert status.raw == 1.0 and status.successes == 3
+
+
+async def test_tcp_to_closed_port_is_down() -> None:
+    monitor = NetworkMonitor("tcp", tcp_address="127.0.0.1", tcp_port=closed_port(), **FAST)
+    status = await monitor.probe()
+    assert status.raw == 0.0
+    assert status.last_failure is not None and "failed" in status.last_failure
+
+
+async def test_tcp_to_unanswering_listener_times_out() -> None:
+    """A listener whose accept queue is full drops further SYNs: the connect hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    filler = socket.create_connection(server.getsockname(), timeout=2)
+    try:
+        monitor = NetworkMonitor("tcp", tcp_address="127.0.0.1", tcp_port=server.getsockname()[1], probe_timeout=0.3, **FAST)
+        status = await monitor.probe()
+    finally:
+        filler.close()
+        server.close()
+    assert status.raw == 0.0
+    assert status.last_failure is not None and "timed out after 0.3 s" in status.last_failure
+
+
+async def test_dns_against_local_resolver_is_up(dns_server: tuple[DnsResponder, int]) -> None:
+    responder, port = dns_server
+    monitor = NetworkMonitor("dns", dns_server="127.0.0.1", dns_port=port, **FAST)
+    status = await monitor.probe()
+    assert status.raw == 1.0, status.last_failure
+    assert responder.queries == 3  # dig really asked our server each time
+
+
+async def test_dns_from_isolated_namespace_is_down(dns_server: tuple[DnsResponder, int], netns: str) -> None:
+    responder, port = dns_server
+    ip("-n", netns, "link", "set", "lo", "up")  # its own 127.0.0.1, where no resolver listens
+    monitor = NetworkMonitor("dns", dns_server="127.0.0.1", dns_port=port, netns=netns, probe_timeout=1.0, **FAST)
+    status = await monitor.probe()
+    assert status.raw == 0.0 and responder.queries == 0
+
+
+async def test_dns_against_dead_resolver_is_down() -> None:
+    monitor = NetworkMonitor("dns", dns_server="127.0.0.1", dns_port=closed_port(), probe_timeout=1.0, **FAST)
+    status = await monitor.probe()
+    assert status.raw == 0.0
+    assert status.last_failure is not None and status.last_failure.startswith("dig exited")
+
+
+async def test_none_is_always_up() -> None:
+    status = await NetworkMonitor("none", **FAST).probe()
+    assert status.raw == 1.0 and status.test == "none"
+
+
+async def test_partial_failure_gives_a_fraction() -> None:
+    """A listener that accepts once then closes: later probes are refused → 1/3."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+
+    calls = 0
+    monitor = NetworkMonitor("tcp", tcp_address="127.0.0.1", tcp_port=port, **FAST)
+    original = monitor._single_probe
+
+    async def first_then_close() -> str | None:
+        nonlocal calls
+        calls += 1
+        result = await original()
+        if calls == 1:
+            server.close()
+        return result
+
+    monitor._single_probe = first_then_close  # type: ignore[method-assign]
+    status = await monitor.probe()
+    assert status.successes == 1 and status.raw == 1 / 3
+
+
+async def test_hysteresis_holds_a_fault_until_it_persists() -> None:
+    """Real refused connections; a controlled clock stands in for the passing minutes."""
+    now = [1000.0]
+    port = closed_port()
+    monitor = NetworkMonitor(
+        "tcp", tcp_address="127.0.0.1", tcp_port=port, probes=2, probe_delay=0.0, fault_hold=60.0, clock=lambda: now[0]
+    )
+    first = await monitor.probe()
+    assert (first.raw, first.effective, first.fault_since) == (0.0, 1.0, 1000.0)
+    now[0] = 1059.0
+    assert (await monitor.probe()).effective == 1.0  # 59 s: not yet
+    now[0] = 1060.0
+    confirmed = await monitor.probe()
+    assert confirmed.effective == 0.0 and confirmed.fault_since == 1000.0
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", port))
+    server.listen(8)
+    try:
+        now[0] = 1070.0
+        recovered = await monitor.probe()
+    finally:
+        server.close()
+    assert (recovered.raw, recovered.effective, recovered.fault_since) == (1.0, 1.0, None)
+
+
+def test_tcp_in_a_namespace_is_refused() -> None:
+    with pytest.raises(ValueError, match="only ping and dns"):
+        NetworkMonitor("tcp", tcp_address="127.0.0.1", tcp_port=80, netns="x")
+
+
+def test_from_conf_takes_targets_from_hosted_engine_conf() -> None:
+    conf = HostedEngineConf(host_id=1, network_test="tcp", tcp_t_address="10.0.0.1", tcp_t_port=443)
+    monitor = NetworkMonitor.from_conf(conf, probes=2)
+    assert (monitor.test, monitor.tcp_address, monitor.tcp_port, monitor.probes) == ("tcp", "10.0.0.1", 443, 2)
