@@ -1,0 +1,647 @@
+"""``step(state, observation) -> (state, actions, record)``: the whole decision logic, pure.
+
+No I/O, no clock reads, no randomness: time arrives as ``observation.now``. Each step runs,
+in order: the safety rule (invariant 4), the current state's guards (spec §3.5), then the
+state's own logic (spec §3.6, with the fixes listed in docs/fsm.md). Entering EngineStart,
+EngineStop, EngineForceStop or LocalMaintenanceMigrateVm emits that state's VM action; the
+executor's result comes back in a later observation, matched by sequence number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from he_ha.config import ScoreConfig
+from he_ha.fsm import rules as R
+from he_ha.fsm.actions import (
+    AcquireLeaseAndStartVm,
+    Action,
+    DestroyVm,
+    MigrateVm,
+    Notify,
+    Publish,
+    PublishedRecord,
+    ReleaseLease,
+    ShutdownVm,
+)
+from he_ha.fsm.cluster import ClusterView, Snapshot, extend_history, judge
+from he_ha.fsm.decision import DecisionInputs, DecisionRecord, PeerSummary
+from he_ha.fsm.health import HEALTH_GOOD, NO_READING_HEALTH, REASON_LOCKED, VM_DOWN, VM_DOWN_UNEXPECTED, EngineHealth
+from he_ha.fsm.observation import (
+    ActionResult,
+    LocalReadings,
+    Observation,
+    Outcome,
+    PeerRecord,
+    SanlockHost,
+    WhiteboardView,
+)
+from he_ha.fsm.rules import STATE_GUARDS, GuardKind, Rule
+from he_ha.fsm.score import ScoreBreakdown, compute_score
+from he_ha.fsm.states import UP_FAMILY
+from he_ha.fsm.states import StateName as S
+from he_ha.fsm.timing import TimingConfig
+
+
+@dataclass(frozen=True, slots=True)
+class FsmConfig:
+    host_id: int
+    timing: TimingConfig = TimingConfig()
+    score: ScoreConfig = ScoreConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A VM action whose result has not been reported yet."""
+
+    seq: int
+    kind: str  # start | shutdown | destroy | migrate
+    issued_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FsmState:
+    config: FsmConfig
+    name: S = S.REINITIALIZE
+    entered_at: float | None = None  # when the current state was entered: its timer start
+    view: WhiteboardView | None = None  # the last successful whiteboard read
+    history: tuple[Snapshot, ...] = ()
+    global_maintenance: bool = False  # last known global flag
+    start_failures: tuple[float, ...] = ()  # times of failed starts inside the retry window
+    start_attempt_at: float | None = None  # our start succeeded; the engine is not up yet
+    pending: Pending | None = None
+    next_seq: int = 1
+    outranked_since: float | None = None  # a peer beats us by the yield threshold since
+    lease_busy_at: float | None = None
+    migrate_failed_at: float | None = None
+    migrate_target: int | None = None
+
+
+def initial_state(host_id: int, timing: TimingConfig | None = None, score: ScoreConfig | None = None) -> FsmState:
+    return FsmState(FsmConfig(host_id, timing or TimingConfig(), score or ScoreConfig()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    rule: Rule
+    note: str = ""
+    failure: bool = False  # count one failed start
+    lease_busy: bool = False
+    migrate_target: PeerRecord | None = None
+    migrate_failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    state: FsmState
+    obs: Observation
+    now: float
+    own_id: int
+    timing: TimingConfig
+    local: LocalReadings
+    health: EngineHealth | None
+    cluster: ClusterView
+    history: tuple[Snapshot, ...]
+    sanlock: dict[int, SanlockHost]
+    global_on: bool
+    failures: tuple[float, ...]
+    score: ScoreBreakdown
+    result: ActionResult | None  # the result answering our pending action
+    pending: Pending | None  # still unanswered
+    outranked_since: float | None
+
+
+# --- the safety rule and the guards -------------------------------------------------------------
+
+
+def _foreign_lease(ctx: _Ctx) -> _Decision | None:
+    """Invariant 4: our VM runs while another host is recorded as the lease owner.
+
+    Whether that owner is alive or not, our copy is unprotected: a live owner means two
+    copies, a dead one means anyone may acquire the lease and start a second copy.
+    The only exception is our own migration handing the lease to its target.
+    """
+    lease, health = ctx.obs.lease, ctx.health
+    if lease is None or lease.held_here or lease.owner in (None, ctx.own_id):
+        return None
+    if health is None or not health.running:
+        return None
+    if ctx.state.name is S.LOCAL_MAINTENANCE_MIGRATE_VM and ctx.state.migrate_target == lease.owner:
+        return None
+    status = ctx.sanlock.get(lease.owner, SanlockHost.UNKNOWN)
+    note = f"VM runs here but host {lease.owner} (sanlock: {status.value}) owns its lease"
+    if ctx.state.name is S.ENGINE_FORCE_STOP and ctx.pending is not None:
+        return _Decision(R.SAFETY_FOREIGN_LEASE_HOLD, note)
+    if ctx.state.name is S.ENGINE_FORCE_STOP:
+        return None  # the destroy was answered: ForceStop's own logic decides
+    return _Decision(R.SAFETY_FOREIGN_LEASE, note)
+
+
+def _guards(ctx: _Ctx) -> _Decision | None:
+    state, health = ctx.state, ctx.health
+    for guard in STATE_GUARDS[state.name]:
+        kind = guard.kind
+        if kind is GuardKind.TIMEOUT:
+            assert guard.timeout is not None
+            limit = getattr(ctx.timing, guard.timeout)
+            if state.entered_at is not None and ctx.now >= state.entered_at + limit:
+                return _Decision(R.guard_rule(state.name, guard), f"{limit:g} s in {state.name.value}")
+        elif kind is GuardKind.GLOBAL:
+            fired = ctx.global_on
+        elif kind is GuardKind.LOCAL:
+            fired = ctx.local.local_maintenance and not (health is not None and health.running)
+        else:  # VM_UNKNOWN; ReinitializeFSM waits for a first reading in its own logic (B14)
+            fired = (health is None and state.name is not S.REINITIALIZE) or (health is not None and health.unknown)
+        if kind is not GuardKind.TIMEOUT and fired:
+            return _Decision(R.guard_rule(state.name, guard))
+    return None
+
+
+# --- helpers shared by several states ---------------------------------------------------------------
+
+
+def _migration_target(ctx: _Ctx) -> PeerRecord | None:
+    """The best live host that can take the VM: positive score, not in maintenance, no VM."""
+    if ctx.cluster.stale:
+        return None
+    fit = [
+        p
+        for p in ctx.cluster.alive
+        if p.score > 0 and not p.maintenance and not p.stopped and not p.engine_status.running
+    ]
+    return max(fit, key=lambda p: (p.score, -p.host_id)) if fit else None
+
+
+def _migrate_backoff(ctx: _Ctx) -> bool:
+    failed = ctx.state.migrate_failed_at
+    return failed is not None and ctx.now < failed + ctx.timing.migrate_retry_delay
+
+
+def _migrate_away(ctx: _Ctx, go: Rule, no_target: Rule, backoff: Rule) -> _Decision:
+    if _migrate_backoff(ctx):
+        return _Decision(backoff, "the last migration failed; the VM stays up here for now")
+    target = _migration_target(ctx)
+    if target is None:
+        why = "whiteboard view is stale" if ctx.cluster.stale else "no live host with a positive score and no VM"
+        return _Decision(no_target, f"the VM stays up here: {why}")
+    return _Decision(go, f"migrate to host {target.host_id}", migrate_target=target)
+
+
+def _lease_blocks_start(ctx: _Ctx) -> str | None:
+    """Why the VM lease is known to be held by a live peer, or None.
+
+    sanlock's DEAD/FREE mean the lease can be acquired; LIVE/FAIL mean it cannot. With no
+    sanlock data, trust the whiteboard's liveness for the owner.
+    """
+    lease = ctx.obs.lease
+    if lease is None or lease.owner is None or lease.owner == ctx.own_id:
+        return None
+    status = ctx.sanlock.get(lease.owner)
+    if status in (SanlockHost.DEAD, SanlockHost.FREE):
+        return None
+    if status in (SanlockHost.LIVE, SanlockHost.FAIL):
+        return f"host {lease.owner} holds the VM lease (sanlock: {status.value})"
+    if any(p.host_id == lease.owner for p in ctx.cluster.alive):
+        return f"host {lease.owner} holds the VM lease and is alive on the whiteboard"
+    return None
+
+
+def _pending_overdue(ctx: _Ctx) -> bool:
+    """No pending action at all counts as overdue: nothing will ever answer."""
+    pending = ctx.pending
+    if pending is None:
+        return True
+    limit = ctx.timing.migrate_timeout if pending.kind == "migrate" else ctx.timing.action_timeout
+    return ctx.now >= pending.issued_at + limit
+
+
+# --- the states' own logic ---------------------------------------------------------------------------------
+
+
+def _reinitialize(ctx: _Ctx) -> _Decision:
+    if ctx.health is None:
+        return _Decision(R.REINIT_AWAIT_HEALTH)
+    return _Decision(R.REINIT_VM_UP if ctx.health.running else R.REINIT_VM_DOWN)
+
+
+def _engine_down(ctx: _Ctx) -> _Decision:
+    cluster = ctx.cluster
+    best = cluster.best_engine
+    if best is not None and best.running:
+        if cluster.best_engine_host == ctx.own_id:
+            return _Decision(R.DOWN_ENGINE_HERE)
+        return _Decision(R.DOWN_ENGINE_ELSEWHERE, f"engine on host {cluster.best_engine_host}")
+    if not cluster.mature:
+        return _Decision(R.DOWN_VIEW_IMMATURE)
+    if cluster.stale:
+        return _Decision(R.DOWN_VIEW_STALE, f"view age {cluster.view_age}")
+    if ctx.local.storage_ok is not True:
+        return _Decision(R.DOWN_STORAGE, f"storage_ok={ctx.local.storage_ok}")
+    if cluster.too_new:
+        return _Decision(R.DOWN_TOO_NEW, f"hosts {list(cluster.too_new)}")
+    held = _lease_blocks_start(ctx)
+    if held:
+        return _Decision(R.DOWN_LEASE_HELD, held)
+    busy = ctx.state.lease_busy_at
+    if busy is not None and ctx.now < busy + ctx.timing.lease_busy_backoff:
+        return _Decision(R.DOWN_LEASE_BACKOFF)
+    rival = cluster.best_score_host
+    if rival is None or rival.score <= ctx.score.total:
+        rival_text = "no live peer" if rival is None else f"best peer host {rival.host_id} scores {rival.score}"
+        return _Decision(R.DOWN_START, f"own score {ctx.score.total}, {rival_text}")
+    return _Decision(R.DOWN_BETTER_HOST, f"host {rival.host_id} scores {rival.score} > {ctx.score.total}")
+
+
+def _engine_start(ctx: _Ctx) -> _Decision:
+    result = ctx.result
+    if result is not None:
+        if result.outcome is Outcome.OK:
+            return _Decision(R.START_OK)
+        if result.outcome is Outcome.LEASE_BUSY:
+            return _Decision(R.START_LEASE_BUSY, result.reason, lease_busy=True)
+        return _Decision(R.START_FAILED, result.reason, failure=True)
+    if _pending_overdue(ctx):
+        return _Decision(R.START_TIMEOUT, failure=True)
+    return _Decision(R.START_AWAIT)
+
+
+def _engine_starting(ctx: _Ctx) -> _Decision:
+    health = ctx.health
+    assert health is not None  # the vm-unknown guard ran first
+    if health.running:
+        return _Decision(R.STARTING_UP if health.health == HEALTH_GOOD else R.STARTING_POWERING_UP, health.detail)
+    if health.vm == VM_DOWN:
+        return _Decision(R.STARTING_DOWN, health.reason or "")
+    return _Decision(R.STARTING_VANISHED, health.vm)
+
+
+def _outranked_by(cluster: ClusterView, own_score: int, timing: TimingConfig) -> PeerRecord | None:
+    """The live peer beating our score by the yield threshold, judged on a fresh view only."""
+    rival = cluster.best_score_host
+    if cluster.stale or rival is None:
+        return None
+    return rival if rival.score >= own_score + timing.yield_threshold else None
+
+
+def _engine_up(ctx: _Ctx) -> _Decision:
+    health = ctx.health
+    assert health is not None
+    if health.vm == VM_DOWN:
+        return _Decision(R.UP_VM_DOWN, health.reason or "")
+    if health.vm == VM_DOWN_UNEXPECTED:
+        return _Decision(R.UP_VM_CRASHED, health.reason or "")
+    if not health.running:
+        return _Decision(R.UP_VM_NOT_UP, health.vm)
+    cluster = ctx.cluster
+    if not cluster.stale and cluster.best_engine_host != ctx.own_id:
+        return _Decision(R.UP_ENGINE_ELSEWHERE, f"host {cluster.best_engine_host} runs a better-ranked engine")
+    healthy = health.health == HEALTH_GOOD
+    maintenance_note = ""
+    if ctx.local.local_maintenance:
+        decision = _migrate_away(ctx, R.UP_MIGRATE, R.UP_NO_TARGET, R.UP_MIGRATE_BACKOFF)
+        if decision.rule is R.UP_MIGRATE or healthy:
+            return decision
+        maintenance_note = f"local maintenance ({decision.note}); "
+    rival = None if ctx.local.local_maintenance else _outranked_by(cluster, ctx.score.total, ctx.timing)
+    if rival is not None and ctx.outranked_since is not None:
+        waited = ctx.now - ctx.outranked_since
+        if waited >= ctx.timing.yield_dwell:
+            return _Decision(R.UP_YIELD, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total} for {waited:g} s")
+    if not healthy:
+        rule = R.UP_BAD_HEALTH if ctx.state.name is S.ENGINE_UP else R.UP_BAD_HEALTH_PERSISTS
+        return _Decision(rule, maintenance_note + (health.reason or health.detail))
+    if rival is not None:
+        return _Decision(R.UP_OUTRANKED, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total}")
+    return _Decision(R.UP_OK)
+
+
+def _maybe_away(ctx: _Ctx) -> _Decision:
+    health = ctx.health
+    assert health is not None
+    if health.vm == VM_DOWN:
+        return _Decision(R.AWAY_VM_DOWN)
+    if health.vm == VM_DOWN_UNEXPECTED:
+        return _Decision(R.AWAY_VM_CRASHED)
+    if health.running:
+        return _Decision(R.AWAY_VM_UP)
+    best = ctx.cluster.best_engine
+    if best is not None and best.running and ctx.cluster.best_engine_host != ctx.own_id:
+        return _Decision(R.AWAY_ELSEWHERE, f"engine on host {ctx.cluster.best_engine_host}")
+    return _Decision(R.AWAY_WAIT)
+
+
+def _unexpectedly_down(ctx: _Ctx) -> _Decision:
+    best = ctx.cluster.best_engine
+    if best is not None and best.running and ctx.cluster.best_engine_host == ctx.own_id:
+        return _Decision(R.UD_ENGINE_HERE)
+    return _Decision(R.UD_WAIT)
+
+
+def _engine_stop(ctx: _Ctx) -> _Decision:
+    health = ctx.health
+    assert health is not None
+    if not health.running:
+        return _Decision(R.STOP_VM_GONE, health.vm)
+    if health.detail == "Paused":
+        return _Decision(R.STOP_PAUSED)
+    if ctx.result is not None and ctx.result.outcome is not Outcome.OK:
+        return _Decision(R.STOP_FAILED, ctx.result.reason)
+    return _Decision(R.STOP_AWAIT)
+
+
+def _engine_force_stop(ctx: _Ctx) -> _Decision:
+    result = ctx.result
+    if result is not None:
+        if result.outcome is Outcome.OK:
+            return _Decision(R.FORCE_DONE)
+        return _Decision(R.FORCE_FAILED, result.reason)
+    if _pending_overdue(ctx):
+        return _Decision(R.FORCE_TIMEOUT)
+    return _Decision(R.FORCE_AWAIT)
+
+
+def _global_maintenance(ctx: _Ctx) -> _Decision:
+    return _Decision(R.GM_CLEARED)  # the hold guard ran first: the flag is off
+
+
+def _local_maintenance(ctx: _Ctx) -> _Decision:
+    if not ctx.local.local_maintenance:
+        return _Decision(R.LM_CLEARED)
+    if ctx.health is not None and ctx.health.running:
+        return _migrate_away(ctx, R.LM_MIGRATE, R.LM_NO_TARGET, R.LM_BACKOFF)
+    return _Decision(R.LM_IDLE)
+
+
+def _migrating(ctx: _Ctx) -> _Decision:
+    health, result = ctx.health, ctx.result
+    assert health is not None
+    if result is not None and result.outcome is not Outcome.OK:
+        if health.running:
+            return _Decision(R.MIGRATE_FAILED, result.reason, migrate_failed=True)
+        return _Decision(R.MIGRATE_VM_LOST, result.reason)
+    if health.gone:
+        return _Decision(R.MIGRATE_DONE, f"to host {ctx.state.migrate_target}")
+    entered = ctx.state.entered_at
+    if entered is not None and ctx.now >= entered + ctx.timing.migrate_timeout:
+        return _Decision(R.MIGRATE_TIMEOUT, migrate_failed=True)
+    return _Decision(R.MIGRATE_AWAIT, "reported done, the VM has not left yet" if result else "")
+
+
+def _unknown_vm_state(ctx: _Ctx) -> _Decision:
+    return _Decision(R.ULVS_KNOWN)  # the hold guard ran first: the state is known
+
+
+_BODIES = {
+    S.REINITIALIZE: _reinitialize,
+    S.ENGINE_DOWN: _engine_down,
+    S.ENGINE_START: _engine_start,
+    S.ENGINE_STARTING: _engine_starting,
+    S.ENGINE_UP: _engine_up,
+    S.ENGINE_UP_BAD_HEALTH: _engine_up,
+    S.ENGINE_MAYBE_AWAY: _maybe_away,
+    S.ENGINE_UNEXPECTEDLY_DOWN: _unexpectedly_down,
+    S.ENGINE_STOP: _engine_stop,
+    S.ENGINE_FORCE_STOP: _engine_force_stop,
+    S.GLOBAL_MAINTENANCE: _global_maintenance,
+    S.LOCAL_MAINTENANCE: _local_maintenance,
+    S.LOCAL_MAINTENANCE_MIGRATE_VM: _migrating,
+    S.UNKNOWN_LOCAL_VM_STATE: _unknown_vm_state,
+}
+
+
+# --- putting one step together ----------------------------------------------------------------------------------
+
+
+def _context(state: FsmState, obs: Observation) -> _Ctx:
+    cfg, now = state.config, obs.now
+    timing = cfg.timing
+    view = obs.whiteboard if obs.whiteboard is not None else state.view
+    history = extend_history(state.history, obs.whiteboard, timing)
+    health = obs.local.engine_health
+    sanlock = dict(obs.sanlock_hosts) if obs.sanlock_hosts else {}
+    cluster = judge(
+        own_id=cfg.host_id,
+        now=now,
+        history=history,
+        view=view,
+        sanlock_hosts=obs.sanlock_hosts,
+        local_health=health,
+        timing=timing,
+    )
+    known_global = obs.whiteboard.global_maintenance if obs.whiteboard is not None else None
+    global_on = state.global_maintenance if known_global is None else known_global
+    failures = tuple(t for t in state.start_failures if now < t + timing.retry_window)
+    pending = state.pending
+    result = obs.result if pending is not None and obs.result is not None and obs.result.seq == pending.seq else None
+    score = compute_score(state.name, obs.local, len(failures), cfg.score, timing.max_retries)
+    outranked_since = None
+    if state.name in UP_FAMILY and _outranked_by(cluster, score.total, timing) is not None:
+        outranked_since = state.outranked_since if state.outranked_since is not None else now
+    return _Ctx(
+        state=state,
+        obs=obs,
+        now=now,
+        own_id=cfg.host_id,
+        timing=timing,
+        local=obs.local,
+        health=health,
+        cluster=cluster,
+        history=history,
+        sanlock=sanlock,
+        global_on=global_on,
+        failures=failures,
+        score=score,
+        result=result,
+        pending=pending if result is None else None,
+        outranked_since=outranked_since,
+    )
+
+
+def _decide(ctx: _Ctx) -> _Decision:
+    return _foreign_lease(ctx) or _guards(ctx) or _BODIES[ctx.state.name](ctx)
+
+
+def _counts_as_failed_start(state: FsmState, dest: S, health: EngineHealth | None) -> bool:
+    """Leaving EngineStarting without reaching EngineUp after our own start (B1's intent)."""
+    if state.name is not S.ENGINE_STARTING or state.start_attempt_at is None:
+        return False
+    if dest not in (S.ENGINE_STOP, S.ENGINE_FORCE_STOP, S.ENGINE_MAYBE_AWAY):
+        return False
+    return not (health is not None and health.reason == REASON_LOCKED)  # lost a lease race: not our fault
+
+
+def _entry_action(dest: S, seq: int, now: float, ctx: _Ctx, decision: _Decision) -> tuple[Action, Pending] | None:
+    if dest is S.ENGINE_START:
+        return AcquireLeaseAndStartVm(seq), Pending(seq, "start", now)
+    if dest is S.ENGINE_STOP:
+        return ShutdownVm(seq, ctx.timing.stop_timeout), Pending(seq, "shutdown", now)
+    if dest is S.ENGINE_FORCE_STOP:
+        reason = f"{decision.rule.id}: {decision.note}" if decision.note else decision.rule.id
+        return DestroyVm(seq, reason), Pending(seq, "destroy", now)
+    if dest is S.LOCAL_MAINTENANCE_MIGRATE_VM:
+        target = decision.migrate_target
+        assert target is not None
+        return MigrateVm(seq, target.host_id, target.hostname), Pending(seq, "migrate", now)
+    return None
+
+
+def _timeout_at(name: S, entered_at: float | None, timing: TimingConfig) -> float | None:
+    if entered_at is None:
+        return None
+    for guard in STATE_GUARDS.get(name, ()):
+        if guard.kind is GuardKind.TIMEOUT and guard.timeout is not None:
+            return entered_at + getattr(timing, guard.timeout)
+    return None
+
+
+def _inputs(ctx: _Ctx) -> DecisionInputs:
+    cluster, lease = ctx.cluster, ctx.obs.lease
+    best = cluster.best_score_host
+    return DecisionInputs(
+        local_health=ctx.health,
+        local_maintenance=ctx.local.local_maintenance,
+        global_maintenance=ctx.global_on,
+        storage_ok=ctx.local.storage_ok,
+        view_mature=cluster.mature,
+        view_age=cluster.view_age,
+        view_stale=cluster.stale,
+        alive=tuple(PeerSummary(p.host_id, p.score, p.engine_status.vm, p.engine_status.health) for p in cluster.alive),
+        too_new=cluster.too_new,
+        unreadable=cluster.unreadable,
+        silent=cluster.silent,
+        fenced=cluster.fenced,
+        best_engine_host=cluster.best_engine_host,
+        best_engine=cluster.best_engine,
+        best_score_host=None if best is None else best.host_id,
+        best_score=None if best is None else best.score,
+        own_score=ctx.score.total,
+        lease_owner=None if lease is None else lease.owner,
+        lease_held_here=None if lease is None else lease.held_here,
+        result=ctx.result,
+        start_failures=len(ctx.failures),
+        outranked_since=ctx.outranked_since,
+    )
+
+
+def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...], DecisionRecord]:
+    """Decide one tick. Pure: the same (state, observation) always gives the same output."""
+    if state.name is S.AGENT_STOPPED:
+        raise ValueError("AgentStopped is final: build a new state with initial_state() after a restart")
+    ctx = _context(state, obs)
+    decision = _decide(ctx)
+    now, timing = ctx.now, ctx.timing
+    dest = decision.rule.target(state.name)
+    changed = dest is not state.name
+    entered_at = now if changed else state.entered_at
+
+    failures = ctx.failures
+    if decision.failure or (changed and _counts_as_failed_start(state, dest, ctx.health)):
+        failures = (*failures, now)
+    if changed and dest is S.ENGINE_UP:
+        failures = ()  # the engine runs here: this host can start it after all
+    if decision.rule is R.START_OK:
+        start_attempt_at: float | None = now
+    else:
+        start_attempt_at = state.start_attempt_at if dest is S.ENGINE_STARTING else None
+
+    actions: list[Action] = []
+    next_seq, pending = state.next_seq, (None if changed else ctx.pending)
+    entry = _entry_action(dest, next_seq, now, ctx, decision) if changed else None
+    if entry is not None:
+        vm_action, pending = entry
+        next_seq += 1
+    new_state = FsmState(
+        config=state.config,
+        name=dest,
+        entered_at=entered_at,
+        view=obs.whiteboard if obs.whiteboard is not None else state.view,
+        history=ctx.history,
+        global_maintenance=ctx.global_on,
+        start_failures=failures,
+        start_attempt_at=start_attempt_at,
+        pending=pending,
+        next_seq=next_seq,
+        outranked_since=ctx.outranked_since if dest in UP_FAMILY else None,
+        lease_busy_at=now if decision.lease_busy else state.lease_busy_at,
+        migrate_failed_at=now if decision.migrate_failed else state.migrate_failed_at,
+        migrate_target=(
+            (decision.migrate_target.host_id if decision.migrate_target else state.migrate_target)
+            if dest is S.LOCAL_MAINTENANCE_MIGRATE_VM
+            else None
+        ),
+    )
+    score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries)
+    timeout_at = _timeout_at(dest, entered_at, timing)
+    actions.append(Publish(_published(now, dest, score, ctx.health, timeout_at)))
+    if entry is not None:
+        actions.append(vm_action)
+    release = _release_lease(ctx, dest, pending)
+    if release is not None:
+        actions.append(release)
+    if changed:
+        actions.append(Notify(f"{state.name.value}-{dest.value}"))
+    record = DecisionRecord(
+        host_id=ctx.own_id,
+        now=now,
+        from_state=state.name.value,
+        to_state=dest.value,
+        rule=decision.rule.id,
+        note=decision.note,
+        actions=tuple(actions),
+        score=score,
+        inputs=_inputs(ctx),
+        # After a VM action the executor's result triggers the next tick.
+        tick_after=0.0 if decision.rule.nowait and entry is None else timing.loop_delay,
+        timeout_at=timeout_at,
+    )
+    return new_state, record.actions, record
+
+
+def _published(
+    now: float, name: S, score: ScoreBreakdown, health: EngineHealth | None, timeout_at: float | None, stopped: bool = False
+) -> PublishedRecord:
+    return PublishedRecord(
+        host_ts=int(now),
+        state=name.value,
+        score=score.total,
+        engine_status=health if health is not None else NO_READING_HEALTH,
+        maintenance=name in (S.LOCAL_MAINTENANCE, S.LOCAL_MAINTENANCE_MIGRATE_VM),
+        stopped=stopped,
+        timeout_at=timeout_at,
+    )
+
+
+def _release_lease(ctx: _Ctx, dest: S, pending: Pending | None) -> ReleaseLease | None:
+    """Invariant 2: release a lease held here only where no VM is expected and none runs."""
+    lease, health = ctx.obs.lease, ctx.health
+    if lease is None or not lease.held_here or pending is not None:
+        return None
+    if dest not in (S.ENGINE_DOWN, S.LOCAL_MAINTENANCE) or health is None or not health.gone:
+        return None
+    return ReleaseLease(f"VM is {health.vm} here while this host holds its lease")
+
+
+def stop(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...], DecisionRecord]:
+    """The supervisor is exiting: publish AgentStopped (score 0, stopped=1) and nothing else.
+
+    The VM is left alone, whatever runs: stopping the supervisor never stops the engine.
+    """
+    ctx = _context(state, obs)
+    timing = ctx.timing
+    score = compute_score(S.AGENT_STOPPED, obs.local, len(ctx.failures), state.config.score, timing.max_retries)
+    publish = Publish(_published(obs.now, S.AGENT_STOPPED, score, ctx.health, None, stopped=True))
+    new_state = FsmState(config=state.config, name=S.AGENT_STOPPED, entered_at=obs.now)
+    record = DecisionRecord(
+        host_id=ctx.own_id,
+        now=obs.now,
+        from_state=state.name.value,
+        to_state=S.AGENT_STOPPED.value,
+        rule=R.AGENT_STOPPED.id,
+        note="",
+        actions=(publish,),
+        score=score,
+        inputs=_inputs(ctx),
+        tick_after=timing.loop_delay,
+        timeout_at=None,
+    )
+    return new_state, record.actions, record

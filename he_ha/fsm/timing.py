@@ -1,0 +1,65 @@
+"""Every timeout of the state machine in one frozen, validated object.
+
+Defaults are the original's constants (spec §3.7) plus he-ha's additions, which the
+original did not have: the yield dwell time (hysteresis), the maximum age of the
+whiteboard view before it counts as stale, and the deadlines for pending actions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+class TimingError(ValueError):
+    """A timing value is missing its meaning: unknown key, wrong type or out of range."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimingConfig:
+    # --- the original's constants (spec §3.7) ---
+    loop_delay: float = 10.0  # LOOP_DELAY: period of a WAIT step
+    liveness: float = 60.0  # HOST_ALIVE_TIMEOUT_SECS
+    history: float = 900.0  # STATS_HISTORY_SECS
+    starting_timeout: float = 600.0  # ENGINE_STARTING_TIMEOUT: EngineStarting -> EngineStop
+    bad_health_timeout: float = 300.0  # EngineUpBadHealth -> EngineStop
+    stop_timeout: float = 300.0  # EngineStop -> EngineForceStop
+    maybe_away_timeout: float = 40.0  # ENGINE_AWAY_EXPIRATION_SECS
+    unexpectedly_down_timeout: float = 560.0  # VM_UNEXPECTED_SHUTDOWN_EXPIRATION_SECS
+    retry_window: float = 600.0  # ENGINE_RETRY_EXPIRATION_SECS
+    max_retries: int = 3  # failed starts inside the window that zero the score
+    yield_threshold: int = 800  # RESTART_THRESHOLD_SCORE
+    # --- he-ha additions ---
+    yield_dwell: float = 60.0  # a peer must out-score us by the threshold this long before we yield
+    view_max_age: float = 30.0  # an older whiteboard view is stale: no start, no yield on it
+    action_timeout: float = 120.0  # start / shutdown / destroy result not reported -> failed
+    migrate_timeout: float = 300.0  # migration result not reported -> failed
+    migrate_retry_delay: float = 60.0  # wait after a failed migration before trying again
+    lease_busy_backoff: float = 20.0  # without lease-owner data, wait this long after "lease busy"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TimingError(f"timing {f.name!r} must be a finite number, got {value!r}")
+            minimum = 0 if f.name == "yield_dwell" else 1e-9
+            if value < minimum:
+                raise TimingError(f"timing {f.name!r} must be {'>= 0' if minimum == 0 else '> 0'}, got {value!r}")
+        if not isinstance(self.max_retries, int) or not isinstance(self.yield_threshold, int):
+            raise TimingError("timing 'max_retries' and 'yield_threshold' must be integers")
+        if self.history <= self.liveness + self.loop_delay:
+            # Liveness needs a snapshot older than `liveness` still inside the history.
+            raise TimingError(
+                f"timing 'history' ({self.history}) must exceed liveness + loop_delay "
+                f"({self.liveness + self.loop_delay})"
+            )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> TimingConfig:
+        """Build from a mapping (YAML scenario, config file), refusing unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise TimingError(f"unknown timing key {key!r}; known keys: {', '.join(sorted(known))}")
+        return cls(**data)  # type: ignore[arg-type]

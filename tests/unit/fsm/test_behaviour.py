@@ -1,0 +1,186 @@
+"""Multi-step behaviour and the original's defects fixed (spec §12: B1, B13, B14, B31)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from he_ha.fsm import (
+    AcquireLeaseAndStartVm,
+    FsmState,
+    Notify,
+    Observation,
+    Outcome,
+    PeerFault,
+    Publish,
+    StateName as S,
+    initial_state,
+    step,
+    stop,
+)
+from he_ha.fsm.health import NO_READING_HEALTH
+from tests.unit.fsm.builders import DOWN, DOWN_UNEXPECTED, OWN, POWERING_UP, T0, UP_BAD, UP_GOOD, obs, peer, result, state_in
+
+
+def _run(state: FsmState, *observations: Observation) -> list:  # type: ignore[type-arg]
+    records = []
+    for observation in observations:
+        state, _, record = step(state, observation)
+        records.append(record)
+    return [state, records]
+
+
+def _fail_start(state: FsmState, now: float) -> FsmState:
+    """EngineDown -> EngineStart -> (start fails) -> EngineDown, at `now`."""
+    peers = (peer(score=1000, ts=int(now)),)  # a live, weaker peer
+    state, actions, record = step(state, obs(DOWN, now=now, peers=peers))
+    assert record.rule == "down.start", record.rule
+    seq = next(a.seq for a in actions if isinstance(a, AcquireLeaseAndStartVm))
+    state, _, record = step(state, obs(DOWN, now=now + 1, peers=peers, result=result(Outcome.FAILED, seq=seq)))
+    assert record.rule == "start.failed"
+    return state
+
+
+def test_b1_three_failed_starts_zero_the_score_until_the_window_passes() -> None:
+    state = state_in(S.ENGINE_DOWN, peers=())
+    for i in range(3):
+        state = _fail_start(state, T0 + 100 * i)
+    assert len(state.start_failures) == 3
+    _, actions, record = step(state, obs(DOWN, now=T0 + 250, peers=()))
+    assert record.inputs.own_score == 0 and actions[0].record.score == 0
+    # Alone in the cluster: score 0 does not stop us (no live peer scores higher)...
+    assert record.rule == "down.start"
+    # ...but with a live peer at any positive score, it gets its turn.
+    _, _, record = step(state, obs(DOWN, now=T0 + 250, peers=(peer(score=100, ts=1),)))
+    assert record.rule == "down.better-host"
+    # Failures were recorded at T0+1, +101, +201 (the result steps); each counts 600 s.
+    _, _, record = step(state, obs(DOWN, now=T0 + 600.9, peers=()))
+    assert record.inputs.start_failures == 3
+    _, _, record = step(state, obs(DOWN, now=T0 + 601, peers=()))
+    assert record.inputs.start_failures == 2 and record.inputs.own_score == 3300
+    _, _, record = step(state, obs(DOWN, now=T0 + 801, peers=()))
+    assert record.inputs.start_failures == 0 and record.inputs.own_score == 3400
+
+
+def test_engine_starting_without_health_after_our_start_counts_as_failure() -> None:
+    state = state_in(S.ENGINE_STARTING, start_attempt_at=T0 - 600, entered_at=T0 - 600)
+    new, _, record = step(state, obs(POWERING_UP))
+    assert record.rule == "timeout.EngineStarting" and new.start_failures == (T0,)
+    new, _, _ = step(state_in(S.ENGINE_STARTING, start_attempt_at=T0 - 9), obs(DOWN_UNEXPECTED))
+    assert new.start_failures == (T0,)
+
+
+def test_adopted_vm_dying_is_not_a_failed_start() -> None:
+    """Reinitialize -> EngineStarting for a VM we did not start (supervisor restart)."""
+    new, _, _ = step(state_in(S.ENGINE_STARTING, start_attempt_at=None), obs(DOWN_UNEXPECTED))
+    assert new.start_failures == ()
+
+
+def test_reaching_engine_up_clears_failures() -> None:
+    state = state_in(S.ENGINE_STARTING, start_failures=(T0 - 50, T0 - 20), start_attempt_at=T0 - 9)
+    new, _, record = step(state, obs(UP_GOOD))
+    assert record.rule == "starting.up" and new.start_failures == () and new.start_attempt_at is None
+
+
+def test_b14_no_health_reading_at_start_up() -> None:
+    state = initial_state(OWN)
+    new, actions, record = step(state, obs(None, peers=()))
+    assert record.rule == "reinit.await-health" and new.name is S.REINITIALIZE
+    publish = actions[0]
+    assert isinstance(publish, Publish) and publish.record.engine_status == NO_READING_HEALTH
+    new, _, record = step(new, obs(UP_GOOD, now=T0 + 10, peers=()))
+    assert record.rule == "reinit.vm-up"
+
+
+def test_b13_live_too_new_peer_blocks_start_and_a_dead_one_does_not() -> None:
+    def fault(t: float) -> PeerFault:
+        return PeerFault(3, "too_new", f"crc-{t}")
+
+    state = state_in(S.ENGINE_DOWN, peers=(fault(T0 - 100),))
+    _, _, record = step(state, obs(DOWN, peers=(fault(T0),)))
+    assert record.rule == "down.peer-too-new" and record.inputs.too_new == (3,)
+    frozen = PeerFault(3, "too_new", "frozen")  # the newer host died: its slot no longer changes
+    state = state_in(S.ENGINE_DOWN, peers=(frozen,))
+    state = replace(state, history=tuple(replace(s, stamps=((3, "frozen"),)) for s in state.history))
+    _, _, record = step(state, obs(DOWN, peers=(frozen,)))
+    assert record.rule == "down.start" and record.inputs.too_new == ()
+
+
+def test_b31_fresh_host_does_not_start_while_the_engine_runs_elsewhere() -> None:
+    """A new agent reads every 10 s; a peer runs the engine all along. The original could
+    start at the 60 s boundary with no live peer; here the first start-relevant decision
+    already sees the peer alive."""
+    state = initial_state(OWN)
+    rules = []
+    for i in range(12):
+        now = T0 + 10 * i
+        state, _, record = step(state, obs(DOWN, now=now, peers=(peer(status=UP_GOOD, ts=int(now) + 77),)))
+        rules.append(record.rule)
+    assert "down.start" not in rules
+    assert rules[:7] == ["reinit.vm-down"] + ["down.view-immature"] * 6
+    assert set(rules[7:]) == {"down.engine-elsewhere"}
+
+
+def test_unreadable_global_flag_keeps_the_last_known_value() -> None:
+    state = state_in(S.GLOBAL_MAINTENANCE, global_maintenance=True)
+    new, _, record = step(state, obs(DOWN, global_maintenance=None))
+    assert record.rule == "guard.global.hold" and record.inputs.global_maintenance is True
+    new, _, record = step(new, obs(DOWN, now=T0 + 10, global_maintenance=False))
+    assert record.rule == "global-maintenance.cleared"
+
+
+def test_whiteboard_read_failure_reuses_the_last_view() -> None:
+    state = state_in(S.ENGINE_DOWN, peers=(peer(status=UP_GOOD),), view_age=5)
+    new, _, record = step(state, obs(DOWN, peers=None))
+    assert record.rule == "down.engine-elsewhere" and record.inputs.view_age == 5
+    assert new.view == state.view and new.history == state.history
+
+
+def test_global_maintenance_takes_no_vm_action() -> None:
+    state = state_in(S.ENGINE_UP_BAD_HEALTH, entered_at=T0 - 1000)
+    _, actions, record = step(state, obs(UP_BAD, global_maintenance=True))
+    assert record.rule == "timeout.EngineUpBadHealth"  # the timeout guard is outermost, as the original
+    state = state_in(S.GLOBAL_MAINTENANCE)
+    for health in (UP_BAD, DOWN_UNEXPECTED, DOWN):
+        _, actions, _ = step(state, obs(health, global_maintenance=True))
+        assert [type(a) for a in actions] == [Publish]
+
+
+def test_local_maintenance_never_stops_a_running_engine_without_a_target() -> None:
+    state = state_in(S.ENGINE_UP, peers=())
+    for i in range(50):
+        state, actions, record = step(state, obs(UP_GOOD, now=T0 + 10 * i, peers=(), local_maintenance=True))
+        assert state.name is S.ENGINE_UP and record.rule == "up.local-maintenance.no-target"
+        assert [type(a) for a in actions] == [Publish]
+
+
+def test_notify_only_on_state_change_and_nowait_hint() -> None:
+    state = state_in(S.REINITIALIZE)
+    new, actions, record = step(state, obs(UP_GOOD))
+    assert Notify("ReinitializeFSM-EngineStarting") in actions and record.tick_after == 0.0
+    _, actions, record = step(new, obs(POWERING_UP, now=T0 + 1))
+    assert not any(isinstance(a, Notify) for a in actions) and record.tick_after == 10.0
+
+
+def test_publish_record_contents() -> None:
+    _, actions, _ = step(state_in(S.LOCAL_MAINTENANCE), obs(DOWN, now=T0 + 0.7, local_maintenance=True))
+    record = actions[0].record
+    assert (record.host_ts, record.state, record.score, record.maintenance, record.stopped) == (
+        int(T0),
+        "LocalMaintenance",
+        0,
+        True,
+        False,
+    )
+
+
+def test_stop_publishes_agent_stopped_and_is_final() -> None:
+    state = state_in(S.ENGINE_UP)
+    new, actions, record = stop(state, obs(UP_GOOD))
+    assert [type(a) for a in actions] == [Publish]
+    published = actions[0].record
+    assert (published.state, published.score, published.stopped) == ("AgentStopped", 0, True)
+    assert record.rule == "agent.stopped" and new.name is S.AGENT_STOPPED
+    with pytest.raises(ValueError, match="final"):
+        step(new, obs(UP_GOOD))
