@@ -19,6 +19,7 @@ Deviations from the original reader, each fixing a defect of spec §12:
 from __future__ import annotations
 
 import json
+import mmap
 import re
 import zlib
 from collections.abc import Mapping
@@ -47,7 +48,6 @@ CRC_FIELD = 9
 CRC_PLACEHOLDER = "00000000"
 
 _ZERO_SLOT = bytes(SLOT_BYTES)
-_ZERO_BLOCK = bytes(BLOCK_BYTES)
 _LEADING_DIGITS = re.compile(r"[0-9]+")
 _FORBIDDEN_IN_FIELD = ("|", "\0")  # the format has no escaping; a NUL would be stripped on read
 
@@ -185,14 +185,14 @@ def decode_host_slot(host_id: int, slot: bytes) -> HostSlot | None:
         stopped=_int_field(host_id, fields, 8, "stopped") > 0,
         conf_on_shared_storage=_int_field(host_id, fields, 10, "conf_on_shared_storage") > 0 if full else None,
         local_conf_timestamp=_int_field(host_id, fields, 11, "local_conf_timestamp") if full else None,
-        extra=_text(host_id, "extra text", _rstrip_nul(slot, BLOCK_BYTES)),
+        extra=_text(host_id, "extra text", _strip_padding(slot[BLOCK_BYTES:])),
         crc32=fields[CRC_FIELD],
     )
 
 
 def _verified_fields(host_id: int, slot: bytes) -> list[str]:
     """The header's fields, only after its crc32 matched (nothing is converted before that)."""
-    fields = _text(host_id, "header", slot[:BLOCK_BYTES].rstrip(b"\0")).split("|")
+    fields = _text(host_id, "header", _strip_padding(slot[:BLOCK_BYTES])).split("|")
     if len(fields) <= CRC_FIELD:
         raise MalformedSlot(
             host_id, f"header has {len(fields)} fields; without the crc32 (field 9) it cannot be trusted"
@@ -217,7 +217,7 @@ def decode_global_block(slot: bytes) -> GlobalBlock | None:
         return None
     maintenance = False
     unknown: list[tuple[str, str]] = []
-    for line in _text(0, "text", slot.rstrip(b"\0")).split("\n"):
+    for line in _text(0, "text", _strip_padding(slot)).split("\n"):
         if not line.strip():
             continue
         key, sep, value = line.partition("=")
@@ -237,8 +237,8 @@ def decode_global_block(slot: bytes) -> GlobalBlock | None:
 # --- the whole whiteboard ------------------------------------------------------------------------
 
 
-def decode_whiteboard(data: bytes | bytearray, length: int | None = None) -> WhiteboardView:
-    """Decode slots 0..2000 from ``data[:length]`` (anything sliceable to bytes, e.g. an mmap).
+def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = None) -> WhiteboardView:
+    """Decode slots 0..2000 from ``data[:length]`` (an mmap is not copied as a whole).
 
     A short buffer is fine: missing bytes read as zero, as in the original's short read.
     Bytes past slot 2000 are ignored. One bad slot never hides the others: its SlotError
@@ -287,13 +287,15 @@ def _is_empty(index: int, slot: bytes) -> bool:
     raise MalformedSlot(index, f"first byte is NUL but {stray} other bytes are not: leftover data, not a slot")
 
 
-def _rstrip_nul(slot: bytes, start: int) -> bytes:
-    """``slot[start:].rstrip(NUL)``, skipping whole zero blocks first: a byte-wise rstrip of
-    the ~3.5 KB of padding behind the extra text was half the cost of decoding a slot."""
-    end = len(slot)
-    while end - BLOCK_BYTES >= start and slot[end - BLOCK_BYTES : end] == _ZERO_BLOCK:
-        end -= BLOCK_BYTES
-    return slot[start:end].rstrip(b"\0")
+def _strip_padding(data: bytes) -> bytes:
+    """``data.rstrip(NUL)``, fast for the usual shape "text, then only NULs": a find and a
+    memcmp instead of a byte-wise rstrip, which was a third of the cost of decoding a slot."""
+    cut = data.find(0)
+    if cut < 0:
+        return data
+    if data.endswith(_ZERO_SLOT[: len(data) - cut]):
+        return data[:cut]
+    return data.rstrip(b"\0")  # NUL inside the text: keep it, as the original reader did
 
 
 def _text(index: int, what: str, raw: bytes) -> str:
@@ -345,6 +347,7 @@ def _check_record(slot: HostSlot) -> None:
         for bad in _FORBIDDEN_IN_FIELD:
             if bad in value:
                 raise EncodeError(f"{name} of host {hid} contains {bad!r}, which the format cannot carry: {_short(value)}")
+        _utf8(hid, name, value)
     if not isinstance(slot.extra, str):
         raise EncodeError(f"extra of host {hid} must be text, got {slot.extra!r}")
 

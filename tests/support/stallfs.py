@@ -171,7 +171,7 @@ class StallFS:
 
 
 def _serve(mountpoint: str, backing: str, name: str) -> None:
-    import fuse  # fusepy; imported here so the test process needs only the class above
+    import fuse  # type: ignore[import-untyped]  # fusepy (untyped); only the FUSE process needs it
 
     class StallOps(fuse.Operations):  # type: ignore[misc]
         use_ns = True

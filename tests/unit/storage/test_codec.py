@@ -254,6 +254,15 @@ def test_flags_are_integers_above_zero_like_old_agents() -> None:
     assert (slot.maintenance, slot.stopped, slot.conf_on_shared_storage) == (True, False, False)
 
 
+def test_nul_inside_text_is_kept_like_old_readers() -> None:
+    # Old readers strip only trailing NULs; a NUL inside the header is covered by the crc.
+    fields = example_fields()
+    fields[6] = "ho\0st2.example.com"
+    slot = decode_host_slot(2, raw_slot(sign(fields), b"a=1\n\0\0b=2\n"))
+    assert slot is not None
+    assert slot.hostname == "ho\0st2.example.com" and slot.extra == "a=1\n\0\0b=2\n"
+
+
 def test_every_error_is_a_slot_error_naming_the_slot() -> None:
     with pytest.raises(SlotError) as caught:
         decode_host_slot(17, raw_slot("garbage"))

@@ -5,22 +5,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from he_ha.storage.codec import (
-    BLOCK_BYTES,
-    SLOT_BYTES,
-    GlobalBlock,
-    HostSlot,
-    decode_global_block,
-    decode_host_slot,
-    decode_whiteboard,
-    encode_global_block,
-    encode_host_slot,
-)
+from he_ha.storage import codec
+from he_ha.storage.codec import BLOCK_BYTES, SLOT_BYTES, GlobalBlock, HostSlot
 from he_ha.storage.whiteboard_errors import EncodeError, SlotError
 
 # Any text the format can carry in a header field: no '|', no NUL, no lone surrogates.
-field_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="|\0"), max_size=200)
-extra_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=1500)
+field_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="|\0"), max_size=200)
+extra_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"), max_size=1500)
 big_int = st.integers(min_value=-(10**30), max_value=10**30)
 
 host_slots = st.builds(
@@ -50,25 +41,25 @@ def fits(slot: HostSlot) -> bool:
 @given(host_slots)
 def test_valid_records_round_trip_or_are_refused_for_size(slot: HostSlot) -> None:
     try:
-        data = encode_host_slot(slot)
+        data = codec.encode_host_slot(slot)
     except EncodeError:
         assert not fits(slot)
         return
     assert fits(slot)
     assert len(data) == SLOT_BYTES
-    assert decode_host_slot(slot.host_id, data) == slot
+    assert codec.decode_host_slot(slot.host_id, data) == slot
 
 
 @given(st.booleans())
 def test_global_block_round_trips(maintenance: bool) -> None:
-    assert decode_global_block(encode_global_block(GlobalBlock(maintenance))) == GlobalBlock(maintenance)
+    assert codec.decode_global_block(codec.encode_global_block(GlobalBlock(maintenance))) == GlobalBlock(maintenance)
 
 
 @settings(max_examples=300)
 @given(st.integers(min_value=1, max_value=2000), st.binary(max_size=SLOT_BYTES))
 def test_arbitrary_bytes_decode_or_raise_a_slot_error(host_id: int, raw: bytes) -> None:
     data = raw.ljust(SLOT_BYTES, b"\0")
-    for decode in (lambda: decode_host_slot(host_id, data), lambda: decode_global_block(data)):
+    for decode in (lambda: codec.decode_host_slot(host_id, data), lambda: codec.decode_global_block(data)):
         try:
             result = decode()
         except SlotError as exc:  # the only acceptable failure
@@ -83,6 +74,6 @@ def test_whole_board_never_raises_for_bad_slots(slots: dict[int, bytes]) -> None
     data = bytearray(41 * SLOT_BYTES)
     for index, raw in slots.items():
         data[index * SLOT_BYTES : index * SLOT_BYTES + len(raw)] = raw
-    view = decode_whiteboard(data)
+    view = codec.decode_whiteboard(data)
     assert set(view.hosts).isdisjoint(view.errors)
     assert set(view.hosts) | set(view.errors) <= set(slots)
