@@ -110,7 +110,6 @@ def header_crc(fields: list[str]) -> str:
 def encode_header(slot: HostSlot) -> bytes:
     """The header line of ``slot`` (12 fields, crc filled in), not yet NUL-padded."""
     _check_record(slot)
-    assert slot.local_conf_timestamp is not None  # _check_record refused None
     fields = [
         str(PARSE_VERSION),
         str(FEATURE_VERSION),
@@ -122,7 +121,7 @@ def encode_header(slot: HostSlot) -> bytes:
         _flag(slot.maintenance),
         _flag(slot.stopped),
         CRC_PLACEHOLDER,
-        _flag(bool(slot.conf_on_shared_storage)),
+        _flag(slot.conf_on_shared_storage is True),
         str(slot.local_conf_timestamp),
     ]
     fields[CRC_FIELD] = header_crc(fields)
@@ -130,8 +129,7 @@ def encode_header(slot: HostSlot) -> bytes:
     if len(header) > BLOCK_BYTES:
         raise EncodeError(
             f"header of host {slot.host_id} is {len(header)} bytes, over the format's {BLOCK_BYTES} "
-            f"(hostname {len(slot.hostname.encode('utf-8', 'replace'))} bytes, "
-            f"engine status {len(slot.engine_status.encode('utf-8', 'replace'))} bytes)"
+            f"(hostname {len(slot.hostname.encode())} bytes, engine status {len(slot.engine_status.encode())} bytes)"
         )
     return header
 
