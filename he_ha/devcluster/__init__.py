@@ -1,0 +1,1 @@
+"""Simulated multi-host clusters on one machine: real daemons per simulated host (tests, demo)."""
