@@ -1,0 +1,150 @@
+"""Golden scenarios in the Proxmox style: tests/sim/scenarios/<name>/events.yaml is run and
+its event log diffed against expected.log in the same directory.
+
+Regenerate after an intended behaviour change with
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/sim/test_golden.py
+and review the diff in git before committing. Each scenario also has semantic checks below,
+so a regenerated log cannot silently bless a wrong behaviour.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from he_ha.fsm import log_entry, replay_matches
+from he_ha.sim import SimResult, World, load_scenario
+from he_ha.sim.world import engine_outages
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+NAMES = sorted(p.name for p in SCENARIOS.iterdir() if (p / "events.yaml").exists())
+
+
+def _run(name: str) -> SimResult:
+    return World(load_scenario(SCENARIOS / name / "events.yaml")).run()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_log(name: str) -> None:
+    produced = "\n".join(_run(name).log) + "\n"
+    expected_file = SCENARIOS / name / "expected.log"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        expected_file.write_text(produced, encoding="utf-8")
+    expected = expected_file.read_text(encoding="utf-8")
+    if produced != expected:
+        diff = difflib.unified_diff(
+            expected.splitlines(), produced.splitlines(), "expected.log", "produced", lineterm=""
+        )
+        pytest.fail(f"{name}: event log differs (UPDATE_GOLDEN=1 regenerates):\n" + "\n".join(diff))
+
+
+def _lines(result: SimResult, text: str, after: float = 0.0) -> list[str]:
+    return [line for line in result.log if text in line and float(line.split()[0]) >= after]
+
+
+def _outages_after(result: SimResult, t: float) -> list[tuple[float, float | None]]:
+    return [(s, e) for s, e in engine_outages(result.engine_ok, 10_000) if s >= t]
+
+
+def _check_host_crash(r: SimResult) -> None:
+    [(start, end)] = _outages_after(r, 300)
+    assert end is not None and 140 <= end - start <= 140 + 10 + 2 + 60 + 10  # host-dead, tick, start, boot
+    assert not _lines(r, "lease held by host1", after=300)  # with sanlock's status: no doomed attempts
+    assert r.final_states[1] == "EngineDown"
+
+
+def _check_host_crash_no_sanlock(r: SimResult) -> None:
+    assert _lines(r, "lease-busy (lease held by host1)", after=300)  # it tries, sanlock refuses...
+    assert not any("score=3350" in line for line in r.log)  # ...and that costs no score
+    [(start, end)] = _outages_after(r, 300)
+    assert end is not None and end - start < 140 + 20 + 10 + 2 + 60 + 10
+
+
+def _check_vm_crash(r: SimResult) -> None:
+    [(start, end)] = _outages_after(r, 300)
+    assert end is not None and end - start <= 10 + 10 + 2 + 60 + 5
+    assert _lines(r, "EngineUp -> EngineUnexpectedlyDown")
+
+
+def _check_bad_health(r: SimResult) -> None:
+    assert _lines(r, "[timeout.EngineUpBadHealth]") and _lines(r, "[timeout.EngineStop]")
+    assert _lines(r, "vm destroyed")
+
+
+def _check_gateway(r: SimResult) -> None:
+    yields = _lines(r, "[up.yield]")
+    assert len(yields) == 1 and float(yields[0].split()[0]) >= 400 + 60  # the 30 s blip did not count
+    assert r.final_states[1] == "EngineDown"
+
+
+def _check_storage_stall(r: SimResult) -> None:
+    kills = _lines(r, "kills the VM")
+    assert len(kills) == 1 and float(kills[0].split()[0]) > 400  # the 50 s stall survived
+    starts = _lines(r, "lease acquired, vm started")
+    assert float(starts[-1].split()[0]) >= float(kills[0].split()[0]) + 60  # only after host-dead
+
+
+def _check_race(r: SimResult) -> None:
+    assert len(_lines(r, "EngineDown -> EngineStart")) == 2
+    assert len(_lines(r, "lease-busy")) == 2 and len(_lines(r, "vm started")) == 1
+
+
+def _check_global(r: SimResult) -> None:
+    crash = float(_lines(r, "event vm-crash")[0].split()[0])
+    restart = float(_lines(r, "vm started")[-1].split()[0])
+    assert crash < 600 <= restart  # nobody acted during maintenance
+
+
+def _check_local(r: SimResult) -> None:
+    assert _outages_after(r, 200) == []  # migrations, never a stop
+    assert _lines(r, "[up.local-maintenance.no-target]")
+    assert r.final_states == {1: "LocalMaintenance", 2: "LocalMaintenance", 3: "EngineUp"}
+
+
+def _check_cold_start(r: SimResult) -> None:
+    started = _lines(r, "vm started")
+    assert len(started) == 1 and "host3" in started[0]
+    first_start = float(_lines(r, "-> EngineStart")[0].split()[0])
+    assert first_start > 20 + 60  # no start before the history is older than the liveness time
+
+
+def _check_supervisor_restart(r: SimResult) -> None:
+    assert _outages_after(r, 200) == []
+    assert _lines(r, "ReinitializeFSM -> EngineStarting [reinit.vm-up]")
+
+
+CHECKS: dict[str, Callable[[SimResult], None]] = {
+    "host-crash": _check_host_crash,
+    "host-crash-without-sanlock-status": _check_host_crash_no_sanlock,
+    "vm-crash": _check_vm_crash,
+    "engine-bad-health": _check_bad_health,
+    "gateway-loss": _check_gateway,
+    "storage-stall": _check_storage_stall,
+    "two-hosts-start-at-once": _check_race,
+    "global-maintenance": _check_global,
+    "local-maintenance-migration": _check_local,
+    "cold-start": _check_cold_start,
+    "supervisor-restart": _check_supervisor_restart,
+}
+
+
+def test_every_scenario_has_semantic_checks() -> None:
+    assert set(CHECKS) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_scenario_semantics(name: str) -> None:
+    CHECKS[name](_run(name))
+
+
+def test_every_decision_of_a_run_replays() -> None:
+    """Decision records of a whole simulated run, through JSON, reproduce themselves."""
+    result = World(load_scenario(SCENARIOS / "local-maintenance-migration" / "events.yaml"), record_steps=True).run()
+    assert len(result.recorded) > 200
+    for state, observation, record in result.recorded:
+        assert replay_matches(json.loads(json.dumps(log_entry(state, observation, record))))
