@@ -86,6 +86,26 @@ def means_connection_lost(exc: libvirt.libvirtError) -> bool:
     return domain == libvirt.VIR_FROM_RPC and code in (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_ERR_SYSTEM_ERROR)
 
 
+def retry_lost_errors(fn: Callable[[], T], attempts: int = 3) -> T:
+    """Run a libvirt call again when it failed but its error lost its details.
+
+    libvirt keeps the last error per thread and the binding reads it only after the call
+    returned; a garbage collection in between that frees a libvirt object (virDomainFree
+    and virConnectClose reset the thread's error) leaves a libvirtError without a code,
+    which would turn e.g. "no such domain" into an unexplained failure. The quiet error
+    handler (eventthread.py) makes this rare; this is the safety net for what remains.
+    Only for calls whose failure had no effect.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() is not None or attempt == attempts:
+                raise
+            log.debug("libvirt error lost its details; calling again", attempt=attempt, message=str(exc))
+    raise AssertionError("unreachable")
+
+
 def as_call_error(operation: str, exc: libvirt.libvirtError) -> LibvirtCallError:
     return LibvirtCallError(
         operation, exc.get_error_code() or 0, exc.get_error_domain() or 0, exc.get_error_message() or str(exc)
@@ -127,6 +147,7 @@ class LibvirtConnection:
         self._background: set[asyncio.Task[None]] = set()
         self._closing = False
         self._up = asyncio.Event()  # set while a connection is usable
+        self._lifecycle_owner: object | None = None
 
     # --- observers -------------------------------------------------------------------------
 
@@ -158,6 +179,22 @@ class LibvirtConnection:
     @property
     def connected(self) -> bool:
         return self._conn is not None
+
+    def claim_lifecycle_events(self, owner: object) -> None:
+        """Reserve the connection's lifecycle-event registration for ``owner`` (a VmWatch).
+
+        libvirt refuses a second lifecycle callback on one connection from this binding
+        ("event callback already tracked"), so a second watch must subscribe to the first.
+        """
+        if self._lifecycle_owner is not None and self._lifecycle_owner is not owner:
+            raise RuntimeError(
+                f"{self.uri}: lifecycle events already taken by {self._lifecycle_owner!r}; subscribe to it instead"
+            )
+        self._lifecycle_owner = owner
+
+    def release_lifecycle_events(self, owner: object) -> None:
+        if self._lifecycle_owner is owner:
+            self._lifecycle_owner = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -207,18 +244,26 @@ class LibvirtConnection:
         deadline: float | None = None,
         *,
         allow_while_stuck: bool = False,
+        retry: bool = True,
     ) -> T:
         """Run ``fn(conn)`` off the loop within ``deadline`` (default: ``deadlines.query``).
 
+        ``retry``: run ``fn`` again (within the same deadline) if it failed with an error
+        whose details were lost (see retry_lost_errors); pass False when a failed ``fn``
+        may have had an effect that must not be repeated (a migration).
         Raises HypervisorUnreachable (no connection, or it died during the call),
         HypervisorTimeout, HypervisorBusy, or LibvirtCallError for any other libvirt error.
         """
         conn, generation = self._conn, self._generation
         if conn is None:
             raise HypervisorUnreachable(operation, self._detail)
+
+        def run() -> T:
+            return retry_lost_errors(lambda: fn(conn)) if retry else fn(conn)
+
         try:
             return await self._executor.run(
-                operation, lambda: fn(conn), deadline or self.deadlines.query, allow_while_stuck=allow_while_stuck
+                operation, run, deadline or self.deadlines.query, allow_while_stuck=allow_while_stuck
             )
         except libvirt.libvirtError as exc:
             if means_connection_lost(exc):
@@ -241,7 +286,7 @@ class LibvirtConnection:
             conn = libvirt.open(self.uri)
             conn.registerCloseCallback(on_close, None)
             try:
-                conn.setKeepAlive(*self._keepalive)
+                retry_lost_errors(lambda: conn.setKeepAlive(*self._keepalive))
             except libvirt.libvirtError as exc:
                 # Local drivers (test://, qemu:///system in-process) have no keepalive.
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:

@@ -298,8 +298,11 @@ class VmController:
             raise ValueError("destination URI must not be empty")
         limit = deadline or self.connection.deadlines.migrate
         try:
-            await self._on_domain(
-                "migrate", lambda d: d.migrateToURI3(destination_uri, {}, MIGRATE_FLAGS), limit
+            await self.connection.call(
+                "migrate",
+                lambda c: self._require(c).migrateToURI3(destination_uri, {}, MIGRATE_FLAGS),
+                limit,
+                retry=False,  # a failed migration is not silently started again
             )
         except LibvirtCallError as exc:
             if exc.code in _UNSUPPORTED:

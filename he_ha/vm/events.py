@@ -95,7 +95,11 @@ Subscriber = Callable[[VmUpdate], None]
 
 
 class VmWatch:
-    """Delivers VmUpdates for one domain to subscribers, on the loop, in order."""
+    """Delivers VmUpdates for one domain to subscribers, on the loop, in order.
+
+    One VmWatch per connection (libvirt takes one lifecycle callback per connection from
+    this binding); every interested party subscribes to it.
+    """
 
     def __init__(self, controller: VmController) -> None:
         self._controller = controller
@@ -120,6 +124,7 @@ class VmWatch:
         """Register for events now (if connected) and after every reconnect; emit INITIAL."""
         if self._consumer is not None:
             raise RuntimeError("VmWatch.start() called twice")
+        self._connection.claim_lifecycle_events(self)
         self._consumer = asyncio.create_task(self._consume(), name="vm-events")
         self._connection.add_open_hook(self._on_open)
         self._remove_listener = self._connection.add_health_listener(self._on_health)
@@ -139,6 +144,7 @@ class VmWatch:
             self._consumer.cancel()
             await asyncio.gather(self._consumer, return_exceptions=True)
         await self._deregister()
+        self._connection.release_lifecycle_events(self)
 
     # --- libvirt side ----------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class LibvirtExecutor:
         if max_threads < 1:
             raise ValueError(f"max_threads must be >= 1, got {max_threads}")
         self._max_threads = max_threads
+        self.name = name
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=name)
         # Touched from worker threads (done callbacks) and the loop: guarded by a lock.
         self._lock = threading.Lock()

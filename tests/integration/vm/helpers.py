@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from he_ha.vm import EventKind, UpdateCause, VmUpdate
+
 ENGINE_NAME = "HostedEngine"
 ENGINE_UUID = "8f2ddd55-fa2a-4bbc-9fc2-18e6f3dbc1a1"
 OTHER_UUID = "0b3e6bb0-7b8a-4a4e-8e36-0e0e0e0e0e0e"
@@ -55,6 +57,32 @@ class StandInLease:
     def is_held(self) -> bool:
         self.checks += 1
         return self.held
+
+
+EVENT_WAIT = 5.0  # generous: delivery normally takes well under a millisecond
+
+
+class Collector:
+    """A subscriber that queues every update, as a supervisor would trigger a tick."""
+
+    def __init__(self) -> None:
+        self.updates: asyncio.Queue[VmUpdate] = asyncio.Queue()
+
+    def __call__(self, update: VmUpdate) -> None:
+        self.updates.put_nowait(update)
+
+    async def next(self) -> VmUpdate:
+        return await asyncio.wait_for(self.updates.get(), EVENT_WAIT)
+
+    async def next_event(self, kind: EventKind) -> VmUpdate:
+        """The next EVENT update, skipping only OTHER events (DEFINED/UNDEFINED)."""
+        while True:
+            update = await self.next()
+            assert update.cause is UpdateCause.EVENT, update
+            assert update.event is not None
+            if update.event.kind is not EventKind.OTHER:
+                assert update.event.kind is kind, update
+                return update
 
 
 class LoopLagProbe:
