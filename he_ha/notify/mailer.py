@@ -2,7 +2,9 @@
 
 aiosmtplib's own ``timeout`` applies to each SMTP command; we add one deadline for the whole
 exchange (connect, EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA, QUIT) and close the transport
-ourselves when it expires, so a server that trickles answers cannot stretch it.
+ourselves when it expires, so a server that trickles answers cannot stretch it. The
+per-command timeout (same value) stays as a backstop: Python 3.11's ``asyncio.wait_for``,
+used inside aiosmtplib, can swallow a cancellation that races with a reply.
 Plain SMTP is used unless ``smtp-starttls`` is set: opportunistic STARTTLS with certificate
 checks could break relays that worked with the original.
 """

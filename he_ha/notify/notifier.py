@@ -99,6 +99,7 @@ class Notifier:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._matched = self._filtered = self._sent = self._failed = self._dropped = self._coalesced = 0
         self._last_error: str | None = None
         self._last_error_time: float | None = None
@@ -157,6 +158,7 @@ class Notifier:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="he-ha-notifier")
 
     async def drain(self, timeout: float) -> bool:
@@ -177,6 +179,10 @@ class Notifier:
             return
         if flush_timeout > 0:
             await self.drain(flush_timeout)
+        # Cancel AND flag: Python 3.11's asyncio.wait_for (inside aiosmtplib) can swallow a
+        # cancellation that races with a reply; the flag still ends the loop.
+        self._stopping = True
+        self._wake.set()
         self._task.cancel()
         try:
             await self._task
@@ -195,8 +201,10 @@ class Notifier:
     # --- the sender -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
+            if self._stopping:
+                return
             delay = self._bucket.delay(time.monotonic())
             if delay > 0:
                 log.info(
