@@ -32,8 +32,8 @@ import structlog
 from he_ha.config import BrokerConfig
 from he_ha.notify.mailer import MailError, TlsOptions, make_tls_context, send_mail
 from he_ha.notify.message import MessageError, build_message
-from he_ha.notify.ratelimit import TokenBucket
-from he_ha.notify.rules import TransitionRule, describe_transitions, transition_detail
+from he_ha.notify.ratelimit import RateLimitError, TokenBucket
+from he_ha.notify.rules import RuleError, TransitionRule, describe_transitions, transition_detail
 from he_ha.notify.template import DEFAULT_TEMPLATE_PATH, Template, TemplateError, load_template, template_fields
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,8 @@ STATE_SAVE_TIMEOUT = 2.0  # seconds; the state file lives on tmpfs (/run)
 
 
 class NotifyConfigError(ValueError):
-    """The notification settings cannot work (e.g. smtp-user without smtp-password)."""
+    """The notification settings cannot work: smtp-user without smtp-password, a bad rule,
+    an unreadable CA file, an impossible rate limit or queue size."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,18 @@ class Notifier:
             log.warning("SMTP authentication without smtp-starttls sends the password in clear", server=email.smtp_server)
         self._config = config
         self._settings = settings
-        self._rule = TransitionRule(config.notify.state_transition)
         self._template: Template = load_template(settings.template_path)
         self._hostname = settings.hostname or socket.gethostname()
         self._check_template_makes_a_mail()
-        self._tls: ssl.SSLContext | None = make_tls_context(settings.tls) if email.smtp_starttls else None
+        try:
+            self._rule = TransitionRule(config.notify.state_transition)
+            self._tls: ssl.SSLContext | None = make_tls_context(settings.tls) if email.smtp_starttls else None
+            self._bucket = TokenBucket.full(settings.burst, settings.refill_seconds, time.monotonic())
+        except (RuleError, MailError, RateLimitError) as exc:
+            raise NotifyConfigError(str(exc)) from None
         self._boot_id = _read_boot_id()
-        self._bucket = TokenBucket.full(settings.burst, settings.refill_seconds, time.monotonic())
         self._restore_bucket()
+        self._holding = False  # a rate-limit hold is in progress (logged once per hold)
         self._pending: deque[tuple[str, str]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -207,13 +212,16 @@ class Notifier:
                 return
             delay = self._bucket.delay(time.monotonic())
             if delay > 0:
-                log.info(
-                    "notification rate limit reached: holding transitions",
-                    pending=len(self._pending),
-                    send_in_seconds=round(delay, 1),
-                )
+                if not self._holding:
+                    self._holding = True
+                    log.info(
+                        "notification rate limit reached: holding transitions",
+                        pending=len(self._pending),
+                        send_in_seconds=round(delay, 1),
+                    )
                 await asyncio.sleep(delay)
                 continue  # more transitions may have arrived; they join the same mail
+            self._holding = False
             batch = list(self._pending)
             self._pending.clear()
             self._wake.clear()

@@ -29,6 +29,16 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> No
             await asyncio.sleep(0.01)
 
 
+async def send_one(notifier: Notifier, until: Callable[[], bool]) -> None:
+    """Run the notifier for one EngineDown-EngineStart transition, until ``until`` holds."""
+    await notifier.start()
+    try:
+        assert notifier.state_transition("EngineDown", "EngineStart") is True
+        await eventually(until)
+    finally:
+        await notifier.stop()
+
+
 def timed_call(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -38,12 +48,8 @@ def timed_call(fn: Callable[[], object]) -> float:
 async def test_mail_arrives_with_headers_and_fields(smtp_server: StartServer) -> None:
     server = await smtp_server()
     notifier = Notifier(broker(server.port), settings())
-    await notifier.start()
-    try:
-        assert notifier.state_transition("EngineDown", "EngineStart") is True
-        (mail,) = await server.wait_for_mails(1)
-    finally:
-        await notifier.stop()
+    await send_one(notifier, lambda: len(server.mails) == 1)
+    (mail,) = server.mails
     assert mail.mail_from == "ha@example.org"
     assert mail.rcpt_tos == ["ops@example.org", "oncall@example.org"]
     message = mail.message
@@ -68,13 +74,9 @@ async def test_template_file_fields_reach_the_mail(smtp_server: StartServer, tmp
         "server={smtp-server} port={smtp-port} timeout={smtp-timeout}\n"
     )
     notifier = Notifier(broker(server.port), settings(template_path=template))
-    await notifier.start()
-    try:
-        notifier.state_transition("EngineUp", "LocalMaintenance")
-        (mail,) = await server.wait_for_mails(1)
-    finally:
-        await notifier.stop()
-    assert mail.message["Subject"] == "[host1.example.org] EngineUp-LocalMaintenance"
+    await send_one(notifier, lambda: len(server.mails) == 1)
+    (mail,) = server.mails
+    assert mail.message["Subject"] == "[host1.example.org] EngineDown-EngineStart"
     assert mail.message.get_content().rstrip("\r\n") == f"server=127.0.0.1 port={server.port} timeout=5"
 
 
@@ -108,12 +110,8 @@ async def test_starttls_and_auth_with_a_self_signed_certificate(smtp_server: Sta
     )
     config = broker(server.port, **{"smtp-starttls": "yes", "smtp-user": USER, "smtp-password": PASSWORD})
     notifier = Notifier(config, settings(tls=TlsOptions(ca_file=certificate.cert)))
-    await notifier.start()
-    try:
-        notifier.state_transition("EngineDown", "EngineStart")
-        (mail,) = await server.wait_for_mails(1)
-    finally:
-        await notifier.stop()
+    await send_one(notifier, lambda: len(server.mails) == 1)
+    (mail,) = server.mails
     assert logins == [USER]
     assert mail.message["Subject"].endswith("EngineDown-EngineStart")
     assert notifier.stats.sent == 1
@@ -122,12 +120,7 @@ async def test_starttls_and_auth_with_a_self_signed_certificate(smtp_server: Sta
 async def test_starttls_refuses_an_unknown_certificate(smtp_server: StartServer, certificate: Certificate) -> None:
     server = await smtp_server(tls_context=certificate.server_context(), require_starttls=True)
     notifier = Notifier(broker(server.port, **{"smtp-starttls": "yes"}), settings())  # system CAs only
-    await notifier.start()
-    try:
-        notifier.state_transition("EngineDown", "EngineStart")
-        await eventually(lambda: notifier.stats.failed == 1)
-    finally:
-        await notifier.stop()
+    await send_one(notifier, lambda: notifier.stats.failed == 1)
     assert "CERTIFICATE_VERIFY_FAILED" in (notifier.stats.last_error or "")
     assert server.mails == []
 
@@ -135,12 +128,7 @@ async def test_starttls_refuses_an_unknown_certificate(smtp_server: StartServer,
 async def test_starttls_insecure_flag_accepts_it(smtp_server: StartServer, certificate: Certificate) -> None:
     server = await smtp_server(tls_context=certificate.server_context(), require_starttls=True)
     notifier = Notifier(broker(server.port, **{"smtp-starttls": "yes"}), settings(tls=TlsOptions(insecure=True)))
-    await notifier.start()
-    try:
-        notifier.state_transition("EngineDown", "EngineStart")
-        await server.wait_for_mails(1)
-    finally:
-        await notifier.stop()
+    await send_one(notifier, lambda: len(server.mails) == 1)
     assert notifier.stats.sent == 1
 
 
@@ -152,12 +140,7 @@ async def test_wrong_password_is_recorded(smtp_server: StartServer, certificate:
     )
     config = broker(server.port, **{"smtp-starttls": "1", "smtp-user": USER, "smtp-password": "wrong"})
     notifier = Notifier(config, settings(tls=TlsOptions(ca_file=certificate.cert)))
-    await notifier.start()
-    try:
-        notifier.state_transition("EngineDown", "EngineStart")
-        await eventually(lambda: notifier.stats.failed == 1)
-    finally:
-        await notifier.stop()
+    await send_one(notifier, lambda: notifier.stats.failed == 1)
     assert "535" in (notifier.stats.last_error or "")
     assert logins == [] and server.mails == []
 
@@ -203,13 +186,8 @@ async def test_stop_abandons_a_stuck_send_at_once(silent_server: int) -> None:
 
 async def test_server_down_records_the_reason(closed_port: int) -> None:
     notifier = Notifier(broker(closed_port), settings())
-    await notifier.start()
     with capture_logs() as logs:
-        try:
-            notifier.state_transition("EngineDown", "EngineStart")
-            await eventually(lambda: notifier.stats.failed == 1)
-        finally:
-            await notifier.stop()
+        await send_one(notifier, lambda: notifier.stats.failed == 1)
     error = notifier.stats.last_error or ""
     assert f"127.0.0.1:{closed_port}" in error and "Connect call failed" in error
     assert notifier.stats.last_error_time is not None
@@ -309,3 +287,22 @@ def test_template_without_headers_fails_at_construction(tmp_path: Path) -> None:
 def test_user_without_password_is_refused() -> None:
     with pytest.raises(NotifyConfigError, match="smtp-password"):
         Notifier(broker(25, **{"smtp-user": "ha"}), settings())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"burst": 0}, "burst"),
+        ({"refill_seconds": 0}, "refill"),
+        ({"max_pending": 0}, "max_pending"),
+    ],
+)
+def test_impossible_settings_are_refused(overrides: dict[str, object], says: str) -> None:
+    with pytest.raises(NotifyConfigError, match=says):
+        Notifier(broker(25), settings(**overrides))
+
+
+def test_unreadable_ca_file_is_refused(tmp_path: Path) -> None:
+    config = broker(25, **{"smtp-starttls": "yes"})
+    with pytest.raises(NotifyConfigError, match="CA file"):
+        Notifier(config, settings(tls=TlsOptions(ca_file=tmp_path / "absent.pem")))
