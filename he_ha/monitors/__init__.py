@@ -6,9 +6,9 @@ See docs/monitors.md. The supervisor builds the set (``standard_monitors``), run
 
 from he_ha.monitors.bridge import BridgeMonitor, BridgeStatus
 from he_ha.monitors.cpu import CpuLoad, CpuMonitor
-from he_ha.monitors.engine_health import EngineHealth, EngineHealthMonitor, engine_status
+from he_ha.monitors.engine_health import EngineHealthMonitor, EngineHealthReport, engine_status
 from he_ha.monitors.framework import Monitor, MonitorError, MonitorRunner, Reading, Snapshot
-from he_ha.monitors.libvirt_domain import DomainInfo, LibvirtDomain, LibvirtUnavailable
+from he_ha.monitors.libvirt_domain import DomainInfo, DomainObserver, LibvirtDomain, LibvirtUnavailable
 from he_ha.monitors.memory import MemoryMonitor, MemoryStatus
 from he_ha.monitors.network import NetworkMonitor, NetworkStatus
 from he_ha.monitors.offloop import DeadlineExceeded, OffLoop, WorkerBusy
@@ -22,8 +22,9 @@ __all__ = [
     "CpuMonitor",
     "DeadlineExceeded",
     "DomainInfo",
-    "EngineHealth",
+    "DomainObserver",
     "EngineHealthMonitor",
+    "EngineHealthReport",
     "LibvirtDomain",
     "LibvirtUnavailable",
     "MemoryMonitor",

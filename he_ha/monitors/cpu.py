@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from he_ha.monitors.framework import Monitor, MonitorError, require_positive
-from he_ha.monitors.libvirt_domain import DomainInfo, LibvirtDomain
+from he_ha.monitors.libvirt_domain import DomainInfo, DomainObserver
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class CpuMonitor(Monitor[CpuLoad]):
 
     def __init__(
         self,
-        domain: LibvirtDomain | None,
+        domain: DomainObserver | None,
         *,
         interval: float = 10.0,
         window: float = 900.0,

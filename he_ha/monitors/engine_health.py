@@ -28,13 +28,13 @@ from he_ha.monitors.engine_status import (
     shutoff_reason_of_stop_event,
 )
 from he_ha.monitors.framework import Monitor, Reading, require_positive
-from he_ha.monitors.libvirt_domain import LibvirtDomain, LibvirtUnavailable
+from he_ha.monitors.libvirt_domain import DomainObserver, LibvirtUnavailable
 
 _MAX_BODY = 64 * 1024  # the real page is a few dozen bytes; never buffer a runaway body
 
 
 @dataclass(frozen=True, slots=True)
-class EngineHealth:
+class EngineHealthReport:
     status: EngineStatus  # the original's object: vm, health, detail[, reason]. Do not mutate.
     page_ok: bool | None  # this round's health page result; None when not fetched
     page_error: str | None  # why the page check failed
@@ -48,7 +48,7 @@ class EngineHealth:
         return json.dumps(self.status)
 
 
-def engine_status(reading: Reading[EngineHealth] | None) -> EngineStatus:
+def engine_status(reading: Reading[EngineHealthReport] | None) -> EngineStatus:
     """The status object to act on and publish; the "unknown" row when there is no fresh
     value (no reading yet, or the probe itself failed) — never a healthy default."""
     if reading is None or reading.value is None:
@@ -56,7 +56,7 @@ def engine_status(reading: Reading[EngineHealth] | None) -> EngineStatus:
     return reading.value.status
 
 
-class EngineHealthMonitor(Monitor[EngineHealth]):
+class EngineHealthMonitor(Monitor[EngineHealthReport]):
     """The engine VM's state and health.
 
     ``domain``: the VM in libvirt. ``url``: the health page; default built from ``fqdn``.
@@ -70,7 +70,7 @@ class EngineHealthMonitor(Monitor[EngineHealth]):
 
     def __init__(
         self,
-        domain: LibvirtDomain,
+        domain: DomainObserver,
         *,
         url: str | None = None,
         fqdn: str | None = None,
@@ -99,7 +99,7 @@ class EngineHealthMonitor(Monitor[EngineHealth]):
         self._lock_conflict = False
 
     @classmethod
-    def from_conf(cls, conf: HostedEngineConf, domain: LibvirtDomain, **settings: Any) -> EngineHealthMonitor:
+    def from_conf(cls, conf: HostedEngineConf, domain: DomainObserver, **settings: Any) -> EngineHealthMonitor:
         return cls(domain, fqdn=conf.fqdn, **settings)
 
     def poke(self, event: int | None = None, detail: int | None = None) -> None:
@@ -119,7 +119,7 @@ class EngineHealthMonitor(Monitor[EngineHealth]):
         self._lock_conflict = True
         super().poke()
 
-    async def probe(self) -> EngineHealth:
+    async def probe(self) -> EngineHealthReport:
         stop_detail, self._stop_event_detail = self._stop_event_detail, None
         lock_conflict, self._lock_conflict = self._lock_conflict, False
         try:
@@ -143,9 +143,9 @@ class EngineHealthMonitor(Monitor[EngineHealth]):
 
     def _result(
         self, row: EngineStatus, page_error: str | None = None, *, checked: bool = False, problem: str | None = None
-    ) -> EngineHealth:
+    ) -> EngineHealthReport:
         tracker = self.tracker
-        return EngineHealth(
+        return EngineHealthReport(
             status=row,
             page_ok=(page_error is None) if checked else None,
             page_error=page_error,

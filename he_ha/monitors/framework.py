@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -70,6 +71,9 @@ class Snapshot:
         self._readings: dict[str, Reading[Any]] = {}
         self._version = 0
         self._changed = asyncio.Event()
+        # Running totals per monitor, e.g. for metrics: readings published, error readings.
+        self.published: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
 
     @property
     def version(self) -> int:
@@ -79,6 +83,9 @@ class Snapshot:
     def publish(self, reading: Reading[Any]) -> None:
         self._readings[reading.monitor] = reading
         self._version += 1
+        self.published[reading.monitor] += 1
+        if reading.error is not None:
+            self.failed[reading.monitor] += 1
         # Wake every waiter, then re-arm for the next publish.
         self._changed.set()
         self._changed = asyncio.Event()

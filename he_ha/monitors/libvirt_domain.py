@@ -10,11 +10,16 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 import libvirt
+import structlog
 
 from he_ha.monitors.framework import MonitorError, require_positive
 from he_ha.monitors.offloop import DeadlineExceeded, OffLoop, WorkerBusy
+
+
+log = structlog.get_logger(__name__)
 
 
 class LibvirtUnavailable(MonitorError):
@@ -37,6 +42,22 @@ class DomainInfo:
         return self.exists and self.state not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, None)
 
 
+class DomainObserver(Protocol):
+    """What the cpu and engine-health monitors need from the hypervisor side.
+
+    ``LibvirtDomain`` is the implementation; a supervisor that already owns a libvirt
+    connection (with its own reconnect logic) may supply another one.
+    """
+
+    timeout: float  # the deadline ``observe`` keeps; monitors size their own from it
+
+    async def observe(self) -> DomainInfo:
+        """Look at the domain; raise LibvirtUnavailable when libvirt cannot answer."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
 _errors_silenced = False
 
 
@@ -53,8 +74,8 @@ class LibvirtDomain:
     """The engine VM as libvirt sees it.
 
     ``vm_id``: the domain UUID (hosted-engine.conf ``vmid``) or, if it is not a UUID, its
-    name. Either ``uri`` (the connection is opened lazily, and reopened after an error) or
-    an existing ``connection`` (borrowed: never closed or replaced) must be given.
+    name. ``uri``: the connection is opened lazily, and reopened after an error. Or
+    ``connection``: an open connection to borrow (never closed or replaced; ``uri`` unused).
     ``timeout``: deadline for each observation.
     """
 
@@ -62,14 +83,14 @@ class LibvirtDomain:
         self,
         vm_id: str,
         *,
-        uri: str | None = "qemu:///system",
+        uri: str = "qemu:///system",
         connection: libvirt.virConnect | None = None,
         timeout: float = 5.0,
     ) -> None:
         if not vm_id:
             raise ValueError("LibvirtDomain: vm_id must not be empty")
         if connection is None and not uri:
-            raise ValueError("LibvirtDomain: give a libvirt uri or a connection")
+            raise ValueError("LibvirtDomain: the libvirt uri must not be empty")
         require_positive("LibvirtDomain", timeout=timeout)
         self.vm_id = vm_id
         self.uri = uri
@@ -91,8 +112,8 @@ class LibvirtDomain:
         try:
             if self._owned is not None:
                 await self._worker.call(self._drop_owned, self.timeout)
-        except (DeadlineExceeded, WorkerBusy):
-            return  # the worker is stuck in libvirt; the daemon thread dies with the process
+        except (DeadlineExceeded, WorkerBusy) as exc:
+            log.warning("libvirt connection left open: the worker is stuck", uri=self.uri, error=str(exc))
         finally:
             self._worker.close()
 
@@ -114,7 +135,8 @@ class LibvirtDomain:
                 return DomainInfo(exists=False, observed_at=time.monotonic())
             if self._owned is not None:
                 self._drop_owned()  # reconnect on the next call
-            raise LibvirtUnavailable(f"libvirt ({self.uri or 'borrowed connection'}): {exc.get_error_message()}") from None
+            where = "borrowed connection" if self._borrowed is not None else self.uri
+            raise LibvirtUnavailable(f"libvirt ({where}): {exc.get_error_message()}") from None
         return DomainInfo(True, state, reason, cpu_time_ns, time.monotonic())
 
     def _drop_owned(self) -> None:

@@ -33,41 +33,64 @@ _Job = tuple[Callable[[], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"
 
 
 class OffLoop:
-    """A single daemon worker thread for one kind of blocking call (libvirt, O_DIRECT I/O)."""
+    """A single daemon worker thread for one kind of blocking call (libvirt, O_DIRECT I/O).
+
+    Concurrent callers (e.g. two monitors sharing a libvirt connection) take turns; each
+    caller's ``timeout`` covers its wait for the turn and its own call.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._busy_since: float | None = None
+        self._turn = asyncio.Lock()
+        self._running: asyncio.Future[Any] | None = None
+        self._abandoned_at: float | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def busy(self) -> bool:
+        """A call is running in the thread (possibly one abandoned after its deadline)."""
+        return self._running is not None
+
     async def call(self, fn: Callable[[], T], timeout: float) -> T:
-        """Run ``fn()`` in the worker thread; raise DeadlineExceeded after ``timeout`` s."""
-        if self._busy_since is not None:
-            stuck = time.monotonic() - self._busy_since
-            raise WorkerBusy(f"{self.name}: an earlier call is still running after {stuck:.1f} s")
+        """Run ``fn()`` in the worker thread; raise DeadlineExceeded after ``timeout`` s,
+        WorkerBusy at once while an earlier call that missed its deadline still runs."""
+        self._refuse_if_stuck()
+        future: asyncio.Future[T] | None = None
+        try:
+            async with asyncio.timeout(timeout), self._turn:
+                self._refuse_if_stuck()
+                future = self._submit(fn)
+                # shield: the deadline abandons the wait, not the job, which keeps
+                # running in the thread until it returns.
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise DeadlineExceeded(f"{self.name}: no answer within {timeout:g} s") from None
+        finally:
+            # Our deadline or the caller's cancellation left the job running: refuse
+            # further calls until it returns instead of queueing them behind it.
+            if future is not None and not future.done():
+                self._abandoned_at = time.monotonic()
+
+    def _refuse_if_stuck(self) -> None:
+        if self._abandoned_at is not None:
+            stuck = time.monotonic() - self._abandoned_at
+            raise WorkerBusy(f"{self.name}: an earlier call is still running, {stuck:.1f} s past its deadline")
+
+    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name=f"offloop-{self.name}", daemon=True)
             self._thread.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._busy_since = time.monotonic()
-        future.add_done_callback(self._idle)
+        self._running = future
+        future.add_done_callback(self._finished)
         self._jobs.put((fn, loop, future))
-        try:
-            # shield: the deadline abandons the wait, not the job, so "busy" stays true
-            # until the thread really returns.
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            raise DeadlineExceeded(f"{self.name}: no answer within {timeout:g} s") from None
+        return future
 
-    @property
-    def busy(self) -> bool:
-        """A call is running (possibly abandoned after its deadline)."""
-        return self._busy_since is not None
-
-    def _idle(self, _future: asyncio.Future[Any]) -> None:
-        self._busy_since = None
+    def _finished(self, _future: asyncio.Future[Any]) -> None:
+        self._running = None
+        self._abandoned_at = None
 
     def close(self) -> None:
         """Let the thread exit after its current job (if any)."""

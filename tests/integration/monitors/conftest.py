@@ -3,12 +3,10 @@ network namespaces with bridges, a DNS responder."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import libvirt
@@ -16,57 +14,21 @@ import pytest
 from aiohttp import web
 
 from tests.integration.monitors.dns_responder import DnsResponder
+from tests.integration.monitors.engine_vm import NODE_XML
+from tests.integration.monitors.health_page import HealthPage
 from tests.integration.monitors.netns import ip
-
-ENGINE_UUID = "6a3c9a1e-0b7e-4d3f-9a51-2f0c3d4e5f60"
-ENGINE_NAME = "HostedEngine"
-
-_NODE_XML = f"""<node>
-  <domain type='test'>
-    <name>{ENGINE_NAME}</name>
-    <uuid>{ENGINE_UUID}</uuid>
-    <memory unit='MiB'>1024</memory>
-    <vcpu>2</vcpu>
-    <os><type>hvm</type></os>
-  </domain>
-</node>
-"""
 
 
 @pytest.fixture
 def engine_conn(tmp_path: Path) -> Iterator[libvirt.virConnect]:
     """A private fake hypervisor (libvirt test driver) whose engine domain is running."""
     node = tmp_path / "node.xml"
-    node.write_text(_NODE_XML)
+    node.write_text(NODE_XML)
     conn = libvirt.open(f"test://{node}")
     try:
         yield conn
     finally:
         conn.close()
-
-
-@dataclass
-class HealthPage:
-    """The engine's health servlet. ``mode``: up | error | db-down | hang | flap."""
-
-    mode: str = "up"
-    url: str = ""
-    requests: int = 0
-    answers: list[str] = field(default_factory=list)
-
-    async def handle(self, _request: web.Request) -> web.Response:
-        self.requests += 1
-        mode = self.mode
-        if mode == "flap":
-            mode = "up" if self.requests % 2 else "error"
-        self.answers.append(mode)
-        if mode == "up":
-            return web.Response(text="DB Up!Welcome to Health Status!")
-        if mode == "db-down":
-            return web.Response(text="DB Down!")
-        if mode == "hang":
-            await asyncio.sleep(3600)
-        return web.Response(status=500, text="DB Up? no: internal error")
 
 
 @pytest.fixture

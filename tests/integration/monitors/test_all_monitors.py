@@ -7,45 +7,28 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import libvirt
 import pytest
 
-from he_ha.monitors import (
-    BridgeMonitor,
-    CpuMonitor,
-    EngineHealthMonitor,
-    LibvirtDomain,
-    MemoryMonitor,
-    MonitorRunner,
-    NetworkMonitor,
-    OffLoop,
-    Reading,
-    Snapshot,
-    StorageMonitor,
-)
-from tests.integration.monitors.conftest import ENGINE_UUID, HealthPage
+from he_ha.monitors.bridge import BridgeMonitor
+from he_ha.monitors.cpu import CpuMonitor
+from he_ha.monitors.engine_health import EngineHealthMonitor
+from he_ha.monitors.framework import MonitorRunner, Snapshot
+from he_ha.monitors.libvirt_domain import LibvirtDomain
+from he_ha.monitors.memory import MemoryMonitor
+from he_ha.monitors.network import NetworkMonitor
+from he_ha.monitors.offloop import OffLoop
+from he_ha.monitors.storage import StorageMonitor
+from tests.integration.monitors.engine_vm import ENGINE_UUID
+from tests.integration.monitors.health_page import HealthPage
 from tests.integration.monitors.netns import ip
 
 pytestmark = pytest.mark.root
 
 RUN_SECONDS = 12.0
 MAX_LAG = 0.050
-
-
-class CountingSnapshot(Snapshot):
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-
-    def publish(self, reading: Reading[Any]) -> None:
-        self.counts[reading.monitor] += 1
-        self.errors[reading.monitor] += reading.error is not None
-        super().publish(reading)
 
 
 @pytest.fixture
@@ -85,14 +68,14 @@ async def test_all_monitors_with_hung_probes_never_block_the_loop(
         EngineHealthMonitor(domain, url=health_page.url, interval=0.5, page_timeout=2.0),
         StorageMonitor(stuck_read, interval=1.0, timeout=1.0),
     ]
-    snapshot = CountingSnapshot()
+    snapshot = Snapshot()
     async with MonitorRunner(monitors, snapshot):
         lag = await measure_lag(RUN_SECONDS)
     storage_worker.close()
     print(f"worst event-loop lag over {RUN_SECONDS:g} s: {lag * 1000:.1f} ms")
 
     assert lag < MAX_LAG, f"event loop lagged {lag * 1000:.1f} ms"
-    counts, errors = snapshot.counts, snapshot.errors
+    counts, errors = snapshot.published, snapshot.failed
     for name, at_least in {"network": 6, "cpu": 6, "memory": 15, "bridge": 8, "engine-health": 4, "storage": 8}.items():
         assert counts[name] >= at_least, f"{name} published only {counts[name]} readings"
     assert errors["storage"] == counts["storage"]  # every storage round failed, none hung the others

@@ -19,7 +19,7 @@ import pytest
 from he_ha.monitors.cpu import CpuMonitor, parse_proc_stat
 from he_ha.monitors.libvirt_domain import LibvirtDomain, LibvirtUnavailable
 from he_ha.monitors.memory import MemoryMonitor
-from tests.integration.monitors.conftest import ENGINE_UUID
+from tests.integration.monitors.engine_vm import ENGINE_UUID, remove_engine
 
 HOST_CPUS = parse_proc_stat(Path("/proc/stat").read_text()).cpus
 
@@ -68,9 +68,7 @@ async def test_engine_cpu_is_excluded(engine_conn: libvirt.virConnect, cpu_burne
 
 
 async def test_engine_missing_from_this_host_counts_zero(engine_conn: libvirt.virConnect) -> None:
-    engine = engine_conn.lookupByUUIDString(ENGINE_UUID)
-    engine.destroy()
-    engine.undefine()
+    remove_engine(engine_conn)
     monitor = CpuMonitor(LibvirtDomain(ENGINE_UUID, connection=engine_conn), warmup=0.2)
     try:
         load = await monitor.probe()

@@ -16,7 +16,8 @@ import pytest
 from he_ha.monitors.engine_health import EngineHealthMonitor, engine_status
 from he_ha.monitors.framework import MonitorRunner
 from he_ha.monitors.libvirt_domain import LibvirtDomain
-from tests.integration.monitors.conftest import ENGINE_NAME, ENGINE_UUID, HealthPage
+from tests.integration.monitors.health_page import HealthPage
+from tests.integration.monitors.engine_vm import ENGINE_NAME, ENGINE_UUID, engine, remove_engine
 
 
 class Clock:
@@ -29,10 +30,6 @@ class Clock:
 
 def monitor_for(conn: libvirt.virConnect, page: HealthPage, **settings: object) -> EngineHealthMonitor:
     return EngineHealthMonitor(LibvirtDomain(ENGINE_UUID, connection=conn), url=page.url, **settings)  # type: ignore[arg-type]
-
-
-def engine(conn: libvirt.virConnect) -> libvirt.virDomain:
-    return conn.lookupByUUIDString(ENGINE_UUID)
 
 
 async def test_healthy_engine(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
@@ -185,9 +182,7 @@ async def test_vm_vanishing_while_up_is_down_missing(engine_conn: libvirt.virCon
     monitor = monitor_for(engine_conn, health_page)
     try:
         await monitor.probe()
-        dom = engine(engine_conn)
-        dom.destroy()
-        dom.undefine()
+        remove_engine(engine_conn)
         health = await monitor.probe()
     finally:
         await monitor.aclose()
@@ -200,9 +195,7 @@ async def test_migrated_away_event_for_a_vanished_domain(
     monitor = monitor_for(engine_conn, health_page)
     try:
         await monitor.probe()
-        dom = engine(engine_conn)
-        dom.destroy()
-        dom.undefine()
+        remove_engine(engine_conn)
         monitor.poke(libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
         health = await monitor.probe()
         after = await monitor.probe()  # the event is used once; the sticky state stays "down"
@@ -215,9 +208,7 @@ async def test_migrated_away_event_for_a_vanished_domain(
 async def test_lock_conflict_reported_by_the_supervisor(
     engine_conn: libvirt.virConnect, health_page: HealthPage
 ) -> None:
-    dom = engine(engine_conn)
-    dom.destroy()
-    dom.undefine()
+    remove_engine(engine_conn)
     monitor = monitor_for(engine_conn, health_page)
     try:
         monitor.report_lock_conflict()

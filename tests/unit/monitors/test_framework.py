@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import structlog
 
 from he_ha.monitors.framework import Monitor, MonitorError, MonitorRunner, Reading, Snapshot, require_positive
 
@@ -40,10 +41,12 @@ async def collect(runner: MonitorRunner, name: str, count: int) -> list[Reading[
     return readings
 
 
-async def test_unexpected_exception_is_an_error_reading_not_a_healthy_value(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_exception_is_an_error_reading_not_a_healthy_value() -> None:
     monitor = Scripted("m", [1, RuntimeError("boom"), 2])
-    async with MonitorRunner([monitor]) as runner:
-        readings = await collect(runner, "m", 3)
+    with structlog.testing.capture_logs() as logs:
+        async with MonitorRunner([monitor]) as runner:
+            readings = await collect(runner, "m", 3)
+    assert {"event": "monitor probe raised", "monitor": "m", "log_level": "error", "exc_info": True} in logs
     assert [r.value for r in readings] == [1, None, 2]
     assert readings[1].error == "unexpected RuntimeError: boom" and not readings[1].ok
     assert [r.consecutive_errors for r in readings] == [0, 1, 0]
@@ -125,3 +128,12 @@ def test_settings_must_be_positive() -> None:
         Scripted("m", [], interval=0)
     with pytest.raises(ValueError, match="X: deadline must be > 0"):
         require_positive("X", deadline=-1.0)
+
+
+def test_snapshot_counts_readings_and_errors() -> None:
+    snapshot = Snapshot()
+    snapshot.publish(Reading("a", 1, taken_at=0.0, duration=0.0))
+    snapshot.publish(Reading("a", None, taken_at=1.0, duration=0.0, error="down", consecutive_errors=1))
+    snapshot.publish(Reading("b", 2, taken_at=1.0, duration=0.0))
+    assert snapshot.published == {"a": 2, "b": 1}
+    assert snapshot.failed == {"a": 1}

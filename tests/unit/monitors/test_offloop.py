@@ -59,3 +59,44 @@ async def test_command_past_its_deadline_is_killed() -> None:
 async def test_missing_command_is_a_monitor_error() -> None:
     with pytest.raises(MonitorError, match="cannot run /nonexistent/probe"):
         await run_command(["/nonexistent/probe"], 1.0)
+
+
+async def test_concurrent_callers_take_turns() -> None:
+    """Two monitors sharing one worker (as cpu and engine-health share libvirt)."""
+    worker = OffLoop("shared")
+    order: list[str] = []
+
+    def job(name: str) -> str:
+        order.append(f"{name}-start")
+        threading.Event().wait(0.05)
+        order.append(f"{name}-end")
+        return name
+
+    results = await asyncio.gather(worker.call(lambda: job("a"), 2.0), worker.call(lambda: job("b"), 2.0))
+    assert results == ["a", "b"]
+    assert order == ["a-start", "a-end", "b-start", "b-end"]
+    worker.close()
+
+
+async def test_a_caller_waiting_behind_a_stuck_call_is_refused(gate: threading.Event) -> None:
+    worker = OffLoop("w")
+    first = asyncio.create_task(worker.call(gate.wait, 0.1))
+    await asyncio.sleep(0)  # let the first call take its turn
+    with pytest.raises(WorkerBusy, match="past its deadline"):
+        await worker.call(lambda: 1, 5.0)
+    with pytest.raises(DeadlineExceeded):
+        await first
+    gate.set()
+    worker.close()
+
+
+async def test_a_cancelled_caller_leaves_the_worker_refusing(gate: threading.Event) -> None:
+    """The monitor runner cancels a probe at its deadline: the job still runs, so the
+    next call must be refused, not queued behind it."""
+    worker = OffLoop("w")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(worker.call(gate.wait, 30.0), 0.1)
+    with pytest.raises(WorkerBusy):
+        await worker.call(lambda: 1, 1.0)
+    gate.set()
+    worker.close()
