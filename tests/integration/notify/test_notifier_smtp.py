@@ -306,3 +306,11 @@ def test_unreadable_ca_file_is_refused(tmp_path: Path) -> None:
     config = broker(25, **{"smtp-starttls": "yes"})
     with pytest.raises(NotifyConfigError, match="CA file"):
         Notifier(config, settings(tls=TlsOptions(ca_file=tmp_path / "absent.pem")))
+
+
+async def test_starttls_is_required_when_configured(smtp_server: StartServer) -> None:
+    server = await smtp_server()  # offers no STARTTLS
+    notifier = Notifier(broker(server.port, **{"smtp-starttls": "yes"}), settings())
+    await send_one(notifier, lambda: notifier.stats.failed == 1)
+    assert "STARTTLS" in (notifier.stats.last_error or "")
+    assert server.mails == []
