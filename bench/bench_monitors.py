@@ -113,12 +113,18 @@ async def bench(seconds: float, scratch: Path) -> None:
     kids = (children1.ru_utime - children0.ru_utime) + (children1.ru_stime - children0.ru_stime)
     print(f"ran {wall:.1f} s on {type(asyncio.get_running_loop()).__module__}")
     print(f"readings: {dict(sorted(snapshot.published.items()))}  errors: {sum(snapshot.failed.values())}")
-    print(f"cpu: {100 * (own + kids) / wall:.3f} % of one core "
-          f"(process {100 * own / wall:.3f} %, child processes {100 * kids / wall:.3f} %)")
-    print(f"rss: peak {self1.ru_maxrss / 1024:.1f} MiB; {rss_before:.1f} MiB after imports and set-up, "
-          f"{memory_mib('Rss'):.1f} MiB at the end")
-    print(f"end: private {memory_mib('Private_Clean', 'Private_Dirty'):.1f} MiB, "
-          f"shared library pages {memory_mib('Shared_Clean'):.1f} MiB, anonymous {memory_mib('Anonymous'):.1f} MiB")
+    print(
+        f"cpu: {100 * (own + kids) / wall:.3f} % of one core "
+        f"(process {100 * own / wall:.3f} %, child processes {100 * kids / wall:.3f} %)"
+    )
+    print(
+        f"rss: peak {self1.ru_maxrss / 1024:.1f} MiB; {rss_before:.1f} MiB after imports and set-up, "
+        f"{memory_mib('Rss'):.1f} MiB at the end"
+    )
+    print(
+        f"end: private {memory_mib('Private_Clean', 'Private_Dirty'):.1f} MiB, "
+        f"shared library pages {memory_mib('Shared_Clean'):.1f} MiB, anonymous {memory_mib('Anonymous'):.1f} MiB"
+    )
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from he_ha.monitors.framework import Monitor, MonitorError, require_positive
@@ -87,11 +88,10 @@ class WindowAverage:
             raise ValueError("no samples in the window")
         area = 0.0
         total = 0.0
-        samples = list(self._samples)
-        for (t0, v0), (t1, v1) in zip(samples, samples[1:]):
+        for (t0, v0), (t1, v1) in pairwise(self._samples):
             area += (t1 - t0) * (v0 + v1) / 2
             total += t1 - t0
-        return area / total if total > 0 else samples[-1][1]
+        return area / total if total > 0 else self._samples[-1][1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ DOWN_DETAILS = frozenset({"Down", "Migration Destination"})
 NOT_READY_DETAILS = frozenset({"Paused", "WaitForLaunch", "Restoring state", "Powering up"})
 
 # libvirt VIR_DOMAIN_EVENT_STOPPED_* detail → the VIR_DOMAIN_SHUTOFF_* reason it leaves.
-_STOPPED_EVENT_TO_SHUTOFF = {
+_STOPPED_EVENT_TO_SHUTOFF: dict[int, int] = {
     libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN,
     libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED: libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED,
     libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: libvirt.VIR_DOMAIN_SHUTOFF_CRASHED,
@@ -54,7 +54,7 @@ STATS_FAILED_STATUS = status("unknown", "unknown", "unknown", REASON_STATS_FAILE
 
 def shutoff_reason_of_stop_event(detail: int) -> int:
     """The shutoff reason a VIR_DOMAIN_EVENT_STOPPED event detail stands for."""
-    return _STOPPED_EVENT_TO_SHUTOFF.get(detail, libvirt.VIR_DOMAIN_SHUTOFF_UNKNOWN)
+    return _STOPPED_EVENT_TO_SHUTOFF.get(detail, int(libvirt.VIR_DOMAIN_SHUTOFF_UNKNOWN))
 
 
 def vdsm_detail(state: int, reason: int, *, was_up: bool) -> str:

@@ -18,7 +18,6 @@ import structlog
 from he_ha.monitors.framework import MonitorError, require_positive
 from he_ha.monitors.offloop import DeadlineExceeded, OffLoop, WorkerBusy
 
-
 log = structlog.get_logger(__name__)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import libvirt
 
 from he_ha.config import HostedEngineConf
@@ -24,7 +26,7 @@ def standard_monitors(
     libvirt_connection: libvirt.virConnect | None = None,
     health_url: str | None = None,
     bridge_netns: str | None = None,
-) -> list[Monitor[object]]:
+) -> list[Monitor[Any]]:
     """network, cpu, memory, bridge, engine-health and storage with default timings.
 
     The cpu and engine-health monitors share one ``LibvirtDomain`` (one worker thread,

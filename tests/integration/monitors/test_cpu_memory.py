@@ -89,7 +89,9 @@ async def test_libvirt_failure_is_an_error_not_a_zero(tmp_path: Path) -> None:
 
 async def test_memory_against_proc_meminfo() -> None:
     available_kib = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemAvailable:")
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
     )
     small = await MemoryMonitor(1).probe()
     assert small.enough is True and small.engine_mib == 1

@@ -16,8 +16,8 @@ import pytest
 from he_ha.monitors.engine_health import EngineHealthMonitor, engine_status
 from he_ha.monitors.framework import MonitorRunner
 from he_ha.monitors.libvirt_domain import LibvirtDomain
-from tests.integration.monitors.health_page import HealthPage
 from tests.integration.monitors.engine_vm import ENGINE_NAME, ENGINE_UUID, engine, remove_engine
+from tests.integration.monitors.health_page import HealthPage
 
 
 class Clock:
@@ -99,7 +99,9 @@ async def test_hanging_page_is_abandoned_at_its_deadline(
     assert health.status["health"] == "bad"
 
 
-async def test_flapping_page_never_gives_a_bad_verdict(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
+async def test_flapping_page_never_gives_a_bad_verdict(
+    engine_conn: libvirt.virConnect, health_page: HealthPage
+) -> None:
     clock = Clock()
     monitor = monitor_for(engine_conn, health_page, min_failures=3, min_bad_time=60.0, clock=clock)
     statuses = []
@@ -186,7 +188,12 @@ async def test_vm_vanishing_while_up_is_down_missing(engine_conn: libvirt.virCon
         health = await monitor.probe()
     finally:
         await monitor.aclose()
-    assert health.status == {"vm": "down_missing", "health": "bad", "detail": "unknown", "reason": "vm not running on this host"}
+    assert health.status == {
+        "vm": "down_missing",
+        "health": "bad",
+        "detail": "unknown",
+        "reason": "vm not running on this host",
+    }
 
 
 async def test_migrated_away_event_for_a_vanished_domain(
@@ -232,13 +239,23 @@ async def test_libvirt_failure_is_the_unknown_row(tmp_path: Path, health_page: H
         health = await monitor.probe()
     finally:
         await monitor.aclose()
-    assert health.status == {"vm": "unknown", "health": "unknown", "detail": "unknown", "reason": "failed to getVmStats"}
+    assert health.status == {
+        "vm": "unknown",
+        "health": "unknown",
+        "detail": "unknown",
+        "reason": "failed to getVmStats",
+    }
     assert health.problem is not None and "libvirt" in health.problem
     assert json.loads(health.to_json()) == health.status
 
 
 async def test_no_reading_is_unknown_never_healthy() -> None:
-    assert engine_status(None) == {"vm": "unknown", "health": "unknown", "detail": "unknown", "reason": "failed to getVmStats"}
+    assert engine_status(None) == {
+        "vm": "unknown",
+        "health": "unknown",
+        "detail": "unknown",
+        "reason": "failed to getVmStats",
+    }
 
 
 async def test_poke_reprobes_at_once(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from he_ha.config import HostedEngineConf
 from he_ha.monitors.network import NetworkMonitor
-from tests.integration.monitors.netns import ip
 from tests.integration.monitors.dns_responder import DnsResponder
+from tests.integration.monitors.netns import ip
 
 FAST = {"probes": 3, "probe_delay": 0.05, "fault_hold": 0.0}
 
@@ -65,7 +65,9 @@ async def test_tcp_to_unanswering_listener_times_out() -> None:
     server.listen(0)
     filler = socket.create_connection(server.getsockname(), timeout=2)
     try:
-        monitor = NetworkMonitor("tcp", tcp_address="127.0.0.1", tcp_port=server.getsockname()[1], probe_timeout=0.3, **FAST)
+        monitor = NetworkMonitor(
+            "tcp", tcp_address="127.0.0.1", tcp_port=server.getsockname()[1], probe_timeout=0.3, **FAST
+        )
         status = await monitor.probe()
     finally:
         filler.close()

@@ -25,7 +25,11 @@ def test_mem_available() -> None:
 
 
 def test_bridge_flags() -> None:
-    link = {"flags": ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"], "operstate": "UNKNOWN", "linkinfo": {"info_kind": "bridge"}}
+    link = {
+        "flags": ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"],
+        "operstate": "UNKNOWN",
+        "linkinfo": {"info_kind": "bridge"},
+    }
     assert bridge_status("br0", link) == BridgeStatus("br0", True, True, True, True, "UNKNOWN", "bridge")
     no_carrier = {"flags": ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"], "operstate": "DOWN"}
     assert not bridge_status("br0", no_carrier).up
