@@ -30,7 +30,7 @@ import structlog
 
 from he_ha.storage.lease_errors import LeaseProtocolError
 from he_ha.storage.lease_protocol import Failure, Reply, Request, decode_request, encode
-from he_ha.storage.sanlock_env import current_run_dir, daemon_answers
+from he_ha.storage.sanlock_env import current_run_dir, daemon_answers, socket_path
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,10 @@ THREADS = 8  # concurrent calls; more than that queue (and time out client-side 
 BLKSSZGET = 0x1268  # <linux/fs.h>: logical sector size of a block device
 PROBE_SIZE = 512
 DAEMON_GONE = (E.EPIPE, E.ECONNRESET)  # our registration's daemon died (and our leases with it)
+
+
+class DaemonDown(Exception):
+    """The daemon socket does not answer although the binding reported no error."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -109,7 +113,11 @@ class SanlockCalls:
                               iotimeout=io_timeout, wait=True)
 
     def inq_lockspace(self, lockspace: str, host_id: int, path: str, offset: int, wait: bool) -> bool | None:
-        return sanlock.inq_lockspace(lockspace.encode(), host_id, os.fsencode(path), offset=offset, wait=wait)
+        held = sanlock.inq_lockspace(lockspace.encode(), host_id, os.fsencode(path), offset=offset, wait=wait)
+        # The binding also answers False when it cannot reach the daemon (socket missing).
+        if held is False and not daemon_answers(current_run_dir()):
+            raise DaemonDown(f"no sanlock daemon answers on {socket_path(current_run_dir())}")
+        return held
 
     def get_lockspaces(self) -> Any:
         return _jsonable(sanlock.get_lockspaces())
@@ -158,6 +166,8 @@ def _failure(exc: Exception) -> Failure:
         message = ": ".join(str(part) for part in args[1:]) or str(exc)
         daemon_up = exc.errno not in (E.ENOENT, E.ECONNREFUSED) or daemon_answers(current_run_dir())
         return Failure("sanlock", exc.errno, message, daemon_up)
+    if isinstance(exc, DaemonDown):
+        return Failure("sanlock", E.ECONNREFUSED, str(exc), daemon_up=False)
     if isinstance(exc, OSError):
         return Failure("os", exc.errno, f"{exc.strerror or exc}")
     return Failure("internal", None, f"{type(exc).__name__}: {exc}")
