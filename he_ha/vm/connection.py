@@ -77,13 +77,35 @@ _CLOSE_REASONS = {
 }
 
 
-def means_connection_lost(exc: libvirt.libvirtError) -> bool:
-    """True when a call failed because the transport to libvirtd is gone."""
+def _looks_like_transport_error(exc: libvirt.libvirtError) -> bool:
     code, domain = exc.get_error_code(), exc.get_error_domain()
     if code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN):
         return True
     # "client socket is closed", "Cannot recv data: Connection reset by peer", ...
     return domain == libvirt.VIR_FROM_RPC and code in (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_ERR_SYSTEM_ERROR)
+
+
+def means_connection_lost(conn: libvirt.virConnect, exc: libvirt.libvirtError) -> bool:
+    """True when a call failed because OUR transport to libvirtd is gone (in a worker thread).
+
+    The error alone is not enough: a peer-to-peer migration to an unreachable destination
+    fails with the same RPC errors ("Failed to connect socket ...") while our own
+    connection is fine. ``isAlive()`` looks at the local socket state only (no RPC).
+    """
+    if not _looks_like_transport_error(exc):
+        return False
+    try:
+        return not conn.isAlive()
+    except libvirt.libvirtError:
+        return True
+
+
+class _TransportLost(Exception):
+    """Raised in the worker thread, turned into HypervisorUnreachable on the loop."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 def retry_lost_errors(fn: Callable[[], T], attempts: int = 3) -> T:
@@ -259,16 +281,21 @@ class LibvirtConnection:
             raise HypervisorUnreachable(operation, self._detail)
 
         def run() -> T:
-            return retry_lost_errors(lambda: fn(conn)) if retry else fn(conn)
+            try:
+                return retry_lost_errors(lambda: fn(conn)) if retry else fn(conn)
+            except libvirt.libvirtError as exc:
+                if means_connection_lost(conn, exc):
+                    raise _TransportLost(exc.get_error_message() or str(exc)) from None
+                raise
 
         try:
             return await self._executor.run(
                 operation, run, deadline or self.deadlines.query, allow_while_stuck=allow_while_stuck
             )
+        except _TransportLost as lost:
+            self._connection_lost(generation, f"{operation}: {lost.message}")
+            raise HypervisorUnreachable(operation, lost.message) from None
         except libvirt.libvirtError as exc:
-            if means_connection_lost(exc):
-                self._connection_lost(generation, f"{operation}: {exc.get_error_message()}")
-                raise HypervisorUnreachable(operation, exc.get_error_message() or str(exc)) from None
             raise as_call_error(operation, exc) from None
 
     # --- internals -------------------------------------------------------------------------
