@@ -80,12 +80,11 @@ def _check_name(kind: str, name: str) -> None:
         raise LeaseConfigError(f"{kind} name {name!r} must be 1..{MAX_NAME_LENGTH} bytes without ':' or NUL")
 
 
-def _check_offset(what: str, offset: int, align: int) -> None:
+def _check_area(kind: str, name: str, offset: int, sector_size: int, align: int, io_timeout: int) -> None:
+    _check_name(kind, name)
+    _check_geometry(sector_size, align)
     if offset < 0 or offset % align:
-        raise LeaseConfigError(f"{what} offset {offset} is not a non-negative multiple of the alignment {align}")
-
-
-def _check_io_timeout(io_timeout: int) -> None:
+        raise LeaseConfigError(f"offset {offset} is not a non-negative multiple of the alignment {align}")
     if not 1 <= io_timeout <= 300:
         raise LeaseConfigError(f"io timeout {io_timeout} s is outside 1..300")
 
@@ -102,10 +101,7 @@ class Lockspace:
     io_timeout: int = DEFAULT_IO_TIMEOUT
 
     def __post_init__(self) -> None:
-        _check_name("lockspace", self.name)
-        _check_geometry(self.sector_size, self.align)
-        _check_offset("lockspace", self.offset, self.align)
-        _check_io_timeout(self.io_timeout)
+        _check_area("lockspace", self.name, self.offset, self.sector_size, self.align, self.io_timeout)
 
     @property
     def max_host_id(self) -> int:
@@ -136,11 +132,8 @@ class VmLease:
     io_timeout: int = DEFAULT_IO_TIMEOUT  # its lockspace's: how long acquire may wait
 
     def __post_init__(self) -> None:
-        _check_name("lockspace", self.lockspace)
-        _check_io_timeout(self.io_timeout)
         _check_name("resource", self.resource)
-        _check_geometry(self.sector_size, self.align)
-        _check_offset("VM lease", self.offset, self.align)
+        _check_area("lockspace", self.lockspace, self.offset, self.sector_size, self.align, self.io_timeout)
 
     def describe(self) -> str:
         return f"lease {self.lockspace}:{self.resource} at {self.path}:{self.offset}"

@@ -83,7 +83,7 @@ class LeaseClient:
     ) -> LeaseClient:
         """Start a worker talking to the daemon of ``run_dir`` (None: the system daemon,
         /run/sanlock). Its stderr goes to ``stderr`` (appended) or to ours."""
-        err = open(stderr, "ab") if stderr is not None else None  # noqa: SIM115 - handed to the child
+        err = open(stderr, "ab") if stderr is not None else None  # handed to the child, closed below
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "he_ha.storage.lease_worker",
@@ -107,14 +107,22 @@ class LeaseClient:
         process = self._process
         if process.stdin is not None and not process.stdin.is_closing():
             process.stdin.close()
-        try:
-            async with asyncio.timeout(timeout):
-                await process.wait()
-        except TimeoutError:
+        if not await self._exited_within(timeout):
             log.warning("lease worker did not exit on EOF; killing it", pid=process.pid)
             process.kill()
-            await process.wait()
+            if not await self._exited_within(timeout):
+                self._reader.cancel()
+                raise LeaseError(f"lease worker pid {process.pid} survives SIGKILL: stuck in the kernel "
+                                 "(storage I/O that never returns?)")
         await self._reader
+
+    async def _exited_within(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._process.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def __aenter__(self) -> LeaseClient:
         return self
@@ -191,37 +199,29 @@ class LeaseClient:
         await self.init_vm_lease(layout.vm_lease, overwrite=overwrite, timeout=timeout)
 
     async def init_lockspace(self, lockspace: Lockspace, *, overwrite: bool = False, timeout: float | None = None) -> None:
-        await self._check_volume(lockspace.path, lockspace.offset + lockspace.align, lockspace.sector_size, timeout)
-        geometry = {"path": str(lockspace.path), "offset": lockspace.offset,
-                    "align": lockspace.align, "sector": lockspace.sector_size}
-        if not overwrite:
-            try:
-                found = await self._call("read_lockspace", lockspace.describe(), timeout, **geometry)
-            except LockspaceNotInitialised:
-                pass  # the expected case: nothing there yet
-            else:
-                raise LeaseAreaInUse(f"{lockspace.describe()}: lockspace {found['lockspace']!r} already initialised "
-                                     "there; overwrite=True resets every host's delta lease")
-        await self._call("write_lockspace", lockspace.describe(), timeout, lockspace=lockspace.name,
-                         io_timeout=lockspace.io_timeout, **geometry)
-        log.info("lockspace initialised", lockspace=lockspace.name, path=str(lockspace.path),
-                 offset=lockspace.offset, sector_size=lockspace.sector_size, align=lockspace.align)
+        await self._init_area(lockspace, "read_lockspace", "write_lockspace", LockspaceNotInitialised, overwrite, timeout,
+                              lockspace=lockspace.name, io_timeout=lockspace.io_timeout)
 
     async def init_vm_lease(self, lease: VmLease, *, overwrite: bool = False, timeout: float | None = None) -> None:
-        await self._check_volume(lease.path, lease.offset + lease.align, lease.sector_size, timeout)
-        geometry = {"path": str(lease.path), "offset": lease.offset, "align": lease.align, "sector": lease.sector_size}
+        await self._init_area(lease, "read_resource", "write_resource", LeaseNotInitialised, overwrite, timeout,
+                              lockspace=lease.lockspace, resource=lease.resource)
+
+    async def _init_area(self, area: Lockspace | VmLease, read_op: str, write_op: str, blank: type[LeaseError],
+                         overwrite: bool, timeout: float | None, **names: Any) -> None:
+        """Write a lockspace or lease area after checking the volume and, unless
+        ``overwrite``, that ``read_op`` finds nothing there (``blank`` is its "empty" error)."""
+        await self._check_volume(area.path, area.offset + area.align, area.sector_size, timeout)
+        geometry = {"path": str(area.path), "offset": area.offset, "align": area.align, "sector": area.sector_size}
         if not overwrite:
             try:
-                found = await self._call("read_resource", lease.describe(), timeout, **geometry)
-            except LeaseNotInitialised:
+                found = await self._call(read_op, area.describe(), timeout, **geometry)
+            except blank:
                 pass  # the expected case: nothing there yet
             else:
-                raise LeaseAreaInUse(f"{lease.describe()}: lease {found['lockspace']}:{found['resource']} already "
-                                     "initialised there; overwrite=True forgets its owner")
-        await self._call("write_resource", lease.describe(), timeout, lockspace=lease.lockspace,
-                         resource=lease.resource, **geometry)
-        log.info("VM lease initialised", lockspace=lease.lockspace, resource=lease.resource, path=str(lease.path),
-                 offset=lease.offset, sector_size=lease.sector_size, align=lease.align)
+                raise LeaseAreaInUse(f"{area.describe()}: storage already holds {found}; overwrite=True "
+                                     "wipes it (every host's delta lease, or the lease's owner)")
+        await self._call(write_op, area.describe(), timeout, **names, **geometry)
+        log.info("lease area initialised", area=area.describe(), sector_size=area.sector_size, align=area.align)
 
     async def _check_volume(self, path: Path, needed: int, sector_size: int, timeout: float | None) -> None:
         info = await self.volume_info(path, timeout=timeout)
