@@ -38,7 +38,7 @@ from he_ha.vm.errors import (
     MigrationUnsupported,
     StartPausedUnsupported,
 )
-from he_ha.vm.state import VmState, VmStatus, state_from_libvirt
+from he_ha.vm.state import VmState, state_from_libvirt
 
 log = structlog.get_logger(__name__)
 
@@ -272,7 +272,7 @@ class VmController:
                 return VmState.absent()
             try:
                 action(dom)
-            except libvirt.libvirtError as exc:
+            except libvirt.libvirtError:
                 # "not running" has different codes per driver; the state is the truth.
                 state = self._read_state(conn)
                 if not state.active:
@@ -315,9 +315,7 @@ class VmController:
 
     async def _abort_migration(self) -> None:
         try:
-            await self.connection.call(
-                "abortJob", lambda c: self._require(c).abortJob(), allow_while_stuck=True
-            )
+            await self.connection.call("abortJob", lambda c: self._require(c).abortJob(), allow_while_stuck=True)
         except (LibvirtCallError, HypervisorError, DomainNotFound) as exc:
             log.error("could not abort the timed-out migration", domain=str(self.domain), error=str(exc))
 

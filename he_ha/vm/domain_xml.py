@@ -83,9 +83,7 @@ def domain_spec_from_vm_conf(conf: VmConf, source: str = "vm.conf") -> DomainSpe
     """The XML in ``xmlBase64``; its UUID must be the vmId (added when the XML has none)."""
     xml = conf.domain_xml
     if xml is None:
-        raise DomainXmlError(
-            f"{source}: no xmlBase64 key; the legacy device-list vm.conf format is not supported"
-        )
+        raise DomainXmlError(f"{source}: no xmlBase64 key; the legacy device-list vm.conf format is not supported")
     spec = parse_domain_xml(xml, source)
     vm_id = _canonical_uuid(conf.vm_id, f"{source}: vmId")
     if spec.id.uuid is None:

@@ -158,7 +158,9 @@ class VmWatch:
         loop = asyncio.get_running_loop()
         domain = self._controller.domain
 
-        def on_lifecycle(_conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, _o: object) -> None:
+        def on_lifecycle(
+            _conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, _opaque: object
+        ) -> None:
             # In the libvirt event thread: name() and UUIDString() are local, no RPC.
             if domain.matches(dom.name(), dom.UUIDString()):
                 post_to_loop(loop, self._on_event, event, detail)
@@ -174,7 +176,9 @@ class VmWatch:
         if conn is None or callback_id is None:
             return
         try:
-            await self._connection.call("domainEventDeregisterAny", lambda _c: conn.domainEventDeregisterAny(callback_id))
+            await self._connection.call(
+                "domainEventDeregisterAny", lambda _c: conn.domainEventDeregisterAny(callback_id)
+            )
         except (HypervisorError, LibvirtCallError) as exc:
             log.debug("could not deregister VM event callback", error=str(exc))
 

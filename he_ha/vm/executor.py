@@ -63,9 +63,7 @@ class LibvirtExecutor:
         with self._lock:
             return len(self._calls)
 
-    async def run(
-        self, operation: str, fn: Callable[[], T], deadline: float, *, allow_while_stuck: bool = False
-    ) -> T:
+    async def run(self, operation: str, fn: Callable[[], T], deadline: float, *, allow_while_stuck: bool = False) -> T:
         """Run ``fn`` in a pool thread; raise HypervisorTimeout after ``deadline`` seconds.
 
         ``allow_while_stuck`` lets one call through despite a stuck call (used to abort a

@@ -6,19 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.vm import Backoff, Deadlines, LibvirtConnection, VmController
-from he_ha.vm.domain_xml import DomainId
-from tests.integration.vm.helpers import ENGINE_NAME, ENGINE_UUID, PrivateLibvirtd, domain_xml, write_node
-
-# Short deadlines keep the failure paths fast; generous enough for a loaded 2-core box.
-TEST_DEADLINES = Deadlines(open=5.0, query=2.0, start=5.0, shutdown_request=2.0, destroy=5.0, migrate=5.0, close=2.0)
-ENGINE = DomainId(ENGINE_NAME, ENGINE_UUID)
-
-
-def make_connection(uri: str, **kwargs: object) -> LibvirtConnection:
-    kwargs.setdefault("deadlines", TEST_DEADLINES)
-    kwargs.setdefault("backoff", Backoff(initial=0.05, maximum=0.5))
-    return LibvirtConnection(uri, **kwargs)  # type: ignore[arg-type]
+from he_ha.vm import LibvirtConnection, VmController
+from tests.integration.vm.helpers import ENGINE, PrivateLibvirtd, domain_xml, started_connection, write_node
 
 
 @pytest.fixture
@@ -35,18 +24,14 @@ def empty_node_uri(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def connection(node_uri: str) -> AsyncIterator[LibvirtConnection]:
-    conn = make_connection(node_uri)
-    await conn.start()
-    yield conn
-    await conn.close()
+    async with started_connection(node_uri) as conn:
+        yield conn
 
 
 @pytest.fixture
 async def empty_connection(empty_node_uri: str) -> AsyncIterator[LibvirtConnection]:
-    conn = make_connection(empty_node_uri)
-    await conn.start()
-    yield conn
-    await conn.close()
+    async with started_connection(empty_node_uri) as conn:
+        yield conn
 
 
 @pytest.fixture

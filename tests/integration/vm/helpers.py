@@ -11,14 +11,46 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 
-from he_ha.vm import EventKind, UpdateCause, VmUpdate
+from he_ha.vm import (
+    Backoff,
+    Deadlines,
+    DomainId,
+    EventKind,
+    LibvirtConnection,
+    UpdateCause,
+    VmController,
+    VmUpdate,
+    VmWatch,
+)
 
 ENGINE_NAME = "HostedEngine"
 ENGINE_UUID = "8f2ddd55-fa2a-4bbc-9fc2-18e6f3dbc1a1"
 OTHER_UUID = "0b3e6bb0-7b8a-4a4e-8e36-0e0e0e0e0e0e"
+ENGINE = DomainId(ENGINE_NAME, ENGINE_UUID)
+
+# Short deadlines keep the failure paths fast; generous enough for a loaded 2-core box.
+TEST_DEADLINES = Deadlines(open=5.0, query=2.0, start=5.0, shutdown_request=2.0, destroy=5.0, migrate=5.0, close=2.0)
+
+
+def make_connection(uri: str, **kwargs: object) -> LibvirtConnection:
+    kwargs.setdefault("deadlines", TEST_DEADLINES)
+    kwargs.setdefault("backoff", Backoff(initial=0.05, maximum=0.5))
+    return LibvirtConnection(uri, **kwargs)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def started_connection(uri: str, **kwargs: object) -> AsyncIterator[LibvirtConnection]:
+    conn = make_connection(uri, **kwargs)
+    await conn.start()
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def domain_xml(name: str = ENGINE_NAME, uuid: str | None = ENGINE_UUID, devices: str = "") -> str:
@@ -67,6 +99,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.updates: asyncio.Queue[VmUpdate] = asyncio.Queue()
+        self.initial: VmUpdate | None = None
 
     def __call__(self, update: VmUpdate) -> None:
         self.updates.put_nowait(update)
@@ -83,6 +116,24 @@ class Collector:
             if update.event.kind is not EventKind.OTHER:
                 assert update.event.kind is kind, update
                 return update
+
+
+@asynccontextmanager
+async def watching(vm: VmController, *first: Callable[[VmUpdate], None]) -> AsyncIterator[Collector]:
+    """A started VmWatch (``first`` subscribed ahead of the collector); its INITIAL update
+    is kept in ``collector.initial``. Stopped on exit."""
+    watch = VmWatch(vm)
+    for subscriber in first:
+        watch.subscribe(subscriber)
+    events = Collector()
+    watch.subscribe(events)
+    await watch.start()
+    try:
+        events.initial = await events.next()
+        assert events.initial.cause is UpdateCause.INITIAL
+        yield events
+    finally:
+        await watch.stop()
 
 
 class LoopLagProbe:

@@ -25,10 +25,17 @@ from he_ha.vm import (
     UpdateCause,
     VmController,
     VmStatus,
-    VmWatch,
 )
-from tests.integration.vm.conftest import ENGINE, TEST_DEADLINES, make_connection
-from tests.integration.vm.helpers import Collector, LoopLagProbe, PrivateLibvirtd, domain_xml, write_node
+from tests.integration.vm.helpers import (
+    ENGINE,
+    TEST_DEADLINES,
+    LoopLagProbe,
+    PrivateLibvirtd,
+    domain_xml,
+    started_connection,
+    watching,
+    write_node,
+)
 
 pytestmark = pytest.mark.root
 
@@ -37,11 +44,9 @@ pytestmark = pytest.mark.root
 async def remote(libvirtd: PrivateLibvirtd, tmp_path: Path) -> AsyncIterator[LibvirtConnection]:
     write_node(tmp_path, domain_xml())
     deadlines = Deadlines(**{**vars(TEST_DEADLINES), "query": 0.5})
-    conn = make_connection(libvirtd.uri(tmp_path / "node.xml"), deadlines=deadlines)
-    await conn.start()
-    assert conn.health.status is HealthStatus.CONNECTED, conn.health
-    yield conn
-    await conn.close()
+    async with started_connection(libvirtd.uri(tmp_path / "node.xml"), deadlines=deadlines) as conn:
+        assert conn.health.status is HealthStatus.CONNECTED, conn.health
+        yield conn
 
 
 async def _wait_for_status(conn: LibvirtConnection, status: HealthStatus, timeout: float = 10.0) -> None:
@@ -81,15 +86,9 @@ async def test_reconnects_after_libvirtd_restart_and_re_registers_events(
     libvirtd: PrivateLibvirtd, remote: LibvirtConnection
 ) -> None:
     vm = VmController(remote, ENGINE)
-    watch = VmWatch(vm)
-    events = Collector()
-    watch.subscribe(events)
     health_changes: list[HypervisorHealth] = []
     remote.add_health_listener(health_changes.append)
-    await watch.start()
-    try:
-        assert (await events.next()).cause is UpdateCause.INITIAL
-
+    async with watching(vm) as events:
         libvirtd.kill()
 
         down = await events.next()
@@ -114,5 +113,3 @@ async def test_reconnects_after_libvirtd_restart_and_re_registers_events(
         await vm.destroy()
         update = await events.next_event(EventKind.DESTROYED)
         assert update.state.status is VmStatus.SHUTOFF
-    finally:
-        await watch.stop()

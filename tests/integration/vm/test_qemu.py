@@ -10,6 +10,7 @@ libvirt-qemu user and group that Debian's QEMU driver resolves at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -25,16 +26,14 @@ from he_ha.vm import (
     EventKind,
     HealthStatus,
     LibvirtCallError,
-    LibvirtConnection,
     PausedReason,
     StartOutcome,
     StopOutcome,
     VmController,
     VmStatus,
-    VmWatch,
     parse_domain_xml,
 )
-from tests.integration.vm.helpers import ENGINE_NAME, ENGINE_UUID, Collector, StandInLease
+from tests.integration.vm.helpers import ENGINE_NAME, ENGINE_UUID, StandInLease, started_connection, watching
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -93,31 +92,23 @@ def _kill_left_over_qemu(root: Path) -> None:
     """If a test failed before destroying its VM, end the QEMU it started, by its pid."""
     pid_file = root / "run" / "qemu" / f"{ENGINE_NAME}.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone: nothing to clean up
             os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # already gone: nothing to clean up
 
 
 @pytest.fixture
 async def qemu(embed_root: Path) -> AsyncIterator[VmController]:
-    conn = LibvirtConnection(f"qemu:///embed?root={embed_root}", deadlines=DEADLINES)
-    await conn.start()
-    assert conn.health.status is HealthStatus.CONNECTED, conn.health
-    vm = VmController(conn, parse_domain_xml(GUEST_XML, "guest").id, poll_interval=0.1)
-    yield vm
-    await vm.destroy()
-    await conn.close()
+    async with started_connection(f"qemu:///embed?root={embed_root}", deadlines=DEADLINES) as conn:
+        assert conn.health.status is HealthStatus.CONNECTED, conn.health
+        vm = VmController(conn, parse_domain_xml(GUEST_XML, "guest").id, poll_interval=0.1)
+        yield vm
+        await vm.destroy()
 
 
 async def test_real_qemu_lifecycle(qemu: VmController) -> None:
     spec = parse_domain_xml(GUEST_XML, "guest")
-    watch = VmWatch(qemu)
-    events = Collector()
-    watch.subscribe(events)
-    await watch.start()
-    try:
-        assert (await events.next()).state.status is VmStatus.ABSENT  # INITIAL
+    async with watching(qemu) as events:
+        assert events.initial is not None and events.initial.state.status is VmStatus.ABSENT
 
         started = await qemu.start(spec, StandInLease(held=True), paused=True)
         assert started.outcome is StartOutcome.STARTED
@@ -143,8 +134,6 @@ async def test_real_qemu_lifecycle(qemu: VmController) -> None:
         assert update.state.status is VmStatus.ABSENT
 
         assert (await qemu.destroy()).outcome is StopOutcome.ALREADY_STOPPED
-    finally:
-        await watch.stop()
 
 
 async def test_failed_migration_keeps_the_vm_and_the_connection(qemu: VmController, tmp_path: Path) -> None:

@@ -22,12 +22,13 @@ from he_ha.vm import (
     parse_domain_xml,
 )
 from he_ha.vm.state import RunningReason
-from tests.integration.vm.conftest import ENGINE, make_connection
 from tests.integration.vm.helpers import (
+    ENGINE,
     ENGINE_UUID,
     OTHER_UUID,
     StandInLease,
     domain_xml,
+    started_connection,
     write_node,
     write_vm_conf,
 )
@@ -138,17 +139,13 @@ async def test_start_paused_on_the_test_driver_is_a_typed_error(empty_vm: VmCont
 
 
 async def test_another_domain_with_the_engine_name_is_a_conflict(tmp_path: Path) -> None:
-    conn = make_connection(write_node(tmp_path, domain_xml(uuid=OTHER_UUID)))
-    await conn.start()
-    try:
+    async with started_connection(write_node(tmp_path, domain_xml(uuid=OTHER_UUID))) as conn:
         vm = VmController(conn, ENGINE)
         with pytest.raises(DomainConflict, match=OTHER_UUID):
             await vm.start(parse_domain_xml(domain_xml(), "test"), StandInLease(held=True))
         # The foreign domain is untouched.
         state = await conn.call("state", lambda c: c.lookupByUUIDString(OTHER_UUID).state())
         assert state[0] == libvirt.VIR_DOMAIN_RUNNING
-    finally:
-        await conn.close()
 
 
 async def test_spec_for_another_vm_is_refused(empty_vm: VmController) -> None:

@@ -156,6 +156,6 @@ def test_lease_spec_validation(kwargs: dict[str, object], message: str) -> None:
 
 
 def test_lease_without_target_is_named() -> None:
-    spec = parse_domain_xml(f"<domain><name>x</name><devices><lease><key>k</key></lease></devices></domain>", "x")
+    spec = parse_domain_xml("<domain><name>x</name><devices><lease><key>k</key></lease></devices></domain>", "x")
     with pytest.raises(DomainXmlError, match="without <target"):
         leases_in(spec)
