@@ -42,6 +42,8 @@ class SimVm:
         return t >= self.up_at and not self.hung and not self.shutting_down
 
 
+HYPERVISOR_HUNG = EngineHealth("unknown", "unknown", "unknown", "failed to get the VM state")
+
 # How the engine-health monitor reports a VM that is gone, by how it went (spec §5.8).
 EXIT_HEALTH = {
     None: EngineHealth("down", "bad", "unknown", "vm not running on this host"),
@@ -75,6 +77,7 @@ class SimHost:
         "network",
         "local_maintenance",
         "stalled",
+        "hypervisor_hung",
         "generation",
         "joined",
         "renew_anchor",
@@ -100,6 +103,7 @@ class SimHost:
         self.network = 1.0
         self.local_maintenance = False
         self.stalled = False
+        self.hypervisor_hung = False
         self.generation = 0  # lockspace generation (0: never joined)
         self.joined = False
         self.renew_anchor = 0.0
@@ -145,6 +149,8 @@ class SimHost:
     def engine_health(self, t: float, sim: SimParams) -> EngineHealth | None:
         if t < self.supervisor_started + sim.monitor_warmup:
             return None  # the monitor has not reported yet (B14)
+        if self.hypervisor_hung:
+            return HYPERVISOR_HUNG
         return self.vm.health(t) if self.vm is not None else EXIT_HEALTH[self.vm_exit]
 
 

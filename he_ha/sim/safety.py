@@ -26,16 +26,21 @@ class SafetyViolation(AssertionError):
 
 
 def check_world(hosts: Iterable[SimHost], lease: VmLease) -> str | None:
-    """Invariants 1 and "never two engines": return what is wrong, or None."""
-    running = [h for h in hosts if h.vm is not None]
-    if len(running) > 1:
-        return "two engine VMs run at once: " + ", ".join(h.name for h in running)
-    for host in running:
-        if not host.powered:
-            return f"a VM runs on powered-off {host.name}"
-        if lease.valid_owner() is not host:
-            owner = lease.valid_owner()
-            return f"the VM runs on {host.name} without its lease (owner: {owner.name if owner else 'none'})"
+    """Invariant 1 and "never two engines": return what is wrong, or None."""
+    running = None
+    for host in hosts:
+        if host.vm is None:
+            continue
+        if running is not None:
+            return f"two engine VMs run at once: {running.name}, {host.name}"
+        running = host
+    if running is None:
+        return None
+    if not running.powered:
+        return f"a VM runs on powered-off {running.name}"
+    owner = lease.valid_owner()
+    if owner is not running:
+        return f"the VM runs on {running.name} without its lease (owner: {owner.name if owner else 'none'})"
     return None
 
 

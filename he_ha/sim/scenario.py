@@ -5,7 +5,7 @@ naming the offending key or event."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,9 @@ COMMANDS: dict[str, tuple[bool, bool]] = {
     "vm-crash": (False, False),  # the VM, wherever it runs (or on `host` if given)
     "engine-hang": (False, False),
     "engine-recover": (False, False),
+    "engine-migrate": (True, False),  # the engine live-migrates its own VM to `host`
+    "hypervisor-hang": (True, False),  # libvirt stops answering: VM state unknown, VM actions fail
+    "hypervisor-recover": (True, False),
     "gateway-loss": (True, False),
     "gateway-restore": (True, False),
     "network": (True, True),  # value: fraction of successful probes
@@ -263,6 +266,3 @@ def _event(item: object, index: int, ids: set[int]) -> Event:
         raise ScenarioError(f"{where}: {command} value must be true or false, got {value!r}")
     return Event(_number(mapping.get("at"), f"{where}.at"), command, host, value)
 
-
-def with_events(scenario: Scenario, events: list[Event], until: float) -> Scenario:
-    return replace(scenario, events=tuple(sorted(events, key=lambda e: e.at)), until=until)

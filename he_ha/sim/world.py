@@ -129,11 +129,19 @@ class World:
     def _say(self, who: str, message: str) -> None:
         self.log.append(f"{self.t:8.1f}  {who:<6}  {message}")
 
-    def _after_event(self) -> None:
+    def check(self) -> None:
+        """Raise SafetyViolation if an invariant is broken now."""
         problem = check_world(self.order, self.lease)
         if problem:
             raise SafetyViolation(problem, self.t, self.scenario, self.log, self.seed)
-        ok = any(h.vm is not None and h.vm.healthy(self.t) for h in self.order)
+
+    def _after_event(self) -> None:
+        self.check()
+        ok = False
+        for host in self.order:
+            if host.vm is not None:
+                ok = host.vm.healthy(self.t)
+                break
         if ok is not self.engine_ok[-1][1]:
             self.engine_ok.append((self.t, ok))
 
@@ -272,7 +280,9 @@ class World:
         epoch, action = payload
         if epoch != host.epoch or not host.powered:
             return  # the supervisor that asked is gone, and its executor with it
-        if isinstance(action, AcquireLeaseAndStartVm):
+        if host.hypervisor_hung:
+            outcome, reason = Outcome.FAILED, "hypervisor call timed out"
+        elif isinstance(action, AcquireLeaseAndStartVm):
             outcome, reason = self._start(host)
         elif isinstance(action, ShutdownVm):
             outcome, reason = self._shutdown(host)
@@ -385,6 +395,16 @@ class World:
                     self._schedule_tick(target, self.t)
             else:
                 target.vm.hung = do == "engine-hang"
+        elif do == "engine-migrate":
+            assert host is not None
+            source = self._vm_host(Event(event.at, do))
+            if source is None or source is host:
+                self._say("sim", "no VM to migrate")
+            else:
+                outcome, reason = self._migrate(source, host.id)
+                self._say(source.name, f"engine-driven migration {outcome.value}" + (f" ({reason})" if reason else ""))
+                if source.supervisor_up:
+                    self._schedule_tick(source, self.t)
         elif do == "global-maintenance":
             self.global_maintenance = bool(event.value)
         else:
@@ -403,7 +423,7 @@ class World:
                 self._say(host.name, "vm lost with the host")
         elif do == "power-on" and not host.powered:
             host.powered = True
-            host.stalled = False
+            host.stalled = host.hypervisor_hung = False
             host.clock_base = -self.t  # the monotonic clock restarts at boot
             host.network = 1.0
             self._push(self.t + sim.host_boot_time, _SUPERVISOR_START, host, host.epoch)
@@ -412,6 +432,8 @@ class World:
             host.supervisor_up = False
             host.fsm = None
             self._push(self.t + sim.supervisor_restart_time, _SUPERVISOR_START, host, host.epoch)
+        elif do in ("hypervisor-hang", "hypervisor-recover"):
+            host.hypervisor_hung = do == "hypervisor-hang"
         elif do in ("gateway-loss", "gateway-restore", "network"):
             host.network = {"gateway-loss": 0.0, "gateway-restore": 1.0}.get(do, event.value)
         elif do == "local-maintenance":
