@@ -134,6 +134,15 @@ def as_call_error(operation: str, exc: libvirt.libvirtError) -> LibvirtCallError
     )
 
 
+def _close_quietly(conn: libvirt.virConnect) -> None:
+    """Close a connection we are giving up on (in a worker thread)."""
+    for step in (conn.unregisterCloseCallback, conn.close):
+        try:
+            step()
+        except libvirt.libvirtError as exc:  # a dead or half-set-up connection fails to close cleanly
+            log.debug("closing a libvirt connection", step=step.__name__, error=str(exc))
+
+
 class LibvirtConnection:
     def __init__(
         self,
@@ -311,13 +320,12 @@ class LibvirtConnection:
 
         def open_connection() -> libvirt.virConnect:
             conn = libvirt.open(self.uri)
-            conn.registerCloseCallback(on_close, None)
             try:
-                retry_lost_errors(lambda: conn.setKeepAlive(*self._keepalive))
-            except libvirt.libvirtError as exc:
-                # Local drivers (test://, qemu:///system in-process) have no keepalive.
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
-                    raise
+                conn.registerCloseCallback(on_close, None)
+                self._enable_keepalive(conn)
+            except libvirt.libvirtError:
+                _close_quietly(conn)
+                raise
             return conn
 
         try:
@@ -379,16 +387,19 @@ class LibvirtConnection:
             if not alive:
                 self._connection_lost(generation, "isAlive() reports the connection dead")
 
-    async def _dispose(self, conn: libvirt.virConnect) -> None:
-        def close_quietly() -> None:
-            for step in (conn.unregisterCloseCallback, conn.close):
-                try:
-                    step()
-                except libvirt.libvirtError as exc:  # a dead connection fails to close cleanly
-                    log.debug("closing old libvirt connection", step=step.__name__, error=str(exc))
-
+    def _enable_keepalive(self, conn: libvirt.virConnect) -> None:
         try:
-            await self._executor.run("close", close_quietly, self.deadlines.close, allow_while_stuck=True)
+            retry_lost_errors(lambda: conn.setKeepAlive(*self._keepalive))
+        except libvirt.libvirtError as exc:
+            # In-process drivers (test:///, qemu:///embed) have no keepalive and need none.
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+
+    async def _dispose(self, conn: libvirt.virConnect) -> None:
+        try:
+            await self._executor.run(
+                "close", lambda: _close_quietly(conn), self.deadlines.close, allow_while_stuck=True
+            )
         except HypervisorError as exc:
             log.warning("could not close old libvirt connection; dropping it", error=str(exc))
 

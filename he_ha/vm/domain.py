@@ -159,7 +159,9 @@ class VmController:
         clean-up). A shut off or crashed definition is removed first. Raises LeaseNotHeld
         before touching libvirt if ``lease.is_held()`` is false, DomainConflict if another
         domain owns the name or UUID, StartPausedUnsupported if the driver cannot start
-        paused, HypervisorError / LibvirtCallError otherwise.
+        paused, HypervisorError / LibvirtCallError otherwise. After a HypervisorTimeout
+        the launch may still complete inside libvirt: keep the lease until the state (or
+        a lifecycle event) shows the VM is not running.
         """
         self._require_lease(lease)
         if spec.id != self.domain:
