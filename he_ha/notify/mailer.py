@@ -18,8 +18,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
+import structlog
 
 from he_ha.config import EmailConfig
+
+log = structlog.get_logger(__name__)
 
 
 class MailError(Exception):
@@ -72,6 +75,8 @@ async def send_mail(
         # Given explicitly: the default would resolve our FQDN through DNS.
         local_hostname=local_hostname,
     )
+    where = f"{config.smtp_server}:{config.smtp_port}"
+    refused: dict[str, aiosmtplib.SMTPResponse] | None = None
     try:
         async with asyncio.timeout(config.smtp_timeout):
             await client.connect()
@@ -79,22 +84,24 @@ async def send_mail(
                 message, sender=config.source_email, recipients=config.destinations
             )
             await client.quit()
-    except TimeoutError:
-        raise MailError(
-            f"no complete SMTP exchange with {config.smtp_server}:{config.smtp_port} "
-            f"within smtp-timeout={config.smtp_timeout:g}s"
-        ) from None
-    except aiosmtplib.SMTPException as exc:
-        raise MailError(f"SMTP {config.smtp_server}:{config.smtp_port}: {_describe(exc)}") from None
-    except OSError as exc:  # refused, unreachable, reset, TLS failures outside aiosmtplib
-        raise MailError(f"SMTP {config.smtp_server}:{config.smtp_port}: {exc}") from None
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        if refused is None:
+            raise MailError(_failure(where, config, exc)) from None
+        # The server accepted the mail (DATA answered 250): a failed QUIT loses nothing.
+        log.debug("SMTP QUIT failed after the mail was accepted", server=where, error=_failure(where, config, exc))
     finally:
         client.close()
     if refused:
         rejected = ", ".join(f"{rcpt} ({resp.code} {resp.message})" for rcpt, resp in refused.items())
-        raise MailError(
-            f"SMTP {config.smtp_server}:{config.smtp_port} refused recipients: {rejected} (the others got the mail)"
-        )
+        raise MailError(f"SMTP {where} refused recipients: {rejected} (the others got the mail)")
+
+
+def _failure(where: str, config: EmailConfig, exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):  # our deadline, or aiosmtplib's per-command backstop
+        return f"no complete SMTP exchange with {where} within smtp-timeout={config.smtp_timeout:g}s"
+    if isinstance(exc, aiosmtplib.SMTPException):
+        return f"SMTP {where}: {_describe(exc)}"
+    return f"SMTP {where}: {exc}"  # refused, unreachable, reset, TLS failures outside aiosmtplib
 
 
 def _describe(exc: aiosmtplib.SMTPException) -> str:

@@ -65,6 +65,13 @@ class _Handler:
         return "250 OK"
 
 
+class HangsOnQuit(SMTP):
+    """Accepts the mail, then never answers QUIT."""
+
+    async def smtp_QUIT(self, arg: str) -> None:
+        await asyncio.Event().wait()
+
+
 @dataclass(frozen=True)
 class Certificate:
     cert: Path
@@ -97,14 +104,17 @@ StartServer = Callable[..., Awaitable[MailServer]]
 
 @pytest.fixture
 async def smtp_server() -> AsyncIterator[StartServer]:
-    """Start a real aiosmtpd server on 127.0.0.1 (any free port); keyword args go to aiosmtpd.SMTP."""
+    """Start a real aiosmtpd server on 127.0.0.1 (any free port); keyword args go to aiosmtpd.SMTP.
+
+    ``protocol`` may be an aiosmtpd.SMTP subclass that misbehaves on purpose.
+    """
     servers: list[asyncio.Server] = []
 
-    async def start(**smtp_kwargs: Any) -> MailServer:
+    async def start(protocol: type[SMTP] = SMTP, **smtp_kwargs: Any) -> MailServer:
         state = MailServer(port=0)
         handler = _Handler(state)
         server = await asyncio.get_running_loop().create_server(
-            lambda: SMTP(handler, hostname="mail.test", **smtp_kwargs), "127.0.0.1", 0
+            lambda: protocol(handler, hostname="mail.test", **smtp_kwargs), "127.0.0.1", 0
         )
         servers.append(server)
         state.port = server.sockets[0].getsockname()[1]
