@@ -18,6 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Debian's QEMU driver wants these even for libvirt's embedded (no-daemon) mode.
+getent group kvm >/dev/null || as_root groupadd -r kvm
+getent group libvirt-qemu >/dev/null || as_root groupadd -r libvirt-qemu
+getent passwd libvirt-qemu >/dev/null ||
+    as_root useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+
 # Debian's python3 matches the ABI of python3-sanlock (cpython-311).
 if [ ! -x "$venv/bin/python" ]; then
     echo "setup: creating $venv"
