@@ -37,8 +37,12 @@ done
 stamp="$venv/.he-ha-installed"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
     echo "setup: installing he-ha and its test dependencies into $venv"
-    "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q -e "$repo[test]"
+    log="$venv/pip-install.log"
+    if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q -e "$repo[test]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "setup: pip install failed (log above, also in $log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
 "$venv/bin/python" -c 'import sanlock, libvirt, he_ha' || { echo "setup: imports failed" >&2; exit 1; }
