@@ -65,9 +65,10 @@ def extend_history(
         return history
     snap = Snapshot(view.read_at, tuple(sorted((p.host_id, _stamp(p)) for p in view.peers)))
     horizon = view.read_at - timing.history
-    kept = [s for s in history if s.read_at > horizon]
-    kept.append(snap)
-    return tuple(kept)
+    first = 0
+    while first < len(history) and history[first].read_at <= horizon:  # oldest first
+        first += 1
+    return (*history[first:], snap)
 
 
 def historic_snapshot(history: tuple[Snapshot, ...], liveness: float) -> Snapshot | None:
@@ -87,12 +88,11 @@ def judge(
     now: float,
     history: tuple[Snapshot, ...],
     view: WhiteboardView | None,
-    sanlock_hosts: tuple[tuple[int, SanlockHost], ...] | None,
+    sanlock: dict[int, SanlockHost],
     local_health: EngineHealth | None,
     timing: TimingConfig,
 ) -> ClusterView:
     historic = historic_snapshot(history, timing.liveness)
-    sanlock = dict(sanlock_hosts) if sanlock_hosts else {}
     alive: list[PeerRecord] = []
     too_new: list[int] = []
     unreadable: list[int] = []

@@ -6,17 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from he_ha.fsm.actions import Action
+from he_ha.fsm.cluster import ClusterView
 from he_ha.fsm.health import EngineHealth
 from he_ha.fsm.observation import ActionResult
 from he_ha.fsm.score import ScoreBreakdown
-
-
-@dataclass(frozen=True, slots=True)
-class PeerSummary:
-    host_id: int
-    score: int
-    vm: str
-    health: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,18 +18,7 @@ class DecisionInputs:
     local_maintenance: bool
     global_maintenance: bool  # effective value (the last known one if slot 0 is unreadable)
     storage_ok: bool | None
-    view_mature: bool
-    view_age: float | None
-    view_stale: bool
-    alive: tuple[PeerSummary, ...]
-    too_new: tuple[int, ...]
-    unreadable: tuple[int, ...]
-    silent: tuple[int, ...]
-    fenced: tuple[int, ...]
-    best_engine_host: int
-    best_engine: EngineHealth | None
-    best_score_host: int | None
-    best_score: int | None
+    cluster: ClusterView  # liveness, best engine, best score, as judged this step
     own_score: int  # the score of the state we decided in
     lease_owner: int | None
     lease_held_here: bool | None

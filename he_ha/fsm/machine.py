@@ -25,7 +25,7 @@ from he_ha.fsm.actions import (
     ShutdownVm,
 )
 from he_ha.fsm.cluster import ClusterView, Snapshot, extend_history, judge
-from he_ha.fsm.decision import DecisionInputs, DecisionRecord, PeerSummary
+from he_ha.fsm.decision import DecisionInputs, DecisionRecord
 from he_ha.fsm.health import HEALTH_GOOD, NO_READING_HEALTH, REASON_LOCKED, VM_DOWN, VM_DOWN_UNEXPECTED, EngineHealth
 from he_ha.fsm.observation import (
     ActionResult,
@@ -424,7 +424,7 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
         now=now,
         history=history,
         view=view,
-        sanlock_hosts=obs.sanlock_hosts,
+        sanlock=sanlock,
         local_health=health,
         timing=timing,
     )
@@ -495,25 +495,13 @@ def _timeout_at(name: S, entered_at: float | None, timing: TimingConfig) -> floa
 
 
 def _inputs(ctx: _Ctx) -> DecisionInputs:
-    cluster, lease = ctx.cluster, ctx.obs.lease
-    best = cluster.best_score_host
+    lease = ctx.obs.lease
     return DecisionInputs(
         local_health=ctx.health,
         local_maintenance=ctx.local.local_maintenance,
         global_maintenance=ctx.global_on,
         storage_ok=ctx.local.storage_ok,
-        view_mature=cluster.mature,
-        view_age=cluster.view_age,
-        view_stale=cluster.stale,
-        alive=tuple(PeerSummary(p.host_id, p.score, p.engine_status.vm, p.engine_status.health) for p in cluster.alive),
-        too_new=cluster.too_new,
-        unreadable=cluster.unreadable,
-        silent=cluster.silent,
-        fenced=cluster.fenced,
-        best_engine_host=cluster.best_engine_host,
-        best_engine=cluster.best_engine,
-        best_score_host=None if best is None else best.host_id,
-        best_score=None if best is None else best.score,
+        cluster=ctx.cluster,
         own_score=ctx.score.total,
         lease_owner=None if lease is None else lease.owner,
         lease_held_here=None if lease is None else lease.held_here,
@@ -570,7 +558,10 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
             else None
         ),
     )
-    score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries)
+    if changed or failures != ctx.failures:
+        score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries)
+    else:
+        score = ctx.score
     timeout_at = _timeout_at(dest, entered_at, timing)
     actions.append(Publish(_published(now, dest, score, ctx.health, timeout_at)))
     if entry is not None:

@@ -78,9 +78,14 @@ class SanlockHost(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LeaseStatus:
-    """The VM resource lease as sanlock reports it."""
+    """The VM resource lease as sanlock reports it (``read_resource_owners`` + ``get_hosts``).
 
-    owner: int | None  # host id recorded as owner; None when free
+    ``owner`` is the host id recorded as owner, or None when the lease is free. Report None
+    too when the recorded owner's generation is older than that host's current lockspace
+    generation: it has rejoined since, so its old lease is void and sanlock grants it.
+    """
+
+    owner: int | None
     held_here: bool  # this host (its VM or lease keeper) holds it now
 
 
@@ -101,6 +106,9 @@ class ActionResult:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
+    """One tick's inputs. ``local.engine_health`` must be read after executing the action
+    whose result is in ``result``: a start reported OK is followed by a VM that is seen."""
+
     now: float  # local monotonic seconds
     local: LocalReadings
     whiteboard: WhiteboardView | None  # None: this tick's read failed; the FSM keeps the last one

@@ -129,7 +129,7 @@ SAFETY_FOREIGN_LEASE = _rule(
     "safety.foreign-lease",
     DECISION_STATES - {S.ENGINE_FORCE_STOP},
     S.ENGINE_FORCE_STOP,
-    "the VM runs here while another live host owns its lease: destroy it now (invariant 4)",
+    "the VM runs here while another host owns its lease: destroy it now (invariant 4)",
     nowait=True,
 )
 SAFETY_FOREIGN_LEASE_HOLD = _rule(

@@ -30,6 +30,7 @@ from he_ha.fsm import (
     initial_state,
     step,
 )
+from he_ha.fsm.actions import VM_ACTIONS
 from he_ha.sim.model import SimHost, SimVm, VmLease
 from he_ha.sim.safety import SafetyViolation, check_transition, check_world
 from he_ha.sim.scenario import Event, Scenario
@@ -50,6 +51,17 @@ class SimResult:
     steps: int
     final_states: dict[int, str | None]
     recorded: list[tuple[FsmState, Observation, DecisionRecord]]
+
+
+def _describe(action: Action) -> str:
+    if isinstance(action, AcquireLeaseAndStartVm):
+        return f"start #{action.seq}"
+    if isinstance(action, ShutdownVm):
+        return f"shutdown #{action.seq}"
+    if isinstance(action, DestroyVm):
+        return f"destroy #{action.seq} ({action.reason})"
+    assert isinstance(action, MigrateVm)
+    return f"migrate #{action.seq} to {action.target_hostname}"
 
 
 def engine_outages(engine_ok: list[tuple[float, bool]], until: float) -> list[tuple[float, float | None]]:
@@ -239,23 +251,19 @@ class World:
     # --- actions ----------------------------------------------------------------------------------------
 
     def _execute(self, host: SimHost, action: Action) -> None:
-        sim = self.sim
         if isinstance(action, Publish):
             self._publish(host, action.record)
-        elif isinstance(action, AcquireLeaseAndStartVm):
-            self._say(host.name, f"action start #{action.seq}")
-            self._push(self.t + sim.vm_start_time, _ACTION_DONE, host, (host.epoch, action))
-        elif isinstance(action, ShutdownVm):
-            self._say(host.name, f"action shutdown #{action.seq}")
-            self._push(self.t + sim.vm_destroy_time, _ACTION_DONE, host, (host.epoch, action))
-        elif isinstance(action, DestroyVm):
-            self._say(host.name, f"action destroy #{action.seq} ({action.reason})")
-            self._push(self.t + sim.vm_destroy_time, _ACTION_DONE, host, (host.epoch, action))
-        elif isinstance(action, MigrateVm):
-            self._say(host.name, f"action migrate #{action.seq} to {action.target_hostname}")
-            self._push(self.t + sim.vm_migrate_time, _ACTION_DONE, host, (host.epoch, action))
         elif isinstance(action, ReleaseLease):
             self._release(host, action)
+        elif isinstance(action, VM_ACTIONS):
+            self._say(host.name, f"action {_describe(action)}")
+            self._push(self.t + self._duration(action), _ACTION_DONE, host, (host.epoch, action))
+
+    def _duration(self, action: Action) -> float:
+        """How long the executor takes to report; the guest's own shutdown comes later."""
+        if isinstance(action, AcquireLeaseAndStartVm):
+            return self.sim.vm_start_time
+        return self.sim.vm_migrate_time if isinstance(action, MigrateVm) else self.sim.vm_destroy_time
 
     def _publish(self, host: SimHost, record: PublishedRecord) -> None:
         if host.joined and not host.stalled:  # writes need the lockspace, as the original's

@@ -99,12 +99,12 @@ def test_b13_live_too_new_peer_blocks_start_and_a_dead_one_does_not() -> None:
 
     state = state_in(S.ENGINE_DOWN, peers=(fault(T0 - 100),))
     _, _, record = step(state, obs(DOWN, peers=(fault(T0),)))
-    assert record.rule == "down.peer-too-new" and record.inputs.too_new == (3,)
+    assert record.rule == "down.peer-too-new" and record.inputs.cluster.too_new == (3,)
     frozen = PeerFault(3, "too_new", "frozen")  # the newer host died: its slot no longer changes
     state = state_in(S.ENGINE_DOWN, peers=(frozen,))
     state = replace(state, history=tuple(replace(s, stamps=((3, "frozen"),)) for s in state.history))
     _, _, record = step(state, obs(DOWN, peers=(frozen,)))
-    assert record.rule == "down.start" and record.inputs.too_new == ()
+    assert record.rule == "down.start" and record.inputs.cluster.too_new == ()
 
 
 def test_b31_fresh_host_does_not_start_while_the_engine_runs_elsewhere() -> None:
@@ -133,7 +133,7 @@ def test_unreadable_global_flag_keeps_the_last_known_value() -> None:
 def test_whiteboard_read_failure_reuses_the_last_view() -> None:
     state = state_in(S.ENGINE_DOWN, peers=(peer(status=UP_GOOD),), view_age=5)
     new, _, record = step(state, obs(DOWN, peers=None))
-    assert record.rule == "down.engine-elsewhere" and record.inputs.view_age == 5
+    assert record.rule == "down.engine-elsewhere" and record.inputs.cluster.view_age == 5
     assert new.view == state.view and new.history == state.history
 
 

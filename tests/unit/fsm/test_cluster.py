@@ -22,7 +22,7 @@ def run(reads: list[tuple[float, tuple]], sanlock: dict | None = None, local=DOW
         now=reads[-1][0],
         history=history,
         view=view,
-        sanlock_hosts=tuple(sorted(sanlock.items())) if sanlock else None,
+        sanlock=sanlock or {},
         local_health=local,
         timing=TIMING,
     )

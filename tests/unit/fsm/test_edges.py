@@ -111,7 +111,7 @@ def test_liveness_maturity_edge(offset: float, mature: bool) -> None:
     """
     state = state_in(S.ENGINE_DOWN, history_age=TIMING.liveness + offset)
     _, _, record = step(state, obs(DOWN, peers=(peer(status=UP_GOOD),)))
-    assert record.inputs.view_mature is mature
+    assert record.inputs.cluster.mature is mature
     assert record.rule == ("down.engine-elsewhere" if mature else "down.view-immature")
 
 
@@ -166,7 +166,7 @@ def test_zero_dwell_is_the_original_behaviour() -> None:
 def test_stale_view_never_yields() -> None:
     state = state_in(S.ENGINE_UP, outranked_since=T0 - 100, view_age=31)
     _, _, record = step(state, obs(UP_GOOD, peers=None, network=0.0))
-    assert record.rule == "up.ok" and record.inputs.view_stale
+    assert record.rule == "up.ok" and record.inputs.cluster.stale
 
 
 def test_lease_owner_status_decides_waiting() -> None:

@@ -57,6 +57,13 @@ class Case:
 
 
 FOREIGN = LeaseStatus(owner=2, held_here=False)
+
+
+def migrating(**fields: object) -> FsmState:
+    """LocalMaintenanceMigrateVm with a migration to host 2 under way."""
+    return state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, **{"pending": pending("migrate"), "migrate_target": 2, **fields})  # type: ignore[arg-type]
+
+
 PEER_UP = peer(status=UP_GOOD)
 LOW_NET = {"network": 0.0}  # own score 1800: a 3400 peer beats it by 1600
 
@@ -91,7 +98,7 @@ CASES = [
     Case("guard.vm-unknown.hold", state_in(S.UNKNOWN_LOCAL_VM_STATE), obs(UNKNOWN), S.UNKNOWN_LOCAL_VM_STATE),
     Case(
         "guard.vm-unknown.hold",
-        state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, migrate_target=2),
+        migrating(pending=None),
         obs(UNKNOWN, local_maintenance=True),
         S.LOCAL_MAINTENANCE_MIGRATE_VM,
     ),
@@ -213,31 +220,31 @@ CASES = [
     ),
     Case(
         "migrate.done",
-        state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, pending=pending("migrate"), migrate_target=2),
+        migrating(),
         obs(DOWN, local_maintenance=True, result=result(Outcome.OK)),
         S.LOCAL_MAINTENANCE,
     ),
     Case(
         "migrate.failed",
-        state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, pending=pending("migrate"), migrate_target=2),
+        migrating(),
         obs(UP_GOOD, local_maintenance=True, result=result(Outcome.FAILED, reason="target refused")),
         S.ENGINE_UP,
     ),
     Case(
         "migrate.vm-lost",
-        state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, pending=pending("migrate"), migrate_target=2),
+        migrating(),
         obs(DOWN_UNEXPECTED, local_maintenance=True, result=result(Outcome.FAILED)),
         S.REINITIALIZE,
     ),
     Case(
         "migrate.timeout",
-        state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, entered_at=T0 - 300, migrate_target=2),
+        migrating(entered_at=T0 - 300, pending=None),
         obs(UP_GOOD, local_maintenance=True),
         S.ENGINE_UP,
     ),
     Case(
         "migrate.await",
-        state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, pending=pending("migrate"), migrate_target=2),
+        migrating(),
         obs(UP_GOOD, local_maintenance=True, lease=FOREIGN),  # the lease moving to the target is no foreign lease
         S.LOCAL_MAINTENANCE_MIGRATE_VM,
     ),
