@@ -22,7 +22,9 @@ class LocalReadings:
     bridge_up: bool | None = True  # None -> down (penalty): the original read None as up (B3)
     free_memory_mib: float | None = None  # None -> 0 MiB, as the original
     cpu_load: float | None = None  # windowed non-engine load 0..1; None -> no penalty (no data)
-    engine_health: EngineHealth | None = None  # None -> no reading yet (start-up, B14)
+    # None -> no reading yet (start-up, B14). An incoming migration must read "down" (as
+    # the original's monitor did), never "up": see the foreign-lease rule.
+    engine_health: EngineHealth | None = None
     storage_ok: bool | None = True  # storage-domain monitor; None/False -> never start here
     local_maintenance: bool = False  # ha.conf local_maintenance OR local_maintenance_manual
     vm_memory_mib: int | None = None  # vm.conf memSize; None -> memory rule not applied
