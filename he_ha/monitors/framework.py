@@ -22,6 +22,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+LOG_EVERY = 30  # while a probe keeps failing, log every 30th failure (5 min at 10 s)
+
 
 class MonitorError(Exception):
     """An expected probe failure (target unreachable, command failed, bad output).
@@ -158,17 +160,25 @@ class Monitor(ABC, Generic[T]):
     async def _guarded_probe(self, started: float, errors: int) -> Reading[T]:
         error: str | None = None
         value: T | None = None
+        # Log the first failure of a run and every LOG_EVERY-th after it, not every round
+        # of a long outage; the readings themselves carry every failure.
+        loud = errors % LOG_EVERY == 0
         try:
             value = await asyncio.wait_for(self.probe(), self.deadline)
         except TimeoutError:
             error = f"probe timed out after {self.deadline:g} s"
-            log.warning("monitor probe timed out", monitor=self.name, deadline=self.deadline)
+            if loud:
+                log.warning("monitor probe failed", monitor=self.name, error=error, in_a_row=errors + 1)
         except MonitorError as exc:
             error = str(exc)
-            log.warning("monitor probe failed", monitor=self.name, error=error)
+            if loud:
+                log.warning("monitor probe failed", monitor=self.name, error=error, in_a_row=errors + 1)
         except Exception as exc:  # a bug must not kill the monitor or pass as healthy (B3)
             error = f"unexpected {type(exc).__name__}: {exc}"
-            log.exception("monitor probe raised", monitor=self.name)
+            if loud:
+                log.exception("monitor probe raised", monitor=self.name, in_a_row=errors + 1)
+        if error is None and errors:
+            log.info("monitor probe recovered", monitor=self.name, after_errors=errors)
         finished = time.monotonic()
         return Reading(
             monitor=self.name,

@@ -1,6 +1,11 @@
 """All six monitors on one event loop for 12 s while two probes hang (the health page
 never answers; a storage read is stuck in its thread): every monitor keeps publishing
-and the loop never lags more than 50 ms."""
+and the loop never lags more than 50 ms.
+
+The lag counted is the loop thread's sleep overshoot minus the time the kernel kept it
+waiting on the run queue for other processes (a shared 2-core CI box can starve any
+process for longer than 50 ms); blocking calls, long callbacks and GIL contention from
+our own threads all still count. The raw wall-clock figure must stay under 1 s."""
 
 from __future__ import annotations
 
@@ -38,14 +43,27 @@ def stuck() -> Iterator[threading.Event]:
     event.set()
 
 
-async def measure_lag(seconds: float, tick: float = 0.01) -> float:
-    """The worst overshoot of a short sleep: how long the loop was kept from running."""
-    worst = 0.0
+def runqueue_wait() -> float:
+    """Seconds the calling thread has spent runnable but not running: time the CPU
+    scheduler gave to other processes (/proc/thread-self/schedstat, second field)."""
+    with open("/proc/thread-self/schedstat") as stat:
+        return int(stat.read().split()[1]) / 1e9
+
+
+async def measure_lag(seconds: float, tick: float = 0.01) -> tuple[float, float]:
+    """The worst overshoot of a short sleep: (as seen on the wall clock, the part not
+    explained by the scheduler running other processes). The second is what our own code
+    can cause (a blocking call, a long callback, the GIL held by another of our threads);
+    on a loaded 2-core box the first also counts time the kernel gave to other work."""
+    worst_wall = worst_own = 0.0
     end = time.monotonic() + seconds
     while (start := time.monotonic()) < end:
+        waited = runqueue_wait()
         await asyncio.sleep(tick)
-        worst = max(worst, time.monotonic() - start - tick)
-    return worst
+        lag = time.monotonic() - start - tick
+        worst_wall = max(worst_wall, lag)
+        worst_own = max(worst_own, lag - (runqueue_wait() - waited))
+    return worst_wall, worst_own
 
 
 async def test_all_monitors_with_hung_probes_never_block_the_loop(
@@ -70,11 +88,12 @@ async def test_all_monitors_with_hung_probes_never_block_the_loop(
     ]
     snapshot = Snapshot()
     async with MonitorRunner(monitors, snapshot):
-        lag = await measure_lag(RUN_SECONDS)
+        wall_lag, own_lag = await measure_lag(RUN_SECONDS)
     storage_worker.close()
-    print(f"worst event-loop lag over {RUN_SECONDS:g} s: {lag * 1000:.1f} ms")
+    print(f"worst event-loop lag over {RUN_SECONDS:g} s: {own_lag * 1000:.1f} ms ({wall_lag * 1000:.1f} ms wall)")
 
-    assert lag < MAX_LAG, f"event loop lagged {lag * 1000:.1f} ms"
+    assert own_lag < MAX_LAG, f"event loop blocked {own_lag * 1000:.1f} ms"
+    assert wall_lag < 1.0, f"event loop lagged {wall_lag * 1000:.1f} ms on the wall clock"
     counts, errors = snapshot.published, snapshot.failed
     for name, at_least in {"network": 6, "cpu": 6, "memory": 15, "bridge": 8, "engine-health": 4, "storage": 8}.items():
         assert counts[name] >= at_least, f"{name} published only {counts[name]} readings"

@@ -7,7 +7,15 @@ import asyncio
 import pytest
 import structlog
 
-from he_ha.monitors.framework import Monitor, MonitorError, MonitorRunner, Reading, Snapshot, require_positive
+from he_ha.monitors.framework import (
+    LOG_EVERY,
+    Monitor,
+    MonitorError,
+    MonitorRunner,
+    Reading,
+    Snapshot,
+    require_positive,
+)
 
 
 class Scripted(Monitor[int]):
@@ -46,7 +54,14 @@ async def test_unexpected_exception_is_an_error_reading_not_a_healthy_value() ->
     with structlog.testing.capture_logs() as logs:
         async with MonitorRunner([monitor]) as runner:
             readings = await collect(runner, "m", 3)
-    assert {"event": "monitor probe raised", "monitor": "m", "log_level": "error", "exc_info": True} in logs
+    assert {
+        "event": "monitor probe raised",
+        "monitor": "m",
+        "log_level": "error",
+        "exc_info": True,
+        "in_a_row": 1,
+    } in logs
+    assert {"event": "monitor probe recovered", "monitor": "m", "log_level": "info", "after_errors": 1} in logs
     assert [r.value for r in readings] == [1, None, 2]
     assert readings[1].error == "unexpected RuntimeError: boom" and not readings[1].ok
     assert [r.consecutive_errors for r in readings] == [0, 1, 0]
@@ -60,6 +75,14 @@ async def test_expected_failure_and_timeout_count_consecutively() -> None:
     assert [r.consecutive_errors for r in readings] == [1, 2, 0]
     assert readings[1].duration >= 0.1
     assert readings[2].value == 5
+
+
+async def test_a_long_outage_is_logged_once_per_log_every_failures() -> None:
+    monitor = Scripted("m", [MonitorError("down")] * (LOG_EVERY + 1))
+    with structlog.testing.capture_logs() as logs:
+        async with MonitorRunner([monitor]) as runner:
+            await collect(runner, "m", LOG_EVERY + 1)
+    assert [entry["in_a_row"] for entry in logs if entry["event"] == "monitor probe failed"] == [1, LOG_EVERY + 1]
 
 
 async def test_a_hanging_monitor_does_not_stop_the_others() -> None:
