@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import aclosing
 from pathlib import Path
 
 import libvirt
@@ -18,6 +19,9 @@ from he_ha.monitors.framework import MonitorRunner
 from he_ha.monitors.libvirt_domain import LibvirtDomain
 from tests.integration.monitors.engine_vm import ENGINE_NAME, ENGINE_UUID, engine, remove_engine
 from tests.integration.monitors.health_page import HealthPage
+
+NOT_HERE = "vm not running on this host"
+UNKNOWN_ROW = {"vm": "unknown", "health": "unknown", "detail": "unknown", "reason": "failed to getVmStats"}
 
 
 class Clock:
@@ -34,10 +38,8 @@ def monitor_for(conn: libvirt.virConnect, page: HealthPage, **settings: object) 
 
 async def test_healthy_engine(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
     monitor = monitor_for(engine_conn, health_page)
-    try:
+    async with aclosing(monitor):
         health = await monitor.probe()
-    finally:
-        await monitor.aclose()
     assert health.status == {"vm": "up", "health": "good", "detail": "Up"}
     assert health.to_json() == '{"vm": "up", "health": "good", "detail": "Up"}'
     assert health.page_ok is True and health.failures == 0 and not health.in_grace
@@ -46,10 +48,8 @@ async def test_healthy_engine(engine_conn: libvirt.virConnect, health_page: Heal
 
 async def test_vm_found_by_name_too(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
     monitor = EngineHealthMonitor(LibvirtDomain(ENGINE_NAME, connection=engine_conn), url=health_page.url)
-    try:
+    async with aclosing(monitor):
         assert (await monitor.probe()).status["health"] == "good"
-    finally:
-        await monitor.aclose()
 
 
 @pytest.mark.parametrize("mode", ["error", "db-down"])
@@ -58,10 +58,8 @@ async def test_starting_engine_gets_a_grace_period(
 ) -> None:
     health_page.mode = mode
     monitor = monitor_for(engine_conn, health_page, grace=600.0)
-    try:
+    async with aclosing(monitor):
         health = await monitor.probe()
-    finally:
-        await monitor.aclose()
     assert health.status == {"vm": "up", "health": "bad", "detail": "Powering up", "reason": "bad vm status"}
     assert health.in_grace and health.page_ok is False
     assert health.page_error is not None
@@ -72,12 +70,10 @@ async def test_dead_engine_after_grace_fails_liveness(engine_conn: libvirt.virCo
     health_page.mode = "error"
     clock = Clock()
     monitor = monitor_for(engine_conn, health_page, grace=300.0, clock=clock)
-    try:
+    async with aclosing(monitor):
         assert (await monitor.probe()).status["detail"] == "Powering up"
         clock.now += 300.0
         health = await monitor.probe()
-    finally:
-        await monitor.aclose()
     assert health.status == {"vm": "up", "health": "bad", "detail": "Up", "reason": "failed liveliness check"}
     assert not health.in_grace
 
@@ -89,10 +85,8 @@ async def test_hanging_page_is_abandoned_at_its_deadline(
     monitor = monitor_for(engine_conn, health_page, page_timeout=0.3)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    try:
+    async with aclosing(monitor):
         health = await monitor.probe()
-    finally:
-        await monitor.aclose()
     assert loop.time() - started < 5.0  # generous: proves the hang did not hold the probe
     assert health.page_ok is False and health.page_error is not None
     assert "within 0.3 s" in health.page_error
@@ -105,7 +99,7 @@ async def test_flapping_page_never_gives_a_bad_verdict(
     clock = Clock()
     monitor = monitor_for(engine_conn, health_page, min_failures=3, min_bad_time=60.0, clock=clock)
     statuses = []
-    try:
+    async with aclosing(monitor):
         assert (await monitor.probe()).status["health"] == "good"
         health_page.mode = "flap"
         for _ in range(40):
@@ -113,8 +107,6 @@ async def test_flapping_page_never_gives_a_bad_verdict(
             health = await monitor.probe()
             statuses.append(health.status)
             assert health.failures <= 1
-    finally:
-        await monitor.aclose()
     assert set(health_page.answers[1:]) == {"up", "error"}  # the page really flapped
     assert all(status == {"vm": "up", "health": "good", "detail": "Up"} for status in statuses)
 
@@ -124,7 +116,7 @@ async def test_bad_verdict_needs_consecutive_failures_over_time(
 ) -> None:
     clock = Clock()
     monitor = monitor_for(engine_conn, health_page, min_failures=3, min_bad_time=60.0, clock=clock)
-    try:
+    async with aclosing(monitor):
         assert (await monitor.probe()).status["health"] == "good"
         health_page.mode = "error"
         verdicts = []
@@ -133,8 +125,6 @@ async def test_bad_verdict_needs_consecutive_failures_over_time(
             clock.now += 10.0
         health_page.mode = "up"
         recovered = await monitor.probe()
-    finally:
-        await monitor.aclose()
     assert all(v["health"] == "good" for v in verdicts[:6])
     assert verdicts[6] == {"vm": "up", "health": "bad", "detail": "Up", "reason": "failed liveliness check"}
     assert recovered.status == {"vm": "up", "health": "good", "detail": "Up"} and recovered.failures == 0
@@ -143,7 +133,7 @@ async def test_bad_verdict_needs_consecutive_failures_over_time(
 async def test_vm_states_and_sticky_down(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
     monitor = monitor_for(engine_conn, health_page)
     dom = engine(engine_conn)
-    try:
+    async with aclosing(monitor):
         assert (await monitor.probe()).status["vm"] == "up"
         dom.suspend()
         paused = await monitor.probe()
@@ -159,55 +149,37 @@ async def test_vm_states_and_sticky_down(engine_conn: libvirt.virConnect, health
         assert (await monitor.probe()).status["vm"] == "down_unexpected"  # sticky
         dom.undefine()
         gone = await monitor.probe()
-        assert gone.status == {
-            "vm": "down_unexpected",
-            "health": "bad",
-            "detail": "unknown",
-            "reason": "vm not running on this host",
-        }
+        assert gone.status == {"vm": "down_unexpected", "health": "bad", "detail": "unknown", "reason": NOT_HERE}
         assert health_page.requests == requests_before
-    finally:
-        await monitor.aclose()
 
 
 async def test_vm_down_from_the_start_is_plain_down(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
     engine(engine_conn).destroy()
     monitor = monitor_for(engine_conn, health_page)
-    try:
+    async with aclosing(monitor):
         health = await monitor.probe()
-    finally:
-        await monitor.aclose()
     assert health.status == {"vm": "down", "health": "bad", "detail": "Down", "reason": "bad vm status"}
 
 
 async def test_vm_vanishing_while_up_is_down_missing(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
     monitor = monitor_for(engine_conn, health_page)
-    try:
+    async with aclosing(monitor):
         await monitor.probe()
         remove_engine(engine_conn)
         health = await monitor.probe()
-    finally:
-        await monitor.aclose()
-    assert health.status == {
-        "vm": "down_missing",
-        "health": "bad",
-        "detail": "unknown",
-        "reason": "vm not running on this host",
-    }
+    assert health.status == {"vm": "down_missing", "health": "bad", "detail": "unknown", "reason": NOT_HERE}
 
 
 async def test_migrated_away_event_for_a_vanished_domain(
     engine_conn: libvirt.virConnect, health_page: HealthPage
 ) -> None:
     monitor = monitor_for(engine_conn, health_page)
-    try:
+    async with aclosing(monitor):
         await monitor.probe()
         remove_engine(engine_conn)
         monitor.poke(libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
         health = await monitor.probe()
         after = await monitor.probe()  # the event is used once; the sticky state stays "down"
-    finally:
-        await monitor.aclose()
     assert health.status == {"vm": "down", "health": "bad", "detail": "Down", "reason": "VM migrated away successfully"}
     assert after.status["vm"] == "down"
 
@@ -217,45 +189,27 @@ async def test_lock_conflict_reported_by_the_supervisor(
 ) -> None:
     remove_engine(engine_conn)
     monitor = monitor_for(engine_conn, health_page)
-    try:
+    async with aclosing(monitor):
         monitor.report_lock_conflict()
         health = await monitor.probe()
         after = await monitor.probe()
-    finally:
-        await monitor.aclose()
-    assert health.status == {
-        "vm": "down",
-        "health": "bad",
-        "detail": "Down",
-        "reason": "Storage of VM is locked. Is another host already starting the VM?",
-    }
-    assert after.status["reason"] == "vm not running on this host" and after.status["vm"] == "down"
+    locked = "Storage of VM is locked. Is another host already starting the VM?"
+    assert health.status == {"vm": "down", "health": "bad", "detail": "Down", "reason": locked}
+    assert after.status == {"vm": "down", "health": "bad", "detail": "unknown", "reason": NOT_HERE}
 
 
 async def test_libvirt_failure_is_the_unknown_row(tmp_path: Path, health_page: HealthPage) -> None:
     domain = LibvirtDomain(ENGINE_UUID, uri=f"test://{tmp_path}/missing.xml")
     monitor = EngineHealthMonitor(domain, url=health_page.url)
-    try:
+    async with aclosing(monitor):
         health = await monitor.probe()
-    finally:
-        await monitor.aclose()
-    assert health.status == {
-        "vm": "unknown",
-        "health": "unknown",
-        "detail": "unknown",
-        "reason": "failed to getVmStats",
-    }
+    assert health.status == UNKNOWN_ROW
     assert health.problem is not None and "libvirt" in health.problem
     assert json.loads(health.to_json()) == health.status
 
 
 async def test_no_reading_is_unknown_never_healthy() -> None:
-    assert engine_status(None) == {
-        "vm": "unknown",
-        "health": "unknown",
-        "detail": "unknown",
-        "reason": "failed to getVmStats",
-    }
+    assert engine_status(None) == UNKNOWN_ROW
 
 
 async def test_poke_reprobes_at_once(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
