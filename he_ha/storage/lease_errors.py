@@ -19,6 +19,10 @@ SANLK_LEADER_LOCKSPACE = -226  # the record belongs to another lockspace
 SANLK_LEADER_RESOURCE = -227  # the record holds another resource name
 SANLK_HOSTID_TOO_LARGE = -231  # host id above the area's max hosts (daemon log: "too large")
 SANLK_ACQUIRE_IDLIVE = -243  # the lease is held by another live host
+# Lost a simultaneous race: another host won the paxos ballot (seen when two hosts acquire at once).
+SANLK_ACQUIRE_OWNED = -244
+SANLK_ACQUIRE_OTHER = -245
+SANLK_ACQUIRE_OWNED_RETRY = -247
 SANLK_HOSTID_BUSY = -262  # the host id is being renewed by another host
 
 
@@ -87,7 +91,9 @@ class StorageTimeout(SanlockError):
 
 
 class LeaseHeldElsewhere(SanlockError):
-    """The VM lease is held by another live host (-243): an expected outcome of a race."""
+    """Another host holds the VM lease or won the race for it (-243, -244, -245, -247).
+
+    An expected outcome: never a crash, never a reason to start the VM here."""
 
     retryable = True
 
@@ -181,6 +187,9 @@ _BY_OP: dict[str, dict[int, tuple[type[SanlockError], str]]] = {
         E.EEXIST: (LeaseAlreadyHeld, "the holder already holds this lease"),
         E.ESRCH: (HolderNotRegistered, "the holder process is not registered with this host's sanlock"),
         SANLK_ACQUIRE_IDLIVE: (LeaseHeldElsewhere, "the lease is held by another live host"),
+        SANLK_ACQUIRE_OWNED: (LeaseHeldElsewhere, "another host acquired the lease in a concurrent ballot"),
+        SANLK_ACQUIRE_OTHER: (LeaseHeldElsewhere, "another host is acquiring the lease"),
+        SANLK_ACQUIRE_OWNED_RETRY: (LeaseHeldElsewhere, "another host acquired the lease; retry later"),
         SANLK_LEADER_MAGIC: (LeaseNotInitialised, "no lease on storage there"),
         SANLK_LEADER_RESOURCE: (LeaseNotInitialised, "storage holds a lease with another resource name there"),
         SANLK_LEADER_LOCKSPACE: (LeaseNotInitialised, "storage holds a lease of another lockspace there"),

@@ -71,6 +71,28 @@ async def test_lease_goes_to_one_host_then_changes_hands(cluster: Cluster) -> No
     await b.release(lease)
 
 
+async def test_simultaneous_acquires_admit_exactly_one_host(cluster: Cluster) -> None:
+    """Both hosts ask at the same instant, many times: one wins, the loser's error is typed.
+
+    Losing a concurrent paxos ballot is reported by sanlock as -244/-245/-247 rather than
+    -243; each must be a LeaseHeldElsewhere, never an untyped failure.
+    """
+    a, b = cluster.clients
+    loser_errnos: set[int] = set()
+    for _ in range(10):
+        lease = await cluster.fresh_lease()
+        results = await asyncio.gather(a.acquire(lease), b.acquire(lease), return_exceptions=True)
+        winners = [client for client, result in zip((a, b), results) if result is None]
+        losses = [result for result in results if result is not None]
+        assert len(winners) == 1, results
+        assert all(isinstance(loss, LeaseHeldElsewhere) for loss in losses), losses
+        loser_errnos.update(loss.errno for loss in losses if isinstance(loss, LeaseHeldElsewhere))
+        winner_id = 1 if winners[0] is a else 2
+        assert owner_ids(await a.owners(lease)) == [winner_id]
+        await winners[0].release(lease)
+    assert loser_errnos <= {-243, -244, -245, -247}
+
+
 async def test_holder_exit_frees_the_lease_at_once(cluster: Cluster) -> None:
     lease = await cluster.fresh_lease()
     async with cluster.new_client(0) as holder:
