@@ -28,6 +28,7 @@ async def test_ping_localhost_is_up() -> None:
     assert status.last_failure is None
 
 
+@pytest.mark.root
 async def test_ping_in_isolated_namespace_is_down_until_its_loopback_is_up(netns: str) -> None:
     """A fresh network namespace has only a loopback device, and it is down."""
     monitor = NetworkMonitor("ping", gateway="127.0.0.1", netns=netns, probe_timeout=1.0, **FAST)
@@ -84,6 +85,7 @@ async def test_dns_against_local_resolver_is_up(dns_server: tuple[DnsResponder, 
     assert responder.queries == 3  # dig really asked our server each time
 
 
+@pytest.mark.root
 async def test_dns_from_isolated_namespace_is_down(dns_server: tuple[DnsResponder, int], netns: str) -> None:
     responder, port = dns_server
     ip("-n", netns, "link", "set", "lo", "up")  # its own 127.0.0.1, where no resolver listens
