@@ -15,6 +15,7 @@ from he_ha import __version__
 # subcommand name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("he_ha.devcluster.demo", "run a local demo cluster of simulated hosts on this machine"),
+    "simulate": ("he_ha.sim.cli", "run a cluster scenario through the real state machine on a virtual clock"),
 }
 
 
