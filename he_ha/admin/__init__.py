@@ -1,0 +1,1 @@
+"""The local admin API: aiohttp on a unix socket, serving a Controller."""

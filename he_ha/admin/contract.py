@@ -1,0 +1,126 @@
+"""The contract between the admin API and the supervisor that serves it.
+
+The admin HTTP layer (he_ha/admin/) knows only this protocol and these models; the
+supervisor implements ``Controller``. Everything here is JSON-serialisable (pydantic), so
+the same models are the wire format of the admin socket and of ``hosted-engine --json``.
+
+``status``, ``decisions`` and ``metrics`` are plain methods answering from memory: they must
+answer at once even while shared storage hangs. The mutating calls are coroutines because
+they touch ha.conf, the whiteboard, sanlock or libvirt; each has its own deadline inside.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class MaintenanceMode(StrEnum):
+    GLOBAL = "global"
+    LOCAL = "local"
+    NONE = "none"
+
+
+class PenaltyView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # config | network | bridge | cpu | memory | retries
+    amount: int
+    reason: str
+
+
+class ScoreView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    base: int
+    penalties: list[PenaltyView]
+    override: str | None  # why the total is forced to 0, if it is
+    total: int
+
+
+class HostView(BaseModel):
+    """One whiteboard slot as this host sees it (its own slot included, ``local`` True)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host_id: int
+    local: bool
+    hostname: str | None  # None when the slot is unreadable
+    state: str | None  # FSM state name from the slot's extra text (or ours); None if unknown
+    score: int | None
+    score_breakdown: ScoreView | None  # ours always; a peer's when it published one
+    engine_status: dict[str, str] | None  # {"vm","health","detail"[,"reason"]}
+    live: bool  # "Status up-to-date": the slot's timestamp changed within the liveness window
+    host_ts: int | None
+    maintenance: bool | None  # local maintenance flag in the slot header
+    stopped: bool | None
+    conf_on_shared_storage: bool | None
+    local_conf_timestamp: int | None
+    crc32: str | None
+    extra: str  # the human-readable part of the slot, as written
+    sanlock: str | None  # sanlock's view of this host id: live|fail|dead|free|unknown
+    error: str | None  # why the slot could not be decoded (corrupt, too new, ...)
+
+
+class ClusterStatus(BaseModel):
+    """Everything ``--vm-status`` shows, from this host's point of view."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host_id: int  # this host
+    global_maintenance: bool | None  # None: slot 0 unreadable
+    hosts: list[HostView]
+    whiteboard_age: float | None  # seconds since the last successful whiteboard read
+    storage_error: str | None  # the last whiteboard read error while it persists
+    lease_owner: int | None  # host id holding the VM lease (sanlock), None if free/unknown
+    vm_here: str  # local VM state: running | paused | shutoff | absent | unknown ...
+    hypervisor: str  # connected | connecting | hung | unreachable | closed
+
+
+class CommandResult(BaseModel):
+    """Outcome of a mutating admin call. ``ok`` False carries an explanation, never silence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    message: str
+    detail: dict[str, Any] = {}
+
+
+class Metric(BaseModel):
+    """One Prometheus sample; the admin layer renders the text exposition format."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # e.g. he_ha_score
+    kind: Literal["gauge", "counter"]
+    help: str
+    value: float
+    labels: dict[str, str] = {}
+
+
+class Controller(Protocol):
+    def status(self) -> ClusterStatus: ...
+
+    def decisions(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` decision records, newest last, as replayable JSON objects."""
+        ...
+
+    def metrics(self) -> list[Metric]: ...
+
+    async def set_maintenance(self, mode: MaintenanceMode) -> CommandResult:
+        """global: slot 0 maintenance=1 and ha.conf local flags cleared; local: ha.conf
+        local_maintenance=local_maintenance_manual=True and global cleared; none: all cleared
+        (the original's rules, spec/hosted-engine-cli.md §4)."""
+        ...
+
+    async def vm_start(self, *, paused: bool = False) -> CommandResult:
+        """Acquire the VM lease, then start the VM here. Refused (ok False) if another host
+        holds the lease or the VM already runs here."""
+        ...
+
+    async def vm_shutdown(self) -> CommandResult: ...
+
+    async def vm_poweroff(self) -> CommandResult: ...
