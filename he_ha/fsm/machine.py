@@ -115,26 +115,39 @@ class _Ctx:
 
 
 def _foreign_lease(ctx: _Ctx) -> _Decision | None:
-    """Invariant 4: our VM runs while another host is recorded as the lease owner.
+    """Our VM runs while this host does not hold its lease (invariants 1, 2 and 4).
 
-    Whether that owner is alive or not, our copy is unprotected: a live owner means two
-    copies, a dead one means anyone may acquire the lease and start a second copy.
-    The only exception is our own migration handing the lease to its target.
+    Another host recorded as the owner (``safety.foreign-lease``): whether that owner is
+    alive or not, our copy is unprotected: a live owner means two copies, a dead one means
+    anyone may acquire the lease and start a second copy. The only exception is our own
+    migration handing the lease to its target.
+    No owner, or our own id without this host holding it (``safety.lease-lost``): the
+    holder died (lease keeper killed, sanlock daemon restarted) or the lockspace was lost,
+    so sanlock may grant the lease to another host at any moment. The exception is our own
+    migration while it is under way (the lease is between source and target).
+    A lease status that could not be read (None) decides nothing.
     """
     lease, health = ctx.obs.lease, ctx.health
-    if lease is None or lease.held_here or lease.owner in (None, ctx.own_id):
+    if lease is None or lease.held_here or health is None or not health.running:
         return None
-    if health is None or not health.running:
-        return None
-    if ctx.state.name is S.LOCAL_MAINTENANCE_MIGRATE_VM and ctx.state.migrate_target == lease.owner:
-        return None
-    status = ctx.sanlock.get(lease.owner, SanlockHost.UNKNOWN)
-    note = f"VM runs here but host {lease.owner} (sanlock: {status.value}) owns its lease"
+    migrating = ctx.state.name is S.LOCAL_MAINTENANCE_MIGRATE_VM
+    if lease.owner in (None, ctx.own_id):
+        if migrating and ctx.pending is not None:
+            return None
+        go, hold = R.SAFETY_LEASE_LOST, R.SAFETY_LEASE_LOST_HOLD
+        owner = "no host" if lease.owner is None else "this host's previous holder"
+        note = f"VM runs here but this host does not hold its lease (recorded owner: {owner})"
+    else:
+        if migrating and ctx.state.migrate_target == lease.owner:
+            return None
+        go, hold = R.SAFETY_FOREIGN_LEASE, R.SAFETY_FOREIGN_LEASE_HOLD
+        status = ctx.sanlock.get(lease.owner, SanlockHost.UNKNOWN)
+        note = f"VM runs here but host {lease.owner} (sanlock: {status.value}) owns its lease"
     if ctx.state.name is S.ENGINE_FORCE_STOP and ctx.pending is not None:
-        return _Decision(R.SAFETY_FOREIGN_LEASE_HOLD, note)
+        return _Decision(hold, note)
     if ctx.state.name is S.ENGINE_FORCE_STOP:
         return None  # the destroy was answered: ForceStop's own logic decides
-    return _Decision(R.SAFETY_FOREIGN_LEASE, note)
+    return _Decision(go, note)
 
 
 def _guards(ctx: _Ctx) -> _Decision | None:

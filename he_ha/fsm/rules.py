@@ -135,6 +135,16 @@ SAFETY_FOREIGN_LEASE = _rule(
 SAFETY_FOREIGN_LEASE_HOLD = _rule(
     "safety.foreign-lease.hold", {S.ENGINE_FORCE_STOP}, None, "foreign lease: destroy already under way"
 )
+SAFETY_LEASE_LOST = _rule(
+    "safety.lease-lost",
+    DECISION_STATES - {S.ENGINE_FORCE_STOP},
+    S.ENGINE_FORCE_STOP,
+    "the VM runs here but this host does not hold its lease: destroy it now (invariants 1, 2)",
+    nowait=True,
+)
+SAFETY_LEASE_LOST_HOLD = _rule(
+    "safety.lease-lost.hold", {S.ENGINE_FORCE_STOP}, None, "lease lost: destroy already under way"
+)
 
 # --- ReinitializeFSM ----------------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ class Case:
 
 
 FOREIGN = LeaseStatus(owner=2, held_here=False)
+LOST = LeaseStatus(owner=None, held_here=False)  # the holder died: sanlock freed the lease
+LOST_OWN = LeaseStatus(owner=OWN, held_here=False)  # storage still names us, nobody here holds it
 
 
 def migrating(**fields: object) -> FsmState:
@@ -81,6 +83,22 @@ CASES = [
         "safety.foreign-lease.hold",
         state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")),
         obs(UP_GOOD, lease=FOREIGN),
+        S.ENGINE_FORCE_STOP,
+    ),
+    # --- safety (invariants 1 and 2): the VM runs here, the lease is not held here ---
+    Case("safety.lease-lost", state_in(S.ENGINE_UP), obs(UP_GOOD, lease=LOST), S.ENGINE_FORCE_STOP, DestroyVm),
+    Case("safety.lease-lost", state_in(S.REINITIALIZE), obs(UP_GOOD, lease=LOST_OWN), S.ENGINE_FORCE_STOP, DestroyVm),
+    Case(
+        "safety.lease-lost",
+        state_in(S.GLOBAL_MAINTENANCE),
+        obs(UP_GOOD, lease=LOST, global_maintenance=True),
+        S.ENGINE_FORCE_STOP,
+        DestroyVm,
+    ),
+    Case(
+        "safety.lease-lost.hold",
+        state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")),
+        obs(UP_GOOD, lease=LOST),
         S.ENGINE_FORCE_STOP,
     ),
     # --- ReinitializeFSM ---
@@ -308,10 +326,25 @@ def test_foreign_lease_kills_whatever_the_owner_liveness() -> None:
         assert any(isinstance(a, DestroyVm) for a in actions)
 
 
-def test_no_foreign_lease_rule_for_own_or_free_lease() -> None:
-    for lease in (LeaseStatus(None, False), LeaseStatus(OWN, True), LeaseStatus(OWN, False)):
+def test_no_safety_rule_while_the_lease_is_held_here_or_unknown() -> None:
+    for lease in (LeaseStatus(OWN, True), None):
         _, _, record = step(state_in(S.ENGINE_UP), obs(UP_GOOD, lease=lease))
         assert record.rule == "up.ok"
+
+
+def test_lease_lost_rule_needs_a_running_vm() -> None:
+    for health in (DOWN, DOWN_MISSING, UNKNOWN):
+        _, actions, record = step(state_in(S.ENGINE_MAYBE_AWAY), obs(health, lease=LOST))
+        assert not record.rule.startswith("safety."), record.rule
+        assert not any(isinstance(a, DestroyVm) for a in actions)
+
+
+def test_own_migration_under_way_is_no_lost_lease() -> None:
+    # With libvirt's sanlock plugin the lease is between source and target for a moment.
+    _, _, record = step(migrating(), obs(UP_GOOD, local_maintenance=True, lease=LOST))
+    assert record.rule == "migrate.await"
+    _, _, record = step(migrating(pending=None), obs(UP_GOOD, local_maintenance=True, lease=LOST))
+    assert record.rule == "safety.lease-lost"
 
 
 def test_release_lease_only_when_vm_confirmed_gone() -> None:
