@@ -7,35 +7,93 @@ So the lease can be acquired FOR a keeper: ``LeaseClient.acquire(lease, holder_p
 (sanlock's ``acquire(pid=...)``; verified to survive the acquiring process's exit and to end
 with the keeper's). The keeper is started in its own session, so it outlives the supervisor.
 
-Run as ``python -m he_ha.storage.lease_keeper`` with the host's SANLOCK_RUN_DIR: it
-registers, prints ``ready <pid>``, and waits for SIGTERM/SIGINT; exiting releases its leases.
+Run as ``python -m he_ha.storage.lease_keeper [--killpath-json JSON] [--detach]`` with the
+host's SANLOCK_RUN_DIR: it registers, prints ``ready <pid>``, and waits for SIGTERM/SIGINT;
+exiting releases its leases.
 
-Not done here (the supervisor's issue): finding a keeper again after a supervisor restart,
-and a sanlock killpath that destroys the VM if the lockspace is lost (sanlock would
-otherwise just kill the keeper, freeing the lease while the VM runs). The alternative that
-has both built in is libvirt's sanlock plugin, where QEMU itself is the holder.
+``--killpath-json '["/path/of/program", "arg", ...]'`` registers a sanlock killpath for the
+keeper: when the lockspace is lost (storage gone), sanlock runs that program instead of
+killing the keeper with SIGKILL, which would free the lease while the VM runs. The program
+(he-ha's ``fence`` command) destroys the VM and then ends the keeper. ``{pid}`` in an argument
+is replaced by the keeper's pid. Sanlock still sends SIGKILL after its kill grace time (40 s
+by default) if the program did not make the keeper exit.
+
+``--detach`` forks once more and lets the intermediate process exit, so the keeper is not a
+child of whoever started it. ``start_detached`` uses it: asyncio kills a subprocess that is
+still running when its transport is closed (at loop shutdown), which must never happen to a
+process holding the VM lease. ``LeaseKeeper`` (an ordinary child) remains for callers that
+stop their keeper themselves.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from he_ha.storage.lease_errors import LeaseError
+from he_ha.storage.lease_errors import LeaseConfigError, LeaseError
 from he_ha.storage.sanlock_env import process_env
 
 log = structlog.get_logger(__name__)
 
 READY = b"ready"
+MODULE = "he_ha.storage.lease_keeper"
+# sanlock.h: SANLK_HELPER_PATH_LEN and SANLK_HELPER_ARGS_LEN, both including the NUL.
+KILLPATH_PATH_MAX = 127
+KILLPATH_ARGS_MAX = 127
+PID_PLACEHOLDER = "{pid}"
+MAX_PID_TEXT = 7  # /proc/sys/kernel/pid_max is at most 4194304
+
+
+@dataclass(frozen=True)
+class Killpath:
+    """The program sanlock runs to fence the keeper, and its arguments (``{pid}``: the keeper)."""
+
+    path: str
+    args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not os.path.isabs(self.path):
+            raise LeaseConfigError(f"killpath program must be an absolute path, got {self.path!r}")
+        if len(os.fsencode(self.path)) > KILLPATH_PATH_MAX:
+            raise LeaseConfigError(f"killpath program {self.path!r} is longer than sanlock's {KILLPATH_PATH_MAX} bytes")
+        # sanlock escapes spaces with a backslash; a pid takes at most MAX_PID_TEXT digits.
+        joined = " ".join(arg.replace(" ", "\\ ") for arg in self.args)
+        longest = len(joined.encode()) + joined.count(PID_PLACEHOLDER) * (MAX_PID_TEXT - len(PID_PLACEHOLDER))
+        if longest > KILLPATH_ARGS_MAX:
+            raise LeaseConfigError(
+                f"killpath arguments {joined!r} may reach {longest} bytes, over sanlock's {KILLPATH_ARGS_MAX}: "
+                "use shorter paths (e.g. a shorter run directory)"
+            )
+
+    def to_json(self) -> str:
+        return json.dumps([self.path, *self.args])
+
+    @classmethod
+    def from_json(cls, text: str) -> Killpath:
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LeaseConfigError(f"killpath is not JSON: {exc}") from None
+        if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
+            raise LeaseConfigError(f"killpath must be a JSON list of strings, got {text!r}")
+        return cls(items[0], tuple(items[1:]))
+
+    def for_pid(self, pid: int) -> list[bytes]:
+        return [arg.replace(PID_PLACEHOLDER, str(pid)).encode() for arg in self.args]
 
 
 class LeaseKeeper:
-    """Handle on a running keeper process (see the module doc)."""
+    """Handle on a running keeper process that is our child (see the module doc)."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
@@ -45,9 +103,11 @@ class LeaseKeeper:
         return self._process.pid
 
     @classmethod
-    async def start(cls, *, run_dir: Path | None = None, timeout: float = 10.0) -> LeaseKeeper:
+    async def start(
+        cls, *, run_dir: Path | None = None, timeout: float = 10.0, killpath: Killpath | None = None
+    ) -> LeaseKeeper:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "he_ha.storage.lease_keeper",
+            *_command(killpath, detach=False),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=process_env(run_dir),
             start_new_session=True,  # must outlive the supervisor's process group
         )
@@ -77,14 +137,79 @@ class LeaseKeeper:
         return await self._process.wait()
 
 
-def main() -> None:
+def _command(killpath: Killpath | None, *, detach: bool) -> list[str]:
+    command = [sys.executable, "-m", MODULE]
+    if killpath is not None:
+        command += ["--killpath-json", killpath.to_json()]
+    if detach:
+        command.append("--detach")
+    return command
+
+
+async def start_detached(
+    *, run_dir: Path | None = None, killpath: Killpath | None = None, log_path: Path | None = None,
+    timeout: float = 10.0,
+) -> int:
+    """Start a keeper that is nobody's child (adopted by init) and return its pid once it is
+    registered with sanlock. Its stderr goes to ``log_path`` (appended), else /dev/null."""
+    err = open(log_path, "ab") if log_path is not None else asyncio.subprocess.DEVNULL  # noqa: SIM115
+    try:
+        starter = await asyncio.create_subprocess_exec(
+            *_command(killpath, detach=True),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
+            env=process_env(run_dir), start_new_session=True,
+        )
+    finally:
+        if not isinstance(err, int):
+            err.close()
+    assert starter.stdout is not None
+    try:
+        async with asyncio.timeout(timeout):
+            line = await starter.stdout.readline()
+            await starter.wait()  # the intermediate process exits right after its fork
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            starter.kill()
+        raise LeaseError(f"lease keeper did not register with sanlock within {timeout:g} s") from None
+    words = line.split()
+    if len(words) != 2 or words[0] != READY or not words[1].isdigit():
+        where = f"; see {log_path}" if log_path is not None else ""
+        raise LeaseError(f"lease keeper failed to register with sanlock (it said {line!r}){where}")
+    pid = int(words[1])
+    log.info("lease keeper registered", pid=pid, detached=True, killpath=killpath.path if killpath else None)
+    return pid
+
+
+def is_keeper(pid: int) -> bool:
+    """True when ``pid`` is a live process running this module (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return MODULE.encode() in cmdline
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     import sanlock  # only the keeper process itself talks to sanlock
 
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    parser.add_argument("--killpath-json", type=Killpath.from_json, default=None)
+    parser.add_argument("--detach", action="store_true")
+    args = parser.parse_args(argv)
+    if args.detach and os.fork() != 0:
+        os._exit(0)  # the intermediate: our parent sees it exit; the keeper is adopted by init
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # so sigwait receives them
-    sanlock.register()  # the connection stays open for the life of the process
+    fd = sanlock.register()  # the connection stays open for the life of the process
+    killpath: Killpath | None = args.killpath_json
+    if killpath is not None:
+        sanlock.killpath(killpath.path.encode(), killpath.for_pid(os.getpid()), slkfd=fd)
     sys.stdout.buffer.write(READY + b" %d\n" % os.getpid())
     sys.stdout.buffer.flush()
+    if args.detach:  # nobody reads our stdout any more: never write into a dead pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
     signal.sigwait(stop_signals)
 
 

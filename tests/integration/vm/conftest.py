@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from he_ha.vm import LibvirtConnection, VmController
-from tests.integration.vm.helpers import ENGINE, PrivateLibvirtd, domain_xml, started_connection, write_node
+from he_ha.devcluster.libvirtd import PrivateLibvirtd
+from tests.integration.vm.helpers import ENGINE, domain_xml, started_connection, write_node
 
 
 @pytest.fixture

@@ -1,20 +1,15 @@
 """Shared pieces of the VM-layer tests: node XML for libvirt's test driver, vm.conf files,
-a stand-in lease token, a loop-lag probe and a private libvirtd process."""
+a stand-in lease token and a loop-lag probe. The private libvirtd lives in
+he_ha.devcluster.libvirtd (shared with the supervisor tests and the demo)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 
 from he_ha.vm import (
     Backoff,
@@ -160,82 +155,3 @@ class LoopLagProbe:
             await asyncio.sleep(self.interval)
             self.max_lag = max(self.max_lag, time.monotonic() - before - self.interval)
             self.ticks += 1
-
-
-class PrivateLibvirtd:
-    """A real libvirtd of our own, serving only libvirt's built-in test driver.
-
-    Its socket lives in a fresh /tmp directory (unix socket paths are limited to 108
-    bytes), and LIBVIRT_DRIVER_DIR points at an empty directory so no hypervisor driver
-    (qemu, network, ...) loads and nothing touches the host's /run/libvirt. Clients reach
-    the test driver through it with ``test+unix:///<node.xml>?socket=<path>``. Needs root.
-    """
-
-    def __init__(self, log_dir: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="he-ha-libvirtd-", dir="/tmp"))
-        self.socket = self.dir / "libvirt-sock"
-        (self.dir / "no-drivers").mkdir()
-        self._conf = self.dir / "libvirtd.conf"
-        self._conf.write_text(
-            f'unix_sock_dir = "{self.dir}"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n'
-            "listen_tls = 0\nlisten_tcp = 0\n"
-        )
-        self._log = log_dir / "libvirtd.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def uri(self, node_xml: Path) -> str:
-        return f"test+unix://{node_xml}?socket={self.socket}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        env = {**os.environ, "LIBVIRT_DRIVER_DIR": str(self.dir / "no-drivers")}
-        with self._log.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["libvirtd", "-f", str(self._conf), "--pid-file", str(self.dir / "libvirtd.pid")],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while not self._accepts():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"libvirtd exited with {self.process.returncode}; see {self._log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"libvirtd did not listen on {self.socket} within {timeout} s")
-            time.sleep(0.02)
-
-    def _accepts(self) -> bool:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(self.socket))
-            except OSError:
-                return False
-        return True
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or ``systemctl restart`` would end it, and wait for it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a stopped process must run to die
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.socket.unlink(missing_ok=True)
-
-    def freeze(self) -> None:
-        """SIGSTOP: a hung libvirtd that keeps its socket open and never answers."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def __enter__(self) -> PrivateLibvirtd:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.kill()
-        for path in sorted(self.dir.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
-        self.dir.rmdir()

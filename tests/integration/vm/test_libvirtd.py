@@ -26,11 +26,11 @@ from he_ha.vm import (
     VmController,
     VmStatus,
 )
+from he_ha.devcluster.libvirtd import PrivateLibvirtd
 from tests.integration.vm.helpers import (
     ENGINE,
     TEST_DEADLINES,
     LoopLagProbe,
-    PrivateLibvirtd,
     domain_xml,
     started_connection,
     watching,
