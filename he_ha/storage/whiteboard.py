@@ -4,27 +4,28 @@ A ``Whiteboard`` is bound to one host id at construction. Its public methods can
 host's slot (``publish``, ``clear_own_slot``) and, only through the explicitly named
 ``admin_write_global``, slot 0; there is no way to address another host's slot.
 
-Every call runs on a dedicated daemon thread (one for reads, one for writes, see io_lane)
-under a deadline. A missed deadline raises ``StorageTimeout`` while the thread may stay
-blocked in the kernel; until it returns, further calls of that kind fail at once with
+Every call runs on a dedicated daemon thread (one ``he_ha.offloop.Lane`` for reads, one for
+writes) under a deadline. A missed deadline raises ``StorageTimeout`` while the thread may
+stay blocked in the kernel; until it returns, further calls of that kind fail at once with
 ``StorageStalled`` instead of piling up more stuck threads. Each call's outcome is kept in
 ``last_read`` / ``last_write`` for the storage monitor.
 """
 
 from __future__ import annotations
 
-import asyncio
 import mmap
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import structlog
 
 from he_ha.config import MAX_HOST_ID
+from he_ha.offloop import CallTimeout, Lane, LaneStuck
 from he_ha.storage.codec import (
     SLOT_BYTES,
     WHITEBOARD_BYTES,
@@ -36,7 +37,6 @@ from he_ha.storage.codec import (
     encode_host_slot,
 )
 from he_ha.storage.direct_io import read_direct, write_direct
-from he_ha.storage.io_lane import IoLane
 from he_ha.storage.whiteboard_errors import EncodeError, StorageStalled, StorageTimeout, WhiteboardError
 
 log = structlog.get_logger(__name__)
@@ -77,10 +77,10 @@ class Whiteboard:
         self._path = os.fspath(path)
         self._own = own_host_id
         self._timeouts: dict[Op, float] = {"read": read_timeout, "write": write_timeout}
-        self._lanes: dict[Op, IoLane] = {op: IoLane(f"whiteboard-{op}-{own_host_id}") for op in ("read", "write")}
-        # One caller at a time per kind, so a second *live* caller waits instead of being
-        # mistaken for a stall.
-        self._locks: dict[Op, asyncio.Lock] = {"read": asyncio.Lock(), "write": asyncio.Lock()}
+        # One thread per kind: concurrent callers of a kind take turns within their deadline,
+        # and a stuck read never holds up a write (or the other way round).
+        self._lanes: dict[Op, Lane] = {op: Lane(f"whiteboard-{op}-{own_host_id}") for op in ("read", "write")}
+        self._closed = False
         self._read_buffer: mmap.mmap | None = None  # page-aligned, reused: only the read lane touches it
         self.last_read: IoStats | None = None
         self.last_write: IoStats | None = None
@@ -119,6 +119,7 @@ class Whiteboard:
 
     def close(self) -> None:
         """Stop the worker threads. A thread stuck in the kernel is abandoned (it is a daemon)."""
+        self._closed = True
         for lane in self._lanes.values():
             lane.close()
         if self._read_buffer is not None and self._lanes["read"].busy_for() is None:
@@ -157,22 +158,18 @@ class Whiteboard:
         return result
 
     async def _run(self, op: Op, call: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError(f"whiteboard {self._path} is closed")
         timeout = self._timeouts[op]
-        deadline = asyncio.timeout(timeout)
         try:
-            async with deadline, self._locks[op]:
-                lane = self._lanes[op]
-                stuck = lane.busy_for()
-                if stuck is not None:
-                    raise StorageStalled(
-                        self._path, op, f"storage still stalled: the previous {op} started {stuck:.1f} s ago has not returned"
-                    )
-                result: T = await asyncio.wrap_future(lane.submit(call, *args))
-                return result
-        except TimeoutError:
-            if not deadline.expired():
-                raise
+            return await self._lanes[op].run(op, partial(call, *args), timeout)
+        except CallTimeout:
             raise StorageTimeout(self._path, op, f"no answer within {timeout:g} s") from None
+        except LaneStuck as exc:
+            started = exc.oldest.age
+            raise StorageStalled(
+                self._path, op, f"storage still stalled: the previous {op} started {started:.1f} s ago has not returned"
+            ) from None
 
     def _record(self, stats: IoStats) -> None:
         if stats.op == "read":
