@@ -1,0 +1,159 @@
+"""The admin API's routes and its JSON error middleware.
+
+GET routes answer from the Controller's memory only (status, decisions, metrics are plain
+methods the supervisor keeps non-blocking); nothing here awaits storage or libvirt for them.
+POST routes check the peer's credentials first, then the body, then run the Controller
+coroutine under the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from he_ha.admin.calls import ControllerCalls
+from he_ha.admin.contract import CommandResult, Controller
+from he_ha.admin.errors import ApiError, code_for, error_response
+from he_ha.admin.metrics_text import CONTENT_TYPE, render
+from he_ha.admin.peercred import Authorizer, PeerCred, peer_credentials
+from he_ha.admin.requests import MaintenanceRequest, NoFields, VmStartRequest, read_body
+
+logger = structlog.get_logger(__name__)
+
+DEFAULT_DECISIONS = 50
+MAX_DECISIONS = 1000
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure leaves as ``{"error", "message"}`` JSON with its 4xx/5xx status."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, field=exc.field)
+    except web.HTTPException as exc:  # raised by aiohttp: unknown route, wrong method, body size
+        if exc.status < 400:
+            raise
+        headers = None
+        message = exc.text or exc.reason
+        if isinstance(exc, web.HTTPNotFound):
+            message = f"no route {request.method} {request.path}"
+        elif isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+            headers = {"Allow": allowed}
+        return error_response(exc.status, code_for(exc.status), message, headers=headers)
+    except Exception as exc:  # a Controller bug must surface as a 500, never as a dropped connection
+        logger.error("admin request failed", method=request.method, path=request.path, exc_info=exc)
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _query(request: web.Request, allowed: frozenset[str]) -> None:
+    for name in request.query:
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise ApiError(400, "invalid_parameter", f"unknown query parameter {name!r} (known: {known})", field=name)
+
+
+def parse_limit(request: web.Request) -> int:
+    _query(request, frozenset({"limit"}))
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_DECISIONS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DECISIONS:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"query parameter 'limit' must be an integer from 1 to {MAX_DECISIONS}, got {raw!r}",
+            field="limit",
+        )
+    return int(raw)
+
+
+def _json(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+def _result_response(result: CommandResult) -> web.Response:
+    """ok → 200 with the CommandResult; refused → 409 with the CommandResult plus the
+    error code, so it reads both as a CommandResult and as an error object."""
+    if result.ok:
+        return _json(result.model_dump_json())
+    return _json(json.dumps({"error": "refused", **result.model_dump(mode="json")}), status=409)
+
+
+class AdminRoutes:
+    def __init__(self, controller: Controller, authorizer: Authorizer, calls: ControllerCalls, max_body: int) -> None:
+        self.controller = controller
+        self.authorizer = authorizer
+        self.calls = calls
+        self.max_body = max_body
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/v1/status", self.status)
+        app.router.add_get("/v1/decisions", self.decisions)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/v1/maintenance", self.maintenance)
+        app.router.add_post("/v1/vm/start", self.vm_start)
+        app.router.add_post("/v1/vm/shutdown", self.vm_shutdown)
+        app.router.add_post("/v1/vm/poweroff", self.vm_poweroff)
+
+    async def status(self, request: web.Request) -> web.Response:
+        _query(request, frozenset())
+        return _json(self.controller.status().model_dump_json())
+
+    async def decisions(self, request: web.Request) -> web.Response:
+        limit = parse_limit(request)
+        return _json(json.dumps({"decisions": self.controller.decisions(limit)}))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        _query(request, frozenset())
+        return web.Response(body=render(self.controller.metrics()).encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def maintenance(self, request: web.Request) -> web.Response:
+        cred = await self._authorize(request, "set_maintenance")
+        body = await read_body(request, MaintenanceRequest, self.max_body)
+        return await self._run(cred, f"set_maintenance({body.mode.value})", self.controller.set_maintenance(body.mode))
+
+    async def vm_start(self, request: web.Request) -> web.Response:
+        cred = await self._authorize(request, "vm_start")
+        body = await read_body(request, VmStartRequest, self.max_body)
+        return await self._run(cred, f"vm_start(paused={body.paused})", self.controller.vm_start(paused=body.paused))
+
+    async def vm_shutdown(self, request: web.Request) -> web.Response:
+        cred = await self._authorize(request, "vm_shutdown")
+        await read_body(request, NoFields, self.max_body)
+        return await self._run(cred, "vm_shutdown", self.controller.vm_shutdown())
+
+    async def vm_poweroff(self, request: web.Request) -> web.Response:
+        cred = await self._authorize(request, "vm_poweroff")
+        await read_body(request, NoFields, self.max_body)
+        return await self._run(cred, "vm_poweroff", self.controller.vm_poweroff())
+
+    async def _authorize(self, request: web.Request, action: str) -> PeerCred:
+        _query(request, frozenset())
+        sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+        if sock is None:
+            raise ApiError(500, "internal_error", "cannot identify the peer: the connection has no socket")
+        cred = peer_credentials(sock)
+        try:
+            await self.authorizer.check(cred)
+        except ApiError as exc:
+            logger.warning(
+                "admin call refused", action=action, uid=cred.uid, gid=cred.gid, pid=cred.pid, reason=exc.message
+            )
+            raise
+        return cred
+
+    async def _run(self, cred: PeerCred, action: str, call: Coroutine[Any, Any, CommandResult]) -> web.Response:
+        log = logger.bind(action=action, uid=cred.uid, pid=cred.pid)
+        log.info("admin call")
+        result = await self.calls.run(action, call)
+        log.info("admin call done", ok=result.ok, message=result.message)
+        return _result_response(result)
