@@ -63,14 +63,16 @@ def _query(request: web.Request, allowed: frozenset[str]) -> None:
 
 def parse_limit(request: web.Request) -> int:
     _query(request, frozenset({"limit"}))
-    raw = request.query.get("limit")
-    if raw is None:
+    given = request.query.getall("limit", [])
+    if not given:
         return DEFAULT_DECISIONS
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DECISIONS:
+    raw = given[0]
+    # ASCII digits only ("²".isdigit() is true) and short: int() refuses huge digit strings
+    if len(given) > 1 or not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= MAX_DECISIONS):
         raise ApiError(
             400,
             "invalid_parameter",
-            f"query parameter 'limit' must be an integer from 1 to {MAX_DECISIONS}, got {raw!r}",
+            f"query parameter 'limit' must be given once, an integer from 1 to {MAX_DECISIONS}; got {given!r}",
             field="limit",
         )
     return int(raw)

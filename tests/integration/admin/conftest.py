@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -53,7 +52,3 @@ async def admin(socket_dir: Path) -> AsyncIterator[Admin]:
         await session.close()
         controller.release.set()
         await server.stop()
-
-
-def current_groups() -> set[int]:
-    return {os.getgid(), *os.getgroups()}

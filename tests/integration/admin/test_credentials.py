@@ -9,13 +9,14 @@ import pwd
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from he_ha.admin.contract import MaintenanceMode
 from he_ha.admin.server import AdminServer
 from tests.integration.admin.doubles import ControllerTestDouble
-from tests.integration.admin.peer import request_as
+from tests.integration.admin.peer import PeerResult, request_as
 
 pytestmark = pytest.mark.root
 
@@ -33,6 +34,23 @@ async def serve(controller: ControllerTestDouble, path: Path, group: str | None,
     server = AdminServer(controller, path, group=group, mode=mode)
     await server.start()
     return server
+
+
+async def ask_once(
+    controller: ControllerTestDouble,
+    socket_dir: Path,
+    group: str | None,
+    uid: int,
+    gid: int,
+    route: str,
+    **options: Any,
+) -> PeerResult:
+    """Serve with ``group``, send one POST ``route`` as uid/gid, stop."""
+    server = await serve(controller, socket_dir / "admin.sock", group=group, **options)
+    try:
+        return await request_as(socket_dir / "admin.sock", uid, gid, "POST", route, {})
+    finally:
+        await server.stop()
 
 
 @pytest.fixture
@@ -91,21 +109,13 @@ async def test_root_is_allowed(open_server: Path, controller: ControllerTestDoub
 
 
 async def test_without_a_group_only_root(controller: ControllerTestDouble, socket_dir: Path) -> None:
-    server = await serve(controller, socket_dir / "admin.sock", group=None)
-    try:
-        result = await request_as(socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/poweroff", {})
-    finally:
-        await server.stop()
+    result = await ask_once(controller, socket_dir, None, NOBODY.pw_uid, NOGROUP, "/v1/vm/poweroff")
     assert result.status == 403 and result.body is not None
     assert "requires root" in result.body["message"]
 
 
 async def test_peer_gid_in_the_group_is_allowed(controller: ControllerTestDouble, socket_dir: Path) -> None:
-    server = await serve(controller, socket_dir / "admin.sock", group="nogroup")
-    try:
-        result = await request_as(socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/shutdown", {})
-    finally:
-        await server.stop()
+    result = await ask_once(controller, socket_dir, "nogroup", NOBODY.pw_uid, NOGROUP, "/v1/vm/shutdown")
     assert result.status == 200
     assert controller.calls == [("vm_shutdown", None)]
 
@@ -114,11 +124,7 @@ async def test_primary_group_from_the_user_database_is_allowed(
     controller: ControllerTestDouble, socket_dir: Path
 ) -> None:
     # The peer runs with a gid of no group; nobody's primary group in passwd is nogroup.
-    server = await serve(controller, socket_dir / "admin.sock", group="nogroup")
-    try:
-        result = await request_as(socket_dir / "admin.sock", NOBODY.pw_uid, UNLISTED_GID, "POST", "/v1/vm/poweroff", {})
-    finally:
-        await server.stop()
+    result = await ask_once(controller, socket_dir, "nogroup", NOBODY.pw_uid, UNLISTED_GID, "/v1/vm/poweroff")
     assert result.status == 200
 
 

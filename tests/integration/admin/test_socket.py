@@ -7,7 +7,10 @@ import grp
 import os
 import socket
 import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,31 +24,33 @@ async def get_status(path: Path) -> int:
         return response.status
 
 
+@asynccontextmanager
+async def serving(path: Path, **options: Any) -> AsyncIterator[AdminServer]:
+    server = AdminServer(ControllerTestDouble(), path, **options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize(("mode", "group"), [(0o660, "nogroup"), (0o600, None), (0o666, "disk")])
 async def test_mode_and_group_applied(socket_dir: Path, mode: int, group: str | None) -> None:
     path = socket_dir / "admin.sock"
-    server = AdminServer(ControllerTestDouble(), path, group=group, mode=mode)
-    await server.start()
-    try:
+    async with serving(path, group=group, mode=mode):
         info = path.lstat()
         assert stat.S_ISSOCK(info.st_mode)
         assert stat.S_IMODE(info.st_mode) == mode
         assert info.st_gid == (grp.getgrnam(group).gr_gid if group else os.getgid())
         assert await get_status(path) == 200
         assert [p.name for p in socket_dir.iterdir()] == ["admin.sock"]  # no temporary left
-    finally:
-        await server.stop()
     assert not path.exists()
 
 
 async def test_parent_directory_created(socket_dir: Path) -> None:
     path = socket_dir / "run" / "he-ha" / "admin.sock"
-    server = AdminServer(ControllerTestDouble(), path)
-    await server.start()
-    try:
+    async with serving(path):
         assert await get_status(path) == 200
-    finally:
-        await server.stop()
 
 
 async def test_unknown_group_is_refused_before_anything_is_created(socket_dir: Path) -> None:
@@ -63,26 +68,18 @@ async def test_stale_socket_is_replaced(socket_dir: Path) -> None:
     dead.close()
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_unix_connection(str(path))
-    server = AdminServer(ControllerTestDouble(), path)
-    await server.start()
-    try:
+    async with serving(path):
         assert await get_status(path) == 200
-    finally:
-        await server.stop()
 
 
 async def test_live_socket_is_refused_and_left_alone(socket_dir: Path) -> None:
     path = socket_dir / "admin.sock"
-    first = AdminServer(ControllerTestDouble(), path)
-    await first.start()
-    try:
+    async with serving(path):
         identity = path.lstat().st_ino
         with pytest.raises(AdminServerError, match="another process is serving this socket"):
             await AdminServer(ControllerTestDouble(), path).start()
         assert path.lstat().st_ino == identity
         assert await get_status(path) == 200
-    finally:
-        await first.stop()
 
 
 async def test_a_file_that_is_not_a_socket_is_never_removed(socket_dir: Path) -> None:
@@ -110,10 +107,8 @@ async def test_stop_leaves_a_successors_socket_alone(socket_dir: Path) -> None:
 async def test_restart_on_the_same_path(socket_dir: Path) -> None:
     path = socket_dir / "admin.sock"
     for _ in range(2):
-        server = AdminServer(ControllerTestDouble(), path)
-        await server.start()
-        assert await get_status(path) == 200
-        await server.stop()
+        async with serving(path):
+            assert await get_status(path) == 200
         assert not path.exists()
 
 
