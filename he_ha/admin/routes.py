@@ -72,7 +72,8 @@ def parse_limit(request: web.Request) -> int:
         raise ApiError(
             400,
             "invalid_parameter",
-            f"query parameter 'limit' must be given once, an integer from 1 to {MAX_DECISIONS}; got {given!r}",
+            f"query parameter 'limit' must be one integer from 1 to {MAX_DECISIONS}; "
+            + (f"got {raw!r}" if len(given) == 1 else f"given {len(given)} times"),
             field="limit",
         )
     return int(raw)
