@@ -55,6 +55,16 @@ def new_hang(hangs: list[Hang]) -> Hang:
     return hang
 
 
+async def hanging(
+    lane: Lane, hangs: list[Hang], operation: str, timeout: float = 30.0, *, allow_while_stuck: bool = False
+) -> tuple[Hang, asyncio.Task[str]]:
+    """Start a call that hangs in ``lane`` and wait until a lane thread is inside it."""
+    hang = new_hang(hangs)
+    task = asyncio.create_task(lane.run(operation, hang, timeout, allow_while_stuck=allow_while_stuck))
+    assert await asyncio.to_thread(hang.entered.wait, 5.0), f"{operation} never reached a lane thread"
+    return hang, task
+
+
 def threads_named(prefix: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(prefix)]
 
@@ -134,9 +144,7 @@ async def test_allow_while_stuck_passes_the_refusal_but_not_the_thread_bound(han
         await lane.run("state", lambda: "no", 2.0)
     assert await lane.run("abort", lambda: "aborted", 2.0, allow_while_stuck=True) == "aborted"
 
-    second = new_hang(hangs)
-    running = asyncio.create_task(lane.run("long", second, 30.0, allow_while_stuck=True))
-    assert await asyncio.to_thread(second.entered.wait, 5.0)
+    second, running = await hanging(lane, hangs, "long", allow_while_stuck=True)
     with pytest.raises(LaneFull, match="all 2 threads are busy") as full:
         await lane.run("abort", lambda: "no", 2.0, allow_while_stuck=True)
     assert full.value.threads == 2
@@ -146,28 +154,33 @@ async def test_allow_while_stuck_passes_the_refusal_but_not_the_thread_bound(han
     lane.close()
 
 
-async def test_concurrent_callers_take_turns() -> None:
+async def test_concurrent_callers_take_turns_in_arrival_order() -> None:
     lane = Lane("lane-turns")
-    order: list[str] = []
+    active, most_active, served = 0, 0, []
+    lock = threading.Lock()
 
     def job(name: str) -> str:
-        order.append(f"{name}-start")
-        threading.Event().wait(0.05)
-        order.append(f"{name}-end")
-        return name
+        nonlocal active, most_active
+        with lock:
+            active += 1
+            most_active = max(most_active, active)
+        threading.Event().wait(0.03)  # long enough for the others to be queued by now
+        with lock:
+            active -= 1
+            served.append(name)
+        return name.upper()
 
-    results = await asyncio.gather(*(lane.run(n, partial(job, n), 5.0) for n in ("a", "b", "c")))
-    assert results == ["a", "b", "c"]
-    assert order == ["a-start", "a-end", "b-start", "b-end", "c-start", "c-end"]
+    callers = [lane.run(name, partial(job, name), 5.0) for name in ("a", "b", "c", "d")]
+    assert await asyncio.gather(*callers) == ["A", "B", "C", "D"]
+    assert (most_active, served) == (1, ["a", "b", "c", "d"])
+    assert len(threads_named("lane-turns")) == 1
     lane.close()
 
 
 async def test_turns_are_bounded_by_the_thread_count(hangs: list[Hang]) -> None:
     lane = Lane("lane-two-turns", threads=2)
-    first, second = new_hang(hangs), new_hang(hangs)
-    calls = [asyncio.create_task(lane.run(f"slow-{i}", h, 30.0)) for i, h in enumerate((first, second))]
-    for hang in (first, second):
-        assert await asyncio.to_thread(hang.entered.wait, 5.0)
+    (first, one), (second, two) = await hanging(lane, hangs, "slow-0"), await hanging(lane, hangs, "slow-1")
+    calls = [one, two]
     third_ran = threading.Event()
     third = asyncio.create_task(lane.run("third", third_ran.set, 30.0))
     await asyncio.sleep(0.1)
@@ -184,9 +197,7 @@ async def test_turns_are_bounded_by_the_thread_count(hangs: list[Hang]) -> None:
 
 async def test_the_deadline_covers_the_wait_for_a_turn(hangs: list[Hang]) -> None:
     lane = Lane("lane-turn-deadline")
-    hang = new_hang(hangs)
-    holder = asyncio.create_task(lane.run("long", hang, 30.0))
-    assert await asyncio.to_thread(hang.entered.wait, 5.0)
+    hang, holder = await hanging(lane, hangs, "long")
     ran = threading.Event()
     with pytest.raises(CallTimeout, match="no answer within 0.2 s"):
         await lane.run("short", ran.set, 0.2)
@@ -200,9 +211,7 @@ async def test_the_deadline_covers_the_wait_for_a_turn(hangs: list[Hang]) -> Non
 
 async def test_a_caller_waiting_behind_a_call_that_gets_stuck_is_refused_at_once(hangs: list[Hang]) -> None:
     lane = Lane("lane-waiter")
-    hang = new_hang(hangs)
-    first = asyncio.create_task(lane.run("first", hang, 0.2))
-    assert await asyncio.to_thread(hang.entered.wait, 5.0)
+    hang, first = await hanging(lane, hangs, "first", 0.2)
     started = time.monotonic()
     with pytest.raises(LaneStuck, match="earlier call 'first' stuck"):
         await lane.run("second", lambda: 1, 20.0)
@@ -216,10 +225,8 @@ async def test_a_caller_waiting_behind_a_call_that_gets_stuck_is_refused_at_once
 
 async def test_refusing_mode_fails_fast_at_the_thread_bound(hangs: list[Hang]) -> None:
     lane = Lane("lane-bound", threads=2, wait_for_turn=False)
-    first, second = new_hang(hangs), new_hang(hangs)
-    calls = [asyncio.create_task(lane.run(f"slow-{i}", h, 30.0)) for i, h in enumerate((first, second))]
-    for hang in (first, second):
-        assert await asyncio.to_thread(hang.entered.wait, 5.0)
+    (first, one), (second, two) = await hanging(lane, hangs, "slow-0"), await hanging(lane, hangs, "slow-1")
+    calls = [one, two]
     with pytest.raises(LaneFull, match="lane-bound: state: refused: all 2 threads are busy"):
         await lane.run("state", lambda: "x", 5.0)
     assert sorted(t.name for t in threads_named("lane-bound_")) == ["lane-bound_0", "lane-bound_1"]
@@ -249,9 +256,7 @@ async def test_a_cancelled_caller_leaves_its_call_stuck(hangs: list[Hang]) -> No
 
 async def test_a_cancelled_caller_need_not_leave_its_call_stuck(hangs: list[Hang]) -> None:
     lane = Lane("lane-cancel-free", threads=2, wait_for_turn=False, cancel_leaves_stuck=False)
-    hang = new_hang(hangs)
-    task = asyncio.create_task(lane.run("state", hang, 30.0))
-    assert await asyncio.to_thread(hang.entered.wait, 5.0)
+    hang, task = await hanging(lane, hangs, "state")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -264,9 +269,7 @@ async def test_a_cancelled_caller_need_not_leave_its_call_stuck(hangs: list[Hang
 
 async def test_a_caller_cancelled_while_waiting_for_its_turn_never_runs(hangs: list[Hang]) -> None:
     lane = Lane("lane-cancel-waiting")
-    hang = new_hang(hangs)
-    holder = asyncio.create_task(lane.run("long", hang, 30.0))
-    assert await asyncio.to_thread(hang.entered.wait, 5.0)
+    hang, holder = await hanging(lane, hangs, "long")
     ran = threading.Event()
     waiter = asyncio.create_task(lane.run("waiting", ran.set, 30.0))
     await asyncio.sleep(0.05)
@@ -281,9 +284,7 @@ async def test_a_caller_cancelled_while_waiting_for_its_turn_never_runs(hangs: l
 
 async def test_close_lets_idle_and_busy_threads_exit(hangs: list[Hang]) -> None:
     lane = Lane("lane-close", threads=2, wait_for_turn=False)
-    hang = new_hang(hangs)
-    busy = asyncio.create_task(lane.run("busy", hang, 30.0))
-    assert await asyncio.to_thread(hang.entered.wait, 5.0)
+    hang, busy = await hanging(lane, hangs, "busy")
     assert await lane.run("quick", lambda: 1, 2.0) == 1  # a second, now idle thread
     assert len(threads_named("lane-close_")) == 2
     lane.close()
