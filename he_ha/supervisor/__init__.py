@@ -1,0 +1,1 @@
+"""The supervisor daemon of one host: ``he-ha run`` (docs/supervisor.md)."""

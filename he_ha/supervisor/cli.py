@@ -1,0 +1,146 @@
+"""``he-ha run``: the supervisor daemon of one host (the systemd unit's ExecStart)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from he_ha.config import ConfigPaths
+from he_ha.fsm import TimingConfig, TimingError
+from he_ha.logsetup import configure_logging
+from he_ha.supervisor.settings import HOLDER_KINDS, SupervisorSettings
+
+EXIT_USAGE = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ConfigPaths()
+    files = parser.add_argument_group("configuration files")
+    files.add_argument("--hosted-engine-conf", type=Path, default=defaults.hosted_engine_conf, metavar="PATH")
+    files.add_argument("--agent-conf", type=Path, default=defaults.agent_conf, metavar="PATH")
+    files.add_argument("--broker-conf", type=Path, default=defaults.broker_conf, metavar="PATH")
+    files.add_argument("--ha-conf", type=Path, default=defaults.ha_conf, metavar="PATH")
+    files.add_argument("--vm-conf", type=Path, default=None, metavar="PATH",
+                       help="vm.conf or a plain domain XML (default: hosted-engine.conf 'conf')")
+    files.add_argument("--notification-template", type=Path, default=None, metavar="PATH")
+
+    host = parser.add_argument_group("host")
+    host.add_argument("--libvirt-uri", default="qemu:///system", metavar="URI")
+    host.add_argument("--sanlock-run-dir", type=Path, default=_env_path("SANLOCK_RUN_DIR"), metavar="DIR",
+                      help="the sanlock daemon of this host (default: $SANLOCK_RUN_DIR, else /run/sanlock)")
+    host.add_argument("--run-dir", type=Path, default=Path("/run/he-ha"), metavar="DIR",
+                      help="admin socket, lease-keeper pid file, fence file, notifier state (default /run/he-ha)")
+    host.add_argument("--admin-socket", type=Path, default=None, metavar="PATH", help="default RUN_DIR/admin.sock")
+    host.add_argument("--admin-group", default=None, metavar="GROUP", help="group allowed to change things")
+    host.add_argument("--hostname", default=None, help="name published in the whiteboard (default: gethostname)")
+    host.add_argument("--lease-holder", choices=HOLDER_KINDS, default=None,
+                      help="who holds the VM lease: keeper (default), worker (default for test:/// URIs), qemu")
+    host.add_argument("--migrate-uri", default="qemu+tls://{hostname}/system", metavar="TEMPLATE",
+                      help="destination libvirt URI for live migration; {hostname} is the target's name")
+
+    timing = parser.add_argument_group("timing")
+    timing.add_argument("--io-timeout", type=_positive_int, default=10, metavar="S", help="sanlock io_timeout (default 10)")
+    timing.add_argument("--tick-period", type=_positive_float, default=10.0, metavar="S", help="default 10")
+    timing.add_argument("--timing", action="append", default=[], metavar="KEY=SECONDS",
+                        help="state-machine timing override (docs/fsm.md), repeatable, e.g. liveness=6")
+    timing.add_argument("--peer-poll", type=_non_negative_float, default=2.0, metavar="S",
+                        help="whiteboard poll for changed peer slots (default 2; 0: off)")
+    timing.add_argument("--storage-timeout", type=_positive_float, default=5.0, metavar="S",
+                        help="deadline of each storage read/write and sanlock query in a tick (default 5)")
+    timing.add_argument("--monitor-interval", type=_positive_float, default=10.0, metavar="S", help="default 10")
+    timing.add_argument("--health-url", default=None, metavar="URL", help="default http://<fqdn>/ovirt-engine/services/health")
+    timing.add_argument("--health-grace", type=_non_negative_float, default=600.0, metavar="S",
+                        help="start-up grace of the engine health page (default 600)")
+    timing.add_argument("--stop-deadline", type=_positive_float, default=30.0, metavar="S",
+                        help="SIGTERM: exit anyway after this long (default 30)")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--decision-log", type=Path, default=None, metavar="PATH", help="append decisions as JSON lines")
+    output.add_argument("--decision-ring", type=_positive_int, default=100, metavar="N",
+                        help="decisions kept in memory for the admin API (default 100)")
+    output.add_argument("--log-json", action="store_true", help="log as JSON lines")
+    output.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def settings_from(args: argparse.Namespace) -> SupervisorSettings:
+    """Raises TimingError/ValueError naming the bad option."""
+    overrides: dict[str, object] = {"loop_delay": args.tick_period}
+    for item in args.timing:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TimingError(f"--timing {item!r}: expected KEY=SECONDS")
+        try:
+            number: float | int = int(value) if key.strip() in ("max_retries", "yield_threshold") else float(value)
+        except ValueError:
+            raise TimingError(f"--timing {item!r}: {value!r} is not a number") from None
+        overrides[key.strip()] = number
+    return SupervisorSettings(
+        paths=ConfigPaths(
+            hosted_engine_conf=args.hosted_engine_conf,
+            agent_conf=args.agent_conf,
+            broker_conf=args.broker_conf,
+            ha_conf=args.ha_conf,
+        ),
+        vm_conf=args.vm_conf,
+        notification_template=args.notification_template,
+        libvirt_uri=args.libvirt_uri,
+        sanlock_run_dir=args.sanlock_run_dir,
+        run_dir=args.run_dir,
+        admin_socket=args.admin_socket,
+        admin_group=args.admin_group,
+        io_timeout=args.io_timeout,
+        timing=TimingConfig.from_mapping(overrides),
+        peer_poll=args.peer_poll,
+        storage_timeout=args.storage_timeout,
+        monitor_interval=args.monitor_interval,
+        health_url=args.health_url,
+        health_grace=args.health_grace,
+        holder=args.lease_holder,
+        migrate_uri=args.migrate_uri,
+        decision_log=args.decision_log,
+        decision_ring=args.decision_ring,
+        hostname=args.hostname,
+        log_json=args.log_json,
+        log_level=args.log_level,
+        stop_deadline=args.stop_deadline,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(json=args.log_json, level=args.log_level)
+    try:
+        settings = settings_from(args)
+    except (TimingError, ValueError) as exc:
+        print(f"he-ha run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from he_ha.supervisor.daemon import run_daemon  # heavy imports only for a real run
+
+    return run_daemon(settings)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value

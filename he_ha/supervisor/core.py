@@ -1,0 +1,239 @@
+"""One tick: observe, step the state machine, act, publish; and what the admin API reads.
+
+The tick never waits for a VM action (those are tasks, execute.py) and every storage or
+sanlock call inside it has a deadline, so a tick takes at most about two storage timeouts
+even while storage hangs, and our slot keeps being published while a start waits ~70 s for
+a dead owner's lease. Everything the admin API shows is kept here, in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from he_ha.fsm import DecisionRecord, FsmState, Observation, Publish, log_entry, step, stop
+from he_ha.sdnotify import SystemdNotifier
+from he_ha.storage.codec import HostSlot
+from he_ha.storage.codec import WhiteboardView as RawView
+from he_ha.storage.lease_errors import LeaseError
+from he_ha.storage.lease_layout import Lockspace
+from he_ha.storage.lease_model import LockspaceState
+from he_ha.storage.leases import LeaseClient
+from he_ha.storage.whiteboard import Whiteboard
+from he_ha.storage.whiteboard_errors import WhiteboardError
+from he_ha.supervisor.board import peer_signature
+from he_ha.supervisor.decisions import DecisionLog
+from he_ha.supervisor.execute import ActionExecutor, SpecSource
+from he_ha.supervisor.observe import Completed, Observer, TickInputs
+from he_ha.supervisor.peer_watch import PeerWatch
+from he_ha.supervisor.publish import SlotContext, build_slot
+from he_ha.supervisor.ticker import Wake
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class TickStats:
+    count: int = 0
+    last_duration: float = 0.0
+    total_duration: float = 0.0
+    max_duration: float = 0.0
+    transitions: int = 0
+    publishes: int = 0
+    publish_failures: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        fsm_state: FsmState,
+        observer: Observer,
+        executor: ActionExecutor,
+        whiteboard: Whiteboard,
+        specs: SpecSource,
+        hostname: str,
+        conf_on_shared_storage: bool,
+        client: LeaseClient,
+        lockspace: Lockspace,
+        decisions: DecisionLog,
+        systemd: SystemdNotifier,
+        stopping: asyncio.Event,
+        storage_timeout: float,
+        join_timeout: float,
+        peer_watch: PeerWatch | None = None,
+    ) -> None:
+        self.state = fsm_state
+        self.observer = observer
+        self.executor = executor
+        self.whiteboard = whiteboard
+        self.specs = specs
+        self.hostname = hostname
+        self.conf_on_shared_storage = conf_on_shared_storage
+        self.client = client
+        self.lockspace = lockspace
+        self.decisions = decisions
+        self.systemd = systemd
+        self.stopping = stopping
+        self.storage_timeout = storage_timeout
+        self.join_timeout = join_timeout
+        self.peer_watch = peer_watch
+        self.host_id = observer.host_id
+        self.stats = TickStats()
+        self.completed: Completed | None = None  # the latest VM action result not yet consumed
+        self.inputs: TickInputs | None = None
+        self.record: DecisionRecord | None = None
+        self.published: HostSlot | None = None
+        self.publish_error: str | None = None
+        self.ready = False
+        self.peer_changes: dict[int, tuple[int, float]] = {}  # host id -> (host_ts, when it changed)
+        self._last_ping = 0.0
+        self._rejoin: asyncio.Task[None] | None = None
+
+    # --- results and wake-ups --------------------------------------------------------------
+
+    def action_done(self, completed: Completed) -> None:
+        self.completed = completed
+
+    # --- the tick ------------------------------------------------------------------------------
+
+    async def tick(self, causes: tuple[Wake, ...]) -> float:
+        started = time.monotonic()
+        period = self.state.config.timing.loop_delay
+        if self.stopping.is_set():
+            return period
+        inputs = await self.observer.observe(self.completed)
+        obs = inputs.observation
+        if self.stopping.is_set():  # B18: no decision, let alone a VM action, after SIGTERM
+            return period
+        before = self.state
+        self.state, actions, record = step(before, obs)
+        self.inputs, self.record = inputs, record
+        self._log_decision(before, obs, record, causes, started)
+        if record.inputs.result is not None and self.completed is not None:
+            if self.completed.result == record.inputs.result:
+                self.completed = None  # consumed
+        if record.from_state != record.to_state:
+            self.stats.transitions += 1
+            log.info("state transition", old=record.from_state, new=record.to_state, rule=record.rule,
+                     note=record.note, score=record.score.total)
+        if inputs.board is not None:
+            self._note_peers(inputs.board.raw, inputs.board.read_at)
+        publish: Publish | None = None
+        for action in actions:
+            if isinstance(action, Publish):
+                publish = action
+            else:
+                self.executor.run(action)
+        if publish is not None:
+            await self._publish(publish, record, inputs)
+        self._tick_done(started, record)
+        return record.tick_after
+
+    def _note_peers(self, raw: RawView, read_at: float) -> None:
+        """Remember when each peer's timestamp last changed (its age, for metrics and status)."""
+        for host_id, slot in raw.hosts.items():
+            seen = self.peer_changes.get(host_id)
+            if seen is None or seen[0] != slot.host_ts:
+                self.peer_changes[host_id] = (slot.host_ts, read_at)
+        for host_id in set(self.peer_changes) - set(raw.hosts):
+            del self.peer_changes[host_id]
+        if self.peer_watch is not None:
+            self.peer_watch.note(peer_signature(raw, self.host_id))
+
+    def _log_decision(
+        self, before: FsmState, obs: Observation, record: DecisionRecord, causes: tuple[Wake, ...], started: float
+    ) -> None:
+        entry: dict[str, Any] = log_entry(before, obs, record)
+        entry["meta"] = {
+            "tick": self.stats.count + 1,
+            "wall_time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "started": started,
+            "causes": [wake.to_json() for wake in causes],
+        }
+        self.decisions.add(entry)
+
+    async def _publish(self, publish: Publish, record: DecisionRecord, inputs: TickInputs) -> None:
+        if inputs.sanlock.lockspace is not None and inputs.sanlock.lockspace is not LockspaceState.JOINED:
+            # Spec §12.3 item 5: write the slot only while holding our host id.
+            self.publish_error = f"not publishing: lockspace {inputs.sanlock.lockspace.value}"
+            self.stats.publish_failures += 1
+            self._start_rejoin()
+            return
+        ctx = SlotContext(self.host_id, self.hostname, self.conf_on_shared_storage,
+                          self.specs.loaded_at, self.specs.loaded_epoch)
+        slot = build_slot(publish.record, record.score, ctx)
+        try:
+            await self.whiteboard.publish(slot)
+        except WhiteboardError as exc:
+            self.publish_error = str(exc)
+            self.stats.publish_failures += 1
+            return
+        self.published, self.publish_error = slot, None
+        self.stats.publishes += 1
+
+    def _tick_done(self, started: float, record: DecisionRecord) -> None:
+        duration = time.monotonic() - started
+        stats = self.stats
+        stats.count += 1
+        stats.last_duration = duration
+        stats.total_duration += duration
+        stats.max_duration = max(stats.max_duration, duration)
+        health = record.inputs.local_health
+        vm = health.vm if health is not None else "no reading"
+        self.systemd.status(f"{record.to_state}, score {record.score.total}, vm {vm}")
+        if self.published is not None and not self.ready:
+            self.ready = True
+            self.systemd.ready(f"{record.to_state}, score {record.score.total}")
+            log.info("supervisor ready", state=record.to_state, score=record.score.total)
+        interval = self.systemd.watchdog_interval
+        now = time.monotonic()
+        if interval is not None and now - self._last_ping >= interval:
+            self.systemd.watchdog()  # only from a completed tick: proves we decide, not just run
+            self._last_ping = now
+
+    # --- lockspace membership --------------------------------------------------------------
+
+    def _start_rejoin(self) -> None:
+        if self._rejoin is None or self._rejoin.done():
+            self._rejoin = asyncio.create_task(self._join_again(), name="lockspace-rejoin")
+
+    async def _join_again(self) -> None:
+        log.error("this host lost its lockspace membership; joining again", lockspace=self.lockspace.name)
+        try:
+            outcome = await self.client.join(self.lockspace, self.host_id, timeout=self.join_timeout)
+        except LeaseError as exc:
+            log.error("joining the lockspace again failed; next tick retries", error=str(exc))
+            return
+        log.info("lockspace joined again", outcome=outcome.value)
+
+    # --- shutdown ----------------------------------------------------------------------------------
+
+    async def publish_stopped(self) -> bool:
+        """Publish AgentStopped (score 0, stopped=1). The VM is left as it is."""
+        if self._rejoin is not None:
+            self._rejoin.cancel()
+        inputs = self.inputs
+        now = time.monotonic()
+        if inputs is None:
+            log.warning("stopping before the first tick: nothing published yet, nothing to withdraw")
+            return False
+        obs = Observation(now=now, local=inputs.observation.local, whiteboard=None,
+                          sanlock_hosts=inputs.observation.sanlock_hosts, lease=inputs.observation.lease)
+        before = self.state
+        self.state, actions, record = stop(before, obs)
+        self._log_decision(before, obs, record, (Wake("stop", "SIGTERM", now),), now)
+        publish = next(a for a in actions if isinstance(a, Publish))
+        await self._publish(publish, record, inputs)
+        if self.publish_error is not None:
+            log.error("could not publish the stopped flag", error=self.publish_error)
+            return False
+        log.info("published AgentStopped")
+        return True
+

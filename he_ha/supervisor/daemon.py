@@ -1,0 +1,314 @@
+"""The supervisor daemon: start-up, the running tasks, and shutdown (docs/supervisor.md).
+
+Start-up: configuration → lease worker → lease layout → lockspace join → whiteboard →
+lease holder (adopting a keeper left by a previous run) → libvirt → monitors → notifier →
+VM watch → ticker (its first tick publishes; then systemd hears READY) → admin socket.
+Transient failures (storage, sanlock, libvirt) are retried until SIGTERM; a bad
+configuration exits at once with its ConfigError.
+
+Shutdown on SIGTERM/SIGINT: no further FSM step; VM actions under way are abandoned (their
+lease stays with its holder); AgentStopped is published; everything is stopped; the
+lockspace is left only if no VM lease is held here (leaving would make sanlock kill the
+holder and free the lease while the VM runs). The VM itself is never touched. A second
+signal, or ``stop_deadline`` seconds, forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+import uvloop
+
+from he_ha.config import ConfigError
+from he_ha.fsm import initial_state
+from he_ha.monitors import MonitorRunner
+from he_ha.notify import Notifier, NotifyConfigError, NotifySettings, TemplateError
+from he_ha.notify.template import DEFAULT_TEMPLATE_PATH
+from he_ha.sdnotify import SystemdNotifier
+from he_ha.storage.lease_errors import LeaseConfigError, LeaseError, LockspaceBusy
+from he_ha.storage.lease_layout import LeaseLayout, wait_deadline
+from he_ha.storage.leases import LeaseClient
+from he_ha.storage.whiteboard import Whiteboard
+from he_ha.supervisor.board import BoardReader
+from he_ha.supervisor.controller import ControllerParts, SupervisorController
+from he_ha.supervisor.core import Supervisor
+from he_ha.supervisor.decisions import DecisionLog
+from he_ha.supervisor.domain_observer import ConnectionDomainObserver
+from he_ha.supervisor.execute import ActionExecutor, SpecSource
+from he_ha.supervisor.fence import FenceTarget, write_fence_file
+from he_ha.supervisor.health_gate import FreshHealthGate
+from he_ha.supervisor.host_plan import HostPlan, load_plan
+from he_ha.supervisor.lease_holder import KeeperHolder, LeaseHolder, QemuHolder, WorkerHolder, fence_killpath
+from he_ha.supervisor.monitor_set import build_monitors
+from he_ha.supervisor.observe import Completed, Observer
+from he_ha.supervisor.peer_watch import PeerWatch
+from he_ha.supervisor.settings import SupervisorSettings
+from he_ha.supervisor.ticker import Ticker
+from he_ha.vm import LibvirtConnection, VmController, VmUpdate, VmWatch
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_FORCED = 3
+RETRY_PAUSE = 5.0  # between attempts of a start-up step that failed for a transient reason
+
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """SIGTERM arrived during start-up."""
+
+
+def run_daemon(settings: SupervisorSettings) -> int:
+    return uvloop.run(_main(settings))
+
+
+async def _main(settings: SupervisorSettings) -> int:
+    stopping = asyncio.Event()
+    _install_signals(stopping, settings.stop_deadline)
+    try:
+        plan = await asyncio.to_thread(load_plan, settings)
+    except ConfigError as exc:
+        log.error("configuration error", error=str(exc))
+        return EXIT_CONFIG
+    log.info("starting", host_id=plan.host_id, hostname=plan.hostname, holder=settings.holder_kind,
+             libvirt=settings.libvirt_uri, sanlock_run_dir=str(settings.sanlock_run_dir or "/run/sanlock"))
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            return await Daemon(settings, plan, stopping, stack).run()
+    except (ConfigError, LeaseConfigError, NotifyConfigError, TemplateError, ValueError) as exc:
+        log.error("configuration error", error=str(exc))
+        return EXIT_CONFIG
+    except Stopped:
+        log.info("stopped during start-up")
+        return EXIT_OK
+
+
+def _install_signals(stopping: asyncio.Event, deadline: float) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            log.error("second stop signal: exiting at once", signal=signal.Signals(signum).name)
+            os._exit(EXIT_FORCED)
+        log.info("stop requested", signal=signal.Signals(signum).name)
+        stopping.set()
+        loop.call_later(deadline, _force_exit, deadline)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+def _force_exit(deadline: float) -> None:
+    log.error("shutdown did not finish in time: exiting", deadline=deadline)
+    os._exit(EXIT_FORCED)
+
+
+@dataclass
+class Running:
+    supervisor: Supervisor
+    ticker: Ticker
+    tasks: list[asyncio.Task[None]]
+
+
+class Daemon:
+    def __init__(self, settings: SupervisorSettings, plan: HostPlan, stopping: asyncio.Event,
+                 stack: contextlib.AsyncExitStack) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.stopping = stopping
+        self.stack = stack
+        self.systemd = SystemdNotifier()
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[T]], errors: tuple[type[Exception], ...]) -> T:
+        """Run a start-up step until it works; transient failures are logged and retried."""
+        attempt = 0
+        while True:
+            if self.stopping.is_set():
+                raise Stopped()
+            try:
+                return await call()
+            except LeaseConfigError:
+                raise
+            except errors as exc:
+                attempt += 1
+                log.error(f"{what} failed; retrying", attempt=attempt, error=str(exc))
+                self.systemd.status(f"start-up: {what} failed: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), RETRY_PAUSE)
+
+    async def run(self) -> int:
+        s, plan, stack = self.settings, self.plan, self.stack
+        engine = plan.config.engine
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+
+        # sanlock: worker, layout, lockspace
+        client = await LeaseClient.start(run_dir=s.sanlock_run_dir, stderr=s.run_dir / "lease-worker.log")
+        stack.push_async_callback(client.close)
+        layout: LeaseLayout = await self._retry(
+            "reading the lease volume",
+            lambda: client.detect_layout(plan.lockspace_path, resource=plan.resource, io_timeout=s.io_timeout,
+                                         lease_path=engine.vm_lease_path, lease_offset=engine.vm_lease_offset),
+            (LeaseError,),
+        )
+        self.systemd.status("joining the lockspace")
+        outcome = await self._retry(
+            "joining the lockspace",
+            lambda: client.join(layout.lockspace, plan.host_id, timeout=wait_deadline(s.io_timeout)),
+            (LeaseError,),
+        )
+        log.info("lockspace joined", outcome=outcome.value, host_id=plan.host_id)
+
+        whiteboard = Whiteboard(plan.metadata_path, plan.host_id, read_timeout=s.storage_timeout,
+                                write_timeout=s.storage_timeout)
+        stack.callback(whiteboard.close)
+        # Callbacks below name objects created further down; they only run once everything exists.
+        def lease_lost(reason: str) -> None:
+            ticker.wake("lease-lost", reason)
+
+        holder = await self._holder(client, layout, lease_lost)
+        await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
+
+        # libvirt, the VM, the monitors
+        connection = LibvirtConnection(s.libvirt_uri)
+        await connection.start()
+        stack.push_async_callback(connection.close)
+        vm = VmController(connection, plan.spec.id)
+        observer_adapter = ConnectionDomainObserver(connection, plan.spec.id)
+        monitor_set = build_monitors(engine, observer=observer_adapter, metadata_path=plan.metadata_path,
+                                     engine_mem_mib=plan.vm_memory_mib, interval=s.monitor_interval,
+                                     health_url=s.health_url, health_grace=s.health_grace)
+        runner = MonitorRunner(monitor_set.monitors)
+        runner.start()
+        stack.push_async_callback(runner.stop)
+
+        notifier = Notifier(plan.config.broker, NotifySettings(
+            template_path=s.notification_template or DEFAULT_TEMPLATE_PATH,
+            state_file=s.notify_state_file, hostname=plan.hostname))
+        await notifier.start()
+        stack.push_async_callback(notifier.stop, 2.0)
+
+        decisions = DecisionLog(s.decision_log, s.decision_ring)
+        stack.callback(decisions.close)
+        reader = BoardReader(whiteboard)
+        specs = SpecSource(plan.vm_conf_path, plan.spec)
+        observer = Observer(
+            host_id=plan.host_id, readings=runner.snapshot, reader=reader, client=client,
+            lockspace=layout.lockspace, lease=layout.vm_lease, holder=holder, ha_conf=s.paths.ha_conf,
+            vm_memory_mib=plan.vm_memory_mib, conf_up_to_date=engine.conf_is_up_to_date,
+            storage_timeout=s.storage_timeout,
+        )
+        stack.push_async_callback(observer.close)
+        def action_done(done: Completed) -> None:
+            supervisor.action_done(done)
+            gate.request("action-result", f"#{done.result.seq} {done.result.outcome.value}", done.done_at)
+
+        executor = ActionExecutor(
+            vm=vm, holder=holder, specs=specs, health=monitor_set.engine_health, notifier=notifier,
+            on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout,
+        )
+        supervisor = Supervisor(
+            fsm_state=initial_state(plan.host_id, s.timing, plan.config.score),
+            observer=observer, executor=executor, whiteboard=whiteboard, specs=specs,
+            hostname=plan.hostname, conf_on_shared_storage=engine.conf_is_up_to_date, client=client,
+            lockspace=layout.lockspace, decisions=decisions, systemd=self.systemd, stopping=self.stopping,
+            storage_timeout=s.storage_timeout, join_timeout=wait_deadline(s.io_timeout),
+        )
+        ticker = Ticker(supervisor.tick, period=s.tick_period)
+        gate = FreshHealthGate(runner.snapshot, ticker)
+
+        def on_vm_update(update: VmUpdate) -> None:
+            event = update.event
+            if event is not None:
+                monitor_set.engine_health.poke(event.event, event.detail)
+                gate.request("vm-event", event.kind.value, event.received)
+            else:
+                monitor_set.engine_health.poke()
+                gate.request("vm-event", update.cause.value, update.health.since)
+
+        watch = VmWatch(vm)
+        watch.subscribe(on_vm_update)
+        await watch.start()
+        stack.push_async_callback(watch.stop)
+
+        tasks = [asyncio.create_task(ticker.run(self.stopping), name="ticker"),
+                 asyncio.create_task(gate.run(), name="health-gate")]
+        if s.peer_poll > 0:
+            peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
+            supervisor.peer_watch = peer_watch
+            tasks.append(asyncio.create_task(peer_watch.run(), name="peer-watch"))
+        controller = SupervisorController(ControllerParts(
+            supervisor=supervisor, executor=executor, reader=reader, holder=holder, vm=vm, watch=watch,
+            connection=connection, snapshot=runner.snapshot, notifier=notifier, ticker=ticker,
+            ha_conf=s.paths.ha_conf, file_timeout=s.storage_timeout,
+        ))
+        await self._start_admin(controller)
+        code = await self._serve(tasks)
+        await self._stop(Running(supervisor, ticker, tasks), executor, controller, holder, client, layout)
+        return code
+
+    async def _holder(self, client: LeaseClient, layout: LeaseLayout, on_lost: Callable[[str], None]) -> LeaseHolder:
+        s, plan = self.settings, self.plan
+        kind = s.holder_kind
+        if kind == "worker":
+            return WorkerHolder(client, layout.vm_lease, on_lost=on_lost)
+        if kind == "qemu":
+            return QemuHolder(client, layout.vm_lease, on_lost=on_lost)
+        await asyncio.to_thread(write_fence_file, s.fence_file, FenceTarget(s.libvirt_uri, plan.spec.id))
+        return KeeperHolder(client, layout.vm_lease, on_lost=on_lost, record_file=s.keeper_file,
+                            sanlock_run_dir=s.sanlock_run_dir, killpath=fence_killpath(s.fence_file),
+                            log_path=s.run_dir / "lease-keeper.log")
+
+    async def _start_admin(self, controller: SupervisorController) -> None:
+        from he_ha.admin.server import AdminServer  # the admin layer is optional for the loop itself
+
+        server = AdminServer(controller, self.settings.admin_socket_path, group=self.settings.admin_group)
+        await server.start()
+        self.stack.push_async_callback(server.stop)
+        self.stack.push_async_callback(controller.close)
+        log.info("admin socket listening", path=str(self.settings.admin_socket_path))
+
+    async def _serve(self, tasks: list[asyncio.Task[None]]) -> int:
+        """Until SIGTERM (0) or until a task fails (1: systemd restarts us; the VM stays)."""
+        stop_wait = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait({*tasks, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        for task in done:
+            if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+                log.error("supervisor task failed; stopping", task=task.get_name(),
+                          error=repr(task.exception()), exc_info=task.exception())
+                self.stopping.set()
+                return EXIT_FAILURE
+        return EXIT_OK
+
+    async def _stop(self, running: Running, executor: ActionExecutor, controller: SupervisorController,
+                    holder: LeaseHolder, client: LeaseClient, layout: LeaseLayout) -> None:
+        self.systemd.stopping("stopping: publishing the stopped flag")
+        ticker_task = running.tasks[0]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ticker_task), 2 * self.settings.storage_timeout + 1)
+        for task in running.tasks:
+            task.cancel()
+        await asyncio.gather(*running.tasks, return_exceptions=True)
+        await executor.stop()
+        await controller.close()
+        await running.supervisor.publish_stopped()
+        holder.detach()  # the keeper (if any) lives on with the VM
+        if holder.is_held():
+            log.info("VM lease held here: staying in the lockspace (leaving would free the lease)")
+            return
+        try:
+            await client.leave(layout.lockspace, self.plan.host_id, timeout=self.settings.storage_timeout * 2)
+        except LockspaceBusy:
+            log.info("a lease is still held in the lockspace: staying in it")
+        except LeaseError as exc:
+            log.warning("could not leave the lockspace", error=str(exc))

@@ -1,0 +1,79 @@
+"""The decision log: every tick's replayable entry, in memory (a ring) and optionally a file.
+
+Entries are ``he_ha.fsm.log_entry`` objects plus a ``meta`` object (tick number, wall
+time, what woke the ticker and when, when the tick started), one JSON object per line.
+The file is appended by a thread of its own, so a slow disk never holds up a tick; if the
+thread falls behind by ``MAX_QUEUED`` entries, new entries are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MAX_QUEUED = 1000
+_STOP = object()
+
+
+class DecisionLog:
+    def __init__(self, path: Path | None, ring: int) -> None:
+        if ring < 1:
+            raise ValueError(f"decision ring must hold at least 1 entry, got {ring}")
+        self.path = path
+        self._ring: deque[dict[str, Any]] = deque(maxlen=ring)
+        self.dropped = 0
+        self._queue: queue.Queue[object] = queue.Queue(MAX_QUEUED)
+        self._thread: threading.Thread | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.open("a").close()  # fail at start-up, not in the writer, if it cannot be written
+            self._thread = threading.Thread(target=self._write, args=(path,), name="decision-log", daemon=True)
+            self._thread.start()
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self._ring.append(entry)
+        if self._thread is None:
+            return
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 100 == 1:
+                log.warning("decision log writer behind; entries dropped", path=str(self.path), dropped=self.dropped)
+
+    def newest(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries, newest last."""
+        if limit <= 0:
+            return []
+        entries = list(self._ring)
+        return entries[-limit:]
+
+    def close(self, timeout: float = 2.0) -> None:
+        if self._thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.warning("decision log writer did not catch up; the last entries are lost", path=str(self.path))
+            return
+        self._thread.join(timeout)
+
+    def _write(self, path: Path) -> None:
+        with path.open("a", encoding="utf-8") as out:
+            while True:
+                entry = self._queue.get()
+                if entry is _STOP:
+                    return
+                try:
+                    out.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                    out.flush()
+                except (OSError, TypeError, ValueError) as exc:
+                    log.error("decision log write failed", path=str(path), error=str(exc))

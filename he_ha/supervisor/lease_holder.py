@@ -1,0 +1,303 @@
+"""Who holds the VM lease on this host: the keeper, the lease worker, or QEMU.
+
+Safety invariants (DESIGN.md): 1. the VM is launched only while this host holds the lease;
+2. the lease stays held exactly as long as the VM may run here, across supervisor crashes.
+Each holder is also the ``LeaseToken`` handed to ``VmController.start``: ``is_held`` answers
+from memory (it runs on the loop), from the last acquire or check against sanlock, and is
+cleared the moment the holder is known to be gone.
+
+* ``KeeperHolder``: a detached lease-keeper process holds the lease (acquired with its pid).
+  It outlives the supervisor (own session, not our child, KillMode=process in the unit); its
+  pid and start time are kept in a file so a restarted supervisor adopts it. It registers a
+  sanlock killpath (he-ha's ``fence`` command) so that losing the lockspace destroys the VM
+  instead of merely killing the keeper. Its exit is watched with a pidfd.
+* ``WorkerHolder``: the supervisor's lease worker holds it, so the lease ends with the
+  supervisor process: right for an in-process ``test:///`` hypervisor, whose VMs end with it.
+* ``QemuHolder``: libvirt's sanlock lock plugin makes QEMU acquire it at launch (a ``<lease>``
+  in the domain XML); the lease lives and dies with the VM, and sanlock fences QEMU itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import structlog
+
+from he_ha.storage.lease_errors import HolderNotRegistered, LeaseAlreadyHeld, LeaseError, LeaseNotHeld
+from he_ha.storage.lease_keeper import Killpath, start_detached
+from he_ha.storage.lease_layout import VmLease
+from he_ha.storage.lease_model import HeldResource, LeaseOwner
+from he_ha.storage.leases import LeaseClient
+from he_ha.supervisor.keeper_process import (
+    KeeperFileError,
+    KeeperProcess,
+    KeeperRecord,
+    is_our_keeper,
+    read_record,
+    start_time_of,
+    write_record,
+)
+from he_ha.vm import DomainSpec, LeaseSpec, inject_lease
+
+log = structlog.get_logger(__name__)
+
+QUERY_TIMEOUT = 60.0  # sanlock queries run single-flight: a long client deadline, short waits
+
+
+@dataclass(frozen=True)
+class LeaseContext:
+    """What the tick already knows from sanlock when it asks a holder."""
+
+    own_id: int
+    own_generation: int | None  # this host's current lockspace generation
+    owners: tuple[LeaseOwner, ...] | None  # the lease's recorded owners; None: unreadable
+
+
+class LeaseHolder(ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, client: LeaseClient, lease: VmLease, *, on_lost: Callable[[str], None]) -> None:
+        self.client = client
+        self.lease = lease
+        self._on_lost = on_lost
+        self._held = False
+
+    def is_held(self) -> bool:
+        """LeaseToken: this host holds the VM lease (from memory; never blocks)."""
+        return self._held
+
+    async def recover(self) -> None:
+        """At start-up: find a holder left by a previous supervisor."""
+
+    @abstractmethod
+    async def acquire(self, timeout: float) -> None:
+        """Take the lease. LeaseHeldElsewhere when another host has it; other LeaseErrors."""
+
+    @abstractmethod
+    async def check(self, ctx: LeaseContext) -> bool | None:
+        """Does this host hold the lease right now? None: cannot tell."""
+
+    @abstractmethod
+    async def release(self) -> None:
+        """Give the lease up. Only once the VM is confirmed gone (the caller checks)."""
+
+    def prepare(self, spec: DomainSpec) -> DomainSpec:
+        """The domain XML to launch (QEMU holder: with our ``<lease>``)."""
+        return spec
+
+    def launched(self) -> None:
+        """The launch attempt is over (the QEMU holder's token is single-use)."""
+
+    def detach(self) -> None:
+        """Supervisor shutdown: stop watching, never release."""
+
+    def _holds(self, held: list[HeldResource]) -> bool:
+        return any(r.lockspace == self.lease.lockspace and r.resource == self.lease.resource for r in held)
+
+
+class WorkerHolder(LeaseHolder):
+    kind = "worker"
+
+    async def acquire(self, timeout: float) -> None:
+        try:
+            await self.client.acquire(self.lease, timeout=timeout)
+        except LeaseAlreadyHeld:
+            pass
+        except LeaseError:
+            self._held = await self._query() is True
+            if not self._held:
+                raise
+            return
+        self._held = True
+
+    async def check(self, ctx: LeaseContext) -> bool | None:
+        held = await self._query()
+        if held is not None:
+            self._held = held
+        return held
+
+    async def _query(self) -> bool | None:
+        try:
+            return self._holds(await self.client.held(timeout=QUERY_TIMEOUT))
+        except HolderNotRegistered:
+            return False  # the worker never acquired anything with this daemon
+        except LeaseError as exc:
+            log.warning("cannot tell whether the lease worker holds the VM lease", error=str(exc))
+            return None
+
+    async def release(self) -> None:
+        try:
+            await self.client.release(self.lease)
+        except (LeaseNotHeld, HolderNotRegistered):
+            pass
+        self._held = False
+
+
+class KeeperHolder(LeaseHolder):
+    kind = "keeper"
+
+    def __init__(
+        self,
+        client: LeaseClient,
+        lease: VmLease,
+        *,
+        on_lost: Callable[[str], None],
+        record_file: Path,
+        sanlock_run_dir: Path | None,
+        killpath: Killpath | None,
+        log_path: Path | None,
+    ) -> None:
+        super().__init__(client, lease, on_lost=on_lost)
+        self._record_file = record_file
+        self._run_dir = sanlock_run_dir
+        self._killpath = killpath
+        self._log_path = log_path
+        self._keeper: KeeperProcess | None = None
+        self._stopping: set[int] = set()  # keepers we are ending ourselves
+
+    @property
+    def keeper_pid(self) -> int | None:
+        return self._keeper.pid if self._keeper is not None and self._keeper.alive else None
+
+    def is_held(self) -> bool:
+        return self._held and self._keeper is not None and self._keeper.alive
+
+    async def recover(self) -> None:
+        try:
+            record = await asyncio.to_thread(read_record, self._record_file)
+        except KeeperFileError as exc:
+            log.error("ignoring unreadable lease-keeper file", error=str(exc))
+            return
+        if record is None:
+            return
+        if record.resource != self.lease.resource or not is_our_keeper(record):
+            log.info("lease keeper of the previous supervisor is gone", pid=record.pid)
+            await asyncio.to_thread(self._record_file.unlink, missing_ok=True)
+            return
+        keeper = KeeperProcess(record, self._exited)
+        self._keeper = keeper
+        held = await self._query(keeper.pid)
+        if held is False:
+            log.info("lease keeper of the previous supervisor holds nothing; ending it", pid=keeper.pid)
+            await self._end_keeper()
+            return
+        self._held = held is True
+        log.info("adopted the lease keeper", pid=keeper.pid, holds_lease=held)
+
+    async def acquire(self, timeout: float) -> None:
+        keeper = self._keeper
+        if keeper is None or not keeper.alive:
+            keeper = await self._start_keeper()
+        try:
+            await self.client.acquire(self.lease, holder_pid=keeper.pid, timeout=timeout)
+        except LeaseAlreadyHeld:
+            pass
+        except LeaseError:
+            # After a timeout sanlock may still have granted it: ask before giving up.
+            if await self._query(keeper.pid) is not True:
+                await self._end_keeper()
+                raise
+        self._held = True
+
+    async def check(self, ctx: LeaseContext) -> bool | None:
+        keeper = self._keeper
+        if keeper is None or not keeper.alive:
+            self._held = False
+            return False
+        held = await self._query(keeper.pid)
+        if held is not None:
+            self._held = held
+        return held
+
+    async def _query(self, pid: int) -> bool | None:
+        try:
+            return self._holds(await self.client.held(holder_pid=pid, timeout=QUERY_TIMEOUT))
+        except HolderNotRegistered:
+            return False  # not registered with this host's daemon (it restarted?): holds nothing
+        except LeaseError as exc:
+            log.warning("cannot tell whether the lease keeper holds the VM lease", pid=pid, error=str(exc))
+            return None
+
+    async def release(self) -> None:
+        keeper = self._keeper
+        if keeper is None:
+            self._held = False
+            return
+        if keeper.alive:
+            try:
+                await self.client.release(self.lease, holder_pid=keeper.pid)
+            except (LeaseNotHeld, HolderNotRegistered):
+                pass
+            except LeaseError as exc:  # ending the keeper releases it all the same
+                log.warning("explicit release failed; ending the keeper releases the lease", error=str(exc))
+        self._held = False
+        await self._end_keeper()
+
+    def detach(self) -> None:
+        if self._keeper is not None:
+            self._keeper.forget()
+
+    async def _start_keeper(self) -> KeeperProcess:
+        pid = await start_detached(run_dir=self._run_dir, killpath=self._killpath, log_path=self._log_path)
+        start_time = start_time_of(pid)
+        if start_time is None:
+            raise LeaseError(f"lease keeper pid {pid} exited right after registering; see {self._log_path}")
+        record = KeeperRecord(pid, start_time, self.lease.resource)
+        await asyncio.to_thread(write_record, self._record_file, record)
+        self._keeper = KeeperProcess(record, self._exited)
+        return self._keeper
+
+    async def _end_keeper(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            self._stopping.add(keeper.pid)
+            await keeper.terminate()
+        await asyncio.to_thread(self._record_file.unlink, missing_ok=True)
+
+    def _exited(self, keeper: KeeperProcess) -> None:
+        if keeper.pid in self._stopping:
+            self._stopping.discard(keeper.pid)
+            log.info("lease keeper ended", pid=keeper.pid)
+            return
+        self._held = False
+        log.error("lease keeper died unexpectedly: the VM lease is gone", pid=keeper.pid)
+        self._on_lost(f"lease keeper pid {keeper.pid} exited")
+
+
+class QemuHolder(LeaseHolder):
+    """QEMU holds the lease (libvirt's sanlock plugin). ``is_held`` is true only between
+    ``prepare`` (the XML now carries our ``<lease>``, so libvirt acquires the lease as part
+    of the launch, or the launch fails) and ``launched``."""
+
+    kind = "qemu"
+
+    async def acquire(self, timeout: float) -> None:
+        """Nothing to take beforehand: libvirt acquires it for QEMU at createXML."""
+
+    def prepare(self, spec: DomainSpec) -> DomainSpec:
+        lease = self.lease
+        prepared = inject_lease(spec, LeaseSpec(lease.lockspace, lease.resource, lease.path, lease.offset))
+        self._held = True
+        return prepared
+
+    def launched(self) -> None:
+        self._held = False
+
+    async def check(self, ctx: LeaseContext) -> bool | None:
+        if ctx.owners is None or ctx.own_generation is None:
+            return None
+        return any(o.host_id == ctx.own_id and o.generation == ctx.own_generation for o in ctx.owners)
+
+    async def release(self) -> None:
+        """QEMU's exit released it; nothing is held by the supervisor."""
+
+
+def fence_killpath(fence_file: Path) -> Killpath:
+    """sanlock runs ``python -m he_ha.main fence <fence file> <keeper pid>`` to fence the keeper."""
+    return Killpath(sys.executable, ("-m", "he_ha.main", "fence", str(fence_file), "{pid}"))

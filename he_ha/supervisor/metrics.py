@@ -1,0 +1,100 @@
+"""Prometheus samples of one supervisor (rendered to text by he_ha.admin.metrics_text)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from he_ha.admin.contract import Metric
+from he_ha.fsm import DecisionRecord, StateName
+from he_ha.notify import NotifierStats
+from he_ha.storage.whiteboard import IoStats
+from he_ha.supervisor.core import TickStats
+from he_ha.supervisor.observe import TickInputs
+
+PENALTIES = ("config", "network", "bridge", "cpu", "memory", "retries")
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    record: DecisionRecord | None
+    inputs: TickInputs | None
+    ticks: TickStats
+    peer_changes: Mapping[int, tuple[int, float]]
+    last_read: IoStats | None
+    last_write: IoStats | None
+    notifier: NotifierStats | None
+    monitor_readings: Mapping[str, int]
+    monitor_errors: Mapping[str, int]
+    decisions_dropped: int
+    vm_actions_failed: int
+    lease_held: bool
+
+
+def _gauge(name: str, value: float, help_text: str, **labels: str) -> Metric:
+    return Metric(name=name, kind="gauge", help=help_text, value=value, labels=labels)
+
+
+def _counter(name: str, value: float, help_text: str, **labels: str) -> Metric:
+    return Metric(name=name, kind="counter", help=help_text, value=value, labels=labels)
+
+
+def build_metrics(m: MetricInputs, now: float | None = None) -> list[Metric]:
+    return list(_metrics(m, time.monotonic() if now is None else now))
+
+
+def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
+    record = m.record
+    current = record.to_state if record is not None else None
+    for state in StateName:
+        yield _gauge("he_ha_state", 1.0 if state.value == current else 0.0, "current FSM state (1 for the current)",
+                     state=state.value)
+    if record is not None:
+        score = record.score
+        yield _gauge("he_ha_score", score.total, "published score")
+        yield _gauge("he_ha_score_base", score.base, "base score")
+        amounts = {p.name: p.amount for p in score.penalties}
+        for name in PENALTIES:
+            yield _gauge("he_ha_score_penalty", amounts.get(name, 0), "score penalty by cause", name=name)
+        yield _gauge("he_ha_score_override", 1.0 if score.override else 0.0, "1 when the score is forced to 0")
+    yield _counter("he_ha_transitions_total", m.ticks.transitions, "FSM state transitions")
+    yield _counter("he_ha_ticks_total", m.ticks.count, "ticks completed")
+    yield _gauge("he_ha_tick_duration_seconds", m.ticks.last_duration, "duration of the last tick")
+    yield _gauge("he_ha_tick_duration_max_seconds", m.ticks.max_duration, "longest tick so far")
+    yield _counter("he_ha_tick_duration_seconds_total", m.ticks.total_duration, "time spent in ticks")
+    yield _counter("he_ha_publish_failures_total", m.ticks.publish_failures, "whiteboard publishes that failed")
+    for op, stats in (("read", m.last_read), ("write", m.last_write)):
+        if stats is not None:
+            yield _gauge("he_ha_whiteboard_seconds", stats.duration, "duration of the last whiteboard call", op=op)
+            yield _gauge("he_ha_whiteboard_ok", 1.0 if stats.ok else 0.0, "1 if the last whiteboard call worked", op=op)
+    inputs = m.inputs
+    if inputs is not None:
+        sanlock = inputs.sanlock
+        yield _gauge("he_ha_sanlock_query_seconds", sanlock.duration, "duration of the last tick's sanlock queries")
+        yield _gauge("he_ha_sanlock_query_errors", len(sanlock.errors), "failed sanlock queries in the last tick")
+        lease = inputs.observation.lease
+        yield _gauge("he_ha_lease_owner", float(lease.owner or 0) if lease else -1.0,
+                     "host id owning the VM lease (0 free, -1 unknown)")
+    yield _gauge("he_ha_lease_held", 1.0 if m.lease_held else 0.0, "1 while this host holds the VM lease")
+    alive = {p.host_id for p in record.inputs.cluster.alive} if record is not None else set()
+    for host_id, (_, changed_at) in sorted(m.peer_changes.items()):
+        labels = {"host_id": str(host_id)}
+        yield _gauge("he_ha_peer_age_seconds", round(now - changed_at, 3),
+                     "seconds since the host's whiteboard timestamp last changed", **labels)
+        yield _gauge("he_ha_peer_live", 1.0 if host_id in alive else 0.0, "1 if the host is alive", **labels)
+    if m.notifier is not None:
+        n = m.notifier
+        for result, value in (("queued", n.matched), ("filtered", n.filtered), ("dropped", n.dropped),
+                              ("coalesced", n.coalesced)):
+            yield _counter("he_ha_notify_transitions_total", value, "state transitions seen by the notifier",
+                           result=result)
+        for result, value in (("sent", n.sent), ("failed", n.failed)):
+            yield _counter("he_ha_notify_mails_total", value, "notification mails", result=result)
+        yield _gauge("he_ha_notify_pending", n.pending, "transitions waiting to be mailed")
+    for monitor, count in sorted(m.monitor_readings.items()):
+        yield _counter("he_ha_monitor_readings_total", count, "monitor readings published", monitor=monitor)
+        yield _counter("he_ha_monitor_errors_total", m.monitor_errors.get(monitor, 0), "monitor error readings",
+                       monitor=monitor)
+    yield _counter("he_ha_decisions_dropped_total", m.decisions_dropped, "decision-log entries not written")
+    yield _counter("he_ha_vm_actions_failed_total", m.vm_actions_failed, "VM actions that did not succeed")

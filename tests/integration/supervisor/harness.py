@@ -1,0 +1,362 @@
+"""Simulated hosts running real ``he-ha run`` processes (shared by the tests and the bench).
+
+Each host has its own sanlock daemon (SANLOCK_RUN_DIR), its own configuration files, its own
+run directory and, for VMs that must outlive a supervisor process, its own private libvirtd
+serving the test driver's ``default`` node (pinned by the harness, as a real libvirtd keeps
+its QEMU domains). All hosts share one lockspace volume and one metadata volume. Timings are
+shortened (sanlock io_timeout 1, 1 s ticks and monitors, 3 s liveness) so a host starts the
+VM within seconds. Everything is stopped and removed on exit, also on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from he_ha.devcluster.libvirtd import PrivateLibvirtd
+from he_ha.devcluster.sanlockd import SanlockDaemon
+from he_ha.storage.codec import SLOT_BYTES, WHITEBOARD_BYTES, HostSlot, decode_host_slot
+from he_ha.storage.lease_keeper import is_keeper
+from he_ha.storage.lease_layout import LeaseLayout
+from he_ha.storage.leases import LeaseClient
+
+ENGINE_NAME = "HostedEngine"
+ENGINE_UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
+IO_TIMEOUT = 1
+FAST = [
+    "--io-timeout", str(IO_TIMEOUT), "--tick-period", "1", "--monitor-interval", "1", "--peer-poll", "0.5",
+    "--storage-timeout", "3", "--timing", "liveness=3", "--timing", "history=30", "--timing", "action_timeout=30",
+    "--timing", "lease_busy_backoff=2",
+]
+WAIT = 60.0  # generous upper bound for anything a test waits for
+
+
+def domain_xml() -> str:
+    return (
+        f"<domain type='test'><name>{ENGINE_NAME}</name><uuid>{ENGINE_UUID}</uuid>"
+        "<memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices/></domain>"
+    )
+
+
+class HealthPage:
+    """The engine's health page, answering "DB Up" on 127.0.0.1 (a real HTTP server)."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                body = b"DB Up!Welcome to Health Status!"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/ovirt-engine/services/health"
+
+    def __enter__(self) -> HealthPage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class Supervisor:
+    """One ``he-ha run`` process."""
+
+    host: Host
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """kill -9 of the supervisor alone (its children live in their own sessions)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+
+@dataclass
+class Host:
+    host_id: int
+    root: Path
+    shared: Path
+    health_url: str
+    libvirtd: PrivateLibvirtd | None = None  # None: the supervisor's in-process test driver
+    daemon: SanlockDaemon = field(init=False)
+    supervisors: list[Supervisor] = field(default_factory=list)
+    _pin: Any = None
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True)
+        self.daemon = SanlockDaemon(self.root / "sanlock", self.name)
+
+    @property
+    def name(self) -> str:
+        return f"host{self.host_id}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def decision_log(self) -> Path:
+        return self.run_dir / "decisions.jsonl"
+
+    @property
+    def ha_conf(self) -> Path:
+        return self.root / "ha.conf"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.run_dir / "admin.sock"
+
+    @property
+    def libvirt_uri(self) -> str:
+        if self.libvirtd is not None:
+            return self.libvirtd.default_uri
+        node = self.root / "node.xml"
+        node.write_text("<node></node>")
+        return f"test://{node}"
+
+    def write_configs(self) -> None:
+        vm_conf = self.root / "vm.conf"
+        encoded = base64.b64encode(domain_xml().encode()).decode()
+        vm_conf.write_text(f"vmId={ENGINE_UUID}\nmemSize=64\nvmName={ENGINE_NAME}\nxmlBase64={encoded}\n")
+        (self.root / "hosted-engine.conf").write_text(
+            f"host_id={self.host_id}\nvmid={ENGINE_UUID}\nfqdn=engine.invalid\nnetwork_test=none\nbridge=lo\n"
+            f"metadata_path={self.shared / 'hosted-engine.metadata'}\n"
+            f"lockspace_path={self.shared / 'hosted-engine.lockspace'}\nconf={vm_conf}\n"
+        )
+        self.ha_conf.write_text("local_maintenance=False\nlocal_maintenance_manual=False\n")
+        (self.root / "broker.conf").write_text("[notify]\nstate_transition =\n")  # no mails in these tests
+
+    def set_local_maintenance(self, on: bool) -> None:
+        self.ha_conf.write_text(f"local_maintenance={on}\nlocal_maintenance_manual={on}\n")
+
+    def command(self, *extra: str) -> list[str]:
+        return [
+            sys.executable, "-m", "he_ha.main", "run",
+            "--hosted-engine-conf", str(self.root / "hosted-engine.conf"),
+            "--agent-conf", str(self.root / "agent.conf"),
+            "--broker-conf", str(self.root / "broker.conf"),
+            "--ha-conf", str(self.ha_conf),
+            "--libvirt-uri", self.libvirt_uri,
+            "--sanlock-run-dir", str(self.daemon.run_dir),
+            "--run-dir", str(self.run_dir),
+            "--hostname", self.name,
+            "--health-url", self.health_url,
+            "--decision-log", str(self.decision_log),
+            "--log-json",
+            *FAST,
+            *extra,
+        ]
+
+    def start_supervisor(self, *extra: str) -> Supervisor:
+        log_path = self.root / f"supervisor-{len(self.supervisors) + 1}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(self.command(*extra), stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
+        supervisor = Supervisor(self, process, log_path)
+        self.supervisors.append(supervisor)
+        return supervisor
+
+    # --- what the host shows -------------------------------------------------------------
+
+    def decisions(self) -> list[dict[str, Any]]:
+        try:
+            lines = self.decision_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def wait_for_decision(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT,
+                          after: int = 0) -> tuple[int, dict[str, Any]]:
+        """The first decision (index >= ``after``) matching ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, entry in enumerate(self.decisions()):
+                if index >= after and predicate(entry):
+                    return index, entry
+            self._check_alive()
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name}: no matching decision within {timeout} s; last: {self._last_rules()}\n"
+                             f"{self.supervisors[-1].log_tail() if self.supervisors else ''}")
+
+    def _last_rules(self) -> list[str]:
+        return [f"{e['record']['rule']}->{e['record']['to_state']}" for e in self.decisions()[-8:]]
+
+    def _check_alive(self) -> None:
+        if self.supervisors and self.supervisors[-1].process.poll() is not None:
+            sup = self.supervisors[-1]
+            raise AssertionError(f"{self.name}: supervisor exited with {sup.process.returncode}\n{sup.log_tail()}")
+
+    def slot(self) -> HostSlot | None:
+        with open(self.shared / "hosted-engine.metadata", "rb") as volume:
+            volume.seek(self.host_id * SLOT_BYTES)
+            return decode_host_slot(self.host_id, volume.read(SLOT_BYTES))
+
+    def keeper_pid(self) -> int | None:
+        try:
+            pid = int(json.loads((self.run_dir / "lease-keeper.json").read_text())["pid"])
+        except FileNotFoundError:
+            return None
+        return pid if is_keeper(pid) else None
+
+    def vm(self) -> libvirt.virDomain | None:
+        """The engine VM in this host's libvirtd (None: no such domain)."""
+        assert self.libvirtd is not None, "in-process hypervisors cannot be looked at from outside"
+        conn = self._pin
+        try:
+            dom = conn.lookupByUUIDString(ENGINE_UUID)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+        return dom if dom.isActive() else None
+
+    def wait_for_vm(self, running: bool, timeout: float = WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while (self.vm() is not None) != running:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: VM {'not running' if running else 'still running'} after {timeout} s")
+            time.sleep(0.05)
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.daemon.start()
+        if self.libvirtd is not None:
+            self.libvirtd.start()
+            self._pin = libvirt.open(self.libvirtd.default_uri)  # keeps the default node's domains
+        self.write_configs()
+
+    def stop(self) -> None:
+        for supervisor in self.supervisors:
+            supervisor.kill()
+        keeper = self.keeper_pid()
+        if keeper is not None:
+            os.kill(keeper, signal.SIGKILL)
+        if self._pin is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._pin.close()
+        if self.libvirtd is not None:
+            self.libvirtd.__exit__(None, None, None)
+        self.daemon.stop()
+
+
+class Cluster:
+    """``count`` hosts sharing storage; use as a context manager."""
+
+    def __init__(self, count: int, *, libvirtd: bool, health_url: str) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="he-ha-sv-", dir="/tmp"))
+        self.base.chmod(0o755)
+        self.shared = self.base / "shared"
+        self.shared.mkdir()
+        self.hosts = [
+            Host(n, self.base / f"h{n}", self.shared, health_url, PrivateLibvirtd(self.base / f"h{n}-lv") if libvirtd else None)
+            for n in range(1, count + 1)
+        ]
+        self.layout: LeaseLayout | None = None
+
+    def __enter__(self) -> Cluster:
+        try:
+            for host in self.hosts:
+                (self.base / f"h{host.host_id}-lv").mkdir(exist_ok=True)
+                host.start()
+            asyncio.run(self._initialise())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    async def _initialise(self) -> None:
+        """What deployment does once: the metadata volume and the sanlock areas."""
+        metadata = self.shared / "hosted-engine.metadata"
+        with metadata.open("wb") as volume:
+            volume.truncate(WHITEBOARD_BYTES)
+        lockspace = self.shared / "hosted-engine.lockspace"
+        with lockspace.open("wb") as volume:
+            volume.truncate(4 * 1024 * 1024)
+        async with await LeaseClient.start(run_dir=self.hosts[0].daemon.run_dir) as client:
+            self.layout = await client.detect_layout(lockspace, resource=ENGINE_UUID, io_timeout=IO_TIMEOUT)
+            await client.initialise(self.layout)
+
+    def __exit__(self, *exc: object) -> None:
+        for host in self.hosts:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - clean up every host whatever failed
+                host.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def lease_client(self, host: Host) -> contextlib.AbstractAsyncContextManager[LeaseClient]:
+        return _client(host)
+
+
+@contextlib.asynccontextmanager
+async def _client(host: Host) -> Any:
+    client = await LeaseClient.start(run_dir=host.daemon.run_dir, stderr=host.root / "test-client.log")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@contextlib.contextmanager
+def health_page() -> Iterator[str]:
+    with HealthPage() as page:
+        yield page.url
+
+
+def rule_of(entry: dict[str, Any]) -> str:
+    return str(entry["record"]["rule"])
+
+
+def state_of(entry: dict[str, Any]) -> str:
+    return str(entry["record"]["to_state"])
+
+
+def causes_of(entry: dict[str, Any]) -> list[str]:
+    return [c["cause"] for c in entry["meta"]["causes"]]
+
+
+def actions_of(entry: dict[str, Any]) -> list[str]:
+    return [a["type"] for a in entry["record"]["actions"]]
