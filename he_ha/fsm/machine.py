@@ -616,11 +616,14 @@ def _published(
 
 
 def _release_lease(ctx: _Ctx, dest: S, pending: Pending | None) -> ReleaseLease | None:
-    """Invariant 2: release a lease held here only where no VM is expected and none runs."""
+    """Invariant 2: never release while the VM may run here, but release as soon as it is
+    confirmed gone, whatever the state: a lease held here without a VM (its holder being a
+    lease keeper, not the VM process) would keep every other host from starting the VM
+    for as long as, say, EngineUnexpectedlyDown lasts (560 s)."""
     lease, health = ctx.obs.lease, ctx.health
     if lease is None or not lease.held_here or pending is not None:
         return None
-    if dest not in (S.ENGINE_DOWN, S.LOCAL_MAINTENANCE) or health is None or not health.gone:
+    if dest is S.ENGINE_START or health is None or not health.gone:
         return None
     return ReleaseLease(f"VM is {health.vm} here while this host holds its lease")
 

@@ -357,3 +357,16 @@ def test_release_lease_only_when_vm_confirmed_gone() -> None:
     # Never while a start is pending: the executor may hold the lease for the VM it launches.
     _, actions, _ = step(state_in(S.ENGINE_START, pending=pending("start")), obs(DOWN, lease=held))
     assert not any(isinstance(a, ReleaseLease) for a in actions)
+
+
+def test_release_lease_as_soon_as_the_vm_is_gone_in_any_state() -> None:
+    # A keeper-held lease does not end with the VM: keeping it through EngineUnexpectedlyDown
+    # (560 s) would block every other host's start.
+    held = LeaseStatus(OWN, True)
+    for name, health in ((S.ENGINE_UNEXPECTEDLY_DOWN, DOWN_UNEXPECTED), (S.ENGINE_MAYBE_AWAY, DOWN_MISSING),
+                         (S.GLOBAL_MAINTENANCE, DOWN)):
+        _, actions, _ = step(state_in(name), obs(health, lease=held, global_maintenance=name is S.GLOBAL_MAINTENANCE))
+        assert any(isinstance(a, ReleaseLease) for a in actions), name
+    # ... but never with a VM action pending (a destroy not yet answered).
+    _, actions, _ = step(state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(DOWN, lease=held))
+    assert not any(isinstance(a, ReleaseLease) for a in actions)
