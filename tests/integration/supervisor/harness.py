@@ -275,7 +275,8 @@ class Host:
             supervisor.kill()
         keeper = self.keeper_pid()
         if keeper is not None:
-            os.kill(keeper, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(keeper, signal.SIGKILL)
         if self._pin is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 self._pin.close()
@@ -322,10 +323,15 @@ class Cluster:
             await client.initialise(self.layout)
 
     def __exit__(self, *exc: object) -> None:
+        problems = []
         for host in self.hosts:
-            with contextlib.suppress(Exception):  # noqa: BLE001 - clean up every host whatever failed
+            try:
                 host.stop()
+            except (OSError, RuntimeError, subprocess.SubprocessError, libvirt.libvirtError) as error:
+                problems.append(f"{host.name}: {error}")  # go on: every host must be cleaned up
         shutil.rmtree(self.base, ignore_errors=True)
+        if problems:
+            raise RuntimeError("cluster clean-up: " + "; ".join(problems))
 
     def lease_client(self, host: Host) -> contextlib.AbstractAsyncContextManager[LeaseClient]:
         return _client(host)

@@ -1,0 +1,106 @@
+"""A supervisor's life: start and run the VM, react to a VM event at once, stop on SIGTERM
+without touching the VM, and adopt the running VM after a restart."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.supervisor.harness import Cluster, actions_of, causes_of, rule_of, state_of
+from tests.integration.supervisor.leases import owners, try_acquire, wait_until_acquirable
+
+pytestmark = pytest.mark.root
+
+
+def test_alone_it_joins_publishes_and_starts_the_vm_and_the_worker_lease_dies_with_it(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(1, libvirtd=False)  # in-process test driver: the worker holds the lease
+    host = cluster.hosts[0]
+    supervisor = host.start_supervisor()
+
+    _, up = host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
+    decisions = host.decisions()
+    rules = [rule_of(e) for e in decisions]
+    assert rules.index("down.start") < rules.index("start.ok") < rules.index("starting.up")
+    start = next(e for e in decisions if rule_of(e) == "down.start")
+    assert "AcquireLeaseAndStartVm" in actions_of(start)
+
+    slot = host.slot()
+    assert slot is not None and slot.hostname == "host1" and slot.score == 3400 and not slot.stopped
+    assert "state=EngineUp" in slot.extra and "score_breakdown=" in slot.extra
+    assert [o.host_id for o in owners(cluster, host)] == [1]  # joined, and holding the VM lease
+
+    # kill -9: the VM of an in-process hypervisor dies with the supervisor, and so must the
+    # lease: the lease worker exits when its stdin closes, and sanlock releases it.
+    supervisor.kill()
+    wait_until_acquirable(cluster, host, timeout=30)
+
+
+def test_a_vm_event_triggers_a_tick_at_once(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(1)
+    host = cluster.hosts[0]
+    # A 5 s period: a tick within it that reacts to the destroy cannot be a periodic one.
+    host.start_supervisor("--tick-period", "5", "--peer-poll", "0", "--timing", "history=60")
+    index, _ = host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
+    host.wait_for_vm(True)
+
+    vm = host.vm()
+    assert vm is not None
+    vm.destroy()
+
+    after, reacting = host.wait_for_decision(lambda e: rule_of(e) != "up.ok", after=index + 1)
+    assert rule_of(reacting) == "up.vm-crashed", reacting["record"]["note"]
+    assert causes_of(reacting) == ["vm-event"]
+    assert reacting["meta"]["causes"][0]["detail"] == "destroyed"
+    health = reacting["observation"]["local"]["engine_health"]
+    assert health["vm"] == "down_unexpected"  # the tick saw the VM as it is after the event
+    # Every tick between EngineUp and the reaction was a periodic one, and none saw the VM down.
+    between = host.decisions()[index + 1 : after]
+    assert all(causes_of(e) == ["periodic"] and rule_of(e) == "up.ok" for e in between)
+
+
+def test_sigterm_leaves_the_vm_running_and_a_restart_adopts_it(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(2)
+    host, other = cluster.hosts
+    first = host.start_supervisor()
+    host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
+    vm = host.vm()
+    assert vm is not None
+    domain_id, keeper = vm.ID(), host.keeper_pid()
+    assert keeper is not None
+
+    assert first.terminate() == 0
+    slot = host.slot()
+    assert slot is not None and slot.stopped and slot.score == 0 and "state=AgentStopped" in slot.extra
+    last = host.decisions()[-1]
+    assert rule_of(last) == "agent.stopped" and causes_of(last) == ["stop"]
+    vm = host.vm()
+    assert vm is not None and vm.ID() == domain_id  # never touched
+    assert host.keeper_pid() == keeper
+    assert not try_acquire(cluster, other)  # the lease stays held while the VM runs
+
+    seen = len(host.decisions())
+    host.start_supervisor()
+    _, adopted = host.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=seen)
+    new = host.decisions()[seen:]
+    decided = [rule_of(e) for e in new if rule_of(e) != "reinit.await-health"]  # B14: waits for a reading
+    assert decided[0] == "reinit.vm-up"
+    assert not any("AcquireLeaseAndStartVm" in actions_of(e) for e in new)
+    vm = host.vm()
+    assert vm is not None and vm.ID() == domain_id  # the same domain: adopted, not restarted
+    assert host.keeper_pid() == keeper
+    assert adopted["observation"]["lease"] == {"type": "LeaseStatus", "owner": 1, "held_here": True}
+
+
+def test_a_bad_configuration_exits_with_the_error_naming_the_file(tmp_path: object) -> None:
+    missing = "/nonexistent/hosted-engine.conf"
+    result = subprocess.run(
+        [sys.executable, "-m", "he_ha.main", "run", "--hosted-engine-conf", missing, "--run-dir", "/tmp/unused"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert f"{missing}: file not found" in result.stderr
