@@ -32,12 +32,12 @@ class MetricInputs:
     lease_held: bool
 
 
-def _gauge(name: str, value: float, help_text: str, **labels: str) -> Metric:
-    return Metric(name=name, kind="gauge", help=help_text, value=value, labels=labels)
+def _gauge(metric: str, value: float, help_text: str, **labels: str) -> Metric:
+    return Metric(name=metric, kind="gauge", help=help_text, value=value, labels=labels)
 
 
-def _counter(name: str, value: float, help_text: str, **labels: str) -> Metric:
-    return Metric(name=name, kind="counter", help=help_text, value=value, labels=labels)
+def _counter(metric: str, value: float, help_text: str, **labels: str) -> Metric:
+    return Metric(name=metric, kind="counter", help=help_text, value=value, labels=labels)
 
 
 def build_metrics(m: MetricInputs, now: float | None = None) -> list[Metric]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +26,8 @@ def make_cluster(health_url: str) -> Iterator[Callable[..., Cluster]]:
         pytest.fail("needs the Debian packages sanlock and libvirt-daemon")
     clusters: list[Cluster] = []
 
-    def make(count: int = 1, *, libvirtd: bool = True) -> Cluster:
-        cluster = Cluster(count, libvirtd=libvirtd, health_url=health_url).__enter__()
+    def make(count: int = 1, *, libvirtd: bool = True, metadata: Path | None = None) -> Cluster:
+        cluster = Cluster(count, libvirtd=libvirtd, health_url=health_url, metadata=metadata).__enter__()
         clusters.append(cluster)
         return cluster
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -115,12 +117,53 @@ class Supervisor:
             return f"(no log: {exc})"
 
 
+class AdminClient:
+    """A blocking HTTP client for a host's admin socket (real unix socket, real server)."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        conn = _UnixHTTPConnection(self.path, self.timeout)
+        try:
+            payload = None if body is None else json.dumps(body)
+            headers = {} if payload is None else {"Content-Type": "application/json"}
+            conn.request(method, url, body=payload, headers=headers)
+            response = conn.getresponse()
+            data = response.read().decode()
+        finally:
+            conn.close()
+        is_json = response.getheader("Content-Type", "").startswith("application/json")
+        return response.status, json.loads(data) if is_json else data
+
+    def get(self, url: str) -> Any:
+        status, data = self.request("GET", url)
+        assert status == 200, (status, data)
+        return data
+
+    def post(self, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        return self.request("POST", url, body or {})
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("he-ha", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self._path))
+
+
 @dataclass
 class Host:
     host_id: int
     root: Path
     shared: Path
     health_url: str
+    metadata: Path
     libvirtd: PrivateLibvirtd | None = None  # None: the supervisor's in-process test driver
     daemon: SanlockDaemon = field(init=False)
     supervisors: list[Supervisor] = field(default_factory=list)
@@ -164,7 +207,7 @@ class Host:
         vm_conf.write_text(f"vmId={ENGINE_UUID}\nmemSize=64\nvmName={ENGINE_NAME}\nxmlBase64={encoded}\n")
         (self.root / "hosted-engine.conf").write_text(
             f"host_id={self.host_id}\nvmid={ENGINE_UUID}\nfqdn=engine.invalid\nnetwork_test=none\nbridge=lo\n"
-            f"metadata_path={self.shared / 'hosted-engine.metadata'}\n"
+            f"metadata_path={self.metadata}\n"
             f"lockspace_path={self.shared / 'hosted-engine.lockspace'}\nconf={vm_conf}\n"
         )
         self.ha_conf.write_text("local_maintenance=False\nlocal_maintenance_manual=False\n")
@@ -230,8 +273,12 @@ class Host:
             sup = self.supervisors[-1]
             raise AssertionError(f"{self.name}: supervisor exited with {sup.process.returncode}\n{sup.log_tail()}")
 
+    @property
+    def admin(self) -> AdminClient:
+        return AdminClient(self.admin_socket)
+
     def slot(self) -> HostSlot | None:
-        with open(self.shared / "hosted-engine.metadata", "rb") as volume:
+        with open(self.metadata, "rb") as volume:
             volume.seek(self.host_id * SLOT_BYTES)
             return decode_host_slot(self.host_id, volume.read(SLOT_BYTES))
 
@@ -288,13 +335,17 @@ class Host:
 class Cluster:
     """``count`` hosts sharing storage; use as a context manager."""
 
-    def __init__(self, count: int, *, libvirtd: bool, health_url: str) -> None:
+    def __init__(self, count: int, *, libvirtd: bool, health_url: str, metadata: Path | None = None) -> None:
+        """``metadata``: where hosts find the metadata volume (e.g. a stallable FUSE view of
+        ``<base>/shared/hosted-engine.metadata``); default that file itself."""
         self.base = Path(tempfile.mkdtemp(prefix="he-ha-sv-", dir="/tmp"))
         self.base.chmod(0o755)
         self.shared = self.base / "shared"
         self.shared.mkdir()
+        self.metadata_file = self.shared / "hosted-engine.metadata"
         self.hosts = [
-            Host(n, self.base / f"h{n}", self.shared, health_url, PrivateLibvirtd(self.base / f"h{n}-lv") if libvirtd else None)
+            Host(n, self.base / f"h{n}", self.shared, health_url, metadata or self.metadata_file,
+                 PrivateLibvirtd(self.base / f"h{n}-lv") if libvirtd else None)
             for n in range(1, count + 1)
         ]
         self.layout: LeaseLayout | None = None
@@ -312,8 +363,7 @@ class Cluster:
 
     async def _initialise(self) -> None:
         """What deployment does once: the metadata volume and the sanlock areas."""
-        metadata = self.shared / "hosted-engine.metadata"
-        with metadata.open("wb") as volume:
+        with self.metadata_file.open("wb") as volume:
             volume.truncate(WHITEBOARD_BYTES)
         lockspace = self.shared / "hosted-engine.lockspace"
         with lockspace.open("wb") as volume:
