@@ -85,7 +85,7 @@ async def _main(settings: SupervisorSettings) -> int:
     try:
         async with contextlib.AsyncExitStack() as stack:
             return await Daemon(settings, plan, stopping, stack).run()
-    except (ConfigError, LeaseConfigError, NotifyConfigError, TemplateError, ValueError) as exc:
+    except (ConfigError, LeaseConfigError, NotifyConfigError, TemplateError) as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_CONFIG
     except Stopped:
@@ -130,13 +130,12 @@ class Daemon:
         self.systemd = SystemdNotifier()
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]], errors: tuple[type[Exception], ...]) -> T:
-        """Run a start-up step until it works; transient failures are logged and retried."""
+        """Run a start-up step until it works; transient failures are logged and retried.
+        SIGTERM interrupts it (a join may otherwise wait minutes for a dead host's id)."""
         attempt = 0
         while True:
-            if self.stopping.is_set():
-                raise Stopped()
             try:
-                return await call()
+                return await self._unless_stopped(call())
             except LeaseConfigError:
                 raise
             except errors as exc:
@@ -145,6 +144,17 @@ class Daemon:
                 self.systemd.status(f"start-up: {what} failed: {exc}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), RETRY_PAUSE)
+
+    async def _unless_stopped(self, work: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise Stopped()
+        return task.result()
 
     async def run(self) -> int:
         s, plan, stack = self.settings, self.plan, self.stack
@@ -184,9 +194,12 @@ class Daemon:
         stack.push_async_callback(connection.close)
         vm = VmController(connection, plan.spec.id)
         observer_adapter = ConnectionDomainObserver(connection, plan.spec.id)
-        monitor_set = build_monitors(engine, observer=observer_adapter, metadata_path=plan.metadata_path,
-                                     engine_mem_mib=plan.vm_memory_mib, interval=s.monitor_interval,
-                                     health_url=s.health_url, health_grace=s.health_grace)
+        try:
+            monitor_set = build_monitors(engine, observer=observer_adapter, metadata_path=plan.metadata_path,
+                                         engine_mem_mib=plan.vm_memory_mib, interval=s.monitor_interval,
+                                         health_url=s.health_url, health_grace=s.health_grace)
+        except ValueError as exc:  # a key or setting the monitors cannot work with
+            raise ConfigError(s.paths.hosted_engine_conf, str(exc)) from None
         runner = MonitorRunner(monitor_set.monitors)
         runner.start()
         stack.push_async_callback(runner.stop)

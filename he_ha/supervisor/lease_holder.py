@@ -29,7 +29,13 @@ from typing import ClassVar
 
 import structlog
 
-from he_ha.storage.lease_errors import HolderNotRegistered, LeaseAlreadyHeld, LeaseError, LeaseNotHeld
+from he_ha.storage.lease_errors import (
+    HolderNotRegistered,
+    LeaseAlreadyHeld,
+    LeaseError,
+    LeaseNotHeld,
+    LeaseWorkerDied,
+)
 from he_ha.storage.lease_keeper import Killpath, start_detached
 from he_ha.storage.lease_layout import VmLease
 from he_ha.storage.lease_model import HeldResource, LeaseOwner
@@ -127,6 +133,8 @@ class WorkerHolder(LeaseHolder):
             return self._holds(await self.client.held(timeout=QUERY_TIMEOUT))
         except HolderNotRegistered:
             return False  # the worker never acquired anything with this daemon
+        except LeaseWorkerDied:
+            raise
         except LeaseError as exc:
             log.warning("cannot tell whether the lease worker holds the VM lease", error=str(exc))
             return None
@@ -220,6 +228,8 @@ class KeeperHolder(LeaseHolder):
             return self._holds(await self.client.held(holder_pid=pid, timeout=QUERY_TIMEOUT))
         except HolderNotRegistered:
             return False  # not registered with this host's daemon (it restarted?): holds nothing
+        except LeaseWorkerDied:
+            raise
         except LeaseError as exc:
             log.warning("cannot tell whether the lease keeper holds the VM lease", pid=pid, error=str(exc))
             return None
@@ -281,8 +291,7 @@ class QemuHolder(LeaseHolder):
         """Nothing to take beforehand: libvirt acquires it for QEMU at createXML."""
 
     def prepare(self, spec: DomainSpec) -> DomainSpec:
-        lease = self.lease
-        prepared = inject_lease(spec, LeaseSpec(lease.lockspace, lease.resource, lease.path, lease.offset))
+        prepared = with_lease(spec, self.lease)
         self._held = True
         return prepared
 
@@ -290,12 +299,22 @@ class QemuHolder(LeaseHolder):
         self._held = False
 
     async def check(self, ctx: LeaseContext) -> bool | None:
-        if ctx.owners is None or ctx.own_generation is None:
-            return None
-        return any(o.host_id == ctx.own_id and o.generation == ctx.own_generation for o in ctx.owners)
+        return owned_by_us(ctx)
 
     async def release(self) -> None:
         """QEMU's exit released it; nothing is held by the supervisor."""
+
+
+def with_lease(spec: DomainSpec, lease: VmLease) -> DomainSpec:
+    """The domain XML with our VM lease as its only ``<lease>`` device."""
+    return inject_lease(spec, LeaseSpec(lease.lockspace, lease.resource, lease.path, lease.offset))
+
+
+def owned_by_us(ctx: LeaseContext) -> bool | None:
+    """Storage records this host, in its current lockspace generation, as the lease owner."""
+    if ctx.owners is None or ctx.own_generation is None:
+        return None
+    return any(o.host_id == ctx.own_id and o.generation == ctx.own_generation for o in ctx.owners)
 
 
 def fence_killpath(fence_file: Path) -> Killpath:

@@ -26,7 +26,7 @@ from he_ha.fsm import ActionResult, EngineHealth, LeaseStatus, LocalReadings, Ob
 from he_ha.fsm import WhiteboardView as FsmView
 from he_ha.maintenance import MaintenanceFileError, read_local_flags
 from he_ha.monitors import Reading, engine_status
-from he_ha.storage.lease_errors import LeaseError, LockspaceNotJoined, LockspaceNotReady
+from he_ha.storage.lease_errors import LeaseError, LeaseWorkerDied, LockspaceNotJoined, LockspaceNotReady
 from he_ha.storage.lease_layout import Lockspace, VmLease
 from he_ha.storage.lease_model import HostInfo, HostStatus, LeaseOwner, LockspaceState
 from he_ha.storage.leases import LeaseClient
@@ -237,6 +237,8 @@ class Observer:
             errors.append(f"sanlock {key}: no answer within {self._timeout:g} s")
         except (LockspaceNotReady, LockspaceNotJoined):
             pass  # just joined, or not joined: the lockspace state says which
+        except LeaseWorkerDied:
+            raise  # no more sanlock calls from this process: fatal, systemd restarts us
         except LeaseError as exc:
             errors.append(f"sanlock {key}: {exc}")
         return None

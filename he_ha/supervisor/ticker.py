@@ -37,6 +37,11 @@ class Ticker:
         self._event = asyncio.Event()
         self.ticks = 0
 
+    @property
+    def pending(self) -> tuple[Wake, ...]:
+        """Wake-ups that the next tick will receive."""
+        return tuple(self._wakes)
+
     def wake(self, cause: str, detail: str = "", at: float | None = None) -> None:
         """Tick as soon as possible (never waits; call on the loop's thread)."""
         self._wakes.append(Wake(cause, detail, time.monotonic() if at is None else at))

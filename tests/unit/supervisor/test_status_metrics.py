@@ -1,0 +1,75 @@
+"""The admin API's status and metrics, built from what a tick saw (pure, from memory)."""
+
+from __future__ import annotations
+
+from he_ha.fsm import LeaseStatus, StateName, step
+from he_ha.monitors import Reading
+from he_ha.notify import NotifierStats
+from he_ha.storage.codec import GlobalBlock, encode_global_block
+from he_ha.storage.lease_model import HostInfo, HostStatus, LockspaceState
+from he_ha.supervisor.core import TickStats
+from he_ha.supervisor.metrics import MetricInputs, build_metrics
+from he_ha.supervisor.observe import SanlockView, TickInputs
+from he_ha.supervisor.publish import SlotContext, build_slot
+from he_ha.supervisor.status import cluster_status
+from tests.unit.fsm.builders import OWN, UP_GOOD, obs, peer, state_in
+from tests.unit.storage.samples import UP_STATUS, host_slot
+from tests.unit.supervisor.test_board_and_publish import board
+
+SANLOCK = SanlockView(LockspaceState.JOINED, (HostInfo(1, HostStatus.LIVE, 1, 10, 10), HostInfo(2, HostStatus.DEAD, 1, 5, 10)),
+                      (), True, (), 0.004)
+
+
+def tick_of():  # type: ignore[no-untyped-def]
+    observation = obs(UP_GOOD, peers=(peer(2),), lease=LeaseStatus(OWN, True), network=0.8)
+    _, _, record = step(state_in(StateName.ENGINE_UP), observation)
+    read = board(host_slot(2, score=2000, engine_status=UP_STATUS), raw={3: b"junk|bytes"},
+                 global_block=encode_global_block(GlobalBlock(maintenance=False)))
+    inputs = TickInputs(observation, {}, read, None, SANLOCK, None)
+    published = build_slot(record.actions[0].record, record.score,  # type: ignore[union-attr]
+                           SlotContext(OWN, "host1", True, 100.0, 1.7e9), now_epoch=1.7e9)
+    return inputs, record, published
+
+
+def test_status_lists_ours_exactly_and_every_peer_slot() -> None:
+    inputs, record, published = tick_of()
+    status = cluster_status(host_id=OWN, inputs=inputs, record=record, published=published, publishing=True,
+                            now=inputs.board.read_at + 2.5, storage_error=None, vm_here="running", hypervisor="connected")
+    own, two, three = status.hosts
+    assert own.local and own.live and own.state == "EngineUp" and own.sanlock == "live"
+    assert own.score_breakdown is not None and [p.name for p in own.score_breakdown.penalties] == ["network"]
+    assert own.score == own.score_breakdown.total == 3400 - 319
+    assert not two.local and two.score == 2000 and two.engine_status == {"vm": "up", "health": "good", "detail": "Up"}
+    assert two.sanlock == "dead" and two.state == "EngineDown"
+    assert three.error is not None and three.hostname is None
+    assert status.whiteboard_age == 2.5 and status.global_maintenance is False and status.lease_owner == OWN
+
+
+def test_status_before_the_first_tick() -> None:
+    status = cluster_status(host_id=OWN, inputs=None, record=None, published=None, publishing=False, now=0.0,
+                            storage_error="whiteboard read: no answer within 5 s", vm_here="unknown",
+                            hypervisor="connecting")
+    assert status.hosts == [] and status.global_maintenance is None and status.whiteboard_age is None
+    assert status.storage_error is not None
+
+
+def test_metrics_cover_state_score_penalties_peers_and_counters() -> None:
+    inputs, record, _ = tick_of()
+    stats = TickStats(count=7, last_duration=0.02, total_duration=0.1, max_duration=0.05, transitions=3)
+    metrics = build_metrics(MetricInputs(
+        record=record, inputs=inputs, ticks=stats, peer_changes={2: (5000, 90.0)}, last_read=None, last_write=None,
+        notifier=NotifierStats(1, 2, 3, 4, 5, 6, 7, None, None), monitor_readings={"network": 9},
+        monitor_errors={}, decisions_dropped=0, vm_actions_failed=1, lease_held=True), now=100.0)
+    by_key = {(m.name, tuple(sorted(m.labels.items()))): m for m in metrics}
+    assert by_key[("he_ha_state", (("state", "EngineUp"),))].value == 1.0
+    assert by_key[("he_ha_state", (("state", "EngineDown"),))].value == 0.0
+    assert by_key[("he_ha_score", ())].value == 3081
+    assert by_key[("he_ha_score_penalty", (("name", "network"),))].value == 319
+    assert by_key[("he_ha_score_penalty", (("name", "memory"),))].value == 0
+    assert by_key[("he_ha_transitions_total", ())].kind == "counter"
+    assert by_key[("he_ha_peer_age_seconds", (("host_id", "2"),))].value == 10.0
+    assert by_key[("he_ha_peer_live", (("host_id", "2"),))].value == 1.0
+    assert by_key[("he_ha_notify_mails_total", (("result", "sent"),))].value == 3
+    assert by_key[("he_ha_lease_owner", ())].value == OWN
+    assert by_key[("he_ha_lease_held", ())].value == 1.0
+    assert all(m.name.startswith("he_ha_") for m in metrics)
