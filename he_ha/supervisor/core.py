@@ -116,9 +116,9 @@ class Supervisor:
         self.state, actions, record = step(before, obs)
         self.inputs, self.record = inputs, record
         self._log_decision(before, obs, record, causes, started)
-        if record.inputs.result is not None and self.completed is not None:
-            if self.completed.result == record.inputs.result:
-                self.completed = None  # consumed
+        pending = self.state.pending
+        if self.completed is not None and (pending is None or pending.seq != self.completed.result.seq):
+            self.completed = None  # consumed, or answers an action the FSM no longer waits for
         if record.from_state != record.to_state:
             self.stats.transitions += 1
             log.info("state transition", old=record.from_state, new=record.to_state, rule=record.rule,

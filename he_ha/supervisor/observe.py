@@ -187,8 +187,7 @@ class Observer:
     async def observe(self, completed: Completed | None) -> TickInputs:
         """Stamped with the time its inputs were complete (the whiteboard read is older)."""
         readings = self._snapshot.readings()  # first: see the module doc
-        await self._read_ha_conf()
-        (board, board_error), view = await asyncio.gather(self._read_board(), self._ask_sanlock())
+        _, (board, board_error), view = await asyncio.gather(self._read_ha_conf(), self._read_board(), self._ask_sanlock())
         result = fresh_result(completed, readings)
         observation = Observation(
             now=time.monotonic(),

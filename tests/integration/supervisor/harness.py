@@ -165,6 +165,7 @@ class Host:
     health_url: str
     metadata: Path
     libvirtd: PrivateLibvirtd | None = None  # None: the supervisor's in-process test driver
+    network_test: str = "network_test=none"  # or e.g. "network_test=ping\ngateway=127.0.0.1"
     daemon: SanlockDaemon = field(init=False)
     supervisors: list[Supervisor] = field(default_factory=list)
     _pin: Any = None
@@ -206,7 +207,7 @@ class Host:
         encoded = base64.b64encode(domain_xml().encode()).decode()
         vm_conf.write_text(f"vmId={ENGINE_UUID}\nmemSize=64\nvmName={ENGINE_NAME}\nxmlBase64={encoded}\n")
         (self.root / "hosted-engine.conf").write_text(
-            f"host_id={self.host_id}\nvmid={ENGINE_UUID}\nfqdn=engine.invalid\nnetwork_test=none\nbridge=lo\n"
+            f"host_id={self.host_id}\nvmid={ENGINE_UUID}\nfqdn=engine.invalid\n{self.network_test}\nbridge=lo\n"
             f"metadata_path={self.metadata}\n"
             f"lockspace_path={self.shared / 'hosted-engine.lockspace'}\nconf={vm_conf}\n"
         )
