@@ -32,14 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.supervisor.harness import (  # noqa: E402 - after the path set-up
+from tests.integration.supervisor.harness import (
     Cluster,
     Host,
     causes_of,
     health_page,
     state_of,
 )
-from tests.support.stallfs import StallFS  # noqa: E402
+from tests.support.stallfs import StallFS
 
 PRODUCTION_PERIODS = ["--tick-period", "10", "--monitor-interval", "10", "--peer-poll", "2"]
 TICKS = os.sysconf("SC_CLK_TCK")

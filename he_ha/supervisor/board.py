@@ -109,5 +109,8 @@ def peer_signature(raw: RawView, own_id: int) -> tuple[object, ...]:
         if host_id != own_id
     )
     errors = tuple((host_id, type(err).__name__) for host_id, err in sorted(raw.errors.items()) if host_id != own_id)
-    global_part = type(raw.global_error).__name__ if raw.global_error else (raw.global_block and raw.global_block.maintenance)
+    if raw.global_error is not None:
+        global_part: object = type(raw.global_error).__name__
+    else:
+        global_part = raw.global_block is not None and raw.global_block.maintenance
     return (slots, errors, global_part)

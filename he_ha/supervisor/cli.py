@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="destination libvirt URI for live migration; {hostname} is the target's name")
 
     timing = parser.add_argument_group("timing")
-    timing.add_argument("--io-timeout", type=_positive_int, default=10, metavar="S", help="sanlock io_timeout (default 10)")
+    timing.add_argument("--io-timeout", type=_positive_int, default=10, metavar="S",
+                        help="sanlock io_timeout (default 10)")
     timing.add_argument("--tick-period", type=_positive_float, default=10.0, metavar="S", help="default 10")
     timing.add_argument("--timing", action="append", default=[], metavar="KEY=SECONDS",
                         help="state-machine timing override (docs/fsm.md), repeatable, e.g. liveness=6")
@@ -57,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SIGTERM: exit anyway after this long (default 30)")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--decision-log", type=Path, default=None, metavar="PATH", help="append decisions as JSON lines")
+    output.add_argument("--decision-log", type=Path, default=None, metavar="PATH",
+                        help="append decisions as JSON lines")
     output.add_argument("--decision-ring", type=_positive_int, default=100, metavar="N",
                         help="decisions kept in memory for the admin API (default 100)")
     output.add_argument("--log-json", action="store_true", help="log as JSON lines")

@@ -211,7 +211,8 @@ class ActionExecutor:
     async def _migrate(self, action: MigrateVm) -> ActionResult:
         if not isinstance(self._holder, QemuHolder):
             # The lease is held outside QEMU: the target could not take it with the VM.
-            return ActionResult(0, Outcome.FAILED, f"live migration needs --lease-holder qemu (have {self._holder.kind})")
+            reason = f"live migration needs --lease-holder qemu (have {self._holder.kind})"
+            return ActionResult(0, Outcome.FAILED, reason)
         uri = self._migrate_uri.format(hostname=action.target_hostname, host_id=action.target_host_id)
         try:
             state = await self._vm.migrate(uri)

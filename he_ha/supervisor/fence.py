@@ -27,6 +27,7 @@ from pathlib import Path
 import libvirt
 
 from he_ha.storage.lease_keeper import is_keeper
+from he_ha.supervisor.runfiles import replace_file
 from he_ha.vm import DomainId
 
 DEADLINE = 30  # seconds: sanlock's helper must never wait on us forever
@@ -47,10 +48,7 @@ class FenceFileError(Exception):
 
 
 def write_fence_file(path: Path, target: FenceTarget) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(target.to_json())
-    os.replace(scratch, path)
+    replace_file(path, target.to_json())
 
 
 def read_fence_file(path: Path) -> FenceTarget:

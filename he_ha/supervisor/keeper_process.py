@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from he_ha.storage.lease_keeper import is_keeper
+from he_ha.supervisor.runfiles import replace_file
 
 log = structlog.get_logger(__name__)
 
@@ -60,10 +61,7 @@ def read_record(path: Path) -> KeeperRecord | None:
 
 
 def write_record(path: Path, record: KeeperRecord) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(record.to_json())
-    os.replace(scratch, path)
+    replace_file(path, record.to_json())
 
 
 def is_our_keeper(record: KeeperRecord) -> bool:

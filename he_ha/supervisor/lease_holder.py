@@ -143,7 +143,7 @@ class WorkerHolder(LeaseHolder):
         try:
             await self.client.release(self.lease)
         except (LeaseNotHeld, HolderNotRegistered):
-            pass
+            log.info("the lease worker held no lease to release")
         self._held = False
 
 
@@ -243,7 +243,7 @@ class KeeperHolder(LeaseHolder):
             try:
                 await self.client.release(self.lease, holder_pid=keeper.pid)
             except (LeaseNotHeld, HolderNotRegistered):
-                pass
+                log.info("the lease keeper held no lease to release", pid=keeper.pid)
             except LeaseError as exc:  # ending the keeper releases it all the same
                 log.warning("explicit release failed; ending the keeper releases the lease", error=str(exc))
         self._held = False

@@ -187,7 +187,9 @@ class Observer:
     async def observe(self, completed: Completed | None) -> TickInputs:
         """Stamped with the time its inputs were complete (the whiteboard read is older)."""
         readings = self._snapshot.readings()  # first: see the module doc
-        _, (board, board_error), view = await asyncio.gather(self._read_ha_conf(), self._read_board(), self._ask_sanlock())
+        _, (board, board_error), view = await asyncio.gather(
+            self._read_ha_conf(), self._read_board(), self._ask_sanlock()
+        )
         result = fresh_result(completed, readings)
         observation = Observation(
             now=time.monotonic(),
@@ -247,7 +249,8 @@ class Observer:
         errors: list[str] = []
         client, lockspace, lease = self._client, self._lockspace, self._lease
         state, hosts, owners = await asyncio.gather(
-            self._query("lockspace", lambda: client.lockspace_state(lockspace, self.host_id, timeout=QUERY_TIMEOUT), errors),
+            self._query("lockspace", lambda: client.lockspace_state(lockspace, self.host_id, timeout=QUERY_TIMEOUT),
+                        errors),
             self._query("hosts", lambda: client.hosts(lockspace, timeout=QUERY_TIMEOUT), errors),
             self._query("owners", lambda: client.owners(lease, timeout=QUERY_TIMEOUT), errors),
         )

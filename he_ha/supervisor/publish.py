@@ -51,7 +51,9 @@ def breakdown_line(score: ScoreBreakdown) -> str:
     return f"{BREAKDOWN_KEY}={json.dumps(data, separators=(',', ':'))}\n"
 
 
-def build_slot(record: PublishedRecord, score: ScoreBreakdown, ctx: SlotContext, *, now_epoch: float | None = None) -> HostSlot:
+def build_slot(
+    record: PublishedRecord, score: ScoreBreakdown, ctx: SlotContext, *, now_epoch: float | None = None
+) -> HostSlot:
     """``now_epoch``: wall - monotonic now (default: read the clocks)."""
     epoch = time.time() - time.monotonic() if now_epoch is None else now_epoch
     slot = HostSlot(

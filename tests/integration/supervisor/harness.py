@@ -62,14 +62,14 @@ class HealthPage:
 
     def __init__(self) -> None:
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 body = b"DB Up!Welcome to Health Status!"
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -306,7 +306,8 @@ class Host:
         deadline = time.monotonic() + timeout
         while (self.vm() is not None) != running:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: VM {'not running' if running else 'still running'} after {timeout} s")
+                wanted = "not running" if running else "still running"
+                raise AssertionError(f"{self.name}: VM {wanted} after {timeout} s")
             time.sleep(0.05)
 
     # --- life cycle ------------------------------------------------------------------------

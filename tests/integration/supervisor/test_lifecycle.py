@@ -22,7 +22,7 @@ def test_alone_it_joins_publishes_and_starts_the_vm_and_the_worker_lease_dies_wi
     host = cluster.hosts[0]
     supervisor = host.start_supervisor()
 
-    _, up = host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
+    host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
     decisions = host.decisions()
     rules = [rule_of(e) for e in decisions]
     assert rules.index("down.start") < rules.index("start.ok") < rules.index("starting.up")

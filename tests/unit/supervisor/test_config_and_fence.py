@@ -92,7 +92,7 @@ def test_bad_configuration_names_the_key(tmp_path: Path, engine: str, message: s
 
 
 def test_a_bad_vm_conf_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="vm.conf.*xmlBase64"):
+    with pytest.raises(ConfigError, match=r"vm\.conf.*xmlBase64"):
         load_plan(write_host(tmp_path, engine=GOOD, vm_conf=f"vmId={UUID}\nmemSize=1\n"))
 
 
@@ -113,7 +113,8 @@ def test_fence_destroys_a_running_domain_and_accepts_a_missing_one() -> None:
 
 def test_fence_command_leaves_the_keeper_alone_when_the_vm_cannot_be_reached(tmp_path: Path) -> None:
     fence = tmp_path / "fence.json"
-    write_fence_file(fence, FenceTarget("test+unix:///default?socket=/nonexistent/sock", DomainId("HostedEngine", UUID)))
+    unreachable = FenceTarget("test+unix:///default?socket=/nonexistent/sock", DomainId("HostedEngine", UUID))
+    write_fence_file(fence, unreachable)
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         result = subprocess.run([sys.executable, "-m", "he_ha.main", "fence", str(fence), str(bystander.pid)],

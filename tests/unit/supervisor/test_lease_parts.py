@@ -53,7 +53,7 @@ def test_killpath_fits_sanlocks_limits() -> None:
     assert path.path == sys.executable
     assert path.for_pid(1234) == [b"-m", b"he_ha.main", b"fence", b"/run/he-ha/fence.json", b"1234"]
     assert Killpath.from_json(path.to_json()) == path
-    with pytest.raises(LeaseConfigError, match="may reach .* bytes, over sanlock's 127"):
+    with pytest.raises(LeaseConfigError, match=r"may reach \d+ bytes, over sanlock's 127"):
         fence_killpath(Path("/run/" + "x" * 100 + "/fence.json"))
     with pytest.raises(LeaseConfigError, match="absolute path"):
         Killpath("python3", ())

@@ -19,7 +19,9 @@ from he_ha.supervisor.observe import Completed, SanlockView, fresh_result, lease
 OWN = 1
 
 
-def reading(monitor: str, value: Any, *, taken_at: float = 100.0, duration: float = 0.1, error: str | None = None) -> Reading[Any]:
+def reading(
+    monitor: str, value: Any, *, taken_at: float = 100.0, duration: float = 0.1, error: str | None = None
+) -> Reading[Any]:
     return Reading(monitor, None if error else value, taken_at, duration, error, 1 if error else 0)
 
 

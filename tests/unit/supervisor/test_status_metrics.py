@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from he_ha.fsm import LeaseStatus, StateName, step
-from he_ha.monitors import Reading
 from he_ha.notify import NotifierStats
 from he_ha.storage.codec import GlobalBlock, encode_global_block
 from he_ha.storage.lease_model import HostInfo, HostStatus, LockspaceState
@@ -16,8 +15,8 @@ from tests.unit.fsm.builders import OWN, UP_GOOD, obs, peer, state_in
 from tests.unit.storage.samples import UP_STATUS, host_slot
 from tests.unit.supervisor.test_board_and_publish import board
 
-SANLOCK = SanlockView(LockspaceState.JOINED, (HostInfo(1, HostStatus.LIVE, 1, 10, 10), HostInfo(2, HostStatus.DEAD, 1, 5, 10)),
-                      (), True, (), 0.004)
+HOSTS = (HostInfo(1, HostStatus.LIVE, 1, 10, 10), HostInfo(2, HostStatus.DEAD, 1, 5, 10))
+SANLOCK = SanlockView(LockspaceState.JOINED, HOSTS, (), True, (), 0.004)
 
 
 def tick_of():  # type: ignore[no-untyped-def]
@@ -33,8 +32,10 @@ def tick_of():  # type: ignore[no-untyped-def]
 
 def test_status_lists_ours_exactly_and_every_peer_slot() -> None:
     inputs, record, published = tick_of()
+    assert inputs.board is not None
     status = cluster_status(host_id=OWN, inputs=inputs, record=record, published=published, publishing=True,
-                            now=inputs.board.read_at + 2.5, storage_error=None, vm_here="running", hypervisor="connected")
+                            now=inputs.board.read_at + 2.5, storage_error=None, vm_here="running",
+                            hypervisor="connected")
     own, two, three = status.hosts
     assert own.local and own.live and own.state == "EngineUp" and own.sanlock == "live"
     assert own.score_breakdown is not None and [p.name for p in own.score_breakdown.penalties] == ["network"]
