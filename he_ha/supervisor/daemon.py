@@ -26,6 +26,7 @@ from typing import TypeVar
 import structlog
 import uvloop
 
+from he_ha.admin.server import AdminServer, AdminServerError
 from he_ha.config import ConfigError
 from he_ha.fsm import initial_state
 from he_ha.monitors import MonitorRunner
@@ -91,6 +92,9 @@ async def _main(settings: SupervisorSettings) -> int:
     except Stopped:
         log.info("stopped during start-up")
         return EXIT_OK
+    except AdminServerError as exc:  # e.g. another supervisor already serves this run directory
+        log.error("cannot serve the admin socket", error=str(exc))
+        return EXIT_FAILURE
 
 
 def _install_signals(stopping: asyncio.Event, deadline: float) -> None:
@@ -282,8 +286,6 @@ class Daemon:
                             log_path=s.run_dir / "lease-keeper.log")
 
     async def _start_admin(self, controller: SupervisorController) -> None:
-        from he_ha.admin.server import AdminServer  # the admin layer is optional for the loop itself
-
         server = AdminServer(controller, self.settings.admin_socket_path, group=self.settings.admin_group)
         await server.start()
         self.stack.push_async_callback(server.stop)

@@ -3,16 +3,39 @@ without touching the VM, and adopt the running VM after a restart."""
 
 from __future__ import annotations
 
+import email
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import pytest
+from aiosmtpd.controller import Controller as SmtpController
+from aiosmtpd.smtp import Envelope
 
-from tests.integration.supervisor.harness import Cluster, actions_of, causes_of, rule_of, state_of
+from tests.integration.supervisor.harness import Cluster, Host, Supervisor, actions_of, causes_of, rule_of, state_of
 from tests.integration.supervisor.leases import owners, try_acquire, wait_until_acquirable
 
 pytestmark = pytest.mark.root
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd, in its own thread) collecting the subjects it receives."""
+
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd
+        message = email.message_from_bytes(envelope.original_content or b"")
+        self.subjects.append(str(message["Subject"]))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_alone_it_joins_publishes_and_starts_the_vm_and_the_worker_lease_dies_with_it(
@@ -20,7 +43,18 @@ def test_alone_it_joins_publishes_and_starts_the_vm_and_the_worker_lease_dies_wi
 ) -> None:
     cluster = make_cluster(1, libvirtd=False)  # in-process test driver: the worker holds the lease
     host = cluster.hosts[0]
-    supervisor = host.start_supervisor()
+    mailbox, port = Mailbox(), free_port()
+    smtp = SmtpController(mailbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    (host.root / "broker.conf").write_text(f"[email]\nsmtp-server = 127.0.0.1\nsmtp-port = {port}\n")
+    try:
+        supervisor = host.start_supervisor()
+        _check_start_and_worker_lease(cluster, host, supervisor, mailbox)
+    finally:
+        smtp.stop()
+
+
+def _check_start_and_worker_lease(cluster: Cluster, host: Host, supervisor: Supervisor, mailbox: Mailbox) -> None:
 
     host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
     decisions = host.decisions()
@@ -33,6 +67,12 @@ def test_alone_it_joins_publishes_and_starts_the_vm_and_the_worker_lease_dies_wi
     assert slot is not None and slot.hostname == "host1" and slot.score == 3400 and not slot.stopped
     assert "state=EngineUp" in slot.extra and "score_breakdown=" in slot.extra
     assert [o.host_id for o in owners(cluster, host)] == [1]  # joined, and holding the VM lease
+
+    # The transitions were mailed (broker.conf's default [notify] rule), off the tick path.
+    deadline = time.monotonic() + 30
+    while not any("EngineDown-EngineStart" in subject for subject in mailbox.subjects):
+        assert time.monotonic() < deadline, mailbox.subjects
+        time.sleep(0.1)
 
     # kill -9: the VM of an in-process hypervisor dies with the supervisor, and so must the
     # lease: the lease worker exits when its stdin closes, and sanlock releases it.
