@@ -235,11 +235,12 @@ class Host:
             *extra,
         ]
 
-    def start_supervisor(self, *extra: str) -> Supervisor:
+    def start_supervisor(self, *extra: str, env: dict[str, str] | None = None) -> Supervisor:
         log_path = self.root / f"supervisor-{len(self.supervisors) + 1}.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(self.command(*extra), stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd="/",
+                                       env={**os.environ, **(env or {})})
         supervisor = Supervisor(self, process, log_path)
         self.supervisors.append(supervisor)
         return supervisor

@@ -1,9 +1,11 @@
 """The admin API of a running supervisor over its real unix socket: status with the score
 breakdown, replayable decisions, metrics, maintenance modes, VM poweroff and start, and
-status answering while whiteboard I/O hangs (a FUSE file whose reads block)."""
+status answering while whiteboard I/O hangs (a FUSE file whose reads block), where a second
+SIGTERM forces the exit."""
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -95,4 +97,15 @@ def test_status_answers_while_whiteboard_reads_hang(make_cluster: Callable[..., 
         host.wait_for_decision(lambda e: e["observation"]["whiteboard"] is None, after=seen)
         assert host.admin.get("/v1/status")["storage_error"], status
         assert host.vm() is not None
+        # SIGTERM now waits for storage (the tick in progress, the stopped flag's publish); a
+        # second SIGTERM forces the exit. The process can only be reaped once its threads stuck
+        # in the hung file system return (uninterruptible sleep), i.e. after the resume.
+        supervisor = host.supervisors[-1]
+        supervisor.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert supervisor.process.poll() is None
+        supervisor.process.send_signal(signal.SIGTERM)
         fs.resume()
+        assert supervisor.process.wait(timeout=30) == 3
+        assert "second stop signal: exiting at once" in supervisor.log_tail(5)
+        assert host.vm() is not None  # never touched

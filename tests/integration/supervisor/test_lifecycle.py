@@ -1,5 +1,6 @@
-"""A supervisor's life: start and run the VM, react to a VM event at once, stop on SIGTERM
-without touching the VM, and adopt the running VM after a restart."""
+"""A supervisor's life: start and run the VM (mailing the transitions to a real SMTP
+server), tell systemd READY/STATUS/WATCHDOG/STOPPING, react to a VM event at once, stop on
+SIGTERM without touching the VM, adopt the running VM after a restart, refuse a bad config."""
 
 from __future__ import annotations
 
@@ -78,6 +79,28 @@ def _check_start_and_worker_lease(cluster: Cluster, host: Host, supervisor: Supe
     # lease: the lease worker exits when its stdin closes, and sanlock releases it.
     supervisor.kill()
     wait_until_acquirable(cluster, host, timeout=30)
+
+
+def test_systemd_hears_ready_after_the_first_publish_then_status_watchdog_and_stopping(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(1, libvirtd=False)
+    host = cluster.hosts[0]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(host.root / "notify.sock"))
+        systemd.settimeout(30)
+        supervisor = host.start_supervisor(env={"NOTIFY_SOCKET": str(host.root / "notify.sock"),
+                                                "WATCHDOG_USEC": "2000000"})  # ping every 1 s
+        messages: list[str] = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(systemd.recv(4096).decode())
+        assert host.slot() is not None  # READY only once the lockspace is joined and our slot is out
+        ready = len(messages)
+        while not any(m == "WATCHDOG=1" for m in messages) or not any(", score " in m for m in messages[ready:]):
+            messages.append(systemd.recv(4096).decode())  # a tick's status: "<state>, score <n>, vm <vm>"
+        assert supervisor.terminate() == 0
+        while not any(m.startswith("STOPPING=1") for m in messages):
+            messages.append(systemd.recv(4096).decode())
 
 
 def test_a_vm_event_triggers_a_tick_at_once(make_cluster: Callable[..., Cluster]) -> None:
