@@ -65,7 +65,6 @@ class Supervisor:
         decisions: DecisionLog,
         systemd: SystemdNotifier,
         stopping: asyncio.Event,
-        storage_timeout: float,
         join_timeout: float,
         peer_watch: PeerWatch | None = None,
     ) -> None:
@@ -81,7 +80,6 @@ class Supervisor:
         self.decisions = decisions
         self.systemd = systemd
         self.stopping = stopping
-        self.storage_timeout = storage_timeout
         self.join_timeout = join_timeout
         self.peer_watch = peer_watch
         self.host_id = observer.host_id

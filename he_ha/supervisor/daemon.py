@@ -47,7 +47,7 @@ from he_ha.supervisor.fence import FenceTarget, write_fence_file
 from he_ha.supervisor.health_gate import FreshHealthGate
 from he_ha.supervisor.host_plan import HostPlan, load_plan
 from he_ha.supervisor.lease_holder import KeeperHolder, LeaseHolder, QemuHolder, WorkerHolder, fence_killpath
-from he_ha.supervisor.monitor_set import build_monitors
+from he_ha.supervisor.monitor_set import MonitorSet, build_monitors
 from he_ha.supervisor.observe import Completed, Observer
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.settings import SupervisorSettings
@@ -118,6 +118,14 @@ def _force_exit(deadline: float) -> None:
 
 
 @dataclass
+class Hypervisor:
+    connection: LibvirtConnection
+    vm: VmController
+    monitors: MonitorSet
+    runner: MonitorRunner
+
+
+@dataclass
 class Running:
     supervisor: Supervisor
     ticker: Ticker
@@ -164,10 +172,88 @@ class Daemon:
         s, plan, stack = self.settings, self.plan, self.stack
         engine = plan.config.engine
         s.run_dir.mkdir(parents=True, exist_ok=True)
+        client, layout = await self._join()
+        whiteboard = Whiteboard(plan.metadata_path, plan.host_id, read_timeout=s.storage_timeout,
+                                write_timeout=s.storage_timeout)
+        stack.callback(whiteboard.close)
 
-        # sanlock: worker, layout, lockspace
+        # The callbacks below name objects created further down; they only run once all exist.
+        def lease_lost(reason: str) -> None:
+            ticker.wake("lease-lost", reason)
+
+        def action_done(done: Completed) -> None:
+            supervisor.action_done(done)
+            gate.request("action-result", f"#{done.result.seq} {done.result.outcome.value}", done.done_at)
+
+        def on_vm_update(update: VmUpdate) -> None:
+            event = update.event
+            if event is not None:
+                hv.monitors.engine_health.poke(event.event, event.detail)
+                gate.request("vm-event", event.kind.value, event.received)
+            else:
+                hv.monitors.engine_health.poke()
+                gate.request("vm-event", update.cause.value, update.health.since)
+
+        holder = await self._holder(client, layout, lease_lost)
+        await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
+        hv = await self._hypervisor()
+        notifier = Notifier(plan.config.broker, NotifySettings(
+            template_path=s.notification_template or DEFAULT_TEMPLATE_PATH,
+            state_file=s.notify_state_file, hostname=plan.hostname))
+        await notifier.start()
+        stack.push_async_callback(notifier.stop, 2.0)
+
+        decisions = DecisionLog(s.decision_log, s.decision_ring)
+        stack.callback(decisions.close)
+        reader = BoardReader(whiteboard)
+        specs = SpecSource(plan.vm_conf_path, plan.spec)
+        observer = Observer(
+            host_id=plan.host_id, readings=hv.runner.snapshot, reader=reader, client=client,
+            lockspace=layout.lockspace, lease=layout.vm_lease, holder=holder, ha_conf=s.paths.ha_conf,
+            vm_memory_mib=plan.vm_memory_mib, conf_up_to_date=engine.conf_is_up_to_date,
+            storage_timeout=s.storage_timeout,
+        )
+        stack.push_async_callback(observer.close)
+        executor = ActionExecutor(
+            vm=hv.vm, holder=holder, specs=specs, health=hv.monitors.engine_health, notifier=notifier,
+            on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout,
+        )
+        supervisor = Supervisor(
+            fsm_state=initial_state(plan.host_id, s.timing, plan.config.score),
+            observer=observer, executor=executor, whiteboard=whiteboard, specs=specs,
+            hostname=plan.hostname, conf_on_shared_storage=engine.conf_is_up_to_date, client=client,
+            lockspace=layout.lockspace, decisions=decisions, systemd=self.systemd, stopping=self.stopping,
+            join_timeout=wait_deadline(s.io_timeout),
+        )
+        ticker = Ticker(supervisor.tick, period=s.tick_period)
+        gate = FreshHealthGate(hv.runner.snapshot, ticker)
+        watch = VmWatch(hv.vm)
+        watch.subscribe(on_vm_update)
+        await watch.start()
+        stack.push_async_callback(watch.stop)
+
+        tasks = [asyncio.create_task(ticker.run(self.stopping), name="ticker"),
+                 asyncio.create_task(gate.run(), name="health-gate")]
+        if s.peer_poll > 0:
+            peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
+            supervisor.peer_watch = peer_watch
+            tasks.append(asyncio.create_task(peer_watch.run(), name="peer-watch"))
+        controller = SupervisorController(ControllerParts(
+            supervisor=supervisor, executor=executor, reader=reader, holder=holder, vm=hv.vm, watch=watch,
+            connection=hv.connection, snapshot=hv.runner.snapshot, notifier=notifier, ticker=ticker,
+            ha_conf=s.paths.ha_conf, file_timeout=s.storage_timeout,
+        ))
+        await self._start_admin(controller)
+        code = await self._serve(tasks)
+        await self._stop(Running(supervisor, ticker, tasks), executor, controller, holder, client, layout)
+        return code
+
+    async def _join(self) -> tuple[LeaseClient, LeaseLayout]:
+        """The lease worker, the lease layout read from the volume, our host id joined."""
+        s, plan = self.settings, self.plan
+        engine = plan.config.engine
         client = await LeaseClient.start(run_dir=s.sanlock_run_dir, stderr=s.run_dir / "lease-worker.log")
-        stack.push_async_callback(client.close)
+        self.stack.push_async_callback(client.close)
         layout: LeaseLayout = await self._retry(
             "reading the lease volume",
             lambda: client.detect_layout(plan.lockspace_path, resource=plan.resource, io_timeout=s.io_timeout,
@@ -181,97 +267,25 @@ class Daemon:
             (LeaseError,),
         )
         log.info("lockspace joined", outcome=outcome.value, host_id=plan.host_id)
+        return client, layout
 
-        whiteboard = Whiteboard(plan.metadata_path, plan.host_id, read_timeout=s.storage_timeout,
-                                write_timeout=s.storage_timeout)
-        stack.callback(whiteboard.close)
-        # Callbacks below name objects created further down; they only run once everything exists.
-        def lease_lost(reason: str) -> None:
-            ticker.wake("lease-lost", reason)
-
-        holder = await self._holder(client, layout, lease_lost)
-        await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
-
-        # libvirt, the VM, the monitors
+    async def _hypervisor(self) -> Hypervisor:
+        """The one libvirt connection, the VM controller and the monitors running on it."""
+        s, plan = self.settings, self.plan
         connection = LibvirtConnection(s.libvirt_uri)
-        await connection.start()
-        stack.push_async_callback(connection.close)
-        vm = VmController(connection, plan.spec.id)
-        observer_adapter = ConnectionDomainObserver(connection, plan.spec.id)
+        await connection.start()  # never raises: an unreachable libvirtd is retried in the background
+        self.stack.push_async_callback(connection.close)
+        observer = ConnectionDomainObserver(connection, plan.spec.id)
         try:
-            monitor_set = build_monitors(engine, observer=observer_adapter, metadata_path=plan.metadata_path,
-                                         engine_mem_mib=plan.vm_memory_mib, interval=s.monitor_interval,
-                                         health_url=s.health_url, health_grace=s.health_grace)
+            monitors = build_monitors(plan.config.engine, observer=observer, metadata_path=plan.metadata_path,
+                                      engine_mem_mib=plan.vm_memory_mib, interval=s.monitor_interval,
+                                      health_url=s.health_url, health_grace=s.health_grace)
         except ValueError as exc:  # a key or setting the monitors cannot work with
             raise ConfigError(s.paths.hosted_engine_conf, str(exc)) from None
-        runner = MonitorRunner(monitor_set.monitors)
+        runner = MonitorRunner(monitors.monitors)
         runner.start()
-        stack.push_async_callback(runner.stop)
-
-        notifier = Notifier(plan.config.broker, NotifySettings(
-            template_path=s.notification_template or DEFAULT_TEMPLATE_PATH,
-            state_file=s.notify_state_file, hostname=plan.hostname))
-        await notifier.start()
-        stack.push_async_callback(notifier.stop, 2.0)
-
-        decisions = DecisionLog(s.decision_log, s.decision_ring)
-        stack.callback(decisions.close)
-        reader = BoardReader(whiteboard)
-        specs = SpecSource(plan.vm_conf_path, plan.spec)
-        observer = Observer(
-            host_id=plan.host_id, readings=runner.snapshot, reader=reader, client=client,
-            lockspace=layout.lockspace, lease=layout.vm_lease, holder=holder, ha_conf=s.paths.ha_conf,
-            vm_memory_mib=plan.vm_memory_mib, conf_up_to_date=engine.conf_is_up_to_date,
-            storage_timeout=s.storage_timeout,
-        )
-        stack.push_async_callback(observer.close)
-        def action_done(done: Completed) -> None:
-            supervisor.action_done(done)
-            gate.request("action-result", f"#{done.result.seq} {done.result.outcome.value}", done.done_at)
-
-        executor = ActionExecutor(
-            vm=vm, holder=holder, specs=specs, health=monitor_set.engine_health, notifier=notifier,
-            on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout,
-        )
-        supervisor = Supervisor(
-            fsm_state=initial_state(plan.host_id, s.timing, plan.config.score),
-            observer=observer, executor=executor, whiteboard=whiteboard, specs=specs,
-            hostname=plan.hostname, conf_on_shared_storage=engine.conf_is_up_to_date, client=client,
-            lockspace=layout.lockspace, decisions=decisions, systemd=self.systemd, stopping=self.stopping,
-            storage_timeout=s.storage_timeout, join_timeout=wait_deadline(s.io_timeout),
-        )
-        ticker = Ticker(supervisor.tick, period=s.tick_period)
-        gate = FreshHealthGate(runner.snapshot, ticker)
-
-        def on_vm_update(update: VmUpdate) -> None:
-            event = update.event
-            if event is not None:
-                monitor_set.engine_health.poke(event.event, event.detail)
-                gate.request("vm-event", event.kind.value, event.received)
-            else:
-                monitor_set.engine_health.poke()
-                gate.request("vm-event", update.cause.value, update.health.since)
-
-        watch = VmWatch(vm)
-        watch.subscribe(on_vm_update)
-        await watch.start()
-        stack.push_async_callback(watch.stop)
-
-        tasks = [asyncio.create_task(ticker.run(self.stopping), name="ticker"),
-                 asyncio.create_task(gate.run(), name="health-gate")]
-        if s.peer_poll > 0:
-            peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
-            supervisor.peer_watch = peer_watch
-            tasks.append(asyncio.create_task(peer_watch.run(), name="peer-watch"))
-        controller = SupervisorController(ControllerParts(
-            supervisor=supervisor, executor=executor, reader=reader, holder=holder, vm=vm, watch=watch,
-            connection=connection, snapshot=runner.snapshot, notifier=notifier, ticker=ticker,
-            ha_conf=s.paths.ha_conf, file_timeout=s.storage_timeout,
-        ))
-        await self._start_admin(controller)
-        code = await self._serve(tasks)
-        await self._stop(Running(supervisor, ticker, tasks), executor, controller, holder, client, layout)
-        return code
+        self.stack.push_async_callback(runner.stop)
+        return Hypervisor(connection, VmController(connection, plan.spec.id), monitors, runner)
 
     async def _holder(self, client: LeaseClient, layout: LeaseLayout, on_lost: Callable[[str], None]) -> LeaseHolder:
         s, plan = self.settings, self.plan
