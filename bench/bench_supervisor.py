@@ -128,6 +128,13 @@ def footprint(url: str, seconds: int, requests: int) -> None:
 
 def reaction_and_stall(url: str, events: int, requests: int) -> None:
     mountpoint = Path(tempfile.mkdtemp(prefix="he-ha-bench-fuse-", dir="/tmp"))
+    try:
+        _reaction_and_stall(url, events, requests, mountpoint)
+    finally:
+        mountpoint.rmdir()
+
+
+def _reaction_and_stall(url: str, events: int, requests: int, mountpoint: Path) -> None:
     with Cluster(1, libvirtd=True, health_url=url, metadata=mountpoint / "metadata") as cluster:
         host = cluster.hosts[0]
         with StallFS(mountpoint, cluster.metadata_file) as fs:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,9 +75,15 @@ def test_status_decisions_metrics_maintenance_and_vm_control(make_cluster: Calla
     assert "local_maintenance=False" in host.ha_conf.read_text()
 
 
+@pytest.fixture
+def mountpoint() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="he-ha-sv-fuse-", dir="/tmp"))
+    yield path
+    path.rmdir()  # StallFS has unmounted it by then
+
+
 @pytest.mark.slow
-def test_status_answers_while_whiteboard_reads_hang(make_cluster: Callable[..., Cluster]) -> None:
-    mountpoint = Path(tempfile.mkdtemp(prefix="he-ha-sv-fuse-", dir="/tmp"))
+def test_status_answers_while_whiteboard_reads_hang(make_cluster: Callable[..., Cluster], mountpoint: Path) -> None:
     cluster = make_cluster(1, metadata=mountpoint / "metadata")
     host = cluster.hosts[0]
     with StallFS(mountpoint, cluster.metadata_file) as fs:
