@@ -159,7 +159,7 @@ def test_sigterm_leaves_the_vm_running_and_a_restart_adopts_it(make_cluster: Cal
     assert adopted["observation"]["lease"] == {"type": "LeaseStatus", "owner": 1, "held_here": True}
 
 
-def test_a_bad_configuration_exits_with_the_error_naming_the_file(tmp_path: object) -> None:
+def test_a_bad_configuration_exits_with_the_error_naming_the_file() -> None:
     missing = "/nonexistent/hosted-engine.conf"
     result = subprocess.run(
         [sys.executable, "-m", "he_ha.main", "run", "--hosted-engine-conf", missing, "--run-dir", "/tmp/unused"],
