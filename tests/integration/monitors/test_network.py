@@ -3,12 +3,17 @@ responder, and unreachable targets (TEST-NET-1, a closed port, a dead DNS port).
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
 from he_ha.config import HostedEngineConf
+from he_ha.monitors.framework import MonitorError
 from he_ha.monitors.network import NetworkMonitor
+from tests.unit.monitors import ping_outputs
 from tests.integration.monitors.dns_responder import DnsResponder
 from tests.integration.monitors.netns import ip
 
@@ -38,6 +43,77 @@ async def test_ping_in_isolated_namespace_is_down_until_its_loopback_is_up(netns
     ip("-n", netns, "link", "set", "lo", "up")
     up = await monitor.probe()
     assert up.raw == 1.0, up.last_failure
+
+
+def put_first_on_path(monkeypatch: pytest.MonkeyPatch, directory: Path, name: str, script: str) -> None:
+    """An executable ``name`` in ``directory``, found before the system's on PATH."""
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}:{os.environ['PATH']}")
+
+
+async def test_one_ping_process_per_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrapper records each start of ping, then execs the real one."""
+    real = shutil.which("ping")
+    log = tmp_path / "starts"
+    put_first_on_path(monkeypatch, tmp_path, "ping", f'echo "$*" >> {log}\nexec {real} "$@"\n')
+    monitor = NetworkMonitor("ping", gateway="127.0.0.1", probes=4, probe_delay=0.2, probe_timeout=2.0, fault_hold=0.0)
+    first, second = await monitor.probe(), await monitor.probe()
+    assert (first.successes, second.successes) == (4, 4)
+    assert log.read_text().splitlines() == ["-n -c 4 -i 0.2 -W 2 127.0.0.1"] * 2
+
+
+@pytest.mark.root
+async def test_ping_with_every_probe_lost(netns: str) -> None:
+    """A veth whose peer has no address: ARP goes unanswered, ping prints 0 received."""
+    ip("-n", netns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+    ip("-n", netns, "addr", "add", "10.8.0.1/24", "dev", "v0")
+    ip("-n", netns, "link", "set", "v0", "up")
+    ip("-n", netns, "link", "set", "v1", "up")
+    monitor = NetworkMonitor("ping", gateway="10.8.0.2", netns=netns, probe_timeout=0.5, **FAST)
+    status = await monitor.probe()
+    assert (status.raw, status.effective, status.successes) == (0.0, 0.0, 0)
+    assert status.last_failure is not None
+    assert status.last_failure.startswith("3 of 3 pings to 10.8.0.2 unanswered: 3 packets transmitted, 0 received")
+
+
+# Stand-ins for ping below (named as such): partial loss and a truncated output cannot be
+# produced on demand here (no netem or nftables), so a script replays captured iputils output.
+
+
+async def test_partial_loss_gives_a_fraction_through_the_hysteresis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "out").write_text(ping_outputs.PARTIAL_LOSS)
+    put_first_on_path(monkeypatch, tmp_path, "ping", f"cat {tmp_path / 'out'}\nexit 0\n")
+    now = [0.0]
+    monitor = NetworkMonitor("ping", gateway="127.0.0.1", probes=4, fault_hold=30.0, clock=lambda: now[0])
+    held = await monitor.probe()
+    assert (held.raw, held.effective, held.successes, held.probes) == (0.5, 1.0, 2, 4)
+    now[0] = 30.0
+    counted = await monitor.probe()
+    assert (counted.raw, counted.effective) == (0.5, 0.5)
+    assert counted.last_failure == (
+        "2 of 4 pings to 127.0.0.1 unanswered: 4 packets transmitted, 2 received, 50% packet loss, time 1556ms"
+    )
+
+
+async def test_ping_without_statistics_is_an_error_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 1 with no statistics line is not a measurement: never read it as 0.0 or 1.0."""
+    header = ping_outputs.CANNOT_FLOOD_STDOUT.strip()
+    put_first_on_path(monkeypatch, tmp_path, "ping", f"echo '{header}'\nexit 1\n")
+    monitor = NetworkMonitor("ping", gateway="127.0.0.1", **FAST)
+    with pytest.raises(MonitorError, match=r"ping exited 1: PING 127.0.0.1 .* \(no statistics line\)"):
+        await monitor.probe()
+
+
+async def test_ping_round_has_a_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ping that hangs past (probes-1)*delay + timeout + 2 s is killed: an error reading."""
+    put_first_on_path(monkeypatch, tmp_path, "ping", "exec sleep 60\n")
+    monitor = NetworkMonitor("ping", gateway="127.0.0.1", probes=1, probe_timeout=0.1, fault_hold=0.0)
+    with pytest.raises(MonitorError, match="ping did not finish within 2.1 s"):
+        await monitor.probe()
 
 
 async def test_tcp_to_listener_is_up() -> None:
