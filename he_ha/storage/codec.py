@@ -90,6 +90,9 @@ class WhiteboardView:
     global_error: SlotError | None
     hosts: Mapping[int, HostSlot]
     errors: Mapping[int, SlotError]
+    # crc32 (8 hex) of each unusable slot's raw bytes: it changes whenever its writer
+    # publishes, which is how a peer we cannot parse (e.g. newer metadata) still shows alive.
+    fingerprints: Mapping[int, str]
 
 
 def engine_status_json(status: Mapping[str, str]) -> str:
@@ -250,6 +253,7 @@ def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = 
     global_error: SlotError | None = None
     hosts: dict[int, HostSlot] = {}
     errors: dict[int, SlotError] = {}
+    fingerprints: dict[int, str] = {}
     for index, start in enumerate(range(0, size, SLOT_BYTES)):
         end = start + SLOT_BYTES
         chunk = bytes(data[start:end]) if end <= size else bytes(data[start:size]).ljust(SLOT_BYTES, b"\0")
@@ -267,7 +271,10 @@ def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = 
                 global_error = exc
             else:
                 errors[index] = exc
-    return WhiteboardView(global_block=global_block, global_error=global_error, hosts=hosts, errors=errors)
+                fingerprints[index] = f"{zlib.crc32(chunk):08x}"
+    return WhiteboardView(
+        global_block=global_block, global_error=global_error, hosts=hosts, errors=errors, fingerprints=fingerprints
+    )
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -67,12 +67,10 @@ def engine_health_of(slot: HostSlot) -> EngineHealth:
     return EngineHealth.from_mapping(data)
 
 
-def fault_of(host_id: int, error: SlotError) -> PeerFault:
-    # The fingerprint must change when the slot's bytes change. The codec keeps no raw bytes
-    # of a bad slot, so the error text stands in: it carries the stored and computed crc for
-    # a crc mismatch (which changes with every publish), but not for a newer version's slot.
+def fault_of(host_id: int, error: SlotError, fingerprint: str) -> PeerFault:
+    """A slot we cannot use; ``fingerprint`` (the codec's crc of its bytes) gives it liveness."""
     kind = "too_new" if isinstance(error, MetadataTooNew) else "corrupt"
-    return PeerFault(host_id, kind, str(error), detail=error.problem)
+    return PeerFault(host_id, kind, fingerprint, detail=error.problem)
 
 
 def fsm_view(read: BoardRead, own_id: int) -> FsmView:
@@ -91,7 +89,9 @@ def fsm_view(read: BoardRead, own_id: int) -> FsmView:
         for host_id, slot in raw.hosts.items()
         if host_id != own_id
     ]
-    peers += [fault_of(host_id, error) for host_id, error in raw.errors.items() if host_id != own_id]
+    peers += [
+        fault_of(host_id, error, raw.fingerprints[host_id]) for host_id, error in raw.errors.items() if host_id != own_id
+    ]
     peers.sort(key=lambda p: p.host_id)
     if raw.global_error is not None:
         global_maintenance: bool | None = None

@@ -397,6 +397,8 @@ def test_whole_board_separates_good_and_bad_slots() -> None:
     assert view.global_block == GlobalBlock(maintenance=True) and view.global_error is None
     assert view.hosts == {1: host_slot(1, hostname="ü" * 100), 2: host_slot(2), 2000: host_slot(2000)}
     assert {i: type(e) for i, e in view.errors.items()} == {3: CorruptSlot, 5: WrongHostId, 7: MalformedSlot}
+    # Each unusable slot carries the crc32 of its own 4096 bytes (liveness for unparsable peers).
+    assert view.fingerprints == {i: f"{zlib.crc32(data[i * SLOT_BYTES : (i + 1) * SLOT_BYTES]):08x}" for i in (3, 5, 7)}
 
 
 def test_whole_board_reports_a_bad_global_block_separately() -> None:

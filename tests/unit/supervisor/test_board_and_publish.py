@@ -35,9 +35,9 @@ def board(*slots: HostSlot, global_block: bytes | None = None, raw: dict[int, by
     return BoardRead(decode_whiteboard(bytes(buffer)), read_at=500.0, duration=0.01)
 
 
-def newer_version_slot(host_id: int) -> bytes:
+def newer_version_slot(host_id: int, host_ts: int = 100) -> bytes:
     """A header of parse version 2 with a correct crc: written by a newer agent."""
-    fields = ["2", "1", "100", str(host_id), "3400", UP_STATUS, "future", "0", "0", "00000000", "1", "100"]
+    fields = ["2", "1", str(host_ts), str(host_id), "3400", UP_STATUS, "future", "0", "0", "00000000", "1", "100"]
     fields[9] = f"{zlib.crc32('|'.join(fields).encode()):08x}"
     return "|".join(fields).encode()
 
@@ -54,6 +54,17 @@ def test_fsm_view_has_every_peer_but_us_and_the_global_flag() -> None:
     assert isinstance(four, PeerRecord) and four.maintenance
     assert isinstance(three, PeerFault) and three.kind == "too_new"
     assert isinstance(five, PeerFault) and five.kind == "corrupt"
+
+
+def test_a_publishing_newer_version_peer_changes_its_fingerprint_and_a_still_one_does_not() -> None:
+    """Liveness of a slot we cannot parse comes from its bytes (B13 needs a live too-new peer)."""
+    def fault(host_ts: int) -> PeerFault:
+        (peer,) = fsm_view(board(raw={3: newer_version_slot(3, host_ts)}), OWN).peers
+        assert isinstance(peer, PeerFault) and peer.kind == "too_new"
+        return peer
+
+    assert fault(100).fingerprint != fault(110).fingerprint
+    assert fault(100).fingerprint == fault(100).fingerprint
 
 
 def test_global_flag_absent_is_off_and_unreadable_is_unknown() -> None:
