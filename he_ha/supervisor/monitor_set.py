@@ -1,8 +1,8 @@
 """The six monitors of one host, sharing the supervisor's libvirt connection.
 
-Like ``he_ha.monitors.standard_monitors`` but with the cpu and engine-health monitors on a
-``ConnectionDomainObserver`` (one libvirt connection per process) and the intervals and
-health settings ``he-ha run`` was given.
+``he_ha.monitors.standard_monitors`` with the cpu and engine-health monitors on a
+``ConnectionDomainObserver`` (one libvirt connection per process), the intervals and health
+settings ``he-ha run`` was given, and our own slot as the storage probe.
 """
 
 from __future__ import annotations
@@ -12,16 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from he_ha.config import HostedEngineConf
-from he_ha.monitors import (
-    BridgeMonitor,
-    CpuMonitor,
-    EngineHealthMonitor,
-    MemoryMonitor,
-    Monitor,
-    NetworkMonitor,
-    StorageMonitor,
-    direct_read_probe,
-)
+from he_ha.monitors import CpuMonitor, EngineHealthMonitor, Monitor, direct_read_probe, standard_monitors
 from he_ha.storage.codec import SLOT_BYTES
 from he_ha.supervisor.domain_observer import ConnectionDomainObserver
 
@@ -44,18 +35,12 @@ def build_monitors(
     health_grace: float,
 ) -> MonitorSet:
     """Raises ValueError naming what hosted-engine.conf lacks."""
-    if not conf.bridge:
-        raise ValueError("hosted-engine.conf: 'bridge' is required for the bridge monitor")
-    cpu = CpuMonitor(observer, interval=interval)
-    health = EngineHealthMonitor(observer, url=health_url, fqdn=conf.fqdn, interval=interval, grace=health_grace)
     # The storage monitor reads our own slot: the original's storage-domain check, with O_DIRECT.
     probe = direct_read_probe(metadata_path, size=SLOT_BYTES, offset=conf.host_id * SLOT_BYTES)
-    monitors: list[Monitor[Any]] = [
-        NetworkMonitor.from_conf(conf, interval=interval),
-        cpu,
-        MemoryMonitor(engine_mem_mib, interval=interval),
-        BridgeMonitor(conf.bridge, interval=interval),
-        health,
-        StorageMonitor(probe, interval=interval),
-    ]
+    monitors = standard_monitors(
+        conf, engine_mem_mib=engine_mem_mib, storage_probe=probe, domain=observer,
+        health_url=health_url, health_grace=health_grace, interval=interval,
+    )
+    (health,) = [m for m in monitors if isinstance(m, EngineHealthMonitor)]
+    (cpu,) = [m for m in monitors if isinstance(m, CpuMonitor)]
     return MonitorSet(monitors, health, cpu)
