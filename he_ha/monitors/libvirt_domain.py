@@ -60,6 +60,22 @@ class DomainObserver(Protocol):
 _errors_silenced = False
 
 
+def read_domain(conn: libvirt.virConnect, *, domain_uuid: str | None = None, name: str | None = None) -> DomainInfo:
+    """Blocking: the domain's state, reason and CPU time, looked up by UUID (else by name).
+
+    "No such domain" is an answer (``exists=False``); any other libvirt error propagates.
+    """
+    try:
+        domain = conn.lookupByUUIDString(domain_uuid) if domain_uuid else conn.lookupByName(name)
+        state, reason = domain.state()
+        cpu_time_ns = domain.info()[4]
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return DomainInfo(exists=False, observed_at=time.monotonic())
+        raise
+    return DomainInfo(True, state, reason, cpu_time_ns, time.monotonic())
+
+
 def _silence_libvirt_stderr() -> None:
     """libvirt's default error handler prints every error (also the expected "domain not
     found" on hosts not running the VM) to stderr. Errors still arrive as exceptions."""
@@ -126,17 +142,14 @@ class LibvirtDomain:
     def _observe_blocking(self) -> DomainInfo:
         try:
             conn = self._connection()
-            domain = conn.lookupByUUIDString(self.vm_id) if self._by_uuid else conn.lookupByName(self.vm_id)
-            state, reason = domain.state()
-            cpu_time_ns = domain.info()[4]
+            if self._by_uuid:
+                return read_domain(conn, domain_uuid=self.vm_id)
+            return read_domain(conn, name=self.vm_id)
         except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return DomainInfo(exists=False, observed_at=time.monotonic())
             if self._owned is not None:
                 self._drop_owned()  # reconnect on the next call
             where = "borrowed connection" if self._borrowed is not None else self.uri
             raise LibvirtUnavailable(f"libvirt ({where}): {exc.get_error_message()}") from None
-        return DomainInfo(True, state, reason, cpu_time_ns, time.monotonic())
 
     def _drop_owned(self) -> None:
         conn, self._owned = self._owned, None

@@ -8,11 +8,10 @@ calls through it: one connection, one place that knows whether libvirtd is reach
 
 from __future__ import annotations
 
-import time
-
 import libvirt
 
 from he_ha.monitors import DomainInfo, LibvirtUnavailable
+from he_ha.monitors.libvirt_domain import read_domain
 from he_ha.vm import DomainId, HypervisorError, LibvirtCallError, LibvirtConnection
 
 
@@ -36,15 +35,4 @@ class ConnectionDomainObserver:
         """Nothing to release: the connection belongs to the supervisor."""
 
     def _observe(self, conn: libvirt.virConnect) -> DomainInfo:
-        try:
-            if self._domain.uuid:
-                dom = conn.lookupByUUIDString(self._domain.uuid)
-            else:
-                dom = conn.lookupByName(self._domain.name)
-            state, reason = dom.state()
-            cpu_time_ns = dom.info()[4]
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return DomainInfo(exists=False, observed_at=time.monotonic())
-            raise
-        return DomainInfo(True, state, reason, cpu_time_ns, time.monotonic())
+        return read_domain(conn, domain_uuid=self._domain.uuid, name=self._domain.name)
