@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import ssl
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import structlog
 
+from he_ha.atomicfile import write_atomically
 from he_ha.config import BrokerConfig
 from he_ha.notify.mailer import MailError, TlsOptions, make_tls_context, send_mail
 from he_ha.notify.message import MessageError, build_message
@@ -277,15 +277,9 @@ class Notifier:
         snapshot = self._bucket.snapshot(self._boot_id)
         try:
             async with asyncio.timeout(STATE_SAVE_TIMEOUT):
-                await asyncio.to_thread(_write_atomically, path, json.dumps(snapshot))
+                await asyncio.to_thread(write_atomically, path, json.dumps(snapshot))
         except (OSError, TimeoutError) as exc:
             log.warning("cannot save notification rate-limit state", path=str(path), error=str(exc) or "timed out")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _read_boot_id() -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from he_ha.atomicfile import write_atomically
 
 
 def replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a reader (a restarted supervisor, sanlock's
-    fence command) sees the old content or the new one, never a torn file."""
+    """Write ``text`` to ``path`` atomically, creating the run directory if needed: a reader
+    (a restarted supervisor, sanlock's fence command) never sees a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(text)
-    os.replace(scratch, path)
+    write_atomically(path, text)
