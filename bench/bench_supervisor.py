@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.supervisor.harness import (
+from he_ha.devcluster.cluster import (
     Cluster,
     Host,
     causes_of,

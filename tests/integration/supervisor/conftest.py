@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.supervisor.harness import Cluster, health_page
+from he_ha.devcluster.cluster import Cluster, health_page
 
 
 @pytest.fixture(scope="package")

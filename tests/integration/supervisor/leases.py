@@ -7,7 +7,7 @@ import time
 
 from he_ha.storage.lease_errors import LeaseHeldElsewhere
 from he_ha.storage.lease_model import LeaseOwner
-from tests.integration.supervisor.harness import WAIT, Cluster, Host
+from he_ha.devcluster.cluster import WAIT, Cluster, Host
 
 
 def try_acquire(cluster: Cluster, host: Host) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.fsm import replay_matches
-from tests.integration.supervisor.harness import Cluster, causes_of, rule_of, state_of
+from he_ha.devcluster.cluster import Cluster, causes_of, rule_of, state_of
 from tests.support.stallfs import StallFS
 
 pytestmark = pytest.mark.root

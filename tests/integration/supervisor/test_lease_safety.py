@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.supervisor.harness import Cluster, Host, rule_of, state_of
+from he_ha.devcluster.cluster import Cluster, Host, rule_of, state_of
 from tests.integration.supervisor.leases import try_acquire, wait_until_acquirable
 
 pytestmark = pytest.mark.root

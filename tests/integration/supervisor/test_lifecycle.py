@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller as SmtpController
 from aiosmtpd.smtp import Envelope
 
-from tests.integration.supervisor.harness import Cluster, Host, Supervisor, actions_of, causes_of, rule_of, state_of
+from he_ha.devcluster.cluster import Cluster, Host, Supervisor, actions_of, causes_of, rule_of, state_of
 from tests.integration.supervisor.leases import owners, try_acquire, wait_until_acquirable
 
 pytestmark = pytest.mark.root

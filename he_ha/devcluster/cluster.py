@@ -1,4 +1,4 @@
-"""Simulated hosts running real ``he-ha run`` processes (shared by the tests and the bench).
+"""Simulated hosts running real ``he-ha run`` processes (shared by the demo, the tests and the benches).
 
 Each host has its own sanlock daemon (SANLOCK_RUN_DIR), its own configuration files, its own
 run directory and, for VMs that must outlive a supervisor process, its own private libvirtd
@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from typing import Any
 
 import libvirt
 
+from cli.admin_client import AdminClient
 from he_ha.devcluster.libvirtd import PrivateLibvirtd
 from he_ha.devcluster.sanlockd import SanlockDaemon
 from he_ha.storage.codec import SLOT_BYTES, WHITEBOARD_BYTES, HostSlot, decode_host_slot
@@ -117,46 +116,6 @@ class Supervisor:
             return f"(no log: {exc})"
 
 
-class AdminClient:
-    """A blocking HTTP client for a host's admin socket (real unix socket, real server)."""
-
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        self.path = path
-        self.timeout = timeout
-
-    def request(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        conn = _UnixHTTPConnection(self.path, self.timeout)
-        try:
-            payload = None if body is None else json.dumps(body)
-            headers = {} if payload is None else {"Content-Type": "application/json"}
-            conn.request(method, url, body=payload, headers=headers)
-            response = conn.getresponse()
-            data = response.read().decode()
-        finally:
-            conn.close()
-        is_json = response.getheader("Content-Type", "").startswith("application/json")
-        return response.status, json.loads(data) if is_json else data
-
-    def get(self, url: str) -> Any:
-        status, data = self.request("GET", url)
-        assert status == 200, (status, data)
-        return data
-
-    def post(self, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        return self.request("POST", url, body or {})
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("he-ha", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self._path))
-
-
 @dataclass
 class Host:
     host_id: int
@@ -213,6 +172,18 @@ class Host:
         )
         self.ha_conf.write_text("local_maintenance=False\nlocal_maintenance_manual=False\n")
         (self.root / "broker.conf").write_text("[notify]\nstate_transition =\n")  # no mails in these tests
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment for running ``hosted-engine`` as this host (cli/environment.py)."""
+        return {
+            "HE_HA_HOSTED_ENGINE_CONF": str(self.root / "hosted-engine.conf"),
+            "HE_HA_HA_CONF": str(self.ha_conf),
+            "HE_HA_AGENT_CONF": str(self.root / "agent.conf"),
+            "HE_HA_BROKER_CONF": str(self.root / "broker.conf"),
+            "HE_HA_ADMIN_SOCKET": str(self.admin_socket),
+            "HE_HA_LIBVIRT_URI": self.libvirt_uri,
+            "SANLOCK_RUN_DIR": str(self.daemon.run_dir),
+        }
 
     def set_local_maintenance(self, on: bool) -> None:
         self.ha_conf.write_text(f"local_maintenance={on}\nlocal_maintenance_manual={on}\n")

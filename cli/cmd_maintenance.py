@@ -1,0 +1,3 @@
+"""Placeholder until this command module is written."""
+
+COMMANDS = ()

@@ -1,0 +1,64 @@
+"""Where the ``hosted-engine`` shim finds this host's files and daemon.
+
+The original reads fixed paths. We keep them as defaults and let the environment override
+each one, so several simulated hosts on one machine (the demo, the tests) can each run the
+shim against their own files, socket and sanlock daemon.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from he_ha.config import ConfigError, ConfigPaths, HostedEngineConf, load_hosted_engine_conf
+
+# environment variable -> what it overrides
+ENV_HOSTED_ENGINE_CONF = "HE_HA_HOSTED_ENGINE_CONF"
+ENV_HA_CONF = "HE_HA_HA_CONF"
+ENV_AGENT_CONF = "HE_HA_AGENT_CONF"
+ENV_BROKER_CONF = "HE_HA_BROKER_CONF"
+ENV_ADMIN_SOCKET = "HE_HA_ADMIN_SOCKET"
+ENV_LIBVIRT_URI = "HE_HA_LIBVIRT_URI"
+ENV_SANLOCK_RUN_DIR = "SANLOCK_RUN_DIR"  # libsanlock's own variable
+
+DEFAULT_ADMIN_SOCKET = Path("/run/he-ha/admin.sock")
+DEFAULT_LIBVIRT_URI = "qemu:///system"
+
+
+@dataclass(frozen=True)
+class CliEnvironment:
+    paths: ConfigPaths
+    admin_socket: Path
+    libvirt_uri: str
+    sanlock_run_dir: Path | None  # None: the system sanlock daemon
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> CliEnvironment:
+        env = os.environ if environ is None else environ
+        defaults = ConfigPaths()
+
+        def path(name: str, default: Path) -> Path:
+            value = env.get(name)
+            return Path(value) if value else default
+
+        run_dir = env.get(ENV_SANLOCK_RUN_DIR)
+        return cls(
+            paths=ConfigPaths(
+                hosted_engine_conf=path(ENV_HOSTED_ENGINE_CONF, defaults.hosted_engine_conf),
+                agent_conf=path(ENV_AGENT_CONF, defaults.agent_conf),
+                broker_conf=path(ENV_BROKER_CONF, defaults.broker_conf),
+                ha_conf=path(ENV_HA_CONF, defaults.ha_conf),
+            ),
+            admin_socket=path(ENV_ADMIN_SOCKET, DEFAULT_ADMIN_SOCKET),
+            libvirt_uri=env.get(ENV_LIBVIRT_URI) or DEFAULT_LIBVIRT_URI,
+            sanlock_run_dir=Path(run_dir) if run_dir else None,
+        )
+
+    def engine_conf(self) -> HostedEngineConf:
+        """hosted-engine.conf, parsed; raises ConfigError naming the file and the bad key."""
+        return load_hosted_engine_conf(self.paths.hosted_engine_conf)
+
+
+__all__ = ["CliEnvironment", "ConfigError"]
