@@ -1,7 +1,7 @@
 """What one ``he-ha run`` costs and how fast it reacts (prints figures; asserts nothing).
 
 Three phases, each on a simulated host of its own (real sanlock daemon, real libvirtd with
-libvirt's test driver, real files; tests/integration/supervisor/harness.py):
+libvirt's test driver, real files; he_ha/devcluster/cluster.py):
 
 1. Idle footprint over --seconds (default 300) with the VM running (EngineUp) and production
    periods: 10 s ticks and monitors, 2 s peer poll, network test = ping 127.0.0.1, the

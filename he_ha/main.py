@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("he_ha.devcluster.demo", "run a local demo cluster of simulated hosts on this machine"),
     "simulate": ("he_ha.sim.cli", "run a cluster scenario through the real state machine on a virtual clock"),
     "run": ("he_ha.supervisor.cli", "run the HA supervisor of this host (the systemd service)"),
+    "failover-bound": ("he_ha.sim.bound_cli", "print the worst-case failover time of a timing configuration and check it"),
     "fence": ("he_ha.supervisor.fence", "destroy the local engine VM, then end the lease keeper (sanlock's killpath)"),
 }
 

@@ -33,7 +33,8 @@ class TimingConfig:
     # --- he-ha additions ---
     yield_dwell: float = 60.0  # a peer must out-score us by the threshold this long before we yield
     view_max_age: float = 30.0  # an older whiteboard view is stale: no start, no yield on it
-    action_timeout: float = 120.0  # start / shutdown / destroy result not reported -> failed
+    action_timeout: float = 240.0  # start / shutdown / destroy result not reported -> failed; above
+    # sanlock's longest acquire wait at io_timeout 10 (210 s, lease_layout.wait_deadline)
     migrate_timeout: float = 300.0  # migration result not reported -> failed
     migrate_retry_delay: float = 60.0  # wait after a failed migration before trying again
     lease_busy_backoff: float = 20.0  # without lease-owner data, wait this long after "lease busy"

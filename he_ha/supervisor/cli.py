@@ -40,34 +40,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     host.add_argument("--migrate-uri", default="qemu+tls://{hostname}/system", metavar="TEMPLATE",
                       help="destination libvirt URI for live migration; {hostname} is the target's name")
 
-    timing = parser.add_argument_group("timing")
-    timing.add_argument("--io-timeout", type=_positive_int, default=10, metavar="S",
-                        help="sanlock io_timeout (default 10)")
-    timing.add_argument("--tick-period", type=_positive_float, default=10.0, metavar="S", help="default 10")
-    timing.add_argument("--timing", action="append", default=[], metavar="KEY=SECONDS",
-                        help="state-machine timing override (docs/fsm.md), repeatable, e.g. liveness=6")
-    timing.add_argument("--peer-poll", type=_non_negative_float, default=2.0, metavar="S",
-                        help="whiteboard poll for changed peer slots (default 2; 0: off)")
-    timing.add_argument("--storage-timeout", type=_positive_float, default=5.0, metavar="S",
-                        help="deadline of each storage read/write and sanlock query in a tick (default 5)")
-    timing.add_argument("--monitor-interval", type=_positive_float, default=10.0, metavar="S", help="default 10")
+    timing = add_timing_arguments(parser)
     timing.add_argument("--health-url", default=None, metavar="URL", help="default http://<fqdn>/ovirt-engine/services/health")
-    timing.add_argument("--health-grace", type=_non_negative_float, default=600.0, metavar="S",
-                        help="start-up grace of the engine health page (default 600)")
-    timing.add_argument("--stop-deadline", type=_positive_float, default=30.0, metavar="S",
+    timing.add_argument("--stop-deadline", type=positive_float, default=30.0, metavar="S",
                         help="SIGTERM: exit anyway after this long (default 30)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--decision-log", type=Path, default=None, metavar="PATH",
                         help="append decisions as JSON lines")
-    output.add_argument("--decision-ring", type=_positive_int, default=100, metavar="N",
+    output.add_argument("--decision-ring", type=positive_int, default=100, metavar="N",
                         help="decisions kept in memory for the admin API (default 100)")
     output.add_argument("--log-json", action="store_true", help="log as JSON lines")
     output.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
-def settings_from(args: argparse.Namespace) -> SupervisorSettings:
-    """Raises TimingError/ValueError naming the bad option."""
+def add_timing_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The timing options; shared with ``he-ha failover-bound`` so it takes the same flags."""
+    timing = parser.add_argument_group("timing")
+    timing.add_argument("--io-timeout", type=positive_int, default=10, metavar="S",
+                        help="sanlock io_timeout (default 10)")
+    timing.add_argument("--tick-period", type=positive_float, default=10.0, metavar="S", help="default 10")
+    timing.add_argument("--timing", action="append", default=[], metavar="KEY=SECONDS",
+                        help="state-machine timing override (docs/fsm.md), repeatable, e.g. liveness=6")
+    timing.add_argument("--peer-poll", type=non_negative_float, default=2.0, metavar="S",
+                        help="whiteboard poll for changed peer slots (default 2; 0: off)")
+    timing.add_argument("--storage-timeout", type=positive_float, default=5.0, metavar="S",
+                        help="deadline of each storage read/write and sanlock query in a tick (default 5)")
+    timing.add_argument("--monitor-interval", type=positive_float, default=10.0, metavar="S", help="default 10")
+    timing.add_argument("--health-grace", type=non_negative_float, default=600.0, metavar="S",
+                        help="start-up grace of the engine health page (default 600)")
+    return timing
+
+
+def timing_from(args: argparse.Namespace) -> TimingConfig:
+    """The state machine's timing from --tick-period and --timing; TimingError names the bad one."""
     overrides: dict[str, object] = {"loop_delay": args.tick_period}
     for item in args.timing:
         key, sep, value = item.partition("=")
@@ -78,6 +84,11 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
         except ValueError:
             raise TimingError(f"--timing {item!r}: {value!r} is not a number") from None
         overrides[key.strip()] = number
+    return TimingConfig.from_mapping(overrides)
+
+
+def settings_from(args: argparse.Namespace) -> SupervisorSettings:
+    """Raises TimingError/ValueError naming the bad option."""
     return SupervisorSettings(
         paths=ConfigPaths(
             hosted_engine_conf=args.hosted_engine_conf,
@@ -93,7 +104,7 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
         admin_socket=args.admin_socket,
         admin_group=args.admin_group,
         io_timeout=args.io_timeout,
-        timing=TimingConfig.from_mapping(overrides),
+        timing=timing_from(args),
         peer_poll=args.peer_poll,
         storage_timeout=args.storage_timeout,
         monitor_interval=args.monitor_interval,
@@ -127,21 +138,21 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
-def _non_negative_float(text: str) -> float:
+def non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")

@@ -1,5 +1,5 @@
 """Simulated hosts running real ``he-ha run`` processes: real sanlock daemons, real
-libvirtd processes serving the test driver, real files and sockets (see harness.py).
+libvirtd processes serving the test driver, real files and sockets (see he_ha/devcluster/cluster.py).
 Needs root (sanlock's memlock shim, libvirtd)."""
 
 from __future__ import annotations

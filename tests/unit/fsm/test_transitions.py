@@ -22,6 +22,7 @@ from he_ha.fsm import (
     SanlockHost,
     ShutdownVm,
     StateName as S,
+    TimingConfig,
     step,
 )
 from he_ha.fsm.rules import RULES
@@ -42,6 +43,8 @@ from tests.unit.fsm.builders import (
     result,
     state_in,
 )
+
+ACTION_TIMEOUT = TimingConfig().action_timeout
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ CASES = [
     Case("start.ok", state_in(S.ENGINE_START, pending=pending("start")), obs(POWERING_UP, result=result(Outcome.OK)), S.ENGINE_STARTING),
     Case("start.failed", state_in(S.ENGINE_START, pending=pending("start")), obs(DOWN, result=result(Outcome.FAILED, reason="libvirt error")), S.ENGINE_DOWN),
     Case("start.lease-busy", state_in(S.ENGINE_START, pending=pending("start")), obs(DOWN, result=result(Outcome.LEASE_BUSY)), S.ENGINE_DOWN),
-    Case("start.timeout", state_in(S.ENGINE_START, pending=pending("start", issued_at=T0 - 120)), obs(DOWN), S.ENGINE_DOWN),
+    Case("start.timeout", state_in(S.ENGINE_START, pending=pending("start", issued_at=T0 - ACTION_TIMEOUT)), obs(DOWN), S.ENGINE_DOWN),
     # --- EngineStarting ---
     Case("starting.up", state_in(S.ENGINE_STARTING), obs(UP_GOOD), S.ENGINE_UP),
     Case("starting.powering-up", state_in(S.ENGINE_STARTING), obs(POWERING_UP), S.ENGINE_STARTING),
@@ -216,7 +219,7 @@ CASES = [
     Case("stop.await", state_in(S.ENGINE_STOP, pending=pending("shutdown")), obs(UP_GOOD), S.ENGINE_STOP),
     Case("force-stop.done", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(DOWN, result=result(Outcome.OK)), S.ENGINE_DOWN),
     Case("force-stop.failed", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(UP_GOOD, result=result(Outcome.FAILED)), S.REINITIALIZE),
-    Case("force-stop.timeout", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy", issued_at=T0 - 120)), obs(UP_GOOD), S.REINITIALIZE),
+    Case("force-stop.timeout", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy", issued_at=T0 - ACTION_TIMEOUT)), obs(UP_GOOD), S.REINITIALIZE),
     Case("force-stop.await", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(UP_GOOD), S.ENGINE_FORCE_STOP),
     # --- maintenance ---
     Case("global-maintenance.cleared", state_in(S.GLOBAL_MAINTENANCE), obs(DOWN), S.REINITIALIZE),

@@ -1,0 +1,81 @@
+"""``he-ha failover-bound``: the printed bound follows the formula, and every unsafe timing
+combination is reported (exit 1) while the defaults are clean (exit 0)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from he_ha.main import main
+from he_ha.storage.lease_layout import host_dead_seconds
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    code = main(["failover-bound", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_defaults_have_no_findings_and_the_documented_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = run_json(capsys)
+    assert code == 0
+    assert report["findings"] == []
+    assert report["host_crash"]["lease_free"] == host_dead_seconds(10) == 140
+    # 140 + tick 10 + lease back-off 20 + start 2, then + boot 60 (docs/fsm.md)
+    assert report["host_crash"]["vm_running"] == 172
+    assert report["host_crash"]["engine_healthy"] == 232
+    assert report["any_fault"]["total"] == 702
+
+
+def test_io_timeout_moves_the_host_crash_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    _, report = run_json(capsys, "--io-timeout", "1", "--tick-period", "1", "--timing", "lease_busy_backoff=2",
+                         "--vm-start", "0.5", "--vm-boot", "0")
+    assert report["host_crash"] == {"lease_free": 68, "vm_running": 71.5, "engine_healthy": 71.5}
+
+
+@pytest.mark.parametrize(
+    ("args", "severity", "words"),
+    [
+        (["--timing", "view_max_age=12"], "error", "no host will ever start the VM"),
+        (["--timing", "liveness=20"], "warning", "live peer look dead"),
+        (["--timing", "starting_timeout=30"], "warning", "stopped before it finishes booting"),
+        (["--health-grace", "10"], "warning", "booting engine counts as unhealthy"),
+        (["--timing", "stop_timeout=10", "--timing", "action_timeout=300"], "warning", "shutting down cleanly"),
+        (["--timing", "action_timeout=1"], "error", "every start is declared failed"),
+        (["--timing", "action_timeout=100"], "warning", "waits out a dead holder"),
+        (["--monitor-interval", "90"], "warning", "readings older than"),
+    ],
+)
+def test_each_unsafe_combination_is_named(capsys: pytest.CaptureFixture[str], args: list[str], severity: str,
+                                          words: str) -> None:
+    code, report = run_json(capsys, *args)
+    assert code == 1
+    assert [f["severity"] for f in report["findings"] if words in f["message"]] == [severity], report["findings"]
+
+
+def test_text_report_names_the_terms_and_findings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["failover-bound", "--timing", "liveness=20"]) == 1
+    out = capsys.readouterr().out
+    assert "its VM lease is free after         140.0 s" in out
+    assert "dead holder's lease frees (H)" in out
+    assert "WARNING: liveness 20 s" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timing", "bogus=1"], "unknown timing key 'bogus'"),
+        (["--timing", "liveness"], "expected KEY=SECONDS"),
+        (["--timing", "history=10"], "must exceed liveness"),
+    ],
+)
+def test_bad_timing_exits_2_naming_it(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    assert main(["failover-bound", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_flag_value_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["failover-bound", "--vm-boot", "-5"])
+    assert exited.value.code == 2
+    assert "must be >= 0" in capsys.readouterr().err
