@@ -190,13 +190,17 @@ def _migrate_backoff(ctx: _Ctx) -> bool:
     return failed is not None and ctx.now < failed + ctx.timing.migrate_retry_delay
 
 
-def _migrate_away(ctx: _Ctx, go: Rule, no_target: Rule, backoff: Rule) -> _Decision:
-    if _migrate_backoff(ctx):
-        return _Decision(backoff, "the last migration failed; the VM stays up here for now")
+def _migrate_away(ctx: _Ctx, go: Rule, no_target: Rule, evacuate: Rule) -> _Decision:
+    """Local maintenance with the VM here: migrate it live to the best eligible peer; if the
+    last live migration failed (or the hypervisor cannot migrate), shut the VM down so that
+    peer starts it. The host is vacated either way, as the admin asked; without an eligible
+    peer the VM stays up here and the record says why."""
     target = _migration_target(ctx)
     if target is None:
         why = "whiteboard view is stale" if ctx.cluster.stale else "no live host with a positive score and no VM"
         return _Decision(no_target, f"the VM stays up here: {why}")
+    if _migrate_backoff(ctx):
+        return _Decision(evacuate, f"live migration failed; host {target.host_id} will start the VM")
     return _Decision(go, f"migrate to host {target.host_id}", migrate_target=target)
 
 
@@ -311,8 +315,8 @@ def _engine_up(ctx: _Ctx) -> _Decision:
     healthy = health.health == HEALTH_GOOD
     maintenance_note = ""
     if ctx.local.local_maintenance:
-        decision = _migrate_away(ctx, R.UP_MIGRATE, R.UP_NO_TARGET, R.UP_MIGRATE_BACKOFF)
-        if decision.rule is R.UP_MIGRATE or healthy:
+        decision = _migrate_away(ctx, R.UP_MIGRATE, R.UP_NO_TARGET, R.UP_EVACUATE)
+        if decision.rule is not R.UP_NO_TARGET or healthy:
             return decision
         maintenance_note = f"local maintenance ({decision.note}); "
     rival = None if ctx.local.local_maintenance else _outranked_by(cluster, ctx.score.total, ctx.timing)
@@ -381,7 +385,7 @@ def _local_maintenance(ctx: _Ctx) -> _Decision:
     if not ctx.local.local_maintenance:
         return _Decision(R.LM_CLEARED)
     if ctx.health is not None and ctx.health.running:
-        return _migrate_away(ctx, R.LM_MIGRATE, R.LM_NO_TARGET, R.LM_BACKOFF)
+        return _migrate_away(ctx, R.LM_MIGRATE, R.LM_NO_TARGET, R.LM_EVACUATE)
     return _Decision(R.LM_IDLE)
 
 

@@ -200,8 +200,9 @@ UP_MIGRATE = _rule(
 UP_NO_TARGET = _rule(
     "up.local-maintenance.no-target", _UP, None, "local maintenance, but no live eligible host to migrate to"
 )
-UP_MIGRATE_BACKOFF = _rule(
-    "up.local-maintenance.backoff", _UP, None, "local maintenance, the last migration failed moments ago"
+UP_EVACUATE = _rule(
+    "up.local-maintenance.evacuate", _UP, S.ENGINE_STOP,
+    "local maintenance: live migration failed, shut the VM down for an eligible peer to start it",
 )
 UP_YIELD = _rule("up.yield", _UP, S.ENGINE_STOP, "a peer out-scored us by the threshold for the dwell time")
 UP_BAD_HEALTH = _rule("up.bad-health", {S.ENGINE_UP}, S.ENGINE_UP_BAD_HEALTH, "the engine is not healthy")
@@ -250,7 +251,10 @@ LM_MIGRATE = _rule(
 LM_NO_TARGET = _rule(
     "local-maintenance.no-target", _LM, None, "a VM runs here, but no live eligible host to migrate to"
 )
-LM_BACKOFF = _rule("local-maintenance.backoff", _LM, None, "a VM runs here; the last migration failed moments ago")
+LM_EVACUATE = _rule(
+    "local-maintenance.evacuate", _LM, S.ENGINE_STOP,
+    "a VM runs here and live migration failed: shut it down for an eligible peer to start it",
+)
 LM_IDLE = _rule("local-maintenance.idle", _LM, None, "in local maintenance")
 
 _MIGRATE = {S.LOCAL_MAINTENANCE_MIGRATE_VM}

@@ -91,7 +91,7 @@ def test_lease_busy_backoff(offset: float, blocked: bool) -> None:
 def test_migrate_retry_delay(offset: float, blocked: bool) -> None:
     state = state_in(S.ENGINE_UP, migrate_failed_at=T0 - TIMING.migrate_retry_delay - offset)
     _, _, record = step(state, obs(UP_GOOD, local_maintenance=True))
-    assert record.rule == ("up.local-maintenance.backoff" if blocked else "up.local-maintenance.migrate")
+    assert record.rule == ("up.local-maintenance.evacuate" if blocked else "up.local-maintenance.migrate")
 
 
 @pytest.mark.parametrize(("offset", "stale"), [(-EPS, False), (0.0, False), (EPS, True)], ids=["before", "at", "after"])

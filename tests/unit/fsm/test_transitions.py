@@ -189,10 +189,11 @@ CASES = [
         S.ENGINE_UP,
     ),
     Case(
-        "up.local-maintenance.backoff",
+        "up.local-maintenance.evacuate",
         state_in(S.ENGINE_UP, migrate_failed_at=T0 - 59),
         obs(UP_GOOD, local_maintenance=True),
-        S.ENGINE_UP,
+        S.ENGINE_STOP,
+        ShutdownVm,
     ),
     Case("up.yield", state_in(S.ENGINE_UP, outranked_since=T0 - 60), obs(UP_GOOD, **LOW_NET), S.ENGINE_STOP, ShutdownVm),
     Case("up.yield", state_in(S.ENGINE_UP_BAD_HEALTH, outranked_since=T0 - 60), obs(UP_BAD, **LOW_NET), S.ENGINE_STOP, ShutdownVm),
@@ -234,10 +235,11 @@ CASES = [
     Case("local-maintenance.migrate", state_in(S.LOCAL_MAINTENANCE), obs(UP_GOOD, local_maintenance=True), S.LOCAL_MAINTENANCE_MIGRATE_VM, MigrateVm),
     Case("local-maintenance.no-target", state_in(S.LOCAL_MAINTENANCE, peers=()), obs(UP_GOOD, peers=(), local_maintenance=True), S.LOCAL_MAINTENANCE),
     Case(
-        "local-maintenance.backoff",
+        "local-maintenance.evacuate",
         state_in(S.LOCAL_MAINTENANCE, migrate_failed_at=T0 - 10),
         obs(UP_GOOD, local_maintenance=True),
-        S.LOCAL_MAINTENANCE,
+        S.ENGINE_STOP,
+        ShutdownVm,
     ),
     Case(
         "migrate.done",
