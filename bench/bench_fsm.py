@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from he_ha.fsm import TimingConfig, step  # noqa: E402
 from he_ha.sim import SimParams, World, load_scenario  # noqa: E402
+from he_ha.sim import original  # noqa: E402
 from he_ha.sim.bound import failover_bound  # noqa: E402
 from he_ha.sim.randomized import run_many  # noqa: E402
 from he_ha.sim.world import engine_outages  # noqa: E402
@@ -31,7 +32,7 @@ SCENARIOS = ROOT / "tests" / "sim" / "scenarios"
 T = TimingConfig()
 SIM = SimParams()
 BOOT = SIM.vm_start_time + SIM.vm_boot_time  # the same VM start + boot budget for both
-PAXOS_HELD_MAX = 210  # sanlock paxos_acquire_held max with io_timeout 10 (§4.2)
+PAXOS_HELD_MAX = original.paxos_acquire_held_max(SIM.io_timeout)
 # The holder's last renewal may precede the fault by up to one renewal interval.
 LEASE_FREE_MIN = SIM.host_dead_time - SIM.renewal_interval
 SHUTDOWN = SIM.vm_shutdown_time
@@ -42,21 +43,21 @@ CASES = [
         "host-crash",
         300.0,
         "engine host loses power",
-        (LEASE_FREE_MIN + BOOT, PAXOS_HELD_MAX + T.loop_delay + BOOT),
+        original.host_crash(SIM.io_timeout, BOOT),
         "lease frees after host_dead 140 s (paxos max 210); failed starts retried every loop meanwhile",
     ),
     (
         "host-crash-without-sanlock-status",
         300.0,
         "same, FSM without sanlock status",
-        (LEASE_FREE_MIN + BOOT, PAXOS_HELD_MAX + T.loop_delay + BOOT),
+        original.host_crash(SIM.io_timeout, BOOT),
         "as above",
     ),
     (
         "vm-crash",
         300.0,
         "engine VM crashes",
-        (BOOT, 2 * T.loop_delay + BOOT),
+        original.vm_crash(BOOT),
         "crashed host scores 0; best peer starts at its next read + loop",
     ),
     (
