@@ -57,13 +57,24 @@ def domain_xml() -> str:
 
 
 class HealthPage:
-    """The engine's health page, answering "DB Up" on 127.0.0.1 (a real HTTP server)."""
+    """The engine's health page, answering "DB Up" on 127.0.0.1 (a real HTTP server).
 
-    def __init__(self) -> None:
+    ``gate``: asked on every request; None means the engine answers, a text means it does
+    not (the page then answers 503 with that text). Without a gate the engine always answers.
+    ``he_ha.devcluster.vm_watch.VmWatcher.engine_problem`` makes the page follow the VM: it
+    answers only while exactly one host's hypervisor runs it. The gate may be set after the
+    page started (the page's URL goes into the hosts' configuration before the hosts exist).
+    """
+
+    def __init__(self, gate: Callable[[], str | None] | None = None) -> None:
+        self.gate = gate
+        page = self
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = b"DB Up!Welcome to Health Status!"
-                self.send_response(200)
+                problem = page.gate() if page.gate is not None else None
+                body = b"DB Up!Welcome to Health Status!" if problem is None else problem.encode()
+                self.send_response(200 if problem is None else 503)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -263,9 +274,11 @@ class Host:
         return pid if is_keeper(pid) else None
 
     def vm(self) -> libvirt.virDomain | None:
-        """The engine VM in this host's libvirtd (None: no such domain)."""
+        """The engine VM in this host's libvirtd (None: no such domain, or the host is down)."""
         assert self.libvirtd is not None, "in-process hypervisors cannot be looked at from outside"
         conn = self._pin
+        if conn is None:  # not started, or crashed: no hypervisor, so no VM
+            return None
         try:
             dom = conn.lookupByUUIDString(ENGINE_UUID)
         except libvirt.libvirtError as exc:
@@ -282,14 +295,67 @@ class Host:
                 raise AssertionError(f"{self.name}: VM {wanted} after {timeout} s")
             time.sleep(0.05)
 
+    def crash_vm(self) -> None:
+        """The engine VM dies behind the supervisor's back (destroyed in the hypervisor)."""
+        vm = self.vm()
+        if vm is None:
+            raise AssertionError(f"{self.name}: no engine VM runs here to crash")
+        vm.destroy()
+
     # --- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._boot_daemons()
+        self.write_configs()
+
+    def _boot_daemons(self) -> None:
         self.daemon.start()
         if self.libvirtd is not None:
             self.libvirtd.start()
             self._pin = libvirt.open(self.libvirtd.default_uri)  # keeps the default node's domains
-        self.write_configs()
+
+    def processes(self) -> tuple[list[int], list[int]]:
+        """(process groups, single pids) of this host running now: the sanlock daemon's and
+        each supervisor's group (with its lease worker), the lease keeper and libvirtd."""
+        groups = [s.pid for s in self.supervisors if s.process.poll() is None]
+        if self.daemon.running and self.daemon.pid is not None:
+            groups.append(self.daemon.pid)
+        keeper = self.keeper_pid()
+        pids = [keeper] if keeper is not None else []
+        if self.libvirtd is not None and self.libvirtd.process is not None and self.libvirtd.process.poll() is None:
+            pids.append(self.libvirtd.process.pid)
+        return groups, pids
+
+    def crash(self) -> None:
+        """The host dies at once, as on power loss: every process of it (supervisor with its
+        lease worker, lease keeper, sanlock daemon, libvirtd with the VM) is stopped with
+        SIGSTOP first, so none sees the others die and reacts (a keeper killed while its
+        sanlock daemon still ran would release the lease cleanly), then killed with SIGKILL.
+        The VM lease stays on disk, owned by this host id: peers get it only after sanlock's
+        host-dead time. ``reboot()`` brings the host back."""
+        groups, pids = self.processes()
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for group in groups:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, sig)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        for supervisor in self.supervisors:
+            supervisor.kill()  # reaps it
+        self.daemon.kill()  # reaps it
+        if self.libvirtd is not None:
+            self.libvirtd.kill()  # reaps it, removes its socket
+        if self._pin is not None:  # closed after libvirtd is gone: nothing can wait on it
+            with contextlib.suppress(libvirt.libvirtError):
+                self._pin.close()
+            self._pin = None
+
+    def reboot(self, *extra: str) -> Supervisor:
+        """After ``crash()``: fresh sanlock daemon and hypervisor (no VM), the same files,
+        and a new supervisor (``extra``: its additional options)."""
+        self._boot_daemons()
+        return self.start_supervisor(*extra)
 
     def stop(self) -> None:
         for supervisor in self.supervisors:
@@ -309,10 +375,12 @@ class Host:
 class Cluster:
     """``count`` hosts sharing storage; use as a context manager."""
 
-    def __init__(self, count: int, *, libvirtd: bool, health_url: str, metadata: Path | None = None) -> None:
+    def __init__(self, count: int, *, libvirtd: bool, health_url: str, metadata: Path | None = None,
+                 base_dir: Path | None = None) -> None:
         """``metadata``: where hosts find the metadata volume (e.g. a stallable FUSE view of
-        ``<base>/shared/hosted-engine.metadata``); default that file itself."""
-        self.base = Path(tempfile.mkdtemp(prefix="he-ha-sv-", dir="/tmp"))
+        ``<base>/shared/hosted-engine.metadata``); default that file itself. ``base_dir``: where
+        the cluster's temporary directory goes (default /tmp; it must support O_DIRECT)."""
+        self.base = Path(tempfile.mkdtemp(prefix="he-ha-sv-", dir=base_dir or "/tmp"))
         self.base.chmod(0o755)
         self.shared = self.base / "shared"
         self.shared.mkdir()
@@ -323,6 +391,7 @@ class Cluster:
             for n in range(1, count + 1)
         ]
         self.layout: LeaseLayout | None = None
+        self.leftovers: list[tuple[int, str]] = []  # processes __exit__ had to kill (should stay empty)
 
     def __enter__(self) -> Cluster:
         try:
@@ -346,6 +415,31 @@ class Cluster:
             self.layout = await client.detect_layout(lockspace, resource=ENGINE_UUID, io_timeout=IO_TIMEOUT)
             await client.initialise(self.layout)
 
+    def terminate_supervisors(self, timeout: float = 40.0) -> dict[str, int | None]:
+        """SIGTERM every running supervisor at once and wait for them: host name -> exit code
+        (None: still running after ``timeout``; ``__exit__`` kills it)."""
+        running = [s for host in self.hosts for s in host.supervisors if s.process.poll() is None]
+        for supervisor in running:
+            supervisor.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int | None] = {}
+        for supervisor in running:
+            try:
+                codes[supervisor.host.name] = supervisor.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                codes[supervisor.host.name] = None
+        return codes
+
+    def owned_paths(self) -> list[Path]:
+        """The temporary directories of this cluster (its base and each private libvirtd's)."""
+        return [self.base] + [h.libvirtd.dir for h in self.hosts if h.libvirtd is not None]
+
+    def stray_processes(self) -> list[tuple[int, str]]:
+        """Processes whose command line or environment names one of ``owned_paths()``: what
+        would be left behind (supervisors, lease keepers, fence runs, sanlock daemons and
+        their helpers, libvirtd)."""
+        return processes_referencing(self.owned_paths())
+
     def __exit__(self, *exc: object) -> None:
         problems = []
         for host in self.hosts:
@@ -353,6 +447,10 @@ class Cluster:
                 host.stop()
             except (OSError, RuntimeError, subprocess.SubprocessError, libvirt.libvirtError) as error:
                 problems.append(f"{host.name}: {error}")  # go on: every host must be cleaned up
+        self.leftovers = self.stray_processes()
+        for pid, _ in self.leftovers:  # last resort; callers check ``leftovers`` is empty
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.base, ignore_errors=True)
         if problems:
             raise RuntimeError("cluster clean-up: " + "; ".join(problems))
@@ -368,6 +466,24 @@ async def _client(host: Host) -> Any:
         yield client
     finally:
         await client.close()
+
+
+def processes_referencing(paths: list[Path]) -> list[tuple[int, str]]:
+    """(pid, command line) of every process but this one whose command line or environment
+    contains one of ``paths`` (needs root to read other users' environments)."""
+    needles = [os.fsencode(path) for path in paths]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        if any(needle in cmdline or needle in environ for needle in needles):
+            found.append((int(entry.name), cmdline.replace(b"\0", b" ").decode(errors="replace").strip()))
+    return found
 
 
 @contextlib.contextmanager
