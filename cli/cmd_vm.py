@@ -1,3 +1,151 @@
-"""Placeholder until this command module is written."""
+"""``--vm-start [--vm-conf=<file>]``, ``--vm-start-paused``, ``--vm-shutdown``, ``--vm-poweroff``
+(spec/hosted-engine-cli.md §5, §6).
 
-COMMANDS = ()
+The daemon does the work (POST /v1/vm/...): it takes the VM lease before it launches the
+VM, so, unlike the original, a start on a host while another host holds the lease is
+refused instead of "succeeding" and then failing on the lease.
+
+Output: ``VM in WaitForLaunch`` on a start (exit 0); ``VM exists and its status is <s>``
+(exit 1) when the VM already runs or is paused here; otherwise ``VM failed to launch``
+on stdout and the daemon's reason on stderr (exit 1). Shutdown and poweroff are silent on
+success; a failure is its reason on stderr (exit 1).
+
+Deliberate differences from the original:
+- a paused VM is not destroyed and restarted by ``--vm-start``: it "exists" (exit 1), as
+  for ``--vm-start-paused``. Killing a live QEMU is a decision (``--vm-poweroff``), not a
+  clean-up. A shut-off leftover definition is still removed before the start.
+- ``--vm-conf=<file>`` does not need the configured vm.conf to be readable (it is the
+  recovery when that file is lost or broken); the file must describe the engine VM
+  (its vmId is the configured one), checked by the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cli import daemon_call
+from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options, require_deployed
+from cli.environment import CliEnvironment
+from cli.vm_conf_check import vm_conf_ready
+from he_ha.admin.contract import Refusal
+
+LAUNCHED = "VM in WaitForLaunch"
+NOT_LAUNCHED = "VM failed to launch"
+
+
+def _start(args: Sequence[str], env: CliEnvironment, *, paused: bool) -> int:
+    command = "--vm-start-paused" if paused else "--vm-start"
+    try:
+        options, _ = parse_options(command, args, valued=() if paused else ("--vm-conf",))
+    except UsageError as exc:
+        error(str(exc))
+        return EXIT_FAILED
+    if require_deployed(env) is None:
+        return EXIT_FAILED
+    body: dict[str, object] = {"paused": paused}
+    if "--vm-conf" in options:
+        alternative = Path(os.path.abspath(str(options["--vm-conf"])))  # the daemon's cwd is not ours
+        if not (alternative.is_file() and os.access(alternative, os.R_OK)):
+            error(f"{command}: cannot read the vm.conf file {alternative}")
+            return EXIT_FAILED
+        body["vm_conf"] = str(alternative)
+    elif not vm_conf_ready(env):
+        return EXIT_FAILED
+    answer = daemon_call.post(env, "/v1/vm/start", body)
+    if answer is None:
+        print(NOT_LAUNCHED)
+        return EXIT_FAILED
+    if answer.ok:
+        print(LAUNCHED)
+        return EXIT_OK
+    if answer.refusal == Refusal.VM_RUNNING_HERE:
+        print(f"VM exists and its status is {answer.detail.get('vm', 'unknown')}")
+        return EXIT_FAILED
+    print(NOT_LAUNCHED)
+    error(answer.message)
+    return EXIT_FAILED
+
+
+def _vm_start(args: Sequence[str], env: CliEnvironment) -> int:
+    return _start(args, env, paused=False)
+
+
+def _vm_start_paused(args: Sequence[str], env: CliEnvironment) -> int:
+    return _start(args, env, paused=True)
+
+
+def _stop(command: str, url: str, args: Sequence[str], env: CliEnvironment) -> int:
+    try:
+        parse_options(command, args)
+    except UsageError as exc:
+        error(str(exc))
+        return EXIT_FAILED
+    if require_deployed(env) is None:
+        return EXIT_FAILED
+    answer = daemon_call.post(env, url)
+    if answer is None:
+        return EXIT_FAILED
+    if not answer.ok:
+        error(answer.message)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _vm_shutdown(args: Sequence[str], env: CliEnvironment) -> int:
+    return _stop("--vm-shutdown", "/v1/vm/shutdown", args, env)
+
+
+def _vm_poweroff(args: Sequence[str], env: CliEnvironment) -> int:
+    return _stop("--vm-poweroff", "/v1/vm/poweroff", args, env)
+
+
+_ONLY_AFTER_DEPLOY = "    Available only after deployment has completed."
+_GLOBAL_HINT = (
+    "    Acts on this host only. Outside global maintenance the HA daemons may start the\n"
+    "    engine VM again, here or on another host."
+)
+
+COMMANDS = (
+    Command(
+        "--vm-start",
+        "--vm-start",
+        "start the engine VM on this host",
+        "--vm-start [--vm-conf=<file>]",
+        "    Start the engine VM on this host. The VM lease is taken first: the start is\n"
+        "    refused while another host holds it.\n"
+        f"{_ONLY_AFTER_DEPLOY}\n"
+        "    --vm-conf=<file>\n"
+        "        Use an alternative vm.conf file as a recovery action, for this start only.\n"
+        "        It must describe the engine VM (same vmId as the configured one).",
+        _vm_start,
+    ),
+    Command(
+        "--vm-start-paused",
+        "--vm-start-paused",
+        "start the engine VM, paused, on this host",
+        "--vm-start-paused",
+        "    Start the engine VM, paused, on this host (QEMU starts with the VM paused).\n"
+        f"{_ONLY_AFTER_DEPLOY}",
+        _vm_start_paused,
+    ),
+    Command(
+        "--vm-shutdown",
+        "--vm-shutdown",
+        "gracefully shut down the engine VM on this host",
+        "--vm-shutdown",
+        "    Gracefully shut down the engine VM on this host (ACPI shutdown request).\n"
+        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}",
+        _vm_shutdown,
+    ),
+    Command(
+        "--vm-poweroff",
+        "--vm-poweroff",
+        "forcefully power off the engine VM on this host",
+        "--vm-poweroff",
+        "    Forcefully power off the engine VM on this host.\n"
+        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}",
+        _vm_poweroff,
+    ),
+)

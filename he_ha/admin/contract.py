@@ -12,6 +12,7 @@ they touch ha.conf, the whiteboard, sanlock or libvirt; each has its own deadlin
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -80,13 +81,25 @@ class ClusterStatus(BaseModel):
 
 
 class CommandResult(BaseModel):
-    """Outcome of a mutating admin call. ``ok`` False carries an explanation, never silence."""
+    """Outcome of a mutating admin call. ``ok`` False carries an explanation, never silence.
+
+    A refusal a client must tell apart from others (to print the original's own text)
+    names itself in ``detail["refusal"]``: one of the ``Refusal`` values."""
 
     model_config = ConfigDict(frozen=True)
 
     ok: bool
     message: str
     detail: dict[str, Any] = {}
+
+
+class Refusal(StrEnum):
+    """``detail["refusal"]`` of a refused call (409)."""
+
+    VM_RUNNING_HERE = "vm_running_here"  # maintenance local / vm start: the VM runs here (detail["vm"])
+    LEASE_BUSY = "lease_busy"  # vm start: another host holds the VM lease
+    VM_NOT_HERE = "vm_not_here"  # console password: no running engine VM on this host
+    NO_VNC = "no_vnc"  # console password: the VM has no VNC display with a port
 
 
 class Metric(BaseModel):
@@ -113,14 +126,21 @@ class Controller(Protocol):
     async def set_maintenance(self, mode: MaintenanceMode) -> CommandResult:
         """global: slot 0 maintenance=1 and ha.conf local flags cleared; local: ha.conf
         local_maintenance=local_maintenance_manual=True and global cleared; none: all cleared
-        (the original's rules, spec/hosted-engine-cli.md §4)."""
+        (the original's rules, spec/hosted-engine-cli.md §4). ``local`` is refused while
+        the engine VM runs on this host."""
         ...
 
-    async def vm_start(self, *, paused: bool = False) -> CommandResult:
+    async def vm_start(self, *, paused: bool = False, vm_conf: Path | None = None) -> CommandResult:
         """Acquire the VM lease, then start the VM here. Refused (ok False) if another host
-        holds the lease or the VM already runs here."""
+        holds the lease or the VM already runs here. ``vm_conf``: start THIS time from that
+        vm.conf instead of the configured one (recovery); it must describe the engine VM."""
         ...
 
     async def vm_shutdown(self) -> CommandResult: ...
 
     async def vm_poweroff(self) -> CommandResult: ...
+
+    async def console_password(self, password: str, ttl: int) -> CommandResult:
+        """Set a VNC password valid for ``ttl`` seconds on the VM running here; ``detail``
+        carries the display's ``address`` and ``port``."""
+        ...

@@ -7,7 +7,7 @@ import json
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from he_ha.admin.contract import MaintenanceMode
@@ -24,10 +24,31 @@ class MaintenanceRequest(BaseModel):
     mode: MaintenanceMode
 
 
+MAX_PATH = 4096  # PATH_MAX
+MAX_TICKET_TTL = 24 * 3600
+
+
 class VmStartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     paused: StrictBool = False  # strict: "yes" or 1 is a client bug, not a request to pause
+    vm_conf: StrictStr | None = Field(None, max_length=MAX_PATH)  # an alternative vm.conf (recovery)
+
+    @field_validator("vm_conf")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        # The daemon's working directory is not the client's: a relative path would name
+        # another file than the one the admin meant.
+        if value is not None and (not value.startswith("/") or "\0" in value):
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class ConsolePasswordRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    password: StrictStr = Field(min_length=1, max_length=1024)
+    ttl: StrictInt = Field(120, ge=1, le=MAX_TICKET_TTL)  # seconds the password stays valid
 
 
 class NoFields(BaseModel):

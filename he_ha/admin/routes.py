@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -18,9 +19,10 @@ from aiohttp import web
 from he_ha.admin.calls import ControllerCalls
 from he_ha.admin.contract import CommandResult, Controller
 from he_ha.admin.errors import ApiError, code_for, error_response
+from he_ha.admin.file_access import require_readable_by_peer
 from he_ha.admin.metrics_text import CONTENT_TYPE, render
 from he_ha.admin.peercred import Authorizer, PeerCred, peer_credentials
-from he_ha.admin.requests import MaintenanceRequest, NoFields, VmStartRequest, read_body
+from he_ha.admin.requests import ConsolePasswordRequest, MaintenanceRequest, NoFields, VmStartRequest, read_body
 
 logger = structlog.get_logger(__name__)
 
@@ -106,6 +108,7 @@ class AdminRoutes:
         app.router.add_post("/v1/vm/start", self.vm_start)
         app.router.add_post("/v1/vm/shutdown", self.vm_shutdown)
         app.router.add_post("/v1/vm/poweroff", self.vm_poweroff)
+        app.router.add_post("/v1/vm/console-password", self.console_password)
 
     async def status(self, request: web.Request) -> web.Response:
         _query(request, frozenset())
@@ -127,7 +130,11 @@ class AdminRoutes:
     async def vm_start(self, request: web.Request) -> web.Response:
         cred = await self._authorize(request, "vm_start")
         body = await read_body(request, VmStartRequest, self.max_body)
-        return await self._run(cred, f"vm_start(paused={body.paused})", self.controller.vm_start(paused=body.paused))
+        vm_conf = None if body.vm_conf is None else Path(body.vm_conf)
+        if vm_conf is not None:
+            await require_readable_by_peer(vm_conf, cred)
+        action = f"vm_start(paused={body.paused}, vm_conf={body.vm_conf})"
+        return await self._run(cred, action, self.controller.vm_start(paused=body.paused, vm_conf=vm_conf))
 
     async def vm_shutdown(self, request: web.Request) -> web.Response:
         cred = await self._authorize(request, "vm_shutdown")
@@ -138,6 +145,13 @@ class AdminRoutes:
         cred = await self._authorize(request, "vm_poweroff")
         await read_body(request, NoFields, self.max_body)
         return await self._run(cred, "vm_poweroff", self.controller.vm_poweroff())
+
+    async def console_password(self, request: web.Request) -> web.Response:
+        cred = await self._authorize(request, "console_password")
+        body = await read_body(request, ConsolePasswordRequest, self.max_body)
+        # the password itself never reaches a log line
+        call = self.controller.console_password(body.password, body.ttl)
+        return await self._run(cred, f"console_password(ttl={body.ttl})", call)
 
     async def _authorize(self, request: web.Request, action: str) -> PeerCred:
         _query(request, frozenset())

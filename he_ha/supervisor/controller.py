@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from he_ha.admin.contract import ClusterStatus, CommandResult, MaintenanceMode, Metric
-from he_ha.config import ConfigError
+from he_ha.admin.contract import ClusterStatus, CommandResult, MaintenanceMode, Metric, Refusal
+from he_ha.config import ConfigError, load_vm_conf
 from he_ha.fsm import ActionResult, Outcome
 from he_ha.maintenance import MaintenanceFileError, apply_local_flags, plan
 from he_ha.monitors import Snapshot
@@ -30,12 +30,28 @@ from he_ha.supervisor.lease_holder import LeaseHolder
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
 from he_ha.supervisor.status import cluster_status
 from he_ha.supervisor.ticker import Ticker
-from he_ha.vm import LibvirtConnection, VmController, VmError, VmWatch
+from he_ha.supervisor.vnc_ticket import WILDCARDS, TicketRefused, set_ticket
+from he_ha.vm import (
+    DomainSpec,
+    DomainXmlError,
+    LibvirtCallError,
+    LibvirtConnection,
+    VmController,
+    VmError,
+    VmWatch,
+    domain_spec_from_vm_conf,
+)
 
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_TIMEOUT = 300.0  # the guest's own shutdown may take minutes (the FSM's stop timeout)
 SHUTDOWN_ANSWER = 5.0  # answer the caller after this long; the shutdown goes on
+
+# The original's text (spec/hosted-engine-cli.md §4), so the API and the CLI say the same.
+LOCAL_REFUSED = (
+    "Unable to enter local maintenance mode: the engine VM is running on the current host, "
+    "please migrate it before entering local maintenance mode."
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,16 @@ class SupervisorController:
     async def set_maintenance(self, mode: MaintenanceMode) -> CommandResult:
         flags = plan(mode)
         p = self._p
+        if mode is MaintenanceMode.LOCAL:
+            # Local maintenance would make this host give up the VM; the original refused
+            # it while the VM runs here: migrate it (or stop it) first.
+            try:
+                state = await p.vm.state()
+            except VmError as exc:
+                return CommandResult(ok=False, message=f"refused: cannot tell whether the engine VM runs here: {exc}")
+            if state.active:
+                return CommandResult(ok=False, message=LOCAL_REFUSED,
+                                     detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value})
         try:
             if flags.global_flag:  # entering global: announce it before clearing local
                 await p.supervisor.whiteboard.admin_write_global(GlobalBlock(maintenance=True))
@@ -121,14 +147,42 @@ class SupervisorController:
         return CommandResult(ok=True, message=f"maintenance mode {mode.value} set",
                              detail={"global": flags.global_flag, "local": flags.local, "manual": flags.manual})
 
-    async def vm_start(self, *, paused: bool = False) -> CommandResult:
+    async def vm_start(self, *, paused: bool = False, vm_conf: Path | None = None) -> CommandResult:
         refused = await self._refuse_if_busy_or_running()
         if refused is not None:
             return refused
-        result = await self._admin_action("start", self._p.executor.start_vm(paused=paused))
+        spec: DomainSpec | None = None
+        if vm_conf is not None:
+            spec_or_refusal = await self._alternative_spec(vm_conf)
+            if isinstance(spec_or_refusal, CommandResult):
+                return spec_or_refusal
+            spec = spec_or_refusal
+        result = await self._admin_action("start", self._p.executor.start_vm(paused=paused, spec=spec))
         if result.outcome is Outcome.LEASE_BUSY:
-            return CommandResult(ok=False, message=f"refused: another host holds the VM lease ({result.reason})")
+            return CommandResult(ok=False, message=f"refused: another host holds the VM lease ({result.reason})",
+                                 detail={"refusal": Refusal.LEASE_BUSY.value})
         return _command("start", result)
+
+    async def _alternative_spec(self, path: Path) -> DomainSpec | CommandResult:
+        """The domain of an admin's recovery vm.conf, if it describes the engine VM."""
+        p = self._p
+        try:
+            conf = await asyncio.wait_for(asyncio.to_thread(load_vm_conf, path), p.file_timeout)
+            spec = domain_spec_from_vm_conf(conf, str(path))
+        except TimeoutError:
+            return CommandResult(ok=False, message=f"refused: {path}: no answer from the file system "
+                                                   f"within {p.file_timeout:g} s")
+        except (ConfigError, DomainXmlError) as exc:
+            return CommandResult(ok=False, message=f"refused: not a usable vm.conf: {exc}")
+        engine = p.vm.domain
+        if spec.id.uuid != engine.uuid:
+            return CommandResult(ok=False, message=f"refused: {path} describes the VM {spec.id.uuid} (vmId), "
+                                                   f"not the engine VM {engine.uuid}")
+        if spec.id.name != engine.name:
+            return CommandResult(ok=False, message=f"refused: {path} names the VM {spec.id.name!r}, "
+                                                   f"not {engine.name!r} as the configured vm.conf does")
+        log.warning("engine VM start from an alternative vm.conf", path=str(path))
+        return spec
 
     async def vm_shutdown(self) -> CommandResult:
         task = asyncio.ensure_future(self._admin_action("shutdown", self._p.executor.shutdown(SHUTDOWN_TIMEOUT)))
@@ -143,6 +197,22 @@ class SupervisorController:
     async def vm_poweroff(self) -> CommandResult:
         return _command("poweroff", await self._admin_action("poweroff", self._p.executor.destroy("admin poweroff")))
 
+    async def console_password(self, password: str, ttl: int) -> CommandResult:
+        p = self._p
+        try:
+            display = await p.connection.call("set-vnc-ticket", lambda c: set_ticket(c, p.vm.domain, password, ttl))
+        except TicketRefused as exc:
+            return CommandResult(ok=False, message=str(exc), detail={"refusal": exc.refusal.value})
+        except LibvirtCallError as exc:
+            return CommandResult(ok=False, message=f"the VNC password could not be set: {exc}")
+        except VmError as exc:
+            return CommandResult(ok=False, message=f"refused: libvirt cannot be asked: {exc}")
+        # A display listening everywhere is reached through this host's name.
+        address = p.supervisor.hostname if display.address in WILDCARDS else display.address
+        log.info("VNC password set", ttl=ttl, address=address, port=display.port)
+        return CommandResult(ok=True, message=f"VNC password set for {ttl} s",
+                             detail={"address": address, "port": display.port})
+
     async def _refuse_if_busy_or_running(self) -> CommandResult | None:
         if self._p.executor.busy:
             return CommandResult(ok=False, message="refused: a VM action is already under way here")
@@ -151,7 +221,8 @@ class SupervisorController:
         except VmError as exc:
             return CommandResult(ok=False, message=f"refused: the VM state cannot be read: {exc}")
         if state.active:
-            return CommandResult(ok=False, message=f"refused: the VM already runs here ({state})")
+            return CommandResult(ok=False, message=f"refused: the VM already runs here ({state})",
+                                 detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value})
         return None
 
     async def _admin_action(self, what: str, work: Any) -> ActionResult:

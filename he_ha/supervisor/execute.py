@@ -160,8 +160,11 @@ class ActionExecutor:
 
     # --- the actions (also used by the admin API) ------------------------------------------
 
-    async def start_vm(self, *, paused: bool = False) -> ActionResult:
-        """Acquire the lease, then launch (invariant 1). seq is filled in by the caller."""
+    async def start_vm(self, *, paused: bool = False, spec: DomainSpec | None = None) -> ActionResult:
+        """Acquire the lease, then launch (invariant 1). seq is filled in by the caller.
+
+        ``spec``: launch this definition (an admin's recovery vm.conf, already checked to
+        describe the engine VM) instead of re-reading the configured vm.conf."""
         try:
             await self._holder.acquire(self._acquire_timeout)
         except LeaseHeldElsewhere as exc:
@@ -170,8 +173,8 @@ class ActionExecutor:
         except LeaseError as exc:
             return ActionResult(0, Outcome.FAILED, f"VM lease: {exc}")
         try:
-            spec = self._holder.prepare(await self._specs.load())
-            started = await self._vm.start(spec, self._holder, paused=paused)
+            launch = self._holder.prepare(spec or await self._specs.load())
+            started = await self._vm.start(launch, self._holder, paused=paused)
         except LeaseNotHeld as exc:
             return ActionResult(0, Outcome.FAILED, str(exc))
         except LibvirtCallError as exc:

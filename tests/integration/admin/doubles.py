@@ -4,6 +4,7 @@ there), answering from fixed data and recording the mutating calls it receives."
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from he_ha.admin.contract import (
@@ -117,11 +118,14 @@ class ControllerTestDouble:
     async def set_maintenance(self, mode: MaintenanceMode) -> CommandResult:
         return await self._answer("set_maintenance", mode)
 
-    async def vm_start(self, *, paused: bool = False) -> CommandResult:
-        return await self._answer("vm_start", paused)
+    async def vm_start(self, *, paused: bool = False, vm_conf: Path | None = None) -> CommandResult:
+        return await self._answer("vm_start", paused if vm_conf is None else (paused, vm_conf))
 
     async def vm_shutdown(self) -> CommandResult:
         return await self._answer("vm_shutdown", None)
 
     async def vm_poweroff(self) -> CommandResult:
         return await self._answer("vm_poweroff", None)
+
+    async def console_password(self, password: str, ttl: int) -> CommandResult:
+        return await self._answer("console_password", (password, ttl))

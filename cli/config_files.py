@@ -1,0 +1,183 @@
+"""The configuration files ``--get/--set-shared-config`` reach, one ``ConfigFile`` per type.
+
+| type | file | keys |
+|---|---|---|
+| he_local | hosted-engine.conf (flat key=value) | he-ha's keys (HostedEngineConf) and any key in the file |
+| ha | ha.conf (flat key=value) | local_maintenance, local_maintenance_manual and any key in the file |
+| broker | broker.conf (INI) | ``section.option``: he-ha's [email] and [notify] options and any in the file |
+
+A bare broker option means section ``default``, as in the original; he-ha reads no such
+section, so such keys exist only if the file has them.
+
+A new value is checked BEFORE anything is written: the whole new text is loaded with the
+loader the daemon uses (he_ha.config), so a value the daemon would refuse at start-up is
+refused here, naming the key and the value, and the file stays as it was. hosted-engine.conf
+and broker.conf are replaced atomically (a scratch file renamed over them, owner and mode
+kept); ha.conf is rewritten in place under the lock every ha.conf writer honours
+(he_ha/maintenance.py explains why it must not be renamed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from cli.ini_text import edit_ini_text, ini_values
+from he_ha.atomicfile import write_atomically
+from he_ha.config import (
+    ConfigError,
+    ConfigPaths,
+    EmailConfig,
+    HostedEngineConf,
+    LocalMaintenance,
+    NotifyConfig,
+    load_broker_config,
+    load_ha_conf,
+    load_hosted_engine_conf,
+    parse_flat_file,
+)
+
+# The in-place, flock-ed ha.conf rewrite is the maintenance module's; it has no public
+# name for updating arbitrary keys yet, so its two building blocks are used directly.
+from he_ha.maintenance import MaintenanceFileError, _in_thread, _rewrite, edit_flat_text
+
+HA_CONF_TIMEOUT = 5.0  # waiting for the ha.conf lock
+BARE_SECTION = "default"  # broker.conf: the section of a key without "section."
+
+
+class ConfigValueRejected(Exception):
+    """The new value would make the file invalid for he-ha; nothing was written."""
+
+
+class ConfigWriteError(Exception):
+    """The file could not be read or written."""
+
+
+def _aliases(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Key as written in the file -> he-ha's default for it, as text ("None" if none)."""
+    result = {}
+    for name, field in model.model_fields.items():
+        default = field.default
+        result[prefix + (field.alias or name)] = "None" if default in (PydanticUndefined, None) else str(default)
+    return result
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    type: str
+    path: Path
+    defaults: dict[str, str]  # he-ha's keys and what it uses when a key is absent
+    _read: Callable[[Path], dict[str, str]]
+    _edit: Callable[[str, str, str], str]  # (text, key, value) -> new text
+    _load: Callable[[Path], object]  # the daemon's loader: raises ConfigError
+    _in_place_locked: bool = False  # ha.conf: rewritten in place under flock, never renamed
+
+    def values(self) -> dict[str, str]:
+        """The keys the file holds, with their values; a missing file holds none."""
+        if not self.path.exists():
+            return {}
+        return self._read(self.path)
+
+    def keys(self) -> set[str]:
+        return set(self.defaults) | set(self.values())
+
+    def get(self, key: str) -> str:
+        return self.values().get(key, self.defaults.get(key, "None"))
+
+    def set(self, key: str, value: str) -> None:
+        """Validate the new text with the daemon's loader, then write it."""
+        if any(char in value for char in "\n\r\0"):
+            raise ConfigValueRejected(f"Refusing to set {key} to {value!r} in {self.path}: "
+                                      "the value must be one line of text; the file is unchanged")
+        old = self._text()
+        new = self._edit(old, key, value)
+        self._validate(key, value, new)
+        if self._in_place_locked:
+            self._write_locked(key, value)
+        else:
+            self._replace(new)
+
+    def _text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigWriteError(f"{self.path}: cannot read: {exc}") from None
+
+    def _validate(self, key: str, value: str, text: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="he-ha-config-") as scratch:
+            candidate = Path(scratch) / self.path.name
+            candidate.write_text(text, encoding="utf-8")
+            try:
+                self._load(candidate)
+            except ConfigError as exc:
+                why = str(exc).replace(str(candidate), str(self.path))
+                raise ConfigValueRejected(
+                    f"Refusing to set {key} to {value!r}: the file would be invalid: {why}; {self.path} is unchanged"
+                ) from None
+
+    def _replace(self, text: str) -> None:
+        target = self.path.resolve()  # through a symlink: replace the file, keep the link
+        try:
+            st = target.stat() if target.exists() else None
+            old_umask = os.umask(0o077)  # the scratch file is private until its mode is set
+            try:
+                write_atomically(target, text)
+            finally:
+                os.umask(old_umask)
+            if st is not None:
+                os.chown(target, st.st_uid, st.st_gid)
+                os.chmod(target, st.st_mode & 0o7777)
+            else:
+                os.chmod(target, 0o644)
+        except OSError as exc:
+            raise ConfigWriteError(f"{target}: cannot write: {exc}") from None
+
+    def _write_locked(self, key: str, value: str) -> None:
+        try:
+            asyncio.run(_in_thread(partial(_rewrite, self.path, {key: value}), self.path, HA_CONF_TIMEOUT))
+        except (MaintenanceFileError, ConfigError) as exc:
+            raise ConfigWriteError(str(exc)) from None
+
+
+def _flat_edit(text: str, key: str, value: str) -> str:
+    return edit_flat_text(text, {key: value})
+
+
+def _read_broker(path: Path) -> dict[str, str]:
+    """``section.option`` keys; section ``default``'s options as bare keys."""
+    try:
+        values = ini_values(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, f"cannot read: {exc}") from None
+    except configparser.Error as exc:
+        raise ConfigError(path, f"not a valid INI file: {exc}") from None
+    return {key.removeprefix(f"{BARE_SECTION}."): value for key, value in values.items()}
+
+
+def _broker_edit(text: str, key: str, value: str) -> str:
+    section, dot, option = key.partition(".")
+    if not dot:
+        section, option = BARE_SECTION, key
+    return edit_ini_text(text, section, option, value)
+
+
+def config_files(paths: ConfigPaths) -> dict[str, ConfigFile]:
+    """The writable types, in the order the original listed them."""
+    return {
+        "he_local": ConfigFile("he_local", paths.hosted_engine_conf, _aliases(HostedEngineConf),
+                               parse_flat_file, _flat_edit, load_hosted_engine_conf),
+        "ha": ConfigFile("ha", paths.ha_conf, _aliases(LocalMaintenance), parse_flat_file, _flat_edit, load_ha_conf,
+                         _in_place_locked=True),
+        "broker": ConfigFile("broker", paths.broker_conf,
+                             _aliases(EmailConfig, "email.") | _aliases(NotifyConfig, "notify."),
+                             _read_broker, _broker_edit, load_broker_config),
+    }

@@ -1,0 +1,33 @@
+"""The original's "vm.conf not retrieved yet" check (spec/hosted-engine-cli.md §1).
+
+The engine VM's definition file (``conf`` in hosted-engine.conf) must be readable before a
+start. If it is not, three lines go to stdout, the second naming the likely cause: the HA
+service is not running (its admin socket does not answer), or it runs and the file is
+still missing (then sanlock and the logs tell why).
+"""
+
+from __future__ import annotations
+
+import os
+
+from cli.command import daemon_answers, error
+from cli.environment import CliEnvironment, ConfigError
+
+NOT_RETRIEVED = "The hosted engine configuration has not been retrieved from shared storage yet,"
+SERVICE_DOWN = "please ensure that the he-ha service is running."
+CHECK_SANLOCK = "for more details please check sanlock status."
+
+
+def vm_conf_ready(env: CliEnvironment) -> bool:
+    """True if the configured vm.conf is readable; else print why (the caller exits 1)."""
+    try:
+        path = env.engine_conf().vm_conf
+    except ConfigError as exc:
+        error(str(exc))
+        return False
+    if path.is_file() and os.access(path, os.R_OK):
+        return True
+    print(NOT_RETRIEVED)
+    print(CHECK_SANLOCK if daemon_answers(env) else SERVICE_DOWN)
+    print()
+    return False
