@@ -1,0 +1,161 @@
+"""Where ``--vm-status`` and ``--explain`` get their data: the local daemon's admin socket,
+else the whiteboard on shared storage, and libvirt for the failed-deploy check.
+
+Every source has a deadline: the socket a timeout, the storage read ``Whiteboard``'s own
+read timeout plus an outer ``wait_for``, ``virsh`` a subprocess timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from cli.admin_client import AdminClient, AdminError, DaemonUnreachable
+from cli.environment import CliEnvironment
+from he_ha.admin.contract import ClusterStatus
+from he_ha.config import ConfigError
+from he_ha.logsetup import configure_logging
+
+DAEMON_TIMEOUT = 5.0  # the daemon answers status from memory: seconds mean it is hung
+STORAGE_TIMEOUT = 10.0
+VIRSH_TIMEOUT = 10.0
+DEPLOY_DOMAIN = "HostedEngineLocal"  # the bootstrap VM of the original's deployment
+MAX_DECISIONS = 1000  # the admin API's upper bound for ?limit=
+
+
+class SourceError(Exception):
+    """A source could not give its data; the message says which source and why."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    status: ClusterStatus
+    fallback: str | None  # None: from the daemon; else why the daemon was not used
+
+
+def status_from_daemon(env: CliEnvironment, timeout: float = DAEMON_TIMEOUT) -> ClusterStatus:
+    return ClusterStatus.model_validate(daemon_get(env, "/v1/status", timeout))
+
+
+def daemon_get(env: CliEnvironment, url: str, timeout: float = DAEMON_TIMEOUT) -> Any:
+    """The decoded 200 answer of ``GET url``; SourceError naming the socket otherwise."""
+    try:
+        return AdminClient(env.admin_socket, timeout=timeout).get(url)
+    except DaemonUnreachable as exc:
+        raise SourceError(str(exc)) from exc
+    except AdminError as exc:
+        raise SourceError(f"the he-ha daemon on {env.admin_socket} answered {exc.status}: {exc.message}") from exc
+
+
+def fetch_status(env: CliEnvironment) -> Fetched:
+    """The daemon's view, else the whiteboard read from storage (every host stale).
+
+    SourceError when neither answers; its message names both reasons.
+    """
+    try:
+        return Fetched(status_from_daemon(env), None)
+    except SourceError as exc:
+        daemon_reason = str(exc)
+    except ValidationError as exc:
+        daemon_reason = f"the he-ha daemon on {env.admin_socket} sent a status that does not parse: {_first(exc)}"
+    try:
+        status, metadata = status_from_storage(env)
+    except SourceError as exc:
+        raise SourceError(f"{daemon_reason}; reading the status from storage failed too: {exc}") from exc
+    where = f"status read from storage ({metadata}), every host shown as not up-to-date"
+    return Fetched(status, f"{daemon_reason}; {where}")
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+
+
+def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -> tuple[ClusterStatus, Path]:
+    """Read the whiteboard directly (O_DIRECT, with a deadline) as a ClusterStatus whose
+    hosts are all stale: without the daemon's history nobody can tell who is alive."""
+    try:
+        conf = env.engine_conf()
+    except ConfigError as exc:
+        raise SourceError(str(exc)) from exc
+    path = conf.metadata_path
+    if path is None:
+        raise SourceError(f"metadata_path is not set in {env.paths.hosted_engine_conf}")
+    # Imported here: only this path needs the storage and supervisor code (~0.3 s to import).
+    from he_ha.storage.whiteboard import Whiteboard
+    from he_ha.storage.whiteboard_errors import WhiteboardError
+    from he_ha.supervisor.status import error_view, slot_view
+
+    async def read() -> Any:
+        async with Whiteboard(path, conf.host_id, read_timeout=timeout) as board:
+            return await asyncio.wait_for(board.read_all(), timeout + 1.0)
+
+    try:
+        with _library_logs_to_stderr():
+            view = asyncio.run(read())
+    except (WhiteboardError, OSError) as exc:
+        raise SourceError(str(exc)) from exc
+    except TimeoutError:
+        raise SourceError(f"whiteboard read of {path}: no answer within {timeout + 1.0:g} s") from None
+    hosts = [slot_view(slot, local=hid == conf.host_id, live=False, sanlock=None) for hid, slot in view.hosts.items()]
+    hosts += [error_view(hid, error, live=False, sanlock=None) for hid, error in view.errors.items()]
+    hosts.sort(key=lambda h: h.host_id)
+    global_maintenance: bool | None = None  # slot 0 unreadable
+    if view.global_error is None:
+        global_maintenance = view.global_block is not None and view.global_block.maintenance
+    status = ClusterStatus(
+        host_id=conf.host_id,
+        global_maintenance=global_maintenance,
+        hosts=hosts,
+        whiteboard_age=0.0,
+        storage_error=None,
+        lease_owner=None,
+        vm_here="unknown",
+        hypervisor="unknown",
+    )
+    return status, path
+
+
+@contextlib.contextmanager
+def _library_logs_to_stderr() -> Iterator[None]:
+    """The storage code logs its failures; in this short command they would land on stdout
+    (structlog's default) and corrupt ``--json``. Errors only, to stderr, for the duration."""
+    saved = dict(structlog.get_config())
+    configure_logging(level="ERROR")
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+def decisions_from_daemon(env: CliEnvironment) -> list[dict[str, Any]]:
+    """Every decision record the daemon keeps (its ring), newest last."""
+    answer = daemon_get(env, f"/v1/decisions?limit={MAX_DECISIONS}")
+    decisions = answer.get("decisions") if isinstance(answer, dict) else None
+    if not isinstance(decisions, list) or not all(isinstance(d, dict) for d in decisions):
+        raise SourceError(f"the he-ha daemon on {env.admin_socket} sent decisions that are not a list of objects")
+    return decisions
+
+
+def failed_deploy_leftover(uri: str, timeout: float = VIRSH_TIMEOUT) -> tuple[bool, str | None]:
+    """(True, None) when libvirt at ``uri`` has the bootstrap VM of an interrupted deploy.
+
+    ``virsh domstate`` as the original did, read-only and with a deadline. (False, why) when
+    the check itself could not run, so the caller can say so instead of guessing.
+    """
+    command = ["virsh", "-r", "-c", uri, "domstate", DEPLOY_DOMAIN]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    except FileNotFoundError:
+        return False, "virsh is not installed: cannot check for a leftover deployment VM"
+    except subprocess.TimeoutExpired:
+        return False, f"virsh -c {uri} did not answer within {timeout:g} s: cannot check for a leftover deployment VM"
+    return done.returncode == 0, None

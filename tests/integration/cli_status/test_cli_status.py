@@ -1,0 +1,110 @@
+"""``hosted-engine --vm-status`` and ``--explain`` against a real two-host he-ha cluster
+(he_ha/devcluster: real supervisors, sanlock daemons, libvirtd with the test driver), run as
+real processes with each host's environment. Then one host's supervisor stops, and its
+``--vm-status`` must fall back to the whiteboard on storage and say so."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from he_ha.devcluster.cluster import Cluster, Host, health_page, state_of
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]  # ~25 s: one cluster start, a VM start
+
+REPO = Path(__file__).resolve().parents[3]
+WAIT = 60.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    if shutil.which("libvirtd") is None or shutil.which("sanlock") is None:
+        pytest.fail("needs the Debian packages sanlock and libvirt-daemon")
+    with health_page() as url, Cluster(2, libvirtd=True, health_url=url) as started:
+        for host in started.hosts:
+            host.start_supervisor()
+        yield started
+
+
+def hosted_engine(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host.cli_env()},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def engine_host(cluster: Cluster) -> Host:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for host in cluster.hosts:
+            if any(state_of(entry) == "EngineUp" for entry in host.decisions()):
+                return host
+        time.sleep(0.2)
+    raise AssertionError(f"no host reached EngineUp within {WAIT} s")
+
+
+def status_json(host: Host, ready: Any) -> dict[str, Any]:
+    """``--vm-status --json`` of ``host``, polled until ``ready(document)`` holds."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        done = hosted_engine(host, "--vm-status", "--json")
+        assert done.returncode == 0, done.stderr
+        document: dict[str, Any] = json.loads(done.stdout)
+        if ready(document) or time.monotonic() > deadline:
+            return document
+        time.sleep(0.5)
+
+
+def test_status_explain_and_storage_fallback(cluster: Cluster) -> None:
+    up = engine_host(cluster)
+    other = next(h for h in cluster.hosts if h is not up)
+    key = str(up.host_id)
+
+    # JSON as the Ansible role reads it: *."engine-status"."health" == good, detail Up.
+    document = status_json(up, lambda d: "1" in d and "2" in d and d[key]["engine-status"]["health"] == "good")
+    hosts = {k: v for k, v in document.items() if k != "global_maintenance"}
+    assert sorted(hosts) == ["1", "2"] and document["global_maintenance"] is False
+    assert [v["engine-status"]["health"] for v in hosts.values()].count("good") == 1
+    assert hosts[key]["engine-status"]["detail"] == "Up" and hosts[key]["live-data"] is True
+    assert hosts[key]["hostname"] == up.name and len(hosts[key]["crc32"]) == 8
+
+    # Text mode: what roles/shutdown_env greps for, and our score breakdown.
+    text = hosted_engine(up, "--vm-status")
+    assert text.returncode == 0, text.stderr
+    assert '"vm": "up"' in text.stdout
+    assert f"--== Host {up.name} (id: {up.host_id}) status ==--" in text.stdout
+    assert "he-ha score breakdown" in text.stdout and "he-ha FSM state                    : EngineUp" in text.stdout
+
+    # The start decision, with its rule and action.
+    explain = hosted_engine(up, "--explain", "--limit=20")
+    assert explain.returncode == 0, explain.stderr
+    assert "EngineDown -> EngineStart  [down.start]" in explain.stdout
+    assert "acquire the VM lease, then start the VM here" in explain.stdout
+    assert "EngineStarting -> EngineUp  [starting.up]" in explain.stdout
+
+    # The other host's daemon stops: its --vm-status reads the whiteboard from storage.
+    other.supervisors[-1].terminate()
+    fallback = hosted_engine(other, "--vm-status")
+    assert fallback.returncode == 0, fallback.stderr
+    assert f"does not answer on {other.admin_socket}" in fallback.stderr
+    assert "status read from storage" in fallback.stderr and fallback.stderr.count("\n") == 1
+    assert fallback.stdout.count("Status up-to-date                  : False") == 2
+    assert fallback.stdout.count("Engine status                      : unknown stale-data") == 2
+    assert f"--== Host {up.name} (id: {up.host_id}) status ==--" in fallback.stdout
+    as_json = json.loads(hosted_engine(other, "--vm-status", "--json").stdout)
+    assert as_json[key]["engine-status"]["vm"] == "up"  # JSON never masks
+    assert [as_json[k]["live-data"] for k in ("1", "2")] == [False, False]
+    assert as_json[str(other.host_id)]["stopped"] is True  # its clean stop was published
+
+    # --explain needs the daemon: a clear error naming the socket.
+    gone = hosted_engine(other, "--explain")
+    assert gone.returncode == 1 and str(other.admin_socket) in gone.stderr

@@ -1,0 +1,81 @@
+"""Rendering rules beyond the golden files: odd slots, the crc32 of our own slot, the
+warnings on stderr, and that he-ha's extra lines cannot be mistaken for original ones."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+
+from cli.status_render import LABELS, host_record, render_json, render_text
+from tests.unit.cli_status.conftest import HostFiles, Result
+from tests.unit.cli_status.daemon import FixtureDaemon
+from tests.unit.cli_status.fixtures import cluster, host1, host2
+
+Run = Callable[..., Result]
+ORIGINAL_LABELS = [*LABELS.values(), "stopped", "crc32", "conf_on_shared_storage", "local_conf_timestamp",
+                   "Extra metadata (valid at timestamp)"]
+
+
+def test_own_slot_crc_is_the_stored_one() -> None:
+    """The daemon reports its own slot without a crc; the shown value is the header's crc32
+    (the spec's rule, applied here with zlib directly)."""
+    header = '1|1|81234|1|3400|{"vm": "up", "health": "good", "detail": "Up"}|host1.example.com|0|0|00000000|1|81234'
+    assert host_record(host1())["crc32"] == f"{zlib.crc32(header.encode()):08x}"
+    assert host_record(host1(maintenance=True))["crc32"] != host_record(host1())["crc32"]
+
+
+def test_crc_unknown_when_fields_are_missing() -> None:
+    """An old 10-field header has no conf_on_shared_storage: nothing to compute from."""
+    record = host_record(host1(conf_on_shared_storage=None, local_conf_timestamp=None))
+    assert record["crc32"] is None and record["conf_on_shared_storage"] is None
+
+
+def test_engine_status_that_is_not_json() -> None:
+    status = cluster(host1(engine_status=None))
+    assert "Engine status                      : unknown (engine status is not a JSON object)\n" in render_text(status)
+    assert json.loads(render_json(status))["1"]["engine-status"] is None
+
+
+def test_empty_extra_has_no_extra_key_or_block() -> None:
+    status = cluster(host1(extra=""))
+    assert "extra" not in json.loads(render_json(status))["1"]
+    assert "Extra metadata" not in render_text(status)
+
+
+def test_non_ascii_is_escaped_in_json() -> None:
+    status = cluster(host1(hostname="hôte1"))
+    assert '"hostname": "h\\u00f4te1"' in render_json(status)
+    assert "--== Host hôte1 (id: 1) status ==--" in render_text(status)
+
+
+def test_he_ha_lines_match_no_original_label() -> None:
+    """Scripts grep labels (``grep Score``, ``grep '^Hostname'``): none of our lines may match."""
+    text = render_text(cluster(host1(), host2()))
+    ours = [line for line in text.splitlines() if line.startswith("he-ha")]
+    assert len(ours) == 7
+    for line in ours:
+        assert not any(label in line.split(":")[0] for label in ORIGINAL_LABELS), line
+
+
+def test_zero_hosts_while_the_daemon_starts(host: HostFiles, run: Run) -> None:
+    status = cluster().model_copy(update={"whiteboard_age": None})
+    with FixtureDaemon(host.socket, status):
+        result = run("--vm-status")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == "he-ha: the he-ha daemon has not read the whiteboard yet (starting?); try again in a few seconds\n"
+
+
+def test_stale_view_and_unreadable_global_flag_are_warned(host: HostFiles, run: Run) -> None:
+    status = cluster(host1(), global_maintenance=None).model_copy(
+        update={"storage_error": "whiteboard read of /x: no answer within 10 s", "whiteboard_age": 42.0}
+    )
+    with FixtureDaemon(host.socket, status):
+        result = run("--vm-status", "--json")
+    assert result.code == 0
+    assert json.loads(result.out)["global_maintenance"] is False
+    assert result.err == (
+        "he-ha: the daemon's last whiteboard read failed: whiteboard read of /x: no answer within 10 s; "
+        "the status shown is 42 s old\n"
+        "he-ha: the global maintenance flag (whiteboard slot 0) cannot be read; shown as off\n"
+    )

@@ -1,0 +1,275 @@
+"""``--vm-status`` paths and exit codes: not deployed (1), a failed deploy's leftover VM (2,
+libvirt's test driver with a real ``virsh``), no vm.conf (1, two hints), the daemon down
+with the status read from a real O_DIRECT metadata file, storage unreadable too (1, valid
+JSON with --json), a daemon answering an error, bad flags (1), and --watch (real process, SIGINT)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from he_ha.admin.contract import ClusterStatus
+from he_ha.storage.codec import WHITEBOARD_BYTES, GlobalBlock, HostSlot, engine_status_json
+from he_ha.storage.whiteboard import Whiteboard
+from tests.unit.cli_status.conftest import HostFiles, Result, golden
+from tests.unit.cli_status.daemon import FixtureDaemon
+from tests.unit.cli_status.fixtures import DOWN, STATUSES, UP, extra
+
+Run = Callable[..., Result]
+REPO = Path(__file__).resolve().parents[3]
+FAILED_DEPLOY = (
+    "It seems like a previous attempt to deploy hosted-engine failed or it's still in progress. "
+    "Please clean it up before trying again\n"
+)
+ERROR_TAIL = (
+    "Cannot connect to the HA daemon, please check the logs.\n"
+    "An error occured while retrieving vm status, please make sure the HA daemon is ready and reachable.\n"
+    "Unable to connect the HA Broker \n"
+)
+
+
+# --- deployment and vm.conf checks ---------------------------------------------------------------
+
+
+def test_not_deployed_exits_1(host: HostFiles, run: Run) -> None:
+    host.write_conf(vmid="")
+    result = run("--vm-status")
+    assert (result.code, result.out, result.err) == (1, "You must run deploy first\n", "")
+
+
+def test_no_hosted_engine_conf_is_not_deployed(host: HostFiles, run: Run) -> None:
+    host.hosted_engine_conf.unlink()
+    assert run("--vm-status").out == "You must run deploy first\n"
+
+
+def test_leftover_deploy_vm_exits_2(host: HostFiles, run: Run) -> None:
+    host.write_conf(vmid="")
+    host.libvirt_node.write_text(
+        "<node><domain type='test'><name>HostedEngineLocal</name><memory>65536</memory>"
+        "<os><type>hvm</type></os></domain></node>"
+    )
+    result = run("--vm-status")
+    assert (result.code, result.out, result.err) == (2, FAILED_DEPLOY, "")
+    as_json = run("--vm-status", "--json")
+    assert as_json.code == 2
+    assert json.loads(as_json.out) == {"exception": FAILED_DEPLOY.strip()}
+
+
+def test_not_deployed_with_json_prints_json(host: HostFiles, run: Run) -> None:
+    host.write_conf(vmid="")
+    result = run("--vm-status", "--json")
+    assert result.code == 1
+    assert json.loads(result.out) == {"exception": "You must run deploy first"}
+    assert result.err == "You must run deploy first\n"
+
+
+def test_unparsable_conf_is_named(host: HostFiles, run: Run) -> None:
+    host.hosted_engine_conf.write_text("vmid=x\nthis line has no equals sign\n")
+    result = run("--vm-status")
+    assert result.code == 1 and result.out == ""
+    assert str(host.hosted_engine_conf) in result.err and "line 2" in result.err
+
+
+def test_no_vm_conf_daemon_down(host: HostFiles, run: Run) -> None:
+    host.vm_conf.unlink()
+    result = run("--vm-status")
+    assert result.code == 1
+    assert result.out == (
+        "The hosted engine configuration has not been retrieved from shared storage yet,\n"
+        "please ensure that the he-ha service is running.\n\n"
+    )
+
+
+def test_no_vm_conf_daemon_up(host: HostFiles, run: Run) -> None:
+    host.vm_conf.unlink()
+    with FixtureDaemon(host.socket, STATUSES["normal"]()):
+        result = run("--vm-status")
+        as_json = run("--vm-status", "--json")
+    assert result.code == 1
+    assert result.out == (
+        "The hosted engine configuration has not been retrieved from shared storage yet,\n"
+        "for more details please check sanlock status.\n\n"
+    )
+    assert as_json.code == 1
+    assert json.loads(as_json.out) == {
+        "exception": "The hosted engine configuration has not been retrieved from shared storage yet, "
+        "for more details please check sanlock status."
+    }
+
+
+# --- daemon down: the whiteboard straight from storage --------------------------------------------
+
+
+def write_metadata(path: Path) -> None:
+    """Two host slots and slot 0 written with the codec through O_DIRECT writes."""
+    with path.open("wb") as volume:
+        volume.truncate(WHITEBOARD_BYTES)
+    breakdown = '{"base":3400,"penalties":[["memory",400,"free memory 1024 MiB < VM 4096 MiB"]],"override":null}'
+    slots = [
+        HostSlot(1, 81234, 3400, engine_status_json(UP), "host1.example.com", False, False, True, 81234,
+                 extra(1, 81234, 3400, "EngineUp")),
+        HostSlot(2, 873412, 3000, engine_status_json(DOWN), "host2.example.com", False, False, True, 873405,
+                 extra(2, 873412, 3000, "EngineDown", breakdown=breakdown)),
+    ]
+
+    async def publish() -> None:
+        for slot in slots:
+            async with Whiteboard(path, slot.host_id) as board:
+                await board.publish(slot)
+                if slot.host_id == 1:
+                    await board.admin_write_global(GlobalBlock(maintenance=True))
+
+    asyncio.run(publish())
+
+
+def test_daemon_down_reads_storage(host: HostFiles, run: Run) -> None:
+    write_metadata(host.metadata)
+    result = run("--vm-status")
+    assert result.out == golden("storage_fallback.txt")
+    assert result.err == (
+        f"he-ha: the he-ha daemon does not answer on {host.socket}: [Errno 2] No such file or directory; "
+        f"status read from storage ({host.metadata}), every host shown as not up-to-date\n"
+    )
+    assert result.code == 0
+
+
+def test_daemon_down_reads_storage_json(host: HostFiles, run: Run) -> None:
+    write_metadata(host.metadata)
+    result = run("--vm-status", "--json")
+    document = json.loads(result.out)
+    assert result.code == 0
+    assert list(document) == ["1", "2", "global_maintenance"] and document["global_maintenance"] is True
+    assert [document[k]["live-data"] for k in ("1", "2")] == [False, False]
+    assert document["1"]["engine-status"] == UP  # JSON never masks
+    assert document["2"]["crc32"] == "4b94dff8"
+    assert f"does not answer on {host.socket}" in result.err and result.err.count("\n") == 1
+
+
+def test_daemon_answering_an_error_falls_back_too(host: HostFiles, run: Run) -> None:
+    write_metadata(host.metadata)
+
+    def broken() -> ClusterStatus:
+        raise RuntimeError("status exploded")
+
+    with FixtureDaemon(host.socket, STATUSES["normal"]()) as daemon:
+        daemon.controller.status = broken  # type: ignore[method-assign]
+        result = run("--vm-status")
+    assert result.code == 0
+    assert result.out == golden("storage_fallback.txt")
+    assert result.err.startswith(f"he-ha: the he-ha daemon on {host.socket} answered 500: ")
+    assert "status exploded" in result.err
+
+
+def test_storage_unreadable_too(host: HostFiles, run: Run) -> None:
+    reason = (
+        f"the he-ha daemon does not answer on {host.socket}: [Errno 2] No such file or directory; "
+        f"reading the status from storage failed too: whiteboard read of {host.metadata}: "
+        "open failed: No such file or directory"
+    )
+    result = run("--vm-status")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == reason + "\n" + ERROR_TAIL
+    as_json = run("--vm-status", "--json")
+    assert as_json.code == 1
+    message = f"{reason}\nCannot connect to the HA daemon, please check the logs."
+    assert json.loads(as_json.out) == {"exception": message}
+    assert as_json.out.count("\n") == 1
+    assert as_json.err == reason + "\n" + ERROR_TAIL
+
+
+def test_storage_path_missing_from_conf(host: HostFiles, run: Run) -> None:
+    host.hosted_engine_conf.write_text(host.hosted_engine_conf.read_text().replace("metadata_path=", "#"))
+    result = run("--vm-status", "--json")
+    assert result.code == 1
+    assert f"metadata_path is not set in {host.hosted_engine_conf}" in json.loads(result.out)["exception"]
+
+
+# --- bad flags ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "Invalid option '--bogus' for --vm-status"),
+        (["--watch", "extra"], "Invalid option 'extra' for --vm-status"),
+        (["--watch=0"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got '0'"),
+        (["--watch=-1"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got '-1'"),
+        (["--watch=soon"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got 'soon'"),
+        (["--watch=nan"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got 'nan'"),
+        (["--watch="], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got ''"),
+    ],
+)
+def test_bad_flags(host: HostFiles, run: Run, args: list[str], message: str) -> None:
+    result = run("--vm-status", *args)
+    assert (result.code, result.out, result.err) == (1, "", message + "\n")
+
+
+def test_bad_flag_with_json_still_prints_json(host: HostFiles, run: Run) -> None:
+    result = run("--vm-status", "--json", "--bogus")
+    assert result.code == 1
+    assert json.loads(result.out) == {"exception": "Invalid option '--bogus' for --vm-status"}
+
+
+def test_help(run: Run) -> None:
+    result = run("--vm-status", "--help")
+    assert result.code == 0
+    assert result.out.startswith("Usage: hosted-engine --vm-status [--json] [--watch[=<seconds>]]\n    ")
+    assert "--vm-status [--json] [--watch[=<seconds>]]" in run("--help").out
+
+
+# --- --watch (a real process: Ctrl-C is a real SIGINT) ---------------------------------------------
+
+
+def watch(host: HostFiles, *args: str, until: Callable[[str], bool]) -> tuple[int, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "--vm-status", *args],
+        cwd=REPO, env={**os.environ, **host.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 30
+    try:
+        while not until(seen.decode()) and time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], 1.0)
+            if ready:
+                chunk = os.read(process.stdout.fileno(), 65536)
+                assert chunk, f"watch ended early: {process.stderr.read().decode() if process.stderr else ''}"
+                seen += chunk
+        assert until(seen.decode()), f"no refreshes within 30 s: {seen!r}"
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return code, seen.decode()
+
+
+def test_watch_redraws_until_ctrl_c(host: HostFiles) -> None:
+    with FixtureDaemon(host.socket, STATUSES["normal"]()):
+        code, out = watch(host, "--watch=0.2", until=lambda text: text.count("--== Host host1") >= 3)
+    assert code == 0
+    screens = out.split("\x1b[H\x1b[2J")[1:]
+    assert len(screens) >= 3
+    first = screens[0].split("\n", 1)
+    assert first[0].startswith("Every 0.2 s: hosted-engine --vm-status")
+    assert first[1] == golden("normal.txt")
+
+
+def test_watch_json_prints_one_line_per_refresh(host: HostFiles) -> None:
+    with FixtureDaemon(host.socket, STATUSES["normal"]()):
+        code, out = watch(host, "--json", "--watch=0.2", until=lambda text: text.count("\n") >= 3)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) >= 3 and all(json.loads(line)["1"]["engine-status"] == UP for line in lines)
+    assert "\x1b" not in out
