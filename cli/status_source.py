@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import ValidationError
@@ -23,6 +23,9 @@ from cli.environment import CliEnvironment
 from he_ha.admin.contract import ClusterStatus
 from he_ha.config import ConfigError
 from he_ha.logsetup import configure_logging
+
+if TYPE_CHECKING:
+    from he_ha.storage.codec import WhiteboardView
 
 DAEMON_TIMEOUT = 5.0  # the daemon answers status from memory: seconds mean it is hung
 STORAGE_TIMEOUT = 10.0
@@ -94,17 +97,17 @@ def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -
     from he_ha.storage.whiteboard_errors import WhiteboardError
     from he_ha.supervisor.status import error_view, slot_view
 
-    async def read() -> Any:
+    async def read() -> WhiteboardView:
         async with Whiteboard(path, conf.host_id, read_timeout=timeout) as board:
             return await asyncio.wait_for(board.read_all(), timeout + 1.0)
 
     try:
         with _library_logs_to_stderr():
             view = asyncio.run(read())
+    except TimeoutError:  # before OSError, its base class
+        raise SourceError(f"whiteboard read of {path}: no answer within {timeout + 1.0:g} s") from None
     except (WhiteboardError, OSError) as exc:
         raise SourceError(str(exc)) from exc
-    except TimeoutError:
-        raise SourceError(f"whiteboard read of {path}: no answer within {timeout + 1.0:g} s") from None
     hosts = [slot_view(slot, local=hid == conf.host_id, live=False, sanlock=None) for hid, slot in view.hosts.items()]
     hosts += [error_view(hid, error, live=False, sanlock=None) for hid, error in view.errors.items()]
     hosts.sort(key=lambda h: h.host_id)

@@ -1,11 +1,16 @@
 """ClusterStatus fixtures for the ``--vm-status`` golden tests, modelled on the spec's example
-(spec/hosted-engine-cli.md §3.4): what the daemon's GET /v1/status would answer."""
+(spec/hosted-engine-cli.md §3.4): what the daemon's GET /v1/status would answer; and the
+same two hosts written to a real metadata volume for the storage fallback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView
+from he_ha.storage.codec import WHITEBOARD_BYTES, GlobalBlock, HostSlot, engine_status_json
+from he_ha.storage.whiteboard import Whiteboard
 
 UP = {"vm": "up", "health": "good", "detail": "Up"}
 DOWN = {"vm": "down", "health": "bad", "detail": "unknown", "reason": "vm not running on this host"}
@@ -91,3 +96,25 @@ STATUSES: dict[str, Callable[[], ClusterStatus]] = {
     "corrupt_slot": lambda: cluster(host1(), host2(), corrupt3()),
     "zero_hosts": lambda: cluster(),
 }
+
+
+def write_metadata(path: Path) -> None:
+    """Two host slots and slot 0 written with the codec through O_DIRECT writes."""
+    with path.open("wb") as volume:
+        volume.truncate(WHITEBOARD_BYTES)
+    breakdown = '{"base":3400,"penalties":[["memory",400,"free memory 1024 MiB < VM 4096 MiB"]],"override":null}'
+    slots = [
+        HostSlot(1, 81234, 3400, engine_status_json(UP), "host1.example.com", False, False, True, 81234,
+                 extra(1, 81234, 3400, "EngineUp")),
+        HostSlot(2, 873412, 3000, engine_status_json(DOWN), "host2.example.com", False, False, True, 873405,
+                 extra(2, 873412, 3000, "EngineDown", breakdown=breakdown)),
+    ]
+
+    async def publish() -> None:
+        for slot in slots:
+            async with Whiteboard(path, slot.host_id) as board:
+                await board.publish(slot)
+                if slot.host_id == 1:
+                    await board.admin_write_global(GlobalBlock(maintenance=True))
+
+    asyncio.run(publish())

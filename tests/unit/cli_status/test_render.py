@@ -63,7 +63,9 @@ def test_zero_hosts_while_the_daemon_starts(host: HostFiles, run: Run) -> None:
     with FixtureDaemon(host.socket, status):
         result = run("--vm-status")
     assert (result.code, result.out) == (1, "")
-    assert result.err == "he-ha: the he-ha daemon has not read the whiteboard yet (starting?); try again in a few seconds\n"
+    assert result.err == (
+        "he-ha: the he-ha daemon has not read the whiteboard yet (starting?); try again in a few seconds\n"
+    )
 
 
 def test_stale_view_and_unreadable_global_flag_are_warned(host: HostFiles, run: Run) -> None:

@@ -5,7 +5,6 @@ JSON with --json), a daemon answering an error, bad flags (1), and --watch (real
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import select
@@ -19,11 +18,9 @@ from pathlib import Path
 import pytest
 
 from he_ha.admin.contract import ClusterStatus
-from he_ha.storage.codec import WHITEBOARD_BYTES, GlobalBlock, HostSlot, engine_status_json
-from he_ha.storage.whiteboard import Whiteboard
 from tests.unit.cli_status.conftest import HostFiles, Result, golden
 from tests.unit.cli_status.daemon import FixtureDaemon
-from tests.unit.cli_status.fixtures import DOWN, STATUSES, UP, extra
+from tests.unit.cli_status.fixtures import STATUSES, UP, write_metadata
 
 Run = Callable[..., Result]
 REPO = Path(__file__).resolve().parents[3]
@@ -108,28 +105,6 @@ def test_no_vm_conf_daemon_up(host: HostFiles, run: Run) -> None:
 
 
 # --- daemon down: the whiteboard straight from storage --------------------------------------------
-
-
-def write_metadata(path: Path) -> None:
-    """Two host slots and slot 0 written with the codec through O_DIRECT writes."""
-    with path.open("wb") as volume:
-        volume.truncate(WHITEBOARD_BYTES)
-    breakdown = '{"base":3400,"penalties":[["memory",400,"free memory 1024 MiB < VM 4096 MiB"]],"override":null}'
-    slots = [
-        HostSlot(1, 81234, 3400, engine_status_json(UP), "host1.example.com", False, False, True, 81234,
-                 extra(1, 81234, 3400, "EngineUp")),
-        HostSlot(2, 873412, 3000, engine_status_json(DOWN), "host2.example.com", False, False, True, 873405,
-                 extra(2, 873412, 3000, "EngineDown", breakdown=breakdown)),
-    ]
-
-    async def publish() -> None:
-        for slot in slots:
-            async with Whiteboard(path, slot.host_id) as board:
-                await board.publish(slot)
-                if slot.host_id == 1:
-                    await board.admin_write_global(GlobalBlock(maintenance=True))
-
-    asyncio.run(publish())
 
 
 def test_daemon_down_reads_storage(host: HostFiles, run: Run) -> None:
