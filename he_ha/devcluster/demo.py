@@ -1,217 +1,210 @@
-"""``he-ha demo``: shared storage and leases of two simulated hosts on this one machine.
+"""``he-ha demo``: a cluster of simulated hosts on this machine failing over for real.
 
-Each host gets its own real sanlock daemon (its own SANLOCK_RUN_DIR). Both join the
-``hosted-engine`` lockspace on a shared lockspace file, publish their whiteboard slot with
-O_DIRECT, read the whole whiteboard back and print the other host's record; then they race
-for the VM lease to show that sanlock admits exactly one holder. Everything it starts is
-stopped and its working directory removed, also on failure or Ctrl-C.
+Each host gets its own sanlock daemon (own SANLOCK_RUN_DIR), its own hypervisor (a private
+libvirtd serving libvirt's test driver, so the VM outlives supervisor processes) and its own
+real ``he-ha run`` process with its own configuration, admin socket and host id; all share
+the whiteboard and the lockspace/VM-lease file (sanlock io_timeout 1 s). A health page
+follows the engine VM. The demo shows the cluster (``hosted-engine --vm-status`` and a
+table), injects faults one after another (he_ha/devcluster/demo_faults.py), measures each
+recovery, checks ten times a second that no two hypervisors run the VM, and stops and
+removes everything it started, also on failure, Ctrl-C or SIGTERM. docs/demo.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import os
 import shutil
-import tempfile
+import signal
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
-import structlog
-
-from he_ha.devcluster.sanlockd import SanlockDaemon
+from he_ha.devcluster.cluster import IO_TIMEOUT, Cluster, HealthPage, processes_referencing
+from he_ha.devcluster.demo_faults import SCENARIOS, engine_healthy
+from he_ha.devcluster.demo_narrate import DecisionTail, Narrator
+from he_ha.devcluster.demo_stage import Measure, ScenarioFailed, Stage
+from he_ha.devcluster.libvirtd import LibvirtdError
+from he_ha.devcluster.sanlockd import SanlockDaemonError
+from he_ha.devcluster.vm_watch import VmWatcher
 from he_ha.logsetup import configure_logging
-from he_ha.storage.codec import WHITEBOARD_BYTES, HostSlot, engine_status_json
-from he_ha.storage.extra import format_extra
-from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere, LockspaceNotReady
-from he_ha.storage.lease_layout import LeaseLayout
-from he_ha.storage.lease_model import HostStatus
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.whiteboard import Whiteboard
+from he_ha.storage.lease_errors import LeaseError
+from he_ha.storage.lease_layout import host_dead_seconds
 
-log = structlog.get_logger(__name__)
-
-VM_RESOURCE = "HostedEngine"
-NO_VM_HERE = {"vm": "down", "health": "bad", "detail": "unknown", "reason": "vm not running on this host"}
+EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FIRST_START_BOUND = 120.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hosts", type=int, default=2, choices=range(2, 6), metavar="N", help="simulated hosts (2-5, default 2)")
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="directory for the shared files and sanlock run dirs (default: a new one under /var/tmp)"
-    )
-    parser.add_argument("--io-timeout", type=int, default=1, help="sanlock io_timeout in seconds (default 1: joins take ~3 s)")
-    parser.add_argument("--keep", action="store_true", help="keep the working directory afterwards")
-    parser.add_argument("--log-json", action="store_true", help="log as JSON lines")
+    parser.add_argument("--hosts", type=int, default=3, choices=range(2, 7), metavar="N",
+                        help="simulated hosts (2-6, default 3)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run the remaining scenarios after one failed (default: stop at the first failure)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="only the injected faults, the measured recoveries and the summary")
+    parser.add_argument("--base-dir", type=Path, default=Path("/var/tmp"),
+                        help="where the demo's temporary directory goes (default /var/tmp; needs O_DIRECT)")
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(json=args.log_json, level="WARNING")
-    try:
-        asyncio.run(_demo(args.hosts, args.workdir, args.io_timeout, args.keep))
-    except (LeaseError, OSError) as exc:
-        print(f"demo failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        print("demo interrupted; everything it started has been stopped")
-        return 130
-    return 0
+    configure_logging(json=False, level="ERROR")  # the narration is the output; library logs only on errors
+    missing = [tool for tool in ("sanlock", "libvirtd", "setpriv", "gcc") if shutil.which(tool) is None]
+    if missing or os.geteuid() != 0:
+        print(f"he-ha demo needs root and {', '.join(missing) or 'its tools'}: run `bash scripts/demo.sh`, "
+              "which installs them (scripts/setup.sh)")
+        return EXIT_UNUSABLE
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: a shell's `&` ignores it
+        signal.signal(sig, _interrupt)
+    return Demo(args.hosts, args.base_dir, quiet=args.quiet, keep_going=args.keep_going).run()
 
 
-@dataclass
-class DemoHost:
-    host_id: int
-    name: str
-    daemon: SanlockDaemon
-    leases: LeaseClient
-    whiteboard: Whiteboard
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-async def _demo(count: int, workdir: Path | None, io_timeout: int, keep: bool) -> None:
-    async with _workdir(workdir, keep) as root:
-        lockspace_file = root / "hosted-engine.lockspace"
-        metadata_file = root / "hosted-engine.metadata"
-        async with contextlib.AsyncExitStack() as stack:
-            hosts = [await _start_host(stack, root, host_id) for host_id in range(1, count + 1)]
-            say(f"{count} hosts, each with its own sanlock daemon; shared files in {root}")
+class Demo:
+    def __init__(self, hosts: int, base_dir: Path, *, quiet: bool, keep_going: bool) -> None:
+        self.count = hosts
+        self.base_dir = base_dir
+        self.keep_going = keep_going
+        self.out = Narrator(quiet)
+        self.host_dead = host_dead_seconds(IO_TIMEOUT)
+        self.failures: list[str] = []
+        self.measures: list[Measure] = []
+        self.owned: list[Path] = []
+        self.watcher: VmWatcher | None = None
+        self.interrupted = False
 
-            layout = await _initialise_storage(hosts[0], lockspace_file, metadata_file, io_timeout)
-            say(f"initialised {layout.lockspace.describe()} and {layout.vm_lease.describe()}")
-
-            started = time.monotonic()
-            await asyncio.gather(*(h.leases.join(layout.lockspace, h.host_id) for h in hosts))
-            say(f"all hosts joined lockspace '{layout.lockspace.name}' in {time.monotonic() - started:.1f} s")
-            for host in hosts:
-                stack.push_async_callback(host.leases.leave, layout.lockspace, host.host_id)
-
-            for host in hosts:
-                await host.whiteboard.publish(_slot_for(host))
-            for host in hosts:
-                liveness = await _wait_until_peers_live(host, layout, count)
-                await _show_peers(host, liveness)
-
-            await _race_for_vm_lease(hosts, layout)
-            say("stopping: leaving the lockspace, stopping the sanlock daemons")
-
-
-@contextlib.asynccontextmanager
-async def _workdir(requested: Path | None, keep: bool) -> AsyncIterator[Path]:
-    # /var/tmp, not /tmp: O_DIRECT needs a real filesystem and /tmp may be tmpfs elsewhere.
-    root = requested or Path(tempfile.mkdtemp(prefix="he-ha-demo-", dir="/var/tmp"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        yield root
-    finally:
-        if keep:
-            say(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=False)
-
-
-async def _start_host(stack: contextlib.AsyncExitStack, root: Path, host_id: int) -> DemoHost:
-    name = f"host{host_id}"
-    run_dir = root / name
-    run_dir.mkdir(exist_ok=True)
-    daemon = await stack.enter_async_context(SanlockDaemon(run_dir, name))
-    leases = await stack.enter_async_context(await LeaseClient.start(run_dir=run_dir, stderr=run_dir / "lease-worker.log"))
-    whiteboard = Whiteboard(root / "hosted-engine.metadata", host_id)
-    stack.callback(whiteboard.close)
-    return DemoHost(host_id, name, daemon, leases, whiteboard)
-
-
-async def _initialise_storage(admin: DemoHost, lockspace_file: Path, metadata_file: Path, io_timeout: int) -> LeaseLayout:
-    """What deployment does once: size the volumes and write the sanlock areas."""
-    metadata_file.write_bytes(b"")
-    with metadata_file.open("r+b") as f:
-        f.truncate(WHITEBOARD_BYTES)  # sparse: reads as zeros, i.e. "no host" in every slot
-    lockspace_file.touch()
-    probe = await admin.leases.detect_layout(lockspace_file, resource=VM_RESOURCE, io_timeout=io_timeout)
-    with lockspace_file.open("r+b") as f:
-        f.truncate(probe.required_size(lockspace_file))
-    layout = await admin.leases.detect_layout(lockspace_file, resource=VM_RESOURCE, io_timeout=io_timeout)
-    await admin.leases.initialise(layout)
-    return layout
-
-
-def _slot_for(host: DemoHost) -> HostSlot:
-    now = int(time.monotonic())
-    epoch = int(time.time() - time.monotonic())
-    slot = HostSlot(
-        host_id=host.host_id,
-        host_ts=now,
-        score=3400,
-        engine_status=engine_status_json(NO_VM_HERE),
-        hostname=host.name,
-        maintenance=False,
-        stopped=False,
-        conf_on_shared_storage=True,
-        local_conf_timestamp=now,
-    )
-    extra = format_extra(slot, state="EngineDown", time_epoch=epoch, refresh_epoch=epoch)
-    return HostSlot(**{**_fields(slot), "extra": extra})
-
-
-def _fields(slot: HostSlot) -> dict[str, object]:
-    return {name: getattr(slot, name) for name in HostSlot.__slots__}
-
-
-async def _wait_until_peers_live(host: DemoHost, layout: LeaseLayout, count: int) -> dict[int, str]:
-    """Poll sanlock's view of the other hosts until all are LIVE (a few renewals after joining)."""
-    deadline = time.monotonic() + 10 * layout.lockspace.io_timeout + 10
-    while True:
+    def run(self) -> int:
+        stack = contextlib.ExitStack()
         try:
-            infos = await host.leases.hosts(layout.lockspace)
-        except LockspaceNotReady:
-            infos = []  # sanlock has not watched the lockspace long enough yet
-        liveness = {info.host_id: info.status.name for info in infos}
-        if sum(status == HostStatus.LIVE.name for status in liveness.values()) >= count:
-            return liveness
-        if time.monotonic() > deadline:
-            raise LeaseError(f"{host.name}: sanlock still does not see every host live: {liveness}")
-        await asyncio.sleep(0.5)
+            stage = self._start(stack)
+            self._scenarios(stage)
+        except KeyboardInterrupt as exc:
+            self.interrupted = True
+            self.out.say(f"interrupted ({exc or 'SIGINT'}): stopping everything")
+        except (ScenarioFailed, SanlockDaemonError, LibvirtdError, LeaseError, OSError) as exc:
+            self.failures.append(str(exc))
+            self.out.say(f"FAILED: {exc}")
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)  # clean-up runs to its end
+            self.out.heading("shutting down")
+            stack.close()
+        self._check_left_behind()
+        self._summary()
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failures else EXIT_OK
 
+    # --- start -------------------------------------------------------------------------------
 
-async def _show_peers(host: DemoHost, liveness: dict[int, str]) -> None:
-    view = await host.whiteboard.read_all()
-    say(f"{host.name} reads the whiteboard (took {host.whiteboard.last_read.duration * 1000:.1f} ms):")
-    for peer_id, record in sorted(view.hosts.items()):
-        if peer_id == host.host_id:
-            continue
-        say(
-            f"    host {peer_id} '{record.hostname}': score {record.score}, ts {record.host_ts}, "
-            f"engine {record.engine_status}, maintenance {record.maintenance}, "
-            f"sanlock says {liveness.get(peer_id, 'not seen yet')}"
-        )
-    for peer_id, error in sorted(view.errors.items()):
-        say(f"    slot {peer_id} unreadable: {error}")
+    def _start(self, stack: contextlib.ExitStack) -> Stage:
+        out = self.out
+        out.say(f"he-ha demo: {self.count} simulated hosts on this machine, sanlock io_timeout {IO_TIMEOUT} s "
+                f"(host-dead time {self.host_dead} s)")
+        page = stack.enter_context(HealthPage())
+        cluster = Cluster(self.count, libvirtd=True, health_url=page.url, base_dir=self.base_dir)
+        self.owned = cluster.owned_paths()
+        out.say("per host: a sanlock daemon (own SANLOCK_RUN_DIR) and a private libvirtd (test driver)")
+        stack.enter_context(cluster)
+        stack.callback(self._stop_supervisors, cluster)
+        out.say(f"shared storage initialised in {cluster.shared}: whiteboard {cluster.metadata_file.name}, "
+                "lockspace and VM lease hosted-engine.lockspace")
+        out.detail(f"temporary directories: {', '.join(map(str, self.owned))}")
+        watcher = stack.enter_context(VmWatcher(cluster.hosts, on_change=self._vm_changed))
+        self.watcher = watcher
+        page.gate = watcher.engine_problem
+        out.say(f"health page {page.url}: says 'DB Up' only while exactly one host's hypervisor runs the VM")
+        if not out.quiet:
+            stack.enter_context(DecisionTail(cluster.hosts, out))
+        stage = Stage(cluster, watcher, out, self.host_dead, self.measures)
 
+        start = time.monotonic()
+        for host in cluster.hosts:
+            supervisor = host.start_supervisor()
+            out.say(f"{host.name}: he-ha run started (pid {supervisor.pid}, host id {host.host_id}, "
+                    f"admin socket {host.admin_socket})")
+        run = stage.wait_for_start(start, FIRST_START_BOUND)
+        stage.record("start", "supervisors started -> engine VM running", start, run and run.first,
+                     f"on {run.host}" if run else "")
+        if run is None:
+            raise ScenarioFailed(f"no host started the engine VM within {FIRST_START_BOUND:.0f} s")
+        engine_healthy(stage, "start", start, run.host)
+        stage.show_table()
+        stage.show_vm_status(cluster.hosts[0])
+        return stage
 
-async def _race_for_vm_lease(hosts: list[DemoHost], layout: LeaseLayout) -> None:
-    """All hosts try to take the VM lease at once; sanlock must admit exactly one."""
-    results = await asyncio.gather(*(h.leases.acquire(layout.vm_lease) for h in hosts), return_exceptions=True)
-    winners = [h for h, r in zip(hosts, results) if r is None]
-    try:
-        for host, result in zip(hosts, results):
-            if isinstance(result, LeaseHeldElsewhere):
-                say(f"{host.name}: VM lease refused: {result}")
-            elif isinstance(result, BaseException):
-                raise result
-        if len(winners) != 1:
-            raise LeaseError(f"expected exactly one VM lease holder, got {[h.name for h in winners]}")
-        winner = winners[0]
-        say(f"{winner.name} holds the VM lease; the others were refused")
-        await winner.leases.release(layout.vm_lease)
-        winners.clear()
-        successor = next(h for h in hosts if h is not winner)
-        await successor.leases.acquire(layout.vm_lease)
-        winners.append(successor)
-        say(f"{winner.name} released it and {successor.name} acquired it at once")
-    finally:
-        for holder in winners:
-            await holder.leases.release(layout.vm_lease)
+    def _vm_changed(self, host: str, running: bool, at: float) -> None:
+        self.out.detail(f"{host}'s hypervisor: engine VM {'RUNNING' if running else 'gone'}", at)
 
+    # --- faults ------------------------------------------------------------------------------
 
-def say(line: str) -> None:
-    print(line, flush=True)
+    def _scenarios(self, stage: Stage) -> None:
+        for number, (name, scenario) in enumerate(SCENARIOS, 1):
+            self.out.heading(f"scenario {number}/{len(SCENARIOS)}: {name}")
+            try:
+                scenario(stage)
+            except ScenarioFailed as exc:
+                self.failures.append(f"{name}: {exc}")
+                self.out.say(f"FAILED: {name}: {exc}")
+                if not self.keep_going:
+                    self.out.say("stopping at the first failure (--keep-going runs the rest)")
+                    return
+            self._check_two_copies()
+        stage.show_table()
+
+    def _check_two_copies(self) -> None:
+        assert self.watcher is not None
+        for violation in self.watcher.violations:
+            text = violation.describe(self.out.origin)
+            if text not in self.failures:
+                self.failures.append(text)
+                self.out.say(f"FAILED: {text}")
+
+    # --- stop --------------------------------------------------------------------------------
+
+    def _stop_supervisors(self, cluster: Cluster) -> None:
+        if self.watcher is not None:
+            self._check_two_copies()
+        codes = cluster.terminate_supervisors()
+        if codes:
+            self.out.say("SIGTERM to every supervisor: " + ", ".join(
+                f"{name} {'exit ' + str(code) if code is not None else 'still running: killed'}"
+                for name, code in codes.items()))
+        self.out.say("stopping lease keepers, libvirtd and sanlock daemons; removing the directories")
+
+    def _check_left_behind(self) -> None:
+        if not self.owned:
+            return
+        stray = processes_referencing(self.owned)
+        dirs = [str(path) for path in self.owned if path.exists()]
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                  if any(str(path) in line for path in self.owned)]
+        for what, found in (("process", [f"{pid} {cmd}" for pid, cmd in stray]), ("directory", dirs), ("mount", mounts)):
+            for item in found:
+                self.failures.append(f"left behind: {what} {item}")
+        if stray or dirs or mounts:
+            self.out.say(f"FAILED: left behind: {len(stray)} processes, {len(dirs)} directories, {len(mounts)} mounts")
+        else:
+            self.out.say("left behind: nothing (no process, socket, mount or directory of the demo remains)")
+
+    def _summary(self) -> None:
+        out = self.out
+        out.heading(f"summary: {self.count} hosts, {time.monotonic() - out.origin:.0f} s wall time")
+        rows = [f"{'scenario':<19} {'measured':<66} {'seconds':>7}"]
+        for m in self.measures:
+            seconds = f"{m.seconds:7.1f}" if m.seconds is not None else " FAILED"
+            rows.append(f"{m.scenario:<19} {m.what:<66} {seconds}" + (f"   {m.note}" if m.note else ""))
+        out.block(rows)
+        if self.watcher is not None:
+            never = not self.watcher.violations
+            out.block([f"two copies of the engine VM at once: {'never' if never else 'YES'} "
+                       f"({self.watcher.samples} hypervisor samples at {1 / self.watcher.interval:.0f} Hz per host)"])
+        if self.interrupted:
+            out.block(["RESULT: INTERRUPTED"] + [f"  - {failure}" for failure in self.failures])
+        elif self.failures:
+            out.block(["RESULT: FAILED"] + [f"  - {failure}" for failure in self.failures])
+        else:
+            out.block(["RESULT: OK: every recovery happened, never two copies of the VM, nothing left behind"])
