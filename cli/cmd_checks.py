@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, deployed_vmid, error, parse_options
+from cli.command import EXIT_FAILED, EXIT_OK, Command, deployed_vmid, error, parse_options
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, parse_flat_file
 
@@ -27,11 +27,7 @@ UP_MARK = "DB Up"
 
 
 def _check_deployed(args: Sequence[str], env: CliEnvironment) -> int:
-    try:
-        parse_options("--check-deployed", args)
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_FAILED
+    parse_options("--check-deployed", args)
     try:
         vmid = deployed_vmid(env)
     except ConfigError as exc:  # a file we cannot read names no engine VM
@@ -62,11 +58,7 @@ def engine_health(fqdn: str, timeout: float) -> tuple[bool, str]:
 
 
 def _check_liveliness(args: Sequence[str], env: CliEnvironment) -> int:
-    try:
-        parse_options("--check-liveliness", args)
-    except UsageError as exc:  # a caller's mistake: not "not up" (1), which would blame the engine
-        error(str(exc))
-        return EXIT_CONFIG
+    parse_options("--check-liveliness", args)
     try:
         fqdn = parse_flat_file(env.paths.hosted_engine_conf).get("fqdn", "")
     except ConfigError as exc:

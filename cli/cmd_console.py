@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from cli import daemon_call
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options, require_deployed
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options, require_deployed
 from cli.environment import CliEnvironment
 from he_ha.admin.contract import Refusal
 
@@ -69,11 +69,7 @@ def _host_port(address: str, port: int) -> str:
 
 
 def _add_console_password(args: Sequence[str], env: CliEnvironment) -> int:
-    try:
-        options, _ = parse_options("--add-console-password", args, valued=("--password",))
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_FAILED
+    options, _ = parse_options("--add-console-password", args, valued=("--password",))
     if require_deployed(env) is None:
         return EXIT_FAILED
     try:
@@ -99,11 +95,7 @@ def _add_console_password(args: Sequence[str], env: CliEnvironment) -> int:
 
 
 def _console(args: Sequence[str], env: CliEnvironment) -> int:
-    try:
-        parse_options("--console", args)
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_FAILED
+    parse_options("--console", args)
     vmid = require_deployed(env)
     if vmid is None:
         return EXIT_FAILED

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cli import daemon_call
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options, require_deployed
+from cli.command import EXIT_FAILED, Command, error, parse_options, require_deployed
 from cli.environment import CliEnvironment
 from he_ha.admin.contract import MaintenanceMode
 
@@ -28,24 +28,14 @@ def _set_maintenance(args: Sequence[str], env: CliEnvironment) -> int:
     if given > 1:
         error(f"{NAME}: --mode given {given} times; give one mode")
         return EXIT_FAILED
-    try:
-        options, _ = parse_options(NAME, args, valued=("--mode",))
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_FAILED
+    options, _ = parse_options(NAME, args, valued=("--mode",))
     mode = str(options["--mode"])
     if mode not in {m.value for m in MaintenanceMode}:
         print(f"Invalid value '{mode}' for --mode")
         return EXIT_FAILED
     if require_deployed(env) is None:
         return EXIT_FAILED
-    answer = daemon_call.post(env, "/v1/maintenance", {"mode": mode})
-    if answer is None:
-        return EXIT_FAILED
-    if not answer.ok:
-        error(answer.message)
-        return EXIT_FAILED
-    return EXIT_OK
+    return daemon_call.post_silently(env, "/v1/maintenance", {"mode": mode})
 
 
 COMMANDS = (

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options, require_deployed
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options, require_deployed
 from cli.config_files import ConfigFile, ConfigValueRejected, ConfigWriteError, config_files
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError
@@ -58,11 +58,7 @@ def _resolve(key: str, candidates: list[ConfigFile]) -> ConfigFile:
 
 
 def _shared_config(command: str, args: Sequence[str], env: CliEnvironment, *, setting: bool) -> int:
-    try:
-        options, values = parse_options(command, args, valued=("--type",), positional=2 if setting else 1)
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_FAILED
+    options, values = parse_options(command, args, valued=("--type",), positional=2 if setting else 1)
     if not values:
         print(f"You must specify a key to {'set' if setting else 'get'}")
         return EXIT_FAILED

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli import daemon_call
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options, require_deployed
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options, require_deployed
 from cli.environment import CliEnvironment
 from cli.vm_conf_check import vm_conf_ready
 from he_ha.admin.contract import Refusal
@@ -37,11 +37,7 @@ NOT_LAUNCHED = "VM failed to launch"
 
 def _start(args: Sequence[str], env: CliEnvironment, *, paused: bool) -> int:
     command = "--vm-start-paused" if paused else "--vm-start"
-    try:
-        options, _ = parse_options(command, args, valued=() if paused else ("--vm-conf",))
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_FAILED
+    options, _ = parse_options(command, args, valued=() if paused else ("--vm-conf",))
     if require_deployed(env) is None:
         return EXIT_FAILED
     body: dict[str, object] = {"paused": paused}
@@ -77,20 +73,10 @@ def _vm_start_paused(args: Sequence[str], env: CliEnvironment) -> int:
 
 
 def _stop(command: str, url: str, args: Sequence[str], env: CliEnvironment) -> int:
-    try:
-        parse_options(command, args)
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_FAILED
+    parse_options(command, args)
     if require_deployed(env) is None:
         return EXIT_FAILED
-    answer = daemon_call.post(env, url)
-    if answer is None:
-        return EXIT_FAILED
-    if not answer.ok:
-        error(answer.message)
-        return EXIT_FAILED
-    return EXIT_OK
+    return daemon_call.post_silently(env, url)
 
 
 def _vm_shutdown(args: Sequence[str], env: CliEnvironment) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cli.admin_client import AdminClient, DaemonUnreachable
-from cli.command import CANNOT_CONNECT, error
+from cli.command import CANNOT_CONNECT, EXIT_FAILED, EXIT_OK, error
 from cli.environment import CliEnvironment
 
 # Longer than the daemon's own 30 s deadline on mutating calls, so a slow call ends with
@@ -52,3 +52,15 @@ def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None) -> A
         detail=detail if isinstance(detail, dict) else {},
         status=status,
     )
+
+
+def post_silently(env: CliEnvironment, url: str, body: dict[str, Any] | None = None) -> int:
+    """The original's rule for set-maintenance, shutdown, poweroff: nothing printed when
+    done (exit 0), the reason on stderr otherwise (exit 1)."""
+    answer = post(env, url, body)
+    if answer is None:
+        return EXIT_FAILED
+    if not answer.ok:
+        error(answer.message)
+        return EXIT_FAILED
+    return EXIT_OK

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command
+from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError
 from cli.environment import CliEnvironment
 
 # The modules that define the commands (each exports COMMANDS). They import only light
@@ -89,7 +89,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     if rest[:1] == ["--help"]:
         print(command_help(prog, command))
         return EXIT_OK
-    return command.run(rest, CliEnvironment.from_environ(os.environ))
+    try:
+        return command.run(rest, CliEnvironment.from_environ(os.environ))
+    except UsageError as exc:  # a wrong argument, named by parse_options: stderr, exit 1
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
 
 
 def entry_point() -> None:

@@ -154,4 +154,4 @@ def test_liveliness_needs_no_vmid_and_refuses_arguments(run: Run, page: Page, ho
     host.hosted_engine_conf.write_text(f"fqdn={page.fqdn}\n")
     assert run("--check-liveliness").status == 0
     result = run("--check-liveliness", "--verbose")
-    assert (result.status, result.err) == (2, "Invalid option '--verbose' for --check-liveliness\n")
+    assert (result.status, result.err) == (1, "Invalid option '--verbose' for --check-liveliness\n")

@@ -1,0 +1,225 @@
+"""The shim's daemon-facing commands against a REAL two-host he-ha cluster (he_ha/devcluster:
+``he-ha run`` supervisors, their sanlock daemons, private libvirtds serving the test driver,
+the health page over HTTP), each command run as a real process with a host's environment.
+
+One cluster serves the module; the tests run in file order and each leaves the cluster as
+it found it (VM running on the engine host, no maintenance), except the last, which stops
+a supervisor to see the daemon-down messages."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, health_page, state_of
+from he_ha.supervisor.controller import LOCAL_REFUSED
+from tests.unit.cli_commands.terminal import run_in_terminal
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]  # ~50 s: one cluster, a dozen VM starts and stops
+
+REPO = Path(__file__).resolve().parents[3]
+WAIT = 60.0
+CANNOT_CONNECT = "Cannot connect to the HA daemon, please check the logs."
+
+
+@pytest.fixture(scope="module")
+def health_url() -> Iterator[str]:
+    with health_page() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def cluster(health_url: str) -> Iterator[Cluster]:
+    if shutil.which("libvirtd") is None or shutil.which("sanlock") is None:
+        pytest.fail("needs the Debian packages sanlock and libvirt-daemon")
+    with Cluster(2, libvirtd=True, health_url=health_url) as started:
+        for host in started.hosts:
+            host.start_supervisor()
+        yield started
+
+
+def hosted_engine(host: Host, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host.cli_env(), **env},
+        capture_output=True, text=True, timeout=90, check=False,
+    )
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def hosts(cluster: Cluster) -> tuple[Host, Host]:
+    """(the host running the engine VM, the other one), once the VM is up."""
+    wait_until("a host runs the engine VM", lambda: any(h.vm() is not None for h in cluster.hosts))
+    engine = next(h for h in cluster.hosts if h.vm() is not None)
+    engine.wait_for_decision(lambda e: state_of(e) == "EngineUp")
+    other = next(h for h in cluster.hosts if h is not engine)
+    return engine, other
+
+
+def global_maintenance(host: Host) -> bool | None:
+    value: bool | None = host.admin.get("/v1/status")["global_maintenance"]
+    return value
+
+
+def vm_conf(path: Path, *, vm_id: str = ENGINE_UUID, name: str = ENGINE_NAME, memory_mib: int = 64,
+            devices: str = "") -> Path:
+    xml = (f"<domain type='test'><name>{name}</name><uuid>{vm_id}</uuid><memory unit='MiB'>{memory_mib}"
+           f"</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>{devices}</devices></domain>")
+    path.write_text(f"vmId={vm_id}\nmemSize={memory_mib}\nxmlBase64={base64.b64encode(xml.encode()).decode()}\n")
+    return path
+
+
+def memory_kib(host: Host) -> int:
+    dom = host.vm()
+    assert dom is not None
+    info: list[Any] = dom.info()
+    return int(info[1])
+
+
+def expect(done: subprocess.CompletedProcess[str], status: int, out: str = "", err: str = "") -> None:
+    assert (done.returncode, done.stdout, done.stderr) == (status, out, err), done
+
+
+def test_maintenance_modes(hosts: tuple[Host, Host]) -> None:
+    engine, other = hosts
+    # local is refused where the VM runs, by the daemon, in the original's words
+    expect(hosted_engine(engine, "--set-maintenance", "--mode=local"), 1, err=LOCAL_REFUSED + "\n")
+    assert "local_maintenance=False" in engine.ha_conf.read_text()
+
+    seen = len(other.decisions())
+    expect(hosted_engine(other, "--set-maintenance", "--mode=local"), 0)
+    assert "local_maintenance=True" in other.ha_conf.read_text()
+    other.wait_for_decision(lambda e: state_of(e) == "LocalMaintenance", after=seen)
+    expect(hosted_engine(other, "--set-maintenance", "--mode=none"), 0)
+    assert "local_maintenance=False\nlocal_maintenance_manual=False" in other.ha_conf.read_text()
+
+    expect(hosted_engine(engine, "--set-maintenance", "--mode=global"), 0)
+    wait_until("both hosts see global maintenance", lambda: all(global_maintenance(h) for h in hosts))
+    expect(hosted_engine(other, "--set-maintenance", "--mode=none"), 0)
+    wait_until("global maintenance cleared", lambda: not any(global_maintenance(h) for h in hosts))
+
+
+def test_vm_control_in_global_maintenance(hosts: tuple[Host, Host], tmp_path: Path) -> None:
+    engine, other = hosts
+    seen = len(engine.decisions())
+    expect(hosted_engine(engine, "--set-maintenance", "--mode=global"), 0)
+    engine.wait_for_decision(lambda e: state_of(e) == "GlobalMaintenance", after=seen)
+
+    # the lease is held by the engine host: the other host must not launch a second copy
+    done = hosted_engine(other, "--vm-start")
+    assert (done.returncode, done.stdout) == (1, "VM failed to launch\n"), done
+    assert "refused: another host holds the VM lease" in done.stderr
+    assert other.vm() is None
+
+    expect(hosted_engine(engine, "--vm-start"), 1, "VM exists and its status is running\n")
+    expect(hosted_engine(engine, "--vm-poweroff"), 0)
+    engine.wait_for_vm(False)
+    expect(hosted_engine(engine, "--vm-start"), 0, "VM in WaitForLaunch\n")
+    engine.wait_for_vm(True)
+    assert memory_kib(engine) == 64 * 1024
+
+    # recovery: this start uses another vm.conf (more memory), the configured one is unchanged
+    expect(hosted_engine(engine, "--vm-shutdown"), 0)
+    engine.wait_for_vm(False)
+    recovery = vm_conf(tmp_path / "recovery-vm.conf", memory_mib=128,
+                       devices="<graphics type='vnc' port='5907' autoport='no' listen='127.0.0.1'/>")
+    expect(hosted_engine(engine, "--vm-start", f"--vm-conf={recovery}"), 0, "VM in WaitForLaunch\n")
+    engine.wait_for_vm(True)
+    assert memory_kib(engine) == 128 * 1024
+
+    # a VNC display exists now, but libvirt's test driver cannot update devices
+    done = hosted_engine(engine, "--add-console-password", "--password=s3cret")
+    assert (done.returncode, done.stdout) == (1, ""), done
+    assert done.stderr.startswith("the VNC password could not be set: ")
+    assert "not supported" in done.stderr and "virDomainUpdateDeviceFlags" in done.stderr
+
+    expect(hosted_engine(engine, "--vm-poweroff"), 0)
+    engine.wait_for_vm(False)
+    stranger = vm_conf(tmp_path / "stranger-vm.conf", vm_id="0b3e6bb0-7b8a-4a4e-8e36-0e0e0e0e0e0e")
+    expect(hosted_engine(engine, "--vm-start", f"--vm-conf={stranger}"), 1, "VM failed to launch\n",
+           f"refused: {stranger} describes the VM 0b3e6bb0-7b8a-4a4e-8e36-0e0e0e0e0e0e (vmId), "
+           f"not the engine VM {ENGINE_UUID}\n")
+    renamed = vm_conf(tmp_path / "renamed-vm.conf", name="Other")
+    expect(hosted_engine(engine, "--vm-start", f"--vm-conf={renamed}"), 1, "VM failed to launch\n",
+           f"refused: {renamed} names the VM 'Other', not '{ENGINE_NAME}' as the configured vm.conf does\n")
+    garbage = tmp_path / "garbage-vm.conf"
+    garbage.write_text("vmId=\n")
+    expect(hosted_engine(engine, "--vm-start", f"--vm-conf={garbage}"), 1, "VM failed to launch\n",
+           f"refused: not a usable vm.conf: {garbage}: key 'vmId' = '': String should have at least 1 character\n")
+    done = hosted_engine(engine, "--vm-start-paused")  # the test driver cannot start paused
+    assert (done.returncode, done.stdout) == (1, "VM failed to launch\n"), done
+    assert "unsupported flags" in done.stderr
+    assert engine.vm() is None
+
+    expect(hosted_engine(engine, "--vm-start"), 0, "VM in WaitForLaunch\n")
+    engine.wait_for_vm(True)
+    assert memory_kib(engine) == 64 * 1024  # the configured vm.conf again
+    expect(hosted_engine(engine, "--add-console-password", "--password=s3cret"), 1,
+           err=f"Failed detecting VNC port\nthe engine VM {ENGINE_NAME} ({ENGINE_UUID}) has no VNC graphics device\n")
+    expect(hosted_engine(other, "--add-console-password", "--password=s3cret"), 1,
+           err=f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) is not running on this host\n")
+
+    expect(hosted_engine(engine, "--set-maintenance", "--mode=none"), 0)
+    wait_until("global maintenance cleared", lambda: not global_maintenance(engine))
+
+
+def test_console_asks_libvirt_and_runs_virsh(hosts: tuple[Host, Host]) -> None:
+    engine, other = hosts
+    expect(hosted_engine(other, "--console"), 0, "The engine VM is not on this host\n")
+    shown = run_in_terminal([sys.executable, "-m", "cli.main", "--console"],
+                            {**os.environ, **engine.cli_env(), "PYTHONPATH": str(REPO)})
+    assert shown.output.startswith("The engine VM is running on this host\r\n"), shown.output
+    assert "virDomainOpenConsole" in shown.output and shown.status == 1  # the test driver has no consoles
+
+
+def test_check_liveliness_against_the_health_page(hosts: tuple[Host, Host], health_url: str) -> None:
+    engine, _ = hosts
+    address = health_url.removeprefix("http://").split("/")[0]  # 127.0.0.1:<port>
+    expect(hosted_engine(engine, "--set-shared-config", "fqdn", address), 0)
+    expect(hosted_engine(engine, "--get-shared-config", "fqdn"), 0, f"\nfqdn : {address}, type : he_local\n\n")
+    expect(hosted_engine(engine, "--check-liveliness"), 0, "Hosted Engine is up!\n")
+    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "127.0.0.1:9"), 0)  # discard port: nothing there
+    done = hosted_engine(engine, "--check-liveliness")
+    assert (done.returncode, done.stdout) == (1, "Hosted Engine is not up!\n") and "Connection refused" in done.stderr
+    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "engine.invalid"), 0)
+
+
+def test_daemon_down(hosts: tuple[Host, Host], tmp_path: Path) -> None:
+    engine, other = hosts
+    no_vm_conf = tmp_path / "hosted-engine.conf"
+    no_vm_conf.write_text((other.root / "hosted-engine.conf").read_text().replace(
+        f"conf={other.root / 'vm.conf'}", f"conf={tmp_path / 'not-retrieved.conf'}"))
+    not_retrieved = "The hosted engine configuration has not been retrieved from shared storage yet,\n"
+    expect(hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)), 1,
+           f"{not_retrieved}for more details please check sanlock status.\n\n")
+
+    assert other.supervisors[-1].terminate() == 0
+    expect(hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)), 1,
+           f"{not_retrieved}please ensure that the he-ha service is running.\n\n")
+    for args, out in [(("--set-maintenance", "--mode=global"), ""), (("--vm-start",), "VM failed to launch\n"),
+                      (("--vm-shutdown",), ""), (("--vm-poweroff",), ""),
+                      (("--add-console-password", "--password=x"), "")]:
+        done = hosted_engine(other, *args)
+        assert (done.returncode, done.stdout) == (1, out), done
+        first, second = done.stderr.splitlines()
+        assert first == CANNOT_CONNECT and str(other.admin_socket) in second
+    # what needs no daemon still works
+    expect(hosted_engine(other, "--console"), 0, "The engine VM is not on this host\n")
+    expect(hosted_engine(other, "--check-deployed"), 0, "The hosted engine has been deployed\n")
+    assert engine.vm() is not None
