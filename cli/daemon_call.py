@@ -25,7 +25,6 @@ class Answer:
     ok: bool  # 200: done
     message: str  # the daemon's explanation (CommandResult.message or the error message)
     detail: dict[str, Any]
-    status: int
 
     @property
     def refusal(self) -> str | None:
@@ -43,14 +42,13 @@ def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None) -> A
         error(str(exc))
         return None
     if not isinstance(data, dict):
-        return Answer(False, f"unexpected answer ({status}): {str(data)[:200]}", {}, status)
+        return Answer(False, f"unexpected answer ({status}): {str(data)[:200]}", {})
     message = data.get("message")
     detail = data.get("detail")
     return Answer(
         ok=status == 200,
         message=message if isinstance(message, str) else f"status {status} without a message",
         detail=detail if isinstance(detail, dict) else {},
-        status=status,
     )
 
 

@@ -39,8 +39,10 @@ class VmStartRequest(BaseModel):
     def _absolute(cls, value: str | None) -> str | None:
         # The daemon's working directory is not the client's: a relative path would name
         # another file than the one the admin meant.
-        if value is not None and (not value.startswith("/") or "\0" in value):
+        if value is not None and not value.startswith("/"):
             raise ValueError("must be an absolute path")
+        if value is not None and "\0" in value:
+            raise ValueError("must not contain NUL bytes")
         return value
 
 

@@ -29,7 +29,7 @@ async def test_vm_start_passes_the_alternative_vm_conf(admin: Admin, socket_dir:
 @pytest.mark.parametrize(
     ("vm_conf", "text"),
     [("vm.conf", "must be an absolute path"), ("", "must be an absolute path"), (7, "valid string"),
-     ("/x" * 3000, "at most 4096 characters")],
+     ("/x" * 3000, "at most 4096 characters"), ("/etc/\0x", "must not contain NUL bytes")],
 )
 async def test_vm_conf_must_be_an_absolute_path(admin: Admin, vm_conf: object, text: str) -> None:
     async with admin.session.post("/v1/vm/start", json={"vm_conf": vm_conf}) as response:
