@@ -1,0 +1,102 @@
+"""What ``--init-storage``, ``--clean-metadata`` and ``--reinitialize-lockspace`` share:
+running their async storage work with a clean failure for every storage error, the shared
+paths from hosted-engine.conf, and quiet library logs.
+
+These commands go to storage directly (O_DIRECT, sanlock through this host's daemon), so
+they work while the he-ha daemon is stopped; the library's structlog lines would otherwise
+land in the middle of their output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cli.command import EXIT_FAILED, UsageError, error, require_deployed
+from cli.environment import CliEnvironment
+from he_ha.config import ConfigError, HostedEngineConf
+from he_ha.logsetup import configure_logging
+from he_ha.repair.clean_metadata import CleanAborted
+from he_ha.storage.area_io import AreaError
+from he_ha.storage.lease_errors import LeaseError
+from he_ha.storage.provision import ProvisionError
+
+STORAGE_ERRORS = (AreaError, LeaseError, ProvisionError, CleanAborted, ConfigError)
+NOT_CONFIGURED = "Hosted Engine is not configured."
+
+
+def run_storage_work(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """``asyncio.run(work())``; a storage error is printed on stderr (exit 1), never a traceback."""
+    with _quiet_logs():
+        try:
+            return asyncio.run(work())
+        except STORAGE_ERRORS as exc:
+            error(str(exc))
+            return EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Only warnings and errors of the library, on stderr, for the command's duration (the
+    previous configuration comes back after: tests run commands in-process)."""
+    previous = structlog.get_config()
+    configure_logging(level="WARNING")
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
+
+
+@dataclass(frozen=True)
+class SharedAreas:
+    conf: HostedEngineConf
+    lockspace: Path
+    metadata: Path
+
+
+def shared_areas(env: CliEnvironment) -> SharedAreas | None:
+    """This host's configuration and shared paths, or None after saying what is missing
+    (not deployed, unreadable file, not configured, no path)."""
+    if require_deployed(env) is None:
+        return None
+    try:
+        conf = env.engine_conf()
+    except ConfigError as exc:
+        error(str(exc))
+        return None
+    if not conf.configured:
+        error(f"{NOT_CONFIGURED} ('configured' is not True in {env.paths.hosted_engine_conf})")
+        return None
+    if conf.lockspace_path is None or conf.metadata_path is None:
+        missing = "lockspace_path" if conf.lockspace_path is None else "metadata_path"
+        error(f"{env.paths.hosted_engine_conf}: key {missing!r} is not set: the shared area's path is needed")
+        return None
+    return SharedAreas(conf, conf.lockspace_path, conf.metadata_path)
+
+
+def int_option(command: str, name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{command}: {name}={value!r} is not a number") from None
+    if not low <= number <= high:
+        raise UsageError(f"{command}: {name}={number} is outside {low}..{high}")
+    return number
+
+
+def watching(seconds: float) -> None:
+    print(f"Watching shared storage for {seconds:.0f} s to see which hosts are alive...", flush=True)
+
+
+def print_lines(prefix: str, lines: list[str], *, to_stderr: bool = False) -> None:
+    for line in lines:
+        if to_stderr:
+            error(f"{prefix}{line}")
+        else:
+            print(f"{prefix}{line}")
