@@ -48,10 +48,13 @@ SHUTDOWN_TIMEOUT = 300.0  # the guest's own shutdown may take minutes (the FSM's
 SHUTDOWN_ANSWER = 5.0  # answer the caller after this long; the shutdown goes on
 
 # The original's text (spec/hosted-engine-cli.md §4), so the API and the CLI say the same.
+# The original refused whenever the VM ran here; he-ha vacates the host (live migration, or
+# a clean restart on the best peer) and refuses only when no other host could take the VM.
 LOCAL_REFUSED = (
     "Unable to enter local maintenance mode: the engine VM is running on the current host, "
     "please migrate it before entering local maintenance mode."
 )
+NO_TARGET = "no other live host with a positive score, out of maintenance and without the VM, can take it"
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,8 @@ class SupervisorController:
                 state = await p.vm.state()
             except VmError as exc:
                 return CommandResult(ok=False, message=f"refused: cannot tell whether the engine VM runs here: {exc}")
-            if state.active:
-                return CommandResult(ok=False, message=LOCAL_REFUSED,
+            if state.active and not self._peer_can_take_vm():
+                return CommandResult(ok=False, message=f"{LOCAL_REFUSED} ({NO_TARGET})",
                                      detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value})
         try:
             if flags.global_flag:  # entering global: announce it before clearing local
@@ -146,6 +149,15 @@ class SupervisorController:
         log.info("maintenance mode set", mode=mode.value)
         return CommandResult(ok=True, message=f"maintenance mode {mode.value} set",
                              detail={"global": flags.global_flag, "local": flags.local, "manual": flags.manual})
+
+    def _peer_can_take_vm(self) -> bool:
+        """The state machine's migration-target rule, on the view the status shows."""
+        status = self.status()
+        return any(
+            h.live and not h.local and (h.score or 0) > 0 and not h.maintenance and not h.stopped
+            and (h.engine_status or {}).get("vm") != "up"
+            for h in status.hosts
+        )
 
     async def vm_start(self, *, paused: bool = False, vm_conf: Path | None = None) -> CommandResult:
         refused = await self._refuse_if_busy_or_running()

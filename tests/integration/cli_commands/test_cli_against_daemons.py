@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, health_page, state_of
-from he_ha.supervisor.controller import LOCAL_REFUSED
+from he_ha.supervisor.controller import LOCAL_REFUSED, NO_TARGET
 from tests.unit.cli_commands.terminal import run_in_terminal
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]  # ~50 s: one cluster, a dozen VM starts and stops
@@ -98,14 +98,15 @@ def expect(done: subprocess.CompletedProcess[str], status: int, out: str = "", e
 
 def test_maintenance_modes(hosts: tuple[Host, Host]) -> None:
     engine, other = hosts
-    # local is refused where the VM runs, by the daemon, in the original's words
-    expect(hosted_engine(engine, "--set-maintenance", "--mode=local"), 1, err=LOCAL_REFUSED + "\n")
-    assert "local_maintenance=False" in engine.ha_conf.read_text()
-
     seen = len(other.decisions())
     expect(hosted_engine(other, "--set-maintenance", "--mode=local"), 0)
     assert "local_maintenance=True" in other.ha_conf.read_text()
     other.wait_for_decision(lambda e: state_of(e) == "LocalMaintenance", after=seen)
+    # local is refused where the VM runs while no other host could take it, in the original's words
+    wait_until("the engine host sees the other in maintenance", lambda: not any(
+        h["maintenance"] is False and h["score"] for h in engine.admin.get("/v1/status")["hosts"] if not h["local"]))
+    expect(hosted_engine(engine, "--set-maintenance", "--mode=local"), 1, err=f"{LOCAL_REFUSED} ({NO_TARGET})\n")
+    assert "local_maintenance=False" in engine.ha_conf.read_text()
     expect(hosted_engine(other, "--set-maintenance", "--mode=none"), 0)
     assert "local_maintenance=False\nlocal_maintenance_manual=False" in other.ha_conf.read_text()
 
@@ -113,6 +114,24 @@ def test_maintenance_modes(hosts: tuple[Host, Host]) -> None:
     wait_until("both hosts see global maintenance", lambda: all(global_maintenance(h) for h in hosts))
     expect(hosted_engine(other, "--set-maintenance", "--mode=none"), 0)
     wait_until("global maintenance cleared", lambda: not any(global_maintenance(h) for h in hosts))
+
+
+def test_local_maintenance_vacates_the_engine_host(hosts: tuple[Host, Host]) -> None:
+    """With a host able to take it, local maintenance moves the VM there (the test driver
+    cannot migrate live, so it is shut down and started there), and back again."""
+    for source, target in (hosts, hosts[::-1]):
+        wait_until(f"{target.name} eligible again", lambda: eligible(source, target))
+        expect(hosted_engine(source, "--set-maintenance", "--mode=local"), 0)
+        wait_until(f"the VM runs on {target.name}", lambda: target.vm() is not None and source.vm() is None)
+        expect(hosted_engine(source, "--set-maintenance", "--mode=none"), 0)
+    engine = hosts[0]
+    engine.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=len(engine.decisions()) - 1)
+
+
+def eligible(source: Host, target: Host) -> bool:
+    """``source`` sees ``target`` live with a positive score and out of maintenance."""
+    views = [h for h in source.admin.get("/v1/status")["hosts"] if h["host_id"] == target.host_id]
+    return bool(views) and views[0]["live"] and bool(views[0]["score"]) and not views[0]["maintenance"]
 
 
 def test_vm_control_in_global_maintenance(hosts: tuple[Host, Host], tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from he_ha.fsm import replay_matches
 from he_ha.devcluster.cluster import Cluster, causes_of, rule_of, state_of
+from he_ha.supervisor.controller import LOCAL_REFUSED
 from tests.support.stallfs import StallFS
 
 pytestmark = pytest.mark.root
@@ -62,11 +63,14 @@ def test_status_decisions_metrics_maintenance_and_vm_control(make_cluster: Calla
 
     seen = len(host.decisions())
     code, answer = admin.post("/v1/maintenance", {"mode": "local"})
+    # The VM runs here and no other host could take it: refused, the original's words first.
+    assert code == 409 and answer["message"].startswith(LOCAL_REFUSED), answer
+    assert answer["detail"]["refusal"] == "vm_running_here"
+    code, answer = admin.post("/v1/maintenance", {"mode": "none"})  # global maintenance ends
     assert code == 200 and answer["ok"], answer
-    assert "local_maintenance=True" in host.ha_conf.read_text()
-    _, entry = host.wait_for_decision(lambda e: rule_of(e) == "global-maintenance.cleared", after=seen)
-    # The VM runs here: local maintenance never shuts it down; with no other host to take it
-    # (and a keeper-held lease, which cannot migrate) it stays up, and the record says why.
+    # Set behind the API's back (ha.conf, as VDSM writes it), the FSM keeps the VM up with
+    # nowhere to go, and the record says why.
+    host.set_local_maintenance(True)
     _, entry = host.wait_for_decision(lambda e: rule_of(e).startswith("up.local-maintenance"), after=seen)
     assert host.vm() is not None
 
