@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView
-from he_ha.storage.codec import CRC_FIELD, HostSlot, encode_header, engine_status_json
-from he_ha.storage.whiteboard_errors import EncodeError
+from he_ha.storage.codec import engine_status_json
 
 LABEL_WIDTH = 35
 # The original's friendly labels; every other key is printed as its raw name (quirk 8).
@@ -63,7 +62,7 @@ def host_record(view: HostView) -> dict[str, Any]:
         "hostname": view.hostname,
         "maintenance": view.maintenance,
         "stopped": view.stopped,
-        "crc32": view.crc32 or header_crc_of(view),
+        "crc32": view.crc32,
         "conf_on_shared_storage": view.conf_on_shared_storage,
         "local_conf_timestamp": view.local_conf_timestamp,
     }
@@ -71,28 +70,6 @@ def host_record(view: HostView) -> dict[str, Any]:
         record["extra"] = view.extra
     record["live-data"] = view.live
     return record
-
-
-def header_crc_of(view: HostView) -> str | None:
-    """The crc32 the slot carries on storage, computed from its fields.
-
-    The daemon reports its own slot from memory, where the crc is not kept; the original
-    always showed one. The fields fully determine the header, so this is the stored value.
-    """
-    if (view.host_ts is None or view.score is None or view.engine_status is None or view.hostname is None
-            or view.maintenance is None or view.stopped is None or view.conf_on_shared_storage is None
-            or view.local_conf_timestamp is None):
-        return None
-    slot = HostSlot(
-        host_id=view.host_id, host_ts=view.host_ts, score=view.score,
-        engine_status=engine_status_json(view.engine_status), hostname=view.hostname,
-        maintenance=view.maintenance, stopped=view.stopped,
-        conf_on_shared_storage=view.conf_on_shared_storage, local_conf_timestamp=view.local_conf_timestamp,
-    )
-    try:
-        return encode_header(slot).split(b"|")[CRC_FIELD].decode("ascii")
-    except EncodeError:  # a field the format cannot carry: then it was never stored either
-        return None
 
 
 def readable_hosts(status: ClusterStatus) -> list[HostView]:

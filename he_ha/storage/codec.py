@@ -110,6 +110,12 @@ def header_crc(fields: list[str]) -> str:
     return f"{zlib.crc32('|'.join(with_placeholder).encode('utf-8')):08x}"
 
 
+def stored_crc(slot: HostSlot) -> str:
+    """The crc32 the encoder writes for ``slot``: for a slot known from memory (our own, as
+    published) rather than decoded from storage. Raises EncodeError like encode_header."""
+    return encode_header(slot).split(b"|")[CRC_FIELD].decode("ascii")
+
+
 def encode_header(slot: HostSlot) -> bytes:
     """The header line of ``slot`` (12 fields, crc filled in), not yet NUL-padded."""
     _check_record(slot)

@@ -10,7 +10,7 @@ import json
 
 from he_ha.admin.contract import ClusterStatus, HostView
 from he_ha.fsm import DecisionRecord
-from he_ha.storage.codec import HostSlot
+from he_ha.storage.codec import HostSlot, stored_crc
 from he_ha.storage.whiteboard_errors import SlotError
 from he_ha.supervisor.observe import SanlockView, TickInputs
 from he_ha.supervisor.publish import parse_extra, score_view
@@ -48,7 +48,7 @@ def slot_view(slot: HostSlot, *, local: bool, live: bool, sanlock: str | None) -
         stopped=slot.stopped,
         conf_on_shared_storage=slot.conf_on_shared_storage,
         local_conf_timestamp=slot.local_conf_timestamp,
-        crc32=slot.crc32,
+        crc32=slot.crc32 or stored_crc(slot),  # our own slot is known from memory, not decoded
         extra=slot.extra,
         sanlock=sanlock,
         error=None,

@@ -28,12 +28,12 @@ def extra(host_id: int, ts: int, score: int, state: str, *, maintenance: bool = 
 
 
 def host1(**update: object) -> HostView:
-    """This host, as the daemon reports its own slot: from memory, so no crc32 (computed on display)."""
+    """This host, as the daemon reports its own slot (crc32 computed by hand with zlib)."""
     view = HostView(
         host_id=1, local=True, hostname="host1.example.com", state="EngineUp", score=3400,
         score_breakdown=ScoreView(base=3400, penalties=[], override=None, total=3400),
         engine_status=UP, live=True, host_ts=81234, maintenance=False, stopped=False,
-        conf_on_shared_storage=True, local_conf_timestamp=81234, crc32=None,
+        conf_on_shared_storage=True, local_conf_timestamp=81234, crc32="ed178011",
         extra=extra(1, 81234, 3400, "EngineUp"), sanlock="live", error=None,
     )
     return view.model_copy(update=update)
