@@ -107,14 +107,15 @@ def status_of(host: Host) -> dict[str, Any] | None:
     return status
 
 
-def own_view(status: dict[str, Any]) -> dict[str, Any]:
-    """The reporting host's own slot in a status."""
-    return next(h for h in status["hosts"] if h["local"])
+def own_view(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The reporting host's own slot in a status (None before its first tick)."""
+    return next((h for h in status["hosts"] if h["local"]), None)
 
 
 def state_of_host(host: Host) -> str | None:
     status = status_of(host)
-    return None if status is None else own_view(status)["state"]
+    view = None if status is None else own_view(status)
+    return None if view is None else view["state"]
 
 
 def host_table(hosts: Sequence[Host], watcher: VmWatcher) -> list[str]:
@@ -124,11 +125,12 @@ def host_table(hosts: Sequence[Host], watcher: VmWatcher) -> list[str]:
     lines = [f"{'host':<7} {'state':<26} {'score':>5}  {'maint.':<7} engine VM here"]
     for host in hosts:
         status = status_of(host)
+        view = None if status is None else own_view(status)
         vm = "RUNNING" if host.name in running else "-"
-        if status is None:
-            lines.append(f"{host.name:<7} {'(down: no supervisor answers)':<26} {'':>5}  {'':<7} {vm}")
+        if status is None or view is None:
+            why = "(down: no supervisor answers)" if status is None else "(starting)"
+            lines.append(f"{host.name:<7} {why:<26} {'':>5}  {'':<7} {vm}")
             continue
-        view = own_view(status)
         maintenance = "local" if view["maintenance"] else "global" if status["global_maintenance"] else ""
         score = "?" if view["score"] is None else view["score"]
         lines.append(f"{host.name:<7} {view['state'] or '?':<26} {score:>5}  {maintenance:<7} {vm}")

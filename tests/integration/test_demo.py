@@ -24,7 +24,7 @@ from he_ha.devcluster.vm_watch import VmWatcher
 pytestmark = pytest.mark.root
 
 DEMO = [sys.executable, "-m", "he_ha.main", "demo"]
-SECONDS = r"\s+(\d+\.\d) s"
+SECONDS = r"\s+(\d+\.\d)\s"  # a seconds column of the summary
 
 
 def _owned_paths(output: str) -> list[Path]:
