@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options
 from cli.environment import CliEnvironment
-from cli.storage_admin import int_option, print_lines, run_storage_work, watching
+from cli.storage_admin import DRY_RUN_DONE, int_option, print_lines, run_storage_work, watching
 from he_ha.config import MAX_HOST_ID
 from he_ha.storage.area_io import AreaIo
 from he_ha.storage.hostconf import NETWORK_TESTS
@@ -79,7 +79,8 @@ def _request(args: Sequence[str], env: CliEnvironment) -> tuple[InitRequest, boo
         host_id=int_option(COMMAND, "--host-id", options["--host-id"], 1, MAX_HOST_ID),
         conf_out=Path(options.get("--conf-out") or env.paths.hosted_engine_conf),
         vm_uuid=vm_uuid,
-        io_timeout=int_option(COMMAND, "--io-timeout", options["--io-timeout"], 1, 300) if "--io-timeout" in options else None,
+        io_timeout=(int_option(COMMAND, "--io-timeout", options["--io-timeout"], 1, 300)
+                    if "--io-timeout" in options else None),
         settings=_settings(options),
         force="--force" in parsed,
     )
@@ -94,8 +95,7 @@ def _init_storage(args: Sequence[str], env: CliEnvironment) -> int:
         return EXIT_FAILED
 
     async def work() -> int:
-        io = AreaIo()
-        try:
+        with AreaIo() as io:
             async with await LeaseClient.start(run_dir=env.sanlock_run_dir) as client:
                 plan = await plan_init(client, io, request, announce=watching)
                 print_lines("Found: ", plan.findings)
@@ -109,14 +109,12 @@ def _init_storage(args: Sequence[str], env: CliEnvironment) -> int:
                     return EXIT_OK
                 if dry_run:
                     print_lines("Would ", [step.text for step in plan.steps])
-                    print("Dry run: nothing was changed.")
+                    print(DRY_RUN_DONE)
                     return EXIT_OK
                 await apply_init(plan, lambda text: print(f"Done: {text}", flush=True))
                 role = "the first host" if plan.role is Role.FIRST else "an additional host"
                 print(f"Storage ready: host {request.host_id} set up as {role} of VM {plan.vm_uuid}.")
                 return EXIT_OK
-        finally:
-            io.close()
 
     return run_storage_work(work)
 

@@ -12,11 +12,20 @@ change; ``--clean-metadata --unreadable`` replaces the ``dd if=/dev/zero`` proce
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, daemon_answers, error, parse_options
 from cli.environment import CliEnvironment
-from cli.storage_admin import SharedAreas, int_option, print_lines, run_storage_work, shared_areas, watching
+from cli.storage_admin import (
+    DRY_RUN_DONE,
+    SharedAreas,
+    int_option,
+    print_lines,
+    run_storage_work,
+    shared_areas,
+    watching,
+)
 from he_ha.config import MAX_HOST_ID
 from he_ha.repair.clean_metadata import CleanPlan, CleanTarget, apply_clean, plan_clean
 from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY, apply_reinit, plan_reinit
@@ -25,41 +34,52 @@ from he_ha.storage.leases import LeaseClient
 from he_ha.storage.sanlock_env import daemon_answers as sanlock_answers
 from he_ha.storage.sanlock_env import socket_path
 
+T = TypeVar("T")
+
 CANNOT_CLEAN = "Cannot clean unclean metadata block. Consider --force-cleanup."
-DRY_RUN_DONE = "Dry run: nothing was changed."
+
+
+def _prepared(parse: Callable[[Sequence[str]], T], args: Sequence[str],
+              env: CliEnvironment) -> tuple[T, SharedAreas] | None:
+    """The parsed options and this host's shared areas, or None after saying what is wrong."""
+    try:
+        parsed = parse(args)
+    except UsageError as exc:
+        error(str(exc))
+        return None
+    areas = shared_areas(env)
+    return None if areas is None else (parsed, areas)
 
 
 # --- --clean-metadata ---------------------------------------------------------------------------
 
 
-def _clean_metadata(args: Sequence[str], env: CliEnvironment) -> int:
+def _clean_options(args: Sequence[str]) -> tuple[dict[str, str | bool], int | None]:
     command = "--clean-metadata"
-    try:
-        options, _ = parse_options(command, args, flags=("--force-cleanup", "--dry-run", "--unreadable"),
-                                   valued=("--host-id",))
-        host_id = None
-        if "--host-id" in options:
-            host_id = int_option(command, "--host-id", str(options["--host-id"]), 1, MAX_HOST_ID)
-        if host_id is not None and "--unreadable" in options:
-            raise UsageError(f"{command}: --host-id and --unreadable exclude each other")
-    except UsageError as exc:
-        error(str(exc))
+    options, _ = parse_options(command, args, flags=("--force-cleanup", "--dry-run", "--unreadable"),
+                               valued=("--host-id",))
+    host_id = None
+    if "--host-id" in options:
+        host_id = int_option(command, "--host-id", str(options["--host-id"]), 1, MAX_HOST_ID)
+    if host_id is not None and "--unreadable" in options:
+        raise UsageError(f"{command}: --host-id and --unreadable exclude each other")
+    return options, host_id
+
+
+def _clean_metadata(args: Sequence[str], env: CliEnvironment) -> int:
+    prepared = _prepared(_clean_options, args, env)
+    if prepared is None:
         return EXIT_FAILED
-    areas = shared_areas(env)
-    if areas is None:
-        return EXIT_FAILED
+    (options, host_id), areas = prepared
     unreadable = "--unreadable" in options
     targets = None if unreadable else [host_id or areas.conf.host_id]
     local = f"the local he-ha daemon answers on {env.admin_socket}" if daemon_answers(env) else None
 
     async def work() -> int:
-        io = AreaIo()
-        try:
+        with AreaIo() as io:
             plan = await plan_clean(io, lockspace=areas.lockspace, metadata=areas.metadata, host_ids=targets,
                                     own_host_id=areas.conf.host_id, local_daemon=local, announce=watching)
             return await _clean(io, areas, plan, force="--force-cleanup" in options, dry_run="--dry-run" in options)
-        finally:
-            io.close()
 
     return run_storage_work(work)
 
@@ -93,19 +113,20 @@ async def _clean(io: AreaIo, areas: SharedAreas, plan: CleanPlan, *, force: bool
 # --- --reinitialize-lockspace ----------------------------------------------------------------------
 
 
-def _reinitialize_lockspace(args: Sequence[str], env: CliEnvironment) -> int:
+def _reinit_options(args: Sequence[str]) -> tuple[dict[str, str | bool], int | None]:
     command = "--reinitialize-lockspace"
-    try:
-        options, _ = parse_options(command, args, flags=("--force", "--dry-run"), valued=("--io-timeout",))
-        io_timeout = None
-        if "--io-timeout" in options:
-            io_timeout = int_option(command, "--io-timeout", str(options["--io-timeout"]), 1, 300)
-    except UsageError as exc:
-        error(str(exc))
+    options, _ = parse_options(command, args, flags=("--force", "--dry-run"), valued=("--io-timeout",))
+    io_timeout = None
+    if "--io-timeout" in options:
+        io_timeout = int_option(command, "--io-timeout", str(options["--io-timeout"]), 1, 300)
+    return options, io_timeout
+
+
+def _reinitialize_lockspace(args: Sequence[str], env: CliEnvironment) -> int:
+    prepared = _prepared(_reinit_options, args, env)
+    if prepared is None:
         return EXIT_FAILED
-    areas = shared_areas(env)
-    if areas is None:
-        return EXIT_FAILED
+    (options, io_timeout), areas = prepared
     force, dry_run = "--force" in options, "--dry-run" in options
 
     async def work() -> int:
@@ -113,11 +134,12 @@ def _reinitialize_lockspace(args: Sequence[str], env: CliEnvironment) -> int:
             error(f"This host's sanlock daemon does not answer on {socket_path(env.sanlock_run_dir)}: "
                   "the lockspace is rewritten through it (start sanlock).")
             return EXIT_FAILED
-        io = AreaIo()
-        try:
+        with AreaIo() as io:
             async with await LeaseClient.start(run_dir=env.sanlock_run_dir) as client:
                 plan = await plan_reinit(client, io, lockspace=areas.lockspace, metadata=areas.metadata,
-                                         io_timeout=io_timeout, force=force, announce=watching)
+                                         io_timeout=io_timeout, force=force, announce=watching,
+                                         vm_lease_path=areas.conf.vm_lease_path,
+                                         vm_lease_offset=areas.conf.vm_lease_offset)
                 print_lines("Note: ", plan.notes)
                 if plan.refused and not force:
                     for heading, evidence in ((GLOBAL_ONLY, plan.maintenance), (ACTIVE_AGENT, plan.active)):
@@ -134,8 +156,6 @@ def _reinitialize_lockspace(args: Sequence[str], env: CliEnvironment) -> int:
                 await apply_reinit(client, io, plan)
                 print(f"Reinitialized {plan.describe()}; it reads back blank.")
                 return EXIT_OK
-        finally:
-            io.close()
 
     return run_storage_work(work)
 

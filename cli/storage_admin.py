@@ -29,6 +29,7 @@ from he_ha.storage.provision import ProvisionError
 
 STORAGE_ERRORS = (AreaError, LeaseError, ProvisionError, CleanAborted, ConfigError)
 NOT_CONFIGURED = "Hosted Engine is not configured."
+DRY_RUN_DONE = "Dry run: nothing was changed."
 
 
 def run_storage_work(work: Callable[[], Coroutine[Any, Any, int]]) -> int:

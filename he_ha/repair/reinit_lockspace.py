@@ -50,18 +50,21 @@ class ReinitPlan:
 
 
 async def plan_reinit(client: LeaseClient, io: AreaIo, *, lockspace: Path, metadata: Path,
-                      io_timeout: int | None = None, force: bool = False, window: float | None = None,
+                      io_timeout: int | None = None, force: bool = False, vm_lease_path: Path | None = None,
+                      vm_lease_offset: int | None = None, window: float | None = None,
                       announce: Callable[[float], None] | None = None) -> ReinitPlan:
     """Observe storage and decide; nothing is written. ``io_timeout`` overrides the one
     found on storage (and is needed when no lockspace record is readable). Outside global
-    maintenance the refusal is certain, so unless ``force`` storage is not watched."""
+    maintenance the refusal is certain, so unless ``force`` storage is not watched.
+    ``vm_lease_path``/``vm_lease_offset``: hosted-engine.conf's, when the lease is elsewhere."""
     glance = await observe(io, lockspace, metadata, window=0)
     maintenance = _maintenance_evidence(glance, metadata)
     if maintenance and not force:
         target, source = await _target(client, lockspace, glance.geometry, io_timeout)
         return ReinitPlan(glance, target, source, maintenance, notes=["hosts were not watched: the cluster is not "
                                                                       "in global maintenance"])
-    seen = await observe(io, lockspace, metadata, window=window, announce=announce, fallback_io_timeout=io_timeout)
+    seen = await observe(io, lockspace, metadata, window=window, announce=announce, fallback_io_timeout=io_timeout,
+                         vm_lease_path=vm_lease_path, vm_lease_offset=vm_lease_offset)
     target, source = await _target(client, lockspace, seen.geometry, io_timeout)
     plan = ReinitPlan(seen, target, source)
     plan.maintenance = _maintenance_evidence(seen, metadata)
@@ -96,7 +99,8 @@ def _maintenance_evidence(seen: Observation, metadata: Path) -> list[str]:
     if slot is None:
         return [f"the global block (slot 0) of {metadata} is empty: global maintenance is off"]
     if slot.problem is not None:
-        return [f"the global block (slot 0) of {metadata} is unreadable ({slot.problem}): global maintenance is unknown"]
+        return [f"the global block (slot 0) of {metadata} is unreadable ({slot.problem}): "
+                "global maintenance is unknown"]
     return [f"the global block (slot 0) of {metadata} says maintenance=0"]
 
 

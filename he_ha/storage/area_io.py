@@ -65,6 +65,12 @@ class AreaIo:
     def close(self) -> None:
         self._lane.close()
 
+    def __enter__(self) -> AreaIo:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     async def stat(self, path: Path) -> AreaStat:
         return await self._run("stat", path, partial(_stat, path))
 

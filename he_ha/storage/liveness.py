@@ -110,8 +110,9 @@ class Observation:
         evidence = []
         lease, slot = self.leases.get(host_id), self.slots.get(host_id)
         if lease is not None and lease.state is LeaseState.RENEWING:
+            moved = _moved("timestamp", lease.first_timestamp, lease.last_timestamp)
             evidence.append(f"{self.name(host_id)} renewed its delta lease in lockspace {self._ls_name!r} during "
-                            f"the {self.seconds:.1f} s observed ({_moved('timestamp', lease.first_timestamp, lease.last_timestamp)})")
+                            f"the {self.seconds:.1f} s observed ({moved})")
         if slot is not None and slot.changed:
             what = (_moved("host timestamp", slot.first_ts, slot.last_ts) if slot.problem is None
                     else "content changed although it does not decode")
@@ -130,7 +131,8 @@ class Observation:
             return []
         if lease.state is LeaseState.NOT_RENEWING:
             return [f"{self.name(host_id)} holds its delta lease but did not renew it during the "
-                    f"{self.seconds:.1f} s observed (timestamp {lease.last_timestamp}): crashed or cut off from storage"]
+                    f"{self.seconds:.1f} s observed (timestamp {lease.last_timestamp}): "
+                    "crashed or cut off from storage"]
         if lease.state is LeaseState.UNREADABLE:
             return [f"the delta lease of {self.name(host_id)} is unreadable: {lease.problem}"]
         return []
@@ -152,11 +154,19 @@ class _Reading:
 
 
 class _Observer:
-    def __init__(self, io: AreaIo, lockspace: Path, metadata: Path, vm_lease: tuple[Path, int] | None) -> None:
-        self.io, self.lockspace, self.metadata, self.vm_lease = io, lockspace, metadata, vm_lease
+    def __init__(self, io: AreaIo, lockspace: Path, metadata: Path, lease_path: Path | None,
+                 lease_offset: int | None) -> None:
+        self.io, self.lockspace, self.metadata = io, lockspace, metadata
+        self.lease_path, self.lease_offset = lease_path or lockspace, lease_offset
         self.geometry: LockspaceGeometry | None = None
         self.problem: str | None = None
         self.read_failed = False
+
+    @property
+    def lease_at(self) -> int:
+        """The VM lease's offset: as configured, else right after the lockspace area."""
+        assert self.geometry is not None
+        return self.geometry.align if self.lease_offset is None else self.lease_offset
 
     async def first(self) -> _Reading:
         try:
@@ -171,21 +181,25 @@ class _Observer:
         return await self.read()
 
     async def read(self) -> _Reading:
-        lockspace = b""
-        if self.geometry is not None and self.problem is None:
-            lockspace = await self.io.read(self.lockspace, self.geometry.align)
-        metadata = await self.io.read(self.metadata, WHITEBOARD_BYTES)
-        return _Reading(lockspace, metadata.ljust(WHITEBOARD_BYTES, b"\0"), await self._vm_leader(lockspace))
-
-    async def _vm_leader(self, lockspace: bytes) -> bytes:
-        path, offset = self.vm_lease or (self.lockspace, self.geometry.align if self.geometry else 0)
-        if self.geometry is None or (path == self.lockspace and offset == 0):
-            return b""
-        sector = self.geometry.sector_size
+        """One O_DIRECT reading of everything watched (the VM lease's leader comes with the
+        lockspace area when it is on the same volume)."""
+        if self.geometry is None or self.problem is not None:
+            return _Reading(b"", await self._metadata(), b"")
+        leader_end = self.lease_at + self.geometry.sector_size
+        same_volume = self.lease_path == self.lockspace
+        area = await self.io.read(self.lockspace, max(self.geometry.align, leader_end) if same_volume
+                                  else self.geometry.align)
+        metadata = await self._metadata()
+        if same_volume:
+            return _Reading(area, metadata, area[self.lease_at:leader_end])
         try:
-            return (await self.io.read(path, offset + sector))[offset:]
+            leader = (await self.io.read(self.lease_path, leader_end))[self.lease_at:]
         except AreaError:
-            return b""  # reported as "no VM lease there" by _vm_lease_seen
+            leader = b""  # reported as "no VM lease there" by _vm_lease_seen
+        return _Reading(area, metadata, leader)
+
+    async def _metadata(self) -> bytes:
+        return (await self.io.read(self.metadata, WHITEBOARD_BYTES)).ljust(WHITEBOARD_BYTES, b"\0")
 
 
 async def observe(
@@ -195,7 +209,8 @@ async def observe(
     *,
     window: float | None = None,
     interest: Collection[int] | None = None,
-    vm_lease: tuple[Path, int] | None = None,
+    vm_lease_path: Path | None = None,
+    vm_lease_offset: int | None = None,
     poll: float | None = None,
     announce: Callable[[float], None] | None = None,
     fallback_io_timeout: int | None = None,
@@ -208,11 +223,11 @@ async def observe(
     ``fallback_io_timeout`` sets the window when no lockspace record tells the io timeout
     (else 10 s); no host can be renewing there then, only slots are watched.
     Raises AreaError when the metadata cannot be read."""
-    observer = _Observer(io, lockspace, metadata, vm_lease)
+    observer = _Observer(io, lockspace, metadata, vm_lease_path, vm_lease_offset)
     start = time.monotonic()
     first = await observer.first()
-    io_timeout = (observer.geometry.io_timeout if observer.geometry and observer.geometry.io_timeout
-                  else fallback_io_timeout or DEFAULT_IO_TIMEOUT)
+    found = observer.geometry.io_timeout if observer.geometry else None
+    io_timeout = found or fallback_io_timeout or DEFAULT_IO_TIMEOUT
     length = WINDOW_FACTOR * io_timeout if window is None else window
     step = min(1.0, io_timeout / 2) if poll is None else poll
     if announce is not None:
@@ -261,8 +276,9 @@ def _leases(geometry: LockspaceGeometry | None, first: bytes, last: bytes) -> di
         now = last[start:start + size]
         if all_zero(now) and first[start:start + size] == now:
             continue
-        before, after = parse_delta_lease(first, geometry, host_id), parse_delta_lease(last, geometry, host_id)
         changed = first[start:start + size] != now
+        after = parse_delta_lease(last, geometry, host_id)
+        before = parse_delta_lease(first, geometry, host_id) if changed else after
         lease = _lease_seen(host_id, before.record, after.record, after.problem, changed)
         if lease.state is not LeaseState.UNUSED:
             seen[host_id] = lease
@@ -309,7 +325,7 @@ def _vm_lease_seen(observer: _Observer, leader: bytes) -> VmLeaseSeen | None:
     geometry = observer.geometry
     if geometry is None:
         return None
-    path, offset = observer.vm_lease or (observer.lockspace, geometry.align)
+    path, offset = observer.lease_path, observer.lease_at
     try:
         record = parse_leader(leader)
     except RecordError as exc:

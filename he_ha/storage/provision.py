@@ -148,19 +148,14 @@ async def initialise_first_host(client: LeaseClient, areas: StorageAreas, *, vm_
     create missing files at the right size, write the lockspace and the VM lease through
     ``client``'s daemon, zero the metadata, read it all back. Areas that hold anything
     already raise ProvisionRefused naming them. Returns the layout written."""
-    own = io is None
-    area_io = io or AreaIo()
-    try:
+    with AreaIo() as area_io:
         request = InitRequest(areas, None, vm_uuid=normalise_vm_uuid(vm_uuid), io_timeout=io_timeout)
-        plan = await plan_init(client, area_io, request)
+        plan = await plan_init(client, io or area_io, request)
         if plan.role is not Role.FIRST or plan.refusals or plan.blockers:
             raise ProvisionRefused(plan.blockers + plan.refusals or [f"storage is set up already: {plan.findings}"])
         await apply_init(plan)
         assert plan.layout is not None
         return plan.layout
-    finally:
-        if own:
-            area_io.close()
 
 
 class _Planner:
@@ -275,11 +270,8 @@ class _Planner:
                 self.plan.blockers.append(f"{path} is a {ls.stat.size}-byte device; the lockspace and the VM lease "
                                           f"need {needed} bytes")
                 return
-
-            async def extend() -> None:
-                await self.io.extend_file(path, needed)
-
-            self.plan.steps.append(Step(f"extend {path} from {ls.stat.size} to {needed} bytes (zeros)", extend))
+            self._step(f"extend {path} from {ls.stat.size} to {needed} bytes (zeros)",
+                       self.io.extend_file, path, needed)
         self._add_lease_writes()
 
     def _add_lease_writes(self) -> None:
@@ -315,16 +307,19 @@ class _Planner:
 
     async def _plan_metadata(self) -> None:
         md, path = self.md, self.areas.metadata
-        first = self.plan.role is Role.FIRST
+        # A whiteboard beside a new lockspace is stale; beside a lockspace being rewritten
+        # (forced: other io timeout) it is the cluster's own and stays.
+        fresh_cluster = self.ls.state is not AreaState.IN_USE
         if md.state is AreaState.MISSING:
-            if not first:
+            if not fresh_cluster:
                 self.plan.blockers.append(f"{md.evidence}, but the lockspace on {self.areas.lockspace} is in use: "
                                           "an additional host must name the cluster's metadata area")
                 return
             if not await self.io.is_dir(path.parent):
                 self.plan.blockers.append(f"cannot create {path}: directory {path.parent} does not exist")
                 return
-            self._step(f"create {path} ({WHITEBOARD_BYTES} bytes, all zero)", self.io.create_file, path, WHITEBOARD_BYTES)
+            self._step(f"create {path} ({WHITEBOARD_BYTES} bytes, all zero)",
+                       self.io.create_file, path, WHITEBOARD_BYTES)
             return
         if md.stat.size < WHITEBOARD_BYTES:
             if md.stat.block:
@@ -333,7 +328,7 @@ class _Planner:
                 return
             self._step(f"extend {path} from {md.stat.size} to {WHITEBOARD_BYTES} bytes (zeros)",
                        self.io.extend_file, path, WHITEBOARD_BYTES)
-        if md.state is AreaState.FOREIGN or (first and md.state is AreaState.IN_USE):
+        if md.state is AreaState.FOREIGN or (fresh_cluster and md.state is AreaState.IN_USE):
             why = "left from an earlier deployment" if md.state is AreaState.IN_USE else "not metadata"
             self.refuse(f"metadata area {md.evidence} ({why})")
             if self.request.force:
@@ -371,17 +366,15 @@ class _Planner:
                              interest=None if self.overwrites_in_use else [host_id] if host_id else None,
                              fallback_io_timeout=self.request.io_timeout)
         if self.overwrites_in_use:
-            for live in seen.live_host_ids():
-                for evidence in seen.alive_evidence(live):
-                    self.plan.blockers.append(f"{evidence}: storage in use is never rewritten while a host is alive, "
-                                              "even with --force")
+            self.plan.blockers += [f"{line}: storage in use is never rewritten while a host is alive, even with --force"
+                                   for live in seen.live_host_ids() for line in seen.alive_evidence(live)]
             return
         assert host_id is not None
-        evidence = seen.alive_evidence(host_id)
-        if evidence and await self._held_here(host_id):
+        alive = seen.alive_evidence(host_id)
+        if alive and await self._held_here(host_id):
             self.plan.notes.append(f"this host's sanlock daemon holds host id {host_id}: the live host is this one")
-        elif evidence:
-            self.plan.blockers += [f"host id {host_id} is used by another live host: {line}" for line in evidence]
+        elif alive:
+            self.plan.blockers += [f"host id {host_id} is used by another live host: {line}" for line in alive]
         self.plan.notes += seen.notes(host_id)
 
     async def _held_here(self, host_id: int) -> bool:

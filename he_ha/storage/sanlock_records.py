@@ -108,7 +108,8 @@ def parse_leader(data: bytes | memoryview) -> LeaderRecord | None:
     (stored,) = struct.unpack_from("<I", head, CHECKSUM_SPAN)
     computed = crc32c(head[:CHECKSUM_SPAN])
     if stored != computed:
-        raise RecordError(f"leader checksum {stored:#010x} does not match the computed {computed:#010x} (torn or damaged)")
+        raise RecordError(f"leader checksum {stored:#010x} does not match the computed {computed:#010x} "
+                          "(torn or damaged)")
     align = ALIGN_FLAGS.get(flags & 0xF0)
     if sector_size not in SECTOR_SIZES or align is None:
         raise RecordError(f"impossible geometry: {sector_size}-byte sectors, flags {flags:#x}")

@@ -40,11 +40,8 @@ FIRST = ("--host-id=1", f"--vm-uuid={VMID.upper()}", f"--io-timeout={IO_TIMEOUT}
 
 
 async def _survey(areas: StorageAreas) -> tuple[LockspaceSurvey, MetadataSurvey]:
-    io = AreaIo()
-    try:
+    with AreaIo() as io:
         return await survey_lockspace(io, areas.lockspace), await survey_metadata(io, areas.metadata)
-    finally:
-        io.close()
 
 
 def files(*paths: Path) -> tuple[bytes, ...]:
@@ -147,6 +144,15 @@ def test_a_different_vm_lease_is_refused(cli: Cli, storage: Storage) -> None:
                  "--network-test=none")
     assert result.code == 1
     assert f"the VM lease on {storage.lockspace} is for VM {VMID}, not {other}; --force overwrites it" in result.err
+
+
+def test_an_additional_host_must_name_the_clusters_metadata(cli: Cli, storage: Storage, tmp_path: Path) -> None:
+    result = cli("--init-storage", f"--lockspace={storage.lockspace}", f"--metadata={tmp_path / 'typo'}",
+                 "--host-id=2", "--network-test=none")
+    assert result.code == 1
+    assert (f"Refused: {tmp_path / 'typo'} does not exist, but the lockspace on {storage.lockspace} is in use: "
+            "an additional host must name the cluster's metadata area") in result.err
+    assert not (tmp_path / "typo").exists()
 
 
 def test_live_hosts_guard_their_ids_and_forced_rewrites(cli: Cli, storage: Storage, daemons: Daemons) -> None:

@@ -111,6 +111,6 @@ def test_missing_area_files_are_a_clean_failure(conf: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     conf.write_text(f"host_id=1\nvmid={VMID}\nnetwork_test=none\nmetadata_path={tmp_path}/md\n"
                     f"lockspace_path={tmp_path}/ls\n")
-    code, out, err = run(capsys, "--clean-metadata", "--dry-run")
+    code, _, err = run(capsys, "--clean-metadata", "--dry-run")
     assert code == 1 and "Traceback" not in err
     assert f"{tmp_path}/md" in err and "No such file or directory" in err
