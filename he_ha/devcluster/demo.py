@@ -21,10 +21,15 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from he_ha.devcluster.cluster import IO_TIMEOUT, Cluster, HealthPage, processes_referencing
+from he_ha.devcluster.cluster import (
+    IO_TIMEOUT,
+    Cluster,
+    HealthPage,
+    processes_referencing,
+)
 from he_ha.devcluster.demo_faults import SCENARIOS, engine_healthy
 from he_ha.devcluster.demo_narrate import DecisionTail, Narrator
-from he_ha.devcluster.demo_stage import Measure, ScenarioFailed, Stage
+from he_ha.devcluster.demo_stage import Measure, ScenarioFailed, Stage, first_seen
 from he_ha.devcluster.libvirtd import LibvirtdError
 from he_ha.devcluster.sanlockd import SanlockDaemonError
 from he_ha.devcluster.vm_watch import VmWatcher
@@ -127,7 +132,7 @@ class Demo:
             out.say(f"{host.name}: he-ha run started (pid {supervisor.pid}, host id {host.host_id}, "
                     f"admin socket {host.admin_socket})")
         run = stage.wait_for_start(start, FIRST_START_BOUND)
-        stage.record("start", "supervisors started -> engine VM running", start, run and run.first,
+        stage.record("start", "supervisors started -> engine VM running", start, first_seen(run),
                      f"on {run.host}" if run else "")
         if run is None:
             raise ScenarioFailed(f"no host started the engine VM within {FIRST_START_BOUND:.0f} s")
@@ -199,9 +204,10 @@ class Demo:
             rows.append(f"{m.scenario:<19} {m.what:<66} {seconds}" + (f"   {m.note}" if m.note else ""))
         out.block(rows)
         if self.watcher is not None:
-            never = not self.watcher.violations
-            out.block([f"two copies of the engine VM at once: {'never' if never else 'YES'} "
-                       f"({self.watcher.samples} hypervisor samples at {1 / self.watcher.interval:.0f} Hz per host)"])
+            seen = "YES" if self.watcher.violations else "never"
+            rate = 1 / self.watcher.interval
+            line = f"two copies of the engine VM at once: {seen} ({self.watcher.samples} hypervisor samples at {rate:.0f} Hz per host)"
+            out.block([line])
         if self.interrupted:
             out.block(["RESULT: INTERRUPTED"] + [f"  - {failure}" for failure in self.failures])
         elif self.failures:

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable
 
 from he_ha.devcluster.demo_shim import Outcome, poweroff, set_maintenance
-from he_ha.devcluster.demo_stage import ScenarioFailed, Stage
+from he_ha.devcluster.demo_stage import ScenarioFailed, Stage, first_seen
 
 START_BOUND = 60.0  # generous bound for a restart that needs no sanlock wait
 HANDS_OFF_SECONDS = 15.0  # how long global maintenance is shown to leave a stopped VM alone
@@ -36,7 +36,7 @@ def host_crash(stage: Stage) -> None:
     note = f"sanlock host-dead time {stage.host_dead} s"
     if run is not None:
         note += f", ratio {(run.first - start) / stage.host_dead:.2f}; VM started on {run.host}"
-    stage.record(name, "host crash -> engine VM running on another host", start, run and run.first, note)
+    stage.record(name, "host crash -> engine VM running on another host", start, first_seen(run), note)
     if run is None:
         raise ScenarioFailed(f"no host started the VM within {stage.host_dead + START_BOUND:.0f} s of the crash")
     engine_healthy(stage, name, start, run.host)
@@ -68,7 +68,7 @@ def local_maintenance(stage: Stage) -> None:
     stage.out.say("he-ha tries a live migration (libvirt's test driver cannot migrate), then shuts the VM down "
                   "for the best peer to start it")
     run = stage.wait_for_start(start, START_BOUND, stage.others(engine))
-    stage.record(name, "local maintenance -> engine VM running on another host", start, run and run.first,
+    stage.record(name, "local maintenance -> engine VM running on another host", start, first_seen(run),
                  f"VM started on {run.host}" if run else f"bound {START_BOUND:.0f} s")
     if run is None:
         raise ScenarioFailed(f"the VM did not leave {engine.name} after local maintenance")
@@ -92,7 +92,7 @@ def vm_crash(stage: Stage) -> None:
     start = time.monotonic()
     engine.crash_vm()
     run = stage.wait_for_start(start, START_BOUND)
-    stage.record(name, "VM crash -> engine VM running again", start, run and run.first,
+    stage.record(name, "VM crash -> engine VM running again", start, first_seen(run),
                  f"on {run.host}; {engine.name} sits at score 0 in EngineUnexpectedlyDown" if run else "")
     if run is None:
         raise ScenarioFailed("the crashed VM was not restarted")
@@ -131,7 +131,7 @@ def global_maintenance(stage: Stage) -> None:
     left = stage.wait_for_states(hosts, lambda s: s not in (None, "GlobalMaintenance"), START_BOUND)
     stage.record(name, "global maintenance off -> every host out of GlobalMaintenance", end, left)
     run = stage.wait_for_start(end, START_BOUND)
-    stage.record(name, "global maintenance off -> engine VM running again", end, run and run.first,
+    stage.record(name, "global maintenance off -> engine VM running again", end, first_seen(run),
                  f"on {run.host}" if run else "")
     if left is None or run is None:
         raise ScenarioFailed("HA did not resume after global maintenance")

@@ -17,6 +17,11 @@ STEADY_SECONDS = 2.0
 BRIEF_LINES = ("!!", "--==", "Score", "Engine status", "Local maintenance", "he-ha FSM state")
 
 
+def first_seen(run: Run | None) -> float | None:
+    """When the watcher first saw the VM of ``run`` (None: no run)."""
+    return None if run is None else run.first
+
+
 class ScenarioFailed(Exception):
     """A recovery did not happen within its bound; the message says what was expected."""
 

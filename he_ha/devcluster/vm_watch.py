@@ -159,7 +159,8 @@ class VmWatcher:
                     break  # older runs ended even earlier
                 since, until = max(run.first, theirs.first), min(run.last, theirs.last)
                 if since <= until:
-                    self._add_violation(Violation(tuple(sorted((run.host, name))), since, until))  # type: ignore[arg-type]
+                    first, second = sorted((run.host, name))
+                    self._add_violation(Violation((first, second), since, until))
 
     def _add_violation(self, violation: Violation) -> None:
         for index, known in enumerate(self.violations):

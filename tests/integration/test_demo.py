@@ -28,7 +28,7 @@ SECONDS = r"\s+(\d+\.\d)\s"  # a seconds column of the summary
 
 
 def _owned_paths(output: str) -> list[Path]:
-    found = re.search(r"temporary directories: (.+)$", output, re.M)
+    found = re.search(r"temporary directories: (.+)$", output, re.MULTILINE)
     assert found, output
     return [Path(p) for p in found.group(1).split(", ")]
 
@@ -43,7 +43,7 @@ def _assert_nothing_left(output: str) -> None:
 
 @pytest.mark.slow
 def test_the_demo_recovers_from_every_fault_and_leaves_nothing_behind() -> None:
-    result = subprocess.run(DEMO, capture_output=True, text=True, timeout=420, stdin=subprocess.DEVNULL)
+    result = subprocess.run(DEMO, capture_output=True, text=True, timeout=420, stdin=subprocess.DEVNULL, check=False)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     for milestone in (
@@ -63,7 +63,7 @@ def test_the_demo_recovers_from_every_fault_and_leaves_nothing_behind() -> None:
         assert re.search(milestone, out), f"missing {milestone!r} in\n{out}"
     # What each host does, from its own decision log; the live status as a host sees it.
     assert re.search(r"host\d: EngineDown -> EngineStart \(down\.start\)", out), out
-    assert re.search(r"host\d: EngineUp -> LocalMaintenanceMigrateVm", out), out
+    assert re.search(r"host\d: \w+ -> LocalMaintenance \(", out), out
     assert "--== Host host3 (id: 3) status ==--" in out or "not available in the shim yet" in out, out
     # The summary: a measured time for every recovery, no copies at once, nothing left.
     summary = out.split("== summary")[1]
@@ -121,10 +121,10 @@ def test_an_interrupted_demo_stops_everything(signum: int, whole_group: bool, mo
 
 @pytest.fixture
 def two_hypervisors() -> Iterator[tuple[Cluster, HealthPage, VmWatcher]]:
-    with HealthPage() as page, Cluster(2, libvirtd=True, health_url=page.url) as cluster:
-        with VmWatcher(cluster.hosts) as watcher:
-            page.gate = watcher.engine_problem
-            yield cluster, page, watcher
+    with (HealthPage() as page, Cluster(2, libvirtd=True, health_url=page.url) as cluster,
+          VmWatcher(cluster.hosts) as watcher):
+        page.gate = watcher.engine_problem
+        yield cluster, page, watcher
 
 
 def _page(page: HealthPage) -> tuple[int, str]:
