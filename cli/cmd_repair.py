@@ -173,7 +173,7 @@ COMMANDS = (
     Reinitialize the sanlock lockspace file. This WIPES all locks.
     Available only in properly deployed cluster in global maintenance
     mode with all the agents stopped: the command watches shared storage
-    for 3 x the lockspace's io timeout and refuses while a host renews its
+    for 3 x the hosts' sanlock io timeout and refuses while a host renews its
     lease, publishes its metadata or holds the engine VM lease.
 
     --force
@@ -191,7 +191,7 @@ COMMANDS = (
         f"""\
     Remove host's metadata from the global status database.
     Available only in properly deployed cluster with properly stopped
-    agent: the command watches shared storage for 3 x the lockspace's io
+    agent: the command watches shared storage for 3 x the hosts' sanlock io
     timeout and refuses while the host renews its lease or publishes its
     metadata, and refuses this host's own slot while the local he-ha
     daemon answers. It works with every daemon stopped.

@@ -12,8 +12,9 @@ part. So they watch storage for a while, reading everything with O_DIRECT:
   bytes that change during the window are a live agent, even when we cannot decode them;
 - the **VM lease**'s leader: which host id last took it and whether it still holds it.
 
-The window defaults to 3 x the lockspace's io timeout (30 s in production, 3 s in tests
-with io_timeout 1), long enough to see at least one renewal of a live host. It ends early
+The window defaults to 3 x the largest io timeout found in the lockspace (each host writes
+its own into its delta lease; 30 s in production, 3 s in tests with io_timeout 1), long
+enough to see at least one renewal of a live host. It ends early
 once every host of interest has been seen alive (a refusal is certain by then).
 """
 
@@ -216,7 +217,7 @@ async def observe(
     fallback_io_timeout: int | None = None,
 ) -> Observation:
     """Watch the lockspace, the metadata and the VM lease for ``window`` seconds (default
-    3 x the lockspace's io timeout). ``interest``: host ids whose liveness matters; the
+    3 x the largest io timeout in the lockspace). ``interest``: host ids whose liveness matters; the
     watch ends early once all of them were seen alive (None: every host id).
     ``vm_lease``: (path, offset) of the VM lease when not at the default place (offset =
     alignment on the lockspace volume). ``announce`` gets the window's length once known.
@@ -226,8 +227,7 @@ async def observe(
     observer = _Observer(io, lockspace, metadata, vm_lease_path, vm_lease_offset)
     start = time.monotonic()
     first = await observer.first()
-    found = observer.geometry.io_timeout if observer.geometry else None
-    io_timeout = found or fallback_io_timeout or DEFAULT_IO_TIMEOUT
+    io_timeout = slowest_io_timeout(observer.geometry, first.lockspace) or fallback_io_timeout or DEFAULT_IO_TIMEOUT
     length = WINDOW_FACTOR * io_timeout if window is None else window
     step = min(1.0, io_timeout / 2) if poll is None else poll
     if announce is not None:
@@ -251,6 +251,20 @@ async def observe(
         global_block=view.global_block,
         vm_lease=_vm_lease_seen(observer, last.vm_leader),
     )
+
+
+def slowest_io_timeout(geometry: LockspaceGeometry | None, area: bytes) -> int | None:
+    """The largest io timeout on storage: each host writes its own into its delta lease at
+    every renewal (every 2 x that), and the lockspace was written with one: a window sized
+    from the smallest would take a slow renewer for a dead host."""
+    if geometry is None:
+        return None
+    found = [geometry.io_timeout]
+    for host_id in range(1, geometry.max_host_id + 1):
+        record = parse_delta_lease(area, geometry, host_id).record
+        if record is not None and record.held:
+            found.append(record.io_timeout)
+    return max(found) or None
 
 
 def _all_moved(geometry: LockspaceGeometry | None, first: _Reading, last: _Reading, ids: Collection[int]) -> bool:

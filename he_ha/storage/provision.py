@@ -29,7 +29,7 @@ from pathlib import Path
 import structlog
 
 from he_ha.config import MAX_HOST_ID, ConfigError
-from he_ha.storage.area_io import AreaIo
+from he_ha.storage.area_io import AreaIo, AreaStat
 from he_ha.storage.area_survey import AreaState, LockspaceSurvey, MetadataSurvey, survey_lockspace, survey_metadata
 from he_ha.storage.codec import WHITEBOARD_BYTES
 from he_ha.storage.hostconf import ConfChange, HostConfValues, plan_host_conf
@@ -118,7 +118,7 @@ def normalise_vm_uuid(text: str) -> str:
 async def plan_init(client: LeaseClient, io: AreaIo, request: InitRequest, *, window: float | None = None,
                     announce: Callable[[float], None] | None = None) -> InitPlan:
     """Look at storage and plan the steps; nothing is changed. ``window``: the liveness
-    observation length (default 3 x the lockspace's io timeout), told to ``announce``."""
+    observation length (default 3 x the largest io timeout in the lockspace), told to ``announce``."""
     if request.host_id is not None and not 1 <= request.host_id <= MAX_HOST_ID:
         raise ValueError(f"host id {request.host_id} is outside 1..{MAX_HOST_ID}")
     lockspace = await survey_lockspace(io, request.areas.lockspace)
@@ -264,15 +264,21 @@ class _Planner:
         else:
             self.plan.layout = await self.client.detect_layout(path, resource=self.plan.vm_uuid,
                                                                io_timeout=self._io_timeout())
-        needed = self.plan.layout.required_size(path)
-        if (self.write_lockspace or self.write_lease) and ls.stat.size < needed:
-            if ls.stat.block:
-                self.plan.blockers.append(f"{path} is a {ls.stat.size}-byte device; the lockspace and the VM lease "
-                                          f"need {needed} bytes")
-                return
-            self._step(f"extend {path} from {ls.stat.size} to {needed} bytes (zeros)",
-                       self.io.extend_file, path, needed)
+        writes = self.write_lockspace or self.write_lease
+        if writes and not self._grow(ls.stat, self.plan.layout.required_size(path), "the lockspace and the VM lease"):
+            return
         self._add_lease_writes()
+
+    def _grow(self, stat: AreaStat, needed: int, what: str) -> bool:
+        """Plan extending a short file with zeros; a short device blocks (False)."""
+        if stat.size >= needed:
+            return True
+        if stat.block:
+            self.plan.blockers.append(f"{stat.path} is a {stat.size}-byte device; {what} need {needed} bytes")
+            return False
+        self._step(f"extend {stat.path} from {stat.size} to {needed} bytes (zeros)",
+                   self.io.extend_file, stat.path, needed)
+        return True
 
     def _add_lease_writes(self) -> None:
         plan = self.plan
@@ -321,13 +327,8 @@ class _Planner:
             self._step(f"create {path} ({WHITEBOARD_BYTES} bytes, all zero)",
                        self.io.create_file, path, WHITEBOARD_BYTES)
             return
-        if md.stat.size < WHITEBOARD_BYTES:
-            if md.stat.block:
-                self.plan.blockers.append(f"{path} is a {md.stat.size}-byte device; the metadata of host ids "
-                                          f"1..{MAX_HOST_ID} needs {WHITEBOARD_BYTES} bytes")
-                return
-            self._step(f"extend {path} from {md.stat.size} to {WHITEBOARD_BYTES} bytes (zeros)",
-                       self.io.extend_file, path, WHITEBOARD_BYTES)
+        if not self._grow(md.stat, WHITEBOARD_BYTES, f"the metadata slots of host ids 1..{MAX_HOST_ID}"):
+            return
         if md.state is AreaState.FOREIGN or (fresh_cluster and md.state is AreaState.IN_USE):
             why = "left from an earlier deployment" if md.state is AreaState.IN_USE else "not metadata"
             self.refuse(f"metadata area {md.evidence} ({why})")
