@@ -59,8 +59,9 @@ def local_maintenance(stage: Stage) -> None:
     outcome = set_maintenance(engine, "local")
     _announce(stage, outcome)
     if not outcome.ok:
-        # The original's CLI refuses local maintenance on the engine's host. The engine,
-        # through VDSM and the HA library, sets the flag in ha.conf directly; so do we.
+        # Refused (he-ha: no other host could take the VM; the original's CLI: always on
+        # the engine's host). oVirt's engine, through VDSM and the HA library, sets the
+        # flag in ha.conf directly; so do we.
         stage.out.say(f"as oVirt's engine does when it puts a host into maintenance, the demo sets "
                       f"local_maintenance=True in {engine.name}'s ha.conf")
         start = time.monotonic()
