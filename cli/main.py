@@ -8,13 +8,17 @@ command refuses arguments it does not know instead of silently ignoring them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import structlog
 
 from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError
 from cli.environment import CliEnvironment
+from he_ha.logsetup import configure_logging
 
 # The modules that define the commands (each exports COMMANDS). They import only light
 # modules at the top, so ``--help`` works even where libvirt or sanlock cannot be loaded.
@@ -90,10 +94,25 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         print(command_help(prog, command))
         return EXIT_OK
     try:
-        return command.run(rest, CliEnvironment.from_environ(os.environ))
+        with library_logs_on_stderr():
+            return command.run(rest, CliEnvironment.from_environ(os.environ))
     except UsageError as exc:  # a wrong argument, named by parse_options: stderr, exit 1
         print(exc, file=sys.stderr)
         return EXIT_FAILED
+
+
+@contextlib.contextmanager
+def library_logs_on_stderr() -> Iterator[None]:
+    """The library logs through structlog; in a short command its lines must not mix with the
+    output (stdout stays clean for --json) nor repeat the failures the commands report
+    themselves. Errors only, on stderr; the previous configuration comes back afterwards
+    (tests run commands in-process)."""
+    previous = structlog.get_config()
+    configure_logging(level="ERROR")
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
 
 
 def entry_point() -> None:

@@ -8,21 +8,17 @@ read timeout plus an outer ``wait_for``, ``virsh`` a subprocess timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from pydantic import ValidationError
 
 from cli.admin_client import AdminClient, AdminError, DaemonUnreachable
 from cli.environment import CliEnvironment
 from he_ha.admin.contract import ClusterStatus
 from he_ha.config import ConfigError
-from he_ha.logsetup import configure_logging
 
 if TYPE_CHECKING:
     from he_ha.storage.codec import WhiteboardView
@@ -102,8 +98,7 @@ def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -
             return await asyncio.wait_for(board.read_all(), timeout + 1.0)
 
     try:
-        with _library_logs_to_stderr():
-            view = asyncio.run(read())
+        view = asyncio.run(read())
     except TimeoutError:  # before OSError, its base class
         raise SourceError(f"whiteboard read of {path}: no answer within {timeout + 1.0:g} s") from None
     except (WhiteboardError, OSError) as exc:
@@ -125,18 +120,6 @@ def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -
         hypervisor="unknown",
     )
     return status, path
-
-
-@contextlib.contextmanager
-def _library_logs_to_stderr() -> Iterator[None]:
-    """The storage code logs its failures; in this short command they would land on stdout
-    (structlog's default) and corrupt ``--json``. Errors only, to stderr, for the duration."""
-    saved = dict(structlog.get_config())
-    configure_logging(level="ERROR")
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
 
 
 def decisions_from_daemon(env: CliEnvironment) -> list[dict[str, Any]]:

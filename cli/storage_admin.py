@@ -1,27 +1,23 @@
 """What ``--init-storage``, ``--clean-metadata`` and ``--reinitialize-lockspace`` share:
-running their async storage work with a clean failure for every storage error, the shared
-paths from hosted-engine.conf, and quiet library logs.
+running their async storage work with a clean failure for every storage error, and the
+shared paths from hosted-engine.conf.
 
 These commands go to storage directly (O_DIRECT, sanlock through this host's daemon), so
-they work while the he-ha daemon is stopped; the library's structlog lines would otherwise
-land in the middle of their output.
+they work while the he-ha daemon is stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
 
 from cli.command import EXIT_FAILED, UsageError, error, require_deployed
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, HostedEngineConf
-from he_ha.logsetup import configure_logging
 from he_ha.repair.clean_metadata import CleanAborted
 from he_ha.storage.area_io import AreaError
 from he_ha.storage.lease_errors import LeaseError
@@ -34,24 +30,11 @@ DRY_RUN_DONE = "Dry run: nothing was changed."
 
 def run_storage_work(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """``asyncio.run(work())``; a storage error is printed on stderr (exit 1), never a traceback."""
-    with _quiet_logs():
-        try:
-            return asyncio.run(work())
-        except STORAGE_ERRORS as exc:
-            error(str(exc))
-            return EXIT_FAILED
-
-
-@contextlib.contextmanager
-def _quiet_logs() -> Iterator[None]:
-    """Only warnings and errors of the library, on stderr, for the command's duration (the
-    previous configuration comes back after: tests run commands in-process)."""
-    previous = structlog.get_config()
-    configure_logging(level="WARNING")
     try:
-        yield
-    finally:
-        structlog.configure(**previous)
+        return asyncio.run(work())
+    except STORAGE_ERRORS as exc:
+        error(str(exc))
+        return EXIT_FAILED
 
 
 @dataclass(frozen=True)
