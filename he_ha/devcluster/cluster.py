@@ -33,8 +33,9 @@ import libvirt
 from cli.admin_client import AdminClient
 from he_ha.devcluster.libvirtd import PrivateLibvirtd
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.codec import SLOT_BYTES, WHITEBOARD_BYTES, HostSlot, decode_host_slot
+from he_ha.storage.codec import SLOT_BYTES, HostSlot, decode_host_slot
 from he_ha.storage.lease_keeper import is_keeper
+from he_ha.storage.provision import StorageAreas, initialise_first_host
 from he_ha.storage.lease_layout import LeaseLayout
 from he_ha.storage.leases import LeaseClient
 
@@ -412,15 +413,11 @@ class Cluster:
         return self
 
     async def _initialise(self) -> None:
-        """What deployment does once: the metadata volume and the sanlock areas."""
-        with self.metadata_file.open("wb") as volume:
-            volume.truncate(WHITEBOARD_BYTES)
-        lockspace = self.shared / "hosted-engine.lockspace"
-        with lockspace.open("wb") as volume:
-            volume.truncate(4 * 1024 * 1024)
+        """What deployment does once (``hosted-engine --init-storage`` on the first host): the
+        metadata volume and the sanlock areas."""
+        areas = StorageAreas(lockspace=self.shared / "hosted-engine.lockspace", metadata=self.metadata_file)
         async with await LeaseClient.start(run_dir=self.hosts[0].daemon.run_dir) as client:
-            self.layout = await client.detect_layout(lockspace, resource=ENGINE_UUID, io_timeout=IO_TIMEOUT)
-            await client.initialise(self.layout)
+            self.layout = await initialise_first_host(client, areas, vm_uuid=ENGINE_UUID, io_timeout=IO_TIMEOUT)
 
     def terminate_supervisors(self, timeout: float = 40.0) -> dict[str, int | None]:
         """SIGTERM every running supervisor at once and wait for them: host name -> exit code
