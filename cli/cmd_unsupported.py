@@ -12,9 +12,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options, require_deployed
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options
 from cli.environment import CliEnvironment
-from he_ha.config import ConfigError
+from cli.storage_admin import shared_areas
 
 
 def _deploy(args: Sequence[str], env: CliEnvironment) -> int:
@@ -24,35 +24,22 @@ def _deploy(args: Sequence[str], env: CliEnvironment) -> int:
 
 
 def _connect_storage(args: Sequence[str], env: CliEnvironment) -> int:
-    try:
-        parse_options("--connect-storage", args)
-    except UsageError as exc:
-        error(str(exc))
+    parse_options("--connect-storage", args)
+    areas = shared_areas(env)
+    if areas is None:
         return EXIT_FAILED
-    if require_deployed(env) is None:
-        return EXIT_FAILED
-    try:
-        conf = env.engine_conf()
-    except ConfigError as exc:
-        error(str(exc))
-        return EXIT_FAILED
-    areas = {"metadata_path": conf.metadata_path, "lockspace_path": conf.lockspace_path}
-    problems = [f"{key}: {why}" for key, path in areas.items() if (why := _unreachable(path)) is not None]
-    if problems:
-        for problem in problems:
-            error(f"Connection to storage server failed: {problem}")
-        return EXIT_FAILED
-    return EXIT_OK
+    problems = [f"{path}: {why}" for path in (areas.metadata, areas.lockspace) if (why := _unreachable(path))]
+    for problem in problems:
+        error(f"Connection to storage server failed: {problem}")
+    return EXIT_FAILED if problems else EXIT_OK
 
 
-def _unreachable(path: Path | None) -> str | None:
-    """Why the area cannot be used, or None if it can be opened for reading and writing."""
-    if path is None:
-        return "not set in hosted-engine.conf"
+def _unreachable(path: Path) -> str | None:
+    """Why the area cannot be opened for reading and writing, or None if it can."""
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError as exc:
-        return f"{path}: {exc.strerror}"
+        return exc.strerror or str(exc)
     os.close(fd)
     return None
 
