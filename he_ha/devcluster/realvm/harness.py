@@ -1,0 +1,248 @@
+"""Simulated hosts whose hypervisor is a real libvirtd + QEMU running the tiny engine VM.
+
+Built from he_ha.devcluster.cluster by composition: a ``Cluster`` with no hosts of its own
+provides the shared storage (metadata volume, lockspace, VM lease), its initialisation and
+its clean-up; each ``Host`` is the standard one (own sanlock daemon, configuration, run
+dir, ``he-ha run`` processes) with a ``QemuLibvirtd`` as its hypervisor and the engine
+image's domain XML in its vm.conf. Every host's VM forwards a port of its own, so each
+supervisor's health URL reaches only its own host's VM: a VM on the wrong host cannot
+answer for another one, and two copies would not collide on one port (which would hide a
+split brain instead of showing it). Supervisors run with ``--lease-holder qemu``.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import libvirt
+
+from he_ha.config import load_hosted_engine_conf
+from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, Supervisor
+from he_ha.devcluster.realvm.domain import engine_domain_xml, health_url, write_vm_conf
+from he_ha.devcluster.realvm.image import HEALTH_BODY, EngineImage, engine_image
+from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
+
+# Restart a VM that died on its own after 4 s (the original waits 560 s for an admin).
+SUPERVISOR_ARGS = ("--lease-holder", "qemu", "--timing", "unexpectedly_down_timeout=4")
+BOOT_WAIT = 180.0  # generous bound for a TCG boot on a loaded 2-core machine
+HTTP_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class LeaseHolding:
+    """One resource line of ``sanlock client status``: who holds what."""
+
+    lockspace: str
+    resource: str
+    pid: int
+
+
+class RealVmCluster:
+    """``count`` hosts with real QEMU; use as a context manager (everything is killed and
+    removed on exit, also on failure)."""
+
+    def __init__(self, count: int, *, image: EngineImage | None = None) -> None:
+        self.image = image or engine_image()
+        self.cluster = Cluster(0, libvirtd=False, health_url="")  # storage only; the hosts are ours
+        self.ports: dict[int, int] = {}
+        self._watcher: SplitBrainWatcher | None = None
+        try:
+            for n in range(1, count + 1):
+                port = free_port()
+                host = Host(n, self.cluster.base / f"h{n}", self.cluster.shared, health_url(port),
+                            self.cluster.metadata_file)
+                self.cluster.hosts.append(host)
+                host.libvirtd = QemuLibvirtd(self.cluster.base / f"h{n}-lv", host.daemon.run_dir)
+                self.ports[n] = port
+        except BaseException:
+            self.cluster.__exit__(None, None, None)  # removes what was created so far
+            raise
+
+    @property
+    def hosts(self) -> list[Host]:
+        return self.cluster.hosts
+
+    def __enter__(self) -> RealVmCluster:
+        self.cluster.__enter__()  # starts daemons and libvirtds, writes configs, initialises storage
+        try:
+            for host in self.hosts:
+                self._write_vm_conf(host)
+        except BaseException:
+            self.cluster.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.cluster.__exit__(exc_type, exc, tb)
+
+    def _write_vm_conf(self, host: Host) -> None:
+        vm_conf = load_hosted_engine_conf(Path(host.cli_env()["HE_HA_HOSTED_ENGINE_CONF"])).vm_conf
+        xml = engine_domain_xml(ENGINE_NAME, ENGINE_UUID, self.image, http_port=self.ports[host.host_id],
+                                console=host.root / "engine-console.log")
+        write_vm_conf(vm_conf, ENGINE_NAME, ENGINE_UUID, xml)
+
+    def start_supervisor(self, host: Host, *extra: str) -> Supervisor:
+        return host.start_supervisor(*SUPERVISOR_ARGS, *extra)
+
+    # --- what runs where --------------------------------------------------------------------
+
+    def qemu_pid(self, host: Host) -> int | None:
+        """The engine's QEMU pid on ``host`` (from the process table: works after a crash)."""
+        return _libvirtd(host).qemu_pid(ENGINE_NAME)
+
+    def running(self) -> list[Host]:
+        """Hosts whose engine VM executes guest code (see ``engine_state``)."""
+        return [host for host in self.hosts if self.guest_running(host)]
+
+    def guest_running(self, host: Host) -> bool:
+        return self.engine_state(host) is not None
+
+    def engine_state(self, host: Host) -> str | None:
+        """Why ``host`` counts as running the guest, or None. Its QEMU must live and its vCPUs
+        run: libvirt's sanlock plugin only registers QEMU at exec and acquires the lease
+        before it lets the vCPUs run, so a host that lost the race for the lease has a
+        paused QEMU for a moment that never ran the guest, which does not count. When
+        libvirtd cannot be asked (hung or killed), a live QEMU counts as running."""
+        if self.qemu_pid(host) is None:
+            return None
+        try:
+            domain = host.vm()
+            if domain is None:
+                return None
+            return "running" if domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING else None
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None  # removed between the lookup and the state query: a failed start
+            return f"QEMU alive, libvirtd unreachable: {exc.get_error_message()}"
+
+    def healthy(self, host: Host) -> bool:
+        """``host``'s VM answers its forwarded health page with "DB Up"."""
+        try:
+            with urllib.request.urlopen(host.health_url, timeout=HTTP_TIMEOUT) as response:
+                return HEALTH_BODY in response.read()
+        except (OSError, urllib.error.URLError):  # not listening yet, reset while booting
+            return False
+
+    def wait_running(self, host: Host, timeout: float = BOOT_WAIT, *, not_pid: int | None = None) -> float:
+        """Wait until ``host`` runs the guest in a QEMU other than ``not_pid``; returns the
+        monotonic time it was first seen so."""
+        return self._wait(host, timeout, not_pid, lambda: self.guest_running(host), "running engine VM")
+
+    def wait_healthy(self, host: Host, timeout: float = BOOT_WAIT, *, not_pid: int | None = None) -> float:
+        """Wait until ``host`` runs a QEMU (other than ``not_pid``) whose page says "DB Up";
+        returns the monotonic time it was first seen so."""
+        return self._wait(host, timeout, not_pid, lambda: self.healthy(host), "healthy engine VM")
+
+    def _wait(self, host: Host, timeout: float, not_pid: int | None, ready: Callable[[], bool], what: str) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            pid = self.qemu_pid(host)
+            if pid is not None and pid != not_pid and ready():
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                log = host.supervisors[-1].log_tail() if host.supervisors else "(no supervisor)"
+                raise AssertionError(f"{host.name}: no {what} within {timeout} s (QEMU pid {pid}); "
+                                     f"\n{self.console_tail(host)}\n{log}")
+            time.sleep(0.1)
+
+    def console_tail(self, host: Host, chars: int = 400) -> str:
+        """The end of the guest's serial console and of QEMU's own log (why a start failed)."""
+        parts = []
+        for path in (host.root / "engine-console.log", _libvirtd(host).qemu_log(ENGINE_NAME)):
+            try:
+                parts.append(f"{path.name}: {path.read_text(errors='replace')[-chars:]}")
+            except FileNotFoundError:
+                parts.append(f"{path.name}: (none)")
+        return "\n".join(parts)
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def kill_vm(self, host: Host) -> int:
+        """kill -9 of the engine's QEMU on ``host``; returns the pid that was killed."""
+        pid = _libvirtd(host).kill_qemu(ENGINE_NAME)
+        if pid is None:
+            raise AssertionError(f"{host.name} runs no engine VM to kill")
+        return pid
+
+    def watch_split_brain(self) -> SplitBrainWatcher:
+        """Start a thread that checks continuously that at most one engine QEMU runs."""
+        self._watcher = SplitBrainWatcher(self)
+        self._watcher.start()
+        return self._watcher
+
+
+class SplitBrainWatcher:
+    """Samples every host every 50 ms; ``check()`` raises if two engine VMs were ever seen
+    running guest code at once."""
+
+    def __init__(self, cluster: RealVmCluster, period: float = 0.05) -> None:
+        self._cluster = cluster
+        self._period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="split-brain-watcher", daemon=True)
+        self.samples = 0
+        self.paused_copies = 0  # samples with a QEMU process whose vCPUs do not run (lease not yet held)
+        self.violations: list[dict[str, str]] = []  # host name -> why it counted as running
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            states = {host.name: self._cluster.engine_state(host) for host in self._cluster.hosts}
+            running = {name: why for name, why in states.items() if why is not None}
+            processes = [host.name for host in self._cluster.hosts if self._cluster.qemu_pid(host) is not None]
+            self.samples += 1
+            if len(running) > 1:
+                self.violations.append(running)
+            if len(processes) > len(running):
+                self.paused_copies += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def check(self) -> None:
+        if self.samples == 0:
+            raise AssertionError("the split-brain watcher took no sample")
+        if self.violations:
+            raise AssertionError(f"engine VM ran on several hosts at once: {self.violations[:5]}")
+
+
+def lease_holdings(host: Host, timeout: float = 10.0) -> list[LeaseHolding]:
+    """What ``host``'s sanlock daemon has granted, and to which pid: the lines
+    ``r <lockspace>:<resource>:<path>:<offset>:<lver> p <pid>`` of ``sanlock client status``."""
+    result = subprocess.run(["sanlock", "client", "status"], env=host.daemon.env(), capture_output=True,
+                            text=True, timeout=timeout, check=True)
+    holdings = []
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) == 4 and words[0] == "r" and words[2] == "p":
+            lockspace, resource = words[1].split(":")[:2]
+            holdings.append(LeaseHolding(lockspace, resource, int(words[3])))
+    return holdings
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (QEMU binds it at VM start)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _libvirtd(host: Host) -> QemuLibvirtd:
+    if not isinstance(host.libvirtd, QemuLibvirtd):
+        raise TypeError(f"{host.name} has no QEMU libvirtd")
+    return host.libvirtd
