@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import structlog
 
@@ -115,7 +116,7 @@ class SafetyWatch:
         self._host_ids = {host.name: host.host_id for host in hosts}
         self._running = False
 
-    def __enter__(self) -> SafetyWatch:
+    def __enter__(self) -> Self:
         self.leases.start()
         try:
             self.vms.__enter__()

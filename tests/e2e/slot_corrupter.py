@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Self
 
 from he_ha.storage.codec import BLOCK_BYTES, CRC_FIELD, SLOT_BYTES
 from he_ha.storage.direct_io import write_direct
@@ -58,7 +59,7 @@ class SlotCorrupter:
             self.error = error
             raise
 
-    def __enter__(self) -> SlotCorrupter:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

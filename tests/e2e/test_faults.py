@@ -4,6 +4,9 @@ proves it never ran on two hosts at once nor anywhere without its lease (``world
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from he_ha.devcluster.cluster import IO_TIMEOUT, WAIT, Host, actions_of, processes_referencing, rule_of, state_of
+from he_ha.devcluster.cluster import (
+    IO_TIMEOUT,
+    WAIT,
+    Host,
+    actions_of,
+    processes_referencing,
+    rule_of,
+    state_of,
+)
 from he_ha.devcluster.vm_watch import Run
 from he_ha.storage.lease_layout import host_dead_seconds
 from tests.e2e.slot_corrupter import SlotCorrupter
@@ -20,6 +31,7 @@ from tests.e2e.world import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
+REPO = Path(__file__).resolve().parents[2]
 # The engine page hangs: each probe waits out the monitor's 20 s page timeout, and the
 # monitor confirms bad health only after >= 3 failures spanning >= 60 s.
 HANG_DETECTED = 180.0
@@ -196,6 +208,21 @@ def _wait_for_status(host: Host, wanted: set[int]) -> None:
         time.sleep(0.2)
 
 
+def _wait_for_cli_naming(host: Host, corrupt: set[int]) -> None:
+    """``hosted-engine --vm-status`` run as ``host`` shows every slot of ``corrupt`` as
+    unreadable, naming the crc32 mismatch (each at least once: an owner's rewrite may win
+    for a moment)."""
+    named: set[int] = set()
+    deadline = time.monotonic() + WAIT
+    while named != corrupt:
+        assert time.monotonic() < deadline, f"--vm-status as {host.name} named only slots {named} of {corrupt}"
+        shown = subprocess.run([sys.executable, "-m", "cli.main", "--vm-status"], env={**os.environ, **host.cli_env()},
+                               cwd=REPO, capture_output=True, text=True, timeout=WAIT, check=False)
+        assert shown.returncode == 0, shown.stderr
+        named |= {i for i in corrupt if f"Host slot {i}: UNREADABLE" in shown.stdout
+                  and f"whiteboard slot of host {i}: crc32 field" in shown.stdout}
+
+
 def _sees_corrupt(host_id: int) -> Callable[[dict[str, Any]], bool]:
     def sees(entry: dict[str, Any]) -> bool:
         peers = (entry["observation"]["whiteboard"] or {}).get("peers", [])
@@ -216,6 +243,7 @@ def test_corrupt_slots_are_named_and_nothing_else_changes(make_world: Callable[.
             SlotCorrupter(world.cluster.metadata_file, idle.host_id) as idle_slot:
         for host in world.hosts:
             _wait_for_status(host, corrupt - {host.host_id})
+        _wait_for_cli_naming(witness, corrupt)
         # The witness keeps deciding with the engine host's slot unreadable for many ticks
         # (longer than the liveness window); it never starts the VM: the lease's owner is live.
         found, _ = witness.wait_for_decision(_sees_corrupt(engine_host.host_id), after=marks[witness.name])
