@@ -27,7 +27,8 @@ def image() -> EngineImage:
 
 @pytest.fixture
 def make_realvm(image: EngineImage) -> Iterator[Callable[[int], RealVmCluster]]:
-    """``make_realvm(count)``: started hosts with real QEMU, killed and removed afterwards."""
+    """``make_realvm(count)``: started hosts with real QEMU, killed and removed afterwards
+    (checked: no process of theirs and none of their directories is left)."""
     clusters: list[RealVmCluster] = []
 
     def make(count: int) -> RealVmCluster:
@@ -37,4 +38,8 @@ def make_realvm(image: EngineImage) -> Iterator[Callable[[int], RealVmCluster]]:
 
     yield make
     for cluster in clusters:
+        owned = cluster.cluster.owned_paths()
         cluster.__exit__(None, None, None)
+        # Nothing may survive the clean-up: no QEMU, libvirtd, sanlock daemon, supervisor, dir.
+        assert cluster.cluster.leftovers == [], f"processes left behind (killed now): {cluster.cluster.leftovers}"
+        assert [path for path in owned if path.exists()] == []
