@@ -31,7 +31,7 @@ from he_ha.devcluster.realvm.domain import engine_domain_xml, health_url, write_
 from he_ha.devcluster.realvm.image import HEALTH_BODY, EngineImage, engine_image
 from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
 
-# Restart a VM that died on its own after 4 s (the original waits 560 s for an admin).
+# A VM that died on its own is started again after 4 s (the original waits 560 s).
 SUPERVISOR_ARGS = ("--lease-holder", "qemu", "--timing", "unexpectedly_down_timeout=4")
 BOOT_WAIT = 180.0  # generous bound for a TCG boot on a loaded 2-core machine
 HTTP_TIMEOUT = 2.0
