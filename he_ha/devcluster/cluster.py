@@ -184,6 +184,9 @@ class Host:
         )
         self.ha_conf.write_text("local_maintenance=False\nlocal_maintenance_manual=False\n")
         (self.root / "broker.conf").write_text("[notify]\nstate_transition =\n")  # no mails in these tests
+        # All simulated hosts share this machine's CPUs: their own load (and a test run's)
+        # must not cost them score and move the engine. The CPU penalty is tested on its own.
+        (self.root / "agent.conf").write_text("[score]\ncpu-load-score-penalty = 0\n")
 
     def cli_env(self) -> dict[str, str]:
         """Environment for running ``hosted-engine`` as this host (cli/environment.py)."""
