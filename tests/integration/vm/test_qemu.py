@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from he_ha.devcluster.realvm.libvirtd import UNCONFINED_QEMU_CONF
 from he_ha.vm import (
     Deadlines,
     EventKind,
@@ -50,14 +51,7 @@ GUEST_XML = f"""<domain type='qemu'>
   </devices>
 </domain>"""
 # Runs QEMU as root without confinement: nothing of the host's libvirt set-up is needed.
-QEMU_CONF = """user = "root"
-group = "root"
-dynamic_ownership = 0
-security_driver = "none"
-stdio_handler = "file"
-namespaces = [ ]
-cgroup_controllers = [ ]
-"""
+QEMU_CONF = UNCONFINED_QEMU_CONF
 DEADLINES = Deadlines(open=60.0, query=10.0, start=60.0, shutdown_request=10.0, destroy=30.0, migrate=30.0)
 
 
