@@ -45,9 +45,11 @@ def _engine_up_after(host: Host, after: int) -> dict[str, Any]:
 
 
 def _runs_up(world: World, run: Run) -> None:
-    """The VM of ``run`` reaches EngineUp on its host (a decision taken after it was seen)."""
+    """The VM of ``run`` reaches EngineUp on its host (a decision taken after it was seen),
+    and is then the only VM running since it started."""
     host = world.host(run)
     _engine_up_after(host, len(host.decisions()))
+    _assert_only(world, run, run.first)
 
 
 def _starts(host: Host, after: int = 0) -> list[dict[str, Any]]:
