@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from cli.command import (
     CANNOT_CONNECT,
@@ -25,7 +23,6 @@ from cli.command import (
     NOT_DEPLOYED,
     Command,
     UsageError,
-    daemon_answers,
     deployed_vmid,
     error,
     parse_options,
@@ -35,9 +32,6 @@ from cli.status_explain import UnreadableDecision, newest, raw_entries, render
 from cli.status_render import (
     BROKER_FAILED,
     FAILED_DEPLOY,
-    NO_VM_CONF,
-    NO_VM_CONF_DAEMON_DOWN,
-    NO_VM_CONF_DAEMON_UP,
     RETRIEVE_FAILED,
     exception_json,
     readable_hosts,
@@ -54,6 +48,7 @@ from cli.status_source import (
     failed_deploy_leftover,
     fetch_status,
 )
+from cli.vm_conf_check import vm_conf_missing
 from he_ha.config import ConfigError
 
 EXIT_FAILED_DEPLOY = 2
@@ -123,14 +118,10 @@ def _preconditions(env: CliEnvironment, report: Reporter) -> int | None:
         if leftover:
             return report.fail([FAILED_DEPLOY], stdout=True, code=EXIT_FAILED_DEPLOY)
         return report.fail([NOT_DEPLOYED], stdout=True)
-    if not _readable(conf.vm_conf):
-        hint = NO_VM_CONF_DAEMON_UP if daemon_answers(env) else NO_VM_CONF_DAEMON_DOWN
-        return report.fail([NO_VM_CONF, hint, ""], stdout=True)
+    missing = vm_conf_missing(env, conf.vm_conf)
+    if missing is not None:
+        return report.fail(missing, stdout=True)
     return None
-
-
-def _readable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.R_OK)
 
 
 def _show(env: CliEnvironment, report: Reporter) -> int:

@@ -36,9 +36,6 @@ FAILED_DEPLOY = (
     "It seems like a previous attempt to deploy hosted-engine failed or it's still in progress. "
     "Please clean it up before trying again"
 )
-NO_VM_CONF = "The hosted engine configuration has not been retrieved from shared storage yet,"
-NO_VM_CONF_DAEMON_DOWN = "please ensure that the he-ha service is running."
-NO_VM_CONF_DAEMON_UP = "for more details please check sanlock status."
 RETRIEVE_FAILED = (  # sic "occured"
     "An error occured while retrieving vm status, please make sure the HA daemon is ready and reachable."
 )

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import os
 
+from pathlib import Path
+
 from cli.command import daemon_answers, error
 from cli.environment import CliEnvironment, ConfigError
 
 NOT_RETRIEVED = "The hosted engine configuration has not been retrieved from shared storage yet,"
 SERVICE_DOWN = "please ensure that the he-ha service is running."
 CHECK_SANLOCK = "for more details please check sanlock status."
+
+
+def vm_conf_missing(env: CliEnvironment, path: Path) -> list[str] | None:
+    """None if ``path`` (the configured vm.conf) is readable; else the original's three lines."""
+    if path.is_file() and os.access(path, os.R_OK):
+        return None
+    return [NOT_RETRIEVED, CHECK_SANLOCK if daemon_answers(env) else SERVICE_DOWN, ""]
 
 
 def vm_conf_ready(env: CliEnvironment) -> bool:
@@ -25,9 +34,7 @@ def vm_conf_ready(env: CliEnvironment) -> bool:
     except ConfigError as exc:
         error(str(exc))
         return False
-    if path.is_file() and os.access(path, os.R_OK):
-        return True
-    print(NOT_RETRIEVED)
-    print(CHECK_SANLOCK if daemon_answers(env) else SERVICE_DOWN)
-    print()
-    return False
+    lines = vm_conf_missing(env, path)
+    for line in lines or ():
+        print(line)
+    return lines is None
