@@ -25,7 +25,6 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -48,7 +47,7 @@ from he_ha.config import (
 
 # The in-place, flock-ed ha.conf rewrite is the maintenance module's; it has no public
 # name for updating arbitrary keys yet, so its two building blocks are used directly.
-from he_ha.maintenance import MaintenanceFileError, _in_thread, _rewrite, edit_flat_text
+from he_ha.maintenance import MaintenanceFileError, edit_flat_text, update_flat_file
 
 HA_CONF_TIMEOUT = 5.0  # waiting for the ha.conf lock
 BARE_SECTION = "default"  # broker.conf: the section of a key without "section."
@@ -143,7 +142,7 @@ class ConfigFile:
 
     def _write_locked(self, key: str, value: str) -> None:
         try:
-            asyncio.run(_in_thread(partial(_rewrite, self.path, {key: value}), self.path, HA_CONF_TIMEOUT))
+            asyncio.run(update_flat_file(self.path, {key: value}, timeout=HA_CONF_TIMEOUT))
         except (MaintenanceFileError, ConfigError) as exc:
             raise ConfigWriteError(str(exc)) from None
 

@@ -158,8 +158,13 @@ async def apply_local_flags(ha_conf: Path, *, local: bool, manual: bool, timeout
     Raises MaintenanceFileError (lock not obtained within ``timeout`` s, I/O error) or
     he_ha.config.ConfigError (the existing file is malformed; it is left untouched).
     """
-    updates = {LOCAL_KEY: _flag(local), MANUAL_KEY: _flag(manual)}
-    await _in_thread(partial(_rewrite, ha_conf, updates), ha_conf, timeout)
+    await update_flat_file(ha_conf, {LOCAL_KEY: _flag(local), MANUAL_KEY: _flag(manual)}, timeout=timeout)
+
+
+async def update_flat_file(path: Path, updates: dict[str, str], *, timeout: float) -> None:
+    """Set ``updates`` in a ``key=value`` file under the original's LOCK_EX protocol (the
+    other keys, comments and order kept). Raises like apply_local_flags."""
+    await _in_thread(partial(_rewrite, path, updates), path, timeout)
 
 
 def _read_locked(path: Path, deadline: float) -> LocalMaintenance:

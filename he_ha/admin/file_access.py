@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 from he_ha.admin.errors import ApiError
-from he_ha.admin.peercred import PeerCred, _member_gids
+from he_ha.admin.peercred import PeerCred, member_gids
 
 STAT_TIMEOUT = 5.0  # the path may be on hung storage
 
@@ -33,7 +33,7 @@ def _readable_by(path: Path, cred: PeerCred) -> ApiError | None:
         return None
     if st.st_uid == cred.uid:
         allowed = bool(st.st_mode & stat.S_IRUSR)
-    elif st.st_gid == cred.gid or st.st_gid in _member_gids(cred.uid):
+    elif st.st_gid == cred.gid or st.st_gid in member_gids(cred.uid):
         allowed = bool(st.st_mode & stat.S_IRGRP)
     else:
         allowed = bool(st.st_mode & stat.S_IROTH)

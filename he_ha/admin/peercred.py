@@ -46,7 +46,7 @@ def resolve_group(name: str) -> int:
         raise UnknownGroupError(f"unknown group {name!r}: not in the group database") from None
 
 
-def _member_gids(uid: int) -> set[int]:
+def member_gids(uid: int) -> set[int]:
     """The uid's primary and supplementary groups per the user and group databases.
 
     The peer's own supplementary groups are not in SO_PEERCRED; the databases are the
@@ -81,7 +81,7 @@ class Authorizer:
                 return
             # NSS may be remote (LDAP, sssd): look up in a thread, under a deadline.
             try:
-                gids = await asyncio.wait_for(asyncio.to_thread(_member_gids, cred.uid), self.lookup_timeout)
+                gids = await asyncio.wait_for(asyncio.to_thread(member_gids, cred.uid), self.lookup_timeout)
             except TimeoutError:
                 raise ApiError(
                     503,
