@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from he_ha.devcluster.demo_shim import Outcome, poweroff, set_maintenance
+from he_ha.devcluster.demo_shim import ShimRun, poweroff, set_maintenance
 from he_ha.devcluster.demo_stage import ScenarioFailed, Stage, first_seen
 
 START_BOUND = 60.0  # generous bound for a restart that needs no sanlock wait
@@ -139,14 +139,14 @@ def global_maintenance(stage: Stage) -> None:
     engine_healthy(stage, name, end, run.host)
 
 
-def _announce(stage: Stage, outcome: Outcome) -> None:
-    stage.out.say(f"{outcome.via}: {'ok' if outcome.ok else 'refused'}" + (f": {outcome.message}" if outcome.message else ""))
+def _announce(stage: Stage, outcome: ShimRun) -> None:
+    stage.out.say(f"{outcome.command}: {'ok' if outcome.ok else 'refused'}" + (f": {outcome.message}" if outcome.message else ""))
 
 
-def _require(stage: Stage, outcome: Outcome) -> None:
+def _require(stage: Stage, outcome: ShimRun) -> None:
     _announce(stage, outcome)
     if not outcome.ok:
-        raise ScenarioFailed(f"{outcome.via} failed: {outcome.message}")
+        raise ScenarioFailed(f"{outcome.command} failed: {outcome.message}")
 
 
 def engine_healthy(stage: Stage, scenario: str, start: float, host_name: str) -> None:

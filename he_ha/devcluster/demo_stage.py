@@ -118,10 +118,9 @@ class Stage:
             return
         run = hosted_engine(host, "--vm-status")
         self.out.say(f"{run.command}   (run as {host.name}, exit {run.code})" + (", abridged:" if brief else ":"))
-        text = run.stdout.rstrip() if run.available else f"(not available in the shim yet: {run.message})"
-        lines = [line for line in text.splitlines() if line.strip()]
+        lines = [line for line in run.stdout.rstrip().splitlines() if line.strip()]
         if brief:
             lines = [line for line in lines if line.lstrip().startswith(BRIEF_LINES)]
         self.out.block(lines or ["(no output)"])
-        if run.stderr.strip() and run.available:
+        if run.stderr.strip():
             self.out.block([f"stderr: {line}" for line in run.stderr.strip().splitlines()])
