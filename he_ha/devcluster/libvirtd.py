@@ -60,14 +60,22 @@ class PrivateLibvirtd:
         return f"test+unix:///default?socket={self.socket}"
 
     def start(self, timeout: float = 10.0) -> None:
+        self.process = self._spawn()
+        self._wait_listening(timeout)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "LIBVIRT_DRIVER_DIR": str(self.dir / "no-drivers")}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
+            return subprocess.Popen(
                 ["libvirtd", "-f", str(self._conf), "--pid-file", str(self.dir / "libvirtd.pid")],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def _wait_listening(self, timeout: float) -> None:
+        """Until the socket accepts; LibvirtdError if the daemon exits or the time runs out."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while not self._accepts():
             if self.process.poll() is not None:

@@ -31,7 +31,6 @@ import select
 import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import structlog
@@ -101,6 +100,10 @@ class QemuLibvirtd(PrivateLibvirtd):
     def start(self, timeout: float = 30.0) -> None:
         """Spawn it in its own mount namespace and wait until its socket accepts (the QEMU
         driver probes the emulator's capabilities first: about a second)."""
+        super().start(timeout)
+        log.info("QEMU libvirtd running", pid=self.process.pid if self.process else None, socket=str(self.socket))
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         for system_dir in SYSTEM_DIRS.values():
             system_dir.mkdir(parents=True, exist_ok=True)  # bind-mount targets must exist
         mounts = [f"mount --bind {shlex.quote(str(self.state / name))} {shlex.quote(str(target))}"
@@ -109,19 +112,11 @@ class QemuLibvirtd(PrivateLibvirtd):
         script = "; ".join([*mounts, f"exec {daemon}"])
         env = {**os.environ, "LIBVIRT_DRIVER_DIR": str(self._drivers), "SANLOCK_RUN_DIR": str(self.sanlock_run_dir)}
         with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
+            return subprocess.Popen(
                 ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--mount", "--propagation", "private", "--",
                  "sh", "-ec", script],
                 env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while not self._accepts():
-            if self.process.poll() is not None:
-                raise LibvirtdError(f"QEMU libvirtd exited with {self.process.returncode}; see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise LibvirtdError(f"QEMU libvirtd did not listen on {self.socket} within {timeout} s")
-            time.sleep(0.05)
-        log.info("QEMU libvirtd running", pid=self.process.pid, socket=str(self.socket))
 
     # --- the QEMU processes it started -----------------------------------------------------
 
