@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from he_ha.config import ConfigError, ConfigPaths, HostedEngineConf, load_hosted_engine_conf
+from he_ha.ovirt import DEFAULT_MOUNT_ROOT, HeVolumes, VdsmRoots, resolve_volumes
 
 # environment variable -> what it overrides
 ENV_HOSTED_ENGINE_CONF = "HE_HA_HOSTED_ENGINE_CONF"
@@ -22,6 +23,7 @@ ENV_BROKER_CONF = "HE_HA_BROKER_CONF"
 ENV_ADMIN_SOCKET = "HE_HA_ADMIN_SOCKET"
 ENV_LIBVIRT_URI = "HE_HA_LIBVIRT_URI"
 ENV_SANLOCK_RUN_DIR = "SANLOCK_RUN_DIR"  # libsanlock's own variable
+ENV_MOUNT_ROOT = "HE_HA_MOUNT_ROOT"  # VDSM's mount root, where the shared volumes are looked up
 
 DEFAULT_ADMIN_SOCKET = Path("/run/he-ha/admin.sock")
 DEFAULT_LIBVIRT_URI = "qemu:///system"
@@ -33,6 +35,7 @@ class CliEnvironment:
     admin_socket: Path
     libvirt_uri: str
     sanlock_run_dir: Path | None  # None: the system sanlock daemon
+    mount_root: Path = DEFAULT_MOUNT_ROOT
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> CliEnvironment:
@@ -54,11 +57,18 @@ class CliEnvironment:
             admin_socket=path(ENV_ADMIN_SOCKET, DEFAULT_ADMIN_SOCKET),
             libvirt_uri=env.get(ENV_LIBVIRT_URI) or DEFAULT_LIBVIRT_URI,
             sanlock_run_dir=Path(run_dir) if run_dir else None,
+            mount_root=path(ENV_MOUNT_ROOT, DEFAULT_MOUNT_ROOT),
         )
 
     def engine_conf(self) -> HostedEngineConf:
         """hosted-engine.conf, parsed; raises ConfigError naming the file and the bad key."""
         return load_hosted_engine_conf(self.paths.hosted_engine_conf)
+
+    def volumes(self) -> HeVolumes:
+        """The shared volumes named by hosted-engine.conf; ConfigError (VolumeNotFound) names
+        the key, the UUIDs and every path tried."""
+        return resolve_volumes(self.engine_conf(), VdsmRoots.from_mount_root(self.mount_root),
+                               self.paths.hosted_engine_conf)
 
 
 __all__ = ["CliEnvironment", "ConfigError"]

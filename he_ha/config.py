@@ -116,9 +116,11 @@ NetworkTest = Literal["ping", "dns", "tcp", "none"]
 class HostedEngineConf(BaseModel):
     """The keys of /etc/ovirt-hosted-engine/hosted-engine.conf that he-ha reads (spec §10.1).
 
-    he-ha additions (ignored by the oVirt daemons, which read missing keys as None):
-    ``metadata_path``, ``lockspace_path`` and ``vm_lease_path``/``vm_lease_offset`` name the
-    shared volumes directly, since there is no VDSM to resolve image UUIDs to paths.
+    The shared volumes are found from ``storage``, ``domainType``, ``sdUUID`` and the
+    ``*_image_UUID``/``*_volume_UUID`` keys by VDSM's storage-domain layout
+    (he_ha/ovirt/layout.py). he-ha additions (ignored by the oVirt daemons, which read
+    missing keys as None): ``metadata_path``, ``lockspace_path`` and
+    ``vm_lease_path``/``vm_lease_offset`` name volumes directly and override that lookup.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
@@ -136,6 +138,13 @@ class HostedEngineConf(BaseModel):
     vmid: str | None = None
     fqdn: str | None = None
     vm_conf: Path = Field(default=Path("/var/run/ovirt-hosted-engine-ha/vm.conf"), alias="conf")
+    storage: str | None = None  # the storage connection, e.g. nfs.example.com:/exports/he
+    metadata_image_uuid: str | None = Field(default=None, alias="metadata_image_UUID")
+    metadata_volume_uuid: str | None = Field(default=None, alias="metadata_volume_UUID")
+    lockspace_image_uuid: str | None = Field(default=None, alias="lockspace_image_UUID")
+    lockspace_volume_uuid: str | None = Field(default=None, alias="lockspace_volume_UUID")
+    conf_image_uuid: str | None = Field(default=None, alias="conf_image_UUID")
+    conf_volume_uuid: str | None = Field(default=None, alias="conf_volume_UUID")
     metadata_path: Path | None = None
     lockspace_path: Path | None = None
     vm_lease_path: Path | None = None
@@ -167,8 +176,9 @@ class HostedEngineConf(BaseModel):
 
 
 def load_hosted_engine_conf(path: Path) -> HostedEngineConf:
-    # Deploy writes optional keys with empty values (``tcp_t_port=``): empty means absent.
-    values = {key: value for key, value in parse_flat_file(path).items() if value != ""}
+    # Deploy writes optional keys with empty values (``tcp_t_port=``): empty means absent,
+    # and so does the text "None" (the original's broker treats both alike, spec §10.1).
+    values = {key: value for key, value in parse_flat_file(path).items() if value not in ("", "None")}
     return _validate(HostedEngineConf, path, values)
 
 

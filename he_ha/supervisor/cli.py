@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="vm.conf or a plain domain XML (default: hosted-engine.conf 'conf')")
     files.add_argument("--notification-template", type=Path, default=None, metavar="PATH")
 
+    files.add_argument("--mount-root", type=Path, default=Path("/rhev/data-center/mnt"), metavar="DIR",
+                       help="VDSM's storage mount root, where the shared volumes are looked up "
+                            "(default /rhev/data-center/mnt)")
+    files.add_argument("--state-dir", type=Path, default=Path("/var/lib/he-ha"), metavar="DIR",
+                       help="persistent state: the last good VM definition (default /var/lib/he-ha)")
+
     host = parser.add_argument_group("host")
     host.add_argument("--libvirt-uri", default="qemu:///system", metavar="URI")
     host.add_argument("--sanlock-run-dir", type=Path, default=_env_path("SANLOCK_RUN_DIR"), metavar="DIR",
@@ -97,6 +103,8 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
             ha_conf=args.ha_conf,
         ),
         vm_conf=args.vm_conf,
+        mount_root=args.mount_root,
+        state_dir=args.state_dir,
         notification_template=args.notification_template,
         libvirt_uri=args.libvirt_uri,
         sanlock_run_dir=args.sanlock_run_dir,

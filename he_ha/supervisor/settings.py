@@ -23,6 +23,8 @@ class SupervisorSettings:
     paths: ConfigPaths = field(default_factory=ConfigPaths)
     vm_conf: Path | None = None  # None: hosted-engine.conf 'conf'
     notification_template: Path | None = None  # None: the notifier's default path (or built-in)
+    mount_root: Path = Path("/rhev/data-center/mnt")  # VDSM's mount root (he_ha/ovirt/layout.py)
+    state_dir: Path = Path("/var/lib/he-ha")  # persistent: the last good VM definition
     libvirt_uri: str = "qemu:///system"
     sanlock_run_dir: Path | None = None  # None: the system daemon (/run/sanlock)
     run_dir: Path = Path("/run/he-ha")
