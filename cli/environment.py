@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from he_ha.config import ConfigError, ConfigPaths, HostedEngineConf, load_hosted_engine_conf
-from he_ha.ovirt import DEFAULT_MOUNT_ROOT, HeVolumes, VdsmRoots, resolve_volumes
+from he_ha.ovirt import DEFAULT_MOUNT_ROOT, HeVolumes, ResolvedVolume, VdsmRoots, resolve_volume, resolve_volumes
 
 # environment variable -> what it overrides
 ENV_HOSTED_ENGINE_CONF = "HE_HA_HOSTED_ENGINE_CONF"
@@ -69,6 +69,11 @@ class CliEnvironment:
         the key, the UUIDs and every path tried."""
         return resolve_volumes(self.engine_conf(), VdsmRoots.from_mount_root(self.mount_root),
                                self.paths.hosted_engine_conf)
+
+    def volume(self, role: str) -> ResolvedVolume:
+        """One shared volume (metadata, lockspace or conf), as ``volumes()`` finds it."""
+        return resolve_volume(self.engine_conf(), role, VdsmRoots.from_mount_root(self.mount_root),
+                              self.paths.hosted_engine_conf)
 
 
 __all__ = ["CliEnvironment", "ConfigError"]

@@ -83,11 +83,9 @@ def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -
     hosts are all stale: without the daemon's history nobody can tell who is alive."""
     try:
         conf = env.engine_conf()
+        path = env.volume("metadata").path
     except ConfigError as exc:
         raise SourceError(str(exc)) from exc
-    path = conf.metadata_path
-    if path is None:
-        raise SourceError(f"metadata_path is not set in {env.paths.hosted_engine_conf}")
     # Imported here: only this path needs the storage and supervisor code (~0.3 s to import).
     from he_ha.storage.whiteboard import Whiteboard
     from he_ha.storage.whiteboard_errors import WhiteboardError

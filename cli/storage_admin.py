@@ -51,17 +51,14 @@ def shared_areas(env: CliEnvironment) -> SharedAreas | None:
         return None
     try:
         conf = env.engine_conf()
+        if not conf.configured:
+            error(f"{NOT_CONFIGURED} ('configured' is not True in {env.paths.hosted_engine_conf})")
+            return None
+        volumes = env.volumes()
     except ConfigError as exc:
         error(str(exc))
         return None
-    if not conf.configured:
-        error(f"{NOT_CONFIGURED} ('configured' is not True in {env.paths.hosted_engine_conf})")
-        return None
-    if conf.lockspace_path is None or conf.metadata_path is None:
-        missing = "lockspace_path" if conf.lockspace_path is None else "metadata_path"
-        error(f"{env.paths.hosted_engine_conf}: key {missing!r} is not set: the shared area's path is needed")
-        return None
-    return SharedAreas(conf, conf.lockspace_path, conf.metadata_path)
+    return SharedAreas(conf, volumes.lockspace.path, volumes.metadata.path)
 
 
 def int_option(command: str, name: str, value: str, low: int, high: int) -> int:

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("he_ha.sim.cli", "run a cluster scenario through the real state machine on a virtual clock"),
     "run": ("he_ha.supervisor.cli", "run the HA supervisor of this host (the systemd service)"),
     "failover-bound": ("he_ha.sim.bound_cli", "print the worst-case failover time of a timing configuration and check it"),
+    "storage-paths": ("he_ha.ovirt.paths_cli", "print where this host's shared volumes are and which rule found each"),
     "fence": ("he_ha.supervisor.fence", "destroy the local engine VM, then end the lease keeper (sanlock's killpath)"),
 }
 

@@ -7,6 +7,7 @@ from he_ha.ovirt.layout import (
     VdsmRoots,
     VolumeNotFound,
     mount_dir_name,
+    resolve_volume,
     resolve_volumes,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "VdsmRoots",
     "VolumeNotFound",
     "mount_dir_name",
+    "resolve_volume",
     "resolve_volumes",
 ]

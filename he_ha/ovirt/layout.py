@@ -122,6 +122,11 @@ def resolve_volumes(conf: HostedEngineConf, roots: VdsmRoots, source: Path,
     return HeVolumes(finder.find("metadata"), finder.find("lockspace"), conf_volume)
 
 
+def resolve_volume(conf: HostedEngineConf, role: str, roots: VdsmRoots, source: Path) -> ResolvedVolume:
+    """One volume: ``role`` is metadata, lockspace or conf (a conf volume must be named)."""
+    return _Finder(conf, roots, source, Path.exists, _listdir).find(role)
+
+
 def _listdir(path: Path) -> list[str]:
     try:
         return sorted(entry.name for entry in path.iterdir())

@@ -83,6 +83,10 @@ async def _main(settings: SupervisorSettings) -> int:
         return EXIT_CONFIG
     log.info("starting", host_id=plan.host_id, hostname=plan.hostname, holder=settings.holder_kind,
              libvirt=settings.libvirt_uri, sanlock_run_dir=str(settings.sanlock_run_dir or "/run/sanlock"))
+    for role, volume in (("metadata", plan.volumes.metadata), ("lockspace", plan.volumes.lockspace),
+                         ("conf", plan.volumes.conf)):
+        if volume is not None:
+            log.info("shared volume", role=role, path=str(volume.path), rule=volume.rule)
     try:
         async with contextlib.AsyncExitStack() as stack:
             return await Daemon(settings, plan, stopping, stack).run()

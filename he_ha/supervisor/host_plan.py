@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from he_ha.config import ConfigError, HostConfig, load_host_config, load_vm_conf
+from he_ha.ovirt import HeVolumes, VdsmRoots, resolve_volumes
 from he_ha.supervisor.settings import SupervisorSettings
 from he_ha.vm import DomainSpec, DomainXmlError, load_domain_spec
 
@@ -24,8 +25,7 @@ _UNITS = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, 
 class HostPlan:
     config: HostConfig
     hostname: str
-    metadata_path: Path
-    lockspace_path: Path
+    volumes: HeVolumes  # where each shared volume is, and the rule that found it
     vm_conf_path: Path
     spec: DomainSpec
     vm_memory_mib: int | None
@@ -35,6 +35,14 @@ class HostPlan:
     def host_id(self) -> int:
         return self.config.engine.host_id
 
+    @property
+    def metadata_path(self) -> Path:
+        return self.volumes.metadata.path
+
+    @property
+    def lockspace_path(self) -> Path:
+        return self.volumes.lockspace.path
+
 
 def load_plan(settings: SupervisorSettings) -> HostPlan:
     config = load_host_config(settings.paths)
@@ -42,9 +50,7 @@ def load_plan(settings: SupervisorSettings) -> HostPlan:
     if not engine.configured:
         raise ConfigError(he_conf, "this host is not configured for the hosted engine ('configured' is not True)",
                           key="configured")
-    for key in ("metadata_path", "lockspace_path"):
-        if getattr(engine, key) is None:
-            raise ConfigError(he_conf, "required by he-ha (the shared volume's path)", key=key)
+    volumes = resolve_volumes(engine, VdsmRoots.from_mount_root(settings.mount_root), he_conf)
     vm_conf_path = settings.vm_conf or engine.vm_conf
     try:
         spec = load_domain_spec(vm_conf_path)
@@ -53,12 +59,10 @@ def load_plan(settings: SupervisorSettings) -> HostPlan:
     if engine.vmid and spec.id.uuid and engine.vmid.lower() != spec.id.uuid:
         raise ConfigError(he_conf, f"differs from the UUID {spec.id.uuid} in {vm_conf_path}", key="vmid",
                           value=engine.vmid)
-    assert engine.metadata_path is not None and engine.lockspace_path is not None
     return HostPlan(
         config=config,
         hostname=settings.hostname or socket.gethostname(),
-        metadata_path=engine.metadata_path,
-        lockspace_path=engine.lockspace_path,
+        volumes=volumes,
         vm_conf_path=vm_conf_path,
         spec=spec,
         vm_memory_mib=vm_memory_mib(vm_conf_path, spec),

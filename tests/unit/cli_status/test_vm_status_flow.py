@@ -169,7 +169,8 @@ def test_storage_path_missing_from_conf(host: HostFiles, run: Run) -> None:
     host.hosted_engine_conf.write_text(host.hosted_engine_conf.read_text().replace("metadata_path=", "#"))
     result = run("--vm-status", "--json")
     assert result.code == 1
-    assert f"metadata_path is not set in {host.hosted_engine_conf}" in json.loads(result.out)["exception"]
+    assert (f"{host.hosted_engine_conf}: key 'metadata_image_UUID': required to find the metadata volume"
+            in json.loads(result.out)["exception"])
 
 
 # --- bad flags ------------------------------------------------------------------------------------

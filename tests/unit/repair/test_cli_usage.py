@@ -87,7 +87,7 @@ def test_not_configured_is_a_failure_with_a_reason(conf: Path, capsys: pytest.Ca
 def test_shared_paths_are_needed(conf: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
     conf.write_text(f"host_id=1\nvmid={VMID}\nnetwork_test=none\nmetadata_path=/s/md\n")
     code, _, err = run(capsys, command)
-    assert code == 1 and "key 'lockspace_path' is not set" in err
+    assert code == 1 and "key 'lockspace_image_UUID': required to find the lockspace volume" in err
     conf.write_text(f"host_id=x\nvmid={VMID}\n")
     code, _, err = run(capsys, command)
     assert code == 1 and "key 'host_id'" in err

@@ -79,8 +79,10 @@ def test_memory_from_a_plain_domain_xml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("engine", "message"),
     [
-        (GOOD.replace("metadata_path=/m\n", ""), "key 'metadata_path': required by he-ha"),
-        (GOOD.replace("lockspace_path=/l\n", ""), "key 'lockspace_path': required by he-ha"),
+        (GOOD.replace("metadata_path=/m\n", ""),
+         r"key 'metadata_image_UUID': required to find the metadata volume \(or he-ha's metadata_path\)"),
+        (GOOD.replace("lockspace_path=/l\n", ""),
+         r"key 'lockspace_image_UUID': required to find the lockspace volume \(or he-ha's lockspace_path\)"),
         (GOOD + "configured=False\n", "not configured"),
         (GOOD.replace(UUID, "11111111-2222-3333-4444-555555555555"), "key 'vmid'"),
         (GOOD.replace("host_id=3", "host_id=0"), "key 'host_id' = '0'"),
