@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,21 +109,18 @@ def _is_port(text: str) -> bool:
     return text.isdigit() and not text.startswith("0") and 1 <= int(text) <= 65535
 
 
-def resolve_volumes(conf: HostedEngineConf, roots: VdsmRoots, source: Path,
-                    exists: Callable[[Path], bool] = Path.exists,
-                    listdir: Callable[[Path], list[str]] | None = None) -> HeVolumes:
+def resolve_volumes(conf: HostedEngineConf, roots: VdsmRoots, source: Path) -> HeVolumes:
     """Every hosted-engine volume of ``conf`` (read from ``source``, named in errors).
-    ``exists``/``listdir`` are the only file-system access (tests may pass their own)."""
-    finder = _Finder(conf, roots, source, exists, listdir or _listdir)
-    conf_volume = None
-    if conf.conf_image_uuid or conf.conf_volume_uuid:
-        conf_volume = finder.find("conf")
-    return HeVolumes(finder.find("metadata"), finder.find("lockspace"), conf_volume)
+    Blocking (it looks at the file system): run it off the event loop."""
+    finder = _Finder(conf, roots, source)
+    metadata, lockspace = finder.find("metadata"), finder.find("lockspace")
+    named = conf.conf_image_uuid or conf.conf_volume_uuid
+    return HeVolumes(metadata, lockspace, finder.find("conf") if named else None)
 
 
 def resolve_volume(conf: HostedEngineConf, role: str, roots: VdsmRoots, source: Path) -> ResolvedVolume:
     """One volume: ``role`` is metadata, lockspace or conf (a conf volume must be named)."""
-    return _Finder(conf, roots, source, Path.exists, _listdir).find(role)
+    return _Finder(conf, roots, source).find(role)
 
 
 def _listdir(path: Path) -> list[str]:
@@ -135,9 +131,8 @@ def _listdir(path: Path) -> list[str]:
 
 
 class _Finder:
-    def __init__(self, conf: HostedEngineConf, roots: VdsmRoots, source: Path,
-                 exists: Callable[[Path], bool], listdir: Callable[[Path], list[str]]) -> None:
-        self.conf, self.roots, self.source, self.exists, self.listdir = conf, roots, source, exists, listdir
+    def __init__(self, conf: HostedEngineConf, roots: VdsmRoots, source: Path) -> None:
+        self.conf, self.roots, self.source = conf, roots, source
 
     def find(self, role: str) -> ResolvedVolume:
         override = VOLUME_KEYS[role]
@@ -147,7 +142,7 @@ class _Finder:
         image, volume = self._uuids(role)
         tried: list[Path] = []
         for path, rule in self._candidates(image, volume):
-            if self.exists(path):
+            if path.exists():
                 return ResolvedVolume(path, rule)
             tried.append(path)
         raise VolumeNotFound(self.source, f"the {role} volume (image {image}, volume {volume}) of storage domain "
@@ -185,7 +180,7 @@ class _Finder:
                 raise ConfigError(self.source, "not a storage connection VDSM could mount", key="storage",
                                   value=self.conf.storage) from None
             found.append((parent / name / tail, f"mount of storage={self.conf.storage}"))
-        for entry in self.listdir(parent):
+        for entry in _listdir(parent):
             if entry in (GLUSTER_DIR, BLOCK_DIR):
                 continue
             candidate = (parent / entry / tail, f"domain directory found under {parent}")
