@@ -18,7 +18,7 @@ from he_ha.storage.lease_layout import LOCKSPACE_NAME, MIB
 from he_ha.storage.sanlock_records import LockspaceGeometry, RecordError, RecordKind, find_geometry, parse_leader
 
 PROBE_BYTES = 1 * MIB  # holds host 1's delta lease at every alignment
-LARGEST_LAYOUT = 16 * MIB  # lockspace + VM lease with 4096-byte sectors (8 MiB alignment)
+LARGEST_LAYOUT = 24 * MIB  # lockspace + VM lease + configuration lock with 4096-byte sectors (8 MiB alignment)
 
 
 class AreaState(enum.Enum):
@@ -65,15 +65,17 @@ async def survey_lockspace(io: AreaIo, path: Path) -> LockspaceSurvey:
                                "not checked: the lockspace area is not ours", None)
     evidence = (f"{path} holds lockspace {geometry.name!r} ({geometry.sector_size}-byte sectors, "
                 f"{geometry.align // MIB} MiB alignment, io timeout {geometry.io_timeout} s)")
-    lease_state, lease_evidence, vm_uuid = await _survey_lease(io, path, stat, geometry)
+    lease_state, lease_evidence, vm_uuid = await survey_lease_area(io, path, stat, geometry, geometry.align)
     return LockspaceSurvey(stat, AreaState.IN_USE, geometry, evidence, lease_state, lease_evidence, vm_uuid)
 
 
-async def _survey_lease(io: AreaIo, path: Path, stat: AreaStat,
-                        geometry: LockspaceGeometry) -> tuple[AreaState, str, str | None]:
-    start, end = geometry.align, 2 * geometry.align
+async def survey_lease_area(io: AreaIo, path: Path, stat: AreaStat, geometry: LockspaceGeometry, start: int,
+                            what: str = "VM lease") -> tuple[AreaState, str, str | None]:
+    """The resource lease area [start, start + alignment) of the lockspace's volume: its
+    state, the evidence, and the resource name when a lease of this lockspace is there."""
+    end = start + geometry.align
     if stat.size < end:
-        return AreaState.MISSING, f"{path} ends at {stat.size} bytes; the VM lease needs [{start}, {end})", None
+        return AreaState.MISSING, f"{path} ends at {stat.size} bytes; the {what} needs [{start}, {end})", None
     area = (await io.read(path, end))[start:]
     try:
         record = parse_leader(area)
@@ -81,11 +83,11 @@ async def _survey_lease(io: AreaIo, path: Path, stat: AreaStat,
         return AreaState.FOREIGN, f"at offset {start}: {exc.problem}", None
     if record is None:
         if all_zero(area):
-            return AreaState.ZERO, f"no VM lease at offset {start} (all zero)", None
+            return AreaState.ZERO, f"no {what} at offset {start} (all zero)", None
         return AreaState.FOREIGN, f"at offset {start}: {_foreign(area)}", None
     if record.kind is not RecordKind.PAXOS or record.space_name != geometry.name:
         return AreaState.FOREIGN, f"at offset {start}: a {record.kind.value} of lockspace {record.space_name!r}", None
-    return AreaState.IN_USE, f"VM lease {record.resource_name!r} at offset {start}", record.resource_name
+    return AreaState.IN_USE, f"{what} {record.resource_name!r} at offset {start}", record.resource_name
 
 
 def _foreign(data: bytes) -> str:

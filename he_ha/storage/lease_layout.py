@@ -4,6 +4,8 @@ Layout of the ``hosted-engine.lockspace`` volume (see docs/leases.md):
 
     [0, A)      lockspace ``hosted-engine``: one delta lease per host id (host id n in sector n-1)
     [A, 2A)     the VM resource lease (paxos): leader, request and one dblock per host id
+    [2A, 3A)    the configuration-volume lock ``he-ha-conf`` (paxos), taken by a host while it
+                rewrites the configuration archive (he_ha/ovirt/conf_volume.py)
 
 A is the sanlock alignment. Sanlock only accepts the sector/alignment pairs 512/1M, 4K/1M,
 4K/2M, 4K/4M and 4K/8M, which hold host ids up to 2000, 250, 500, 1000 and 2000 (the limits
@@ -22,6 +24,7 @@ from he_ha.config import MAX_HOST_ID
 from he_ha.storage.lease_errors import LeaseConfigError
 
 LOCKSPACE_NAME = "hosted-engine"
+CONF_LOCK_RESOURCE = "he-ha-conf"  # the configuration-volume lock's resource name
 SECTOR_SIZES = (512, 4096)
 MIB = 1024 * 1024
 MAX_NAME_LENGTH = 48  # sanlock's limit for lockspace and resource names
@@ -175,9 +178,23 @@ class LeaseLayout:
         layout = cls(lockspace, vm_lease)
         if vm_lease.path == path and vm_lease.offset < align:
             raise LeaseConfigError(f"VM lease offset {vm_lease.offset} overlaps the lockspace area [0, {align})")
+        if vm_lease.path == path and vm_lease.offset == layout.conf_lock.offset:
+            raise LeaseConfigError(f"VM lease offset {vm_lease.offset} is the configuration-volume lock's area")
         return layout
+
+    @property
+    def conf_lock(self) -> VmLease:
+        return conf_lock_for(self.lockspace)
 
     def required_size(self, path: Path) -> int:
         """Bytes ``path`` must have to hold every area of this layout placed on it."""
-        ends = [area.offset + area.align for area in (self.lockspace, self.vm_lease) if area.path == path]
+        areas = (self.lockspace, self.vm_lease, self.conf_lock)
+        ends = [area.offset + area.align for area in areas if area.path == path]
         return max(ends, default=0)
+
+
+def conf_lock_for(lockspace: Lockspace) -> VmLease:
+    """The configuration-volume lock of ``lockspace``: resource ``he-ha-conf`` on the
+    lockspace's volume at 2 x alignment, right after the VM lease's default place."""
+    return VmLease(lockspace.path, CONF_LOCK_RESOURCE, lockspace.offset + 2 * lockspace.align, lockspace.name,
+                   lockspace.sector_size, lockspace.align, lockspace.io_timeout)

@@ -3,13 +3,14 @@
 ``plan_init`` looks at the areas (he_ha.storage.area_survey) and decides:
 
 - **first host**: the lockspace volume is missing or all zero. Create the files at the right
-  size if needed, write the lockspace ``hosted-engine`` and the VM lease (named after the VM
-  uuid) through this host's sanlock daemon, make the metadata area all zero, read it all
-  back, write hosted-engine.conf.
+  size if needed, write the lockspace ``hosted-engine``, the VM lease (named after the VM
+  uuid) and the configuration-volume lock ``he-ha-conf`` through this host's sanlock daemon,
+  make the metadata area all zero, read it all back, write hosted-engine.conf.
 - **additional host**: the lockspace is there. Verify it (name, io timeout, VM lease, the
   metadata size), take the VM uuid from the lease, refuse a host id another live host uses
   (its delta lease renews or its metadata slot changes, and this host's daemon does not hold
-  it), write hosted-engine.conf only.
+  it), write hosted-engine.conf only. An empty VM lease or configuration-lock area (a
+  cluster laid out before it existed) is added, growing a short file.
 
 Areas holding something else, or a different VM lease / io timeout than asked for, are
 refused (``refusals``) unless ``force``; even forced, nothing in use is rewritten while any
@@ -30,11 +31,25 @@ import structlog
 
 from he_ha.config import MAX_HOST_ID, ConfigError
 from he_ha.storage.area_io import AreaIo, AreaStat
-from he_ha.storage.area_survey import AreaState, LockspaceSurvey, MetadataSurvey, survey_lockspace, survey_metadata
+from he_ha.storage.area_survey import (
+    AreaState,
+    LockspaceSurvey,
+    MetadataSurvey,
+    survey_lease_area,
+    survey_lockspace,
+    survey_metadata,
+)
 from he_ha.storage.codec import WHITEBOARD_BYTES
 from he_ha.storage.hostconf import ConfChange, HostConfValues, plan_host_conf
 from he_ha.storage.lease_errors import DaemonUnavailable
-from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, MIB, LeaseLayout, Lockspace, VmLease
+from he_ha.storage.lease_layout import (
+    CONF_LOCK_RESOURCE,
+    DEFAULT_IO_TIMEOUT,
+    MIB,
+    LeaseLayout,
+    Lockspace,
+    VmLease,
+)
 from he_ha.storage.lease_model import LockspaceState
 from he_ha.storage.leases import LeaseClient
 from he_ha.storage.liveness import observe
@@ -125,7 +140,7 @@ async def plan_init(client: LeaseClient, io: AreaIo, request: InitRequest, *, wi
     metadata = await survey_metadata(io, request.areas.metadata)
     planner = _Planner(client, io, request, lockspace, metadata)
     await planner.plan_storage()
-    if (planner.write_lockspace or planner.write_lease) and not await asyncio.to_thread(daemon_answers, client.run_dir):
+    if (planner.write_lockspace or planner.write_lease or planner.write_conf_lock) and not await asyncio.to_thread(daemon_answers, client.run_dir):
         planner.plan.blockers.append(f"this host's sanlock daemon does not answer on {socket_path(client.run_dir)}: "
                                      "the lockspace and the VM lease are written through it (start sanlock)")
     await planner.check_liveness(window, announce)
@@ -169,7 +184,8 @@ class _Planner:
             self.plan.findings.append(f"{request.areas.lockspace}: {lockspace.lease_evidence}")
         self.plan.findings.append(metadata.evidence)
         self.overwrites_in_use = False  # a forced rewrite of something a host may be using
-        self.write_lockspace = self.write_lease = False
+        self.write_lockspace = self.write_lease = self.write_conf_lock = False
+        self.conf_lock_state = lockspace.lease_state  # what the lock area holds (surveyed when the lockspace is in use)
 
     @property
     def areas(self) -> StorageAreas:
@@ -192,8 +208,9 @@ class _Planner:
         if ls.state is AreaState.IN_USE:
             assert ls.geometry is not None
             self._check_in_use(ls.geometry)
+            await self._check_conf_lock(ls.geometry)
         else:
-            self.write_lockspace = self.write_lease = True
+            self.write_lockspace = self.write_lease = self.write_conf_lock = True
         if self.write_lockspace:
             self.plan.role = Role.FIRST
         self.plan.vm_uuid = request.vm_uuid or ls.vm_uuid
@@ -229,6 +246,21 @@ class _Planner:
                 f"its {geometry.sector_size}-byte sectors with {geometry.align // MIB} MiB alignment hold host ids "
                 f"1..{geometry.max_host_id}")
 
+    async def _check_conf_lock(self, geometry: LockspaceGeometry) -> None:
+        """The configuration-volume lock at 2 x alignment: added when the area is empty."""
+        path = self.areas.lockspace
+        state, evidence, resource = await survey_lease_area(self.io, path, self.ls.stat, geometry, 2 * geometry.align,
+                                                            "configuration-volume lock")
+        self.conf_lock_state = state
+        if state is AreaState.IN_USE and resource == CONF_LOCK_RESOURCE:
+            self.write_conf_lock = self.write_lockspace  # rewritten with a forced new lockspace
+            return
+        if state in (AreaState.ZERO, AreaState.MISSING):
+            self.write_conf_lock = True  # an empty area disturbs nobody: add the lock
+            return
+        self.refuse(f"configuration-volume lock area of {path}: {evidence}")
+        self.write_conf_lock = self.request.force
+
     def _io_timeout(self) -> int:
         if self.request.io_timeout is not None:
             return self.request.io_timeout
@@ -249,7 +281,7 @@ class _Planner:
             self.plan.layout = layout
 
         self.plan.steps.append(Step(f"create {path}, sized for its storage's sector size "
-                                    "(2 MiB for 512-byte sectors, 16 MiB for 4096-byte sectors)", create))
+                                    "(3 MiB for 512-byte sectors, 24 MiB for 4096-byte sectors)", create))
         self._add_lease_writes()
 
     async def _plan_lockspace_writes(self) -> None:
@@ -264,8 +296,9 @@ class _Planner:
         else:
             self.plan.layout = await self.client.detect_layout(path, resource=self.plan.vm_uuid,
                                                                io_timeout=self._io_timeout())
-        writes = self.write_lockspace or self.write_lease
-        if writes and not self._grow(ls.stat, self.plan.layout.required_size(path), "the lockspace and the VM lease"):
+        writes = self.write_lockspace or self.write_lease or self.write_conf_lock
+        if writes and not self._grow(ls.stat, self.plan.layout.required_size(path),
+                                     "the lockspace, the VM lease and the configuration-volume lock"):
             return
         self._add_lease_writes()
 
@@ -284,6 +317,7 @@ class _Planner:
         plan = self.plan
         empty = (AreaState.MISSING, AreaState.ZERO)  # anything else is rewritten only when forced
         overwrite_lockspace, overwrite_lease = self.ls.state not in empty, self.ls.lease_state not in empty
+        overwrite_conf_lock = self.conf_lock_state not in empty
 
         def layout() -> LeaseLayout:
             assert plan.layout is not None, "the lockspace file is created before the leases are written"
@@ -301,6 +335,14 @@ class _Planner:
 
             plan.steps.append(Step(f"write the VM lease {plan.vm_uuid} on {self.areas.lockspace}"
                                    + (f" at offset {plan.layout.vm_lease.offset}" if plan.layout else ""), write_lease))
+        if self.write_conf_lock:
+            async def write_conf_lock() -> None:
+                await self.client.init_vm_lease(layout().conf_lock, overwrite=overwrite_conf_lock)
+
+            plan.steps.append(Step(f"write the configuration-volume lock {CONF_LOCK_RESOURCE!r} on "
+                                   f"{self.areas.lockspace}"
+                                   + (f" at offset {plan.layout.conf_lock.offset}" if plan.layout else ""),
+                                   write_conf_lock))
 
     def _geometry_text(self) -> str:
         layout = self.plan.layout
@@ -352,6 +394,13 @@ class _Planner:
         if ls.vm_uuid != self.plan.vm_uuid:
             raise ProvisionError(f"read back of {self.areas.lockspace}: {ls.lease_evidence}, expected the VM lease "
                                  f"{self.plan.vm_uuid}")
+        if self.write_conf_lock and ls.geometry is not None:
+            lock = layout.conf_lock
+            _, evidence, resource = await survey_lease_area(self.io, lock.path, ls.stat, ls.geometry, lock.offset,
+                                                            "configuration-volume lock")
+            if resource != CONF_LOCK_RESOURCE:
+                raise ProvisionError(f"read back of {lock.path}: {evidence}, expected the configuration-volume "
+                                     f"lock {CONF_LOCK_RESOURCE!r}")
         md = await survey_metadata(self.io, self.areas.metadata)
         if md.state not in (AreaState.ZERO, AreaState.IN_USE) or md.stat.size < WHITEBOARD_BYTES:
             raise ProvisionError(f"read back of the metadata area: {md.evidence} ({md.stat.size} bytes)")

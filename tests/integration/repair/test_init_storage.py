@@ -55,7 +55,7 @@ def test_first_host_additional_host_and_a_rerun(cli: Cli, tmp_path: Path) -> Non
     first = cli("--init-storage", f"--storage={shared}", *FIRST)
     assert first.code == 0, first.err
     assert first.out.splitlines()[-1] == f"Storage ready: host 1 set up as the first host of VM {VMID}."
-    assert (areas.lockspace.stat().st_size, areas.metadata.stat().st_size) == (2 * MIB, WHITEBOARD_BYTES)
+    assert (areas.lockspace.stat().st_size, areas.metadata.stat().st_size) == (3 * MIB, WHITEBOARD_BYTES)
     lockspace, metadata = run(_survey(areas))
     assert lockspace.geometry is not None
     assert lockspace.geometry.io_timeout == IO_TIMEOUT and lockspace.vm_uuid == VMID
@@ -85,7 +85,7 @@ def test_dry_run_creates_nothing_and_a_missing_directory_is_refused(cli: Cli, tm
     assert dry.code == 0, dry.err
     assert dry.out.splitlines()[-1] == "Dry run: nothing was changed."
     assert sorted(line.split(" ")[1] for line in dry.out.splitlines() if line.startswith("Would ")) == [
-        "create", "create", "read", "write", "write", "write"]
+        "create", "create", "read", "write", "write", "write", "write"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host1"]
     missing = cli("--init-storage", f"--storage={tmp_path / 'nowhere'}", *FIRST)
     assert missing.code == 1
@@ -190,7 +190,7 @@ def loop_devices_4k(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """Two block devices with 4096-byte sectors (root); detached whatever happens."""
     devices: list[str] = []
     try:
-        for name, size in (("lockspace.img", 16 * MIB), ("metadata.img", 9 * MIB)):
+        for name, size in (("lockspace.img", 24 * MIB), ("metadata.img", 9 * MIB)):
             backing = tmp_path / name
             with open(backing, "wb") as image:
                 image.truncate(size)

@@ -50,7 +50,8 @@ def test_default_layout_puts_the_vm_lease_after_the_lockspace_area() -> None:
     layout = LeaseLayout.on_volume(VOLUME, resource="vm-uuid", sector_size=4096, io_timeout=1)
     assert layout.lockspace == Lockspace(VOLUME, "hosted-engine", 0, 4096, 8 * MIB, 1)
     assert layout.vm_lease == VmLease(VOLUME, "vm-uuid", 8 * MIB, "hosted-engine", 4096, 8 * MIB, 1)
-    assert layout.required_size(VOLUME) == 16 * MIB
+    assert layout.conf_lock == VmLease(VOLUME, "he-ha-conf", 16 * MIB, "hosted-engine", 4096, 8 * MIB, 1)
+    assert layout.required_size(VOLUME) == 24 * MIB  # lockspace, VM lease, configuration-volume lock
     assert layout.required_size(Path("/elsewhere")) == 0
 
 
@@ -58,7 +59,7 @@ def test_layout_with_the_lease_on_another_volume() -> None:
     other = Path("/storage/xleases")
     layout = LeaseLayout.on_volume(VOLUME, resource="vm", sector_size=512, lease_path=other, lease_offset=0)
     assert (layout.vm_lease.path, layout.vm_lease.offset) == (other, 0)
-    assert layout.required_size(VOLUME) == MIB
+    assert layout.required_size(VOLUME) == 3 * MIB  # the configuration-volume lock stays at 2 x alignment
     assert layout.required_size(other) == MIB
 
 
