@@ -4,6 +4,8 @@ Files (spec §10): hosted-engine.conf (flat key=value), agent.conf ``[score]``,
 broker.conf ``[email]``/``[notify]``, ha.conf (local maintenance) and vm.conf.
 Every loader takes an explicit path; ``ConfigPaths`` holds the production defaults.
 A bad file raises ``ConfigError`` naming the file, the key and the offending value.
+In agent.conf and broker.conf, keys he-ha does not use (leftovers of the original) are
+ignored with one warning per file; only the values of keys he-ha uses are checked.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+log = structlog.get_logger(__name__)
 
 MAX_HOST_ID = 2000
 
@@ -207,33 +213,83 @@ class ScoreConfig(BaseModel):
         return self
 
 
-def _read_ini(path: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None)
+_DEFAULT_SECTION = "DEFAULT"
+_NO_DEFAULT_SECTION = "\0"  # no header can name it: configparser then keeps [DEFAULT] as it is
+
+# Keys the original's releases knew that he-ha does not use: named as such in the warning.
+LEGACY_INI_KEYS: dict[tuple[str, str], str] = {
+    ("score", "gateway-score-penalty"): "left from an older release (network-score-penalty replaced it); ignored",
+}
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, str]]:
+    """Every section with its own keys, ``[DEFAULT]`` included as a section of its own."""
+    parser = configparser.ConfigParser(interpolation=None, default_section=_NO_DEFAULT_SECTION)
     try:
         parser.read_string(_read_text(path), source=str(path))
     except configparser.Error as exc:
         raise ConfigError(path, f"not a valid INI file: {exc.message}") from None
-    return parser
+    return {name: dict(parser.items(name)) for name in parser.sections()}
 
 
-def _ini_section(path: Path, parser: configparser.ConfigParser, section: str, model: type[BaseModel]) -> dict[str, str]:
-    """The section's keys, refusing any the model does not know (a typo would be ignored)."""
-    if not parser.has_section(section):
-        return {}
-    known = {f.alias or name for name, f in model.model_fields.items()}
-    values = dict(parser.items(section))
-    for key in values:
-        if key not in known:
-            raise ConfigError(path, f"unknown key in [{section}]; known keys: {', '.join(sorted(known))}", key=key)
+def _ini_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _ini_sections(path: Path, sections: dict[str, type[BaseModel]]) -> dict[str, dict[str, str]]:
+    """The keys he-ha uses, per section; every other key of the file is named in ONE warning.
+
+    Files kept from the original carry keys he-ha does not use (older releases' keys, other
+    sections): they are ignored, not fatal. Their values are never looked at. ``[DEFAULT]``
+    keys apply to every section present, as configparser (and so the original) has it.
+    """
+    raw = _read_ini(path)
+    defaults = raw.pop(_DEFAULT_SECTION, {})
+    values: dict[str, dict[str, str]] = {}
+    used_defaults: set[str] = set()
+    ignored: dict[str, tuple[str, str]] = {}  # "[section] key" -> (section, key)
+    for section, model in sections.items():
+        known = set(_ini_keys(model))
+        own = raw.pop(section, None)
+        values[section] = {} if own is None else {k: v for k, v in {**defaults, **own}.items() if k in known}
+        if own is not None:
+            used_defaults |= known & defaults.keys()
+            ignored.update({f"[{section}] {k}": (section, k) for k in own if k not in known})
+    ignored.update({f"[{_DEFAULT_SECTION}] {k}": (_DEFAULT_SECTION, k) for k in defaults if k not in used_defaults})
+    for section, own in raw.items():
+        ignored.update({f"[{section}] {k}": (section, k) for k in own})
+    if ignored:
+        _warn_ignored(path, ignored, sections)
     return values
 
 
+def _warn_ignored(path: Path, ignored: dict[str, tuple[str, str]], sections: dict[str, type[BaseModel]]) -> None:
+    legacy = {name: LEGACY_INI_KEYS[where] for name, where in ignored.items() if where in LEGACY_INI_KEYS}
+    typos: dict[str, str] = {}
+    for name, (section, key) in ignored.items():
+        model = sections.get(section)
+        if model is not None and name not in legacy:
+            known = _ini_keys(model)
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            if close:
+                typos[name] = close[0]
+    extra: dict[str, object] = {}
+    if legacy:
+        extra["legacy"] = legacy
+    if typos:
+        extra["did_you_mean"] = typos
+    log.warning("ignoring configuration keys he-ha does not use", path=str(path), keys=sorted(ignored), **extra)
+
+
 def load_score_config(path: Path) -> ScoreConfig:
-    """agent.conf; a missing file means all defaults (the file is optional)."""
+    """agent.conf; a missing file means all defaults (the file is optional).
+
+    Keys he-ha does not use (``gateway-score-penalty`` of older releases, other sections) are
+    ignored with one warning; a bad value of a key it uses raises ``ConfigError``.
+    """
     if not path.exists():
         return ScoreConfig()
-    parser = _read_ini(path)
-    return _validate(ScoreConfig, path, _ini_section(path, parser, "score", ScoreConfig))
+    return _validate(ScoreConfig, path, _ini_sections(path, {"score": ScoreConfig})["score"])
 
 
 # --- broker.conf [email] / [notify] ---------------------------------------------------------
@@ -288,12 +344,16 @@ class BrokerConfig(BaseModel):
 
 
 def load_broker_config(path: Path) -> BrokerConfig:
-    """broker.conf; a missing file means the package defaults."""
+    """broker.conf; a missing file means the package defaults.
+
+    Only ``[email]`` and ``[notify]`` keys he-ha knows are read; every other key or section is
+    ignored with one warning. A bad value of a key he-ha uses raises ``ConfigError``.
+    """
     if not path.exists():
         return BrokerConfig()
-    parser = _read_ini(path)
-    email = _validate(EmailConfig, path, _ini_section(path, parser, "email", EmailConfig))
-    notify = _validate(NotifyConfig, path, _ini_section(path, parser, "notify", NotifyConfig))
+    values = _ini_sections(path, {"email": EmailConfig, "notify": NotifyConfig})
+    email = _validate(EmailConfig, path, values["email"])
+    notify = _validate(NotifyConfig, path, values["notify"])
     return BrokerConfig(email=email, notify=notify)
 
 

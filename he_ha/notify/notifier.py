@@ -25,6 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
@@ -40,6 +41,16 @@ log = structlog.get_logger(__name__)
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 STATE_SAVE_TIMEOUT = 2.0  # seconds; the state file lives on tmpfs (/run)
+
+
+class _Queued(NamedTuple):
+    old: str
+    new: str
+    at: float  # wall clock (time.time()) of the transition: the mail's {time}
+
+
+def _describe(queued: list[_Queued]) -> str:
+    return describe_transitions([(q.old, q.new) for q in queued])
 
 
 class NotifyConfigError(ValueError):
@@ -99,7 +110,7 @@ class Notifier:
         self._boot_id = _read_boot_id()
         self._restore_bucket()
         self._holding = False  # a rate-limit hold is in progress (logged once per hold)
-        self._pending: deque[tuple[str, str]] = deque()
+        self._pending: deque[_Queued] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -114,7 +125,8 @@ class Notifier:
 
     def _check_template_makes_a_mail(self) -> None:
         # Report a template that renders but is no mail (no header block) now, not per mail.
-        sample = self._template.render(template_fields(self._config.email, self._hostname, "Old-New"))
+        fields = template_fields(self._config.email, self._hostname, "Old-New", when=time.time())
+        sample = self._template.render(fields)
         try:
             build_message(sample, self._config.email, self._hostname)
         except MessageError as exc:
@@ -131,15 +143,15 @@ class Notifier:
             self._filtered += 1
             return False
         if len(self._pending) >= self._settings.max_pending:
-            dropped_old, dropped_new = self._pending.popleft()
+            dropped = self._pending.popleft()
             self._dropped += 1
             log.warning(
                 "notification queue full: dropped the oldest transition",
-                dropped=transition_detail(dropped_old, dropped_new),
+                dropped=transition_detail(dropped.old, dropped.new),
                 max_pending=self._settings.max_pending,
                 dropped_total=self._dropped,
             )
-        self._pending.append((old, new))
+        self._pending.append(_Queued(old, new, time.time()))
         self._matched += 1
         self._idle.clear()
         self._wake.set()
@@ -200,7 +212,7 @@ class Notifier:
         if self._pending:
             log.warning(
                 "notifier stopped with transitions not mailed",
-                pending=describe_transitions(list(self._pending)),
+                pending=_describe(list(self._pending)),
             )
 
     # --- the sender -------------------------------------------------------------------------------
@@ -233,11 +245,12 @@ class Notifier:
             if not self._pending:
                 self._idle.set()
 
-    async def _deliver(self, batch: list[tuple[str, str]]) -> None:
-        detail = describe_transitions(batch)
+    async def _deliver(self, batch: list[_Queued]) -> None:
+        detail = _describe(batch)
         email = self._config.email
         try:
-            rendered = self._template.render(template_fields(email, self._hostname, detail))
+            # {time}: the first transition's time (a coalesced mail tells the story from there).
+            rendered = self._template.render(template_fields(email, self._hostname, detail, when=batch[0].at))
             message = build_message(rendered, email, self._hostname)
             await send_mail(message, email, self._tls, self._hostname)
         except (MailError, MessageError, TemplateError) as exc:

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from he_ha.config import (
     ConfigError,
@@ -161,10 +162,60 @@ def test_score_bad_value_names_file_key_value(tmp_path: Path) -> None:
         load_score_config(path)
 
 
-def test_score_unknown_key_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "agent.conf", "[score]\nbase-scor=3000\n")
-    with pytest.raises(ConfigError, match=r"key 'base-scor': unknown key in \[score\]"):
+IGNORED = "ignoring configuration keys he-ha does not use"
+
+
+def ignored_warnings(logs: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [e for e in logs if e["event"] == IGNORED]
+
+
+def test_agent_conf_from_an_older_release_loads_with_one_warning(tmp_path: Path) -> None:
+    # gateway-score-penalty: the older releases' key; base-scor: a typo; [tuning]: a section he-ha never reads.
+    path = write(
+        tmp_path,
+        "agent.conf",
+        "[score]\nbase-score=3000\ngateway-score-penalty=1600\nbase-scor=2\n[tuning]\nx=1\ny=not-a-number\n",
+    )
+    with capture_logs() as logs:
+        score = load_score_config(path)
+    assert score.base_score == 3000
+    assert score.network_score_penalty == 1600  # the default: the legacy key's value is not taken over
+    (warning,) = ignored_warnings(logs)
+    assert warning["log_level"] == "warning"
+    assert warning["path"] == str(path)
+    assert warning["keys"] == ["[score] base-scor", "[score] gateway-score-penalty", "[tuning] x", "[tuning] y"]
+    assert warning["legacy"] == {
+        "[score] gateway-score-penalty": "left from an older release (network-score-penalty replaced it); ignored"
+    }
+    assert warning["did_you_mean"] == {"[score] base-scor": "base-score"}
+
+
+def test_agent_conf_without_leftovers_logs_nothing(tmp_path: Path) -> None:
+    with capture_logs() as logs:
+        load_score_config(write(tmp_path, "agent.conf", "[score]\nbase-score=3000\n"))
+    assert logs == []
+
+
+def test_agent_conf_wrong_value_beside_leftovers_names_file_key_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "agent.conf", "[score]\ngateway-score-penalty=1600\nbase-score=lots\nold-knob=yes\n")
+    with pytest.raises(ConfigError, match=r"agent.conf: key 'base-score' = 'lots': Input should be a valid integer") as caught:
         load_score_config(path)
+    assert (caught.value.path, caught.value.key, caught.value.value) == (path, "base-score", "lots")
+    with pytest.raises(ConfigError, match=r"key 'cpu-load-penalty-max' = '1.5'"):
+        load_score_config(write(tmp_path, "agent.conf", "[score]\ngateway-score-penalty=x\ncpu-load-penalty-max=1.5\n"))
+
+
+def test_default_section_applies_to_score_as_in_configparser(tmp_path: Path) -> None:
+    path = write(tmp_path, "agent.conf", "[DEFAULT]\nbase-score=2500\nverbose=1\n[score]\nmgmt-bridge-score-penalty=500\n")
+    with capture_logs() as logs:
+        score = load_score_config(path)
+    assert (score.base_score, score.mgmt_bridge_score_penalty) == (2500, 500)
+    (warning,) = ignored_warnings(logs)
+    assert warning["keys"] == ["[DEFAULT] verbose"]
+    # Without a [score] section nothing takes the [DEFAULT] keys: all of them are named.
+    with capture_logs() as logs:
+        assert load_score_config(write(tmp_path, "agent.conf", "[DEFAULT]\nbase-score=2500\n")) == ScoreConfig()
+    assert ignored_warnings(logs)[0]["keys"] == ["[DEFAULT] base-score"]
 
 
 def test_score_min_above_max_is_refused(tmp_path: Path) -> None:
@@ -190,6 +241,55 @@ def test_broker_conf_package_default(tmp_path: Path) -> None:
     assert broker.email.destinations == ["root@localhost", "ops@example.com"]
     assert broker.email.smtp_starttls is False
     assert broker.notify.state_transition == "maintenance|start|stop|up|down"
+
+
+# A broker.conf as the original's tools leave it: set-shared-config puts a bare key in [default],
+# [notify] may name other event types, [email] may carry keys of other versions or tools.
+LEFTOVER_BROKER_CONF = """\
+[email]
+smtp-server = mail.example.org
+smtp-port = 2525
+smtp-timeout = 10
+destination-emails = ops@example.org
+source-email = ha@example.org
+smtp-ssl = False
+
+[notify]
+state_transition = maintenance|start|stop|migrate|up|down
+engine_health = bad
+
+[default]
+smtp-server = ignored.example.org
+"""
+
+
+def test_broker_conf_with_leftovers_loads_with_one_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "broker.conf", LEFTOVER_BROKER_CONF)
+    with capture_logs() as logs:
+        broker = load_broker_config(path)
+    assert (broker.email.smtp_server, broker.email.smtp_port, broker.email.smtp_timeout) == ("mail.example.org", 2525, 10)
+    assert broker.notify.state_transition == "maintenance|start|stop|migrate|up|down"
+    (warning,) = ignored_warnings(logs)
+    assert warning["path"] == str(path)
+    assert warning["keys"] == ["[default] smtp-server", "[email] smtp-ssl", "[notify] engine_health"]
+    assert "legacy" not in warning
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "says"),
+    [
+        ("smtp-port = 2525", "smtp-port = smtp", r"key 'smtp-port' = 'smtp'"),
+        ("smtp-timeout = 10", "smtp-timeout = ten", r"key 'smtp-timeout' = 'ten'"),
+        ("state_transition = maintenance|start|stop|migrate|up|down", "state_transition = up|(down",
+         r"key 'state_transition' = 'up\|\(down'.*regular expression"),
+    ],
+)
+def test_broker_conf_wrong_value_beside_leftovers_names_file_key_value(
+    tmp_path: Path, replace: str, by: str, says: str
+) -> None:
+    path = write(tmp_path, "broker.conf", LEFTOVER_BROKER_CONF.replace(replace, by))
+    with pytest.raises(ConfigError, match=rf"broker.conf: {says}"):
+        load_broker_config(path)
 
 
 def test_broker_conf_bad_regex_and_port(tmp_path: Path) -> None:

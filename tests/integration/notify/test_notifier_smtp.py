@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,31 @@ async def test_template_file_fields_reach_the_mail(smtp_server: StartServer, tmp
     (mail,) = server.mails
     assert mail.message["Subject"] == "[host1.example.org] EngineDown-EngineStart"
     assert mail.message.get_content().rstrip("\r\n") == f"server=127.0.0.1 port={server.port} timeout=5"
+
+
+async def test_time_and_type_fields_reach_a_coalesced_mail(smtp_server: StartServer, tmp_path: Path) -> None:
+    # {time} is the first transition's time, even when the mail goes out later, coalesced.
+    server = await smtp_server()
+    template = tmp_path / "state_transition.txt"
+    template.write_text("Subject: {type} {detail}\n\nsince {time}\n")
+    notifier = Notifier(broker(server.port), settings(template_path=template, burst=1, refill_seconds=3.0))
+    await notifier.start()
+    try:
+        notifier.state_transition("ReinitializeFSM", "EngineDown")
+        await server.wait_for_mails(1)
+        before = time.time()
+        notifier.state_transition("EngineDown", "EngineStart")
+        after = time.time()
+        await asyncio.sleep(1.1)  # the next transitions come a second later, while the bucket is empty
+        notifier.state_transition("EngineStart", "EngineStarting")
+        await server.wait_for_mails(2)
+    finally:
+        await notifier.stop()
+    mail = server.mails[1].message
+    assert mail["Subject"] == "state_transition EngineDown-EngineStart-EngineStarting"
+    stamp = datetime.fromisoformat(mail.get_content().strip().removeprefix("since "))
+    assert stamp.utcoffset() is not None
+    assert int(before) <= stamp.timestamp() <= after
 
 
 async def test_regex_selects_transitions_case_insensitively(smtp_server: StartServer) -> None:
@@ -277,12 +303,26 @@ async def test_full_queue_drops_the_oldest(closed_port: int) -> None:
     assert warning["dropped"] == "Start-Up1" and warning["dropped_total"] == 1
 
 
-def test_template_with_unknown_field_fails_at_construction(tmp_path: Path) -> None:
+async def test_template_with_an_unknown_field_mails_it_as_written(smtp_server: StartServer, tmp_path: Path) -> None:
+    server = await smtp_server()
     path = tmp_path / "state_transition.txt"
-    path.write_text("Subject: {detail} on {host}\n\nbody\n")
-    with pytest.raises(TemplateError) as caught:
+    path.write_text("Subject: {detail} on {host}\n\n{host} is {hostname}\n")
+    with capture_logs() as logs:
+        notifier = Notifier(broker(server.port), settings(template_path=path))
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert (warning["template"], warning["fields"]) == (str(path), ["{host}"])
+    await send_one(notifier, lambda: notifier.stats.sent == 1)
+    (mail,) = server.mails
+    assert mail.message["Subject"] == "EngineDown-EngineStart on {host}"
+    assert mail.message.get_content().rstrip("\r\n") == "{host} is host1.example.org"
+
+
+def test_template_that_is_not_format_syntax_fails_at_construction(tmp_path: Path) -> None:
+    path = tmp_path / "state_transition.txt"
+    path.write_text("Subject: {detail on {hostname}\n\nbody\n")
+    with pytest.raises(TemplateError, match="is not a valid format string") as caught:
         Notifier(broker(25), settings(template_path=path))
-    assert caught.value.field == "host" and str(path) in str(caught.value)
+    assert caught.value.source == str(path) and str(path) in str(caught.value)
 
 
 def test_template_without_headers_fails_at_construction(tmp_path: Path) -> None:
