@@ -79,7 +79,7 @@ def _walk(view: memoryview, given: int) -> dict[str, bytes]:
         at = offset
         header = view[at:at + BLOCK]
         if len(header) < BLOCK:
-            raise ConfArchiveError(_no_end_marker(given, files))
+            raise ConfArchiveError(_no_end_marker(given, files, at if len(header) else None))
         if header.tobytes().count(0) == BLOCK:
             if at == 0:
                 raise ConfArchiveError("no archive: the first 512 bytes are all zero (a blank or wiped "
@@ -116,10 +116,11 @@ def _walk(view: memoryview, given: int) -> dict[str, bytes]:
         files[name] = content
 
 
-def _no_end_marker(given: int, files: Mapping[str, bytes]) -> str:
+def _no_end_marker(given: int, files: Mapping[str, bytes], torn_header: int | None) -> str:
     after = f" after {', '.join(files)}" if files else ""
     if given < ARCHIVE_SIZE:
-        return (f"the archive is cut short: it ends at byte {given}{after} with no tar end marker "
+        inside = f" inside the tar header at offset {torn_header}" if torn_header is not None else ""
+        return (f"the archive is cut short{inside}: it ends at byte {given}{after} with no tar end marker "
                 f"(a configuration archive is {ARCHIVE_SIZE} bytes)")
     return f"no tar end marker within the first {ARCHIVE_SIZE} bytes{after} (too large, or not a configuration archive)"
 
