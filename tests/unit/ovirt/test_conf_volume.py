@@ -109,14 +109,14 @@ def test_a_writer_between_read_and_write_is_detected(conf_volume: Path) -> None:
 
 
 def test_a_refused_edit_writes_nothing(conf_volume: Path) -> None:
-    before = conf_volume.read_bytes()
+    before = read_archive_bytes(conf_volume)
 
     def refuse(text: str) -> str:
         raise ValueError("no")
 
     with pytest.raises(ValueError, match="no"):
         update_conf_volume(conf_volume, "hosted-engine.conf", refuse, threading.Lock())
-    assert conf_volume.read_bytes() == before
+    assert read_archive_bytes(conf_volume) == before
 
 
 def test_too_large_for_the_archive_writes_nothing(conf_volume: Path) -> None:
