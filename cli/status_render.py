@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView
+from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView, VmDefinitionView
 from he_ha.storage.codec import engine_status_json
 
 LABEL_WIDTH = 35
@@ -109,13 +109,14 @@ def render_text(status: ClusterStatus) -> str:
     if status.global_maintenance:
         parts.append(BANNER)
     for view in sorted(status.hosts, key=lambda h: h.host_id):
-        parts.append(_host_block(view) if view.error is None else _unreadable_block(view))
+        definition = status.vm_definition if view.local else None
+        parts.append(_host_block(view, definition) if view.error is None else _unreadable_block(view))
     if status.global_maintenance:
         parts.append(BANNER)
     return "".join(parts)
 
 
-def _host_block(view: HostView) -> str:
+def _host_block(view: HostView, definition: VmDefinitionView | None = None) -> str:
     record = host_record(view)
     lines = ["", "", f"--== Host {view.hostname} (id: {view.host_id}) status ==--", ""]
     for key, value in record.items():
@@ -128,6 +129,7 @@ def _host_block(view: HostView) -> str:
         lines.append(f"{EXTRA_LABEL}:")  # the label is 35 wide: no padding before the colon
         lines.extend(f"\t{extra}" for extra in view.extra.splitlines())
     lines.extend(_he_ha_lines(view))
+    lines.extend(definition_lines(definition))
     return "\n".join(lines) + "\n"
 
 
@@ -146,6 +148,15 @@ def _he_ha_lines(view: HostView) -> list[str]:
     if view.sanlock is not None:
         lines.append(line("he-ha sanlock host status", view.sanlock))
     return lines
+
+
+def definition_lines(definition: VmDefinitionView | None) -> list[str]:
+    """Only while this host's VM definition has a problem: a line saying whether it can still
+    start the VM, and why not (nothing at all otherwise)."""
+    if definition is None or definition.problem is None:
+        return []
+    state = "usable" if definition.usable else "UNUSABLE: this host cannot start the VM"
+    return [line("he-ha VM definition", state), line("he-ha VM definition problem", definition.problem)]
 
 
 def score_lines(breakdown: ScoreView | None) -> list[str]:

@@ -65,6 +65,18 @@ class HostView(BaseModel):
     error: str | None  # why the slot could not be decoded (corrupt, too new, ...)
 
 
+class VmDefinitionView(BaseModel):
+    """This host's engine VM definition (vm.conf): where it came from, and what is wrong."""
+
+    model_config = ConfigDict(frozen=True)
+
+    usable: bool  # a start can be made here (a definition with domain XML is known)
+    source: str | None  # conf | last-good | conf-volume | explicit (--vm-conf); None: no source gave one
+    path: str | None  # the file it was read from
+    age: float | None  # seconds since it was last read from that source
+    problem: str | None  # why no source gives a startable definition now (each source named), or a write failure
+
+
 class ClusterStatus(BaseModel):
     """Everything ``--vm-status`` shows, from this host's point of view."""
 
@@ -78,6 +90,7 @@ class ClusterStatus(BaseModel):
     lease_owner: int | None  # host id holding the VM lease (sanlock), None if free/unknown
     vm_here: str  # local VM state: running | paused | shutoff | absent | unknown ...
     hypervisor: str  # connected | connecting | hung | unreachable | closed
+    vm_definition: VmDefinitionView | None = None  # None: not reported (a daemon older than the field)
 
 
 class CommandResult(BaseModel):

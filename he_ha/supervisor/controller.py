@@ -94,6 +94,7 @@ class SupervisorController:
             storage_error=p.reader.error or sup.publish_error,
             vm_here=latest.state.status.value if latest is not None else "unknown",
             hypervisor=p.connection.health.status.value,
+            definition=sup.specs.state(),
         )
 
     def decisions(self, limit: int) -> list[dict[str, Any]]:
@@ -116,6 +117,7 @@ class SupervisorController:
                 decisions_dropped=sup.decisions.dropped,
                 vm_actions_failed=p.executor.failed,
                 lease_held=p.holder.is_held(),
+                vm_definition=sup.specs.state(),
             )
         )
 

@@ -1,10 +1,12 @@
 """The supervisor daemon: start-up, the running tasks, and shutdown (docs/supervisor.md).
 
-Start-up: configuration → lease worker → lease layout → lockspace join → whiteboard →
-lease holder (adopting a keeper left by a previous run) → libvirt → monitors → notifier →
-VM watch → ticker (its first tick publishes; then systemd hears READY) → admin socket.
-Transient failures (storage, sanlock, libvirt) are retried until SIGTERM; a bad
-configuration exits at once with its ConfigError.
+Start-up: configuration → VM definition (vm.conf regenerated from its sources) → lease
+worker → lease layout → lockspace join → whiteboard → lease holder (adopting a keeper left by
+a previous run) → libvirt → monitors → notifier → VM watch → ticker (its first tick
+publishes; then systemd hears READY) → admin socket. Transient failures (storage, sanlock,
+libvirt) are retried until SIGTERM; a bad configuration exits at once with its ConfigError.
+A missing or bad vm.conf is not one: without a usable VM definition the daemon supervises
+and refuses only the start (execute.SpecSource).
 
 Shutdown on SIGTERM/SIGINT: no further FSM step; VM actions under way are abandoned (their
 lease stays with its holder); AgentStopped is published; everything is stopped; the
@@ -29,7 +31,7 @@ import uvloop
 from he_ha.admin.server import AdminServer, AdminServerError
 from he_ha.config import ConfigError
 from he_ha.fsm import initial_state
-from he_ha.monitors import MonitorRunner
+from he_ha.monitors import MemoryMonitor, MonitorRunner
 from he_ha.notify import Notifier, NotifyConfigError, NotifySettings, TemplateError
 from he_ha.notify.template import DEFAULT_TEMPLATE_PATH
 from he_ha.sdnotify import SystemdNotifier
@@ -81,8 +83,9 @@ async def _main(settings: SupervisorSettings) -> int:
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_CONFIG
-    log.info("starting", host_id=plan.host_id, hostname=plan.hostname, holder=settings.holder_kind,
-             libvirt=settings.libvirt_uri, sanlock_run_dir=str(settings.sanlock_run_dir or "/run/sanlock"))
+    log.info("starting", host_id=plan.host_id, hostname=plan.hostname, vm=str(plan.identity),
+             holder=settings.holder_kind, libvirt=settings.libvirt_uri,
+             sanlock_run_dir=str(settings.sanlock_run_dir or "/run/sanlock"))
     for role, volume in (("metadata", plan.volumes.metadata), ("lockspace", plan.volumes.lockspace),
                          ("conf", plan.volumes.conf)):
         if volume is not None:
@@ -136,6 +139,15 @@ class Running:
     tasks: list[asyncio.Task[None]]
 
 
+def _set_memory(observer: Observer, monitors: MonitorSet, mib: int) -> None:
+    """The VM's memory size became known (or changed) with its definition: the free-memory
+    score rule and the memory monitor use it from now on."""
+    observer.vm_memory_mib = mib
+    for monitor in monitors.monitors:
+        if isinstance(monitor, MemoryMonitor):
+            monitor.engine_mem_mib = mib
+
+
 class Daemon:
     def __init__(self, settings: SupervisorSettings, plan: HostPlan, stopping: asyncio.Event,
                  stack: contextlib.AsyncExitStack) -> None:
@@ -176,6 +188,10 @@ class Daemon:
         s, plan, stack = self.settings, self.plan, self.stack
         engine = plan.config.engine
         s.run_dir.mkdir(parents=True, exist_ok=True)
+        # The VM definition first: vm.conf is regenerated (after a reboot) before anything waits on storage.
+        specs = SpecSource(plan.definitions, plan.identity, plan.first, timeout=2 * s.storage_timeout)
+        stack.callback(specs.close)
+        await specs.refresh("start-up")
         client, layout = await self._join()
         whiteboard = Whiteboard(plan.metadata_path, plan.host_id, read_timeout=s.storage_timeout,
                                 write_timeout=s.storage_timeout)
@@ -210,7 +226,6 @@ class Daemon:
         decisions = DecisionLog(s.decision_log, s.decision_ring)
         stack.callback(decisions.close)
         reader = BoardReader(whiteboard)
-        specs = SpecSource(plan.vm_conf_path, plan.spec)
         observer = Observer(
             host_id=plan.host_id, readings=hv.runner.snapshot, reader=reader, client=client,
             lockspace=layout.lockspace, lease=layout.vm_lease, holder=holder, ha_conf=s.paths.ha_conf,
@@ -218,6 +233,7 @@ class Daemon:
             storage_timeout=s.storage_timeout,
         )
         stack.push_async_callback(observer.close)
+        specs.on_memory(lambda mib: _set_memory(observer, hv.monitors, mib))
         executor = ActionExecutor(
             vm=hv.vm, holder=holder, specs=specs, health=hv.monitors.engine_health, notifier=notifier,
             on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout,
@@ -237,7 +253,8 @@ class Daemon:
         stack.push_async_callback(watch.stop)
 
         tasks = [asyncio.create_task(ticker.run(self.stopping), name="ticker"),
-                 asyncio.create_task(gate.run(), name="health-gate")]
+                 asyncio.create_task(gate.run(), name="health-gate"),
+                 asyncio.create_task(specs.run(self.stopping), name="vm-definition")]
         if s.peer_poll > 0:
             peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
             supervisor.peer_watch = peer_watch
@@ -279,7 +296,7 @@ class Daemon:
         connection = LibvirtConnection(s.libvirt_uri)
         await connection.start()  # never raises: an unreachable libvirtd is retried in the background
         self.stack.push_async_callback(connection.close)
-        observer = ConnectionDomainObserver(connection, plan.spec.id)
+        observer = ConnectionDomainObserver(connection, plan.identity)
         try:
             monitors = build_monitors(plan.config.engine, observer=observer, metadata_path=plan.metadata_path,
                                       engine_mem_mib=plan.vm_memory_mib, interval=s.monitor_interval,
@@ -289,7 +306,7 @@ class Daemon:
         runner = MonitorRunner(monitors.monitors)
         runner.start()
         self.stack.push_async_callback(runner.stop)
-        return Hypervisor(connection, VmController(connection, plan.spec.id), monitors, runner)
+        return Hypervisor(connection, VmController(connection, plan.identity), monitors, runner)
 
     async def _holder(self, client: LeaseClient, layout: LeaseLayout, on_lost: Callable[[str], None]) -> LeaseHolder:
         s, plan = self.settings, self.plan
@@ -298,7 +315,7 @@ class Daemon:
             return WorkerHolder(client, layout.vm_lease, on_lost=on_lost)
         if kind == "qemu":
             return QemuHolder(client, layout.vm_lease, on_lost=on_lost)
-        await asyncio.to_thread(write_fence_file, s.fence_file, FenceTarget(s.libvirt_uri, plan.spec.id))
+        await asyncio.to_thread(write_fence_file, s.fence_file, FenceTarget(s.libvirt_uri, plan.identity))
         return KeeperHolder(client, layout.vm_lease, on_lost=on_lost, record_file=s.keeper_file,
                             sanlock_run_dir=s.sanlock_run_dir, killpath=fence_killpath(s.fence_file),
                             log_path=s.run_dir / "lease-keeper.log")

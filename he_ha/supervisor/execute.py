@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
@@ -30,11 +31,14 @@ from he_ha.fsm import (
 )
 from he_ha.monitors import EngineHealthMonitor
 from he_ha.notify import Notifier
+from he_ha.offloop import Lane, LaneError
+from he_ha.ovirt.vm_definition import BAD, DefinitionPlan, Expected, Resolution, SourceNote, VmDefinition
 from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere
 from he_ha.storage.lease_layout import wait_deadline
 from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
 from he_ha.supervisor.observe import Completed
 from he_ha.vm import (
+    DomainId,
     DomainSpec,
     DomainXmlError,
     LeaseNotHeld,
@@ -43,28 +47,173 @@ from he_ha.vm import (
     VmController,
     VmError,
     VmStatus,
-    load_domain_spec,
 )
 
 log = structlog.get_logger(__name__)
 
 
-class SpecSource:
-    """The engine VM's domain XML, re-read from vm.conf (or plain XML) at every start."""
+DEFINITION_REFRESH = 60.0  # seconds between refreshes of the VM definition (it is also refreshed before every start)
 
-    def __init__(self, path: Path, spec: DomainSpec) -> None:
-        self.path = path
-        self.domain = spec.id
-        self.loaded_at = time.monotonic()  # published as vm_conf_refresh_time
-        self.loaded_epoch = time.time() - self.loaded_at
+
+class DefinitionUnavailable(DomainXmlError):
+    """No startable VM definition is known: the start is refused; the message names what is missing."""
+
+
+@dataclass(frozen=True)
+class DefinitionState:
+    """What status and metrics show about the VM definition (from memory)."""
+
+    usable: bool  # a start can be made: a definition with domain XML is known
+    source: str | None  # the source of the definition in use (vm_definition.CONF, LAST_GOOD, ...); None: none
+    origin: str | None  # the file it was read from
+    age: float | None  # seconds since it was last read from that source
+    problem: str | None  # why no source gives a startable definition now, or a file that cannot be written
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    found: Resolution  # what the sources gave
+    now: Resolution  # what they give after the files were written (``found`` if none was)
+    in_use: VmDefinition | None  # what was written
+    written: list[Path]
+    problems: list[str]  # files that could not be written
+
+
+class SpecSource:
+    """The engine VM's definition, refreshed from its sources (he_ha/ovirt/vm_definition.py) at
+    start-up, every ``period`` seconds (``run``) and before every start (``load``), and written
+    to the ``conf`` path and the last-good copy when it changes.
+
+    The definition last obtained with domain XML stays in memory: when no source gives one any
+    more (files removed, a bad edit), supervision goes on with it, starts use it, and the
+    problem is shown in status, metrics and one log line per change. Only when none was ever
+    obtained is a start refused (``DefinitionUnavailable``). The reads and writes run on a
+    thread of their own under a deadline; a refresh that hangs (the configuration volume on
+    stalled storage) is reported and the next one is refused until it returns.
+    """
+
+    def __init__(self, plan: DefinitionPlan, identity: DomainId, first: Resolution, *, timeout: float,
+                 period: float = DEFINITION_REFRESH) -> None:
+        self.plan = plan
+        self.domain = identity
+        self.period = period
+        self._timeout = timeout
+        where = plan.expected.where if plan.expected.vm_id else f"the VM {identity} he-ha started with"
+        self._expected = Expected(identity.uuid, where, identity.name)
+        self._lane = Lane("vm-definition")
+        now = time.monotonic()
+        self._current = first.definition  # the last definition with domain XML
+        self._partial = first.partial  # identity and memory only (used while _current is None)
+        self._read_at = now if first.best is not None else None  # when the one in use was read from its source
+        self._problem: str | None = None  # set (and logged) by the first refresh
+        self._notes: set[str] = set()
+        self._memory_listeners: list[Callable[[int], None]] = []
+        self.loaded_at = now  # published as vm_conf_refresh_time
+        self.loaded_epoch = time.time() - now
+        in_use = first.best
+        log.info("VM definition", source=in_use.source if in_use else None, origin=in_use.origin if in_use else None,
+                 startable=first.definition is not None, vm=str(identity))
+
+    # --- what status and metrics read ----------------------------------------------------
+
+    def state(self, now: float | None = None) -> DefinitionState:
+        in_use = self._current or self._partial
+        read_at = self._read_at
+        age = None if read_at is None else round((time.monotonic() if now is None else now) - read_at, 3)
+        return DefinitionState(usable=self._current is not None, source=in_use.source if in_use else None,
+                               origin=in_use.origin if in_use else None, age=age, problem=self._problem)
+
+    def on_memory(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(MiB)`` when the VM's memory size becomes known or changes."""
+        self._memory_listeners.append(listener)
+
+    # --- refreshing ------------------------------------------------------------------------
 
     async def load(self) -> DomainSpec:
-        spec = await asyncio.to_thread(load_domain_spec, self.path)
-        if spec.id != self.domain:
-            raise DomainXmlError(f"{self.path} now describes {spec.id}, not the engine VM {self.domain}; restart he-ha")
-        self.loaded_at = time.monotonic()
-        self.loaded_epoch = time.time() - self.loaded_at
-        return spec
+        """The domain XML to start from, refreshed first; DefinitionUnavailable if none is known."""
+        await self.refresh("start")
+        if self._current is None or self._current.spec is None:
+            raise DefinitionUnavailable(self._problem or "no usable VM definition")
+        return self._current.spec
+
+    async def refresh(self, why: str) -> None:
+        try:
+            done = await self._lane.run("refresh", self._refresh_blocking, self._timeout)
+        except LaneError as exc:
+            self._set_problem(f"the VM definition could not be refreshed: {exc}", why)
+            return
+        self._log_notes(done.found.notes + done.now.notes)
+        for path in done.written:
+            log.info("VM definition written", path=str(path), source=done.in_use.source if done.in_use else None,
+                     origin=done.in_use.origin if done.in_use else None, why=why)
+        self._apply(done.now, done.problems, [why])
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Refresh every ``period`` seconds until ``stopping``."""
+        while True:
+            try:
+                await asyncio.wait_for(stopping.wait(), self.period)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.refresh("periodic")
+            except Exception:  # a bug must not end supervision: the next period tries again
+                log.exception("VM definition refresh raised")
+
+    def close(self) -> None:
+        self._lane.close()
+
+    def _refresh_blocking(self) -> Refreshed:
+        found = self.plan.resolve(self._expected)
+        in_use = found.definition or self._current or found.partial
+        if in_use is None:
+            return Refreshed(found, found, None, [], [])
+        written, problems = self.plan.write(in_use)
+        # What the sources hold now: the conf path (or the last-good copy) may just have been put right.
+        now = self.plan.resolve(self._expected) if written else found
+        return Refreshed(found, now, in_use, written, problems)
+
+    def _apply(self, resolution: Resolution, problems: list[str], why: list[str]) -> None:
+        now = time.monotonic()
+        found = resolution.definition
+        if found is not None:
+            if self._current is None or found.lines != self._current.lines:
+                log.info("VM definition", source=found.source, origin=found.origin, vm=str(found.identity))
+            self._current, self._read_at = found, now
+            self.loaded_at, self.loaded_epoch = now, time.time() - now
+        elif resolution.partial is not None and self._current is None:
+            self._partial, self._read_at = resolution.partial, now
+        problem = resolution.problem()
+        if problem is not None and self._current is not None:
+            problem += f"; starts use the last good definition, read from {self._current.origin}"
+        self._set_problem("; ".join(p for p in (problem, *problems) if p) or None, *why)
+        in_use = self._current or self._partial
+        if in_use is not None and in_use.memory_mib is not None:
+            for listener in self._memory_listeners:
+                listener(in_use.memory_mib)
+
+    def _log_notes(self, seen: tuple[SourceNote, ...]) -> None:
+        """Each source note once, when it appears (a note that goes and comes back is logged again)."""
+        notes = {str(note): note for note in seen}
+        for text, note in notes.items():
+            if text in self._notes:
+                continue
+            if note.kind == BAD:
+                log.warning("VM definition source not used", source=note.source, problem=note.problem)
+            else:  # nothing there, or no domain XML: expected after a reboot or on a 4.4+ deployment
+                log.info("VM definition source not used", source=note.source, problem=note.problem)
+        self._notes = set(notes)
+
+    def _set_problem(self, problem: str | None, *why: str) -> None:
+        if problem == self._problem:
+            return
+        if problem is not None:
+            log.warning("VM definition problem", problem=problem, usable=self._current is not None, why=list(why))
+        else:
+            in_use = self._current or self._partial
+            log.info("VM definition usable", source=in_use.source if in_use else None, why=list(why))
+        self._problem = problem
 
 
 def _is_lock_failure(exc: LibvirtCallError) -> bool:
@@ -164,7 +313,13 @@ class ActionExecutor:
         """Acquire the lease, then launch (invariant 1). seq is filled in by the caller.
 
         ``spec``: launch this definition (an admin's recovery vm.conf, already checked to
-        describe the engine VM) instead of re-reading the configured vm.conf."""
+        describe the engine VM) instead of the refreshed VM definition. Without a definition
+        to start from the start fails before the lease is touched."""
+        if spec is None:
+            try:
+                spec = await self._specs.load()
+            except DomainXmlError as exc:
+                return ActionResult(0, Outcome.FAILED, str(exc))  # names each source and what it lacks
         try:
             await self._holder.acquire(self._acquire_timeout)
         except LeaseHeldElsewhere as exc:
@@ -173,7 +328,7 @@ class ActionExecutor:
         except LeaseError as exc:
             return ActionResult(0, Outcome.FAILED, f"VM lease: {exc}")
         try:
-            launch = self._holder.prepare(spec or await self._specs.load())
+            launch = self._holder.prepare(spec)
             started = await self._vm.start(launch, self._holder, paused=paused)
         except LeaseNotHeld as exc:
             return ActionResult(0, Outcome.FAILED, str(exc))

@@ -11,6 +11,7 @@ from he_ha.fsm import DecisionRecord, StateName
 from he_ha.notify import NotifierStats
 from he_ha.storage.whiteboard import IoStats
 from he_ha.supervisor.core import TickStats
+from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import TickInputs
 
 PENALTIES = ("config", "network", "bridge", "cpu", "memory", "retries")
@@ -30,6 +31,7 @@ class MetricInputs:
     decisions_dropped: int
     vm_actions_failed: int
     lease_held: bool
+    vm_definition: DefinitionState | None = None
 
 
 def _gauge(metric: str, value: float, help_text: str, **labels: str) -> Metric:
@@ -98,3 +100,13 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
                        monitor=monitor)
     yield _counter("he_ha_decisions_dropped_total", m.decisions_dropped, "decision-log entries not written")
     yield _counter("he_ha_vm_actions_failed_total", m.vm_actions_failed, "VM actions that did not succeed")
+    definition = m.vm_definition
+    if definition is not None:
+        yield _gauge("he_ha_vm_definition_usable", 1.0 if definition.usable else 0.0,
+                     "1 while a VM definition with domain XML is known (a start can be made here)",
+                     source=definition.source or "none")
+        yield _gauge("he_ha_vm_definition_problem", 0.0 if definition.problem is None else 1.0,
+                     "1 while no source gives a startable VM definition, or vm.conf cannot be written")
+        if definition.age is not None:
+            yield _gauge("he_ha_vm_definition_age_seconds", definition.age,
+                         "seconds since the VM definition in use was read from its source")

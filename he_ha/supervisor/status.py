@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 
-from he_ha.admin.contract import ClusterStatus, HostView
+from he_ha.admin.contract import ClusterStatus, HostView, VmDefinitionView
 from he_ha.fsm import DecisionRecord
 from he_ha.storage.codec import HostSlot, stored_crc
 from he_ha.storage.whiteboard_errors import SlotError
+from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import SanlockView, TickInputs
 from he_ha.supervisor.publish import parse_extra, score_view
 
@@ -75,6 +76,7 @@ def cluster_status(
     storage_error: str | None,
     vm_here: str,
     hypervisor: str,
+    definition: DefinitionState | None = None,
 ) -> ClusterStatus:
     board = inputs.board if inputs is not None else None
     sanlock = inputs.sanlock if inputs is not None else None
@@ -109,4 +111,10 @@ def cluster_status(
         lease_owner=None if lease is None else lease.owner,
         vm_here=vm_here,
         hypervisor=hypervisor,
+        vm_definition=None if definition is None else definition_view(definition),
     )
+
+
+def definition_view(state: DefinitionState) -> VmDefinitionView:
+    return VmDefinitionView(usable=state.usable, source=state.source, path=state.origin, age=state.age,
+                            problem=state.problem)

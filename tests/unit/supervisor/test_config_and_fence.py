@@ -84,7 +84,7 @@ def test_memory_from_a_plain_domain_xml(tmp_path: Path) -> None:
         (GOOD.replace("lockspace_path=/l\n", ""),
          r"key 'lockspace_image_UUID': required to find the lockspace volume \(or he-ha's lockspace_path\)"),
         (GOOD + "configured=False\n", "not configured"),
-        (GOOD.replace(UUID, "11111111-2222-3333-4444-555555555555"), "key 'vmid'"),
+        (GOOD.replace(UUID, "not-a-uuid"), "key 'vmid' = 'not-a-uuid': not a UUID"),
         (GOOD.replace("host_id=3", "host_id=0"), "key 'host_id' = '0'"),
     ],
 )
@@ -93,9 +93,11 @@ def test_bad_configuration_names_the_key(tmp_path: Path, engine: str, message: s
         load_plan(write_host(tmp_path, engine=engine))
 
 
-def test_a_bad_vm_conf_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"vm\.conf.*xmlBase64"):
-        load_plan(write_host(tmp_path, engine=GOOD, vm_conf=f"vmId={UUID}\nmemSize=1\n"))
+def test_a_vm_conf_without_xml_is_not_startable_but_not_fatal(tmp_path: Path) -> None:
+    # A vm.conf is not a configuration error any more (tests/unit/supervisor/test_vm_definition*.py).
+    plan = load_plan(write_host(tmp_path, engine=GOOD, vm_conf=f"vmId={UUID}\nmemSize=1\n"))
+    assert plan.first.definition is None and plan.identity == DomainId("HostedEngine", UUID)
+    assert str(tmp_path / "vm.conf") in (plan.first.problem() or "") and "xmlBase64" in (plan.first.problem() or "")
 
 
 def test_fence_file_round_trip_and_refusal(tmp_path: Path) -> None:
