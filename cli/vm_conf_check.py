@@ -12,7 +12,8 @@ import os
 
 from pathlib import Path
 
-from cli.command import daemon_answers, error
+from cli.admin_client import AdminClient, DaemonUnreachable
+from cli.command import error
 from cli.environment import CliEnvironment, ConfigError
 
 NOT_RETRIEVED = "The hosted engine configuration has not been retrieved from shared storage yet,"
@@ -21,10 +22,18 @@ CHECK_SANLOCK = "for more details please check sanlock status."
 
 
 def vm_conf_missing(env: CliEnvironment, path: Path) -> list[str] | None:
-    """None if ``path`` (the configured vm.conf) is readable; else the original's three lines."""
+    """None if ``path`` (the configured vm.conf) is readable; else the original's three lines.
+    A running daemon that knows why (no usable VM definition source) says so on stderr."""
     if path.is_file() and os.access(path, os.R_OK):
         return None
-    return [NOT_RETRIEVED, CHECK_SANLOCK if daemon_answers(env) else SERVICE_DOWN, ""]
+    try:
+        _, status = AdminClient(env.admin_socket, timeout=5.0).request("GET", "/v1/status")
+    except DaemonUnreachable:
+        return [NOT_RETRIEVED, SERVICE_DOWN, ""]
+    definition = status.get("vm_definition") if isinstance(status, dict) else None
+    if isinstance(definition, dict) and definition.get("problem"):
+        error(f"he-ha: {definition['problem']}")
+    return [NOT_RETRIEVED, CHECK_SANLOCK, ""]
 
 
 def vm_conf_ready(env: CliEnvironment) -> bool:

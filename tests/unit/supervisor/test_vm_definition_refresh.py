@@ -6,6 +6,8 @@ warning per change; and what status, metrics and ``--vm-status`` show."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,15 +15,19 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from cli.environment import CliEnvironment
 from cli.status_render import render_text
+from cli.vm_conf_check import CHECK_SANLOCK, NOT_RETRIEVED, SERVICE_DOWN, vm_conf_missing
 from he_ha.admin.metrics_text import render
 from he_ha.fsm import Outcome
 from he_ha.ovirt.vm_definition import CONF, LAST_GOOD, DefinitionPlan, Expected, body_lines
+from he_ha.supervisor.core import TickStats
 from he_ha.supervisor.execute import ActionExecutor, DefinitionState, DefinitionUnavailable, SpecSource
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
-from he_ha.supervisor.status import cluster_status
-from he_ha.supervisor.core import TickStats
+from he_ha.supervisor.status import cluster_status, definition_view
 from he_ha.vm import DomainId
+from tests.integration.admin.doubles import sample_status
+from tests.unit.cli_commands.conftest import ServedDouble
 from tests.unit.cli_status.fixtures import cluster, host1
 from tests.unit.supervisor.test_vm_definition import LEGACY, UUID, conf_volume, put, tar_reader, vm_conf
 
@@ -228,7 +234,6 @@ def test_metrics_show_usable_problem_and_age() -> None:
 
 def test_vm_status_text_shows_a_definition_problem_only(tmp_path: Path) -> None:
     plain = render_text(cluster(host1()))
-    from he_ha.supervisor.status import definition_view
 
     fine = cluster(host1()).model_copy(update={"vm_definition": definition_view(
         DefinitionState(True, CONF, "/run/x/vm.conf", 1.0, None))})
@@ -239,3 +244,24 @@ def test_vm_status_text_shows_a_definition_problem_only(tmp_path: Path) -> None:
         "he-ha VM definition                : UNUSABLE: this host cannot start the VM",
         "he-ha VM definition problem        : no usable VM definition: conf: /run/x/vm.conf: missing",
     ]
+
+
+def test_the_cli_names_the_daemons_reason_when_vm_conf_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    socket = Path(tempfile.mkdtemp(prefix="he-ha-vmdef-", dir="/tmp")) / "admin.sock"  # short: sun_path limit
+    env = CliEnvironment.from_environ({"HE_HA_ADMIN_SOCKET": str(socket)})
+    missing = tmp_path / "vm.conf"
+    assert vm_conf_missing(env, missing) == [NOT_RETRIEVED, SERVICE_DOWN, ""]
+    served = ServedDouble(socket, deadline=1.0)
+    status = sample_status().model_copy(update={"vm_definition": definition_view(UNUSABLE)})
+    served.controller.status = lambda: status  # type: ignore[method-assign]
+    served.start()
+    try:
+        capsys.readouterr()
+        assert vm_conf_missing(env, missing) == [NOT_RETRIEVED, CHECK_SANLOCK, ""]  # the original's lines
+        assert capsys.readouterr().err == f"he-ha: {UNUSABLE.problem}\n"
+    finally:
+        served.stop()
+        shutil.rmtree(socket.parent, ignore_errors=True)
