@@ -1,10 +1,20 @@
 """``--init-storage``: the HA part of deployment (he-ha's own command; the original's
 deployment wizard did this through VDSM).
 
-The first host lays out the lockspace, the VM lease and an all-zero metadata area; every
-host writes its hosted-engine.conf. Areas that hold something else are refused unless
-``--force``, and nothing in use is rewritten while any host is alive. Re-running with the
-same arguments changes nothing (exit 0). The logic is he_ha.storage.provision.
+The first host lays out the lockspace, the VM lease, the configuration-volume lock and an
+all-zero metadata area; every host writes its hosted-engine.conf. Areas that hold something
+else are refused unless ``--force``, and nothing in use is rewritten while any host is
+alive. Re-running with the same arguments changes nothing (exit 0). The logic is
+he_ha.storage.provision.
+
+When hosted-engine.conf names a configuration volume (``conf_image_UUID``/``conf_volume_UUID``,
+found as he_ha/ovirt/layout.py says) whose first 20480 bytes are blank, the configuration
+archive is written there in the original's format (he_ha/ovirt/conf_archive.py), so the
+original agent and CLI can read a cluster he-ha initialised: ``version`` = he-ha's version,
+a minimal ``fhanswers.conf``, ``hosted-engine.conf`` = this host's file as written,
+``broker.conf`` = this host's broker.conf (or the original package's default) and
+``vm.conf`` = this host's vm.conf when there is one. A valid archive is never replaced
+without ``--force``.
 """
 
 from __future__ import annotations
@@ -15,14 +25,28 @@ from pathlib import Path
 from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options
 from cli.environment import CliEnvironment
 from cli.storage_admin import DRY_RUN_DONE, int_option, print_lines, run_storage_work, watching
-from he_ha.config import MAX_HOST_ID
-from he_ha.storage.area_io import AreaIo
+from he_ha import __version__
+from he_ha.config import MAX_HOST_ID, ConfigError, load_hosted_engine_conf, parse_flat_file
+from he_ha.ovirt.conf_archive import (
+    ARCHIVE_SIZE,
+    DEFAULT_BROKER_CONF,
+    MEMBERS,
+    ConfArchiveError,
+    build_archive,
+    minimal_fhanswers,
+    parse_archive,
+)
+from he_ha.ovirt.layout import VdsmRoots, resolve_volumes
+from he_ha.storage.area_io import AreaIo, all_zero
 from he_ha.storage.hostconf import NETWORK_TESTS
 from he_ha.storage.leases import LeaseClient
 from he_ha.storage.provision import (
     HostSettings,
+    InitPlan,
     InitRequest,
+    ProvisionError,
     Role,
+    Step,
     StorageAreas,
     apply_init,
     normalise_vm_uuid,
@@ -87,6 +111,63 @@ def _request(args: Sequence[str], env: CliEnvironment) -> tuple[InitRequest, boo
     return request, "--dry-run" in parsed
 
 
+async def _plan_conf_volume(io: AreaIo, env: CliEnvironment, request: InitRequest, plan: InitPlan) -> None:
+    """Add the step that creates the configuration archive, when hosted-engine.conf names a
+    blank configuration volume (refusals and findings otherwise)."""
+    conf_out = request.conf_out
+    if conf_out is None or plan.blockers or not conf_out.exists():
+        return
+    try:
+        conf = load_hosted_engine_conf(conf_out)
+    except ConfigError:
+        return  # plan_init has said what is wrong with it
+    if not (conf.conf_image_uuid or conf.conf_volume_uuid):
+        return
+    try:
+        found = resolve_volumes(conf, VdsmRoots.from_mount_root(env.mount_root), conf_out).conf
+    except ConfigError as exc:
+        plan.blockers.append(f"the configuration volume: {exc}")
+        return
+    assert found is not None
+    path = found.path
+    current = await io.read(path, ARCHIVE_SIZE)
+    if not all_zero(current):
+        try:
+            parse_archive(current)
+        except ConfArchiveError as exc:
+            what = f"configuration volume {path} holds something that is not a configuration archive ({exc})"
+        else:
+            what = f"configuration volume {path} holds a configuration archive"
+            if not request.force:
+                plan.findings.append(f"{what} (kept)")
+                return
+        if not request.force:
+            plan.refusals.append(f"{what}; --force overwrites it")
+            return
+        plan.notes.append(f"--force overrides: {what}")
+
+    async def members() -> dict[str, str]:
+        text = await io.read_text(conf_out) or ""
+        vm_conf = await io.read_text(request.settings.vm_conf or conf.vm_conf)
+        broker = await io.read_text(env.paths.broker_conf)
+        return {"version": __version__, "fhanswers.conf": minimal_fhanswers(parse_flat_file(conf_out)), "hosted-engine.conf": text,
+                "broker.conf": broker if broker is not None else DEFAULT_BROKER_CONF, "vm.conf": vm_conf or ""}
+
+    try:
+        build_archive(await members())  # it fits now; the step builds it again from the files as written
+    except ConfArchiveError as exc:
+        plan.blockers.append(f"configuration volume {path}: {exc}")
+        return
+
+    async def write() -> None:
+        data = build_archive(await members())
+        await io.write(path, 0, data)  # O_DIRECT at offset 0: the volume keeps its size
+        if await io.read(path, ARCHIVE_SIZE) != data:
+            raise ProvisionError(f"read back of the configuration volume {path}: not the archive just written")
+
+    plan.steps.append(Step(f"write the configuration archive ({', '.join(MEMBERS)}) at the start of {path}", write))
+
+
 def _init_storage(args: Sequence[str], env: CliEnvironment) -> int:
     try:
         request, dry_run = _request(args, env)
@@ -98,6 +179,7 @@ def _init_storage(args: Sequence[str], env: CliEnvironment) -> int:
         with AreaIo() as io:
             async with await LeaseClient.start(run_dir=env.sanlock_run_dir) as client:
                 plan = await plan_init(client, io, request, announce=watching)
+                await _plan_conf_volume(io, env, request, plan)
                 print_lines("Found: ", plan.findings)
                 print_lines("Note: ", plan.notes)
                 if plan.blockers or plan.refusals:

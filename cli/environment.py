@@ -24,9 +24,11 @@ ENV_ADMIN_SOCKET = "HE_HA_ADMIN_SOCKET"
 ENV_LIBVIRT_URI = "HE_HA_LIBVIRT_URI"
 ENV_SANLOCK_RUN_DIR = "SANLOCK_RUN_DIR"  # libsanlock's own variable
 ENV_MOUNT_ROOT = "HE_HA_MOUNT_ROOT"  # VDSM's mount root, where the shared volumes are looked up
+ENV_SHARED_HE_CONF = "HE_HA_SHARED_HE_CONF"  # the local cache of the configuration volume's hosted-engine.conf
 
 DEFAULT_ADMIN_SOCKET = Path("/run/he-ha/admin.sock")
 DEFAULT_LIBVIRT_URI = "qemu:///system"
+DEFAULT_SHARED_HE_CONF = Path("/var/lib/ovirt-hosted-engine-ha/hosted-engine.conf")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class CliEnvironment:
     libvirt_uri: str
     sanlock_run_dir: Path | None  # None: the system sanlock daemon
     mount_root: Path = DEFAULT_MOUNT_ROOT
+    shared_he_conf: Path = DEFAULT_SHARED_HE_CONF  # the he_shared cache
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> CliEnvironment:
@@ -58,6 +61,7 @@ class CliEnvironment:
             libvirt_uri=env.get(ENV_LIBVIRT_URI) or DEFAULT_LIBVIRT_URI,
             sanlock_run_dir=Path(run_dir) if run_dir else None,
             mount_root=path(ENV_MOUNT_ROOT, DEFAULT_MOUNT_ROOT),
+            shared_he_conf=path(ENV_SHARED_HE_CONF, DEFAULT_SHARED_HE_CONF),
         )
 
     def engine_conf(self) -> HostedEngineConf:

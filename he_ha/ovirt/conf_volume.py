@@ -180,18 +180,18 @@ def find_conf_lock(lockspace_path: Path) -> tuple[Lockspace, VmLease]:
     lockspace = Lockspace(lockspace_path, geometry.name, 0, geometry.sector_size, geometry.align, geometry.io_timeout)
     lock = conf_lock_for(lockspace)
     area = _read_head(lockspace_path, lock.offset + geometry.sector_size)[lock.offset:]
-    where = f"the configuration-volume lock {CONF_LOCK_RESOURCE!r} at offset {lock.offset} of {lockspace_path}"
+    where = f"configuration-volume lock {CONF_LOCK_RESOURCE!r} at offset {lock.offset} of {lockspace_path}"
     if len(area) < geometry.sector_size:
         raise ConfLockMissing(f"there is no {where}: the volume ends before it; {init}")
     try:
         record = parse_leader(area)
     except RecordError as exc:
-        raise ConfVolumeError(f"{where} is damaged or foreign: {exc.problem}") from None
+        raise ConfVolumeError(f"the {where} is damaged or foreign: {exc.problem}") from None
     if record is None:
         raise ConfLockMissing(f"there is no {where} (the area is blank): {init}")
     if record.kind is not RecordKind.PAXOS or record.space_name != geometry.name \
             or record.resource_name != CONF_LOCK_RESOURCE:
-        raise ConfVolumeError(f"{where} holds a {record.kind.value} {record.resource_name!r} of lockspace "
+        raise ConfVolumeError(f"the {where} holds a {record.kind.value} {record.resource_name!r} of lockspace "
                               f"{record.space_name!r} instead")
     return lockspace, lock
 

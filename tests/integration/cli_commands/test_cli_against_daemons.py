@@ -219,13 +219,14 @@ def test_console_asks_libvirt_and_runs_virsh(hosts: tuple[Host, Host]) -> None:
 def test_check_liveliness_against_the_health_page(hosts: tuple[Host, Host], health_url: str) -> None:
     engine, _ = hosts
     address = health_url.removeprefix("http://").split("/")[0]  # 127.0.0.1:<port>
-    expect(hosted_engine(engine, "--set-shared-config", "fqdn", address), 0)
-    expect(hosted_engine(engine, "--get-shared-config", "fqdn"), 0, f"\nfqdn : {address}, type : he_local\n\n")
+    expect(hosted_engine(engine, "--set-shared-config", "fqdn", address, "--type=he_local"), 0)
+    expect(hosted_engine(engine, "--get-shared-config", "fqdn", "--type=he_local"), 0,
+           f"\nfqdn : {address}, type : he_local\n\n")
     expect(hosted_engine(engine, "--check-liveliness"), 0, "Hosted Engine is up!\n")
-    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "127.0.0.1:9"), 0)  # discard port: nothing there
+    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "127.0.0.1:9", "--type=he_local"), 0)  # discard port: nothing there
     done = hosted_engine(engine, "--check-liveliness")
     assert (done.returncode, done.stdout) == (1, "Hosted Engine is not up!\n") and "Connection refused" in done.stderr
-    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "engine.invalid"), 0)
+    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "engine.invalid", "--type=he_local"), 0)
 
 
 def test_daemon_down(hosts: tuple[Host, Host], tmp_path: Path) -> None:

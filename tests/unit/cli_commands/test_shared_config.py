@@ -69,7 +69,7 @@ def test_duplicate_key(run: Run, host: HostFiles) -> None:
 def test_he_shared_and_unknown_types(run: Run, host: HostFiles, command: str) -> None:
     values = ["fqdn"] if command == "--get-shared-config" else ["fqdn", "e.example"]
     result = run(command, *values, "--type=he_shared")
-    assert result.status == 1 and "he-ha keeps no shared configuration volume" in result.err
+    assert result.status == 1 and "names no configuration volume (conf_image_UUID and conf_volume_UUID are" in result.err
     assert "--type=he_local" in result.err
     result = run(command, *values, "--type=shared")
     assert (result.status, result.err) == (
