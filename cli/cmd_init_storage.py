@@ -214,8 +214,11 @@ COMMANDS = (
     hosted-engine.conf. On the first host it creates the sanlock lockspace
     'hosted-engine', the engine VM lease and an empty metadata area; on an
     additional host it verifies them, reads the VM uuid from the lease and
-    refuses a host id that another live host uses. Running it again with
-    the same arguments changes nothing.
+    refuses a host id that another live host uses. It also writes the lock
+    that guards the configuration volume ('he-ha-conf', after the VM lease)
+    and, when hosted-engine.conf names a configuration volume that is
+    blank, the configuration archive the original tools read. Running it
+    again with the same arguments changes nothing.
 
     --host-id=<id>
                         This host's id, 1..{MAX_HOST_ID}.
