@@ -160,7 +160,7 @@ class ConfigFile:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigWriteError(f"{self.path}: cannot write: {exc}") from None
-            self._replace(text)
+            self._replace(text, unique_scratch=True)  # several commands may refresh a cache at once
 
     def _text(self) -> str:
         try:
@@ -183,13 +183,13 @@ class ConfigFile:
                     f"{unchanged or self.path} is unchanged"
                 ) from None
 
-    def _replace(self, text: str) -> None:
+    def _replace(self, text: str, *, unique_scratch: bool = False) -> None:
         target = self.path.resolve()  # through a symlink: replace the file, keep the link
         try:
             st = target.stat() if target.exists() else None
             old_umask = os.umask(0o077)  # the scratch file is private until its mode is set
             try:
-                write_atomically(target, text)
+                write_atomically(target, text, unique_scratch=unique_scratch)
             finally:
                 os.umask(old_umask)
             if st is not None:

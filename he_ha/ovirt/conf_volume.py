@@ -40,7 +40,7 @@ from he_ha.offloop import CallTimeout, Lane, LaneStuck
 from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, MEMBERS, ConfArchiveError, build_archive, parse_archive
 from he_ha.storage.area_io import all_zero
 from he_ha.storage.direct_io import read_direct, write_direct
-from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere, LeaseNotInitialised
+from he_ha.storage.lease_errors import LeaseAlreadyHeld, LeaseError, LeaseHeldElsewhere, LeaseNotInitialised
 from he_ha.storage.lease_layout import (
     CONF_LOCK_RESOURCE,
     LOCKSPACE_NAME,
@@ -205,8 +205,9 @@ class SanlockConfLock:
     which must stay free meanwhile), leaving releases it. The holder is the lease worker
     process: if this process dies, sanlock releases the lock with it.
 
-    While another host holds the lock (its update takes about a second) the acquire is
-    retried for up to ``busy_wait`` seconds; a holder that stopped renewing is waited out
+    While another host holds the lock (its update takes about a second), or another
+    command on this host (sanlock answers EEXIST: this worker is new, so it is not the
+    holder), the acquire is retried for up to ``busy_wait`` seconds; a holder that stopped renewing is waited out
     by sanlock itself (8 io timeouts + 60 s)."""
 
     def __init__(self, client: LeaseClient, lease: VmLease, loop: asyncio.AbstractEventLoop, *,
@@ -236,9 +237,9 @@ class SanlockConfLock:
             except LeaseNotInitialised as exc:
                 raise ConfLockMissing(f"{self.lease.describe()}: {exc}; run 'hosted-engine --init-storage' to "
                                       "add it") from None
-            except LeaseHeldElsewhere:
+            except (LeaseHeldElsewhere, LeaseAlreadyHeld):  # another host; or another command on this host
                 if time.monotonic() >= give_up:
-                    raise ConfVolumeError(f"another host has held the configuration-volume lock "
+                    raise ConfVolumeError(f"another host or command has held the configuration-volume lock "
                                           f"{self.lease.describe()} for over {self.busy_wait:g} s; "
                                           "nothing was written, try again") from None
             await asyncio.sleep(LOCK_RETRY)

@@ -294,3 +294,20 @@ def test_a_writer_waits_while_another_host_holds_the_lock(cluster: Cluster) -> N
     assert while_held is None, err  # still waiting while host 2 held the lock
     assert code == 0, err
     assert "fqdn=waited.example.com\n" in read_conf_volume(cluster.conf_volume)["hosted-engine.conf"]
+
+
+def test_two_writers_on_one_host_take_turns(cluster: Cluster) -> None:
+    """Two commands at once on the host whose daemon holds the lockspace: sanlock refuses the
+    second acquire with EEXIST (same host, another process); it waits for its turn."""
+    one, _ = cluster.hosts
+    join(one, cluster)
+    try:
+        wanted = (("fqdn", "same-host.example.com"), ("bridge", "br-same"))
+        for _ in range(3):
+            running = [one.start("--set-shared-config", key, value, "--type=he_shared") for key, value in wanted]
+            outcomes = [(process.wait(timeout=120), process.stderr.read()) for process in running]
+            assert all(code == 0 for code, _ in outcomes), outcomes
+            text = "\n" + read_conf_volume(cluster.conf_volume)["hosted-engine.conf"]
+            assert all(f"\n{key}={value}\n" in text for key, value in wanted)
+    finally:
+        leave(one, cluster)
