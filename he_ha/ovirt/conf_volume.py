@@ -25,6 +25,7 @@ Nothing is written when anything before step 4 fails.
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,7 +41,13 @@ from he_ha.offloop import CallTimeout, Lane, LaneStuck
 from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, MEMBERS, ConfArchiveError, build_archive, parse_archive
 from he_ha.storage.area_io import all_zero
 from he_ha.storage.direct_io import read_direct, write_direct
-from he_ha.storage.lease_errors import LeaseAlreadyHeld, LeaseError, LeaseHeldElsewhere, LeaseNotInitialised
+from he_ha.storage.lease_errors import (
+    LeaseAlreadyHeld,
+    LeaseError,
+    LeaseHeldElsewhere,
+    LeaseNotInitialised,
+    SanlockError,
+)
 from he_ha.storage.lease_layout import (
     CONF_LOCK_RESOURCE,
     LOCKSPACE_NAME,
@@ -206,8 +213,8 @@ class SanlockConfLock:
     process: if this process dies, sanlock releases the lock with it.
 
     While another host holds the lock (its update takes about a second), or another
-    command on this host (sanlock answers EEXIST: this worker is new, so it is not the
-    holder), the acquire is retried for up to ``busy_wait`` seconds; a holder that stopped renewing is waited out
+    command on this host (sanlock answers EEXIST, or EAGAIN/EBUSY while that one acquires
+    or releases it: this worker is new, so it is not the holder), the acquire is retried for up to ``busy_wait`` seconds; a holder that stopped renewing is waited out
     by sanlock itself (8 io timeouts + 60 s)."""
 
     def __init__(self, client: LeaseClient, lease: VmLease, loop: asyncio.AbstractEventLoop, *,
@@ -237,12 +244,20 @@ class SanlockConfLock:
             except LeaseNotInitialised as exc:
                 raise ConfLockMissing(f"{self.lease.describe()}: {exc}; run 'hosted-engine --init-storage' to "
                                       "add it") from None
-            except (LeaseHeldElsewhere, LeaseAlreadyHeld):  # another host; or another command on this host
+            except SanlockError as exc:
+                if not _busy(exc):
+                    raise
                 if time.monotonic() >= give_up:
                     raise ConfVolumeError(f"another host or command has held the configuration-volume lock "
                                           f"{self.lease.describe()} for over {self.busy_wait:g} s; "
                                           "nothing was written, try again") from None
             await asyncio.sleep(LOCK_RETRY)
+
+
+def _busy(exc: SanlockError) -> bool:
+    """Held by another host; or, on this host, held by another command (EEXIST) or being
+    acquired or released by one (EAGAIN, EBUSY: seen with sanlock 3.8.5)."""
+    return isinstance(exc, (LeaseHeldElsewhere, LeaseAlreadyHeld)) or exc.errno in (errno.EAGAIN, errno.EBUSY)
 
 
 @asynccontextmanager
