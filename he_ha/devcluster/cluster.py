@@ -3,15 +3,28 @@
 Each host has its own sanlock daemon (SANLOCK_RUN_DIR), its own configuration files, its own
 run directory and, for VMs that must outlive a supervisor process, its own private libvirtd
 serving the test driver's ``default`` node (pinned by the harness, as a real libvirtd keeps
-its QEMU domains). All hosts share one lockspace volume and one metadata volume. Timings are
-shortened (sanlock io_timeout 1, 1 s ticks and monitors, 3 s liveness) so a host starts the
-VM within seconds. Everything is stopped and removed on exit, also on failure.
+its QEMU domains).
+
+The storage is laid out as ``hosted-engine --deploy`` and VDSM leave it
+(he_ha/devcluster/deployed.py) under one root R = ``<base>/root`` standing for ``/``: the NFS
+domain mounted at ``R/rhev/data-center/mnt/nfs.example.com:_exports_he`` with the four
+hosted-engine volumes and the configuration archive, and VDSM's run links under
+``R/run/vdsm/storage``. All hosts share R: on real hosts every host names a volume by the same
+path (``/run/vdsm/storage/<SD>/<IMG>/<VOL>``), and sanlock knows a lockspace by its name and
+path, so the simulated hosts must too. Each host's hosted-engine.conf carries the original's
+keys only (storage, sdUUID, the volume UUIDs, ``conf`` in the host's own run directory, ...):
+he-ha finds the volumes by the layout (``--mount-root``, ``HE_HA_MOUNT_ROOT``). The
+"deployment" initialises the lockspace and metadata volumes through host 1's resolved paths,
+as ``hosted-engine --init-storage`` on the first he-ha host would, and each host's run
+directory holds the vm.conf the original agent left there.
+
+Timings are shortened (sanlock io_timeout 1, 1 s ticks and monitors, 3 s liveness) so a host
+starts the VM within seconds. Everything is stopped and removed on exit, also on failure.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -31,8 +44,19 @@ from typing import Any
 import libvirt
 
 from cli.admin_client import AdminClient
+from he_ha.config import load_hosted_engine_conf
+from he_ha.devcluster.deployed import (
+    MIB,
+    Deployment,
+    HostView,
+    agent_vm_conf,
+    hosted_engine_conf_text,
+    lay_out_file_domain,
+    run_storage_paths,
+)
 from he_ha.devcluster.libvirtd import PrivateLibvirtd
 from he_ha.devcluster.sanlockd import SanlockDaemon
+from he_ha.ovirt import HeVolumes, VdsmRoots, resolve_volumes
 from he_ha.storage.codec import SLOT_BYTES, HostSlot, decode_host_slot
 from he_ha.storage.lease_keeper import is_keeper
 from he_ha.storage.provision import StorageAreas, initialise_first_host
@@ -130,16 +154,25 @@ class Supervisor:
 
 @dataclass
 class Host:
+    """One simulated host: its configuration files at the top of ``root``, its tmpfs
+    ``run/`` (the original's run directory with vm.conf, he-ha's run directory), he-ha's
+    persistent ``state/``; the storage under the cluster's shared root (``view``)."""
+
     host_id: int
     root: Path
-    shared: Path
+    shared: Path  # the domain's ha_agent/ directory: hosted-engine.{metadata,lockspace} links
     health_url: str
+    # The metadata volume as this host reaches it: its resolved path once the configuration
+    # is written; another file (e.g. a stallable FUSE view) goes in as he-ha's metadata_path override.
     metadata: Path
     libvirtd: PrivateLibvirtd | None = None  # None: the supervisor's in-process test driver
     network_test: str = "network_test=none"  # or e.g. "network_test=ping\ngateway=127.0.0.1"
+    deployment: Deployment | None = None  # set by the Cluster before start()
+    vdsm_root: Path | None = None  # where VDSM's mounts and run links are (set by the Cluster)
     daemon: SanlockDaemon = field(init=False)
     supervisors: list[Supervisor] = field(default_factory=list)
     _pin: Any = None
+    _metadata_override: bool = False
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True)
@@ -150,12 +183,40 @@ class Host:
         return f"host{self.host_id}"
 
     @property
-    def run_dir(self) -> Path:
+    def volatile_dir(self) -> Path:
+        """This host's ``/run`` (VDSM's part aside, see the module doc): a tmpfs, empty after a reboot."""
         return self.root / "run"
 
     @property
+    def run_dir(self) -> Path:
+        """he-ha's run directory (``/run/he-ha``): admin socket, lease-keeper pid file, fence log."""
+        return self.volatile_dir / "he-ha"
+
+    @property
+    def vm_conf(self) -> Path:
+        """hosted-engine.conf ``conf``: the original's run directory ``/var/run/ovirt-hosted-engine-ha``."""
+        return self.volatile_dir / "ovirt-hosted-engine-ha" / "vm.conf"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def hosted_engine_conf(self) -> Path:
+        return self.root / "hosted-engine.conf"
+
+    @property
+    def mount_root(self) -> Path:
+        return self.view.mount_root
+
+    @property
+    def view(self) -> HostView:
+        assert self.deployment is not None and self.vdsm_root is not None, "the Cluster deploys the host first"
+        return HostView(self.vdsm_root, self.deployment)
+
+    @property
     def decision_log(self) -> Path:
-        return self.run_dir / "decisions.jsonl"
+        return self.root / "decisions.jsonl"  # outside run/: kept across reboots
 
     @property
     def ha_conf(self) -> Path:
@@ -173,30 +234,57 @@ class Host:
         node.write_text("<node></node>")
         return f"test://{node}"
 
+    def deployed_conf_text(self) -> str:
+        """This host's hosted-engine.conf as deploy wrote it: the original's keys only."""
+        assert self.deployment is not None
+        overrides = dict(line.split("=", 1) for line in self.network_test.splitlines())
+        overrides.update(bridge="lo", fqdn="engine.invalid")  # a bridge every machine has
+        return hosted_engine_conf_text(self.deployment, self.host_id, conf=self.vm_conf, overrides=overrides)
+
     def write_configs(self) -> None:
-        vm_conf = self.root / "vm.conf"
-        encoded = base64.b64encode(domain_xml().encode()).decode()
-        vm_conf.write_text(f"vmId={ENGINE_UUID}\nmemSize=64\nvmName={ENGINE_NAME}\nxmlBase64={encoded}\n")
-        (self.root / "hosted-engine.conf").write_text(
-            f"host_id={self.host_id}\nvmid={ENGINE_UUID}\nfqdn=engine.invalid\n{self.network_test}\nbridge=lo\n"
-            f"metadata_path={self.metadata}\n"
-            f"lockspace_path={self.shared / 'hosted-engine.lockspace'}\nconf={vm_conf}\n"
-        )
+        text = self.deployed_conf_text()
+        self._metadata_override = os.path.realpath(self.metadata) != os.path.realpath(self.view.volume("metadata"))
+        if self._metadata_override:
+            text += f"metadata_path={self.metadata}\n"  # he-ha's override key
+        self.hosted_engine_conf.write_text(text)
+        assert self.deployment is not None
+        self.vm_conf.parent.mkdir(parents=True, exist_ok=True)  # what the original agent left
+        self.vm_conf.write_text(agent_vm_conf(self.deployment, domain_xml()))
+        self.state_dir.mkdir(exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ha_conf.write_text("local_maintenance=False\nlocal_maintenance_manual=False\n")
         (self.root / "broker.conf").write_text("[notify]\nstate_transition =\n")  # no mails in these tests
         # All simulated hosts share this machine's CPUs: their own load (and a test run's)
         # must not cost them score and move the engine. The CPU penalty is tested on its own.
         (self.root / "agent.conf").write_text("[score]\ncpu-load-score-penalty = 0\n")
+        if not self._metadata_override:
+            self.metadata = self.volumes().metadata.path
+
+    def volumes(self, *, overrides: bool = True) -> HeVolumes:
+        """The shared volumes as he-ha resolves them from this host's hosted-engine.conf
+        (``overrides=False``: by the deployed layout alone, ignoring he-ha's path keys)."""
+        conf = load_hosted_engine_conf(self.hosted_engine_conf)
+        if not overrides:
+            conf = conf.model_copy(update={"metadata_path": None, "lockspace_path": None})
+        return resolve_volumes(conf, VdsmRoots.from_mount_root(self.mount_root), self.hosted_engine_conf)
+
+    def storage_paths(self) -> dict[str, Any]:
+        """What ``he-ha storage-paths`` prints for this host (run as its own process)."""
+        result = run_storage_paths(self.hosted_engine_conf, self.mount_root)
+        if result.returncode != 0:
+            raise AssertionError(f"{self.name}: he-ha storage-paths exited {result.returncode}: {result.stderr}")
+        return dict(json.loads(result.stdout))
 
     def cli_env(self) -> dict[str, str]:
         """Environment for running ``hosted-engine`` as this host (cli/environment.py)."""
         return {
-            "HE_HA_HOSTED_ENGINE_CONF": str(self.root / "hosted-engine.conf"),
+            "HE_HA_HOSTED_ENGINE_CONF": str(self.hosted_engine_conf),
             "HE_HA_HA_CONF": str(self.ha_conf),
             "HE_HA_AGENT_CONF": str(self.root / "agent.conf"),
             "HE_HA_BROKER_CONF": str(self.root / "broker.conf"),
             "HE_HA_ADMIN_SOCKET": str(self.admin_socket),
             "HE_HA_LIBVIRT_URI": self.libvirt_uri,
+            "HE_HA_MOUNT_ROOT": str(self.mount_root),
             "SANLOCK_RUN_DIR": str(self.daemon.run_dir),
         }
 
@@ -206,13 +294,15 @@ class Host:
     def command(self, *extra: str) -> list[str]:
         return [
             sys.executable, "-m", "he_ha.main", "run",
-            "--hosted-engine-conf", str(self.root / "hosted-engine.conf"),
+            "--hosted-engine-conf", str(self.hosted_engine_conf),
             "--agent-conf", str(self.root / "agent.conf"),
             "--broker-conf", str(self.root / "broker.conf"),
             "--ha-conf", str(self.ha_conf),
             "--libvirt-uri", self.libvirt_uri,
             "--sanlock-run-dir", str(self.daemon.run_dir),
             "--run-dir", str(self.run_dir),
+            "--mount-root", str(self.mount_root),
+            "--state-dir", str(self.state_dir),
             "--hostname", self.name,
             "--health-url", self.health_url,
             "--decision-log", str(self.decision_log),
@@ -362,9 +452,17 @@ class Host:
                 self._pin.close()
             self._pin = None
 
-    def reboot(self, *extra: str) -> Supervisor:
+    def reboot(self, *extra: str, wipe_run_dir: bool = False) -> Supervisor:
         """After ``crash()``: fresh sanlock daemon and hypervisor (no VM), the same files,
-        and a new supervisor (``extra``: its additional options)."""
+        and a new supervisor (``extra``: its additional options). ``wipe_run_dir``: the host's
+        ``run/`` comes back empty, as a tmpfs after a reboot: the original's run directory with
+        vm.conf and he-ha's run directory are gone (VDSM's run links are shared by the
+        simulated hosts and stay)."""
+        if any(s.process.poll() is None for s in self.supervisors) or self.daemon.running:
+            raise AssertionError(f"{self.name}: reboot() follows crash(); this host still runs")
+        if wipe_run_dir:
+            shutil.rmtree(self.volatile_dir)
+            self.run_dir.mkdir(parents=True)  # systemd's RuntimeDirectory= for he-ha
         self._boot_daemons()
         return self.start_supervisor(*extra)
 
@@ -384,18 +482,24 @@ class Host:
 
 
 class Cluster:
-    """``count`` hosts sharing storage; use as a context manager."""
+    """``count`` hosts sharing one deployed storage domain; use as a context manager."""
 
     def __init__(self, count: int, *, libvirtd: bool, health_url: str, metadata: Path | None = None,
                  base_dir: Path | None = None) -> None:
-        """``metadata``: where hosts find the metadata volume (e.g. a stallable FUSE view of
-        ``<base>/shared/hosted-engine.metadata``); default that file itself. ``base_dir``: where
-        the cluster's temporary directory goes (default /tmp; it must support O_DIRECT)."""
+        """``metadata``: where hosts find the metadata volume when not by the layout (e.g. a
+        stallable FUSE view of ``metadata_file``; written as he-ha's ``metadata_path``
+        override). ``base_dir``: where the cluster's temporary directory goes (default /tmp;
+        it must support O_DIRECT)."""
         self.base = Path(tempfile.mkdtemp(prefix="he-ha-sv-", dir=base_dir or "/tmp"))
         self.base.chmod(0o755)
-        self.shared = self.base / "shared"
-        self.shared.mkdir()
-        self.metadata_file = self.shared / "hosted-engine.metadata"
+        self.deployment = Deployment.new(vm_uuid=ENGINE_UUID, vm_disk_size=128 * MIB, vm_name=ENGINE_NAME,
+                                         mem_mib=64, vcpus=1, fqdn="engine.invalid")
+        self.vdsm_root = self.base / "root"  # R: VDSM's part of every host's "/"
+        view = HostView(self.vdsm_root, self.deployment)
+        self.storage = view.domain_dir.parent  # the NFS export as mounted
+        self.shared = view.domain_dir / "ha_agent"
+        # The volume files on the storage (the hosts reach them through VDSM's run links)
+        self.metadata_file, self.lockspace_file, self.conf_file = map(view.volume, ("metadata", "lockspace", "conf"))
         self.hosts = [
             Host(n, self.base / f"h{n}", self.shared, health_url, metadata or self.metadata_file,
                  PrivateLibvirtd(self.base / f"h{n}-lv") if libvirtd else None)
@@ -406,6 +510,12 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         try:
+            for host in self.hosts:  # also hosts added after __init__ (the real-VM harness's)
+                host.deployment, host.vdsm_root = self.deployment, self.vdsm_root
+            # hosted-engine --deploy on host 1: the domain, its volumes, the configuration archive;
+            # VDSM's run links (Image.prepare) and the broker's compatibility links
+            view = lay_out_file_domain(self.vdsm_root, self.deployment, self.hosts[0].deployed_conf_text())
+            view.ha_agent_links()
             for host in self.hosts:
                 (self.base / f"h{host.host_id}-lv").mkdir(exist_ok=True)
                 host.start()
@@ -416,10 +526,14 @@ class Cluster:
         return self
 
     async def _initialise(self) -> None:
-        """What deployment does once (``hosted-engine --init-storage`` on the first host): the
-        metadata volume and the sanlock areas."""
-        areas = StorageAreas(lockspace=self.shared / "hosted-engine.lockspace", metadata=self.metadata_file)
-        async with await LeaseClient.start(run_dir=self.hosts[0].daemon.run_dir) as client:
+        """What ``hosted-engine --init-storage`` on the first he-ha host does once: the
+        lockspace, the VM lease and the configuration-volume lock on the lockspace volume, the
+        metadata volume zeroed, at the paths host 1 resolves from its hosted-engine.conf (the
+        1 GiB lockspace volume is more than needed)."""
+        first = self.hosts[0]
+        volumes = first.volumes(overrides=False)
+        areas = StorageAreas(lockspace=volumes.lockspace.path, metadata=volumes.metadata.path)
+        async with await LeaseClient.start(run_dir=first.daemon.run_dir) as client:
             self.layout = await initialise_first_host(client, areas, vm_uuid=ENGINE_UUID, io_timeout=IO_TIMEOUT)
 
     def terminate_supervisors(self, timeout: float = 40.0) -> dict[str, int | None]:

@@ -2,8 +2,10 @@
 
 Each host gets its own sanlock daemon (own SANLOCK_RUN_DIR), its own hypervisor (a private
 libvirtd serving libvirt's test driver, so the VM outlives supervisor processes) and its own
-real ``he-ha run`` process with its own configuration, admin socket and host id; all share
-the whiteboard and the lockspace/VM-lease file (sanlock io_timeout 1 s). A health page
+real ``he-ha run`` process with its own configuration, admin socket and host id. The hosts
+are laid out as ``hosted-engine --deploy`` and VDSM leave them: one NFS-style storage domain
+with the hosted-engine volumes, mounted under each host's root, hosted-engine.conf without
+any he-ha key (sanlock io_timeout 1 s). A health page
 follows the engine VM. The demo shows the cluster (``hosted-engine --vm-status`` and a
 table), injects faults one after another (he_ha/devcluster/demo_faults.py), measures each
 recovery, checks ten times a second that no two hypervisors run the VM, and stops and
@@ -29,6 +31,7 @@ from he_ha.devcluster.cluster import (
 )
 from he_ha.devcluster.demo_faults import SCENARIOS, engine_healthy
 from he_ha.devcluster.demo_narrate import DecisionTail, Narrator
+from he_ha.devcluster.demo_shim import storage_paths
 from he_ha.devcluster.demo_stage import Measure, ScenarioFailed, Stage, first_seen
 from he_ha.devcluster.libvirtd import LibvirtdError
 from he_ha.devcluster.sanlockd import SanlockDaemonError
@@ -115,8 +118,14 @@ class Demo:
         out.say("per host: a sanlock daemon (own SANLOCK_RUN_DIR) and a private libvirtd (test driver)")
         stack.enter_context(cluster)
         stack.callback(self._stop_supervisors, cluster)
-        out.say(f"shared storage initialised in {cluster.shared}: whiteboard {cluster.metadata_file.name}, "
-                "lockspace and VM lease hosted-engine.lockspace")
+        d, first = cluster.deployment, cluster.hosts[0]
+        out.say(f"storage laid out as hosted-engine --deploy and VDSM leave it: storage domain {d.sd_uuid} on "
+                f"{d.storage} mounted at {cluster.storage}, VDSM's run links in {first.view.run_root}; "
+                "hosted-engine.conf without any he-ha key")
+        out.detail("deployment (hosted-engine --init-storage on host1): lockspace, VM lease and configuration lock "
+                "on the lockspace volume, the metadata volume zeroed; each host's run directory holds the vm.conf "
+                "the original agent left")
+        out.say(f"{first.name}: he-ha storage-paths: {storage_paths(first)}")
         out.detail(f"temporary directories: {', '.join(map(str, self.owned))}")
         watcher = stack.enter_context(VmWatcher(cluster.hosts, on_change=self._vm_changed))
         self.watcher = watcher

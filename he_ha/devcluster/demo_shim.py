@@ -1,17 +1,21 @@
-"""Running the ``hosted-engine`` shim as one simulated host, as an administrator would.
+"""Running the ``hosted-engine`` shim (and ``he-ha storage-paths``) as one simulated host, as
+an administrator would.
 
 The shim is a separate process (``python -m cli.main``) with the host's environment
-(``Host.cli_env()``: its configuration files, admin socket, libvirt URI, sanlock run dir).
+(``Host.cli_env()``: its configuration files, admin socket, libvirt URI, sanlock run dir,
+VDSM mount root).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 
 from he_ha.devcluster.cluster import Host
+from he_ha.devcluster.deployed import run_storage_paths
 
 SHIM_TIMEOUT = 60.0
 
@@ -46,3 +50,12 @@ def set_maintenance(host: Host, mode: str) -> ShimRun:
 
 def poweroff(host: Host) -> ShimRun:
     return hosted_engine(host, "--vm-poweroff")
+
+
+def storage_paths(host: Host) -> str:
+    """What ``he-ha storage-paths`` finds for ``host``, on one line: each volume's path and rule."""
+    result = run_storage_paths(host.hosted_engine_conf, host.mount_root, timeout=SHIM_TIMEOUT)
+    if result.returncode != 0:
+        return f"exit {result.returncode}: {result.stderr.strip()}"
+    found = json.loads(result.stdout)
+    return "; ".join(f"{role} {volume['path']} ({volume['rule']})" for role, volume in found.items() if volume)
