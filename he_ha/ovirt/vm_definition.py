@@ -5,6 +5,13 @@ The original agent wrote ``/var/run/ovirt-hosted-engine-ha/vm.conf`` (hosted-eng
 member (spec ovirt-host-integration.md §3.6). After a reboot that file is gone. he-ha looks
 at its sources in order and takes the first that can start the VM:
 
+0. ``ovf-store``: ``<vmid>.ovf`` in the OVF_STORE volumes of the hosted-engine storage domain,
+   converted as the original converts it (he_ha/ovirt/ovf.py, ovf_store.py): the engine's own
+   definition, where edits made in the engine arrive. Only when hosted-engine.conf names the
+   domain (``sdUUID``, ``domainType``). A conversion he-ha refuses to start from (no engine
+   XML, or one the safety rule rejects) is a partial definition (identity and memory) whose
+   note is the refusal; a store that cannot be read, or an OVF that does not convert, is a
+   note too: the next sources then give the last good definition (he-ha wrote it to them);
 1. ``conf``: the vm.conf at the ``conf`` path: left by the original agent (taken over at
    first start) or written earlier this boot;
 2. ``last-good``: the copy he-ha keeps on persistent local storage (``<state dir>/vm.conf``),
@@ -13,37 +20,45 @@ at its sources in order and takes the first that can start the VM:
    the legacy ``devices={...}`` format without ``xmlBase64``: it gives the VM id and memory,
    not a startable definition, unless it carries ``xmlBase64`` (he-ha's ``--init-storage``).
 
-``DefinitionPlan.for_host`` builds that sequence; a better source (OVF_STORE) goes first.
-An explicit ``--vm-conf PATH`` replaces the sequence with that one file (``explicit``) and
-nothing is written. A source with bad content (unparsable, no ``vmId``, a UUID other than
-hosted-engine.conf's ``vmid``) is skipped with a ``SourceNote`` naming the file and the
-problem; nothing here raises for a source's content.
+``DefinitionPlan.for_host`` builds that sequence. An explicit ``--vm-conf PATH`` replaces the
+sequence with that one file (``explicit``) and nothing is written. A source with bad content
+(unparsable, no ``vmId``, a UUID other than hosted-engine.conf's ``vmid``) is skipped with a
+``SourceNote`` naming the file and the problem; nothing here raises for a source's content.
+A source ahead of the one taken that failed for any reason but being absent is a problem
+(``Resolution.problem``): e.g. the engine's edits do not arrive while OVF_STORE fails.
 
 A source's content is a vm.conf (``key=value`` lines; ``xmlBase64`` carries the libvirt
 domain XML) or a plain domain XML file (``he_ha.vm.load_domain_spec`` accepts both). The
 definition keeps its ``key=value`` lines as found (legacy ``devices=`` lines repeat), and
 ``write_vm_conf`` writes them atomically under the original's three-line header.
 
-Blocking file I/O throughout: the supervisor calls ``DefinitionPlan.resolve`` and
-``write_vm_conf`` off the event loop, with a deadline (he_ha/supervisor/execute.py).
+Blocking file I/O throughout (OVF_STORE and the configuration volume are on shared
+storage): the supervisor calls ``DefinitionPlan.resolve`` and ``write_vm_conf`` off the event
+loop, with a deadline (he_ha/supervisor/execute.py, host_plan.py; ``call_with_deadline``).
 """
 
 from __future__ import annotations
 
 import base64
+import threading
 import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from he_ha.atomicfile import write_atomically
-from he_ha.config import VmConf
+from he_ha.config import ConfigError, HostedEngineConf, VmConf
+from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots
+from he_ha.ovirt.ovf import parse_vm_conf
+from he_ha.ovirt.ovf_store import OvfStoreError, find_domain_stores, read_vm_conversion
 from he_ha.vm import DomainId, DomainSpec, DomainXmlError, domain_spec_from_vm_conf, parse_domain_xml
+
+T = TypeVar("T")
 
 DEFAULT_VM_NAME = "HostedEngine"  # deploy's vmName; the name when only hosted-engine.conf's vmid is known
 HEADER_FIRST = "# Editing the hosted engine VM is only possible via the manager UI/API"
@@ -51,6 +66,7 @@ CONF_MEMBER = "vm.conf"
 VM_CONF_MODE = 0o644
 
 # Source names: the `source` of a definition, the metric label, what status shows.
+OVF_STORE = "ovf-store"
 CONF = "conf"
 LAST_GOOD = "last-good"
 CONF_VOLUME = "conf-volume"
@@ -69,13 +85,15 @@ class DefinitionError(Exception):
 class VmDefinition:
     """One source's view of the engine VM: always its identity, the domain XML when it has one."""
 
-    source: str  # CONF, LAST_GOOD, CONF_VOLUME, EXPLICIT (or a later source's name)
-    origin: str  # the file it was read from, for messages
+    source: str  # OVF_STORE, CONF, LAST_GOOD, CONF_VOLUME, EXPLICIT
+    origin: str  # the file (or volume) it was read from, for messages
     lines: tuple[str, ...]  # the key=value lines, in order, duplicates kept, comments dropped
     vm_id: str  # canonical UUID
     name: str
     memory_mib: int | None
-    spec: DomainSpec | None  # None: no domain XML; identity and memory only, cannot start the VM
+    spec: DomainSpec | None  # None: no domain XML he-ha starts from; identity and memory only
+    refusal: str | None = None  # why a definition without ``spec`` cannot start the VM (None: no domain XML)
+    remarks: tuple[str, ...] = ()  # worth a log line, not a problem (e.g. an OVF_STORE skipped for the other)
 
     @property
     def identity(self) -> DomainId:
@@ -84,6 +102,15 @@ class VmDefinition:
     @property
     def startable(self) -> bool:
         return self.spec is not None
+
+    @property
+    def body(self) -> str:
+        """The vm.conf lines without the header, as ``he-ha vm-conf`` prints them."""
+        return "".join(line + "\n" for line in self.lines)
+
+    def values(self) -> dict[str, Any]:
+        """The lines as vm.conf values (``he_ha.ovirt.ovf.parse_vm_conf``), for ``describe_changes``."""
+        return parse_vm_conf(self.body)
 
     def text(self, generated_at: str | None = None) -> str:
         """The vm.conf file: the original's header, then the key=value lines."""
@@ -298,6 +325,67 @@ class ConfVolumeVmConf:
         return parse_definition(text, source=self.name, origin=self.origin, expected=expected)
 
 
+@dataclass(frozen=True)
+class OvfStoreVmConf:
+    """``<vmid>.ovf`` of the hosted-engine storage domain's OVF_STORE volumes, converted
+    (spec §3.3-§3.5). The store is chosen as he_ha.ovirt.ovf_store chooses it (Updated and
+    newest first, the other on failure). A domain without OVF_STORE volumes yet (before the
+    engine first writes them) is ``missing``; one whose stores cannot be read, or whose OVF
+    does not convert, raises DefinitionError naming the stores and why; a conversion he-ha
+    will not start from is a definition without ``spec`` whose ``refusal`` says why. Block
+    domains need the LV tags file (``lv_tags``, or ``<R>/lvm/<SD>.json`` under a relocated
+    root): he-ha does not run ``lvs`` yet."""
+
+    conf: HostedEngineConf
+    conf_path: Path  # hosted-engine.conf, for messages
+    roots: VdsmRoots
+    lv_tags: Path | None = None
+    name: str = OVF_STORE
+
+    @property
+    def origin(self) -> str:
+        return f"the OVF_STORE of storage domain {self.conf.sd_uuid}"
+
+    def read(self, expected: Expected) -> VmDefinition | None:
+        if expected.vm_id is None:
+            raise DefinitionError(f"{self.origin}: which VM's OVF to read is unknown (no {expected.where})")
+        try:
+            scan = find_domain_stores(self.conf, self.roots, self.conf_path, lv_tags=self.lv_tags)
+            if not scan.stores and not scan.skipped:
+                return None
+            found = read_vm_conversion(scan, expected.vm_id)
+        except (OvfStoreError, ConfigError) as exc:
+            raise DefinitionError(f"{self.origin}: {exc}") from None
+        conversion, store = found.value, found.store
+        origin = f"{store.label}, {store.state}"
+        remarks = (*(f"skipped: {failure}" for failure in found.failures),
+                   *(f"{origin}: {note}" for note in conversion.notes))
+        if conversion.refusal is None:
+            definition = parse_definition(conversion.text, source=self.name, origin=origin, expected=expected)
+            return replace(definition, remarks=remarks)
+        # Never started from, even when xmlBase64 is there (he-ha's own check: another <uuid>):
+        # identity and memory from the other keys; the lines stay those the original writes.
+        legacy = "".join(line for line in conversion.text.splitlines(keepends=True)
+                         if not line.startswith("xmlBase64="))
+        definition = parse_definition(legacy, source=self.name, origin=origin, expected=expected)
+        return replace(definition, lines=body_lines(conversion.text), spec=None,
+                       refusal=f"refused: {conversion.refusal}", remarks=remarks)
+
+
+def ovf_store_source(conf: HostedEngineConf, conf_path: Path, roots: VdsmRoots) -> OvfStoreVmConf | None:
+    """The OVF_STORE source of a host whose hosted-engine.conf names the storage domain
+    (``sdUUID``, ``domainType``); None otherwise. Block domains: only where the LV tags side
+    file exists (``<R>/lvm/<SD>.json`` under a relocated root; he-ha does not run ``lvs`` yet)."""
+    if not conf.sd_uuid or not conf.domain_type:
+        return None
+    if conf.domain_type.lower() in BLOCK_DOMAINS:
+        tags = roots.dev_root.parent / "lvm" / f"{conf.sd_uuid}.json"
+        if roots.dev_root == Path("/dev") or not tags.exists():
+            return None
+        return OvfStoreVmConf(conf, conf_path, roots, tags)
+    return OvfStoreVmConf(conf, conf_path, roots)
+
+
 # --- choosing --------------------------------------------------------------------------------------
 
 
@@ -317,9 +405,12 @@ class Resolution:
         return self.definition or self.partial
 
     def problem(self) -> str | None:
-        """None when a startable definition was found; else why none was, naming each source."""
+        """Why no startable definition was found, naming each source; or, when one was, why a
+        source ahead of it failed (not merely absent: e.g. OVF_STORE unreadable or refused,
+        so the engine's edits do not arrive). None when all is well."""
         if self.definition is not None:
-            return None
+            ahead = [str(note) for note in self.notes if note.kind != MISSING]
+            return "; ".join(ahead) or None
         if not self.notes:
             return "no VM definition source is configured"
         return "no usable VM definition: " + "; ".join(str(note) for note in self.notes)
@@ -344,7 +435,8 @@ def resolve(sources: Sequence[DefinitionSource], expected: Expected) -> Resoluti
         elif definition.startable:
             return Resolution(definition, partial, tuple(notes))
         else:
-            notes.append(SourceNote(source.name, source.origin, f"{source.origin}: {NO_XML}", PARTIAL))
+            why = definition.refusal or NO_XML
+            notes.append(SourceNote(source.name, definition.origin, f"{definition.origin}: {why}", PARTIAL))
             partial = partial or definition
     return Resolution(None, partial, tuple(notes))
 
@@ -368,17 +460,29 @@ class DefinitionPlan:
         explicit: Path | None,
         expected: Expected,
         volume_reader: VolumeReader | None = None,
+        ovf_store: DefinitionSource | None = None,
     ) -> DefinitionPlan:
+        """``ovf_store``: the engine's OVF_STORE (``ovf_store_source``), first when given."""
         if explicit is not None:  # --vm-conf: that exact file, read only
             return cls((VmConfFile(EXPLICIT, explicit),), None, None, expected)
         last_good = state_dir / "vm.conf"
-        sources: list[DefinitionSource] = [VmConfFile(CONF, conf), VmConfFile(LAST_GOOD, last_good)]
+        sources: list[DefinitionSource] = [] if ovf_store is None else [ovf_store]
+        sources += [VmConfFile(CONF, conf), VmConfFile(LAST_GOOD, last_good)]
         if conf_volume is not None:
             sources.append(ConfVolumeVmConf(conf_volume, volume_reader))
         return cls(tuple(sources), conf, last_good, expected)
 
     def resolve(self, expected: Expected | None = None) -> Resolution:
         return resolve(self.sources, expected or self.expected)
+
+    def resolve_local(self, expected: Expected | None = None, *, why: str) -> Resolution:
+        """The local files only (the conf path, the last-good copy), the shared sources noted
+        with ``why``: when they did not answer in time."""
+        local = [source for source in self.sources if isinstance(source, VmConfFile)]
+        found = resolve(local, expected or self.expected)
+        skipped = tuple(SourceNote(source.name, source.origin, f"{source.origin}: {why}")
+                        for source in self.sources if not isinstance(source, VmConfFile))
+        return Resolution(found.definition, found.partial, skipped + found.notes)
 
     def write(self, definition: VmDefinition) -> tuple[list[Path], list[str]]:
         """Write ``definition`` where it belongs, each file only if its content changes:
@@ -414,3 +518,27 @@ def write_vm_conf(path: Path, definition: VmDefinition) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, definition.text(), mode=VM_CONF_MODE, unique_scratch=True)
     return True
+
+
+def call_with_deadline(call: Callable[[], T], timeout: float, name: str) -> T:
+    """Run a blocking call (shared storage) on a daemon thread of its own; TimeoutError when it
+    takes longer. The thread is left behind: a read of hung NFS cannot be interrupted, and a
+    daemon thread does not keep the process from exiting. For synchronous callers (start-up,
+    the CLI); the running daemon uses he_ha.offloop's lanes."""
+    outcome: list[tuple[bool, object]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"{name}: no answer within {timeout:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value  # type: ignore[misc]
+    return value  # type: ignore[return-value]

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default /rhev/data-center/mnt)")
     files.add_argument("--state-dir", type=Path, default=Path("/var/lib/he-ha"), metavar="DIR",
                        help="persistent state: the last good VM definition (default /var/lib/he-ha)")
+    files.add_argument("--host-root", type=Path, default=Path("/"), metavar="DIR",
+                       help="where this host's facts for the engine XML's sysinfo are read: /etc/vdsm/vdsm.id, "
+                            "the OS release files, the DMI UUID (default /)")
 
     host = parser.add_argument_group("host")
     host.add_argument("--libvirt-uri", default="qemu:///system", metavar="URI")
@@ -105,6 +108,7 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
         vm_conf=args.vm_conf,
         mount_root=args.mount_root,
         state_dir=args.state_dir,
+        host_root=args.host_root,
         notification_template=args.notification_template,
         libvirt_uri=args.libvirt_uri,
         sanlock_run_dir=args.sanlock_run_dir,

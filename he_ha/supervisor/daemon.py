@@ -1,9 +1,10 @@
 """The supervisor daemon: start-up, the running tasks, and shutdown (docs/supervisor.md).
 
-Start-up: configuration → VM definition (vm.conf regenerated from its sources) → lease
-worker → lease layout → lockspace join → whiteboard → lease holder (adopting a keeper left by
-a previous run) → libvirt → monitors → notifier → VM watch → ticker (its first tick
-publishes; then systemd hears READY) → admin socket. Transient failures (storage, sanlock,
+Start-up: configuration → VM definition (vm.conf regenerated from its sources, OVF_STORE
+first) → lease worker → lease layout → lockspace join → whiteboard → lease holder (adopting a
+keeper left by a previous run) → libvirt → monitors → the host facts for the engine XML →
+notifier → VM watch → ticker (its first tick publishes; then systemd hears READY) → admin
+socket. Transient failures (storage, sanlock,
 libvirt) are retried until SIGTERM; a bad configuration exits at once with its ConfigError.
 A missing or bad vm.conf is not one: without a usable VM definition the daemon supervises
 and refuses only the start (execute.SpecSource).
@@ -44,6 +45,7 @@ from he_ha.supervisor.controller import ControllerParts, SupervisorController
 from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.decisions import DecisionLog
 from he_ha.supervisor.domain_observer import ConnectionDomainObserver
+from he_ha.supervisor.engine_launch import EngineXmlPreparer
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.supervisor.fence import FenceTarget, write_fence_file
 from he_ha.supervisor.health_gate import FreshHealthGate
@@ -54,6 +56,7 @@ from he_ha.supervisor.observe import Completed, Observer
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.settings import SupervisorSettings
 from he_ha.supervisor.ticker import Ticker
+from he_ha.ovirt import VdsmRoots
 from he_ha.vm import LibvirtConnection, VmController, VmUpdate, VmWatch
 
 log = structlog.get_logger(__name__)
@@ -189,7 +192,7 @@ class Daemon:
         engine = plan.config.engine
         s.run_dir.mkdir(parents=True, exist_ok=True)
         # The VM definition first: vm.conf is regenerated (after a reboot) before anything waits on storage.
-        specs = SpecSource(plan.definitions, plan.identity, plan.first, timeout=2 * s.storage_timeout)
+        specs = SpecSource(plan.definitions, plan.identity, plan.first, timeout=s.definition_timeout)
         stack.callback(specs.close)
         await specs.refresh("start-up")
         client, layout = await self._join()
@@ -217,6 +220,10 @@ class Daemon:
         holder = await self._holder(client, layout, lease_lost)
         await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
         hv = await self._hypervisor()
+        engine_xml = EngineXmlPreparer(conf=engine, roots=VdsmRoots.from_mount_root(s.mount_root),
+                                       connection=hv.connection, timeout=s.definition_timeout)
+        stack.callback(engine_xml.close)
+        await engine_xml.read_host_facts(s.host_root)  # once: the sysinfo values of the engine XML
         notifier = Notifier(plan.config.broker, NotifySettings(
             template_path=s.notification_template or DEFAULT_TEMPLATE_PATH,
             state_file=s.notify_state_file, hostname=plan.hostname))
@@ -236,7 +243,7 @@ class Daemon:
         specs.on_memory(lambda mib: _set_memory(observer, hv.monitors, mib))
         executor = ActionExecutor(
             vm=hv.vm, holder=holder, specs=specs, health=hv.monitors.engine_health, notifier=notifier,
-            on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout,
+            on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout, engine_xml=engine_xml,
         )
         supervisor = Supervisor(
             fsm_state=initial_state(plan.host_id, s.timing, plan.config.score),

@@ -32,10 +32,12 @@ from he_ha.fsm import (
 from he_ha.monitors import EngineHealthMonitor
 from he_ha.notify import Notifier
 from he_ha.offloop import Lane, LaneError
+from he_ha.ovirt.ovf import describe_changes
 from he_ha.ovirt.vm_definition import BAD, DefinitionPlan, Expected, Resolution, SourceNote, VmDefinition
 from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere
 from he_ha.storage.lease_layout import wait_deadline
-from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
+from he_ha.supervisor.engine_launch import EngineXmlPreparer, LaunchXml
+from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder, with_lease
 from he_ha.supervisor.observe import Completed
 from he_ha.vm import (
     DomainId,
@@ -123,6 +125,10 @@ class SpecSource:
         return DefinitionState(usable=self._current is not None, source=in_use.source if in_use else None,
                                origin=in_use.origin if in_use else None, age=age, problem=self._problem)
 
+    def in_use(self) -> VmDefinition | None:
+        """The definition in use: the last one with domain XML, else identity and memory only."""
+        return self._current or self._partial
+
     def on_memory(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(MiB)`` when the VM's memory size becomes known or changes."""
         self._memory_listeners.append(listener)
@@ -142,7 +148,8 @@ class SpecSource:
         except LaneError as exc:
             self._set_problem(f"the VM definition could not be refreshed: {exc}", why)
             return
-        self._log_notes(done.found.notes + done.now.notes)
+        best = done.now.best or done.found.best
+        self._log_notes(done.found.notes + done.now.notes, best.remarks if best is not None else ())
         for path in done.written:
             log.info("VM definition written", path=str(path), source=done.in_use.source if done.in_use else None,
                      origin=done.in_use.origin if done.in_use else None, why=why)
@@ -178,8 +185,11 @@ class SpecSource:
         now = time.monotonic()
         found = resolution.definition
         if found is not None:
-            if self._current is None or found.lines != self._current.lines:
-                log.info("VM definition", source=found.source, origin=found.origin, vm=str(found.identity))
+            before = self._current or self._partial
+            if before is None or found.lines != before.lines:
+                changes = None if before is None else describe_changes(before.values(), found.values())
+                log.info("VM definition", source=found.source, origin=found.origin, vm=str(found.identity),
+                         changes=changes, before=None if before is None else before.origin)
             self._current, self._read_at = found, now
             self.loaded_at, self.loaded_epoch = now, time.time() - now
         elif resolution.partial is not None and self._current is None:
@@ -193,8 +203,9 @@ class SpecSource:
             for listener in self._memory_listeners:
                 listener(in_use.memory_mib)
 
-    def _log_notes(self, seen: tuple[SourceNote, ...]) -> None:
-        """Each source note once, when it appears (a note that goes and comes back is logged again)."""
+    def _log_notes(self, seen: tuple[SourceNote, ...], remarks: tuple[str, ...] = ()) -> None:
+        """Each source note (and each remark of the definition taken) once, when it appears
+        (one that goes and comes back is logged again)."""
         notes = {str(note): note for note in seen}
         for text, note in notes.items():
             if text in self._notes:
@@ -203,7 +214,10 @@ class SpecSource:
                 log.warning("VM definition source not used", source=note.source, problem=note.problem)
             else:  # nothing there, or no domain XML: expected after a reboot or on a 4.4+ deployment
                 log.info("VM definition source not used", source=note.source, problem=note.problem)
-        self._notes = set(notes)
+        for remark in remarks:
+            if remark not in self._notes:
+                log.info("VM definition remark", remark=remark)
+        self._notes = set(notes) | set(remarks)
 
     def _set_problem(self, problem: str | None, *why: str) -> None:
         if problem == self._problem:
@@ -233,10 +247,12 @@ class ActionExecutor:
         on_done: Callable[[Completed], None],
         migrate_uri: str,
         io_timeout: int,
+        engine_xml: EngineXmlPreparer | None = None,
     ) -> None:
         self._vm = vm
         self._holder = holder
         self._specs = specs
+        self._engine_xml = engine_xml  # None: domain XML goes to libvirt as it is (no resolution)
         self._health = health
         self._notifier = notifier
         self._on_done = on_done
@@ -314,12 +330,20 @@ class ActionExecutor:
 
         ``spec``: launch this definition (an admin's recovery vm.conf, already checked to
         describe the engine VM) instead of the refreshed VM definition. Without a definition
-        to start from the start fails before the lease is touched."""
-        if spec is None:
-            try:
-                spec = await self._specs.load()
-            except DomainXmlError as exc:
-                return ActionResult(0, Outcome.FAILED, str(exc))  # names each source and what it lacks
+        to start from, or when the engine XML cannot be resolved (a placeholder, a volume, a
+        network: he_ha/supervisor/engine_launch.py), the start fails before the lease is
+        touched and nothing reaches libvirt."""
+        try:
+            if spec is None:
+                spec = await self._specs.load()  # names each source and what it lacks
+            launch_xml = await self._launch_xml(spec)
+        except DomainXmlError as exc:
+            return ActionResult(0, Outcome.FAILED, str(exc))
+        except VmError as exc:  # libvirt could not be asked about the networks
+            return ActionResult(0, Outcome.FAILED, f"start: the engine VM's networks: {exc}")
+        spec = launch_xml.spec
+        # The engine's own disk lease is launch_xml.engine_lease (resolved; not launched yet:
+        # engine_launch.LAUNCH_ENGINE_LEASE). he-ha's lease, taken here, protects the VM.
         try:
             await self._holder.acquire(self._acquire_timeout)
         except LeaseHeldElsewhere as exc:
@@ -343,6 +367,26 @@ class ActionExecutor:
             self._holder.launched()
         self.started += 1
         return ActionResult(0, Outcome.OK, f"{started.outcome.value}: {started.state}")
+
+    async def _launch_xml(self, spec: DomainSpec) -> LaunchXml:
+        if self._engine_xml is None:
+            return LaunchXml(spec, None)
+        return await self._engine_xml.prepare(spec)
+
+    async def preview_launch(self) -> LaunchXml:
+        """The domain XML a start would hand libvirt now, from the definition in use (not
+        refreshed): resolved, and with the lease the holder adds (the QEMU holder's ``<lease>``).
+        Creates no network. DomainXmlError when there is no usable definition or it does not resolve."""
+        definition = self._specs.in_use()
+        if definition is None or definition.spec is None:
+            raise DefinitionUnavailable(self._specs.state().problem or "no usable VM definition")
+        if self._engine_xml is None:
+            launch = LaunchXml(definition.spec, None)
+        else:
+            launch = await self._engine_xml.resolve(definition.spec)
+        if isinstance(self._holder, QemuHolder):  # what QemuHolder.prepare does, without taking its token
+            launch = LaunchXml(with_lease(launch.spec, self._holder.lease), launch.resolved)
+        return launch
 
     async def shutdown(self, timeout: float) -> ActionResult:
         return await self._shutdown(timeout)

@@ -3,8 +3,11 @@
 A problem here is a ``ConfigError`` naming the file, the key and the value; the daemon exits
 with it instead of starting half-way. The VM definition is the exception: a missing or bad
 vm.conf is not a configuration error (after a reboot the run directory's copy is gone). Its
-sources are looked at in order (he_ha/ovirt/vm_definition.py); only the VM's identity must be
-known, from a definition or from hosted-engine.conf's ``vmid``.
+sources are looked at in order (he_ha/ovirt/vm_definition.py: OVF_STORE first where
+hosted-engine.conf names the storage domain); only the VM's identity must be known, from a
+definition or from hosted-engine.conf's ``vmid``. The sources on shared storage (OVF_STORE,
+the configuration volume) are read under a deadline; when they do not answer, the local
+files decide the identity and the daemon's refreshes read the shared ones later.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from pathlib import Path
 
 from he_ha.config import ConfigError, HostConfig, HostedEngineConf, load_host_config
 from he_ha.ovirt import HeVolumes, VdsmRoots, resolve_volumes
-from he_ha.ovirt.vm_definition import DEFAULT_VM_NAME, DefinitionPlan, Expected, Resolution
+from he_ha.ovirt.vm_definition import (
+    DEFAULT_VM_NAME,
+    DefinitionPlan,
+    Expected,
+    Resolution,
+    call_with_deadline,
+    ovf_store_source,
+)
 from he_ha.supervisor.settings import SupervisorSettings
 from he_ha.vm import DomainId, DomainXmlError
 
@@ -50,13 +60,19 @@ def load_plan(settings: SupervisorSettings) -> HostPlan:
     if not engine.configured:
         raise ConfigError(he_conf, "this host is not configured for the hosted engine ('configured' is not True)",
                           key="configured")
-    volumes = resolve_volumes(engine, VdsmRoots.from_mount_root(settings.mount_root), he_conf)
+    roots = VdsmRoots.from_mount_root(settings.mount_root)
+    volumes = resolve_volumes(engine, roots, he_conf)
     expected = _expected(engine, he_conf)
     definitions = DefinitionPlan.for_host(
         conf=engine.vm_conf, state_dir=settings.state_dir, explicit=settings.vm_conf,
         conf_volume=volumes.conf.path if volumes.conf is not None else None, expected=expected,
+        ovf_store=ovf_store_source(engine, he_conf, roots),
     )
-    first = definitions.resolve()
+    timeout = settings.definition_timeout
+    try:
+        first = call_with_deadline(definitions.resolve, timeout, "vm-definition-first")
+    except TimeoutError:
+        first = definitions.resolve_local(why=f"no answer from shared storage within {timeout:g} s at start-up")
     best = first.best
     if best is not None:
         identity = best.identity

@@ -25,6 +25,7 @@ class SupervisorSettings:
     notification_template: Path | None = None  # None: the notifier's default path (or built-in)
     mount_root: Path = Path("/rhev/data-center/mnt")  # VDSM's mount root (he_ha/ovirt/layout.py)
     state_dir: Path = Path("/var/lib/he-ha")  # persistent: the last good VM definition
+    host_root: Path = Path("/")  # where the host facts for the engine XML's sysinfo are read (VDSM's files)
     libvirt_uri: str = "qemu:///system"
     sanlock_run_dir: Path | None = None  # None: the system daemon (/run/sanlock)
     run_dir: Path = Path("/run/he-ha")
@@ -56,6 +57,11 @@ class SupervisorSettings:
             return self.holder
         # An in-process test driver's VMs die with this process: so must the lease.
         return "worker" if self.libvirt_uri.startswith("test:///") else "keeper"
+
+    @property
+    def definition_timeout(self) -> float:
+        """Deadline of a VM definition refresh and of an engine XML resolution (shared storage reads)."""
+        return 2 * self.storage_timeout
 
     @property
     def admin_socket_path(self) -> Path:
