@@ -20,7 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "failover-bound": ("he_ha.sim.bound_cli", "print the worst-case failover time of a timing configuration and check it"),
     "storage-paths": ("he_ha.ovirt.paths_cli", "print where this host's shared volumes are and which rule found each"),
     "fence": ("he_ha.supervisor.fence", "destroy the local engine VM, then end the lease keeper (sanlock's killpath)"),
-    "vm-conf": ("he_ha.ovirt.vm_conf_cli", "print the vm.conf he-ha derives from the engine's OVF (a file or the OVF_STORE)"),
+    "vm-conf": ("he_ha.ovirt.vm_conf_cli", "print the vm.conf from the engine's OVF (a file, the OVF_STORE) or the one the daemon uses"),
 }
 
 

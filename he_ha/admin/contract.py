@@ -71,10 +71,48 @@ class VmDefinitionView(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     usable: bool  # a start can be made here (a definition with domain XML is known)
-    source: str | None  # conf | last-good | conf-volume | explicit (--vm-conf); None: no source gave one
-    path: str | None  # the file it was read from
+    source: str | None  # ovf-store | conf | last-good | conf-volume | explicit (--vm-conf); None: no source gave one
+    path: str | None  # the file (or OVF_STORE volume) it was read from
     age: float | None  # seconds since it was last read from that source
-    problem: str | None  # why no source gives a startable definition now (each source named), or a write failure
+    problem: str | None  # why no source gives a startable definition now (each source named), why a better
+    # source (OVF_STORE) fails while a later one is used, or a write failure
+
+
+class LeaseView(BaseModel):
+    """A sanlock resource lease as a ``<lease>`` device names it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lockspace: str
+    key: str
+    path: str
+    offset: int
+
+
+class LaunchXmlView(BaseModel):
+    """The domain XML a start would hand libvirt now (``GET /v1/vm/definition?resolved=true``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    xml: str  # exactly what goes to libvirt (with the lease holder's <lease>, if it adds one)
+    engine_xml: bool  # resolved as the engine's XML (placeholders, volumes, hook); False: a plain XML, as is
+    changes: list[str]  # what the resolution changed, one line each
+    networks: list[str]  # libvirt networks the domain needs (a start creates a missing vdsm-<net>)
+    engine_lease: LeaseView | None  # the engine's own disk lease, resolved (not launched yet)
+
+
+class VmDefinitionDetail(BaseModel):
+    """``GET /v1/vm/definition``: the definition this host uses now, and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    definition: VmDefinitionView
+    vm_id: str | None  # the engine VM's UUID (None: no definition)
+    vm_name: str | None
+    vm_conf: str | None  # the vm.conf lines in use, without the header (None: no definition)
+    startable: bool  # the definition in use has domain XML (else identity and memory only)
+    launch: LaunchXmlView | None = None  # with ?resolved=true, when it resolves
+    launch_error: str | None = None  # with ?resolved=true: why it does not (naming the placeholder, volume, ...)
 
 
 class ClusterStatus(BaseModel):
@@ -135,6 +173,15 @@ class Controller(Protocol):
         ...
 
     def metrics(self) -> list[Metric]: ...
+
+    def vm_definition(self) -> VmDefinitionDetail:
+        """The VM definition in use, from memory."""
+        ...
+
+    async def launch_preview(self) -> VmDefinitionDetail:
+        """``vm_definition`` plus the domain XML a start would hand libvirt now (resolved off
+        the loop with a deadline; creates nothing), or why it cannot be made."""
+        ...
 
     async def set_maintenance(self, mode: MaintenanceMode) -> CommandResult:
         """global: slot 0 maintenance=1 and ha.conf local flags cleared; local: ha.conf

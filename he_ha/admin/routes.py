@@ -1,13 +1,16 @@
 """The admin API's routes and its JSON error middleware.
 
-GET routes answer from the Controller's memory only (status, decisions, metrics are plain
-methods the supervisor keeps non-blocking); nothing here awaits storage or libvirt for them.
+GET routes answer from the Controller's memory only (status, decisions, metrics, the VM
+definition are plain methods the supervisor keeps non-blocking); nothing here awaits storage
+or libvirt for them. The one exception, ``GET /v1/vm/definition?resolved=true``, resolves the
+engine XML (volume lookups on shared storage) under the same deadline as the POST calls.
 POST routes check the peer's credentials first, then the body, then run the Controller
 coroutine under the deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -81,6 +84,21 @@ def parse_limit(request: web.Request) -> int:
     return int(raw)
 
 
+FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def parse_flag(request: web.Request, name: str) -> bool:
+    """An optional boolean query parameter (``true``/``1``/``false``/``0``), the only one allowed."""
+    _query(request, frozenset({name}))
+    given = request.query.getall(name, [])
+    if not given:
+        return False
+    if len(given) > 1 or given[0].lower() not in FLAGS:
+        raise ApiError(400, "invalid_parameter", f"query parameter {name!r} must be given once as true or false; "
+                       f"got {', '.join(map(repr, given))}", field=name)
+    return FLAGS[given[0].lower()]
+
+
 def _json(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="application/json")
 
@@ -104,6 +122,7 @@ class AdminRoutes:
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/decisions", self.decisions)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/v1/vm/definition", self.vm_definition)
         app.router.add_post("/v1/maintenance", self.maintenance)
         app.router.add_post("/v1/vm/start", self.vm_start)
         app.router.add_post("/v1/vm/shutdown", self.vm_shutdown)
@@ -121,6 +140,16 @@ class AdminRoutes:
     async def metrics(self, request: web.Request) -> web.Response:
         _query(request, frozenset())
         return web.Response(body=render(self.controller.metrics()).encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def vm_definition(self, request: web.Request) -> web.Response:
+        if not parse_flag(request, "resolved"):
+            return _json(self.controller.vm_definition().model_dump_json())
+        try:
+            detail = await asyncio.wait_for(self.controller.launch_preview(), self.calls.deadline)
+        except TimeoutError:
+            raise ApiError(504, "deadline_exceeded",
+                           f"resolving the VM definition: no result within {self.calls.deadline:g} s") from None
+        return _json(detail.model_dump_json())
 
     async def maintenance(self, request: web.Request) -> web.Response:
         cred = await self._authorize(request, "set_maintenance")

@@ -1,4 +1,23 @@
-"""A host as ``hosted-engine --deploy`` and VDSM left it: where its volumes are (layout)."""
+"""A host as ``hosted-engine --deploy`` and VDSM left it, and the engine's VM definition on it.
+
+- ``layout``: where the hosted-engine volumes are (VDSM's storage-domain layout);
+- ``ovf``: the engine's OVF converted into vm.conf, as the original agent converts it;
+- ``ovf_store``: the OVF_STORE volumes of the storage domain, and ``<vmid>.ovf`` read from them;
+- ``engine_xml``: the engine's domain XML made startable (what VDSM and its hook do at create);
+- ``vm_definition``: the VM definition from the best source (OVF_STORE, vm.conf files, the
+  configuration volume), and the vm.conf files written from it.
+
+One public name per concept here. Where two modules have their own spelling of one concept,
+the one exported is the one to use: ``parse_volume_metadata`` (ovf_store's, bytes or text);
+a block domain's LV tags as ``BlockDomainTags`` / ``block_tags_from_json`` (engine_xml's;
+``find_domain_stores`` reads the tags itself). Everything but ``layout`` is imported on first
+use, so the ``hosted-engine`` shim, which needs only the layout, does not load libvirt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from he_ha.ovirt.layout import (
     DEFAULT_MOUNT_ROOT,
@@ -11,6 +30,29 @@ from he_ha.ovirt.layout import (
     resolve_volumes,
 )
 
+_LAZY = {
+    "ovf": ("OvfConversion", "OvfError", "convert_ovf", "describe_changes", "parse_vm_conf", "render_vm_conf"),
+    "ovf_store": ("OvfStore", "OvfStoreError", "StoreRead", "StoreScan", "find_domain_stores",
+                  "parse_volume_metadata", "read_vm_conversion", "read_vm_ovf"),
+    "engine_xml": ("BlockDomainTags", "EngineXmlError", "HostFacts", "PlaceholderError", "ResolveContext",
+                   "ResolvedEngineXml", "UnresolvedVolume", "VolumeInfo", "VolumeLookup", "VolumeLookupError",
+                   "block_tags_from_json", "block_volume_lookup", "file_volume_lookup", "read_host_facts",
+                   "resolve_engine_xml", "vdsm_network_xml"),
+    "vm_definition": ("DefinitionError", "DefinitionPlan", "Expected", "OvfStoreVmConf", "Resolution", "SourceNote",
+                      "VmDefinition", "ovf_store_source", "write_vm_conf"),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "DEFAULT_MOUNT_ROOT",
     "HeVolumes",
@@ -20,4 +62,5 @@ __all__ = [
     "mount_dir_name",
     "resolve_volume",
     "resolve_volumes",
+    *sorted(_MODULE_OF),
 ]

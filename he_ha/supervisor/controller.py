@@ -15,7 +15,14 @@ from typing import Any
 
 import structlog
 
-from he_ha.admin.contract import ClusterStatus, CommandResult, MaintenanceMode, Metric, Refusal
+from he_ha.admin.contract import (
+    ClusterStatus,
+    CommandResult,
+    MaintenanceMode,
+    Metric,
+    Refusal,
+    VmDefinitionDetail,
+)
 from he_ha.config import ConfigError, load_vm_conf
 from he_ha.fsm import ActionResult, Outcome
 from he_ha.maintenance import MaintenanceFileError, apply_local_flags, plan
@@ -28,7 +35,7 @@ from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.lease_holder import LeaseHolder
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
-from he_ha.supervisor.status import cluster_status
+from he_ha.supervisor.status import cluster_status, definition_detail, launch_view
 from he_ha.supervisor.ticker import Ticker
 from he_ha.supervisor.vnc_ticket import WILDCARDS, TicketRefused, set_ticket
 from he_ha.vm import (
@@ -120,6 +127,18 @@ class SupervisorController:
                 vm_definition=sup.specs.state(),
             )
         )
+
+    def vm_definition(self) -> VmDefinitionDetail:
+        specs = self._p.supervisor.specs
+        return definition_detail(specs.state(), specs.in_use())
+
+    async def launch_preview(self) -> VmDefinitionDetail:
+        detail = self.vm_definition()
+        try:
+            launch = await self._p.executor.preview_launch()
+        except (DomainXmlError, VmError) as exc:
+            return detail.model_copy(update={"launch_error": str(exc)})
+        return detail.model_copy(update={"launch": launch_view(launch)})
 
     # --- changes -------------------------------------------------------------------------
 

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import json
 
-from he_ha.admin.contract import ClusterStatus, HostView, VmDefinitionView
+from he_ha.admin.contract import (
+    ClusterStatus,
+    HostView,
+    LaunchXmlView,
+    LeaseView,
+    VmDefinitionDetail,
+    VmDefinitionView,
+)
 from he_ha.fsm import DecisionRecord
 from he_ha.storage.codec import HostSlot, stored_crc
 from he_ha.storage.whiteboard_errors import SlotError
+from he_ha.ovirt.vm_definition import VmDefinition
+from he_ha.supervisor.engine_launch import LaunchXml
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import SanlockView, TickInputs
 from he_ha.supervisor.publish import parse_extra, score_view
@@ -118,3 +127,25 @@ def cluster_status(
 def definition_view(state: DefinitionState) -> VmDefinitionView:
     return VmDefinitionView(usable=state.usable, source=state.source, path=state.origin, age=state.age,
                             problem=state.problem)
+
+
+def definition_detail(state: DefinitionState, in_use: VmDefinition | None) -> VmDefinitionDetail:
+    return VmDefinitionDetail(
+        definition=definition_view(state),
+        vm_id=None if in_use is None else in_use.vm_id,
+        vm_name=None if in_use is None else in_use.name,
+        vm_conf=None if in_use is None else in_use.body,
+        startable=in_use is not None and in_use.startable,
+    )
+
+
+def launch_view(launch: LaunchXml) -> LaunchXmlView:
+    resolved, lease = launch.resolved, launch.engine_lease
+    return LaunchXmlView(
+        xml=launch.spec.xml,
+        engine_xml=resolved is not None,
+        changes=list(resolved.changes) if resolved is not None else [],
+        networks=sorted(resolved.networks) if resolved is not None else [],
+        engine_lease=None if lease is None else LeaseView(lockspace=lease.lockspace, key=lease.key,
+                                                          path=str(lease.path), offset=lease.offset),
+    )
