@@ -66,7 +66,7 @@ CONF_MEMBER = "vm.conf"
 VM_CONF_MODE = 0o644
 
 # Source names: the `source` of a definition, the metric label, what status shows.
-OVF_STORE = "ovf-store"
+OVF_STORE_SOURCE = "ovf-store"
 CONF = "conf"
 LAST_GOOD = "last-good"
 CONF_VOLUME = "conf-volume"
@@ -85,7 +85,7 @@ class DefinitionError(Exception):
 class VmDefinition:
     """One source's view of the engine VM: always its identity, the domain XML when it has one."""
 
-    source: str  # OVF_STORE, CONF, LAST_GOOD, CONF_VOLUME, EXPLICIT
+    source: str  # OVF_STORE_SOURCE, CONF, LAST_GOOD, CONF_VOLUME, EXPLICIT
     origin: str  # the file (or volume) it was read from, for messages
     lines: tuple[str, ...]  # the key=value lines, in order, duplicates kept, comments dropped
     vm_id: str  # canonical UUID
@@ -340,7 +340,7 @@ class OvfStoreVmConf:
     conf_path: Path  # hosted-engine.conf, for messages
     roots: VdsmRoots
     lv_tags: Path | None = None
-    name: str = OVF_STORE
+    name: str = OVF_STORE_SOURCE
 
     @property
     def origin(self) -> str:
