@@ -39,7 +39,6 @@ SAMPLE_SD = "ce880525-a44b-4248-8b63-d9e11b2f123a"
 SAMPLE_IMAGE = "69a2b8c2-8d1c-4014-8f75-a85c16bc5b71"
 SAMPLE_VOLUME = "3ab9fff0-9aa1-4c2e-ad67-5e25d05cb86e"
 HOST_UUID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"  # this host's /etc/vdsm/vdsm.id (HOST-SERIAL:)
-WAIT = 60.0
 
 
 def engine_ovf(cluster: Cluster, memory_mib: int) -> bytes:
@@ -72,21 +71,6 @@ def host_root(base: Path, serial: str | None = HOST_UUID) -> Path:
     if serial:
         (root / "etc/vdsm/vdsm.id").write_text(serial + "\n")
     return root
-
-
-def conf_path(host: Host) -> Path:
-    return host.vm_conf  # hosted-engine.conf ``conf``
-
-
-def wait_until(what: str, check: Callable[[], Any], host: Host, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        assert host.supervisors[-1].process.poll() is None, host.supervisors[-1].log_tail()
-        time.sleep(0.2)
-    raise AssertionError(f"{host.name}: not {what} within {timeout} s\n{host.supervisors[-1].log_tail()}")
 
 
 def running_xml(host: Host) -> ET.Element:
@@ -127,7 +111,7 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
     assert definition["source"] == "ovf-store" and definition["usable"] and definition["problem"] is None
     assert newer.volume in definition["path"]
     converted = convert_ovf(engine_ovf(cluster, 64)).text
-    written = conf_path(host).read_text()
+    written = host.vm_conf.read_text()
     assert written.splitlines()[0] == HEADER_FIRST and f"vmId={ENGINE_UUID}" in written.splitlines()
     assert body_lines(written) == body_lines(converted)
     assert body_lines((host.state_dir / "vm.conf").read_text()) == body_lines(converted)
@@ -173,7 +157,7 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
     assert answer["code"] == 200 and answer["ok"], answer
     host.wait_for_vm(True)
     assert running_xml(host).find("memory").text == str(128 * 1024)
-    assert "memSize=128" in body_lines(conf_path(host).read_text())
+    assert "memSize=128" in body_lines(host.vm_conf.read_text())
     assert "memory 64 -> 128 MiB" in supervisor.log_path.read_text()
 
     # A malformed OVF in the store: the last good definition stays, and status says why.

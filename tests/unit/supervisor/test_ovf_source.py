@@ -210,13 +210,19 @@ def test_call_with_deadline_gives_up_and_the_local_files_decide(host: Host, tmp_
 # --- the supervisor's refresh ---------------------------------------------------------------
 
 
-async def test_the_refresh_writes_the_engines_definition_and_logs_what_the_engine_changed(
-    host: Host, tmp_path: Path,
-) -> None:
-    host.write_ovf(sample(memory=8192))
+async def refreshed(host: Host, ovf: bytes) -> SpecSource:
+    """The supervisor's SpecSource after its start-up refresh, the store holding ``ovf``."""
+    host.write_ovf(ovf)
     plan = host.plan()
     specs = SpecSource(plan, IDENTITY, plan.resolve(), timeout=5)
     await specs.refresh("start-up")
+    return specs
+
+
+async def test_the_refresh_writes_the_engines_definition_and_logs_what_the_engine_changed(
+    host: Host, tmp_path: Path,
+) -> None:
+    specs = await refreshed(host, sample(memory=8192))
     conf = tmp_path / "run" / "vm.conf"
     assert body_lines(conf.read_text()) == body_lines(convert_ovf(sample(memory=8192)).text)
     assert body_lines((tmp_path / "state" / "vm.conf").read_text()) == body_lines(conf.read_text())
@@ -235,10 +241,7 @@ async def test_the_refresh_writes_the_engines_definition_and_logs_what_the_engin
 async def test_a_store_that_goes_bad_keeps_the_last_good_definition_and_says_why_once(
     host: Host, tmp_path: Path,
 ) -> None:
-    host.write_ovf(sample(memory=8192))
-    plan = host.plan()
-    specs = SpecSource(plan, IDENTITY, plan.resolve(), timeout=5)
-    await specs.refresh("start-up")
+    specs = await refreshed(host, sample(memory=8192))
     host.write_ovf(b"<ovf:Envelope truncated", age=-60)
     with capture_logs() as logs:
         for _ in range(3):
@@ -263,10 +266,7 @@ async def test_a_store_that_goes_bad_keeps_the_last_good_definition_and_says_why
 async def test_a_refused_ovf_with_nothing_else_is_written_as_the_original_wrote_its_fallback(
     host: Host, tmp_path: Path,
 ) -> None:
-    host.write_ovf(sample("ovf_test.xml"))
-    plan = host.plan()
-    specs = SpecSource(plan, IDENTITY, plan.resolve(), timeout=5)
-    await specs.refresh("start-up")
+    specs = await refreshed(host, sample("ovf_test.xml"))
     state = specs.state()
     assert not state.usable and state.problem is not None and "refused: " in state.problem
     assert body_lines((tmp_path / "run" / "vm.conf").read_text()) == body_lines(
