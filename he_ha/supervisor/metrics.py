@@ -106,7 +106,8 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
                      "1 while a VM definition with domain XML is known (a start can be made here)",
                      source=definition.source or "none")
         yield _gauge("he_ha_vm_definition_problem", 0.0 if definition.problem is None else 1.0,
-                     "1 while no source gives a startable VM definition, or vm.conf cannot be written")
+                     "1 while no source gives a startable VM definition, a better source (OVF_STORE) fails, "
+                     "or vm.conf cannot be written")
         if definition.age is not None:
             yield _gauge("he_ha_vm_definition_age_seconds", definition.age,
                          "seconds since the VM definition in use was read from its source")
