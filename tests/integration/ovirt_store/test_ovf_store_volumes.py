@@ -212,7 +212,8 @@ def test_vm_conf_from_ovf_names_what_is_wrong(tmp_path: Path) -> None:
     assert f"{bad}: rasd:num_of_sockets is 'x', not a whole number" in result.stderr
     missing = vm_conf("--from-ovf", str(tmp_path / "missing.ovf"))
     assert missing.returncode == 1 and "No such file" in missing.stderr
-    assert vm_conf().returncode == 2  # the form asking the daemon is not there yet
+    no_daemon = vm_conf("--admin-socket", str(tmp_path / "admin.sock"))  # the form asking the daemon
+    assert no_daemon.returncode == 1 and "does not answer" in no_daemon.stderr
 
 
 # --- a block domain ----------------------------------------------------------------------------
