@@ -232,8 +232,9 @@ def test_check_liveliness_against_the_health_page(hosts: tuple[Host, Host], heal
 def test_daemon_down(hosts: tuple[Host, Host], tmp_path: Path) -> None:
     engine, other = hosts
     no_vm_conf = tmp_path / "hosted-engine.conf"
-    no_vm_conf.write_text((other.root / "hosted-engine.conf").read_text().replace(
-        f"conf={other.root / 'vm.conf'}", f"conf={tmp_path / 'not-retrieved.conf'}"))
+    conf_text = (other.root / "hosted-engine.conf").read_text()
+    assert f"conf={other.vm_conf}\n" in conf_text
+    no_vm_conf.write_text(conf_text.replace(f"conf={other.vm_conf}\n", f"conf={tmp_path / 'not-retrieved.conf'}\n"))
     not_retrieved = "The hosted engine configuration has not been retrieved from shared storage yet,\n"
     expect(hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)), 1,
            f"{not_retrieved}for more details please check sanlock status.\n\n")
