@@ -60,15 +60,39 @@ VALUED = ("--storage", "--lockspace", "--metadata", "--host-id", "--vm-uuid", "-
           "--io-timeout", "--gateway", "--network-test", "--bridge", "--tcp-target")
 
 
-def _areas(options: dict[str, str]) -> StorageAreas:
+def _areas(options: dict[str, str]) -> StorageAreas | None:
+    """The areas the options name; None: none named (a deployed host: hosted-engine.conf's volumes)."""
     storage = options.get("--storage")
     if storage is not None and ("--lockspace" in options or "--metadata" in options):
         raise UsageError(f"{COMMAND}: give --storage=DIR or --lockspace=PATH and --metadata=PATH, not both")
     if storage is not None:
         return StorageAreas(Path(storage) / LOCKSPACE_FILE, Path(storage) / METADATA_FILE)
+    if "--lockspace" not in options and "--metadata" not in options:
+        return None
     if "--lockspace" not in options or "--metadata" not in options:
-        raise UsageError(f"{COMMAND}: the areas are needed: --storage=DIR, or --lockspace=PATH and --metadata=PATH")
+        raise UsageError(f"{COMMAND}: give both --lockspace=PATH and --metadata=PATH")
     return StorageAreas(Path(options["--lockspace"]), Path(options["--metadata"]))
+
+
+def _deployed_request(options: dict[str, str], env: CliEnvironment) -> tuple[StorageAreas, int, str | None]:
+    """A host ``hosted-engine --deploy`` set up: the volumes, host id and VM uuid come from its
+    hosted-engine.conf, which is left as it is (it needs no he-ha key)."""
+    written = [key for key in ("--conf-out", "--fqdn", "--vm-conf", "--gateway", "--network-test", "--bridge",
+                               "--tcp-target") if key in options]
+    if written:
+        raise UsageError(f"{COMMAND}: {', '.join(written)} go into a new hosted-engine.conf; with no --storage or "
+                         f"--lockspace/--metadata the deployed {env.paths.hosted_engine_conf} is used as it is")
+    try:
+        conf, volumes = env.engine_conf(), env.volumes()
+    except ConfigError as exc:
+        raise UsageError(f"{COMMAND}: without --storage or --lockspace/--metadata the volumes come from "
+                         f"hosted-engine.conf: {exc}") from None
+    if "--host-id" in options:
+        host_id = int_option(COMMAND, "--host-id", options["--host-id"], 1, MAX_HOST_ID)
+        if host_id != conf.host_id:
+            raise UsageError(f"{COMMAND}: --host-id={host_id} differs from host_id={conf.host_id} in "
+                             f"{env.paths.hosted_engine_conf}")
+    return StorageAreas(volumes.lockspace.path, volumes.metadata.path), conf.host_id, conf.vmid
 
 
 def _settings(options: dict[str, str]) -> HostSettings:
@@ -90,18 +114,26 @@ def _settings(options: dict[str, str]) -> HostSettings:
 def _request(args: Sequence[str], env: CliEnvironment) -> tuple[InitRequest, bool]:
     parsed, _ = parse_options(COMMAND, args, flags=("--force", "--dry-run"), valued=VALUED)
     options = {key: str(value) for key, value in parsed.items() if isinstance(value, str)}
-    if "--host-id" not in options:
+    areas = _areas(options)
+    conf_out: Path | None = Path(options.get("--conf-out") or env.paths.hosted_engine_conf)
+    if areas is None:
+        areas, host_id, vm_uuid_text = _deployed_request(options, env)
+        conf_out = None  # the deployed hosted-engine.conf is not rewritten
+    elif "--host-id" not in options:
         raise UsageError(f"{COMMAND}: --host-id=N is needed")
+    else:
+        host_id, vm_uuid_text = int_option(COMMAND, "--host-id", options["--host-id"], 1, MAX_HOST_ID), None
+    vm_uuid_text = options.get("--vm-uuid", vm_uuid_text)
     vm_uuid = None
-    if "--vm-uuid" in options:
+    if vm_uuid_text is not None:
         try:
-            vm_uuid = normalise_vm_uuid(options["--vm-uuid"])
+            vm_uuid = normalise_vm_uuid(vm_uuid_text)
         except ValueError as exc:
             raise UsageError(f"{COMMAND}: --vm-uuid: {exc}") from None
     request = InitRequest(
-        areas=_areas(options),
-        host_id=int_option(COMMAND, "--host-id", options["--host-id"], 1, MAX_HOST_ID),
-        conf_out=Path(options.get("--conf-out") or env.paths.hosted_engine_conf),
+        areas=areas,
+        host_id=host_id,
+        conf_out=conf_out,
         vm_uuid=vm_uuid,
         io_timeout=(int_option(COMMAND, "--io-timeout", options["--io-timeout"], 1, 300)
                     if "--io-timeout" in options else None),
@@ -114,8 +146,8 @@ def _request(args: Sequence[str], env: CliEnvironment) -> tuple[InitRequest, boo
 async def _plan_conf_volume(io: AreaIo, env: CliEnvironment, request: InitRequest, plan: InitPlan) -> None:
     """Add the step that creates the configuration archive, when hosted-engine.conf names a
     blank configuration volume (refusals and findings otherwise)."""
-    conf_out = request.conf_out
-    if conf_out is None or plan.blockers or not conf_out.exists():
+    conf_out = request.conf_out or env.paths.hosted_engine_conf
+    if plan.blockers or not conf_out.exists():
         return
     try:
         conf = load_hosted_engine_conf(conf_out)
@@ -186,8 +218,8 @@ def _init_storage(args: Sequence[str], env: CliEnvironment) -> int:
                     print_lines("Refused: ", plan.blockers + plan.refusals, to_stderr=True)
                     return EXIT_FAILED
                 if not plan.steps:
-                    print(f"Nothing to change: storage and {request.conf_out} are set up for host {request.host_id} "
-                          f"(VM {plan.vm_uuid}).")
+                    print(f"Nothing to change: storage and {request.conf_out or env.paths.hosted_engine_conf} "
+                          f"are set up for host {request.host_id} (VM {plan.vm_uuid}).")
                     return EXIT_OK
                 if dry_run:
                     print_lines("Would ", [step.text for step in plan.steps])
@@ -204,9 +236,9 @@ def _init_storage(args: Sequence[str], env: CliEnvironment) -> int:
 COMMANDS = (
     Command(
         COMMAND,
-        "--init-storage --host-id=<id> --storage=<dir> [options]",
+        "--init-storage [--host-id=<id> --storage=<dir>] [options]",
         "initialize the HA storage areas and write this host's hosted-engine.conf",
-        f"{COMMAND} --host-id=<id> (--storage=<dir> | --lockspace=<path> --metadata=<path>) [--vm-uuid=<uuid>] "
+        f"{COMMAND} [--host-id=<id> (--storage=<dir> | --lockspace=<path> --metadata=<path>)] [--vm-uuid=<uuid>] "
         "[--fqdn=<fqdn>] [--vm-conf=<file>] [--conf-out=<file>] [--io-timeout=<seconds>] [--gateway=<address>] "
         "[--network-test=<test>] [--tcp-target=<address>:<port>] [--bridge=<name>] [--force] [--dry-run]",
         f"""\
@@ -219,6 +251,12 @@ COMMANDS = (
     and, when hosted-engine.conf names a configuration volume that is
     blank, the configuration archive the original tools read. Running it
     again with the same arguments changes nothing.
+
+    On a host 'hosted-engine --deploy' set up, give no --storage or
+    --lockspace/--metadata: the volumes, the host id and the VM uuid come
+    from its hosted-engine.conf (found by VDSM's storage layout under
+    $HE_HA_MOUNT_ROOT, default /rhev/data-center/mnt), and that file is not
+    changed.
 
     --host-id=<id>
                         This host's id, 1..{MAX_HOST_ID}.

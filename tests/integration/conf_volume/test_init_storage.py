@@ -10,7 +10,7 @@ from pathlib import Path
 from he_ha import __version__
 from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, DEFAULT_BROKER_CONF, parse_archive
 from he_ha.ovirt.conf_volume import read_archive_bytes, read_conf_volume
-from tests.integration.conf_volume.conftest import GIB, Cluster, deploy_archive, write_at_start
+from tests.integration.conf_volume.conftest import GIB, Cluster, deploy_archive, hosted_engine_conf, write_at_start
 from tests.unit.ovirt.samples import SD, VM_CONF, VMID
 
 
@@ -70,3 +70,39 @@ def test_force_rewrites_a_valid_archive(cluster: Cluster, tmp_path: Path) -> Non
     assert forced.code == 0, forced.err
     assert "--force overrides: configuration volume" in forced.out
     assert read_conf_volume(cluster.conf_volume)["hosted-engine.conf"] == cluster.hosts[0].conf.read_text()
+
+
+def test_a_deployed_host_needs_no_paths_and_keeps_its_hosted_engine_conf(cluster: Cluster) -> None:
+    """On a host as deploy left it (blank lockspace volume: no original broker ever ran) the
+    areas, the host id and the VM uuid come from hosted-engine.conf's UUIDs; the file stays."""
+    one, two = cluster.hosts
+    write_at_start(cluster.volume("lockspace"), bytes(3 * 1024 * 1024))  # lockspace, VM lease and lock: blank
+    deployed = one.conf.read_bytes()
+    done = one("--init-storage")
+    assert done.code == 0, done.err
+    assert f"Done: write lockspace 'hosted-engine' on {cluster.volume('lockspace')}" in done.out
+    assert done.out.splitlines()[-1] == f"Storage ready: host 1 set up as the first host of VM {VMID}."
+    assert one.conf.read_bytes() == deployed  # no he-ha key added
+    again = one("--init-storage", "--host-id=1")
+    assert again.code == 0 and again.out.splitlines()[-1] == (
+        f"Nothing to change: storage and {one.conf} are set up for host 1 (VM {VMID})."), again.out + again.err
+    other = two("--init-storage")  # an additional host only verifies: its deployed file needs nothing
+    assert other.code == 0, other.err
+    assert other.out.splitlines()[-1] == (
+        f"Nothing to change: storage and {two.conf} are set up for host 2 (VM {VMID}).")
+    assert two.conf.read_text() == hosted_engine_conf(2, two.vm_conf)
+
+
+def test_a_deployed_host_refuses_what_would_rewrite_its_file(cluster: Cluster) -> None:
+    one, _ = cluster.hosts
+    wrong_id = one("--init-storage", "--host-id=2")
+    assert (wrong_id.code, wrong_id.out) == (1, "")
+    assert wrong_id.err == f"--init-storage: --host-id=2 differs from host_id=1 in {one.conf}\n"
+    new_keys = one("--init-storage", "--fqdn=engine.example.org")
+    assert new_keys.code == 1
+    assert new_keys.err.startswith("--init-storage: --fqdn go into a new hosted-engine.conf; with no --storage")
+    one.conf.write_text(one.conf.read_text().replace("lockspace_volume_UUID=", "lockspace_volume_UUID=0"))
+    lost = one("--init-storage")
+    assert lost.code == 1
+    assert "without --storage or --lockspace/--metadata the volumes come from hosted-engine.conf" in lost.err
+    assert "key 'lockspace_volume_UUID'" in lost.err and "was not found; tried:" in lost.err

@@ -27,12 +27,13 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "--host-id=N is needed"),
-    (["--host-id=1"], "the areas are needed"),
+    ([], "without --storage or --lockspace/--metadata the volumes come from hosted-engine.conf: "),
+    (["--host-id=1"], "hosted-engine.conf: file not found"),
+    (["--storage=/s"], "--host-id=N is needed"),
     (["--host-id=0", "--storage=/s"], "--host-id=0 is outside 1..2000"),
     (["--host-id=x", "--storage=/s"], "--host-id='x' is not a number"),
     (["--host-id=1", "--storage=/s", "--lockspace=/l"], "not both"),
-    (["--host-id=1", "--lockspace=/l"], "the areas are needed"),
+    (["--host-id=1", "--lockspace=/l"], "give both --lockspace=PATH and --metadata=PATH"),
     (["--host-id=1", "--storage=/s", "--vm-uuid=nope"], "'nope' is not a UUID"),
     (["--host-id=1", "--storage=/s", "--io-timeout=0"], "--io-timeout=0 is outside 1..300"),
     (["--host-id=1", "--storage=/s", "--network-test=icmp"], "is not one of ping, dns, tcp, none"),
