@@ -49,6 +49,7 @@ from he_ha.ovirt.engine_xml import (
     HostFacts,
     ResolveContext,
     ResolvedEngineXml,
+    VolumeInfo,
     VolumeLookup,
     VolumeLookupError,
     block_tags_from_json,
@@ -115,11 +116,11 @@ def volume_lookup(conf: HostedEngineConf, roots: VdsmRoots) -> VolumeLookup:
     if tags is not None and tags.exists():
         return block_volume_lookup(roots, sd, block_tags_from_json(tags))
 
-    def unsupported(sd_: str, image: str, volume: str) -> object:
+    def unsupported(sd_: str, image: str, volume: str) -> VolumeInfo:
         raise VolumeLookupError(sd_, image, volume, "a block domain's volumes are found by their LV tags; "
                                 "reading them with lvs is not supported yet (no tags file)")
 
-    return unsupported  # type: ignore[return-value]
+    return unsupported
 
 
 def prepare_launch_xml(spec: DomainSpec, conf: HostedEngineConf, roots: VdsmRoots, host: HostFacts) -> LaunchXml:
