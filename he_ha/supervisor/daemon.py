@@ -12,8 +12,9 @@ and refuses only the start (execute.SpecSource).
 Shutdown on SIGTERM/SIGINT: no further FSM step; VM actions under way are abandoned (their
 lease stays with its holder); AgentStopped is published; everything is stopped; the
 lockspace is left only if no VM lease is held here (leaving would make sanlock kill the
-holder and free the lease while the VM runs). The VM itself is never touched. A second
-signal, or ``stop_deadline`` seconds, forces the exit.
+holder and free the lease while the VM runs). The storage domain's lockspace ``<SD>`` that
+the QEMU holder joins for the engine's disk lease is never left (lease_holder.py). The VM
+itself is never touched. A second signal, or ``stop_deadline`` seconds, forces the exit.
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ class Daemon:
         await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
         hv = await self._hypervisor()
         engine_xml = EngineXmlPreparer(conf=engine, roots=VdsmRoots.from_mount_root(s.mount_root),
-                                       connection=hv.connection, timeout=s.definition_timeout)
+                                       connection=hv.connection, timeout=s.definition_timeout,
+                                       on_launch=holder.choose)  # the engine lease, once per start
         stack.callback(engine_xml.close)
         await engine_xml.read_host_facts(s.host_root)  # once: the sysinfo values of the engine XML
         notifier = Notifier(plan.config.broker, NotifySettings(
@@ -321,7 +323,9 @@ class Daemon:
         if kind == "worker":
             return WorkerHolder(client, layout.vm_lease, on_lost=on_lost)
         if kind == "qemu":
-            return QemuHolder(client, layout.vm_lease, on_lost=on_lost)
+            # host id and io timeout: for joining the storage domain's lockspace of the engine lease
+            return QemuHolder(client, layout.vm_lease, on_lost=on_lost, host_id=plan.host_id,
+                              io_timeout=s.io_timeout)
         await asyncio.to_thread(write_fence_file, s.fence_file, FenceTarget(s.libvirt_uri, plan.identity))
         return KeeperHolder(client, layout.vm_lease, on_lost=on_lost, record_file=s.keeper_file,
                             sanlock_run_dir=s.sanlock_run_dir, killpath=fence_killpath(s.fence_file),

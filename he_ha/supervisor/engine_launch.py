@@ -18,12 +18,14 @@ actions and channel). Here that resolution is wired to the host:
   lease outside the storage domain's lockspace: ``EngineXmlError`` naming it; the start fails
   before the lease is touched and nothing reaches libvirt.
 - **Leases.** The engine's XML carries the HE disk's volume lease (lockspace = the storage
-  domain). It is resolved (so ``ResolvedEngineXml.lease`` names the real path and offset) but
-  not handed to libvirt: he-ha's own VM lease protects the VM (the lease holders), and with
-  libvirt's sanlock lock manager (``lock_manager = "sanlock"``, as VDSM configures a host) a
-  ``<lease>`` in a lockspace no one on this host has joined would make every start fail.
-  ``LAUNCH_ENGINE_LEASE`` is the one switch for the step that makes the engine's lease the
-  protection (joining the storage domain's lockspace first).
+  domain). It is resolved (so ``ResolvedEngineXml.lease`` names the real path and offset) and
+  taken out of ``LaunchXml.spec``; ``prepare`` hands it to the lease holder (``on_launch``,
+  once per start), which decides: the QEMU holder joins the storage domain's lockspace and
+  puts it back beside he-ha's own lease, so QEMU holds both (he_ha/supervisor/lease_holder.py);
+  the keeper and worker holders leave it out, since with libvirt's sanlock lock manager
+  (``lock_manager = "sanlock"``, as VDSM configures a host) a ``<lease>`` in a lockspace no one
+  on this host has joined would make every start fail. ``LAUNCH_ENGINE_LEASE`` would hand the
+  resolved XML to libvirt as it is, whatever the holder (off).
 - **Networks.** ``vdsm-<net>`` libvirt networks the XML names (VNC's listen network) must
   exist. VDSM defines them (persistent, autostart) when it sets up a host's networks; on a
   host without VDSM he-ha creates a missing one as VDSM would define it (bridged to ``<net>``)
@@ -33,6 +35,7 @@ actions and channel). Here that resolution is wired to the host:
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,7 +67,7 @@ from he_ha.vm import DomainSpec, LeaseSpec, LibvirtConnection
 
 log = structlog.get_logger(__name__)
 
-LAUNCH_ENGINE_LEASE = False  # hand the engine's own disk lease to libvirt (the next step: QEMU holds it)
+LAUNCH_ENGINE_LEASE = False  # keep the engine's lease in the spec whatever the holder (the QEMU holder re-adds it)
 # What makes a domain XML the engine's (and so subject to resolution)
 ENGINE_MARKERS = (OVIRT_VM_NS, "/rhev/data-center/", "/run/vdsm/storage/", *sorted(KNOWN_PLACEHOLDERS))
 UNKNOWN_HOST = HostFacts(None, None, None)
@@ -95,7 +98,8 @@ class LaunchXml:
     @property
     def engine_lease(self) -> LeaseSpec | None:
         """The engine's own disk lease (lockspace = the storage domain), resolved; None for a
-        plain XML or an engine XML without one. Not in ``spec`` unless LAUNCH_ENGINE_LEASE."""
+        plain XML or an engine XML without one. Not in ``spec`` unless LAUNCH_ENGINE_LEASE: the
+        lease holder adds it (the QEMU holder)."""
         return self.resolved.lease if self.resolved is not None else None
 
 
@@ -142,8 +146,10 @@ class EngineXmlPreparer:
     libvirt networks it names exist."""
 
     def __init__(self, *, conf: HostedEngineConf, roots: VdsmRoots, connection: LibvirtConnection,
-                 timeout: float, host: HostFacts = UNKNOWN_HOST) -> None:
+                 timeout: float, host: HostFacts = UNKNOWN_HOST,
+                 on_launch: Callable[[LeaseSpec | None], None] | None = None) -> None:
         self.conf = conf
+        self._on_launch = on_launch  # the lease holder's ``choose``: the engine lease of this start
         self.roots = roots
         self.host = host
         self._connection = connection
@@ -182,6 +188,8 @@ class EngineXmlPreparer:
                      engine_lease_launched=LAUNCH_ENGINE_LEASE)
             if resolved.networks:
                 await self._ensure_networks(resolved.networks, spec.source)
+        if self._on_launch is not None:
+            self._on_launch(launch.engine_lease)
         self.last = launch
         return launch
 

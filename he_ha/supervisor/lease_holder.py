@@ -15,15 +15,29 @@ cleared the moment the holder is known to be gone.
   supervisor process: right for an in-process ``test:///`` hypervisor, whose VMs end with it.
 * ``QemuHolder``: libvirt's sanlock lock plugin makes QEMU acquire it at launch (a ``<lease>``
   in the domain XML); the lease lives and dies with the VM, and sanlock fences QEMU itself.
+
+The engine's own disk lease (docs/supervisor.md, "The engine's disk lease"). When the resolved
+definition of a start carries the HE disk's volume lease (lockspace ``<SD>``, resource
+``<VOL>``), the engine-XML preparer hands it to the holder (``choose``) once per start. Only
+the QEMU holder uses it: ``acquire`` joins this host to lockspace ``<SD>`` on the domain's
+``dom_md/ids`` under its host id (already joined, by VDSM or an earlier start: nothing to do),
+and ``prepare`` puts BOTH leases in the XML, he-ha's and the engine's, so libvirt acquires both
+for QEMU in one sanlock call or the launch fails. Every observation (invariant 4's owner
+check, adoption, release) keeps asking about he-ha's lease, which QEMU holds exactly as long
+as it holds the engine's: the conservative form of the engine lease, correct with today's
+observation code. he-ha never leaves lockspace ``<SD>`` (whether it joined it or VDSM did):
+QEMU may hold the engine lease in it, and leaving would make sanlock kill QEMU.
+The keeper and worker holders ignore the engine lease (it is not handed to libvirt).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,8 +50,9 @@ from he_ha.storage.lease_errors import (
     LeaseNotHeld,
     LeaseWorkerDied,
 )
+from he_ha.storage.domain_lockspace import domain_lockspace
 from he_ha.storage.lease_keeper import Killpath, start_detached
-from he_ha.storage.lease_layout import VmLease
+from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, Lockspace, VmLease, wait_deadline
 from he_ha.storage.lease_model import HeldResource, LeaseOwner
 from he_ha.storage.leases import LeaseClient
 from he_ha.supervisor.keeper_process import (
@@ -92,6 +107,10 @@ class LeaseHolder(ABC):
     @abstractmethod
     async def release(self) -> None:
         """Give the lease up. Only once the VM is confirmed gone (the caller checks)."""
+
+    def choose(self, engine_lease: LeaseSpec | None) -> None:
+        """Once per start, from the resolved definition: the engine's disk lease, or None.
+        Only the QEMU holder protects the VM with it (see the module doc)."""
 
     def prepare(self, spec: DomainSpec) -> DomainSpec:
         """The domain XML to launch (QEMU holder: with our ``<lease>``)."""
@@ -283,20 +302,62 @@ class KeeperHolder(LeaseHolder):
 class QemuHolder(LeaseHolder):
     """QEMU holds the lease (libvirt's sanlock plugin). ``is_held`` is true only between
     ``prepare`` (the XML now carries our ``<lease>``, so libvirt acquires the lease as part
-    of the launch, or the launch fails) and ``launched``."""
+    of the launch, or the launch fails) and ``launched``.
+
+    With an engine lease chosen for the start, QEMU holds it too: ``acquire`` joins its
+    lockspace ``<SD>`` under ``host_id`` and ``prepare`` adds it beside ours."""
 
     kind = "qemu"
 
+    def __init__(self, client: LeaseClient, lease: VmLease, *, on_lost: Callable[[str], None],
+                 host_id: int | None = None, io_timeout: int = DEFAULT_IO_TIMEOUT) -> None:
+        super().__init__(client, lease, on_lost=on_lost)
+        self.host_id = host_id
+        self.io_timeout = io_timeout
+        self._engine: LeaseSpec | None = None  # the engine lease of the start under way
+        self._ready: LeaseSpec | None = None  # ... once its lockspace is joined (acquire)
+        self.domain_lockspaces: dict[str, Lockspace] = {}  # <SD> lockspaces this host is in (never left)
+
+    @property
+    def engine_lease(self) -> LeaseSpec | None:
+        """The engine lease chosen for the start under way (None: he-ha's lease alone)."""
+        return self._engine
+
+    def choose(self, engine_lease: LeaseSpec | None) -> None:
+        self._engine = engine_lease
+        self._ready = None
+
     async def acquire(self, timeout: float) -> None:
-        """Nothing to take beforehand: libvirt acquires it for QEMU at createXML."""
+        """Nothing to take beforehand: libvirt acquires the leases for QEMU at createXML. With
+        an engine lease, this host must be in its lockspace first (LeaseError otherwise)."""
+        lease = self._engine
+        if lease is None:
+            return
+        if self.host_id is None:
+            raise LeaseError(f"the engine lease {lease.lockspace}:{lease.key} needs this host's id in "
+                             f"lockspace {lease.lockspace}, and the QEMU holder has none")
+        lockspace = domain_lockspace(lease.lockspace, lease.path, io_timeout=self.io_timeout)
+        outcome = await self.client.join(lockspace, self.host_id, timeout=wait_deadline(lockspace.io_timeout))
+        self.domain_lockspaces[lockspace.name] = lockspace
+        log.info("storage domain lockspace for the engine lease", lockspace=lockspace.name,
+                 ids=str(lockspace.path), host_id=self.host_id, outcome=outcome.value)
+        self._ready = lease
 
     def prepare(self, spec: DomainSpec) -> DomainSpec:
+        if self._engine is not None and self._ready is not self._engine:
+            # Never launch with a lease in a lockspace this host was not seen to join.
+            lease = self._engine
+            raise LeaseNotHeld("launch", 0, "lockspace not joined", f"engine lease {lease.lockspace}:{lease.key}",
+                               f"lockspace {lease.lockspace} not joined for this start: not launched")
         prepared = with_lease(spec, self.lease)
+        if self._ready is not None:
+            prepared = add_lease(prepared, self._ready)
         self._held = True
         return prepared
 
     def launched(self) -> None:
         self._held = False
+        self._engine = self._ready = None  # single-use: the next start chooses again
 
     async def check(self, ctx: LeaseContext) -> bool | None:
         return owned_by_us(ctx)
@@ -308,6 +369,20 @@ class QemuHolder(LeaseHolder):
 def with_lease(spec: DomainSpec, lease: VmLease) -> DomainSpec:
     """The domain XML with our VM lease as its only ``<lease>`` device."""
     return inject_lease(spec, LeaseSpec(lease.lockspace, lease.resource, lease.path, lease.offset))
+
+
+def add_lease(spec: DomainSpec, lease: LeaseSpec) -> DomainSpec:
+    """The domain XML with ``lease`` added after its ``<lease>`` devices (the engine lease
+    beside ours: libvirt's sanlock plugin acquires all of them for QEMU, or none)."""
+    root = ET.fromstring(spec.xml)
+    devices = root.find("devices")
+    if devices is None:
+        devices = ET.SubElement(root, "devices")
+    element = ET.SubElement(devices, "lease")
+    ET.SubElement(element, "lockspace").text = lease.lockspace
+    ET.SubElement(element, "key").text = lease.key
+    ET.SubElement(element, "target", path=str(lease.path), offset=str(lease.offset))
+    return replace(spec, xml=ET.tostring(root, encoding="unicode"))
 
 
 def owned_by_us(ctx: LeaseContext) -> bool | None:

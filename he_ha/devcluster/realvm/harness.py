@@ -28,6 +28,7 @@ import libvirt
 from he_ha.config import load_hosted_engine_conf
 from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, Supervisor
 from he_ha.devcluster.realvm.domain import engine_domain_xml, health_url, write_vm_conf
+from he_ha.devcluster.realvm.engine_lease import engine_lease_xml, write_engine_lease
 from he_ha.devcluster.realvm.image import HEALTH_BODY, EngineImage, engine_image
 from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
 
@@ -87,11 +88,23 @@ class RealVmCluster:
             self._watcher.stop()
         self.cluster.__exit__(exc_type, exc, tb)
 
-    def _write_vm_conf(self, host: Host) -> None:
+    def _write_vm_conf(self, host: Host, *, engine_lease: bool = False) -> None:
         vm_conf = load_hosted_engine_conf(Path(host.cli_env()["HE_HA_HOSTED_ENGINE_CONF"])).vm_conf
         xml = engine_domain_xml(ENGINE_NAME, ENGINE_UUID, self.image, http_port=self.ports[host.host_id],
                                 console=host.root / "engine-console.log")
+        if engine_lease:
+            assert host.deployment is not None
+            xml = engine_lease_xml(xml, host.deployment, host.root)
         write_vm_conf(vm_conf, ENGINE_NAME, ENGINE_UUID, xml)
+
+    def use_engine_lease(self) -> None:
+        """Before any supervisor starts: the storage domain's lockspace ``<SD>`` and the HE
+        disk's volume lease written (he_ha/devcluster/realvm/engine_lease.py), and every host's
+        vm.conf an engine XML carrying that lease, so he-ha protects the VM with it too."""
+        first = self.hosts[0]
+        write_engine_lease(first.view, first.daemon.run_dir)
+        for host in self.hosts:
+            self._write_vm_conf(host, engine_lease=True)
 
     def start_supervisor(self, host: Host, *extra: str) -> Supervisor:
         return host.start_supervisor(*SUPERVISOR_ARGS, *extra)
