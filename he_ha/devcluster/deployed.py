@@ -28,7 +28,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from he_ha.ovirt.domain_meta import METADATA_SIZE, escape_tag, metadata_slot_offset
 from he_ha.ovirt.layout import mount_dir_name
 
 BLANK = "00000000-0000-0000-0000-000000000000"
@@ -49,8 +49,6 @@ VOLUME_MODE = 0o660
 MAILBOX_BYTES = 16 * MIB
 LEASE_BYTES = MIB  # <VOL>.lease: one sanlock resource at 1 MiB alignment
 EXTENT = 128 * MIB  # block domains: every LV is a multiple of the VG extent size
-META_BYTES = 512  # a volume's metadata block
-BLOCK_META_BASE, BLOCK_META_SLOT = MIB, 8 * 1024  # version-5 slots in the metadata LV (slot 0 reserved)
 DEFAULT_RUN_CONF = Path("/var/run/ovirt-hosted-engine-ha/vm.conf")
 VM_CONF_HEADER = "# Editing the hosted engine VM is only possible via the manager UI/API"
 SPICE_CHANNELS = "smain,sdisplay,sinputs,scursor,splayback,srecord,ssmartcard,susbredir"
@@ -59,7 +57,6 @@ ARCHIVE_ORDER = ("vm.conf", "broker.conf", "version", "fhanswers.conf", "hosted-
 # LVM's special volumes of a block domain and their sizes before rounding to extents (§1.7)
 BLOCK_SPECIAL = {"metadata": 128 * MIB, "ids": 8 * MIB, "leases": 2048 * MIB, "xleases": 1024 * MIB,
                  "inbox": 16 * MIB, "outbox": 16 * MIB, "master": 1024 * MIB}
-_TAG_SAFE = re.compile(r"[a-zA-Z0-9_+.\-/=!:#]")
 
 
 @dataclass(frozen=True)
@@ -180,7 +177,7 @@ def volume_meta_text(d: Deployment, disk: HeDisk) -> str:
     """``KEY=VALUE`` lines sorted by key, then ``EOF``; at most 512 bytes."""
     values = volume_metadata(d, disk)
     text = "".join(f"{key}={values[key]}\n" for key in sorted(values)) + "EOF\n"
-    assert len(text.encode()) <= META_BYTES, "volume metadata overflows its 512-byte block"
+    assert len(text.encode()) <= METADATA_SIZE, "volume metadata overflows its 512-byte block"
     return text
 
 
@@ -476,14 +473,14 @@ def lay_out_block_domain(root: Path, d: Deployment, shared_conf: str, *, run_lin
     lvs: dict[str, dict[str, object]] = {name: {"size": _extents(size) * EXTENT, "tags": []}
                                          for name, size in sizes.items() if name in BLOCK_SPECIAL}
     with (vg / "metadata").open("r+b") as metadata:
-        for slot, disk in enumerate(d.disks, start=1):
-            metadata.seek(BLOCK_META_BASE + slot * BLOCK_META_SLOT)
-            metadata.write(volume_meta_text(d, disk).encode().ljust(META_BYTES, b"\0"))
+        for slot, disk in enumerate(d.disks, start=1):  # version 5: slot 0 is reserved
+            metadata.seek(metadata_slot_offset(5, slot))
+            metadata.write(volume_meta_text(d, disk).encode().ljust(METADATA_SIZE, b"\0"))
             lvs[disk.volume] = {"size": _extents(disk.size) * EXTENT,
                                 "tags": [f"IU_{disk.image}", f"MD_{slot}", f"PU_{BLANK}"]}
     conf = d.disk("conf")
     copy_archive(deploy_archive(d, shared_conf), vg / conf.volume, truncate=False)
-    tags = ["RHAT_storage_domain"] + [f"MDT_{_tag_escape(line)}" for line in sealed_lines(domain_metadata(d))]
+    tags = ["RHAT_storage_domain"] + [f"MDT_{escape_tag(line)}" for line in sealed_lines(domain_metadata(d))]
     side = root / "lvm" / f"{d.sd_uuid}.json"
     side.parent.mkdir(parents=True, exist_ok=True)
     side.write_text(json.dumps({"vg": {"name": d.sd_uuid, "uuid": d.vg_uuid, "extent_size": EXTENT, "tags": tags},
@@ -503,11 +500,6 @@ def _block_sizes(d: Deployment) -> dict[str, int]:
 
 def _extents(size: int) -> int:
     return -(-size // EXTENT)
-
-
-def _tag_escape(text: str) -> str:
-    """LVM tag escaping VDSM uses for the domain metadata: ``&<decimal code>&`` (§1.7)."""
-    return "".join(char if _TAG_SAFE.fullmatch(char) else f"&{ord(char)}&" for char in text)
 
 
 def install_host(view: HostView, host_id: int, overrides: dict[str, str] | None = None) -> Path:

@@ -1,17 +1,20 @@
 """A host as ``hosted-engine --deploy`` and VDSM left it, and the engine's VM definition on it.
 
 - ``layout``: where the hosted-engine volumes are (VDSM's storage-domain layout);
+- ``domain_meta``: what the storage domain records about its volumes (the volume metadata
+  block, a block domain's LV tags and metadata slots);
 - ``ovf``: the engine's OVF converted into vm.conf, as the original agent converts it;
 - ``ovf_store``: the OVF_STORE volumes of the storage domain, and ``<vmid>.ovf`` read from them;
 - ``engine_xml``: the engine's domain XML made startable (what VDSM and its hook do at create);
 - ``vm_definition``: the VM definition from the best source (OVF_STORE, vm.conf files, the
   configuration volume), and the vm.conf files written from it.
 
-One public name per concept here. Where two modules have their own spelling of one concept,
-the one exported is the one to use: ``parse_volume_metadata`` (ovf_store's, bytes or text);
-a block domain's LV tags as ``BlockDomainTags`` / ``block_tags_from_json`` (engine_xml's;
-``find_domain_stores`` reads the tags itself). Everything but ``layout`` is imported on first
-use, so the ``hosted-engine`` shim, which needs only the layout, does not load libvirt.
+One public name per concept here, each from the one module that implements it: the volume
+metadata (``parse_volume_metadata``, bytes or text) and a block domain's LV tags
+(``BlockDomainTags``, read by ``load_block_tags``) are domain_meta's, which ovf_store and
+engine_xml both use (``find_domain_stores`` reads the tags itself). Everything but ``layout``
+is imported on first use, so the ``hosted-engine`` shim, which needs only the layout, does
+not load libvirt.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from he_ha.ovirt.layout import (
 )
 
 _LAZY = {
+    "domain_meta": ("BlockDomainTags", "DomainMetaError", "load_block_tags", "metadata_slot_offset",
+                    "parse_volume_metadata"),
     "ovf": ("OvfConversion", "OvfError", "convert_ovf", "describe_changes", "parse_vm_conf", "render_vm_conf"),
     "ovf_store": ("OvfStore", "OvfStoreError", "StoreRead", "StoreScan", "find_domain_stores",
-                  "parse_volume_metadata", "read_vm_conversion", "read_vm_ovf"),
-    "engine_xml": ("BlockDomainTags", "EngineXmlError", "HostFacts", "PlaceholderError", "ResolveContext",
-                   "ResolvedEngineXml", "UnresolvedVolume", "VolumeInfo", "VolumeLookup", "VolumeLookupError",
-                   "block_tags_from_json", "block_volume_lookup", "file_volume_lookup", "read_host_facts",
-                   "resolve_engine_xml", "vdsm_network_xml"),
+                  "read_vm_conversion", "read_vm_ovf"),
+    "engine_xml": ("EngineXmlError", "HostFacts", "PlaceholderError", "ResolveContext", "ResolvedEngineXml",
+                   "UnresolvedVolume", "VolumeInfo", "VolumeLookup", "VolumeLookupError", "block_volume_lookup",
+                   "file_volume_lookup", "read_host_facts", "resolve_engine_xml", "vdsm_network_xml"),
     "vm_definition": ("DefinitionError", "DefinitionPlan", "Expected", "OvfStoreVmConf", "Resolution", "SourceNote",
                       "VmDefinition", "ovf_store_source", "write_vm_conf"),
 }

@@ -24,29 +24,41 @@ it is. Every lease must be in the hosted-engine storage domain's lockspace (§4.
 The resolver is pure: the host's facts come in a ``HostFacts``, the volumes through a
 ``VolumeLookup`` callable. The helpers below the resolver build those from a host's files
 (``read_host_facts``, ``file_volume_lookup``, ``block_volume_lookup``); they read files and
-run nothing but the ``rpm`` query passed to ``read_host_facts``.
+run nothing but the ``rpm`` query passed to ``read_host_facts``. What the storage domain
+records (volume metadata, a block domain's tags and slots) is read with he_ha.ovirt.domain_meta.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
+from he_ha.ovirt.domain_meta import (
+    IMAGE_TAG,
+    LEASES_LV,
+    META_SUFFIX,
+    METADATA_LV,
+    METADATA_SIZE,
+    SLOT_TAG,
+    BlockDomainTags,
+    DomainMetaError,
+    load_block_tags,
+    metadata_slot,
+    metadata_slot_offset,
+    parse_volume_metadata,
+    tag_values,
+    volume_lease_offset,
+)
 from he_ha.ovirt.layout import BLOCK_DIR, GLUSTER_DIR, VdsmRoots, mount_dir_name
+from he_ha.ovirt.ovf import OVIRT_VM_NS
 from he_ha.vm.domain_xml import LeaseSpec
 from he_ha.vm.errors import DomainXmlError
 
-OVIRT_VM_NS = "http://ovirt.org/vm/1.0"
-MIB = 1024 * 1024
-RESERVED_LEASES = 100  # block domains: volume leases start at slot 100 of the leases LV (§1.7)
-METADATA_SIZE = 512  # one volume's metadata block (§1.6)
-BLOCK_META_BASE_V5, BLOCK_META_SLOT_V5 = MIB, 8 * 1024  # version 5 slots in the metadata LV (§1.7)
 FORMATS = {"RAW": "raw", "COW": "qcow2"}  # volume FORMAT -> <driver type=...> (§4.3)
 HOOK_CHANNEL = "org.ovirt.hosted-engine-setup.0"
 CHANNEL_DIR = "/var/lib/libvirt/qemu/channels"
@@ -432,18 +444,6 @@ def _networks(root: ET.Element) -> tuple[frozenset[str], frozenset[str]]:
 
 # ---- lookups and host facts from a host's files (I/O) ---------------------------------------
 
-def parse_volume_metadata(text: str) -> dict[str, str]:
-    """A volume's ``KEY=VALUE`` block (§1.6): NULs stripped, up to the ``EOF`` line."""
-    values = {}
-    for line in text.rstrip("\0").splitlines():
-        if line.startswith("EOF"):
-            break
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
-    return values
-
-
 def _format_of(values: dict[str, str], sd: str, image: str, volume: str, where: Path) -> str:
     if "NONE" in values:
         raise VolumeLookupError(sd, image, volume, f"its metadata at {where} is cleared (NONE)", [where])
@@ -477,9 +477,9 @@ def file_volume_lookup(roots: VdsmRoots, domain_type: str = "nfs", storage: str 
             tried.append(path)
             if not path.is_file():
                 continue
-            meta = path.with_name(f"{volume}.meta")
+            meta = path.with_name(volume + META_SUFFIX)
             try:
-                values = parse_volume_metadata(meta.read_text(encoding="utf-8", errors="replace"))
+                values = parse_volume_metadata(meta.read_bytes())
             except OSError as exc:
                 raise VolumeLookupError(sd, image, volume, f"its metadata cannot be read: {exc}", [meta]) from None
             fmt = _format_of(values, sd, image, volume, meta)
@@ -492,42 +492,21 @@ def file_volume_lookup(roots: VdsmRoots, domain_type: str = "nfs", storage: str 
     return lookup
 
 
-@dataclass(frozen=True)
-class BlockDomainTags:
-    """The LVM tags of one block domain (§1.7): the VG's (``MDT_`` domain metadata) and each LV's."""
-
-    vg_tags: tuple[str, ...]
-    lv_tags: Mapping[str, tuple[str, ...]]
-    source: str  # where they were read, for messages
-
-    def metadata(self) -> dict[str, str]:
-        """The domain metadata from the ``MDT_KEY=VALUE`` tags, ``&<code>&`` escapes undone."""
-        values = {}
-        for tag in self.vg_tags:
-            if tag.startswith("MDT_"):
-                key, _, value = re.sub(r"&(\d+)&", lambda m: chr(int(m[1])), tag[4:]).partition("=")
-                values[key] = value
-        return values
-
-
 def block_tags_from_json(path: Path) -> BlockDomainTags:
-    """The side JSON a test fixture keeps instead of LVM: ``{"vg": {"tags": [...]},
-    "lvs": {"<LV>": {"tags": [...]}, ...}}``."""
+    """A block domain's tags from the devcluster's side file (he_ha.ovirt.domain_meta's
+    ``load_block_tags``), a problem with it raised as an EngineXmlError: the start path
+    (he_ha.supervisor.engine_launch) fails a start on that error type."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return BlockDomainTags(tuple(data["vg"]["tags"]),
-                               {name: tuple(lv.get("tags", ())) for name, lv in data["lvs"].items()}, str(path))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise EngineXmlError(f"{path}: cannot read the LVM tags: {exc!r}") from None
+        return load_block_tags(path)
+    except DomainMetaError as exc:
+        raise EngineXmlError(str(exc)) from None
 
 
 def block_volume_lookup(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -> VolumeLookup:
     """Volumes of a block domain (§1.7): the active LV ``/dev/<SD>/<VOL>`` whose ``IU_`` tag is
     the image; FORMAT from its ``MD_<slot>`` block of the ``metadata`` LV; its lease in
     ``/dev/<SD>/leases`` at (100 + slot) × the domain's ALIGNMENT (1 MiB when not recorded)."""
-    domain = tags.metadata()
-    version = int(domain.get("VERSION", "5") or 5)
-    alignment = int(domain.get("ALIGNMENT", MIB) or MIB)
+    version, alignment = tags.version, tags.alignment
 
     def lookup(sd: str, image: str, volume: str) -> VolumeInfo:
         vg = roots.dev_root / sd
@@ -539,27 +518,25 @@ def block_volume_lookup(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -
         lv_tags = tags.lv_tags.get(volume)
         if lv_tags is None:
             raise VolumeLookupError(sd, image, volume, f"no tags for this LV in {tags.source}", [path])
-        images = [tag[3:] for tag in lv_tags if tag.startswith("IU_")]
+        images = tag_values(lv_tags, IMAGE_TAG)
         if images != [image]:
             raise VolumeLookupError(sd, image, volume, f"the LV's image tags are {images} ({tags.source})", [path])
-        slots = [tag[3:] for tag in lv_tags if tag.startswith("MD_")]
-        if len(slots) != 1 or not slots[0].isdigit():
-            raise VolumeLookupError(sd, image, volume, f"no single MD_<slot> tag in {tags.source}", [path])
-        slot = int(slots[0])
-        meta = vg / "metadata"
-        offset = BLOCK_META_BASE_V5 + slot * BLOCK_META_SLOT_V5 if version >= 5 else slot * METADATA_SIZE
+        slot = metadata_slot(lv_tags)
+        if slot is None:
+            raise VolumeLookupError(sd, image, volume, f"no single {SLOT_TAG}<slot> tag in {tags.source}", [path])
+        meta = vg / METADATA_LV
+        offset = metadata_slot_offset(version, slot)
         try:
             with meta.open("rb") as file:
                 file.seek(offset)
                 block = file.read(METADATA_SIZE)
         except OSError as exc:
             raise VolumeLookupError(sd, image, volume, f"the metadata LV cannot be read: {exc}", [meta]) from None
-        fmt = _format_of(parse_volume_metadata(block.decode("utf-8", "replace")), sd, image, volume,
-                         Path(f"{meta}@{offset}"))
-        leases = vg / "leases"
+        fmt = _format_of(parse_volume_metadata(block), sd, image, volume, Path(f"{meta}@{offset}"))
+        leases = vg / LEASES_LV
         if not leases.exists():
             return VolumeInfo(sd, image, volume, path, "block", fmt, lease_problem=f"no leases LV {leases}")
-        return VolumeInfo(sd, image, volume, path, "block", fmt, leases, (RESERVED_LEASES + slot) * alignment)
+        return VolumeInfo(sd, image, volume, path, "block", fmt, leases, volume_lease_offset(slot, alignment))
 
     return lookup
 

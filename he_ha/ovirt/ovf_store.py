@@ -16,8 +16,8 @@ Where the metadata is:
 - block domains (§1.7): the ``metadata`` logical volume of VG ``<SD>``, in the slot named by
   the volume LV's tag ``MD_<slot>`` (version 5: 1 MiB + slot x 8 KiB; version 4: slot x 512),
   the data in the LV ``<SD>/<VOL>``. The tags come from LVM; he-ha does not run ``lvs`` yet,
-  so a caller hands them over (``BlockDomain``; ``load_lv_tags`` reads the devcluster's side
-  file ``R/lvm/<SD>.json``).
+  so a caller hands them over (a ``BlockDomainTags``; he_ha.ovirt.domain_meta, which also
+  parses the metadata blocks, reads the devcluster's side file ``R/lvm/<SD>.json``).
 
 Which store (§8; the original took whichever its scan found last, even one being uploaded):
 the ``Updated`` stores, newest ``Last Updated`` first, then the others; the next one is tried
@@ -43,18 +43,28 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from he_ha.config import HostedEngineConf
+from he_ha.ovirt.domain_meta import (
+    IMAGE_TAG,
+    META_SUFFIX,
+    METADATA_LV,
+    METADATA_SIZE,
+    SLOT_TAG,
+    BlockDomainTags,
+    DomainMetaError,
+    load_block_tags,
+    lv_tags_file,
+    metadata_slot,
+    metadata_slot_offset,
+    parse_volume_metadata,
+    tag_values,
+)
 from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots, VolumeNotFound, resolve_volume
 from he_ha.ovirt.ovf import OvfConversion, OvfError, convert_ovf
 
 T = TypeVar("T")
 
 OVF_STORE = "OVF_STORE"  # the engine's "Disk Description" of an OVF_STORE disk
-META_SUFFIX = ".meta"
 REMOVED_IMAGE_PREFIX = "_remove_me_"  # VDSM renames an image being deleted (§1.4)
-METADATA_SIZE = 512  # one volume's metadata block (§1.6)
-BLOCK_V5_BASE, BLOCK_V5_SLOT = 1024 * 1024, 8 * 1024  # metadata LV slots, domain version 5 (§1.7)
-BLOCK_V4_SLOT = 512  # domain version 4
-METADATA_LV = "metadata"
 TAR_BLOCK = 512
 READ_ALIGNMENT = 4096  # O_DIRECT: good for 512- and 4096-byte sectors
 READ_CHUNK = 64 * 1024  # an archive is read in chunks of this much, from offset 0, as far as needed
@@ -75,21 +85,7 @@ class OvfStoreError(Exception):
     """An OVF_STORE cannot be found or read; the message names the volume (or domain) and why."""
 
 
-# --- the volume metadata ---------------------------------------------------------------------
-
-
-def parse_volume_metadata(data: bytes | str) -> dict[str, str]:
-    """A volume's metadata block (§1.6): trailing NULs stripped, up to the ``EOF`` line, lines
-    without ``=`` ignored, white space around keys and values stripped."""
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    values: dict[str, str] = {}
-    for line in text.rstrip("\0").splitlines():
-        if line.startswith("EOF"):
-            break
-        if "=" in line:
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip()
-    return values
+# --- the volume description ------------------------------------------------------------------
 
 
 def ovf_store_description(description: str | None) -> dict[str, Any] | None:
@@ -221,63 +217,30 @@ def find_file_stores(domain_dir: Path) -> StoreScan:
     return StoreScan(str(domain_dir), tuple(stores), tuple(skipped))
 
 
-@dataclass(frozen=True)
-class BlockDomain:
-    """A block domain's logical volumes and their tags (which LVM keeps, not the files)."""
-
-    sd_uuid: str
-    lv_dir: Path  # <dev root>/<SD>: the LVs, metadata among them
-    lv_tags: Mapping[str, Sequence[str]]  # LV name -> its tags (IU_<IMG>, MD_<slot>, PU_<parent>)
-    version: int  # the domain version (VG tag MDT_VERSION): where the metadata slots are
-
-
-def metadata_slot_offset(version: int, slot: int) -> int:
-    """Where slot ``slot`` is in the ``metadata`` LV of a domain of ``version`` (§1.7)."""
-    return BLOCK_V5_BASE + slot * BLOCK_V5_SLOT if version >= 5 else slot * BLOCK_V4_SLOT
-
-
-def load_lv_tags(path: Path, sd_uuid: str, lv_dir: Path) -> BlockDomain:
-    """A BlockDomain from a tags file ``{"vg": {"tags": [...]}, "lvs": {name: {"tags": [...]}}}``
-    (the devcluster's stand-in for LVM's tags). OvfStoreError when it is unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        vg_tags = [str(tag) for tag in data["vg"]["tags"]]
-        lvs = {str(name): tuple(str(tag) for tag in lv.get("tags", ())) for name, lv in data["lvs"].items()}
-    except OSError as exc:
-        raise OvfStoreError(f"block domain {sd_uuid}: cannot read the LV tags file {path}: {exc.strerror or exc}") \
-            from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise OvfStoreError(f"block domain {sd_uuid}: {path} is not an LV tags file: {exc!r}") from None
-    versions = [tag.split("=", 1)[1] for tag in vg_tags if tag.startswith("MDT_VERSION=")]
-    if not versions or not versions[0].isdigit():
-        raise OvfStoreError(f"block domain {sd_uuid}: {path}: no domain version (VG tag MDT_VERSION=<n>)")
-    return BlockDomain(sd_uuid, lv_dir, lvs, int(versions[0]))
-
-
-def find_block_stores(domain: BlockDomain) -> StoreScan:
-    """The OVF_STORE volumes of a block domain: every LV with an ``MD_<slot>`` tag, its
-    metadata read from that slot of the ``metadata`` LV. Blocking."""
-    metadata_lv = domain.lv_dir / METADATA_LV
+def find_block_stores(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -> StoreScan:
+    """The OVF_STORE volumes of block domain ``sd_uuid`` (its LVs in ``<dev root>/<SD>``):
+    every LV with an ``MD_<slot>`` tag, its metadata read from that slot of the ``metadata``
+    LV. Blocking."""
+    lv_dir, version = roots.dev_root / sd_uuid, tags.version
+    metadata_lv = lv_dir / METADATA_LV
     stores, skipped = [], []
-    for name, tags in sorted(domain.lv_tags.items()):
-        slots = [tag[3:] for tag in tags if tag.startswith("MD_")]
-        images = [tag[3:] for tag in tags if tag.startswith("IU_")]
-        if not slots:
+    for name, lv_tags in sorted(tags.lv_tags.items()):
+        if not tag_values(lv_tags, SLOT_TAG):
             continue  # a special LV (ids, leases, ...): no volume metadata
-        if not slots[0].isdigit() or not images:
-            skipped.append(f"{name}: tags {list(tags)} name no metadata slot and image")
+        slot, images = metadata_slot(lv_tags), tag_values(lv_tags, IMAGE_TAG)
+        if slot is None or not images:
+            skipped.append(f"{name}: tags {list(lv_tags)} name no metadata slot and image")
             continue
-        slot = int(slots[0])
         source = f"{metadata_lv} slot {slot}"
         try:
-            block = _read_at(metadata_lv, metadata_slot_offset(domain.version, slot), METADATA_SIZE)
+            block = _read_at(metadata_lv, metadata_slot_offset(version, slot), METADATA_SIZE)
         except OvfStoreError as exc:
             skipped.append(f"{name}: {exc}")
             continue
-        store = store_from_metadata(parse_volume_metadata(block), images[0], name, domain.lv_dir / name, source)
+        store = store_from_metadata(parse_volume_metadata(block), images[0], name, lv_dir / name, source)
         if store is not None:
             stores.append(store)
-    return StoreScan(f"block domain {domain.sd_uuid} ({domain.lv_dir})", tuple(stores), tuple(skipped))
+    return StoreScan(f"block domain {sd_uuid} ({lv_dir})", tuple(stores), tuple(skipped))
 
 
 def preference_order(stores: Sequence[OvfStore]) -> list[OvfStore]:
@@ -506,13 +469,17 @@ def find_domain_stores(conf: HostedEngineConf, roots: VdsmRoots, source: Path, *
     if not sd:
         raise OvfStoreError(f"{source}: no sdUUID: the storage domain is unknown")
     if (conf.domain_type or "").lower() in BLOCK_DOMAINS:
-        if lv_tags is None and roots.dev_root != Path("/dev"):
-            candidate = roots.dev_root.parent / "lvm" / f"{sd}.json"
-            lv_tags = candidate if candidate.exists() else None
+        if lv_tags is None:
+            candidate = lv_tags_file(roots, sd)
+            lv_tags = candidate if candidate is not None and candidate.exists() else None
         if lv_tags is None:
             raise OvfStoreError(f"block domain {sd}: finding the OVF_STORE volumes needs the LV tags (MD_<slot>, "
                                 "IU_<image>); reading them with lvs is not supported yet: give a tags file")
-        return find_block_stores(load_lv_tags(lv_tags, sd, roots.dev_root / sd))
+        try:
+            tags = load_block_tags(lv_tags)
+        except DomainMetaError as exc:
+            raise OvfStoreError(f"block domain {sd}: {exc}") from None
+        return find_block_stores(roots, sd, tags)
     return find_file_stores(file_domain_dir(conf, roots, source))
 
 

@@ -53,6 +53,7 @@ from pydantic import ValidationError
 
 from he_ha.atomicfile import write_atomically
 from he_ha.config import ConfigError, HostedEngineConf, VmConf
+from he_ha.ovirt.domain_meta import lv_tags_file
 from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots
 from he_ha.ovirt.ovf import parse_vm_conf
 from he_ha.ovirt.ovf_store import OvfStoreError, find_domain_stores, read_vm_conversion
@@ -379,8 +380,8 @@ def ovf_store_source(conf: HostedEngineConf, conf_path: Path, roots: VdsmRoots) 
     if not conf.sd_uuid or not conf.domain_type:
         return None
     if conf.domain_type.lower() in BLOCK_DOMAINS:
-        tags = roots.dev_root.parent / "lvm" / f"{conf.sd_uuid}.json"
-        if roots.dev_root == Path("/dev") or not tags.exists():
+        tags = lv_tags_file(roots, conf.sd_uuid)
+        if tags is None or not tags.exists():
             return None
         return OvfStoreVmConf(conf, conf_path, roots, tags)
     return OvfStoreVmConf(conf, conf_path, roots)

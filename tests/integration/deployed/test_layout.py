@@ -20,8 +20,6 @@ from he_ha.config import load_hosted_engine_conf, parse_flat_file
 from he_ha.devcluster.deployed import (
     ARCHIVE_BYTES,
     BLANK,
-    BLOCK_META_BASE,
-    BLOCK_META_SLOT,
     GIB,
     MIB,
     Deployment,
@@ -326,7 +324,7 @@ def test_block_domain_contents(tmp_path: Path) -> None:
         for disk in d.disks:
             (slot,) = [int(tag[3:]) for tag in side["lvs"][disk.volume]["tags"] if tag.startswith("MD_")]
             assert f"IU_{disk.image}" in side["lvs"][disk.volume]["tags"]
-            metadata.seek(BLOCK_META_BASE + slot * BLOCK_META_SLOT)
+            metadata.seek(MIB + slot * 8 * 1024)  # version 5: 1 MiB + slot x 8 KiB (§1.7)
             values = meta_values(metadata.read(512).rstrip(b"\0").decode())
             assert (values["IMAGE"], values["DISKTYPE"], values["TYPE"]) == (disk.image, DISKS[disk.role][0],
                                                                             "PREALLOCATED")

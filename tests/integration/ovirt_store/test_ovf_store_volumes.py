@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.config import load_hosted_engine_conf
+from he_ha.ovirt.domain_meta import metadata_slot_offset
 from he_ha.ovirt.layout import VdsmRoots
 from he_ha.ovirt.ovf import convert_ovf
 from he_ha.ovirt.ovf_store import (
@@ -23,7 +24,6 @@ from he_ha.ovirt.ovf_store import (
     file_domain_dir,
     find_domain_stores,
     find_file_stores,
-    metadata_slot_offset,
     read_vm_conversion,
 )
 from tests.integration.ovirt_store.engine_store import (

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from he_ha.config import load_hosted_engine_conf
+from he_ha.ovirt.domain_meta import BlockDomainTags, load_block_tags, metadata_slot_offset, parse_volume_metadata
+from he_ha.ovirt.layout import VdsmRoots
 from he_ha.ovirt.ovf_store import (
-    BlockDomain,
     OvfStore,
     OvfStoreError,
     StoreScan,
     find_block_stores,
-    load_lv_tags,
-    metadata_slot_offset,
+    find_domain_stores,
     ovf_store_description,
     parse_java_date,
-    parse_volume_metadata,
     preference_order,
     read_member,
     read_vm_ovf,
@@ -206,12 +206,6 @@ def test_read_vm_ovf_tries_the_next_store_and_reports_all_failures(tmp_path: Pat
 # --- block domains -----------------------------------------------------------------------------
 
 
-def test_metadata_slot_offsets() -> None:
-    assert metadata_slot_offset(5, 1) == 1024 * 1024 + 8192
-    assert metadata_slot_offset(5, 5) == 1024 * 1024 + 5 * 8192
-    assert metadata_slot_offset(4, 4) == 2048
-
-
 @pytest.mark.parametrize("version", [4, 5])
 def test_block_stores_from_tags_and_metadata_slots(tmp_path: Path, version: int) -> None:
     lv_dir = tmp_path / SD
@@ -228,22 +222,29 @@ def test_block_stores_from_tags_and_metadata_slots(tmp_path: Path, version: int)
         "lvs": {"metadata": {"tags": []}, "ovfvol": {"tags": ["IU_ovfimg", "MD_6", "PU_x"]},
                 "mdvol": {"tags": ["IU_mdimg", "MD_7"]}},
     }))
-    domain = load_lv_tags(tags_file, SD, lv_dir)
-    assert domain == BlockDomain(SD, lv_dir, {"metadata": (), "ovfvol": ("IU_ovfimg", "MD_6", "PU_x"),
-                                              "mdvol": ("IU_mdimg", "MD_7")}, version)
-    scan = find_block_stores(domain)
+    tags = load_block_tags(tags_file)
+    assert tags == BlockDomainTags(("RHAT_storage_domain", f"MDT_VERSION={version}"),
+                                   {"metadata": (), "ovfvol": ("IU_ovfimg", "MD_6", "PU_x"),
+                                    "mdvol": ("IU_mdimg", "MD_7")}, str(tags_file))
+    assert tags.version == version
+    scan = find_block_stores(VdsmRoots(dev_root=tmp_path), SD, tags)
     assert [(s.image, s.volume, s.path, s.size) for s in scan.stores] == [("ovfimg", "ovfvol", lv_dir / "ovfvol",
                                                                           10240)]
     assert scan.stores[0].metadata_source == f"{lv_dir / 'metadata'} slot 6"
 
 
-def test_tags_file_problems_are_named(tmp_path: Path) -> None:
-    with pytest.raises(OvfStoreError, match="cannot read the LV tags file"):
-        load_lv_tags(tmp_path / "missing.json", SD, tmp_path)
-    bad = tmp_path / "bad.json"
+def test_tags_file_problems_are_named_for_the_domain(tmp_path: Path) -> None:
+    conf_path = tmp_path / "hosted-engine.conf"
+    conf_path.write_text(f"vmid={VMID}\nhost_id=1\ndomainType=iscsi\nstorage=192.0.2.10\nsdUUID={SD}\n"
+                         "gateway=192.0.2.1\n")
+    conf, roots = load_hosted_engine_conf(conf_path), VdsmRoots(dev_root=tmp_path / "dev")
+    with pytest.raises(OvfStoreError, match=f"block domain {SD}: cannot read the LV tags file"):
+        find_domain_stores(conf, roots, conf_path, lv_tags=tmp_path / "missing.json")
+    bad = tmp_path / "lvm" / f"{SD}.json"  # found by itself under the relocated root
+    bad.parent.mkdir()
     bad.write_text('{"vg": {"tags": []}, "lvs": {}}')
-    with pytest.raises(OvfStoreError, match="no domain version"):
-        load_lv_tags(bad, SD, tmp_path)
+    with pytest.raises(OvfStoreError, match=f"block domain {SD}: {bad}: no domain version"):
+        find_domain_stores(conf, roots, conf_path)
     bad.write_text("[]")
-    with pytest.raises(OvfStoreError, match="is not an LV tags file"):
-        load_lv_tags(bad, SD, tmp_path)
+    with pytest.raises(OvfStoreError, match=f"block domain {SD}: {bad} is not an LV tags file"):
+        find_domain_stores(conf, roots, conf_path)
