@@ -94,11 +94,16 @@ class LaunchXmlView(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    xml: str  # exactly what goes to libvirt (with the lease holder's <lease>, if it adds one)
+    # exactly what goes to libvirt: made by the lease holder's own prepare, as at a start; with the
+    # QEMU holder two <lease> elements, he-ha's then the engine's disk lease (when the definition
+    # carries one); the keeper and worker holders add none
+    xml: str
     engine_xml: bool  # resolved as the engine's XML (placeholders, volumes, hook); False: a plain XML, as is
     changes: list[str]  # what the resolution changed, one line each
     networks: list[str]  # libvirt networks the domain needs (a start creates a missing vdsm-<net>)
-    engine_lease: LeaseView | None  # the engine's own disk lease, resolved (not launched yet)
+    # the engine's own disk lease, resolved: in ``xml`` (and held by QEMU) with the QEMU holder,
+    # which joins its lockspace <SD> at the start; left out of ``xml`` by the keeper and worker holders
+    engine_lease: LeaseView | None
 
 
 class VmDefinitionDetail(BaseModel):

@@ -10,6 +10,7 @@ result. Publish is done by the tick itself (it must finish before the tick does)
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from he_ha.ovirt.vm_definition import BAD, DefinitionPlan, Expected, Resolution,
 from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere
 from he_ha.storage.lease_layout import wait_deadline
 from he_ha.supervisor.engine_launch import EngineXmlPreparer, LaunchXml
-from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder, with_lease
+from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
 from he_ha.supervisor.observe import Completed
 from he_ha.vm import (
     DomainId,
@@ -375,8 +376,10 @@ class ActionExecutor:
 
     async def preview_launch(self) -> LaunchXml:
         """The domain XML a start would hand libvirt now, from the definition in use (not
-        refreshed): resolved, and with the lease the holder adds (the QEMU holder's ``<lease>``).
-        Creates no network. DomainXmlError when there is no usable definition or it does not resolve."""
+        refreshed): resolved, then through the lease holder's own ``prepare``, as ``start_vm``
+        does (the QEMU holder: he-ha's ``<lease>``, then the engine's disk lease when the
+        definition carries one). Creates no network, joins no lockspace, leaves the holder as it
+        was. DomainXmlError when there is no usable definition or it does not resolve."""
         definition = self._specs.in_use()
         if definition is None or definition.spec is None:
             raise DefinitionUnavailable(self._specs.state().problem or "no usable VM definition")
@@ -384,9 +387,16 @@ class ActionExecutor:
             launch = LaunchXml(definition.spec, None)
         else:
             launch = await self._engine_xml.resolve(definition.spec)
-        if isinstance(self._holder, QemuHolder):  # what QemuHolder.prepare does, without taking its token
-            launch = LaunchXml(with_lease(launch.spec, self._holder.lease), launch.resolved)
-        return launch
+        holder = self._holder
+        if isinstance(holder, QemuHolder):
+            # A copy of the holder, told this start's engine lease as the preparer tells the
+            # real one (choose) and marked as if acquire had joined its lockspace <SD>: its
+            # prepare then builds the very XML the launch would, while the real holder's
+            # single-use start state (and is_held) stays untouched.
+            holder = copy.copy(holder)
+            holder.choose(launch.engine_lease)
+            holder._ready = launch.engine_lease  # what acquire records after joining <SD>
+        return LaunchXml(holder.prepare(launch.spec), launch.resolved)
 
     async def shutdown(self, timeout: float) -> ActionResult:
         return await self._shutdown(timeout)

@@ -17,8 +17,10 @@ from he_ha.storage.lease_errors import LeaseConfigError, LeaseError, LeaseNotHel
 from he_ha.storage.lease_layout import MIB, Lockspace, VmLease
 from he_ha.storage.lease_model import JoinOutcome
 from he_ha.supervisor.engine_launch import EngineXmlPreparer
+from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.supervisor.lease_holder import QemuHolder, WorkerHolder, add_lease
 from he_ha.vm import DomainSpec, LeaseSpec, LibvirtConnection, leases_in, parse_domain_xml
+from tests.unit.supervisor.test_ovf_source import IDENTITY
 from tests.unit.supervisor.test_ovf_source_launch import HOST, engine_host, engine_spec
 
 SD = "5ab5e4f0-31a4-4b3c-a5a7-2b1c48c4cd35"
@@ -144,3 +146,38 @@ async def test_the_preparer_tells_the_holder_the_engine_lease_of_each_start(tmp_
     finally:
         preparer.close()
         await connection.close()
+
+
+async def test_the_resolved_preview_is_the_xml_the_start_hands_libvirt(tmp_path: Path) -> None:
+    """``he-ha vm-conf --resolved`` / ``?resolved=true``: with the QEMU holder and an engine lease
+    the preview carries both ``<lease>`` elements in the order the launch puts them (he-ha's, then
+    the engine's), built by the holder's own prepare; the holder itself is left as it was."""
+    host, disk = engine_host(tmp_path)
+    plan = host.plan()
+    specs = SpecSource(plan, IDENTITY, plan.resolve(), timeout=5)
+    connection = LibvirtConnection("test:///default")
+    client = FakeClient()
+    holder = qemu(client)
+    preparer = EngineXmlPreparer(conf=host.conf, roots=host.roots, connection=connection, timeout=5, host=HOST,
+                                 on_launch=holder.choose)
+    executor = ActionExecutor(vm=None, holder=holder, specs=specs, health=None, notifier=None,  # type: ignore[arg-type]
+                              on_done=lambda done: None, migrate_uri="", io_timeout=1, engine_xml=preparer)
+    try:
+        preview = await executor.preview_launch()
+        engine = preview.engine_lease
+        assert engine is not None and (engine.lockspace, engine.key) == (host.conf.sd_uuid, disk.volume)
+        assert leases_in(preview.spec) == [LeaseSpec(OURS.lockspace, OURS.resource, OURS.path, OURS.offset), engine]
+        assert client.joins == [] and holder.engine_lease is None and not holder.is_held()
+        # the start's own path: the preparer tells the holder, acquire joins <SD>, prepare builds the XML
+        launch = await preparer.resolve(engine_spec(host))
+        holder.choose(launch.engine_lease)
+        await holder.acquire(5)
+        launched = holder.prepare(launch.spec)
+        holder.launched()
+        assert launched.xml == preview.spec.xml
+        # keeper and worker holders: the engine lease stays out, as at their launch
+        executor._holder = WorkerHolder(client, OURS, on_lost=lambda reason: None)  # type: ignore[arg-type]
+        assert leases_in((await executor.preview_launch()).spec) == []
+    finally:
+        preparer.close()
+        specs.close()
