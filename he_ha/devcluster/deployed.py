@@ -20,16 +20,25 @@ metadata in the ``metadata`` LV's version-5 slots, and the VG/LV tags (the domai
 ``MDT_`` tags) in a side JSON file ``R/lvm/<SD>.json``, since plain files carry no tags.
 
 Volume files are sparse; the VM disk is small (its capacity is a parameter).
+
+OVF_STORE (optional, file domains; §1.12 step 7, §3.1, §3.2): ``add_ovf_stores`` creates the
+pair of 128 MiB volumes the engine adds after deploy (``DISKTYPE=OVFS``, the never-updated JSON
+description), ``update_ovf_store`` performs one engine update of one of them: description
+``Updated:false``, the ustar archive (``info.json``, ``<vmid>.ovf``, ``metadata.json``, padded to
+10240 bytes) at offset 0 without truncating, description ``Updated:true`` with ``Size`` and
+``Last Updated`` (Java's ``Date.toString()``). Without them the layout is as before.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -163,19 +172,21 @@ def sealed_lines(values: dict[str, str]) -> list[str]:
     return lines + [f"_SHA_CKSUM={metadata_checksum(lines)}"]
 
 
-def volume_metadata(d: Deployment, disk: HeDisk) -> dict[str, str]:
-    """A version-5 volume's metadata (§1.6)."""
+def volume_metadata(d: Deployment, disk: HeDisk, description: str | None = None) -> dict[str, str]:
+    """A version-5 volume's metadata (§1.6); ``description``: DESCRIPTION other than the disk's own
+    (an OVF_STORE's JSON)."""
     return {
-        "CAP": str(disk.size), "CTIME": str(d.created), "DESCRIPTION": disk.description_json,
+        "CAP": str(disk.size), "CTIME": str(d.created),
+        "DESCRIPTION": disk.description_json if description is None else description,
         "DISKTYPE": disk.disktype, "DOMAIN": d.sd_uuid, "FORMAT": "RAW", "GEN": "0", "IMAGE": disk.image,
         "LEGALITY": "LEGAL", "PUUID": BLANK, "SEQ": "0",
         "TYPE": "SPARSE" if disk.sparse and not d.block else "PREALLOCATED", "VOLTYPE": "LEAF",
     }
 
 
-def volume_meta_text(d: Deployment, disk: HeDisk) -> str:
+def volume_meta_text(d: Deployment, disk: HeDisk, description: str | None = None) -> str:
     """``KEY=VALUE`` lines sorted by key, then ``EOF``; at most 512 bytes."""
-    values = volume_metadata(d, disk)
+    values = volume_metadata(d, disk, description)
     text = "".join(f"{key}={values[key]}\n" for key in sorted(values)) + "EOF\n"
     assert len(text.encode()) <= METADATA_SIZE, "volume metadata overflows its 512-byte block"
     return text
@@ -500,6 +511,94 @@ def _block_sizes(d: Deployment) -> dict[str, int]:
 
 def _extents(size: int) -> int:
     return -(-size // EXTENT)
+
+
+# --- OVF_STORE (§1.12 step 7, §3.1, §3.2) --------------------------------------------------------
+
+OVF_STORE_BYTES = 128 * MIB
+OVF_STORE_RECORD = 10240  # commons-compress pads the archive to this
+
+
+def java_date(epoch: float) -> str:
+    """Java's ``Date.toString()`` in UTC: ``Mon Jan 08 10:15:30 UTC 2024``."""
+    return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(epoch))
+
+
+def ovf_store_description(sd: str, *, updated: bool, when: str, size: int | None = None) -> str:
+    """An OVF_STORE volume's DESCRIPTION as the engine sets it (§3.1): compact JSON."""
+    values: dict[str, object] = {"Updated": updated}
+    if size is not None:
+        values["Size"] = size
+    values.update({"Last Updated": when, "Storage Domains": [{"uuid": sd}], "Disk Description": "OVF_STORE"})
+    return json.dumps(values, separators=(",", ":"))
+
+
+def ovf_store_tar(vm_uuid: str, ovf: bytes, sd: str, when: str) -> bytes:
+    """The archive ProcessOvfUpdateForStorageDomainCommand uploads (§3.2): ustar, members
+    ``info.json``, ``<vmid>.ovf``, ``metadata.json``, padded to a multiple of 10240 bytes."""
+    members = {"info.json": json.dumps({"Last Updated": when, "Storage Domains": [{"uuid": sd}]}, indent=2).encode(),
+               f"{vm_uuid}.ovf": ovf,
+               "metadata.json": json.dumps({"VM Status": {vm_uuid: 1}}, indent=2).encode()}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    data = out.getvalue()
+    assert len(data) % OVF_STORE_RECORD == 0
+    return data
+
+
+def add_ovf_stores(view: HostView, count: int = 2) -> tuple[HeDisk, ...]:
+    """The OVF_STORE volumes CreateOvfVolumeForStorageDomainCommand adds to the domain after
+    deploy (``StorageDomainOvfStoreCount`` = 2): 128 MiB sparse, ``DISKTYPE=OVFS``, never updated
+    (``Updated:false``, no date). File domains only. Returns them (role ``ovf_store``)."""
+    d = view.deployment
+    if d.block:
+        raise NotImplementedError("OVF_STORE volumes in the fixture: file domains only")
+    stores = tuple(HeDisk("ovf_store", "OVF_STORE", "OVF_STORE", "OVFS", OVF_STORE_BYTES, sparse=True)
+                   for _ in range(count))
+    for disk in stores:
+        image = _vdsm_dir(view.domain_dir / "images" / disk.image)
+        _vdsm_file(image / disk.volume, disk.size)
+        _vdsm_file(image / f"{disk.volume}.lease", LEASE_BYTES)
+        _set_ovf_store_description(view, disk, ovf_store_description(d.sd_uuid, updated=False, when=""))
+    return stores
+
+
+def update_ovf_store(view: HostView, disk: HeDisk, ovf: bytes, epoch: float | None = None) -> bytes:
+    """One engine update of the OVF_STORE ``disk`` (§3.1): ``Updated:false`` keeping the previous
+    date, the tar with ``ovf`` as ``<vmid>.ovf`` written at offset 0 without truncating,
+    ``Updated:true`` with ``Size`` and ``Last Updated`` = ``epoch`` (now by default). Returns the tar."""
+    d = view.deployment
+    path = view.domain_dir / "images" / disk.image / disk.volume
+    when = java_date(time.time() if epoch is None else epoch)
+    previous = json.loads(_ovf_store_metadata(view, disk)["DESCRIPTION"]).get("Last Updated", "")
+    _set_ovf_store_description(view, disk, ovf_store_description(d.sd_uuid, updated=False, when=previous))
+    data = ovf_store_tar(d.vm_uuid, ovf, d.sd_uuid, when)
+    with path.open("r+b") as volume:
+        volume.write(data)
+    _set_ovf_store_description(view, disk, ovf_store_description(d.sd_uuid, updated=True, when=when,
+                                                                  size=len(data)))
+    return data
+
+
+def _ovf_store_meta(view: HostView, disk: HeDisk) -> Path:
+    return view.domain_dir / "images" / disk.image / f"{disk.volume}.meta"
+
+
+def _ovf_store_metadata(view: HostView, disk: HeDisk) -> dict[str, str]:
+    lines = _ovf_store_meta(view, disk).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def _set_ovf_store_description(view: HostView, disk: HeDisk, description: str) -> None:
+    """VDSM's Volume.setDescription: the ``.meta`` rewritten with the new DESCRIPTION."""
+    meta = _ovf_store_meta(view, disk)
+    temporary = meta.with_name(meta.name + ".new")
+    _vdsm_file(temporary, text=volume_meta_text(view.deployment, disk, description))
+    os.replace(temporary, meta)
 
 
 def install_host(view: HostView, host_id: int, overrides: dict[str, str] | None = None) -> Path:

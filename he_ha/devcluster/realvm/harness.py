@@ -27,8 +27,10 @@ import libvirt
 
 from he_ha.config import load_hosted_engine_conf
 from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, Supervisor
-from he_ha.devcluster.realvm.domain import engine_domain_xml, health_url, write_vm_conf
+from he_ha.devcluster.deployed import HeDisk, add_ovf_stores, update_ovf_store
+from he_ha.devcluster.realvm.domain import MEMORY_MIB, engine_domain_xml, health_url, write_vm_conf
 from he_ha.devcluster.realvm.engine_lease import engine_lease_xml, write_engine_lease
+from he_ha.devcluster.realvm.engine_ovf import console_path, engine_ovf, engine_ovf_xml, write_host_files
 from he_ha.devcluster.realvm.image import HEALTH_BODY, EngineImage, engine_image
 from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
 
@@ -56,6 +58,9 @@ class RealVmCluster:
         self.cluster = Cluster(0, libvirtd=False, health_url="")  # storage only; the hosts are ours
         self.ports: dict[int, int] = {}
         self._watcher: SplitBrainWatcher | None = None
+        self.ovf_stores: tuple[HeDisk, ...] = ()  # use_engine_ovf: the domain's OVF_STORE volumes
+        self._ovf_template: str | None = None
+        self._host_root = False  # use_engine_ovf: supervisors read the host facts under host.root
         try:
             for n in range(1, count + 1):
                 port = free_port()
@@ -106,8 +111,43 @@ class RealVmCluster:
         for host in self.hosts:
             self._write_vm_conf(host, engine_lease=True)
 
+    def use_engine_ovf(self, template: str, *, memory_mib: int = MEMORY_MIB) -> tuple[HeDisk, ...]:
+        """Before any supervisor starts: the VM defined only by the engine's OVF in an OVF_STORE
+        volume (he_ha/devcluster/realvm/engine_ovf.py). The engine's disk lease written as for
+        ``use_engine_lease``; the domain's two OVF_STORE volumes added, the first updated with
+        ``template`` made this VM's OVF (``EngineXml`` = the tiny engine in the engine's form,
+        ``memory_mib``); every host's run-directory vm.conf removed (he-ha's last-good copy is
+        not there yet), its per-host files written (NIC config, hook channel directory, host
+        facts) and its supervisors given ``--host-root``. Returns the OVF_STORE volumes."""
+        first = self.hosts[0]
+        write_engine_lease(first.view, first.daemon.run_dir)
+        self.ovf_stores = add_ovf_stores(first.view)
+        self._ovf_template = template
+        self._host_root = True
+        for host in self.hosts:
+            host.vm_conf.unlink(missing_ok=True)
+            assert not (host.state_dir / "vm.conf").exists()
+            write_host_files(host.root, host.host_id, _libvirtd(host), self.ports[host.host_id])
+        self.update_engine_ovf(memory_mib=memory_mib, store=0, epoch=time.time() - 60)
+        return self.ovf_stores
+
+    def engine_ovf(self, *, memory_mib: int) -> bytes:
+        """The engine's OVF of this cluster's VM with ``memory_mib`` (after ``use_engine_ovf``)."""
+        assert self._ovf_template is not None, "use_engine_ovf first"
+        d = self.hosts[0].deployment
+        assert d is not None
+        xml = engine_ovf_xml(ENGINE_NAME, ENGINE_UUID, self.image, d, memory_mib=memory_mib)
+        return engine_ovf(self._ovf_template, d, xml, memory_mib=memory_mib)
+
+    def update_engine_ovf(self, *, memory_mib: int, store: int, epoch: float | None = None) -> bytes:
+        """An engine update of OVF_STORE ``store`` (Updated:false, the tar, Updated:true with
+        ``Last Updated`` = ``epoch``, now by default) with the OVF for ``memory_mib``."""
+        return update_ovf_store(self.hosts[0].view, self.ovf_stores[store], self.engine_ovf(memory_mib=memory_mib),
+                                epoch)
+
     def start_supervisor(self, host: Host, *extra: str) -> Supervisor:
-        return host.start_supervisor(*SUPERVISOR_ARGS, *extra)
+        host_root = ("--host-root", str(host.root)) if self._host_root else ()
+        return host.start_supervisor(*SUPERVISOR_ARGS, *host_root, *extra)
 
     # --- what runs where --------------------------------------------------------------------
 
@@ -173,7 +213,8 @@ class RealVmCluster:
     def console_tail(self, host: Host, chars: int = 400) -> str:
         """The end of the guest's serial console and of QEMU's own log (why a start failed)."""
         parts = []
-        for path in (host.root / "engine-console.log", _libvirtd(host).qemu_log(ENGINE_NAME)):
+        consoles = (host.root / "engine-console.log", console_path(_libvirtd(host)))  # domain.py's, engine_ovf.py's
+        for path in (*consoles, _libvirtd(host).qemu_log(ENGINE_NAME)):
             try:
                 parts.append(f"{path.name}: {path.read_text(errors='replace')[-chars:]}")
             except FileNotFoundError:

@@ -24,10 +24,14 @@ from he_ha.devcluster.deployed import (
     MIB,
     Deployment,
     HostView,
+    add_ovf_stores,
     deployed_host,
+    java_date,
     metadata_checksum,
     run_storage_paths,
+    update_ovf_store,
 )
+from he_ha.ovirt.ovf_store import find_file_stores, preference_order, read_member
 
 pytestmark = pytest.mark.root  # vdsm:kvm ownership
 
@@ -336,3 +340,29 @@ def test_block_domain_contents(tmp_path: Path) -> None:
         assert archive.getnames()[-1] == "hosted-engine.conf"
     assert parse_flat_file(conf)["domainType"] == "iscsi"
     assert os.path.realpath(view.run_link("conf")) == str(conf_lv)
+
+
+# --- OVF_STORE (§1.12 step 7) ----------------------------------------------------------------------
+
+
+def test_the_optional_ovf_store_pair_is_found_and_read_as_the_engine_left_it(nfs: tuple[HostView, Path]) -> None:
+    view, _ = nfs
+    assert find_file_stores(view.domain_dir).stores == ()  # as deploy leaves it: none
+    first, second = add_ovf_stores(view)
+    stores = {store.volume: store for store in find_file_stores(view.domain_dir).stores}
+    assert set(stores) == {first.volume, second.volume}
+    assert all(not s.updated and s.last_updated == "" and s.disktype == "OVFS" for s in stores.values())
+    path = view.domain_dir / "images" / first.image / first.volume
+    assert path.stat().st_size == 128 * MIB and (path.parent / f"{first.volume}.lease").stat().st_size == MIB
+    vm = view.deployment.vm_uuid
+    tar = update_ovf_store(view, first, b"<ovf first/>", 1_700_000_000)
+    update_ovf_store(view, second, b"<ovf second/>", 1_700_000_060)
+    assert len(tar) % 10240 == 0 and path.stat().st_size == 128 * MIB  # written in place, not truncated
+    best, other = preference_order(find_file_stores(view.domain_dir).stores)
+    assert (best.volume, best.updated, best.size, best.last_updated) == (
+        second.volume, True, len(tar), java_date(1_700_000_060))
+    assert read_member(best, f"{vm}.ovf") == b"<ovf second/>" and read_member(other, f"{vm}.ovf") == b"<ovf first/>"
+    with tarfile.open(path) as archive:
+        assert archive.getnames() == ["info.json", f"{vm}.ovf", "metadata.json"]
+    meta = (path.parent / f"{first.volume}.meta").read_text()
+    assert "DISKTYPE=OVFS\n" in meta and meta.endswith("EOF\n") and '"Updated":true' in meta
