@@ -58,6 +58,21 @@ def vm_conf_cli(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
                            *args], capture_output=True, text=True, timeout=60, check=False)
 
 
+def start_vm(host: Host, attempts: int = 3) -> None:
+    """``--vm-start`` on ``host``, again when its own supervisor destroyed the QEMU being started
+    (seen in about half the runs: a tick during the launch fires ``safety.lease-lost`` before
+    libvirt has acquired the leases for QEMU, and the start fails with "qemu unexpectedly closed
+    the monitor ... terminating on signal 15 from libvirtd"; docs/realvm.md, Findings)."""
+    for attempt in range(attempts):
+        done = hosted_engine(host, "--vm-start")
+        if done.returncode == 0:
+            return
+        assert "unexpectedly closed the monitor" in done.stderr, done
+        print(f"{host.name}: --vm-start {attempt + 1} destroyed while starting: "
+              f"{[rule_of(e) for e in host.decisions()[-6:]]}")
+    raise AssertionError(f"{host.name}: --vm-start failed {attempts} times: {done.stderr}")
+
+
 def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an_edit_at_the_next_start(
         make_realvm: Callable[[int], RealVmCluster]) -> None:
     cluster = make_realvm(2)
@@ -77,6 +92,7 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
     print(f"\nreal VM from OVF_STORE: supervisor start -> QEMU running {launched_at - started:.1f} s, "
           f"health page up {up_at - started:.1f} s")
     a.wait_for_decision(lambda e: state_of(e) == "EngineUp")
+    print("A's rules to EngineUp:", " ".join(rule_of(e) for e in a.decisions()))
     pid = cluster.qemu_pid(a)
     assert pid is not None
     # QEMU holds both leases: he-ha's and the HE disk's volume lease in the domain's lockspace <SD>
@@ -103,10 +119,10 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
     # host B: its he-ha refuses to start a second copy, for the lease (libvirt's lock failure)
     cluster.start_supervisor(b)
     b.wait_for_decision(lambda e: state_of(e) == "EngineDown")
-    # Every attempt fails; one of the first three must fail for the lease. (Seen once in four
+    # Every attempt fails; one of the first three must fail for the lease. (Seen once in five
     # runs: the first attempt failed with "qemu unexpectedly closed the monitor ... terminating on
-    # signal 15 from libvirtd" instead, i.e. B's QEMU destroyed before libvirt asked sanlock for
-    # the leases; the test prints that case with B's decisions when it happens.)
+    # signal 15 from libvirtd" instead: B's QEMU destroyed by B's own supervisor before libvirt
+    # asked sanlock for the leases, see start_vm; printed with B's decisions when it happens.)
     for attempt in range(3):
         done = hosted_engine(b, "--vm-start")
         assert done.returncode == 1, done
@@ -132,8 +148,7 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
         assert time.monotonic() < deadline, "the engine VM did not power off"
         time.sleep(0.2)
     restarted = time.monotonic()
-    done = hosted_engine(a, "--vm-start")
-    assert done.returncode == 0, done
+    start_vm(a)
     cluster.wait_running(a, not_pid=pid)
     up_again = cluster.wait_healthy(a, not_pid=pid)
     print(f"real VM from OVF_STORE: --vm-start after the edit -> health page up {up_again - restarted:.1f} s")
