@@ -29,7 +29,7 @@ from he_ha.devcluster.realvm import LeaseHolding, RealVmCluster, lease_holdings
 from he_ha.devcluster.realvm.domain import MEMORY_MIB
 from he_ha.devcluster.realvm.engine_ovf import host_serial
 from tests.integration.cli_commands.test_cli_against_daemons import hosted_engine
-from tests.realvm.test_engine_lease import engine_lease_free_for
+from tests.realvm.test_engine_lease import assert_refused_for_the_lease, engine_lease_free_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -119,20 +119,7 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
     # host B: its he-ha refuses to start a second copy, for the lease (libvirt's lock failure)
     cluster.start_supervisor(b)
     b.wait_for_decision(lambda e: state_of(e) == "EngineDown")
-    # Every attempt fails; one of the first six must fail for the lease. (In two of six runs the
-    # first attempts failed with "qemu unexpectedly closed the monitor ... terminating on signal
-    # 15 from libvirtd" instead: B's QEMU destroyed by B's own supervisor, rule
-    # safety.foreign-lease, before libvirt asked sanlock for the leases; see start_vm. Printed
-    # with B's decisions when it happens.)
-    for attempt in range(6):
-        done = hosted_engine(b, "--vm-start")
-        assert done.returncode == 1, done
-        if "refused: another host holds the VM lease" in done.stderr:
-            break
-        print(f"host B's --vm-start {attempt + 1} failed otherwise: {done.stderr.strip()}\n"
-              f"B's rules: {[rule_of(e) for e in b.decisions()[-8:]]}")
-    else:
-        raise AssertionError(f"host B was never refused for the lease: {done.stderr}")
+    assert_refused_for_the_lease(b)
     assert cluster.qemu_pid(b) is None
     assert not engine_lease_free_for(cluster, b)
 
