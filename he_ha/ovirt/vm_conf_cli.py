@@ -158,6 +158,7 @@ def _print_launch(detail: dict[str, Any]) -> int:
     lease = launch["engine_lease"]
     if lease is not None:
         print(f"he-ha vm-conf: the engine's disk lease {lease['key']} in lockspace {lease['lockspace']} at "
-              f"{lease['path']}:{lease['offset']} (not handed to libvirt: he-ha's own lease protects the VM)",
+              f"{lease['path']}:{lease['offset']} (held by QEMU beside he-ha's own lease with the qemu lease "
+              "holder; the keeper and worker holders leave it out)",
               file=sys.stderr)
     return 0

@@ -343,8 +343,9 @@ class ActionExecutor:
         except VmError as exc:  # libvirt could not be asked about the networks
             return ActionResult(0, Outcome.FAILED, f"start: the engine VM's networks: {exc}")
         spec = launch_xml.spec
-        # The engine's own disk lease is launch_xml.engine_lease (resolved; not launched yet:
-        # engine_launch.LAUNCH_ENGINE_LEASE). he-ha's lease, taken here, protects the VM.
+        # he-ha's lease, taken here, protects the VM. The engine's own disk lease
+        # (launch_xml.engine_lease) is added beside it by the QEMU holder, which the preparer
+        # told about it (lease_holder.QemuHolder.choose); the other holders leave it out.
         try:
             await self._holder.acquire(self._acquire_timeout)
         except LeaseHeldElsewhere as exc:
