@@ -533,11 +533,12 @@ def ovf_store_description(sd: str, *, updated: bool, when: str, size: int | None
     return json.dumps(values, separators=(",", ":"))
 
 
-def ovf_store_tar(vm_uuid: str, ovf: bytes, sd: str, when: str) -> bytes:
+def ovf_store_tar(vm_uuid: str, ovf: bytes, sd: str, when: str, *, others: dict[str, bytes] | None = None) -> bytes:
     """The archive ProcessOvfUpdateForStorageDomainCommand uploads (§3.2): ustar, members
-    ``info.json``, ``<vmid>.ovf``, ``metadata.json``, padded to a multiple of 10240 bytes."""
+    ``info.json``, ``<vmid>.ovf`` (then ``others``: other entities' OVFs), ``metadata.json``,
+    padded to a multiple of 10240 bytes."""
     members = {"info.json": json.dumps({"Last Updated": when, "Storage Domains": [{"uuid": sd}]}, indent=2).encode(),
-               f"{vm_uuid}.ovf": ovf,
+               f"{vm_uuid}.ovf": ovf, **(others or {}),
                "metadata.json": json.dumps({"VM Status": {vm_uuid: 1}}, indent=2).encode()}
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:

@@ -20,7 +20,6 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -30,10 +29,11 @@ from he_ha.devcluster.realvm.domain import MEMORY_MIB
 from he_ha.devcluster.realvm.engine_ovf import host_serial
 from tests.integration.cli_commands.test_cli_against_daemons import hosted_engine
 from tests.realvm.test_engine_lease import assert_refused_for_the_lease, engine_lease_free_for
+from tests.support.ovf_samples import OVF_42
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-TEMPLATE = Path("/work/shared/data/ovf/ovf_test_v4.2.xml")  # an OVF written by a 4.2 engine
+TEMPLATE = OVF_42  # an OVF written by a 4.2 engine
 MORE_MIB = 192
 
 

@@ -15,41 +15,24 @@ Block domains: the LVs as files ``R/dev/<SD>/<name>``, metadata in version-5 slo
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from he_ha.devcluster.deployed import ovf_store_tar
 
 BLANK = "00000000-0000-0000-0000-000000000000"
 MIB = 1024 * 1024
 OVF_STORE_SIZE = 128 * MIB
 STORAGE = "nfs.example.com:/exports/he"
 MOUNT_DIR = "nfs.example.com:_exports_he"
-RECORD = 10240  # commons-compress (and tarfile) pad the archive to this
 
 
 def java_date(epoch: float) -> str:
     """Java's Date.toString() in UTC: ``Mon Jan 08 10:15:30 UTC 2024``."""
     return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(epoch))
-
-
-def engine_tar(vm_id: str, ovf: bytes, sd: str, when: str, *, others: dict[str, bytes] | None = None) -> bytes:
-    """The archive ProcessOvfUpdateForStorageDomainCommand builds (§3.2)."""
-    members = {"info.json": json.dumps({"Last Updated": when, "Storage Domains": [{"uuid": sd}]}, indent=2).encode(),
-               f"{vm_id}.ovf": ovf, **(others or {}),
-               "metadata.json": json.dumps({"VM Status": {vm_id: 1}}, indent=2).encode()}
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    data = out.getvalue()
-    assert len(data) % RECORD == 0
-    return data
 
 
 def description(sd: str, *, updated: bool, when: str, size: int | None = None) -> str:
@@ -151,7 +134,7 @@ class FileDomain:
         when = java_date(epoch)
         previous = json.loads(self.read_meta(vol)["DESCRIPTION"]).get("Last Updated", "")
         self.set_meta(vol, description(self.sd, updated=False, when=previous))
-        data = engine_tar(self.vm_id, ovf, self.sd, when, others=others)
+        data = ovf_store_tar(self.vm_id, ovf, self.sd, when, others=others)
         with self.volume_path(vol).open("r+b") as f:
             f.write(data if finish else (partial if partial is not None else data[:len(data) // 2]))
         if finish:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.config import load_hosted_engine_conf
+from he_ha.devcluster.deployed import ovf_store_tar
 from he_ha.ovirt.domain_meta import metadata_slot_offset
 from he_ha.ovirt.layout import VdsmRoots
 from he_ha.ovirt.ovf import convert_ovf
@@ -31,12 +32,12 @@ from tests.integration.ovirt_store.engine_store import (
     OVF_STORE_SIZE,
     FileDomain,
     description,
-    engine_tar,
     java_date,
     meta_text,
 )
+from tests.support.ovf_samples import OVF_SAMPLES
 
-SAMPLES = Path("/work/shared/data/ovf")
+SAMPLES = OVF_SAMPLES
 OVF_42 = SAMPLES / "ovf_test_v4.2.xml"
 VM_ID = "eccb9cb6-affd-4806-8200-708370581227"  # the 4.2 sample's VM
 NOW = time.time()
@@ -148,7 +149,7 @@ def test_both_stores_bad_is_one_clear_error(domain: FileDomain) -> None:
     uploading, wrong = domain.new_ovf_store(), domain.new_ovf_store()
     domain.engine_update(uploading, ovf(), NOW, finish=False, partial=b"\xff" * 70000)
     other_vm = str(uuid.uuid4())
-    data = engine_tar(other_vm, b"<x/>", domain.sd, java_date(NOW))  # an archive without our VM
+    data = ovf_store_tar(other_vm, b"<x/>", domain.sd, java_date(NOW))  # an archive without our VM
     with domain.volume_path(wrong).open("r+b") as f:
         f.write(data)
     domain.set_meta(wrong, description(domain.sd, updated=True, when=java_date(NOW), size=len(data)))
@@ -223,7 +224,7 @@ def test_vm_conf_from_store_on_a_block_domain(tmp_path: Path) -> None:
     sd, image, volume = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     lvs = tmp_path / "dev" / sd
     lvs.mkdir(parents=True)
-    data = engine_tar(VM_ID, ovf(), sd, java_date(NOW))
+    data = ovf_store_tar(VM_ID, ovf(), sd, java_date(NOW))
     with (lvs / volume).open("wb") as f:
         f.truncate(OVF_STORE_SIZE)
         f.write(data)

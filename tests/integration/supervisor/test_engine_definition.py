@@ -28,11 +28,10 @@ from he_ha.devcluster.deployed import HostView
 from he_ha.ovirt.ovf import convert_ovf
 from he_ha.ovirt.vm_definition import HEADER_FIRST, body_lines
 from tests.integration.ovirt_store.engine_store import FileDomain
+from tests.support.ovf_samples import OVF_42
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(not Path("/work/shared/data/ovf").is_dir(), reason="the shared sample OVFs are not here")]
+pytestmark = pytest.mark.root
 
-OVF_42 = Path("/work/shared/data/ovf/ovf_test_v4.2.xml")
 # The sample's ids (spec §3.7): its VM, storage domain, and the HE disk's image and volume
 SAMPLE_VM = "eccb9cb6-affd-4806-8200-708370581227"
 SAMPLE_SD = "ce880525-a44b-4248-8b63-d9e11b2f123a"

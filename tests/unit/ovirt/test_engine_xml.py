@@ -28,8 +28,9 @@ from he_ha.ovirt.engine_xml import (
 )
 from he_ha.ovirt.layout import VdsmRoots
 from he_ha.vm import DomainXmlError, LeaseSpec
+from tests.support.ovf_samples import OVF_42
 
-OVF = Path("/work/shared/data/ovf/ovf_test_v4.2.xml")
+OVF = OVF_42
 NS = "{http://ovirt.org/vm/1.0}"
 BLANK = "00000000-0000-0000-0000-000000000000"
 MIB = 1024 * 1024

@@ -43,7 +43,7 @@ def test_mount_directory_names(storage: str, expected: str) -> None:
 def conf_text(domain_type: str = "nfs", storage: str = "nfs.example.com:/exports/he", extra: str = "") -> str:
     """A hosted-engine.conf as the deploy template writes it: no he-ha key."""
     lines = [
-        "fqdn=engine.example.com", f"vm_disk_id=b3791e36-dfb0-4333-a666-cc7a73d61abe",
+        "fqdn=engine.example.com", "vm_disk_id=b3791e36-dfb0-4333-a666-cc7a73d61abe",
         "vm_disk_vol_id=62501681-897d-46ab-8225-c54181022c2b", f"vmid={VMID}", f"storage={storage}",
         "nfs_version=v4", "mnt_options=", "conf=/var/run/ovirt-hosted-engine-ha/vm.conf", "host_id=1",
         "console=vnc", f"domainType={domain_type}", f"spUUID={BLANK}", f"sdUUID={SD}",

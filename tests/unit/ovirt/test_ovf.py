@@ -25,8 +25,9 @@ from he_ha.ovirt.ovf import (
     parse_vm_conf,
     render_vm_conf,
 )
+from tests.support.ovf_samples import OVF_SAMPLES
 
-SAMPLES = Path("/work/shared/data/ovf")
+SAMPLES = OVF_SAMPLES
 OVF_36 = SAMPLES / "ovf_test.xml"
 OVF_MAX_VCPU = SAMPLES / "ovf_test_max_vcpu.xml"
 OVF_42 = SAMPLES / "ovf_test_v4.2.xml"
