@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cli.admin_client import DaemonUnreachable  # noqa: E402
 from he_ha.devcluster.cluster import IO_TIMEOUT, Cluster, HealthPage, Host  # noqa: E402
 from he_ha.devcluster.vm_watch import VmWatcher  # noqa: E402
 from he_ha.logsetup import configure_logging  # noqa: E402
@@ -137,7 +138,12 @@ def set_mode(host: Host, mode: str) -> None:
 
 
 def own_view(host: Host) -> dict:
-    status = host.admin.get("/v1/status")
+    """The host's own entry of its status; empty while its daemon does not listen yet (a
+    rebooted host's supervisor is still starting: its admin socket comes last)."""
+    try:
+        status = host.admin.get("/v1/status")
+    except DaemonUnreachable:
+        return {}
     return next(h for h in status["hosts"] if h["local"])
 
 
