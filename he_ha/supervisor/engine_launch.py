@@ -62,6 +62,7 @@ from he_ha.ovirt.engine_xml import (
     resolve_engine_xml,
     vdsm_network_xml,
 )
+from he_ha.ovirt.domain_meta import lv_tags_file
 from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots
 from he_ha.vm import DomainSpec, LeaseSpec, LibvirtConnection
 
@@ -103,20 +104,13 @@ class LaunchXml:
         return self.resolved.lease if self.resolved is not None else None
 
 
-def lv_tags_file(conf: HostedEngineConf, roots: VdsmRoots) -> Path | None:
-    """The block domain's LV tags side file (``<R>/lvm/<SD>.json`` under a relocated root)."""
-    if roots.dev_root == Path("/dev") or not conf.sd_uuid:
-        return None
-    return roots.dev_root.parent / "lvm" / f"{conf.sd_uuid}.json"
-
-
 def volume_lookup(conf: HostedEngineConf, roots: VdsmRoots) -> VolumeLookup:
     """The volume lookup of hosted-engine.conf's storage domain. Blocking (reads the tags file)."""
     domain_type = (conf.domain_type or "nfs").lower()
     if domain_type not in BLOCK_DOMAINS:
         return file_volume_lookup(roots, domain_type, conf.storage)
     sd = conf.sd_uuid or ""
-    tags = lv_tags_file(conf, roots)
+    tags = lv_tags_file(roots, conf.sd_uuid)
     if tags is not None and tags.exists():
         return block_volume_lookup(roots, sd, block_tags_from_json(tags))
 
