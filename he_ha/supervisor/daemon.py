@@ -226,6 +226,8 @@ class Daemon:
                                        on_launch=holder.choose)  # the engine lease, once per start
         stack.callback(engine_xml.close)
         await engine_xml.read_host_facts(s.host_root)  # once: the sysinfo values of the engine XML
+        if isinstance(holder, QemuHolder):
+            await _expect_engine_lease(holder, specs, engine_xml)
         notifier = Notifier(plan.config.broker, NotifySettings(
             template_path=s.notification_template or DEFAULT_TEMPLATE_PATH,
             state_file=s.notify_state_file, hostname=plan.hostname))
@@ -325,7 +327,7 @@ class Daemon:
         if kind == "qemu":
             # host id and io timeout: for joining the storage domain's lockspace of the engine lease
             return QemuHolder(client, layout.vm_lease, on_lost=on_lost, host_id=plan.host_id,
-                              io_timeout=s.io_timeout)
+                              io_timeout=s.io_timeout, vm_uuid=plan.identity.uuid)
         await asyncio.to_thread(write_fence_file, s.fence_file, FenceTarget(s.libvirt_uri, plan.identity))
         return KeeperHolder(client, layout.vm_lease, on_lost=on_lost, record_file=s.keeper_file,
                             sanlock_run_dir=s.sanlock_run_dir, killpath=fence_killpath(s.fence_file),
@@ -373,3 +375,26 @@ class Daemon:
             log.info("a lease is still held in the lockspace: staying in it")
         except LeaseError as exc:
             log.warning("could not leave the lockspace", error=str(exc))
+
+
+async def _expect_engine_lease(holder: QemuHolder, specs: SpecSource, engine_xml: EngineXmlPreparer) -> None:
+    """Start-up: tell the QEMU holder the engine lease of the definition in use, so that a VM
+    already running here under that lease alone (started by VDSM) is adopted, not destroyed
+    (lease_holder.py). Without a definition, or one that cannot be resolved now, it learns
+    the lease at the next start; until then such a VM is treated as before."""
+    definition = specs.in_use()
+    spec = None if definition is None else definition.spec
+    if spec is None:
+        log.info("no domain XML at start-up: no engine lease to adopt a running VM by")
+        return
+    try:
+        launch = await engine_xml.resolve(spec)
+    except Exception as exc:  # never fatal: the lease is learnt again at the next start
+        log.warning("engine XML not resolved at start-up: no engine lease to adopt a running VM by",
+                    error=str(exc), kind=type(exc).__name__)
+        return
+    lease = launch.engine_lease
+    holder.expect_engine_lease(lease)
+    if lease is not None:
+        log.info("a VM running here under the engine lease counts as held here",
+                 lease=f"{lease.lockspace}:{lease.key}", path=str(lease.path), offset=lease.offset)

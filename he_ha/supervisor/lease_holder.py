@@ -25,14 +25,25 @@ and ``prepare`` puts BOTH leases in the XML, he-ha's and the engine's, so libvir
 for QEMU in one sanlock call or the launch fails. Every observation (invariant 4's owner
 check, adoption, release) keeps asking about he-ha's lease, which QEMU holds exactly as long
 as it holds the engine's: the conservative form of the engine lease, correct with today's
-observation code. he-ha never leaves lockspace ``<SD>`` (whether it joined it or VDSM did):
-QEMU may hold the engine lease in it, and leaving would make sanlock kill QEMU.
+observation code (plus the adoption check below). he-ha never leaves lockspace ``<SD>``
+(whether it joined it or VDSM did): QEMU may hold the engine lease in it, and leaving would make sanlock kill QEMU.
 The keeper and worker holders ignore the engine lease (it is not handed to libvirt).
+
+Adopting a VM started by VDSM (mixed cluster, docs/supervisor.md "The engine's disk lease"):
+such a QEMU holds only the engine lease. The QEMU holder knows the engine lease of the
+definition in use (``expect_engine_lease`` at start-up, and every start's ``choose``); when
+he-ha's lease is not ours, ``check`` also answers yes if the engine's QEMU on this host (found
+by its ``-uuid``) is registered with this host's sanlock daemon holding ``<SD>:<VOL>``
+(inquire) AND storage records this host, in its current generation in ``<SD>``, as the owner
+of ``<SD>:<VOL>``. Anything less (no such QEMU, another host's owner record, an older
+generation, ``<SD>`` not joined) is a no, exactly as before; a sanlock query that fails (or
+``<SD>`` just joined) is "cannot tell" (None), as for he-ha's own lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
@@ -49,8 +60,10 @@ from he_ha.storage.lease_errors import (
     LeaseError,
     LeaseNotHeld,
     LeaseWorkerDied,
+    LockspaceNotJoined,
+    LockspaceNotReady,
 )
-from he_ha.storage.domain_lockspace import domain_lockspace
+from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
 from he_ha.storage.lease_keeper import Killpath, start_detached
 from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, Lockspace, VmLease, wait_deadline
 from he_ha.storage.lease_model import HeldResource, LeaseOwner
@@ -88,6 +101,9 @@ class LeaseHolder(ABC):
         self.lease = lease
         self._on_lost = on_lost
         self._held = False
+        # Counts launches begun and ended, so odd while one is under way. Only the QEMU holder
+        # counts: its lease is acquired by the launch itself (observe.py's module doc).
+        self.launch_epoch = 0
 
     def is_held(self) -> bool:
         """LeaseToken: this host holds the VM lease (from memory; never blocks)."""
@@ -310,10 +326,16 @@ class QemuHolder(LeaseHolder):
     kind = "qemu"
 
     def __init__(self, client: LeaseClient, lease: VmLease, *, on_lost: Callable[[str], None],
-                 host_id: int | None = None, io_timeout: int = DEFAULT_IO_TIMEOUT) -> None:
+                 host_id: int | None = None, io_timeout: int = DEFAULT_IO_TIMEOUT,
+                 vm_uuid: str | None = None, qemu_pids: Callable[[], list[int]] | None = None) -> None:
         super().__init__(client, lease, on_lost=on_lost)
         self.host_id = host_id
         self.io_timeout = io_timeout
+        uuid = vm_uuid or lease.resource
+        # The engine's QEMU processes on this machine (blocking: reads /proc)
+        self._qemu_pids = qemu_pids or (lambda: engine_qemu_pids(uuid))
+        self._adoptable: LeaseSpec | None = None  # the engine lease of the definition in use
+        self._adopted_logged = False
         self._engine: LeaseSpec | None = None  # the engine lease of the start under way
         self._ready: LeaseSpec | None = None  # ... once its lockspace is joined (acquire)
         self.domain_lockspaces: dict[str, Lockspace] = {}  # <SD> lockspaces this host is in (never left)
@@ -323,9 +345,21 @@ class QemuHolder(LeaseHolder):
         """The engine lease chosen for the start under way (None: he-ha's lease alone)."""
         return self._engine
 
+    @property
+    def adoptable_lease(self) -> LeaseSpec | None:
+        """The engine lease a running VM may hold instead of ours (see the module doc)."""
+        return self._adoptable
+
+    def expect_engine_lease(self, engine_lease: LeaseSpec | None) -> None:
+        """The engine lease of the definition in use (start-up): a local VM whose QEMU holds
+        it counts as held here. None leaves what an earlier start chose."""
+        if engine_lease is not None:
+            self._adoptable = engine_lease
+
     def choose(self, engine_lease: LeaseSpec | None) -> None:
         self._engine = engine_lease
         self._ready = None
+        self.expect_engine_lease(engine_lease)
 
     async def acquire(self, timeout: float) -> None:
         """Nothing to take beforehand: libvirt acquires the leases for QEMU at createXML. With
@@ -353,14 +387,65 @@ class QemuHolder(LeaseHolder):
         if self._ready is not None:
             prepared = add_lease(prepared, self._ready)
         self._held = True
+        self.launch_epoch += 1
         return prepared
 
     def launched(self) -> None:
+        if self._held:
+            self.launch_epoch += 1
         self._held = False
         self._engine = self._ready = None  # single-use: the next start chooses again
 
     async def check(self, ctx: LeaseContext) -> bool | None:
-        return owned_by_us(ctx)
+        """he-ha's lease owned by this host; else (it is free or another's) the engine lease
+        held by this host's engine QEMU (adoption of a VM started by VDSM: module doc)."""
+        ours = owned_by_us(ctx)
+        if ours is not False or self._adoptable is None:
+            return ours
+        return await self.engine_lease_held(ctx.own_id, self._adoptable)
+
+    async def engine_lease_held(self, own_id: int, lease: LeaseSpec) -> bool | None:
+        """This host's engine QEMU holds ``lease`` (inquire) and storage records this host,
+        in its current generation in the lease's lockspace, as its owner. None: cannot tell."""
+        pids = await asyncio.to_thread(self._qemu_pids)
+        holder: int | None = None
+        for pid in pids:
+            try:
+                held = await self.client.held(holder_pid=pid, timeout=QUERY_TIMEOUT)
+            except HolderNotRegistered:
+                continue  # not registered with this host's sanlock daemon: holds nothing here
+            except LeaseWorkerDied:
+                raise
+            except LeaseError as exc:
+                log.warning("cannot tell whether the engine's QEMU holds the engine lease", pid=pid, error=str(exc))
+                return None
+            if any(r.lockspace == lease.lockspace and r.resource == lease.key for r in held):
+                holder = pid
+                break
+        if holder is None:
+            return False
+        lockspace = domain_lockspace(lease.lockspace, lease.path, io_timeout=self.io_timeout)
+        resource = domain_resource(lease.lockspace, lease.key, lease.path, lease.offset, io_timeout=self.io_timeout)
+        try:
+            hosts = await self.client.hosts(lockspace, own_id, timeout=QUERY_TIMEOUT)
+            owners = await self.client.owners(resource, timeout=QUERY_TIMEOUT)
+        except LockspaceNotJoined:
+            return False  # not in <SD>: no lease of it can be ours
+        except LockspaceNotReady:
+            return None  # just joined: its hosts are not known yet (as for he-ha's lockspace)
+        except LeaseWorkerDied:
+            raise
+        except LeaseError as exc:
+            log.warning("cannot read the engine lease's owner", lease=f"{lease.lockspace}:{lease.key}", error=str(exc))
+            return None
+        generation = next((h.generation for h in hosts if h.host_id == own_id), None)
+        ctx = LeaseContext(own_id, generation, tuple(owners))
+        owned = owned_by_us(ctx) is True
+        if owned and not self._adopted_logged:
+            log.info("the engine's QEMU holds the engine lease: the VM counts as held here", pid=holder,
+                     lease=f"{lease.lockspace}:{lease.key}", generation=generation)
+        self._adopted_logged = owned
+        return owned
 
     async def release(self) -> None:
         """QEMU's exit released it; nothing is held by the supervisor."""
@@ -390,6 +475,25 @@ def owned_by_us(ctx: LeaseContext) -> bool | None:
     if ctx.owners is None or ctx.own_generation is None:
         return None
     return any(o.host_id == ctx.own_id and o.generation == ctx.own_generation for o in ctx.owners)
+
+
+def engine_qemu_pids(vm_uuid: str, proc: Path = Path("/proc")) -> list[int]:
+    """Pids of QEMU processes started for the VM ``vm_uuid`` (``-uuid <vm_uuid>`` on their
+    command line, as libvirt starts them). Blocking. Whether one of them belongs to this
+    host is sanlock's to say (``held`` answers only for processes registered with this
+    host's daemon)."""
+    wanted = vm_uuid.lower().encode()
+    pids = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a == b"-uuid" and b.lower() == wanted for a, b in zip(args, args[1:])):
+            pids.append(int(entry.name))
+    return pids
 
 
 def fence_killpath(fence_file: Path) -> Killpath:
