@@ -3,6 +3,8 @@
 - ``layout``: where the hosted-engine volumes are (VDSM's storage-domain layout);
 - ``domain_meta``: what the storage domain records about its volumes (the volume metadata
   block, a block domain's LV tags and metadata slots);
+- ``lvm``: a block domain's LVM tags, read with ``lvs`` on a host (the devcluster's side file
+  under a relocated root);
 - ``ovf``: the engine's OVF converted into vm.conf, as the original agent converts it;
 - ``ovf_store``: the OVF_STORE volumes of the storage domain, and ``<vmid>.ovf`` read from them;
 - ``engine_xml``: the engine's domain XML made startable (what VDSM and its hook do at create);
@@ -11,8 +13,9 @@
 
 One public name per concept here, each from the one module that implements it: the volume
 metadata (``parse_volume_metadata``, bytes or text) and a block domain's LV tags
-(``BlockDomainTags``, read by ``load_block_tags``) are domain_meta's, which ovf_store and
-engine_xml both use (``find_domain_stores`` reads the tags itself). Everything but ``layout``
+(``BlockDomainTags``, read from a file by ``load_block_tags``) are domain_meta's, which
+ovf_store and engine_xml both use; lvm's ``block_domain_tags`` reads the tags where a host has
+them (``find_domain_stores`` reads them itself). Everything but ``layout``
 is imported on first use, so the ``hosted-engine`` shim, which needs only the layout, does
 not load libvirt.
 """
@@ -36,6 +39,7 @@ from he_ha.ovirt.layout import (
 _LAZY = {
     "domain_meta": ("BlockDomainTags", "DomainMetaError", "load_block_tags", "metadata_slot_offset",
                     "parse_volume_metadata"),
+    "lvm": ("block_domain_tags", "read_lvm_tags"),
     "ovf": ("OvfConversion", "OvfError", "convert_ovf", "describe_changes", "parse_vm_conf", "render_vm_conf"),
     "ovf_store": ("OvfStore", "OvfStoreError", "StoreRead", "StoreScan", "find_domain_stores",
                   "read_vm_conversion", "read_vm_ovf"),

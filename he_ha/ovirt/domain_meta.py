@@ -9,7 +9,7 @@ he_ha.ovirt.engine_xml) and for the devcluster that writes them (he_ha.devcluste
 - ``BlockDomainTags``: a block domain's VG tags (``MDT_`` domain metadata, ``&<code>&``
   escapes, §1.7) and LV tags (``IU_<IMG>``, ``MD_<slot>``, ``PU_<parent>``);
   ``load_block_tags`` reads them from the side file the devcluster keeps instead of LVM
-  (``<R>/lvm/<SD>.json``, ``lv_tags_file``): he-ha does not run ``lvs`` yet.
+  (``<R>/lvm/<SD>.json``, ``lv_tags_file``); on a host he_ha.ovirt.lvm reads them with ``lvs``.
 
 Pure but for ``load_block_tags``, which reads one local file. Errors are ``DomainMetaError``
 naming the file and what is wrong; each reader says it in its own error type.

@@ -25,7 +25,8 @@ The resolver is pure: the host's facts come in a ``HostFacts``, the volumes thro
 ``VolumeLookup`` callable. The helpers below the resolver build those from a host's files
 (``read_host_facts``, ``file_volume_lookup``, ``block_volume_lookup``); they read files and
 run nothing but the ``rpm`` query passed to ``read_host_facts``. What the storage domain
-records (volume metadata, a block domain's tags and slots) is read with he_ha.ovirt.domain_meta.
+records (volume metadata, a block domain's tags and slots) is read with he_ha.ovirt.domain_meta;
+a block domain's tags come in a ``BlockDomainTags`` (he_ha.ovirt.lvm's ``block_domain_tags``).
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ from he_ha.ovirt.domain_meta import (
     METADATA_SIZE,
     SLOT_TAG,
     BlockDomainTags,
-    DomainMetaError,
-    load_block_tags,
     metadata_slot,
     metadata_slot_offset,
     parse_volume_metadata,
@@ -490,16 +489,6 @@ def file_volume_lookup(roots: VdsmRoots, domain_type: str = "nfs", storage: str 
         raise VolumeLookupError(sd, image, volume, "not found in any mounted file domain", tried)
 
     return lookup
-
-
-def block_tags_from_json(path: Path) -> BlockDomainTags:
-    """A block domain's tags from the devcluster's side file (he_ha.ovirt.domain_meta's
-    ``load_block_tags``), a problem with it raised as an EngineXmlError: the start path
-    (he_ha.supervisor.engine_launch) fails a start on that error type."""
-    try:
-        return load_block_tags(path)
-    except DomainMetaError as exc:
-        raise EngineXmlError(str(exc)) from None
 
 
 def block_volume_lookup(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -> VolumeLookup:

@@ -15,9 +15,10 @@ Where the metadata is:
   ``<VOL>``; images being deleted (``_remove_me_*``) are skipped;
 - block domains (§1.7): the ``metadata`` logical volume of VG ``<SD>``, in the slot named by
   the volume LV's tag ``MD_<slot>`` (version 5: 1 MiB + slot x 8 KiB; version 4: slot x 512),
-  the data in the LV ``<SD>/<VOL>``. The tags come from LVM; he-ha does not run ``lvs`` yet,
-  so a caller hands them over (a ``BlockDomainTags``; he_ha.ovirt.domain_meta, which also
-  parses the metadata blocks, reads the devcluster's side file ``R/lvm/<SD>.json``).
+  the data in the LV ``<SD>/<VOL>``. The tags (a ``BlockDomainTags``) are read with ``lvs``
+  on a host, from the devcluster's side file ``R/lvm/<SD>.json`` under a relocated root
+  (he_ha.ovirt.lvm), or from a tags file the caller names (he_ha.ovirt.domain_meta, which
+  also parses the metadata blocks).
 
 Which store (§8; the original took whichever its scan found last, even one being uploaded):
 the ``Updated`` stores, newest ``Last Updated`` first, then the others; the next one is tried
@@ -52,13 +53,13 @@ from he_ha.ovirt.domain_meta import (
     BlockDomainTags,
     DomainMetaError,
     load_block_tags,
-    lv_tags_file,
     metadata_slot,
     metadata_slot_offset,
     parse_volume_metadata,
     tag_values,
 )
 from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots, VolumeNotFound, resolve_volume
+from he_ha.ovirt.lvm import block_domain_tags
 from he_ha.ovirt.ovf import OvfConversion, OvfError, convert_ovf
 
 T = TypeVar("T")
@@ -461,22 +462,16 @@ def find_domain_stores(conf: HostedEngineConf, roots: VdsmRoots, source: Path, *
                        lv_tags: Path | None = None) -> StoreScan:
     """The OVF_STORE volumes of hosted-engine.conf's storage domain (read from ``source``).
     File domains: the domain directory is where VDSM's layout puts the hosted-engine volumes
-    (he_ha.ovirt.layout). Block domains need the LV tags: ``lv_tags`` (a tags file), or
-    ``<R>/lvm/<SD>.json`` under a relocated root; reading them with ``lvs`` is not supported
-    yet. Blocking; OvfStoreError naming what is missing; ConfigError (from the layout lookup)
-    when hosted-engine.conf lacks a key needed to find the volumes."""
+    (he_ha.ovirt.layout). Block domains by their LVM tags: from ``lv_tags`` (a tags file) when
+    given, else read with ``lvs`` (``<R>/lvm/<SD>.json`` under a relocated root). Blocking;
+    OvfStoreError naming what is missing; ConfigError (from the layout lookup) when
+    hosted-engine.conf lacks a key needed to find the volumes."""
     sd = conf.sd_uuid
     if not sd:
         raise OvfStoreError(f"{source}: no sdUUID: the storage domain is unknown")
     if (conf.domain_type or "").lower() in BLOCK_DOMAINS:
-        if lv_tags is None:
-            candidate = lv_tags_file(roots, sd)
-            lv_tags = candidate if candidate is not None and candidate.exists() else None
-        if lv_tags is None:
-            raise OvfStoreError(f"block domain {sd}: finding the OVF_STORE volumes needs the LV tags (MD_<slot>, "
-                                "IU_<image>); reading them with lvs is not supported yet: give a tags file")
         try:
-            tags = load_block_tags(lv_tags)
+            tags = load_block_tags(lv_tags) if lv_tags is not None else block_domain_tags(roots, sd)
         except DomainMetaError as exc:
             raise OvfStoreError(f"block domain {sd}: {exc}") from None
         return find_block_stores(roots, sd, tags)

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mount-root", type=Path, default=DEFAULT_MOUNT_ROOT, metavar="DIR",
                         help=f"with --from-store: VDSM's storage mount root (default {DEFAULT_MOUNT_ROOT})")
     parser.add_argument("--lv-tags", type=Path, metavar="FILE",
-                        help="with --from-store on a block domain: the LV tags as JSON (he-ha does not run lvs yet)")
+                        help="with --from-store on a block domain: the LV tags as JSON, instead of from lvs")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"give up on storage (--from-store) or on the daemon after this long "
                              f"(default {DEFAULT_TIMEOUT:g})")

@@ -53,8 +53,7 @@ from pydantic import ValidationError
 
 from he_ha.atomicfile import write_atomically
 from he_ha.config import ConfigError, HostedEngineConf, VmConf
-from he_ha.ovirt.domain_meta import lv_tags_file
-from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots
+from he_ha.ovirt.layout import VdsmRoots
 from he_ha.ovirt.ovf import parse_vm_conf
 from he_ha.ovirt.ovf_store import OvfStoreError, find_domain_stores, read_vm_conversion
 from he_ha.vm import DomainId, DomainSpec, DomainXmlError, domain_spec_from_vm_conf, parse_domain_xml
@@ -334,13 +333,12 @@ class OvfStoreVmConf:
     engine first writes them) is ``missing``; one whose stores cannot be read, or whose OVF
     does not convert, raises DefinitionError naming the stores and why; a conversion he-ha
     will not start from is a definition without ``spec`` whose ``refusal`` says why. Block
-    domains need the LV tags file (``lv_tags``, or ``<R>/lvm/<SD>.json`` under a relocated
-    root): he-ha does not run ``lvs`` yet."""
+    domains: the LVM tags are read as he_ha.ovirt.ovf_store's ``find_domain_stores`` reads them
+    (``lvs``; the side file under a relocated root)."""
 
     conf: HostedEngineConf
     conf_path: Path  # hosted-engine.conf, for messages
     roots: VdsmRoots
-    lv_tags: Path | None = None
     name: str = OVF_STORE_SOURCE
 
     @property
@@ -351,7 +349,7 @@ class OvfStoreVmConf:
         if expected.vm_id is None:
             raise DefinitionError(f"{self.origin}: which VM's OVF to read is unknown (no {expected.where})")
         try:
-            scan = find_domain_stores(self.conf, self.roots, self.conf_path, lv_tags=self.lv_tags)
+            scan = find_domain_stores(self.conf, self.roots, self.conf_path)
             if not scan.stores and not scan.skipped:
                 return None
             found = read_vm_conversion(scan, expected.vm_id)
@@ -375,15 +373,11 @@ class OvfStoreVmConf:
 
 def ovf_store_source(conf: HostedEngineConf, conf_path: Path, roots: VdsmRoots) -> OvfStoreVmConf | None:
     """The OVF_STORE source of a host whose hosted-engine.conf names the storage domain
-    (``sdUUID``, ``domainType``); None otherwise. Block domains: only where the LV tags side
-    file exists (``<R>/lvm/<SD>.json`` under a relocated root; he-ha does not run ``lvs`` yet)."""
+    (``sdUUID``, ``domainType``); None otherwise. Nothing is read here: a block domain's LVM
+    tags are read with each read of the store, so tags that cannot be read are that read's
+    note (``lvs`` failing, or no side file ``<R>/lvm/<SD>.json`` under a relocated root)."""
     if not conf.sd_uuid or not conf.domain_type:
         return None
-    if conf.domain_type.lower() in BLOCK_DOMAINS:
-        tags = lv_tags_file(roots, conf.sd_uuid)
-        if tags is None or not tags.exists():
-            return None
-        return OvfStoreVmConf(conf, conf_path, roots, tags)
     return OvfStoreVmConf(conf, conf_path, roots)
 
 

@@ -11,9 +11,10 @@ actions and channel). Here that resolution is wired to the host:
   XML has nothing to resolve, and the hook's lifecycle actions are left to its author.
 - **Where the values come from.** The host facts (``read_host_facts``) are read once at
   start-up; the volumes are looked up at each start from hosted-engine.conf (``sdUUID``,
-  ``domainType``, ``storage``) under ``--mount-root`` (file domains), or from the LV tags side
-  file ``<R>/lvm/<SD>.json`` (block domains: he-ha does not run ``lvs`` yet). The lookups read
-  shared storage: they run on a lane of their own with a deadline.
+  ``domainType``, ``storage``) under ``--mount-root`` (file domains), or by the domain's LVM
+  tags (block domains: read with ``lvs``, or from the side file ``<R>/lvm/<SD>.json`` under a
+  relocated root; he_ha/ovirt/lvm.py). The lookups read shared storage: they run on a lane of
+  their own with a deadline.
 - **Refusals.** An unresolvable or unknown placeholder, a volume that cannot be found, a
   lease outside the storage domain's lockspace: ``EngineXmlError`` naming it; the start fails
   before the lease is touched and nothing reaches libvirt.
@@ -55,15 +56,15 @@ from he_ha.ovirt.engine_xml import (
     VolumeInfo,
     VolumeLookup,
     VolumeLookupError,
-    block_tags_from_json,
     block_volume_lookup,
     file_volume_lookup,
     read_host_facts,
     resolve_engine_xml,
     vdsm_network_xml,
 )
-from he_ha.ovirt.domain_meta import lv_tags_file
+from he_ha.ovirt.domain_meta import DomainMetaError
 from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots
+from he_ha.ovirt.lvm import block_domain_tags
 from he_ha.vm import DomainSpec, LeaseSpec, LibvirtConnection
 
 log = structlog.get_logger(__name__)
@@ -105,20 +106,23 @@ class LaunchXml:
 
 
 def volume_lookup(conf: HostedEngineConf, roots: VdsmRoots) -> VolumeLookup:
-    """The volume lookup of hosted-engine.conf's storage domain. Blocking (reads the tags file)."""
+    """The volume lookup of hosted-engine.conf's storage domain. Blocking (block domains: reads
+    the LVM tags). Tags that cannot be read make a lookup that refuses every volume, saying why
+    (so the start fails naming the disk: UnresolvedVolume)."""
     domain_type = (conf.domain_type or "nfs").lower()
     if domain_type not in BLOCK_DOMAINS:
         return file_volume_lookup(roots, domain_type, conf.storage)
     sd = conf.sd_uuid or ""
-    tags = lv_tags_file(roots, conf.sd_uuid)
-    if tags is not None and tags.exists():
-        return block_volume_lookup(roots, sd, block_tags_from_json(tags))
+    try:
+        tags = block_domain_tags(roots, sd)
+    except DomainMetaError as exc:
+        reason = f"a block domain's volumes are found by their LVM tags, which cannot be read: {exc}"
 
-    def unsupported(sd_: str, image: str, volume: str) -> VolumeInfo:
-        raise VolumeLookupError(sd_, image, volume, "a block domain's volumes are found by their LV tags; "
-                                "reading them with lvs is not supported yet (no tags file)")
+        def unreadable(sd_: str, image: str, volume: str) -> VolumeInfo:
+            raise VolumeLookupError(sd_, image, volume, reason)
 
-    return unsupported
+        return unreadable
+    return block_volume_lookup(roots, sd, tags)
 
 
 def prepare_launch_xml(spec: DomainSpec, conf: HostedEngineConf, roots: VdsmRoots, host: HostFacts) -> LaunchXml:

@@ -241,6 +241,8 @@ def test_tags_file_problems_are_named_for_the_domain(tmp_path: Path) -> None:
     with pytest.raises(OvfStoreError, match=f"block domain {SD}: cannot read the LV tags file"):
         find_domain_stores(conf, roots, conf_path, lv_tags=tmp_path / "missing.json")
     bad = tmp_path / "lvm" / f"{SD}.json"  # found by itself under the relocated root
+    with pytest.raises(OvfStoreError, match=f"block domain {SD}: cannot read the LV tags file {bad}"):
+        find_domain_stores(conf, roots, conf_path)  # missing: named (no lvs under a relocated root)
     bad.parent.mkdir()
     bad.write_text('{"vg": {"tags": []}, "lvs": {}}')
     with pytest.raises(OvfStoreError, match=f"block domain {SD}: {bad}: no domain version"):

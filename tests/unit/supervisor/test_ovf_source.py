@@ -27,6 +27,7 @@ from he_ha.ovirt.vm_definition import (
     MISSING,
     OVF_STORE_SOURCE,
     PARTIAL,
+    DefinitionError,
     DefinitionPlan,
     Expected,
     OvfStoreVmConf,
@@ -175,12 +176,14 @@ def test_the_source_exists_only_where_hosted_engine_conf_names_the_domain(host: 
     assert ovf_store_source(conf.model_copy(update={"sd_uuid": None}), path, host.roots) is None
     assert ovf_store_source(conf.model_copy(update={"domain_type": None}), path, host.roots) is None
     block = conf.model_copy(update={"domain_type": "iscsi"})
-    assert ovf_store_source(block, path, VdsmRoots()) is None  # a real host: no tags without lvs
-    assert ovf_store_source(block, path, host.roots) is None  # relocated, but no tags file
+    assert ovf_store_source(block, path, VdsmRoots()) is not None  # a real host: the tags are read with lvs
+    source = ovf_store_source(block, path, host.roots)  # relocated: the tags file, read with the store
+    assert source is not None
     tags = host.domain.root / "lvm" / f"{conf.sd_uuid}.json"
+    with pytest.raises(DefinitionError, match=f"cannot read the LV tags file {tags}"):  # a note naming it
+        source.read(Expected(UUID, "vmid in hosted-engine.conf"))
     put(tags, json.dumps({"vg": {"tags": ["MDT_VERSION=5"]}, "lvs": {}}))
-    source = ovf_store_source(block, path, host.roots)
-    assert source is not None and source.lv_tags == tags
+    assert source.read(Expected(UUID, "vmid in hosted-engine.conf")) is None  # no OVF_STORE LV yet
 
 
 def test_without_a_vm_id_the_store_cannot_be_read(host: Host) -> None:

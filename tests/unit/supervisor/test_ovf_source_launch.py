@@ -92,7 +92,8 @@ def test_an_unresolvable_placeholder_or_volume_is_refused_by_name(tmp_path: Path
     with pytest.raises(EngineXmlError, match="no sdUUID"):
         prepare_launch_xml(spec, host.conf.model_copy(update={"sd_uuid": None}), host.roots, HOST)
     block = host.conf.model_copy(update={"domain_type": "iscsi"})
-    with pytest.raises(UnresolvedVolume, match="lvs is not supported yet"):
+    tags = host.roots.dev_root.parent / "lvm" / f"{block.sd_uuid}.json"
+    with pytest.raises(UnresolvedVolume, match=f"LVM tags, which cannot be read: cannot read the LV tags file {tags}"):
         prepare_launch_xml(spec, block, host.roots, HOST)
 
 
