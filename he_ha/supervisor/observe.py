@@ -2,7 +2,11 @@
 
 Order matters (docs/fsm.md): the monitor readings are taken first and the sanlock queries
 after them. A VM seen running in a reading was launched after its lease was acquired, so a
-lease check made later can only find the lease held, unless it really was lost since. And
+lease check made later can only find the lease held, unless it really was lost since. With
+the QEMU holder the lease is acquired by the launch itself (libvirt, while QEMU sits paused),
+so a reading and a lease answer taken while a launch was under way, or across its end, do
+not belong together: that tick's lease is "cannot tell" (``launch_epoch``), and the next
+tick decides on a launch that is over. And
 an action result is reported only together with an engine-health reading that started
 after the action finished, so "start OK" never meets a reading from before the start.
 
@@ -131,6 +135,12 @@ def sanlock_hosts(hosts: tuple[HostInfo, ...] | None) -> tuple[tuple[int, Sanloc
     return tuple(sorted((h.host_id, _SANLOCK_HOST[h.status]) for h in hosts))
 
 
+def launch_overlaps(before: int, after: int) -> bool:
+    """A launch was under way when the readings were taken (odd ``launch_epoch``), or began or
+    ended before the lease answer: the two do not describe the same moment (module doc)."""
+    return before % 2 == 1 or after != before
+
+
 def lease_status(own_id: int, view: SanlockView) -> LeaseStatus | None:
     """The FSM's lease status. The recorded owner counts only if its generation is still the
     host's current one (a host that rejoined since lost its old leases: docs/fsm.md)."""
@@ -186,6 +196,7 @@ class Observer:
 
     async def observe(self, completed: Completed | None) -> TickInputs:
         """Stamped with the time its inputs were complete (the whiteboard read is older)."""
+        epoch = self._holder.launch_epoch  # before the readings: see the module doc
         readings = self._snapshot.readings()  # first: see the module doc
         _, (board, board_error), view = await asyncio.gather(
             self._read_ha_conf(), self._read_board(), self._ask_sanlock()
@@ -201,7 +212,7 @@ class Observer:
             ),
             whiteboard=None if board is None else self.fsm_view(board),
             sanlock_hosts=sanlock_hosts(view.hosts),
-            lease=lease_status(self.host_id, view),
+            lease=self._lease_status(view, epoch),
             result=result,
         )
         held_back = completed if completed is not None and result is None else None
@@ -209,6 +220,11 @@ class Observer:
 
     def fsm_view(self, board: BoardRead) -> FsmView:
         return fsm_view(board, self.host_id)
+
+    def _lease_status(self, view: SanlockView, epoch: int) -> LeaseStatus | None:
+        if launch_overlaps(epoch, self._holder.launch_epoch):
+            return None
+        return lease_status(self.host_id, view)
 
     async def close(self) -> None:
         await self._flights.cancel()

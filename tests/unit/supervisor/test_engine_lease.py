@@ -19,6 +19,7 @@ from he_ha.storage.lease_model import JoinOutcome
 from he_ha.supervisor.engine_launch import EngineXmlPreparer
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.supervisor.lease_holder import QemuHolder, WorkerHolder, add_lease
+from he_ha.supervisor.observe import launch_overlaps
 from he_ha.vm import DomainSpec, LeaseSpec, LibvirtConnection, leases_in, parse_domain_xml
 from tests.unit.supervisor.test_ovf_source import IDENTITY
 from tests.unit.supervisor.test_ovf_source_launch import HOST, engine_host, engine_spec
@@ -181,3 +182,40 @@ async def test_the_resolved_preview_is_the_xml_the_start_hands_libvirt(tmp_path:
     finally:
         preparer.close()
         specs.close()
+
+
+async def test_the_qemu_holders_launch_epoch_is_odd_exactly_while_a_launch_is_under_way() -> None:
+    # observe.py: a tick whose VM reading or lease answer falls inside a launch decides nothing
+    # on the lease (the paused QEMU does not hold it yet: libvirt acquires it during createXML).
+    holder = qemu(FakeClient())
+    assert holder.launch_epoch == 0
+    holder.choose(None)
+    await holder.acquire(5)
+    holder.prepare(plain())
+    assert holder.launch_epoch == 1
+    holder.launched()
+    assert holder.launch_epoch == 2
+    # a start that failed before prepare (the engine lease's lockspace not joined) launched nothing
+    refused = qemu(FakeClient(WrongHostId("add_lockspace", -17, "busy", "ids", "host id 5")))
+    refused.choose(ENGINE)
+    with pytest.raises(LeaseError):
+        await refused.acquire(5)
+    with pytest.raises(LeaseNotHeld):
+        refused.prepare(plain())
+    refused.launched()
+    assert refused.launch_epoch == 0
+
+
+def test_the_other_holders_lease_is_taken_before_the_launch_so_they_never_count_one() -> None:
+    worker = WorkerHolder(FakeClient(), OURS, on_lost=lambda reason: None)  # type: ignore[arg-type]
+    worker.prepare(plain())
+    worker.launched()
+    assert worker.launch_epoch == 0
+
+
+def test_a_lease_answer_from_across_a_launch_is_cannot_tell() -> None:
+    assert not launch_overlaps(0, 0) and not launch_overlaps(2, 2)
+    assert launch_overlaps(1, 1)  # under way all along
+    assert launch_overlaps(0, 1)  # began between the VM reading and the lease answer
+    assert launch_overlaps(1, 2)  # ended meanwhile: the reading may show the paused QEMU
+    assert launch_overlaps(2, 4)  # a whole launch in between
