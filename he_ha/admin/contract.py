@@ -134,6 +134,9 @@ class ClusterStatus(BaseModel):
     vm_here: str  # local VM state: running | paused | shutoff | absent | unknown ...
     hypervisor: str  # connected | connecting | hung | unreachable | closed
     vm_definition: VmDefinitionView | None = None  # None: not reported (a daemon older than the field)
+    # This host's engine (issue 14, slow is not dead): healthy | not-ready (its health page
+    # answers, not "DB Up") | silent (no answer); None: no VM runs here, or no reading yet.
+    engine_liveness: str | None = None
 
 
 class CommandResult(BaseModel):

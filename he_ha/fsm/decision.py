@@ -25,6 +25,9 @@ class DecisionInputs:
     result: ActionResult | None  # the action result consumed by this step
     start_failures: int  # failed starts inside the retry window
     outranked_since: float | None
+    # The local engine: healthy / not-ready / silent (he_ha.fsm.health LIVENESS_*), None when
+    # no VM runs here or there is no reading.
+    engine_liveness: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

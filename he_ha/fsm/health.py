@@ -19,6 +19,16 @@ HEALTH_UNKNOWN = "unknown"
 DETAIL_PAUSED = "Paused"
 # The engine-health monitor's reason for a start that lost the lease race (spec §5.8).
 REASON_LOCKED = "Storage of VM is locked. Is another host already starting the VM?"
+# he-ha's reason for an engine whose health page answers (any HTTP answer: "DB Down", a 503)
+# without saying "DB Up": alive but not ready (a long start, a database upgrade). Published
+# in the original's free-text "reason" field, so the original's readers, which rank by vm,
+# health and detail only, see an ordinary bad-health row (docs/monitors.md).
+REASON_NOT_READY = "engine alive, not ready"
+
+# Engine liveness, three-valued (issue 14 item 1), for a VM that runs here:
+LIVENESS_HEALTHY = "healthy"  # the health page says "DB Up"
+LIVENESS_NOT_READY = "not-ready"  # the page answers, but not "DB Up": slow is not dead
+LIVENESS_SILENT = "silent"  # no answer at all (timeout, refused), or the VM is not running
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,24 @@ class EngineHealth:
     @property
     def running(self) -> bool:
         return self.vm == VM_UP
+
+    @property
+    def liveness(self) -> str | None:
+        """healthy / not-ready / silent for a running VM (LIVENESS_*); None when it does not run.
+
+        Read from the published vocabulary: good health is healthy, the not-ready reason is
+        not-ready, any other bad row of a running VM (failed liveliness check, powering up
+        without an answer, paused) is silent."""
+        if self.vm != VM_UP:
+            return None
+        if self.health == HEALTH_GOOD:
+            return LIVENESS_HEALTHY
+        return LIVENESS_NOT_READY if self.reason == REASON_NOT_READY else LIVENESS_SILENT
+
+    @property
+    def alive(self) -> bool:
+        """The engine shows life: healthy, or answering but not ready."""
+        return self.liveness in (LIVENESS_HEALTHY, LIVENESS_NOT_READY)
 
     @property
     def gone(self) -> bool:

@@ -26,7 +26,15 @@ from he_ha.fsm.actions import (
 )
 from he_ha.fsm.cluster import ClusterView, Snapshot, extend_history, judge
 from he_ha.fsm.decision import DecisionInputs, DecisionRecord
-from he_ha.fsm.health import HEALTH_GOOD, NO_READING_HEALTH, REASON_LOCKED, VM_DOWN, VM_DOWN_UNEXPECTED, EngineHealth
+from he_ha.fsm.health import (
+    HEALTH_GOOD,
+    LIVENESS_NOT_READY,
+    NO_READING_HEALTH,
+    REASON_LOCKED,
+    VM_DOWN,
+    VM_DOWN_UNEXPECTED,
+    EngineHealth,
+)
 from he_ha.fsm.observation import (
     ActionResult,
     LocalReadings,
@@ -75,6 +83,7 @@ class FsmState:
     lease_busy_at: float | None = None
     migrate_failed_at: float | None = None
     migrate_target: int | None = None
+    alive_at: float | None = None  # the local engine last showed life (healthy or not ready) in this state
 
 
 def initial_state(host_id: int, timing: TimingConfig | None = None, score: ScoreConfig | None = None) -> FsmState:
@@ -157,8 +166,10 @@ def _guards(ctx: _Ctx) -> _Decision | None:
         if kind is GuardKind.TIMEOUT:
             assert guard.timeout is not None
             limit = getattr(ctx.timing, guard.timeout)
-            if state.entered_at is not None and ctx.now >= state.entered_at + limit:
-                return _Decision(R.guard_rule(state.name, guard), f"{limit:g} s in {state.name.value}")
+            start = _silence_start(ctx) if guard.silence else state.entered_at
+            if start is not None and ctx.now >= start + limit:
+                what = f"{limit:g} s of engine silence" if guard.silence else f"{limit:g} s"
+                return _Decision(R.guard_rule(state.name, guard), f"{what} in {state.name.value}")
         elif kind is GuardKind.GLOBAL:
             fired = ctx.global_on
         elif kind is GuardKind.LOCAL:
@@ -168,6 +179,32 @@ def _guards(ctx: _Ctx) -> _Decision | None:
         if kind is not GuardKind.TIMEOUT and fired:
             return _Decision(R.guard_rule(state.name, guard))
     return None
+
+
+def _silence_start(ctx: _Ctx) -> float | None:
+    """Since when the local engine has shown no life in this state (the silence timers' start).
+
+    Entering the state starts it; every step at which the engine is healthy or answers but is
+    not ready restarts it (slow is not dead, issue 14)."""
+    state = ctx.state
+    start = state.entered_at
+    if start is None:
+        return None
+    if state.alive_at is not None:
+        start = max(start, state.alive_at)
+    if ctx.health is not None and ctx.health.alive:
+        start = ctx.now
+    return start
+
+
+def _ceiling(ctx: _Ctx, limit: float) -> float:
+    """How long an engine that is not healthy may stay in a silence-timed state at most."""
+    return max(ctx.timing.not_ready_timeout, limit)
+
+
+def _ceiling_reached(ctx: _Ctx, limit: float) -> bool:
+    entered = ctx.state.entered_at
+    return entered is not None and ctx.now >= entered + _ceiling(ctx, limit)
 
 
 # --- helpers shared by several states ---------------------------------------------------------------
@@ -286,7 +323,14 @@ def _engine_starting(ctx: _Ctx) -> _Decision:
     health = ctx.health
     assert health is not None  # the vm-unknown guard ran first
     if health.running:
-        return _Decision(R.STARTING_UP if health.health == HEALTH_GOOD else R.STARTING_POWERING_UP, health.detail)
+        if health.health == HEALTH_GOOD:
+            return _Decision(R.STARTING_UP, health.detail)
+        if _ceiling_reached(ctx, ctx.timing.starting_timeout):
+            ceiling = _ceiling(ctx, ctx.timing.starting_timeout)
+            return _Decision(R.STARTING_NOT_READY_CEILING, f"not healthy for {ceiling:g} s ({health.liveness})")
+        if health.liveness == LIVENESS_NOT_READY:
+            return _Decision(R.STARTING_NOT_READY, f"{health.detail}: {health.reason}")
+        return _Decision(R.STARTING_POWERING_UP, health.detail)
     if health.vm == VM_DOWN:
         return _Decision(R.STARTING_DOWN, health.reason or "")
     return _Decision(R.STARTING_VANISHED, health.vm)
@@ -325,7 +369,13 @@ def _engine_up(ctx: _Ctx) -> _Decision:
         if waited >= ctx.timing.yield_dwell:
             return _Decision(R.UP_YIELD, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total} for {waited:g} s")
     if not healthy:
-        rule = R.UP_BAD_HEALTH if ctx.state.name is S.ENGINE_UP else R.UP_BAD_HEALTH_PERSISTS
+        if ctx.state.name is S.ENGINE_UP_BAD_HEALTH and _ceiling_reached(ctx, ctx.timing.bad_health_timeout):
+            ceiling = _ceiling(ctx, ctx.timing.bad_health_timeout)
+            return _Decision(R.UP_NOT_READY_CEILING, f"not healthy for {ceiling:g} s ({health.liveness})")
+        if health.liveness == LIVENESS_NOT_READY:
+            rule = R.UP_NOT_READY
+        else:
+            rule = R.UP_BAD_HEALTH if ctx.state.name is S.ENGINE_UP else R.UP_BAD_HEALTH_PERSISTS
         return _Decision(rule, maintenance_note + (health.reason or health.detail))
     if rival is not None:
         return _Decision(R.UP_OUTRANKED, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total}")
@@ -502,12 +552,18 @@ def _entry_action(dest: S, seq: int, now: float, ctx: _Ctx, decision: _Decision)
     return None
 
 
-def _timeout_at(name: S, entered_at: float | None, timing: TimingConfig) -> float | None:
+def _timeout_at(name: S, entered_at: float | None, alive_at: float | None, timing: TimingConfig) -> float | None:
+    """When the state's timer fires if nothing changes: for the silence timers, the engine's
+    last sign of life plus the timeout, but never after the not-ready ceiling."""
     if entered_at is None:
         return None
     for guard in STATE_GUARDS.get(name, ()):
         if guard.kind is GuardKind.TIMEOUT and guard.timeout is not None:
-            return entered_at + getattr(timing, guard.timeout)
+            limit = getattr(timing, guard.timeout)
+            if not guard.silence:
+                return entered_at + limit
+            start = entered_at if alive_at is None else max(entered_at, alive_at)
+            return min(start + limit, entered_at + max(timing.not_ready_timeout, limit))
     return None
 
 
@@ -525,6 +581,7 @@ def _inputs(ctx: _Ctx) -> DecisionInputs:
         result=ctx.result,
         start_failures=len(ctx.failures),
         outranked_since=ctx.outranked_since,
+        engine_liveness=None if ctx.health is None else ctx.health.liveness,
     )
 
 
@@ -548,6 +605,9 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
         start_attempt_at: float | None = now
     else:
         start_attempt_at = state.start_attempt_at if dest is S.ENGINE_STARTING else None
+
+    health = ctx.health
+    alive_at = now if health is not None and health.alive else (None if changed else state.alive_at)
 
     actions: list[Action] = []
     next_seq, pending = state.next_seq, (None if changed else ctx.pending)
@@ -574,12 +634,13 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
             if dest is S.LOCAL_MAINTENANCE_MIGRATE_VM
             else None
         ),
+        alive_at=alive_at,
     )
     if changed or failures != ctx.failures:
         score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries)
     else:
         score = ctx.score
-    timeout_at = _timeout_at(dest, entered_at, timing)
+    timeout_at = _timeout_at(dest, entered_at, alive_at, timing)
     actions.append(Publish(_published(now, dest, score, ctx.health, timeout_at)))
     if entry is not None:
         actions.append(vm_action)

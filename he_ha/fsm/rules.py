@@ -54,10 +54,13 @@ class Guard:
     kind: GuardKind
     dest: S | None  # None: hold the current state
     timeout: str | None = None  # TimingConfig attribute holding the timeout
+    # The timer counts engine silence only: it restarts whenever the local engine shows life
+    # (healthy or answering but not ready), so slow is never taken for dead (issue 14).
+    silence: bool = False
 
 
-def _timeout(dest: S, attribute: str) -> Guard:
-    return Guard(GuardKind.TIMEOUT, dest, attribute)
+def _timeout(dest: S, attribute: str, *, silence: bool = False) -> Guard:
+    return Guard(GuardKind.TIMEOUT, dest, attribute, silence)
 
 
 _GLOBAL = Guard(GuardKind.GLOBAL, S.GLOBAL_MAINTENANCE)
@@ -68,10 +71,10 @@ STATE_GUARDS: dict[S, tuple[Guard, ...]] = {
     S.REINITIALIZE: (_GLOBAL, _UNKNOWN, _LOCAL),
     S.ENGINE_DOWN: (_GLOBAL, _UNKNOWN, _LOCAL),
     S.ENGINE_START: (_GLOBAL, _UNKNOWN, _LOCAL),
-    S.ENGINE_STARTING: (_timeout(S.ENGINE_STOP, "starting_timeout"), _GLOBAL, _UNKNOWN, _LOCAL),
+    S.ENGINE_STARTING: (_timeout(S.ENGINE_STOP, "starting_timeout", silence=True), _GLOBAL, _UNKNOWN, _LOCAL),
     # EngineUp handles local maintenance itself, by migrating (the original ignored it).
     S.ENGINE_UP: (_GLOBAL, _UNKNOWN),
-    S.ENGINE_UP_BAD_HEALTH: (_timeout(S.ENGINE_STOP, "bad_health_timeout"), _GLOBAL, _UNKNOWN),
+    S.ENGINE_UP_BAD_HEALTH: (_timeout(S.ENGINE_STOP, "bad_health_timeout", silence=True), _GLOBAL, _UNKNOWN),
     S.ENGINE_MAYBE_AWAY: (_timeout(S.ENGINE_UNEXPECTEDLY_DOWN, "maybe_away_timeout"), _GLOBAL, _UNKNOWN, _LOCAL),
     S.ENGINE_UNEXPECTEDLY_DOWN: (_timeout(S.ENGINE_DOWN, "unexpectedly_down_timeout"), _GLOBAL, _UNKNOWN, _LOCAL),
     # The original's order here is global, local, vm-unknown.
@@ -104,7 +107,7 @@ for _state, _guards in STATE_GUARDS.items():
                 _guard_rule_id(_state, _guard),
                 {_state},
                 _guard.dest,
-                f"{_guard.timeout} expired",
+                f"{_guard.timeout} of engine silence expired" if _guard.silence else f"{_guard.timeout} expired",
                 nowait=_state in _NOWAIT_TIMEOUTS,
             )
 for _kind, _text in (
@@ -180,6 +183,14 @@ START_TIMEOUT = _rule("start.timeout", _START, S.ENGINE_DOWN, "no start result w
 _STARTING = {S.ENGINE_STARTING}
 STARTING_UP = _rule("starting.up", _STARTING, S.ENGINE_UP, "the VM is up and the engine healthy")
 STARTING_POWERING_UP = _rule("starting.powering-up", _STARTING, None, "the VM is up, the engine not healthy yet")
+STARTING_NOT_READY = _rule(
+    "starting.not-ready", _STARTING, None,
+    "the engine answers but is not ready (alive): the starting timeout counts silence only",
+)
+STARTING_NOT_READY_CEILING = _rule(
+    "starting.not-ready-ceiling", _STARTING, S.ENGINE_STOP,
+    "the engine was not healthy for not_ready_timeout (its ceiling) since the VM started",
+)
 STARTING_DOWN = _rule(
     "starting.vm-down", _STARTING, S.ENGINE_FORCE_STOP, "the VM went down: another host took over", nowait=True
 )
@@ -208,6 +219,14 @@ UP_YIELD = _rule("up.yield", _UP, S.ENGINE_STOP, "a peer out-scored us by the th
 UP_BAD_HEALTH = _rule("up.bad-health", {S.ENGINE_UP}, S.ENGINE_UP_BAD_HEALTH, "the engine is not healthy")
 UP_BAD_HEALTH_PERSISTS = _rule(
     "up.bad-health.persists", {S.ENGINE_UP_BAD_HEALTH}, None, "the engine is still not healthy"
+)
+UP_NOT_READY = _rule(
+    "up.not-ready", _UP, S.ENGINE_UP_BAD_HEALTH,
+    "the engine answers but is not ready (alive): the bad-health timeout counts silence only",
+)
+UP_NOT_READY_CEILING = _rule(
+    "up.not-ready-ceiling", {S.ENGINE_UP_BAD_HEALTH}, S.ENGINE_STOP,
+    "the engine was not healthy for not_ready_timeout (its ceiling) in EngineUpBadHealth",
 )
 UP_OUTRANKED = _rule("up.outranked", _UP, S.ENGINE_UP, "a peer out-scores us by the threshold; dwell not over")
 UP_OK = _rule("up.ok", _UP, S.ENGINE_UP, "the engine is up and healthy here")

@@ -2,7 +2,8 @@
 
 Defaults are the original's constants (spec §3.7) plus he-ha's additions, which the
 original did not have: the yield dwell time (hysteresis), the maximum age of the
-whiteboard view before it counts as stale, and the deadlines for pending actions.
+whiteboard view before it counts as stale, the deadlines for pending actions, and the
+ceiling for an engine that answers but is not ready.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class TimingConfig:
     migrate_timeout: float = 300.0  # migration result not reported -> failed
     migrate_retry_delay: float = 60.0  # wait after a failed migration before trying again
     lease_busy_backoff: float = 20.0  # without lease-owner data, wait this long after "lease busy"
+    # An engine that answers its health page but is not ready (slow is not dead) is stopped
+    # for that only after this long in EngineStarting / EngineUpBadHealth; the starting and
+    # bad-health timeouts count silence only (effective ceiling: at least those timeouts).
+    not_ready_timeout: float = 3600.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

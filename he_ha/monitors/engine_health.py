@@ -3,6 +3,8 @@
 Replaces the original's VDSM getStats + ``hosted-engine --check-liveliness`` (spec §5.8):
 the page (default ``http://<fqdn>/ovirt-engine/services/health``) must answer 2xx with
 "DB Up" in the body within ``page_timeout``. The page is fetched only while the VM runs.
+Any other HTTP answer means the engine is alive but not ready (he-ha's "engine alive, not
+ready" reason: slow is not dead); no answer means it is silent (the original's reasons).
 The result rows, the sticky vm value, the grace period and the bad-health confirmation
 live in ``EngineStatusTracker``. Works by polling alone; the supervisor may ``poke`` it
 with libvirt lifecycle events for an immediate re-probe.
@@ -42,6 +44,8 @@ class EngineHealthReport:
     failing_since: float | None  # monotonic time of the first of them
     in_grace: bool  # the VM is in its start-up grace period
     problem: str | None = None  # the libvirt failure behind a "failed to getVmStats" row
+    # The page failed but gave an HTTP answer (alive, not ready); None when not fetched.
+    page_answered: bool | None = None
 
     def to_json(self) -> str:
         """As the original published it (json.dumps of the dict)."""
@@ -138,11 +142,18 @@ class EngineHealthMonitor(Monitor[EngineHealthReport]):
             row = tracker.domain_missing(lock_conflict=lock_conflict)
         if not isinstance(row, NeedsLiveness):
             return self._result(row)
-        page_error = await self._check_page()
-        return self._result(tracker.liveness(row.detail, page_error is None, self._clock()), page_error, checked=True)
+        page_error, answered = await self._check_page()
+        row = tracker.liveness(row.detail, page_error is None, self._clock(), answered=answered)
+        return self._result(row, page_error, checked=True, answered=answered)
 
     def _result(
-        self, row: EngineStatus, page_error: str | None = None, *, checked: bool = False, problem: str | None = None
+        self,
+        row: EngineStatus,
+        page_error: str | None = None,
+        *,
+        checked: bool = False,
+        problem: str | None = None,
+        answered: bool = False,
     ) -> EngineHealthReport:
         tracker = self.tracker
         return EngineHealthReport(
@@ -153,24 +164,31 @@ class EngineHealthMonitor(Monitor[EngineHealthReport]):
             failing_since=tracker.failing_since,
             in_grace=tracker.in_grace(self._clock()),
             problem=problem,
+            page_answered=(answered and page_error is not None) if checked else None,
         )
 
-    async def _check_page(self) -> str | None:
-        """None if the page says "DB Up", else why not."""
+    async def _check_page(self) -> tuple[str | None, bool]:
+        """(None, True) if the page says "DB Up", else (why not, whether it answered at all).
+
+        Any HTTP answer (an error status, a body without "DB Up") means the engine, or the
+        web server in front of it, is alive: slow is not dead (docs/monitors.md). No answer
+        within the timeout, or no connection, is silence."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.page_timeout))
         try:
             async with self._session.get(self.url) as response:
                 body = (await response.content.read(_MAX_BODY)).decode("utf-8", errors="replace")
         except TimeoutError:
-            return f"no answer from {self.url} within {self.page_timeout:g} s"
+            return f"no answer from {self.url} within {self.page_timeout:g} s", False
+        except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:  # a bad answer is an answer
+            return f"{self.url}: {type(exc).__name__}: {exc}", True
         except aiohttp.ClientError as exc:
-            return f"{self.url}: {type(exc).__name__}: {exc}"
+            return f"{self.url}: {type(exc).__name__}: {exc}", False
         if not 200 <= response.status < 300:
-            return f"{self.url} answered HTTP {response.status}"
+            return f"{self.url} answered HTTP {response.status}", True
         if "DB Up" not in body:
-            return f"{self.url} does not say 'DB Up': {body[:80]!r}"
-        return None
+            return f"{self.url} does not say 'DB Up': {body[:80]!r}", True
+        return None, True
 
     async def aclose(self) -> None:
         if self._session is not None:

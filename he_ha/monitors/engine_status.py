@@ -24,6 +24,9 @@ REASON_STORAGE_LOCKED = "Storage of VM is locked. Is another host already starti
 REASON_MIGRATED = "VM migrated away successfully"
 REASON_BAD_STATUS = "bad vm status"
 REASON_LIVENESS = "failed liveliness check"
+# he-ha: the health page answered (any HTTP answer) but not "DB Up": alive, not ready. The
+# same text as he_ha.fsm.health.REASON_NOT_READY, which the state machine reads.
+REASON_NOT_READY = "engine alive, not ready"
 
 # VDSM status strings ("detail") grouped by the original's result rows.
 DOWN_DETAILS = frozenset({"Down", "Migration Destination"})
@@ -149,8 +152,13 @@ class EngineStatusTracker:
             return status("up", "bad", detail, REASON_BAD_STATUS)
         return NeedsLiveness(detail)
 
-    def liveness(self, detail: str, page_ok: bool, now: float) -> EngineStatus:
-        """The row for a running VM given this round's health page result."""
+    def liveness(self, detail: str, page_ok: bool, now: float, *, answered: bool = False) -> EngineStatus:
+        """The row for a running VM given this round's health page result.
+
+        ``answered``: the page gave an HTTP answer that is not "DB Up" (a 503, "DB Down"):
+        the engine is alive but not ready, reported with REASON_NOT_READY so that the state
+        machine never stops it for that within its ceiling. Without an answer (timeout,
+        connection refused) the engine is silent: the original's reasons."""
         if page_ok:
             self.healthy_seen = True
             self.failures, self.failing_since = 0, None
@@ -162,8 +170,8 @@ class EngineStatusTracker:
         if self.healthy_seen and not confirmed:
             return status("up", "good", detail)  # not yet proven: keep the last verdict
         if self.in_grace(now):
-            return status("up", "bad", "Powering up", REASON_BAD_STATUS)
-        return status("up", "bad", detail, REASON_LIVENESS)
+            return status("up", "bad", "Powering up", REASON_NOT_READY if answered else REASON_BAD_STATUS)
+        return status("up", "bad", detail, REASON_NOT_READY if answered else REASON_LIVENESS)
 
     def _down(self, reason: str) -> EngineStatus:
         self.vm = "down"

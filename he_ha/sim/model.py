@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from he_ha.fsm import FsmState, LeaseStatus, SanlockHost
-from he_ha.fsm.health import EngineHealth
+from he_ha.fsm.health import REASON_NOT_READY, EngineHealth
 from he_ha.sim.scenario import HostSpec, SimParams
 
 
@@ -29,17 +29,21 @@ class SimVm:
     hung: bool = False
     shutting_down: bool = False
 
-    def health(self, t: float) -> EngineHealth:
+    def health(self, t: float, slow: bool = False) -> EngineHealth:
+        """``slow``: the engine answers its health page but is not ready (a long start, a
+        database upgrade: the scenario's engine-slow until engine-ready)."""
         if self.shutting_down:
             return EngineHealth("up", "bad", "Powering down", "bad vm status")
         if t < self.up_at:
             return EngineHealth("up", "bad", "Powering up", "bad vm status")
         if self.hung:
             return EngineHealth("up", "bad", "Up", "failed liveliness check")
+        if slow:
+            return EngineHealth("up", "bad", "Up", REASON_NOT_READY)
         return EngineHealth("up", "good", "Up")
 
-    def healthy(self, t: float) -> bool:
-        return t >= self.up_at and not self.hung and not self.shutting_down
+    def healthy(self, t: float, slow: bool = False) -> bool:
+        return t >= self.up_at and not self.hung and not self.shutting_down and not slow
 
 
 HYPERVISOR_HUNG = EngineHealth("unknown", "unknown", "unknown", "failed to get the VM state")
@@ -146,12 +150,12 @@ class SimHost:
             return SanlockHost.LIVE
         return SanlockHost.FAIL if age < sim.host_dead_time else SanlockHost.DEAD
 
-    def engine_health(self, t: float, sim: SimParams) -> EngineHealth | None:
+    def engine_health(self, t: float, sim: SimParams, slow: bool = False) -> EngineHealth | None:
         if t < self.supervisor_started + sim.monitor_warmup:
             return None  # the monitor has not reported yet (B14)
         if self.hypervisor_hung:
             return HYPERVISOR_HUNG
-        return self.vm.health(t) if self.vm is not None else EXIT_HEALTH[self.vm_exit]
+        return self.vm.health(t, slow) if self.vm is not None else EXIT_HEALTH[self.vm_exit]
 
 
 class VmLease:

@@ -77,6 +77,10 @@ COMMANDS: dict[str, tuple[bool, bool]] = {
     "vm-crash": (False, False),  # the VM, wherever it runs (or on `host` if given)
     "engine-hang": (False, False),
     "engine-recover": (False, False),
+    # The engine (this VM and any later one) answers its health page but is not ready: a long
+    # start or a database upgrade; engine-ready ends it. Slow is not dead (issue 14).
+    "engine-slow": (False, False),
+    "engine-ready": (False, False),
     "engine-migrate": (True, False),  # the engine live-migrates its own VM to `host`
     "hypervisor-hang": (True, False),  # libvirt stops answering: VM state unknown, VM actions fail
     "hypervisor-recover": (True, False),

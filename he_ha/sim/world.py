@@ -83,6 +83,7 @@ class World:
         self.lease = VmLease()
         self.slots: dict[int, PeerRecord] = {}
         self.global_maintenance = False
+        self.engine_slow = False  # the engine answers but is not ready (engine-slow .. engine-ready)
         self.queue: list[tuple[float, int, int, Any, Any]] = []
         self.seq = 0
         self.t = 0.0
@@ -152,7 +153,7 @@ class World:
         ok = False
         for host in self.order:
             if host.vm is not None:
-                ok = host.vm.healthy(self.t)
+                ok = host.vm.healthy(self.t, self.engine_slow)
                 break
         if ok is not self.engine_ok[-1][1]:
             self.engine_ok.append((self.t, ok))
@@ -207,7 +208,7 @@ class World:
             bridge_up=True,
             free_memory_mib=spec.free_memory_mib,
             cpu_load=spec.cpu_load,
-            engine_health=host.engine_health(t, sim),
+            engine_health=host.engine_health(t, sim, self.engine_slow),
             storage_ok=not host.stalled,
             local_maintenance=host.local_maintenance,
             vm_memory_mib=spec.vm_memory_mib,
@@ -415,6 +416,8 @@ class World:
                     self._schedule_tick(source, self.t)
         elif do == "global-maintenance":
             self.global_maintenance = bool(event.value)
+        elif do in ("engine-slow", "engine-ready"):
+            self.engine_slow = do == "engine-slow"
         else:
             assert host is not None
             self._host_command(host, event)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from he_ha.admin.contract import Metric
 from he_ha.fsm import DecisionRecord, StateName
+from he_ha.fsm.health import LIVENESS_HEALTHY, LIVENESS_NOT_READY, LIVENESS_SILENT
 from he_ha.notify import NotifierStats
 from he_ha.storage.whiteboard import IoStats
 from he_ha.supervisor.core import TickStats
@@ -15,6 +16,7 @@ from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import TickInputs
 
 PENALTIES = ("config", "network", "bridge", "cpu", "memory", "retries")
+LIVENESS = (LIVENESS_HEALTHY, LIVENESS_NOT_READY, LIVENESS_SILENT)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
         for name in PENALTIES:
             yield _gauge("he_ha_score_penalty", amounts.get(name, 0), "score penalty by cause", name=name)
         yield _gauge("he_ha_score_override", 1.0 if score.override else 0.0, "1 when the score is forced to 0")
+        liveness = record.inputs.engine_liveness
+        for value in LIVENESS:
+            yield _gauge("he_ha_engine_liveness", 1.0 if value == liveness else 0.0,
+                         "this host's engine: healthy, not-ready (answers, not ready) or silent (1 for the current; "
+                         "all 0 when no VM runs here)", liveness=value)
     yield _counter("he_ha_transitions_total", m.ticks.transitions, "FSM state transitions")
     yield _counter("he_ha_ticks_total", m.ticks.count, "ticks completed")
     yield _gauge("he_ha_tick_duration_seconds", m.ticks.last_duration, "duration of the last tick")

@@ -121,6 +121,7 @@ def cluster_status(
         vm_here=vm_here,
         hypervisor=hypervisor,
         vm_definition=None if definition is None else definition_view(definition),
+        engine_liveness=None if record is None else record.inputs.engine_liveness,
     )
 
 

@@ -118,6 +118,32 @@ def _check_supervisor_restart(r: SimResult) -> None:
     assert _lines(r, "ReinitializeFSM -> EngineStarting [reinit.vm-up]")
 
 
+def _check_slow_upgrade(r: SimResult) -> None:
+    """Slow is not dead: 40 minutes of "answers, not ready" never stop the engine."""
+    assert _lines(r, "EngineUp -> EngineUpBadHealth [up.not-ready]")
+    assert not _lines(r, "EngineStop") and not _lines(r, "action shutdown") and not _lines(r, "action destroy")
+    assert not _lines(r, "timeout.EngineUpBadHealth")
+    assert _outages_after(r, 200) == [(300.0, 2700.0)]  # down exactly while not ready, then healthy again
+    assert len(_lines(r, "vm started")) == 1 and r.final_states[1] == "EngineUp"
+
+
+def _check_slow_start(r: SimResult) -> None:
+    """A 25-minute start that answers all along is neither stopped nor counted as failed."""
+    assert _lines(r, "EngineStarting [starting.not-ready]")
+    assert not _lines(r, "timeout.EngineStarting") and not _lines(r, "EngineStop")
+    assert not any("score=3350" in line for line in r.log)  # no failed start counted
+    [up] = _lines(r, "EngineStarting -> EngineUp")
+    assert float(up.split()[0]) >= 1600 and r.final_states[1] == "EngineUp"
+
+
+def _check_not_ready_ceiling(r: SimResult) -> None:
+    """Alive but never ready: stopped at the configured ceiling, not at the bad-health timeout."""
+    [bad] = _lines(r, "[up.not-ready]")
+    [ceiling] = _lines(r, "[up.not-ready-ceiling]")
+    assert float(ceiling.split()[0]) - float(bad.split()[0]) == 1200
+    assert not _lines(r, "timeout.EngineUpBadHealth")
+
+
 CHECKS: dict[str, Callable[[SimResult], None]] = {
     "host-crash": _check_host_crash,
     "host-crash-without-sanlock-status": _check_host_crash_no_sanlock,
@@ -130,6 +156,9 @@ CHECKS: dict[str, Callable[[SimResult], None]] = {
     "local-maintenance-migration": _check_local,
     "cold-start": _check_cold_start,
     "supervisor-restart": _check_supervisor_restart,
+    "engine-slow-upgrade": _check_slow_upgrade,
+    "engine-slow-start": _check_slow_start,
+    "engine-not-ready-ceiling": _check_not_ready_ceiling,
 }
 
 

@@ -52,30 +52,50 @@ async def test_vm_found_by_name_too(engine_conn: libvirt.virConnect, health_page
         assert (await monitor.probe()).status["health"] == "good"
 
 
-@pytest.mark.parametrize("mode", ["error", "db-down"])
+NOT_READY = "engine alive, not ready"  # the page answers, but not "DB Up" (slow is not dead)
+
+
+@pytest.mark.parametrize(("mode", "reason"), [("error", NOT_READY), ("db-down", NOT_READY), ("hang", "bad vm status")])
 async def test_starting_engine_gets_a_grace_period(
-    engine_conn: libvirt.virConnect, health_page: HealthPage, mode: str
+    engine_conn: libvirt.virConnect, health_page: HealthPage, mode: str, reason: str
 ) -> None:
     health_page.mode = mode
-    monitor = monitor_for(engine_conn, health_page, grace=600.0)
+    monitor = monitor_for(engine_conn, health_page, grace=600.0, page_timeout=0.3)
     async with aclosing(monitor):
         health = await monitor.probe()
-    assert health.status == {"vm": "up", "health": "bad", "detail": "Powering up", "reason": "bad vm status"}
+    assert health.status == {"vm": "up", "health": "bad", "detail": "Powering up", "reason": reason}
     assert health.in_grace and health.page_ok is False
-    assert health.page_error is not None
-    assert ("HTTP 500" if mode == "error" else "does not say 'DB Up'") in health.page_error
+    assert health.page_error is not None and health.page_answered is (mode != "hang")
+    expected = {"error": "HTTP 500", "db-down": "does not say 'DB Up'", "hang": "within 0.3 s"}[mode]
+    assert expected in health.page_error
 
 
-async def test_dead_engine_after_grace_fails_liveness(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
-    health_page.mode = "error"
+async def test_silent_engine_after_grace_fails_liveness(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
+    health_page.mode = "hang"
     clock = Clock()
-    monitor = monitor_for(engine_conn, health_page, grace=300.0, clock=clock)
+    monitor = monitor_for(engine_conn, health_page, grace=300.0, clock=clock, page_timeout=0.3)
     async with aclosing(monitor):
         assert (await monitor.probe()).status["detail"] == "Powering up"
         clock.now += 300.0
         health = await monitor.probe()
     assert health.status == {"vm": "up", "health": "bad", "detail": "Up", "reason": "failed liveliness check"}
-    assert not health.in_grace
+    assert not health.in_grace and health.page_answered is False
+
+
+@pytest.mark.parametrize("mode", ["error", "db-down"])
+async def test_answering_engine_after_grace_is_alive_not_ready(
+    engine_conn: libvirt.virConnect, health_page: HealthPage, mode: str
+) -> None:
+    """Any HTTP answer that is not "DB Up" (a 500, "DB Down") is a slow engine, not a dead one."""
+    health_page.mode = mode
+    clock = Clock()
+    monitor = monitor_for(engine_conn, health_page, grace=300.0, clock=clock)
+    async with aclosing(monitor):
+        await monitor.probe()
+        clock.now += 300.0
+        health = await monitor.probe()
+    assert health.status == {"vm": "up", "health": "bad", "detail": "Up", "reason": NOT_READY}
+    assert not health.in_grace and health.page_answered is True
 
 
 async def test_hanging_page_is_abandoned_at_its_deadline(
@@ -126,7 +146,7 @@ async def test_bad_verdict_needs_consecutive_failures_over_time(
         health_page.mode = "up"
         recovered = await monitor.probe()
     assert all(v["health"] == "good" for v in verdicts[:6])
-    assert verdicts[6] == {"vm": "up", "health": "bad", "detail": "Up", "reason": "failed liveliness check"}
+    assert verdicts[6] == {"vm": "up", "health": "bad", "detail": "Up", "reason": NOT_READY}  # it answered 500s
     assert recovered.status == {"vm": "up", "health": "good", "detail": "Up"} and recovered.failures == 0
 
 

@@ -14,7 +14,9 @@ from tests.unit.fsm.builders import (
     DOWN,
     DOWN_MISSING,
     DOWN_UNEXPECTED,
+    NOT_READY,
     POWERING_UP,
+    STARTING_NOT_READY,
     T0,
     UP_BAD,
     UP_GOOD,
@@ -193,3 +195,81 @@ def test_lease_busy_result_is_not_a_failed_start() -> None:
 
     new, _, _ = step(state, obs(DOWN, result=result(Outcome.LEASE_BUSY)))
     assert new.start_failures == () and new.lease_busy_at == T0
+
+
+# --- slow is not dead: the starting and bad-health timers count silence only (issue 14) ------
+
+SILENCE_TIMERS = [
+    (S.ENGINE_STARTING, "starting_timeout", POWERING_UP, "timeout.EngineStarting", STARTING_NOT_READY,
+     "starting.not-ready", "starting.not-ready-ceiling"),
+    (S.ENGINE_UP_BAD_HEALTH, "bad_health_timeout", UP_BAD, "timeout.EngineUpBadHealth", NOT_READY,
+     "up.not-ready", "up.not-ready-ceiling"),
+]
+SILENCE_IDS = [t[0].value for t in SILENCE_TIMERS]
+
+
+@pytest.mark.parametrize(("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS)
+@pytest.mark.parametrize(("offset", "fires"), [(-EPS, False), (0.0, True), (EPS, True)], ids=["before", "at", "after"])
+def test_silence_timer_counts_from_the_last_sign_of_life(
+    name: S, attr: str, silent: object, expired: str, alive: object, alive_rule: str, ceiling: str, offset: float,
+    fires: bool,
+) -> None:
+    limit = getattr(TIMING, attr)
+    # In the state for 2000 s, but the engine answered (not ready) `limit` seconds ago.
+    state = state_in(name, entered_at=T0 - 2000, alive_at=T0 - limit - offset)
+    _, _, record = step(state, obs(silent))  # type: ignore[arg-type]
+    assert record.rule == (expired if fires else ("starting.powering-up" if name is S.ENGINE_STARTING else "up.bad-health.persists"))
+    assert record.inputs.engine_liveness == "silent"
+
+
+@pytest.mark.parametrize(("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS)
+def test_an_answering_engine_is_never_timed_out_below_the_ceiling(
+    name: S, attr: str, silent: object, expired: str, alive: object, alive_rule: str, ceiling: str,
+) -> None:
+    # Long past the timeout, silent at the previous step: alive now, the timer restarts.
+    state = state_in(name, entered_at=T0 - 3000, alive_at=None)
+    new, _, record = step(state, obs(alive))  # type: ignore[arg-type]
+    assert record.rule == alive_rule and new.name is name and new.alive_at == T0
+    assert record.inputs.engine_liveness == "not-ready"
+    # The published deadline is the next silence deadline, never later than the ceiling.
+    assert record.timeout_at == min(T0 + getattr(TIMING, attr), T0 - 3000 + TIMING.not_ready_timeout)
+
+
+@pytest.mark.parametrize(("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS)
+@pytest.mark.parametrize(("offset", "fires"), [(-EPS, False), (0.0, True), (EPS, True)], ids=["before", "at", "after"])
+def test_not_ready_ceiling(
+    name: S, attr: str, silent: object, expired: str, alive: object, alive_rule: str, ceiling: str, offset: float,
+    fires: bool,
+) -> None:
+    state = state_in(name, entered_at=T0 - TIMING.not_ready_timeout - offset, alive_at=T0 - 10)
+    _, _, record = step(state, obs(alive))  # type: ignore[arg-type]
+    assert record.rule == (ceiling if fires else alive_rule)
+
+
+def test_ceiling_is_at_least_the_silence_timeout() -> None:
+    """A starting timeout configured above the ceiling is not cut short by it."""
+    timing = TimingConfig(starting_timeout=5000.0, not_ready_timeout=1000.0)
+    state = state_in(S.ENGINE_STARTING, entered_at=T0 - 4000, timing=timing)
+    _, _, record = step(state, obs(STARTING_NOT_READY))
+    assert record.rule == "starting.not-ready"
+    state = state_in(S.ENGINE_STARTING, entered_at=T0 - 5000, timing=timing)
+    _, _, record = step(state, obs(STARTING_NOT_READY))
+    assert record.rule == "starting.not-ready-ceiling"
+
+
+def test_a_slow_engine_stays_up_for_an_hour_and_a_silent_one_does_not() -> None:
+    """Step by step: 50 minutes of "answers, not ready" in EngineUpBadHealth, then silence."""
+    state, _, record = step(state_in(S.ENGINE_UP), obs(NOT_READY))
+    assert record.rule == "up.not-ready" and state.name is S.ENGINE_UP_BAD_HEALTH
+    now = T0
+    while now < T0 + 3000:
+        now += 10
+        state, _, record = step(state, obs(NOT_READY, now=now))
+        assert record.rule == "up.not-ready", (now, record.rule)
+    last_alive = now
+    while True:
+        now += 10
+        state, _, record = step(state, obs(UP_BAD, now=now))
+        if record.rule != "up.bad-health.persists":
+            break
+    assert record.rule == "timeout.EngineUpBadHealth" and now == last_alive + TIMING.bad_health_timeout

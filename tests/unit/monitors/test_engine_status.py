@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from he_ha.fsm.health import REASON_NOT_READY as FSM_NOT_READY
+from he_ha.fsm.health import EngineHealth
 from he_ha.monitors.engine_status import (
+    REASON_NOT_READY,
     EngineStatusTracker,
     NeedsLiveness,
     shutoff_reason_of_stop_event,
@@ -90,6 +93,24 @@ def test_grace_then_liveness_failure() -> None:
     assert tracker.liveness(detail, False, 0.0) == status("up", "bad", "Powering up", "bad vm status")
     assert tracker.in_grace(99.0) and not tracker.in_grace(100.0)
     assert tracker.liveness(detail, False, 100.0) == status("up", "bad", "Up", "failed liveliness check")
+
+
+def test_an_answering_page_is_alive_not_ready_in_and_after_grace() -> None:
+    """Slow is not dead: a page that answers without "DB Up" gets he-ha's not-ready reason."""
+    tracker = EngineStatusTracker(grace=100.0, min_failures=3, min_bad_time=30.0)
+    detail = run_up(tracker, 0.0).detail
+    assert tracker.liveness(detail, False, 0.0, answered=True) == status("up", "bad", "Powering up", REASON_NOT_READY)
+    assert tracker.liveness(detail, False, 100.0, answered=True) == status("up", "bad", "Up", REASON_NOT_READY)
+    assert tracker.liveness(detail, False, 110.0) == status("up", "bad", "Up", "failed liveliness check")
+
+
+def test_not_ready_reason_is_the_one_the_state_machine_reads() -> None:
+    health = EngineHealth.from_mapping(status("up", "bad", "Up", REASON_NOT_READY))
+    assert REASON_NOT_READY == FSM_NOT_READY and health.liveness == "not-ready" and health.alive
+    assert EngineHealth.from_mapping(status("up", "bad", "Up", "failed liveliness check")).liveness == "silent"
+    assert EngineHealth.from_mapping(status("up", "good", "Up")).liveness == "healthy"
+    assert EngineHealth.from_mapping(status("up", "bad", "Paused", "bad vm status")).liveness == "silent"
+    assert EngineHealth.from_mapping(status("down", "bad", "Down", "bad vm status")).liveness is None
 
 
 def test_first_good_page_ends_grace() -> None:

@@ -44,6 +44,7 @@ def test_status_lists_ours_exactly_and_every_peer_slot() -> None:
     assert two.sanlock == "dead" and two.state == "EngineDown"
     assert three.error is not None and three.hostname is None
     assert status.whiteboard_age == 2.5 and status.global_maintenance is False and status.lease_owner == OWN
+    assert status.engine_liveness == "healthy"
 
 
 def test_status_before_the_first_tick() -> None:
@@ -73,4 +74,6 @@ def test_metrics_cover_state_score_penalties_peers_and_counters() -> None:
     assert by_key[("he_ha_notify_mails_total", (("result", "sent"),))].value == 3
     assert by_key[("he_ha_lease_owner", ())].value == OWN
     assert by_key[("he_ha_lease_held", ())].value == 1.0
+    assert by_key[("he_ha_engine_liveness", (("liveness", "healthy"),))].value == 1.0
+    assert by_key[("he_ha_engine_liveness", (("liveness", "not-ready"),))].value == 0.0
     assert all(m.name.startswith("he_ha_") for m in metrics)
