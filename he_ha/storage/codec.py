@@ -93,6 +93,9 @@ class WhiteboardView:
     # crc32 (8 hex) of each unusable slot's raw bytes: it changes whenever its writer
     # publishes, which is how a peer we cannot parse (e.g. newer metadata) still shows alive.
     fingerprints: Mapping[int, str]
+    # The 4096 bytes as stored of every slot whose first byte is not NUL (usable or not; the
+    # original broker's rule for which slots exist): what the broker socket's get_stats serves.
+    slot_bytes: Mapping[int, bytes] = field(default_factory=dict)
 
 
 def engine_status_json(status: Mapping[str, str]) -> str:
@@ -218,12 +221,12 @@ def encode_global_block(block: GlobalBlock) -> bytes:
     return f"maintenance={_flag(block.maintenance)}".encode("ascii").ljust(SLOT_BYTES, b"\0")
 
 
-def decode_global_block(slot: bytes) -> GlobalBlock | None:
-    """Slot 0: ``key=value`` lines; ``maintenance`` takes any to_bool text; None when empty."""
+def global_entries(slot: bytes) -> list[tuple[str, str]] | None:
+    """Slot 0's ``key=value`` lines as (key, value) pairs in order; None when empty.
+    Raises MalformedSlot for a line that is not key=value, CorruptSlot for non-UTF-8."""
     if _is_empty(0, slot):
         return None
-    maintenance = False
-    unknown: list[tuple[str, str]] = []
+    entries: list[tuple[str, str]] = []
     for line in _text(0, "text", _strip_padding(slot)).split("\n"):
         if not line.strip():
             continue
@@ -231,6 +234,18 @@ def decode_global_block(slot: bytes) -> GlobalBlock | None:
         key = key.strip()
         if not sep or not key:
             raise MalformedSlot(0, f"line {_short(line)} is not key=value")
+        entries.append((key, value))
+    return entries
+
+
+def decode_global_block(slot: bytes) -> GlobalBlock | None:
+    """Slot 0: ``key=value`` lines; ``maintenance`` takes any to_bool text; None when empty."""
+    entries = global_entries(slot)
+    if entries is None:
+        return None
+    maintenance = False
+    unknown: list[tuple[str, str]] = []
+    for key, value in entries:
         if key != "maintenance":
             unknown.append((key, value))
             continue
@@ -260,11 +275,14 @@ def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = 
     hosts: dict[int, HostSlot] = {}
     errors: dict[int, SlotError] = {}
     fingerprints: dict[int, str] = {}
+    slot_bytes: dict[int, bytes] = {}
     for index, start in enumerate(range(0, size, SLOT_BYTES)):
         end = start + SLOT_BYTES
         chunk = bytes(data[start:end]) if end <= size else bytes(data[start:size]).ljust(SLOT_BYTES, b"\0")
         if chunk[0] == 0 and chunk == _ZERO_SLOT:  # the common case for most ids: skip cheaply
             continue
+        if chunk[0] != 0:
+            slot_bytes[index] = chunk  # already a copy: the buffer (an mmap) is reused
         try:
             if index == 0:
                 global_block = decode_global_block(chunk)
@@ -279,7 +297,8 @@ def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = 
                 errors[index] = exc
                 fingerprints[index] = f"{zlib.crc32(chunk):08x}"
     return WhiteboardView(
-        global_block=global_block, global_error=global_error, hosts=hosts, errors=errors, fingerprints=fingerprints
+        global_block=global_block, global_error=global_error, hosts=hosts, errors=errors, fingerprints=fingerprints,
+        slot_bytes=slot_bytes,
     )
 
 

@@ -19,6 +19,7 @@ from he_ha.storage.codec import (
     encode_global_block,
     encode_header,
     encode_host_slot,
+    global_entries,
 )
 from he_ha.storage.whiteboard_errors import (
     CorruptSlot,
@@ -352,6 +353,12 @@ def test_global_block_round_trip_drops_unknown_keys() -> None:
 
 def test_empty_global_block_is_none() -> None:
     assert decode_global_block(bytes(SLOT_BYTES)) is None
+    assert global_entries(bytes(SLOT_BYTES)) is None
+
+
+def test_global_entries_keep_every_line_in_order() -> None:
+    raw = b"maintenance=1\n\n colour = blue\nmaintenance=0".ljust(SLOT_BYTES, b"\0")
+    assert global_entries(raw) == [("maintenance", "1"), ("colour", " blue"), ("maintenance", "0")]
 
 
 @pytest.mark.parametrize(
@@ -399,6 +406,9 @@ def test_whole_board_separates_good_and_bad_slots() -> None:
     assert {i: type(e) for i, e in view.errors.items()} == {3: CorruptSlot, 5: WrongHostId, 7: MalformedSlot}
     # Each unusable slot carries the crc32 of its own 4096 bytes (liveness for unparsable peers).
     assert view.fingerprints == {i: f"{zlib.crc32(data[i * SLOT_BYTES : (i + 1) * SLOT_BYTES]):08x}" for i in (3, 5, 7)}
+    # The bytes as stored of every slot whose first byte is not NUL, usable or not (slot 7's
+    # leftover data starts with NUL: the original's reader skipped it too).
+    assert view.slot_bytes == {i: bytes(data[i * SLOT_BYTES : (i + 1) * SLOT_BYTES]) for i in (0, 1, 2, 3, 5, 2000)}
 
 
 def test_whole_board_reports_a_bad_global_block_separately() -> None:
