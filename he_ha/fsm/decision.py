@@ -28,6 +28,7 @@ class DecisionInputs:
     # The local engine: healthy / not-ready / silent (he_ha.fsm.health LIVENESS_*), None when
     # no VM runs here or there is no reading.
     engine_liveness: str | None = None
+    local_restarts: int = 0  # local restarts after a VM crash inside the retry window (issue 14)
 
 
 @dataclass(frozen=True, slots=True)

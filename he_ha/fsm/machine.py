@@ -84,6 +84,7 @@ class FsmState:
     migrate_failed_at: float | None = None
     migrate_target: int | None = None
     alive_at: float | None = None  # the local engine last showed life (healthy or not ready) in this state
+    restarts: tuple[float, ...] = ()  # local restarts after a VM crash inside the retry window (issue 14)
 
 
 def initial_state(host_id: int, timing: TimingConfig | None = None, score: ScoreConfig | None = None) -> FsmState:
@@ -95,6 +96,7 @@ class _Decision:
     rule: Rule
     note: str = ""
     failure: bool = False  # count one failed start
+    restart: bool = False  # count one local restart after a crash
     lease_busy: bool = False
     migrate_target: PeerRecord | None = None
     migrate_failed: bool = False
@@ -114,6 +116,7 @@ class _Ctx:
     sanlock: dict[int, SanlockHost]
     global_on: bool
     failures: tuple[float, ...]
+    restarts: tuple[float, ...]
     score: ScoreBreakdown
     result: ActionResult | None  # the result answering our pending action
     pending: Pending | None  # still unanswered
@@ -241,6 +244,52 @@ def _migrate_away(ctx: _Ctx, go: Rule, no_target: Rule, evacuate: Rule) -> _Deci
     return _Decision(go, f"migrate to host {target.host_id}", migrate_target=target)
 
 
+def _eligible_peers(ctx: _Ctx) -> list[PeerRecord]:
+    """Live peers that could run the VM: positive score, not in maintenance, not stopped."""
+    return [p for p in ctx.cluster.alive if p.score > 0 and not p.maintenance and not p.stopped]
+
+
+def _restart_delay(timing: TimingConfig, earlier: int) -> float:
+    """The back-off before a local restart that follows ``earlier`` ones inside the retry window."""
+    return 0.0 if earlier == 0 else timing.restart_backoff * 2 ** (earlier - 1)
+
+
+def _restart_locally(ctx: _Ctx) -> tuple[_Decision | None, str]:
+    """The VM crashed here: restart it here when no live peer can take it (issue 14).
+
+    Restarts count toward the retry limit with the failed starts; at the limit (or when a
+    live peer can take it, or this host cannot start it) the original's path applies: score 0
+    in EngineUnexpectedlyDown while others take over. Returns the decision, or None and why not.
+    The first restart inside the retry window goes straight to EngineStart, whose action
+    takes the lease before the launch (invariant 1), without releasing it first; later ones
+    go to EngineDown and wait their back-off there (down.restart-backoff)."""
+    retries = len(ctx.failures) + len(ctx.restarts)
+    if retries >= ctx.timing.max_retries:
+        return None, f"retry limit reached ({retries} of {ctx.timing.max_retries} inside the retry window)"
+    peers = _eligible_peers(ctx)
+    if peers:
+        return None, f"host {peers[0].host_id} can take it over"
+    if ctx.local.local_maintenance:
+        return None, "local maintenance"
+    if ctx.local.storage_ok is not True:
+        return None, f"storage_ok={ctx.local.storage_ok}"
+    if ctx.cluster.too_new:
+        return None, f"hosts {list(ctx.cluster.too_new)} write newer metadata"
+    held = _lease_blocks_start(ctx)
+    if held:
+        return None, held
+    delay = _restart_delay(ctx.timing, len(ctx.restarts))
+    note = f"no live peer can take it; local restart {len(ctx.restarts) + 1} (retries {retries + 1} of {ctx.timing.max_retries})"
+    if delay == 0:
+        return _Decision(R.CRASH_RESTART_HERE, note, restart=True), ""
+    return _Decision(R.CRASH_RESTART_BACKOFF, f"{note}, after {delay:g} s", restart=True), ""
+
+
+def _crashed(ctx: _Ctx, otherwise: Rule) -> _Decision:
+    decision, why_not = _restart_locally(ctx)
+    return decision or _Decision(otherwise, f"no local restart: {why_not}")
+
+
 def _lease_blocks_start(ctx: _Ctx) -> str | None:
     """Why the VM lease is known to be held by a live peer, or None.
 
@@ -299,6 +348,10 @@ def _engine_down(ctx: _Ctx) -> _Decision:
     busy = ctx.state.lease_busy_at
     if busy is not None and ctx.now < busy + ctx.timing.lease_busy_backoff:
         return _Decision(R.DOWN_LEASE_BACKOFF)
+    if ctx.restarts:
+        ready_at = ctx.restarts[-1] + _restart_delay(ctx.timing, len(ctx.restarts) - 1)
+        if ctx.now < ready_at:
+            return _Decision(R.DOWN_RESTART_BACKOFF, f"local restart in {ready_at - ctx.now:g} s")
     rival = cluster.best_score_host
     if rival is None or rival.score <= ctx.score.total:
         rival_text = "no live peer" if rival is None else f"best peer host {rival.host_id} scores {rival.score}"
@@ -333,6 +386,10 @@ def _engine_starting(ctx: _Ctx) -> _Decision:
         return _Decision(R.STARTING_POWERING_UP, health.detail)
     if health.vm == VM_DOWN:
         return _Decision(R.STARTING_DOWN, health.reason or "")
+    if health.vm == VM_DOWN_UNEXPECTED:
+        decision, _ = _restart_locally(ctx)
+        if decision is not None:
+            return decision
     return _Decision(R.STARTING_VANISHED, health.vm)
 
 
@@ -350,7 +407,7 @@ def _engine_up(ctx: _Ctx) -> _Decision:
     if health.vm == VM_DOWN:
         return _Decision(R.UP_VM_DOWN, health.reason or "")
     if health.vm == VM_DOWN_UNEXPECTED:
-        return _Decision(R.UP_VM_CRASHED, health.reason or "")
+        return _crashed(ctx, R.UP_VM_CRASHED)
     if not health.running:
         return _Decision(R.UP_VM_NOT_UP, health.vm)
     cluster = ctx.cluster
@@ -388,7 +445,7 @@ def _maybe_away(ctx: _Ctx) -> _Decision:
     if health.vm == VM_DOWN:
         return _Decision(R.AWAY_VM_DOWN)
     if health.vm == VM_DOWN_UNEXPECTED:
-        return _Decision(R.AWAY_VM_CRASHED)
+        return _crashed(ctx, R.AWAY_VM_CRASHED)
     if health.running:
         return _Decision(R.AWAY_VM_UP)
     best = ctx.cluster.best_engine
@@ -498,9 +555,10 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
     known_global = obs.whiteboard.global_maintenance if obs.whiteboard is not None else None
     global_on = state.global_maintenance if known_global is None else known_global
     failures = tuple(t for t in state.start_failures if now < t + timing.retry_window)
+    restarts = tuple(t for t in state.restarts if now < t + timing.retry_window)
     pending = state.pending
     result = obs.result if pending is not None and obs.result is not None and obs.result.seq == pending.seq else None
-    score = compute_score(state.name, obs.local, len(failures), cfg.score, timing.max_retries)
+    score = compute_score(state.name, obs.local, len(failures), cfg.score, timing.max_retries, len(restarts))
     outranked_since = None
     if state.name in UP_FAMILY and _outranked_by(cluster, score.total, timing) is not None:
         outranked_since = state.outranked_since if state.outranked_since is not None else now
@@ -517,6 +575,7 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
         sanlock=sanlock,
         global_on=global_on,
         failures=failures,
+        restarts=restarts,
         score=score,
         result=result,
         pending=pending if result is None else None,
@@ -582,6 +641,7 @@ def _inputs(ctx: _Ctx) -> DecisionInputs:
         start_failures=len(ctx.failures),
         outranked_since=ctx.outranked_since,
         engine_liveness=None if ctx.health is None else ctx.health.liveness,
+        local_restarts=len(ctx.restarts),
     )
 
 
@@ -601,6 +661,9 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
         failures = (*failures, now)
     if changed and dest is S.ENGINE_UP:
         failures = ()  # the engine runs here: this host can start it after all
+    # Crash restarts are not cleared by EngineUp: a VM that boots and crashes again and again
+    # must reach the retry limit.
+    restarts = (*ctx.restarts, now) if decision.restart else ctx.restarts
     if decision.rule is R.START_OK:
         start_attempt_at: float | None = now
     else:
@@ -635,9 +698,10 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
             else None
         ),
         alive_at=alive_at,
+        restarts=restarts,
     )
-    if changed or failures != ctx.failures:
-        score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries)
+    if changed or failures != ctx.failures or restarts != ctx.restarts:
+        score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries, len(restarts))
     else:
         score = ctx.score
     timeout_at = _timeout_at(dest, entered_at, alive_at, timing)
@@ -700,7 +764,9 @@ def stop(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     """
     ctx = _context(state, obs)
     timing = ctx.timing
-    score = compute_score(S.AGENT_STOPPED, obs.local, len(ctx.failures), state.config.score, timing.max_retries)
+    score = compute_score(
+        S.AGENT_STOPPED, obs.local, len(ctx.failures), state.config.score, timing.max_retries, len(ctx.restarts)
+    )
     publish = Publish(_published(obs.now, S.AGENT_STOPPED, score, ctx.health, None, stopped=True))
     new_state = FsmState(config=state.config, name=S.AGENT_STOPPED, entered_at=obs.now)
     record = DecisionRecord(

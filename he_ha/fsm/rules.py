@@ -169,6 +169,22 @@ DOWN_LEASE_BACKOFF = _rule("down.lease-backoff", _DOWN, None, "the lease was bus
 DOWN_START = _rule("down.start", _DOWN, S.ENGINE_START, "no live peer has a higher score", nowait=True)
 DOWN_BETTER_HOST = _rule("down.better-host", _DOWN, None, "a live peer has a higher score")
 
+DOWN_RESTART_BACKOFF = _rule(
+    "down.restart-backoff", _DOWN, None, "a local restart after a VM crash waits its back-off (restart_backoff)"
+)
+
+# --- restart locally first (issue 14): the VM crashed here and no live peer can take it ------------------
+
+_CRASH_SOURCES = {S.ENGINE_UP, S.ENGINE_UP_BAD_HEALTH, S.ENGINE_STARTING, S.ENGINE_MAYBE_AWAY}
+CRASH_RESTART_HERE = _rule(
+    "vm-crashed.restart-here", _CRASH_SOURCES, S.ENGINE_START,
+    "the VM crashed here, no live peer can take it, retries left: restart it here at once (lease first)",
+)
+CRASH_RESTART_BACKOFF = _rule(
+    "vm-crashed.restart-backoff", _CRASH_SOURCES, S.ENGINE_DOWN,
+    "the VM crashed here again, no live peer can take it, retries left: restart it here after the back-off",
+)
+
 # --- EngineStart ----------------------------------------------------------------------------------------
 
 _START = {S.ENGINE_START}

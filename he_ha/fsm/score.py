@@ -49,8 +49,10 @@ def _cpu_penalty(load: float, cfg: ScoreConfig) -> int:
 
 
 def compute_score(
-    state: S, local: LocalReadings, start_failures: int, cfg: ScoreConfig, max_retries: int
+    state: S, local: LocalReadings, start_failures: int, cfg: ScoreConfig, max_retries: int, restarts: int = 0
 ) -> ScoreBreakdown:
+    """``restarts``: local restarts after a VM crash inside the retry window (issue 14); they
+    count toward the retry limit like failed starts."""
     penalties: list[Penalty] = []
     if not local.conf_up_to_date:
         penalties.append(Penalty("config", cfg.not_uptodate_config_penalty, "configuration not on the 3.6+ layout"))
@@ -73,10 +75,15 @@ def compute_score(
                 Penalty("memory", cfg.free_memory_score_penalty, f"free memory {shown} < VM {local.vm_memory_mib} MiB")
             )
     override = ZERO_SCORE.get(state)
-    if start_failures >= max_retries:
-        override = override or f"{start_failures} failed starts inside the retry window"
-    elif start_failures > 0:
-        amount = cfg.engine_retry_score_penalty * start_failures
-        penalties.append(Penalty("retries", amount, f"{start_failures} failed start(s) inside the retry window"))
+    retries = start_failures + restarts
+    what = f"{start_failures} failed start(s)" + (f" and {restarts} crash restart(s)" if restarts else "")
+    if retries >= max_retries:
+        override = override or (
+            f"{start_failures} failed starts inside the retry window" if not restarts
+            else f"{what} inside the retry window"
+        )
+    elif retries > 0:
+        amount = cfg.engine_retry_score_penalty * retries
+        penalties.append(Penalty("retries", amount, f"{what} inside the retry window"))
     total = 0 if override else max(0, cfg.base_score - sum(p.amount for p in penalties))
     return ScoreBreakdown(cfg.base_score, tuple(penalties), override, total)

@@ -43,6 +43,9 @@ class TimingConfig:
     # for that only after this long in EngineStarting / EngineUpBadHealth; the starting and
     # bad-health timeouts count silence only (effective ceiling: at least those timeouts).
     not_ready_timeout: float = 3600.0
+    # A VM that crashed here while no live peer can take it is restarted here at once; each
+    # further local restart inside the retry window waits restart_backoff * 2**(n-1) first.
+    restart_backoff: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

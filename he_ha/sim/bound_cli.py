@@ -5,6 +5,9 @@ It takes the same timing flags as ``he-ha run`` (paste the unit's options), plus
 own budget (start, boot, shutdown), and prints:
 
 * host crash -> the VM lease is free / the VM runs elsewhere / the engine is healthy there;
+* VM crash where no live peer can take it (a single host, every peer in maintenance or at
+  score 0) -> its host restarts it at once (issue 14): the VM runs / the engine is healthy,
+  the back-off of each further restart, and the wait once the retry limit is reached;
 * the general bound after any fault ends (he_ha/sim/bound.py, checked against random
   schedules in tests/sim), term by term;
 * every unsafe or self-defeating combination found, with what it causes.
@@ -43,6 +46,18 @@ class HostCrashBound:
     engine_healthy: float  # + the engine's boot budget
 
 
+@dataclass(frozen=True)
+class VmCrashBound:
+    """The VM crashed on a host no live peer can replace: it restarts the VM here."""
+
+    vm_running: float  # the crash's own tick (libvirt event) starts it: the start itself
+    engine_healthy: float  # + the engine's boot budget
+    vm_running_worst: float  # the event missed: the next periodic tick, then the start
+    engine_healthy_worst: float
+    backoffs: tuple[float, ...]  # the wait before each local restart inside the retry window
+    at_limit: float  # the crash after the last of them: score 0 in EngineUnexpectedlyDown, then start + boot
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_timing_arguments(parser)
     vm = parser.add_argument_group("the engine VM and the hosts")
@@ -64,6 +79,18 @@ def host_crash_bound(timing: TimingConfig, sim: SimParams) -> HostCrashBound:
     lease_free = sim.host_dead_time
     vm_running = lease_free + timing.loop_delay + timing.lease_busy_backoff + sim.vm_start_time
     return HostCrashBound(lease_free, vm_running, vm_running + sim.vm_boot_time)
+
+
+def vm_crash_bound(timing: TimingConfig, sim: SimParams) -> VmCrashBound:
+    """Restart locally first (docs/fsm.md, vm-crashed.restart-here): the crash wakes a tick at
+    once and that tick asks for the start; a missed event costs one periodic tick. Each further
+    restart inside the retry window waits restart_backoff * 2**(n-1); at the retry limit the
+    original's path applies: EngineUnexpectedlyDown's score-0 wait, then EngineDown starts it."""
+    up = sim.vm_start_time + sim.vm_boot_time
+    backoffs = tuple(0.0 if n == 0 else timing.restart_backoff * 2 ** (n - 1) for n in range(timing.max_retries))
+    at_limit = timing.unexpectedly_down_timeout + timing.loop_delay + up
+    return VmCrashBound(sim.vm_start_time, up, timing.loop_delay + sim.vm_start_time, timing.loop_delay + up,
+                        backoffs, at_limit)
 
 
 def findings(timing: TimingConfig, sim: SimParams, args: argparse.Namespace) -> list[Finding]:
@@ -125,21 +152,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     read_period = min(args.peer_poll, timing.loop_delay) if args.peer_poll > 0 else timing.loop_delay
     crash = host_crash_bound(timing, sim)
+    vm_crash = vm_crash_bound(timing, sim)
     general = failover_bound(timing, sim, read_period)
     found = findings(timing, sim, args)
     if args.json:
         print(json.dumps({
             "host_crash": asdict(crash),
+            "vm_crash_no_peer": asdict(vm_crash),
             "any_fault": {"terms": general.terms, "ready": general.ready, "total": general.total},
             "findings": [asdict(f) for f in found],
         }))
     else:
-        print(_report(args, crash, general.terms, general.ready, general.total, found))
+        print(_report(args, crash, vm_crash, general.terms, general.ready, general.total, found))
     return EXIT_FINDINGS if found else EXIT_CLEAN
 
 
-def _report(args: argparse.Namespace, crash: HostCrashBound, terms: dict[str, float], ready: float,
-            total: float, found: list[Finding]) -> str:
+def _report(args: argparse.Namespace, crash: HostCrashBound, vm_crash: VmCrashBound, terms: dict[str, float],
+            ready: float, total: float, found: list[Finding]) -> str:
     lines = [
         f"Failover bound for io_timeout {args.io_timeout} s, tick {args.tick_period:g} s, "
         f"VM start {args.vm_start:g} s + boot {args.vm_boot:g} s",
@@ -149,6 +178,16 @@ def _report(args: argparse.Namespace, crash: HostCrashBound, terms: dict[str, fl
         f"8 x io_timeout + {WATCHDOG_FIRE_TIMEOUT} s)",
         f"  the VM runs on another host by  {crash.vm_running:8.1f} s",
         f"  the engine is healthy there by  {crash.engine_healthy:8.1f} s",
+        "",
+        "Engine VM crashes and no live peer can take it (single host, peers in maintenance or at score 0):",
+        f"  restarted here, the VM runs by  {vm_crash.vm_running:8.1f} s  "
+        f"({vm_crash.vm_running_worst:.1f} s if the VM event is missed)",
+        f"  the engine is healthy by        {vm_crash.engine_healthy:8.1f} s  "
+        f"({vm_crash.engine_healthy_worst:.1f} s)",
+        "  back-off before each local restart inside the retry window: "
+        + ", ".join(f"{b:g} s" for b in vm_crash.backoffs),
+        f"  a crash after that (retry limit): healthy by {vm_crash.at_limit:.1f} s "
+        "(score 0 in EngineUnexpectedlyDown first)",
         "",
         "Any fault (worst case, from the moment the last fault ends):",
     ]

@@ -27,6 +27,31 @@ def test_defaults_have_no_findings_and_the_documented_bound(capsys: pytest.Captu
     assert report["any_fault"]["total"] == 702
 
 
+def test_vm_crash_without_a_peer_restarts_here(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14: the crash's tick restarts the VM here: start + boot, one tick more at worst."""
+    _, report = run_json(capsys)
+    assert report["vm_crash_no_peer"] == {
+        "vm_running": 2, "engine_healthy": 62, "vm_running_worst": 12, "engine_healthy_worst": 72,
+        "backoffs": [0, 10, 20], "at_limit": 560 + 10 + 2 + 60,
+    }
+    _, report = run_json(capsys, "--timing", "restart_backoff=5", "--timing", "max_retries=4", "--vm-boot", "300")
+    assert report["vm_crash_no_peer"]["backoffs"] == [0, 5, 10, 20]
+    assert report["vm_crash_no_peer"]["engine_healthy"] == 302
+
+
+def test_the_simulator_meets_the_vm_crash_bound() -> None:
+    """The single-host golden scenario's outage equals the bound the command prints."""
+    from pathlib import Path
+
+    from he_ha.sim import World, load_scenario
+    from he_ha.sim.world import engine_outages
+
+    scenario = load_scenario(Path(__file__).parent / "scenarios" / "single-host-vm-crash" / "events.yaml")
+    outages = [(s, e) for s, e in engine_outages(World(scenario).run().engine_ok, scenario.until) if s >= 300]
+    [(start, end)] = outages
+    assert end is not None and end - start == 62.0  # = vm_crash_no_peer.engine_healthy
+
+
 def test_io_timeout_moves_the_host_crash_bound(capsys: pytest.CaptureFixture[str]) -> None:
     _, report = run_json(capsys, "--io-timeout", "1", "--tick-period", "1", "--timing", "lease_busy_backoff=2",
                          "--vm-start", "0.5", "--vm-boot", "0")
@@ -57,6 +82,7 @@ def test_text_report_names_the_terms_and_findings(capsys: pytest.CaptureFixture[
     assert main(["failover-bound", "--timing", "liveness=20"]) == 1
     out = capsys.readouterr().out
     assert "its VM lease is free after         140.0 s" in out
+    assert "restarted here, the VM runs by       2.0 s  (12.0 s if the VM event is missed)" in out
     assert "dead holder's lease frees (H)" in out
     assert "WARNING: liveness 20 s" in out
 

@@ -144,6 +144,37 @@ def _check_not_ready_ceiling(r: SimResult) -> None:
     assert not _lines(r, "timeout.EngineUpBadHealth")
 
 
+def _check_single_host_crash(r: SimResult) -> None:
+    """Restart locally first: down for start + boot (<= start + boot + one tick), not 632 s."""
+    [(start, end)] = _outages_after(r, 300)
+    assert end is not None and end - start <= 2 + 60 + 10
+    assert _lines(r, "EngineUp -> EngineStart [vm-crashed.restart-here]")
+    assert not _lines(r, "EngineUnexpectedlyDown")
+    crash = float(_lines(r, "vm crashed")[0].split()[0])
+    [restart] = _lines(r, "action start #2")
+    assert float(restart.split()[0]) == crash  # at once, in the tick the crash triggered
+    starts = _lines(r, "lease acquired, vm started")
+    assert len(starts) == 2  # the lease is taken (again) before the launch
+
+
+def _check_crash_peers_in_maintenance(r: SimResult) -> None:
+    [(start, end)] = _outages_after(r, 300)
+    assert end is not None and end - start <= 2 + 60 + 10
+    assert _lines(r, "host1   EngineUp -> EngineStart [vm-crashed.restart-here]")
+    assert r.final_states == {1: "EngineUp", 2: "LocalMaintenance", 3: "LocalMaintenance"}
+
+
+def _check_crash_loop(r: SimResult) -> None:
+    rules = [line.split("[")[1].split("]")[0] for line in _lines(r, "host1   EngineUp -> ")]
+    assert rules == ["vm-crashed.restart-here", "vm-crashed.restart-backoff", "vm-crashed.restart-backoff",
+                         "up.vm-crashed"]
+    assert "retry limit reached" in _lines(r, "[up.vm-crashed]")[0]
+    outages = [e - s for s, e in _outages_after(r, 300) if e is not None]
+    assert outages[:3] == [62.0, 72.0, 82.0]  # at once, then after 10 s and 20 s of back-off
+    assert 600 < outages[3] <= 560 + 10 + 2 + 60 + 10  # the limit: score 0 in EngineUnexpectedlyDown
+    assert r.final_states[1] == "EngineUp"
+
+
 CHECKS: dict[str, Callable[[SimResult], None]] = {
     "host-crash": _check_host_crash,
     "host-crash-without-sanlock-status": _check_host_crash_no_sanlock,
@@ -159,6 +190,9 @@ CHECKS: dict[str, Callable[[SimResult], None]] = {
     "engine-slow-upgrade": _check_slow_upgrade,
     "engine-slow-start": _check_slow_start,
     "engine-not-ready-ceiling": _check_not_ready_ceiling,
+    "single-host-vm-crash": _check_single_host_crash,
+    "vm-crash-peers-in-maintenance": _check_crash_peers_in_maintenance,
+    "vm-crash-loop": _check_crash_loop,
 }
 
 

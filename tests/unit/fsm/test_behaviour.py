@@ -184,3 +184,77 @@ def test_stop_publishes_agent_stopped_and_is_final() -> None:
     assert record.rule == "agent.stopped" and new.name is S.AGENT_STOPPED
     with pytest.raises(ValueError, match="final"):
         step(new, obs(UP_GOOD))
+
+
+# --- restart locally first (issue 14 item 2) -------------------------------------------------------
+
+
+def _crash(state: FsmState, now: float, peers: tuple = ()) -> tuple[FsmState, object]:  # type: ignore[type-arg]
+    state, _, record = step(state, obs(DOWN_UNEXPECTED, now=now, peers=peers))
+    return state, record
+
+
+def test_a_crash_with_an_eligible_peer_keeps_the_original_path() -> None:
+    peers = (peer(score=3400),)
+    state, record = _crash(state_in(S.ENGINE_UP, peers=peers), T0, peers)
+    assert record.rule == "up.vm-crashed" and state.name is S.ENGINE_UNEXPECTEDLY_DOWN  # type: ignore[attr-defined]
+    assert "host 2 can take it over" in record.note  # type: ignore[attr-defined]
+    assert state.restarts == ()
+
+
+@pytest.mark.parametrize(
+    ("why", "kw", "peers"),
+    [
+        ("local maintenance", {"local_maintenance": True}, ()),
+        ("storage_ok=False", {"storage_ok": False}, ()),
+    ],
+)
+def test_no_local_restart_where_this_host_cannot_start(why: str, kw: dict, peers: tuple) -> None:  # type: ignore[type-arg]
+    _, _, record = step(state_in(S.ENGINE_UP, peers=peers), obs(DOWN_UNEXPECTED, peers=peers, **kw))
+    assert record.rule == "up.vm-crashed" and why in record.note
+
+
+def test_no_local_restart_while_a_live_peer_holds_the_lease() -> None:
+    from he_ha.fsm import LeaseStatus, SanlockHost
+
+    quiet = (peer(score=0),)
+    _, _, record = step(state_in(S.ENGINE_UP, peers=quiet),
+                        obs(DOWN_UNEXPECTED, peers=quiet, lease=LeaseStatus(2, False), sanlock={2: SanlockHost.LIVE}))
+    assert record.rule == "up.vm-crashed" and "holds the VM lease" in record.note
+
+
+def test_restarts_count_toward_the_limit_and_survive_engine_up() -> None:
+    """A crash loop: restart at once, then after 10 s and 20 s; the fourth crash inside the
+    retry window gives up locally (score 0, EngineUnexpectedlyDown)."""
+    state = state_in(S.ENGINE_UP, peers=())
+    now = T0
+    expected = [("vm-crashed.restart-here", 0.0, 3350), ("vm-crashed.restart-backoff", 10.0, 3300),
+                ("vm-crashed.restart-backoff", 20.0, 0)]
+    for rule, delay, score in expected:
+        state, record = _crash(state, now)
+        assert (record.rule, record.score.total) == (rule, score), record.note  # type: ignore[attr-defined]
+        if rule.endswith("backoff"):
+            state, _, record = step(state, obs(DOWN_UNEXPECTED, now=now + delay - 0.1, peers=()))
+            assert record.rule == "down.restart-backoff"
+            state, _, record = step(state, obs(DOWN_UNEXPECTED, now=now + delay, peers=()))
+            assert record.rule == "down.start"
+        assert state.name is S.ENGINE_START
+        # The VM comes up healthy again: EngineUp clears failed starts, not crash restarts.
+        state = replace(state, name=S.ENGINE_UP, pending=None, entered_at=now + 60)
+        state, _, record = step(state, obs(UP_GOOD, now=now + 70, peers=()))
+        assert record.rule == "up.ok" and record.inputs.local_restarts == len(state.restarts)
+        now += 100
+    state, record = _crash(state, now)
+    assert record.rule == "up.vm-crashed" and state.name is S.ENGINE_UNEXPECTEDLY_DOWN  # type: ignore[attr-defined]
+    assert "retry limit reached (3 of 3" in record.note  # type: ignore[attr-defined]
+    # Once the first restart leaves the retry window, a crash restarts locally again.
+    state = replace(state, name=S.ENGINE_UP, pending=None)
+    _, record = _crash(state, T0 + 600)
+    assert record.rule.startswith("vm-crashed.restart-")  # type: ignore[attr-defined]
+
+
+def test_a_crash_during_start_restarts_without_counting_a_failed_start_too() -> None:
+    state = state_in(S.ENGINE_STARTING, peers=(), start_attempt_at=T0 - 30)
+    new, _, record = step(state, obs(DOWN_UNEXPECTED, peers=()))
+    assert record.rule == "vm-crashed.restart-here"
+    assert new.start_failures == () and new.restarts == (T0,) and record.score.total == 3350

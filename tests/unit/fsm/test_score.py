@@ -98,3 +98,11 @@ def test_every_penalty_has_a_reason() -> None:
     assert [p.name for p in breakdown.penalties] == ["network", "bridge", "cpu", "memory", "retries"]
     assert all(p.reason for p in breakdown.penalties)
     assert breakdown.total == 3400 - 960 - 600 - 599 - 400 - 100  # cpu 0.7: int(599.99...)
+
+
+def test_crash_restarts_count_with_failed_starts() -> None:
+    """Issue 14: local restarts after a crash count toward the retry limit like failed starts."""
+    one = compute_score(S.ENGINE_UP, local(), 0, CFG, 3, restarts=1)
+    assert one.total == 3350 and one.penalties[-1].reason == "0 failed start(s) and 1 crash restart(s) inside the retry window"
+    limit = compute_score(S.ENGINE_DOWN, local(), 1, CFG, 3, restarts=2)
+    assert limit.total == 0 and limit.override == "1 failed start(s) and 2 crash restart(s) inside the retry window"

@@ -71,6 +71,7 @@ def migrating(**fields: object) -> FsmState:
 
 
 PEER_UP = peer(status=UP_GOOD)
+INELIGIBLE = peer(maintenance=True, score=0)  # a live peer in local maintenance
 LOW_NET = {"network": 0.0}  # own score 1800: a 3400 peer beats it by 1600
 
 CASES = [
@@ -162,6 +163,41 @@ CASES = [
     ),
     Case("down.start", state_in(S.ENGINE_DOWN, peers=()), obs(DOWN, peers=()), S.ENGINE_START, AcquireLeaseAndStartVm),
     Case("down.better-host", state_in(S.ENGINE_DOWN), obs(DOWN, network=0.8), S.ENGINE_DOWN),
+    Case(
+        "down.restart-backoff",
+        state_in(S.ENGINE_DOWN, restarts=(T0 - 30, T0 - 5)),  # the 2nd restart waits 10 s
+        obs(DOWN_UNEXPECTED, peers=()),
+        S.ENGINE_DOWN,
+    ),
+    # --- restart locally first: the VM crashed here, no live peer can take it (issue 14) ---
+    Case("vm-crashed.restart-here", state_in(S.ENGINE_UP), obs(DOWN_UNEXPECTED, peers=()), S.ENGINE_START, AcquireLeaseAndStartVm),
+    Case(
+        "vm-crashed.restart-here",
+        state_in(S.ENGINE_UP_BAD_HEALTH, peers=(INELIGIBLE,)),
+        obs(DOWN_UNEXPECTED, peers=(INELIGIBLE,)),
+        S.ENGINE_START,
+        AcquireLeaseAndStartVm,
+    ),
+    Case(
+        "vm-crashed.restart-here",
+        state_in(S.ENGINE_STARTING, peers=()),
+        obs(DOWN_UNEXPECTED, peers=()),
+        S.ENGINE_START,
+        AcquireLeaseAndStartVm,
+    ),
+    Case(
+        "vm-crashed.restart-here",
+        state_in(S.ENGINE_MAYBE_AWAY, peers=(peer(score=0),)),
+        obs(DOWN_UNEXPECTED, peers=(peer(score=0),)),
+        S.ENGINE_START,
+        AcquireLeaseAndStartVm,
+    ),
+    Case(
+        "vm-crashed.restart-backoff",
+        state_in(S.ENGINE_UP, restarts=(T0 - 100,)),
+        obs(DOWN_UNEXPECTED, peers=()),
+        S.ENGINE_DOWN,
+    ),
     # --- EngineStart ---
     Case("start.await", state_in(S.ENGINE_START, pending=pending("start")), obs(DOWN), S.ENGINE_START),
     Case("start.ok", state_in(S.ENGINE_START, pending=pending("start")), obs(POWERING_UP, result=result(Outcome.OK)), S.ENGINE_STARTING),
