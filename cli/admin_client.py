@@ -17,12 +17,16 @@ DEFAULT_TIMEOUT = 30.0  # the daemon bounds its own mutating calls at 30 s
 
 
 class DaemonUnreachable(Exception):
-    """Nothing answers on the admin socket (daemon stopped, wrong path, permissions)."""
+    """Nothing answers on the admin socket (daemon stopped, wrong path, permissions).
 
-    def __init__(self, path: Path, reason: str) -> None:
+    ``down``: nothing listens there at all (no socket file, or the connection is refused),
+    as opposed to a daemon that accepted and then did not answer in time (hung or busy)."""
+
+    def __init__(self, path: Path, reason: str, *, down: bool = False) -> None:
         super().__init__(f"the he-ha daemon does not answer on {path}: {reason}")
         self.path = path
         self.reason = reason
+        self.down = down
 
 
 class AdminError(Exception):
@@ -50,7 +54,8 @@ class AdminClient:
             response = conn.getresponse()
             data = response.read().decode("utf-8", errors="replace")
         except (OSError, http.client.HTTPException) as exc:
-            raise DaemonUnreachable(self.path, str(exc) or type(exc).__name__) from exc
+            down = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))  # only connect() raises these
+            raise DaemonUnreachable(self.path, str(exc) or type(exc).__name__, down=down) from exc
         finally:
             conn.close()
         if response.getheader("Content-Type", "").startswith("application/json"):

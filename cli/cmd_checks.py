@@ -15,7 +15,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, deployed_vmid, error, parse_options
+from cli.arguments import Rules, Syntax
+from cli.command import EXIT_FAILED, EXIT_OK, Command, deployed_vmid, error
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, parse_flat_file
 
@@ -24,10 +25,11 @@ HEALTH_PATH = "/ovirt-engine/services/health"
 HEALTH_TIMEOUT = 20.0
 MAX_BODY = 64 * 1024  # the page is one short line; never read an endless body
 UP_MARK = "DB Up"
+NO_OPTIONS = Syntax(rules=Rules.FIXED)  # the original took no argument and ignored any
 
 
 def _check_deployed(args: Sequence[str], env: CliEnvironment) -> int:
-    parse_options("--check-deployed", args)
+    NO_OPTIONS.parse("--check-deployed", args)
     try:
         vmid = deployed_vmid(env)
     except ConfigError as exc:  # a file we cannot read names no engine VM
@@ -58,7 +60,7 @@ def engine_health(fqdn: str, timeout: float) -> tuple[bool, str]:
 
 
 def _check_liveliness(args: Sequence[str], env: CliEnvironment) -> int:
-    parse_options("--check-liveliness", args)
+    NO_OPTIONS.parse("--check-liveliness", args)
     try:
         fqdn = parse_flat_file(env.paths.hosted_engine_conf).get("fqdn", "")
     except ConfigError as exc:

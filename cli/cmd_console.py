@@ -1,7 +1,8 @@
 """``--add-console-password [--password=<pw>]`` and ``--console`` (spec/hosted-engine-cli.md §7, §8).
 
 ``--add-console-password`` asks the daemon (POST /v1/vm/console-password) to set a VNC
-password valid for 120 s on the engine VM running here; the daemon answers with the
+password valid for 120 s on the engine VM running here (while the daemon is down, the shim
+sets it through libvirt itself, as the daemon would: cli/direct_vm.py); the answer has the
 display's address and port at once (libvirt's live XML has them), so there is no polling
 (the original polled with 29, 28, ... s sleeps: quirk §21.6). The password comes from
 ``--password=``, else OVIRT_HOSTED_ENGINE_CONSOLE_PASSWORD, else a prompt on stderr: with
@@ -21,9 +22,10 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from cli import daemon_call
-from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options, require_deployed
+from cli.arguments import Rules, Syntax
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error, require_deployed
 from cli.environment import CliEnvironment
-from he_ha.admin.contract import Refusal
+from he_ha.admin.contract import CommandResult, Refusal
 
 PASSWORD_ENV = "OVIRT_HOSTED_ENGINE_CONSOLE_PASSWORD"
 PROMPT = "Enter password: "
@@ -69,15 +71,23 @@ def _host_port(address: str, port: int) -> str:
 
 
 def _add_console_password(args: Sequence[str], env: CliEnvironment) -> int:
-    options, _ = parse_options("--add-console-password", args, valued=("--password",))
-    if require_deployed(env) is None:
+    options = Syntax(valued=("--password",), rules=Rules.FIXED).parse("--add-console-password", args).options
+    vmid = require_deployed(env)
+    if vmid is None:
         return EXIT_FAILED
     try:
         password = read_password(options, os.environ)
     except NoPassword as exc:
         error(f"--add-console-password: {exc}")
         return EXIT_FAILED
-    answer = daemon_call.post(env, "/v1/vm/console-password", {"password": password, "ttl": TICKET_TTL})
+
+    def direct() -> CommandResult | None:
+        from cli import direct_vm  # libvirt: only without the daemon
+
+        return direct_vm.console_password(env, vmid, password, TICKET_TTL)
+
+    answer = daemon_call.post(env, "/v1/vm/console-password", {"password": password, "ttl": TICKET_TTL},
+                              direct=direct)
     if answer is None:
         return EXIT_FAILED
     if answer.ok:
@@ -95,7 +105,7 @@ def _add_console_password(args: Sequence[str], env: CliEnvironment) -> int:
 
 
 def _console(args: Sequence[str], env: CliEnvironment) -> int:
-    parse_options("--console", args)
+    Syntax(rules=Rules.FIXED).parse("--console", args)
     vmid = require_deployed(env)
     if vmid is None:
         return EXIT_FAILED
@@ -135,7 +145,9 @@ COMMANDS = (
         f"    Create a temporary password for VNC connections to the engine VM, valid for\n"
         f"    {TICKET_TTL} seconds. The engine VM must run on this host, with a VNC display.\n"
         "    The password is taken from --password=<password>, else from the environment\n"
-        f"    variable {PASSWORD_ENV}, else read interactively.",
+        f"    variable {PASSWORD_ENV}, else read interactively.\n"
+        "    Works while the he-ha service is stopped: then it sets the password through\n"
+        "    libvirt directly.",
         _add_console_password,
     ),
     Command(

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, error, parse_options
+from cli.arguments import Syntax, UsageError
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error
 from cli.environment import CliEnvironment
 from cli.storage_admin import DRY_RUN_DONE, int_option, print_lines, run_storage_work, watching
 from he_ha import __version__
@@ -112,7 +113,7 @@ def _settings(options: dict[str, str]) -> HostSettings:
 
 
 def _request(args: Sequence[str], env: CliEnvironment) -> tuple[InitRequest, bool]:
-    parsed, _ = parse_options(COMMAND, args, flags=("--force", "--dry-run"), valued=VALUED)
+    parsed = Syntax(flags=("--force", "--dry-run"), valued=VALUED).parse(COMMAND, args).options
     options = {key: str(value) for key, value in parsed.items() if isinstance(value, str)}
     areas = _areas(options)
     conf_out: Path | None = Path(options.get("--conf-out") or env.paths.hosted_engine_conf)

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cli import daemon_call
-from cli.command import EXIT_FAILED, Command, error, parse_options, require_deployed
+from cli.arguments import Rules, Syntax
+from cli.command import EXIT_FAILED, Command, error, require_deployed
 from cli.environment import CliEnvironment
 from he_ha.admin.contract import MaintenanceMode
 
 NAME = "--set-maintenance"
 MODE_MISSING = "You must specify a maintenance mode with --mode"
+SYNTAX = Syntax(valued=("--mode",), rules=Rules.FIXED)
 
 
 def _set_maintenance(args: Sequence[str], env: CliEnvironment) -> int:
@@ -28,7 +30,7 @@ def _set_maintenance(args: Sequence[str], env: CliEnvironment) -> int:
     if given > 1:
         error(f"{NAME}: --mode given {given} times; give one mode")
         return EXIT_FAILED
-    options, _ = parse_options(NAME, args, valued=("--mode",))
+    options = SYNTAX.parse(NAME, args).options
     mode = str(options["--mode"])
     if mode not in {m.value for m in MaintenanceMode}:
         print(f"Invalid value '{mode}' for --mode")

@@ -7,6 +7,13 @@ a refusal exits 1 and names the evidence and the overriding option (``--force-cl
 not the non-existent ``--force-clean``); "not configured" exits 1 with a message instead
 of 0 (reinitialize) or 255 (clean); no vm.conf is needed; ``--dry-run`` shows what would
 change; ``--clean-metadata --unreadable`` replaces the ``dd if=/dev/zero`` procedure.
+
+Arguments as the original took them (cli/arguments.py): ``--clean-metadata`` by the agent's
+optparse rules (``--force-clean``, ``--force``, ``--host-id 2``, ``--host=2`` all work; so do
+prefixes of he-ha's own options); ``--reinitialize-lockspace`` forces only when its first
+argument is exactly ``--force``, as the original; a ``--force`` elsewhere is ignored, said on
+stderr. Unlike the original, which ignored everything else, an unknown option of this
+destructive command is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError, daemon_answers, error, parse_options
+from cli.arguments import Rules, Syntax, UsageError
+from cli.command import EXIT_FAILED, EXIT_OK, Command, daemon_answers, error
 from cli.environment import CliEnvironment
 from cli.storage_admin import (
     DRY_RUN_DONE,
@@ -54,10 +62,13 @@ def _prepared(parse: Callable[[Sequence[str]], T], args: Sequence[str],
 # --- --clean-metadata ---------------------------------------------------------------------------
 
 
+CLEAN_SYNTAX = Syntax(flags=("--force-cleanup", "--dry-run", "--unreadable"), valued=("--host-id",),
+                      rules=Rules.OPTPARSE)
+
+
 def _clean_options(args: Sequence[str]) -> tuple[dict[str, str | bool], int | None]:
     command = "--clean-metadata"
-    options, _ = parse_options(command, args, flags=("--force-cleanup", "--dry-run", "--unreadable"),
-                               valued=("--host-id",))
+    options = CLEAN_SYNTAX.parse(command, args).options
     host_id = None
     if "--host-id" in options:
         host_id = int_option(command, "--host-id", str(options["--host-id"]), 1, MAX_HOST_ID)
@@ -113,9 +124,15 @@ async def _clean(io: AreaIo, areas: SharedAreas, plan: CleanPlan, *, force: bool
 # --- --reinitialize-lockspace ----------------------------------------------------------------------
 
 
+REINIT_SYNTAX = Syntax(flags=("--dry-run",), valued=("--io-timeout",), ignore=("--force",))
+
+
 def _reinit_options(args: Sequence[str]) -> tuple[dict[str, str | bool], int | None]:
     command = "--reinitialize-lockspace"
-    options, _ = parse_options(command, args, flags=("--force", "--dry-run"), valued=("--io-timeout",))
+    force = bool(args) and args[0] == "--force"  # the original's rule: exactly --force, first
+    options = REINIT_SYNTAX.parse(command, args[1:] if force else args).options
+    if force:
+        options["--force"] = True
     io_timeout = None
     if "--io-timeout" in options:
         io_timeout = int_option(command, "--io-timeout", str(options["--io-timeout"]), 1, 300)
@@ -178,6 +195,7 @@ COMMANDS = (
 
     --force
 {_FORCE_HELP}
+                        Taken only as the first argument, as by the original.
     --dry-run
                         Print what would be rewritten; change nothing.
     --io-timeout=<seconds>
@@ -198,7 +216,7 @@ COMMANDS = (
 
     --force-cleanup
 {_FORCE_HELP}
-    --host-id=<id>
+    --host-id=<id>, --host-id <id>
                         Clean the metadata of the host with this id
                         (default: this host's id).
     --unreadable
@@ -207,5 +225,7 @@ COMMANDS = (
                         one host's. Readable slots are left alone.
     --dry-run
                         Print which slots would be cleaned; change nothing.
+    Options are read as the original agent's optparse read them: a unique
+    prefix of an option is that option (--force-clean, --host=2).
 """, _clean_metadata),
 )

@@ -25,7 +25,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options, require_deployed
+from cli.arguments import Rules, Syntax
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error, require_deployed
 from cli.config_files import ConfigFile, ConfigValueRejected, ConfigWriteError, config_files
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, parse_flat_file
@@ -121,7 +122,8 @@ def _resolve(key: str, candidates: list[ConfigFile]) -> ConfigFile:
 
 
 def _shared_config(command: str, args: Sequence[str], env: CliEnvironment, *, setting: bool) -> int:
-    options, values = parse_options(command, args, valued=("--type",), positional=2 if setting else 1)
+    parsed = Syntax(valued=("--type",), positional=2 if setting else 1, rules=Rules.FIXED).parse(command, args)
+    options, values = parsed.options, parsed.values
     if not values:
         print(f"You must specify a key to {'set' if setting else 'get'}")
         return EXIT_FAILED

@@ -2,10 +2,13 @@
 
 Flow of ``--vm-status`` (spec/hosted-engine-cli.md §3.1): deployed? (else the failed-deploy
 check, exit 2, or "You must run deploy first", exit 1); vm.conf readable? (else the
-original's three lines, exit 1); then the status from the local daemon, or from storage
-when the daemon does not answer. Fixed quirks: with ``--json`` stdout holds one valid JSON
-document on every path (``{"exception": ...}`` on failure); zero host slots in text mode
-still exit 1 but say why; unreadable slots are shown (text) or named on stderr (JSON).
+original's three lines, exit 1); then the status from the local daemon. A daemon that does
+not answer is the original's dead broker: its lines on stderr, exit 1. ``--from-storage``
+reads the whiteboard from shared storage instead (every host stale), daemon or not. Other
+arguments are ignored as by the original, with one stderr line saying so. Fixed quirks: with
+``--json`` stdout holds one valid JSON document on every path (``{"exception": ...}`` on
+failure); zero host slots in text mode still exit 1 but say why; unreadable slots are shown
+(text) or named on stderr (JSON).
 """
 
 from __future__ import annotations
@@ -16,16 +19,15 @@ import sys
 import time
 from collections.abc import Sequence
 
+from cli.arguments import Rules, Syntax, UsageError
 from cli.command import (
     CANNOT_CONNECT,
     EXIT_FAILED,
     EXIT_OK,
     NOT_DEPLOYED,
     Command,
-    UsageError,
     deployed_vmid,
     error,
-    parse_options,
 )
 from cli.environment import CliEnvironment
 from cli.status_explain import UnreadableDecision, newest, raw_entries, render
@@ -52,6 +54,9 @@ from cli.vm_conf_check import vm_conf_missing
 from he_ha.config import ConfigError
 
 EXIT_FAILED_DEPLOY = 2
+FROM_STORAGE = "--from-storage"
+VM_STATUS_SYNTAX = Syntax(flags=("--json", "--watch", FROM_STORAGE), valued=("--watch",), rules=Rules.FIXED)
+EXPLAIN_SYNTAX = Syntax(flags=("--json",), valued=("--limit",))
 DEFAULT_WATCH = 2.0
 DEFAULT_EXPLAIN_LIMIT = 5
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -78,16 +83,17 @@ class Reporter:
 def _vm_status(args: Sequence[str], env: CliEnvironment) -> int:
     report = Reporter("--json" in args)  # the original's rule: any argument equal to --json
     try:
-        options, _ = parse_options("--vm-status", args, flags=("--json", "--watch"), valued=("--watch",))
+        options = VM_STATUS_SYNTAX.parse("--vm-status", args).options
         interval = _watch_interval(options.get("--watch"))
     except UsageError as exc:
         return report.fail([str(exc)])
     refused = _preconditions(env, report)
     if refused is not None:
         return refused
+    from_storage = FROM_STORAGE in options
     if interval is None:
-        return _show(env, report)
-    return _watch(env, report, interval)
+        return _show(env, report, from_storage)
+    return _watch(env, report, interval, from_storage)
 
 
 def _watch_interval(option: str | bool | None) -> float | None:
@@ -124,10 +130,12 @@ def _preconditions(env: CliEnvironment, report: Reporter) -> int | None:
     return None
 
 
-def _show(env: CliEnvironment, report: Reporter) -> int:
+def _show(env: CliEnvironment, report: Reporter, from_storage: bool) -> int:
     try:
-        fetched = fetch_status(env)
+        fetched = fetch_status(env, from_storage=from_storage)
     except SourceError as exc:
+        if from_storage:
+            return report.fail([str(exc)])
         if report.json_mode:
             print(exception_json(f"{exc}\n{CANNOT_CONNECT}"))
         for text in (str(exc), CANNOT_CONNECT, RETRIEVE_FAILED, BROKER_FAILED):
@@ -147,7 +155,7 @@ def _show(env: CliEnvironment, report: Reporter) -> int:
     unreadable = len(unreadable_hosts(status))
     if unreadable:
         error(f"he-ha: no host slot on the whiteboard can be read ({unreadable} unreadable, shown above)")
-    elif fetched.fallback is None and status.whiteboard_age is None:
+    elif fetched.storage_note is None and status.whiteboard_age is None:
         error("he-ha: the he-ha daemon has not read the whiteboard yet (starting?); try again in a few seconds")
     else:
         error("he-ha: no host has published its status on the whiteboard yet")
@@ -157,8 +165,8 @@ def _show(env: CliEnvironment, report: Reporter) -> int:
 def _notes(fetched: Fetched) -> None:
     """One stderr line for each reason to distrust what is shown."""
     status = fetched.status
-    if fetched.fallback is not None:
-        error(f"he-ha: {fetched.fallback}")
+    if fetched.storage_note is not None:
+        error(f"he-ha: {fetched.storage_note}")
     if status.storage_error is not None:
         age = "" if status.whiteboard_age is None else f"; the status shown is {status.whiteboard_age:.0f} s old"
         error(f"he-ha: the daemon's last whiteboard read failed: {status.storage_error}{age}")
@@ -166,14 +174,14 @@ def _notes(fetched: Fetched) -> None:
         error("he-ha: the global maintenance flag (whiteboard slot 0) cannot be read; shown as off")
 
 
-def _watch(env: CliEnvironment, report: Reporter, interval: float) -> int:
+def _watch(env: CliEnvironment, report: Reporter, interval: float, from_storage: bool) -> int:
     """Redraw (text) or print one JSON line per refresh until Ctrl-C, which exits 0."""
     try:
         while True:
             if not report.json_mode:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S")
                 print(f"{CLEAR_SCREEN}Every {interval:g} s: hosted-engine --vm-status    {stamp}    (Ctrl-C to stop)")
-            _show(env, report)
+            _show(env, report, from_storage)
             sys.stdout.flush()
             time.sleep(interval)
     except KeyboardInterrupt:
@@ -186,7 +194,7 @@ def _watch(env: CliEnvironment, report: Reporter, interval: float) -> int:
 def _explain(args: Sequence[str], env: CliEnvironment) -> int:
     report = Reporter("--json" in args)
     try:
-        options, _ = parse_options("--explain", args, flags=("--json",), valued=("--limit",))
+        options = EXPLAIN_SYNTAX.parse("--explain", args).options
         limit = _limit(options.get("--limit"))
     except UsageError as exc:
         return report.fail([str(exc)])
@@ -223,8 +231,8 @@ def _limit(option: str | bool | None) -> int:
 
 VM_STATUS_HELP = """\
     Report the status of the engine VM and of every HA host, as the he-ha
-    daemon of this host sees it. If the daemon does not answer, the status
-    is read from shared storage and every host is shown as not up-to-date.
+    daemon of this host sees it. If the daemon does not answer, the command
+    says so and exits 1, as the original did when its broker was down.
     Besides the original fields, each host shows its score breakdown (base,
     each penalty and its reason), its HA state and sanlock's view of it.
     Available options:
@@ -233,6 +241,10 @@ VM_STATUS_HELP = """\
         --watch[=<seconds>]
             redraw the status every <seconds> (default 2) until Ctrl-C;
             with --json, print one JSON line per refresh.
+        --from-storage
+            read the status straight from the metadata volume on shared
+            storage instead of asking the daemon (works while it is down);
+            every host is then shown as not up-to-date.
 """
 
 EXPLAIN_HELP = """\
@@ -251,9 +263,9 @@ EXPLAIN_HELP = """\
 COMMANDS = (
     Command(
         "--vm-status",
-        "--vm-status [--json] [--watch[=<seconds>]]",
+        "--vm-status [--json] [--watch[=<seconds>]] [--from-storage]",
         "VM status according to the HA daemon",
-        "--vm-status [--json] [--watch[=<seconds>]]",
+        "--vm-status [--json] [--watch[=<seconds>]] [--from-storage]",
         VM_STATUS_HELP,
         _vm_status,
     ),

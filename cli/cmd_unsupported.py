@@ -12,7 +12,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options
+from cli.arguments import Rules, Syntax
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error
 from cli.environment import CliEnvironment
 from cli.storage_admin import shared_areas
 
@@ -24,7 +25,7 @@ def _deploy(args: Sequence[str], env: CliEnvironment) -> int:
 
 
 def _connect_storage(args: Sequence[str], env: CliEnvironment) -> int:
-    parse_options("--connect-storage", args)
+    Syntax(rules=Rules.FIXED).parse("--connect-storage", args)  # the original passed them on, unread
     areas = shared_areas(env)
     if areas is None:
         return EXIT_FAILED

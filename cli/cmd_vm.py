@@ -3,7 +3,11 @@
 
 The daemon does the work (POST /v1/vm/...): it takes the VM lease before it launches the
 VM, so, unlike the original, a start on a host while another host holds the lease is
-refused instead of "succeeding" and then failing on the lease.
+refused instead of "succeeding" and then failing on the lease. While the daemon is down the
+shim does the same directly through libvirt and sanlock, with the daemon's own start
+(cli/direct_vm.py: the lease first, adopted by the daemon when it comes back); one stderr
+line says so. Arguments the original ignored are ignored, with one stderr line naming them
+(``--vm-shutdown --force``).
 
 Output: ``VM in WaitForLaunch`` on a start (exit 0); ``VM exists and its status is <s>``
 (exit 1) when the VM already runs or is paused here; otherwise ``VM failed to launch``
@@ -26,21 +30,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli import daemon_call
-from cli.command import EXIT_FAILED, EXIT_OK, Command, error, parse_options, require_deployed
+from cli.arguments import Rules, Syntax
+from cli.command import EXIT_FAILED, EXIT_OK, Command, error, require_deployed
 from cli.environment import CliEnvironment
 from cli.vm_conf_check import vm_conf_ready
-from he_ha.admin.contract import Refusal
+from he_ha.admin.contract import CommandResult, Refusal
 
 LAUNCHED = "VM in WaitForLaunch"
 NOT_LAUNCHED = "VM failed to launch"
+START_SYNTAX = Syntax(valued=("--vm-conf",), rules=Rules.FIXED)
+NO_OPTIONS = Syntax(rules=Rules.FIXED)  # --vm-start-paused, --vm-shutdown, --vm-poweroff
 
 
 def _start(args: Sequence[str], env: CliEnvironment, *, paused: bool) -> int:
     command = "--vm-start-paused" if paused else "--vm-start"
-    options, _ = parse_options(command, args, valued=() if paused else ("--vm-conf",))
+    options = (NO_OPTIONS if paused else START_SYNTAX).parse(command, args).options
     if require_deployed(env) is None:
         return EXIT_FAILED
     body: dict[str, object] = {"paused": paused}
+    alternative: Path | None = None
     if "--vm-conf" in options:
         alternative = Path(os.path.abspath(str(options["--vm-conf"])))  # the daemon's cwd is not ours
         if not (alternative.is_file() and os.access(alternative, os.R_OK)):
@@ -49,7 +57,13 @@ def _start(args: Sequence[str], env: CliEnvironment, *, paused: bool) -> int:
         body["vm_conf"] = str(alternative)
     elif not vm_conf_ready(env):
         return EXIT_FAILED
-    answer = daemon_call.post(env, "/v1/vm/start", body)
+
+    def direct() -> CommandResult | None:
+        from cli import direct_vm  # libvirt, sanlock: only without the daemon
+
+        return direct_vm.start(env, paused=paused, vm_conf=alternative)
+
+    answer = daemon_call.post(env, "/v1/vm/start", body, direct=direct)
     if answer is None:
         print(NOT_LAUNCHED)
         return EXIT_FAILED
@@ -72,25 +86,35 @@ def _vm_start_paused(args: Sequence[str], env: CliEnvironment) -> int:
     return _start(args, env, paused=True)
 
 
-def _stop(command: str, url: str, args: Sequence[str], env: CliEnvironment) -> int:
-    parse_options(command, args)
-    if require_deployed(env) is None:
+def _stop(command: str, url: str, args: Sequence[str], env: CliEnvironment, *, force: bool) -> int:
+    NO_OPTIONS.parse(command, args)
+    vmid = require_deployed(env)
+    if vmid is None:
         return EXIT_FAILED
-    return daemon_call.post_silently(env, url)
+
+    def direct() -> CommandResult | None:
+        from cli import direct_vm  # libvirt, sanlock: only without the daemon
+
+        return direct_vm.stop(env, vmid, force=force)
+
+    return daemon_call.post_silently(env, url, direct=direct)
 
 
 def _vm_shutdown(args: Sequence[str], env: CliEnvironment) -> int:
-    return _stop("--vm-shutdown", "/v1/vm/shutdown", args, env)
+    return _stop("--vm-shutdown", "/v1/vm/shutdown", args, env, force=False)
 
 
 def _vm_poweroff(args: Sequence[str], env: CliEnvironment) -> int:
-    return _stop("--vm-poweroff", "/v1/vm/poweroff", args, env)
+    return _stop("--vm-poweroff", "/v1/vm/poweroff", args, env, force=True)
 
 
 _ONLY_AFTER_DEPLOY = "    Available only after deployment has completed."
 _GLOBAL_HINT = (
     "    Acts on this host only. Outside global maintenance the HA daemons may start the\n"
     "    engine VM again, here or on another host."
+)
+_WITHOUT_DAEMON = (
+    "    Works while the he-ha service is stopped: then it acts directly through libvirt."
 )
 
 COMMANDS = (
@@ -102,6 +126,10 @@ COMMANDS = (
         "    Start the engine VM on this host. The VM lease is taken first: the start is\n"
         "    refused while another host holds it.\n"
         f"{_ONLY_AFTER_DEPLOY}\n"
+        "    Works while the he-ha service is stopped: then this host joins the sanlock\n"
+        "    lockspace if needed (tens of seconds), takes the VM lease as the service\n"
+        "    would, and starts the VM through libvirt; the service adopts the VM when it\n"
+        "    starts again.\n"
         "    --vm-conf=<file>\n"
         "        Use an alternative vm.conf file as a recovery action, for this start only.\n"
         "        It must describe the engine VM (same vmId as the configured one).",
@@ -113,7 +141,8 @@ COMMANDS = (
         "start the engine VM, paused, on this host",
         "--vm-start-paused",
         "    Start the engine VM, paused, on this host (QEMU starts with the VM paused).\n"
-        f"{_ONLY_AFTER_DEPLOY}",
+        f"{_ONLY_AFTER_DEPLOY}\n"
+        "    Works while the he-ha service is stopped, as --vm-start does.",
         _vm_start_paused,
     ),
     Command(
@@ -122,7 +151,9 @@ COMMANDS = (
         "gracefully shut down the engine VM on this host",
         "--vm-shutdown",
         "    Gracefully shut down the engine VM on this host (ACPI shutdown request).\n"
-        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}",
+        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}\n{_WITHOUT_DAEMON} Once the VM is\n"
+        "    gone, the VM lease is released; while the guest still shuts down, the lease\n"
+        "    stays held until the service runs again or --vm-poweroff.",
         _vm_shutdown,
     ),
     Command(
@@ -131,7 +162,8 @@ COMMANDS = (
         "forcefully power off the engine VM on this host",
         "--vm-poweroff",
         "    Forcefully power off the engine VM on this host.\n"
-        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}",
+        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}\n{_WITHOUT_DAEMON} The VM\n"
+        "    lease is then released (a lease left held for no VM is released too).",
         _vm_poweroff,
     ),
 )

@@ -2,7 +2,9 @@
 
 A command module exports ``COMMANDS``: a tuple of ``Command``. ``run`` gets the arguments
 after the command name and returns the exit status; it prints its own output, in the
-original's words where the original had words (spec/hosted-engine-cli.md).
+original's words where the original had words (spec/hosted-engine-cli.md). Each command
+reads its arguments through the ``Syntax`` it declares (cli/arguments.py: the original's
+rules for that command).
 """
 
 from __future__ import annotations
@@ -64,34 +66,3 @@ def daemon_answers(env: CliEnvironment) -> bool:
 
 def error(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-class UsageError(Exception):
-    """A wrong argument; the message names it (printed on stderr, exit 1)."""
-
-
-def parse_options(
-    command: str, args: Sequence[str], *, flags: Sequence[str] = (), valued: Sequence[str] = (),
-    positional: int = 0,
-) -> tuple[dict[str, str | bool], list[str]]:
-    """Split ``args`` into options and up to ``positional`` positional values.
-
-    ``flags`` are bare options (``--json``), ``valued`` take ``--name=value`` (the only form
-    the original accepted). Anything else raises UsageError naming the argument, where the
-    original silently ignored it.
-    """
-    options: dict[str, str | bool] = {}
-    values: list[str] = []
-    for arg in args:
-        name, sep, value = arg.partition("=")
-        if arg in flags:
-            options[arg] = True
-        elif name in valued and sep:
-            options[name] = value
-        elif name in valued:
-            raise UsageError(f"{command}: option {name} needs a value: {name}=<value>")
-        elif arg.startswith("--") or len(values) >= positional:
-            raise UsageError(f"Invalid option '{arg}' for {command}")
-        else:
-            values.append(arg)
-    return options, values

@@ -4,16 +4,26 @@ Every command that changes something through the daemon (maintenance, VM start/s
 console password) posts one request and needs the same three outcomes: done, refused or
 failed with the daemon's explanation, or no daemon at all (the original's broker-socket
 message, plus what the socket said).
+
+The VM commands act without the daemon (``direct``: cli/direct_vm.py), as the original did
+with VDSM alone, but only when the daemon is certainly not there: nothing listens on its
+admin socket AND no ``he-ha run`` process serves its run directory (one that is starting up,
+e.g. joining the lockspace, does not listen yet and must not be raced). A socket that
+accepts and then does not answer is a daemon that may be acting: nothing is done then.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cli.admin_client import AdminClient, DaemonUnreachable
 from cli.command import CANNOT_CONNECT, EXIT_FAILED, EXIT_OK, error
-from cli.environment import CliEnvironment
+from cli.environment import DEFAULT_RUN_DIR, CliEnvironment
+from he_ha.admin.contract import CommandResult
 
 # Longer than the daemon's own 30 s deadline on mutating calls, so a slow call ends with
 # the daemon's 504 explanation rather than with our socket timing out.
@@ -33,14 +43,30 @@ class Answer:
         return value if isinstance(value, str) else None
 
 
-def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None) -> Answer | None:
-    """The daemon's answer, or None after printing why the daemon cannot be reached."""
+Direct = Callable[[], CommandResult | None]  # the action without the daemon; None: failed, said why
+
+
+def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *,
+         direct: Direct | None = None) -> Answer | None:
+    """The daemon's answer; or, with ``direct`` while the daemon is down, what ``direct()``
+    did instead (one stderr line says so); or None after printing why there is no answer."""
     try:
         status, data = AdminClient(env.admin_socket, timeout=CALL_TIMEOUT).post(url, body)
     except DaemonUnreachable as exc:
-        error(CANNOT_CONNECT)
-        error(str(exc))
-        return None
+        starting = supervisor_pids(env.run_dir) if direct is not None and exc.down else []
+        if direct is None or not exc.down or starting:
+            error(CANNOT_CONNECT)
+            error(str(exc))
+            if starting:
+                error(f"he-ha run (pid {', '.join(map(str, starting))}) serves {env.run_dir} but does not listen "
+                      "yet (starting?): nothing was done; try again once it answers")
+            elif direct is not None:
+                error("Nothing was done directly: a process accepts connections on that socket, so the "
+                      "he-ha daemon may be running (hung or busy)")
+            return None
+        error(f"he-ha: {exc}; acting directly through libvirt ({env.libvirt_uri})")
+        result = direct()
+        return None if result is None else Answer(result.ok, result.message, dict(result.detail))
     if not isinstance(data, dict):
         return Answer(False, f"unexpected answer ({status}): {str(data)[:200]}", {})
     message = data.get("message")
@@ -52,13 +78,39 @@ def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None) -> A
     )
 
 
-def post_silently(env: CliEnvironment, url: str, body: dict[str, Any] | None = None) -> int:
+def post_silently(env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *,
+                  direct: Direct | None = None) -> int:
     """The original's rule for set-maintenance, shutdown, poweroff: nothing printed when
     done (exit 0), the reason on stderr otherwise (exit 1)."""
-    answer = post(env, url, body)
+    answer = post(env, url, body, direct=direct)
     if answer is None:
         return EXIT_FAILED
     if not answer.ok:
         error(answer.message)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def supervisor_pids(run_dir: Path, proc: Path = Path("/proc")) -> list[int]:
+    """Pids of ``he-ha run`` processes (the console script, or ``python -m he_ha.main run``)
+    whose ``--run-dir`` is ``run_dir`` (theirs defaults to /run/he-ha)."""
+    wanted = os.path.realpath(run_dir)
+    found = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            words = [w.decode(errors="replace") for w in Path(entry.path, "cmdline").read_bytes().split(b"\0")]
+        except OSError:
+            continue
+        runs = any(os.path.basename(w) in ("he-ha", "he_ha.main") and nxt == "run" for w, nxt in zip(words, words[1:]))
+        if runs and os.path.realpath(_run_dir_of(words)) == wanted:
+            found.append(int(entry.name))
+    return found
+
+
+def _run_dir_of(words: list[str]) -> str:
+    for word, value in zip(words, words[1:]):
+        if word == "--run-dir":
+            return value
+    return next((w.removeprefix("--run-dir=") for w in words if w.startswith("--run-dir=")), str(DEFAULT_RUN_DIR))

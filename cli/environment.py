@@ -25,10 +25,16 @@ ENV_LIBVIRT_URI = "HE_HA_LIBVIRT_URI"
 ENV_SANLOCK_RUN_DIR = "SANLOCK_RUN_DIR"  # libsanlock's own variable
 ENV_MOUNT_ROOT = "HE_HA_MOUNT_ROOT"  # VDSM's mount root, where the shared volumes are looked up
 ENV_SHARED_HE_CONF = "HE_HA_SHARED_HE_CONF"  # the local cache of the configuration volume's hosted-engine.conf
+# What the VM commands need to act as the daemon would while it is down (cli/direct_vm.py):
+# the daemon's --run-dir, --state-dir and --lease-holder.
+ENV_RUN_DIR = "HE_HA_RUN_DIR"
+ENV_STATE_DIR = "HE_HA_STATE_DIR"
+ENV_LEASE_HOLDER = "HE_HA_LEASE_HOLDER"
 
-DEFAULT_ADMIN_SOCKET = Path("/run/he-ha/admin.sock")
+DEFAULT_RUN_DIR = Path("/run/he-ha")
 DEFAULT_LIBVIRT_URI = "qemu:///system"
 DEFAULT_SHARED_HE_CONF = Path("/var/lib/ovirt-hosted-engine-ha/hosted-engine.conf")
+DEFAULT_STATE_DIR = Path("/var/lib/he-ha")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,9 @@ class CliEnvironment:
     sanlock_run_dir: Path | None  # None: the system sanlock daemon
     mount_root: Path = DEFAULT_MOUNT_ROOT
     shared_he_conf: Path = DEFAULT_SHARED_HE_CONF  # the he_shared cache
+    run_dir: Path = DEFAULT_RUN_DIR  # the daemon's: lease-keeper record, fence file
+    state_dir: Path = DEFAULT_STATE_DIR  # the daemon's: the last good VM definition
+    lease_holder: str | None = None  # the daemon's --lease-holder; None: its default
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> CliEnvironment:
@@ -49,7 +58,8 @@ class CliEnvironment:
             value = env.get(name)
             return Path(value) if value else default
 
-        run_dir = env.get(ENV_SANLOCK_RUN_DIR)
+        sanlock_run_dir = env.get(ENV_SANLOCK_RUN_DIR)
+        run_dir = path(ENV_RUN_DIR, DEFAULT_RUN_DIR)
         return cls(
             paths=ConfigPaths(
                 hosted_engine_conf=path(ENV_HOSTED_ENGINE_CONF, defaults.hosted_engine_conf),
@@ -57,11 +67,14 @@ class CliEnvironment:
                 broker_conf=path(ENV_BROKER_CONF, defaults.broker_conf),
                 ha_conf=path(ENV_HA_CONF, defaults.ha_conf),
             ),
-            admin_socket=path(ENV_ADMIN_SOCKET, DEFAULT_ADMIN_SOCKET),
+            admin_socket=path(ENV_ADMIN_SOCKET, run_dir / "admin.sock"),  # as the daemon: in its run dir
             libvirt_uri=env.get(ENV_LIBVIRT_URI) or DEFAULT_LIBVIRT_URI,
-            sanlock_run_dir=Path(run_dir) if run_dir else None,
+            sanlock_run_dir=Path(sanlock_run_dir) if sanlock_run_dir else None,
             mount_root=path(ENV_MOUNT_ROOT, DEFAULT_MOUNT_ROOT),
             shared_he_conf=path(ENV_SHARED_HE_CONF, DEFAULT_SHARED_HE_CONF),
+            run_dir=run_dir,
+            state_dir=path(ENV_STATE_DIR, DEFAULT_STATE_DIR),
+            lease_holder=env.get(ENV_LEASE_HOLDER) or None,
         )
 
     def engine_conf(self) -> HostedEngineConf:

@@ -2,8 +2,9 @@
 
 Dispatch works like the original's shell wrapper: the first argument selects the command,
 ``--help [cmd]`` and ``<cmd> --help`` print help (exit 0), no argument prints the usage
-(exit 1), anything else is ``Invalid option '<x>'`` (exit 1). Unlike the original, each
-command refuses arguments it does not know instead of silently ignoring them.
+(exit 1), anything else is ``Invalid option '<x>'`` (exit 1). Each command reads the rest
+by the original's rules for it (cli/arguments.py): what the original ignored is ignored with
+one stderr line saying so, ``--clean-metadata`` parses as the agent's optparse did.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Iterator, Sequence
 
 import structlog
 
-from cli.command import EXIT_FAILED, EXIT_OK, Command, UsageError
+from cli.arguments import HelpRequested, UsageError
+from cli.command import EXIT_FAILED, EXIT_OK, Command
 from cli.environment import CliEnvironment
 from he_ha.logsetup import configure_logging
 
@@ -96,9 +98,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         with library_logs_on_stderr():
             return command.run(rest, CliEnvironment.from_environ(os.environ))
-    except UsageError as exc:  # a wrong argument, named by parse_options: stderr, exit 1
+    except UsageError as exc:  # a wrong argument, named by the command's Syntax: stderr, exit 1
         print(exc, file=sys.stderr)
         return EXIT_FAILED
+    except HelpRequested:  # optparse's --help among --clean-metadata's arguments
+        print(command_help(prog, command))
+        return EXIT_OK
 
 
 @contextlib.contextmanager

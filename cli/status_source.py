@@ -1,5 +1,6 @@
-"""Where ``--vm-status`` and ``--explain`` get their data: the local daemon's admin socket,
-else the whiteboard on shared storage, and libvirt for the failed-deploy check.
+"""Where ``--vm-status`` and ``--explain`` get their data: the local daemon's admin socket, or
+the whiteboard on shared storage when asked (``--vm-status --from-storage``), and libvirt for
+the failed-deploy check.
 
 Every source has a deadline: the socket a timeout, the storage read ``Whiteboard``'s own
 read timeout plus an outer ``wait_for``, ``virsh`` a subprocess timeout.
@@ -37,7 +38,7 @@ class SourceError(Exception):
 @dataclass(frozen=True)
 class Fetched:
     status: ClusterStatus
-    fallback: str | None  # None: from the daemon; else why the daemon was not used
+    storage_note: str | None  # None: from the daemon; else where on storage it was read
 
 
 def status_from_daemon(env: CliEnvironment, timeout: float = DAEMON_TIMEOUT) -> ClusterStatus:
@@ -54,23 +55,22 @@ def daemon_get(env: CliEnvironment, url: str, timeout: float = DAEMON_TIMEOUT) -
         raise SourceError(f"the he-ha daemon on {env.admin_socket} answered {exc.status}: {exc.message}") from exc
 
 
-def fetch_status(env: CliEnvironment) -> Fetched:
-    """The daemon's view, else the whiteboard read from storage (every host stale).
+def fetch_status(env: CliEnvironment, *, from_storage: bool = False) -> Fetched:
+    """The daemon's view; with ``from_storage``, the whiteboard read from storage instead
+    (every host stale). SourceError naming the source and why it gave nothing.
 
-    SourceError when neither answers; its message names both reasons.
+    Without ``from_storage`` there is no fallback to storage: a daemon that does not answer
+    is a failure, as the original's dead broker was (exit 1), so health checks notice it.
     """
+    if from_storage:
+        status, metadata = status_from_storage(env)
+        return Fetched(status, f"status read from storage ({metadata}), not from the he-ha daemon: "
+                               "every host shown as not up-to-date")
     try:
         return Fetched(status_from_daemon(env), None)
-    except SourceError as exc:
-        daemon_reason = str(exc)
     except ValidationError as exc:
-        daemon_reason = f"the he-ha daemon on {env.admin_socket} sent a status that does not parse: {_first(exc)}"
-    try:
-        status, metadata = status_from_storage(env)
-    except SourceError as exc:
-        raise SourceError(f"{daemon_reason}; reading the status from storage failed too: {exc}") from exc
-    where = f"status read from storage ({metadata}), every host shown as not up-to-date"
-    return Fetched(status, f"{daemon_reason}; {where}")
+        raise SourceError(f"the he-ha daemon on {env.admin_socket} sent a status that does not parse: "
+                          f"{_first(exc)}") from None
 
 
 def _first(exc: ValidationError) -> str:

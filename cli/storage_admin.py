@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 
-from cli.command import EXIT_FAILED, UsageError, error, require_deployed
+from cli.arguments import UsageError
+from cli.command import EXIT_FAILED, error, require_deployed
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, HostedEngineConf
 from he_ha.repair.clean_metadata import CleanAborted

@@ -243,7 +243,7 @@ class ActionExecutor:
         vm: VmController,
         holder: LeaseHolder,
         specs: SpecSource,
-        health: EngineHealthMonitor,
+        health: EngineHealthMonitor | None,
         notifier: Notifier | None,
         on_done: Callable[[Completed], None],
         migrate_uri: str,
@@ -254,7 +254,7 @@ class ActionExecutor:
         self._holder = holder
         self._specs = specs
         self._engine_xml = engine_xml  # None: domain XML goes to libvirt as it is (no resolution)
-        self._health = health
+        self._health = health  # None: no monitor to tell (the shim's start without the daemon)
         self._notifier = notifier
         self._on_done = on_done
         self._migrate_uri = migrate_uri
@@ -312,7 +312,7 @@ class ActionExecutor:
         if result.outcome is not Outcome.OK:
             self.failed += 1
         log.info("VM action done", action=what, seq=seq, outcome=result.outcome.value, reason=result.reason)
-        self._health.poke()  # the result goes to the FSM with a reading taken after it
+        self._poke_health()  # the result goes to the FSM with a reading taken after it
         self._on_done(Completed(result, time.monotonic()))
 
     async def admin(self, work: Awaitable[ActionResult]) -> ActionResult:
@@ -322,7 +322,15 @@ class ActionExecutor:
             return await work
         finally:
             self._vm_busy -= 1
+            self._poke_health()
+
+    def _poke_health(self) -> None:
+        if self._health is not None:
             self._health.poke()
+
+    def _lock_conflict(self) -> None:
+        if self._health is not None:
+            self._health.report_lock_conflict()
 
     # --- the actions (also used by the admin API) ------------------------------------------
 
@@ -349,7 +357,7 @@ class ActionExecutor:
         try:
             await self._holder.acquire(self._acquire_timeout)
         except LeaseHeldElsewhere as exc:
-            self._health.report_lock_conflict()
+            self._lock_conflict()
             return ActionResult(0, Outcome.LEASE_BUSY, str(exc))
         except LeaseError as exc:
             return ActionResult(0, Outcome.FAILED, f"VM lease: {exc}")
@@ -360,7 +368,7 @@ class ActionExecutor:
             return ActionResult(0, Outcome.FAILED, str(exc))
         except LibvirtCallError as exc:
             if isinstance(self._holder, QemuHolder) and _is_lock_failure(exc):
-                self._health.report_lock_conflict()
+                self._lock_conflict()
                 return ActionResult(0, Outcome.LEASE_BUSY, str(exc))
             return ActionResult(0, Outcome.FAILED, f"start: {exc}")
         except (VmError, DomainXmlError) as exc:

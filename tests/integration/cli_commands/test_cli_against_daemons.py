@@ -3,12 +3,16 @@
 the health page over HTTP), each command run as a real process with a host's environment.
 
 One cluster serves the module; the tests run in file order and each leaves the cluster as
-it found it (VM running on the engine host, no maintenance), except the last, which stops
-a supervisor to see the daemon-down messages."""
+it found it (VM running on the engine host, no maintenance). The last stops both supervisors
+to run the VM commands without them (straight through libvirt and sanlock, the VM lease
+held by a lease keeper as the daemons hold it) and starts them again: the engine host's
+daemon adopts the VM the shim started."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -20,8 +24,10 @@ from typing import Any
 
 import pytest
 
-from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, health_page, state_of
+from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, actions_of, health_page, state_of
+from he_ha.storage.lease_model import LockspaceState
 from he_ha.supervisor.controller import LOCAL_REFUSED, NO_TARGET
+from tests.integration.supervisor.leases import try_acquire
 from tests.unit.cli_commands.terminal import run_in_terminal
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]  # ~50 s: one cluster, a dozen VM starts and stops
@@ -49,9 +55,15 @@ def cluster(health_url: str) -> Iterator[Cluster]:
 
 def hosted_engine(host: Host, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host.cli_env(), **env},
+        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host_env(host), **env},
         capture_output=True, text=True, timeout=90, check=False,
     )
+
+
+def host_env(host: Host) -> dict[str, str]:
+    """The host's shim environment, with the daemon's run and state directories: what the VM
+    commands need to act as the daemon would while it is down (cli/environment.py)."""
+    return {**host.cli_env(), "HE_HA_RUN_DIR": str(host.run_dir), "HE_HA_STATE_DIR": str(host.state_dir)}
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
@@ -162,8 +174,10 @@ def test_vm_control_in_global_maintenance(hosts: tuple[Host, Host], tmp_path: Pa
     engine.wait_for_vm(True)
     assert memory_kib(engine) == 64 * 1024
 
-    # recovery: this start uses another vm.conf (more memory), the configured one is unchanged
-    expect(hosted_engine(engine, "--vm-shutdown"), 0)
+    # recovery: this start uses another vm.conf (more memory), the configured one is unchanged;
+    # the shutdown's extra argument (public troubleshooting notes) is ignored, as by the original
+    expect(hosted_engine(engine, "--vm-shutdown", "--force"), 0,
+           err="--vm-shutdown: ignored argument --force (the original hosted-engine ignores it too)\n")
     engine.wait_for_vm(False)
     recovery = vm_conf(tmp_path / "recovery-vm.conf", memory_mib=128,
                        devices="<graphics type='vnc' port='5907' autoport='no' listen='127.0.0.1'/>")
@@ -229,7 +243,42 @@ def test_check_liveliness_against_the_health_page(hosts: tuple[Host, Host], heal
     expect(hosted_engine(engine, "--set-shared-config", "fqdn", "engine.invalid", "--type=he_local"), 0)
 
 
-def test_daemon_down(hosts: tuple[Host, Host], tmp_path: Path) -> None:
+def test_set_shared_config_he_shared(hosts: tuple[Host, Host]) -> None:
+    """he_shared is the configuration volume's hosted-engine.conf: set on one host (whose daemon
+    holds the lockspace: the volume's lock is just taken), read on the other."""
+    engine, other = hosts
+    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "new-engine.invalid", "--type=he_shared"), 0)
+    expect(hosted_engine(other, "--get-shared-config", "fqdn", "--type=he_shared"), 0,
+           "\nfqdn : new-engine.invalid, type : he_shared\n\n")
+    expect(hosted_engine(other, "--get-shared-config", "fqdn", "--type=he_local"), 0,
+           "\nfqdn : engine.invalid, type : he_local\n\n")
+    expect(hosted_engine(other, "--set-shared-config", "fqdn", "engine.invalid", "--type=he_shared"), 0)
+
+
+DIRECT = "; acting directly through libvirt ("
+JOINING = "he-ha: joining the sanlock lockspace 'hosted-engine' as host id "
+STATUS_TAIL = (f"{CANNOT_CONNECT}\nAn error occured while retrieving vm status, please make sure the HA daemon is "
+               "ready and reachable.\nUnable to connect the HA Broker \n")
+
+
+def lockspace_state(cluster: Cluster, host: Host) -> LockspaceState:
+    async def ask() -> LockspaceState:
+        assert cluster.layout is not None
+        async with cluster.lease_client(host) as client:
+            return await client.lockspace_state(cluster.layout.lockspace, host.host_id)
+
+    return asyncio.run(ask())
+
+
+def direct(done: subprocess.CompletedProcess[str], host: Host) -> list[str]:
+    """The stderr lines after the one saying the shim acts without the daemon (checked)."""
+    lines = done.stderr.splitlines()
+    assert lines and lines[0] == (f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such "
+                                  f"file or directory{DIRECT}{host.libvirt_uri})"), done
+    return lines[1:]
+
+
+def test_daemon_down(cluster: Cluster, hosts: tuple[Host, Host], tmp_path: Path) -> None:
     engine, other = hosts
     no_vm_conf = tmp_path / "hosted-engine.conf"
     conf_text = (other.root / "hosted-engine.conf").read_text()
@@ -238,18 +287,83 @@ def test_daemon_down(hosts: tuple[Host, Host], tmp_path: Path) -> None:
     not_retrieved = "The hosted engine configuration has not been retrieved from shared storage yet,\n"
     expect(hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)), 1,
            f"{not_retrieved}for more details please check sanlock status.\n\n")
+    expect(hosted_engine(engine, "--set-maintenance", "--mode=global"), 0)  # the daemons leave the VM alone
+    wait_until("both hosts see global maintenance", lambda: all(global_maintenance(h) for h in hosts))
 
     assert other.supervisors[-1].terminate() == 0
     expect(hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)), 1,
            f"{not_retrieved}please ensure that the he-ha service is running.\n\n")
-    for args, out in [(("--set-maintenance", "--mode=global"), ""), (("--vm-start",), "VM failed to launch\n"),
-                      (("--vm-shutdown",), ""), (("--vm-poweroff",), ""),
-                      (("--add-console-password", "--password=x"), "")]:
-        done = hosted_engine(other, *args)
-        assert (done.returncode, done.stdout) == (1, out), done
-        first, second = done.stderr.splitlines()
-        assert first == CANNOT_CONNECT and str(other.admin_socket) in second
-    # what needs no daemon still works
-    expect(hosted_engine(other, "--console"), 0, "The engine VM is not on this host\n")
+    gone = f"the he-ha daemon does not answer on {other.admin_socket}: [Errno 2] No such file or directory"
+    expect(hosted_engine(other, "--vm-status"), 1, err=f"{gone}\n{STATUS_TAIL}")
+    as_json = hosted_engine(other, "--vm-status", "--json")
+    assert (as_json.returncode, json.loads(as_json.stdout)) == (1, {"exception": f"{gone}\n{CANNOT_CONNECT}"})
+    from_storage = hosted_engine(other, "--vm-status", "--from-storage")
+    assert from_storage.returncode == 0 and "status read from storage" in from_storage.stderr
+    assert from_storage.stdout.count("Status up-to-date                  : False") == 2
+    expect(hosted_engine(other, "--set-maintenance", "--mode=global"), 1, err=f"{CANNOT_CONNECT}\n{gone}\n")
+
+    # The engine host holds the VM lease: a start here is refused before any launch, and the
+    # lockspace this start joined is left again.
+    done = hosted_engine(other, "--vm-start")
+    assert (done.returncode, done.stdout) == (1, "VM failed to launch\n"), done
+    said = direct(done, other)
+    assert said[0].startswith(f"{JOINING}{other.host_id} ") and said[-1].startswith(
+        "refused: another host holds the VM lease (")
+    assert other.vm() is None and lockspace_state(cluster, other) is LockspaceState.NOT_JOINED
+    for command in ("--vm-shutdown", "--vm-poweroff"):  # nothing to stop here: done
+        done = hosted_engine(other, command)
+        assert (done.returncode, done.stdout, direct(done, other)) == (0, "", []), done
+    done = hosted_engine(other, "--add-console-password", "--password=x")
+    assert (done.returncode, direct(done, other)) == (1, [f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) is not "
+                                                          "running on this host"])
+
+    # The engine host's daemon stops too; its VM runs on, its lease keeper holds the lease.
+    assert engine.supervisors[-1].terminate() == 0
+    assert engine.vm() is not None and engine.keeper_pid() is not None
+    done = hosted_engine(engine, "--vm-start")
+    assert (done.returncode, done.stdout, direct(done, engine)) == (1, "VM exists and its status is running\n", [])
+    done = hosted_engine(engine, "--add-console-password", "--password=x")
+    assert (done.returncode, direct(done, engine)) == (1, [
+        "Failed detecting VNC port", f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) has no VNC graphics device"])
+    done = hosted_engine(engine, "--vm-poweroff")  # the VM is gone: so is its keeper's lease
+    assert (done.returncode, done.stdout, direct(done, engine)) == (
+        0, "", ["he-ha: the engine VM is gone: the VM lease its lease keeper held is released"]), done
+    assert engine.vm() is None and engine.keeper_pid() is None
+    assert lockspace_state(cluster, engine) is LockspaceState.NOT_JOINED
+
+    # A start without the daemon: the lockspace joined, the lease taken by a keeper, then the launch.
+    done = hosted_engine(engine, "--vm-start")
+    assert (done.returncode, done.stdout) == (0, "VM in WaitForLaunch\n"), done
+    said = direct(done, engine)
+    assert said[0].startswith(f"{JOINING}{engine.host_id} ") and said[-1].startswith("he-ha: in the lockspace after")
+    engine.wait_for_vm(True)
+    assert engine.keeper_pid() is not None and not try_acquire(cluster, other)
+    done = hosted_engine(other, "--vm-start")  # another host is refused: the lease is held
+    assert (done.returncode, done.stdout) == (1, "VM failed to launch\n"), done
+    assert direct(done, other)[-1].startswith("refused: another host holds the VM lease (")
+    assert other.vm() is None
+    done = hosted_engine(engine, "--vm-shutdown")  # the test driver's guest stops at once
+    assert (done.returncode, done.stdout, direct(done, engine)) == (
+        0, "", ["he-ha: the engine VM is gone: the VM lease its lease keeper held is released"]), done
+    assert engine.keeper_pid() is None
+
+    # Started again without the daemon, then the daemon comes back and adopts the VM and its keeper.
+    done = hosted_engine(engine, "--vm-start")
+    assert (done.returncode, done.stdout) == (0, "VM in WaitForLaunch\n"), done
+    engine.wait_for_vm(True)
+    vm = engine.vm()
+    assert vm is not None
+    domain_id, keeper = vm.ID(), engine.keeper_pid()
+    seen = len(engine.decisions())
+    engine.start_supervisor()
+    _, adopted = engine.wait_for_decision(lambda e: e["observation"]["lease"]["held_here"], after=seen)
+    assert adopted["observation"]["lease"]["owner"] == engine.host_id
+    expect(hosted_engine(engine, "--set-maintenance", "--mode=none"), 0)
+    engine.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=seen)
+    assert not any("AcquireLeaseAndStartVm" in actions_of(e) for e in engine.decisions()[seen:])
+    vm = engine.vm()
+    assert vm is not None and vm.ID() == domain_id and engine.keeper_pid() == keeper  # adopted, not restarted
+
+    other.start_supervisor()
+    other.wait_for_decision(lambda e: state_of(e) == "EngineDown", after=len(other.decisions()))
     expect(hosted_engine(other, "--check-deployed"), 0, "The hosted engine has been deployed\n")
-    assert engine.vm() is not None

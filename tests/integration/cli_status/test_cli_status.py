@@ -1,7 +1,8 @@
 """``hosted-engine --vm-status`` and ``--explain`` against a real two-host he-ha cluster
 (he_ha/devcluster: real supervisors, sanlock daemons, libvirtd with the test driver), run as
-real processes with each host's environment. Then one host's supervisor stops, and its
-``--vm-status`` must fall back to the whiteboard on storage and say so."""
+real processes with each host's environment. Then one host's supervisor stops: its
+``--vm-status`` must fail as the original's did (exit 1), and ``--from-storage`` read the
+whiteboard on storage and say so."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def assert_own_crc_is_the_stored_one(host: Host) -> None:
     raise AssertionError("never saw the shown and the stored slot at the same publish")
 
 
-def test_status_explain_and_storage_fallback(cluster: Cluster) -> None:
+def test_status_explain_daemon_down_and_from_storage(cluster: Cluster) -> None:
     up = engine_host(cluster)
     other = next(h for h in cluster.hosts if h is not up)
     key = str(up.host_id)
@@ -106,16 +107,23 @@ def test_status_explain_and_storage_fallback(cluster: Cluster) -> None:
     assert "acquire the VM lease, then start the VM here" in explain.stdout
     assert "EngineStarting -> EngineUp  [starting.up]" in explain.stdout
 
-    # The other host's daemon stops: its --vm-status reads the whiteboard from storage.
+    # The other host's daemon stops: its --vm-status fails as the original's did with its
+    # broker down (exit 1), and --from-storage reads the whiteboard from storage.
     other.supervisors[-1].terminate()
-    fallback = hosted_engine(other, "--vm-status")
-    assert fallback.returncode == 0, fallback.stderr
-    assert f"does not answer on {other.admin_socket}" in fallback.stderr
-    assert "status read from storage" in fallback.stderr and fallback.stderr.count("\n") == 1
-    assert fallback.stdout.count("Status up-to-date                  : False") == 2
-    assert fallback.stdout.count("Engine status                      : unknown stale-data") == 2
-    assert f"--== Host {up.name} (id: {up.host_id}) status ==--" in fallback.stdout
-    as_json = json.loads(hosted_engine(other, "--vm-status", "--json").stdout)
+    down = hosted_engine(other, "--vm-status")
+    assert (down.returncode, down.stdout) == (1, "")
+    assert down.stderr.startswith(f"the he-ha daemon does not answer on {other.admin_socket}: ")
+    assert down.stderr.splitlines()[1:] == [
+        "Cannot connect to the HA daemon, please check the logs.",
+        "An error occured while retrieving vm status, please make sure the HA daemon is ready and reachable.",
+        "Unable to connect the HA Broker "]
+    stored = hosted_engine(other, "--vm-status", "--from-storage")
+    assert stored.returncode == 0, stored.stderr
+    assert "status read from storage" in stored.stderr and stored.stderr.count("\n") == 1
+    assert stored.stdout.count("Status up-to-date                  : False") == 2
+    assert stored.stdout.count("Engine status                      : unknown stale-data") == 2
+    assert f"--== Host {up.name} (id: {up.host_id}) status ==--" in stored.stdout
+    as_json = json.loads(hosted_engine(other, "--vm-status", "--json", "--from-storage").stdout)
     assert as_json[key]["engine-status"]["vm"] == "up"  # JSON never masks
     assert [as_json[k]["live-data"] for k in ("1", "2")] == [False, False]
     assert as_json[str(other.host_id)]["stopped"] is True  # its clean stop was published

@@ -1,4 +1,4 @@
-"""The storage fallback of ``--vm-status`` has a deadline: with the metadata volume's reads
+"""The storage read of ``--vm-status --from-storage`` has a deadline: with the metadata volume's reads
 hanging in the kernel (a FUSE file that stalls on demand, as a dead NFS server would), the
 read gives up with a clear error instead of hanging the command. Needs root and /dev/fuse."""
 

@@ -47,6 +47,26 @@ def test_refused_while_the_peer_renews_its_lease_and_cleaned_after_it_left(
     assert (again.code, again.out.splitlines()[-1]) == (0, "Metadata for host 2 is already empty: nothing to clean.")
 
 
+@pytest.mark.parametrize("args", [
+    ["--force-clean", "--host-id", "3"],  # what the original agent's own refusal suggests
+    ["--force", "--host=3"],
+    ["--host-id", "3", "--force-cleanup"],
+    ["--host=3", "--force-clea"],
+])
+def test_the_original_agents_option_forms(cli: Cli, storage: Storage, args: list[str]) -> None:
+    """optparse's forms (unique prefixes, ``--opt value``): the original took them; a live
+    slot needs the force, so every form must have been read as --force-cleanup --host-id=3."""
+    cli.deploy(storage)
+    with publishing(storage.metadata, 3):
+        forced = cli("--clean-metadata", *args, "--dry")
+    assert (forced.code, forced.err) == (0, ""), forced.err
+    assert "--force-cleanup overrides: the metadata slot of host 3" in forced.out
+    assert "Would clear the metadata slot of host 3 (hostname host3.example.com, last timestamp" in forced.out
+    cleaned = cli("--clean-metadata", "--host", "3", "--for")  # --for: --force-cleanup
+    assert cleaned.code == 0, cleaned.err
+    assert slot_bytes(storage, 3) == bytes(SLOT_BYTES)
+
+
 def test_refused_for_a_fresh_slot_without_any_lease(cli: Cli, storage: Storage) -> None:
     cli.deploy(storage)
     with publishing(storage.metadata, 3):

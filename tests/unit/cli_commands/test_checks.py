@@ -38,9 +38,10 @@ def test_unparsable_conf_is_not_deployed_and_says_why(run: Run, host: HostFiles)
     assert "line 2 is not 'key=value'" in result.err
 
 
-def test_check_deployed_refuses_arguments(run: Run, host: HostFiles) -> None:
+def test_check_deployed_ignores_arguments_as_the_original(run: Run, host: HostFiles) -> None:
     result = run("--check-deployed", "--quiet")
-    assert (result.status, result.out, result.err) == (1, "", "Invalid option '--quiet' for --check-deployed\n")
+    assert (result.status, result.out, result.err) == (
+        0, "The hosted engine has been deployed\n", "--check-deployed: ignored argument --quiet (the original hosted-engine ignores it too)\n")
 
 
 class Page:
@@ -150,8 +151,8 @@ def test_configuration_errors_exit_2(run: Run, host: HostFiles) -> None:
     assert result.err.startswith("Error reading the configuration file\n") and "file not found" in result.err
 
 
-def test_liveliness_needs_no_vmid_and_refuses_arguments(run: Run, page: Page, host: HostFiles) -> None:
+def test_liveliness_needs_no_vmid_and_ignores_arguments(run: Run, page: Page, host: HostFiles) -> None:
     host.hosted_engine_conf.write_text(f"fqdn={page.fqdn}\n")
     assert run("--check-liveliness").status == 0
     result = run("--check-liveliness", "--verbose")
-    assert (result.status, result.err) == (1, "Invalid option '--verbose' for --check-liveliness\n")
+    assert (result.status, result.err) == (0, "--check-liveliness: ignored argument --verbose (the original hosted-engine ignores it too)\n")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+from unittest.mock import patch
+
 import pytest
 
+from cli.daemon_call import supervisor_pids
 from cli.vm_conf_check import CHECK_SANLOCK, NOT_RETRIEVED, SERVICE_DOWN
 from he_ha.admin.contract import CommandResult
 from tests.integration.admin.doubles import ControllerTestDouble
@@ -72,18 +77,27 @@ def test_unreadable_alternative_vm_conf(run: Run, daemon: ControllerTestDouble, 
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "call", "ignored"),
     [
-        (["--vm-start-paused", "--vm-conf=/x"], "Invalid option '--vm-conf=/x' for --vm-start-paused"),
-        (["--vm-start", "--vm-conf"], "--vm-start: option --vm-conf needs a value: --vm-conf=<value>"),
-        (["--vm-start", "now"], "Invalid option 'now' for --vm-start"),
-        (["--vm-shutdown", "--delay=120"], "Invalid option '--delay=120' for --vm-shutdown"),
-        (["--vm-poweroff", "-f"], "Invalid option '-f' for --vm-poweroff"),
+        (["--vm-shutdown", "--force"], ("vm_shutdown", None), "argument --force (the original hosted-engine ignores it"),
+        (["--vm-poweroff", "-f", "now"], ("vm_poweroff", None), "arguments -f now (the original hosted-engine ignores them"),
+        (["--vm-start", "now", "--delay=120"], ("vm_start", False),
+         "arguments now --delay=120 (the original"),
+        (["--vm-start-paused", "--vm-conf=/x"], ("vm_start", True), "argument --vm-conf=/x (the original"),
+        (["--vm-shutdown", "a b"], ("vm_shutdown", None), "argument 'a b' (the original"),
     ],
 )
-def test_bad_arguments(run: Run, daemon: ControllerTestDouble, args: list[str], message: str) -> None:
+def test_ignored_arguments_are_named_and_the_command_acts(run: Run, daemon: ControllerTestDouble, args: list[str],
+                                                          call: tuple[str, object], ignored: str) -> None:
     result = run(*args)
-    assert (result.status, result.err) == (1, message + "\n")
+    assert result.status == 0, result
+    assert result.err.count("\n") == 1 and result.err.startswith(f"{args[0]}: ignored {ignored}")
+    assert daemon.calls == [call]
+
+
+def test_a_known_option_in_a_form_not_taken_is_refused(run: Run, daemon: ControllerTestDouble) -> None:
+    result = run("--vm-start", "--vm-conf", "/x")
+    assert (result.status, result.err) == (1, "--vm-start: option --vm-conf needs a value: --vm-conf=<value>\n")
     assert daemon.calls == []
 
 
@@ -113,10 +127,54 @@ def test_vm_conf_unreadable_while_the_daemon_is_down(run: Run, host: HostFiles) 
     assert NOT_RETRIEVED == "The hosted engine configuration has not been retrieved from shared storage yet,"
 
 
-def test_start_with_the_daemon_down(run: Run, host: HostFiles) -> None:
+def test_start_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the daemon the start is the shim's own (tests/integration/cli_commands has it
+    against real daemons); here: what is said, and that an in-process test:/// hypervisor's
+    lease worker is no holder for a VM that must outlive this command."""
+    monkeypatch.setenv("HE_HA_LIBVIRT_URI", "test:///default")
     result = run("--vm-start")
     assert (result.status, result.out) == (1, NOT_LAUNCHED)
-    assert result.err.startswith("Cannot connect to the HA daemon, please check the logs.\n")
+    first, second = result.err.splitlines()
+    assert first == (f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such file or "
+                     "directory; acting directly through libvirt (test:///default)")
+    assert second.startswith("refused: with the lease held by the lease worker (--lease-holder worker)")
+
+
+def test_a_daemon_that_accepts_and_does_not_answer_is_not_bypassed(run: Run, host: HostFiles) -> None:
+    with socket.socket(socket.AF_UNIX) as listening:  # accepts (the kernel's backlog), never answers
+        listening.bind(str(host.admin_socket))
+        listening.listen()
+        with patch("cli.daemon_call.CALL_TIMEOUT", 0.5):
+            result = run("--vm-poweroff")
+    assert (result.status, result.out) == (1, "")
+    lines = result.err.splitlines()
+    assert lines[0] == "Cannot connect to the HA daemon, please check the logs."
+    assert lines[-1].startswith("Nothing was done directly: a process accepts connections on that socket")
+
+
+def test_a_starting_supervisor_is_not_raced(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HE_HA_RUN_DIR", str(host.root))
+    monkeypatch.setattr("cli.daemon_call.supervisor_pids", lambda run_dir: [4242] if run_dir == host.root else [])
+    result = run("--vm-start")
+    assert (result.status, result.out) == (1, NOT_LAUNCHED)
+    assert result.err.splitlines()[-1] == (f"he-ha run (pid 4242) serves {host.root} but does not listen yet "
+                                           "(starting?): nothing was done; try again once it answers")
+
+
+def test_supervisor_processes_are_found_by_their_run_dir(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    for pid, argv in ((10, ["/usr/bin/python3", "/usr/bin/he-ha", "run", "--log-json"]),
+                      (11, ["python", "-m", "he_ha.main", "run", "--run-dir", str(tmp_path / "a")]),
+                      (12, ["python", "-m", "he_ha.main", "run", f"--run-dir={tmp_path / 'b'}"]),
+                      (13, ["python", "-m", "he_ha.main", "fence", str(tmp_path / "a" / "fence.json"), "9"]),
+                      (14, ["hosted-engine", "--vm-status"])):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    (proc / "self").mkdir()
+    assert supervisor_pids(Path("/run/he-ha"), proc) == [10]
+    assert supervisor_pids(tmp_path / "a", proc) == [11]
+    assert supervisor_pids(tmp_path / "b", proc) == [12]
+    assert supervisor_pids(tmp_path / "c", proc) == []
 
 
 @pytest.mark.parametrize(("command", "call"), [("--vm-shutdown", "vm_shutdown"), ("--vm-poweroff", "vm_poweroff")])
@@ -134,14 +192,18 @@ def test_stop_failure_is_its_reason(run: Run, daemon: ControllerTestDouble, comm
 
 
 @pytest.mark.parametrize("command", ["--vm-shutdown", "--vm-poweroff"])
-def test_stop_with_the_daemon_down(run: Run, host: HostFiles, command: str) -> None:
+def test_stop_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch,
+                                                    command: str) -> None:
+    monkeypatch.setenv("HE_HA_LIBVIRT_URI", "test:///default")  # no engine VM there: nothing to stop is success
     result = run(command)
-    assert (result.status, result.out) == (1, "")
-    assert result.err.splitlines()[0] == "Cannot connect to the HA daemon, please check the logs."
+    assert (result.status, result.out) == (0, "")
+    assert result.err == (f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such file "
+                          "or directory; acting directly through libvirt (test:///default)\n")
 
 
-def test_daemon_error_is_reported(run: Run, daemon: ControllerTestDouble) -> None:
-    """An error answer that is no refusal (500: the controller raised) is reported too."""
-    daemon.error = PermissionError("not allowed")
+def test_stop_without_daemon_or_libvirt(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HE_HA_LIBVIRT_URI", f"qemu+unix:///system?socket={host.root / 'no-libvirtd.sock'}")
     result = run("--vm-poweroff")
-    assert result.status == 1 and "PermissionError: not allowed" in result.err
+    assert (result.status, result.out) == (1, "")
+    assert "acting directly through libvirt" in result.err.splitlines()[0]
+    assert result.err.splitlines()[1].startswith("libvirt call 'open': hypervisor unreachable: ")

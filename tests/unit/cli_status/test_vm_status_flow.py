@@ -1,7 +1,8 @@
 """``--vm-status`` paths and exit codes: not deployed (1), a failed deploy's leftover VM (2,
-libvirt's test driver with a real ``virsh``), no vm.conf (1, two hints), the daemon down
-with the status read from a real O_DIRECT metadata file, storage unreadable too (1, valid
-JSON with --json), a daemon answering an error, bad flags (1), and --watch (real process, SIGINT)."""
+libvirt's test driver with a real ``virsh``), no vm.conf (1, two hints), the daemon down (1,
+the original's lines), ``--from-storage`` reading a real O_DIRECT metadata file, storage
+unreadable (1, valid JSON with --json), a daemon answering an error, bad and ignored
+arguments, and --watch (real process, SIGINT)."""
 
 from __future__ import annotations
 
@@ -104,106 +105,101 @@ def test_no_vm_conf_daemon_up(host: HostFiles, run: Run) -> None:
     }
 
 
-# --- daemon down: the whiteboard straight from storage --------------------------------------------
+# --- daemon down: the original's failure; the whiteboard from storage only when asked -------------
 
 
-def test_daemon_down_reads_storage(host: HostFiles, run: Run) -> None:
-    write_metadata(host.metadata)
+def test_daemon_down_is_the_originals_failure(host: HostFiles, run: Run) -> None:
+    write_metadata(host.metadata)  # readable, but not read without --from-storage
+    reason = f"the he-ha daemon does not answer on {host.socket}: [Errno 2] No such file or directory"
     result = run("--vm-status")
+    assert (result.code, result.out, result.err) == (1, "", reason + "\n" + ERROR_TAIL)
+    as_json = run("--vm-status", "--json")
+    assert (as_json.code, as_json.err) == (1, reason + "\n" + ERROR_TAIL)
+    assert json.loads(as_json.out) == {"exception": f"{reason}\nCannot connect to the HA daemon, please check the logs."}
+    assert as_json.out.count("\n") == 1
+
+
+def test_from_storage_reads_the_whiteboard(host: HostFiles, run: Run) -> None:
+    write_metadata(host.metadata)
+    result = run("--vm-status", "--from-storage")
     assert result.out == golden("storage_fallback.txt")
-    assert result.err == (
-        f"he-ha: the he-ha daemon does not answer on {host.socket}: [Errno 2] No such file or directory; "
-        f"status read from storage ({host.metadata}), every host shown as not up-to-date\n"
-    )
+    assert result.err == (f"he-ha: status read from storage ({host.metadata}), not from the he-ha daemon: "
+                          "every host shown as not up-to-date\n")
     assert result.code == 0
 
 
-def test_daemon_down_reads_storage_json(host: HostFiles, run: Run) -> None:
+def test_from_storage_json(host: HostFiles, run: Run) -> None:
     write_metadata(host.metadata)
-    result = run("--vm-status", "--json")
+    with FixtureDaemon(host.socket, STATUSES["normal"]()):  # a daemon answering is not asked
+        result = run("--vm-status", "--json", "--from-storage")
     document = json.loads(result.out)
     assert result.code == 0
     assert list(document) == ["1", "2", "global_maintenance"] and document["global_maintenance"] is True
     assert [document[k]["live-data"] for k in ("1", "2")] == [False, False]
     assert document["1"]["engine-status"] == UP  # JSON never masks
     assert document["2"]["crc32"] == "4b94dff8"
-    assert f"does not answer on {host.socket}" in result.err and result.err.count("\n") == 1
+    assert "status read from storage" in result.err and result.err.count("\n") == 1
 
 
-def test_daemon_answering_an_error_falls_back_too(host: HostFiles, run: Run) -> None:
-    write_metadata(host.metadata)
-
+def test_daemon_answering_an_error_is_a_failure(host: HostFiles, run: Run) -> None:
     def broken() -> ClusterStatus:
         raise RuntimeError("status exploded")
 
     with FixtureDaemon(host.socket, STATUSES["normal"]()) as daemon:
         daemon.controller.status = broken  # type: ignore[method-assign]
         result = run("--vm-status")
-    assert result.code == 0
-    assert result.out == golden("storage_fallback.txt")
-    # The fixture daemon runs in this process: its own error log (with the traceback) shares
-    # stderr with the command's, whose line must still say what happened.
-    ours = [line for line in result.err.splitlines() if line.startswith("he-ha: ")]
-    assert ours[0].startswith(f"he-ha: the he-ha daemon on {host.socket} answered 500: "), result.err
-    assert "status exploded" in ours[0]
-
-
-def test_storage_unreadable_too(host: HostFiles, run: Run) -> None:
-    reason = (
-        f"the he-ha daemon does not answer on {host.socket}: [Errno 2] No such file or directory; "
-        f"reading the status from storage failed too: whiteboard read of {host.metadata}: "
-        "open failed: No such file or directory"
-    )
-    result = run("--vm-status")
     assert (result.code, result.out) == (1, "")
-    assert result.err == reason + "\n" + ERROR_TAIL
-    as_json = run("--vm-status", "--json")
-    assert as_json.code == 1
-    message = f"{reason}\nCannot connect to the HA daemon, please check the logs."
-    assert json.loads(as_json.out) == {"exception": message}
-    assert as_json.out.count("\n") == 1
-    assert as_json.err == reason + "\n" + ERROR_TAIL
+    # The fixture daemon runs in this process: its own error log (with the traceback) shares
+    # stderr with the command's, whose lines must still say what happened.
+    ours = result.err[result.err.index(f"the he-ha daemon on {host.socket} answered 500: "):]
+    assert "status exploded" in ours.splitlines()[0]
+    assert ours.endswith(ERROR_TAIL)
+
+
+def test_storage_unreadable(host: HostFiles, run: Run) -> None:
+    reason = f"whiteboard read of {host.metadata}: open failed: No such file or directory"
+    result = run("--vm-status", "--from-storage")
+    assert (result.code, result.out, result.err) == (1, "", reason + "\n")
+    as_json = run("--vm-status", "--json", "--from-storage")
+    assert (as_json.code, as_json.err) == (1, reason + "\n")
+    assert json.loads(as_json.out) == {"exception": reason}
 
 
 def test_storage_path_missing_from_conf(host: HostFiles, run: Run) -> None:
     host.hosted_engine_conf.write_text(host.hosted_engine_conf.read_text().replace("metadata_path=", "#"))
-    result = run("--vm-status", "--json")
+    result = run("--vm-status", "--json", "--from-storage")
     assert result.code == 1
     assert (f"{host.hosted_engine_conf}: key 'metadata_image_UUID': required to find the metadata volume"
             in json.loads(result.out)["exception"])
 
 
-# --- bad flags ------------------------------------------------------------------------------------
+# --- arguments ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--bogus"], "Invalid option '--bogus' for --vm-status"),
-        (["--watch", "extra"], "Invalid option 'extra' for --vm-status"),
-        (["--watch=0"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got '0'"),
-        (["--watch=-1"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got '-1'"),
-        (["--watch=soon"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got 'soon'"),
-        (["--watch=nan"], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got 'nan'"),
-        (["--watch="], "--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got ''"),
-    ],
+    "args",
+    [["--watch=0"], ["--watch=-1"], ["--watch=soon"], ["--watch=nan"], ["--watch="]],
 )
-def test_bad_flags(host: HostFiles, run: Run, args: list[str], message: str) -> None:
+def test_bad_watch_values(host: HostFiles, run: Run, args: list[str]) -> None:
     result = run("--vm-status", *args)
+    message = f"--vm-status: --watch takes a number of seconds above 0, e.g. --watch=5; got {args[0][8:]!r}"
     assert (result.code, result.out, result.err) == (1, "", message + "\n")
 
 
-def test_bad_flag_with_json_still_prints_json(host: HostFiles, run: Run) -> None:
-    result = run("--vm-status", "--json", "--bogus")
-    assert result.code == 1
-    assert json.loads(result.out) == {"exception": "Invalid option '--bogus' for --vm-status"}
+def test_other_arguments_are_ignored_as_by_the_original(host: HostFiles, run: Run) -> None:
+    with FixtureDaemon(host.socket, STATUSES["normal"]()):
+        result = run("--vm-status", "--json", "--bogus", "extra")
+    assert result.code == 0 and json.loads(result.out)["1"]["engine-status"] == UP
+    assert result.err == ("--vm-status: ignored arguments --bogus extra "
+                          "(the original hosted-engine ignores them too)\n")
 
 
 def test_help(run: Run) -> None:
     result = run("--vm-status", "--help")
     assert result.code == 0
-    assert result.out.startswith("Usage: hosted-engine --vm-status [--json] [--watch[=<seconds>]]\n    ")
-    assert "--vm-status [--json] [--watch[=<seconds>]]" in run("--help").out
+    assert result.out.startswith("Usage: hosted-engine --vm-status [--json] [--watch[=<seconds>]] [--from-storage]\n    ")
+    assert "--vm-status [--json] [--watch[=<seconds>]] [--from-storage]" in run("--help").out
+    assert "--from-storage" in result.out and "exits 1" in result.out
 
 
 # --- --watch (a real process: Ctrl-C is a real SIGINT) ---------------------------------------------

@@ -53,7 +53,11 @@ def test_init_storage_usage_errors(conf: Path, capsys: pytest.CaptureFixture[str
     (["--host-id=x"], "--host-id='x' is not a number"),
     (["--host-id=2001"], "--host-id=2001 is outside 1..2000"),
     (["--host-id=2", "--unreadable"], "--host-id and --unreadable exclude each other"),
-    (["--force-clean"], "Invalid option '--force-clean' for --clean-metadata"),
+    (["--force-clea=1"], "--clean-metadata: --force-cleanup option does not take a value"),
+    (["--host-id"], "--clean-metadata: --host-id option requires 1 argument"),
+    (["--h"], "--clean-metadata: ambiguous option: --h (--help, --host-id?)"),
+    (["--bogus"], "--clean-metadata: no such option: --bogus"),
+    (["-f"], "--clean-metadata: no such option: -f"),
 ])
 def test_clean_metadata_usage_errors(conf: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                      message: str) -> None:
@@ -65,7 +69,15 @@ def test_reinitialize_usage_errors(conf: Path, capsys: pytest.CaptureFixture[str
     code, _, err = run(capsys, "--reinitialize-lockspace", "--io-timeout=301")
     assert code == 1 and "--io-timeout=301 is outside 1..300" in err
     code, _, err = run(capsys, "--reinitialize-lockspace", "--forced")
-    assert code == 1 and "Invalid option '--forced'" in err
+    assert code == 1 and "Invalid option '--forced'" in err  # not the original's: this command is destructive
+    code, _, err = run(capsys, "--reinitialize-lockspace", "--dry-run", "--force")
+    assert (code, err.splitlines()[0]) == (1, "--reinitialize-lockspace: ignored argument --force (the original "
+                                              "hosted-engine ignores it too)")
+
+
+def test_clean_metadata_help_as_optparse_gives_it(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--clean-metadata", "--host-id=2", "--hel")
+    assert code == 0 and out.startswith("Usage: hosted-engine --clean-metadata ")
 
 
 @pytest.mark.parametrize("command", ["--clean-metadata", "--reinitialize-lockspace"])
