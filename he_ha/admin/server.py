@@ -19,7 +19,7 @@ from he_ha.admin.contract import Controller
 from he_ha.admin.peercred import Authorizer, UnknownGroupError, resolve_group
 from he_ha.admin.requests import DEFAULT_MAX_BODY
 from he_ha.admin.routes import AdminRoutes, json_errors
-from he_ha.admin.socket_file import SocketFile, SocketFileError
+from he_ha.admin.socket_file import SocketFile, SocketFileError, serve_app
 
 logger = structlog.get_logger(__name__)
 
@@ -74,16 +74,7 @@ class AdminServer:
         calls = ControllerCalls(self.deadline)
         app = web.Application(middlewares=[json_errors], client_max_size=self.max_body)
         AdminRoutes(self.controller, Authorizer(self.group, gid), calls, self.max_body).install(app)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        try:
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            await runner.cleanup()
-            sock.close()
-            self._file.remove()
-            raise
-        self._runner, self._calls = runner, calls
+        self._runner, self._calls = await serve_app(app, sock, self._file), calls
         logger.info("admin socket serving", path=str(self.path), mode=f"{self.mode:#o}", group=self.group)
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 import structlog
+from aiohttp import web
 
 logger = structlog.get_logger(__name__)
 
@@ -113,3 +114,18 @@ class SocketFile:
         if info is not None and (info.st_dev, info.st_ino) == self._identity:
             self.path.unlink()
         self._identity = None
+
+
+async def serve_app(app: web.Application, sock: socket.socket, file: SocketFile) -> web.AppRunner:
+    """Serve ``app`` on ``sock``, the listening socket of ``file``; on failure nothing is left
+    (socket closed, file removed)."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        await runner.cleanup()
+        sock.close()
+        file.remove()
+        raise
+    return runner
