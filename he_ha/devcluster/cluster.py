@@ -227,6 +227,12 @@ class Host:
         return self.run_dir / "admin.sock"
 
     @property
+    def broker_socket(self) -> Path:
+        """The original broker's socket (``/var/run/ovirt-hosted-engine-ha/broker.socket``) in
+        this host's run directory: hosts on one machine must never share the default path."""
+        return self.vm_conf.parent / "broker.socket"
+
+    @property
     def libvirt_uri(self) -> str:
         if self.libvirtd is not None:
             return self.libvirtd.default_uri
@@ -301,6 +307,7 @@ class Host:
             "--libvirt-uri", self.libvirt_uri,
             "--sanlock-run-dir", str(self.daemon.run_dir),
             "--run-dir", str(self.run_dir),
+            "--broker-socket", str(self.broker_socket),
             "--mount-root", str(self.mount_root),
             "--state-dir", str(self.state_dir),
             "--hostname", self.name,

@@ -10,7 +10,7 @@ from pathlib import Path
 from he_ha.config import ConfigPaths
 from he_ha.fsm import TimingConfig, TimingError
 from he_ha.logsetup import configure_logging
-from he_ha.supervisor.settings import HOLDER_KINDS, SupervisorSettings
+from he_ha.supervisor.settings import DEFAULT_BROKER_SOCKET, HOLDER_KINDS, SupervisorSettings
 
 EXIT_USAGE = 2
 
@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="admin socket, lease-keeper pid file, fence file, notifier state (default /run/he-ha)")
     host.add_argument("--admin-socket", type=Path, default=None, metavar="PATH", help="default RUN_DIR/admin.sock")
     host.add_argument("--admin-group", default=None, metavar="GROUP", help="group allowed to change things")
+    host.add_argument("--broker-socket", type=_optional_path, default=DEFAULT_BROKER_SOCKET, metavar="PATH",
+                      help="the original broker's XML-RPC socket, served for VDSM, the engine UI and cockpit "
+                           f"(default {DEFAULT_BROKER_SOCKET}; an empty value: not served)")
     host.add_argument("--hostname", default=None, help="name published in the whiteboard (default: gethostname)")
     host.add_argument("--lease-holder", choices=HOLDER_KINDS, default=None,
                       help="who holds the VM lease: keeper (default), worker (default for test:/// URIs), qemu")
@@ -115,6 +118,7 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
         run_dir=args.run_dir,
         admin_socket=args.admin_socket,
         admin_group=args.admin_group,
+        broker_socket=args.broker_socket,
         io_timeout=args.io_timeout,
         timing=timing_from(args),
         peer_poll=args.peer_poll,
@@ -148,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
 
 
 def positive_float(text: str) -> float:

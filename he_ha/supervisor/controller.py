@@ -1,8 +1,9 @@
-"""The admin API's view of the supervisor (he_ha.admin.contract.Controller).
+"""The admin API's view of the supervisor (he_ha.admin.contract.Controller), and the
+broker socket's (he_ha.broker_socket.BrokerBackend).
 
-``status``, ``decisions`` and ``metrics`` answer from memory, so they work while storage
-hangs. The mutating calls have deadlines inside (ha.conf lock, whiteboard write, sanlock,
-libvirt) and wake the ticker afterwards, so the state machine reacts at once.
+``status``, ``decisions``, ``metrics`` and the broker's reads answer from memory, so they
+work while storage hangs. The mutating calls have deadlines inside (ha.conf lock, whiteboard
+write, sanlock, libvirt) and wake the ticker afterwards, so the state machine reacts at once.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from he_ha.monitors import Snapshot
 from he_ha.notify import Notifier
 from he_ha.storage.codec import GlobalBlock
 from he_ha.storage.whiteboard_errors import WhiteboardError
-from he_ha.supervisor.board import BoardReader
+from he_ha.supervisor.board import BoardRead, BoardReader
 from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.lease_holder import LeaseHolder
+from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
 from he_ha.supervisor.status import cluster_status, definition_detail, launch_view
 from he_ha.supervisor.ticker import Ticker
@@ -62,6 +64,7 @@ LOCAL_REFUSED = (
     "please migrate it before entering local maintenance mode."
 )
 NO_TARGET = "no other live host with a positive score, out of maintenance and without the VM, can take it"
+GLOBAL_WRITE_DEADLINE = 50.0  # write and read-back of slot 0; VDSM gives up on setHaMaintenanceMode after 60 s
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,14 @@ class ControllerParts:
     ticker: Ticker
     ha_conf: Path
     file_timeout: float
+    lockspace_reset: LockspaceReset
 
 
 class SupervisorController:
     def __init__(self, parts: ControllerParts) -> None:
         self._p = parts
         self._admin_tasks: set[asyncio.Task[ActionResult]] = set()
+        self._global_write = asyncio.Lock()  # one write-and-read-back of slot 0 at a time
 
     # --- from memory ---------------------------------------------------------------------
 
@@ -128,6 +133,16 @@ class SupervisorController:
             )
         )
 
+    def latest_board(self) -> BoardRead | None:
+        return self._p.reader.latest
+
+    def board_error(self) -> str | None:
+        return self._p.reader.error
+
+    def live_host_ids(self) -> list[int]:
+        """The hosts the status shows live: this one while it publishes, peers per the FSM's view."""
+        return [host.host_id for host in self.status().hosts if host.live]
+
     def vm_definition(self) -> VmDefinitionDetail:
         specs = self._p.supervisor.specs
         return definition_detail(specs.state(), specs.in_use())
@@ -170,6 +185,39 @@ class SupervisorController:
         log.info("maintenance mode set", mode=mode.value)
         return CommandResult(ok=True, message=f"maintenance mode {mode.value} set",
                              detail={"global": flags.global_flag, "local": flags.local, "manual": flags.manual})
+
+    async def set_global_maintenance(self, on: bool) -> CommandResult:
+        """Slot 0 alone (the broker socket's put_stats; ha.conf is not touched), answered only
+        once a whiteboard read that started after the write shows the value."""
+        p = self._p
+        what = f"global maintenance {'on' if on else 'off'}"
+        try:
+            async with asyncio.timeout(GLOBAL_WRITE_DEADLINE), self._global_write:
+                await p.supervisor.whiteboard.admin_write_global(GlobalBlock(maintenance=on))
+                written = time.monotonic()
+                read = await p.reader.read()
+                while read.read_at - read.duration < written:  # a read already under way: not proof
+                    read = await p.reader.read()
+        except WhiteboardError as exc:
+            return CommandResult(ok=False, message=f"{what}: not written and read back: {exc}")
+        except TimeoutError:
+            return CommandResult(ok=False, message=f"{what}: not written and read back within "
+                                                   f"{GLOBAL_WRITE_DEADLINE:g} s")
+        finally:
+            p.ticker.wake("admin", what)
+        raw = read.raw
+        if raw.global_error is not None:
+            return CommandResult(ok=False, message=f"{what}: written, but the read-back is unusable: "
+                                                   f"{raw.global_error}")
+        seen = raw.global_block is not None and raw.global_block.maintenance
+        if seen != on:
+            return CommandResult(ok=False, message=f"{what}: written, but read back as maintenance={int(seen)}: "
+                                                   "another host wrote the global block since (the last writer wins)")
+        log.info("global maintenance set and read back", on=on)
+        return CommandResult(ok=True, message=f"{what}: written and read back")
+
+    async def reset_lockspace(self) -> CommandResult:
+        return await self._p.lockspace_reset.run(self.status().global_maintenance)
 
     def _peer_can_take_vm(self) -> bool:
         """The state machine's migration-target rule, on the view the status shows."""

@@ -4,10 +4,11 @@ Start-up: configuration → VM definition (vm.conf regenerated from its sources,
 first) → lease worker → lease layout → lockspace join → whiteboard → lease holder (adopting a
 keeper left by a previous run) → libvirt → monitors → the host facts for the engine XML →
 notifier → VM watch → ticker (its first tick publishes; then systemd hears READY) → admin
-socket. Transient failures (storage, sanlock,
-libvirt) are retried until SIGTERM; a bad configuration exits at once with its ConfigError.
-A missing or bad vm.conf is not one: without a usable VM definition the daemon supervises
-and refuses only the start (execute.SpecSource).
+socket → broker socket (the original broker's XML-RPC interface, he_ha/broker_socket).
+Transient failures (storage, sanlock, libvirt) are retried until SIGTERM; a bad
+configuration exits at once with its ConfigError. A missing or bad vm.conf is not one:
+without a usable VM definition the daemon supervises and refuses only the start
+(execute.SpecSource).
 
 Shutdown on SIGTERM/SIGINT: no further FSM step; VM actions under way are abandoned (their
 lease stays with its holder); AgentStopped is published; everything is stopped; the
@@ -31,6 +32,7 @@ import structlog
 import uvloop
 
 from he_ha.admin.server import AdminServer, AdminServerError
+from he_ha.broker_socket import BrokerServer, BrokerServerError
 from he_ha.config import ConfigError
 from he_ha.fsm import initial_state
 from he_ha.monitors import MemoryMonitor, MonitorRunner
@@ -52,6 +54,7 @@ from he_ha.supervisor.fence import FenceTarget, write_fence_file
 from he_ha.supervisor.health_gate import FreshHealthGate
 from he_ha.supervisor.host_plan import HostPlan, load_plan
 from he_ha.supervisor.lease_holder import KeeperHolder, LeaseHolder, QemuHolder, WorkerHolder, fence_killpath
+from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.monitor_set import MonitorSet, build_monitors
 from he_ha.supervisor.observe import Completed, Observer
 from he_ha.supervisor.peer_watch import PeerWatch
@@ -105,6 +108,9 @@ async def _main(settings: SupervisorSettings) -> int:
         return EXIT_OK
     except AdminServerError as exc:  # e.g. another supervisor already serves this run directory
         log.error("cannot serve the admin socket", error=str(exc))
+        return EXIT_FAILURE
+    except BrokerServerError as exc:  # e.g. the original ovirt-ha-broker still serves it
+        log.error("cannot serve the broker socket", error=str(exc))
         return EXIT_FAILURE
 
 
@@ -274,8 +280,11 @@ class Daemon:
             supervisor=supervisor, executor=executor, reader=reader, holder=holder, vm=hv.vm, watch=watch,
             connection=hv.connection, snapshot=hv.runner.snapshot, notifier=notifier, ticker=ticker,
             ha_conf=s.paths.ha_conf, file_timeout=s.storage_timeout,
+            lockspace_reset=LockspaceReset(client, layout.lockspace, plan.host_id, plan.metadata_path,
+                                           layout.vm_lease, query_timeout=s.storage_timeout),
         ))
         await self._start_admin(controller)
+        await self._start_broker(controller)
         code = await self._serve(tasks)
         await self._stop(Running(supervisor, ticker, tasks), executor, controller, holder, client, layout)
         return code
@@ -339,6 +348,15 @@ class Daemon:
         self.stack.push_async_callback(server.stop)
         self.stack.push_async_callback(controller.close)
         log.info("admin socket listening", path=str(self.settings.admin_socket_path))
+
+    async def _start_broker(self, controller: SupervisorController) -> None:
+        path = self.settings.broker_socket
+        if path is None:
+            log.info("broker socket not served (--broker-socket is empty)")
+            return
+        server = BrokerServer(controller, path)
+        await server.start()
+        self.stack.push_async_callback(server.stop)
 
     async def _serve(self, tasks: list[asyncio.Task[None]]) -> int:
         """Until SIGTERM (0) or until a task fails (1: systemd restarts us; the VM stays)."""

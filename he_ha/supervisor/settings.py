@@ -2,7 +2,8 @@
 
 Derived paths (admin socket, keeper pid file, fence file, notifier state) live under the
 daemon's run directory unless given explicitly, so several simulated hosts on one machine
-only need distinct run directories.
+only need distinct run directories. The broker socket is the exception: VDSM looks for it
+at the original's fixed path, so hosts on one machine must each be given their own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from he_ha.fsm import TimingConfig
 
 HolderKind = Literal["keeper", "worker", "qemu"]
 HOLDER_KINDS: tuple[HolderKind, ...] = ("keeper", "worker", "qemu")
+DEFAULT_BROKER_SOCKET = Path("/var/run/ovirt-hosted-engine-ha/broker.socket")  # where VDSM's HAClient connects
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class SupervisorSettings:
     run_dir: Path = Path("/run/he-ha")
     admin_socket: Path | None = None  # None: <run_dir>/admin.sock
     admin_group: str | None = None
+    broker_socket: Path | None = DEFAULT_BROKER_SOCKET  # the original broker's XML-RPC socket; None: not served
     io_timeout: int = 10  # sanlock io_timeout of the lockspace and the lease
     timing: TimingConfig = field(default_factory=TimingConfig)
     peer_poll: float = 2.0  # seconds between peer-change polls of the whiteboard; 0: off

@@ -40,6 +40,12 @@ def test_options_become_settings() -> None:
     assert settings_from(parse("--lease-holder", "qemu")).holder_kind == "qemu"
 
 
+def test_the_broker_socket_is_at_the_originals_path_unless_moved_or_turned_off() -> None:
+    assert settings_from(parse()).broker_socket == Path("/var/run/ovirt-hosted-engine-ha/broker.socket")
+    assert settings_from(parse("--broker-socket", "/tmp/h1/broker.socket")).broker_socket == Path("/tmp/h1/broker.socket")
+    assert settings_from(parse("--broker-socket", "")).broker_socket is None
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [("bogus=1", "unknown timing key 'bogus'"), ("liveness", "expected KEY=SECONDS"),
