@@ -71,7 +71,7 @@ from he_ha.supervisor.host_parts import (
 )
 from he_ha.supervisor.host_plan import HostPlan, load_plan
 from he_ha.supervisor.lease_holder import LeaseHolder
-from he_ha.supervisor.settings import HOLDER_KINDS, SupervisorSettings
+from he_ha.supervisor.settings import HOLDER_KINDS, HolderKind, SupervisorSettings
 from he_ha.vm import (
     Deadlines,
     DomainId,
@@ -94,12 +94,12 @@ class Refused(Exception):
 
 def settings_for(env: CliEnvironment) -> SupervisorSettings:
     """The daemon's settings as this host's environment gives them (cli/environment.py)."""
-    holder = env.lease_holder
-    if holder is not None and holder not in HOLDER_KINDS:
-        raise Refused(f"HE_HA_LEASE_HOLDER={holder!r} is not one of {', '.join(HOLDER_KINDS)}")
+    kinds: dict[str | None, HolderKind] = {kind: kind for kind in HOLDER_KINDS}
+    if env.lease_holder is not None and env.lease_holder not in kinds:
+        raise Refused(f"HE_HA_LEASE_HOLDER={env.lease_holder!r} is not one of {', '.join(HOLDER_KINDS)}")
     return SupervisorSettings(paths=env.paths, mount_root=env.mount_root, state_dir=env.state_dir,
                               libvirt_uri=env.libvirt_uri, sanlock_run_dir=env.sanlock_run_dir, run_dir=env.run_dir,
-                              admin_socket=env.admin_socket, holder=holder)  # type: ignore[arg-type]
+                              admin_socket=env.admin_socket, holder=kinds.get(env.lease_holder))
 
 
 def _run(work: Coroutine[Any, Any, CommandResult]) -> CommandResult | None:

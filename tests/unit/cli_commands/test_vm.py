@@ -140,6 +140,13 @@ def test_start_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles, 
     assert second.startswith("refused: with the lease held by the lease worker (--lease-holder worker)")
 
 
+def test_an_unknown_lease_holder_is_named(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HE_HA_LEASE_HOLDER", "vdsm")
+    result = run("--vm-poweroff")
+    assert (result.status, result.err.splitlines()[1:]) == (
+        1, ["HE_HA_LEASE_HOLDER='vdsm' is not one of keeper, worker, qemu"])
+
+
 def test_a_daemon_that_accepts_and_does_not_answer_is_not_bypassed(run: Run, host: HostFiles) -> None:
     with socket.socket(socket.AF_UNIX) as listening:  # accepts (the kernel's backlog), never answers
         listening.bind(str(host.admin_socket))
