@@ -113,9 +113,6 @@ _GLOBAL_HINT = (
     "    Acts on this host only. Outside global maintenance the HA daemons may start the\n"
     "    engine VM again, here or on another host."
 )
-_WITHOUT_DAEMON = (
-    "    Works while the he-ha service is stopped: then it acts directly through libvirt."
-)
 
 COMMANDS = (
     Command(
@@ -151,9 +148,10 @@ COMMANDS = (
         "gracefully shut down the engine VM on this host",
         "--vm-shutdown",
         "    Gracefully shut down the engine VM on this host (ACPI shutdown request).\n"
-        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}\n{_WITHOUT_DAEMON} Once the VM is\n"
-        "    gone, the VM lease is released; while the guest still shuts down, the lease\n"
-        "    stays held until the service runs again or --vm-poweroff.",
+        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}\n"
+        "    Works while the he-ha service is stopped: then it acts directly through\n"
+        "    libvirt, and once the VM is gone its lease is released; while the guest still\n"
+        "    shuts down, the lease stays held until the service runs again or --vm-poweroff.",
         _vm_shutdown,
     ),
     Command(
@@ -162,8 +160,9 @@ COMMANDS = (
         "forcefully power off the engine VM on this host",
         "--vm-poweroff",
         "    Forcefully power off the engine VM on this host.\n"
-        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}\n{_WITHOUT_DAEMON} The VM\n"
-        "    lease is then released (a lease left held for no VM is released too).",
+        f"{_ONLY_AFTER_DEPLOY}\n{_GLOBAL_HINT}\n"
+        "    Works while the he-ha service is stopped: then it acts directly through\n"
+        "    libvirt and releases the VM lease (also one left held for no VM).",
         _vm_poweroff,
     ),
 )
