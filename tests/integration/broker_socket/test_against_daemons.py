@@ -161,11 +161,13 @@ def test_global_maintenance_through_one_broker_socket_reaches_every_host(hosts: 
 
 
 def test_a_write_into_a_host_slot_is_refused(hosts: list[Host]) -> None:
+    """Its own slot as well as a peer's: a host's slot is written by its daemon alone."""
     host1, _ = hosts
-    before = slots(proxy(host1).get_stats())[2]
-    refused = fault(lambda: proxy(host1).put_stats(2, xmlrpc.client.Binary(before)))
-    assert refused.faultString == ("put_stats: refused: the slot of host 2 is written only by the HA daemon of that "
-                                   "host; only the global block (host id 0) is accepted here")
+    for host_id in (1, 2):
+        stored = slots(proxy(host1).get_stats())[host_id]
+        refused = fault(lambda: proxy(host1).put_stats(host_id, xmlrpc.client.Binary(stored)))
+        assert refused.faultString == (f"put_stats: refused: the slot of host {host_id} is written only by the HA "
+                                       "daemon of that host; only the global block (host id 0) is accepted here")
 
 
 def test_an_unprivileged_caller_reads_but_cannot_change(hosts: list[Host]) -> None:
