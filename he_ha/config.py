@@ -320,13 +320,16 @@ class EmailConfig(BaseModel):
 
 
 class NotifyConfig(BaseModel):
-    """broker.conf ``[notify]``: which state transitions are mailed (a regex over 'Old-New')."""
+    """broker.conf ``[notify]``: which state transitions are mailed (a regex over 'Old-New'),
+    and (he-ha, issue 14) which alerts: ``ha_alert``, a regex over the alert kind
+    (he_ha.fsm.alerts), every alert by default, none when empty. The original ignores it."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
     state_transition: str = "maintenance|start|stop|migrate|up|down"
+    ha_alert: str = "."
 
-    @field_validator("state_transition")
+    @field_validator("state_transition", "ha_alert")
     @classmethod
     def _compiles(cls, value: str) -> str:
         try:

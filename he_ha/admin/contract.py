@@ -120,6 +120,16 @@ class VmDefinitionDetail(BaseModel):
     launch_error: str | None = None  # with ?resolved=true: why it does not (naming the placeholder, volume, ...)
 
 
+class AlertView(BaseModel):
+    """An active alert of this host (he_ha.fsm.alerts; docs/notifications.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str  # vm-without-lease | second-copy-destroyed | gave-up.retry-limit | gave-up.no-eligible-host
+    reason: str
+    age: float  # seconds since it was raised
+
+
 class ClusterStatus(BaseModel):
     """Everything ``--vm-status`` shows, from this host's point of view."""
 
@@ -137,6 +147,10 @@ class ClusterStatus(BaseModel):
     # This host's engine (issue 14, slow is not dead): healthy | not-ready (its health page
     # answers, not "DB Up") | silent (no answer); None: no VM runs here, or no reading yet.
     engine_liveness: str | None = None
+    # Active alerts (issue 14): what was mailed at once, kept here while it lasts. ``gave_up``:
+    # HA gave up (one of the gave-up.* alerts is active: the retry limit, or no eligible host).
+    alerts: list[AlertView] = []
+    gave_up: bool = False
 
 
 class CommandResult(BaseModel):

@@ -71,9 +71,13 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """A state change, ``"Old-New"`` as the original's ``state_transition`` detail."""
+    """A state change, ``"Old-New"`` as the original's ``state_transition`` detail; or, with
+    ``alert`` set, an alert being raised (he_ha.fsm.alerts: its kind, and the reason), which
+    is mailed whatever the state_transition rule selects."""
 
-    transition: str
+    transition: str = ""
+    alert: str | None = None
+    reason: str = ""
 
 
 Action = AcquireLeaseAndStartVm | ShutdownVm | DestroyVm | MigrateVm | ReleaseLease | Publish | Notify

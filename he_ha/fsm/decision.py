@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from he_ha.fsm.actions import Action
+from he_ha.fsm.alerts import Alert
 from he_ha.fsm.cluster import ClusterView
 from he_ha.fsm.health import EngineHealth
 from he_ha.fsm.observation import ActionResult
@@ -44,3 +45,4 @@ class DecisionRecord:
     inputs: DecisionInputs
     tick_after: float  # tick again within this many seconds (0: at once)
     timeout_at: float | None  # when the new state's timer fires, local monotonic
+    alerts: tuple[Alert, ...] = ()  # the alerts active after this step (he_ha.fsm.alerts)

@@ -9,9 +9,10 @@ executor's result comes back in a later observation, matched by sequence number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from he_ha.config import ScoreConfig
+from he_ha.fsm import alerts as A
 from he_ha.fsm import rules as R
 from he_ha.fsm.actions import (
     AcquireLeaseAndStartVm,
@@ -24,6 +25,7 @@ from he_ha.fsm.actions import (
     ReleaseLease,
     ShutdownVm,
 )
+from he_ha.fsm.alerts import Alert
 from he_ha.fsm.cluster import ClusterView, Snapshot, extend_history, judge
 from he_ha.fsm.decision import DecisionInputs, DecisionRecord
 from he_ha.fsm.health import (
@@ -85,6 +87,8 @@ class FsmState:
     migrate_target: int | None = None
     alive_at: float | None = None  # the local engine last showed life (healthy or not ready) in this state
     restarts: tuple[float, ...] = ()  # local restarts after a VM crash inside the retry window (issue 14)
+    alerts: tuple[Alert, ...] = ()  # active alerts (he_ha.fsm.alerts)
+    no_host_since: float | None = None  # since when no host can start the engine VM, which runs nowhere
 
 
 def initial_state(host_id: int, timing: TimingConfig | None = None, score: ScoreConfig | None = None) -> FsmState:
@@ -138,6 +142,13 @@ def _foreign_lease(ctx: _Ctx) -> _Decision | None:
     so sanlock may grant the lease to another host at any moment. The exception is our own
     migration while it is under way (the lease is between source and target).
     A lease status that could not be read (None) decides nothing.
+
+    In global maintenance he-ha keeps its hands off (issue 14): a VM running here without its
+    lease while no live host holds it (no owner, our own stale record, or an owner sanlock
+    reports DEAD or FREE) is not destroyed but reported (the vm-without-lease alert,
+    ``global-maintenance.vm-without-lease``). The one exception is a second copy: another
+    host that sanlock does not report dead or free owns the lease, so the VM may run there
+    too: ``safety.foreign-lease`` destroys ours, in global maintenance as everywhere.
     """
     lease, health = ctx.obs.lease, ctx.health
     if lease is None or lease.held_here or health is None or not health.running:
@@ -149,12 +160,16 @@ def _foreign_lease(ctx: _Ctx) -> _Decision | None:
         go, hold = R.SAFETY_LEASE_LOST, R.SAFETY_LEASE_LOST_HOLD
         owner = "no host" if lease.owner is None else "this host's previous holder"
         note = f"VM runs here but this host does not hold its lease (recorded owner: {owner})"
+        if ctx.global_on:
+            return _hands_off(ctx, note)
     else:
         if migrating and ctx.state.migrate_target == lease.owner:
             return None
         go, hold = R.SAFETY_FOREIGN_LEASE, R.SAFETY_FOREIGN_LEASE_HOLD
         status = ctx.sanlock.get(lease.owner, SanlockHost.UNKNOWN)
         note = f"VM runs here but host {lease.owner} (sanlock: {status.value}) owns its lease"
+        if ctx.global_on and status in (SanlockHost.DEAD, SanlockHost.FREE):
+            return _hands_off(ctx, note)
     if ctx.state.name is S.ENGINE_FORCE_STOP and ctx.pending is not None:
         return _Decision(hold, note)
     if ctx.state.name is S.ENGINE_FORCE_STOP:
@@ -162,10 +177,25 @@ def _foreign_lease(ctx: _Ctx) -> _Decision | None:
     return _Decision(go, note)
 
 
+def _hands_off(ctx: _Ctx, note: str) -> _Decision | None:
+    """Global maintenance: nothing is done to the VM. GlobalMaintenance says so in its record;
+    any other state first reaches GlobalMaintenance by its guard (LocalMaintenance, which has
+    none, holds: local-maintenance.global-hands-off)."""
+    if ctx.state.name is S.GLOBAL_MAINTENANCE:
+        return _Decision(R.GM_VM_WITHOUT_LEASE, f"{note}; global maintenance: reported, not destroyed")
+    return None
+
+
 def _guards(ctx: _Ctx) -> _Decision | None:
     state, health = ctx.state, ctx.health
-    for guard in STATE_GUARDS[state.name]:
+    guards = STATE_GUARDS[state.name]
+    # Hands-off global maintenance (issue 14): the global guard comes before a state's timer,
+    # so no expiring timer can stop the VM in the tick global maintenance is first seen.
+    global_first = ctx.global_on and any(g.kind is GuardKind.GLOBAL and g.dest is not None for g in guards)
+    for guard in guards:
         kind = guard.kind
+        if kind is GuardKind.TIMEOUT and global_first:
+            continue
         if kind is GuardKind.TIMEOUT:
             assert guard.timeout is not None
             limit = getattr(ctx.timing, guard.timeout)
@@ -492,6 +522,8 @@ def _local_maintenance(ctx: _Ctx) -> _Decision:
     if not ctx.local.local_maintenance:
         return _Decision(R.LM_CLEARED)
     if ctx.health is not None and ctx.health.running:
+        if ctx.global_on:  # hands off (issue 14): no migration, no shutdown
+            return _Decision(R.LM_GLOBAL_HANDS_OFF)
         return _migrate_away(ctx, R.LM_MIGRATE, R.LM_NO_TARGET, R.LM_EVACUATE)
     return _Decision(R.LM_IDLE)
 
@@ -585,6 +617,86 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
 
 def _decide(ctx: _Ctx) -> _Decision:
     return _foreign_lease(ctx) or _guards(ctx) or _BODIES[ctx.state.name](ctx)
+
+
+# --- alerts (he_ha.fsm.alerts) ----------------------------------------------------------------------------
+
+
+def _engine_runs_somewhere(ctx: _Ctx) -> bool:
+    """The VM runs here, a live peer reports it up, or a live host holds its lease."""
+    health, best = ctx.health, ctx.cluster.best_engine
+    if health is None or health.running or health.unknown:
+        return True  # here, or it may be
+    return (best is not None and best.running) or _lease_blocks_start(ctx) is not None
+
+
+def _cannot_start_here(ctx: _Ctx, score: ScoreBreakdown) -> str | None:
+    if ctx.local.local_maintenance:
+        return "this host is in local maintenance"
+    if ctx.local.storage_ok is not True:
+        return "storage is not usable here"
+    if score.total <= 0:
+        return f"this host's score is 0 ({score.override or 'penalties'})"
+    return None
+
+
+def _gave_up(ctx: _Ctx, decision: _Decision, dest: S, score: ScoreBreakdown) -> tuple[str, str] | None:
+    """HA gives up: the engine VM runs nowhere and no host can start it. Returns the alert
+    kind and its reason, or None. Judged only on a mature, fresh view outside global
+    maintenance, never while this host's own start (or local restart) is under way."""
+    cluster = ctx.cluster
+    if ctx.global_on or not cluster.mature or cluster.stale or cluster.too_new or _engine_runs_somewhere(ctx):
+        return None
+    if _eligible_peers(ctx):
+        return None
+    starting = decision.restart or dest in (S.ENGINE_START, S.ENGINE_STARTING) or decision.rule is R.DOWN_RESTART_BACKOFF
+    active = {a.kind for a in ctx.state.alerts}
+    retries, limit = len(ctx.failures) + len(ctx.restarts), ctx.timing.max_retries
+    peers = "no live peer can take it" if cluster.alive else "no live peer"
+    if retries >= limit and (A.GAVE_UP_RETRY_LIMIT in active or not starting):
+        return A.GAVE_UP_RETRY_LIMIT, (
+            f"the engine VM runs nowhere: retry limit reached here ({len(ctx.failures)} failed start(s) and "
+            f"{len(ctx.restarts)} crash restart(s) of {limit} inside {ctx.timing.retry_window:g} s), {peers}"
+        )
+    why = _cannot_start_here(ctx, score)
+    if why is None:
+        return None
+    return A.GAVE_UP_NO_ELIGIBLE_HOST, f"the engine VM runs nowhere and no host can start it: {why}, {peers}"
+
+
+def _alerts(ctx: _Ctx, decision: _Decision, dest: S, score: ScoreBreakdown) -> tuple[tuple[Alert, ...], float | None]:
+    """The alerts active after this step, and the new ``no_host_since``."""
+    now, found = ctx.now, {}
+    health, lease = ctx.health, ctx.obs.lease
+    if ctx.global_on and decision.rule in (R.SAFETY_FOREIGN_LEASE, R.SAFETY_FOREIGN_LEASE_HOLD):
+        found[A.SECOND_COPY_DESTROYED] = f"global maintenance, but a second copy: {decision.note}; destroyed"
+    elif (
+        ctx.global_on and health is not None and health.running and lease is not None and not lease.held_here
+        and decision.rule not in (R.SAFETY_FOREIGN_LEASE, R.SAFETY_FOREIGN_LEASE_HOLD)
+    ):
+        owner = "none" if lease.owner is None else f"host {lease.owner}"
+        found[A.VM_WITHOUT_LEASE] = (
+            f"the engine VM runs here without its lease (recorded owner: {owner}, not live); global maintenance: "
+            "he-ha leaves it alone. When global maintenance ends it is destroyed (safety.lease-lost) unless it "
+            "holds its lease by then"
+        )
+    no_host_since = None
+    gave_up = _gave_up(ctx, decision, dest, score)
+    if gave_up is not None:
+        kind, reason = gave_up
+        if kind == A.GAVE_UP_RETRY_LIMIT:
+            found[kind] = reason
+        else:
+            no_host_since = ctx.state.no_host_since if ctx.state.no_host_since is not None else now
+            lowest = all(ctx.own_id < p.host_id for p in ctx.cluster.alive)  # one report per cluster
+            waited = now - no_host_since
+            if lowest and waited >= ctx.timing.no_host_alert_after:
+                found[kind] = f"{reason} (for {waited:g} s)"
+    before = {a.kind: a for a in ctx.state.alerts}
+    alerts = tuple(
+        Alert(kind, reason, before[kind].since if kind in before else now) for kind, reason in found.items()
+    )
+    return alerts, no_host_since
 
 
 def _counts_as_failed_start(state: FsmState, dest: S, health: EngineHealth | None) -> bool:
@@ -704,6 +816,8 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
         score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries, len(restarts))
     else:
         score = ctx.score
+    alerts, no_host_since = _alerts(ctx, decision, dest, score)
+    new_state = replace(new_state, alerts=alerts, no_host_since=no_host_since)
     timeout_at = _timeout_at(dest, entered_at, alive_at, timing)
     actions.append(Publish(_published(now, dest, score, ctx.health, timeout_at)))
     if entry is not None:
@@ -713,6 +827,8 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
         actions.append(release)
     if changed:
         actions.append(Notify(f"{state.name.value}-{dest.value}"))
+    raised = {a.kind for a in state.alerts}
+    actions.extend(Notify(alert=a.kind, reason=a.reason) for a in alerts if a.kind not in raised)
     record = DecisionRecord(
         host_id=ctx.own_id,
         now=now,
@@ -726,6 +842,7 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
         # After a VM action the executor's result triggers the next tick.
         tick_after=0.0 if decision.rule.nowait and entry is None else timing.loop_delay,
         timeout_at=timeout_at,
+        alerts=alerts,
     )
     return new_state, record.actions, record
 

@@ -277,6 +277,10 @@ FORCE_AWAIT = _rule("force-stop.await", _FORCE, None, "waiting for the destroy r
 # --- maintenance ------------------------------------------------------------------------------------------------
 
 GM_CLEARED = _rule("global-maintenance.cleared", {S.GLOBAL_MAINTENANCE}, S.REINITIALIZE, "global maintenance cleared")
+GM_VM_WITHOUT_LEASE = _rule(
+    "global-maintenance.vm-without-lease", {S.GLOBAL_MAINTENANCE}, None,
+    "global maintenance: the VM runs here without its lease and no live host holds it: reported, not destroyed",
+)
 
 _LM = {S.LOCAL_MAINTENANCE}
 LM_CLEARED = _rule("local-maintenance.cleared", _LM, S.REINITIALIZE, "local maintenance cleared")
@@ -291,6 +295,10 @@ LM_EVACUATE = _rule(
     "a VM runs here and live migration failed: shut it down for an eligible peer to start it",
 )
 LM_IDLE = _rule("local-maintenance.idle", _LM, None, "in local maintenance")
+LM_GLOBAL_HANDS_OFF = _rule(
+    "local-maintenance.global-hands-off", _LM, None,
+    "a VM runs here, but global maintenance is set: it is neither migrated nor shut down",
+)
 
 _MIGRATE = {S.LOCAL_MAINTENANCE_MIGRATE_VM}
 MIGRATE_DONE = _rule("migrate.done", _MIGRATE, S.LOCAL_MAINTENANCE, "the VM left this host")

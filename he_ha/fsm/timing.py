@@ -46,6 +46,9 @@ class TimingConfig:
     # A VM that crashed here while no live peer can take it is restarted here at once; each
     # further local restart inside the retry window waits restart_backoff * 2**(n-1) first.
     restart_backoff: float = 10.0
+    # Escalation: no host can start the engine VM, which runs nowhere, for this long: the
+    # gave-up.no-eligible-host alert (he_ha.fsm.alerts).
+    no_host_alert_after: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -35,7 +35,15 @@ from he_ha.notify.mailer import MailError, TlsOptions, make_tls_context, send_ma
 from he_ha.notify.message import MessageError, build_message
 from he_ha.notify.ratelimit import RateLimitError, TokenBucket
 from he_ha.notify.rules import RuleError, TransitionRule, describe_transitions, transition_detail
-from he_ha.notify.template import DEFAULT_TEMPLATE_PATH, Template, TemplateError, load_template, template_fields
+from he_ha.notify.template import (
+    ALERT_EVENT_TYPE,
+    DEFAULT_ALERT_TEMPLATE_PATH,
+    DEFAULT_TEMPLATE_PATH,
+    Template,
+    TemplateError,
+    load_template,
+    template_fields,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +55,12 @@ class _Queued(NamedTuple):
     old: str
     new: str
     at: float  # wall clock (time.time()) of the transition: the mail's {time}
+
+
+class _QueuedAlert(NamedTuple):
+    kind: str
+    reason: str
+    at: float  # wall clock (time.time()) it was raised
 
 
 def _describe(queued: list[_Queued]) -> str:
@@ -63,6 +77,7 @@ class NotifySettings:
     """Settings beyond broker.conf. Defaults are the documented production values."""
 
     template_path: Path | None = DEFAULT_TEMPLATE_PATH
+    alert_template_path: Path | None = DEFAULT_ALERT_TEMPLATE_PATH  # missing: the built-in alert template
     burst: int = 5
     refill_seconds: float = 120.0
     max_pending: int = 100
@@ -82,6 +97,8 @@ class NotifierStats:
     pending: int  # transitions waiting for the next mail
     last_error: str | None
     last_error_time: float | None  # wall clock (time.time())
+    alerts: int = 0  # alerts queued (issue 14: whatever the state_transition rule says)
+    alerts_filtered: int = 0  # alerts the [notify] ha_alert rule did not select
 
 
 class Notifier:
@@ -99,10 +116,12 @@ class Notifier:
         self._config = config
         self._settings = settings
         self._template: Template = load_template(settings.template_path)
+        self._alert_template: Template = load_template(settings.alert_template_path, alert=True)
         self._hostname = settings.hostname or socket.gethostname()
         self._check_template_makes_a_mail()
         try:
             self._rule = TransitionRule(config.notify.state_transition)
+            self._alert_rule = TransitionRule(config.notify.ha_alert)
             self._tls: ssl.SSLContext | None = make_tls_context(settings.tls) if email.smtp_starttls else None
             self._bucket = TokenBucket.full(settings.burst, settings.refill_seconds, time.monotonic())
         except (RuleError, MailError, RateLimitError) as exc:
@@ -111,12 +130,14 @@ class Notifier:
         self._restore_bucket()
         self._holding = False  # a rate-limit hold is in progress (logged once per hold)
         self._pending: deque[_Queued] = deque()
+        self._alerts: deque[_QueuedAlert] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._matched = self._filtered = self._sent = self._failed = self._dropped = self._coalesced = 0
+        self._alerts_queued = self._alerts_filtered = 0
         self._last_error: str | None = None
         self._last_error_time: float | None = None
         if self._rule.disabled:
@@ -125,12 +146,13 @@ class Notifier:
 
     def _check_template_makes_a_mail(self) -> None:
         # Report a template that renders but is no mail (no header block) now, not per mail.
-        fields = template_fields(self._config.email, self._hostname, "Old-New", when=time.time())
-        sample = self._template.render(fields)
-        try:
-            build_message(sample, self._config.email, self._hostname)
-        except MessageError as exc:
-            raise TemplateError(self._template.source, f"does not make a mail: {exc}") from None
+        for template, detail in ((self._template, "Old-New"), (self._alert_template, "kind: reason")):
+            fields = template_fields(self._config.email, self._hostname, detail, when=time.time())
+            sample = template.render(fields)
+            try:
+                build_message(sample, self._config.email, self._hostname)
+            except MessageError as exc:
+                raise TemplateError(template.source, f"does not make a mail: {exc}") from None
 
     # --- the caller's side: never waits ---------------------------------------------------------
 
@@ -157,6 +179,24 @@ class Notifier:
         self._wake.set()
         return True
 
+    def alert(self, kind: str, reason: str) -> bool:
+        """Queue a mail for an alert (he_ha.fsm.alerts) being raised. Returns True when queued.
+
+        Alerts are mailed whatever the state_transition rule selects (only broker.conf
+        ``[notify] ha_alert`` filters them: every kind by default) and go out before waiting
+        transitions, in a mail of their own. Call from the event loop's thread; no I/O."""
+        if not self._alert_rule.matches(kind):
+            self._alerts_filtered += 1
+            return False
+        if len(self._alerts) >= self._settings.max_pending:
+            self._alerts.popleft()
+            self._dropped += 1
+        self._alerts.append(_QueuedAlert(kind, reason, time.time()))
+        self._alerts_queued += 1
+        self._idle.clear()
+        self._wake.set()
+        return True
+
     @property
     def stats(self) -> NotifierStats:
         return NotifierStats(
@@ -166,9 +206,11 @@ class Notifier:
             failed=self._failed,
             dropped=self._dropped,
             coalesced=self._coalesced,
-            pending=len(self._pending),
+            pending=len(self._pending) + len(self._alerts),
             last_error=self._last_error,
             last_error_time=self._last_error_time,
+            alerts=self._alerts_queued,
+            alerts_filtered=self._alerts_filtered,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -209,10 +251,11 @@ class Notifier:
             if current is not None and current.cancelling():
                 raise
         self._task = None
-        if self._pending:
+        if self._pending or self._alerts:
             log.warning(
                 "notifier stopped with transitions not mailed",
                 pending=_describe(list(self._pending)),
+                alerts=[a.kind for a in self._alerts],
             )
 
     # --- the sender -------------------------------------------------------------------------------
@@ -234,15 +277,23 @@ class Notifier:
                 await asyncio.sleep(delay)
                 continue  # more transitions may have arrived; they join the same mail
             self._holding = False
-            batch = list(self._pending)
-            self._pending.clear()
-            self._wake.clear()
-            self._bucket.take(time.monotonic())
-            if len(batch) > 1:
-                self._coalesced += len(batch)
-            await self._deliver(batch)
-            await self._save_bucket()
+            alerts, batch = list(self._alerts), [] if self._alerts else list(self._pending)
+            self._alerts.clear()
+            if batch:
+                self._pending.clear()
             if not self._pending:
+                self._wake.clear()
+            if not alerts and not batch:
+                continue
+            self._bucket.take(time.monotonic())
+            if alerts:  # alerts first, in a mail of their own
+                await self._deliver_alerts(alerts)
+            else:
+                if len(batch) > 1:
+                    self._coalesced += len(batch)
+                await self._deliver(batch)
+            await self._save_bucket()
+            if not self._pending and not self._alerts:
                 self._idle.set()
 
     async def _deliver(self, batch: list[_Queued]) -> None:
@@ -262,6 +313,23 @@ class Notifier:
             return
         self._sent += 1
         log.info("notification sent", detail=detail, transitions=len(batch), to=email.destination_emails)
+
+    async def _deliver_alerts(self, alerts: list[_QueuedAlert]) -> None:
+        detail = "; ".join(f"{a.kind}: {a.reason}" for a in alerts)
+        email = self._config.email
+        try:
+            fields = template_fields(email, self._hostname, detail, when=alerts[0].at, event_type=ALERT_EVENT_TYPE)
+            message = build_message(self._alert_template.render(fields), email, self._hostname)
+            await send_mail(message, email, self._tls, self._hostname)
+        except (MailError, MessageError, TemplateError) as exc:
+            self._record_failure(detail, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a notification bug must never kill the supervisor
+            log.exception("alert notification failed with an unexpected error", detail=detail)
+            self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
+            return
+        self._sent += 1
+        log.info("alert notification sent", alerts=[a.kind for a in alerts], to=email.destination_emails)
 
     def _record_failure(self, detail: str, reason: str) -> None:
         self._failed += 1

@@ -32,6 +32,11 @@ log = structlog.get_logger(__name__)
 DEFAULT_TEMPLATE_PATH = Path("/etc/ovirt-hosted-engine-ha/notifications/state_transition.txt")
 BUILTIN_SOURCE = "<built-in template>"
 EVENT_TYPE = "state_transition"  # the only event type the original had
+# he-ha's alerts (issue 14: HA gave up, a VM without its lease in global maintenance, ...):
+# their own template, {detail} = "<kind>: <reason>", {type} = ha_alert.
+ALERT_EVENT_TYPE = "ha_alert"
+DEFAULT_ALERT_TEMPLATE_PATH = Path("/etc/ovirt-hosted-engine-ha/notifications/ha_alert.txt")
+BUILTIN_ALERT_SOURCE = "<built-in alert template>"
 
 # Headers, a blank line, then the body: the text is parsed as an RFC 5322 message.
 BUILTIN_TEMPLATE = """\
@@ -44,6 +49,20 @@ another: {detail}
 
 You get this mail because the transition matches the [notify] state_transition rule of
 broker.conf. Edit that rule to choose which transitions are mailed.
+"""
+
+BUILTIN_ALERT_TEMPLATE = """\
+From: {source-email}
+To: {destination-emails}
+Subject: ovirt-hosted-engine ALERT on {hostname}: {detail}
+
+The hosted-engine high-availability service on {hostname} raised an alert at {time}:
+
+{detail}
+
+This needs an administrator: see docs/notifications.md for what each alert means. Alerts
+are mailed whatever the [notify] state_transition rule selects; the [notify] ha_alert rule
+of broker.conf (a regular expression over the alert kind) chooses which, empty for none.
 """
 
 _HIDDEN_KEYS = frozenset({"smtp-password"})
@@ -159,12 +178,15 @@ def parse_template(text: str, source: str) -> Template:
     return template
 
 
-def load_template(path: Path | None = DEFAULT_TEMPLATE_PATH) -> Template:
-    """The template file, or the built-in template when ``path`` is None or does not exist.
+def load_template(path: Path | None = DEFAULT_TEMPLATE_PATH, *, alert: bool = False) -> Template:
+    """The template file, or the built-in template when ``path`` is None or does not exist
+    (``alert``: the built-in alert template).
 
     Called once at start-up (a small local file; not on the event loop's hot path).
     """
     if path is None or not path.exists():
+        if alert:
+            return parse_template(BUILTIN_ALERT_TEMPLATE, BUILTIN_ALERT_SOURCE)
         return parse_template(BUILTIN_TEMPLATE, BUILTIN_SOURCE)
     try:
         text = path.read_text(encoding="utf-8")

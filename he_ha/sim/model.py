@@ -28,6 +28,7 @@ class SimVm:
     up_at: float  # the engine answers its health page from then on
     hung: bool = False
     shutting_down: bool = False
+    unleased: bool = False  # started by the administrator outside he-ha, without the VM lease
 
     def health(self, t: float, slow: bool = False) -> EngineHealth:
         """``slow``: the engine answers its health page but is not ready (a long start, a

@@ -92,6 +92,13 @@ COMMANDS: dict[str, tuple[bool, bool]] = {
     "global-maintenance": (False, True),  # value: true / false
     "local-maintenance": (True, True),
     "supervisor-restart": (True, False),
+    # The administrator, by hand (issue 14, hands-off global maintenance): start the VM on
+    # `host` through he-ha's admin API (hosted-engine --vm-start: the lease first, refused if
+    # another host holds it), start it outside he-ha without the lease (virsh, VDSM), or shut
+    # the VM down (wherever it runs, or on `host`).
+    "admin-vm-start": (True, False),
+    "admin-vm-start-unleased": (True, False),
+    "admin-vm-stop": (False, False),
 }
 
 

@@ -245,6 +245,12 @@ class World:
         elif record.rule != host.last_rule:
             self._say(host.name, f"{after.name.value} [{record.rule}] score={record.score.total}{note}")
         host.last_rule = record.rule
+        raised, now_active = {a.kind for a in before.alerts}, {a.kind for a in after.alerts}
+        for alert in after.alerts:
+            if alert.kind not in raised:
+                self._say(host.name, f"ALERT {alert.kind}: {alert.reason}")
+        for kind in sorted(raised - now_active):
+            self._say(host.name, f"alert cleared: {kind}")
         for action in actions:
             self._execute(host, action)
         self._schedule_tick(host, self.t + record.tick_after)
@@ -416,6 +422,13 @@ class World:
                     self._schedule_tick(source, self.t)
         elif do == "global-maintenance":
             self.global_maintenance = bool(event.value)
+        elif do == "admin-vm-stop":
+            target = self._vm_host(event)
+            if target is None or target.vm is None:
+                self._say("sim", "no VM to act on")
+            else:
+                self._shutdown(target)
+                self._say(target.name, "admin: shutdown requested")
         elif do in ("engine-slow", "engine-ready"):
             self.engine_slow = do == "engine-slow"
         else:
@@ -449,6 +462,8 @@ class World:
             host.network = {"gateway-loss": 0.0, "gateway-restore": 1.0}.get(do, event.value)
         elif do == "local-maintenance":
             host.local_maintenance = bool(event.value)
+        elif do in ("admin-vm-start", "admin-vm-start-unleased"):
+            self._admin_start(host, leased=do == "admin-vm-start")
         elif do == "storage-stall" and not host.stalled and host.powered:
             host.stalled = True
             host.stop_renewing(self.t, sim)
@@ -456,6 +471,25 @@ class World:
                 self._push(host.frozen_renewal + sim.recovery_time, _RECOVERY, host, host.frozen_renewal)
         elif do == "storage-resume" and host.stalled:
             self._storage_resume(host)
+
+    def _admin_start(self, host: SimHost, *, leased: bool) -> None:
+        """The administrator starts the VM here: through he-ha (lease first) or without it."""
+        if host.vm is not None or not host.powered:
+            self._say(host.name, "admin: start refused (a VM runs here, or the host is off)")
+            return
+        if leased:
+            if host.stalled or not host.joined or not self.lease.can_acquire(host, self.t, self.sim):
+                owner = self.lease.valid_owner()
+                self._say(host.name, f"admin: start refused: lease held by {owner.name if owner else '?'}")
+                return
+            self.lease.take(host)
+        self.vm_counter += 1
+        host.vm = SimVm(self.vm_counter, self.t + self.sim.vm_start_time + self.sim.vm_boot_time, unleased=not leased)
+        host.vm_exit = None
+        self._say(host.name, "admin: lease acquired, vm started" if leased else "admin: vm started without the lease")
+        self._push(host.vm.up_at, _VM_UP, host, host.vm.instance)
+        if host.supervisor_up:
+            self._schedule_tick(host, self.t)  # libvirt's lifecycle event
 
     def _storage_resume(self, host: SimHost) -> None:
         host.stalled = False

@@ -49,6 +49,17 @@ class TickStats:
     started_at: float = field(default_factory=time.monotonic)
 
 
+def _log_alerts(before: FsmState, record: DecisionRecord) -> None:
+    """Alerts (he_ha.fsm.alerts) are logged loudly when raised, and once when they clear; the
+    Notify action mails them and status shows them meanwhile."""
+    was = {a.kind for a in before.alerts}
+    for alert in record.alerts:
+        if alert.kind not in was:
+            log.error("HA ALERT", alert=alert.kind, reason=alert.reason, state=record.to_state, rule=record.rule)
+    for kind in sorted(was - {a.kind for a in record.alerts}):
+        log.warning("HA alert cleared", alert=kind, state=record.to_state)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -121,6 +132,7 @@ class Supervisor:
             self.stats.transitions += 1
             log.info("state transition", old=record.from_state, new=record.to_state, rule=record.rule,
                      note=record.note, score=record.score.total)
+        _log_alerts(before, record)
         if inputs.board is not None:
             self._note_peers(inputs.board.raw, inputs.board.read_at)
         publish: Publish | None = None

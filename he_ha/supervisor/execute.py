@@ -282,9 +282,13 @@ class ActionExecutor:
             if not self._releasing:
                 self._spawn(self._release(action.reason))
         elif isinstance(action, Notify):
+            if self._notifier is None:
+                return
+            if action.alert is not None:  # an alert raised (issue 14): mailed whatever the transition rule
+                self._notifier.alert(action.alert, action.reason)  # queues; never waits for SMTP
+                return
             old, _, new = action.transition.partition("-")
-            if self._notifier is not None:
-                self._notifier.state_transition(old, new)  # queues; never waits for SMTP
+            self._notifier.state_transition(old, new)  # queues; never waits for SMTP
 
     async def stop(self) -> None:
         """Supervisor shutdown: abandon what runs (a started launch may still complete in

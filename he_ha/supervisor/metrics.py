@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from he_ha.admin.contract import Metric
 from he_ha.fsm import DecisionRecord, StateName
+from he_ha.fsm.alerts import ALERT_KINDS, GAVE_UP
 from he_ha.fsm.health import LIVENESS_HEALTHY, LIVENESS_NOT_READY, LIVENESS_SILENT
 from he_ha.notify import NotifierStats
 from he_ha.storage.whiteboard import IoStats
@@ -62,6 +63,13 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
         for name in PENALTIES:
             yield _gauge("he_ha_score_penalty", amounts.get(name, 0), "score penalty by cause", name=name)
         yield _gauge("he_ha_score_override", 1.0 if score.override else 0.0, "1 when the score is forced to 0")
+        active = {a.kind for a in record.alerts}
+        for kind in ALERT_KINDS:
+            yield _gauge("he_ha_alert", 1.0 if kind in active else 0.0,
+                         "1 while the alert is active (docs/notifications.md)", alert=kind)
+        yield _gauge("he_ha_gave_up", 1.0 if active & GAVE_UP else 0.0,
+                     "1 while HA has given up: retry limit reached with no other host able to start the engine "
+                     "VM, or no host able to start it for longer than no_host_alert_after")
         liveness = record.inputs.engine_liveness
         for value in LIVENESS:
             yield _gauge("he_ha_engine_liveness", 1.0 if value == liveness else 0.0,
@@ -100,7 +108,8 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
                            result=result)
         for result, value in (("sent", n.sent), ("failed", n.failed)):
             yield _counter("he_ha_notify_mails_total", value, "notification mails", result=result)
-        yield _gauge("he_ha_notify_pending", n.pending, "transitions waiting to be mailed")
+        yield _gauge("he_ha_notify_pending", n.pending, "transitions and alerts waiting to be mailed")
+        yield _counter("he_ha_notify_alerts_total", n.alerts, "alerts queued to be mailed")
     for monitor, count in sorted(m.monitor_readings.items()):
         yield _counter("he_ha_monitor_readings_total", count, "monitor readings published", monitor=monitor)
         yield _counter("he_ha_monitor_errors_total", m.monitor_errors.get(monitor, 0), "monitor error readings",

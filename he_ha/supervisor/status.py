@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from he_ha.admin.contract import (
+    AlertView,
     ClusterStatus,
     HostView,
     LaunchXmlView,
@@ -17,6 +18,7 @@ from he_ha.admin.contract import (
     VmDefinitionView,
 )
 from he_ha.fsm import DecisionRecord
+from he_ha.fsm.alerts import GAVE_UP
 from he_ha.storage.codec import HostSlot, stored_crc
 from he_ha.storage.whiteboard_errors import SlotError
 from he_ha.ovirt.vm_definition import VmDefinition
@@ -122,6 +124,9 @@ def cluster_status(
         hypervisor=hypervisor,
         vm_definition=None if definition is None else definition_view(definition),
         engine_liveness=None if record is None else record.inputs.engine_liveness,
+        alerts=[] if record is None else [AlertView(kind=a.kind, reason=a.reason, age=round(now - a.since, 3))
+                                          for a in record.alerts],
+        gave_up=record is not None and any(a.kind in GAVE_UP for a in record.alerts),
     )
 
 

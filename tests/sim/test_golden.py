@@ -173,6 +173,52 @@ def _check_crash_loop(r: SimResult) -> None:
     assert outages[:3] == [62.0, 72.0, 82.0]  # at once, then after 10 s and 20 s of back-off
     assert 600 < outages[3] <= 560 + 10 + 2 + 60 + 10  # the limit: score 0 in EngineUnexpectedlyDown
     assert r.final_states[1] == "EngineUp"
+    [gave_up] = _lines(r, "ALERT gave-up.retry-limit")  # escalation: HA gives up, once
+    assert float(gave_up.split()[0]) == 620.0
+
+
+def _actions_between(r: SimResult, start: float, end: float) -> list[str]:
+    return [line for line in _lines(r, "action ", after=start) if float(line.split()[0]) < end]
+
+
+def _check_gm_hands_off(r: SimResult) -> None:
+    """Hands-off global maintenance: the administrator starts and stops the VM, he-ha never acts."""
+    assert _actions_between(r, 300, 750) == []  # no start, stop, migrate or destroy
+    [alert] = _lines(r, "ALERT vm-without-lease")
+    assert alert.split()[:2] == ["400.0", "host1"]
+    assert not _lines(r, "vm destroyed") and not _lines(r, "[safety.")
+    assert _lines(r, "host2   ReinitializeFSM -> EngineStarting [reinit.vm-up]", after=750)  # adopted
+    assert r.final_states == {1: "EngineDown", 2: "EngineUp", 3: "EngineDown"}
+
+
+def _check_gm_second_copy(r: SimResult) -> None:
+    """The exception: a second copy next to a live lease holder is destroyed at once, and reported."""
+    [alert] = _lines(r, "ALERT second-copy-destroyed")
+    assert alert.split()[:2] == ["400.0", "host2"]
+    [destroy] = _actions_between(r, 300, 600)
+    assert destroy.split()[:2] == ["400.0", "host2"] and "safety.foreign-lease" in destroy
+    assert _outages_after(r, 200) == []  # the engine on host 1 was never touched
+    assert r.final_states[1] == "EngineUp"
+
+
+def _check_unleased_after_gm(r: SimResult) -> None:
+    """Hands off only inside global maintenance: after it, the invariants apply again."""
+    assert _actions_between(r, 300, 600) == []
+    assert _lines(r, "ALERT vm-without-lease")
+    [lost] = _lines(r, "[safety.lease-lost]")
+    assert float(lost.split()[0]) == 600.0  # the tick that sees global maintenance end
+    assert float(_lines(r, "lease acquired, vm started")[-1].split()[0]) > 600
+    assert r.final_states[1] == "EngineUp"
+
+
+def _check_no_eligible_host(r: SimResult) -> None:
+    """Escalation: one alert for the cluster, after no_host_alert_after, cleared when a host can start."""
+    [alert] = _lines(r, "ALERT gave-up.no-eligible-host")
+    at, host = float(alert.split()[0]), alert.split()[1]
+    assert host == "host1" and 400 + 300 <= at <= 400 + 300 + 20
+    [cleared] = _lines(r, "alert cleared: gave-up.no-eligible-host")
+    assert 1000 < float(cleared.split()[0]) < float(_lines(r, "vm started")[-1].split()[0])
+    assert r.final_states == {1: "LocalMaintenance", 2: "EngineUp"}
 
 
 CHECKS: dict[str, Callable[[SimResult], None]] = {
@@ -193,6 +239,10 @@ CHECKS: dict[str, Callable[[SimResult], None]] = {
     "single-host-vm-crash": _check_single_host_crash,
     "vm-crash-peers-in-maintenance": _check_crash_peers_in_maintenance,
     "vm-crash-loop": _check_crash_loop,
+    "global-maintenance-hands-off": _check_gm_hands_off,
+    "global-maintenance-second-copy": _check_gm_second_copy,
+    "unleased-vm-after-global-maintenance": _check_unleased_after_gm,
+    "no-eligible-host": _check_no_eligible_host,
 }
 
 
@@ -209,5 +259,13 @@ def test_every_decision_of_a_run_replays() -> None:
     """Decision records of a whole simulated run, through JSON, reproduce themselves."""
     result = World(load_scenario(SCENARIOS / "local-maintenance-migration" / "events.yaml"), record_steps=True).run()
     assert len(result.recorded) > 200
+    for state, observation, record in result.recorded:
+        assert replay_matches(json.loads(json.dumps(log_entry(state, observation, record))))
+
+
+@pytest.mark.parametrize("name", ["vm-crash-loop", "global-maintenance-hands-off", "no-eligible-host", "engine-slow-start"])
+def test_issue_14_decisions_replay(name: str) -> None:
+    """Records with alerts, liveness and crash restarts survive JSON and replay exactly."""
+    result = World(load_scenario(SCENARIOS / name / "events.yaml"), record_steps=True).run()
     for state, observation, record in result.recorded:
         assert replay_matches(json.loads(json.dumps(log_entry(state, observation, record))))

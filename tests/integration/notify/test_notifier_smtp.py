@@ -370,3 +370,48 @@ async def test_a_mail_accepted_before_a_hung_quit_counts_as_sent(smtp_server: St
     await send_one(notifier, lambda: notifier.stats.sent + notifier.stats.failed == 1)
     assert (notifier.stats.sent, notifier.stats.failed) == (1, 0)
     assert len(server.mails) == 1
+
+
+# --- alerts (issue 14): mailed by default, whatever the state_transition rule says ---------
+
+
+async def test_an_alert_is_mailed_even_with_transitions_switched_off(smtp_server: StartServer) -> None:
+    server = await smtp_server()
+    notifier = Notifier(broker(server.port, rule=""), settings())  # state transition mails off
+    await notifier.start()
+    try:
+        assert notifier.state_transition("EngineDown", "EngineStart") is False
+        assert notifier.alert("gave-up.retry-limit", "the engine VM runs nowhere: retry limit reached here") is True
+        await eventually(lambda: notifier.stats.sent == 1)
+    finally:
+        await notifier.stop()
+    (mail,) = server.mails
+    subject = mail.message["Subject"]
+    assert subject.startswith("ovirt-hosted-engine ALERT on host1.example.org: gave-up.retry-limit: the engine VM")
+    assert "retry limit reached here" in mail.message.get_content()
+    stats = notifier.stats
+    assert (stats.alerts, stats.alerts_filtered, stats.filtered, stats.sent) == (1, 0, 1, 1)
+
+
+async def test_alerts_go_before_waiting_transitions_and_the_ha_alert_rule_filters(smtp_server: StartServer,
+                                                                                 tmp_path: Path) -> None:
+    server = await smtp_server()
+    template = tmp_path / "ha_alert.txt"
+    template.write_text("Subject: {type} {detail}\n\nat {time}\n")
+    config = broker(server.port)
+    config = config.model_copy(update={"notify": config.notify.model_copy(update={"ha_alert": "^gave-up"})})
+    notifier = Notifier(config, settings(alert_template_path=template, burst=1, refill_seconds=1.0))
+    await notifier.start()
+    try:
+        notifier.state_transition("EngineDown", "EngineStart")  # takes the only token
+        await server.wait_for_mails(1)
+        notifier.state_transition("EngineStart", "EngineStarting")  # waits for a token...
+        assert notifier.alert("vm-without-lease", "filtered out by the rule") is False
+        assert notifier.alert("gave-up.no-eligible-host", "no host can start it") is True  # ...goes first
+        await server.wait_for_mails(3)
+    finally:
+        await notifier.stop()
+    subjects = [m.message["Subject"] for m in server.mails]
+    assert subjects[1] == "ha_alert gave-up.no-eligible-host: no host can start it"
+    assert subjects[2] == "ovirt-hosted-engine state transition EngineStart-EngineStarting"
+    assert notifier.stats.alerts_filtered == 1

@@ -15,6 +15,7 @@ from he_ha.fsm import (
     PeerFault,
     Publish,
     StateName as S,
+    TimingConfig,
     initial_state,
     step,
     stop,
@@ -140,7 +141,9 @@ def test_whiteboard_read_failure_reuses_the_last_view() -> None:
 def test_global_maintenance_takes_no_vm_action() -> None:
     state = state_in(S.ENGINE_UP_BAD_HEALTH, entered_at=T0 - 1000)
     _, actions, record = step(state, obs(UP_BAD, global_maintenance=True))
-    assert record.rule == "timeout.EngineUpBadHealth"  # the timeout guard is outermost, as the original
+    # Hands-off (issue 14): the global guard now comes before an expired timer (the original
+    # checked the timeout first and could stop the VM in the tick global maintenance was seen).
+    assert record.rule == "guard.global" and [type(a) for a in actions] == [Publish, Notify]
     state = state_in(S.GLOBAL_MAINTENANCE)
     for health in (UP_BAD, DOWN_UNEXPECTED, DOWN):
         _, actions, _ = step(state, obs(health, global_maintenance=True))
@@ -258,3 +261,101 @@ def test_a_crash_during_start_restarts_without_counting_a_failed_start_too() -> 
     new, _, record = step(state, obs(DOWN_UNEXPECTED, peers=()))
     assert record.rule == "vm-crashed.restart-here"
     assert new.start_failures == () and new.restarts == (T0,) and record.score.total == 3350
+
+
+# --- hands-off global maintenance and escalation alerts (issue 14 items 4 and 6) -------------------
+
+
+def _alert_notifies(actions: tuple) -> list[Notify]:  # type: ignore[type-arg]
+    return [a for a in actions if isinstance(a, Notify) and a.alert is not None]
+
+
+def test_global_maintenance_reports_a_vm_without_lease_once_and_never_touches_it() -> None:
+    from he_ha.fsm import LeaseStatus
+
+    lost = LeaseStatus(None, False)
+    state = state_in(S.GLOBAL_MAINTENANCE)
+    state, actions, record = step(state, obs(UP_GOOD, lease=lost, global_maintenance=True))
+    assert record.rule == "global-maintenance.vm-without-lease"
+    assert [a.alert for a in _alert_notifies(actions)] == ["vm-without-lease"]
+    assert [a.kind for a in record.alerts] == ["vm-without-lease"] and record.alerts[0].since == T0
+    for i in range(1, 30):  # reported once, then kept in status; never a VM action
+        state, actions, record = step(state, obs(UP_GOOD, now=T0 + 10 * i, lease=lost, global_maintenance=True))
+        assert [type(a) for a in actions] == [Publish] and record.alerts[0].since == T0
+    state, actions, record = step(state, obs(DOWN, now=T0 + 400, lease=lost, global_maintenance=True))
+    assert record.alerts == () and state.alerts == ()  # the administrator stopped it
+
+
+def test_global_maintenance_destroys_and_reports_a_second_copy() -> None:
+    from he_ha.fsm import DestroyVm, LeaseStatus, SanlockHost
+
+    foreign = LeaseStatus(2, False)
+    new, actions, record = step(state_in(S.GLOBAL_MAINTENANCE),
+                                obs(UP_GOOD, lease=foreign, global_maintenance=True, sanlock={2: SanlockHost.FAIL}))
+    assert record.rule == "safety.foreign-lease" and any(isinstance(a, DestroyVm) for a in actions)
+    assert [a.alert for a in _alert_notifies(actions)] == ["second-copy-destroyed"]
+    # Outside global maintenance invariant 4 is unchanged and no alert is raised.
+    _, actions, record = step(state_in(S.ENGINE_UP), obs(UP_GOOD, lease=foreign, sanlock={2: SanlockHost.DEAD}))
+    assert record.rule == "safety.foreign-lease" and _alert_notifies(actions) == []
+
+
+def test_local_maintenance_in_global_maintenance_keeps_its_hands_off() -> None:
+    state = state_in(S.LOCAL_MAINTENANCE)
+    _, actions, record = step(state, obs(UP_GOOD, local_maintenance=True, global_maintenance=True))
+    assert record.rule == "local-maintenance.global-hands-off" and [type(a) for a in actions] == [Publish]
+
+
+def test_retry_limit_alert_is_raised_once_and_not_during_the_last_restart() -> None:
+    state = state_in(S.ENGINE_UP, peers=(), restarts=(T0 - 100, T0 - 50))
+    state, actions, record = step(state, obs(DOWN_UNEXPECTED, peers=()))
+    assert record.rule == "vm-crashed.restart-backoff" and record.score.total == 0
+    assert record.alerts == ()  # the third restart is still HA at work
+    state = replace(state, name=S.ENGINE_UP, pending=None, entered_at=T0 + 60)
+    state, actions, record = step(state, obs(DOWN_UNEXPECTED, now=T0 + 100, peers=()))
+    assert record.rule == "up.vm-crashed"
+    assert [(a.alert, "retry limit reached" in a.reason) for a in _alert_notifies(actions)] == [("gave-up.retry-limit", True)]
+    for i in range(1, 20):
+        state, actions, record = step(state, obs(DOWN_UNEXPECTED, now=T0 + 100 + 10 * i, peers=()))
+        assert _alert_notifies(actions) == [] and [a.kind for a in record.alerts] == ["gave-up.retry-limit"]
+
+
+def test_no_retry_limit_alert_while_another_host_can_start_it() -> None:
+    peers = (peer(score=3400),)
+    state = state_in(S.ENGINE_UP, peers=peers, restarts=(T0 - 100, T0 - 50, T0 - 20))
+    _, actions, record = step(state, obs(DOWN_UNEXPECTED, peers=peers))
+    assert record.rule == "up.vm-crashed" and record.alerts == ()
+
+
+def test_no_eligible_host_alert_after_the_bound_from_the_lowest_live_host_only() -> None:
+    timing = TimingConfig(no_host_alert_after=300.0)
+    others = (peer(2, score=0, maintenance=True),)
+    state = state_in(S.LOCAL_MAINTENANCE, peers=others, timing=timing)
+    raised_at = None
+    for i in range(40):
+        now = T0 + 10 * i
+        state, actions, record = step(state, obs(DOWN, now=now, peers=(peer(2, score=0, maintenance=True, ts=5000 + i),),
+                                                  local_maintenance=True))
+        if _alert_notifies(actions):
+            assert raised_at is None
+            raised_at = now
+            assert _alert_notifies(actions)[0].alert == "gave-up.no-eligible-host"
+    assert raised_at == T0 + 300
+    # Host 3 sees host 1 (lower id) alive: it does not report the same condition.
+    lower = (peer(1, score=0, maintenance=True),)
+    three = replace(initial_state(3, timing), name=S.LOCAL_MAINTENANCE, entered_at=T0,
+                    view=state_in(S.LOCAL_MAINTENANCE, peers=lower).view,
+                    history=state_in(S.LOCAL_MAINTENANCE, peers=lower).history)
+    for i in range(40):
+        three, actions, _ = step(three, obs(DOWN, now=T0 + 10 * i, peers=(peer(1, score=0, maintenance=True, ts=5000 + i),),
+                                            local_maintenance=True))
+        assert _alert_notifies(actions) == []
+
+
+def test_no_escalation_in_global_maintenance_or_while_the_engine_runs() -> None:
+    timing = TimingConfig(no_host_alert_after=10.0)
+    for health, gm in ((DOWN, True), (UP_GOOD, False)):
+        state = state_in(S.LOCAL_MAINTENANCE, peers=(), timing=timing)
+        for i in range(10):
+            state, actions, record = step(state, obs(health, now=T0 + 10 * i, peers=(), local_maintenance=True,
+                                                     global_maintenance=gm))
+            assert record.alerts == () and state.no_host_since is None

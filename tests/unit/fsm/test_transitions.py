@@ -93,10 +93,24 @@ CASES = [
     # --- safety (invariants 1 and 2): the VM runs here, the lease is not held here ---
     Case("safety.lease-lost", state_in(S.ENGINE_UP), obs(UP_GOOD, lease=LOST), S.ENGINE_FORCE_STOP, DestroyVm),
     Case("safety.lease-lost", state_in(S.REINITIALIZE), obs(UP_GOOD, lease=LOST_OWN), S.ENGINE_FORCE_STOP, DestroyVm),
+    # --- hands-off global maintenance (issue 14): reported, not destroyed, unless a second copy ---
     Case(
-        "safety.lease-lost",
+        "global-maintenance.vm-without-lease",
         state_in(S.GLOBAL_MAINTENANCE),
         obs(UP_GOOD, lease=LOST, global_maintenance=True),
+        S.GLOBAL_MAINTENANCE,
+    ),
+    Case(
+        "global-maintenance.vm-without-lease",
+        state_in(S.GLOBAL_MAINTENANCE),
+        obs(UP_GOOD, lease=FOREIGN, global_maintenance=True, sanlock={2: SanlockHost.DEAD}),
+        S.GLOBAL_MAINTENANCE,
+    ),
+    Case("guard.global", state_in(S.ENGINE_UP), obs(UP_GOOD, lease=LOST, global_maintenance=True), S.GLOBAL_MAINTENANCE),
+    Case(
+        "safety.foreign-lease",
+        state_in(S.GLOBAL_MAINTENANCE),
+        obs(UP_GOOD, lease=FOREIGN, global_maintenance=True, sanlock={2: SanlockHost.LIVE}),
         S.ENGINE_FORCE_STOP,
         DestroyVm,
     ),
@@ -287,6 +301,12 @@ CASES = [
         S.LOCAL_MAINTENANCE,
     ),
     Case("local-maintenance.migrate", state_in(S.LOCAL_MAINTENANCE), obs(UP_GOOD, local_maintenance=True), S.LOCAL_MAINTENANCE_MIGRATE_VM, MigrateVm),
+    Case(
+        "local-maintenance.global-hands-off",
+        state_in(S.LOCAL_MAINTENANCE, migrate_failed_at=T0 - 10),
+        obs(UP_GOOD, local_maintenance=True, global_maintenance=True),
+        S.LOCAL_MAINTENANCE,
+    ),
     Case("local-maintenance.no-target", state_in(S.LOCAL_MAINTENANCE, peers=()), obs(UP_GOOD, peers=(), local_maintenance=True), S.LOCAL_MAINTENANCE),
     Case(
         "local-maintenance.evacuate",
@@ -340,7 +360,7 @@ def test_rule_fires(case: Case) -> None:
     vm_actions = [a for a in actions if isinstance(a, (AcquireLeaseAndStartVm, ShutdownVm, DestroyVm, MigrateVm))]
     assert [type(a) for a in vm_actions] == ([case.vm_action] if case.vm_action else [])
     assert isinstance(actions[0], Publish) and actions[0].record.state == case.dest.value
-    notifies = [a for a in actions if isinstance(a, Notify)]
+    notifies = [a for a in actions if isinstance(a, Notify) and a.alert is None]
     changed = case.dest is not case.state.name
     assert notifies == ([Notify(f"{case.state.name.value}-{case.dest.value}")] if changed else [])
     assert new.entered_at == (T0 if changed else case.state.entered_at)  # timers start at entry (B23)

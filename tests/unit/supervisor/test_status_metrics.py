@@ -77,3 +77,28 @@ def test_metrics_cover_state_score_penalties_peers_and_counters() -> None:
     assert by_key[("he_ha_engine_liveness", (("liveness", "healthy"),))].value == 1.0
     assert by_key[("he_ha_engine_liveness", (("liveness", "not-ready"),))].value == 0.0
     assert all(m.name.startswith("he_ha_") for m in metrics)
+
+
+def test_alerts_reach_status_and_metrics() -> None:
+    """Issue 14: an active alert is a status field (with its age) and a metric; HA giving up too."""
+    from tests.unit.fsm.builders import DOWN_UNEXPECTED, T0
+
+    observation = obs(DOWN_UNEXPECTED, peers=())
+    state = state_in(StateName.ENGINE_UP, peers=(), restarts=(T0 - 100, T0 - 50, T0 - 20))
+    _, _, record = step(state, observation)
+    assert record.rule == "up.vm-crashed"
+    inputs = TickInputs(observation, {}, None, None, SANLOCK, None)
+    status = cluster_status(host_id=OWN, inputs=inputs, record=record, published=None, publishing=False,
+                            now=T0 + 30, storage_error=None, vm_here="absent", hypervisor="connected")
+    [alert] = status.alerts
+    assert alert.kind == "gave-up.retry-limit" and alert.age == 30 and "retry limit" in alert.reason
+    assert status.gave_up is True and status.engine_liveness is None
+    metrics = build_metrics(MetricInputs(
+        record=record, inputs=inputs, ticks=TickStats(), peer_changes={}, last_read=None, last_write=None,
+        notifier=NotifierStats(0, 0, 0, 0, 0, 0, 0, None, None, alerts=1), monitor_readings={}, monitor_errors={},
+        decisions_dropped=0, vm_actions_failed=0, lease_held=False), now=T0)
+    by_key = {(m.name, tuple(sorted(m.labels.items()))): m for m in metrics}
+    assert by_key[("he_ha_alert", (("alert", "gave-up.retry-limit"),))].value == 1.0
+    assert by_key[("he_ha_alert", (("alert", "vm-without-lease"),))].value == 0.0
+    assert by_key[("he_ha_gave_up", ())].value == 1.0
+    assert by_key[("he_ha_notify_alerts_total", ())].value == 1
