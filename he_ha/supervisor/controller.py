@@ -170,14 +170,20 @@ class SupervisorController:
             if state.active and not self._peer_can_take_vm():
                 return CommandResult(ok=False, message=f"{LOCAL_REFUSED} ({NO_TARGET})",
                                      detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value})
+        # Slot 0 is written and read back (set_global_maintenance), as for the broker socket.
         try:
             if flags.global_flag:  # entering global: announce it before clearing local
-                await p.supervisor.whiteboard.admin_write_global(GlobalBlock(maintenance=True))
+                written = await self.set_global_maintenance(True)
+                if not written.ok:
+                    return CommandResult(ok=False, message=f"maintenance {mode.value} not applied: {written.message}")
                 await apply_local_flags(p.ha_conf, local=False, manual=False, timeout=p.file_timeout)
             else:  # local or none: set local first, so the host is never briefly unprotected by both off
                 await apply_local_flags(p.ha_conf, local=flags.local, manual=flags.manual, timeout=p.file_timeout)
-                await p.supervisor.whiteboard.admin_write_global(GlobalBlock(maintenance=False))
-        except (WhiteboardError, MaintenanceFileError, ConfigError) as exc:
+                written = await self.set_global_maintenance(False)
+                if not written.ok:
+                    return CommandResult(ok=False, message=f"maintenance {mode.value} not fully applied: "
+                                                           f"{written.message}")
+        except (MaintenanceFileError, ConfigError) as exc:
             log.error("maintenance change failed", mode=mode.value, error=str(exc))
             return CommandResult(ok=False, message=f"maintenance {mode.value} not fully applied: {exc}")
         finally:
