@@ -107,4 +107,5 @@ async def vnc_ticket(connection: LibvirtConnection, domain: DomainId, password: 
         return CommandResult(ok=False, message=f"refused: libvirt cannot be asked: {exc}")
     # A display listening everywhere is reached through this host's name.
     address = hostname if display.address in WILDCARDS else display.address
-    return CommandResult(ok=True, message=f"VNC password set for {ttl} s", detail={"address": address, "port": display.port})
+    return CommandResult(ok=True, message=f"VNC password set for {ttl} s",
+                         detail={"address": address, "port": display.port})

@@ -57,7 +57,7 @@ def test_refused_outside_global_maintenance(cli: Cli, storage: Storage) -> None:
     before = storage.snapshot()
     result = cli("--reinitialize-lockspace", "--dry-run")
     assert result.code == 1 and "says maintenance=0" in result.err
-    forced = cli("--reinitialize-lockspace", "--dry-run", "--force")  # watched: --force shows what it overrides
+    forced = cli("--reinitialize-lockspace", "--force", "--dry-run")  # --force first: shows what it overrides
     assert forced.code == 0, forced.err
     assert forced.out.startswith("Watching shared storage for 3 s to see which hosts are alive...\n")
     assert forced.out.splitlines()[1:] == [

@@ -79,8 +79,8 @@ def test_unreadable_alternative_vm_conf(run: Run, daemon: ControllerTestDouble, 
 @pytest.mark.parametrize(
     ("args", "call", "ignored"),
     [
-        (["--vm-shutdown", "--force"], ("vm_shutdown", None), "argument --force (the original hosted-engine ignores it"),
-        (["--vm-poweroff", "-f", "now"], ("vm_poweroff", None), "arguments -f now (the original hosted-engine ignores them"),
+        (["--vm-shutdown", "--force"], ("vm_shutdown", None), "argument --force (the original hosted-engine"),
+        (["--vm-poweroff", "-f", "now"], ("vm_poweroff", None), "arguments -f now (the original hosted-engine"),
         (["--vm-start", "now", "--delay=120"], ("vm_start", False),
          "arguments now --delay=120 (the original"),
         (["--vm-start-paused", "--vm-conf=/x"], ("vm_start", True), "argument --vm-conf=/x (the original"),
@@ -127,7 +127,8 @@ def test_vm_conf_unreadable_while_the_daemon_is_down(run: Run, host: HostFiles) 
     assert NOT_RETRIEVED == "The hosted engine configuration has not been retrieved from shared storage yet,"
 
 
-def test_start_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the daemon the start is the shim's own (tests/integration/cli_commands has it
     against real daemons); here: what is said, and that an in-process test:/// hypervisor's
     lease worker is no holder for a VM that must outlive this command."""
