@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import configparser
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,7 +159,7 @@ class ConfigFile:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigWriteError(f"{self.path}: cannot write: {exc}") from None
-            self._replace(text, unique_scratch=True)  # several commands may refresh a cache at once
+            self._replace(text)  # several commands may refresh a cache at once: each has its own scratch file
 
     def _text(self) -> str:
         try:
@@ -183,20 +182,11 @@ class ConfigFile:
                     f"{unchanged or self.path} is unchanged"
                 ) from None
 
-    def _replace(self, text: str, *, unique_scratch: bool = False) -> None:
+    def _replace(self, text: str) -> None:
         target = self.path.resolve()  # through a symlink: replace the file, keep the link
         try:
-            st = target.stat() if target.exists() else None
-            old_umask = os.umask(0o077)  # the scratch file is private until its mode is set
-            try:
-                write_atomically(target, text, unique_scratch=unique_scratch)
-            finally:
-                os.umask(old_umask)
-            if st is not None:
-                os.chown(target, st.st_uid, st.st_gid)
-                os.chmod(target, st.st_mode & 0o7777)
-            else:
-                os.chmod(target, 0o644)
+            # An existing file keeps its mode and owner, set before the rename (he_ha/atomicfile.py).
+            write_atomically(target, text, mode=None if target.exists() else 0o644)
         except OSError as exc:
             raise ConfigWriteError(f"{target}: cannot write: {exc}") from None
 

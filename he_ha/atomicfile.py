@@ -1,42 +1,92 @@
-"""Replace a small file so that a reader sees the old content or the new, never a torn file."""
+"""Replace a small file so that, even across a power loss, it holds the old content or the new.
+
+The sequence (checked by tests/unit/test_atomicfile.py, at the system-call level with strace):
+1. create a scratch file of its own beside the target (``.<name>.<random>.tmp``, O_EXCL,
+   mode 0600): two writers never share one, and nobody can read it while it is half written;
+2. write the whole content;
+3. set its final permission bits and owner (``fchmod``/``fchown``) BEFORE it gets the name:
+   the target is never seen, nor left after a crash, with the scratch file's 0600 root:root;
+4. ``fsync`` the file: its data and metadata are on disk before the rename can be;
+5. ``rename`` it over the target (atomic in one directory);
+6. ``fsync`` the directory: the rename itself is on disk.
+Without 4, ext4 and XFS may persist the rename before the data: after a power loss the
+target is an empty file (the failure issue 18 describes for hosted-engine.conf). Without 6
+the old content may come back after a crash.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
+_SCRATCH_MODE = 0o600
 
-def write_atomically(path: Path, text: str, *, mode: int | None = None, unique_scratch: bool = False) -> None:
-    """Blocking: write ``text`` to a scratch file beside ``path``, fsync it, rename it over
-    ``path``, fsync the directory: after a crash ``path`` holds the old content or the new.
 
-    The scratch file is ``<name>.tmp``; ``unique_scratch``: a name of its own instead, for a
-    path that several processes may write at once (each renames its own file; the last
-    rename wins). ``mode``: the new file's permission bits; None: 0666 less the umask, as
-    ``open()`` creates files.
+def write_atomically(
+    path: Path, content: str | bytes, *, mode: int | None = None, owner: tuple[int, int] | None = None
+) -> None:
+    """Blocking: replace ``path`` with ``content`` (text is written as UTF-8), durably.
+
+    ``mode``: the permission bits; None: the existing file's, else 0666 less the umask (what
+    ``open()`` would create). ``owner``: (uid, gid); None: the existing file's, else the
+    writer's. A symlink at ``path`` is replaced, not followed: resolve it first to keep it.
+    Raises OSError (the target is then untouched and the scratch file removed).
     """
-    name = f".{path.name}.{secrets.token_hex(4)}.tmp" if unique_scratch else f"{path.name}.tmp"
-    scratch = path.with_name(name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if unique_scratch else os.O_TRUNC)
-    fd = os.open(scratch, flags, 0o666)
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            if mode is not None:
-                os.fchmod(file.fileno(), mode)
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(scratch, path)
+        current: os.stat_result | None = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        current = None
+    if mode is None:
+        mode = stat.S_IMODE(current.st_mode) if current is not None else 0o666 & ~_umask()
+    if owner is None and current is not None:
+        owner = (current.st_uid, current.st_gid)
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _SCRATCH_MODE)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, mode)
+            if owner is not None:
+                _set_owner(fd, owner)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(scratch, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            scratch.unlink()
+            os.unlink(scratch)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _set_owner(fd: int, owner: tuple[int, int]) -> None:
+    # Only when it differs: an unprivileged writer replacing its own file needs no chown.
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != owner:
+        os.fchown(fd, *owner)
+
+
+def _umask() -> int:
+    # Read, not set-and-restore: os.umask() would change it process-wide for a moment.
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    raise OSError("no Umask line in /proc/self/status")
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable; failures are ignored."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:

@@ -16,7 +16,11 @@ least the old length, and only then ftruncate drops the padding. A reader doing 
 read() sees the old text or the new text (with or without trailing blank lines). A reader
 that needs a guaranteed-consistent view, as he-ha's own loop does, uses
 ``read_local_flags``, which reads under ``flock(LOCK_SH)``: no writer that honours the
-lock can interleave with it.
+lock can interleave with it. Power loss: the file never shrinks before the new text is
+written, and the write is fsynced (the directory too when the file was created), so ha.conf
+cannot come back empty or short; only a write the disk itself tore could mix old and new
+bytes (the price of keeping the inode, see above; every other configuration and state file
+is replaced by he_ha/atomicfile.py).
 
 flock has no timeout and a stuck writer can hold the lock forever, so locking is a
 non-blocking retry loop with a deadline, and the whole update runs in a worker thread.
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from he_ha.admin.contract import MaintenanceMode
+from he_ha.atomicfile import fsync_directory
 from he_ha.config import LocalMaintenance, load_ha_conf, parse_flat_file
 
 LOCAL_KEY = "local_maintenance"
@@ -133,6 +138,7 @@ async def _in_thread(call: Callable[[float], T], path: Path, timeout: float) -> 
 
 def _rewrite(path: Path, updates: dict[str, str], deadline: float) -> None:
     """The original's protocol: open read/write (create), LOCK_EX, re-read, rewrite."""
+    created = not path.exists()  # a race only costs one more directory fsync
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
@@ -150,6 +156,8 @@ def _rewrite(path: Path, updates: dict[str, str], deadline: float) -> None:
         raise MaintenanceFileError(f"{path}: cannot update: {exc}") from None
     finally:
         os.close(fd)  # releases the lock
+    if created:
+        fsync_directory(path.parent)  # the new file's name is on disk, not only its data
 
 
 async def apply_local_flags(ha_conf: Path, *, local: bool, manual: bool, timeout: float) -> None:

@@ -511,7 +511,7 @@ def write_vm_conf(path: Path, definition: VmDefinition) -> bool:
     except (FileNotFoundError, UnicodeDecodeError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, definition.text(), mode=VM_CONF_MODE, unique_scratch=True)
+    write_atomically(path, definition.text(), mode=VM_CONF_MODE)
     return True
 
 

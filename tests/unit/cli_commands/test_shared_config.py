@@ -3,12 +3,14 @@ checked with the daemon's loaders before writing, atomic writes, the ha.conf loc
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 
 import pytest
 
 from cli import config_files
+from he_ha import atomicfile
 from tests.unit.cli_commands.conftest import HostFiles, Run, not_deployed
 
 
@@ -233,10 +235,17 @@ def test_malformed_file_is_reported(run: Run, host: HostFiles) -> None:
     assert result.status == 1 and f"{host.broker_conf}: not a valid INI file" in result.err
 
 
-def test_write_failure_is_reported_and_the_file_kept(run: Run, host: HostFiles) -> None:
+def test_write_failure_is_reported_and_the_file_kept(run: Run, host: HostFiles,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     before = host.broker_conf.read_bytes()
-    (host.root / "broker.conf.tmp").mkdir()  # the scratch file cannot be created
+    names = sorted(p.name for p in host.broker_conf.parent.iterdir())
+
+    def disk_full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomicfile, "_write_all", disk_full)
     result = run("--set-shared-config", "email.smtp-server", "x")
     assert result.status == 1
-    assert result.err.startswith(f"{host.broker_conf}: cannot write: [Errno 21] Is a directory")
+    assert result.err.startswith(f"{host.broker_conf}: cannot write: [Errno 28] No space left on device")
     assert host.broker_conf.read_bytes() == before
+    assert sorted(p.name for p in host.broker_conf.parent.iterdir()) == names  # no scratch file left
