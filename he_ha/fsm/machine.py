@@ -672,7 +672,8 @@ def _alerts(ctx: _Ctx, decision: _Decision, dest: S, score: ScoreBreakdown) -> t
         found[A.SECOND_COPY_DESTROYED] = f"global maintenance, but a second copy: {decision.note}; destroyed"
     elif (
         ctx.global_on and health is not None and health.running and lease is not None and not lease.held_here
-        and decision.rule not in (R.SAFETY_FOREIGN_LEASE, R.SAFETY_FOREIGN_LEASE_HOLD)
+        and (lease.owner in (None, ctx.own_id)
+             or ctx.sanlock.get(lease.owner) in (SanlockHost.DEAD, SanlockHost.FREE))
     ):
         owner = "none" if lease.owner is None else f"host {lease.owner}"
         found[A.VM_WITHOUT_LEASE] = (

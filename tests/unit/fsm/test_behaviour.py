@@ -359,3 +359,13 @@ def test_no_escalation_in_global_maintenance_or_while_the_engine_runs() -> None:
             state, actions, record = step(state, obs(health, now=T0 + 10 * i, peers=(), local_maintenance=True,
                                                      global_maintenance=gm))
             assert record.alerts == () and state.no_host_since is None
+
+
+def test_no_vm_without_lease_alert_while_our_migration_hands_the_lease_over() -> None:
+    from he_ha.fsm import LeaseStatus, SanlockHost
+    from tests.unit.fsm.builders import pending
+
+    state = state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, pending=pending("migrate"), migrate_target=2)
+    _, actions, record = step(state, obs(UP_GOOD, local_maintenance=True, global_maintenance=True,
+                                         lease=LeaseStatus(2, False), sanlock={2: SanlockHost.LIVE}))
+    assert record.rule == "guard.global" and record.alerts == () and _alert_notifies(actions) == []
