@@ -295,8 +295,16 @@ def load_score_config(path: Path) -> ScoreConfig:
 # --- broker.conf [email] / [notify] ---------------------------------------------------------
 
 
+SMTPS_PORT = 465  # SMTP over implicit TLS (RFC 8314): TLS from the first byte
+
+
 class EmailConfig(BaseModel):
-    """broker.conf ``[email]`` (spec §8), plus STARTTLS and authentication (he-ha additions)."""
+    """broker.conf ``[email]`` (spec §8), plus TLS and authentication (he-ha additions).
+
+    ``smtps``: SMTP over implicit TLS; unset: on exactly when ``smtp-port`` is 465, where
+    a plain SMTP greeting can never work. ``smtp-ca-file``: a PEM bundle trusted instead of
+    the system's CAs (a relay with a certificate from a private CA), for SMTPS and STARTTLS.
+    """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
@@ -306,13 +314,37 @@ class EmailConfig(BaseModel):
     destination_emails: str = Field("root@localhost", alias="destination-emails")
     source_email: str = Field("root@localhost", alias="source-email")
     smtp_starttls: bool = Field(False, alias="smtp-starttls")
+    smtps: bool | None = Field(None, alias="smtps")
+    smtp_ca_file: Path | None = Field(None, alias="smtp-ca-file")
     smtp_user: str | None = Field(None, alias="smtp-user")
     smtp_password: str | None = Field(None, alias="smtp-password")
 
-    @field_validator("smtp_starttls", mode="before")
+    @field_validator("smtp_starttls", "smtps", mode="before")
     @classmethod
     def _bool_text(cls, value: object) -> object:
         return to_bool(value) if isinstance(value, str) else value
+
+    @field_validator("smtp_ca_file", mode="before")
+    @classmethod
+    def _absolute_path(cls, value: object) -> object:
+        if isinstance(value, str) and value and not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value or None
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> EmailConfig:
+        if self.implicit_tls and self.smtp_starttls:
+            raise ValueError("smtps (TLS from the start) and smtp-starttls (TLS after the greeting) "
+                             "exclude each other")
+        return self
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self.smtp_port == SMTPS_PORT if self.smtps is None else self.smtps
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.implicit_tls or self.smtp_starttls
 
     @property
     def destinations(self) -> list[str]:

@@ -5,8 +5,9 @@ exchange (connect, EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA, QUIT) and close the tra
 ourselves when it expires, so a server that trickles answers cannot stretch it. The
 per-command timeout (same value) stays as a backstop: Python 3.11's ``asyncio.wait_for``,
 used inside aiosmtplib, can swallow a cancellation that races with a reply.
-Plain SMTP is used unless ``smtp-starttls`` is set: opportunistic STARTTLS with certificate
-checks could break relays that worked with the original.
+Plain SMTP is used unless ``smtp-starttls`` or ``smtps`` (implicit TLS, the
+default on port 465) is set: opportunistic STARTTLS with certificate checks could break relays
+that worked with the original.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
+import aiosmtplib.email
 import structlog
 
 from he_ha.config import EmailConfig
@@ -35,9 +37,10 @@ class MailError(Exception):
 
 @dataclass(frozen=True)
 class TlsOptions:
-    """How STARTTLS verifies the server. Not in broker.conf (yet): the supervisor passes them.
+    """How SMTPS and STARTTLS verify the server.
 
-    ``ca_file``: trust this PEM bundle instead of the system's CAs (an internal relay).
+    ``ca_file``: trust this PEM bundle instead of the system's CAs (an internal relay);
+    broker.conf ``smtp-ca-file`` gives it when this is None.
     ``insecure``: accept any certificate and host name: for tests only, it defeats TLS.
     """
 
@@ -62,18 +65,20 @@ async def send_mail(
 ) -> None:
     """Send or raise MailError; returns or raises within ``config.smtp_timeout`` seconds.
 
-    ``tls_context`` (from make_tls_context) is used when ``smtp-starttls`` is set.
+    ``tls_context`` (from make_tls_context) is used for SMTPS and STARTTLS.
     """
     client = aiosmtplib.SMTP(
         hostname=config.smtp_server,
         port=config.smtp_port,
         timeout=config.smtp_timeout,
+        use_tls=config.implicit_tls,
         start_tls=config.smtp_starttls,
-        tls_context=tls_context if config.smtp_starttls else None,
+        tls_context=tls_context if config.uses_tls else None,
         username=config.smtp_user,
         password=config.smtp_password if config.smtp_user else None,
-        # Given explicitly: the default would resolve our FQDN through DNS.
-        local_hostname=local_hostname,
+        # Given explicitly: the default would resolve our FQDN through DNS. ASCII: EHLO takes
+        # no other (a non-ASCII host name goes as its IDNA form).
+        local_hostname=ascii_hostname(local_hostname),
     )
     where = f"{config.smtp_server}:{config.smtp_port}"
     refused: dict[str, aiosmtplib.SMTPResponse] | None = None
@@ -94,6 +99,24 @@ async def send_mail(
     if refused:
         rejected = ", ".join(f"{rcpt} ({resp.code} {resp.message})" for rcpt, resp in refused.items())
         raise MailError(f"SMTP {where} refused recipients: {rejected} (the others got the mail)")
+
+
+def ascii_hostname(name: str) -> str:
+    """``name`` as it may appear in EHLO and a Message-ID: IDNA (``xn--``) for non-ASCII labels."""
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:  # not a valid IDNA name (an empty or over-long label)
+        return "localhost"
+
+
+def flatten_as_sent(message: EmailMessage, config: EmailConfig) -> bytes:
+    """The bytes ``send_mail`` would hand to DATA, for the strictest server (no 8BITMIME):
+    aiosmtplib's own flattening, SMTPUTF8 only when an address needs it, as it decides.
+    Raises what the send would (UnicodeEncodeError for text that cannot be encoded)."""
+    addresses = config.source_email + "".join(config.destinations)
+    return aiosmtplib.email.flatten_message(message, utf8=not addresses.isascii(), cte_type="7bit")
 
 
 def _failure(where: str, config: EmailConfig, exc: BaseException) -> str:

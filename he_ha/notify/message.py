@@ -4,7 +4,8 @@ The rendered text is parsed as an RFC 5322 message (headers, blank line, body), 
 original did. We add what the original lacked or got wrong: a ``Date`` header with the local
 time zone (rhbz#1229774), a ``Message-ID``, and ``From``/``To`` from broker.conf when a
 custom template leaves them out. Header values are re-emitted by the ``email`` package, which
-folds and encodes them properly (rhbz#1292060: corrupted headers).
+folds and encodes them properly (rhbz#1292060: corrupted headers); the body gets a UTF-8
+charset, so a template or host name in any language can be sent (issue 18).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import email.utils
 from email.message import EmailMessage
 
 from he_ha.config import EmailConfig
+from he_ha.notify.mailer import ascii_hostname
 
 
 class MessageError(ValueError):
@@ -23,12 +25,13 @@ class MessageError(ValueError):
 
 def build_message(rendered: str, email_config: EmailConfig, hostname: str, now: float | None = None) -> EmailMessage:
     parser = email.parser.Parser(_class=EmailMessage, policy=email.policy.default)
-    message = parser.parsestr(rendered)
-    if message.defects:
+    parsed = parser.parsestr(rendered)
+    if parsed.defects:
         raise MessageError(
-            f"not a valid mail ({message.defects[0].__class__.__name__}); "
+            f"not a valid mail ({parsed.defects[0].__class__.__name__}); "
             "it must start with header lines (From:, To:, Subject:), then a blank line, then the body"
         )
+    message = _reencoded(parsed)
     if message["From"] is None:
         message["From"] = email_config.source_email
     if message["To"] is None:
@@ -37,5 +40,21 @@ def build_message(rendered: str, email_config: EmailConfig, hostname: str, now: 
         message["Date"] = email.utils.formatdate(now, localtime=True)
     if message["Message-ID"] is None:
         # An explicit domain: without one, make_msgid does a (blocking) DNS lookup.
-        message["Message-ID"] = email.utils.make_msgid("he-ha", domain=hostname or "localhost")
+        message["Message-ID"] = email.utils.make_msgid("he-ha", domain=ascii_hostname(hostname or "localhost"))
+    return message
+
+
+def _reencoded(parsed: EmailMessage) -> EmailMessage:
+    """The parsed mail made sendable in any language. Parsed headers are kept as their source
+    text and would go out as raw non-ASCII bytes (UnicodeEncodeError at the send): set again,
+    they are RFC 2047-encoded when needed. The body gets a UTF-8 charset, quoted-printable
+    when not ASCII, so that any relay (7-bit or not) carries it. The template's own MIME
+    headers are replaced: the text is Unicode, whatever charset it named."""
+    message = EmailMessage(policy=email.policy.default)
+    for name, value in parsed.items():
+        if not name.lower().startswith("content-") and name.lower() != "mime-version":
+            message[name] = str(value)
+    body = parsed.get_payload()
+    text = body if isinstance(body, str) else ""
+    message.set_content(text, charset="utf-8", cte="7bit" if text.isascii() else "quoted-printable")
     return message

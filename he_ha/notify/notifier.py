@@ -23,7 +23,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +31,7 @@ import structlog
 
 from he_ha.atomicfile import write_atomically
 from he_ha.config import BrokerConfig
-from he_ha.notify.mailer import MailError, TlsOptions, make_tls_context, send_mail
+from he_ha.notify.mailer import MailError, TlsOptions, flatten_as_sent, make_tls_context, send_mail
 from he_ha.notify.message import MessageError, build_message
 from he_ha.notify.ratelimit import RateLimitError, TokenBucket
 from he_ha.notify.rules import RuleError, TransitionRule, describe_transitions, transition_detail
@@ -39,6 +39,7 @@ from he_ha.notify.template import (
     ALERT_EVENT_TYPE,
     DEFAULT_ALERT_TEMPLATE_PATH,
     DEFAULT_TEMPLATE_PATH,
+    EVENT_TYPE,
     Template,
     TemplateError,
     load_template,
@@ -111,8 +112,9 @@ class Notifier:
             raise NotifyConfigError("broker.conf [email]: smtp-user is set but smtp-password is missing")
         if settings.max_pending < 1:
             raise NotifyConfigError(f"max_pending must be at least 1, got {settings.max_pending}")
-        if email.smtp_user and not email.smtp_starttls:
-            log.warning("SMTP authentication without smtp-starttls sends the password in clear", server=email.smtp_server)
+        if email.smtp_user and not email.uses_tls:
+            log.warning("SMTP authentication without smtp-starttls or smtps sends the password in clear",
+                        server=email.smtp_server)
         self._config = config
         self._settings = settings
         self._template: Template = load_template(settings.template_path)
@@ -122,7 +124,8 @@ class Notifier:
         try:
             self._rule = TransitionRule(config.notify.state_transition)
             self._alert_rule = TransitionRule(config.notify.ha_alert)
-            self._tls: ssl.SSLContext | None = make_tls_context(settings.tls) if email.smtp_starttls else None
+            tls = settings.tls if settings.tls.ca_file is not None else replace(settings.tls, ca_file=email.smtp_ca_file)
+            self._tls: ssl.SSLContext | None = make_tls_context(tls) if email.uses_tls else None
             self._bucket = TokenBucket.full(settings.burst, settings.refill_seconds, time.monotonic())
         except (RuleError, MailError, RateLimitError) as exc:
             raise NotifyConfigError(str(exc)) from None
@@ -145,14 +148,19 @@ class Notifier:
         log.debug("notifier ready", template=self._template.source, rule=self._rule.pattern, server=email.smtp_server)
 
     def _check_template_makes_a_mail(self) -> None:
-        # Report a template that renders but is no mail (no header block) now, not per mail.
-        for template, detail in ((self._template, "Old-New"), (self._alert_template, "kind: reason")):
-            fields = template_fields(self._config.email, self._hostname, detail, when=time.time())
+        # Report a template that renders but is no mail (no header block), or a mail that
+        # cannot be encoded, now rather than at every mail: rendered with this host's name
+        # and broker.conf's values and flattened to the bytes DATA would carry.
+        for template, detail, event_type in ((self._template, "EngineDown-EngineStart", EVENT_TYPE),
+                                             (self._alert_template, "kind: reason", ALERT_EVENT_TYPE)):
+            fields = template_fields(self._config.email, self._hostname, detail, when=time.time(), event_type=event_type)
             sample = template.render(fields)
             try:
-                build_message(sample, self._config.email, self._hostname)
+                flatten_as_sent(build_message(sample, self._config.email, self._hostname), self._config.email)
             except MessageError as exc:
                 raise TemplateError(template.source, f"does not make a mail: {exc}") from None
+            except (UnicodeError, ValueError) as exc:  # what the send itself would raise
+                raise TemplateError(template.source, f"makes a mail that cannot be sent: {exc}") from None
 
     # --- the caller's side: never waits ---------------------------------------------------------
 

@@ -6,7 +6,7 @@ Fields:
 - ``{hostname}``, ``{detail}``, as the original;
 - every broker.conf ``[email]`` key by its hyphenated name (``{source-email}``,
   ``{destination-emails}``, ``{smtp-server}``, ``{smtp-port}``, ``{smtp-timeout}``), and our
-  additions ``{smtp-starttls}``, ``{smtp-user}``.
+  additions ``{smtp-starttls}``, ``{smtps}``, ``{smtp-ca-file}``, ``{smtp-user}``.
 ``smtp-password`` is deliberately NOT a field: a template must not be able to mail it.
 
 The template is checked once, when it is loaded (at start-up). A text that is not valid
@@ -147,6 +147,7 @@ def template_fields(
         if key in _HIDDEN_KEYS:
             continue
         values[key] = _as_text(getattr(email, name))
+    values["smtps"] = _as_text(email.implicit_tls)  # unset means "on for port 465": the value in effect
     return values
 
 

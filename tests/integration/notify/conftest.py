@@ -99,6 +99,34 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     return Certificate(cert, key)
 
 
+@dataclass(frozen=True)
+class PrivateCa:
+    ca_cert: Path  # what broker.conf's smtp-ca-file names
+    server: Certificate  # signed by the CA, for 127.0.0.1
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
+    """A private CA and a server certificate it signed for 127.0.0.1 (openssl command): what a
+    site with its own PKI gives its mail relay. The server certificate alone is not trusted."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command is needed (Debian package 'openssl')"
+    d = tmp_path_factory.mktemp("ca")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30, cwd=d)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=he-ha test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=he-ha test SMTPS")
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+                                  "basicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
+    return PrivateCa(d / "ca.pem", Certificate(d / "server.pem", d / "server.key"))
+
+
 StartServer = Callable[..., Awaitable[MailServer]]
 
 
@@ -106,15 +134,17 @@ StartServer = Callable[..., Awaitable[MailServer]]
 async def smtp_server() -> AsyncIterator[StartServer]:
     """Start a real aiosmtpd server on 127.0.0.1 (any free port); keyword args go to aiosmtpd.SMTP.
 
-    ``protocol`` may be an aiosmtpd.SMTP subclass that misbehaves on purpose.
+    ``protocol`` may be an aiosmtpd.SMTP subclass that misbehaves on purpose; ``implicit_tls``:
+    TLS from the first byte (SMTPS) with this context.
     """
     servers: list[asyncio.Server] = []
 
-    async def start(protocol: type[SMTP] = SMTP, **smtp_kwargs: Any) -> MailServer:
+    async def start(protocol: type[SMTP] = SMTP, implicit_tls: ssl.SSLContext | None = None,
+                    **smtp_kwargs: Any) -> MailServer:
         state = MailServer(port=0)
         handler = _Handler(state)
         server = await asyncio.get_running_loop().create_server(
-            lambda: protocol(handler, hostname="mail.test", **smtp_kwargs), "127.0.0.1", 0
+            lambda: protocol(handler, hostname="mail.test", **smtp_kwargs), "127.0.0.1", 0, ssl=implicit_tls
         )
         servers.append(server)
         state.port = server.sockets[0].getsockname()[1]

@@ -50,6 +50,8 @@ def test_fields_are_time_type_hostname_detail_and_every_email_key_but_the_passwo
         "destination-emails": "a@example.org, b@example.org",
         "source-email": "ha@example.org",
         "smtp-starttls": "False",
+        "smtps": "False",
+        "smtp-ca-file": "",
         "smtp-user": "ha",
     }
     assert sorted(field_names()) == sorted(fields())
