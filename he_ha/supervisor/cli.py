@@ -9,7 +9,8 @@ from pathlib import Path
 
 from he_ha.config import ConfigPaths
 from he_ha.fsm import TimingConfig, TimingError
-from he_ha.logsetup import configure_logging
+from he_ha.journal import JOURNAL_SOCKET
+from he_ha.logsetup import DEFAULT_LOG_FILE, LOG_FILE_KEEP, LOG_TARGETS, configure_logging
 from he_ha.supervisor.settings import DEFAULT_BROKER_SOCKET, HOLDER_KINDS, SupervisorSettings
 
 EXIT_USAGE = 2
@@ -62,8 +63,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="append decisions as JSON lines")
     output.add_argument("--decision-ring", type=positive_int, default=100, metavar="N",
                         help="decisions kept in memory for the admin API (default 100)")
-    output.add_argument("--log-json", action="store_true", help="log as JSON lines")
+    output.add_argument("--log-json", action="store_true", help="log as JSON lines on stderr")
     output.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    output.add_argument("--log-target", default="auto", choices=LOG_TARGETS,
+                        help="journal: journald's native protocol (priorities, fields); stderr: lines with a "
+                             "timestamp; auto (default): journal when stderr is connected to journald and "
+                             "--log-json is not given")
+    output.add_argument("--log-file", type=_optional_path, default=None, metavar="PATH",
+                        help="also log to this file, rotated at midnight (default: none; the original agent's "
+                             f"was {DEFAULT_LOG_FILE})")
+    output.add_argument("--log-file-keep", type=positive_int, default=LOG_FILE_KEEP, metavar="N",
+                        help=f"rotated log files kept (default {LOG_FILE_KEEP})")
 
 
 def add_timing_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -138,7 +148,13 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(json=args.log_json, level=args.log_level)
+    try:
+        configure_logging(json=args.log_json, level=args.log_level, target=args.log_target,
+                          log_file=args.log_file, log_file_keep=args.log_file_keep,
+                          journal_socket=_env_path("HE_HA_JOURNAL_SOCKET") or JOURNAL_SOCKET)  # the env: tests
+    except OSError as exc:  # the log file's directory or file cannot be made
+        print(f"he-ha run: --log-file: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         settings = settings_from(args)
     except (TimingError, ValueError) as exc:

@@ -3,17 +3,20 @@
 Entries are ``he_ha.fsm.log_entry`` objects plus a ``meta`` object (tick number, wall
 time, what woke the ticker and when, when the tick started), one JSON object per line.
 The file is appended by a thread of its own, so a slow disk never holds up a tick; if the
-thread falls behind by ``MAX_QUEUED`` entries, new entries are dropped and counted.
+thread falls behind by ``MAX_QUEUED`` entries, new entries are dropped and counted. A file
+renamed away (logrotate: packaging/logrotate/he-ha) is followed by a new one at the path
+before the next entry.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -67,13 +70,31 @@ class DecisionLog:
         self._thread.join(timeout)
 
     def _write(self, path: Path) -> None:
-        with path.open("a", encoding="utf-8") as out:
+        out = path.open("a", encoding="utf-8")
+        try:
             while True:
                 entry = self._queue.get()
                 if entry is _STOP:
                     return
                 try:
+                    out = _reopened_if_moved(out, path)
                     out.write(json.dumps(entry, separators=(",", ":")) + "\n")
                     out.flush()
                 except (OSError, TypeError, ValueError) as exc:
                     log.error("decision log write failed", path=str(path), error=str(exc))
+        finally:
+            out.close()
+
+
+def _reopened_if_moved(out: TextIO, path: Path) -> TextIO:
+    """``out``, or a new file at ``path`` when the open one is no longer there (logrotate
+    renamed it, or someone deleted it): rotation needs no signal and loses no entry."""
+    try:
+        st = os.stat(path)
+        current = os.fstat(out.fileno())
+        if (st.st_dev, st.st_ino) == (current.st_dev, current.st_ino):
+            return out
+    except FileNotFoundError:
+        pass
+    out.close()
+    return path.open("a", encoding="utf-8")
