@@ -62,6 +62,7 @@ class PublishedRecord:
     maintenance: bool
     stopped: bool
     timeout_at: float | None  # local monotonic time when the current state's timer fires
+    priority: int = 0  # this host's priority (issue 14): published in the slot's extra text
 
 
 @dataclass(frozen=True, slots=True)

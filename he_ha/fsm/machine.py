@@ -58,6 +58,8 @@ class FsmConfig:
     host_id: int
     timing: TimingConfig = TimingConfig()
     score: ScoreConfig = ScoreConfig()
+    # Host priority (issue 14): higher is preferred; hosted-engine.conf he_ha_priority, default 0.
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +91,18 @@ class FsmState:
     restarts: tuple[float, ...] = ()  # local restarts after a VM crash inside the retry window (issue 14)
     alerts: tuple[Alert, ...] = ()  # active alerts (he_ha.fsm.alerts)
     no_host_since: float | None = None  # since when no host can start the engine VM, which runs nowhere
+    # Host priorities (issue 14): since when EngineDown defers its start to a better-priority peer
+    priority_wait_since: float | None = None
+    failback_target: int | None = None  # the better-priority host a failback would go to...
+    failback_since: float | None = None  # ...eligible and ready since then (the failback dwell)
+    failback_at: float | None = None  # this host stopped the VM for a failback; not settled yet
+    failback_failed_at: float | None = None  # a failback did not take: this host started the VM again
 
 
-def initial_state(host_id: int, timing: TimingConfig | None = None, score: ScoreConfig | None = None) -> FsmState:
-    return FsmState(FsmConfig(host_id, timing or TimingConfig(), score or ScoreConfig()))
+def initial_state(
+    host_id: int, timing: TimingConfig | None = None, score: ScoreConfig | None = None, priority: int = 0
+) -> FsmState:
+    return FsmState(FsmConfig(host_id, timing or TimingConfig(), score or ScoreConfig(), priority))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,9 @@ class _Ctx:
     result: ActionResult | None  # the result answering our pending action
     pending: Pending | None  # still unanswered
     outranked_since: float | None
+    priority: int  # this host's
+    failback_target: PeerRecord | None  # failback configured: where it would go now (issue 14)
+    failback_since: float | None  # that target has qualified since then
 
 
 # --- the safety rule and the guards -------------------------------------------------------------
@@ -244,7 +257,9 @@ def _ceiling_reached(ctx: _Ctx, limit: float) -> bool:
 
 
 def _migration_target(ctx: _Ctx) -> PeerRecord | None:
-    """The best live host that can take the VM: positive score, not in maintenance, no VM."""
+    """The best live host that can take the VM: positive score, not in maintenance, no VM.
+    Among those within yield_threshold of the best of them, the best priority wins (issue 14);
+    then the best score, then the lowest id."""
     if ctx.cluster.stale:
         return None
     fit = [
@@ -252,7 +267,10 @@ def _migration_target(ctx: _Ctx) -> PeerRecord | None:
         for p in ctx.cluster.alive
         if p.score > 0 and not p.maintenance and not p.stopped and not p.engine_status.running
     ]
-    return max(fit, key=lambda p: (p.score, -p.host_id)) if fit else None
+    if not fit:
+        return None
+    floor = max(p.score for p in fit) - ctx.timing.yield_threshold
+    return max((p for p in fit if p.score > floor), key=lambda p: (p.priority, p.score, -p.host_id))
 
 
 def _migrate_backoff(ctx: _Ctx) -> bool:
@@ -277,6 +295,50 @@ def _migrate_away(ctx: _Ctx, go: Rule, no_target: Rule, evacuate: Rule) -> _Deci
 def _eligible_peers(ctx: _Ctx) -> list[PeerRecord]:
     """Live peers that could run the VM: positive score, not in maintenance, not stopped."""
     return [p for p in ctx.cluster.alive if p.score > 0 and not p.maintenance and not p.stopped]
+
+
+def _beats(score: int, priority: int, own_score: int, own_priority: int, threshold: int) -> bool:
+    """A host with ``score``/``priority`` goes before one with ``own_score``/``own_priority`` in
+    the start order (issue 14): a score higher by the threshold, whatever the priorities; else a
+    higher score at no worse a priority (with equal priorities: the original's "strictly
+    higher score"). A better priority with a score inside the threshold is the other way round:
+    see ``_preferred_peers``."""
+    return score >= own_score + threshold or (score > own_score and priority >= own_priority)
+
+
+def _band_floor(ctx: _Ctx, own_score: int) -> int:
+    """Scores above this are inside the band: within yield_threshold of the best live score."""
+    best = max([own_score, *(p.score for p in ctx.cluster.alive if p.score > 0)])
+    return best - ctx.timing.yield_threshold
+
+
+def _preferred_peers(ctx: _Ctx, own_score: int) -> list[PeerRecord]:
+    """Live eligible peers with a better priority than ours, inside the band, whose VM is
+    confirmed down (ready to start it), best first: priority, score, lowest id."""
+    floor = _band_floor(ctx, own_score)
+    fit = [
+        p for p in _eligible_peers(ctx)
+        if p.priority > ctx.priority and p.score > floor and p.engine_status.gone
+    ]
+    return sorted(fit, key=lambda p: (-p.priority, -p.score, p.host_id))
+
+
+def _failback_target(ctx: _Ctx, own_score: int) -> PeerRecord | None:
+    """Failback configured: the better-priority peer the VM would move to now, or None. It must
+    be what the start order picks once the VM stops here: eligible, ready, inside the band, and
+    no live peer goes before it (``_beats``). Judged on a fresh view only."""
+    if not ctx.timing.failback or ctx.cluster.stale:
+        return None
+    preferred = _preferred_peers(ctx, own_score)
+    if not preferred:
+        return None
+    target, threshold = preferred[0], ctx.timing.yield_threshold
+    if any(
+        p.host_id != target.host_id and p.score > 0 and _beats(p.score, p.priority, target.score, target.priority, threshold)
+        for p in ctx.cluster.alive
+    ):
+        return None  # another live host would start before it (a better score, not ready yet)
+    return target
 
 
 def _restart_delay(timing: TimingConfig, earlier: int) -> float:
@@ -382,11 +444,40 @@ def _engine_down(ctx: _Ctx) -> _Decision:
         ready_at = ctx.restarts[-1] + _restart_delay(ctx.timing, len(ctx.restarts) - 1)
         if ctx.now < ready_at:
             return _Decision(R.DOWN_RESTART_BACKOFF, f"local restart in {ready_at - ctx.now:g} s")
-    rival = cluster.best_score_host
-    if rival is None or rival.score <= ctx.score.total:
-        rival_text = "no live peer" if rival is None else f"best peer host {rival.host_id} scores {rival.score}"
-        return _Decision(R.DOWN_START, f"own score {ctx.score.total}, {rival_text}")
-    return _Decision(R.DOWN_BETTER_HOST, f"host {rival.host_id} scores {rival.score} > {ctx.score.total}")
+    return _start_order(ctx)
+
+
+def _start_order(ctx: _Ctx) -> _Decision:
+    """EngineDown, nothing else in the way: start here, or let a better host start (issue 14).
+
+    With equal priorities this is the original's rule: start unless a live peer scores strictly
+    higher (ties all try; the lease admits one). With priorities, among the hosts whose score is
+    within yield_threshold of the best (the band) the better priority goes first: a higher score
+    no longer wins against a better priority inside the band, and a host defers to a ready
+    better-priority peer for priority_start_delay at most, then starts anyway."""
+    own, prio, timing = ctx.score.total, ctx.priority, ctx.timing
+    scored = [p for p in ctx.cluster.alive if p.score > 0]
+    beaten_by = [p for p in scored if _beats(p.score, p.priority, own, prio, timing.yield_threshold)]
+    if beaten_by:
+        rival = max(beaten_by, key=lambda p: (p.score, -p.host_id))
+        return _Decision(R.DOWN_BETTER_HOST, f"host {rival.host_id} scores {rival.score} > {own}")
+    preferred = _preferred_peers(ctx, own)
+    if preferred:
+        better = preferred[0]
+        who = f"host {better.host_id} (priority {better.priority} > {prio}, score {better.score})"
+        since = ctx.state.priority_wait_since
+        since = ctx.now if since is None else since
+        waited = ctx.now - since
+        if waited < timing.priority_start_delay:
+            return _Decision(R.DOWN_PRIORITY_DEFER, f"{who} is ready to start it; waiting "
+                             f"{timing.priority_start_delay - waited:g} s more at most")
+        return _Decision(R.DOWN_PRIORITY_EXPIRED, f"{who} did not start it within {timing.priority_start_delay:g} s")
+    rival = ctx.cluster.best_score_host
+    if rival is not None and rival.score > own:  # inside the band, with a lower priority
+        return _Decision(R.DOWN_START_PREFERRED, f"own score {own} priority {prio}; host {rival.host_id} scores "
+                         f"{rival.score} at priority {rival.priority}")
+    rival_text = "no live peer" if rival is None else f"best peer host {rival.host_id} scores {rival.score}"
+    return _Decision(R.DOWN_START, f"own score {own}, {rival_text}")
 
 
 def _engine_start(ctx: _Ctx) -> _Decision:
@@ -466,7 +557,30 @@ def _engine_up(ctx: _Ctx) -> _Decision:
         return _Decision(rule, maintenance_note + (health.reason or health.detail))
     if rival is not None:
         return _Decision(R.UP_OUTRANKED, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total}")
+    if ctx.state.name is S.ENGINE_UP and not ctx.local.local_maintenance:
+        failback = _failback(ctx)
+        if failback is not None:
+            return failback
     return _Decision(R.UP_OK)
+
+
+def _failback(ctx: _Ctx) -> _Decision | None:
+    """Failback (configured, issue 14): a healthy engine moves to a better-priority host once
+    that host was eligible and ready, inside the band, for failback_dwell; through the yield
+    path (shut down here, it starts the VM). Not again for failback_retry_delay after one that
+    did not take."""
+    target, since, timing = ctx.failback_target, ctx.failback_since, ctx.timing
+    if target is None or since is None:
+        return None
+    who = f"host {target.host_id} (priority {target.priority} > {ctx.priority}, score {target.score})"
+    failed = ctx.state.failback_failed_at
+    if failed is not None and ctx.now < failed + timing.failback_retry_delay:
+        return _Decision(R.UP_FAILBACK_DWELL, f"{who}: the last failback did not take; next attempt in "
+                         f"{failed + timing.failback_retry_delay - ctx.now:g} s")
+    waited = ctx.now - since
+    if waited < timing.failback_dwell:
+        return _Decision(R.UP_FAILBACK_DWELL, f"{who} eligible for {waited:g} of {timing.failback_dwell:g} s")
+    return _Decision(R.UP_FAILBACK, f"{who} eligible for {waited:g} s: stop here, it starts the VM")
 
 
 def _maybe_away(ctx: _Ctx) -> _Decision:
@@ -594,7 +708,7 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
     outranked_since = None
     if state.name in UP_FAMILY and _outranked_by(cluster, score.total, timing) is not None:
         outranked_since = state.outranked_since if state.outranked_since is not None else now
-    return _Ctx(
+    ctx = _Ctx(
         state=state,
         obs=obs,
         now=now,
@@ -612,7 +726,17 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
         result=result,
         pending=pending if result is None else None,
         outranked_since=outranked_since,
+        priority=cfg.priority,
+        failback_target=None,
+        failback_since=None,
     )
+    if state.name not in UP_FAMILY:
+        return ctx
+    target = _failback_target(ctx, score.total)
+    if target is None:
+        return ctx
+    since = state.failback_since if state.failback_target == target.host_id and state.failback_since is not None else now
+    return replace(ctx, failback_target=target, failback_since=since)
 
 
 def _decide(ctx: _Ctx) -> _Decision:
@@ -812,6 +936,7 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
         ),
         alive_at=alive_at,
         restarts=restarts,
+        **_priority_fields(ctx, decision, dest),
     )
     if changed or failures != ctx.failures or restarts != ctx.restarts:
         score = compute_score(dest, obs.local, len(failures), state.config.score, timing.max_retries, len(restarts))
@@ -820,7 +945,7 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     alerts, no_host_since = _alerts(ctx, decision, dest, score)
     new_state = replace(new_state, alerts=alerts, no_host_since=no_host_since)
     timeout_at = _timeout_at(dest, entered_at, alive_at, timing)
-    actions.append(Publish(_published(now, dest, score, ctx.health, timeout_at)))
+    actions.append(Publish(_published(now, dest, score, ctx.health, timeout_at, priority=ctx.priority)))
     if entry is not None:
         actions.append(vm_action)
     release = _release_lease(ctx, dest, pending)
@@ -848,8 +973,49 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     return new_state, record.actions, record
 
 
+def _priority_fields(ctx: _Ctx, decision: _Decision, dest: S) -> dict[str, object]:
+    """The host-priority bookkeeping (issue 14) carried to the next state.
+
+    priority_wait_since: set by the first down.priority-defer in EngineDown, kept while this host
+    stays in EngineDown (so a flapping condition cannot extend the wait), dropped when the
+    engine is seen running or EngineDown is left. failback_at: set by up.failback, kept until the
+    engine runs elsewhere (it took) or this host starts it again itself (start.ok: it did not,
+    failback_failed_at), or the host leaves the stop/down/start path."""
+    state, rule = ctx.state, decision.rule
+    wait = None
+    if dest is S.ENGINE_DOWN and rule not in (R.DOWN_ENGINE_ELSEWHERE, R.DOWN_ENGINE_HERE):
+        wait = state.priority_wait_since
+        if wait is None and rule is R.DOWN_PRIORITY_DEFER:
+            wait = ctx.now
+    failback_at, failed_at = state.failback_at, state.failback_failed_at
+    if rule is R.UP_FAILBACK:
+        failback_at = ctx.now
+    elif failback_at is not None:
+        if rule is R.START_OK:
+            failback_at, failed_at = None, ctx.now
+        elif rule is R.DOWN_ENGINE_ELSEWHERE or dest not in _FAILBACK_PATH:
+            failback_at = None
+    in_up = dest in UP_FAMILY and ctx.failback_target is not None
+    return {
+        "priority_wait_since": wait,
+        "failback_target": ctx.failback_target.host_id if in_up and ctx.failback_target else None,
+        "failback_since": ctx.failback_since if in_up else None,
+        "failback_at": failback_at,
+        "failback_failed_at": failed_at,
+    }
+
+
+_FAILBACK_PATH = frozenset({S.ENGINE_STOP, S.ENGINE_FORCE_STOP, S.ENGINE_DOWN, S.ENGINE_START})
+
+
 def _published(
-    now: float, name: S, score: ScoreBreakdown, health: EngineHealth | None, timeout_at: float | None, stopped: bool = False
+    now: float,
+    name: S,
+    score: ScoreBreakdown,
+    health: EngineHealth | None,
+    timeout_at: float | None,
+    stopped: bool = False,
+    priority: int = 0,
 ) -> PublishedRecord:
     return PublishedRecord(
         host_ts=int(now),
@@ -859,6 +1025,7 @@ def _published(
         maintenance=name in (S.LOCAL_MAINTENANCE, S.LOCAL_MAINTENANCE_MIGRATE_VM),
         stopped=stopped,
         timeout_at=timeout_at,
+        priority=priority,
     )
 
 
@@ -885,7 +1052,7 @@ def stop(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     score = compute_score(
         S.AGENT_STOPPED, obs.local, len(ctx.failures), state.config.score, timing.max_retries, len(ctx.restarts)
     )
-    publish = Publish(_published(obs.now, S.AGENT_STOPPED, score, ctx.health, None, stopped=True))
+    publish = Publish(_published(obs.now, S.AGENT_STOPPED, score, ctx.health, None, stopped=True, priority=ctx.priority))
     new_state = FsmState(config=state.config, name=S.AGENT_STOPPED, entered_at=obs.now)
     record = DecisionRecord(
         host_id=ctx.own_id,

@@ -42,6 +42,9 @@ class PeerRecord:
     hostname: str = ""
     maintenance: bool = False
     stopped: bool = False
+    # Host priority (issue 14), from the slot's extra text (``priority=<n>``); peers that do
+    # not publish one (the original's agents, older he-ha) have the default, 0.
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

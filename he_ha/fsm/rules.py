@@ -169,6 +169,25 @@ DOWN_LEASE_BACKOFF = _rule("down.lease-backoff", _DOWN, None, "the lease was bus
 DOWN_START = _rule("down.start", _DOWN, S.ENGINE_START, "no live peer has a higher score", nowait=True)
 DOWN_BETTER_HOST = _rule("down.better-host", _DOWN, None, "a live peer has a higher score")
 
+# Host priorities (issue 14; docs/fsm.md "Host priorities"). The band: hosts whose score is
+# within yield_threshold of the best live score (this host's included). Inside it the better
+# priority starts the VM; a lower-priority host defers to a better one that is ready, bounded.
+DOWN_START_PREFERRED = _rule(
+    "down.start.preferred", _DOWN, S.ENGINE_START,
+    "a live peer scores higher, by less than yield_threshold, but has a lower priority: this host starts",
+    nowait=True,
+)
+DOWN_PRIORITY_DEFER = _rule(
+    "down.priority-defer", _DOWN, None,
+    "a live eligible peer with a better priority, inside the band, is down and ready to start the VM: "
+    "let it, for priority_start_delay at most",
+)
+DOWN_PRIORITY_EXPIRED = _rule(
+    "down.priority-defer.expired", _DOWN, S.ENGINE_START,
+    "the better-priority peer did not start the VM within priority_start_delay: this host starts",
+    nowait=True,
+)
+
 DOWN_RESTART_BACKOFF = _rule(
     "down.restart-backoff", _DOWN, None, "a local restart after a VM crash waits its back-off (restart_backoff)"
 )
@@ -243,6 +262,15 @@ UP_NOT_READY = _rule(
 UP_NOT_READY_CEILING = _rule(
     "up.not-ready-ceiling", {S.ENGINE_UP_BAD_HEALTH}, S.ENGINE_STOP,
     "the engine was not healthy for not_ready_timeout (its ceiling) in EngineUpBadHealth",
+)
+UP_FAILBACK = _rule(
+    "up.failback", {S.ENGINE_UP}, S.ENGINE_STOP,
+    "failback (configured): a better-priority host inside the band was eligible and ready for failback_dwell",
+)
+UP_FAILBACK_DWELL = _rule(
+    "up.failback.dwell", {S.ENGINE_UP}, None,
+    "failback (configured): a better-priority host is eligible; its dwell is not over, or a failed failback "
+    "backs off",
 )
 UP_OUTRANKED = _rule("up.outranked", _UP, S.ENGINE_UP, "a peer out-scores us by the threshold; dwell not over")
 UP_OK = _rule("up.ok", _UP, S.ENGINE_UP, "the engine is up and healthy here")

@@ -2,8 +2,9 @@
 
 Defaults are the original's constants (spec §3.7) plus he-ha's additions, which the
 original did not have: the yield dwell time (hysteresis), the maximum age of the
-whiteboard view before it counts as stale, the deadlines for pending actions, and the
-ceiling for an engine that answers but is not ready.
+whiteboard view before it counts as stale, the deadlines for pending actions, the ceiling
+for an engine that answers but is not ready, and the host-priority delays and the failback
+switch (issue 14).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from dataclasses import dataclass, fields
 
 class TimingError(ValueError):
     """A timing value is missing its meaning: unknown key, wrong type or out of range."""
+
+
+BOOL_KEYS = frozenset({"failback"})  # switches, not numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +53,25 @@ class TimingConfig:
     # Escalation: no host can start the engine VM, which runs nowhere, for this long: the
     # gave-up.no-eligible-host alert (he_ha.fsm.alerts).
     no_host_alert_after: float = 300.0
+    # Host priorities (issue 14): a host about to start the VM defers at most this long to a
+    # live, eligible peer with a better priority (and a score within yield_threshold of the
+    # best) that is down and ready to start it too (docs/fsm.md "Host priorities").
+    priority_start_delay: float = 30.0
+    # Failback: move a healthy engine to a better-priority host that has been eligible, ready
+    # and within yield_threshold of the best score for failback_dwell, through the yield path
+    # (shut down here; the preferred host starts it). Off by default. After a failback that
+    # did not take (this host started the VM again itself), none for failback_retry_delay.
+    failback: bool = False
+    failback_dwell: float = 300.0
+    failback_retry_delay: float = 3600.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in BOOL_KEYS:
+                if not isinstance(value, bool):
+                    raise TimingError(f"timing {f.name!r} must be true or false, got {value!r}")
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TimingError(f"timing {f.name!r} must be a finite number, got {value!r}")
             minimum = 0 if f.name == "yield_dwell" else 1e-9

@@ -67,14 +67,16 @@ def state_in(
     timing: TimingConfig | None = None,
     history_age: float = 100.0,
     view_age: float = 10.0,
+    priority: int = 0,
     **fields: object,
 ) -> FsmState:
-    """A state ``name`` with mature history (unless history_age <= liveness)."""
+    """A state ``name`` with mature history (unless history_age <= liveness); ``priority``:
+    this host's (issue 14)."""
     old = Snapshot(T0 - history_age, tuple(sorted((p.host_id, _stamp(p)) for p in peers)))
     previous = WhiteboardView(T0 - view_age, peers, False)
     recent = Snapshot(previous.read_at, tuple(sorted((p.host_id, p.host_ts if isinstance(p, PeerRecord) else p.fingerprint) for p in peers)))
     history = (old, recent) if previous.read_at > old.read_at else (old,)
-    base = initial_state(OWN, timing)
+    base = initial_state(OWN, timing, priority=priority)
     return replace(
         base, name=name, entered_at=entered_at, view=previous, history=history, pending=pending, **fields
     )  # type: ignore[arg-type]

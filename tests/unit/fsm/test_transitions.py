@@ -73,6 +73,9 @@ def migrating(**fields: object) -> FsmState:
 PEER_UP = peer(status=UP_GOOD)
 INELIGIBLE = peer(maintenance=True, score=0)  # a live peer in local maintenance
 LOW_NET = {"network": 0.0}  # own score 1800: a 3400 peer beats it by 1600
+BETTER_PRIO = peer(priority=1)  # host 2, down, 3400, priority 1 (ours is 0)
+BETTER_PRIO_LOWER = peer(priority=1, score=2700)  # ...with a score inside the band, below ours
+FAILBACK = TimingConfig(failback=True)
 
 CASES = [
     # --- safety (invariant 4) ---
@@ -177,6 +180,39 @@ CASES = [
     ),
     Case("down.start", state_in(S.ENGINE_DOWN, peers=()), obs(DOWN, peers=()), S.ENGINE_START, AcquireLeaseAndStartVm),
     Case("down.better-host", state_in(S.ENGINE_DOWN), obs(DOWN, network=0.8), S.ENGINE_DOWN),
+    # --- host priorities (issue 14): inside the band (yield_threshold of the best score) ---
+    Case(
+        "down.better-host",  # a better priority does not beat a score higher by the threshold
+        state_in(S.ENGINE_DOWN, priority=1),
+        obs(DOWN, network=0.5),
+        S.ENGINE_DOWN,
+    ),
+    Case(
+        "down.start.preferred",  # peer 3400 at priority 0, own 3081 at priority 1
+        state_in(S.ENGINE_DOWN, priority=1),
+        obs(DOWN, network=0.8),
+        S.ENGINE_START,
+        AcquireLeaseAndStartVm,
+    ),
+    Case(
+        "down.priority-defer",
+        state_in(S.ENGINE_DOWN, peers=(BETTER_PRIO,)),
+        obs(DOWN, peers=(BETTER_PRIO,)),
+        S.ENGINE_DOWN,
+    ),
+    Case(
+        "down.priority-defer",
+        state_in(S.ENGINE_DOWN, peers=(BETTER_PRIO_LOWER,), priority_wait_since=T0 - 29.9),
+        obs(DOWN, peers=(BETTER_PRIO_LOWER,)),
+        S.ENGINE_DOWN,
+    ),
+    Case(
+        "down.priority-defer.expired",
+        state_in(S.ENGINE_DOWN, peers=(BETTER_PRIO,), priority_wait_since=T0 - 30),
+        obs(DOWN, peers=(BETTER_PRIO,)),
+        S.ENGINE_START,
+        AcquireLeaseAndStartVm,
+    ),
     Case(
         "down.restart-backoff",
         state_in(S.ENGINE_DOWN, restarts=(T0 - 30, T0 - 5)),  # the 2nd restart waits 10 s
@@ -269,6 +305,27 @@ CASES = [
         ShutdownVm,
     ),
     Case("up.outranked", state_in(S.ENGINE_UP), obs(UP_GOOD, **LOW_NET), S.ENGINE_UP),
+    # --- failback (issue 14): configured, to a better-priority host eligible for the dwell ---
+    Case(
+        "up.failback",
+        state_in(S.ENGINE_UP, peers=(BETTER_PRIO,), timing=FAILBACK, failback_target=2, failback_since=T0 - 300),
+        obs(UP_GOOD, peers=(BETTER_PRIO,)),
+        S.ENGINE_STOP,
+        ShutdownVm,
+    ),
+    Case(
+        "up.failback.dwell",
+        state_in(S.ENGINE_UP, peers=(BETTER_PRIO,), timing=FAILBACK, failback_target=2, failback_since=T0 - 299),
+        obs(UP_GOOD, peers=(BETTER_PRIO,)),
+        S.ENGINE_UP,
+    ),
+    Case(
+        "up.failback.dwell",  # the last failback did not take: backing off
+        state_in(S.ENGINE_UP, peers=(BETTER_PRIO,), timing=FAILBACK, failback_target=2, failback_since=T0 - 900,
+                 failback_failed_at=T0 - 3599),
+        obs(UP_GOOD, peers=(BETTER_PRIO,)),
+        S.ENGINE_UP,
+    ),
     Case("up.ok", state_in(S.ENGINE_UP), obs(UP_GOOD), S.ENGINE_UP),
     Case("up.ok", state_in(S.ENGINE_UP_BAD_HEALTH), obs(UP_GOOD), S.ENGINE_UP),
     # --- EngineMaybeAway / EngineUnexpectedlyDown ---
