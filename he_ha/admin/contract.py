@@ -176,15 +176,21 @@ class Refusal(StrEnum):
 
 
 class Metric(BaseModel):
-    """One Prometheus sample; the admin layer renders the text exposition format."""
+    """One Prometheus series; the admin layer renders the exposition format.
+
+    A counter's name ends in ``_total``. A histogram's ``value`` is its count, ``buckets`` the
+    cumulative (upper bound, count) pairs ending with +Inf, ``sum`` the observed total.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     name: str  # e.g. he_ha_score
-    kind: Literal["gauge", "counter"]
+    kind: Literal["gauge", "counter", "histogram"]
     help: str
     value: float
     labels: dict[str, str] = {}
+    buckets: tuple[tuple[float, float], ...] = ()
+    sum: float = 0.0
 
 
 class Controller(Protocol):

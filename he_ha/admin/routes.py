@@ -23,7 +23,7 @@ from he_ha.admin.calls import ControllerCalls
 from he_ha.admin.contract import CommandResult, Controller
 from he_ha.admin.errors import ApiError, code_for, error_response
 from he_ha.admin.file_access import require_readable_by_peer
-from he_ha.admin.metrics_text import CONTENT_TYPE, render
+from he_ha.admin.metrics_listener import metrics_response
 from he_ha.admin.peercred import Authorizer, PeerCred, peer_credentials
 from he_ha.admin.requests import ConsolePasswordRequest, MaintenanceRequest, NoFields, VmStartRequest, read_body
 
@@ -139,7 +139,7 @@ class AdminRoutes:
 
     async def metrics(self, request: web.Request) -> web.Response:
         _query(request, frozenset())
-        return web.Response(body=render(self.controller.metrics()).encode(), headers={"Content-Type": CONTENT_TYPE})
+        return metrics_response(self.controller.metrics(), request.headers.get("Accept", ""))
 
     async def vm_definition(self, request: web.Request) -> web.Response:
         if not parse_flag(request, "resolved"):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import structlog
+
+from he_ha.durations import DurationHistogram
 
 log = structlog.get_logger(__name__)
 
@@ -73,9 +75,11 @@ class Snapshot:
         self._readings: dict[str, Reading[Any]] = {}
         self._version = 0
         self._changed = asyncio.Event()
-        # Running totals per monitor, e.g. for metrics: readings published, error readings.
+        # Running totals per monitor, e.g. for metrics: readings published, error readings,
+        # probe durations.
         self.published: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
+        self.durations: defaultdict[str, DurationHistogram] = defaultdict(DurationHistogram)
 
     @property
     def version(self) -> int:
@@ -86,6 +90,7 @@ class Snapshot:
         self._readings[reading.monitor] = reading
         self._version += 1
         self.published[reading.monitor] += 1
+        self.durations[reading.monitor].observe(reading.duration)
         if reading.error is not None:
             self.failed[reading.monitor] += 1
         # Wake every waiter, then re-arm for the next publish.

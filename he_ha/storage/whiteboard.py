@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 
 from he_ha.config import MAX_HOST_ID
+from he_ha.durations import DurationHistogram
 from he_ha.offloop import CallTimeout, Lane, LaneStuck
 from he_ha.storage.codec import (
     SLOT_BYTES,
@@ -84,6 +85,8 @@ class Whiteboard:
         self._read_buffer: mmap.mmap | None = None  # page-aligned, reused: only the read lane touches it
         self.last_read: IoStats | None = None
         self.last_write: IoStats | None = None
+        # Every call's duration, failed ones included (a stall shows as its deadline).
+        self.durations: dict[Op, DurationHistogram] = {"read": DurationHistogram(), "write": DurationHistogram()}
 
     @property
     def path(self) -> str:
@@ -172,6 +175,7 @@ class Whiteboard:
             ) from None
 
     def _record(self, stats: IoStats) -> None:
+        self.durations[stats.op].observe(stats.duration)
         if stats.op == "read":
             self.last_read = stats
         else:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from he_ha.admin.metrics_listener import parse_listen
 from he_ha.config import ConfigPaths
 from he_ha.fsm import TimingConfig, TimingError
 from he_ha.journal import JOURNAL_SOCKET
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     host.add_argument("--broker-socket", type=_optional_path, default=DEFAULT_BROKER_SOCKET, metavar="PATH",
                       help="the original broker's XML-RPC socket, served for VDSM, the engine UI and cockpit "
                            f"(default {DEFAULT_BROKER_SOCKET}; an empty value: not served)")
+    host.add_argument("--metrics-listen", type=_listen_address, default=None, metavar="ADDRESS:PORT",
+                      help="also serve GET /metrics (read-only, nothing else) over TCP on this address, e.g. "
+                           "192.0.2.10:9716 or [::1]:9716 (default: only on the admin socket)")
     host.add_argument("--hostname", default=None, help="name published in the whiteboard (default: gethostname)")
     host.add_argument("--lease-holder", choices=HOLDER_KINDS, default=None,
                       help="who holds the VM lease: keeper (default), worker (default for test:/// URIs), qemu")
@@ -139,6 +143,7 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
         holder=args.lease_holder,
         migrate_uri=args.migrate_uri,
         decision_log=args.decision_log,
+        metrics_listen=args.metrics_listen,
         decision_ring=args.decision_ring,
         hostname=args.hostname,
         log_json=args.log_json,
@@ -168,6 +173,13 @@ def run(args: argparse.Namespace) -> int:
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _optional_path(text: str) -> Path | None:

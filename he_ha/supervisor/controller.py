@@ -130,6 +130,8 @@ class SupervisorController:
                 vm_actions_failed=p.executor.failed,
                 lease_held=p.holder.is_held(),
                 vm_definition=sup.specs.state(),
+                storage=sup.whiteboard.durations,
+                probes=p.snapshot.durations,
             )
         )
 

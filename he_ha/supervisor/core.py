@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from he_ha.durations import DurationHistogram
 from he_ha.fsm import DecisionRecord, FsmState, Observation, Publish, log_entry, step, stop
 from he_ha.sdnotify import SystemdNotifier
 from he_ha.storage.codec import HostSlot
@@ -40,9 +41,9 @@ log = structlog.get_logger(__name__)
 @dataclass
 class TickStats:
     count: int = 0
-    last_duration: float = 0.0
-    total_duration: float = 0.0
-    max_duration: float = 0.0
+    durations: DurationHistogram = field(default_factory=DurationHistogram)
+    sanlock_durations: DurationHistogram = field(default_factory=DurationHistogram)  # a tick's queries
+    sanlock_errors: int = 0  # failed sanlock queries, all ticks
     transitions: int = 0
     publishes: int = 0
     publish_failures: int = 0
@@ -118,6 +119,8 @@ class Supervisor:
         if self.stopping.is_set():
             return period
         inputs = await self.observer.observe(self.completed)
+        self.stats.sanlock_durations.observe(inputs.sanlock.duration)
+        self.stats.sanlock_errors += len(inputs.sanlock.errors)
         obs = inputs.observation
         if self.stopping.is_set():  # B18: no decision, let alone a VM action, after SIGTERM
             return period
@@ -192,9 +195,7 @@ class Supervisor:
         duration = time.monotonic() - started
         stats = self.stats
         stats.count += 1
-        stats.last_duration = duration
-        stats.total_duration += duration
-        stats.max_duration = max(stats.max_duration, duration)
+        stats.durations.observe(duration)
         health = record.inputs.local_health
         vm = health.vm if health is not None else "no reading"
         self.systemd.status(f"{record.to_state}, score {record.score.total}, vm {vm}")

@@ -31,6 +31,7 @@ from typing import TypeVar
 import structlog
 import uvloop
 
+from he_ha.admin.metrics_listener import MetricsListener, MetricsListenError
 from he_ha.admin.server import AdminServer, AdminServerError
 from he_ha.broker_socket import BrokerServer, BrokerServerError
 from he_ha.config import ConfigError
@@ -111,6 +112,9 @@ async def _main(settings: SupervisorSettings) -> int:
         return EXIT_FAILURE
     except BrokerServerError as exc:  # e.g. the original ovirt-ha-broker still serves it
         log.error("cannot serve the broker socket", error=str(exc))
+        return EXIT_FAILURE
+    except MetricsListenError as exc:  # the address is in use or not this host's
+        log.error("cannot serve metrics over TCP", error=str(exc))
         return EXIT_FAILURE
 
 
@@ -285,6 +289,7 @@ class Daemon:
         ))
         await self._start_admin(controller)
         await self._start_broker(controller)
+        await self._start_metrics_listener(controller)
         code = await self._serve(tasks)
         await self._stop(Running(supervisor, ticker, tasks), executor, controller, holder, client, layout)
         return code
@@ -357,6 +362,13 @@ class Daemon:
         server = BrokerServer(controller, path)
         await server.start()
         self.stack.push_async_callback(server.stop)
+
+    async def _start_metrics_listener(self, controller: SupervisorController) -> None:
+        if self.settings.metrics_listen is None:
+            return
+        listener = MetricsListener(controller.metrics, *self.settings.metrics_listen)
+        await listener.start()
+        self.stack.push_async_callback(listener.stop)
 
     async def _serve(self, tasks: list[asyncio.Task[None]]) -> int:
         """Until SIGTERM (0) or until a task fails (1: systemd restarts us; the VM stays)."""

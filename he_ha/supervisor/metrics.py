@@ -1,12 +1,20 @@
-"""Prometheus samples of one supervisor (rendered to text by he_ha.admin.metrics_text)."""
+"""Prometheus series of one supervisor (exposed by he_ha.admin.metrics_text).
+
+Conventions (docs/monitoring.md): counters end in ``_total``; durations are histograms in
+seconds; an enumeration (state, liveness, lease owner) is one series per value, 1 for the
+current, so that ``== 1`` selects it and its label says which.
+"""
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from he_ha import __version__
 from he_ha.admin.contract import Metric
+from he_ha.durations import DurationHistogram
 from he_ha.fsm import DecisionRecord, StateName
 from he_ha.fsm.alerts import ALERT_KINDS, GAVE_UP
 from he_ha.fsm.health import LIVENESS_HEALTHY, LIVENESS_NOT_READY, LIVENESS_SILENT
@@ -35,6 +43,8 @@ class MetricInputs:
     vm_actions_failed: int
     lease_held: bool
     vm_definition: DefinitionState | None = None
+    storage: Mapping[str, DurationHistogram] | None = None  # whiteboard call durations by op
+    probes: Mapping[str, DurationHistogram] | None = None  # monitor probe durations by monitor
 
 
 def _gauge(metric: str, value: float, help_text: str, **labels: str) -> Metric:
@@ -45,11 +55,18 @@ def _counter(metric: str, value: float, help_text: str, **labels: str) -> Metric
     return Metric(name=metric, kind="counter", help=help_text, value=value, labels=labels)
 
 
+def _histogram(metric: str, histogram: DurationHistogram, help_text: str, **labels: str) -> Metric:
+    return Metric(name=metric, kind="histogram", help=help_text, value=histogram.count, labels=labels,
+                  buckets=histogram.cumulative(), sum=histogram.sum)
+
+
 def build_metrics(m: MetricInputs, now: float | None = None) -> list[Metric]:
     return list(_metrics(m, time.monotonic() if now is None else now))
 
 
 def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
+    yield _gauge("he_ha_build_info", 1.0, "he-ha's version and the Python running it (always 1)",
+                 version=__version__, python=platform.python_version())
     record = m.record
     current = record.to_state if record is not None else None
     for state in StateName:
@@ -76,23 +93,25 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
                          "this host's engine: healthy, not-ready (answers, not ready) or silent (1 for the current; "
                          "all 0 when no VM runs here)", liveness=value)
     yield _counter("he_ha_transitions_total", m.ticks.transitions, "FSM state transitions")
-    yield _counter("he_ha_ticks_total", m.ticks.count, "ticks completed")
-    yield _gauge("he_ha_tick_duration_seconds", m.ticks.last_duration, "duration of the last tick")
-    yield _gauge("he_ha_tick_duration_max_seconds", m.ticks.max_duration, "longest tick so far")
-    yield _counter("he_ha_tick_duration_seconds_total", m.ticks.total_duration, "time spent in ticks")
+    yield _histogram("he_ha_tick_duration_seconds", m.ticks.durations,
+                     "duration of each tick (observe, decide, act, publish); its _count is the ticks done")
     yield _counter("he_ha_publish_failures_total", m.ticks.publish_failures, "whiteboard publishes that failed")
+    for op, histogram in sorted((m.storage or {}).items()):
+        yield _histogram("he_ha_whiteboard_duration_seconds", histogram,
+                         "duration of each whiteboard call on shared storage, failed and timed-out ones included",
+                         op=op)
     for op, stats in (("read", m.last_read), ("write", m.last_write)):
         if stats is not None:
-            yield _gauge("he_ha_whiteboard_seconds", stats.duration, "duration of the last whiteboard call", op=op)
             yield _gauge("he_ha_whiteboard_ok", 1.0 if stats.ok else 0.0, "1 if the last whiteboard call worked", op=op)
+    yield _histogram("he_ha_sanlock_query_duration_seconds", m.ticks.sanlock_durations,
+                     "duration of each tick's sanlock queries (lockspace, hosts, lease owner)")
+    yield _counter("he_ha_sanlock_query_errors_total", m.ticks.sanlock_errors, "sanlock queries that failed")
     inputs = m.inputs
     if inputs is not None:
-        sanlock = inputs.sanlock
-        yield _gauge("he_ha_sanlock_query_seconds", sanlock.duration, "duration of the last tick's sanlock queries")
-        yield _gauge("he_ha_sanlock_query_errors", len(sanlock.errors), "failed sanlock queries in the last tick")
         lease = inputs.observation.lease
-        yield _gauge("he_ha_lease_owner", float(lease.owner or 0) if lease else -1.0,
-                     "host id owning the VM lease (0 free, -1 unknown)")
+        owner = "unknown" if lease is None else str(lease.owner) if lease.owner else "none"
+        yield _gauge("he_ha_lease_owner", 1.0, "who owns the VM lease, as the owner label: a host id, none "
+                     "(free) or unknown (the last query failed); always 1", owner=owner)
     yield _gauge("he_ha_lease_held", 1.0 if m.lease_held else 0.0, "1 while this host holds the VM lease")
     alive = {p.host_id for p in record.inputs.cluster.alive} if record is not None else set()
     for host_id, (_, changed_at) in sorted(m.peer_changes.items()):
@@ -114,6 +133,9 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
         yield _counter("he_ha_monitor_readings_total", count, "monitor readings published", monitor=monitor)
         yield _counter("he_ha_monitor_errors_total", m.monitor_errors.get(monitor, 0), "monitor error readings",
                        monitor=monitor)
+    for monitor, histogram in sorted((m.probes or {}).items()):
+        yield _histogram("he_ha_monitor_probe_duration_seconds", histogram,
+                         "duration of each monitor probe, up to its deadline", monitor=monitor)
     yield _counter("he_ha_decisions_dropped_total", m.decisions_dropped, "decision-log entries not written")
     yield _counter("he_ha_vm_actions_failed_total", m.vm_actions_failed, "VM actions that did not succeed")
     definition = m.vm_definition

@@ -44,6 +44,7 @@ class SupervisorSettings:
     holder: HolderKind | None = None  # None: worker for in-process test:/// URIs, else keeper
     migrate_uri: str = "qemu+tls://{hostname}/system"
     decision_log: Path | None = None
+    metrics_listen: tuple[str, int] | None = None  # (address, port) of the read-only /metrics listener; None: off
     decision_ring: int = 100
     hostname: str | None = None
     log_json: bool = False

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
+from he_ha import __version__
+from he_ha.admin.metrics_text import render
+from he_ha.durations import DurationHistogram
 from he_ha.fsm import LeaseStatus, StateName, step
 from he_ha.notify import NotifierStats
 from he_ha.storage.codec import GlobalBlock, encode_global_block
@@ -57,12 +64,26 @@ def test_status_before_the_first_tick() -> None:
 
 def test_metrics_cover_state_score_penalties_peers_and_counters() -> None:
     inputs, record, _ = tick_of()
-    stats = TickStats(count=7, last_duration=0.02, total_duration=0.1, max_duration=0.05, transitions=3)
+    stats = TickStats(count=7, transitions=3, sanlock_errors=2)
+    for seconds in (0.02, 0.05, 0.03):
+        stats.durations.observe(seconds)
+    probes = {"network": DurationHistogram()}
+    probes["network"].observe(1.5)
     metrics = build_metrics(MetricInputs(
         record=record, inputs=inputs, ticks=stats, peer_changes={2: (5000, 90.0)}, last_read=None, last_write=None,
         notifier=NotifierStats(1, 2, 3, 4, 5, 6, 7, None, None), monitor_readings={"network": 9},
-        monitor_errors={}, decisions_dropped=0, vm_actions_failed=1, lease_held=True), now=100.0)
+        monitor_errors={}, decisions_dropped=0, vm_actions_failed=1, lease_held=True,
+        storage={"read": DurationHistogram(), "write": DurationHistogram()}, probes=probes), now=100.0)
     by_key = {(m.name, tuple(sorted(m.labels.items()))): m for m in metrics}
+    render(metrics)  # every check of the exposition passes
+    (build,) = [m for m in metrics if m.name == "he_ha_build_info"]
+    assert build.value == 1 and build.labels["version"] == __version__
+    tick = by_key[("he_ha_tick_duration_seconds", ())]
+    assert (tick.kind, tick.value, round(tick.sum, 3), tick.buckets[4]) == ("histogram", 3, 0.1, (0.025, 1))
+    assert by_key[("he_ha_monitor_probe_duration_seconds", (("monitor", "network"),))].buckets[-1] == (math.inf, 1)
+    assert by_key[("he_ha_whiteboard_duration_seconds", (("op", "write"),))].value == 0
+    assert by_key[("he_ha_sanlock_query_errors_total", ())].value == 2
+    assert {m.name for m in metrics if m.kind == "counter"} <= {m.name for m in metrics if m.name.endswith("_total")}
     assert by_key[("he_ha_state", (("state", "EngineUp"),))].value == 1.0
     assert by_key[("he_ha_state", (("state", "EngineDown"),))].value == 0.0
     assert by_key[("he_ha_score", ())].value == 3081
@@ -72,7 +93,7 @@ def test_metrics_cover_state_score_penalties_peers_and_counters() -> None:
     assert by_key[("he_ha_peer_age_seconds", (("host_id", "2"),))].value == 10.0
     assert by_key[("he_ha_peer_live", (("host_id", "2"),))].value == 1.0
     assert by_key[("he_ha_notify_mails_total", (("result", "sent"),))].value == 3
-    assert by_key[("he_ha_lease_owner", ())].value == OWN
+    assert by_key[("he_ha_lease_owner", (("owner", str(OWN)),))].value == 1
     assert by_key[("he_ha_lease_held", ())].value == 1.0
     assert by_key[("he_ha_engine_liveness", (("liveness", "healthy"),))].value == 1.0
     assert by_key[("he_ha_engine_liveness", (("liveness", "not-ready"),))].value == 0.0
@@ -102,3 +123,15 @@ def test_alerts_reach_status_and_metrics() -> None:
     assert by_key[("he_ha_alert", (("alert", "vm-without-lease"),))].value == 0.0
     assert by_key[("he_ha_gave_up", ())].value == 1.0
     assert by_key[("he_ha_notify_alerts_total", ())].value == 1
+
+
+@pytest.mark.parametrize(("lease", "owner"), [(LeaseStatus(None, False), "none"), (None, "unknown"),
+                                               (LeaseStatus(2, False), "2")])
+def test_lease_owner_is_a_label_never_a_sentinel(lease: LeaseStatus | None, owner: str) -> None:
+    observation = obs(UP_GOOD, peers=(peer(2),), lease=lease)
+    inputs = TickInputs(observation, {}, None, None, SANLOCK, None)
+    metrics = build_metrics(MetricInputs(
+        record=None, inputs=inputs, ticks=TickStats(), peer_changes={}, last_read=None, last_write=None,
+        notifier=None, monitor_readings={}, monitor_errors={}, decisions_dropped=0, vm_actions_failed=0,
+        lease_held=False), now=0.0)
+    assert [(m.labels, m.value) for m in metrics if m.name == "he_ha_lease_owner"] == [({"owner": owner}, 1.0)]
