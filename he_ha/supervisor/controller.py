@@ -24,7 +24,7 @@ from he_ha.admin.contract import (
     Refusal,
     VmDefinitionDetail,
 )
-from he_ha.config import ConfigError, load_vm_conf
+from he_ha.config import ConfigError
 from he_ha.fsm import ActionResult, Outcome
 from he_ha.maintenance import MaintenanceFileError, apply_local_flags, plan
 from he_ha.monitors import Snapshot
@@ -34,21 +34,19 @@ from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import BoardRead, BoardReader
 from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.execute import ActionExecutor
+from he_ha.supervisor.host_parts import RecoveryConfRefused, recovery_spec, start_answer, vnc_ticket
 from he_ha.supervisor.lease_holder import LeaseHolder
 from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
 from he_ha.supervisor.status import cluster_status, definition_detail, launch_view
 from he_ha.supervisor.ticker import Ticker
-from he_ha.supervisor.vnc_ticket import WILDCARDS, TicketRefused, set_ticket
 from he_ha.vm import (
     DomainSpec,
     DomainXmlError,
-    LibvirtCallError,
     LibvirtConnection,
     VmController,
     VmError,
     VmWatch,
-    domain_spec_from_vm_conf,
 )
 
 log = structlog.get_logger(__name__)
@@ -242,36 +240,12 @@ class SupervisorController:
             return refused
         spec: DomainSpec | None = None
         if vm_conf is not None:
-            spec_or_refusal = await self._alternative_spec(vm_conf)
-            if isinstance(spec_or_refusal, CommandResult):
-                return spec_or_refusal
-            spec = spec_or_refusal
-        result = await self._admin_action("start", self._p.executor.start_vm(paused=paused, spec=spec))
-        if result.outcome is Outcome.LEASE_BUSY:
-            return CommandResult(ok=False, message=f"refused: another host holds the VM lease ({result.reason})",
-                                 detail={"refusal": Refusal.LEASE_BUSY.value})
-        return _command("start", result)
-
-    async def _alternative_spec(self, path: Path) -> DomainSpec | CommandResult:
-        """The domain of an admin's recovery vm.conf, if it describes the engine VM."""
-        p = self._p
-        try:
-            conf = await asyncio.wait_for(asyncio.to_thread(load_vm_conf, path), p.file_timeout)
-            spec = domain_spec_from_vm_conf(conf, str(path))
-        except TimeoutError:
-            return CommandResult(ok=False, message=f"refused: {path}: no answer from the file system "
-                                                   f"within {p.file_timeout:g} s")
-        except (ConfigError, DomainXmlError) as exc:
-            return CommandResult(ok=False, message=f"refused: not a usable vm.conf: {exc}")
-        engine = p.vm.domain
-        if spec.id.uuid != engine.uuid:
-            return CommandResult(ok=False, message=f"refused: {path} describes the VM {spec.id.uuid} (vmId), "
-                                                   f"not the engine VM {engine.uuid}")
-        if spec.id.name != engine.name:
-            return CommandResult(ok=False, message=f"refused: {path} names the VM {spec.id.name!r}, "
-                                                   f"not {engine.name!r} as the configured vm.conf does")
-        log.warning("engine VM start from an alternative vm.conf", path=str(path))
-        return spec
+            try:
+                spec = await recovery_spec(vm_conf, self._p.vm.domain, self._p.file_timeout)
+            except RecoveryConfRefused as exc:
+                return CommandResult(ok=False, message=str(exc))
+            log.warning("engine VM start from an alternative vm.conf", path=str(vm_conf))
+        return start_answer(await self._admin_action("start", self._p.executor.start_vm(paused=paused, spec=spec)))
 
     async def vm_shutdown(self) -> CommandResult:
         task = asyncio.ensure_future(self._admin_action("shutdown", self._p.executor.shutdown(SHUTDOWN_TIMEOUT)))
@@ -288,19 +262,10 @@ class SupervisorController:
 
     async def console_password(self, password: str, ttl: int) -> CommandResult:
         p = self._p
-        try:
-            display = await p.connection.call("set-vnc-ticket", lambda c: set_ticket(c, p.vm.domain, password, ttl))
-        except TicketRefused as exc:
-            return CommandResult(ok=False, message=str(exc), detail={"refusal": exc.refusal.value})
-        except LibvirtCallError as exc:
-            return CommandResult(ok=False, message=f"the VNC password could not be set: {exc}")
-        except VmError as exc:
-            return CommandResult(ok=False, message=f"refused: libvirt cannot be asked: {exc}")
-        # A display listening everywhere is reached through this host's name.
-        address = p.supervisor.hostname if display.address in WILDCARDS else display.address
-        log.info("VNC password set", ttl=ttl, address=address, port=display.port)
-        return CommandResult(ok=True, message=f"VNC password set for {ttl} s",
-                             detail={"address": address, "port": display.port})
+        answer = await vnc_ticket(p.connection, p.vm.domain, password, ttl, p.supervisor.hostname)
+        if answer.ok:
+            log.info("VNC password set", ttl=ttl, **answer.detail)
+        return answer
 
     async def _refuse_if_busy_or_running(self) -> CommandResult | None:
         if self._p.executor.busy:

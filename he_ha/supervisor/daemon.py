@@ -51,17 +51,16 @@ from he_ha.supervisor.decisions import DecisionLog
 from he_ha.supervisor.domain_observer import ConnectionDomainObserver
 from he_ha.supervisor.engine_launch import EngineXmlPreparer
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
-from he_ha.supervisor.fence import FenceTarget, write_fence_file
 from he_ha.supervisor.health_gate import FreshHealthGate
+from he_ha.supervisor.host_parts import build_holder, engine_xml_preparer
 from he_ha.supervisor.host_plan import HostPlan, load_plan
-from he_ha.supervisor.lease_holder import KeeperHolder, LeaseHolder, QemuHolder, WorkerHolder, fence_killpath
+from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
 from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.monitor_set import MonitorSet, build_monitors
 from he_ha.supervisor.observe import Completed, Observer
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.settings import SupervisorSettings
 from he_ha.supervisor.ticker import Ticker
-from he_ha.ovirt import VdsmRoots
 from he_ha.vm import LibvirtConnection, VmController, VmUpdate, VmWatch
 
 log = structlog.get_logger(__name__)
@@ -228,12 +227,11 @@ class Daemon:
                 hv.monitors.engine_health.poke()
                 gate.request("vm-event", update.cause.value, update.health.since)
 
-        holder = await self._holder(client, layout, lease_lost)
+        holder = await build_holder(s, host_id=plan.host_id, identity=plan.identity, client=client,
+                                    lease=layout.vm_lease, on_lost=lease_lost)
         await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
         hv = await self._hypervisor()
-        engine_xml = EngineXmlPreparer(conf=engine, roots=VdsmRoots.from_mount_root(s.mount_root),
-                                       connection=hv.connection, timeout=s.definition_timeout,
-                                       on_launch=holder.choose)  # the engine lease, once per start
+        engine_xml = engine_xml_preparer(s, plan, hv.connection, holder)  # tells the holder each start's engine lease
         stack.callback(engine_xml.close)
         await engine_xml.read_host_facts(s.host_root)  # once: the sysinfo values of the engine XML
         if isinstance(holder, QemuHolder):
@@ -332,20 +330,6 @@ class Daemon:
         runner.start()
         self.stack.push_async_callback(runner.stop)
         return Hypervisor(connection, VmController(connection, plan.identity), monitors, runner)
-
-    async def _holder(self, client: LeaseClient, layout: LeaseLayout, on_lost: Callable[[str], None]) -> LeaseHolder:
-        s, plan = self.settings, self.plan
-        kind = s.holder_kind
-        if kind == "worker":
-            return WorkerHolder(client, layout.vm_lease, on_lost=on_lost)
-        if kind == "qemu":
-            # host id and io timeout: for joining the storage domain's lockspace of the engine lease
-            return QemuHolder(client, layout.vm_lease, on_lost=on_lost, host_id=plan.host_id,
-                              io_timeout=s.io_timeout, vm_uuid=plan.identity.uuid)
-        await asyncio.to_thread(write_fence_file, s.fence_file, FenceTarget(s.libvirt_uri, plan.identity))
-        return KeeperHolder(client, layout.vm_lease, on_lost=on_lost, record_file=s.keeper_file,
-                            sanlock_run_dir=s.sanlock_run_dir, killpath=fence_killpath(s.fence_file),
-                            log_path=s.run_dir / "lease-keeper.log")
 
     async def _start_admin(self, controller: SupervisorController) -> None:
         server = AdminServer(controller, self.settings.admin_socket_path, group=self.settings.admin_group)

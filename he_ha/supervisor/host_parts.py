@@ -1,11 +1,8 @@
-"""Parts of a host's supervisor that more than one program assembles alike.
-
-The daemon (daemon.py) builds its lease holder and engine-XML preparer inline, and its admin
-controller (controller.py) checks a recovery vm.conf, maps a start's result and sets the VNC
-ticket. The shim's VM commands without the daemon (cli/direct_vm.py) need exactly the same
-behaviour, so a start there takes the VM lease as the daemon's would and every answer reads
-the same: they take these parts from here. daemon.py and controller.py still carry their own
-copies; they are meant to use these functions instead.
+"""Parts of a host's supervisor that more than one program assembles alike: the lease holder
+and the engine-XML preparer (daemon.py), the recovery vm.conf check, a start's answer and the
+VNC ticket (controller.py). The shim's VM commands without the daemon (cli/direct_vm.py) take
+the very same parts, so a start there takes the VM lease as the daemon's would and every
+answer reads the same.
 """
 
 from __future__ import annotations
@@ -39,7 +36,7 @@ from he_ha.vm import (
 
 async def build_holder(settings: SupervisorSettings, *, host_id: int, identity: DomainId, client: LeaseClient,
                        lease: VmLease, on_lost: Callable[[str], None]) -> LeaseHolder:
-    """The lease holder of ``settings.holder_kind`` (daemon.py ``Daemon._holder``). The keeper
+    """The lease holder of ``settings.holder_kind``. The keeper
     holder first writes the fence file its killpath reads, and records its keeper in
     ``settings.keeper_file``, where the next daemon finds and adopts it."""
     kind = settings.holder_kind
@@ -68,7 +65,7 @@ class RecoveryConfRefused(Exception):
 
 async def recovery_spec(path: Path, engine: DomainId, timeout: float) -> DomainSpec:
     """The domain of an admin's recovery vm.conf (``--vm-start --vm-conf=``), if it describes
-    the engine VM (controller.py ``_alternative_spec``)."""
+    the engine VM."""
     try:
         conf = await asyncio.wait_for(asyncio.to_thread(load_vm_conf, path), timeout)
         spec = domain_spec_from_vm_conf(conf, str(path))
@@ -86,7 +83,7 @@ async def recovery_spec(path: Path, engine: DomainId, timeout: float) -> DomainS
 
 
 def start_answer(result: ActionResult) -> CommandResult:
-    """A start's result as the admin API answers it (controller.py ``vm_start``)."""
+    """A start's result as the admin API answers it."""
     if result.outcome is Outcome.LEASE_BUSY:
         return CommandResult(ok=False, message=f"refused: another host holds the VM lease ({result.reason})",
                              detail={"refusal": Refusal.LEASE_BUSY.value})
@@ -95,8 +92,8 @@ def start_answer(result: ActionResult) -> CommandResult:
 
 async def vnc_ticket(connection: LibvirtConnection, domain: DomainId, password: str, ttl: int,
                      hostname: str) -> CommandResult:
-    """A VNC password valid ``ttl`` seconds on the running engine VM (controller.py
-    ``console_password``); the display's address and port in ``detail``."""
+    """A VNC password valid ``ttl`` seconds on the running engine VM; the display's address
+    and port in ``detail``."""
     try:
         display = await connection.call("set-vnc-ticket", lambda c: set_ticket(c, domain, password, ttl))
     except TicketRefused as exc:
