@@ -9,7 +9,10 @@ The VM commands act without the daemon (``direct``: cli/direct_vm.py), as the or
 with VDSM alone, but only when the daemon is certainly not there: nothing listens on its
 admin socket AND no ``he-ha run`` process serves its run directory (one that is starting up,
 e.g. joining the lockspace, does not listen yet and must not be raced). A socket that
-accepts and then does not answer is a daemon that may be acting: nothing is done then.
+accepts and then does not answer is a daemon that may be acting: nothing is done then. The
+direct action holds the host lock (he_ha/supervisor/runfiles.py) while it runs: a daemon
+started meanwhile waits for it at start-up and then adopts what it did; the lock already
+held (a daemon, or another such command) means nothing is done.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from cli.admin_client import AdminClient, DaemonUnreachable
 from cli.command import CANNOT_CONNECT, EXIT_FAILED, EXIT_OK, error
 from cli.environment import DEFAULT_RUN_DIR, CliEnvironment
 from he_ha.admin.contract import CommandResult
+from he_ha.supervisor.runfiles import HostLockBusy, try_host_lock
 
 # Longer than the daemon's own 30 s deadline on mutating calls, so a slow call ends with
 # the daemon's 504 explanation rather than with our socket timing out.
@@ -64,8 +68,17 @@ def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *,
                 error("Nothing was done directly: a process accepts connections on that socket, so the "
                       "he-ha daemon may be running (hung or busy)")
             return None
-        error(f"he-ha: {exc}; acting directly through libvirt ({env.libvirt_uri})")
-        result = direct()
+        try:  # one actor at a time on this host's VM: a daemon starting now waits for us
+            lock = try_host_lock(env.run_dir, f"hosted-engine {url.rsplit('/', 1)[-1]} (pid {os.getpid()})")
+        except HostLockBusy as busy:
+            error(CANNOT_CONNECT)
+            error(f"Nothing was done directly: {busy}")
+            return None
+        try:
+            error(f"he-ha: {exc}; acting directly through libvirt ({env.libvirt_uri})")
+            result = direct()
+        finally:
+            os.close(lock)
         return None if result is None else Answer(result.ok, result.message, dict(result.detail))
     if not isinstance(data, dict):
         return Answer(False, f"unexpected answer ({status}): {str(data)[:200]}", {})

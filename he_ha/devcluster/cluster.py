@@ -292,6 +292,10 @@ class Host:
             "HE_HA_LIBVIRT_URI": self.libvirt_uri,
             "HE_HA_MOUNT_ROOT": str(self.mount_root),
             "SANLOCK_RUN_DIR": str(self.daemon.run_dir),
+            # the daemon's run and state directories: the VM commands act as the daemon would
+            # while it is down (cli/direct_vm.py)
+            "HE_HA_RUN_DIR": str(self.run_dir),
+            "HE_HA_STATE_DIR": str(self.state_dir),
         }
 
     def set_local_maintenance(self, on: bool) -> None:

@@ -1,6 +1,7 @@
 """The supervisor daemon: start-up, the running tasks, and shutdown (docs/supervisor.md).
 
-Start-up: configuration → VM definition (vm.conf regenerated from its sources, OVF_STORE
+Start-up: configuration → the host lock (runfiles.py; waits for a hosted-engine VM command
+acting without the daemon, refuses to run beside another daemon) → VM definition (vm.conf regenerated from its sources, OVF_STORE
 first) → lease worker → lease layout → lockspace join → whiteboard → lease holder (adopting a
 keeper left by a previous run) → libvirt → monitors → the host facts for the engine XML →
 notifier → VM watch → ticker (its first tick publishes; then systemd hears READY) → admin
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -59,6 +61,7 @@ from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.monitor_set import MonitorSet, build_monitors
 from he_ha.supervisor.observe import Completed, Observer
 from he_ha.supervisor.peer_watch import PeerWatch
+from he_ha.supervisor.runfiles import HostLockBusy, host_lock_holder, try_host_lock
 from he_ha.supervisor.settings import SupervisorSettings
 from he_ha.supervisor.ticker import Ticker
 from he_ha.vm import LibvirtConnection, VmController, VmUpdate, VmWatch
@@ -70,6 +73,9 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_FORCED = 3
 RETRY_PAUSE = 5.0  # between attempts of a start-up step that failed for a transient reason
+DAEMON_LOCK_HOLDER = "he-ha run"  # how the daemon signs the host lock (runfiles.py)
+HOST_LOCK_WAIT = 600.0  # for a VM command acting without the daemon: a lockspace join, an acquire, a launch
+HOST_LOCK_POLL = 0.5
 
 T = TypeVar("T")
 
@@ -90,7 +96,7 @@ async def _main(settings: SupervisorSettings) -> int:
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_CONFIG
-    log.info("starting", host_id=plan.host_id, hostname=plan.hostname, vm=str(plan.identity),
+    log.info("starting", host_id=plan.host_id, hostname=plan.hostname, priority=plan.priority, vm=str(plan.identity),
              holder=settings.holder_kind, libvirt=settings.libvirt_uri,
              sanlock_run_dir=str(settings.sanlock_run_dir or "/run/sanlock"))
     for role, volume in (("metadata", plan.volumes.metadata), ("lockspace", plan.volumes.lockspace),
@@ -106,6 +112,9 @@ async def _main(settings: SupervisorSettings) -> int:
     except Stopped:
         log.info("stopped during start-up")
         return EXIT_OK
+    except HostLockBusy as exc:  # another supervisor serves this run directory, or a VM command never ended
+        log.error("cannot take the host lock", error=str(exc))
+        return EXIT_FAILURE
     except AdminServerError as exc:  # e.g. another supervisor already serves this run directory
         log.error("cannot serve the admin socket", error=str(exc))
         return EXIT_FAILURE
@@ -186,6 +195,33 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), RETRY_PAUSE)
 
+    async def _take_host_lock(self) -> None:
+        """Held for the daemon's life (runfiles.py). A hosted-engine VM command acting without
+        the daemon is waited for (it may be joining the lockspace); another daemon is not."""
+        me = f"{DAEMON_LOCK_HOLDER} {os.getpid()}"
+        deadline = time.monotonic() + HOST_LOCK_WAIT
+        said = ""
+        while True:
+            try:
+                fd = await asyncio.to_thread(try_host_lock, self.settings.run_dir, me)
+            except HostLockBusy as exc:
+                if host_lock_holder(self.settings.run_dir).startswith(DAEMON_LOCK_HOLDER):
+                    raise
+                if time.monotonic() > deadline:
+                    raise HostLockBusy(f"{exc} for more than {HOST_LOCK_WAIT:g} s") from None
+                if str(exc) != said:
+                    said = str(exc)
+                    log.warning("a hosted-engine command acts on the VM without the daemon: waiting for it",
+                                holder=said)
+                    self.systemd.status(f"start-up: waiting: {said}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), HOST_LOCK_POLL)
+                if self.stopping.is_set():
+                    raise Stopped() from None
+                continue
+            self.stack.callback(os.close, fd)
+            return
+
     async def _unless_stopped(self, work: Awaitable[T]) -> T:
         task = asyncio.ensure_future(work)
         stop = asyncio.ensure_future(self.stopping.wait())
@@ -201,6 +237,7 @@ class Daemon:
         s, plan, stack = self.settings, self.plan, self.stack
         engine = plan.config.engine
         s.run_dir.mkdir(parents=True, exist_ok=True)
+        await self._take_host_lock()
         # The VM definition first: vm.conf is regenerated (after a reboot) before anything waits on storage.
         specs = SpecSource(plan.definitions, plan.identity, plan.first, timeout=s.definition_timeout)
         stack.callback(specs.close)
@@ -258,7 +295,7 @@ class Daemon:
             on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout, engine_xml=engine_xml,
         )
         supervisor = Supervisor(
-            fsm_state=initial_state(plan.host_id, s.timing, plan.config.score),
+            fsm_state=initial_state(plan.host_id, s.timing, plan.config.score, plan.priority),
             observer=observer, executor=executor, whiteboard=whiteboard, specs=specs,
             hostname=plan.hostname, conf_on_shared_storage=engine.conf_is_up_to_date, client=client,
             lockspace=layout.lockspace, decisions=decisions, systemd=self.systemd, stopping=self.stopping,
@@ -412,3 +449,4 @@ async def _expect_engine_lease(holder: QemuHolder, specs: SpecSource, engine_xml
     if lease is not None:
         log.info("a VM running here under the engine lease counts as held here",
                  lease=f"{lease.lockspace}:{lease.key}", path=str(lease.path), offset=lease.offset)
+        holder.join_engine_lockspace()  # in the background: a migration target must be in <SD>

@@ -55,15 +55,9 @@ def cluster(health_url: str) -> Iterator[Cluster]:
 
 def hosted_engine(host: Host, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host_env(host), **env},
+        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host.cli_env(), **env},
         capture_output=True, text=True, timeout=90, check=False,
     )
-
-
-def host_env(host: Host) -> dict[str, str]:
-    """The host's shim environment, with the daemon's run and state directories: what the VM
-    commands need to act as the daemon would while it is down (cli/environment.py)."""
-    return {**host.cli_env(), "HE_HA_RUN_DIR": str(host.run_dir), "HE_HA_STATE_DIR": str(host.state_dir)}
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from unittest.mock import patch
@@ -9,6 +10,7 @@ from unittest.mock import patch
 import pytest
 
 from cli.daemon_call import supervisor_pids
+from he_ha.supervisor.runfiles import HOST_LOCK, try_host_lock
 from cli.vm_conf_check import CHECK_SANLOCK, NOT_RETRIEVED, SERVICE_DOWN
 from he_ha.admin.contract import CommandResult
 from tests.integration.admin.doubles import ControllerTestDouble
@@ -167,6 +169,20 @@ def test_a_starting_supervisor_is_not_raced(run: Run, host: HostFiles, monkeypat
     assert (result.status, result.out) == (1, NOT_LAUNCHED)
     assert result.err.splitlines()[-1] == (f"he-ha run (pid 4242) serves {host.root} but does not listen yet "
                                            "(starting?): nothing was done; try again once it answers")
+
+
+def test_a_held_host_lock_means_nothing_is_done_directly(run: Run, host: HostFiles,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A daemon between its start and its first listen, or another hosted-engine command acting
+    # directly: they hold the host lock (he_ha/supervisor/runfiles.py), whatever /proc shows.
+    monkeypatch.setenv("HE_HA_RUN_DIR", str(host.root))
+    lock = try_host_lock(host.root, "he-ha run 4243")
+    try:
+        result = run("--vm-poweroff")
+    finally:
+        os.close(lock)
+    assert (result.status, result.out) == (1, "")
+    assert result.err.splitlines()[-1] == f"Nothing was done directly: he-ha run 4243 holds {host.root / HOST_LOCK}"
 
 
 def test_supervisor_processes_are_found_by_their_run_dir(tmp_path: Path) -> None:
