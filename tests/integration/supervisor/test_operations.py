@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import threading
 import urllib.error
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from he_ha import __version__
 from he_ha.devcluster.cluster import Cluster, state_of
 from tests.unit.monitoring.test_monitoring_files import metric_names_used
+from tests.unit.test_logsetup import parse_native
 
 pytestmark = pytest.mark.root
 
@@ -58,20 +58,6 @@ class Journal:
         self._stop.set()
         self._thread.join(5)
         self._sock.close()
-
-
-def parse_native(data: bytes) -> dict[str, str]:
-    fields, pos = {}, 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        name, eq, value = data[pos:end].partition(b"=")
-        if eq:
-            pos = end + 1
-        else:
-            (length,) = struct.unpack("<Q", data[end + 1:end + 9])
-            value, pos = data[end + 9:end + 9 + length], end + 10 + length
-        fields[name.decode()] = value.decode()
-    return fields
 
 
 @pytest.fixture
