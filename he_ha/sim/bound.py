@@ -2,7 +2,7 @@
 
 After the last fault has stopped at time F, a healthy engine runs again by F + ``total``:
 
-  ready = max(H, Bt + J + L + R + D, MA + UD, ST + X + D) + D + Bk
+  ready = max(H, Bt + J + L + R + D, MA + UD, ST + X + D) + D + Bk [+ P]
   total = ready + D + S + B
 
 where
@@ -15,6 +15,9 @@ where
   ST + X + D = stop timeout, destroy time and a loop: a host stopping the VM before F has
        it gone by then (the graceful request may have reached a hung guest);
   D  = loop delay (the next tick), Bk = lease-busy back-off (a race lost just before);
+  P  = priority_start_delay, only when the hosts' priorities differ (issue 14): a host ready
+       to start defers that long at most to a better-priority peer that looks ready but does
+       not start (its storage failed, say);
   S, B = VM start time and boot time until the engine is healthy.
 Each term is a wait that can run in parallel with the others, hence the max; the random
 schedule test checks every run against ``total`` and docs/fsm.md shows the figures.
@@ -35,7 +38,7 @@ class FailoverBound:
     total: float
 
 
-def failover_bound(timing: TimingConfig, sim: SimParams, read_period: float) -> FailoverBound:
+def failover_bound(timing: TimingConfig, sim: SimParams, read_period: float, priorities: bool = False) -> FailoverBound:
     loop = timing.loop_delay
     terms = {
         "dead holder's lease frees (H)": sim.host_dead_time,
@@ -48,4 +51,6 @@ def failover_bound(timing: TimingConfig, sim: SimParams, read_period: float) -> 
         "stopping host destroys the VM (ST+X+D)": timing.stop_timeout + sim.vm_destroy_time + loop,
     }
     ready = max(terms.values()) + loop + timing.lease_busy_backoff
+    if priorities:
+        ready += timing.priority_start_delay
     return FailoverBound(terms, ready, ready + loop + sim.vm_start_time + sim.vm_boot_time)

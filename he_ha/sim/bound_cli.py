@@ -9,7 +9,8 @@ own budget (start, boot, shutdown), and prints:
   score 0) -> its host restarts it at once (issue 14): the VM runs / the engine is healthy,
   the back-off of each further restart, and the wait once the retry limit is reached;
 * the general bound after any fault ends (he_ha/sim/bound.py, checked against random
-  schedules in tests/sim), term by term;
+  schedules in tests/sim), term by term, and with host priorities that differ (issue 14: a
+  host defers its start to a better-priority one for priority_start_delay at most);
 * every unsafe or self-defeating combination found, with what it causes.
 
 Exit codes: 0 no finding, 1 at least one finding, 2 bad arguments.
@@ -154,21 +155,25 @@ def run(args: argparse.Namespace) -> int:
     crash = host_crash_bound(timing, sim)
     vm_crash = vm_crash_bound(timing, sim)
     general = failover_bound(timing, sim, read_period)
+    prioritized = failover_bound(timing, sim, read_period, priorities=True)
     found = findings(timing, sim, args)
     if args.json:
         print(json.dumps({
             "host_crash": asdict(crash),
             "vm_crash_no_peer": asdict(vm_crash),
             "any_fault": {"terms": general.terms, "ready": general.ready, "total": general.total},
+            "any_fault_with_priorities": {"priority_start_delay": timing.priority_start_delay,
+                                          "ready": prioritized.ready, "total": prioritized.total},
             "findings": [asdict(f) for f in found],
         }))
     else:
-        print(_report(args, crash, vm_crash, general.terms, general.ready, general.total, found))
+        print(_report(args, crash, vm_crash, general.terms, general.ready, general.total, found,
+                      (timing.priority_start_delay, prioritized.ready, prioritized.total)))
     return EXIT_FINDINGS if found else EXIT_CLEAN
 
 
 def _report(args: argparse.Namespace, crash: HostCrashBound, vm_crash: VmCrashBound, terms: dict[str, float],
-            ready: float, total: float, found: list[Finding]) -> str:
+            ready: float, total: float, found: list[Finding], priorities: tuple[float, float, float]) -> str:
     lines = [
         f"Failover bound for io_timeout {args.io_timeout} s, tick {args.tick_period:g} s, "
         f"VM start {args.vm_start:g} s + boot {args.vm_boot:g} s",
@@ -192,7 +197,10 @@ def _report(args: argparse.Namespace, crash: HostCrashBound, vm_crash: VmCrashBo
         "Any fault (worst case, from the moment the last fault ends):",
     ]
     lines += [f"  {value:8.1f} s  {name}" for name, value in terms.items()]
-    lines += [f"  ready by {ready:.1f} s; healthy engine by {total:.1f} s", ""]
+    delay, p_ready, p_total = priorities
+    lines += [f"  ready by {ready:.1f} s; healthy engine by {total:.1f} s",
+              f"  with host priorities that differ (he_ha_priority): + {delay:g} s priority_start_delay: "
+              f"ready by {p_ready:.1f} s; healthy engine by {p_total:.1f} s", ""]
     if found:
         lines += [f"{f.severity.upper()}: {f.message}" for f in found]
     else:

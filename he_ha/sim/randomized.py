@@ -2,8 +2,9 @@
 
 A schedule is 2-5 hosts with random clocks, tick phases and read periods, with or without
 sanlock status, and 1-3 faults (each with its end where it has one) after the cluster has
-started the engine. After the last fault ends (time F) the engine must run healthy again
-within the failover bound, and still run at the end of a short tail.
+started the engine. In half of the schedules the hosts have random priorities (issue 14),
+and in a quarter of those failback is on. After the last fault ends (time F) the engine must
+run healthy again within the failover bound, and still run at the end of a short tail.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ FAULT_WINDOW = 300.0
 SHORT_FAULT = 250.0  # most faults last up to this long...
 LONG_FAULT = 700.0  # ...one in four up to this: long enough for every timeout to fire
 TAIL = 60.0  # the engine must still run this long after it recovered
+PRIORITIES = (0, 0, 1, 2, 5, -1)  # drawn per host in the schedules with priorities
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,10 @@ class Outcome:
 def random_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> tuple[Scenario, float]:
     """The scenario for `seed` and the time its last fault ends."""
     rng = random.Random(seed)
+    # Priorities and failback come from a generator of their own, so a seed keeps the hosts
+    # and faults it had before priorities existed.
+    prio_rng = random.Random(f"priorities-{seed}")
+    with_priorities = prio_rng.random() < 0.5
     count = rng.randint(2, 5)
     hosts = tuple(
         HostSpec(
@@ -66,9 +72,12 @@ def random_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> tuple[Sc
             read_period=rng.choice((5.0, 10.0)),
             tick_phase=round(rng.uniform(0, timing.loop_delay), 1),
             clock_offset=float(rng.randint(0, 10**6)),
+            priority=prio_rng.choice(PRIORITIES) if with_priorities else 0,
         )
         for i in range(1, count + 1)
     )
+    if with_priorities and prio_rng.random() < 0.25:
+        timing = replace(timing, failback=True)
     events: list[Event] = []
     ends = [FIRST_FAULT]
     for _ in range(rng.randint(1, 3)):
@@ -119,7 +128,8 @@ def run_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> Outcome:
     within the bound after F.
     """
     scenario, faults_end = random_schedule(seed, timing, sim)
-    bound = failover_bound(timing, scenario.sim, max(h.read_period for h in scenario.hosts)).total
+    priorities = len({h.priority for h in scenario.hosts}) > 1
+    bound = failover_bound(timing, scenario.sim, max(h.read_period for h in scenario.hosts), priorities).total
     world = World(scenario, seed=seed)
     world.run_until(faults_end)
     deadline = faults_end + bound

@@ -68,6 +68,7 @@ class HostSpec:
     vm_memory_mib: int = 4096
     cpu_load: float = 0.0
     powered: bool = True
+    priority: int = 0  # host priority (issue 14): higher is preferred (hosted-engine.conf he_ha_priority)
 
 
 # command -> (needs a host, takes a value)
@@ -247,6 +248,8 @@ def _hosts(value: object) -> tuple[HostSpec, ...]:
         spec = _build(HostSpec, {"hostname": f"host{_mapping(item, f'hosts[{i}]').get('id')}", **item}, f"hosts[{i}]")
         if isinstance(spec.id, bool) or not isinstance(spec.id, int) or spec.id < 1:
             raise ScenarioError(f"hosts[{i}].id must be a positive integer, got {spec.id!r}")
+        if isinstance(spec.priority, bool) or not isinstance(spec.priority, int):
+            raise ScenarioError(f"hosts[{i}].priority must be an integer, got {spec.priority!r}")
         specs.append(spec)
     if len({s.id for s in specs}) != len(specs) or not specs:
         raise ScenarioError("hosts need distinct ids (and at least one host)")

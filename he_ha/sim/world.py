@@ -165,7 +165,7 @@ class World:
             return
         host.supervisor_up = True
         host.supervisor_started = self.t
-        host.fsm = initial_state(host.id, self.scenario.timing, self.scenario.score)
+        host.fsm = initial_state(host.id, self.scenario.timing, self.scenario.score, host.spec.priority)
         host.vm_exit = None  # the engine-health monitor starts afresh
         host.view = None
         host.last_result = None
@@ -275,7 +275,8 @@ class World:
     def _publish(self, host: SimHost, record: PublishedRecord) -> None:
         if host.joined and not host.stalled:  # writes need the lockspace, as the original's
             self.slots[host.id] = PeerRecord(
-                host.id, record.host_ts, record.score, record.engine_status, host.name, record.maintenance, record.stopped
+                host.id, record.host_ts, record.score, record.engine_status, host.name, record.maintenance, record.stopped,
+                record.priority,
             )
 
     def _release(self, host: SimHost, action: ReleaseLease) -> None:

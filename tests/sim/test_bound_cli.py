@@ -25,6 +25,11 @@ def test_defaults_have_no_findings_and_the_documented_bound(capsys: pytest.Captu
     assert report["host_crash"]["vm_running"] == 172
     assert report["host_crash"]["engine_healthy"] == 232
     assert report["any_fault"]["total"] == 702
+    # Host priorities (issue 14): + priority_start_delay 30 s, what the random schedules with
+    # differing priorities are checked against.
+    assert report["any_fault_with_priorities"] == {"priority_start_delay": 30, "ready": 660, "total": 732}
+    _, report = run_json(capsys, "--timing", "priority_start_delay=5")
+    assert report["any_fault_with_priorities"]["total"] == 707
 
 
 def test_vm_crash_without_a_peer_restarts_here(capsys: pytest.CaptureFixture[str]) -> None:

@@ -221,6 +221,70 @@ def _check_no_eligible_host(r: SimResult) -> None:
     assert r.final_states == {1: "LocalMaintenance", 2: "EngineUp"}
 
 
+def _rule_of(line: str) -> str:
+    return line.split("[")[1].split("]")[0]
+
+
+def _check_priority_cold_start(r: SimResult) -> None:
+    """Host priorities: the preferred host gets the VM at a cold start of the whole cluster,
+    although another host scores higher (inside the band); the others defer, nobody races."""
+    [started] = _lines(r, "vm started")
+    assert started.split()[1] == "host1"
+    [start] = _lines(r, "-> EngineStart [")
+    assert "host1" in start and _rule_of(start) == "down.start.preferred"
+    defers = _lines(r, "[down.priority-defer]")
+    assert {line.split()[1] for line in defers} == {"host2", "host3"}
+    assert not _lines(r, "lease-busy") and not _lines(r, "expired")
+    assert float(start.split()[0]) - float(defers[0].split()[0]) < 30  # well inside the bound
+    assert r.final_states == {1: "EngineUp", 2: "EngineDown", 3: "EngineDown"}
+
+
+def _check_priority_equal(r: SimResult) -> None:
+    """Equal priorities (all 7) are the old behaviour: the cold-start log, line for line."""
+    assert r.log == _run("cold-start").log
+    assert not _lines(r, "priority")
+
+
+def _check_priority_preferred_dead(r: SimResult) -> None:
+    """The preferred host dies with the engine: failover as without priorities (host-crash's
+    bound); it returns and, failback being off by default, the engine stays where it is."""
+    assert "host3" in _lines(r, "vm started")[0]
+    [(start, end)] = _outages_after(r, 300)
+    assert end is not None and 140 <= end - start <= 140 + 10 + 2 + 60 + 10
+    assert not _lines(r, "priority-defer", after=300)  # a dead host is never waited for
+    assert not _lines(r, "failback") and len(_lines(r, "vm started")) == 2
+    assert r.final_states == {1: "EngineUp", 2: "EngineDown", 3: "EngineDown"}
+
+
+def _check_priority_preferred_stalls(r: SimResult) -> None:
+    """A preferred host that looks ready but cannot start delays failover by the bound at most
+    (priority_start_delay, 30 s); an ineligible one does not delay it at all."""
+    [defer] = _lines(r, "host2   EngineDown [down.priority-defer]", after=400)
+    [expired] = _lines(r, "[down.priority-defer.expired]", after=400)
+    assert expired.split()[1] == "host2" and float(expired.split()[0]) - float(defer.split()[0]) == 30
+    [(start, end), (start2, end2)] = _outages_after(r, 400)
+    assert end is not None and end - start <= 10 + 10 + 30 + 2 + 60  # read, tick, the bound, start, boot
+    assert end2 is not None and end2 - start2 <= 10 + 2 + 60  # host3 in local maintenance: no deferral
+    assert _rule_of(_lines(r, "host1   EngineDown -> EngineStart", after=1000)[0]) == "down.start"
+    assert r.final_states == {1: "EngineUp", 2: "EngineUnexpectedlyDown", 3: "LocalMaintenance"}
+
+
+def _check_priority_failback(r: SimResult) -> None:
+    """Failback on: only after the preferred host qualified for the whole dwell without a break
+    (the network loss restarted it), through the yield path, to that host, once."""
+    dwell = _lines(r, "[up.failback.dwell]")
+    assert len(dwell) == 2 and _lines(r, "host1   EngineUp [up.ok]", after=400)  # the break reset it
+    [failback] = _lines(r, "[up.failback]")
+    assert failback.split()[1] == "host1" and float(failback.split()[0]) - float(dwell[-1].split()[0]) == 300
+    assert float(dwell[-1].split()[0]) > 430  # counted from after the network came back
+    assert _lines(r, "host1   action shutdown")  # the yield path: a graceful shutdown...
+    started = _lines(r, "vm started", after=float(failback.split()[0]))
+    assert [line.split()[1] for line in started] == ["host3"]  # ...and the preferred host starts it
+    [(start, end)] = _outages_after(r, 700)
+    assert end is not None and end - start <= 30 + 10 + 10 + 2 + 60  # shutdown, publish/read, tick, start, boot
+    assert r.final_states == {1: "EngineDown", 2: "EngineDown", 3: "EngineUp"}
+
+
 CHECKS: dict[str, Callable[[SimResult], None]] = {
     "host-crash": _check_host_crash,
     "host-crash-without-sanlock-status": _check_host_crash_no_sanlock,
@@ -243,6 +307,11 @@ CHECKS: dict[str, Callable[[SimResult], None]] = {
     "global-maintenance-second-copy": _check_gm_second_copy,
     "unleased-vm-after-global-maintenance": _check_unleased_after_gm,
     "no-eligible-host": _check_no_eligible_host,
+    "priority-cold-start": _check_priority_cold_start,
+    "priority-equal": _check_priority_equal,
+    "priority-preferred-host-dead": _check_priority_preferred_dead,
+    "priority-preferred-host-stalls": _check_priority_preferred_stalls,
+    "priority-failback": _check_priority_failback,
 }
 
 
@@ -263,9 +332,11 @@ def test_every_decision_of_a_run_replays() -> None:
         assert replay_matches(json.loads(json.dumps(log_entry(state, observation, record))))
 
 
-@pytest.mark.parametrize("name", ["vm-crash-loop", "global-maintenance-hands-off", "no-eligible-host", "engine-slow-start"])
+@pytest.mark.parametrize("name", ["vm-crash-loop", "global-maintenance-hands-off", "no-eligible-host", "engine-slow-start",
+                                  "priority-preferred-host-stalls", "priority-failback"])
 def test_issue_14_decisions_replay(name: str) -> None:
-    """Records with alerts, liveness and crash restarts survive JSON and replay exactly."""
+    """Records with alerts, liveness, crash restarts, priorities and failback survive JSON and
+    replay exactly."""
     result = World(load_scenario(SCENARIOS / name / "events.yaml"), record_steps=True).run()
     for state, observation, record in result.recorded:
         assert replay_matches(json.loads(json.dumps(log_entry(state, observation, record))))

@@ -23,6 +23,8 @@ GOLDEN = Path(__file__).parent / "scenarios"
         ({"hosts": 0}, "hosts must be 1..50"),
         ({"hosts": [{"id": 1}, {"id": 1}]}, "distinct ids"),
         ({"hosts": [{"id": 1, "colour": "red"}]}, "unknown key hosts[0].colour"),
+        ({"hosts": [{"id": 1, "priority": "high"}]}, "hosts[0].priority must be an integer, got 'high'"),
+        ({"timing": {"failback": "yes"}}, "timing 'failback' must be true or false"),
         ({"until": -5}, "until must be a number >= 0"),
         ({"sim": {"io_timeout": "ten"}}, "sim.io_timeout must be a number"),
         ({"sim": {"iotimeout": 10}}, "unknown key sim.iotimeout"),
@@ -48,6 +50,9 @@ def test_defaults_and_event_order() -> None:
     assert [h.hostname for h in scenario.hosts] == ["host1", "host2"]
     assert [e.at for e in scenario.events] == [10, 50] and scenario.until == 900
     assert parse_scenario(scenario.to_mapping()) == scenario  # the printed schedule reloads as itself
+    prioritized = parse_scenario({"hosts": [{"id": 1, "priority": 3}, {"id": 2}], "timing": {"failback": True}})
+    assert [h.priority for h in prioritized.hosts] == [3, 0] and prioritized.timing.failback is True
+    assert parse_scenario(prioritized.to_mapping()) == prioritized
 
 
 def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
