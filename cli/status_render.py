@@ -2,7 +2,7 @@
 
 The original's lines are reproduced byte for byte (spec/hosted-engine-cli.md §3.4, §3.5), so
 scripts matching labels or ``"vm": "up"`` keep working. What he-ha adds (score breakdown,
-FSM state, sanlock's view, unreadable slots) goes on extra lines whose labels start with
+FSM state, host priority, sanlock's view, unreadable slots) goes on extra lines whose labels start with
 ``he-ha``: they match none of the original labels, not even as prefixes (``grep Score``).
 """
 
@@ -145,6 +145,8 @@ def _he_ha_lines(view: HostView) -> list[str]:
     lines = score_lines(view.score_breakdown)
     if view.state is not None:
         lines.append(line("he-ha FSM state", view.state))
+    if view.priority is not None:
+        lines.append(line("he-ha priority", view.priority))
     if view.sanlock is not None:
         lines.append(line("he-ha sanlock host status", view.sanlock))
     return lines

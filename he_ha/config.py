@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 log = structlog.get_logger(__name__)
 
 MAX_HOST_ID = 2000
+# Host priority (issue 14): hosted-engine.conf he_ha_priority, published in the slot's extra text.
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = -1000, 1000, 0
 
 
 class ConfigError(Exception):
@@ -126,7 +128,9 @@ class HostedEngineConf(BaseModel):
     ``*_image_UUID``/``*_volume_UUID`` keys by VDSM's storage-domain layout
     (he_ha/ovirt/layout.py). he-ha additions (ignored by the oVirt daemons, which read
     missing keys as None): ``metadata_path``, ``lockspace_path`` and
-    ``vm_lease_path``/``vm_lease_offset`` name volumes directly and override that lookup.
+    ``vm_lease_path``/``vm_lease_offset`` name volumes directly and override that lookup;
+    ``he_ha_priority`` is this host's priority (issue 14: an integer from -1000 to 1000,
+    higher is preferred, default 0; docs/fsm.md "Host priorities").
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
@@ -155,12 +159,25 @@ class HostedEngineConf(BaseModel):
     lockspace_path: Path | None = None
     vm_lease_path: Path | None = None
     vm_lease_offset: int | None = Field(default=None, ge=0)
+    he_ha_priority: int = DEFAULT_PRIORITY
 
     @field_validator("configured", mode="before")
     @classmethod
     def _configured_is_exactly_true(cls, value: object) -> bool:
         # The original: present and not exactly "True" means "not configured".
         return value is True or value == "True"
+
+    @field_validator("he_ha_priority", mode="before")
+    @classmethod
+    def _priority_in_range(cls, value: object) -> int:
+        text = str(value).strip()
+        number = int(text) if re.fullmatch(r"[+-]?[0-9]{1,4}", text) and not isinstance(value, bool) else None
+        if number is None or not MIN_PRIORITY <= number <= MAX_PRIORITY:
+            raise ValueError(
+                f"must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY} (higher is preferred, default "
+                f"{DEFAULT_PRIORITY})"
+            )
+        return number
 
     @field_validator("network_test", mode="before")
     @classmethod

@@ -63,6 +63,9 @@ class HostView(BaseModel):
     extra: str  # the human-readable part of the slot, as written
     sanlock: str | None  # sanlock's view of this host id: live|fail|dead|free|unknown
     error: str | None  # why the slot could not be decoded (corrupt, too new, ...)
+    # Host priority (issue 14; higher is preferred): the slot's ``priority=`` extra line, the
+    # default 0 when it has none (the original's agents); None when the slot is unreadable.
+    priority: int | None = None
 
 
 class VmDefinitionView(BaseModel):

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from he_ha.config import MAX_HOST_ID, to_bool
+from he_ha.config import MAX_HOST_ID, MAX_PRIORITY, MIN_PRIORITY, to_bool
 from he_ha.storage.whiteboard_errors import (
     CorruptSlot,
     EncodeError,
@@ -50,6 +50,10 @@ CRC_PLACEHOLDER = "00000000"
 _ZERO_SLOT = bytes(SLOT_BYTES)
 _LEADING_DIGITS = re.compile(r"[0-9]+")
 _FORBIDDEN_IN_FIELD = ("|", "\0")  # the format has no escaping; a NUL would be stripped on read
+# he-ha's host priority (issue 14) in the extra text: a ``priority=<n>`` line. The original's
+# readers never parse the extra text (spec §2.5, §2.9: it is exposed, and printed, as is).
+PRIORITY_KEY = "priority"
+_PRIORITY_TEXT = re.compile(r"-?[0-9]{1,4}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,11 @@ class HostSlot:
     local_conf_timestamp: int | None
     extra: str = ""
     crc32: str | None = field(default=None, compare=False)
+
+    @property
+    def priority(self) -> int | None:
+        """The host priority the slot's extra text carries, None when it carries none."""
+        return extra_priority(self.extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +220,33 @@ def _verified_fields(host_id: int, slot: bytes) -> list[str]:
     if fields[CRC_FIELD] != computed:
         raise CorruptSlot(host_id, f"crc32 field {_short(fields[CRC_FIELD])} does not match the computed {computed}")
     return fields
+
+
+def priority_line(priority: int) -> str:
+    """The extra-text line publishing a host priority (issue 14)."""
+    if not _is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise EncodeError(f"priority {priority!r} is outside {MIN_PRIORITY}..{MAX_PRIORITY}")
+    return f"{PRIORITY_KEY}={priority}\n"
+
+
+def extra_priority(extra: str) -> int | None:
+    """A peer's host priority from its extra text: the first ``priority=`` line, when it is an
+    integer in range; None when there is none (the original's agents, older he-ha) or it is
+    not one (the caller uses the default)."""
+    start = 0
+    prefix = PRIORITY_KEY + "="
+    while True:
+        at = extra.find(prefix, start)
+        if at < 0:
+            return None
+        if at == 0 or extra[at - 1] == "\n":
+            end = extra.find("\n", at)
+            text = extra[at + len(prefix) : end if end >= 0 else len(extra)]
+            if _PRIORITY_TEXT.fullmatch(text) is None:
+                return None
+            value = int(text)
+            return value if MIN_PRIORITY <= value <= MAX_PRIORITY else None
+        start = at + 1
 
 
 # --- global block ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from he_ha.config import DEFAULT_PRIORITY
 from he_ha.fsm import EngineHealth, PeerFault, PeerRecord
 from he_ha.fsm import WhiteboardView as FsmView
 from he_ha.storage.codec import HostSlot
@@ -67,6 +68,13 @@ def engine_health_of(slot: HostSlot) -> EngineHealth:
     return EngineHealth.from_mapping(data)
 
 
+def peer_priority(slot: HostSlot) -> int:
+    """A peer's host priority (issue 14): the ``priority=`` line of its extra text; a slot
+    without one (the original's agents, older he-ha) has the default."""
+    priority = slot.priority
+    return DEFAULT_PRIORITY if priority is None else priority
+
+
 def fault_of(host_id: int, error: SlotError, fingerprint: str) -> PeerFault:
     """A slot we cannot use; ``fingerprint`` (the codec's crc of its bytes) gives it liveness."""
     kind = "too_new" if isinstance(error, MetadataTooNew) else "corrupt"
@@ -85,6 +93,7 @@ def fsm_view(read: BoardRead, own_id: int) -> FsmView:
             hostname=slot.hostname,
             maintenance=slot.maintenance,
             stopped=slot.stopped,
+            priority=peer_priority(slot),
         )
         for host_id, slot in raw.hosts.items()
         if host_id != own_id

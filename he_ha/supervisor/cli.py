@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from he_ha.admin.metrics_listener import parse_listen
-from he_ha.config import ConfigPaths
+from he_ha.config import ConfigPaths, to_bool
 from he_ha.fsm import TimingConfig, TimingError
+from he_ha.fsm.timing import BOOL_KEYS
 from he_ha.journal import JOURNAL_SOCKET
 from he_ha.logsetup import DEFAULT_LOG_FILE, LOG_FILE_KEEP, LOG_TARGETS, configure_logging
 from he_ha.supervisor.settings import DEFAULT_BROKER_SOCKET, HOLDER_KINDS, SupervisorSettings
@@ -87,7 +88,8 @@ def add_timing_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
                         help="sanlock io_timeout (default 10)")
     timing.add_argument("--tick-period", type=positive_float, default=10.0, metavar="S", help="default 10")
     timing.add_argument("--timing", action="append", default=[], metavar="KEY=SECONDS",
-                        help="state-machine timing override (docs/fsm.md), repeatable, e.g. liveness=6")
+                        help="state-machine timing override (docs/fsm.md), repeatable, e.g. liveness=6; "
+                             "failback=true moves the engine back to a better-priority host")
     timing.add_argument("--peer-poll", type=non_negative_float, default=2.0, metavar="S",
                         help="whiteboard poll for changed peer slots (default 2; 0: off)")
     timing.add_argument("--storage-timeout", type=positive_float, default=5.0, metavar="S",
@@ -105,6 +107,12 @@ def timing_from(args: argparse.Namespace) -> TimingConfig:
         key, sep, value = item.partition("=")
         if not sep:
             raise TimingError(f"--timing {item!r}: expected KEY=SECONDS")
+        if key.strip() in BOOL_KEYS:  # a switch: failback=true|false (issue 14)
+            try:
+                overrides[key.strip()] = to_bool(value)
+            except ValueError:
+                raise TimingError(f"--timing {item!r}: {value!r} is not true or false") from None
+            continue
         try:
             number: float | int = int(value) if key.strip() in ("max_retries", "yield_threshold") else float(value)
         except ValueError:

@@ -46,6 +46,11 @@ class HostPlan:
         return self.config.engine.host_id
 
     @property
+    def priority(self) -> int:
+        """This host's priority (issue 14): hosted-engine.conf he_ha_priority, default 0."""
+        return self.config.engine.he_ha_priority
+
+    @property
     def metadata_path(self) -> Path:
         return self.volumes.metadata.path
 

@@ -1,9 +1,11 @@
 """The state machine's ``PublishedRecord`` as our whiteboard slot, and back for peers' slots.
 
 The header is the original's 12 fields. The extra text is the original's lines
-(``format_extra``) plus one he-ha line, ``score_breakdown=<JSON>``: base, penalties with
-their reasons, and the override. Old agents ignore extra lines; he-ha's status shows a
-peer's breakdown from it. Monotonic times become wall-clock text here (fixing B12).
+(``format_extra``) plus two he-ha lines: ``priority=<n>``, this host's priority (issue 14;
+peers' state machines read it), and ``score_breakdown=<JSON>``: base, penalties with their
+reasons, and the override. Old agents ignore extra lines (they never parse the extra text);
+he-ha's status shows a peer's breakdown from it. Monotonic times become wall-clock text here
+(fixing B12).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from he_ha.admin.contract import PenaltyView, ScoreView
 from he_ha.fsm import PublishedRecord, ScoreBreakdown
-from he_ha.storage.codec import BLOCK_BYTES, SLOT_BYTES, HostSlot, engine_status_json
+from he_ha.storage.codec import BLOCK_BYTES, SLOT_BYTES, HostSlot, engine_status_json, priority_line
 from he_ha.storage.extra import format_extra
 
 BREAKDOWN_KEY = "score_breakdown"
@@ -74,6 +76,7 @@ def build_slot(
         refresh_epoch=int(ctx.conf_loaded_epoch),
         timeout_at=None if record.timeout_at is None else record.timeout_at + epoch,
     )
+    extra += priority_line(record.priority)
     extra += breakdown_line(score)
     if len(extra.encode()) > EXTRA_BYTES:  # cannot happen with the cut reasons; never overflow anyway
         extra = extra[: extra.rindex("\n", 0, EXTRA_BYTES) + 1]

@@ -22,6 +22,7 @@ from he_ha.fsm.alerts import GAVE_UP
 from he_ha.storage.codec import HostSlot, stored_crc
 from he_ha.storage.whiteboard_errors import SlotError
 from he_ha.ovirt.vm_definition import VmDefinition
+from he_ha.supervisor.board import peer_priority
 from he_ha.supervisor.engine_launch import LaunchXml
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import SanlockView, TickInputs
@@ -64,6 +65,7 @@ def slot_view(slot: HostSlot, *, local: bool, live: bool, sanlock: str | None) -
         extra=slot.extra,
         sanlock=sanlock,
         error=None,
+        priority=peer_priority(slot),
     )
 
 

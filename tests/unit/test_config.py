@@ -88,6 +88,10 @@ def test_flat_file_line_without_equals_names_file_and_line(tmp_path: Path) -> No
         ("gateway=g\n", "host_id", "required key is missing or empty"),
         ("host_id=1\ngateway=g\nnetwork_test=icmp\n", "network_test", "'icmp'"),
         ("host_id=1\nnetwork_test=tcp\ntcp_t_address=h\ntcp_t_port=99999\n", "tcp_t_port", "'99999'"),
+        ("host_id=1\ngateway=g\nhe_ha_priority=high\n", "he_ha_priority", "'high'"),
+        ("host_id=1\ngateway=g\nhe_ha_priority=1001\n", "he_ha_priority", "from -1000 to 1000"),
+        ("host_id=1\ngateway=g\nhe_ha_priority=2.5\n", "he_ha_priority", "higher is preferred"),
+        ("host_id=1\ngateway=g\nhe_ha_priority=1_0\n", "he_ha_priority", "'1_0'"),
     ],
 )
 def test_bad_hosted_engine_conf_names_key_and_value(tmp_path: Path, text: str, key: str, fragment: str) -> None:
@@ -99,6 +103,15 @@ def test_bad_hosted_engine_conf_names_key_and_value(tmp_path: Path, text: str, k
     assert f"key {key!r}" in message
     assert fragment in message
     assert info.value.key == key
+
+
+def test_host_priority_key(tmp_path: Path) -> None:
+    """he_ha_priority (issue 14): default 0 when absent or empty; -1000..1000; the original
+    ignores the key (it reads the keys it knows only, spec §10)."""
+    assert load_hosted_engine_conf(write(tmp_path, "he.conf", DEPLOYED_CONF)).he_ha_priority == 0
+    for text, value in (("5", 5), ("-1000", -1000), (" +7 ", 7), ('"3"', 3), ("", 0), ("None", 0)):
+        conf = load_hosted_engine_conf(write(tmp_path, "he.conf", f"host_id=1\ngateway=g\nhe_ha_priority={text}\n"))
+        assert conf.he_ha_priority == value, text
 
 
 def test_network_test_needs_its_target(tmp_path: Path) -> None:

@@ -127,6 +127,14 @@ def test_set_he_local_keeps_comments_mode_and_the_symlink(run: Run, host: HostFi
     assert run("--get-shared-config", "fqdn").out == shown("fqdn", "engine.example.com:8080", "he_local")
 
 
+def test_set_and_get_the_host_priority(run: Run, host: HostFiles) -> None:
+    """Issue 14: he_ha_priority is a he_local key (default 0), set like any other."""
+    assert run("--get-shared-config", "he_ha_priority").out == shown("he_ha_priority", "0", "he_local")
+    assert run("--set-shared-config", "he_ha_priority", "10", "--type=he_local").status == 0
+    assert "he_ha_priority=10\n" in host.hosted_engine_conf.read_text()
+    assert run("--get-shared-config", "he_ha_priority").out == shown("he_ha_priority", "10", "he_local")
+
+
 @pytest.mark.parametrize(
     ("key", "value", "why"),
     [
@@ -134,6 +142,7 @@ def test_set_he_local_keeps_comments_mode_and_the_symlink(run: Run, host: HostFi
         ("network_test", "icmp", "key 'network_test' = 'icmp'"),
         ("network_test", "ping", "network_test=ping needs 'gateway'"),  # the file as a whole must load
         ("tcp_t_port", "http", "key 'tcp_t_port' = 'http'"),
+        ("he_ha_priority", "high", "key 'he_ha_priority' = 'high': Value error, must be an integer from -1000 to 1000"),
     ],
 )
 def test_invalid_he_local_value_leaves_the_file_untouched(

@@ -57,6 +57,22 @@ def test_he_ha_lines_match_no_original_label() -> None:
         assert not any(label in line.split(":")[0] for label in ORIGINAL_LABELS), line
 
 
+def test_host_priority_line_and_status_field() -> None:
+    """Issue 14: the slot's priority (the default 0 without a priority line) in the status and
+    on a he-ha line of the text view; the original's JSON keeps its keys."""
+    status = cluster(host1(priority=5), host2(priority=0), host2(host_id=4, priority=None))
+    text = render_text(status)
+    assert "he-ha FSM state                    : EngineUp\nhe-ha priority                     : 5\n" in text
+    assert text.count("he-ha priority") == 2  # none for a daemon that does not report it
+    assert all("priority" not in record for record in json.loads(render_json(status)).values() if isinstance(record, dict))
+    base = dict(host_ts=1, score=3400, engine_status="{}", hostname="h", maintenance=False, stopped=False,
+                conf_on_shared_storage=True, local_conf_timestamp=1)
+    assert slot_view(HostSlot(host_id=2, extra="state=EngineDown\npriority=-3\n", **base), local=False, live=True,
+                     sanlock=None).priority == -3  # type: ignore[arg-type]
+    assert slot_view(HostSlot(host_id=2, extra="state=EngineDown\n", **base), local=False, live=True,
+                     sanlock=None).priority == 0  # type: ignore[arg-type]
+
+
 def test_zero_hosts_while_the_daemon_starts(host: HostFiles, run: Run) -> None:
     status = cluster().model_copy(update={"whiteboard_age": None})
     with FixtureDaemon(host.socket, status):

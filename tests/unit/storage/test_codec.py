@@ -19,7 +19,9 @@ from he_ha.storage.codec import (
     encode_global_block,
     encode_header,
     encode_host_slot,
+    extra_priority,
     global_entries,
+    priority_line,
 )
 from he_ha.storage.whiteboard_errors import (
     CorruptSlot,
@@ -446,3 +448,20 @@ def test_record_is_immutable() -> None:
     with pytest.raises(AttributeError):
         slot.score = 0  # type: ignore[misc]
     assert replace(slot, score=0).score == 0
+
+
+def test_priority_in_the_extra_text() -> None:
+    """Issue 14: he-ha's ``priority=<n>`` extra line; the header does not carry it."""
+    assert priority_line(5) == "priority=5\n" and priority_line(-1000) == "priority=-1000\n"
+    for bad in (1001, -1001, True, 2.0):
+        with pytest.raises(EncodeError, match="priority"):
+            priority_line(bad)  # type: ignore[arg-type]
+    assert extra_priority("state=EngineDown\npriority=7\nscore_breakdown={}\n") == 7
+    assert extra_priority("priority=-2") == -2  # first line, no newline
+    assert extra_priority("state=EngineDown\n") is None  # the original's agents
+    assert extra_priority("xpriority=3\n") is None and extra_priority("priority=3x\n") is None
+    assert extra_priority("priority= 3\n") is None and extra_priority("priority=99999\n") is None
+    assert extra_priority("priority=1\npriority=2\n") == 1
+    slot = host_slot(3, extra="state=EngineDown\n" + priority_line(4))
+    assert decode_host_slot(3, encode_host_slot(slot)).priority == 4  # type: ignore[union-attr]
+    assert host_slot(3).priority is None

@@ -113,6 +113,53 @@ def test_our_slot_round_trips_through_the_codec_with_a_breakdown_line() -> None:
     assert [(p.name, p.amount) for p in extra.breakdown.penalties] == [("bridge", 600)]
 
 
+def test_our_slot_publishes_the_priority_in_the_extra_text_only() -> None:
+    """Issue 14: one ``priority=<n>`` line before the breakdown; the header (what the original's
+    agents parse, spec §2.3/§2.9) is byte for byte what it was without it."""
+    slot = build_slot(replace(RECORD, priority=-7), SCORE, CTX, now_epoch=1_700_000_000.0)
+    plain = build_slot(RECORD, SCORE, CTX, now_epoch=1_700_000_000.0)
+    assert encode_host_slot(slot)[:512] == encode_host_slot(plain)[:512]
+    lines = slot.extra.splitlines()
+    assert lines[-2:] == ["priority=-7", lines[-1]] and lines[-1].startswith("score_breakdown=")
+    assert "priority=0" in plain.extra.splitlines()
+    decoded = decode_host_slot(OWN, encode_host_slot(slot))
+    assert decoded is not None and decoded.priority == -7
+    assert _original_parse(encode_host_slot(slot)) == _original_parse(encode_host_slot(plain)) | {
+        "extra": slot.extra
+    }
+
+
+def _original_parse(data: bytes) -> dict[str, object]:
+    """The original's reader (spec §2.7, §2.9): the header's fields, the rest as raw ``extra``."""
+    text = data.decode("utf-8")
+    fields = text[:512].rstrip("\0").split("|")
+    parsed: dict[str, object] = {
+        "host-ts": int(fields[2]), "score": int(fields[4]), "engine-status": fields[5], "hostname": fields[6],
+        "maintenance": int(fields[7]) > 0, "stopped": int(fields[8]) > 0, "crc32": fields[9],
+        "conf_on_shared_storage": int(fields[10]) > 0, "local_conf_timestamp": int(fields[11]),
+    }
+    extra = text[512:].rstrip("\0")
+    if extra:
+        parsed["extra"] = extra
+    return parsed
+
+
+def test_fsm_view_reads_peer_priorities_absent_or_odd_is_the_default() -> None:
+    extra = "metadata_parse_version=1\nstate=EngineDown\n"
+    slots = (
+        host_slot(2, extra=extra + "priority=12\n"),
+        host_slot(3, extra=extra),  # an original agent: no priority line
+        host_slot(4, extra=extra + "priority=high\n"),
+        host_slot(5, extra=extra + "priority=5000\n"),
+        host_slot(6, extra="priority=-3\nstate=EngineDown\n"),
+        host_slot(7, extra=extra + "no_priority=9\n"),
+    )
+    view = fsm_view(board(*slots), OWN)
+    assert [(p.host_id, p.priority) for p in view.peers if isinstance(p, PeerRecord)] == [
+        (2, 12), (3, 0), (4, 0), (5, 0), (6, -3), (7, 0)
+    ]
+
+
 def test_long_reasons_never_overflow_the_slot() -> None:
     penalties = tuple(Penalty(f"p{i}", 1, "x" * 500) for i in range(30))
     slot = build_slot(RECORD, ScoreBreakdown(3400, penalties, "y" * 500, 0), CTX, now_epoch=1_700_000_000.0)

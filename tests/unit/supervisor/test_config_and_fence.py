@@ -49,11 +49,20 @@ def test_the_broker_socket_is_at_the_originals_path_unless_moved_or_turned_off()
 @pytest.mark.parametrize(
     ("option", "message"),
     [("bogus=1", "unknown timing key 'bogus'"), ("liveness", "expected KEY=SECONDS"),
-     ("liveness=soon", "is not a number"), ("history=10", "must exceed liveness")],
+     ("liveness=soon", "is not a number"), ("history=10", "must exceed liveness"),
+     ("failback=maybe", "'maybe' is not true or false")],
 )
 def test_bad_timing_options_are_named(option: str, message: str) -> None:
     with pytest.raises(TimingError, match=message):
         settings_from(parse("--timing", option))
+
+
+def test_failback_is_a_switch() -> None:
+    """Issue 14: off by default; --timing failback=true (the original's true/false words)."""
+    assert settings_from(parse()).timing.failback is False
+    timing = settings_from(parse("--timing", "failback=True", "--timing", "failback_dwell=600")).timing
+    assert timing.failback is True and timing.failback_dwell == 600.0
+    assert settings_from(parse("--timing", "failback=no")).timing.failback is False
 
 
 def write_host(tmp_path: Path, *, engine: str, vm_conf: str | None = None) -> SupervisorSettings:
@@ -75,6 +84,8 @@ def test_a_good_configuration(tmp_path: Path) -> None:
     plan = load_plan(write_host(tmp_path, engine=GOOD))
     assert (plan.host_id, plan.hostname, plan.resource, plan.vm_memory_mib) == (3, "h1", UUID, 4096)
     assert (plan.metadata_path, plan.lockspace_path) == (Path("/m"), Path("/l"))
+    assert plan.priority == 0  # issue 14: he_ha_priority absent
+    assert load_plan(write_host(tmp_path, engine=GOOD + "he_ha_priority=-5\n")).priority == -5
 
 
 def test_memory_from_a_plain_domain_xml(tmp_path: Path) -> None:
@@ -92,6 +103,7 @@ def test_memory_from_a_plain_domain_xml(tmp_path: Path) -> None:
         (GOOD + "configured=False\n", "not configured"),
         (GOOD.replace(UUID, "not-a-uuid"), "key 'vmid' = 'not-a-uuid': not a UUID"),
         (GOOD.replace("host_id=3", "host_id=0"), "key 'host_id' = '0'"),
+        (GOOD + "he_ha_priority=top\n", "key 'he_ha_priority' = 'top': .*from -1000 to 1000"),
     ],
 )
 def test_bad_configuration_names_the_key(tmp_path: Path, engine: str, message: str) -> None:
