@@ -23,6 +23,12 @@ child of whoever started it. ``start_detached`` uses it: asyncio kills a subproc
 still running when its transport is closed (at loop shutdown), which must never happen to a
 process holding the VM lease. ``LeaseKeeper`` (an ordinary child) remains for callers that
 stop their keeper themselves.
+
+Under systemd (``$INVOCATION_ID`` set by the service manager, and /run/systemd/system present)
+``start_detached`` runs the keeper through ``systemd-run --scope``: a transient scope unit of its
+own (``he-ha-lease-keeper-*.scope``), so it is outside he-ha.service's cgroup, and
+``systemctl stop/restart/kill he-ha`` and a watchdog abort (default KillMode=control-group)
+never reach it. Outside systemd the command is unchanged.
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,16 +154,44 @@ def _command(killpath: Killpath | None, *, detach: bool) -> list[str]:
     return command
 
 
+SCOPE_PREFIX = "he-ha-lease-keeper-"
+
+
+def under_systemd(env: Mapping[str, str] | None = None, *, booted: bool | None = None) -> bool:
+    """True when this process runs in a systemd unit on a systemd-booted host (sd_booted(3):
+    /run/systemd/system exists; systemd sets $INVOCATION_ID for every unit it starts)."""
+    env = os.environ if env is None else env
+    if booted is None:
+        booted = os.path.isdir("/run/systemd/system")
+    return booted and bool(env.get("INVOCATION_ID"))
+
+
+def scope_prefix(env: Mapping[str, str] | None = None, *, booted: bool | None = None,
+                 systemd_run: str | None = None) -> list[str]:
+    """The ``systemd-run --scope`` words that put a keeper in a transient scope of its own,
+    outside the calling service's kill path; [] when not under systemd (or no systemd-run)."""
+    if not under_systemd(env, booted=booted):
+        return []
+    systemd_run = systemd_run or shutil.which("systemd-run")
+    if systemd_run is None:
+        log.warning("under systemd but systemd-run not found: the lease keeper stays in this unit's cgroup")
+        return []
+    return [systemd_run, "--scope", "--quiet", "--collect",
+            f"--unit={SCOPE_PREFIX}{secrets.token_hex(4)}",
+            "--description=he-ha lease keeper (holds the hosted-engine VM lease)"]
+
+
 async def start_detached(
     *, run_dir: Path | None = None, killpath: Killpath | None = None, log_path: Path | None = None,
     timeout: float = 10.0,
 ) -> int:
     """Start a keeper that is nobody's child (adopted by init) and return its pid once it is
-    registered with sanlock. Its stderr goes to ``log_path`` (appended), else /dev/null."""
+    registered with sanlock. Its stderr goes to ``log_path`` (appended), else /dev/null.
+    Under systemd it runs in a transient scope of its own (``scope_prefix``)."""
     err = open(log_path, "ab") if log_path is not None else asyncio.subprocess.DEVNULL  # noqa: SIM115
     try:
         starter = await asyncio.create_subprocess_exec(
-            *_command(killpath, detach=True),
+            *scope_prefix(), *_command(killpath, detach=True),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
             env=process_env(run_dir), start_new_session=True,
         )

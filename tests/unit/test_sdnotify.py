@@ -148,7 +148,14 @@ def _unit_settings() -> dict[str, list[str]]:
 def test_unit_file_keeps_the_safety_settings() -> None:
     unit = _unit_settings()
     assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
-    assert unit["KillMode"] == ["process"]  # a lease keeper in the cgroup must survive a restart
+    # default KillMode: the lease keeper lives in its own scope, outside this unit's kill path
+    assert "KillMode" not in unit
+    assert unit["OOMPolicy"] == ["continue"]
+    assert "network-online.target" in " ".join(unit["Wants"]) and "network-online.target" in " ".join(unit["After"])
+    assert unit["EnvironmentFile"] == ["-/etc/default/he-ha", "-/etc/sysconfig/he-ha"]
+    assert "$HE_HA_OPTIONS" in unit["ExecStart"][0]
+    assert "PYTHONFAULTHANDLER=1" in unit["Environment"]
+    assert "DevicePolicy" not in unit and "PrivateDevices" not in unit  # block devices stay reachable
     assert unit["RuntimeDirectoryPreserve"] == ["yes"]  # vm.conf survives a stop
     assert "ovirt-ha-agent.service" in unit["Conflicts"][0] and "ovirt-ha-broker.service" in unit["Conflicts"][0]
     assert unit["Restart"] == ["always"]
@@ -166,3 +173,15 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "he-ha.service" not in result.stderr, result.stderr  # no warnings about our unit
+
+
+def test_unit_file_security_exposure_is_at_most_6_5() -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian package 'systemd')")
+    result = subprocess.run([analyze, "security", "--offline=true", str(UNIT)], capture_output=True, text=True,
+                            timeout=60)
+    last = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
+    assert last, result.stdout + result.stderr
+    score = float(last[0].split(":")[1].split()[0])
+    assert score <= 6.5, last[0]
