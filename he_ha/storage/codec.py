@@ -105,6 +105,15 @@ class WhiteboardView:
     # The 4096 bytes as stored of every slot whose first byte is not NUL (usable or not; the
     # original broker's rule for which slots exist): what the broker socket's get_stats serves.
     slot_bytes: Mapping[int, bytes] = field(default_factory=dict)
+    # Slots 0..scanned_slots-1 were read; a partial read (he_ha.supervisor.board's ScanRange)
+    # did not look above them, where the last full scan found only empty slots.
+    scanned_slots: int = SLOT_COUNT
+
+    @property
+    def highest_used(self) -> int:
+        """The highest slot index holding anything (a host, an unusable slot, leftover
+        bytes); 0 when no host slot does."""
+        return max((*self.hosts, *self.errors, *self.slot_bytes, 0))
 
 
 def engine_status_json(status: Mapping[str, str]) -> str:
@@ -194,19 +203,33 @@ def decode_host_slot(host_id: int, slot: bytes) -> HostSlot | None:
     if written_id != host_id:
         raise WrongHostId(host_id, written_id)
     full = len(fields) >= HEADER_FIELDS
+    numbers = _INT_FIELDS if full else _INT_FIELDS[:4]
+    try:  # one try for all of them: this runs for every slot of every read
+        values = [int(fields[number]) for number, _ in numbers]
+    except ValueError:
+        for number, name in numbers:  # the first bad one, named
+            _int_field(host_id, fields, number, name)
+        raise
     return HostSlot(
         host_id=host_id,
-        host_ts=_int_field(host_id, fields, 2, "host timestamp"),
-        score=_int_field(host_id, fields, 4, "score"),
+        host_ts=values[0],
+        score=values[1],
         engine_status=fields[5],
         hostname=fields[6],
-        maintenance=_int_field(host_id, fields, 7, "maintenance") > 0,
-        stopped=_int_field(host_id, fields, 8, "stopped") > 0,
-        conf_on_shared_storage=_int_field(host_id, fields, 10, "conf_on_shared_storage") > 0 if full else None,
-        local_conf_timestamp=_int_field(host_id, fields, 11, "local_conf_timestamp") if full else None,
+        maintenance=values[2] > 0,
+        stopped=values[3] > 0,
+        conf_on_shared_storage=values[4] > 0 if full else None,
+        local_conf_timestamp=values[5] if full else None,
         extra=_text(host_id, "extra text", _strip_padding(slot[BLOCK_BYTES:])),
         crc32=fields[CRC_FIELD],
     )
+
+
+# The integer header fields a HostSlot carries, in the order they are checked.
+_INT_FIELDS = (
+    (2, "host timestamp"), (4, "score"), (7, "maintenance"), (8, "stopped"),
+    (10, "conf_on_shared_storage"), (11, "local_conf_timestamp"),
+)
 
 
 def _verified_fields(host_id: int, slot: bytes) -> list[str]:
@@ -295,12 +318,19 @@ def decode_global_block(slot: bytes) -> GlobalBlock | None:
 # --- the whole whiteboard ------------------------------------------------------------------------
 
 
-def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = None) -> WhiteboardView:
+def decode_whiteboard(
+    data: bytes | bytearray | mmap.mmap, length: int | None = None, previous: WhiteboardView | None = None
+) -> WhiteboardView:
     """Decode slots 0..2000 from ``data[:length]`` (an mmap is not copied as a whole).
 
     A short buffer is fine: missing bytes read as zero, as in the original's short read.
     Bytes past slot 2000 are ignored. One bad slot never hides the others: its SlotError
     goes to ``errors`` (or ``global_error``) and decoding continues.
+
+    ``previous``: an earlier view; a slot whose 4096 bytes equal the ones it kept in
+    ``slot_bytes`` takes its decoded record (or error) from there instead of being decoded
+    again. Decoding is a pure function of (index, bytes), so the result is the same; between
+    two reads most slots are unchanged (a host publishes every 10 s, peers poll every 2 s).
     """
     size = len(data) if length is None else length
     if not 0 <= size <= len(data):
@@ -319,6 +349,11 @@ def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = 
             continue
         if chunk[0] != 0:
             slot_bytes[index] = chunk  # already a copy: the buffer (an mmap) is reused
+            if previous is not None and previous.slot_bytes.get(index) == chunk:
+                _reuse(previous, index, hosts, errors, fingerprints)
+                if index == 0:
+                    global_block, global_error = previous.global_block, previous.global_error
+                continue
         try:
             if index == 0:
                 global_block = decode_global_block(chunk)
@@ -336,6 +371,18 @@ def decode_whiteboard(data: bytes | bytearray | mmap.mmap, length: int | None = 
         global_block=global_block, global_error=global_error, hosts=hosts, errors=errors, fingerprints=fingerprints,
         slot_bytes=slot_bytes,
     )
+
+
+def _reuse(
+    previous: WhiteboardView, index: int, hosts: dict[int, HostSlot], errors: dict[int, SlotError],
+    fingerprints: dict[int, str],
+) -> None:
+    """Copy slot ``index``'s outcome from ``previous`` (same bytes, same outcome)."""
+    if index in previous.hosts:
+        hosts[index] = previous.hosts[index]
+    elif index in previous.errors:
+        errors[index] = previous.errors[index]
+        fingerprints[index] = previous.fingerprints[index]
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import mmap
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -29,6 +29,7 @@ from he_ha.durations import DurationHistogram
 from he_ha.offloop import CallTimeout, Lane, LaneStuck
 from he_ha.storage.codec import (
     SLOT_BYTES,
+    SLOT_COUNT,
     WHITEBOARD_BYTES,
     GlobalBlock,
     HostSlot,
@@ -83,8 +84,10 @@ class Whiteboard:
         self._lanes: dict[Op, Lane] = {op: Lane(f"whiteboard-{op}-{own_host_id}") for op in ("read", "write")}
         self._closed = False
         self._read_buffer: mmap.mmap | None = None  # page-aligned, reused: only the read lane touches it
+        self._last_view: WhiteboardView | None = None  # unchanged slots are not decoded again
         self.last_read: IoStats | None = None
         self.last_write: IoStats | None = None
+        self.bytes_read = 0  # by every read so far (the bench's bytes per tick)
         # Every call's duration, failed ones included (a stall shows as its deadline).
         self.durations: dict[Op, DurationHistogram] = {"read": DurationHistogram(), "write": DurationHistogram()}
 
@@ -101,9 +104,16 @@ class Whiteboard:
         stuck = [since for lane in self._lanes.values() if (since := lane.busy_for()) is not None]
         return max(stuck, default=None)
 
-    async def read_all(self) -> WhiteboardView:
-        """Read slots 0..2000 with O_DIRECT (a short volume reads as zero) and decode them."""
-        return await self._call("read", self._read_and_decode)
+    async def read_all(self, slots: int = SLOT_COUNT) -> WhiteboardView:
+        """Read slots 0..2000 with O_DIRECT (a short volume reads as zero) and decode them.
+
+        ``slots`` < 2001 reads and decodes only slots 0..slots-1 (``scanned_slots`` of the
+        view says so): one O_DIRECT read of slots*4096 bytes from offset 0, so the length and
+        offset stay multiples of 4096, aligned for 512- and 4096-byte sectors alike.
+        """
+        if not 1 <= slots <= SLOT_COUNT:
+            raise ValueError(f"slot count {slots} is outside 1..{SLOT_COUNT}")
+        return await self._call("read", self._read_and_decode, slots)
 
     async def publish(self, slot: HostSlot) -> None:
         """Write our own slot: exactly 4096 bytes at own_host_id*4096, O_DIRECT|O_DSYNC."""
@@ -143,12 +153,17 @@ class Whiteboard:
         offset = 0 if global_block else self._own * SLOT_BYTES
         await self._call("write", write_direct, self._path, offset, data)
 
-    def _read_and_decode(self) -> WhiteboardView:
+    def _read_and_decode(self, slots: int) -> WhiteboardView:
         """Runs on the read lane's thread (decoding 2000 slots is CPU work, keep it off the loop)."""
         if self._read_buffer is None:
             self._read_buffer = mmap.mmap(-1, WHITEBOARD_BYTES)
-        length = read_direct(self._path, self._read_buffer, WHITEBOARD_BYTES)
-        return decode_whiteboard(self._read_buffer, length)
+        length = read_direct(self._path, self._read_buffer, slots * SLOT_BYTES)
+        self.bytes_read += length
+        view = decode_whiteboard(self._read_buffer, length, previous=self._last_view)
+        if slots != SLOT_COUNT:
+            view = replace(view, scanned_slots=slots)
+        self._last_view = view
+        return view
 
     async def _call(self, op: Op, call: Callable[..., T], *args: Any) -> T:
         started_at, start = time.time(), time.monotonic()

@@ -2,7 +2,25 @@
 
 One ``BoardReader`` serves both the tick and the peer poll: concurrent callers share one
 read, and a read younger than the caller's ``max_age`` is reused, so a poll that woke the
-ticker does not cost a second 8 MB read. Conversions to the FSM's values are pure functions.
+ticker does not cost a second read. Conversions to the FSM's values are pure functions.
+
+What is read (``ScanRange``, issue 16 item 1): not the whole 8 MiB of 2001 slots at every
+read, as the original does, but slots 0..N where N is the highest host id that can be in use
+plus a margin: the highest id in sanlock's view of the lockspace (the observer asks sanlock
+``hosts`` every tick) and the highest slot holding anything at the last full scan. A full
+scan still runs every ``FULL_SCAN_PERIOD`` seconds, whenever a host id appears in sanlock's
+view that was not there before, and whenever sanlock's view is unknown (query failed, not
+joined).
+
+Why no publishing host is missed: a host writes its slot only while it holds its host id in
+the lockspace (he-ha: ``Supervisor._publish`` refuses otherwise, spec §12.3 item 5; the
+original's agent joins the lockspace before its first publish). Holding the id means a
+delta lease in the lockspace, which every member's sanlock reads at each renewal, so the id
+is in our sanlock ``hosts`` answer at the latest one renewal (2 × io_timeout) after it
+joined; from then on its slot is below N, and the new id also forces a full scan. Until
+then the full scan period bounds the delay. Slots above N were empty at the last full scan,
+so a partial read's view (and the broker socket's ``get_stats``, which serves its
+``slot_bytes``) is the whole whiteboard as far as anyone can have written it.
 """
 
 from __future__ import annotations
@@ -10,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from he_ha.config import DEFAULT_PRIORITY
 from he_ha.fsm import EngineHealth, PeerFault, PeerRecord
 from he_ha.fsm import WhiteboardView as FsmView
-from he_ha.storage.codec import HostSlot
+from he_ha.storage.codec import SLOT_COUNT, HostSlot
 from he_ha.storage.codec import WhiteboardView as RawView
 from he_ha.storage.whiteboard import Whiteboard
 from he_ha.storage.whiteboard_errors import MetadataTooNew, SlotError, WhiteboardError
@@ -28,9 +47,64 @@ class BoardRead:
     duration: float
 
 
+FULL_SCAN_PERIOD = 60.0  # seconds between full scans of all 2001 slots
+SCAN_MARGIN = 8  # slots read above the highest host id that can be in use
+
+
+class ScanRange:
+    """How many slots the next read covers (module doc): all of them, or 0..N."""
+
+    def __init__(self, own_id: int, *, period: float = FULL_SCAN_PERIOD, margin: int = SCAN_MARGIN) -> None:
+        self.own_id = own_id
+        self.period = period
+        self.margin = margin
+        self.lockspace_ids: frozenset[int] | None = None  # sanlock's view at the last tick
+        self.highest_at_full: int | None = None  # highest used slot of the last full scan
+        self.last_full_at: float | None = None  # monotonic start of the last full scan
+        self.full_due: str | None = None  # why the next read must be full, if it must
+        self.full_scans = 0
+        self.partial_scans = 0
+
+    def note_lockspace(self, host_ids: Iterable[int] | None) -> None:
+        """Sanlock's lockspace host list of a tick (None: unknown, so read everything)."""
+        if host_ids is None:
+            self.lockspace_ids = None
+            return
+        ids = frozenset(host_ids)
+        if self.lockspace_ids is not None and not ids <= self.lockspace_ids:
+            self.full_due = f"host id {min(ids - self.lockspace_ids)} appeared in the lockspace"
+        self.lockspace_ids = ids
+
+    def next_slots(self, now: float) -> int:
+        """The slot count of a read starting at ``now`` (monotonic); a full one is recorded."""
+        if (
+            self.full_due is not None
+            or self.lockspace_ids is None
+            or self.highest_at_full is None
+            or self.last_full_at is None
+            or now - self.last_full_at >= self.period
+        ):
+            self.full_due = None
+            return SLOT_COUNT
+        highest = max(self.highest_at_full, self.own_id, max(self.lockspace_ids, default=0))
+        return min(SLOT_COUNT, highest + self.margin + 1)
+
+    def done(self, raw: RawView, started: float) -> None:
+        """A read that started at ``started`` succeeded."""
+        if raw.scanned_slots >= SLOT_COUNT:
+            self.full_scans += 1
+            self.last_full_at = started
+            self.highest_at_full = raw.highest_used
+        else:
+            self.partial_scans += 1
+            if self.highest_at_full is not None:  # a slot seen in range keeps the range
+                self.highest_at_full = max(self.highest_at_full, raw.highest_used)
+
+
 class BoardReader:
     def __init__(self, whiteboard: Whiteboard) -> None:
         self.whiteboard = whiteboard
+        self.scan = ScanRange(whiteboard.own_host_id)
         self.latest: BoardRead | None = None
         self.error: str | None = None  # the last read's error while reads keep failing
         self.error_since: float | None = None
@@ -45,15 +119,20 @@ class BoardReader:
             self._inflight = asyncio.create_task(self._read(), name="whiteboard-read")
         return await asyncio.shield(self._inflight)
 
+    def note_lockspace(self, host_ids: Iterable[int] | None) -> None:
+        """Sanlock's lockspace host ids as of this tick: they bound the next reads."""
+        self.scan.note_lockspace(host_ids)
+
     async def _read(self) -> BoardRead:
         start = time.monotonic()
         try:
-            raw = await self.whiteboard.read_all()
+            raw = await self.whiteboard.read_all(self.scan.next_slots(start))
         except WhiteboardError as exc:
             self.error = str(exc)
             self.error_since = self.error_since or time.monotonic()
             raise
         done = time.monotonic()
+        self.scan.done(raw, start)
         self.latest = BoardRead(raw, done, done - start)
         self.error = self.error_since = None
         return self.latest

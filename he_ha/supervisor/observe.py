@@ -201,6 +201,8 @@ class Observer:
         _, (board, board_error), view = await asyncio.gather(
             self._read_ha_conf(), self._read_board(), self._ask_sanlock()
         )
+        # Sanlock's lockspace members bound the slots the next reads cover (board.ScanRange).
+        self._reader.note_lockspace(None if view.hosts is None else (h.host_id for h in view.hosts))
         result = fresh_result(completed, readings)
         observation = Observation(
             now=time.monotonic(),

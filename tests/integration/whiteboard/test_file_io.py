@@ -45,6 +45,22 @@ async def test_read_all_sees_every_host_and_the_global_block(volume: Path) -> No
     assert stats is not None and stats.ok and stats.op == "read" and stats.duration > 0
 
 
+async def test_a_partial_read_covers_only_the_first_slots_with_aligned_o_direct_io(volume: Path) -> None:
+    """read_all(slots): one O_DIRECT read of slots*4096 bytes from offset 0 (issue 16 item 1)."""
+    for host_id in (1, 3, 12, 13):
+        write_raw_slot(volume, host_id, encode_host_slot(host_slot(host_id)))
+    async with Whiteboard(volume, 1) as board:
+        view = await board.read_all(13)
+        assert board.bytes_read == 13 * SLOT_BYTES
+        full = await board.read_all()
+        assert board.bytes_read == 13 * SLOT_BYTES + WHITEBOARD_BYTES
+        with pytest.raises(ValueError):
+            await board.read_all(0)
+    assert view.hosts.keys() == {1, 3, 12} and view.scanned_slots == 13
+    assert full.hosts.keys() == {1, 3, 12, 13} and full.scanned_slots == 2001
+    assert view.highest_used == 12 and full.highest_used == 13
+
+
 async def test_round_trip_between_two_hosts(volume: Path) -> None:
     async with Whiteboard(volume, 1) as one, Whiteboard(volume, 2) as two:
         await one.publish(host_slot(1, score=3400))
