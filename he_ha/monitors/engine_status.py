@@ -133,9 +133,22 @@ class EngineStatusTracker:
         return status(self.vm, "bad", "unknown", REASON_NOT_ON_HOST)
 
     def domain_state(
-        self, state: int, reason: int, now: float, *, lock_conflict: bool = False
+        self, state: int, reason: int, now: float, *, lock_conflict: bool = False, incoming: bool = False
     ) -> EngineStatus | NeedsLiveness:
-        """A domain in ``state``/``reason``: a final row, or NeedsLiveness."""
+        """A domain in ``state``/``reason``: a final row, or NeedsLiveness.
+
+        ``incoming``: the domain is the destination of a live migration under way, receiving
+        the VM (PAUSED/MIGRATION: libvirt_domain.incoming_migration). It reads "down", detail
+        "Migration Destination", as VDSM's destination VM did in the original, although this
+        tracker saw it "up" a moment before (its QEMU's start, PAUSED/STARTING_UP, reads
+        WaitForLaunch) and would otherwise take it for the source of a migration: the VM runs
+        on the source until the switch-over, with the source's lease. The sticky state is not
+        turned into an unexpected stop by it."""
+        if incoming:
+            self._left_running()
+            if self.vm == "up":
+                self.vm = "down"
+            return status(self.vm, "bad", "Migration Destination", REASON_BAD_STATUS)
         detail = vdsm_detail(state, reason, was_up=self.vm == "up")
         if detail in DOWN_DETAILS:
             self._left_running()

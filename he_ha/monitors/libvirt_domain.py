@@ -34,6 +34,9 @@ class DomainInfo:
     reason: int | None = None  # the state's reason code (VIR_DOMAIN_SHUTOFF_MIGRATED, ...)
     cpu_time_ns: int | None = None  # cumulative guest CPU time, all vCPUs
     observed_at: float = 0.0  # time.monotonic() right after the libvirt calls
+    # The domain is the destination of a live migration under way, receiving the VM (PAUSED/
+    # MIGRATION): it has not run guest code here yet (see ``incoming_migration``).
+    incoming: bool = False
 
     @property
     def active(self) -> bool:
@@ -69,11 +72,38 @@ def read_domain(conn: libvirt.virConnect, *, domain_uuid: str | None = None, nam
         domain = conn.lookupByUUIDString(domain_uuid) if domain_uuid else conn.lookupByName(name)
         state, reason = domain.state()
         cpu_time_ns = domain.info()[4]
+        incoming = incoming_migration(domain, state, reason)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
             return DomainInfo(exists=False, observed_at=time.monotonic())
         raise
-    return DomainInfo(True, state, reason, cpu_time_ns, time.monotonic())
+    return DomainInfo(True, state, reason, cpu_time_ns, time.monotonic(), incoming)
+
+
+def incoming_migration(domain: libvirt.virDomain, state: int, reason: int) -> bool:
+    """Blocking: is this PAUSED/MIGRATION domain the destination of a live migration under way?
+
+    The state alone cannot say: an outgoing migration's source is PAUSED/MIGRATION too, for
+    its switch-over. libvirt's QEMU driver answers ``virDomainGetJobStats`` with
+    VIR_ERR_OPERATION_UNSUPPORTED ("migration statistics are available only on the source
+    host") exactly while the domain's async job is an incoming migration (MIGRATION_IN), at
+    once; the source's migration job answers with its statistics, at once too. Any other
+    answer (stats, another error) is "no".
+
+    Asked in PAUSED/MIGRATION only. The destination's QEMU is PAUSED/STARTING_UP before that
+    (~0.4 s measured), as is a QEMU of a local ``createXML``, but there the call would wait
+    for the local start to end (measured 0.6 s; a start waiting in sanlock for a lease could
+    take minutes) and then describe a state that is gone. A STARTING_UP domain reads
+    ``WaitForLaunch``; the supervisor never destroys such a QEMU for its lease with the
+    QEMU holder, since it cannot run guest code before libvirt acquired its leases
+    (he_ha/supervisor/observe.py)."""
+    if (state, reason) != (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION):
+        return False
+    try:
+        domain.jobStats()
+    except libvirt.libvirtError as exc:
+        return exc.get_error_code() == libvirt.VIR_ERR_OPERATION_UNSUPPORTED
+    return False
 
 
 def _silence_libvirt_stderr() -> None:

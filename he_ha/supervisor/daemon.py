@@ -449,3 +449,4 @@ async def _expect_engine_lease(holder: QemuHolder, specs: SpecSource, engine_xml
     if lease is not None:
         log.info("a VM running here under the engine lease counts as held here",
                  lease=f"{lease.lockspace}:{lease.key}", path=str(lease.path), offset=lease.offset)
+        holder.join_engine_lockspace()  # in the background: a migration target must be in <SD>

@@ -38,6 +38,15 @@ by its ``-uuid``) is registered with this host's sanlock daemon holding ``<SD>:<
 of ``<SD>:<VOL>``. Anything less (no such QEMU, another host's owner record, an older
 generation, ``<SD>`` not joined) is a no, exactly as before; a sanlock query that fails (or
 ``<SD>`` just joined) is "cannot tell" (None), as for he-ha's own lease.
+
+Live migration (docs/supervisor.md "Live migration"): only the QEMU holder's leases can move
+with the VM. libvirt's sanlock plugin releases them on the source when its vCPUs stop for the
+switch-over and acquires them for the incoming QEMU on the destination (with the source's lease
+version, from the migration cookie) before its vCPUs run; the supervisor takes no part. The
+destination must be in every lockspace the leases live in: he-ha's (joined at start-up by every
+host) and, with the engine lease, ``<SD>``, which ``join_engine_lockspace`` joins in the
+background at start-up when the definition in use carries the engine lease, so that a host that
+never started the VM can receive it.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from he_ha.storage.lease_errors import (
     LeaseWorkerDied,
     LockspaceNotJoined,
     LockspaceNotReady,
+    WrongHostId,
 )
 from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
 from he_ha.storage.lease_keeper import Killpath, start_detached
@@ -82,6 +92,7 @@ from he_ha.vm import DomainSpec, LeaseSpec, inject_lease
 log = structlog.get_logger(__name__)
 
 QUERY_TIMEOUT = 60.0  # sanlock queries run single-flight: a long client deadline, short waits
+JOIN_RETRY = 10.0  # seconds between attempts to join <SD> at start-up (QemuHolder.join_engine_lockspace)
 
 
 @dataclass(frozen=True)
@@ -339,6 +350,7 @@ class QemuHolder(LeaseHolder):
         self._engine: LeaseSpec | None = None  # the engine lease of the start under way
         self._ready: LeaseSpec | None = None  # ... once its lockspace is joined (acquire)
         self.domain_lockspaces: dict[str, Lockspace] = {}  # <SD> lockspaces this host is in (never left)
+        self._joining: asyncio.Task[None] | None = None  # join_engine_lockspace's background task
 
     @property
     def engine_lease(self) -> LeaseSpec | None:
@@ -355,6 +367,56 @@ class QemuHolder(LeaseHolder):
         it counts as held here. None leaves what an earlier start chose."""
         if engine_lease is not None:
             self._adoptable = engine_lease
+
+    def join_engine_lockspace(self, *, retry: float = JOIN_RETRY) -> asyncio.Task[None] | None:
+        """Start-up: join this host to lockspace ``<SD>`` of the expected engine lease in the
+        background, retried every ``retry`` seconds until it succeeds, so that this host can
+        receive the VM by live migration before it ever started it (libvirt's sanlock plugin
+        acquires every ``<lease>`` for the incoming QEMU on this host, which needs this host in
+        each lockspace the leases live in; VDSM keeps its hosts in every domain's lockspace
+        the same way). Never left again (module doc). Needs a running loop; None when there
+        is nothing to join (no engine lease expected, no host id) or a join is under way."""
+        lease = self._adoptable
+        if lease is None or self.host_id is None or (self._joining is not None and not self._joining.done()):
+            return None
+        self._joining = asyncio.get_running_loop().create_task(self._keep_joining(lease, retry))
+        return self._joining
+
+    async def _keep_joining(self, lease: LeaseSpec, retry: float) -> None:
+        assert self.host_id is not None
+        lockspace = domain_lockspace(lease.lockspace, lease.path, io_timeout=self.io_timeout)
+        reported: str | None = None
+        while True:
+            try:
+                outcome = await self.client.join(lockspace, self.host_id,
+                                                 timeout=wait_deadline(lockspace.io_timeout))
+            except WrongHostId as exc:  # joined under another id (by VDSM?): no retry helps
+                log.error("cannot join the storage domain lockspace at start-up: live migration to this host "
+                          "will fail", lockspace=lockspace.name, host_id=self.host_id, error=str(exc))
+                return
+            except LeaseWorkerDied as exc:  # the daemon's own sanlock calls report it too
+                log.error("cannot join the storage domain lockspace at start-up: the lease worker died",
+                          lockspace=lockspace.name, error=str(exc))
+                return
+            except LeaseError as exc:
+                if str(exc) != reported:
+                    log.warning("cannot join the storage domain lockspace yet; retrying", lockspace=lockspace.name,
+                                host_id=self.host_id, error=str(exc), retry=retry)
+                    reported = str(exc)
+                await asyncio.sleep(retry)
+                continue
+            except Exception:  # a bug must not end in an unretrieved task exception
+                log.exception("joining the storage domain lockspace at start-up raised", lockspace=lockspace.name)
+                return
+            self.domain_lockspaces[lockspace.name] = lockspace
+            log.info("storage domain lockspace joined at start-up: this host can receive the VM by live "
+                     "migration", lockspace=lockspace.name, ids=str(lockspace.path), host_id=self.host_id,
+                     outcome=outcome.value)
+            return
+
+    def detach(self) -> None:
+        if self._joining is not None:
+            self._joining.cancel()  # an add_lockspace already sent completes in the sanlock daemon
 
     def choose(self, engine_lease: LeaseSpec | None) -> None:
         self._engine = engine_lease

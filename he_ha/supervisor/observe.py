@@ -6,7 +6,13 @@ lease check made later can only find the lease held, unless it really was lost s
 the QEMU holder the lease is acquired by the launch itself (libvirt, while QEMU sits paused),
 so a reading and a lease answer taken while a launch was under way, or across its end, do
 not belong together: that tick's lease is "cannot tell" (``launch_epoch``), and the next
-tick decides on a launch that is over. And
+tick decides on a launch that is over. Likewise with the QEMU holder, a reading of a QEMU that
+has not run guest code yet (``WaitForLaunch``: libvirt's PAUSED/STARTING_UP) gets lease
+"cannot tell" (``not_started``): whoever started it (this host's launch, whose reading may
+arrive after the launch ended; the incoming QEMU of a live migration to this host, while the
+source still owns the leases; anyone), libvirt's sanlock plugin acquires every ``<lease>``
+before its vCPUs run, so it is no copy running without its lease, and the next reading says
+what became of it. And
 an action result is reported only together with an engine-health reading that started
 after the action finished, so "start OK" never meets a reading from before the start.
 
@@ -42,6 +48,7 @@ from he_ha.supervisor.singleflight import SingleFlight
 log = structlog.get_logger(__name__)
 
 BOARD_REUSE = 0.5  # seconds: a poll's read this young serves the tick as well
+DETAIL_NOT_LAUNCHED = "WaitForLaunch"  # the engine-health detail of PAUSED/STARTING_UP (docs/monitors.md)
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,11 @@ def sanlock_hosts(hosts: tuple[HostInfo, ...] | None) -> tuple[tuple[int, Sanloc
     return tuple(sorted((h.host_id, _SANLOCK_HOST[h.status]) for h in hosts))
 
 
+def not_started(health: EngineHealth | None) -> bool:
+    """The local VM's QEMU exists but has not run guest code yet (``WaitForLaunch``)."""
+    return health is not None and health.running and health.detail == DETAIL_NOT_LAUNCHED
+
+
 def launch_overlaps(before: int, after: int) -> bool:
     """A launch was under way when the readings were taken (odd ``launch_epoch``), or began or
     ended before the lease answer: the two do not describe the same moment (module doc)."""
@@ -214,7 +226,7 @@ class Observer:
             ),
             whiteboard=None if board is None else self.fsm_view(board),
             sanlock_hosts=sanlock_hosts(view.hosts),
-            lease=self._lease_status(view, epoch),
+            lease=self._lease_status(view, epoch, engine_health(readings)),
             result=result,
         )
         held_back = completed if completed is not None and result is None else None
@@ -223,9 +235,11 @@ class Observer:
     def fsm_view(self, board: BoardRead) -> FsmView:
         return fsm_view(board, self.host_id)
 
-    def _lease_status(self, view: SanlockView, epoch: int) -> LeaseStatus | None:
+    def _lease_status(self, view: SanlockView, epoch: int, health: EngineHealth | None) -> LeaseStatus | None:
         if launch_overlaps(epoch, self._holder.launch_epoch):
             return None
+        if self._holder.kind == "qemu" and not_started(health):
+            return None  # libvirt acquires the leases before its vCPUs run (module doc)
         return lease_status(self.host_id, view)
 
     async def close(self) -> None:

@@ -62,14 +62,22 @@ def write_engine_lease(view: HostView, run_dir: Path, io_timeout: int = ENGINE_L
     asyncio.run(write())
 
 
-def engine_lease_xml(xml: str, d: Deployment, channel_dir: Path) -> str:
-    """``xml`` (the tiny engine's domain) with the HE disk and its lease as the engine writes them."""
+def engine_lease_xml(xml: str, d: Deployment, channel_dir: Path, *, readonly_disk: bool = False) -> str:
+    """``xml`` (the tiny engine's domain) with the HE disk and its lease as the engine writes them.
+
+    ``readonly_disk``: the HE disk ``<readonly/>`` as well, for a live migration. libvirt
+    refuses to migrate a VM with a writable disk on a local file system ("Migration without
+    shared storage is unsafe": it accepts NFS, GFS2, OCFS2, CephFS, GPFS... or a block device);
+    on oVirt the HE disk is on the shared storage domain, here the domain is a directory of
+    this machine's ext4. The guest never uses the disk, and the lease is the disk's
+    ``<lease>``, not QEMU's use of the disk."""
     disk = d.disk("vm")
     source = f"/rhev/data-center/{BLANK}/{d.sd_uuid}/images/{disk.image}/{disk.volume}"
+    readonly = "<readonly/>" if readonly_disk else ""
     devices = (
         "<disk type='file' device='disk' snapshot='no'><driver name='qemu' type='raw'/>"
         f"<source file='{source}'/><target dev='vdb' bus='virtio'/><serial>{disk.image}</serial>"
-        f"<shareable/>{_pci(0x0a)}</disk>"
+        f"{readonly}<shareable/>{_pci(0x0a)}</disk>"
         f"<lease><key>{disk.volume}</key><lockspace>{d.sd_uuid}</lockspace>"
         f"<target offset='LEASE-OFFSET:{disk.volume}:{d.sd_uuid}' path='LEASE-PATH:{disk.volume}:{d.sd_uuid}'/>"
         "</lease>"

@@ -29,15 +29,12 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from he_ha.devcluster.deployed import BLANK, Deployment
-from he_ha.devcluster.realvm.domain import QEMU_NS
+from he_ha.devcluster.realvm.domain import CONSOLE, NET_CONFIG, QEMU_NS, write_host_net
 from he_ha.devcluster.realvm.engine_lease import engine_lease_xml
 from he_ha.devcluster.realvm.image import KERNEL_CMDLINE, EngineImage
 from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
 from he_ha.ovirt.engine_xml import CHANNEL_DIR
 from he_ha.ovirt.ovf import OVIRT_VM_NS
-
-NET_CONFIG = Path("/var/lib/libvirt/he-engine-net.cfg")  # in the host's libvirtd namespace
-CONSOLE = Path("/var/log/libvirt/engine-console.log")  # likewise
 
 
 def engine_ovf_xml(name: str, vm_uuid: str, image: EngineImage, d: Deployment, *, memory_mib: int) -> str:
@@ -103,10 +100,7 @@ def write_host_files(host_root: Path, host_id: int, libvirtd: QemuLibvirtd, http
     """What the one OVF needs per host: the QEMU netdev config with the host's port and the hook's
     channel directory in its libvirtd's namespace; the host facts VDSM reads for the sysinfo
     placeholders under ``host_root`` (``he-ha run --host-root``): ``etc/vdsm/vdsm.id``, ``etc/debian_version``."""
-    lib = libvirtd.state / "lib"
-    (lib / NET_CONFIG.name).write_text(
-        f'[netdev "henet0"]\n  type = "user"\n  hostfwd = "tcp:127.0.0.1:{http_port}-:80"\n')
-    (lib / Path(CHANNEL_DIR).relative_to("/var/lib/libvirt")).mkdir(parents=True, exist_ok=True)
+    write_host_net(libvirtd.state / "lib", http_port)
     vdsm = host_root / "etc" / "vdsm"
     vdsm.mkdir(parents=True, exist_ok=True)
     (vdsm / "vdsm.id").write_text(host_serial(host_id) + "\n")

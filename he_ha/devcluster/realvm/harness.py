@@ -8,6 +8,13 @@ image's domain XML in its vm.conf. Every host's VM forwards a port of its own, s
 supervisor's health URL reaches only its own host's VM: a VM on the wrong host cannot
 answer for another one, and two copies would not collide on one port (which would hide a
 split brain instead of showing it). Supervisors run with ``--lease-holder qemu``.
+
+The domain XML is the same on every host (the port comes from a file in each libvirtd's
+namespace, domain.py), and every supervisor gets ``--migrate-uri`` naming the target host's
+libvirtd socket through a link ``<base>/libvirt/<hostname>.sock``: he-ha's live migration
+between two hosts is a real peer-to-peer migration between their libvirtds.
+``refuse_migrations_to(host)`` removes that link (the target's libvirtd unreachable for a
+migration, while the host itself goes on as before).
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ import libvirt
 from he_ha.config import load_hosted_engine_conf
 from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, Supervisor
 from he_ha.devcluster.deployed import HeDisk, add_ovf_stores, update_ovf_store
-from he_ha.devcluster.realvm.domain import MEMORY_MIB, engine_domain_xml, health_url, write_vm_conf
+from he_ha.devcluster.realvm.domain import (
+    CHANNEL_DIR,
+    MEMORY_MIB,
+    engine_domain_xml,
+    health_url,
+    write_host_net,
+    write_vm_conf,
+)
 from he_ha.devcluster.realvm.engine_lease import engine_lease_xml, write_engine_lease
 from he_ha.devcluster.realvm.engine_ovf import console_path, engine_ovf, engine_ovf_xml, write_host_files
 from he_ha.devcluster.realvm.image import HEALTH_BODY, EngineImage, engine_image
@@ -58,10 +72,13 @@ class RealVmCluster:
         self.cluster = Cluster(0, libvirtd=False, health_url="")  # storage only; the hosts are ours
         self.ports: dict[int, int] = {}
         self._watcher: SplitBrainWatcher | None = None
+        self._page_watchers: list[EnginePageWatcher] = []
         self.ovf_stores: tuple[HeDisk, ...] = ()  # use_engine_ovf: the domain's OVF_STORE volumes
         self._ovf_template: str | None = None
         self._host_root = False  # use_engine_ovf: supervisors read the host facts under host.root
+        self.sockets = self.cluster.base / "libvirt"  # <hostname>.sock: a link to the host's libvirtd socket
         try:
+            self.sockets.mkdir()
             for n in range(1, count + 1):
                 port = free_port()
                 host = Host(n, self.cluster.base / f"h{n}", self.cluster.shared, health_url(port),
@@ -69,6 +86,7 @@ class RealVmCluster:
                 self.cluster.hosts.append(host)
                 host.libvirtd = QemuLibvirtd(self.cluster.base / f"h{n}-lv", host.daemon.run_dir)
                 self.ports[n] = port
+                self.accept_migrations_to(host)
         except BaseException:
             self.cluster.__exit__(None, None, None)  # removes what was created so far
             raise
@@ -81,6 +99,7 @@ class RealVmCluster:
         self.cluster.__enter__()  # starts daemons and libvirtds, writes configs, initialises storage
         try:
             for host in self.hosts:
+                write_host_net(_libvirtd(host).state / "lib", self.ports[host.host_id])
                 self._write_vm_conf(host)
         except BaseException:
             self.cluster.__exit__(None, None, None)
@@ -91,25 +110,28 @@ class RealVmCluster:
                  tb: TracebackType | None) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        for watcher in self._page_watchers:
+            watcher.stop()
         self.cluster.__exit__(exc_type, exc, tb)
 
-    def _write_vm_conf(self, host: Host, *, engine_lease: bool = False) -> None:
+    def _write_vm_conf(self, host: Host, *, engine_lease: bool = False, readonly_disk: bool = False) -> None:
         vm_conf = load_hosted_engine_conf(Path(host.cli_env()["HE_HA_HOSTED_ENGINE_CONF"])).vm_conf
-        xml = engine_domain_xml(ENGINE_NAME, ENGINE_UUID, self.image, http_port=self.ports[host.host_id],
-                                console=host.root / "engine-console.log")
+        xml = engine_domain_xml(ENGINE_NAME, ENGINE_UUID, self.image)  # the same on every host
         if engine_lease:
             assert host.deployment is not None
-            xml = engine_lease_xml(xml, host.deployment, host.root)
+            xml = engine_lease_xml(xml, host.deployment, CHANNEL_DIR, readonly_disk=readonly_disk)
         write_vm_conf(vm_conf, ENGINE_NAME, ENGINE_UUID, xml)
 
-    def use_engine_lease(self) -> None:
+    def use_engine_lease(self, *, migratable: bool = False) -> None:
         """Before any supervisor starts: the storage domain's lockspace ``<SD>`` and the HE
         disk's volume lease written (he_ha/devcluster/realvm/engine_lease.py), and every host's
-        vm.conf an engine XML carrying that lease, so he-ha protects the VM with it too."""
+        vm.conf an engine XML carrying that lease, so he-ha protects the VM with it too.
+        ``migratable``: the HE disk read-only, which libvirt lets a live migration take from
+        this machine's local file system (engine_lease_xml)."""
         first = self.hosts[0]
         write_engine_lease(first.view, first.daemon.run_dir)
         for host in self.hosts:
-            self._write_vm_conf(host, engine_lease=True)
+            self._write_vm_conf(host, engine_lease=True, readonly_disk=migratable)
 
     def use_engine_ovf(self, template: str, *, memory_mib: int = MEMORY_MIB) -> tuple[HeDisk, ...]:
         """Before any supervisor starts: the VM defined only by the engine's OVF in an OVF_STORE
@@ -147,7 +169,31 @@ class RealVmCluster:
 
     def start_supervisor(self, host: Host, *extra: str) -> Supervisor:
         host_root = ("--host-root", str(host.root)) if self._host_root else ()
-        return host.start_supervisor(*SUPERVISOR_ARGS, *host_root, *extra)
+        return host.start_supervisor(*SUPERVISOR_ARGS, "--migrate-uri", self.migrate_uri, *host_root, *extra)
+
+    # --- live migration ---------------------------------------------------------------------
+
+    @property
+    def migrate_uri(self) -> str:
+        """he-ha's ``--migrate-uri`` template: the target's libvirtd by its socket link."""
+        return f"qemu+unix:///system?socket={self.sockets}/{{hostname}}.sock"
+
+    def refuse_migrations_to(self, host: Host) -> None:
+        """A migration to ``host`` fails: its libvirtd cannot be reached under the migration
+        URI (the link is removed); ``host`` itself, its supervisor and its libvirtd go on."""
+        (self.sockets / f"{host.name}.sock").unlink(missing_ok=True)
+
+    def accept_migrations_to(self, host: Host) -> None:
+        link = self.sockets / f"{host.name}.sock"
+        link.unlink(missing_ok=True)
+        link.symlink_to(_libvirtd(host).socket)
+
+    def watch_engine_page(self, period: float = 0.05) -> EnginePageWatcher:
+        """Start polling every host's health page every ``period`` s (see EnginePageWatcher)."""
+        watcher = EnginePageWatcher(self, period)
+        self._page_watchers.append(watcher)
+        watcher.start()
+        return watcher
 
     # --- what runs where --------------------------------------------------------------------
 
@@ -182,11 +228,7 @@ class RealVmCluster:
 
     def healthy(self, host: Host) -> bool:
         """``host``'s VM answers its forwarded health page with "DB Up"."""
-        try:
-            with urllib.request.urlopen(host.health_url, timeout=HTTP_TIMEOUT) as response:
-                return HEALTH_BODY in response.read()
-        except (OSError, urllib.error.URLError):  # not listening yet, reset while booting
-            return False
+        return page_says_up(host.health_url)
 
     def wait_running(self, host: Host, timeout: float = BOOT_WAIT, *, not_pid: int | None = None) -> float:
         """Wait until ``host`` runs the guest in a QEMU other than ``not_pid``; returns the
@@ -273,6 +315,62 @@ class SplitBrainWatcher:
             raise AssertionError("the split-brain watcher took no sample")
         if self.violations:
             raise AssertionError(f"engine VM ran on several hosts at once: {self.violations[:5]}")
+
+
+class EnginePageWatcher:
+    """Polls the engine's health page on every host's port, one thread per host, every
+    ``period`` s (each request with a short timeout), and records when and where it said
+    "DB Up": the engine answering wherever it runs, as a client that knows every host's
+    address would see it across a live migration."""
+
+    TIMEOUT = 0.5
+
+    def __init__(self, cluster: RealVmCluster, period: float = 0.05) -> None:
+        self._cluster = cluster
+        self._period = period
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.answers: list[tuple[float, str]] = []  # (monotonic time of the answer, host name)
+        self._threads = [threading.Thread(target=self._run, args=(host,), name=f"page-{host.name}", daemon=True)
+                         for host in cluster.hosts]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _run(self, host: Host) -> None:
+        while not self._stop.is_set():
+            if page_says_up(host.health_url, self.TIMEOUT):
+                with self._lock:
+                    self.answers.append((time.monotonic(), host.name))
+            self._stop.wait(self._period)
+
+    def longest_gap(self, since: float, until: float) -> tuple[float, float]:
+        """The longest time in [since, until] without an answer from any host: (gap, its start)."""
+        with self._lock:
+            times = sorted(t for t, _ in self.answers if since <= t <= until)
+        edges = [since, *times, until]
+        gap, start = max(((b - a, a) for a, b in zip(edges, edges[1:])), default=(0.0, since))
+        return gap, start
+
+    def hosts_answering(self, since: float, until: float) -> list[str]:
+        """The hosts whose page answered in [since, until], in order of their first answer."""
+        with self._lock:
+            seen = [name for t, name in sorted(self.answers) if since <= t <= until]
+        return list(dict.fromkeys(seen))
+
+
+def page_says_up(url: str, timeout: float = HTTP_TIMEOUT) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return HEALTH_BODY in response.read()
+    except (OSError, urllib.error.URLError):  # not listening, reset, paused guest (timeout)
+        return False
 
 
 def lease_holdings(host: Host, timeout: float = 10.0) -> list[LeaseHolding]:

@@ -13,6 +13,15 @@ Its QEMU processes inherit the namespace; the mounts vanish with the last of the
   virtlogd).
 * qemu-sanlock.conf: ``auto_disk_leases = 0``, ``require_lease_for_disks = 0``: only the
   ``<lease>`` in the domain XML is acquired, in the lockspace he-ha joins.
+* Live migration (peer to peer, between two such daemons): the source libvirtd connects to the
+  destination's socket (``qemu+unix:///system?socket=...``: /tmp is outside the bind mounts, so
+  every namespace sees every socket); the QEMU migration stream goes over TCP to a port of
+  libvirt's migration range (49152-49215) on the machine's hostname, libvirt's default, which
+  must resolve to this machine (it does: /etc/hosts; libvirt refuses ``migration_host`` and
+  ``migration_address`` set to 127.0.0.1 or localhost). Each daemon has a ``host_uuid`` of its own:
+  libvirt refuses a migration between two daemons with the same one ("the same host"). The
+  sanlock plugin moves the leases: released by the source when its vCPUs stop, acquired for
+  the destination's QEMU through the destination's sanlock daemon before its vCPUs run.
 * The environment carries this host's ``SANLOCK_RUN_DIR``: the plugin (libsanlock, in
   libvirtd and in the forked child that becomes QEMU) talks to this host's sanlock daemon,
   so the lease is registered to the QEMU pid in that daemon.
@@ -31,6 +40,7 @@ import select
 import shlex
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
 import structlog
@@ -86,6 +96,8 @@ class QemuLibvirtd(PrivateLibvirtd):
             (self.state / name).mkdir(parents=True)
         (self.state / "etc" / "qemu.conf").write_text(QEMU_CONF)
         (self.state / "etc" / "qemu-sanlock.conf").write_text(SANLOCK_CONF)
+        with self._conf.open("a") as conf:  # a host of its own for libvirt (migration refuses "the same host")
+            conf.write(f'host_uuid = "{uuid.uuid4()}"\n')
         self._drivers = self.dir / "drivers"
         self._drivers.mkdir()
         (self._drivers / QEMU_DRIVER.name).symlink_to(QEMU_DRIVER)
