@@ -30,7 +30,6 @@ from cli.command import (
     error,
 )
 from cli.environment import CliEnvironment
-from cli.status_explain import UnreadableDecision, newest, raw_entries, render
 from cli.status_render import (
     BROKER_FAILED,
     FAILED_DEPLOY,
@@ -192,6 +191,9 @@ def _watch(env: CliEnvironment, report: Reporter, interval: float, from_storage:
 
 
 def _explain(args: Sequence[str], env: CliEnvironment) -> int:
+    # Here, not at the top: it loads the state machine's code, which --vm-status never needs.
+    from cli.status_explain import UnreadableDecision, newest, raw_entries, render
+
     report = Reporter("--json" in args)
     try:
         options = EXPLAIN_SYNTAX.parse("--explain", args).options

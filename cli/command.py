@@ -12,10 +12,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cli.admin_client import AdminClient, DaemonUnreachable
-from cli.environment import CliEnvironment
-from he_ha.config import ConfigError, parse_flat_file
+
+if TYPE_CHECKING:  # at run time only the commands need it: --help stays light (issue 16 item 2)
+    from cli.environment import CliEnvironment
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -39,6 +41,8 @@ def deployed_vmid(env: CliEnvironment) -> str | None:
 
     Like the original, only ``vmid`` decides. Unlike it, a file that cannot be parsed is not
     taken for "not deployed": ConfigError names the file and the bad line."""
+    from he_ha.config import parse_flat_file
+
     if not env.paths.hosted_engine_conf.exists():
         return None
     return parse_flat_file(env.paths.hosted_engine_conf).get("vmid") or None
@@ -46,6 +50,8 @@ def deployed_vmid(env: CliEnvironment) -> str | None:
 
 def require_deployed(env: CliEnvironment) -> str | None:
     """The vmid, or None after saying why not (the original's "not deployed" line; exit 1)."""
+    from he_ha.config import ConfigError
+
     try:
         vmid = deployed_vmid(env)
     except ConfigError as exc:

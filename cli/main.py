@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 from collections.abc import Iterator, Sequence
-
-import structlog
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from cli.arguments import HelpRequested, UsageError
-from cli.command import EXIT_FAILED, EXIT_OK, Command
-from cli.environment import CliEnvironment
-from he_ha.logsetup import configure_logging
+from cli.command import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from cli.command import Command
 
 # The modules that define the commands (each exports COMMANDS). They import only light
 # modules at the top, so ``--help`` works even where libvirt or sanlock cannot be loaded.
@@ -43,6 +46,23 @@ USAGE_ORDER = (
     "--disconnect-storage", "--console", "--set-maintenance", "--set-shared-config", "--get-shared-config",
     "--reinitialize-lockspace", "--clean-metadata", "--explain", "--init-storage",
 )
+
+# Which module defines each command, so that running one imports only its module (issue 16
+# item 2: cockpit runs --vm-status --json every second). tests/unit/cli_main checks it
+# against the modules' COMMANDS.
+COMMAND_MODULE = {
+    "--deploy": "cli.cmd_unsupported", "--connect-storage": "cli.cmd_unsupported",
+    "--disconnect-storage": "cli.cmd_unsupported",
+    "--vm-start": "cli.cmd_vm", "--vm-start-paused": "cli.cmd_vm", "--vm-shutdown": "cli.cmd_vm",
+    "--vm-poweroff": "cli.cmd_vm",
+    "--vm-status": "cli.cmd_status", "--explain": "cli.cmd_status",
+    "--add-console-password": "cli.cmd_console", "--console": "cli.cmd_console",
+    "--check-deployed": "cli.cmd_checks", "--check-liveliness": "cli.cmd_checks",
+    "--set-maintenance": "cli.cmd_maintenance",
+    "--set-shared-config": "cli.cmd_shared_config", "--get-shared-config": "cli.cmd_shared_config",
+    "--reinitialize-lockspace": "cli.cmd_repair", "--clean-metadata": "cli.cmd_repair",
+    "--init-storage": "cli.cmd_init_storage",
+}
 
 
 def commands() -> dict[str, Command]:
@@ -73,28 +93,37 @@ def command_help(prog: str, command: Command) -> str:
     return f"Usage: {prog} {command.usage}\n{command.help.rstrip()}\n"
 
 
+def find_command(name: str) -> Command | None:
+    """The command called ``name``, importing only the module that defines it."""
+    module = COMMAND_MODULE.get(name)
+    if module is None:
+        return None
+    return next((c for c in importlib.import_module(module).COMMANDS if c.name == name), None)
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     prog = prog or sys.argv[0] or "hosted-engine"
-    table = commands()
     if not args:
-        print(general_usage(prog, table))
+        print(general_usage(prog, commands()))
         return EXIT_FAILED
     first = args[0]
     if first == "--help":
         if len(args) == 1:
-            print(general_usage(prog, table))
+            print(general_usage(prog, commands()))
             return EXIT_OK
         first, args = args[1], [args[1], "--help"]
-    command = table.get(first)
+    command = find_command(first)
     if command is None:
         print(f"Invalid option '{first}'", file=sys.stderr)
-        print(general_usage(prog, table))
+        print(general_usage(prog, commands()))
         return EXIT_FAILED
     rest = args[1:]
     if rest[:1] == ["--help"]:
         print(command_help(prog, command))
         return EXIT_OK
+    from cli.environment import CliEnvironment  # after the help paths: it loads the configuration code
+
     try:
         with library_logs_on_stderr():
             return command.run(rest, CliEnvironment.from_environ(os.environ))
@@ -111,13 +140,61 @@ def library_logs_on_stderr() -> Iterator[None]:
     """The library logs through structlog; in a short command its lines must not mix with the
     output (stdout stays clean for --json) nor repeat the failures the commands report
     themselves. Errors only, on stderr; the previous configuration comes back afterwards
-    (tests run commands in-process)."""
-    previous = structlog.get_config()
-    configure_logging(level="ERROR")
+    (tests run commands in-process).
+
+    structlog is configured when it is first imported, not imported here: a command whose
+    code never logs (--vm-status) does not pay its ~50 ms import (issue 16 item 2).
+    """
+    if "structlog" in sys.modules:
+        previous = _errors_on_stderr()
+        try:
+            yield
+        finally:
+            sys.modules["structlog"].configure(**previous)
+        return
+    hook = _ConfigureOnImport()
+    sys.meta_path.insert(0, hook)
     try:
         yield
     finally:
-        structlog.configure(**previous)
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(hook)
+        if hook.previous is not None:
+            sys.modules["structlog"].configure(**hook.previous)
+
+
+def _errors_on_stderr() -> dict[str, Any]:
+    """Configure structlog for a command (see above); returns the configuration it replaced."""
+    import structlog
+
+    from he_ha.logsetup import configure_logging
+
+    previous = structlog.get_config()
+    configure_logging(level="ERROR")
+    return previous
+
+
+class _ConfigureOnImport(importlib.abc.MetaPathFinder):
+    """Configures structlog right after its package is imported, before any module can log."""
+
+    def __init__(self) -> None:
+        self.previous: dict[str, Any] | None = None
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        if fullname != "structlog":
+            return None
+        sys.meta_path.remove(self)  # once; and the search below must not find us again
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            load(module)
+            self.previous = _errors_on_stderr()
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def entry_point() -> None:
