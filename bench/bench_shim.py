@@ -92,7 +92,7 @@ def main() -> int:
     print(f"hosted-engine --help, {args.runs} runs:")
     print(f"  {summary(helps)}")
     print("slowest imports of one --vm-status --json run (cumulative):")
-    for row in slowest_imports(profiled.stderr):
+    for row in slowest_imports(profiled.stderr, 12):
         print(f"  {row}")
     return 0
 

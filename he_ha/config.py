@@ -18,10 +18,8 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-log = structlog.get_logger(__name__)
 
 MAX_HOST_ID = 2000
 # Host priority (issue 14): hosted-engine.conf he_ha_priority, published in the slot's extra text.
@@ -295,6 +293,9 @@ def _warn_ignored(path: Path, ignored: dict[str, tuple[str, str]], sections: dic
         extra["legacy"] = legacy
     if typos:
         extra["did_you_mean"] = typos
+    import structlog  # here: `hosted-engine --vm-status` loads this module and never logs (issue 16 item 2)
+
+    log = structlog.get_logger(__name__)
     log.warning("ignoring configuration keys he-ha does not use", path=str(path), keys=sorted(ignored), **extra)
 
 
