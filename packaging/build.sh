@@ -28,19 +28,21 @@ key=$(printf '%s\n' "$deps" | sha256sum | cut -c1-16)
 depdir="$cache/deps-$key"
 if [ ! -d "$depdir" ]; then
     echo "build: vendoring $deps"
-    rm -rf "$depdir.tmp"
+    mkdir -p "$cache"
+    tmp=$(mktemp -d "$cache/.deps.XXXXXX")  # concurrent builds (pytest -n) each fill their own
     # shellcheck disable=SC2086
-    "$py" -m pip install -q --no-compile --only-binary=:all: --target "$depdir.tmp" $deps
-    rm -rf "$depdir.tmp/bin"
-    mv "$depdir.tmp" "$depdir"
+    "$py" -m pip install -q --no-compile --only-binary=:all: --target "$tmp" $deps
+    rm -rf "$tmp/bin"
+    mv -T "$tmp" "$depdir" 2>/dev/null || rm -rf "$tmp"  # another build won: keep its copy
 fi
 lvver=$("$py" -c 'import importlib.metadata as m; print(m.version("libvirt-python"))')
 lvdir="$cache/libvirt-python-$lvver"
 if [ ! -d "$lvdir" ]; then
     echo "build: libvirt-python $lvver for the RPM"
-    rm -rf "$lvdir.tmp"
-    "$py" -m pip install -q --no-compile --no-deps --target "$lvdir.tmp" "libvirt-python==$lvver"
-    mv "$lvdir.tmp" "$lvdir"
+    mkdir -p "$cache"
+    tmp=$(mktemp -d "$cache/.libvirt.XXXXXX")
+    "$py" -m pip install -q --no-compile --no-deps --target "$tmp" "libvirt-python==$lvver"
+    mv -T "$tmp" "$lvdir" 2>/dev/null || rm -rf "$tmp"
 fi
 
 work=$(mktemp -d)
