@@ -1,6 +1,6 @@
 """All six monitors on one event loop for 12 s while two probes hang (the health page
 never answers; a storage read is stuck in its thread): every monitor keeps publishing
-and the loop never lags more than 50 ms.
+and the loop never lags more than 100 ms.
 
 The lag counted is the loop thread's sleep overshoot minus the time the kernel kept it
 waiting on the run queue for other processes (a shared 2-core CI box can starve any
@@ -33,7 +33,10 @@ from tests.integration.monitors.netns import ip
 pytestmark = pytest.mark.root
 
 RUN_SECONDS = 12.0
-MAX_LAG = 0.050
+# A hung probe run on the loop would block it for seconds (the health page never answers);
+# 100 ms (asyncio's own slow-callback threshold) leaves room for the GIL and page-fault
+# jitter of a 2-core box under a full test load (78.9 ms was seen there with no blocking call).
+MAX_LAG = 0.100
 
 
 @pytest.fixture
