@@ -7,6 +7,7 @@
 # system site packages, the RPM vendors both bindings for Python 3.11 (EL9's are for 3.9).
 # The vendored dependencies are cached in build/packaging-cache, keyed by their list.
 set -euo pipefail
+umask 022
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo/build/packages}
 mkdir -p "$out"
@@ -30,6 +31,7 @@ if [ ! -d "$depdir" ]; then
     echo "build: vendoring $deps"
     mkdir -p "$cache"
     tmp=$(mktemp -d "$cache/.deps.XXXXXX")  # concurrent builds (pytest -n) each fill their own
+    chmod 0755 "$tmp"
     # shellcheck disable=SC2086
     "$py" -m pip install -q --no-compile --only-binary=:all: --target "$tmp" $deps
     rm -rf "$tmp/bin"
@@ -41,6 +43,7 @@ if [ ! -d "$lvdir" ]; then
     echo "build: libvirt-python $lvver for the RPM"
     mkdir -p "$cache"
     tmp=$(mktemp -d "$cache/.libvirt.XXXXXX")
+    chmod 0755 "$tmp"
     "$py" -m pip install -q --no-compile --no-deps --target "$tmp" "libvirt-python==$lvver"
     mv -T "$tmp" "$lvdir" 2>/dev/null || rm -rf "$tmp"
 fi
