@@ -64,6 +64,9 @@ def random_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> tuple[Sc
     # and faults it had before priorities existed.
     prio_rng = random.Random(f"priorities-{seed}")
     with_priorities = prio_rng.random() < 0.5
+    # Likewise hosts whose libvirt refuses live migration (failed migrations fall back to a
+    # shutdown and a cold start elsewhere; issue 14).
+    migration_rng = random.Random(f"migration-{seed}")
     count = rng.randint(2, 5)
     hosts = tuple(
         HostSpec(
@@ -73,6 +76,7 @@ def random_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> tuple[Sc
             tick_phase=round(rng.uniform(0, timing.loop_delay), 1),
             clock_offset=float(rng.randint(0, 10**6)),
             priority=prio_rng.choice(PRIORITIES) if with_priorities else 0,
+            refuses_migration=migration_rng.random() < 0.3,
         )
         for i in range(1, count + 1)
     )

@@ -69,6 +69,9 @@ class HostSpec:
     cpu_load: float = 0.0
     powered: bool = True
     priority: int = 0  # host priority (issue 14): higher is preferred (hosted-engine.conf he_ha_priority)
+    # This host's libvirt refuses incoming live migrations, as a real host does without the
+    # QEMU lease holder and libvirt's sanlock lock manager (docs/supervisor.md, "Live migration").
+    refuses_migration: bool = False
 
 
 # command -> (needs a host, takes a value)
@@ -250,6 +253,8 @@ def _hosts(value: object) -> tuple[HostSpec, ...]:
             raise ScenarioError(f"hosts[{i}].id must be a positive integer, got {spec.id!r}")
         if isinstance(spec.priority, bool) or not isinstance(spec.priority, int):
             raise ScenarioError(f"hosts[{i}].priority must be an integer, got {spec.priority!r}")
+        if not isinstance(spec.refuses_migration, bool):
+            raise ScenarioError(f"hosts[{i}].refuses_migration must be true or false, got {spec.refuses_migration!r}")
         specs.append(spec)
     if len({s.id for s in specs}) != len(specs) or not specs:
         raise ScenarioError("hosts need distinct ids (and at least one host)")

@@ -348,6 +348,8 @@ class World:
             return Outcome.FAILED, f"host{target_id} cannot receive the VM"
         if target.vm is not None:
             return Outcome.FAILED, f"{target.name} already runs a VM"
+        if target.spec.refuses_migration:
+            return Outcome.FAILED, f"{target.name} refuses incoming migrations (no lock manager for the VM lease)"
         host.vm, host.vm_exit = None, "migrated"
         target.vm, target.vm_exit = vm, None
         vm.shutting_down = False

@@ -106,6 +106,18 @@ def _check_local(r: SimResult) -> None:
     assert r.final_states == {1: "LocalMaintenance", 2: "LocalMaintenance", 3: "EngineUp"}
 
 
+def _check_local_migration_fails(r: SimResult) -> None:
+    """A refused migration leaves the VM running on the source with its lease; then the safe
+    path: shutdown, and the other host's cold start (issue 14). Never two copies (the world's
+    safety watch), one bounded outage, the VM on host 2 in the end."""
+    assert _lines(r, "[migrate.failed]") and _lines(r, "[up.local-maintenance.evacuate]")
+    (start, end), = _outages_after(r, 200)
+    assert end is not None and start >= 300
+    started = _lines(r, "vm started")
+    assert len(started) == 2 and "host2" in started[1]
+    assert r.final_states == {1: "LocalMaintenance", 2: "EngineUp"}
+
+
 def _check_cold_start(r: SimResult) -> None:
     started = _lines(r, "vm started")
     assert len(started) == 1 and "host3" in started[0]
@@ -295,6 +307,7 @@ CHECKS: dict[str, Callable[[SimResult], None]] = {
     "two-hosts-start-at-once": _check_race,
     "global-maintenance": _check_global,
     "local-maintenance-migration": _check_local,
+    "local-maintenance-migration-fails": _check_local_migration_fails,
     "cold-start": _check_cold_start,
     "supervisor-restart": _check_supervisor_restart,
     "engine-slow-upgrade": _check_slow_upgrade,
