@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -125,7 +126,7 @@ async def test_the_test_driver_cannot_update_devices(hypervisor: tuple[LibvirtCo
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_ticket_on_real_qemu_lets_a_vnc_viewer_in(tmp_path: Path) -> None:
+def test_ticket_on_real_qemu_lets_a_vnc_viewer_in() -> None:
     from tests.integration.vm.test_qemu import QEMU_CONF, QEMU_DRIVER
 
     missing = [what for what, ok in (("qemu-system-x86", shutil.which("qemu-system-x86_64")),
@@ -133,10 +134,17 @@ def test_ticket_on_real_qemu_lets_a_vnc_viewer_in(tmp_path: Path) -> None:
                                      ("openssl", shutil.which("openssl"))) if not ok]
     if missing:
         pytest.fail("needs the Debian packages " + ", ".join(missing))
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "qemu.conf").write_text(QEMU_CONF)
-    done = subprocess.run([sys.executable, "-m", "tests.integration.cli_commands.qemu_vnc_probe", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    # Not tmp_path: QEMU's monitor socket lives at <root>/lib/qemu/domain-1-HostedEngine/
+    # monitor.sock, and under pytest-xdist (…/popen-gw2/test_ticket_on_real_qemu_lets_0/) that
+    # passed the 108-byte limit of a UNIX socket path.
+    root = Path(tempfile.mkdtemp(prefix="he-vnc-", dir="/tmp"))
+    try:
+        (root / "etc").mkdir()
+        (root / "etc" / "qemu.conf").write_text(QEMU_CONF)
+        done = subprocess.run([sys.executable, "-m", "tests.integration.cli_commands.qemu_vnc_probe", str(root)],
+                              cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["login_before"] is False  # the start-time password had expired
