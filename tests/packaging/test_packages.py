@@ -13,12 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tools import require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "0.1.0"
 TOOLS = ("dpkg-deb", "dpkg", "rpmbuild", "rpm")
 
-pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
-                                reason="needs dpkg-deb and rpmbuild (Debian packages dpkg, rpm)")
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    for tool in TOOLS:
+        require_tool(tool, "rpm" if tool.startswith("rpm") else "dpkg")
 
 
 def run(*argv: str | Path, **kwargs: object) -> str:
@@ -95,13 +101,12 @@ def test_rpm_files_dependencies_and_scriptlets(packages: dict[str, Path]) -> Non
 
 
 def test_lintian_and_rpmlint_are_clean(packages: dict[str, Path]) -> None:
-    if shutil.which("lintian"):
-        done = subprocess.run(["lintian", packages["deb"]], capture_output=True, text=True, timeout=300)
-        assert [line for line in done.stdout.splitlines() if line[:2] in ("E:", "W:")] == [], done.stdout
-    if shutil.which("rpmlint"):
-        done = subprocess.run(["rpmlint", "-r", REPO / "packaging" / "rpm" / "he-ha.rpmlintrc", packages["rpm"]],
-                              capture_output=True, text=True, timeout=300)
-        assert "0 errors, 0 warnings" in done.stdout, done.stdout
+    done = subprocess.run([require_tool("lintian", "lintian"), packages["deb"]], capture_output=True, text=True,
+                          timeout=300)
+    assert [line for line in done.stdout.splitlines() if line[:2] in ("E:", "W:")] == [], done.stdout
+    done = subprocess.run([require_tool("rpmlint", "rpmlint"), "-r", REPO / "packaging" / "rpm" / "he-ha.rpmlintrc",
+                           packages["rpm"]], capture_output=True, text=True, timeout=300)
+    assert "0 errors, 0 warnings" in done.stdout, done.stdout
 
 
 def test_deb_unpacks_into_a_scratch_dpkg_root_and_runs(packages: dict[str, Path], tmp_path: Path) -> None:
@@ -127,11 +132,11 @@ def test_deb_unpacks_into_a_scratch_dpkg_root_and_runs(packages: dict[str, Path]
     # the installed unit passes verify once ExecStart resolves inside the scratch root
     unit = (root / "lib/systemd/system/he-ha.service").read_text()
     assert "ExecStart=/usr/bin/he-ha run $HE_HA_OPTIONS" in unit
-    if shutil.which("systemd-analyze"):
-        copy = tmp_path / "he-ha.service"
-        copy.write_text(unit.replace("ExecStart=/usr/bin/he-ha", f"ExecStart={root}/usr/bin/he-ha"))
-        done = subprocess.run(["systemd-analyze", "verify", copy], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-        assert done.returncode == 0 and "he-ha.service" not in done.stderr, done.stderr
+    copy = tmp_path / "he-ha.service"
+    copy.write_text(unit.replace("ExecStart=/usr/bin/he-ha", f"ExecStart={root}/usr/bin/he-ha"))
+    done = subprocess.run([require_tool("systemd-analyze", "systemd"), "verify", copy], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0 and "he-ha.service" not in done.stderr, done.stderr
 
 
 def test_deb_postinst_registers_the_alternative(packages: dict[str, Path], tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from he_ha import atomicfile
 from he_ha.atomicfile import write_atomically
+from tests.support.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,8 +103,8 @@ def test_a_failure_leaves_the_target_and_no_scratch_file(tmp_path: Path, monkeyp
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["ha.json"]
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace (Debian package strace) not installed")
 def test_kernel_sees_fsync_before_rename_and_the_directory_fsync_after(tmp_path: Path) -> None:
+    require_tool("strace", "strace")
     target = tmp_path / "ha.conf"
     target.write_text("local_maintenance=False\n")
     os.chmod(target, 0o600)

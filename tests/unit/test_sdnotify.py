@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import socket
@@ -15,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from he_ha.sdnotify import SdNotifyError, SystemdNotifier, socket_address, watchdog_period
+from tests.support.tools import require_tool
 
 
 @pytest.fixture
@@ -164,9 +164,7 @@ def test_unit_file_keeps_the_safety_settings() -> None:
 
 
 def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package 'systemd')")
+    analyze = require_tool("systemd-analyze", "systemd")
     # verify insists that ExecStart exists: point it at a real executable for the check.
     copy = tmp_path / "he-ha.service"
     copy.write_text(UNIT.read_text().replace("ExecStart=/usr/bin/he-ha", f"ExecStart={sys.executable} -m he_ha"))
@@ -176,9 +174,7 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_unit_file_security_exposure_is_at_most_6_5() -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package 'systemd')")
+    analyze = require_tool("systemd-analyze", "systemd")
     result = subprocess.run([analyze, "security", "--offline=true", str(UNIT)], capture_output=True, text=True,
                             timeout=60)
     last = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]

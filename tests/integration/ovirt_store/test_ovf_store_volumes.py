@@ -42,7 +42,6 @@ OVF_42 = SAMPLES / "ovf_test_v4.2.xml"
 VM_ID = "eccb9cb6-affd-4806-8200-708370581227"  # the 4.2 sample's VM
 NOW = time.time()
 
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared sample OVFs are not here")
 
 
 def ovf(memory: int = 16384) -> bytes:

@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[3]
 MONITORING = REPO / "packaging" / "monitoring"
 RULES = MONITORING / "he-ha-alerts.yml"
 DASHBOARD = MONITORING / "he-ha-dashboard.json"
 
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
-                                reason="promtool (Debian package prometheus, scripts/setup.sh) not installed")
+
+
+@pytest.fixture(autouse=True)
+def _promtool() -> None:
+    require_tool("promtool", "prometheus")
 
 
 def promtool(*args: str, cwd: Path = REPO) -> str:

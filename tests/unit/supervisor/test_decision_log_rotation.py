@@ -4,14 +4,12 @@ entry lost, the writer follows the rename by itself."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from he_ha.supervisor.decisions import DecisionLog
+from tests.support.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "packaging" / "logrotate" / "he-ha"
@@ -28,8 +26,8 @@ def wait_for_lines(path: Path, count: int) -> list[int]:
     raise AssertionError(f"{path}: fewer than {count} entries")
 
 
-@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate (Debian package logrotate) not installed")
 def test_logrotate_renames_and_the_writer_continues_in_a_new_file(tmp_path: Path) -> None:
+    require_tool("logrotate", "logrotate")
     path = tmp_path / "decisions.jsonl"
     config = tmp_path / "logrotate.conf"
     config.write_text(SHIPPED.read_text().replace("/var/log/he-ha/decisions.jsonl", str(path)))

@@ -45,7 +45,6 @@ SAMPLES = OVF_SAMPLES
 UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"  # the VM of test_vm_definition's vm.conf files
 IDENTITY = DomainId("HostedEngine", UUID)
 
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared sample OVFs are not here")
 
 
 def sample(name: str = "ovf_test_v4.2.xml", *, memory: int | None = None) -> bytes:
