@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from he_ha.devcluster.cluster import Cluster, Host, health_page, state_of
+from he_ha.devcluster.cluster import Cluster, Host, health_page
 
 REPO = Path(__file__).resolve().parents[1]
 SHIM = Path(sys.executable).parent / "hosted-engine"
@@ -44,16 +44,6 @@ def summary(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)
     p90 = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
     return f"median {statistics.median(ms):6.1f} ms   p90 {p90:6.1f} ms   min {ms[0]:6.1f} ms"
-
-
-def engine_up(cluster: Cluster) -> Host:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        for host in cluster.hosts:
-            if any(state_of(entry) == "EngineUp" for entry in host.decisions()):
-                return host
-        time.sleep(0.2)
-    raise SystemExit(f"no host reached EngineUp within {WAIT:g} s")
 
 
 def slowest_imports(stderr: str, count: int = 10) -> list[str]:
@@ -77,7 +67,7 @@ def main() -> int:
     with health_page() as url, Cluster(2, libvirtd=True, health_url=url) as cluster:
         for host in cluster.hosts:
             host.start_supervisor()
-        host = engine_up(cluster)
+        host = cluster.engine_host(WAIT)
         _, first = run(host, "--vm-status", "--json")
         if first.returncode != 0:
             raise SystemExit(f"--vm-status --json failed ({first.returncode}): {first.stderr}")

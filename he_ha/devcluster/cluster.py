@@ -547,6 +547,16 @@ class Cluster:
         async with await LeaseClient.start(run_dir=first.daemon.run_dir) as client:
             self.layout = await initialise_first_host(client, areas, vm_uuid=ENGINE_UUID, io_timeout=IO_TIMEOUT)
 
+    def engine_host(self, timeout: float = WAIT) -> Host:
+        """The first host whose state machine has reached EngineUp (AssertionError after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for host in self.hosts:
+                if any(state_of(entry) == "EngineUp" for entry in host.decisions()):
+                    return host
+            time.sleep(0.2)
+        raise AssertionError(f"no host reached EngineUp within {timeout:g} s")
+
     def terminate_supervisors(self, timeout: float = 40.0) -> dict[str, int | None]:
         """SIGTERM every running supervisor at once and wait for them: host name -> exit code
         (None: still running after ``timeout``; ``__exit__`` kills it)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from he_ha.devcluster.cluster import Cluster, Host, health_page, state_of
+from he_ha.devcluster.cluster import Cluster, Host, health_page
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]  # ~25 s: one cluster start, a VM start
 
@@ -41,16 +41,6 @@ def hosted_engine(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host.cli_env()},
         capture_output=True, text=True, timeout=60, check=False,
     )
-
-
-def engine_host(cluster: Cluster) -> Host:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        for host in cluster.hosts:
-            if any(state_of(entry) == "EngineUp" for entry in host.decisions()):
-                return host
-        time.sleep(0.2)
-    raise AssertionError(f"no host reached EngineUp within {WAIT} s")
 
 
 def status_json(host: Host, ready: Any) -> dict[str, Any]:
@@ -80,7 +70,7 @@ def assert_own_crc_is_the_stored_one(host: Host) -> None:
 
 
 def test_status_explain_daemon_down_and_from_storage(cluster: Cluster) -> None:
-    up = engine_host(cluster)
+    up = cluster.engine_host()
     other = next(h for h in cluster.hosts if h is not up)
     key = str(up.host_id)
 
