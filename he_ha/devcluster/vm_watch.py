@@ -13,7 +13,9 @@ at different instants. A run [first, last] (sample times, each the moment the an
 means the VM was seen active at both ends, and is taken as active throughout. A hand-over
 (old copy gone, lease released, acquired, new copy launched) leaves a gap between the old
 run's last sample and the new run's first, so it is never mistaken for two copies; a real
-overlap of more than one sampling period is always caught. A sample whose answer took longer
+overlap of more than one sampling period is always caught. A copy destroyed and launched again
+on the same host between two samples (a local restart takes ~0.1 s) is told apart by its
+libvirt domain id, which every launch renews: a new id ends the run and begins another. A sample whose answer took longer
 than ``MAX_SAMPLE_SECONDS`` (hypervisor slow or frozen) cannot be placed in time and is ignored.
 A host whose hypervisor does not answer at all (crashed: connection refused) counts as not
 running the VM: in this harness the test driver's VMs die with their libvirtd.
@@ -67,6 +69,7 @@ class _HostTrack:
     runs: list[Run] = field(default_factory=list)
     last_sample: float | None = None
     running: bool = False
+    domain_id: int | None = None  # libvirt's id of the copy the open run follows
     error: str | None = None  # why the last sample failed (hypervisor down)
 
 
@@ -117,26 +120,33 @@ class VmWatcher:
                 try:
                     if conn is None:
                         conn = libvirt.open(uri)
-                    active = any(d.UUIDString() == ENGINE_UUID
-                                 for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
-                    error = None
+                    ids = [d.ID() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                           if d.UUIDString() == ENGINE_UUID]
+                    domain_id, error = (ids[0] if ids else None), None
                 except libvirt.libvirtError as exc:  # hypervisor down (crashed host) or restarting
-                    active, error = False, str(exc)
+                    domain_id, error = None, str(exc)
                     _close(conn)
                     conn = None
                 answered = time.monotonic()
                 if answered - asked <= MAX_SAMPLE_SECONDS:
-                    self._record(track, active, answered, error)
+                    self._record(track, domain_id, answered, error)
                 self._stop.wait(max(self.interval - (answered - asked), 0.0))
         finally:
             _close(conn)
 
-    def _record(self, track: _HostTrack, active: bool, at: float, error: str | None) -> None:
+    def _record(self, track: _HostTrack, domain_id: int | None, at: float, error: str | None) -> None:
+        """One sample of ``track``'s host: ``domain_id`` of the active engine VM, None if none."""
+        active = domain_id is not None
         with self._changed:
             self.samples += 1
-            changed = active != track.running
-            track.last_sample, track.running, track.error = at, active, error
             current = track.runs[-1] if track.runs and track.runs[-1].open else None
+            relaunched = current is not None and active and domain_id != track.domain_id
+            changed = active != track.running or relaunched
+            track.last_sample, track.running, track.domain_id, track.error = at, active, domain_id, error
+            if relaunched:
+                assert current is not None
+                current.open = False
+                current = None
             if active:
                 if current is None:
                     current = Run(track.host.name, at, at)
