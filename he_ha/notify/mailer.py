@@ -13,6 +13,8 @@ that worked with the original.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -28,10 +30,16 @@ log = structlog.get_logger(__name__)
 
 
 class MailError(Exception):
-    """A mail was not sent; ``reason`` says why in words fit for a log line or a metric label."""
+    """A mail was not sent; ``reason`` says why in words fit for a log line or a metric label.
 
-    def __init__(self, reason: str) -> None:
+    ``transient``: the server could not be reached or asked to try later (connection refused
+    or reset, unreachable, no name, the deadline, an SMTP 4xx reply): the same mail may go
+    through later. Anything else (a 5xx reply, refused recipients, a TLS or AUTH failure) is
+    not worth retrying."""
+
+    def __init__(self, reason: str, *, transient: bool = False) -> None:
         self.reason = reason
+        self.transient = transient
         super().__init__(reason)
 
 
@@ -91,7 +99,7 @@ async def send_mail(
             await client.quit()
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         if refused is None:
-            raise MailError(_failure(where, config, exc)) from None
+            raise MailError(_failure(where, config, exc), transient=is_transient(exc)) from None
         # The server accepted the mail (DATA answered 250): a failed QUIT loses nothing.
         log.debug("SMTP QUIT failed after the mail was accepted", server=where, error=_failure(where, config, exc))
     finally:
@@ -99,6 +107,21 @@ async def send_mail(
     if refused:
         rejected = ", ".join(f"{rcpt} ({resp.code} {resp.message})" for rcpt, resp in refused.items())
         raise MailError(f"SMTP {where} refused recipients: {rejected} (the others got the mail)")
+
+
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Might the same exchange succeed later? (See MailError.transient.)"""
+    chain = [exc, exc.__cause__, exc.__context__]
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return False  # a certificate or TLS set-up problem stays until someone fixes it
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return 400 <= exc.code < 500
+    if isinstance(exc, (TimeoutError, ConnectionError, socket.gaierror, aiosmtplib.SMTPServerDisconnected)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _UNREACHABLE
 
 
 def ascii_hostname(name: str) -> str:

@@ -12,7 +12,12 @@ Storm control (the original mailed every transition, and flooded on restart loop
   does not refill it;
 - the pending queue is bounded (``max_pending``); when it is full the OLDEST transition is
   dropped (the newest say where the host is now), with a warning counting the drops.
-Failures are logged with their reason and counted; ``stats`` feeds the metrics.
+Failures are logged with their reason and counted; ``stats`` feeds the metrics. A mail that
+failed because the server was down or unreachable (``MailError.transient``) goes back to the
+front of the queue, its token returned, and is tried again after a backoff (``retry_seconds``,
+doubling up to ``retry_max_seconds``), together with whatever came in meanwhile: a failover
+during an SMTP outage is mailed when the server is back (issue 19). Other failures (5xx,
+refused recipients, TLS, AUTH) are not retried.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class NotifySettings:
     state_file: Path | None = None  # e.g. /run/he-ha/notify-ratelimit.json
     tls: TlsOptions = field(default_factory=TlsOptions)
     hostname: str | None = None  # None: socket.gethostname(), as the original
+    retry_seconds: float = 5.0  # first wait after a transient failure; doubles on each failure
+    retry_max_seconds: float = 300.0  # the longest wait between two tries while the server is down
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,9 @@ class Notifier:
             raise NotifyConfigError("broker.conf [email]: smtp-user is set but smtp-password is missing")
         if settings.max_pending < 1:
             raise NotifyConfigError(f"max_pending must be at least 1, got {settings.max_pending}")
+        if not 0 < settings.retry_seconds <= settings.retry_max_seconds:
+            raise NotifyConfigError(f"retry_seconds must be positive and at most retry_max_seconds, got "
+                                    f"{settings.retry_seconds} and {settings.retry_max_seconds}")
         if email.smtp_user and not email.uses_tls:
             log.warning("SMTP authentication without smtp-starttls or smtps sends the password in clear",
                         server=email.smtp_server)
@@ -134,6 +144,8 @@ class Notifier:
         self._holding = False  # a rate-limit hold is in progress (logged once per hold)
         self._pending: deque[_Queued] = deque()
         self._alerts: deque[_QueuedAlert] = deque()
+        self._retry_at: float | None = None  # monotonic: no try before this (after a transient failure)
+        self._retry_delay = settings.retry_seconds
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -172,7 +184,15 @@ class Notifier:
         if not self._rule.matches(transition_detail(old, new)):
             self._filtered += 1
             return False
-        if len(self._pending) >= self._settings.max_pending:
+        self._pending.append(_Queued(old, new, time.time()))
+        self._trim()
+        self._matched += 1
+        self._idle.clear()
+        self._wake.set()
+        return True
+
+    def _trim(self) -> None:
+        while len(self._pending) > self._settings.max_pending:
             dropped = self._pending.popleft()
             self._dropped += 1
             log.warning(
@@ -181,11 +201,9 @@ class Notifier:
                 max_pending=self._settings.max_pending,
                 dropped_total=self._dropped,
             )
-        self._pending.append(_Queued(old, new, time.time()))
-        self._matched += 1
-        self._idle.clear()
-        self._wake.set()
-        return True
+        while len(self._alerts) > self._settings.max_pending:
+            self._alerts.popleft()
+            self._dropped += 1
 
     def alert(self, kind: str, reason: str) -> bool:
         """Queue a mail for an alert (he_ha.fsm.alerts) being raised. Returns True when queued.
@@ -196,10 +214,8 @@ class Notifier:
         if not self._alert_rule.matches(kind):
             self._alerts_filtered += 1
             return False
-        if len(self._alerts) >= self._settings.max_pending:
-            self._alerts.popleft()
-            self._dropped += 1
         self._alerts.append(_QueuedAlert(kind, reason, time.time()))
+        self._trim()
         self._alerts_queued += 1
         self._idle.clear()
         self._wake.set()
@@ -273,6 +289,9 @@ class Notifier:
             await self._wake.wait()
             if self._stopping:
                 return
+            if self._retry_at is not None and (wait := self._retry_at - time.monotonic()) > 0:
+                await asyncio.sleep(wait)  # the server was down; what came in meanwhile joins the retry
+                continue
             delay = self._bucket.delay(time.monotonic())
             if delay > 0:
                 if not self._holding:
@@ -295,16 +314,29 @@ class Notifier:
                 continue
             self._bucket.take(time.monotonic())
             if alerts:  # alerts first, in a mail of their own
-                await self._deliver_alerts(alerts)
+                retry = await self._deliver_alerts(alerts)
+                if retry:
+                    self._alerts.extendleft(reversed(alerts))
             else:
-                if len(batch) > 1:
+                retry = await self._deliver(batch)
+                if retry:
+                    self._pending.extendleft(reversed(batch))
+                elif len(batch) > 1:
                     self._coalesced += len(batch)
-                await self._deliver(batch)
+            if retry:  # nothing went out: the token comes back, the mail waits for the server
+                self._bucket.give_back(time.monotonic())
+                self._trim()
+                self._retry_at = time.monotonic() + self._retry_delay
+                self._retry_delay = min(self._retry_delay * 2, self._settings.retry_max_seconds)
+                self._wake.set()
+            else:
+                self._retry_at, self._retry_delay = None, self._settings.retry_seconds
             await self._save_bucket()
             if not self._pending and not self._alerts:
                 self._idle.set()
 
-    async def _deliver(self, batch: list[_Queued]) -> None:
+    async def _deliver(self, batch: list[_Queued]) -> bool:
+        """Send one mail; True when it failed transiently and should be tried again."""
         detail = _describe(batch)
         email = self._config.email
         try:
@@ -312,38 +344,46 @@ class Notifier:
             rendered = self._template.render(template_fields(email, self._hostname, detail, when=batch[0].at))
             message = build_message(rendered, email, self._hostname)
             await send_mail(message, email, self._tls, self._hostname)
-        except (MailError, MessageError, TemplateError) as exc:
-            self._record_failure(detail, str(exc))
-            return
+        except MailError as exc:
+            return self._record_failure(detail, str(exc), exc.transient)
+        except (MessageError, TemplateError) as exc:
+            return self._record_failure(detail, str(exc))
         except Exception as exc:  # noqa: BLE001 - a notification bug must never kill the supervisor (ha@779cb5c)
             log.exception("notification failed with an unexpected error", detail=detail)
-            self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
-            return
+            return self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
         self._sent += 1
         log.info("notification sent", detail=detail, transitions=len(batch), to=email.destination_emails)
+        return False
 
-    async def _deliver_alerts(self, alerts: list[_QueuedAlert]) -> None:
+    async def _deliver_alerts(self, alerts: list[_QueuedAlert]) -> bool:
         detail = "; ".join(f"{a.kind}: {a.reason}" for a in alerts)
         email = self._config.email
         try:
             fields = template_fields(email, self._hostname, detail, when=alerts[0].at, event_type=ALERT_EVENT_TYPE)
             message = build_message(self._alert_template.render(fields), email, self._hostname)
             await send_mail(message, email, self._tls, self._hostname)
-        except (MailError, MessageError, TemplateError) as exc:
-            self._record_failure(detail, str(exc))
-            return
+        except MailError as exc:
+            return self._record_failure(detail, str(exc), exc.transient)
+        except (MessageError, TemplateError) as exc:
+            return self._record_failure(detail, str(exc))
         except Exception as exc:  # noqa: BLE001 - a notification bug must never kill the supervisor
             log.exception("alert notification failed with an unexpected error", detail=detail)
-            self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
-            return
+            return self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
         self._sent += 1
         log.info("alert notification sent", alerts=[a.kind for a in alerts], to=email.destination_emails)
+        return False
 
-    def _record_failure(self, detail: str, reason: str) -> None:
+    def _record_failure(self, detail: str, reason: str, transient: bool = False) -> bool:
+        """Count and log a failed mail; returns ``transient`` (True: it will be tried again)."""
         self._failed += 1
         self._last_error = reason
         self._last_error_time = time.time()
-        log.error("notification not sent", detail=detail, reason=reason, failed_total=self._failed)
+        if transient:
+            log.error("notification not sent", detail=detail, reason=reason, failed_total=self._failed,
+                      retry_in_seconds=round(self._retry_delay, 1))
+        else:
+            log.error("notification not sent", detail=detail, reason=reason, failed_total=self._failed)
+        return transient
 
     # --- rate-limit state across restarts -----------------------------------------------------
 

@@ -51,6 +51,11 @@ class TokenBucket:
             raise RateLimitError("no mail token available; call delay() first")
         self.tokens -= 1
 
+    def give_back(self, now: float) -> None:
+        """Return the token of a mail that did not go out (the server was unreachable)."""
+        self._refill(now)
+        self.tokens = min(float(self.burst), self.tokens + 1)
+
     def snapshot(self, boot_id: str) -> dict[str, Any]:
         return {"boot_id": boot_id, "tokens": self.tokens, "stamp": self.stamp}
 

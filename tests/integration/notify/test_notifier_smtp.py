@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from structlog.testing import capture_logs
 
 from he_ha.notify import Notifier, NotifyConfigError, NotifySettings, TemplateError, TlsOptions
@@ -18,10 +19,13 @@ from tests.integration.notify.conftest import (
     USER,
     Certificate,
     HangsOnQuit,
+    MailServer,
     StartServer,
     authenticator,
     broker,
 )
+from tests.integration.notify.conftest import _Handler as MailHandler  # the fixture's handler, on a port of our choosing
+
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -291,16 +295,56 @@ async def test_full_queue_drops_the_oldest(closed_port: int) -> None:
     notifier = Notifier(broker(closed_port), settings(burst=1, refill_seconds=3600, max_pending=2))
     await notifier.start()
     try:
-        notifier.state_transition("A", "Start")  # spends the only token (and fails: port closed)
+        notifier.state_transition("A", "Start")  # fails (port closed): back in the queue for a retry
         await eventually(lambda: notifier.stats.failed == 1)
         with capture_logs() as logs:
             for old, new in [("Start", "Up1"), ("Up1", "Up2"), ("Up2", "Up3")]:
                 notifier.state_transition(old, new)
     finally:
         await notifier.stop()
-    assert (notifier.stats.dropped, notifier.stats.pending, notifier.stats.matched) == (1, 2, 4)
-    (warning,) = [e for e in logs if e["event"] == "notification queue full: dropped the oldest transition"]
-    assert warning["dropped"] == "Start-Up1" and warning["dropped_total"] == 1
+    assert (notifier.stats.dropped, notifier.stats.pending, notifier.stats.matched) == (2, 2, 4)
+    warnings = [e for e in logs if e["event"] == "notification queue full: dropped the oldest transition"]
+    assert [(w["dropped"], w["dropped_total"]) for w in warnings] == [("A-Start", 1), ("Start-Up1", 2)]
+
+
+async def test_a_mail_that_failed_while_the_server_was_down_goes_when_it_is_back(closed_port: int) -> None:
+    notifier = Notifier(broker(closed_port), settings(burst=1, refill_seconds=3600, retry_seconds=0.2))
+    server = MailServer(port=closed_port)
+    await notifier.start()
+    try:
+        notifier.state_transition("EngineUp", "EngineUnexpectedlyDown")
+        await eventually(lambda: notifier.stats.failed >= 1)
+        notifier.state_transition("EngineUnexpectedlyDown", "EngineDown")
+        await eventually(lambda: notifier.stats.failed >= 3)  # tried again (token given back), still down
+        assert (notifier.stats.sent, notifier.stats.pending) == (0, 2)
+        assert "Connect call failed" in (notifier.stats.last_error or "")
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(MailHandler(server), hostname="mail.test"), "127.0.0.1", closed_port)
+        try:
+            await server.wait_for_mails(1)
+            assert await notifier.drain(5)
+        finally:
+            listener.close()
+            await listener.wait_closed()
+    finally:
+        await notifier.stop()
+    (mail,) = server.mails  # one mail, both transitions: nothing lost, the bucket's only token used once
+    assert mail.message["Subject"] == "ovirt-hosted-engine state transition EngineUp-EngineUnexpectedlyDown-EngineDown"
+    assert (notifier.stats.sent, notifier.stats.pending) == (1, 0)
+
+
+async def test_a_permanent_failure_is_not_retried(smtp_server: StartServer) -> None:
+    server = await smtp_server()
+    server.refuse_rcpt.update({"ops@example.org", "oncall@example.org"})
+    notifier = Notifier(broker(server.port), settings(retry_seconds=0.05))
+    await notifier.start()
+    try:
+        notifier.state_transition("EngineDown", "EngineStart")
+        await eventually(lambda: notifier.stats.failed == 1)
+        await asyncio.sleep(0.3)
+    finally:
+        await notifier.stop()
+    assert (notifier.stats.failed, notifier.stats.pending) == (1, 0)
 
 
 async def test_template_with_an_unknown_field_mails_it_as_written(smtp_server: StartServer, tmp_path: Path) -> None:
