@@ -18,6 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cli.arguments import Rules, Syntax, UsageError
 from cli.command import (
@@ -29,7 +30,7 @@ from cli.command import (
     deployed_vmid,
     error,
 )
-from cli.environment import CliEnvironment
+from cli.status_fast import remember_checked_conf
 from cli.status_render import (
     BROKER_FAILED,
     FAILED_DEPLOY,
@@ -50,7 +51,9 @@ from cli.status_source import (
     fetch_status,
 )
 from cli.vm_conf_check import vm_conf_missing
-from he_ha.config import ConfigError
+
+if TYPE_CHECKING:
+    from cli.environment import CliEnvironment
 
 EXIT_FAILED_DEPLOY = 2
 FROM_STORAGE = "--from-storage"
@@ -110,7 +113,14 @@ def _watch_interval(option: str | bool | None) -> float | None:
 
 
 def _preconditions(env: CliEnvironment, report: Reporter) -> int | None:
-    """None when deployed with a readable vm.conf; else the exit status, after saying why."""
+    """None when deployed with a readable vm.conf; else the exit status, after saying why.
+    A hosted-engine.conf that passes is remembered for the lean path (cli/status_fast.py)."""
+    from he_ha.config import ConfigError
+
+    try:
+        text = env.paths.hosted_engine_conf.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None  # the checks below say what is wrong with it
     try:
         vmid = deployed_vmid(env)
         conf = env.engine_conf() if vmid is not None else None
@@ -126,6 +136,8 @@ def _preconditions(env: CliEnvironment, report: Reporter) -> int | None:
     missing = vm_conf_missing(env, conf.vm_conf)
     if missing is not None:
         return report.fail(missing, stdout=True)
+    if text is not None:
+        remember_checked_conf(env.paths.hosted_engine_conf, text, conf.vm_conf, env.run_dir)
     return None
 
 
@@ -133,44 +145,66 @@ def _show(env: CliEnvironment, report: Reporter, from_storage: bool) -> int:
     try:
         fetched = fetch_status(env, from_storage=from_storage)
     except SourceError as exc:
-        if from_storage:
-            return report.fail([str(exc)])
-        if report.json_mode:
-            print(exception_json(f"{exc}\n{CANNOT_CONNECT}"))
-        for text in (str(exc), CANNOT_CONNECT, RETRIEVE_FAILED, BROKER_FAILED):
-            error(text)
-        return EXIT_FAILED
-    _notes(fetched)
-    status = fetched.status
+        return source_failed(exc, report, from_storage)
+    return emit(*shown(fetched, report.json_mode))
+
+
+def source_failed(exc: SourceError, report: Reporter, from_storage: bool) -> int:
+    """The status source gave nothing: the original's dead-broker lines (daemon), or why (storage)."""
+    if from_storage:
+        return report.fail([str(exc)])
     if report.json_mode:
-        print(render_json(status))
-        for text in skipped_slot_notes(status):
-            error(text)
-        return EXIT_OK
-    print(render_text(status), end="")
-    if readable_hosts(status):
-        return EXIT_OK
-    # The original exited 1 here with nothing said (quirk 2); the status stays, the silence goes.
-    unreadable = len(unreadable_hosts(status))
-    if unreadable:
-        error(f"he-ha: no host slot on the whiteboard can be read ({unreadable} unreadable, shown above)")
-    elif fetched.storage_note is None and status.whiteboard_age is None:
-        error("he-ha: the he-ha daemon has not read the whiteboard yet (starting?); try again in a few seconds")
-    else:
-        error("he-ha: no host has published its status on the whiteboard yet")
+        print(exception_json(f"{exc}\n{CANNOT_CONNECT}"))
+    for text in (str(exc), CANNOT_CONNECT, RETRIEVE_FAILED, BROKER_FAILED):
+        error(text)
     return EXIT_FAILED
 
 
-def _notes(fetched: Fetched) -> None:
+Output = list[tuple[bool, str]]  # (to stderr, text with its line ends), in the order printed
+
+
+def shown(fetched: Fetched, json_mode: bool) -> tuple[int, Output]:
+    """What a fetched status prints, and the exit status. Computed whole before anything is
+    printed, so that the lean path can hand a status it cannot render to the full path."""
+    output = _notes(fetched)
+    status = fetched.status
+    if json_mode:
+        output.append((False, render_json(status) + "\n"))
+        output.extend((True, text + "\n") for text in skipped_slot_notes(status))
+        return EXIT_OK, output
+    output.append((False, render_text(status)))
+    if readable_hosts(status):
+        return EXIT_OK, output
+    # The original exited 1 here with nothing said (quirk 2); the status stays, the silence goes.
+    unreadable = len(unreadable_hosts(status))
+    if unreadable:
+        why = f"he-ha: no host slot on the whiteboard can be read ({unreadable} unreadable, shown above)"
+    elif fetched.storage_note is None and status.whiteboard_age is None:
+        why = "he-ha: the he-ha daemon has not read the whiteboard yet (starting?); try again in a few seconds"
+    else:
+        why = "he-ha: no host has published its status on the whiteboard yet"
+    output.append((True, why + "\n"))
+    return EXIT_FAILED, output
+
+
+def emit(code: int, output: Output) -> int:
+    for to_stderr, text in output:
+        print(text, end="", file=sys.stderr if to_stderr else sys.stdout)
+    return code
+
+
+def _notes(fetched: Fetched) -> Output:
     """One stderr line for each reason to distrust what is shown."""
     status = fetched.status
+    notes = []
     if fetched.storage_note is not None:
-        error(f"he-ha: {fetched.storage_note}")
+        notes.append(f"he-ha: {fetched.storage_note}")
     if status.storage_error is not None:
         age = "" if status.whiteboard_age is None else f"; the status shown is {status.whiteboard_age:.0f} s old"
-        error(f"he-ha: the daemon's last whiteboard read failed: {status.storage_error}{age}")
+        notes.append(f"he-ha: the daemon's last whiteboard read failed: {status.storage_error}{age}")
     if status.global_maintenance is None:
-        error("he-ha: the global maintenance flag (whiteboard slot 0) cannot be read; shown as off")
+        notes.append("he-ha: the global maintenance flag (whiteboard slot 0) cannot be read; shown as off")
+    return [(True, text + "\n") for text in notes]
 
 
 def _watch(env: CliEnvironment, report: Reporter, interval: float, from_storage: bool) -> int:

@@ -29,7 +29,7 @@ from he_ha.fsm import (
 )
 from he_ha.fsm.codec import CodecError, from_json
 from he_ha.fsm.rules import RULES
-from he_ha.storage.codec import engine_status_json
+from he_ha.storage.engine_status import engine_status_json
 from he_ha.supervisor.publish import score_view
 
 INDENT = "    "

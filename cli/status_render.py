@@ -1,4 +1,6 @@
 """``--vm-status`` output: pure functions from a ``ClusterStatus`` to text. No I/O, no clock.
+They read only attributes, so they render the validated model and the lean path's attribute view
+of the daemon's JSON (cli/status_source.py ``status_view``) alike.
 
 The original's lines are reproduced byte for byte (spec/hosted-engine-cli.md §3.4, §3.5), so
 scripts matching labels or ``"vm": "up"`` keep working. What he-ha adds (score breakdown,
@@ -9,10 +11,12 @@ FSM state, host priority, sanlock's view, unreadable slots) goes on extra lines 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView, VmDefinitionView
-from he_ha.storage.codec import engine_status_json
+from he_ha.storage.engine_status import engine_status_json
+
+if TYPE_CHECKING:  # the lean --vm-status path renders the daemon's JSON without pydantic (cli/status_fast.py)
+    from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView, VmDefinitionView
 
 LABEL_WIDTH = 35
 # The original's friendly labels; every other key is printed as its raw name (quirk 8).

@@ -8,20 +8,18 @@ read timeout plus an outer ``wait_for``, ``virsh`` a subprocess timeout.
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from cli.admin_client import AdminClient, AdminError, DaemonUnreachable
-from cli.environment import CliEnvironment
-from he_ha.admin.contract import ClusterStatus
-from he_ha.config import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest is loaded where it is used: the lean path (cli/status_fast.py) loads none of it
+    from pydantic import ValidationError
+
+    from cli.environment import CliEnvironment
+    from he_ha.admin.contract import ClusterStatus
     from he_ha.storage.codec import WhiteboardView
 
 DAEMON_TIMEOUT = 5.0  # the daemon answers status from memory: seconds mean it is hung
@@ -37,22 +35,61 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class Fetched:
-    status: ClusterStatus
+    status: ClusterStatus  # or, on the lean path, its ``status_view``
     storage_note: str | None  # None: from the daemon; else where on storage it was read
 
 
 def status_from_daemon(env: CliEnvironment, timeout: float = DAEMON_TIMEOUT) -> ClusterStatus:
-    return ClusterStatus.model_validate(daemon_get(env, "/v1/status", timeout))
+    from he_ha.admin.contract import ClusterStatus
+
+    return ClusterStatus.model_validate(daemon_get(env.admin_socket, "/v1/status", timeout))
 
 
-def daemon_get(env: CliEnvironment, url: str, timeout: float = DAEMON_TIMEOUT) -> Any:
-    """The decoded 200 answer of ``GET url``; SourceError naming the socket otherwise."""
+def daemon_get(socket: Path, url: str, timeout: float = DAEMON_TIMEOUT) -> Any:
+    """The decoded 200 answer of ``GET url`` on the admin ``socket``; SourceError naming the
+    socket otherwise."""
     try:
-        return AdminClient(env.admin_socket, timeout=timeout).get(url)
+        return AdminClient(socket, timeout=timeout).get(url)
     except DaemonUnreachable as exc:
         raise SourceError(str(exc)) from exc
     except AdminError as exc:
-        raise SourceError(f"the he-ha daemon on {env.admin_socket} answered {exc.status}: {exc.message}") from exc
+        raise SourceError(f"the he-ha daemon on {socket} answered {exc.status}: {exc.message}") from exc
+
+
+# The fields of the contract's models (he_ha/admin/contract.py) whose values are models
+# themselves, or lists of them; tests/unit/cli_status/test_status_fast.py derives this set from
+# the models and compares.
+MODEL_FIELDS = frozenset({"hosts", "score_breakdown", "penalties", "vm_definition", "alerts"})
+
+
+class JsonView:
+    """Read-only attribute access to a JSON object the daemon sent (``ClusterStatus`` and the
+    models in it, as ``model_dump`` wrote them), for the lean path, which renders without
+    pydantic. A key that is missing raises AttributeError: such an answer (a daemon older
+    than a field) goes to the full path, which validates it and fills in the defaults."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"not a JSON object: {type(data).__name__}")
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        if name not in MODEL_FIELDS or value is None:
+            return value
+        if isinstance(value, list):
+            return [JsonView(item) for item in value]
+        return JsonView(value)
+
+
+def status_view(data: Any) -> ClusterStatus:
+    """The daemon's ``/v1/status`` answer as the renderers read a ``ClusterStatus`` (not validated)."""
+    return JsonView(data)  # type: ignore[return-value]
 
 
 def fetch_status(env: CliEnvironment, *, from_storage: bool = False) -> Fetched:
@@ -66,6 +103,8 @@ def fetch_status(env: CliEnvironment, *, from_storage: bool = False) -> Fetched:
         status, metadata = status_from_storage(env)
         return Fetched(status, f"status read from storage ({metadata}), not from the he-ha daemon: "
                                "every host shown as not up-to-date")
+    from pydantic import ValidationError
+
     try:
         return Fetched(status_from_daemon(env), None)
     except ValidationError as exc:
@@ -81,6 +120,11 @@ def _first(exc: ValidationError) -> str:
 def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -> tuple[ClusterStatus, Path]:
     """Read the whiteboard directly (O_DIRECT, with a deadline) as a ClusterStatus whose
     hosts are all stale: without the daemon's history nobody can tell who is alive."""
+    import asyncio
+
+    from he_ha.admin.contract import ClusterStatus
+    from he_ha.config import ConfigError
+
     try:
         conf = env.engine_conf()
         path = env.volume("metadata").path
@@ -122,7 +166,7 @@ def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -
 
 def decisions_from_daemon(env: CliEnvironment) -> list[dict[str, Any]]:
     """Every decision record the daemon keeps (its ring), newest last."""
-    answer = daemon_get(env, f"/v1/decisions?limit={MAX_DECISIONS}")
+    answer = daemon_get(env.admin_socket, f"/v1/decisions?limit={MAX_DECISIONS}")
     decisions = answer.get("decisions") if isinstance(answer, dict) else None
     if not isinstance(decisions, list) or not all(isinstance(d, dict) for d in decisions):
         raise SourceError(f"the he-ha daemon on {env.admin_socket} sent decisions that are not a list of objects")
@@ -135,6 +179,8 @@ def failed_deploy_leftover(uri: str, timeout: float = VIRSH_TIMEOUT) -> tuple[bo
     ``virsh domstate`` as the original did, read-only and with a deadline. (False, why) when
     the check itself could not run, so the caller can say so instead of guessing.
     """
+    import subprocess
+
     command = ["virsh", "-r", "-c", uri, "domstate", DEPLOY_DOMAIN]
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)

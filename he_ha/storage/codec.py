@@ -18,7 +18,6 @@ Deviations from the original reader, each fixing a defect of spec §12:
 
 from __future__ import annotations
 
-import json
 import mmap
 import re
 import zlib
@@ -114,12 +113,6 @@ class WhiteboardView:
         """The highest slot index holding anything (a host, an unusable slot, leftover
         bytes); 0 when no host slot does."""
         return max((*self.hosts, *self.errors, *self.slot_bytes, 0))
-
-
-def engine_status_json(status: Mapping[str, str]) -> str:
-    """The header's engine-status text: ``json.dumps`` with its default ``", "``/``": "``
-    separators, which peers and scripts grep for (``"vm": "up"``)."""
-    return json.dumps(dict(status))
 
 
 # --- host slots ------------------------------------------------------------------------------

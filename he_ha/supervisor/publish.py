@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 
 from he_ha.admin.contract import PenaltyView, ScoreView
 from he_ha.fsm import PublishedRecord, ScoreBreakdown
-from he_ha.storage.codec import BLOCK_BYTES, SLOT_BYTES, HostSlot, engine_status_json, priority_line
+from he_ha.storage.codec import BLOCK_BYTES, SLOT_BYTES, HostSlot, priority_line
+from he_ha.storage.engine_status import engine_status_json
 from he_ha.storage.extra import format_extra
 
 BREAKDOWN_KEY = "score_breakdown"

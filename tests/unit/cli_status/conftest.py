@@ -51,6 +51,7 @@ class HostFiles:
             "HE_HA_AGENT_CONF": str(self.root / "agent.conf"),
             "HE_HA_BROKER_CONF": str(self.root / "broker.conf"),
             "HE_HA_ADMIN_SOCKET": str(self.socket),
+            "HE_HA_RUN_DIR": str(self.socket.parent),  # where the full path records a checked hosted-engine.conf
             "HE_HA_LIBVIRT_URI": f"test://{self.libvirt_node}",
         }
 
