@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import mmap
 import statistics
 import tempfile
@@ -35,7 +36,6 @@ from he_ha.storage.codec import (
     decode_whiteboard,
     encode_global_block,
     encode_host_slot,
-    engine_status_json,
 )
 from he_ha.storage.direct_io import read_direct
 from he_ha.storage.extra import format_extra
@@ -56,7 +56,8 @@ def typical_slot(host_id: int, host_ts: int = 0) -> bytes:
         host_id=host_id,
         host_ts=host_ts or 873412 + host_id,
         score=3400,
-        engine_status=engine_status_json(
+        # the header's engine-status text as the supervisor writes it (json.dumps' default separators)
+        engine_status=json.dumps(
             {"vm": "down", "health": "bad", "detail": "unknown", "reason": "vm not running on this host"}
         ),
         hostname=f"hypervisor-{host_id:04d}.datacenter.example.com",
