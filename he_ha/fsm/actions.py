@@ -36,11 +36,18 @@ class DestroyVm:
 
 @dataclass(frozen=True, slots=True)
 class MigrateVm:
-    """Live-migrate the running VM to ``target_host_id`` (local maintenance)."""
+    """Live-migrate the running VM to ``target_host_id`` (local maintenance, yield, failback).
+
+    ``deadline``: seconds the migration may take before the hypervisor's job is aborted and
+    the action fails. The FSM sets it inside its own ``migrate_timeout`` so that the migration
+    is over, one way or the other, before the state's timer gives up on it (no migration may
+    still be running when the cold path shuts the VM down)."""
 
     seq: int
     target_host_id: int
     target_hostname: str
+    # The default timings' value; decision records written before the field existed decode with it.
+    deadline: float = 290.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ from he_ha.fsm.observation import (
 )
 from he_ha.fsm.rules import STATE_GUARDS, GuardKind, Rule
 from he_ha.fsm.score import ScoreBreakdown, compute_score
-from he_ha.fsm.states import UP_FAMILY
+from he_ha.fsm.states import MIGRATING, UP_FAMILY
 from he_ha.fsm.states import StateName as S
 from he_ha.fsm.timing import TimingConfig
 
@@ -166,7 +166,7 @@ def _foreign_lease(ctx: _Ctx) -> _Decision | None:
     lease, health = ctx.obs.lease, ctx.health
     if lease is None or lease.held_here or health is None or not health.running:
         return None
-    migrating = ctx.state.name is S.LOCAL_MAINTENANCE_MIGRATE_VM
+    migrating = ctx.state.name in MIGRATING
     if lease.owner in (None, ctx.own_id):
         if migrating and ctx.pending is not None:
             return None
@@ -290,6 +290,17 @@ def _migrate_away(ctx: _Ctx, go: Rule, no_target: Rule, evacuate: Rule) -> _Deci
     if _migrate_backoff(ctx):
         return _Decision(evacuate, f"live migration failed; host {target.host_id} will start the VM")
     return _Decision(go, f"migrate to host {target.host_id}", migrate_target=target)
+
+
+def _move_away(ctx: _Ctx, target: PeerRecord | None, migrate: Rule, cold: Rule, why: str) -> _Decision:
+    """The VM should run on a better host (yield, failback): live-migrate it there, unless a
+    migration failed moments ago or no host can take it live; then the cold path (shut down
+    here, the better host starts it)."""
+    if target is None:
+        return _Decision(cold, f"{why}; no live host can take the VM by migration: shut it down here")
+    if _migrate_backoff(ctx):
+        return _Decision(cold, f"{why}; live migration failed moments ago: shut the VM down for it to start")
+    return _Decision(migrate, f"{why}: migrate to host {target.host_id}", migrate_target=target)
 
 
 def _eligible_peers(ctx: _Ctx) -> list[PeerRecord]:
@@ -545,7 +556,8 @@ def _engine_up(ctx: _Ctx) -> _Decision:
     if rival is not None and ctx.outranked_since is not None:
         waited = ctx.now - ctx.outranked_since
         if waited >= ctx.timing.yield_dwell:
-            return _Decision(R.UP_YIELD, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total} for {waited:g} s")
+            why = f"host {rival.host_id} scores {rival.score} vs {ctx.score.total} for {waited:g} s"
+            return _move_away(ctx, _migration_target(ctx), R.UP_YIELD_MIGRATE, R.UP_YIELD, why)
     if not healthy:
         if ctx.state.name is S.ENGINE_UP_BAD_HEALTH and _ceiling_reached(ctx, ctx.timing.bad_health_timeout):
             ceiling = _ceiling(ctx, ctx.timing.bad_health_timeout)
@@ -566,9 +578,9 @@ def _engine_up(ctx: _Ctx) -> _Decision:
 
 def _failback(ctx: _Ctx) -> _Decision | None:
     """Failback (configured, issue 14): a healthy engine moves to a better-priority host once
-    that host was eligible and ready, inside the band, for failback_dwell; through the yield
-    path (shut down here, it starts the VM). Not again for failback_retry_delay after one that
-    did not take."""
+    that host was eligible and ready, inside the band, for failback_dwell: by live migration,
+    or through the yield path (shut down here, it starts the VM) after a failed migration. Not
+    again for failback_retry_delay after a cold failback that did not take."""
     target, since, timing = ctx.failback_target, ctx.failback_since, ctx.timing
     if target is None or since is None:
         return None
@@ -580,7 +592,7 @@ def _failback(ctx: _Ctx) -> _Decision | None:
     waited = ctx.now - since
     if waited < timing.failback_dwell:
         return _Decision(R.UP_FAILBACK_DWELL, f"{who} eligible for {waited:g} of {timing.failback_dwell:g} s")
-    return _Decision(R.UP_FAILBACK, f"{who} eligible for {waited:g} s: stop here, it starts the VM")
+    return _move_away(ctx, target, R.UP_FAILBACK_MIGRATE, R.UP_FAILBACK, f"{who} eligible for {waited:g} s")
 
 
 def _maybe_away(ctx: _Ctx) -> _Decision:
@@ -657,6 +669,23 @@ def _migrating(ctx: _Ctx) -> _Decision:
     return _Decision(R.MIGRATE_AWAIT, "reported done, the VM has not left yet" if result else "")
 
 
+def _migrating_away(ctx: _Ctx) -> _Decision:
+    """EngineMigratingAway: the better host takes the VM live. A failure goes back to EngineUp
+    with the migration back-off set (the cold path follows there if the host is still better)."""
+    health, result = ctx.health, ctx.result
+    assert health is not None
+    if result is not None and result.outcome is not Outcome.OK:
+        if health.running:
+            return _Decision(R.MIGRATING_AWAY_FAILED, result.reason, migrate_failed=True)
+        return _Decision(R.MIGRATING_AWAY_VM_LOST, result.reason)
+    if health.gone:
+        return _Decision(R.MIGRATING_AWAY_DONE, f"to host {ctx.state.migrate_target}")
+    entered = ctx.state.entered_at
+    if entered is not None and ctx.now >= entered + ctx.timing.migrate_timeout:
+        return _Decision(R.MIGRATING_AWAY_TIMEOUT, migrate_failed=True)
+    return _Decision(R.MIGRATING_AWAY_AWAIT, "reported done, the VM has not left yet" if result else "")
+
+
 def _unknown_vm_state(ctx: _Ctx) -> _Decision:
     return _Decision(R.ULVS_KNOWN)  # the hold guard ran first: the state is known
 
@@ -675,6 +704,7 @@ _BODIES = {
     S.GLOBAL_MAINTENANCE: _global_maintenance,
     S.LOCAL_MAINTENANCE: _local_maintenance,
     S.LOCAL_MAINTENANCE_MIGRATE_VM: _migrating,
+    S.ENGINE_MIGRATING_AWAY: _migrating_away,
     S.UNKNOWN_LOCAL_VM_STATE: _unknown_vm_state,
 }
 
@@ -706,7 +736,7 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
     result = obs.result if pending is not None and obs.result is not None and obs.result.seq == pending.seq else None
     score = compute_score(state.name, obs.local, len(failures), cfg.score, timing.max_retries, len(restarts))
     outranked_since = None
-    if state.name in UP_FAMILY and _outranked_by(cluster, score.total, timing) is not None:
+    if state.name in _OUTRANK_KEPT and _outranked_by(cluster, score.total, timing) is not None:
         outranked_since = state.outranked_since if state.outranked_since is not None else now
     ctx = _Ctx(
         state=state,
@@ -737,6 +767,10 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
         return ctx
     since = state.failback_since if state.failback_target == target.host_id and state.failback_since is not None else now
     return replace(ctx, failback_target=target, failback_since=since)
+
+
+# The outranked timer survives a yield migration that fails, so the cold path follows at once.
+_OUTRANK_KEPT = UP_FAMILY | {S.ENGINE_MIGRATING_AWAY}
 
 
 def _decide(ctx: _Ctx) -> _Decision:
@@ -841,11 +875,18 @@ def _entry_action(dest: S, seq: int, now: float, ctx: _Ctx, decision: _Decision)
     if dest is S.ENGINE_FORCE_STOP:
         reason = f"{decision.rule.id}: {decision.note}" if decision.note else decision.rule.id
         return DestroyVm(seq, reason), Pending(seq, "destroy", now)
-    if dest is S.LOCAL_MAINTENANCE_MIGRATE_VM:
+    if dest in MIGRATING:
         target = decision.migrate_target
         assert target is not None
-        return MigrateVm(seq, target.host_id, target.hostname), Pending(seq, "migrate", now)
+        deadline = _migrate_deadline(ctx.timing)
+        return MigrateVm(seq, target.host_id, target.hostname, deadline), Pending(seq, "migrate", now)
     return None
+
+
+def _migrate_deadline(timing: TimingConfig) -> float:
+    """The hypervisor's migration job ends (aborted if need be) one loop before the FSM's
+    migrate_timeout, so its result, not the timer, decides; at least 1 s."""
+    return max(timing.migrate_timeout - timing.loop_delay, 1.0)
 
 
 def _timeout_at(name: S, entered_at: float | None, alive_at: float | None, timing: TimingConfig) -> float | None:
@@ -926,12 +967,12 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
         start_attempt_at=start_attempt_at,
         pending=pending,
         next_seq=next_seq,
-        outranked_since=ctx.outranked_since if dest in UP_FAMILY else None,
+        outranked_since=ctx.outranked_since if dest in _OUTRANK_KEPT else None,
         lease_busy_at=now if decision.lease_busy else state.lease_busy_at,
         migrate_failed_at=now if decision.migrate_failed else state.migrate_failed_at,
         migrate_target=(
             (decision.migrate_target.host_id if decision.migrate_target else state.migrate_target)
-            if dest is S.LOCAL_MAINTENANCE_MIGRATE_VM
+            if dest in MIGRATING
             else None
         ),
         alive_at=alive_at,
@@ -995,11 +1036,18 @@ def _priority_fields(ctx: _Ctx, decision: _Decision, dest: S) -> dict[str, objec
             failback_at, failed_at = None, ctx.now
         elif rule is R.DOWN_ENGINE_ELSEWHERE or dest not in _FAILBACK_PATH:
             failback_at = None
-    in_up = dest in UP_FAMILY and ctx.failback_target is not None
+    # The failback dwell survives a failback migration that fails, so the cold path follows.
+    kept = dest in _OUTRANK_KEPT
+    target: int | None = None
+    since: float | None = None
+    if kept and ctx.failback_target is not None:
+        target, since = ctx.failback_target.host_id, ctx.failback_since
+    elif kept and state.name is S.ENGINE_MIGRATING_AWAY:
+        target, since = state.failback_target, state.failback_since
     return {
         "priority_wait_since": wait,
-        "failback_target": ctx.failback_target.host_id if in_up and ctx.failback_target else None,
-        "failback_since": ctx.failback_since if in_up else None,
+        "failback_target": target,
+        "failback_since": since,
         "failback_at": failback_at,
         "failback_failed_at": failed_at,
     }

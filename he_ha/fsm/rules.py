@@ -84,6 +84,7 @@ STATE_GUARDS: dict[S, tuple[Guard, ...]] = {
     # LocalMaintenance checks its own flag in its body (it may have a VM to migrate away).
     S.LOCAL_MAINTENANCE: (),
     S.LOCAL_MAINTENANCE_MIGRATE_VM: (_GLOBAL, Guard(GuardKind.VM_UNKNOWN, None)),
+    S.ENGINE_MIGRATING_AWAY: (_GLOBAL, Guard(GuardKind.VM_UNKNOWN, None)),
     S.UNKNOWN_LOCAL_VM_STATE: (_GLOBAL, Guard(GuardKind.VM_UNKNOWN, None), _LOCAL),
 }
 
@@ -250,7 +251,15 @@ UP_EVACUATE = _rule(
     "up.local-maintenance.evacuate", _UP, S.ENGINE_STOP,
     "local maintenance: live migration failed, shut the VM down for an eligible peer to start it",
 )
-UP_YIELD = _rule("up.yield", _UP, S.ENGINE_STOP, "a peer out-scored us by the threshold for the dwell time")
+UP_YIELD_MIGRATE = _rule(
+    "up.yield.migrate", _UP, S.ENGINE_MIGRATING_AWAY,
+    "a peer out-scored us by the threshold for the dwell time: migrate the VM to it live",
+)
+UP_YIELD = _rule(
+    "up.yield", _UP, S.ENGINE_STOP,
+    "a peer out-scored us by the threshold for the dwell time and a live migration is not possible "
+    "(it failed moments ago, or no eligible target): shut the VM down for it to start",
+)
 UP_BAD_HEALTH = _rule("up.bad-health", {S.ENGINE_UP}, S.ENGINE_UP_BAD_HEALTH, "the engine is not healthy")
 UP_BAD_HEALTH_PERSISTS = _rule(
     "up.bad-health.persists", {S.ENGINE_UP_BAD_HEALTH}, None, "the engine is still not healthy"
@@ -263,9 +272,15 @@ UP_NOT_READY_CEILING = _rule(
     "up.not-ready-ceiling", {S.ENGINE_UP_BAD_HEALTH}, S.ENGINE_STOP,
     "the engine was not healthy for not_ready_timeout (its ceiling) in EngineUpBadHealth",
 )
+UP_FAILBACK_MIGRATE = _rule(
+    "up.failback.migrate", {S.ENGINE_UP}, S.ENGINE_MIGRATING_AWAY,
+    "failback (configured): a better-priority host inside the band was eligible and ready for failback_dwell: "
+    "migrate the VM to it live",
+)
 UP_FAILBACK = _rule(
     "up.failback", {S.ENGINE_UP}, S.ENGINE_STOP,
-    "failback (configured): a better-priority host inside the band was eligible and ready for failback_dwell",
+    "failback (configured): a better-priority host inside the band was eligible and ready for failback_dwell; "
+    "a live migration failed moments ago: shut the VM down for it to start",
 )
 UP_FAILBACK_DWELL = _rule(
     "up.failback.dwell", {S.ENGINE_UP}, None,
@@ -334,6 +349,25 @@ MIGRATE_FAILED = _rule("migrate.failed", _MIGRATE, S.ENGINE_UP, "the migration f
 MIGRATE_TIMEOUT = _rule("migrate.timeout", _MIGRATE, S.ENGINE_UP, "no migration result within migrate_timeout")
 MIGRATE_VM_LOST = _rule("migrate.vm-lost", _MIGRATE, S.REINITIALIZE, "the migration failed and the VM is not up")
 MIGRATE_AWAIT = _rule("migrate.await", _MIGRATE, None, "migration under way")
+
+# EngineMigratingAway (issue 14): the yield and failback paths by live migration. A failed or
+# timed-out migration goes back to EngineUp with the migration back-off set, where the same
+# rule then takes the cold path (up.yield / up.failback: shut down, the better host starts).
+_AWAY_MIGRATE = {S.ENGINE_MIGRATING_AWAY}
+MIGRATING_AWAY_DONE = _rule(
+    "migrating-away.done", _AWAY_MIGRATE, S.ENGINE_DOWN, "the VM left this host for the better one"
+)
+MIGRATING_AWAY_FAILED = _rule(
+    "migrating-away.failed", _AWAY_MIGRATE, S.ENGINE_UP,
+    "the migration failed; the VM stays up here (the cold path follows if the better host still is)",
+)
+MIGRATING_AWAY_TIMEOUT = _rule(
+    "migrating-away.timeout", _AWAY_MIGRATE, S.ENGINE_UP, "no migration result within migrate_timeout"
+)
+MIGRATING_AWAY_VM_LOST = _rule(
+    "migrating-away.vm-lost", _AWAY_MIGRATE, S.REINITIALIZE, "the migration failed and the VM is not up"
+)
+MIGRATING_AWAY_AWAIT = _rule("migrating-away.await", _AWAY_MIGRATE, None, "migration under way")
 
 ULVS_KNOWN = _rule(
     "unknown-vm-state.known", {S.UNKNOWN_LOCAL_VM_STATE}, S.REINITIALIZE, "the local VM state is known again", nowait=True

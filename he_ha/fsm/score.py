@@ -38,7 +38,7 @@ ZERO_SCORE = {
     S.AGENT_STOPPED: "agent stopped",
 }
 # States where the VM's own memory is in use here, so free memory is not judged (spec §4.3).
-MEMORY_EXEMPT = frozenset({S.ENGINE_UP, S.ENGINE_UP_BAD_HEALTH, S.GLOBAL_MAINTENANCE})
+MEMORY_EXEMPT = frozenset({S.ENGINE_UP, S.ENGINE_UP_BAD_HEALTH, S.ENGINE_MIGRATING_AWAY, S.GLOBAL_MAINTENANCE})
 
 
 def _cpu_penalty(load: float, cfg: ScoreConfig) -> int:

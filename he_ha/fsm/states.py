@@ -20,9 +20,15 @@ class StateName(StrEnum):
     GLOBAL_MAINTENANCE = "GlobalMaintenance"
     LOCAL_MAINTENANCE = "LocalMaintenance"
     LOCAL_MAINTENANCE_MIGRATE_VM = "LocalMaintenanceMigrateVm"
+    # A better host (by the yield threshold, or a failback) takes the VM by live migration
+    # (issue 14). The original had a state of this name until 2019 (spec §3).
+    ENGINE_MIGRATING_AWAY = "EngineMigratingAway"
     UNKNOWN_LOCAL_VM_STATE = "UnknownLocalVmState"
     AGENT_STOPPED = "AgentStopped"  # final publish only, never a decision state
 
 
 S = StateName
 UP_FAMILY = frozenset({S.ENGINE_UP, S.ENGINE_UP_BAD_HEALTH})
+# States that live-migrate the VM away: a MigrateVm is issued on entry, the lease may be on
+# its way to the target while they last.
+MIGRATING = frozenset({S.LOCAL_MAINTENANCE_MIGRATE_VM, S.ENGINE_MIGRATING_AWAY})

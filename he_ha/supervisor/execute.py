@@ -440,7 +440,7 @@ class ActionExecutor:
             return ActionResult(0, Outcome.FAILED, reason)
         uri = self._migrate_uri.format(hostname=action.target_hostname, host_id=action.target_host_id)
         try:
-            state = await self._vm.migrate(uri)
+            state = await self._vm.migrate(uri, deadline=action.deadline)
         except MigrationUnsupported as exc:
             return ActionResult(0, Outcome.FAILED, str(exc))
         except VmError as exc:

@@ -77,8 +77,27 @@ def _check_bad_health(r: SimResult) -> None:
 
 
 def _check_gateway(r: SimResult) -> None:
-    yields = _lines(r, "[up.yield]")
+    """The lasting loss yields by live migration (issue 14), after the dwell: no outage."""
+    yields = _lines(r, "[up.yield.migrate]")
     assert len(yields) == 1 and float(yields[0].split()[0]) >= 400 + 60  # the 30 s blip did not count
+    assert not _lines(r, "[up.yield]") and not _lines(r, "action shutdown")
+    assert _lines(r, "host1   vm migrated to host2, lease moved") and _lines(r, "[migrating-away.done]")
+    assert _outages_after(r, 200) == []
+    assert r.final_states == {1: "EngineDown", 2: "EngineUp", 3: "EngineDown"}
+
+
+def _check_gateway_migration_fails(r: SimResult) -> None:
+    """The yield migration is refused; the cold path follows at the next step (not after
+    another dwell): shutdown, a peer's cold start, one bounded outage."""
+    [attempt] = _lines(r, "[up.yield.migrate]")
+    [failed] = _lines(r, "[migrating-away.failed]")
+    [cold] = _lines(r, "[up.yield]")
+    assert float(attempt.split()[0]) >= 460 and float(cold.split()[0]) - float(failed.split()[0]) <= 10
+    assert "live migration failed moments ago" in cold and _lines(r, "host1   action shutdown")
+    [(start, end)] = _outages_after(r, 200)
+    assert end is not None and end - start <= 30 + 10 + 10 + 2 + 60  # shutdown, publish/read, tick, start, boot
+    started = _lines(r, "vm started")
+    assert len(started) == 2 and "host1" not in started[1]
     assert r.final_states[1] == "EngineDown"
 
 
@@ -283,17 +302,14 @@ def _check_priority_preferred_stalls(r: SimResult) -> None:
 
 def _check_priority_failback(r: SimResult) -> None:
     """Failback on: only after the preferred host qualified for the whole dwell without a break
-    (the network loss restarted it), through the yield path, to that host, once."""
+    (the network loss restarted it), by live migration, to that host, once, without an outage."""
     dwell = _lines(r, "[up.failback.dwell]")
     assert len(dwell) == 2 and _lines(r, "host1   EngineUp [up.ok]", after=400)  # the break reset it
-    [failback] = _lines(r, "[up.failback]")
+    [failback] = _lines(r, "[up.failback.migrate]")
     assert failback.split()[1] == "host1" and float(failback.split()[0]) - float(dwell[-1].split()[0]) == 300
     assert float(dwell[-1].split()[0]) > 430  # counted from after the network came back
-    assert _lines(r, "host1   action shutdown")  # the yield path: a graceful shutdown...
-    started = _lines(r, "vm started", after=float(failback.split()[0]))
-    assert [line.split()[1] for line in started] == ["host3"]  # ...and the preferred host starts it
-    [(start, end)] = _outages_after(r, 700)
-    assert end is not None and end - start <= 30 + 10 + 10 + 2 + 60  # shutdown, publish/read, tick, start, boot
+    assert _lines(r, "host1   vm migrated to host3, lease moved") and not _lines(r, "action shutdown")
+    assert _outages_after(r, 700) == []
     assert r.final_states == {1: "EngineDown", 2: "EngineDown", 3: "EngineUp"}
 
 
@@ -303,6 +319,7 @@ CHECKS: dict[str, Callable[[SimResult], None]] = {
     "vm-crash": _check_vm_crash,
     "engine-bad-health": _check_bad_health,
     "gateway-loss": _check_gateway,
+    "gateway-loss-migration-fails": _check_gateway_migration_fails,
     "storage-stall": _check_storage_stall,
     "two-hosts-start-at-once": _check_race,
     "global-maintenance": _check_global,

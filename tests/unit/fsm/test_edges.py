@@ -23,6 +23,7 @@ from tests.unit.fsm.builders import (
     obs,
     peer,
     pending,
+    result,
     state_in,
 )
 
@@ -129,7 +130,7 @@ def test_retry_window_edge(offset: float, counted: bool) -> None:
 def test_yield_dwell_edge(offset: float, yields: bool) -> None:
     state = state_in(S.ENGINE_UP, outranked_since=T0 - TIMING.yield_dwell - offset)
     _, _, record = step(state, obs(UP_GOOD, network=0.0))
-    assert record.rule == ("up.yield" if yields else "up.outranked")
+    assert record.rule == ("up.yield.migrate" if yields else "up.outranked")
 
 
 @pytest.mark.parametrize(("margin", "outranked"), [(799, False), (800, True), (801, True)])
@@ -156,13 +157,29 @@ def test_yield_dwell_restarts_when_interrupted() -> None:
     state, _, record = tick(state, 119, 0.0)
     assert record.rule == "up.outranked"
     state, _, record = tick(state, 120, 0.0)
-    assert record.rule == "up.yield"
+    assert record.rule == "up.yield.migrate"
 
 
 def test_zero_dwell_is_the_original_behaviour() -> None:
+    """The original yields in the first tick it is outranked (by a shutdown; he-ha migrates)."""
     timing = replace(TIMING, yield_dwell=0.0)
     _, _, record = step(state_in(S.ENGINE_UP, timing=timing), obs(UP_GOOD, network=0.0))
-    assert record.rule == "up.yield"
+    assert record.rule == "up.yield.migrate"
+
+
+def test_a_failed_yield_migration_takes_the_cold_path_at_the_next_step() -> None:
+    """Yield by live migration first; when it fails the dwell is kept, so the original's cold
+    path (shut down, the better host starts the VM) follows at once, not after another dwell."""
+    state = state_in(S.ENGINE_UP, outranked_since=T0 - TIMING.yield_dwell)
+    state, _, record = step(state, obs(UP_GOOD, network=0.0))
+    assert record.rule == "up.yield.migrate" and state.name is S.ENGINE_MIGRATING_AWAY
+    seq = state.pending.seq if state.pending else 0
+    failed = result(Outcome.FAILED, seq=seq, reason="the lease holder cannot migrate")
+    state, _, record = step(state, obs(UP_GOOD, now=T0 + 1, network=0.0, peers=(peer(ts=5001),), result=failed))
+    assert record.rule == "migrating-away.failed" and state.outranked_since == T0 - TIMING.yield_dwell
+    state, _, record = step(state, obs(UP_GOOD, now=T0 + 2, network=0.0, peers=(peer(ts=5002),)))
+    assert record.rule == "up.yield" and state.name is S.ENGINE_STOP
+    assert "live migration failed moments ago" in record.note
 
 
 def test_stale_view_never_yields() -> None:

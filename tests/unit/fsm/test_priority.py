@@ -11,6 +11,7 @@ import pytest
 from he_ha.fsm import (
     FsmState,
     LeaseStatus,
+    MigrateVm,
     Observation,
     Outcome,
     Publish,
@@ -153,16 +154,40 @@ def test_failback_is_off_by_default() -> None:
     assert state.failback_target is None and state.failback_since is None
 
 
-def test_failback_after_the_dwell_through_the_yield_path() -> None:
+def test_failback_after_the_dwell_by_live_migration() -> None:
     state = state_in(S.ENGINE_UP, peers=(peer(priority=1),), timing=FAILBACK)
     rules = []
     for i in range(31):
         state, actions, record = step(state, obs(UP_GOOD, now=T0 + 10 * i, peers=(peer(priority=1, ts=5000 + i),)))
         rules.append(record.rule)
-    assert rules[:30] == ["up.failback.dwell"] * 30 and rules[30] == "up.failback"
-    assert state.name is S.ENGINE_STOP and state.failback_at == T0 + 300
-    assert any(isinstance(a, ShutdownVm) for a in actions)
-    assert "host 2 (priority 1 > 0, score 3400) eligible for 300 s" in record.note
+    assert rules[:30] == ["up.failback.dwell"] * 30 and rules[30] == "up.failback.migrate"
+    assert state.name is S.ENGINE_MIGRATING_AWAY and state.migrate_target == 2
+    (migrate,) = [a for a in actions if isinstance(a, MigrateVm)]
+    assert migrate.target_host_id == 2
+    assert "host 2 (priority 1 > 0, score 3400) eligible for 300 s: migrate to host 2" in record.note
+    # The migration lands: the VM left, this host is down and the target runs it.
+    seq = state.pending.seq if state.pending else 0
+    state, _, record = step(state, obs(DOWN, now=T0 + 320, peers=(peer(priority=1, ts=5040),),
+                                       result=result(Outcome.OK, seq=seq)))
+    assert record.rule == "migrating-away.done" and state.name is S.ENGINE_DOWN
+
+
+def test_a_failed_failback_migration_takes_the_yield_path() -> None:
+    state = state_in(S.ENGINE_UP, peers=(peer(priority=1),), timing=FAILBACK, failback_target=2,
+                     failback_since=T0 - 1000)
+    state, _, record = step(state, obs(UP_GOOD, peers=(peer(priority=1),)))
+    assert record.rule == "up.failback.migrate"
+    seq = state.pending.seq if state.pending else 0
+    state, _, record = step(state, obs(UP_GOOD, now=T0 + 5, peers=(peer(priority=1, ts=5001),),
+                                       result=result(Outcome.FAILED, seq=seq, reason="target refused")))
+    assert record.rule == "migrating-away.failed" and state.migrate_failed_at == T0 + 5
+    # The failback's dwell is kept across the migration: the cold path follows at the next
+    # tick (shut down here, the target starts the VM).
+    assert state.failback_target == 2 and state.failback_since == T0 - 1000
+    state, actions, record = step(state, obs(UP_GOOD, now=T0 + 15, peers=(peer(priority=1, ts=5002),)))
+    assert record.rule == "up.failback" and state.failback_at == T0 + 15
+    assert state.name is S.ENGINE_STOP and any(isinstance(a, ShutdownVm) for a in actions)
+    assert "live migration failed moments ago" in record.note
 
 
 def test_the_failback_dwell_restarts_when_the_target_stops_qualifying() -> None:
@@ -214,7 +239,9 @@ def test_no_failback_from_a_bad_health_engine_or_in_local_maintenance() -> None:
 
 def _failback_then_stop(now: float) -> FsmState:
     target = peer(priority=1)
-    state = state_in(S.ENGINE_UP, peers=(target,), timing=FAILBACK, failback_target=2, failback_since=now - 1000)
+    # A live migration failed moments ago: the failback goes the cold way.
+    state = state_in(S.ENGINE_UP, peers=(target,), timing=FAILBACK, failback_target=2, failback_since=now - 1000,
+                     migrate_failed_at=now - 1)
     state, _, record = step(state, obs(UP_GOOD, now=now, peers=(target,)))
     assert record.rule == "up.failback"
     state, _, record = step(state, obs(DOWN, now=now + 40, peers=(peer(priority=1, ts=5004),)))
@@ -244,7 +271,7 @@ def test_a_failback_that_did_not_take_backs_off() -> None:
         state, _, record = step(state, obs(UP_GOOD, now=T0 + now, peers=(peer(priority=1, ts=7000 + i),)))
         assert record.rule == "up.failback.dwell" and "did not take" in record.note
     state, _, record = step(state, obs(UP_GOOD, now=T0 + 82 + 3600, peers=(peer(priority=1, ts=8000),)))
-    assert record.rule == "up.failback"
+    assert record.rule == "up.failback.migrate"
 
 
 # --- what is published ----------------------------------------------------------------------------

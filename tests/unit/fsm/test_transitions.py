@@ -70,6 +70,11 @@ def migrating(**fields: object) -> FsmState:
     return state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, **{"pending": pending("migrate"), "migrate_target": 2, **fields})  # type: ignore[arg-type]
 
 
+def migrating_away(**fields: object) -> FsmState:
+    """EngineMigratingAway with a yield migration to host 2 under way."""
+    return state_in(S.ENGINE_MIGRATING_AWAY, **{"pending": pending("migrate"), "migrate_target": 2, **fields})  # type: ignore[arg-type]
+
+
 PEER_UP = peer(status=UP_GOOD)
 INELIGIBLE = peer(maintenance=True, score=0)  # a live peer in local maintenance
 LOW_NET = {"network": 0.0}  # own score 1800: a 3400 peer beats it by 1600
@@ -290,8 +295,25 @@ CASES = [
         S.ENGINE_STOP,
         ShutdownVm,
     ),
-    Case("up.yield", state_in(S.ENGINE_UP, outranked_since=T0 - 60), obs(UP_GOOD, **LOW_NET), S.ENGINE_STOP, ShutdownVm),
-    Case("up.yield", state_in(S.ENGINE_UP_BAD_HEALTH, outranked_since=T0 - 60), obs(UP_BAD, **LOW_NET), S.ENGINE_STOP, ShutdownVm),
+    Case(
+        "up.yield.migrate", state_in(S.ENGINE_UP, outranked_since=T0 - 60), obs(UP_GOOD, **LOW_NET),
+        S.ENGINE_MIGRATING_AWAY, MigrateVm,
+    ),
+    Case(
+        "up.yield.migrate", state_in(S.ENGINE_UP_BAD_HEALTH, outranked_since=T0 - 60), obs(UP_BAD, **LOW_NET),
+        S.ENGINE_MIGRATING_AWAY, MigrateVm,
+    ),
+    Case(  # a yield migration failed moments ago: the cold path
+        "up.yield", state_in(S.ENGINE_UP, outranked_since=T0 - 60, migrate_failed_at=T0 - 1), obs(UP_GOOD, **LOW_NET),
+        S.ENGINE_STOP, ShutdownVm,
+    ),
+    Case(  # no host can take the VM live (the better one reports it is stopping): the cold path
+        "up.yield",
+        state_in(S.ENGINE_UP_BAD_HEALTH, outranked_since=T0 - 60, peers=(peer(stopped=True),)),
+        obs(UP_BAD, peers=(peer(stopped=True, ts=5001),), **LOW_NET),
+        S.ENGINE_STOP,
+        ShutdownVm,
+    ),
     Case("up.bad-health", state_in(S.ENGINE_UP), obs(UP_BAD), S.ENGINE_UP_BAD_HEALTH),
     Case("up.bad-health", state_in(S.ENGINE_UP), obs(PAUSED), S.ENGINE_UP_BAD_HEALTH),
     Case("up.bad-health.persists", state_in(S.ENGINE_UP_BAD_HEALTH), obs(UP_BAD), S.ENGINE_UP_BAD_HEALTH),
@@ -307,8 +329,16 @@ CASES = [
     Case("up.outranked", state_in(S.ENGINE_UP), obs(UP_GOOD, **LOW_NET), S.ENGINE_UP),
     # --- failback (issue 14): configured, to a better-priority host eligible for the dwell ---
     Case(
-        "up.failback",
+        "up.failback.migrate",
         state_in(S.ENGINE_UP, peers=(BETTER_PRIO,), timing=FAILBACK, failback_target=2, failback_since=T0 - 300),
+        obs(UP_GOOD, peers=(BETTER_PRIO,)),
+        S.ENGINE_MIGRATING_AWAY,
+        MigrateVm,
+    ),
+    Case(  # a failback migration failed moments ago: the cold path
+        "up.failback",
+        state_in(S.ENGINE_UP, peers=(BETTER_PRIO,), timing=FAILBACK, failback_target=2, failback_since=T0 - 300,
+                 migrate_failed_at=T0 - 1),
         obs(UP_GOOD, peers=(BETTER_PRIO,)),
         S.ENGINE_STOP,
         ShutdownVm,
@@ -402,6 +432,22 @@ CASES = [
         obs(UP_GOOD, local_maintenance=True, lease=FOREIGN),  # the lease moving to the target is no foreign lease
         S.LOCAL_MAINTENANCE_MIGRATE_VM,
     ),
+    # --- EngineMigratingAway (issue 14): yield and failback by live migration ---
+    Case("migrating-away.done", migrating_away(), obs(DOWN, result=result(Outcome.OK)), S.ENGINE_DOWN),
+    Case(
+        "migrating-away.failed",
+        migrating_away(),
+        obs(UP_GOOD, result=result(Outcome.FAILED, reason="target refused")),
+        S.ENGINE_UP,
+    ),
+    Case("migrating-away.vm-lost", migrating_away(), obs(DOWN_UNEXPECTED, result=result(Outcome.FAILED)), S.REINITIALIZE),
+    Case("migrating-away.timeout", migrating_away(entered_at=T0 - 300, pending=None), obs(UP_GOOD), S.ENGINE_UP),
+    Case(
+        "migrating-away.await",
+        migrating_away(),
+        obs(UP_GOOD, lease=FOREIGN),  # the lease moving to the target is no foreign lease
+        S.ENGINE_MIGRATING_AWAY,
+    ),
     Case("unknown-vm-state.known", state_in(S.UNKNOWN_LOCAL_VM_STATE), obs(DOWN), S.REINITIALIZE),
 ]
 
@@ -453,6 +499,8 @@ def test_migration_targets_best_eligible_host() -> None:
     new, actions, _ = step(state, obs(UP_GOOD, peers=peers, local_maintenance=True))
     migrate = next(a for a in actions if isinstance(a, MigrateVm))
     assert (migrate.target_host_id, migrate.target_hostname) == (4, "host4") and new.migrate_target == 4
+    # The hypervisor's job ends one loop before the FSM's own timer would give up on it.
+    assert migrate.deadline == TimingConfig().migrate_timeout - TimingConfig().loop_delay == MigrateVm(0, 0, "").deadline
 
 
 def test_foreign_lease_kills_whatever_the_owner_liveness() -> None:
