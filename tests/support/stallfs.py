@@ -1,17 +1,24 @@
-"""A FUSE filesystem exposing one real file whose reads and writes can be made to hang.
+"""A FUSE filesystem exposing one real file whose reads and writes can be made to hang or fail.
 
 This is how tests simulate a hung NFS server or a dead SAN path: a process that reads the
-file blocks in the kernel, exactly as it would on real storage, until ``resume()``.
+file blocks in the kernel, exactly as it would on real storage, until ``resume()``. It can
+also fail instead of hanging: ``fail_io()`` makes every read and write fail with EIO (a
+failing disk or an NFS server answering errors); ``vanish()`` makes the file gone (lookups
+and opens fail with ENOENT, I/O on files opened before with ESTALE, as NFS does for a file
+removed on the server). ``resume()`` ends any of these modes.
 
     with StallFS(mountpoint, backing_file) as fs:
         fs.path            # the file inside the mount, backed by backing_file
         fs.stall()         # from now on every read/write of fs.path blocks
         fs.wait_blocked()  # wait until some caller is actually blocked in it
         fs.resume()        # release the blocked calls; I/O flows again
+        fs.fail_io()       # every read/write fails with EIO until resume()
+        fs.vanish()        # the file is gone (ENOENT; ESTALE on open files) until resume()
 
 The filesystem runs as a separate process (fusepy over libfuse2) so its threads and libfuse's
 signal handlers stay out of the test process. It is controlled through a second file in the
-mount, ``.control``, that never blocks: write ``stall``/``resume``, read the status. Leaving
+mount, ``.control``, that never blocks: write ``stall``/``eio``/``gone``/``resume``, read the
+status (``stalled``, ``blocked``, ``mode``, ``failed``: calls failed on purpose so far). Leaving
 the ``with`` block always resumes first (so no caller stays stuck), unmounts (lazily if the
 mount is still busy) and ends the process it started. The mount uses ``direct_io``: every
 read reaches the filesystem, none is served from the page cache. Needs root and /dev/fuse.
@@ -62,8 +69,29 @@ class StallFS:
         self._command("stall")
 
     def resume(self) -> None:
-        """Release every blocked call and let I/O through again."""
+        """Release every blocked call and let I/O through again (also ends ``fail_io``/``vanish``)."""
         self._command("resume")
+
+    def fail_io(self) -> None:
+        """Make every following read and write of ``path`` fail with EIO until ``resume``."""
+        self._command("eio")
+
+    def vanish(self) -> None:
+        """Make ``path`` gone until ``resume``: ENOENT for lookups and opens, ESTALE for I/O on
+        files opened before."""
+        self._command("gone")
+
+    def failed(self) -> int:
+        """How many calls the filesystem failed on purpose (EIO, ENOENT, ESTALE) so far."""
+        return int(self._status()["failed"])
+
+    def wait_failed(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Wait until at least ``count`` calls failed on purpose, proving the mode took hold."""
+        deadline = time.monotonic() + timeout
+        while self.failed() < count:
+            if time.monotonic() > deadline:
+                raise StallFSError(f"no {count} failed call(s) on {self.path} within {timeout} s")
+            time.sleep(0.01)
 
     def blocked(self) -> int:
         """How many reads/writes are blocked in the filesystem right now."""
@@ -185,6 +213,13 @@ def _serve(mountpoint: str, backing: str, name: str) -> None:
             self._flowing.set()
             self._count_lock = threading.Lock()
             self._blocked = 0
+            self._mode = "ok"  # ok | eio | gone
+            self._failed = 0
+
+        def _fail(self, code: int) -> None:
+            with self._count_lock:
+                self._failed += 1
+            raise fuse.FuseOSError(code)
 
         def _gate(self) -> None:
             with self._count_lock:
@@ -192,12 +227,18 @@ def _serve(mountpoint: str, backing: str, name: str) -> None:
             self._flowing.wait()
             with self._count_lock:
                 self._blocked -= 1
+            if self._mode == "eio":
+                self._fail(errno.EIO)
+            if self._mode == "gone":
+                self._fail(errno.ESTALE)
 
         def getattr(self, path: str, fh: int | None = None) -> dict[str, float]:
             if path == "/":
                 return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
             if path == "/" + CONTROL_NAME:
                 return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": 0}
+            if path == "/" + name and self._mode == "gone":
+                self._fail(errno.ENOENT)
             if path == "/" + name:
                 st = os.stat(backing)
                 return {
@@ -211,13 +252,15 @@ def _serve(mountpoint: str, backing: str, name: str) -> None:
             raise fuse.FuseOSError(errno.ENOENT)
 
         def readdir(self, path: str, fh: int) -> list[str]:
-            return [".", "..", name, CONTROL_NAME]
+            return [".", "..", CONTROL_NAME] + ([] if self._mode == "gone" else [name])
 
         def open(self, path: str, flags: int) -> int:
             if path == "/" + CONTROL_NAME:
                 return 0
             if path != "/" + name:
                 raise fuse.FuseOSError(errno.ENOENT)
+            if self._mode == "gone":
+                self._fail(errno.ENOENT)
             return os.open(backing, flags & os.O_ACCMODE)
 
         def release(self, path: str, fh: int) -> int:
@@ -227,7 +270,8 @@ def _serve(mountpoint: str, backing: str, name: str) -> None:
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             if path == "/" + CONTROL_NAME:
-                status = f"stalled={int(not self._flowing.is_set())} blocked={self._blocked}\n".encode()
+                status = (f"stalled={int(not self._flowing.is_set())} blocked={self._blocked} mode={self._mode} "
+                          f"failed={self._failed}\n").encode()
                 return status[offset : offset + size]
             self._gate()
             return os.pread(fh, size, offset)
@@ -237,7 +281,10 @@ def _serve(mountpoint: str, backing: str, name: str) -> None:
                 word = data.decode(errors="replace").strip()
                 if word == "stall":
                     self._flowing.clear()
+                elif word in ("eio", "gone"):
+                    self._mode = word
                 elif word == "resume":
+                    self._mode = "ok"
                     self._flowing.set()
                 else:
                     raise fuse.FuseOSError(errno.EINVAL)
@@ -254,6 +301,8 @@ def _serve(mountpoint: str, backing: str, name: str) -> None:
             return 0
 
         def fsync(self, path: str, datasync: int, fh: int) -> int:
+            if path == "/" + name and self._mode != "ok":
+                self._fail(errno.EIO if self._mode == "eio" else errno.ESTALE)
             if path == "/" + name:
                 os.fsync(fh)
             return 0
