@@ -13,7 +13,13 @@ from he_ha.fsm import TimingConfig, TimingError
 from he_ha.fsm.timing import BOOL_KEYS
 from he_ha.journal import JOURNAL_SOCKET
 from he_ha.logsetup import DEFAULT_LOG_FILE, LOG_FILE_KEEP, LOG_TARGETS, configure_logging
-from he_ha.supervisor.settings import DEFAULT_BROKER_SOCKET, HOLDER_KINDS, SupervisorSettings
+from he_ha.supervisor.settings import (
+    DEFAULT_BROKER_SOCKET,
+    HOLDER_KINDS,
+    QEMU_CONF,
+    SupervisorSettings,
+    default_holder_kind,
+)
 
 EXIT_USAGE = 2
 
@@ -54,7 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "192.0.2.10:9716 or [::1]:9716 (default: only on the admin socket)")
     host.add_argument("--hostname", default=None, help="name published in the whiteboard (default: gethostname)")
     host.add_argument("--lease-holder", choices=HOLDER_KINDS, default=None,
-                      help="who holds the VM lease: keeper (default), worker (default for test:/// URIs), qemu")
+                      help="who holds the VM lease: keeper, worker, qemu (default: qemu when the system libvirtd "
+                           "uses the sanlock lock manager (--qemu-conf), as on oVirt hosts; worker for test:/// "
+                           "URIs; else keeper)")
+    host.add_argument("--qemu-conf", type=Path, default=QEMU_CONF, metavar="PATH",
+                      help=f"libvirt's QEMU driver configuration, read for the default lease holder (default {QEMU_CONF})")
     host.add_argument("--migrate-uri", default="qemu+tls://{hostname}/system", metavar="TEMPLATE",
                       help="destination libvirt URI for live migration; {hostname} is the target's name")
 
@@ -148,7 +158,9 @@ def settings_from(args: argparse.Namespace) -> SupervisorSettings:
         monitor_interval=args.monitor_interval,
         health_url=args.health_url,
         health_grace=args.health_grace,
-        holder=args.lease_holder,
+        # Resolved here, before the event loop runs (it reads qemu.conf).
+        holder=args.lease_holder or default_holder_kind(args.libvirt_uri, args.qemu_conf),
+        qemu_conf=args.qemu_conf,
         migrate_uri=args.migrate_uri,
         decision_log=args.decision_log,
         metrics_listen=args.metrics_listen,

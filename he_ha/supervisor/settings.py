@@ -8,6 +8,7 @@ at the original's fixed path, so hosts on one machine must each be given their o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,36 @@ from he_ha.fsm import TimingConfig
 HolderKind = Literal["keeper", "worker", "qemu"]
 HOLDER_KINDS: tuple[HolderKind, ...] = ("keeper", "worker", "qemu")
 DEFAULT_BROKER_SOCKET = Path("/var/run/ovirt-hosted-engine-ha/broker.socket")  # where VDSM's HAClient connects
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")  # the system libvirtd's QEMU driver configuration
+# The URIs of the system libvirtd on this host, the one QEMU_CONF configures.
+_SYSTEM_URIS = frozenset({"qemu:///system", "qemu+unix:///system"})
+_LOCK_MANAGER = re.compile(r'^\s*lock_manager\s*=\s*"([^"]*)"\s*(#.*)?$', re.MULTILINE)
+
+
+def lock_manager(qemu_conf_text: str) -> str | None:
+    """The ``lock_manager`` a qemu.conf sets (the last uncommented setting wins, as in
+    libvirt's parser), None if it sets none."""
+    found = _LOCK_MANAGER.findall(qemu_conf_text)
+    return found[-1][0] if found else None
+
+
+def default_holder_kind(libvirt_uri: str, qemu_conf: Path = QEMU_CONF) -> HolderKind:
+    """The lease holder when none is configured (docs/supervisor.md "The lease holder").
+
+    The test driver's VMs live in this process, so the lease must too (worker). The system
+    libvirtd configured with the sanlock lock manager (as VDSM configures every oVirt host)
+    holds the lease in QEMU, which is what live migration needs (qemu). Anything else: the
+    lease keeper. An unreadable qemu.conf counts as no lock manager (the keeper works
+    everywhere; it only cannot migrate)."""
+    if libvirt_uri.startswith("test:///"):
+        return "worker"
+    if libvirt_uri not in _SYSTEM_URIS:
+        return "keeper"
+    try:
+        text = qemu_conf.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "keeper"
+    return "qemu" if lock_manager(text) == "sanlock" else "keeper"
 
 
 @dataclass(frozen=True)
@@ -41,7 +72,8 @@ class SupervisorSettings:
     monitor_interval: float = 10.0
     health_url: str | None = None
     health_grace: float = 600.0
-    holder: HolderKind | None = None  # None: worker for in-process test:/// URIs, else keeper
+    holder: HolderKind | None = None  # None: default_holder_kind(libvirt_uri, qemu_conf)
+    qemu_conf: Path = QEMU_CONF  # read for the default lease holder only
     migrate_uri: str = "qemu+tls://{hostname}/system"
     decision_log: Path | None = None
     metrics_listen: tuple[str, int] | None = None  # (address, port) of the read-only /metrics listener; None: off
@@ -59,8 +91,7 @@ class SupervisorSettings:
     def holder_kind(self) -> HolderKind:
         if self.holder is not None:
             return self.holder
-        # An in-process test driver's VMs die with this process: so must the lease.
-        return "worker" if self.libvirt_uri.startswith("test:///") else "keeper"
+        return default_holder_kind(self.libvirt_uri, self.qemu_conf)
 
     @property
     def definition_timeout(self) -> float:

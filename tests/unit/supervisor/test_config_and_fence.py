@@ -17,7 +17,7 @@ from he_ha.fsm import TimingError
 from he_ha.supervisor.cli import add_arguments, settings_from
 from he_ha.supervisor.fence import FenceFileError, FenceTarget, destroy, read_fence_file, write_fence_file
 from he_ha.supervisor.host_plan import load_plan
-from he_ha.supervisor.settings import SupervisorSettings
+from he_ha.supervisor.settings import SupervisorSettings, default_holder_kind, lock_manager
 from he_ha.vm import DomainId
 
 UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
@@ -36,8 +36,43 @@ def test_options_become_settings() -> None:
     assert settings.admin_socket_path == Path("/tmp/x/admin.sock")
     assert settings.keeper_file == Path("/tmp/x/lease-keeper.json")
     assert settings.holder_kind == "worker"  # in-process hypervisor: the lease dies with us
-    assert SupervisorSettings(libvirt_uri="qemu:///system").holder_kind == "keeper"
+    assert SupervisorSettings(libvirt_uri="qemu:///system", qemu_conf=Path("/nonexistent")).holder_kind == "keeper"
     assert settings_from(parse("--lease-holder", "qemu")).holder_kind == "qemu"
+
+
+QEMU_CONF_OVIRT = """# qemu.conf as vdsm-tool configure leaves it (excerpt)
+#lock_manager = "lockd"
+## beginning of configuration section by vdsm-4.50
+dynamic_ownership=1
+lock_manager="sanlock"
+user="qemu"
+## end of configuration section by vdsm
+"""
+
+
+@pytest.mark.parametrize(("text", "uri", "expected"), [
+    (QEMU_CONF_OVIRT, "qemu:///system", "qemu"),  # an oVirt host: live migration works
+    (QEMU_CONF_OVIRT, "qemu+unix:///system", "qemu"),
+    (QEMU_CONF_OVIRT, "qemu+tcp://elsewhere/system", "keeper"),  # another host's libvirtd: not this file
+    (QEMU_CONF_OVIRT, "test:///default", "worker"),
+    ('#lock_manager = "sanlock"\n', "qemu:///system", "keeper"),  # commented out
+    ('lock_manager = "lockd"\n', "qemu:///system", "keeper"),
+    ('lock_manager = "sanlock"\nlock_manager = "lockd"\n', "qemu:///system", "keeper"),  # the last one wins
+    ("", "qemu:///system", "keeper"),
+])
+def test_the_default_lease_holder_follows_libvirts_lock_manager(tmp_path: Path, text: str, uri: str,
+                                                                 expected: str) -> None:
+    conf = tmp_path / "qemu.conf"
+    conf.write_text(text, encoding="utf-8")
+    assert default_holder_kind(uri, conf) == expected
+    assert settings_from(parse("--libvirt-uri", uri, "--qemu-conf", str(conf))).holder == expected
+    assert settings_from(parse("--libvirt-uri", uri, "--qemu-conf", str(conf), "--lease-holder", "keeper")).holder == "keeper"
+
+
+def test_an_unreadable_qemu_conf_means_the_keeper(tmp_path: Path) -> None:
+    assert default_holder_kind("qemu:///system", tmp_path / "missing.conf") == "keeper"
+    assert default_holder_kind("qemu:///system", tmp_path) == "keeper"  # a directory
+    assert lock_manager('  lock_manager = "sanlock"  # set by vdsm\n') == "sanlock"
 
 
 def test_the_broker_socket_is_at_the_originals_path_unless_moved_or_turned_off() -> None:
