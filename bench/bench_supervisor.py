@@ -7,7 +7,9 @@ libvirt's test driver, real files; he_ha/devcluster/cluster.py):
    periods: 10 s ticks and monitors, 2 s peer poll, network test = ping 127.0.0.1, the
    health page polled. Sampled every second from /proc: RSS, CPU (% of one core, including
    reaped children such as ping and ip), threads, open fds, for the supervisor alone and
-   with its helper processes (lease worker, lease keeper). Targets: < 40 MB, < 0.5 %.
+   with its helper processes (lease worker, lease keeper), and the RSS of each process with
+   its share of library code (RssFile) and private memory (RssAnon). Targets (issue 16
+   item 3): supervisor ≤ 60 MiB, each helper ≤ 20 MiB, CPU < 0.5 %.
    Then admin status latency p50/p99 over the real admin unix socket, under that load.
 2. Event-to-action latency: the VM is destroyed from outside (another libvirt client) --events
    times; the latency is from the destroy call returning to the start of the tick that the
@@ -16,7 +18,7 @@ libvirt's test driver, real files; he_ha/devcluster/cluster.py):
 3. Admin status latency while whiteboard reads hang (the metadata volume on a FUSE file whose
    I/O is stalled on demand, tests/support/stallfs.py).
 
-    .venv/bin/python bench/bench_supervisor.py [--seconds 300] [--events 10] [--requests 500]   # root
+    .venv/bin/python bench/bench_supervisor.py [--seconds 300] [--events 10] [--requests 500] [--footprint-only]   # root
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ PRODUCTION_PERIODS = ["--tick-period", "10", "--monitor-interval", "10", "--peer
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+RSS_TARGET_MIB = {"supervisor": 60.0, "lease worker": 20.0, "lease keeper": 20.0}
+
+
 @dataclass
 class Sample:
     rss_kib: int
@@ -60,6 +65,25 @@ def sample(pid: int) -> Sample:
     numbers = stat[stat.rindex(")") + 2 :].split()
     cpu = sum(int(numbers[i]) for i in (11, 12, 13, 14))  # fields 14-17: utime stime cutime cstime
     return Sample(int(fields["VmRSS"].split()[0]), cpu, int(fields["Threads"]), len(os.listdir(f"/proc/{pid}/fd")))
+
+
+def rss_parts(pid: int) -> str:
+    """``RssAnon`` (private heap and stacks) and ``RssFile`` (mapped files: the interpreter,
+    shared libraries, extension modules) of /proc/<pid>/status, in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    anon, file = (int(fields[name].split()[0]) / 1024 for name in ("RssAnon", "RssFile"))
+    return f"anon {anon:.1f} + file {file:.1f}"
+
+
+def role_of(pid: int, supervisor_pid: int) -> str:
+    if pid == supervisor_pid:
+        return "supervisor"
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    if b"lease_worker" in cmdline:
+        return "lease worker"
+    if b"lease_keeper" in cmdline:
+        return "lease keeper"
+    return cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def helpers_of(host: Host, supervisor_pid: int) -> list[int]:
@@ -122,6 +146,13 @@ def footprint(url: str, seconds: int, requests: int) -> None:
         print(f"  + helpers ({len(helpers)}: lease worker, keeper): RSS peak "
               f"{sum(peak_rss[p] for p in pids) / 1024:.1f} MiB total, "
               f"CPU {sum(cpu(p) for p in pids):.3f} % total")
+        print("  RSS of each process (peak; last: MiB anonymous + file-backed), against issue 16 item 3:")
+        for pid in pids:
+            role = role_of(pid, supervisor.pid)
+            peak = peak_rss[pid] / 1024
+            target = RSS_TARGET_MIB.get(role)
+            verdict = "" if target is None else f"   target ≤ {target:.0f} MiB: {'met' if peak <= target else 'MISSED'}"
+            print(f"    {role:<13} pid {pid:<7} {peak:5.1f} MiB ({rss_parts(pid)}){verdict}")
         latencies = status_latencies(host, requests)
         print(f"admin status over the unix socket, {requests} requests under normal load: {percentiles(latencies)}")
 
@@ -165,10 +196,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=300, help="idle footprint measurement (default 300)")
     parser.add_argument("--events", type=int, default=10, help="VM destroys for the reaction latency (default 10)")
     parser.add_argument("--requests", type=int, default=500, help="admin status requests per phase (default 500)")
+    parser.add_argument("--footprint-only", action="store_true", help="phase 1 only")
     args = parser.parse_args()
     with health_page() as url:
         footprint(url, args.seconds, args.requests)
-        reaction_and_stall(url, args.events, args.requests)
+        if not args.footprint_only:
+            reaction_and_stall(url, args.events, args.requests)
     return 0
 
 

@@ -33,25 +33,26 @@ never reach it. Outside systemd the command is unchanged.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
 import os
-import secrets
-import shutil
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import structlog
-
+from he_ha.lazylog import get_logger
 from he_ha.storage.lease_errors import LeaseConfigError, LeaseError
 from he_ha.storage.sanlock_env import process_env
 
-log = structlog.get_logger(__name__)
+if TYPE_CHECKING:
+    import asyncio
+
+# The keeper process runs this module: what only the supervisor's side uses (asyncio, structlog,
+# systemd-run's lookup) is imported where it is used, so the keeper stays small (issue 16 item 3).
+log = get_logger(__name__)
 
 READY = b"ready"
 MODULE = "he_ha.storage.lease_keeper"
@@ -114,6 +115,8 @@ class LeaseKeeper:
     async def start(
         cls, *, run_dir: Path | None = None, timeout: float = 10.0, killpath: Killpath | None = None
     ) -> LeaseKeeper:
+        import asyncio
+
         process = await asyncio.create_subprocess_exec(
             *_command(killpath, detach=False),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=process_env(run_dir),
@@ -135,6 +138,8 @@ class LeaseKeeper:
 
     async def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM the keeper (sanlock releases what it held); SIGKILL after ``timeout``."""
+        import asyncio
+
         if self._process.returncode is None:
             self._process.terminate()
             try:
@@ -170,6 +175,9 @@ def scope_prefix(env: Mapping[str, str] | None = None, *, booted: bool | None = 
                  systemd_run: str | None = None) -> list[str]:
     """The ``systemd-run --scope`` words that put a keeper in a transient scope of its own,
     outside the calling service's kill path; [] when not under systemd (or no systemd-run)."""
+    import secrets
+    import shutil
+
     if not under_systemd(env, booted=booted):
         return []
     systemd_run = systemd_run or shutil.which("systemd-run")
@@ -188,6 +196,8 @@ async def start_detached(
     """Start a keeper that is nobody's child (adopted by init) and return its pid once it is
     registered with sanlock. Its stderr goes to ``log_path`` (appended), else /dev/null.
     Under systemd it runs in a transient scope of its own (``scope_prefix``)."""
+    import asyncio
+
     err = open(log_path, "ab") if log_path is not None else asyncio.subprocess.DEVNULL  # noqa: SIM115
     try:
         starter = await asyncio.create_subprocess_exec(
@@ -226,6 +236,8 @@ def is_keeper(pid: int) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
     import sanlock  # only the keeper process itself talks to sanlock
 
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")

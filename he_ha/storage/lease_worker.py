@@ -26,13 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import sanlock
-import structlog
 
+from he_ha.lazylog import get_logger
 from he_ha.storage.lease_errors import LeaseProtocolError
 from he_ha.storage.lease_protocol import Failure, Reply, Request, decode_request, encode
 from he_ha.storage.sanlock_env import current_run_dir, daemon_answers, socket_path
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog loaded only if this process ever logs (issue 16 item 3)
 
 THREADS = 8  # concurrent calls; more than that queue (and time out client-side if stuck)
 BLKSSZGET = 0x1268  # <linux/fs.h>: logical sector size of a block device

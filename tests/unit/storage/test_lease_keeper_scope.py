@@ -4,6 +4,7 @@ in a transient scope (systemd-run --scope); anywhere else its command is exactly
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 from typing import Any
 
@@ -52,7 +53,7 @@ async def _argv_of_start_detached(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         assert kwargs["start_new_session"] is True
         return _Starter()
 
-    monkeypatch.setattr(lease_keeper.asyncio, "create_subprocess_exec", fake_exec)
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", fake_exec)
     assert await lease_keeper.start_detached() == 4242
     return seen
 
@@ -65,7 +66,7 @@ async def test_start_detached_outside_systemd_is_unchanged(monkeypatch: pytest.M
 async def test_start_detached_under_systemd_runs_in_a_scope(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")
     monkeypatch.setattr(lease_keeper.os.path, "isdir", lambda path: path == "/run/systemd/system")
-    monkeypatch.setattr(lease_keeper.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     argv = await _argv_of_start_detached(monkeypatch)
     assert argv[:2] == ["/usr/bin/systemd-run", "--scope"]
     assert argv[-4:] == [sys.executable, "-m", lease_keeper.MODULE, "--detach"]
@@ -81,6 +82,6 @@ async def test_a_keeper_that_says_nothing_useful_is_an_error(monkeypatch: pytest
         return Silent()
 
     monkeypatch.delenv("INVOCATION_ID", raising=False)
-    monkeypatch.setattr(lease_keeper.asyncio, "create_subprocess_exec", fake_exec)
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", fake_exec)
     with pytest.raises(LeaseError):
         await lease_keeper.start_detached()
