@@ -19,6 +19,14 @@ again, and any instant with two copies is reported. Scenarios, each repeated --r
 Next to each: the original's expected times from its constants for the same scenario
 (he_ha/sim/original.py), and for the host crash he-ha's own bound (`he-ha failover-bound`).
 
+Every wait has a deadline (WAIT, 240 s) and names what it waited for when it runs out; a
+supervisor that exits meanwhile fails the bench at once with its log's tail. After a fault
+the bench waits for what the next one needs, not for a fixed time: the VM steady on one host,
+every host's daemon answering on its admin socket with a positive score (a rebooted host's
+supervisor rejoins the lockspace first and listens last: asking it earlier used to crash the
+bench with DaemonUnreachable on a new machine, issue 16 item 5), and every host seeing every
+other live (a rebooted host has rejoined, so the next crash has two survivors to go to).
+
 The crashed host's EngineUnexpectedlyDown lasts 15 s here instead of 560 s, so repeated VM
 crashes find an eligible host (with 560 s, the third crash on three hosts waits for it).
 """
@@ -34,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli.admin_client import DaemonUnreachable  # noqa: E402
+from cli.admin_client import AdminError, DaemonUnreachable  # noqa: E402
 from he_ha.devcluster.cluster import IO_TIMEOUT, Cluster, HealthPage, Host  # noqa: E402
 from he_ha.devcluster.vm_watch import VmWatcher  # noqa: E402
 from he_ha.logsetup import configure_logging  # noqa: E402
@@ -86,10 +94,14 @@ class Bench:
         return next(h for h in self.cluster.hosts if h.name == running[0])
 
     def settle(self) -> None:
-        """One VM, steady for 3 s, and every host eligible again (positive score)."""
+        """One VM, steady for 3 s, every host's daemon answering with a positive score (a
+        rebooted host's supervisor is starting: it listens last), and every host seen live by
+        every other (a rebooted host has rejoined: the next fault has every survivor to go to)."""
         assert self.watcher.wait_for_stable(1, 3.0, WAIT), "the VM did not settle on one host"
-        wait_until(lambda: all(own_view(h).get("score") for h in self.cluster.hosts if h.supervisors),
-                   "every host back to a positive score")
+        hosts = [h for h in self.cluster.hosts if h.supervisors]
+        wait_until(lambda: all(own_view(h).get("score") for h in hosts), "every host answering with a positive score",
+                   hosts)
+        wait_until(lambda: all(sees_all_live(h, hosts) for h in hosts), "every host seeing every other live", hosts)
 
     def recovered(self, fault: Callable[[Host], None], elsewhere: bool) -> float:
         engine = self.engine_host()
@@ -126,33 +138,66 @@ class Bench:
             started = time.monotonic()
             set_mode(host, mode)
             wait_until(lambda: all((own_view(h).get("state") == "GlobalMaintenance") == in_gm
-                                   for h in self.cluster.hosts), f"every host {'in' if in_gm else 'out of'} GM")
+                                   for h in self.cluster.hosts), f"every host {'in' if in_gm else 'out of'} GM",
+                       self.cluster.hosts)
             times.append(time.monotonic() - started)
         self.settle()
         return times[0], times[1]
 
 
 def set_mode(host: Host, mode: str) -> None:
-    code, answer = host.admin.post("/v1/maintenance", {"mode": mode})
+    """Ask ``host``'s daemon for a maintenance mode, waiting (up to WAIT) for it to listen."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            code, answer = host.admin.post("/v1/maintenance", {"mode": mode})
+            break
+        except DaemonUnreachable as exc:
+            _check_alive(host)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{host.name}: daemon not listening within {WAIT} s: {exc}") from exc
+            time.sleep(POLL)
     assert code == 200, f"{host.name}: maintenance {mode} refused: {answer}"
 
 
-def own_view(host: Host) -> dict:
-    """The host's own entry of its status; empty while its daemon does not listen yet (a
+def status_of(host: Host) -> dict:
+    """The host's admin status; empty while its daemon does not listen or answer yet (a
     rebooted host's supervisor is still starting: its admin socket comes last)."""
     try:
         status = host.admin.get("/v1/status")
-    except DaemonUnreachable:
+    except (DaemonUnreachable, AdminError):
         return {}
-    return next(h for h in status["hosts"] if h["local"])
+    return status if isinstance(status, dict) else {}
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
+def own_view(host: Host) -> dict:
+    """The host's own entry of its status; empty until the daemon answers with one."""
+    return next((h for h in status_of(host).get("hosts", []) if h.get("local")), {})
+
+
+def sees_all_live(host: Host, hosts: list[Host]) -> bool:
+    """``host``'s status shows every other of ``hosts`` live."""
+    seen = {h.get("host_id"): h.get("live") for h in status_of(host).get("hosts", []) if not h.get("local")}
+    return all(seen.get(other.host_id) for other in hosts if other is not host)
+
+
+def wait_until(condition: Callable[[], bool], what: str, hosts: list[Host] | None = None) -> None:
+    """Poll ``condition`` until true; AssertionError after WAIT s, or at once when one of
+    ``hosts``' supervisors has exited (with its log's tail), rather than waiting it out."""
     deadline = time.monotonic() + WAIT
     while not condition():
+        for host in hosts or []:
+            _check_alive(host)
         if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {WAIT} s: {what}")
+            views = {h.name: {k: own_view(h).get(k) for k in ("state", "score")} for h in hosts or []}
+            raise AssertionError(f"not reached within {WAIT} s: {what}; hosts: {views}")
         time.sleep(POLL)
+
+
+def _check_alive(host: Host) -> None:
+    if host.supervisors and host.supervisors[-1].process.poll() is not None:
+        last = host.supervisors[-1]
+        raise AssertionError(f"{host.name}: supervisor exited with {last.process.returncode}\n{last.log_tail()}")
 
 
 def report(results: dict[str, list[float]], violations: list, samples: int) -> None:
