@@ -17,9 +17,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING, Any
+
 from he_ha.fsm import FsmState, LeaseStatus, SanlockHost
 from he_ha.fsm.health import REASON_NOT_READY, EngineHealth
 from he_ha.sim.scenario import HostSpec, SimParams
+
+if TYPE_CHECKING:
+    from he_ha.supervisor.core import Supervisor
 
 
 @dataclass(slots=True)
@@ -70,10 +75,7 @@ class SimHost:
         "epoch",
         "supervisor_up",
         "supervisor_started",
-        "fsm",
-        "view",
-        "last_result",
-        "tick_token",
+        "supervisor",
         "same_time_ticks",
         "last_tick_t",
         "last_rule",
@@ -87,6 +89,7 @@ class SimHost:
         "joined",
         "renew_anchor",
         "frozen_renewal",
+        "io_waiters",
     )
 
     def __init__(self, spec: HostSpec):
@@ -96,10 +99,7 @@ class SimHost:
         self.epoch = 0  # bumps on power-off and supervisor restart: stale timers are dropped
         self.supervisor_up = False
         self.supervisor_started = 0.0
-        self.fsm: FsmState | None = None
-        self.view = None
-        self.last_result = None
-        self.tick_token = 0
+        self.supervisor: Supervisor | None = None  # the daemon's own, once its start-up is done
         self.same_time_ticks = 0
         self.last_tick_t = -1.0
         self.last_rule = ""
@@ -113,6 +113,11 @@ class SimHost:
         self.joined = False
         self.renew_anchor = 0.0
         self.frozen_renewal: float | None = None  # last renewal once renewals stopped
+        self.io_waiters: list[Any] = []  # futures of storage calls waiting for a stall to end
+
+    @property
+    def fsm(self) -> FsmState | None:
+        return None if self.supervisor is None else self.supervisor.state
 
     @property
     def id(self) -> int:

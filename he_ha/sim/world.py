@@ -1,43 +1,52 @@
-"""The simulated cluster on a virtual clock: every host runs the real ``step`` and score;
-whiteboard, sanlock, VM and lease are models (he_ha.sim.model). Discrete events, processed
-in (time, insertion order): the run is fully deterministic. After every event the safety
-checks run; a violation raises SafetyViolation with the schedule.
+"""The simulated cluster on a virtual clock: every host runs the daemon's own tick
+(he_ha.supervisor.assemble: Observer, fsm.step, ActionExecutor, publish, Ticker) against a
+simulated environment (he_ha.sim.hostenv); whiteboard, sanlock, VM and lease are models
+(he_ha.sim.model). Everything runs on one asyncio loop whose clock is virtual (vloop.py):
+scripted events, the supervisors' ticks and the durations of their calls are its timers, so
+a run is fully deterministic. After every change of a VM or the lease, and after every event,
+the safety checks run; a violation raises SafetyViolation with the schedule.
 """
 
 from __future__ import annotations
 
-import heapq
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import structlog
 
 from he_ha.fsm import (
     AcquireLeaseAndStartVm,
     Action,
-    ActionResult,
     DecisionRecord,
     DestroyVm,
     FsmState,
-    LocalReadings,
     MigrateVm,
     Observation,
-    Outcome,
-    PeerRecord,
-    Publish,
-    PublishedRecord,
     ReleaseLease,
     ShutdownVm,
-    WhiteboardView,
     initial_state,
-    step,
 )
 from he_ha.fsm.actions import VM_ACTIONS
+from he_ha.fsm.states import StateName
+from he_ha.storage.codec import HostSlot
+from he_ha.storage.lease_errors import LeaseError
+from he_ha.storage.lease_layout import wait_deadline
+from he_ha.storage.lease_model import JoinOutcome
+from he_ha.supervisor.assemble import TickMachinery, TickSettings, assemble
+from he_ha.supervisor.daemon import RETRY_PAUSE
+from he_ha.supervisor.observe import Completed
+from he_ha.sim.hostenv import MIGRATE_URI, host_env, storage_io
 from he_ha.sim.model import SimHost, SimVm, VmLease
 from he_ha.sim.safety import SafetyViolation, check_transition, check_world
 from he_ha.sim.scenario import Event, Scenario
+from he_ha.sim.vloop import VirtualLoop
 
-# event kinds
-_COMMAND, _SUPERVISOR_START, _JOINED, _TICK, _READ, _ACTION_DONE, _VM_UP, _VM_EXIT, _RECOVERY = range(9)
 _MAX_TICKS_AT_ONE_TIME = 50  # a NOWAIT chain longer than this is a bug (a livelock)
+STORAGE_TIMEOUT = 5.0  # the daemon's --storage-timeout default
 
 
 class SimError(RuntimeError):
@@ -73,6 +82,38 @@ def engine_outages(engine_ok: list[tuple[float, bool]], until: float) -> list[tu
     return [(s, e) for s, e in outages if s <= until]
 
 
+@contextmanager
+def _daemon_logs_muted() -> Iterator[None]:
+    """The supervisors' structlog lines are not the simulator's log (and would cost time)."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+                        logger_factory=structlog.ReturnLoggerFactory())
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+@dataclass
+class _Daemon:
+    """One host's running supervisor process: ended, all its tasks end (the process dies)."""
+
+    task: asyncio.Task[None]  # start-up, then waiting for the ticker
+    stopping: asyncio.Event
+    machinery: TickMachinery | None = None
+    gate: asyncio.Task[None] | None = None
+
+    def tasks(self) -> list[asyncio.Future[Any]]:
+        tasks: list[asyncio.Future[Any]] = [self.task]
+        if self.gate is not None:
+            tasks.append(self.gate)
+        m = self.machinery
+        if m is not None:
+            tasks += [*m.executor._tasks, *m.observer._flights._tasks.values()]
+            tasks += [t for t in (m.supervisor._rejoin, m.reader._inflight) if t is not None]
+        return tasks
+
+
 class World:
     def __init__(self, scenario: Scenario, *, record_steps: bool = False, seed: int | None = None):
         self.scenario = scenario
@@ -81,22 +122,28 @@ class World:
         self.hosts = {spec.id: SimHost(spec) for spec in scenario.hosts}
         self.order = [self.hosts[i] for i in sorted(self.hosts)]
         self.lease = VmLease()
-        self.slots: dict[int, PeerRecord] = {}
+        self.slots: dict[int, HostSlot] = {}
         self.global_maintenance = False
         self.engine_slow = False  # the engine answers but is not ready (engine-slow .. engine-ready)
-        self.queue: list[tuple[float, int, int, Any, Any]] = []
-        self.seq = 0
-        self.t = 0.0
         self.log: list[str] = []
         self.vm_counter = 0
         self.steps = 0
         self.engine_ok: list[tuple[float, bool]] = [(0.0, False)]
         self.recorded: list[tuple[FsmState, Observation, DecisionRecord]] | None = [] if record_steps else None
+        self.loop = VirtualLoop()
+        self.loop.set_exception_handler(self._loop_error)
+        self._daemons: dict[int, _Daemon] = {}
+        self._joins: dict[int, asyncio.Future[JoinOutcome]] = {}
+        self._failure: BaseException | None = None
         for event in scenario.events:
-            self._push(event.at, _COMMAND, None, event)
+            self._at(event.at, self._command, event)
         for host in self.order:
             if host.powered:
-                self._push(0.0, _SUPERVISOR_START, host, host.epoch)
+                self._at(0.0, self._supervisor_start, host, host.epoch)
+
+    @property
+    def t(self) -> float:
+        return self.loop.time()
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -104,27 +151,24 @@ class World:
         self.run_until(self.scenario.until)
         states = " ".join(f"{h.name}={h.fsm.name.value if h.fsm else '-'}" for h in self.order)
         self._say("sim", f"end: {states}")
-        return self.result()
+        result = self.result()
+        self.close()
+        return result
 
     def run_until(self, until: float) -> None:
-        handlers = {
-            _COMMAND: self._command,
-            _SUPERVISOR_START: self._supervisor_start,
-            _JOINED: self._joined,
-            _TICK: self._tick,
-            _READ: self._read,
-            _ACTION_DONE: self._action_done,
-            _VM_UP: self._vm_up,
-            _VM_EXIT: self._vm_exit,
-            _RECOVERY: self._recovery,
-        }
-        queue = self.queue
-        while queue and queue[0][0] <= until:
-            t, _, kind, host, payload = heapq.heappop(queue)
-            self.t = t
-            handlers[kind](host, payload)
-            self._after_event()
-        self.t = max(self.t, until)
+        with _daemon_logs_muted():
+            self.loop.run_until(until)
+        if self._failure is not None:
+            raise self._failure
+
+    def close(self) -> None:
+        """End every supervisor and let their tasks finish cancelling (the loop stays usable
+        for inspection; it holds no OS resources)."""
+        for host in self.order:
+            self._supervisor_gone(host)
+        for join in self._joins.values():
+            join.cancel()
+        self.loop.run_until(self.t)
 
     def result(self) -> SimResult:
         return SimResult(
@@ -135,9 +179,33 @@ class World:
             recorded=self.recorded or [],
         )
 
-    def _push(self, t: float, kind: int, host: SimHost | None, payload: Any) -> None:
-        self.seq += 1
-        heapq.heappush(self.queue, (t, self.seq, kind, host, payload))
+    def _at(self, t: float, handler: Callable[..., None], *args: Any) -> None:
+        self.loop.call_at(t, self._event, handler, args)
+
+    def _event(self, handler: Callable[..., None], args: tuple[Any, ...]) -> None:
+        if self._failure is not None:
+            return
+        try:
+            handler(*args)
+            self._after_event()
+        except (SafetyViolation, SimError) as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self.loop.stop()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if exc is not None and self._failure is None:
+            self._fail(exc)
+
+    def _violation(self, message: str) -> SafetyViolation:
+        """Record the violation (the run stops with it) and return it for raising."""
+        exc = SafetyViolation(message, self.t, self.scenario, self.log, self.seed)
+        self._fail(exc)
+        return exc
 
     def _say(self, who: str, message: str) -> None:
         self.log.append(f"{self.t:8.1f}  {who:<6}  {message}")
@@ -146,7 +214,7 @@ class World:
         """Raise SafetyViolation if an invariant is broken now."""
         problem = check_world(self.order, self.lease)
         if problem:
-            raise SafetyViolation(problem, self.t, self.scenario, self.log, self.seed)
+            raise self._violation(problem)
 
     def _after_event(self) -> None:
         self.check()
@@ -158,216 +226,199 @@ class World:
         if ok is not self.engine_ok[-1][1]:
             self.engine_ok.append((self.t, ok))
 
-    # --- supervisor, lockspace, ticks and reads ------------------------------------------------------
+    # --- the supervisors -------------------------------------------------------------------------
 
     def _supervisor_start(self, host: SimHost, epoch: int) -> None:
         if epoch != host.epoch or not host.powered:
             return
         host.supervisor_up = True
         host.supervisor_started = self.t
-        host.fsm = initial_state(host.id, self.scenario.timing, self.scenario.score, host.spec.priority)
         host.vm_exit = None  # the engine-health monitor starts afresh
-        host.view = None
-        host.last_result = None
         host.last_rule = ""
         self._say(host.name, "supervisor started")
-        if host.joined:  # the sanlock daemon kept the lockspace across the restart
-            self._begin_ticking(host)
-        elif not host.stalled:
-            self._push(self.t + self.sim.lockspace_join_time, _JOINED, host, host.epoch)
+        stopping = asyncio.Event()
+        daemon = _Daemon(asyncio.ensure_future(self._run_daemon(host, stopping)), stopping)
+        daemon.task.add_done_callback(self._task_done)
+        self._daemons[host.id] = daemon
 
-    def _joined(self, host: SimHost, epoch: int) -> None:
-        if epoch != host.epoch or not host.powered or host.stalled or host.joined:
-            return
-        host.generation += 1
-        host.joined = True
-        host.start_renewing(self.t)
-        self._say(host.name, f"lockspace joined (generation {host.generation})")
-        self._begin_ticking(host)
-
-    def _begin_ticking(self, host: SimHost) -> None:
-        self._push(self.t, _READ, host, host.epoch)
-        self._schedule_tick(host, self.t + host.spec.tick_phase)
-
-    def _schedule_tick(self, host: SimHost, at: float) -> None:
-        host.tick_token += 1
-        self._push(at, _TICK, host, host.tick_token)
-
-    def _read(self, host: SimHost, epoch: int) -> None:
-        if epoch != host.epoch or not host.supervisor_up:
-            return
-        if not host.stalled:
-            peers = tuple(record for hid, record in sorted(self.slots.items()) if hid != host.id)
-            host.view = WhiteboardView(host.mono(self.t), peers, self.global_maintenance)
-        self._push(self.t + host.spec.read_period, _READ, host, epoch)
-
-    def _observe(self, host: SimHost) -> Observation:
-        t, sim, spec = self.t, self.sim, host.spec
-        local = LocalReadings(
-            network=host.network,
-            bridge_up=True,
-            free_memory_mib=spec.free_memory_mib,
-            cpu_load=spec.cpu_load,
-            engine_health=host.engine_health(t, sim, self.engine_slow),
-            storage_ok=not host.stalled,
-            local_maintenance=host.local_maintenance,
-            vm_memory_mib=spec.vm_memory_mib,
+    async def _run_daemon(self, host: SimHost, stopping: asyncio.Event) -> None:
+        """daemon.py's start-up as far as the tick depends on it: join the lockspace (retried
+        every RETRY_PAUSE), the rest of start-up (the host's tick phase), then the tick."""
+        timing = self.scenario.timing
+        env = host_env(self, host, self.loop, STORAGE_TIMEOUT)
+        while True:
+            try:
+                await env.sanlock.join(env.lockspace, host.id, timeout=wait_deadline(int(self.sim.io_timeout)))
+                break
+            except LeaseError:
+                await asyncio.sleep(RETRY_PAUSE)
+        await asyncio.sleep(host.spec.tick_phase)
+        settings = TickSettings(
+            host_id=host.id, hostname=host.name, conf_up_to_date=True, vm_memory_mib=host.spec.vm_memory_mib,
+            storage_timeout=STORAGE_TIMEOUT, tick_period=timing.loop_delay, migrate_uri=MIGRATE_URI,
+            io_timeout=int(self.sim.io_timeout), join_timeout=wait_deadline(int(self.sim.io_timeout)),
         )
-        sanlock = lease = None
-        if sim.sanlock_status and host.joined and not host.stalled:
-            sanlock = tuple((o.id, o.sanlock_status(t, sim)) for o in self.order if o is not host and o.generation)
-            lease = self.lease.status_for(host)
-        return Observation(host.mono(t), local, host.view, sanlock, lease, host.last_result)
+        fsm = initial_state(host.id, timing, self.scenario.score, host.spec.priority)
+        machinery = assemble(env, settings, fsm, stopping, on_result=lambda done: self._result(host, done))
+        self._daemons[host.id].machinery = machinery
+        host.supervisor = machinery.supervisor
+        gate = asyncio.ensure_future(machinery.gate.run())
+        gate.add_done_callback(self._task_done)
+        self._daemons[host.id].gate = gate
+        await machinery.ticker.run(stopping)
 
-    def _tick(self, host: SimHost, token: int) -> None:
-        if token != host.tick_token or not host.supervisor_up or host.fsm is None:
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())  # type: ignore[arg-type]
+
+    def _supervisor_gone(self, host: SimHost) -> None:
+        """The supervisor process ends (restart, power loss): its tasks die with it."""
+        host.supervisor_up = False
+        host.supervisor = None
+        daemon = self._daemons.pop(host.id, None)
+        if daemon is None:
             return
+        daemon.stopping.set()
+        for task in daemon.tasks():
+            task.cancel()
+
+    def _vm_event(self, host: SimHost, what: str) -> None:
+        """libvirt's lifecycle event reaches the host's supervisor (VmWatch → gate → ticker)."""
+        daemon = self._daemons.get(host.id)
+        if daemon is not None and daemon.machinery is not None:
+            daemon.machinery.gate.request("vm-event", what, host.mono(self.t))
+
+    def decided(self, host: SimHost, before: FsmState, obs: Observation, record: DecisionRecord) -> None:
+        """A supervisor's step (its decision sink): checked, logged."""
         if self.t == host.last_tick_t:
             host.same_time_ticks += 1
             if host.same_time_ticks > _MAX_TICKS_AT_ONE_TIME:
-                raise SimError(f"{host.name} ticked {_MAX_TICKS_AT_ONE_TIME} times at t={self.t}: livelock")
+                error = SimError(f"{host.name} ticked {_MAX_TICKS_AT_ONE_TIME} times at t={self.t}: livelock")
+                self._fail(error)
+                raise error
         else:
             host.same_time_ticks, host.last_tick_t = 0, self.t
-        observation = self._observe(host)
-        before = host.fsm
-        after, actions, record = step(before, observation)
         self.steps += 1
-        problem = check_transition(before.name, after.name, record.rule)
+        after = record.to_state
+        problem = check_transition(before.name, StateName(after), record.rule)
         if problem:
-            raise SafetyViolation(problem, self.t, self.scenario, self.log, self.seed)
+            raise self._violation(problem)
         if self.recorded is not None:
-            self.recorded.append((before, observation, record))
-        host.fsm = after
-        host.last_result = None
+            self.recorded.append((before, obs, record))
         note = f" ({record.note})" if record.note else ""
-        if after.name is not before.name:
-            self._say(host.name, f"{before.name.value} -> {after.name.value} [{record.rule}] score={record.score.total}{note}")
+        if after != before.name.value:
+            self._say(host.name, f"{before.name.value} -> {after} [{record.rule}] score={record.score.total}{note}")
         elif record.rule != host.last_rule:
-            self._say(host.name, f"{after.name.value} [{record.rule}] score={record.score.total}{note}")
+            self._say(host.name, f"{after} [{record.rule}] score={record.score.total}{note}")
         host.last_rule = record.rule
-        raised, now_active = {a.kind for a in before.alerts}, {a.kind for a in after.alerts}
-        for alert in after.alerts:
+        raised, now_active = {a.kind for a in before.alerts}, {a.kind for a in record.alerts}
+        for alert in record.alerts:
             if alert.kind not in raised:
                 self._say(host.name, f"ALERT {alert.kind}: {alert.reason}")
         for kind in sorted(raised - now_active):
             self._say(host.name, f"alert cleared: {kind}")
-        for action in actions:
-            self._execute(host, action)
-        self._schedule_tick(host, self.t + record.tick_after)
+        for action in record.actions:
+            if isinstance(action, ReleaseLease) and host.vm is not None:
+                raise self._violation(f"{host.name} asked to release the lease while its VM runs ({action.reason})")
+            if isinstance(action, VM_ACTIONS):
+                self._say(host.name, f"action {_describe(action)}")
+        self._after_event()
 
-    # --- actions ----------------------------------------------------------------------------------------
+    def _result(self, host: SimHost, done: Completed) -> None:
+        result = done.result
+        self._say(host.name, f"result #{result.seq} {result.outcome.value}" + (f" ({result.reason})" if result.reason else ""))
 
-    def _execute(self, host: SimHost, action: Action) -> None:
-        if isinstance(action, Publish):
-            self._publish(host, action.record)
-        elif isinstance(action, ReleaseLease):
-            self._release(host, action)
-        elif isinstance(action, VM_ACTIONS):
-            self._say(host.name, f"action {_describe(action)}")
-            self._push(self.t + self._duration(action), _ACTION_DONE, host, (host.epoch, action))
+    # --- sanlock and the VM (called by the hosts' environments) -----------------------------------
 
-    def _duration(self, action: Action) -> float:
-        """How long the executor takes to report; the guest's own shutdown comes later."""
-        if isinstance(action, AcquireLeaseAndStartVm):
-            return self.sim.vm_start_time
-        return self.sim.vm_migrate_time if isinstance(action, MigrateVm) else self.sim.vm_destroy_time
+    def join(self, host: SimHost, timeout: float) -> asyncio.Future[JoinOutcome]:
+        """add_lockspace: one join at a time per host; it takes ``lockspace_join_time``."""
+        running = self._joins.get(host.id)
+        if running is None or running.done():
+            running = asyncio.ensure_future(self._join(host, timeout))
+            self._joins[host.id] = running
+        return running
 
-    def _publish(self, host: SimHost, record: PublishedRecord) -> None:
-        if host.joined and not host.stalled:  # writes need the lockspace, as the original's
-            self.slots[host.id] = PeerRecord(
-                host.id, record.host_ts, record.score, record.engine_status, host.name, record.maintenance, record.stopped,
-                record.priority,
-            )
+    async def _join(self, host: SimHost, timeout: float) -> JoinOutcome:
+        if host.joined:
+            return JoinOutcome.ALREADY_JOINED
+        try:
+            await storage_io(host, timeout, "add_lockspace")
+        except TimeoutError as exc:
+            raise LeaseError(str(exc)) from None
+        await asyncio.sleep(self.sim.lockspace_join_time)
+        if host.stalled or not host.powered:
+            raise LeaseError("add_lockspace: storage stalled while joining")
+        host.generation += 1
+        host.joined = True
+        host.start_renewing(self.t)
+        self._say(host.name, f"lockspace joined (generation {host.generation})")
+        return JoinOutcome.JOINED
 
-    def _release(self, host: SimHost, action: ReleaseLease) -> None:
-        if host.vm is not None:
-            raise SafetyViolation(
-                f"{host.name} asked to release the lease while its VM runs ({action.reason})",
-                self.t,
-                self.scenario,
-                self.log,
-                self.seed,
-            )
-        if self.lease.valid_owner() is host and not host.stalled:
-            self.lease.release()
-            self._say(host.name, "lease released")
-
-    def _action_done(self, host: SimHost, payload: tuple[int, Action]) -> None:
-        epoch, action = payload
-        if epoch != host.epoch or not host.powered:
-            return  # the supervisor that asked is gone, and its executor with it
-        if host.hypervisor_hung:
-            outcome, reason = Outcome.FAILED, "hypervisor call timed out"
-        elif isinstance(action, AcquireLeaseAndStartVm):
-            outcome, reason = self._start(host)
-        elif isinstance(action, ShutdownVm):
-            outcome, reason = self._shutdown(host)
-        elif isinstance(action, DestroyVm):
-            if host.vm is not None:
-                self._vm_gone(host, "destroyed")
-            outcome, reason = Outcome.OK, ""
-        else:
-            assert isinstance(action, MigrateVm)
-            outcome, reason = self._migrate(host, action.target_host_id)
-        self._say(host.name, f"result #{action.seq} {outcome.value}" + (f" ({reason})" if reason else ""))
-        host.last_result = ActionResult(action.seq, outcome, reason)
-        self._schedule_tick(host, self.t)
-
-    def _start(self, host: SimHost) -> tuple[Outcome, str]:
-        if host.vm is not None:
-            return Outcome.OK, "already running here"
+    def launch(self, host: SimHost) -> tuple[str, bool] | None:
+        """libvirt launches the VM and its sanlock plugin takes the lease first; None when it
+        runs, else (why not, whether the lease was the reason)."""
         if host.stalled or not host.joined:
-            return Outcome.FAILED, "storage unavailable"
+            return "storage unavailable", False
         if not self.lease.can_acquire(host, self.t, self.sim):
             owner = self.lease.valid_owner()
-            return Outcome.LEASE_BUSY, f"lease held by {owner.name if owner else '?'}"
+            return f"lease held by {owner.name if owner else '?'}", True
         self.lease.take(host)
         self.vm_counter += 1
         host.vm = SimVm(self.vm_counter, self.t + self.sim.vm_boot_time)
         host.vm_exit = None
         self._say(host.name, "lease acquired, vm started")
-        self._push(host.vm.up_at, _VM_UP, host, host.vm.instance)
-        return Outcome.OK, ""
+        self._at(host.vm.up_at, self._vm_up, host, host.vm.instance)
+        self._after_event()
+        return None
 
-    def _shutdown(self, host: SimHost) -> tuple[Outcome, str]:
+    def release_lease(self, host: SimHost) -> None:
+        """The supervisor's holder gives the lease up (invariant 2 is checked here)."""
+        if host.vm is not None:
+            raise self._violation(f"{host.name} released the lease while its VM runs")
+        if self.lease.valid_owner() is host and not host.stalled:
+            self.lease.release()
+            self._say(host.name, "lease released")
+        self._after_event()
+
+    def request_shutdown(self, host: SimHost) -> None:
         vm = host.vm
-        if vm is None:
-            return Outcome.OK, "no VM here"
-        if vm.hung:
-            return Outcome.OK, "request sent; the hung guest ignores it"
+        if vm is None or vm.hung:
+            return  # a hung guest ignores the request
         vm.shutting_down = True
-        self._push(self.t + self.sim.vm_shutdown_time, _VM_EXIT, host, (vm.instance, "shutdown"))
-        return Outcome.OK, ""
+        self._at(self.t + self.sim.vm_shutdown_time, self._vm_exit, host, (vm.instance, "shutdown"))
+        self._after_event()
 
-    def _migrate(self, host: SimHost, target_id: int) -> tuple[Outcome, str]:
+    def migrate(self, host: SimHost, target_id: int) -> str | None:
+        """Live migration; None when the VM (and its lease) moved, else why not."""
         target = self.hosts.get(target_id)
         vm = host.vm
         if vm is None or host.stalled:
-            return Outcome.FAILED, "no migratable VM here"
+            return "no migratable VM here"
         if target is None or not target.powered or not target.joined or target.stalled:
-            return Outcome.FAILED, f"host{target_id} cannot receive the VM"
+            return f"host{target_id} cannot receive the VM"
         if target.vm is not None:
-            return Outcome.FAILED, f"{target.name} already runs a VM"
+            return f"{target.name} already runs a VM"
         if target.spec.refuses_migration:
-            return Outcome.FAILED, f"{target.name} refuses incoming migrations (no lock manager for the VM lease)"
+            return f"{target.name} refuses incoming migrations (no lock manager for the VM lease)"
         host.vm, host.vm_exit = None, "migrated"
         target.vm, target.vm_exit = vm, None
         vm.shutting_down = False
         self.lease.take(target)
         self._say(host.name, f"vm migrated to {target.name}, lease moved")
-        if target.supervisor_up:
-            self._schedule_tick(target, self.t)  # libvirt's lifecycle event on the target
-        return Outcome.OK, ""
+        self._after_event()
+        self._vm_event(target, "migrated in")
+        return None
 
-    # --- the VM ---------------------------------------------------------------------------------------------
-
-    def _vm_gone(self, host: SimHost, how: str) -> None:
+    def vm_gone(self, host: SimHost, how: str) -> None:
         host.vm = None
         host.vm_exit = how
         released = self.lease.valid_owner() is host and not host.stalled
         if released:
             self.lease.release()
         self._say(host.name, f"vm {how}" + (", lease released" if released else ""))
+        self._after_event()
+
+    # --- world events ---------------------------------------------------------------------------------
 
     def _vm_up(self, host: SimHost, instance: int) -> None:
         if host.vm is not None and host.vm.instance == instance:
@@ -376,9 +427,8 @@ class World:
     def _vm_exit(self, host: SimHost, payload: tuple[int, str]) -> None:
         instance, how = payload
         if host.vm is not None and host.vm.instance == instance:
-            self._vm_gone(host, how)
-            if host.supervisor_up:
-                self._schedule_tick(host, self.t)
+            self.vm_gone(host, how)
+            self._vm_event(host, how)
 
     def _recovery(self, host: SimHost, stalled_since: float) -> None:
         """sanlock recovery on a host whose renewals failed for 8 * io_timeout."""
@@ -387,9 +437,8 @@ class World:
         host.joined = False
         self._say(host.name, "sanlock recovery: lockspace lost" + (", kills the VM" if host.vm else ""))
         if host.vm is not None:
-            self._vm_gone(host, "killed")
-            if host.supervisor_up:
-                self._schedule_tick(host, self.t)
+            self.vm_gone(host, "killed")
+            self._vm_event(host, "killed")
 
     # --- scripted events ----------------------------------------------------------------------------------
 
@@ -399,7 +448,7 @@ class World:
             return host if host.vm is not None else None
         return next((h for h in self.order if h.vm is not None), None)
 
-    def _command(self, _host: None, event: Event) -> None:
+    def _command(self, event: Event) -> None:
         host = self.hosts[event.host] if event.host is not None else None
         self._say(host.name if host else "sim", f"event {event.describe()}")
         do = event.do
@@ -408,9 +457,8 @@ class World:
             if target is None or target.vm is None:
                 self._say("sim", "no VM to act on")
             elif do == "vm-crash":
-                self._vm_gone(target, "crashed")
-                if target.supervisor_up:
-                    self._schedule_tick(target, self.t)
+                self.vm_gone(target, "crashed")
+                self._vm_event(target, "crashed")
             else:
                 target.vm.hung = do == "engine-hang"
         elif do == "engine-migrate":
@@ -419,10 +467,9 @@ class World:
             if source is None or source is host:
                 self._say("sim", "no VM to migrate")
             else:
-                outcome, reason = self._migrate(source, host.id)
-                self._say(source.name, f"engine-driven migration {outcome.value}" + (f" ({reason})" if reason else ""))
-                if source.supervisor_up:
-                    self._schedule_tick(source, self.t)
+                problem = self.migrate(source, host.id)
+                self._say(source.name, "engine-driven migration " + ("ok" if problem is None else f"failed ({problem})"))
+                self._vm_event(source, "migrated out")
         elif do == "global-maintenance":
             self.global_maintenance = bool(event.value)
         elif do == "admin-vm-stop":
@@ -430,7 +477,7 @@ class World:
             if target is None or target.vm is None:
                 self._say("sim", "no VM to act on")
             else:
-                self._shutdown(target)
+                self.request_shutdown(target)
                 self._say(target.name, "admin: shutdown requested")
         elif do in ("engine-slow", "engine-ready"):
             self.engine_slow = do == "engine-slow"
@@ -442,9 +489,13 @@ class World:
         do, sim = event.do, self.sim
         if do == "power-off" and host.powered:
             host.stop_renewing(self.t, sim)
-            host.powered = host.supervisor_up = host.joined = False
+            self._supervisor_gone(host)
+            host.powered = host.joined = False
             host.epoch += 1
-            host.fsm = host.view = host.last_result = None
+            host.io_waiters = []  # calls of the dead supervisor: they never return
+            join = self._joins.pop(host.id, None)
+            if join is not None:
+                join.cancel()
             if host.vm is not None:
                 host.vm, host.vm_exit = None, None  # gone with the host; the lease stays recorded
                 self._say(host.name, "vm lost with the host")
@@ -453,12 +504,11 @@ class World:
             host.stalled = host.hypervisor_hung = False
             host.clock_base = -self.t  # the monotonic clock restarts at boot
             host.network = 1.0
-            self._push(self.t + sim.host_boot_time, _SUPERVISOR_START, host, host.epoch)
+            self._at(self.t + sim.host_boot_time, self._supervisor_start, host, host.epoch)
         elif do == "supervisor-restart" and host.supervisor_up:
             host.epoch += 1
-            host.supervisor_up = False
-            host.fsm = None
-            self._push(self.t + sim.supervisor_restart_time, _SUPERVISOR_START, host, host.epoch)
+            self._supervisor_gone(host)
+            self._at(self.t + sim.supervisor_restart_time, self._supervisor_start, host, host.epoch)
         elif do in ("hypervisor-hang", "hypervisor-recover"):
             host.hypervisor_hung = do == "hypervisor-hang"
         elif do in ("gateway-loss", "gateway-restore", "network"):
@@ -471,7 +521,7 @@ class World:
             host.stalled = True
             host.stop_renewing(self.t, sim)
             if host.joined and host.frozen_renewal is not None:
-                self._push(host.frozen_renewal + sim.recovery_time, _RECOVERY, host, host.frozen_renewal)
+                self._at(host.frozen_renewal + sim.recovery_time, self._recovery, host, host.frozen_renewal)
         elif do == "storage-resume" and host.stalled:
             self._storage_resume(host)
 
@@ -490,16 +540,21 @@ class World:
         host.vm = SimVm(self.vm_counter, self.t + self.sim.vm_start_time + self.sim.vm_boot_time, unleased=not leased)
         host.vm_exit = None
         self._say(host.name, "admin: lease acquired, vm started" if leased else "admin: vm started without the lease")
-        self._push(host.vm.up_at, _VM_UP, host, host.vm.instance)
-        if host.supervisor_up:
-            self._schedule_tick(host, self.t)  # libvirt's lifecycle event
+        self._at(host.vm.up_at, self._vm_up, host, host.vm.instance)
+        self._vm_event(host, "started")
 
     def _storage_resume(self, host: SimHost) -> None:
         host.stalled = False
+        self._wake_io(host)
         if host.joined:
             host.start_renewing(self.t)
             if host.vm is None and self.lease.valid_owner() is host:
-                self.lease.release()  # the release the stall held back
+                self.lease.release()  # sanlock writes the release the stall held back
                 self._say(host.name, "lease released")
-        elif host.supervisor_up:
-            self._push(self.t + self.sim.lockspace_join_time, _JOINED, host, host.epoch)
+
+    def _wake_io(self, host: SimHost) -> None:
+        """Storage calls waiting on this host's stall return (or, powered off, never will)."""
+        waiters, host.io_waiters = host.io_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -36,8 +35,8 @@ from he_ha.fsm import EngineHealth, PeerFault, PeerRecord
 from he_ha.fsm import WhiteboardView as FsmView
 from he_ha.storage.codec import SLOT_COUNT, HostSlot
 from he_ha.storage.codec import WhiteboardView as RawView
-from he_ha.storage.whiteboard import Whiteboard
 from he_ha.storage.whiteboard_errors import MetadataTooNew, SlotError, WhiteboardError
+from he_ha.supervisor.env import SYSTEM_CLOCK, Clock, WhiteboardIO
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,9 @@ class ScanRange:
 
 
 class BoardReader:
-    def __init__(self, whiteboard: Whiteboard) -> None:
+    def __init__(self, whiteboard: WhiteboardIO, clock: Clock = SYSTEM_CLOCK) -> None:
         self.whiteboard = whiteboard
+        self._clock = clock
         self.scan = ScanRange(whiteboard.own_host_id)
         self.latest: BoardRead | None = None
         self.error: str | None = None  # the last read's error while reads keep failing
@@ -113,7 +113,7 @@ class BoardReader:
     async def read(self, max_age: float = 0.0) -> BoardRead:
         """A read finished at most ``max_age`` seconds ago, or a new one (WhiteboardError)."""
         latest = self.latest
-        if latest is not None and time.monotonic() - latest.read_at <= max_age:
+        if latest is not None and self._clock.monotonic() - latest.read_at <= max_age:
             return latest
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.create_task(self._read(), name="whiteboard-read")
@@ -124,14 +124,14 @@ class BoardReader:
         self.scan.note_lockspace(host_ids)
 
     async def _read(self) -> BoardRead:
-        start = time.monotonic()
+        start = self._clock.monotonic()
         try:
             raw = await self.whiteboard.read_all(self.scan.next_slots(start))
         except WhiteboardError as exc:
             self.error = str(exc)
-            self.error_since = self.error_since or time.monotonic()
+            self.error_since = self.error_since or self._clock.monotonic()
             raise
-        done = time.monotonic()
+        done = self._clock.monotonic()
         self.scan.done(raw, start)
         self.latest = BoardRead(raw, done, done - start)
         self.error = self.error_since = None

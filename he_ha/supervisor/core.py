@@ -9,7 +9,6 @@ a dead owner's lease. Everything the admin API shows is kept here, in memory.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,19 +16,15 @@ from typing import Any
 import structlog
 
 from he_ha.durations import DurationHistogram
-from he_ha.fsm import DecisionRecord, FsmState, Observation, Publish, log_entry, step, stop
-from he_ha.sdnotify import SystemdNotifier
+from he_ha.fsm import DecisionRecord, FsmState, Observation, Publish, step, stop
 from he_ha.storage.codec import HostSlot
 from he_ha.storage.codec import WhiteboardView as RawView
 from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.lease_layout import Lockspace
 from he_ha.storage.lease_model import LockspaceState
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.whiteboard import Whiteboard
 from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import peer_signature
-from he_ha.supervisor.decisions import DecisionLog
-from he_ha.supervisor.execute import ActionExecutor, SpecSource
+from he_ha.supervisor.env import HostEnv
+from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.observe import Completed, Observer, TickInputs
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.publish import SlotContext, build_slot
@@ -47,7 +42,7 @@ class TickStats:
     transitions: int = 0
     publishes: int = 0
     publish_failures: int = 0
-    started_at: float = field(default_factory=time.monotonic)
+    started_at: float = 0.0  # the env's monotonic clock when the supervisor was made
 
 
 def _log_alerts(before: FsmState, record: DecisionRecord) -> None:
@@ -66,36 +61,33 @@ class Supervisor:
         self,
         *,
         fsm_state: FsmState,
+        env: HostEnv,
         observer: Observer,
         executor: ActionExecutor,
-        whiteboard: Whiteboard,
-        specs: SpecSource,
         hostname: str,
         conf_on_shared_storage: bool,
-        client: LeaseClient,
-        lockspace: Lockspace,
-        decisions: DecisionLog,
-        systemd: SystemdNotifier,
         stopping: asyncio.Event,
         join_timeout: float,
         peer_watch: PeerWatch | None = None,
     ) -> None:
         self.state = fsm_state
+        self.env = env
+        self.clock = env.clock
         self.observer = observer
         self.executor = executor
-        self.whiteboard = whiteboard
-        self.specs = specs
+        self.whiteboard = env.whiteboard
+        self.specs = env.definitions
         self.hostname = hostname
         self.conf_on_shared_storage = conf_on_shared_storage
-        self.client = client
-        self.lockspace = lockspace
-        self.decisions = decisions
-        self.systemd = systemd
+        self.client = env.sanlock
+        self.lockspace = env.lockspace
+        self.decisions = env.decisions
+        self.systemd = env.systemd
         self.stopping = stopping
         self.join_timeout = join_timeout
         self.peer_watch = peer_watch
         self.host_id = observer.host_id
-        self.stats = TickStats()
+        self.stats = TickStats(started_at=env.clock.monotonic())
         self.completed: Completed | None = None  # the latest VM action result not yet consumed
         self.inputs: TickInputs | None = None
         self.record: DecisionRecord | None = None
@@ -114,7 +106,7 @@ class Supervisor:
     # --- the tick ------------------------------------------------------------------------------
 
     async def tick(self, causes: tuple[Wake, ...]) -> float:
-        started = time.monotonic()
+        started = self.clock.monotonic()
         period = self.state.config.timing.loop_delay
         if self.stopping.is_set():
             return period
@@ -163,14 +155,13 @@ class Supervisor:
     def _log_decision(
         self, before: FsmState, obs: Observation, record: DecisionRecord, causes: tuple[Wake, ...], started: float
     ) -> None:
-        entry: dict[str, Any] = log_entry(before, obs, record)
-        entry["meta"] = {
+        meta: dict[str, Any] = {
             "tick": self.stats.count + 1,
-            "wall_time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "wall_time": datetime.fromtimestamp(self.clock.wall(), UTC).isoformat(timespec="milliseconds"),
             "started": started,
             "causes": [wake.to_json() for wake in causes],
         }
-        self.decisions.add(entry)
+        self.decisions.decided(before, obs, record, meta)
 
     async def _publish(self, publish: Publish, record: DecisionRecord, inputs: TickInputs) -> None:
         if inputs.sanlock.lockspace is not None and inputs.sanlock.lockspace is not LockspaceState.JOINED:
@@ -181,7 +172,7 @@ class Supervisor:
             return
         ctx = SlotContext(self.host_id, self.hostname, self.conf_on_shared_storage,
                           self.specs.loaded_at, self.specs.loaded_epoch)
-        slot = build_slot(publish.record, record.score, ctx)
+        slot = build_slot(publish.record, record.score, ctx, now_epoch=self.clock.wall() - self.clock.monotonic())
         try:
             await self.whiteboard.publish(slot)
         except WhiteboardError as exc:
@@ -192,7 +183,7 @@ class Supervisor:
         self.stats.publishes += 1
 
     def _tick_done(self, started: float, record: DecisionRecord) -> None:
-        duration = time.monotonic() - started
+        duration = self.clock.monotonic() - started
         stats = self.stats
         stats.count += 1
         stats.durations.observe(duration)
@@ -204,7 +195,7 @@ class Supervisor:
             self.systemd.ready(f"{record.to_state}, score {record.score.total}")
             log.info("supervisor ready", state=record.to_state, score=record.score.total)
         interval = self.systemd.watchdog_interval
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if interval is not None and now - self._last_ping >= interval:
             self.systemd.watchdog()  # only from a completed tick: proves we decide, not just run
             self._last_ping = now
@@ -231,7 +222,7 @@ class Supervisor:
         if self._rejoin is not None:
             self._rejoin.cancel()
         inputs = self.inputs
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if inputs is None:
             log.warning("stopping before the first tick: nothing published yet, nothing to withdraw")
             return False

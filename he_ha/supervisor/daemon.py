@@ -46,20 +46,20 @@ from he_ha.storage.lease_errors import LeaseConfigError, LeaseError, LockspaceBu
 from he_ha.storage.lease_layout import LeaseLayout, wait_deadline
 from he_ha.storage.leases import LeaseClient
 from he_ha.storage.whiteboard import Whiteboard
-from he_ha.supervisor.board import BoardReader
+from he_ha.supervisor.assemble import TickSettings, assemble
 from he_ha.supervisor.controller import ControllerParts, SupervisorController
 from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.decisions import DecisionLog
 from he_ha.supervisor.domain_observer import ConnectionDomainObserver
 from he_ha.supervisor.engine_launch import EngineXmlPreparer
+from he_ha.supervisor.env import SYSTEM_CLOCK, HaConfFile, HostEnv
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
-from he_ha.supervisor.health_gate import FreshHealthGate
 from he_ha.supervisor.host_parts import build_holder, engine_xml_preparer
 from he_ha.supervisor.host_plan import HostPlan, load_plan
 from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
 from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.monitor_set import MonitorSet, build_monitors
-from he_ha.supervisor.observe import Completed, Observer
+from he_ha.supervisor.observe import Observer
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.runfiles import HostLockBusy, host_lock_holder, try_host_lock
 from he_ha.supervisor.settings import SupervisorSettings
@@ -251,10 +251,6 @@ class Daemon:
         def lease_lost(reason: str) -> None:
             ticker.wake("lease-lost", reason)
 
-        def action_done(done: Completed) -> None:
-            supervisor.action_done(done)
-            gate.request("action-result", f"#{done.result.seq} {done.result.outcome.value}", done.done_at)
-
         def on_vm_update(update: VmUpdate) -> None:
             event = update.event
             if event is not None:
@@ -281,28 +277,22 @@ class Daemon:
 
         decisions = DecisionLog(s.decision_log, s.decision_ring)
         stack.callback(decisions.close)
-        reader = BoardReader(whiteboard)
-        observer = Observer(
-            host_id=plan.host_id, readings=hv.runner.snapshot, reader=reader, client=client,
-            lockspace=layout.lockspace, lease=layout.vm_lease, holder=holder, ha_conf=s.paths.ha_conf,
-            vm_memory_mib=plan.vm_memory_mib, conf_up_to_date=engine.conf_is_up_to_date,
-            storage_timeout=s.storage_timeout,
+        env = HostEnv(
+            clock=SYSTEM_CLOCK, whiteboard=whiteboard, sanlock=client, lockspace=layout.lockspace,
+            vm_lease=layout.vm_lease, holder=holder, vm=hv.vm, readings=hv.runner.snapshot,
+            health=hv.monitors.engine_health, ha_conf=HaConfFile(s.paths.ha_conf, s.storage_timeout),
+            definitions=specs, notifier=notifier, decisions=decisions, systemd=self.systemd,
         )
+        machinery = assemble(env, TickSettings(
+            host_id=plan.host_id, hostname=plan.hostname, conf_up_to_date=engine.conf_is_up_to_date,
+            vm_memory_mib=plan.vm_memory_mib, storage_timeout=s.storage_timeout, tick_period=s.tick_period,
+            migrate_uri=s.migrate_uri, io_timeout=s.io_timeout, join_timeout=wait_deadline(s.io_timeout),
+        ), initial_state(plan.host_id, s.timing, plan.config.score, plan.priority), self.stopping,
+            engine_xml=engine_xml)
+        supervisor, ticker, gate = machinery.supervisor, machinery.ticker, machinery.gate
+        observer, executor, reader = machinery.observer, machinery.executor, machinery.reader
         stack.push_async_callback(observer.close)
         specs.on_memory(lambda mib: _set_memory(observer, hv.monitors, mib))
-        executor = ActionExecutor(
-            vm=hv.vm, holder=holder, specs=specs, health=hv.monitors.engine_health, notifier=notifier,
-            on_done=action_done, migrate_uri=s.migrate_uri, io_timeout=s.io_timeout, engine_xml=engine_xml,
-        )
-        supervisor = Supervisor(
-            fsm_state=initial_state(plan.host_id, s.timing, plan.config.score, plan.priority),
-            observer=observer, executor=executor, whiteboard=whiteboard, specs=specs,
-            hostname=plan.hostname, conf_on_shared_storage=engine.conf_is_up_to_date, client=client,
-            lockspace=layout.lockspace, decisions=decisions, systemd=self.systemd, stopping=self.stopping,
-            join_timeout=wait_deadline(s.io_timeout),
-        )
-        ticker = Ticker(supervisor.tick, period=s.tick_period)
-        gate = FreshHealthGate(hv.runner.snapshot, ticker)
         watch = VmWatch(hv.vm)
         watch.subscribe(on_vm_update)
         await watch.start()

@@ -20,6 +20,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from he_ha.fsm import DecisionRecord, FsmState, Observation, log_entry
+
 log = structlog.get_logger(__name__)
 
 MAX_QUEUED = 1000
@@ -40,6 +42,12 @@ class DecisionLog:
             path.open("a").close()  # fail at start-up, not in the writer, if it cannot be written
             self._thread = threading.Thread(target=self._write, args=(path,), name="decision-log", daemon=True)
             self._thread.start()
+
+    def decided(self, before: FsmState, obs: Observation, record: DecisionRecord, meta: dict[str, Any]) -> None:
+        """A step's decision (env.DecisionSink): its replayable entry plus ``meta``."""
+        entry: dict[str, Any] = log_entry(before, obs, record)
+        entry["meta"] = meta
+        self.add(entry)
 
     def add(self, entry: dict[str, Any]) -> None:
         self._ring.append(entry)

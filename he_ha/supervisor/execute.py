@@ -30,14 +30,13 @@ from he_ha.fsm import (
     ReleaseLease,
     ShutdownVm,
 )
-from he_ha.monitors import EngineHealthMonitor
-from he_ha.notify import Notifier
 from he_ha.offloop import Lane, LaneError
 from he_ha.ovirt.ovf import describe_changes
 from he_ha.ovirt.vm_definition import BAD, DefinitionPlan, Expected, Resolution, SourceNote, VmDefinition
 from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere
 from he_ha.storage.lease_layout import wait_deadline
 from he_ha.supervisor.engine_launch import EngineXmlPreparer, LaunchXml
+from he_ha.supervisor.env import SYSTEM_CLOCK, Clock, Definitions, HealthProbe, Notifications, VmControl
 from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
 from he_ha.supervisor.observe import Completed
 from he_ha.vm import (
@@ -47,7 +46,6 @@ from he_ha.vm import (
     LeaseNotHeld,
     LibvirtCallError,
     MigrationUnsupported,
-    VmController,
     VmError,
     VmStatus,
 )
@@ -240,15 +238,16 @@ class ActionExecutor:
     def __init__(
         self,
         *,
-        vm: VmController,
+        vm: VmControl,
         holder: LeaseHolder,
-        specs: SpecSource,
-        health: EngineHealthMonitor | None,
-        notifier: Notifier | None,
+        specs: Definitions,
+        health: HealthProbe | None,
+        notifier: Notifications | None,
         on_done: Callable[[Completed], None],
         migrate_uri: str,
         io_timeout: int,
         engine_xml: EngineXmlPreparer | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._vm = vm
         self._holder = holder
@@ -258,6 +257,7 @@ class ActionExecutor:
         self._notifier = notifier
         self._on_done = on_done
         self._migrate_uri = migrate_uri
+        self._clock = clock
         self._acquire_timeout = wait_deadline(io_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         self._vm_busy = 0  # VM actions under way (FSM's or admin's)
@@ -317,7 +317,7 @@ class ActionExecutor:
             self.failed += 1
         log.info("VM action done", action=what, seq=seq, outcome=result.outcome.value, reason=result.reason)
         self._poke_health()  # the result goes to the FSM with a reading taken after it
-        self._on_done(Completed(result, time.monotonic()))
+        self._on_done(Completed(result, self._clock.monotonic()))
 
     async def admin(self, work: Awaitable[ActionResult]) -> ActionResult:
         """An admin-requested VM action: counted as busy like the FSM's, no FSM result."""
@@ -371,7 +371,7 @@ class ActionExecutor:
         except LeaseNotHeld as exc:
             return ActionResult(0, Outcome.FAILED, str(exc))
         except LibvirtCallError as exc:
-            if isinstance(self._holder, QemuHolder) and _is_lock_failure(exc):
+            if self._holder.held_by_qemu and _is_lock_failure(exc):
                 self._lock_conflict()
                 return ActionResult(0, Outcome.LEASE_BUSY, str(exc))
             return ActionResult(0, Outcome.FAILED, f"start: {exc}")
@@ -434,7 +434,7 @@ class ActionExecutor:
         return ActionResult(0, Outcome.OK, f"destroy: {stopped.outcome.value}")
 
     async def _migrate(self, action: MigrateVm) -> ActionResult:
-        if not isinstance(self._holder, QemuHolder):
+        if not self._holder.held_by_qemu:
             # The lease is held outside QEMU: the target could not take it with the VM.
             reason = f"live migration needs --lease-holder qemu (have {self._holder.kind})"
             return ActionResult(0, Outcome.FAILED, reason)

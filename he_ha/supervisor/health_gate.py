@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 
-from he_ha.monitors import Snapshot
+from he_ha.supervisor.env import MonitorReadings
 from he_ha.supervisor.ticker import Ticker, Wake
 
 MONITOR = "engine-health"
 
 
 class FreshHealthGate:
-    def __init__(self, snapshot: Snapshot, ticker: Ticker, *, fallback: float = 2.0) -> None:
+    def __init__(self, snapshot: MonitorReadings, ticker: Ticker, *, fallback: float = 2.0) -> None:
         self._snapshot = snapshot
         self._ticker = ticker
         self._fallback = fallback

@@ -106,6 +106,9 @@ class LeaseContext:
 
 class LeaseHolder(ABC):
     kind: ClassVar[str]
+    # QEMU itself holds the lease (libvirt's sanlock plugin): the launch acquires it (a launch
+    # may fail on the lock) and a live migration takes it along to the target.
+    held_by_qemu: ClassVar[bool] = False
 
     def __init__(self, client: LeaseClient, lease: VmLease, *, on_lost: Callable[[str], None]) -> None:
         self.client = client
@@ -335,6 +338,7 @@ class QemuHolder(LeaseHolder):
     lockspace ``<SD>`` under ``host_id`` and ``prepare`` adds it beside ours."""
 
     kind = "qemu"
+    held_by_qemu = True
 
     def __init__(self, client: LeaseClient, lease: VmLease, *, on_lost: Callable[[str], None],
                  host_id: int | None = None, io_timeout: int = DEFAULT_IO_TIMEOUT,

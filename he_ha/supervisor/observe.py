@@ -23,10 +23,8 @@ up as ``whiteboard=None`` / ``lease=None`` in the observation, never as a frozen
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -34,15 +32,14 @@ import structlog
 from he_ha.config import ConfigError
 from he_ha.fsm import ActionResult, EngineHealth, LeaseStatus, LocalReadings, Observation, SanlockHost
 from he_ha.fsm import WhiteboardView as FsmView
-from he_ha.maintenance import MaintenanceFileError, read_local_flags
+from he_ha.maintenance import MaintenanceFileError
 from he_ha.monitors import Reading, engine_status
 from he_ha.storage.lease_errors import LeaseError, LeaseWorkerDied, LockspaceNotJoined, LockspaceNotReady
-from he_ha.storage.lease_layout import Lockspace, VmLease
 from he_ha.storage.lease_model import HostInfo, HostStatus, LeaseOwner, LockspaceState
-from he_ha.storage.leases import LeaseClient
 from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import BoardRead, BoardReader, fsm_view
-from he_ha.supervisor.lease_holder import QUERY_TIMEOUT, LeaseContext, LeaseHolder
+from he_ha.supervisor.env import HostEnv
+from he_ha.supervisor.lease_holder import QUERY_TIMEOUT, LeaseContext
 from he_ha.supervisor.singleflight import SingleFlight
 
 log = structlog.get_logger(__name__)
@@ -180,25 +177,22 @@ class Observer:
         self,
         *,
         host_id: int,
-        readings: Any,  # the monitors' Snapshot (``readings()``)
+        env: HostEnv,
         reader: BoardReader,
-        client: LeaseClient,
-        lockspace: Lockspace,
-        lease: VmLease,
-        holder: LeaseHolder,
-        ha_conf: Path,
         vm_memory_mib: int | None,
         conf_up_to_date: bool,
         storage_timeout: float,
     ) -> None:
         self.host_id = host_id
-        self._snapshot = readings
+        self._env = env
+        self._clock = env.clock
+        self._snapshot = env.readings
         self._reader = reader
-        self._client = client
-        self._lockspace = lockspace
-        self._lease = lease
-        self._holder = holder
-        self._ha_conf = ha_conf
+        self._client = env.sanlock
+        self._lockspace = env.lockspace
+        self._lease = env.vm_lease
+        self._holder = env.holder
+        self._ha_conf = env.ha_conf
         self.vm_memory_mib = vm_memory_mib
         self._conf_up_to_date = conf_up_to_date
         self._timeout = storage_timeout
@@ -217,7 +211,7 @@ class Observer:
         self._reader.note_lockspace(None if view.hosts is None else (h.host_id for h in view.hosts))
         result = fresh_result(completed, readings)
         observation = Observation(
-            now=time.monotonic(),
+            now=self._clock.monotonic(),
             local=local_readings(
                 readings,
                 local_maintenance=self.local_maintenance,
@@ -247,7 +241,7 @@ class Observer:
 
     async def _read_ha_conf(self) -> None:
         try:
-            flags = await read_local_flags(self._ha_conf, timeout=self._timeout)
+            active = await self._ha_conf.local_maintenance()
         except (ConfigError, MaintenanceFileError) as exc:
             error = str(exc)
             if error != self.ha_conf_error:
@@ -255,7 +249,7 @@ class Observer:
             self.ha_conf_error = error
             return
         self.ha_conf_error = None
-        self.local_maintenance = flags.active
+        self.local_maintenance = active
 
     async def _read_board(self) -> tuple[BoardRead | None, str | None]:
         try:
@@ -277,7 +271,7 @@ class Observer:
         return None
 
     async def _ask_sanlock(self) -> SanlockView:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         errors: list[str] = []
         client, lockspace, lease = self._client, self._lockspace, self._lease
         state, hosts, owners = await asyncio.gather(
@@ -294,4 +288,4 @@ class Observer:
             generation = next((h.generation for h in hosts_t or () if h.host_id == self.host_id), None)
             ctx = LeaseContext(self.host_id, generation, owners_t)
             held = await self._query("held", lambda: self._holder.check(ctx), errors)
-        return SanlockView(state, hosts_t, owners_t, held, tuple(errors), time.monotonic() - started)
+        return SanlockView(state, hosts_t, owners_t, held, tuple(errors), self._clock.monotonic() - started)

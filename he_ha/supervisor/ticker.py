@@ -9,9 +9,10 @@ every tick, and the tick itself checks it again right before the FSM step (defec
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from he_ha.supervisor.env import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,12 @@ TickFn = Callable[[tuple[Wake, ...]], Awaitable[float]]
 
 
 class Ticker:
-    def __init__(self, tick: TickFn, *, period: float) -> None:
+    def __init__(self, tick: TickFn, *, period: float, clock: Clock = SYSTEM_CLOCK) -> None:
         if not period > 0:
             raise ValueError(f"tick period must be > 0, got {period!r}")
         self._tick = tick
         self._period = period
+        self._clock = clock
         self._wakes: list[Wake] = []
         self._event = asyncio.Event()
         self.ticks = 0
@@ -44,16 +46,16 @@ class Ticker:
 
     def wake(self, cause: str, detail: str = "", at: float | None = None) -> None:
         """Tick as soon as possible (never waits; call on the loop's thread)."""
-        self._wakes.append(Wake(cause, detail, time.monotonic() if at is None else at))
+        self._wakes.append(Wake(cause, detail, self._clock.monotonic() if at is None else at))
         self._event.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        due = time.monotonic()  # the first tick at once
+        due = self._clock.monotonic()  # the first tick at once
         due_cause = "start"
         stop_wait = asyncio.ensure_future(stopping.wait())
         try:
             while not stopping.is_set():
-                timeout = max(0.0, due - time.monotonic())
+                timeout = max(0.0, due - self._clock.monotonic())
                 woken = asyncio.ensure_future(self._event.wait())
                 await asyncio.wait({woken, stop_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
@@ -64,7 +66,7 @@ class Ticker:
                 self._wakes.clear()
                 self.ticks += 1
                 tick_after = await self._tick(causes)
-                due = time.monotonic() + min(tick_after, self._period)
+                due = self._clock.monotonic() + min(tick_after, self._period)
                 due_cause = "tick-after" if tick_after < self._period else "periodic"
         finally:
             stop_wait.cancel()

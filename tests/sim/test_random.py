@@ -48,13 +48,13 @@ def test_schedules_are_reproducible() -> None:
 
 
 class _LeaselessStart(World):
-    """A deliberately broken executor: launches the VM without acquiring the lease."""
+    """A deliberately broken hypervisor: launches the VM without taking the lease."""
 
-    def _start(self, host):  # type: ignore[no-untyped-def]
+    def launch(self, host):  # type: ignore[no-untyped-def]
         if host.vm is None:
             self.vm_counter += 1
             host.vm = SimVm(self.vm_counter, self.t + self.sim.vm_boot_time)
-        return Outcome.OK, ""
+        return None
 
 
 def test_the_checker_catches_a_start_without_lease_and_names_the_seed() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from he_ha.fsm import EngineHealth, LeaseStatus
 from he_ha.storage.lease_model import LeaseOwner
+from he_ha.supervisor.env import SYSTEM_CLOCK, HaConfFile, HostEnv
 from he_ha.supervisor.observe import Observer, not_started
 from tests.unit.supervisor.test_engine_lease import OURS, FakeClient, qemu
 from tests.unit.supervisor.test_observe import host, view
@@ -28,8 +29,11 @@ class OtherHolder:
 
 
 def observer(holder: object) -> Observer:
-    return Observer(host_id=OWN, readings=None, reader=None, client=None, lockspace=None,  # type: ignore[arg-type]
-                    lease=OURS, holder=holder, ha_conf=Path("/nonexistent"), vm_memory_mib=None,  # type: ignore[arg-type]
+    env = HostEnv(clock=SYSTEM_CLOCK, whiteboard=None, sanlock=None, lockspace=None,  # type: ignore[arg-type]
+                  vm_lease=OURS, holder=holder, vm=None, readings=None, health=None,  # type: ignore[arg-type]
+                  ha_conf=HaConfFile(Path("/nonexistent"), 1.0), definitions=None, notifier=None,  # type: ignore[arg-type]
+                  decisions=None, systemd=None)  # type: ignore[arg-type]
+    return Observer(host_id=OWN, env=env, reader=None, vm_memory_mib=None,  # type: ignore[arg-type]
                     conf_up_to_date=True, storage_timeout=1.0)
 
 
