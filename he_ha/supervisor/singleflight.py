@@ -28,6 +28,8 @@ class SingleFlight:
             task = asyncio.ensure_future(call())
             task.add_done_callback(_retrieve)
             self._tasks[key] = task
+        if task.done():  # answered at once (the simulator's eager tasks): no deadline to wait on
+            return task.result()
         result: T = await asyncio.wait_for(asyncio.shield(task), wait)
         return result
 
