@@ -1,5 +1,6 @@
-"""A deterministic multi-host simulator: N hosts on a virtual clock, each running the real
-state machine and score against models of the whiteboard, sanlock, the VM and its lease."""
+"""A deterministic multi-host simulator: N hosts on a virtual clock, each running the daemon's
+own tick (he_ha.supervisor.assemble) against a simulated host environment (hostenv.py) over
+models of the whiteboard, sanlock, the VM and its lease (model.py)."""
 
 from he_ha.sim.safety import SafetyViolation
 from he_ha.sim.scenario import Event, HostSpec, Scenario, ScenarioError, SimParams, load_scenario, parse_scenario

@@ -18,9 +18,14 @@ import asyncio
 import heapq
 import math
 import types
+import weakref
 from collections.abc import Callable, Coroutine, Generator
-from contextvars import Context
+from contextvars import Context, ContextVar, copy_context
 from typing import Any
+
+# The simulated process a task belongs to (a host's supervisor): tasks inherit it from the
+# task or callback that created them, so ``kill`` ends a process with every task it started.
+PROCESS: ContextVar[object | None] = ContextVar("sim_process", default=None)
 
 GRID = 6  # decimal places of due times: 1 µs
 
@@ -68,14 +73,17 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
                 return stop.value
 
 
-def _eager_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
-                context: Context | None = None) -> asyncio.Future[Any]:
+def _eager_task(loop: VirtualLoop, coro: Coroutine[Any, Any, Any], context: Context | None = None) -> asyncio.Future[Any]:
     """Run a new task's first step at once, as Python 3.12's eager tasks do: in the simulator
     almost every await (a query, a read, a publish) completes without waiting, so most tasks
     finish right here instead of costing loop rounds. A task that must wait becomes a Task
-    from the await it reached on."""
+    from the await it reached on, registered with its process."""
+    if context is None:
+        context = copy_context()
+    if asyncio._get_running_loop() is not loop:  # created from outside: it starts when the loop runs
+        return _registered(loop, asyncio.Task(coro, loop=loop, context=context), context)
     try:
-        yielded = coro.send(None)
+        yielded = context.run(coro.send, None)
     except StopIteration as stop:
         done = _Finished(loop=loop)
         done.set_result(stop.value)
@@ -84,7 +92,14 @@ def _eager_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
         failed = _Finished(loop=loop)
         failed.set_exception(exc)
         return failed
-    return asyncio.Task(_resume(coro, yielded), loop=loop, context=context)
+    return _registered(loop, asyncio.Task(_resume(coro, yielded), loop=loop, context=context), context)
+
+
+def _registered(loop: VirtualLoop, task: asyncio.Task[Any], context: Context) -> asyncio.Task[Any]:
+    process = context.get(PROCESS)
+    if process is not None:
+        loop.tasks_of(process).add(task)
+    return task
 
 
 class VirtualLoop(asyncio.BaseEventLoop):
@@ -93,7 +108,22 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self.now = 0.0
         self.until = 0.0
         self._seq = 0
+        self._processes: dict[object, weakref.WeakSet[asyncio.Task[Any]]] = {}
         self.set_task_factory(_eager_task)  # type: ignore[arg-type]
+
+    def tasks_of(self, process: object) -> weakref.WeakSet[asyncio.Task[Any]]:
+        return self._processes.setdefault(process, weakref.WeakSet())
+
+    def spawn(self, process: object, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """Start ``coro`` as the first task of ``process``."""
+        context = copy_context()
+        context.run(PROCESS.set, process)
+        return self.create_task(coro, context=context)
+
+    def kill(self, process: object) -> None:
+        """The process dies: every task it started is cancelled where it waits."""
+        for task in list(self._processes.pop(process, ())):
+            task.cancel()
 
     def time(self) -> float:
         return self.now

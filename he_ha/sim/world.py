@@ -37,8 +37,8 @@ from he_ha.storage.lease_errors import LeaseError
 from he_ha.storage.lease_layout import wait_deadline
 from he_ha.storage.lease_model import JoinOutcome
 from he_ha.supervisor.assemble import TickMachinery, TickSettings, assemble
-from he_ha.supervisor.daemon import RETRY_PAUSE
 from he_ha.supervisor.observe import Completed
+from he_ha.supervisor.settings import RETRY_PAUSE
 from he_ha.sim.hostenv import MIGRATE_URI, host_env, storage_io
 from he_ha.sim.model import SimHost, SimVm, VmLease
 from he_ha.sim.safety import SafetyViolation, check_transition, check_world
@@ -96,22 +96,11 @@ def _daemon_logs_muted() -> Iterator[None]:
 
 @dataclass
 class _Daemon:
-    """One host's running supervisor process: ended, all its tasks end (the process dies)."""
+    """One host's supervisor process (vloop process ``key``): killed, all its tasks end."""
 
-    task: asyncio.Task[None]  # start-up, then waiting for the ticker
+    key: object
     stopping: asyncio.Event
     machinery: TickMachinery | None = None
-    gate: asyncio.Task[None] | None = None
-
-    def tasks(self) -> list[asyncio.Future[Any]]:
-        tasks: list[asyncio.Future[Any]] = [self.task]
-        if self.gate is not None:
-            tasks.append(self.gate)
-        m = self.machinery
-        if m is not None:
-            tasks += [*m.executor._tasks, *m.observer._flights._tasks.values()]
-            tasks += [t for t in (m.supervisor._rejoin, m.reader._inflight) if t is not None]
-        return tasks
 
 
 class World:
@@ -166,8 +155,7 @@ class World:
         for inspection; it holds no OS resources)."""
         for host in self.order:
             self._supervisor_gone(host)
-        for join in self._joins.values():
-            join.cancel()
+            self.loop.kill(("sanlock", host.id))
         self.loop.run_until(self.t)
 
     def result(self) -> SimResult:
@@ -236,10 +224,10 @@ class World:
         host.vm_exit = None  # the engine-health monitor starts afresh
         host.last_rule = ""
         self._say(host.name, "supervisor started")
-        stopping = asyncio.Event()
-        daemon = _Daemon(asyncio.ensure_future(self._run_daemon(host, stopping)), stopping)
-        daemon.task.add_done_callback(self._task_done)
+        daemon = _Daemon(object(), asyncio.Event())
         self._daemons[host.id] = daemon
+        task = self.loop.spawn(daemon.key, self._run_daemon(host, daemon.stopping))
+        task.add_done_callback(self._task_done)
 
     async def _run_daemon(self, host: SimHost, stopping: asyncio.Event) -> None:
         """daemon.py's start-up as far as the tick depends on it: join the lockspace (retried
@@ -264,7 +252,6 @@ class World:
         host.supervisor = machinery.supervisor
         gate = asyncio.ensure_future(machinery.gate.run())
         gate.add_done_callback(self._task_done)
-        self._daemons[host.id].gate = gate
         await machinery.ticker.run(stopping)
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:
@@ -279,8 +266,7 @@ class World:
         if daemon is None:
             return
         daemon.stopping.set()
-        for task in daemon.tasks():
-            task.cancel()
+        self.loop.kill(daemon.key)
 
     def _vm_event(self, host: SimHost, what: str) -> None:
         """libvirt's lifecycle event reaches the host's supervisor (VmWatch → gate → ticker)."""
@@ -334,7 +320,8 @@ class World:
         """add_lockspace: one join at a time per host; it takes ``lockspace_join_time``."""
         running = self._joins.get(host.id)
         if running is None or running.done():
-            running = asyncio.ensure_future(self._join(host, timeout))
+            # sanlock's add_lockspace, not the supervisor's: it outlives a supervisor restart
+            running = self.loop.spawn(("sanlock", host.id), self._join(host, timeout))
             self._joins[host.id] = running
         return running
 
@@ -493,9 +480,7 @@ class World:
             host.powered = host.joined = False
             host.epoch += 1
             host.io_waiters = []  # calls of the dead supervisor: they never return
-            join = self._joins.pop(host.id, None)
-            if join is not None:
-                join.cancel()
+            self.loop.kill(("sanlock", host.id))
             if host.vm is not None:
                 host.vm, host.vm_exit = None, None  # gone with the host; the lease stays recorded
                 self._say(host.name, "vm lost with the host")

@@ -62,7 +62,7 @@ from he_ha.supervisor.monitor_set import MonitorSet, build_monitors
 from he_ha.supervisor.observe import Observer
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.runfiles import HostLockBusy, host_lock_holder, try_host_lock
-from he_ha.supervisor.settings import SupervisorSettings
+from he_ha.supervisor.settings import RETRY_PAUSE, SupervisorSettings
 from he_ha.supervisor.ticker import Ticker
 from he_ha.vm import LibvirtConnection, VmController, VmUpdate, VmWatch
 
@@ -72,7 +72,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_FORCED = 3
-RETRY_PAUSE = 5.0  # between attempts of a start-up step that failed for a transient reason
 DAEMON_LOCK_HOLDER = "he-ha run"  # how the daemon signs the host lock (runfiles.py)
 HOST_LOCK_WAIT = 600.0  # for a VM command acting without the daemon: a lockspace join, an acquire, a launch
 HOST_LOCK_POLL = 0.5

@@ -20,6 +20,7 @@ HolderKind = Literal["keeper", "worker", "qemu"]
 HOLDER_KINDS: tuple[HolderKind, ...] = ("keeper", "worker", "qemu")
 DEFAULT_BROKER_SOCKET = Path("/var/run/ovirt-hosted-engine-ha/broker.socket")  # where VDSM's HAClient connects
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")  # the system libvirtd's QEMU driver configuration
+RETRY_PAUSE = 5.0  # between attempts of a start-up step that failed for a transient reason (daemon.py)
 # The URIs of the system libvirtd on this host, the one QEMU_CONF configures.
 _SYSTEM_URIS = frozenset({"qemu:///system", "qemu+unix:///system"})
 _LOCK_MANAGER = re.compile(r'^\s*lock_manager\s*=\s*"([^"]*)"\s*(#.*)?$', re.MULTILINE)
