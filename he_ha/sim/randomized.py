@@ -135,20 +135,23 @@ def run_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> Outcome:
     priorities = len({h.priority for h in scenario.hosts}) > 1
     bound = failover_bound(timing, scenario.sim, max(h.read_period for h in scenario.hosts), priorities).total
     world = World(scenario, seed=seed)
-    world.run_until(faults_end)
-    deadline = faults_end + bound
-    while True:
-        while not world.engine_ok[-1][1] and world.t < deadline:
-            world.run_until(min(world.t + timing.loop_delay, deadline))
-        if not world.engine_ok[-1][1]:
-            return Outcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
-        healthy_since = world.engine_ok[-1][0]
-        world.run_until(world.t + TAIL)
-        if world.engine_ok[-1] == (healthy_since, True):
-            recovery = max(0.0, healthy_since - faults_end)
-            return Outcome(seed, len(scenario.hosts), faults_end, recovery, bound, True, world.steps)
-        if world.t >= deadline:
-            return Outcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
+    try:
+        world.run_until(faults_end)
+        deadline = faults_end + bound
+        while True:
+            while not world.engine_ok[-1][1] and world.t < deadline:
+                world.run_until(min(world.t + timing.loop_delay, deadline))
+            if not world.engine_ok[-1][1]:
+                return Outcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
+            healthy_since = world.engine_ok[-1][0]
+            world.run_until(world.t + TAIL)
+            if world.engine_ok[-1] == (healthy_since, True):
+                recovery = max(0.0, healthy_since - faults_end)
+                return Outcome(seed, len(scenario.hosts), faults_end, recovery, bound, True, world.steps)
+            if world.t >= deadline:
+                return Outcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
+    finally:
+        world.close()  # its supervisors' tasks end with it
 
 
 @dataclass(frozen=True, slots=True)
