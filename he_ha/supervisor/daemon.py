@@ -60,6 +60,7 @@ from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
 from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.monitor_set import MonitorSet, build_monitors
 from he_ha.supervisor.observe import Completed, Observer
+from he_ha.supervisor.lease_watch import LeaseFreeWatch, lease_wait
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.runfiles import HostLockBusy, host_lock_holder, try_host_lock
 from he_ha.supervisor.settings import SupervisorSettings
@@ -311,6 +312,9 @@ class Daemon:
         tasks = [asyncio.create_task(ticker.run(self.stopping), name="ticker"),
                  asyncio.create_task(gate.run(), name="health-gate"),
                  asyncio.create_task(specs.run(self.stopping), name="vm-definition")]
+        lease_watch = LeaseFreeWatch(client, layout.lockspace, lambda: lease_wait(supervisor.record),
+                                     lambda what: ticker.wake("lease-freed", what), timeout=s.storage_timeout)
+        tasks.append(asyncio.create_task(lease_watch.run(), name="lease-watch"))
         if s.peer_poll > 0:
             peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
             supervisor.peer_watch = peer_watch
