@@ -453,8 +453,9 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
     for error in errors:
         grouped[(error.race, error.source, _generic(error.message))].append(error)
     for (race, source, message), seen in sorted(grouped.items(), key=lambda item: -len(item[1])):
-        where = ", ".join(f"r{e.round}/{e.host}" for e in seen[:12]) + (" ..." if len(seen) > 12 else "")
-        lines.append(f"  {len(seen):>4} x [{race}, {source}] {message}\n         ({where})")
+        lines.append(f"  {len(seen):>4} x [{race}, {source}] {message}")
+        where = [f"r{e.round}/{e.host}" for e in seen]  # every occurrence: round / host that saw it
+        lines.extend("         " + ", ".join(where[i:i + 12]) for i in range(0, len(where), 12))
     return "\n".join(lines), ok
 
 

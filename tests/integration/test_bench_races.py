@@ -128,4 +128,4 @@ def test_a_record_file_gives_back_the_same_report(tmp_path: Path) -> None:
     assert not ok
     assert "decided by the lease (another host's acquire refused, lease-busy): 1 of 2" in text
     assert "waiting decisions (not errors): {'down.lease-held': 4}" in text
-    assert "1 x [failover, decision] action result lease-busy: held\n         (r1/host2)" in text
+    assert "1 x [failover, decision] action result lease-busy: held\n         r1/host2" in text
