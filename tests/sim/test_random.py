@@ -15,7 +15,7 @@ import pytest
 
 from he_ha.fsm import Outcome, TimingConfig
 from he_ha.sim import SafetyViolation, World
-from he_ha.sim.model import SimVm
+from he_ha.sim.model import SimHost, SimVm
 from he_ha.sim.randomized import random_schedule, run_many
 from he_ha.sim.scenario import SimParams
 
@@ -50,7 +50,7 @@ def test_schedules_are_reproducible() -> None:
 class _LeaselessStart(World):
     """A deliberately broken executor: launches the VM without acquiring the lease."""
 
-    def _start(self, host):  # type: ignore[no-untyped-def]
+    def _start(self, host: SimHost) -> tuple[Outcome, str]:
         if host.vm is None:
             self.vm_counter += 1
             host.vm = SimVm(self.vm_counter, self.t + self.sim.vm_boot_time)
