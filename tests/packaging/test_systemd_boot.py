@@ -24,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,11 @@ VM_UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
 LIBVIRT = "test+unix:///default"
 WATCHDOG = 60.0  # the unit's WatchdogSec
 RESTART = 10.0  # the unit's RestartSec
+# `systemctl stop` is repeated: with the default KillMode, systemd's SIGTERM reaches the lease
+# worker (a child in he-ha's cgroup) while the supervisor still needs it for its stop sequence;
+# measured here, 3 of 20 stops ended in a LeaseWorkerDied traceback (exit 1) or the 30 s stop
+# deadline (exit 3). One stop would catch that race rarely; ten catch it most of the time.
+STOPS = 10
 
 
 def run(*argv: str | Path, timeout: float = 900) -> str:
@@ -55,6 +60,7 @@ class Booted:
         self.root, self.name, self.log = root, name, log
         self.nspawn: subprocess.Popen[bytes] | None = None
         self.leader = 0  # the container's PID 1 (systemd), as this machine sees it
+        self.boot_seconds = 0.0
 
     def boot(self, timeout: float = 120) -> float:
         """Boot and wait until ``systemctl is-system-running`` answers; the seconds it took."""
@@ -80,7 +86,8 @@ class Booted:
             assert time.monotonic() < deadline, f"system state {state!r} after {timeout} s"
             time.sleep(0.5)
         assert state == "running", self.sh("systemctl", "--failed", "--no-pager", check=False).stdout
-        return time.monotonic() - began
+        self.boot_seconds = time.monotonic() - began
+        return self.boot_seconds
 
     def sh(self, *argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(["nsenter", "-t", str(self.leader), "-a", *argv], capture_output=True, text=True,
@@ -143,7 +150,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
 def keeper_pid(host: Booted) -> int:
     """The pid sanlock names as the VM lease's owner (``r hosted-engine:<uuid>:... p PID``)."""
     status = host.sh("sanlock", "client", "status").stdout
-    found = re.search(rf"^r hosted-engine:{VM_UUID}:\S+ p (\d+)$", status, re.M)
+    found = re.search(rf"^r hosted-engine:{VM_UUID}:\S+ p (\d+)$", status, re.MULTILINE)
     assert found, f"the VM lease is not held:\n{status}"
     return int(found.group(1))
 
@@ -152,7 +159,7 @@ def vm_state(host: Booted) -> str:
     return host.sh("virsh", "-c", LIBVIRT, "domstate", "HostedEngine", check=False).stdout.strip()
 
 
-def wait_for(what: str, check: callable, timeout: float) -> float:  # type: ignore[valid-type]
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
     began = time.monotonic()
     while not check():
         assert time.monotonic() - began < timeout, f"{what}: not within {timeout:g} s"
@@ -167,7 +174,7 @@ def assert_vm_and_lease_kept(host: Booted, keeper: int, when: str) -> None:
 
 
 def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[str]) -> None:
-    facts: list[str] = []
+    facts = [f"booted to 'running' in {host.boot_seconds:.1f} s"]
     unit = "/lib/systemd/system/he-ha.service"
 
     # the package installed the unit, did not enable or start it, and the unit verifies
@@ -179,6 +186,17 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     host.sh("systemctl", "start", "he-ha")
     state = host.show("he-ha", "ActiveState", "ConditionResult", "Result")
     assert state == {"ActiveState": "inactive", "ConditionResult": "no", "Result": "success"}, state
+
+    # a host whose hosted-engine.conf names no storage: the daemon exits before READY=1, so
+    # `systemctl start` fails (Type=notify), and the daemon's error is in journalctl -p err
+    host.sh("sh", "-c", "mkdir -p /etc/ovirt-hosted-engine && echo host_id=1 > /etc/ovirt-hosted-engine/hosted-engine.conf")
+    assert host.sh("systemctl", "start", "he-ha", check=False).returncode != 0
+    errors = host.sh("journalctl", "-u", "he-ha", "-p", "err", "--no-pager", "-o", "cat").stdout
+    assert "hosted-engine.conf" in errors, host.journal()
+    facts.append(f"unstartable configuration: systemctl start fails; journalctl -p err: {errors.splitlines()[:2]}")
+    host.sh("systemctl", "stop", "he-ha")  # Restart=always would retry every 10 s
+    host.sh("systemctl", "reset-failed", "he-ha", check=False)  # stopped, it may be unloaded already
+    host.sh("rm", "/etc/ovirt-hosted-engine/hosted-engine.conf")
 
     # deploy: the HA part of hosted-engine --deploy on file storage (needs sanlock.service)
     host.sh("systemctl", "is-active", "sanlock", "libvirtd", "he-ha-test-pin", "he-ha-test-health")
@@ -203,7 +221,7 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     facts.append(f"VM running {took:.1f} s after READY")
     keeper = keeper_pid(host)
     cgroup = host.sh("cat", f"/proc/{keeper}/cgroup").stdout
-    assert re.search(r"/system\.slice/he-ha-lease-keeper-\w+\.scope$", cgroup, re.M), cgroup
+    assert re.search(r"/system\.slice/he-ha-lease-keeper-\w+\.scope$", cgroup, re.MULTILINE), cgroup
     assert "he-ha.service" not in cgroup, cgroup
     scope = re.search(r"(he-ha-lease-keeper-\w+\.scope)", cgroup).group(1)  # type: ignore[union-attr]
     assert host.show(scope, "ActiveState")["ActiveState"] == "active"
@@ -242,7 +260,7 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     took = wait_for("he-ha active again", lambda: host.show("he-ha", "ActiveState")["ActiveState"] == "active", 60)
     facts.append(f"SIGSTOP: watchdog restart done {time.monotonic() - stopped:.1f} s after the stop "
                  f"(WatchdogSec={WATCHDOG:g}, RestartSec={RESTART:g})")
-    facts.append("faulthandler traceback in the journal: " + str("Fatal Python error" in journal))
+    assert "Fatal Python error: Aborted" in journal, journal[-3000:]  # PYTHONFAULTHANDLER=1
     assert_vm_and_lease_kept(host, keeper, "after the watchdog restart")
     main = int(host.show("he-ha", "MainPID")["MainPID"])
 
@@ -251,17 +269,29 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     assert int(host.show("he-ha", "MainPID")["MainPID"]) != main
     assert_vm_and_lease_kept(host, keeper, "after systemctl restart")
 
-    # systemctl stop: a clean exit, the VM and its lease untouched
-    began = time.monotonic()
-    host.sh("systemctl", "stop", "he-ha", timeout=120)
-    facts.append(f"systemctl stop he-ha: {time.monotonic() - began:.1f} s")
-    state = host.show("he-ha", "ActiveState", "Result", "ExecMainCode", "ExecMainStatus")
-    assert state["ActiveState"] == "inactive" and state["Result"] == "success", (state, host.journal()[-4000:])
-    assert_vm_and_lease_kept(host, keeper, "after systemctl stop")
+    # systemctl stop: a clean exit (status 0, no traceback), the VM and its lease untouched;
+    # STOPS times, each followed by a start, since an unclean stop is a race (see STOPS)
+    unclean: list[str] = []
+    stop_times: list[float] = []
+    for attempt in range(STOPS):
+        lines = len(host.journal().splitlines())
+        began = time.monotonic()
+        host.sh("systemctl", "stop", "he-ha", timeout=120)
+        stop_times.append(time.monotonic() - began)
+        state = host.show("he-ha", "ActiveState", "Result", "ExecMainStatus")
+        assert state["ActiveState"] in ("inactive", "failed"), state
+        assert_vm_and_lease_kept(host, keeper, f"after systemctl stop #{attempt + 1}")
+        tail = host.journal().splitlines()[lines:]
+        if state["Result"] != "success" or any("Traceback" in line for line in tail):
+            unclean.append(f"stop #{attempt + 1} ({stop_times[-1]:.1f} s): {state}\n" + "\n".join(tail[-25:]))
+        if attempt + 1 < STOPS:
+            host.sh("systemctl", "start", "he-ha", timeout=120)
+    facts.append(f"systemctl stop he-ha x {STOPS}: {min(stop_times):.2f} to {max(stop_times):.2f} s, {len(unclean)} unclean")
+    assert not unclean, ("systemd's SIGTERM to the cgroup killed the lease worker during the stop (docs/systemd.md, "
+                         "'Found by it'):\n\n" + "\n\n".join(unclean))
 
-    # journalctl -p err -u he-ha: the daemon's errors reach the journal with their priority
     errors = host.sh("journalctl", "-u", "he-ha", "-p", "err", "--no-pager", "-o", "cat").stdout
-    facts.append(f"journalctl -p err -u he-ha: {len(errors.splitlines())} lines")
+    facts.append(f"journalctl -p err -u he-ha at the end: {len(errors.splitlines())} lines")
 
     with capsys.disabled():
         print("\nbooted systemd (" + host.sh("systemctl", "--version").stdout.splitlines()[0] + "):")
