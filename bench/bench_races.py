@@ -54,6 +54,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -111,8 +112,9 @@ class Race:
 # --- one round -----------------------------------------------------------------------------------
 
 
-def run_round(index: int, death: str) -> list[Race]:
-    """A fresh 3-host cluster: the start race, then (if it produced one engine) the failover race."""
+def run_round(index: int, death: str, keep: Path | None = None) -> list[Race]:
+    """A fresh 3-host cluster: the start race, then (if it produced one engine) the failover
+    race. ``keep``: where to copy the hosts' logs of a round that went wrong."""
     races: list[Race] = []
     with HealthPage() as page:
         cluster = Cluster(3, libvirtd=True, health_url=page.url)
@@ -121,11 +123,23 @@ def run_round(index: int, death: str) -> list[Race]:
                 page.gate = watcher.engine_problem
                 races = _races(index, death, cluster, watcher)
                 _collect_lease_errors(cluster.hosts, races)
+                if keep is not None and any(r.problem is not None or not r.one_vm for r in races):
+                    _keep_logs(cluster.hosts, keep / f"round-{index}", races)
         finally:
             for race in races:
                 if cluster.leftovers and race.problem is None:
                     race.problem = f"processes left behind by the cluster: {cluster.leftovers}"
     return races
+
+
+def _keep_logs(hosts: Sequence[Host], into: Path, races: Sequence[Race]) -> None:
+    """Copy each host's decision log and supervisor logs (the cluster's directory goes on exit)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for host in hosts:
+        for source in [host.decision_log, *(s.log_path for s in host.supervisors)]:
+            with contextlib.suppress(OSError):
+                shutil.copy(source, into / f"{host.name}-{source.name}")
+    (into / "races.txt").write_text("".join(f"{r.name}: problem {r.problem}; began {r.began}\n" for r in races))
 
 
 def _races(index: int, death: str, cluster: Cluster, watcher: VmWatcher) -> list[Race]:
@@ -238,7 +252,8 @@ def _judge(race: Race, hosts: Sequence[Host], watcher: VmWatcher, since: float, 
             time.sleep(POLL)
     race.started = [h.name for h in everyone if _decided(h, since, lambda e: rule_of(e) == "start.ok")]
     if up is None:
-        race.problem = f"no host reached EngineUp within {timeout:g} s; VM running on {watcher.running_on()}"
+        race.problem = (f"no host reached EngineUp within {timeout:g} s; VM running on {watcher.running_on()}; "
+                        f"last decisions: {_last_rules(hosts)}")
         race.one_vm = not watcher.violations and len(_runs_since(watcher, since)) <= 1
         return
     host, at = up
@@ -259,6 +274,20 @@ def _judge(race: Race, hosts: Sequence[Host], watcher: VmWatcher, since: float, 
         problems.append(f"VM running on {running} {SETTLE:g} s after {host.name} reached EngineUp")
     race.one_vm = not watcher.violations and len(runs) == 1
     race.problem = "; ".join(problems) or None
+
+
+def _last_rules(hosts: Iterable[Host]) -> dict[str, str]:
+    """Each host's last decision (rule -> state), or how its supervisor ended."""
+    seen = {}
+    for host in hosts:
+        supervisor = host.supervisors[-1] if host.supervisors else None
+        code = supervisor.process.poll() if supervisor is not None else None
+        if code is not None and supervisor is not None:
+            seen[host.name] = f"supervisor exited {code}: {supervisor.log_tail(1)}"
+            continue
+        last = host.decisions()[-1:]
+        seen[host.name] = f"{rule_of(last[0])}->{state_of(last[0])}" if last else "no decision yet"
+    return seen
 
 
 def _first_engine_up(hosts: Iterable[Host], since: float) -> tuple[Host, float] | None:
@@ -410,6 +439,8 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
         lines.append(f"\n{name} race: {len(races)} run, exactly one VM in {one}, one healthy engine in {len(healthy)}")
         lines.append(f"  time to one healthy engine (EngineUp): {distribution(healthy)}")
         lines.append(f"  time to the VM running:                {distribution(running)}")
+        contested = sum(1 for r in races if any("lease-busy" in e.message for e in r.lease_errors))
+        lines.append(f"  decided by the lease (another host's acquire refused, lease-busy): {contested} of {len(races)}")
         lines.append(f"  winners: {dict(sorted(winners.items()))}; hosts with start.ok per race: "
                      f"{dict(sorted(tries.items()))}")
         lines.append(f"  waiting decisions (not errors): {dict(sorted(waits.items())) or 'none'}")
@@ -422,8 +453,9 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
     for error in errors:
         grouped[(error.race, error.source, _generic(error.message))].append(error)
     for (race, source, message), seen in sorted(grouped.items(), key=lambda item: -len(item[1])):
-        where = ", ".join(f"r{e.round}/{e.host}" for e in seen[:12]) + (" ..." if len(seen) > 12 else "")
-        lines.append(f"  {len(seen):>4} x [{race}, {source}] {message}\n         ({where})")
+        lines.append(f"  {len(seen):>4} x [{race}, {source}] {message}")
+        where = [f"r{e.round}/{e.host}" for e in seen]  # every occurrence: round / host that saw it
+        lines.extend("         " + ", ".join(where[i:i + 12]) for i in range(0, len(where), 12))
     return "\n".join(lines), ok
 
 
@@ -437,6 +469,23 @@ def _generic(message: str) -> str:
     return " ".join(words)[:400]
 
 
+def record_line(race: Race) -> str:
+    """One race as a JSON line of a --record file."""
+    fields = {**vars(race), "lease_waits": dict(race.lease_waits), "lease_errors": [vars(e) for e in race.lease_errors]}
+    return json.dumps(fields) + "\n"
+
+
+def load_record(path: Path) -> list[list[Race]]:
+    """The rounds of a --record file (one JSON line per race), in round order."""
+    rounds: dict[int, list[Race]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        fields = json.loads(line)
+        fields["lease_errors"] = [LeaseError(**e) for e in fields.get("lease_errors", [])]
+        fields["lease_waits"] = Counter(fields.get("lease_waits", {}))
+        rounds[fields["round"]].append(Race(**fields))
+    return [rounds[index] for index in sorted(rounds)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="rounds (each a fresh cluster, both races)")
@@ -446,7 +495,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="start no new round after this many seconds (the report says how many ran)")
     parser.add_argument("--record", type=Path, default=None,
                         help="append each race as a JSON line to this file (for later analysis)")
+    parser.add_argument("--keep-failed", type=Path, default=None, metavar="DIR",
+                        help="copy the hosts' decision and supervisor logs of each round that went wrong here")
+    parser.add_argument("--report-from", type=Path, default=None, metavar="RECORD",
+                        help="run nothing: print the report of the races in a --record file")
     args = parser.parse_args(argv)
+    if args.report_from is not None:
+        loaded = load_record(args.report_from)
+        text, ok = report(loaded, len(loaded), args.death, 0.0)
+        print(text)
+        return 0 if ok else 1
     configure_logging(level="WARNING")
     stop = threading.Event()  # SIGTERM: finish the round under way, then report
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -457,16 +515,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         round_began = time.monotonic()
         try:
-            races = run_round(index, args.death)
+            races = run_round(index, args.death, args.keep_failed)
         except Exception as exc:  # the harness failed (a daemon did not start): a failed round
             races = [Race(index, "start", problem=f"round failed: {type(exc).__name__}: {exc}")]
         rounds.append(races)
         if args.record is not None:
             with args.record.open("a") as record:
                 for race in races:
-                    fields = {**vars(race), "lease_waits": dict(race.lease_waits),
-                              "lease_errors": [vars(e) for e in race.lease_errors]}
-                    record.write(json.dumps(fields) + "\n")
+                    record.write(record_line(race))
         summary = ", ".join(
             f"{r.name}: {'one VM' if r.one_vm else 'NOT ONE VM'} "
             f"{'%.2f s' % r.healthy if r.healthy is not None else '-'} {r.winner or ''}"

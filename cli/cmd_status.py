@@ -118,9 +118,9 @@ def _preconditions(env: CliEnvironment, report: Reporter) -> int | None:
     from he_ha.config import ConfigError
 
     try:
-        text = env.paths.hosted_engine_conf.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        text = None  # the checks below say what is wrong with it
+        content = env.paths.hosted_engine_conf.read_bytes()
+    except OSError:
+        content = None  # the checks below say what is wrong with it
     try:
         vmid = deployed_vmid(env)
         conf = env.engine_conf() if vmid is not None else None
@@ -136,8 +136,8 @@ def _preconditions(env: CliEnvironment, report: Reporter) -> int | None:
     missing = vm_conf_missing(env, conf.vm_conf)
     if missing is not None:
         return report.fail(missing, stdout=True)
-    if text is not None:
-        remember_checked_conf(env.paths.hosted_engine_conf, text, conf.vm_conf, env.run_dir)
+    if content is not None:
+        remember_checked_conf(env.paths.hosted_engine_conf, content, conf.vm_conf, env.run_dir)
     return None
 
 

@@ -8,13 +8,13 @@ the same code (``Reporter``, ``shown``, ``source_failed`` and the renderers of
 cli/status_render.py), replacing only the two validations:
 
 - hosted-engine.conf: the full path, once it has found a hosted-engine.conf deployed and valid,
-  records its exact text in ``<run dir>/vm-status-conf.json`` together with what the check
-  found (the vm.conf path) and which code checked it (the he-ha version and the size and
-  mtime of the files that hold the checks). This path goes on only when the file's text, its
-  path and the code are exactly those recorded; otherwise (no record, the file changed, he-ha
-  upgraded, the run directory not writable) it hands over to the full path, which checks the
-  file again and records it. A record therefore never says more than "the full path accepted
-  exactly this text".
+  records the SHA-256 of its exact content in ``<run dir>/vm-status-conf.json`` together with
+  what the check found (the vm.conf path) and which code checked it (the he-ha version and the
+  size and mtime of the files that hold the checks). This path goes on only when the file's
+  content, its path and the code are exactly those recorded; otherwise (no record, the file
+  changed, he-ha upgraded, the run directory not writable) it hands over to the full path,
+  which checks the file again and records it. A record therefore never says more than "the
+  full path accepted exactly this content".
 - the daemon's answer: read through ``status_view`` (attribute access to the JSON, as the
   daemon's ``model_dump`` of the same contract wrote it). An answer the renderers cannot read
   (a daemon older than a field) goes to the full path, which validates it, fills in defaults
@@ -82,36 +82,39 @@ def _code_stamp() -> list[Any]:
     return stamp
 
 
-def _record(conf: Path, text: str, vm_conf: Path | str) -> dict[str, Any]:
-    return {"code": _code_stamp(), "conf": str(conf), "text": text, "vm_conf": str(vm_conf)}
+def _record(conf: Path, content: bytes, vm_conf: Path | str) -> dict[str, Any]:
+    import hashlib
+
+    return {"code": _code_stamp(), "conf": str(conf), "sha256": hashlib.sha256(content).hexdigest(),
+            "vm_conf": str(vm_conf)}
 
 
 def checked_vm_conf(conf: Path, run_dir: Path) -> Path | None:
-    """The vm.conf path the full path found in ``conf``, if it accepted exactly the text the
-    file holds now, with the code installed now; else None."""
+    """The vm.conf path the full path found in ``conf``, if it accepted exactly the content
+    the file holds now, with the code installed now; else None."""
     try:
-        text = conf.read_text(encoding="utf-8")
-        record = json.loads((run_dir / RECORD).read_text(encoding="utf-8"))
+        content = conf.read_bytes()
+        record = json.loads((run_dir / RECORD).read_bytes())
         vm_conf = record["vm_conf"]
-    except (OSError, ValueError, TypeError, KeyError):  # no record, unreadable; UnicodeDecodeError is a ValueError
+    except (OSError, ValueError, TypeError, KeyError):  # no record, unreadable
         return None
-    if not isinstance(vm_conf, str) or record != _record(conf, text, vm_conf):
+    if not isinstance(vm_conf, str) or record != _record(conf, content, vm_conf):
         return None
     return Path(vm_conf)
 
 
-def remember_checked_conf(conf: Path, text: str, vm_conf: Path, run_dir: Path) -> None:
-    """Called by the full path once ``conf`` has passed its checks, with the text it read
-    before checking. Written only when the file still holds that text and the record differs;
-    nothing when the run directory does not exist or cannot be written (the full path then
-    always runs)."""
+def remember_checked_conf(conf: Path, content: bytes, vm_conf: Path, run_dir: Path) -> None:
+    """Called by the full path once ``conf`` has passed its checks, with the content it read
+    before checking. Written only when the file still holds that content and the record
+    differs; nothing when the run directory does not exist or cannot be written (the full
+    path then always runs)."""
     try:
-        if not run_dir.is_dir() or conf.read_text(encoding="utf-8") != text:
+        if not run_dir.is_dir() or conf.read_bytes() != content:
             return
-        record = _record(conf, text, vm_conf)
+        record = _record(conf, content, vm_conf)
         path = run_dir / RECORD
         try:
-            if json.loads(path.read_text(encoding="utf-8")) == record:
+            if json.loads(path.read_bytes()) == record:
                 return
         except (OSError, ValueError):
             pass

@@ -71,6 +71,13 @@ FAST = [
     "--storage-timeout", "3", "--timing", "liveness=3", "--timing", "history=30", "--timing", "action_timeout=30",
     "--timing", "lease_busy_backoff=2",
 ]
+# he-ha's defaults back over FAST (later options win): for a Cluster(io_timeout=PRODUCTION_IO_TIMEOUT).
+PRODUCTION_IO_TIMEOUT = 10
+PRODUCTION = [
+    "--io-timeout", str(PRODUCTION_IO_TIMEOUT), "--tick-period", "10", "--monitor-interval", "10",
+    "--peer-poll", "2", "--storage-timeout", "5", "--timing", "liveness=60", "--timing", "history=900",
+    "--timing", "action_timeout=240", "--timing", "lease_busy_backoff=20",
+]
 WAIT = 60.0  # generous upper bound for anything a test waits for
 
 
@@ -496,11 +503,14 @@ class Cluster:
     """``count`` hosts sharing one deployed storage domain; use as a context manager."""
 
     def __init__(self, count: int, *, libvirtd: bool, health_url: str, metadata: Path | None = None,
-                 base_dir: Path | None = None) -> None:
+                 base_dir: Path | None = None, io_timeout: int = IO_TIMEOUT) -> None:
         """``metadata``: where hosts find the metadata volume when not by the layout (e.g. a
         stallable FUSE view of ``metadata_file``; written as he-ha's ``metadata_path``
         override). ``base_dir``: where the cluster's temporary directory goes (default /tmp;
-        it must support O_DIRECT)."""
+        it must support O_DIRECT). ``io_timeout``: the lockspace's and the VM lease's sanlock
+        io_timeout, fixed at initialisation (production: 10; its supervisors then need
+        ``--io-timeout`` to match, see PRODUCTION)."""
+        self.io_timeout = io_timeout
         self.base = Path(tempfile.mkdtemp(prefix="he-ha-sv-", dir=base_dir or "/tmp"))
         self.base.chmod(0o755)
         self.deployment = Deployment.new(vm_uuid=ENGINE_UUID, vm_disk_size=128 * MIB, vm_name=ENGINE_NAME,
@@ -545,7 +555,7 @@ class Cluster:
         volumes = first.volumes(overrides=False)
         areas = StorageAreas(lockspace=volumes.lockspace.path, metadata=volumes.metadata.path)
         async with await LeaseClient.start(run_dir=first.daemon.run_dir) as client:
-            self.layout = await initialise_first_host(client, areas, vm_uuid=ENGINE_UUID, io_timeout=IO_TIMEOUT)
+            self.layout = await initialise_first_host(client, areas, vm_uuid=ENGINE_UUID, io_timeout=self.io_timeout)
 
     def engine_host(self, timeout: float = WAIT) -> Host:
         """The first host whose state machine has reached EngineUp (AssertionError after ``timeout``)."""

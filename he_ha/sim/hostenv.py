@@ -34,7 +34,7 @@ from he_ha.storage.lease_model import HostInfo, HostStatus, JoinOutcome, LeaseOw
 from he_ha.storage.whiteboard_errors import StorageError
 from he_ha.supervisor.env import HostEnv
 from he_ha.supervisor.execute import DefinitionState
-from he_ha.supervisor.lease_holder import LeaseContext, LeaseHolder
+from he_ha.supervisor.lease_holder import QUERY_TIMEOUT, LeaseContext, LeaseHolder
 from he_ha.vm import DomainId, DomainSpec, LeaseNotHeld, LeaseToken, StartResult, StopResult, VmError, VmState
 from he_ha.vm.domain import StartOutcome, StopOutcome
 from he_ha.vm.errors import LibvirtCallError
@@ -129,12 +129,12 @@ class SimSanlock:
             raise LeaseError(f"{what}: the lockspace is not joined")
         await storage_io(self._host, timeout, what)
 
-    async def hosts(self, lockspace: Lockspace, *, timeout: float) -> list[HostInfo]:
-        await self._read(timeout, "hosts")
+    async def hosts(self, lockspace: Lockspace, host_id: int = 0, *, timeout: float | None = None) -> list[HostInfo]:
+        await self._read(timeout or QUERY_TIMEOUT, "hosts")
         world = self._world
         t, sim = world.t, world.sim
         return [HostInfo(h.id, _STATUS[h.sanlock_status(t, sim)], h.generation, 0, int(sim.io_timeout))
-                for h in world.order if h.generation]
+                for h in world.order if h.generation and host_id in (0, h.id)]
 
     async def owners(self, lease: VmLease, *, timeout: float) -> list[LeaseOwner]:
         await self._read(timeout, "owners")

@@ -250,8 +250,8 @@ class World:
         machinery = assemble(env, settings, fsm, stopping, on_result=lambda done: self._result(host, done))
         self._daemons[host.id].machinery = machinery
         host.supervisor = machinery.supervisor
-        gate = asyncio.ensure_future(machinery.gate.run())
-        gate.add_done_callback(self._task_done)
+        for helper in (machinery.gate.run(), machinery.lease_watch.run()):
+            asyncio.ensure_future(helper).add_done_callback(self._task_done)
         await machinery.ticker.run(stopping)
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:

@@ -45,6 +45,10 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 Op = Literal["read", "write"]
+# A read larger than this (the periodic full scan fills the whole 8 MiB buffer) gives the
+# buffer's pages back after decoding: idle RSS then holds only what partial reads touch
+# (issue 16 item 3: 7.8 MiB of the supervisor's 82 MiB).
+KEEP_RESIDENT = 64 * SLOT_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,8 @@ class Whiteboard:
         length = read_direct(self._path, self._read_buffer, slots * SLOT_BYTES)
         self.bytes_read += length
         view = decode_whiteboard(self._read_buffer, length, previous=self._last_view)
+        if length > KEEP_RESIDENT:  # decoded into copies: the buffer's pages can go
+            self._read_buffer.madvise(mmap.MADV_REMOVE, 0, len(self._read_buffer))
         if slots != SLOT_COUNT:
             view = replace(view, scanned_slots=slots)
         self._last_view = view

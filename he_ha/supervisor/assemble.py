@@ -3,7 +3,8 @@
 The daemon (daemon.py, real environment) and the simulator (he_ha/sim, one simulated
 environment per host) both build their supervisors here, so the simulator runs exactly the
 objects the daemon runs: Observer → fsm.step → ActionExecutor / publish, driven by the Ticker,
-with action results reaching the next tick through the FreshHealthGate (docs/tick.md).
+with action results reaching the next tick through the FreshHealthGate and a dead owner's
+freed lease through the LeaseFreeWatch (docs/tick.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from he_ha.supervisor.engine_launch import EngineXmlPreparer
 from he_ha.supervisor.env import HostEnv
 from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.health_gate import FreshHealthGate
+from he_ha.supervisor.lease_watch import LeaseFreeWatch, lease_wait
 from he_ha.supervisor.observe import Completed, Observer
 from he_ha.supervisor.ticker import Ticker
 
@@ -46,12 +48,14 @@ class TickMachinery:
     observer: Observer
     executor: ActionExecutor
     reader: BoardReader
+    lease_watch: LeaseFreeWatch
 
 
 def assemble(env: HostEnv, settings: TickSettings, fsm_state: FsmState, stopping: asyncio.Event, *,
              engine_xml: EngineXmlPreparer | None = None,
              on_result: Callable[[Completed], None] | None = None) -> TickMachinery:
-    """Build (not start) one host's supervisor; the caller runs ``ticker.run`` and ``gate.run``.
+    """Build (not start) one host's supervisor; the caller runs ``ticker.run``, ``gate.run``
+    and ``lease_watch.run``.
     ``on_result``: also told every VM action's result (the simulator's event log)."""
     s = settings
     reader = BoardReader(env.whiteboard, env.clock)
@@ -72,4 +76,6 @@ def assemble(env: HostEnv, settings: TickSettings, fsm_state: FsmState, stopping
                             join_timeout=s.join_timeout)
     ticker = Ticker(supervisor.tick, period=s.tick_period, clock=env.clock)
     gate = FreshHealthGate(env.readings, ticker)
-    return TickMachinery(supervisor, ticker, gate, observer, executor, reader)
+    lease_watch = LeaseFreeWatch(env.sanlock, env.lockspace, lambda: lease_wait(supervisor.record),
+                                 lambda what: ticker.wake("lease-freed", what), timeout=s.storage_timeout)
+    return TickMachinery(supervisor, ticker, gate, observer, executor, reader, lease_watch)

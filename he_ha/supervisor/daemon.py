@@ -299,7 +299,8 @@ class Daemon:
 
         tasks = [asyncio.create_task(ticker.run(self.stopping), name="ticker"),
                  asyncio.create_task(gate.run(), name="health-gate"),
-                 asyncio.create_task(specs.run(self.stopping), name="vm-definition")]
+                 asyncio.create_task(specs.run(self.stopping), name="vm-definition"),
+                 asyncio.create_task(machinery.lease_watch.run(), name="lease-watch")]
         if s.peer_poll > 0:
             peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
             supervisor.peer_watch = peer_watch

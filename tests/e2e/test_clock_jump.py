@@ -34,6 +34,11 @@ def _alive(entry: dict[str, Any]) -> set[int]:
     return {p["host_id"] for p in entry["record"]["inputs"]["cluster"]["alive"]}
 
 
+def _sees_alive(hosts: set[int]) -> Callable[[dict[str, Any]], bool]:
+    """A decision predicate: exactly ``hosts`` are alive in that decision's cluster view."""
+    return lambda entry: _alive(entry) == hosts
+
+
 def _kind(entry: dict[str, Any]) -> tuple[str, str]:
     return rule_of(entry), state_of(entry)
 
@@ -60,8 +65,7 @@ def test_a_wall_clock_jump_of_an_hour_changes_no_decision(make_world: Callable[.
         peer.wait_for_decision(lambda e: rule_of(e) == "down.engine-elsewhere")
     everyone = {h.host_id for h in world.hosts}
     for host in world.hosts:  # settled: every host sees all the others live
-        host.wait_for_decision(lambda e, h=host: _alive(e) == everyone - {h.host_id},
-                               after=len(host.decisions()))
+        host.wait_for_decision(_sees_alive(everyone - {host.host_id}), after=len(host.decisions()))
     steady = {host.name: _kind(host.decisions()[-1]) for host in world.hosts}
     assert steady[engine_host.name][1] == "EngineUp" and all(steady[p.name][1] == "EngineDown" for p in peers), steady
 

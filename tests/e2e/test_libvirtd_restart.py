@@ -31,7 +31,13 @@ import pytest
 
 from he_ha.devcluster.cluster import ENGINE_UUID, WAIT, actions_of, rule_of, state_of
 from he_ha.devcluster.libvirtd import PrivateLibvirtd
-from he_ha.devcluster.realvm import LeaseHolding, QemuLibvirtd, RealVmCluster, engine_image, lease_holdings
+from he_ha.devcluster.realvm import (
+    LeaseHolding,
+    QemuLibvirtd,
+    RealVmCluster,
+    engine_image,
+    lease_holdings,
+)
 from tests.e2e.safety import LeaseOwnerCheck
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]

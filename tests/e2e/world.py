@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from he_ha.devcluster.cluster import WAIT, Cluster, HealthPage, Host, rule_of, state_of
+from he_ha.devcluster.cluster import IO_TIMEOUT, WAIT, Cluster, HealthPage, Host, rule_of, state_of
 from he_ha.devcluster.vm_watch import Run
 from he_ha.storage.codec import SLOT_BYTES, HostSlot, decode_host_slot
 from tests.e2e.engine_gate import EngineGate
@@ -102,13 +102,13 @@ def _check_leftovers(cluster: Cluster) -> None:
 
 
 @contextlib.contextmanager
-def build_world(count: int = 3, *, stall_first: bool = False) -> Iterator[World]:
+def build_world(count: int = 3, *, stall_first: bool = False, io_timeout: int = IO_TIMEOUT) -> Iterator[World]:
     missing = [tool for tool in REQUIRED if shutil.which(tool) is None]
     if missing:
         raise AssertionError(f"end-to-end tests need {', '.join(missing)} (Debian: sanlock, libvirt-daemon, fuse3)")
     with contextlib.ExitStack() as stack:
         page = stack.enter_context(HealthPage())
-        cluster = Cluster(count, libvirtd=True, health_url=page.url)
+        cluster = Cluster(count, libvirtd=True, health_url=page.url, io_timeout=io_timeout)
         mount = cluster.base / "h1-fuse"
         if stall_first:
             cluster.hosts[0].metadata = mount / "metadata"  # written into its config on entry

@@ -110,3 +110,22 @@ def test_lease_errors_in_logs_are_warnings_and_errors_naming_the_lease() -> None
         "error: VM lease release failed error=x", "Traceback (most recent call last): LeaseError: boom"]
     assert found[0][0] == pytest.approx(1796464800.0)
     assert found[1][0] is None
+
+
+def test_a_record_file_gives_back_the_same_report(tmp_path: Path) -> None:
+    busy = races.LeaseError(1, "failover", "host2", "decision", "action result lease-busy: held")
+    first = [_race(1, "start"), _race(1, "failover", healthy=3.0)]
+    first[1].lease_errors.append(busy)
+    first[1].lease_waits["down.lease-held"] = 4
+    rounds = [first, [_race(2, "start", healthy=7.0), _race(2, "failover", one_vm=False, problem="two")]]
+    record = tmp_path / "record.jsonl"
+    with record.open("w") as out:
+        for race in [r for round_ in rounds for r in round_]:
+            out.write(races.record_line(race))
+    loaded = races.load_record(record)
+    assert races.report(loaded, 2, "kill", 0.0) == races.report(rounds, 2, "kill", 0.0)
+    text, ok = races.report(loaded, 2, "kill", 0.0)
+    assert not ok
+    assert "decided by the lease (another host's acquire refused, lease-busy): 1 of 2" in text
+    assert "waiting decisions (not errors): {'down.lease-held': 4}" in text
+    assert "1 x [failover, decision] action result lease-busy: held\n         r1/host2" in text

@@ -203,9 +203,9 @@ class StallFS:
 
 
 def _serve(mountpoint: str, backing: str, name: str) -> None:
-    import fuse  # type: ignore[import-untyped]  # fusepy (untyped); only the FUSE process needs it
+    import fuse  # fusepy (untyped); only the FUSE process needs it
 
-    class StallOps(fuse.Operations):  # type: ignore[misc]
+    class StallOps(fuse.Operations):
         use_ns = True
 
         def __init__(self) -> None:

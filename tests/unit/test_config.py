@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -178,7 +180,7 @@ def test_score_bad_value_names_file_key_value(tmp_path: Path) -> None:
 IGNORED = "ignoring configuration keys he-ha does not use"
 
 
-def ignored_warnings(logs: list[dict[str, object]]) -> list[dict[str, object]]:
+def ignored_warnings(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if e["event"] == IGNORED]
 
 

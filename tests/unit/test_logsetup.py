@@ -13,7 +13,7 @@ import socket
 import struct
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -211,8 +211,11 @@ def test_log_file_in_the_original_place_rotates_daily_keeping_seven(tmp_path: Pa
     assert "he-ha starting" in capsys.readouterr().err  # and stderr still gets everything
     (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.TimedRotatingFileHandler)]
     assert (handler.when, handler.backupCount) == ("MIDNIGHT", 7)
+    def dated(day: int) -> Callable[[str], str]:
+        return lambda name: f"{path}.2026-01-{day + 1:02d}"
+
     for day in range(10):  # ten midnights
-        handler.rotation_filename = lambda name, day=day: f"{path}.2026-01-{day + 1:02d}"  # type: ignore[misc]
+        handler.namer = dated(day)  # rotation_filename() asks it: pins each rotation's file name
         handler.doRollover()
     handler.close()
     assert sorted(p.name for p in path.parent.iterdir()) == ["agent.log"] + [

@@ -15,6 +15,17 @@ from he_ha.admin.contract import (
     Metric,
     PenaltyView,
     ScoreView,
+    VmDefinitionDetail,
+    VmDefinitionView,
+)
+
+# What the double answers for GET /v1/vm/definition (test_vm_definition_route overrides it).
+NO_DEFINITION = VmDefinitionDetail(
+    definition=VmDefinitionView(usable=False, source=None, path=None, age=None, problem="no definition (test double)"),
+    vm_id=None,
+    vm_name=None,
+    vm_conf=None,
+    startable=False,
 )
 
 
@@ -102,6 +113,12 @@ class ControllerTestDouble:
 
     def metrics(self) -> list[Metric]:
         return self.metric_list
+
+    def vm_definition(self) -> VmDefinitionDetail:
+        return NO_DEFINITION
+
+    async def launch_preview(self) -> VmDefinitionDetail:
+        return NO_DEFINITION
 
     async def _answer(self, name: str, argument: Any) -> CommandResult:
         self.calls.append((name, argument))

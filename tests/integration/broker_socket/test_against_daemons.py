@@ -78,10 +78,17 @@ def wait_until(what: str, check: Callable[[], Any], hosts: list[Host], timeout: 
     return value
 
 
+def stats_of(host: Host) -> dict[str, xmlrpc.client.Binary]:
+    """get_stats through the host's broker socket: slot number (text) -> blob."""
+    answer = proxy(host).get_stats()
+    assert isinstance(answer, dict), answer
+    return answer
+
+
 def answers(host: Host) -> dict[str, xmlrpc.client.Binary] | None:
     """get_stats, or None while the daemon is not serving or has not read the board yet."""
     try:
-        result: dict[str, xmlrpc.client.Binary] = proxy(host).get_stats()
+        result = stats_of(host)
     except (OSError, xmlrpc.client.Fault):
         return None
     return result
@@ -122,14 +129,16 @@ def hosts(setup: Setup) -> list[Host]:
     """Both hosts, once each one's get_stats shows both slots."""
     cluster = setup.cluster
     for host in cluster.hosts:
-        wait_until(f"{host.name} serves both slots", lambda h=host: {"1", "2"} <= set(answers(h) or {}),
-                   cluster.hosts)
+        def serves_both(h: Host = host) -> bool:
+            return {"1", "2"} <= set(answers(h) or {})
+
+        wait_until(f"{host.name} serves both slots", serves_both, cluster.hosts)
     return cluster.hosts
 
 
 def test_get_stats_blobs_are_the_whiteboard_slots(hosts: list[Host]) -> None:
     for host in hosts:
-        answer = proxy(host).get_stats()
+        answer = stats_of(host)
         assert "0" not in answer  # nobody wrote the global block yet: an empty slot is no slot
         for key, blob in answer.items():
             assert len(blob.data) == SLOT_BYTES
@@ -139,7 +148,10 @@ def test_get_stats_blobs_are_the_whiteboard_slots(hosts: list[Host]) -> None:
 
 def test_every_host_is_alive_in_each_daemons_view(hosts: list[Host]) -> None:
     for host in hosts:
-        wait_until(f"{host.name} holds both hosts alive", lambda h=host: proxy(h).is_host_alive() == [1, 2], hosts)
+        def both_alive(h: Host = host) -> bool:
+            return proxy(h).is_host_alive() == [1, 2]
+
+        wait_until(f"{host.name} holds both hosts alive", both_alive, hosts)
 
 
 def test_global_maintenance_through_one_broker_socket_reaches_every_host(hosts: list[Host]) -> None:
@@ -149,13 +161,13 @@ def test_global_maintenance_through_one_broker_socket_reaches_every_host(hosts: 
     host1, host2 = hosts
     for on in (True, False):
         assert proxy(host2).put_stats(0, xmlrpc.client.Binary(global_block(on))) == "ok"
-        assert decode_global_block(slots(proxy(host2).get_stats())[0]) == GlobalBlock(maintenance=on)
+        assert decode_global_block(slots(stats_of(host2))[0]) == GlobalBlock(maintenance=on)
         wait_until(f"both hosts show global maintenance {on}",
                    lambda: all(global_maintenance(h) is on for h in hosts), hosts)
         with open(host1.metadata, "rb") as volume:  # host 1's view of the volume (not stalled yet)
             assert decode_global_block(volume.read(SLOT_BYTES)) == GlobalBlock(maintenance=on)
         if on:
-            answer = proxy(host1).get_stats()
+            answer = stats_of(host1)
             print(f"\none get_stats answer from {host1.name}'s broker socket {host1.broker_socket}:\n"
                   f"{describe(answer)}")
 
@@ -164,7 +176,7 @@ def test_a_write_into_a_host_slot_is_refused(hosts: list[Host]) -> None:
     """Its own slot as well as a peer's: a host's slot is written by its daemon alone."""
     host1, _ = hosts
     for host_id in (1, 2):
-        stored = slots(proxy(host1).get_stats())[host_id]
+        stored = slots(stats_of(host1))[host_id]
         refused = fault(lambda: proxy(host1).put_stats(host_id, xmlrpc.client.Binary(stored)))
         assert refused.faultString == (f"put_stats: refused: the slot of host {host_id} is written only by the HA "
                                        "daemon of that host; only the global block (host id 0) is accepted here")
@@ -197,7 +209,7 @@ def test_the_original_agent_is_told_he_ha_replaces_it(hosts: list[Host]) -> None
 def test_reads_answer_while_the_metadata_storage_hangs(setup: Setup, hosts: list[Host]) -> None:
     host1, _ = hosts
     stall = setup.stall
-    before = slots(proxy(host1).get_stats())
+    before = slots(stats_of(host1))
     stall.stall()
     try:
         stall.wait_blocked(1, timeout=30)  # host 1's next whiteboard read is stuck in the kernel
@@ -209,7 +221,7 @@ def test_reads_answer_while_the_metadata_storage_hangs(setup: Setup, hosts: list
                 latencies.append(time.monotonic() - started)
                 assert answer
             time.sleep(0.05)
-        assert set(slots(proxy(host1).get_stats())) == set(before)  # the latest read, served from memory
+        assert set(slots(stats_of(host1))) == set(before)  # the latest read, served from memory
         assert stall.blocked() >= 1  # the storage really was hanging all along
         print(f"\nget_stats/is_host_alive on {host1.name} while its metadata reads hung: {len(latencies)} calls, "
               f"median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")

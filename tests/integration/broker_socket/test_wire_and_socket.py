@@ -12,6 +12,7 @@ import socket
 import stat
 import xmlrpc.client
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,7 +138,7 @@ async def test_anyone_reads_only_root_vdsm_and_kvm_change(broker: Broker) -> Non
     stored = encode_host_slot(host_slot(1))
     broker.backend.board = board_with({1: stored})
 
-    def as_(uid: int, gid: int, method: str, *params: object) -> dict[str, object]:
+    def as_(uid: int, gid: int, method: str, *params: object) -> dict[str, Any]:
         return call_as(broker.path, uid, gid, method, *params)
 
     nobody = await asyncio.to_thread(as_, NOBODY.pw_uid, NOGROUP, "get_stats")
@@ -145,7 +146,7 @@ async def test_anyone_reads_only_root_vdsm_and_kvm_change(broker: Broker) -> Non
     requirement = "root or membership in group 'kvm'" if kvm_gid() is not None else "root"
     for method, params in (("put_stats", (0, global_block(True))), ("reset_lockspace", ())):
         refused = await asyncio.to_thread(as_, NOBODY.pw_uid, NOGROUP, method, *params)
-        code, text = refused["fault"]  # type: ignore[misc]
+        code, text = refused["fault"]
         assert code == xmlrpc.client.APPLICATION_ERROR
         assert text.startswith(f"permission denied: {method}: uid {NOBODY.pw_uid} (gid {NOGROUP}, pid ")
         assert text.endswith(f") may not change anything here: requires {requirement}")

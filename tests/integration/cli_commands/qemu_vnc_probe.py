@@ -68,7 +68,10 @@ def main(root: Path) -> None:
     try:
         dom = conn.createXML(XML.format(graphics=GRAPHICS), 0)
         try:
-            port = int(ET.fromstring(dom.XMLDesc(0)).find("devices/graphics").get("port"))  # type: ignore[union-attr]
+            graphics = ET.fromstring(dom.XMLDesc(0)).find("devices/graphics")
+            port_text = graphics.get("port") if graphics is not None else None
+            assert port_text is not None, "no VNC port in the running domain's XML"
+            port = int(port_text)
             report["login_before"] = vnc_login(port, "s3cret")
             display = set_ticket(conn, engine, "s3cret", 120)
             report["display"] = [display.address, display.port, port]

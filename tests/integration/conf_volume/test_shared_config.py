@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,13 @@ def joined_state(host: Host, cluster: Cluster) -> LockspaceState:
             return await client.lockspace_state(cluster.layout.lockspace, host.host_id)
 
     return asyncio.run(ask())
+
+
+def finished(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """The exit code and error output of a command from ``Host.start`` (stderr piped)."""
+    code = process.wait(timeout=120)
+    assert process.stderr is not None
+    return code, process.stderr.read()
 
 
 def join(host: Host, cluster: Cluster) -> None:
@@ -151,7 +159,7 @@ def test_concurrent_writers_on_two_hosts_lose_no_update(cluster: Cluster, joined
             wanted = {one: ("fqdn", f"engine-{round_number}.example.com"), two: ("bridge", f"br{round_number}")}
             running = {host: host.start("--set-shared-config", key, value, "--type=he_shared")
                        for host, (key, value) in wanted.items()}
-            outcomes = {host: (process.wait(timeout=120), process.stderr.read()) for host, process in running.items()}
+            outcomes = {host: finished(process) for host, process in running.items()}
             text = read_conf_volume(cluster.conf_volume)["hosted-engine.conf"]
             for host, (code, err) in outcomes.items():
                 key, value = wanted[host]
@@ -214,7 +222,7 @@ def _garbage(path: Path) -> None:
     ],
     ids=["blank", "half-written", "garbage"],
 )
-def test_a_broken_volume_is_named_and_left_unchanged(cluster: Cluster, damage, message: str) -> None:  # noqa: ANN001
+def test_a_broken_volume_is_named_and_left_unchanged(cluster: Cluster, damage: Callable[[Path], None], message: str) -> None:
     one, two = cluster.hosts
     damage(cluster.conf_volume)
     size, before = cluster.conf_volume.stat().st_size, read_archive_bytes(cluster.conf_volume)
@@ -288,6 +296,7 @@ def test_a_writer_waits_while_another_host_holds_the_lock(cluster: Cluster) -> N
             await client.release(cluster.layout.conf_lock)
             code = await asyncio.to_thread(writer.wait, 60)
             await client.leave(cluster.layout.lockspace, two.host_id)
+            assert writer.stderr is not None
             return while_held, code, writer.stderr.read()
 
     while_held, code, err = asyncio.run(scenario())
@@ -305,7 +314,7 @@ def test_two_writers_on_one_host_take_turns(cluster: Cluster) -> None:
         wanted = (("fqdn", "same-host.example.com"), ("bridge", "br-same"))
         for _ in range(3):
             running = [one.start("--set-shared-config", key, value, "--type=he_shared") for key, value in wanted]
-            outcomes = [(process.wait(timeout=120), process.stderr.read()) for process in running]
+            outcomes = [finished(process) for process in running]
             assert all(code == 0 for code, _ in outcomes), outcomes
             text = "\n" + read_conf_volume(cluster.conf_volume)["hosted-engine.conf"]
             assert all(f"\n{key}={value}\n" in text for key, value in wanted)

@@ -10,6 +10,7 @@ Both waits run concurrently in one test to spend the 68 s once:
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from he_ha.storage.lease_errors import DaemonUnavailable, HostIdInUse, Lockspace
 from he_ha.storage.lease_layout import Lockspace
 from he_ha.storage.lease_model import HostStatus
 from he_ha.storage.leases import LeaseClient
+from he_ha.supervisor.lease_watch import LeaseFreeWatch
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, make_volume
 
 pytestmark = [PACKAGE_LOOP, pytest.mark.slow]
@@ -55,6 +57,12 @@ async def test_dead_host_and_duplicate_host_id(tmp_path: Path) -> None:
                 daemon_a.kill()  # host A dies holding the lease
                 with pytest.raises(DaemonUnavailable):
                     await a.held()
+                # B's supervisor would wait on A's lease (down.lease-held): its lease watch wakes it
+                # when sanlock reports A dead (he_ha/supervisor/lease_watch.py).
+                freed: list[tuple[float, str]] = []
+                watch = LeaseFreeWatch(b, layout.lockspace, lambda: 1,
+                                       lambda what: freed.append((time.monotonic(), what)), interval=0.5)
+                watching = asyncio.create_task(watch.run())
                 takeover = asyncio.create_task(b.acquire(layout.vm_lease))  # default deadline covers the wait
                 seen = await statuses_until(b, layout.lockspace, 1, takeover)
                 await takeover
@@ -67,5 +75,10 @@ async def test_dead_host_and_duplicate_host_id(tmp_path: Path) -> None:
                 async with asyncio.timeout(15):
                     while (await b.hosts(layout.lockspace, 1))[0].status is not HostStatus.DEAD:
                         await asyncio.sleep(0.5)
+                dead_at = time.monotonic()
+                await asyncio.sleep(1.5)  # three more watch intervals: still one wake for this wait
+                watching.cancel()
+                assert [what for _, what in freed] == ["sanlock reports host 1 dead: its VM lease can be taken"]
+                assert freed[0][0] <= dead_at + 1.0  # woken within an interval of DEAD, not a tick later
         finally:
             daemon_c.kill()

@@ -13,6 +13,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import libvirt
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from he_ha.monitors.bridge import BridgeMonitor
 from he_ha.monitors.cpu import CpuMonitor
 from he_ha.monitors.engine_health import EngineHealthMonitor
-from he_ha.monitors.framework import MonitorRunner, Snapshot
+from he_ha.monitors.framework import Monitor, MonitorRunner, Snapshot
 from he_ha.monitors.libvirt_domain import LibvirtDomain
 from he_ha.monitors.memory import MemoryMonitor
 from he_ha.monitors.network import NetworkMonitor
@@ -81,7 +82,7 @@ async def test_all_monitors_with_hung_probes_never_block_the_loop(
     async def stuck_read() -> None:
         await storage_worker.call(stuck.wait, 60.0)
 
-    monitors = [
+    monitors: list[Monitor[Any]] = [
         NetworkMonitor("ping", gateway="127.0.0.1", probes=3, probe_delay=0.1, interval=1.0),
         CpuMonitor(domain, interval=1.0, warmup=0.2),
         MemoryMonitor(1024, interval=0.5),

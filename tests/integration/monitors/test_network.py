@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -17,7 +18,15 @@ from tests.unit.monitors import ping_outputs
 from tests.integration.monitors.dns_responder import DnsResponder
 from tests.integration.monitors.netns import ip
 
-FAST = {"probes": 3, "probe_delay": 0.05, "fault_hold": 0.0}
+
+
+class _Fast(TypedDict):
+    probes: int
+    probe_delay: float
+    fault_hold: float
+
+
+FAST: _Fast = {"probes": 3, "probe_delay": 0.05, "fault_hold": 0.0}
 
 
 def closed_port() -> int:

@@ -7,10 +7,11 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from he_ha.monitors.framework import MonitorError, MonitorRunner
+from he_ha.monitors.framework import MonitorError, MonitorRunner, Reading
 from he_ha.monitors.offloop import OffLoop, WorkerBusy
 from he_ha.monitors.storage import StorageMonitor, direct_read_probe
 
@@ -66,10 +67,12 @@ async def test_hung_probe_gives_error_readings_and_no_thread_pile_up(gate: threa
     threads_before = threading.active_count()
     async with MonitorRunner([monitor]) as runner:
         version = 0
-        readings = []
+        readings: list[Reading[Any]] = []
         while len(readings) < 3:
             version = await asyncio.wait_for(runner.snapshot.wait_for_update(version), 10)
-            readings.append(runner.snapshot.get("storage"))
+            reading = runner.snapshot.get("storage")
+            assert reading is not None  # updated: the storage monitor has a reading
+            readings.append(reading)
     first, *later = readings
     assert first.error == "probe timed out after 0.3 s" and first.value is None
     assert first.duration >= 0.3

@@ -3,11 +3,12 @@ and templates and host names in any language, end to end through a real aiosmtpd
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from he_ha.config import ConfigError, load_broker_config
+from he_ha.config import ConfigError, EmailConfig, load_broker_config
 from he_ha.notify import Notifier, NotifySettings
 from he_ha.notify import notifier as notifier_module
 from tests.integration.notify.conftest import PASSWORD, USER, PrivateCa, StartServer, authenticator, broker
@@ -105,7 +106,7 @@ def test_start_up_check_flattens_both_templates_as_they_will_be_sent(monkeypatch
     flattened: list[tuple[str, str]] = []
     real = notifier_module.flatten_as_sent
 
-    def spy(message, config):  # type: ignore[no-untyped-def]
+    def spy(message: EmailMessage, config: EmailConfig) -> bytes:
         flattened.append((str(message["Subject"]), config.smtp_server))
         return real(message, config)
 

@@ -22,6 +22,7 @@ from he_ha.ovirt.layout import VdsmRoots
 from he_ha.ovirt.ovf import convert_ovf
 from he_ha.ovirt.ovf_store import (
     OvfStoreError,
+    StoreScan,
     file_domain_dir,
     find_domain_stores,
     find_file_stores,
@@ -65,7 +66,7 @@ def domain(tmp_path: Path) -> FileDomain:
     return FileDomain(tmp_path, VM_ID).create()
 
 
-def scan(domain: FileDomain):  # type: ignore[no-untyped-def]
+def scan(domain: FileDomain) -> StoreScan:
     conf = load_hosted_engine_conf(domain.conf_path)
     return find_domain_stores(conf, VdsmRoots.from_mount_root(domain.mount_root), domain.conf_path)
 

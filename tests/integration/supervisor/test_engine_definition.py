@@ -28,6 +28,7 @@ from he_ha.devcluster.deployed import HostView
 from he_ha.ovirt.ovf import convert_ovf
 from he_ha.ovirt.vm_definition import HEADER_FIRST, body_lines
 from tests.integration.ovirt_store.engine_store import FileDomain
+from tests.support.elements import must_find
 from tests.support.ovf_samples import OVF_42
 
 pytestmark = pytest.mark.root
@@ -122,10 +123,10 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
         assert placeholder not in text, placeholder
     vm_disk = HostView(cluster.vdsm_root, cluster.deployment).volume("vm")
     (disk,) = [d for d in xml.iterfind("devices/disk") if d.get("device") == "disk"]
-    assert disk.find("source").get("file") == str(vm_disk) and disk.find("driver").get("type") == "raw"
-    assert xml.find("sysinfo/system/entry[@name='serial']").text == HOST_UUID
-    assert xml.find("sysinfo/system/entry[@name='product']").text == "unknown"  # no release file under the root
-    assert xml.find("memory").text == str(64 * 1024)
+    assert must_find(disk, "source").get("file") == str(vm_disk) and must_find(disk, "driver").get("type") == "raw"
+    assert must_find(xml, "sysinfo/system/entry[@name='serial']").text == HOST_UUID
+    assert must_find(xml, "sysinfo/system/entry[@name='product']").text == "unknown"  # no release file under the root
+    assert must_find(xml, "memory").text == str(64 * 1024)
     assert [xml.findtext(tag) for tag in ("on_poweroff", "on_reboot", "on_crash")] == ["destroy"] * 3
     assert xml.find("devices/channel/target[@name='org.ovirt.hosted-engine-setup.0']") is not None
     # The engine's disk lease is resolved but not handed to libvirt (he-ha's own lease protects the VM).
@@ -142,7 +143,7 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
     resolved = vm_conf_cli(host, "--resolved")
     assert resolved.returncode == 0, resolved.stderr
     preview = ET.fromstring(resolved.stdout)
-    assert preview.find("devices/disk[@device='disk']/source").get("file") == str(vm_disk)
+    assert must_find(preview, "devices/disk[@device='disk']/source").get("file") == str(vm_disk)
     assert "LEASE-PATH:" not in resolved.stdout and preview.find("devices/lease") is None
     lease_file = vm_disk.with_name(f"{vm_disk.name}.lease")
     assert f"the engine's disk lease {cluster.deployment.disk('vm').volume}" in resolved.stderr
@@ -155,7 +156,7 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
     answer = restart_vm(host)
     assert answer["code"] == 200 and answer["ok"], answer
     host.wait_for_vm(True)
-    assert running_xml(host).find("memory").text == str(128 * 1024)
+    assert must_find(running_xml(host), "memory").text == str(128 * 1024)
     assert "memSize=128" in body_lines(host.vm_conf.read_text())
     assert "memory 64 -> 128 MiB" in supervisor.log_path.read_text()
 
@@ -165,7 +166,7 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
     answer = restart_vm(host)
     assert answer["code"] == 200 and answer["ok"], answer
     host.wait_for_vm(True)
-    assert running_xml(host).find("memory").text == str(128 * 1024)
+    assert must_find(running_xml(host), "memory").text == str(128 * 1024)
     definition = host.admin.get("/v1/status")["vm_definition"]
     assert definition["usable"] and definition["source"] == "conf"
     problem = definition["problem"]

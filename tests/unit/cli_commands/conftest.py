@@ -10,9 +10,10 @@ import base64
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -125,14 +126,14 @@ class ServedDouble:
 
 
 @pytest.fixture
-def daemon_logs() -> Iterator[list[dict[str, object]]]:
+def daemon_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """The server's log events, kept off stdout (the shim's output is under test there)."""
     with structlog.testing.capture_logs() as logs:
         yield logs
 
 
 @pytest.fixture
-def daemon(host: HostFiles, daemon_logs: list[dict[str, object]]) -> Iterator[ControllerTestDouble]:
+def daemon(host: HostFiles, daemon_logs: list[MutableMapping[str, Any]]) -> Iterator[ControllerTestDouble]:
     served = ServedDouble(host.admin_socket, deadline=1.0)
     served.start()
     try:

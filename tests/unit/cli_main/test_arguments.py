@@ -86,7 +86,7 @@ def test_strict_refuses_what_it_does_not_know() -> None:
         (["--dry", "--unr"], {"--dry-run": True, "--unreadable": True}),  # he-ha's options: the same rules
     ],
 )
-def test_optparse_forms(args: list[str], options: dict[str, object]) -> None:
+def test_optparse_forms(args: list[str], options: dict[str, str | bool]) -> None:
     assert split(CLEAN_SYNTAX, *args) == Parsed(options, [], [])
 
 

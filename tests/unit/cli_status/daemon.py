@@ -9,10 +9,24 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from he_ha.admin.contract import ClusterStatus, CommandResult, MaintenanceMode, Metric
+from he_ha.admin.contract import (
+    ClusterStatus,
+    CommandResult,
+    MaintenanceMode,
+    Metric,
+    VmDefinitionDetail,
+    VmDefinitionView,
+)
 from he_ha.admin.server import AdminServer
 
 REFUSED = CommandResult(ok=False, message="fixture daemon: read-only")
+NO_DEFINITION = VmDefinitionDetail(
+    definition=VmDefinitionView(usable=False, source=None, path=None, age=None, problem="fixture daemon: no definition"),
+    vm_id=None,
+    vm_name=None,
+    vm_conf=None,
+    startable=False,
+)
 
 
 class FixtureController:
@@ -30,6 +44,12 @@ class FixtureController:
 
     def metrics(self) -> list[Metric]:
         return []
+
+    def vm_definition(self) -> VmDefinitionDetail:
+        return NO_DEFINITION
+
+    async def launch_preview(self) -> VmDefinitionDetail:
+        return NO_DEFINITION
 
     async def set_maintenance(self, mode: MaintenanceMode) -> CommandResult:
         return REFUSED

@@ -65,12 +65,13 @@ def test_host_priority_line_and_status_field() -> None:
     assert "he-ha FSM state                    : EngineUp\nhe-ha priority                     : 5\n" in text
     assert text.count("he-ha priority") == 2  # none for a daemon that does not report it
     assert all("priority" not in record for record in json.loads(render_json(status)).values() if isinstance(record, dict))
-    base = dict(host_ts=1, score=3400, engine_status="{}", hostname="h", maintenance=False, stopped=False,
-                conf_on_shared_storage=True, local_conf_timestamp=1)
-    assert slot_view(HostSlot(host_id=2, extra="state=EngineDown\npriority=-3\n", **base), local=False, live=True,
-                     sanlock=None).priority == -3  # type: ignore[arg-type]
-    assert slot_view(HostSlot(host_id=2, extra="state=EngineDown\n", **base), local=False, live=True,
-                     sanlock=None).priority == 0  # type: ignore[arg-type]
+
+    def slot(extra: str) -> HostSlot:
+        return HostSlot(host_id=2, extra=extra, host_ts=1, score=3400, engine_status="{}", hostname="h",
+                        maintenance=False, stopped=False, conf_on_shared_storage=True, local_conf_timestamp=1)
+
+    assert slot_view(slot("state=EngineDown\npriority=-3\n"), local=False, live=True, sanlock=None).priority == -3
+    assert slot_view(slot("state=EngineDown\n"), local=False, live=True, sanlock=None).priority == 0
 
 
 def test_zero_hosts_while_the_daemon_starts(host: HostFiles, run: Run) -> None:

@@ -196,7 +196,8 @@ def test_model_fields_are_the_contracts_fields_holding_models() -> None:
         return any(holds_model(arg) for arg in typing.get_args(annotation))
 
     found: set[str] = set()
-    pending, seen = [ClusterStatus], set()
+    pending: list[type[pydantic.BaseModel]] = [ClusterStatus]
+    seen: set[type[pydantic.BaseModel]] = set()
     while pending:
         model = pending.pop()
         if model in seen:

@@ -7,6 +7,7 @@ old in which every peer had a different timestamp, so the peers in ``obs()`` are
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypedDict, Unpack
 
 from he_ha.fsm import (
     ActionResult,
@@ -25,6 +26,7 @@ from he_ha.fsm import (
     initial_state,
 )
 from he_ha.fsm.cluster import Snapshot
+from he_ha.fsm.alerts import Alert
 from he_ha.fsm.machine import Pending
 
 OWN = 1
@@ -44,14 +46,61 @@ STARTING_NOT_READY = EngineHealth("up", "bad", "Powering up", "engine alive, not
 Peer = PeerRecord | PeerFault
 
 
-def peer(host_id: int = 2, score: int = 3400, status: EngineHealth = DOWN, ts: int = 5000, **kw: object) -> PeerRecord:
-    return PeerRecord(host_id, ts, score, status, f"host{host_id}", **kw)  # type: ignore[arg-type]
+class PeerFields(TypedDict, total=False):
+    """PeerRecord's optional fields (hostname follows the host id)."""
+
+    maintenance: bool
+    stopped: bool
+    priority: int
 
 
-def local(health: EngineHealth | None = DOWN, **kw: object) -> LocalReadings:
-    base = dict(network=1.0, bridge_up=True, free_memory_mib=16384.0, cpu_load=0.0, vm_memory_mib=4096)
+class LocalFields(TypedDict, total=False):
+    """LocalReadings' fields other than the engine's health."""
+
+    network: float | None
+    bridge_up: bool | None
+    free_memory_mib: float | None
+    cpu_load: float | None
+    storage_ok: bool | None
+    local_maintenance: bool
+    vm_memory_mib: int | None
+    conf_up_to_date: bool
+
+
+class StateFields(TypedDict, total=False):
+    """FsmState's fields that ``state_in`` does not set itself."""
+
+    global_maintenance: bool
+    start_failures: tuple[float, ...]
+    start_attempt_at: float | None
+    next_seq: int
+    outranked_since: float | None
+    lease_busy_at: float | None
+    migrate_failed_at: float | None
+    migrate_target: int | None
+    alive_at: float | None
+    restarts: tuple[float, ...]
+    alerts: tuple[Alert, ...]
+    no_host_since: float | None
+    priority_wait_since: float | None
+    failback_target: int | None
+    failback_since: float | None
+    failback_at: float | None
+    failback_failed_at: float | None
+
+
+def peer(
+    host_id: int = 2, score: int = 3400, status: EngineHealth = DOWN, ts: int = 5000, **kw: Unpack[PeerFields]
+) -> PeerRecord:
+    return PeerRecord(host_id, ts, score, status, f"host{host_id}", **kw)
+
+
+def local(health: EngineHealth | None = DOWN, **kw: Unpack[LocalFields]) -> LocalReadings:
+    base: LocalFields = {
+        "network": 1.0, "bridge_up": True, "free_memory_mib": 16384.0, "cpu_load": 0.0, "vm_memory_mib": 4096
+    }
     base.update(kw)
-    return LocalReadings(engine_health=health, **base)  # type: ignore[arg-type]
+    return LocalReadings(engine_health=health, **base)
 
 
 def _stamp(p: Peer) -> int | str:
@@ -68,7 +117,7 @@ def state_in(
     history_age: float = 100.0,
     view_age: float = 10.0,
     priority: int = 0,
-    **fields: object,
+    **fields: Unpack[StateFields],
 ) -> FsmState:
     """A state ``name`` with mature history (unless history_age <= liveness); ``priority``:
     this host's (issue 14)."""
@@ -79,7 +128,7 @@ def state_in(
     base = initial_state(OWN, timing, priority=priority)
     return replace(
         base, name=name, entered_at=entered_at, view=previous, history=history, pending=pending, **fields
-    )  # type: ignore[arg-type]
+    )
 
 
 def obs(
@@ -91,7 +140,7 @@ def obs(
     lease: LeaseStatus | None = None,
     result: ActionResult | None = None,
     sanlock: dict[int, SanlockHost] | None = None,
-    **local_kw: object,
+    **local_kw: Unpack[LocalFields],
 ) -> Observation:
     """An observation at ``now``; ``peers=None`` means this tick's whiteboard read failed."""
     board = None if peers is None else WhiteboardView(now, peers, global_maintenance)

@@ -8,6 +8,8 @@ import pytest
 
 from he_ha.fsm import (
     AcquireLeaseAndStartVm,
+    Action,
+    DecisionRecord,
     FsmState,
     Notify,
     Observation,
@@ -21,10 +23,24 @@ from he_ha.fsm import (
     stop,
 )
 from he_ha.fsm.health import NO_READING_HEALTH
-from tests.unit.fsm.builders import DOWN, DOWN_UNEXPECTED, OWN, POWERING_UP, T0, UP_BAD, UP_GOOD, obs, peer, result, state_in
+from tests.unit.fsm.builders import (
+    DOWN,
+    DOWN_UNEXPECTED,
+    OWN,
+    POWERING_UP,
+    T0,
+    UP_BAD,
+    UP_GOOD,
+    LocalFields,
+    Peer,
+    obs,
+    peer,
+    result,
+    state_in,
+)
 
 
-def _run(state: FsmState, *observations: Observation) -> list:  # type: ignore[type-arg]
+def _run(state: FsmState, *observations: Observation) -> list[object]:
     records = []
     for observation in observations:
         state, _, record = step(state, observation)
@@ -49,6 +65,7 @@ def test_b1_three_failed_starts_zero_the_score_until_the_window_passes() -> None
         state = _fail_start(state, T0 + 100 * i)
     assert len(state.start_failures) == 3
     _, actions, record = step(state, obs(DOWN, now=T0 + 250, peers=()))
+    assert isinstance(actions[0], Publish)
     assert record.inputs.own_score == 0 and actions[0].record.score == 0
     # Alone in the cluster: score 0 does not stop us (no live peer scores higher)...
     assert record.rule == "down.start"
@@ -168,6 +185,7 @@ def test_notify_only_on_state_change_and_nowait_hint() -> None:
 
 def test_publish_record_contents() -> None:
     _, actions, _ = step(state_in(S.LOCAL_MAINTENANCE), obs(DOWN, now=T0 + 0.7, local_maintenance=True))
+    assert isinstance(actions[0], Publish)
     record = actions[0].record
     assert (record.host_ts, record.state, record.score, record.maintenance, record.stopped) == (
         int(T0),
@@ -182,6 +200,7 @@ def test_stop_publishes_agent_stopped_and_is_final() -> None:
     state = state_in(S.ENGINE_UP)
     new, actions, record = stop(state, obs(UP_GOOD))
     assert [type(a) for a in actions] == [Publish]
+    assert isinstance(actions[0], Publish)
     published = actions[0].record
     assert (published.state, published.score, published.stopped) == ("AgentStopped", 0, True)
     assert record.rule == "agent.stopped" and new.name is S.AGENT_STOPPED
@@ -192,7 +211,7 @@ def test_stop_publishes_agent_stopped_and_is_final() -> None:
 # --- restart locally first (issue 14 item 2) -------------------------------------------------------
 
 
-def _crash(state: FsmState, now: float, peers: tuple = ()) -> tuple[FsmState, object]:  # type: ignore[type-arg]
+def _crash(state: FsmState, now: float, peers: tuple[Peer, ...] = ()) -> tuple[FsmState, DecisionRecord]:
     state, _, record = step(state, obs(DOWN_UNEXPECTED, now=now, peers=peers))
     return state, record
 
@@ -200,8 +219,8 @@ def _crash(state: FsmState, now: float, peers: tuple = ()) -> tuple[FsmState, ob
 def test_a_crash_with_an_eligible_peer_keeps_the_original_path() -> None:
     peers = (peer(score=3400),)
     state, record = _crash(state_in(S.ENGINE_UP, peers=peers), T0, peers)
-    assert record.rule == "up.vm-crashed" and state.name is S.ENGINE_UNEXPECTEDLY_DOWN  # type: ignore[attr-defined]
-    assert "host 2 can take it over" in record.note  # type: ignore[attr-defined]
+    assert record.rule == "up.vm-crashed" and state.name is S.ENGINE_UNEXPECTEDLY_DOWN
+    assert "host 2 can take it over" in record.note
     assert state.restarts == ()
 
 
@@ -212,7 +231,7 @@ def test_a_crash_with_an_eligible_peer_keeps_the_original_path() -> None:
         ("storage_ok=False", {"storage_ok": False}, ()),
     ],
 )
-def test_no_local_restart_where_this_host_cannot_start(why: str, kw: dict, peers: tuple) -> None:  # type: ignore[type-arg]
+def test_no_local_restart_where_this_host_cannot_start(why: str, kw: LocalFields, peers: tuple[Peer, ...]) -> None:
     _, _, record = step(state_in(S.ENGINE_UP, peers=peers), obs(DOWN_UNEXPECTED, peers=peers, **kw))
     assert record.rule == "up.vm-crashed" and why in record.note
 
@@ -235,7 +254,7 @@ def test_restarts_count_toward_the_limit_and_survive_engine_up() -> None:
                 ("vm-crashed.restart-backoff", 20.0, 0)]
     for rule, delay, score in expected:
         state, record = _crash(state, now)
-        assert (record.rule, record.score.total) == (rule, score), record.note  # type: ignore[attr-defined]
+        assert (record.rule, record.score.total) == (rule, score), record.note
         if rule.endswith("backoff"):
             state, _, record = step(state, obs(DOWN_UNEXPECTED, now=now + delay - 0.1, peers=()))
             assert record.rule == "down.restart-backoff"
@@ -248,12 +267,12 @@ def test_restarts_count_toward_the_limit_and_survive_engine_up() -> None:
         assert record.rule == "up.ok" and record.inputs.local_restarts == len(state.restarts)
         now += 100
     state, record = _crash(state, now)
-    assert record.rule == "up.vm-crashed" and state.name is S.ENGINE_UNEXPECTEDLY_DOWN  # type: ignore[attr-defined]
-    assert "retry limit reached (3 of 3" in record.note  # type: ignore[attr-defined]
+    assert record.rule == "up.vm-crashed" and state.name is S.ENGINE_UNEXPECTEDLY_DOWN
+    assert "retry limit reached (3 of 3" in record.note
     # Once the first restart leaves the retry window, a crash restarts locally again.
     state = replace(state, name=S.ENGINE_UP, pending=None)
     _, record = _crash(state, T0 + 600)
-    assert record.rule.startswith("vm-crashed.restart-")  # type: ignore[attr-defined]
+    assert record.rule.startswith("vm-crashed.restart-")
 
 
 def test_a_crash_during_start_restarts_without_counting_a_failed_start_too() -> None:
@@ -266,7 +285,7 @@ def test_a_crash_during_start_restarts_without_counting_a_failed_start_too() -> 
 # --- hands-off global maintenance and escalation alerts (issue 14 items 4 and 6) -------------------
 
 
-def _alert_notifies(actions: tuple) -> list[Notify]:  # type: ignore[type-arg]
+def _alert_notifies(actions: tuple[Action, ...]) -> list[Notify]:
     return [a for a in actions if isinstance(a, Notify) and a.alert is not None]
 
 

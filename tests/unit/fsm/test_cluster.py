@@ -3,17 +3,25 @@ best-engine / best-score choices (spec §3.3–3.4)."""
 
 from __future__ import annotations
 
-from he_ha.fsm import PeerFault, SanlockHost, TimingConfig, WhiteboardView
-from he_ha.fsm.cluster import extend_history, judge
-from tests.unit.fsm.builders import DOWN, OWN, PAUSED, UNKNOWN, UP_BAD, UP_GOOD, peer
+from collections.abc import Sequence
+
+from he_ha.fsm import ClusterView, EngineHealth, PeerFault, SanlockHost, TimingConfig, WhiteboardView
+from he_ha.fsm.cluster import Snapshot, extend_history, judge
+from tests.unit.fsm.builders import DOWN, OWN, PAUSED, UNKNOWN, UP_BAD, UP_GOOD, Peer, peer
 
 TIMING = TimingConfig()
 
+Reads = list[tuple[float, tuple[Peer, ...]]]  # whiteboard reads: (time, peers)
 
-def run(reads: list[tuple[float, tuple]], sanlock: dict | None = None, local=DOWN):  # type: ignore[no-untyped-def]
+
+def run(
+    reads: Sequence[tuple[float, tuple[Peer, ...]]],
+    sanlock: dict[int, SanlockHost] | None = None,
+    local: EngineHealth | None = DOWN,
+) -> ClusterView:
     """Feed whiteboard reads (time, peers) in order and judge after the last one."""
-    history: tuple = ()
-    view = None
+    history: tuple[Snapshot, ...] = ()
+    view: WhiteboardView | None = None
     for read_at, peers in reads:
         view = WhiteboardView(read_at, peers, False)
         history = extend_history(history, view, TIMING)
@@ -28,10 +36,12 @@ def run(reads: list[tuple[float, tuple]], sanlock: dict | None = None, local=DOW
     )
 
 
-def ticking(*peer_ids: int, start: float = 0.0, end: float = 100.0, step: float = 10.0, frozen_after: dict | None = None):  # type: ignore[no-untyped-def]
+def ticking(
+    *peer_ids: int, start: float = 0.0, end: float = 100.0, step: float = 10.0, frozen_after: dict[int, float] | None = None
+) -> Reads:
     """Reads every `step` s; each peer's host-ts follows its own clock, frozen after a time."""
     frozen_after = frozen_after or {}
-    reads = []
+    reads: Reads = []
     t = start
     while t <= end:
         peers = tuple(peer(i, ts=int(7 * i + min(t, frozen_after.get(i, t)))) for i in peer_ids)
@@ -65,7 +75,7 @@ def test_new_peer_is_alive_at_once_when_absent_from_historic() -> None:
 
 def test_clocks_are_never_compared_across_hosts() -> None:
     """A peer's timestamps may be far below ours, or reset by a reboot: only change counts."""
-    reads = [(t, (peer(2, ts=int(5 + t)),)) for t in range(0, 100, 10)]
+    reads: Reads = [(t, (peer(2, ts=int(5 + t)),)) for t in range(0, 100, 10)]
     reads.append((100.0, (peer(2, ts=3),)))  # rebooted: its monotonic clock restarted
     assert [p.host_id for p in run(reads).alive] == [2]
 
@@ -98,15 +108,15 @@ def test_sanlock_live_alone_makes_a_peer_silent_not_alive() -> None:
 
 
 def test_unparsable_peers_live_by_fingerprint() -> None:
-    reads = [(float(t), (PeerFault(5, "too_new", f"crc{t}"), PeerFault(6, "corrupt", "same"))) for t in range(0, 80, 10)]
+    reads: Reads = [(float(t), (PeerFault(5, "too_new", f"crc{t}"), PeerFault(6, "corrupt", "same"))) for t in range(0, 80, 10)]
     view = run(reads)
     assert view.too_new == (5,) and view.unreadable == () and view.alive == ()
     reads = [(float(t), (PeerFault(6, "corrupt", f"crc{t}"),)) for t in range(0, 80, 10)]
     assert run(reads).unreadable == (6,)
 
 
-def _with_status(*statuses) -> list:  # type: ignore[no-untyped-def]
-    reads = []
+def _with_status(*statuses: EngineHealth) -> Reads:
+    reads: Reads = []
     for t in range(0, 80, 10):
         reads.append((float(t), tuple(peer(i + 2, ts=t, status=s) for i, s in enumerate(statuses))))
     return reads
@@ -130,7 +140,7 @@ def test_ranking_order() -> None:
 
 
 def test_best_score_ignores_zero_and_breaks_ties_by_id() -> None:
-    reads = [(float(t), (peer(2, ts=t, score=0), peer(3, ts=t, score=2000), peer(4, ts=t, score=2000))) for t in range(0, 80, 10)]
+    reads: Reads = [(float(t), (peer(2, ts=t, score=0), peer(3, ts=t, score=2000), peer(4, ts=t, score=2000))) for t in range(0, 80, 10)]
     view = run(reads)
     assert view.best_score_host is not None and view.best_score_host.host_id == 3
     reads = [(float(t), (peer(2, ts=t, score=0),)) for t in range(0, 80, 10)]

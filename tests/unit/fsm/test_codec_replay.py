@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -81,7 +83,7 @@ def test_replay_detects_a_different_record() -> None:
         (lambda o: o["local"]["engine_health"].update(vm=3), "local.engine_health.vm"),
     ],
 )
-def test_bad_input_names_the_path(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_names_the_path(mutate: Callable[[Any], object], message: str) -> None:
     data = to_json(obs(DOWN))
     mutate(data)
     with pytest.raises(CodecError, match=re.escape(message)):

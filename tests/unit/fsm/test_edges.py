@@ -9,7 +9,17 @@ from dataclasses import replace
 
 import pytest
 
-from he_ha.fsm import LeaseStatus, Outcome, StateName as S, TimingConfig, step
+from he_ha.fsm import (
+    Action,
+    DecisionRecord,
+    FsmState,
+    LeaseStatus,
+    Outcome,
+    Publish,
+    StateName as S,
+    TimingConfig,
+    step,
+)
 from tests.unit.fsm.builders import (
     DOWN,
     DOWN_MISSING,
@@ -54,12 +64,14 @@ def test_timeout_at_is_published(name: S, attr: str, health: object, expired: st
     """The deadline is published as local monotonic time; the supervisor adds its epoch (B12)."""
     _, actions, record = step(state_in(name, entered_at=T0 - 1), obs(health))  # type: ignore[arg-type]
     assert record.rule == running
+    assert isinstance(actions[0], Publish)
     assert record.timeout_at == T0 - 1 + getattr(TIMING, attr) == actions[0].record.timeout_at
 
 
 def test_entering_a_timed_state_arms_its_timer_at_once() -> None:
     new, actions, record = step(state_in(S.ENGINE_UP), obs(UP_BAD))
     assert new.name is S.ENGINE_UP_BAD_HEALTH and new.entered_at == T0
+    assert isinstance(actions[0], Publish)
     assert record.timeout_at == T0 + 300 and actions[0].record.timeout_at == T0 + 300
     # ... and fires exactly 300 s later, not a loop later as the original (which armed it on the next step).
     _, _, record = step(new, obs(UP_BAD, now=T0 + 300))
@@ -143,7 +155,7 @@ def test_yield_threshold_edge(margin: int, outranked: bool) -> None:
 
 
 def test_yield_dwell_restarts_when_interrupted() -> None:
-    def tick(state, dt: float, network: float):  # type: ignore[no-untyped-def]
+    def tick(state: FsmState, dt: float, network: float) -> tuple[FsmState, tuple[Action, ...], DecisionRecord]:
         peers = (peer(ts=int(T0 + dt)),)  # the peer keeps publishing: stays alive
         return step(state, obs(UP_GOOD, now=T0 + dt, peers=peers, network=network))
 

@@ -24,7 +24,7 @@ from he_ha.fsm import (
     stop,
 )
 from he_ha.fsm.cluster import Snapshot
-from tests.unit.fsm.builders import DOWN, OWN, T0, UNKNOWN, UP_GOOD, obs, peer, result, state_in
+from tests.unit.fsm.builders import DOWN, OWN, T0, UNKNOWN, UP_GOOD, Peer, obs, peer, result, state_in
 
 FAILBACK = TimingConfig(failback=True)
 
@@ -73,7 +73,7 @@ def test_the_band_is_measured_from_the_best_score_so_three_hosts_agree() -> None
     A defers to B and C waits for the better scores; no cycle."""
     b, c = peer(2, 2700, priority=1), peer(3, 2000, priority=2)
 
-    def decide(own_prio: int, network: float, peers: tuple) -> str:  # type: ignore[type-arg]
+    def decide(own_prio: int, network: float, peers: tuple[Peer, ...]) -> str:
         _, _, record = step(state_in(S.ENGINE_DOWN, priority=own_prio, peers=peers), obs(DOWN, network=network, peers=peers))
         return record.rule
 
@@ -282,6 +282,7 @@ def test_the_priority_is_published_and_in_the_stop_record() -> None:
     _, actions, _ = step(state, obs(DOWN))
     assert isinstance(actions[0], Publish) and actions[0].record.priority == -4
     _, actions, _ = stop(state, obs(DOWN))
+    assert isinstance(actions[0], Publish)
     assert actions[0].record.priority == -4 and state.config.host_id == OWN
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import pytest
 
 from he_ha.config import ScoreConfig
 from he_ha.fsm import StateName as S, compute_score
-from tests.unit.fsm.builders import local
+from tests.unit.fsm.builders import LocalFields, local
 
 CFG = ScoreConfig()
 
 
-def score(state: S = S.ENGINE_DOWN, failures: int = 0, cfg: ScoreConfig = CFG, **readings: object) -> tuple[int, dict[str, int], str | None]:
+def score(state: S = S.ENGINE_DOWN, failures: int = 0, cfg: ScoreConfig = CFG, **readings: Unpack[LocalFields]) -> tuple[int, dict[str, int], str | None]:
     breakdown = compute_score(state, local(**readings), failures, cfg, 3)
     return breakdown.total, {p.name: p.amount for p in breakdown.penalties}, breakdown.override
 

@@ -38,7 +38,7 @@ def test_from_mapping_refuses_unknown_keys_by_name() -> None:
         ({"history": 70}, "'history' .* must exceed liveness \\+ loop_delay"),
     ],
 )
-def test_invalid_values(values: dict, message: str) -> None:  # type: ignore[type-arg]
+def test_invalid_values(values: dict[str, object], message: str) -> None:
     with pytest.raises(TimingError, match=message):
         TimingConfig.from_mapping(values)
 

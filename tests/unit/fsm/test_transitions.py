@@ -38,6 +38,7 @@ from tests.unit.fsm.builders import (
     UNKNOWN,
     UP_BAD,
     UP_GOOD,
+    LocalFields,
     obs,
     peer,
     pending,
@@ -77,7 +78,7 @@ def migrating_away(**fields: object) -> FsmState:
 
 PEER_UP = peer(status=UP_GOOD)
 INELIGIBLE = peer(maintenance=True, score=0)  # a live peer in local maintenance
-LOW_NET = {"network": 0.0}  # own score 1800: a 3400 peer beats it by 1600
+LOW_NET: LocalFields = {"network": 0.0}  # own score 1800: a 3400 peer beats it by 1600
 BETTER_PRIO = peer(priority=1)  # host 2, down, 3400, priority 1 (ours is 0)
 BETTER_PRIO_LOWER = peer(priority=1, score=2700)  # ...with a score inside the band, below ours
 FAILBACK = TimingConfig(failback=True)

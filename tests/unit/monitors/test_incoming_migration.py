@@ -54,7 +54,7 @@ MIGRATION_IN = L.VIR_ERR_OPERATION_UNSUPPORTED  # what libvirt's QEMU driver ans
 
 def test_a_domain_receiving_a_migration_is_incoming() -> None:
     domain = Domain(L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION, job=MIGRATION_IN)
-    info = read_domain(Connection(domain), domain_uuid="u")  # type: ignore[arg-type]
+    info = read_domain(Connection(domain), domain_uuid="u")
     assert info.exists and info.incoming
     assert (info.state, info.reason) == (L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION)
 
@@ -66,7 +66,7 @@ def test_a_domain_receiving_a_migration_is_incoming() -> None:
 ])
 def test_anything_else_is_not(job: int | None) -> None:
     state, reason = L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION
-    assert not incoming_migration(Domain(state, reason, job), state, reason)  # type: ignore[arg-type]
+    assert not incoming_migration(Domain(state, reason, job), state, reason)
 
 
 @pytest.mark.parametrize(("state", "reason"), [
@@ -77,7 +77,7 @@ def test_anything_else_is_not(job: int | None) -> None:
 ])
 def test_job_stats_are_asked_only_while_paused_for_a_migration(state: int, reason: int) -> None:
     domain = Domain(state, reason, job=MIGRATION_IN)
-    assert not incoming_migration(domain, state, reason)  # type: ignore[arg-type]
+    assert not incoming_migration(domain, state, reason)
     assert domain.job_asked == 0
 
 

@@ -28,6 +28,7 @@ from he_ha.ovirt.engine_xml import (
 from he_ha.ovirt.domain_meta import load_block_tags
 from he_ha.ovirt.layout import VdsmRoots
 from he_ha.vm import DomainXmlError, LeaseSpec
+from tests.support.elements import must_find
 from tests.support.ovf_samples import OVF_42
 
 OVF = OVF_42
@@ -41,13 +42,16 @@ PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+:")
 
 def engine_xml() -> str:
     (element,) = [e for e in ET.parse(OVF).getroot().iter() if e.tag.rsplit("}", 1)[-1] == "EngineXml"]
+    assert element.text is not None
     return element.text
 
 
 def disk_ids(xml: str) -> tuple[str, str, str]:
     root = ET.fromstring(xml)
     (device,) = [d for d in root.iter(f"{NS}device") if d.get("devtype") == "disk"]
-    return tuple(device.findtext(f"{NS}{key}") for key in ("domainID", "imageID", "volumeID"))
+    domain, image, volume = (device.findtext(f"{NS}{key}") for key in ("domainID", "imageID", "volumeID"))
+    assert domain is not None and image is not None and volume is not None
+    return domain, image, volume
 
 
 SD, IMG, VOL = disk_ids(engine_xml())
@@ -126,7 +130,7 @@ def the_disk(root: ET.Element) -> ET.Element:
     return disk
 
 
-def sysinfo(root: ET.Element) -> dict[str, str]:
+def sysinfo(root: ET.Element) -> dict[str | None, str | None]:
     return {entry.get("name"): entry.text for entry in root.iterfind("sysinfo/system/entry")}
 
 
@@ -134,10 +138,10 @@ def hook_applied(root: ET.Element) -> None:
     for tag in ("on_poweroff", "on_reboot", "on_crash"):
         assert [e.text for e in root.findall(tag)] == ["destroy"], tag
     channels = [c for c in root.iterfind("devices/channel")
-                if c.find("target").get("name") == "org.ovirt.hosted-engine-setup.0"]
+                if must_find(c, "target").get("name") == "org.ovirt.hosted-engine-setup.0"]
     assert len(channels) == 1
     uuid = root.findtext("uuid")
-    assert channels[0].find("source").attrib == {
+    assert must_find(channels[0], "source").attrib == {
         "mode": "bind", "path": f"/var/lib/libvirt/qemu/channels/{uuid}.org.ovirt.hosted-engine-setup.0"}
 
 
@@ -158,20 +162,20 @@ def test_file_domain(tmp_path: Path) -> None:
                              "serial": HOST.serial, "uuid": "eccb9cb6-affd-4806-8200-708370581227"}
     disk = the_disk(root)
     assert disk.get("type") == "file"
-    assert disk.find("source").get("file") == str(volume) and "dev" not in disk.find("source").attrib
-    assert disk.find("driver").attrib == {"name": "qemu", "io": "threads", "type": "raw", "error_policy": "stop",
+    assert must_find(disk, "source").get("file") == str(volume) and "dev" not in must_find(disk, "source").attrib
+    assert must_find(disk, "driver").attrib == {"name": "qemu", "io": "threads", "type": "raw", "error_policy": "stop",
                                           "cache": "none"}
-    assert disk.find("source/seclabel").attrib == {"type": "none", "relabel": "no", "model": "dac"}
+    assert must_find(disk, "source/seclabel").attrib == {"type": "none", "relabel": "no", "model": "dac"}
     cdrom = [d for d in root.iterfind("devices/disk") if d.get("device") == "cdrom"][0]
-    assert cdrom.find("source").attrib == {"file": "", "startupPolicy": "optional"}  # a plain path: untouched
+    assert must_find(cdrom, "source").attrib == {"file": "", "startupPolicy": "optional"}  # a plain path: untouched
     (lease,) = root.iterfind("devices/lease")
     assert (lease.findtext("key"), lease.findtext("lockspace")) == (VOL, SD)
-    assert lease.find("target").attrib == {"path": f"{volume}.lease", "offset": "0"}
+    assert must_find(lease, "target").attrib == {"path": f"{volume}.lease", "offset": "0"}
     assert result.lease == LeaseSpec(SD, VOL, Path(f"{volume}.lease"), 0)
     assert result.leases == result.volume_leases == (result.lease,)
     hook_applied(root)
     assert result.networks == {"vdsm-ovirtmgmt"} and result.bridges == {"ovirtmgmt"}
-    assert root.find("devices/graphics/listen").get("network") == "vdsm-ovirtmgmt"  # names left as written
+    assert must_find(root, "devices/graphics/listen").get("network") == "vdsm-ovirtmgmt"  # names left as written
     assert [(v.path, v.disk_type, v.format) for v in result.volumes] == [(volume, "file", "RAW")]
     assert any(line.startswith("disk vda: type=file file=/rhev/data-center/") and str(volume) in line
                for line in result.changes)
@@ -192,9 +196,9 @@ def test_block_domain(tmp_path: Path, alignment: int | None, slot: int, offset: 
     disk = the_disk(root)
     lv = tmp_path / "dev" / SD / VOL
     assert disk.get("type") == "block"
-    assert disk.find("source").get("dev") == str(lv) and "file" not in disk.find("source").attrib
-    assert disk.find("driver").get("type") == "raw"
-    assert root.find("devices/lease/target").attrib == {"path": str(tmp_path / "dev" / SD / "leases"),
+    assert must_find(disk, "source").get("dev") == str(lv) and "file" not in must_find(disk, "source").attrib
+    assert must_find(disk, "driver").get("type") == "raw"
+    assert must_find(root, "devices/lease/target").attrib == {"path": str(tmp_path / "dev" / SD / "leases"),
                                                         "offset": str(offset)}
     assert result.lease == LeaseSpec(SD, VOL, tmp_path / "dev" / SD / "leases", offset)
     assert sysinfo(root)["product"] == "RHEL"
@@ -210,7 +214,7 @@ def test_cow_volume_is_qcow2(tmp_path: Path, layout: str) -> None:
         block_tree(tmp_path, fmt="COW")
         context = block_context(tmp_path)
     root = ET.fromstring(resolve_engine_xml(engine_xml(), context).xml)
-    assert the_disk(root).find("driver").get("type") == "qcow2"
+    assert must_find(the_disk(root), "driver").get("type") == "qcow2"
 
 
 def test_on_reboot_removed_then_destroy_added(tmp_path: Path) -> None:
@@ -227,8 +231,8 @@ def test_disk_found_by_path_without_metadata(tmp_path: Path) -> None:
     xml = re.sub(r'<ovirt-vm:device devtype="disk".*?</ovirt-vm:device>', "", engine_xml())
     assert "ovirt-vm:domainID" not in xml
     result = resolve_engine_xml(xml, file_context(tmp_path))
-    assert the_disk(ET.fromstring(result.xml)).find("source").get("file") == str(volume)
-    assert result.lease.path == Path(f"{volume}.lease")
+    assert must_find(the_disk(ET.fromstring(result.xml)), "source").get("file") == str(volume)
+    assert result.lease is not None and result.lease.path == Path(f"{volume}.lease")
 
 
 def test_resolving_twice_changes_nothing_more(tmp_path: Path) -> None:
@@ -263,8 +267,8 @@ def test_xml_without_placeholders_passes_through(tmp_path: Path) -> None:
     root = ET.fromstring(result.xml)
     hook_applied(root)
     for tag in ("on_poweroff", "on_reboot", "on_crash"):
-        root.remove(root.find(tag))
-    devices = root.find("devices")
+        root.remove(must_find(root, tag))
+    devices = must_find(root, "devices")
     devices.remove(devices.findall("channel")[-1])
     assert canonical(root) == canonical(ET.fromstring(xml))
     assert result.volumes == () and result.volume_leases == () and result.lease is None
@@ -362,7 +366,10 @@ def test_lease_outside_the_hosted_engine_lockspace(tmp_path: Path) -> None:
 
 
 def test_not_a_domain() -> None:
-    context = ResolveContext(HOST, SD, lambda *ids: None)
+    def no_volume(*ids: str) -> VolumeInfo:
+        raise AssertionError(f"volume {ids} looked up for XML that is no domain")
+
+    context = ResolveContext(HOST, SD, no_volume)
     with pytest.raises(EngineXmlError, match="not well-formed"):
         resolve_engine_xml("<domain>", context)
     with pytest.raises(EngineXmlError, match="expected <domain>"):
@@ -415,8 +422,13 @@ def test_host_facts_rhel_with_vdsm_id(tmp_path: Path) -> None:
     write(tmp_path / "etc/redhat-release", "CentOS Stream release 9\n")
     write(tmp_path / "etc/vdsm/vdsm.id", "a1b2c3d4-0000-4000-8000-00000000000a\nsecond line\n")
     write(tmp_path / "sys/class/dmi/id/product_uuid", "4C4C4544-0051-3010-8052-B4C04F4B4E32\n")
-    asked = []
-    facts = read_host_facts(tmp_path, rpm_query=lambda path: asked.append(path) or ("9.0", "21.el9"))
+    asked: list[str] = []
+
+    def rpm_query(path: str) -> tuple[str, str]:
+        asked.append(path)
+        return "9.0", "21.el9"
+
+    facts = read_host_facts(tmp_path, rpm_query=rpm_query)
     assert facts == HostFacts("RHEL", "9.0-21.el9", "a1b2c3d4-0000-4000-8000-00000000000a")
     assert asked == ["/etc/redhat-release"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.config import ConfigError, load_hosted_engine_conf
+from he_ha.config import ConfigError, HostedEngineConf, load_hosted_engine_conf
 from he_ha.main import main
 from he_ha.ovirt import VdsmRoots, VolumeNotFound, mount_dir_name, resolve_volume, resolve_volumes
 
@@ -56,7 +56,7 @@ def conf_text(domain_type: str = "nfs", storage: str = "nfs.example.com:/exports
     return "\n".join(lines) + "\n" + extra
 
 
-def load(tmp_path: Path, text: str) -> tuple[Path, object]:
+def load(tmp_path: Path, text: str) -> tuple[Path, HostedEngineConf]:
     path = tmp_path / "hosted-engine.conf"
     path.write_text(text)
     return path, load_hosted_engine_conf(path)

@@ -108,7 +108,12 @@ def test_block_domain_tags_come_from_lvs_on_a_host_and_the_side_file_elsewhere(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from_lvs = parse_lvs_report(SD, report(row("v", "IU_i")))
     asked: list[str] = []
-    monkeypatch.setattr(lvm, "read_lvm_tags", lambda sd: asked.append(sd) or from_lvs)
+
+    def read_lvm_tags(sd: str) -> BlockDomainTags:
+        asked.append(sd)
+        return from_lvs
+
+    monkeypatch.setattr(lvm, "read_lvm_tags", read_lvm_tags)
     assert block_domain_tags(VdsmRoots(), SD) is from_lvs and asked == [SD]  # a real host (/dev)
 
     relocated = VdsmRoots.from_mount_root(tmp_path / "rhev/data-center/mnt")

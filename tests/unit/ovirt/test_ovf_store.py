@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -173,7 +174,7 @@ def resealed(data: bytes) -> bytes:
     (lambda d: d[:100] + b"9" + d[101:], "bad checksum"),
     (lambda d: resealed(d[:124] + b"zzzzzzzzzzz\0" + d[136:]), "size b'zzzzzzzzzzz\\\\x00' is not an octal number"),
 ])
-def test_damaged_headers_are_named(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_headers_are_named(tmp_path: Path, damage: Callable[[bytes], bytes], message: str) -> None:
     data = damage(archive({"info.json": b"{}", f"{VMID}.ovf": b"<ovf/>"}))
     store = store_at(tmp_path / "v", data, name="3ab9fff0")
     with pytest.raises(OvfStoreError, match=message) as caught:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from he_ha.storage.lease_errors import LeaseCallTimeout, WrongHostId
+from he_ha.storage.lease_layout import Lockspace
 from he_ha.storage.lease_model import JoinOutcome
 from he_ha.supervisor.daemon import _expect_engine_lease
 from tests.unit.supervisor.test_engine_lease import ENGINE, MOUNT, SD, FakeClient, qemu
@@ -22,7 +23,7 @@ class FlakyClient(FakeClient):
         super().__init__()
         self.failures = failures
 
-    async def join(self, lockspace, host_id, *, timeout=None):  # type: ignore[no-untyped-def]
+    async def join(self, lockspace: Lockspace, host_id: int, *, timeout: float | None = None) -> JoinOutcome:
         self.joins.append((lockspace, host_id))
         if len(self.joins) <= self.failures:
             raise LeaseCallTimeout("add_lockspace", 6, lockspace.name)
@@ -44,7 +45,7 @@ async def test_the_engine_lease_expected_at_start_up_gets_this_host_into_its_loc
 
 async def test_a_failed_join_is_retried_until_it_succeeds() -> None:
     client = FlakyClient(failures=2)
-    holder = qemu(client)  # type: ignore[arg-type]
+    holder = qemu(client)
     holder.expect_engine_lease(ENGINE)
     task = holder.join_engine_lockspace(retry=0.01)
     assert task is not None
@@ -67,7 +68,7 @@ async def test_nothing_to_join_without_an_engine_lease_or_a_host_id_or_while_a_j
     no_id = qemu(FakeClient(), host_id=None)
     no_id.expect_engine_lease(ENGINE)
     assert no_id.join_engine_lockspace() is None
-    holder = qemu(FlakyClient(failures=1000))  # type: ignore[arg-type]
+    holder = qemu(FlakyClient(failures=1000))
     holder.expect_engine_lease(ENGINE)
     task = holder.join_engine_lockspace(retry=0.01)
     assert task is not None and holder.join_engine_lockspace() is None  # one at a time

@@ -145,7 +145,8 @@ def test_a_legacy_only_ovf_is_a_partial_definition_whose_note_is_the_refusal(hos
     put(tmp_path / "run" / "vm.conf", vm_conf())
     found = host.plan().resolve()
     assert found.definition is not None and found.definition.source == CONF
-    assert found.problem() is not None and found.problem().startswith("ovf-store: ") and "refused: " in found.problem()
+    problem = found.problem()
+    assert problem is not None and problem.startswith("ovf-store: ") and "refused: " in problem
 
 
 def test_an_engine_xml_for_another_vm_is_refused_though_xmlbase64_is_written(host: Host) -> None:
@@ -201,7 +202,7 @@ def test_call_with_deadline_gives_up_and_the_local_files_decide(host: Host, tmp_
     release.set()
     assert call_with_deadline(lambda: 7, 1, "fast") == 7
     with pytest.raises(KeyError):
-        call_with_deadline(lambda: {}["x"], 1, "raises")
+        call_with_deadline(lambda: dict[str, int]()["x"], 1, "raises")
     put(tmp_path / "run" / "vm.conf", vm_conf())
     host.write_ovf(sample())
     found = host.plan(volume=conf_volume(tmp_path, LEGACY)).resolve_local(why="no answer within 6 s")

@@ -29,6 +29,7 @@ from he_ha.supervisor.engine_launch import (
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.vm import DomainSpec, LibvirtConnection, parse_domain_xml
 from tests.integration.ovirt_store.engine_store import FileDomain, Volume
+from tests.support.elements import must_find
 from tests.unit.supervisor.test_ovf_source import IDENTITY, UUID, Host, sample
 
 HOST = HostFacts("RHEL", "9.4-1.el9", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
@@ -70,8 +71,8 @@ def test_the_engine_xml_is_resolved_and_its_lease_kept_for_later(tmp_path: Path)
     launch = prepare_launch_xml(spec, host.conf, host.roots, HOST)
     root = ET.fromstring(launch.spec.xml)
     volume = host.domain.volume_path(disk)
-    assert root.find("devices/disk[@device='disk']/source").get("file") == str(volume)
-    assert root.find("sysinfo/system/entry[@name='serial']").text == HOST.serial
+    assert must_find(root, "devices/disk[@device='disk']/source").get("file") == str(volume)
+    assert must_find(root, "sysinfo/system/entry[@name='serial']").text == HOST.serial
     assert root.find("devices/lease") is None  # not handed to libvirt (yet)
     assert launch.spec.id == spec.id and launch.spec.source == spec.source
     lease = launch.engine_lease

@@ -9,9 +9,9 @@ import pytest
 from he_ha import __version__
 from he_ha.admin.metrics_text import render
 from he_ha.durations import DurationHistogram
-from he_ha.fsm import LeaseStatus, StateName, step
+from he_ha.fsm import DecisionRecord, LeaseStatus, Publish, StateName, step
 from he_ha.notify import NotifierStats
-from he_ha.storage.codec import GlobalBlock, encode_global_block
+from he_ha.storage.codec import GlobalBlock, HostSlot, encode_global_block
 from he_ha.storage.lease_model import HostInfo, HostStatus, LockspaceState
 from he_ha.supervisor.core import TickStats
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
@@ -26,13 +26,15 @@ HOSTS = (HostInfo(1, HostStatus.LIVE, 1, 10, 10), HostInfo(2, HostStatus.DEAD, 1
 SANLOCK = SanlockView(LockspaceState.JOINED, HOSTS, (), True, (), 0.004)
 
 
-def tick_of():  # type: ignore[no-untyped-def]
+def tick_of() -> tuple[TickInputs, DecisionRecord, HostSlot]:
     observation = obs(UP_GOOD, peers=(peer(2),), lease=LeaseStatus(OWN, True), network=0.8)
     _, _, record = step(state_in(StateName.ENGINE_UP), observation)
     read = board(host_slot(2, score=2000, engine_status=UP_STATUS), raw={3: b"junk|bytes"},
                  global_block=encode_global_block(GlobalBlock(maintenance=False)))
     inputs = TickInputs(observation, {}, read, None, SANLOCK, None)
-    published = build_slot(record.actions[0].record, record.score,  # type: ignore[union-attr]
+    action = record.actions[0]
+    assert isinstance(action, Publish)
+    published = build_slot(action.record, record.score,
                            SlotContext(OWN, "host1", True, 100.0, 1.7e9), now_epoch=1.7e9)
     return inputs, record, published
 

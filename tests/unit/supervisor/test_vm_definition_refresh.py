@@ -9,6 +9,7 @@ import asyncio
 import shutil
 import tempfile
 import threading
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def source_in(tmp_path: Path, volume: Path | None = None, timeout: float = 5.0) 
     return SpecSource(plan, IDENTITY, plan.resolve(), timeout=timeout)
 
 
-def problems_logged(logs: list[dict[str, Any]]) -> list[str]:
+def problems_logged(logs: list[MutableMapping[str, Any]]) -> list[str]:
     return [entry["problem"] for entry in logs if entry["event"] == "VM definition problem"]
 
 

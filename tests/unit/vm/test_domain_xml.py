@@ -20,6 +20,7 @@ from he_ha.vm import (
     parse_domain_xml,
 )
 from tests.integration.vm.helpers import ENGINE_NAME, ENGINE_UUID, domain_xml, write_vm_conf
+from tests.support.elements import must_find
 
 VDSM_LEASE = (
     "<lease><lockspace>5e8f9a5c-sd-uuid</lockspace><key>8f2ddd55-lease</key>"
@@ -118,7 +119,7 @@ def test_inject_lease_replaces_vdsms_lease_and_keeps_the_rest() -> None:
     assert leases_in(injected) == [OUR_LEASE]
     assert injected.id == spec.id
     root = ET.fromstring(injected.xml)
-    assert [child.tag for child in root.find("devices")] == ["disk", "interface", "lease"]
+    assert [child.tag for child in must_find(root, "devices")] == ["disk", "interface", "lease"]
     assert root.find("metadata/{http://ovirt.org/vm/tune/1.0}qos") is not None  # namespace kept
     assert root.get("type") == "kvm"
 
