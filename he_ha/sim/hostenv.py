@@ -30,12 +30,27 @@ from he_ha.storage.codec import SLOT_COUNT, GlobalBlock, HostSlot
 from he_ha.storage.codec import WhiteboardView as RawView
 from he_ha.storage.lease_errors import LeaseError
 from he_ha.storage.lease_layout import Lockspace, VmLease
-from he_ha.storage.lease_model import HostInfo, HostStatus, JoinOutcome, LeaseOwner, LockspaceState
+from he_ha.storage.lease_model import (
+    HostInfo,
+    HostStatus,
+    JoinOutcome,
+    LeaseOwner,
+    LockspaceState,
+)
 from he_ha.storage.whiteboard_errors import StorageError
 from he_ha.supervisor.env import HostEnv
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.lease_holder import QUERY_TIMEOUT, LeaseContext, LeaseHolder
-from he_ha.vm import DomainId, DomainSpec, LeaseNotHeld, LeaseToken, StartResult, StopResult, VmError, VmState
+from he_ha.vm import (
+    DomainId,
+    DomainSpec,
+    LeaseNotHeld,
+    LeaseToken,
+    StartResult,
+    StopResult,
+    VmError,
+    VmState,
+)
 from he_ha.vm.domain import StartOutcome, StopOutcome
 from he_ha.vm.errors import LibvirtCallError
 from he_ha.vm.state import VmStatus

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING, Any
 
 from he_ha.fsm import FsmState, LeaseStatus, SanlockHost

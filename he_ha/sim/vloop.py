@@ -15,6 +15,7 @@ offset) can never reorder two events meant for the same instant.
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import math
 import types
@@ -34,6 +35,10 @@ class _Timer(asyncio.TimerHandle):
     __slots__ = ("_seq",)
 
     _seq: int
+    # TimerHandle's own attributes, which typeshed does not declare:
+    _when: float
+    _cancelled: bool
+    _scheduled: bool
 
     def __lt__(self, other: object) -> bool:
         assert isinstance(other, _Timer)
@@ -61,7 +66,7 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
         except GeneratorExit:  # closed (garbage-collected unfinished): close the coroutine too
             coro.close()
             raise
-        except BaseException as exc:  # the Task's cancellation, or its future's exception
+        except BaseException as exc:  # noqa: BLE001 - the Task's cancellation or its future's exception, passed on
             try:
                 yielded = coro.throw(exc)
             except StopIteration as stop:
@@ -88,7 +93,7 @@ def _eager_task(loop: VirtualLoop, coro: Coroutine[Any, Any, Any], context: Cont
         done = _Finished(loop=loop)
         done.set_result(stop.value)
         return done
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - kept in the future, as a Task keeps it
         failed = _Finished(loop=loop)
         failed.set_exception(exc)
         return failed
@@ -103,6 +108,12 @@ def _registered(loop: VirtualLoop, task: asyncio.Task[Any], context: Context) ->
 
 
 class VirtualLoop(asyncio.BaseEventLoop):
+    # BaseEventLoop's own attributes, which typeshed does not declare:
+    _scheduled: list[_Timer]
+    _ready: collections.deque[asyncio.Handle]
+    _timer_cancelled_count: int
+    _stopping: bool
+
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
@@ -128,15 +139,15 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def time(self) -> float:
         return self.now
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., object], *args: Any, context: Context | None = None
     ) -> asyncio.TimerHandle:
         self._check_closed()  # type: ignore[attr-defined]
         timer = _Timer(round(when, GRID), callback, args, self, context)
         timer._seq = self._seq
         self._seq += 1
-        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
-        timer._scheduled = True  # type: ignore[attr-defined]
+        heapq.heappush(self._scheduled, timer)
+        timer._scheduled = True
         return timer
 
     def run_until(self, until: float) -> None:
@@ -147,21 +158,21 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def _run_once(self) -> None:
         """One round, as BaseEventLoop's, minus the selector: when nothing is ready, the clock
         moves to the next timer due at or before ``until``; with none, the loop stops there."""
-        scheduled: list[_Timer] = self._scheduled  # type: ignore[attr-defined]
-        if self._timer_cancelled_count > len(scheduled) // 2 > 50:  # type: ignore[attr-defined]
-            live = [t for t in scheduled if not t._cancelled]  # type: ignore[attr-defined]
+        scheduled = self._scheduled
+        if self._timer_cancelled_count > len(scheduled) // 2 > 50:
+            live = [t for t in scheduled if not t._cancelled]
             for timer in scheduled:
-                timer._scheduled = False  # type: ignore[attr-defined]
+                timer._scheduled = False
             for timer in live:
-                timer._scheduled = True  # type: ignore[attr-defined]
+                timer._scheduled = True
             heapq.heapify(live)
             scheduled[:] = live
             self._timer_cancelled_count = 0
-        while scheduled and scheduled[0]._cancelled:  # type: ignore[attr-defined]
+        while scheduled and scheduled[0]._cancelled:
             self._timer_cancelled_count -= 1
-            heapq.heappop(scheduled)._scheduled = False  # type: ignore[attr-defined]
-        ready = self._ready  # type: ignore[attr-defined]
-        if not ready and not self._stopping:  # type: ignore[attr-defined]
+            heapq.heappop(scheduled)._scheduled = False
+        ready = self._ready
+        if not ready and not self._stopping:
             due = scheduled[0]._when if scheduled else math.inf
             if due > self.until:
                 self.now = max(self.now, self.until)
@@ -171,7 +182,7 @@ class VirtualLoop(asyncio.BaseEventLoop):
         now = self.now
         while scheduled and scheduled[0]._when <= now:
             timer = heapq.heappop(scheduled)
-            timer._scheduled = False  # type: ignore[attr-defined]
+            timer._scheduled = False
             ready.append(timer)
         for _ in range(len(ready)):
             handle = ready.popleft()

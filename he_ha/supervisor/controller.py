@@ -30,11 +30,18 @@ from he_ha.maintenance import MaintenanceFileError, apply_local_flags, plan
 from he_ha.monitors import Snapshot
 from he_ha.notify import Notifier
 from he_ha.storage.codec import GlobalBlock
+from he_ha.storage.whiteboard import Whiteboard
 from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import BoardRead, BoardReader
 from he_ha.supervisor.core import Supervisor
+from he_ha.supervisor.decisions import DecisionLog
 from he_ha.supervisor.execute import ActionExecutor
-from he_ha.supervisor.host_parts import RecoveryConfRefused, recovery_spec, start_answer, vnc_ticket
+from he_ha.supervisor.host_parts import (
+    RecoveryConfRefused,
+    recovery_spec,
+    start_answer,
+    vnc_ticket,
+)
 from he_ha.supervisor.lease_holder import LeaseHolder
 from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
@@ -68,6 +75,8 @@ GLOBAL_WRITE_DEADLINE = 50.0  # write and read-back of slot 0; VDSM gives up on 
 @dataclass(frozen=True)
 class ControllerParts:
     supervisor: Supervisor
+    whiteboard: Whiteboard  # the real ones behind the supervisor's HostEnv (env.py)
+    decisions: DecisionLog
     executor: ActionExecutor
     reader: BoardReader
     holder: LeaseHolder
@@ -108,7 +117,7 @@ class SupervisorController:
         )
 
     def decisions(self, limit: int) -> list[dict[str, Any]]:
-        return self._p.supervisor.decisions.newest(limit)
+        return self._p.decisions.newest(limit)
 
     def metrics(self) -> list[Metric]:
         p = self._p
@@ -119,16 +128,16 @@ class SupervisorController:
                 inputs=sup.inputs,
                 ticks=sup.stats,
                 peer_changes=sup.peer_changes,
-                last_read=sup.whiteboard.last_read,
-                last_write=sup.whiteboard.last_write,
+                last_read=p.whiteboard.last_read,
+                last_write=p.whiteboard.last_write,
                 notifier=p.notifier.stats if p.notifier is not None else None,
                 monitor_readings=dict(p.snapshot.published),
                 monitor_errors=dict(p.snapshot.failed),
-                decisions_dropped=sup.decisions.dropped,
+                decisions_dropped=p.decisions.dropped,
                 vm_actions_failed=p.executor.failed,
                 lease_held=p.holder.is_held(),
                 vm_definition=sup.specs.state(),
-                storage=sup.whiteboard.durations,
+                storage=p.whiteboard.durations,
                 probes=p.snapshot.durations,
             )
         )
@@ -199,7 +208,7 @@ class SupervisorController:
         what = f"global maintenance {'on' if on else 'off'}"
         try:
             async with asyncio.timeout(GLOBAL_WRITE_DEADLINE), self._global_write:
-                await p.supervisor.whiteboard.admin_write_global(GlobalBlock(maintenance=on))
+                await p.whiteboard.admin_write_global(GlobalBlock(maintenance=on))
                 written = time.monotonic()
                 read = await p.reader.read()
                 while read.read_at - read.duration < written:  # a read already under way: not proof

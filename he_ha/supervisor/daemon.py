@@ -306,7 +306,8 @@ class Daemon:
             supervisor.peer_watch = peer_watch
             tasks.append(asyncio.create_task(peer_watch.run(), name="peer-watch"))
         controller = SupervisorController(ControllerParts(
-            supervisor=supervisor, executor=executor, reader=reader, holder=holder, vm=hv.vm, watch=watch,
+            supervisor=supervisor, whiteboard=whiteboard, decisions=decisions, executor=executor, reader=reader,
+            holder=holder, vm=hv.vm, watch=watch,
             connection=hv.connection, snapshot=hv.runner.snapshot, notifier=notifier, ticker=ticker,
             ha_conf=s.paths.ha_conf, file_timeout=s.storage_timeout,
             lockspace_reset=LockspaceReset(client, layout.lockspace, plan.host_id, plan.metadata_path,

@@ -32,11 +32,25 @@ from he_ha.fsm import (
 )
 from he_ha.offloop import Lane, LaneError
 from he_ha.ovirt.ovf import describe_changes
-from he_ha.ovirt.vm_definition import BAD, DefinitionPlan, Expected, Resolution, SourceNote, VmDefinition
+from he_ha.ovirt.vm_definition import (
+    BAD,
+    DefinitionPlan,
+    Expected,
+    Resolution,
+    SourceNote,
+    VmDefinition,
+)
 from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere
 from he_ha.storage.lease_layout import wait_deadline
 from he_ha.supervisor.engine_launch import EngineXmlPreparer, LaunchXml
-from he_ha.supervisor.env import SYSTEM_CLOCK, Clock, Definitions, HealthProbe, Notifications, VmControl
+from he_ha.supervisor.env import (
+    SYSTEM_CLOCK,
+    Clock,
+    Definitions,
+    HealthProbe,
+    Notifications,
+    VmControl,
+)
 from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
 from he_ha.supervisor.observe import Completed
 from he_ha.vm import (

@@ -30,11 +30,23 @@ from typing import Any
 import structlog
 
 from he_ha.config import ConfigError
-from he_ha.fsm import ActionResult, EngineHealth, LeaseStatus, LocalReadings, Observation, SanlockHost
+from he_ha.fsm import (
+    ActionResult,
+    EngineHealth,
+    LeaseStatus,
+    LocalReadings,
+    Observation,
+    SanlockHost,
+)
 from he_ha.fsm import WhiteboardView as FsmView
 from he_ha.maintenance import MaintenanceFileError
 from he_ha.monitors import Reading, engine_status
-from he_ha.storage.lease_errors import LeaseError, LeaseWorkerDied, LockspaceNotJoined, LockspaceNotReady
+from he_ha.storage.lease_errors import (
+    LeaseError,
+    LeaseWorkerDied,
+    LockspaceNotJoined,
+    LockspaceNotReady,
+)
 from he_ha.storage.lease_model import HostInfo, HostStatus, LeaseOwner, LockspaceState
 from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import BoardRead, BoardReader, fsm_view
