@@ -265,7 +265,7 @@ def _judge(race: Race, hosts: Sequence[Host], watcher: VmWatcher, since: float, 
     mine = [r for r in runs if r.host == host.name]
     if mine:
         race.vm_running = mine[0].first - since
-    problems = []
+    problems: list[str] = []
     if watcher.violations:
         problems.extend(v.describe(since) for v in watcher.violations)
     if [r.host for r in runs] != [host.name]:

@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # mypy reads bench/ as top-level modules; at run time _load puts it in sys.modules
+    from bench_races import Race
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_races.py"
 
@@ -45,7 +49,7 @@ def test_one_round_runs_one_vm_in_both_races_and_reports_it() -> None:
 
 
 def _race(round_: int, name: str, *, one_vm: bool = True, healthy: float | None = 5.0,
-          problem: str | None = None) -> object:
+          problem: str | None = None) -> Race:
     return races.Race(round_, name, one_vm=one_vm, healthy=healthy, vm_running=healthy, winner="host1",
                       started=["host1"], problem=problem)
 
