@@ -37,6 +37,7 @@ def test_random_schedules() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # ~150 s alone; beside the rest of the suite (scripts/test.sh runs tiers side by side) 2-3 x that
 def test_ten_thousand_random_schedules() -> None:
     """10,000 further seeds, in two processes where two cores exist."""
     _assert_all_good(range(1_000, 11_000), workers=min(2, os.cpu_count() or 1))
