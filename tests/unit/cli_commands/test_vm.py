@@ -10,9 +10,9 @@ from unittest.mock import patch
 import pytest
 
 from cli.daemon_call import supervisor_pids
-from he_ha.supervisor.runfiles import HOST_LOCK, try_host_lock
 from cli.vm_conf_check import CHECK_SANLOCK, NOT_RETRIEVED, SERVICE_DOWN
 from he_ha.admin.contract import CommandResult
+from he_ha.supervisor.runfiles import HOST_LOCK, try_host_lock
 from tests.integration.admin.doubles import ControllerTestDouble
 from tests.unit.cli_commands.conftest import HostFiles, Run, not_deployed, vm_conf_text
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from he_ha.ovirt.domain_meta import load_block_tags
 from he_ha.ovirt.engine_xml import (
     EngineXmlError,
     HostFacts,
@@ -26,7 +27,6 @@ from he_ha.ovirt.engine_xml import (
     resolve_engine_xml,
     vdsm_network_xml,
 )
-from he_ha.ovirt.domain_meta import load_block_tags
 from he_ha.ovirt.layout import VdsmRoots
 from he_ha.vm import DomainXmlError, LeaseSpec
 from tests.support.elements import must_find
