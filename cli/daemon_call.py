@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def supervisor_pids(run_dir: Path, proc: Path = Path("/proc")) -> list[int]:
             words = [w.decode(errors="replace") for w in Path(entry.path, "cmdline").read_bytes().split(b"\0")]
         except OSError:
             continue
-        runs = any(os.path.basename(w) in ("he-ha", "he_ha.main") and nxt == "run" for w, nxt in zip(words, words[1:]))
+        runs = any(os.path.basename(w) in ("he-ha", "he_ha.main") and nxt == "run" for w, nxt in pairwise(words))
         if runs and os.path.realpath(_run_dir_of(words)) == wanted:
             found.append(int(entry.name))
     return found
@@ -137,7 +138,7 @@ def _mount_namespace(process: Path) -> str | None:
 
 
 def _run_dir_of(words: list[str]) -> str:
-    for word, value in zip(words, words[1:]):
+    for word, value in pairwise(words):
         if word == "--run-dir":
             return value
     return next((w.removeprefix("--run-dir=") for w in words if w.startswith("--run-dir=")), str(DEFAULT_RUN_DIR))
