@@ -133,3 +133,14 @@ def test_a_record_file_gives_back_the_same_report(tmp_path: Path) -> None:
     assert "decided by the lease (another host's acquire refused, lease-busy): 1 of 2" in text
     assert "waiting decisions (not errors): {'down.lease-held': 4}" in text
     assert "1 x [failover, decision] action result lease-busy: held\n         r1/host2" in text
+
+
+def test_lease_errors_differing_only_in_paths_and_pids_are_grouped() -> None:
+    errors = [races.LeaseError(n, "failover", "host1", "log",
+                               f"warning: inquire on holder pid {pid} failed pid={pid} at /tmp/he-ha-sv-{pid}/x")
+              for n, pid in ((1, 31838), (2, 10153))]
+    start, failover = _race(1, "start"), _race(1, "failover")
+    failover.lease_errors.extend(errors)
+    text, _ = races.report([[start, failover]], 1, "kill", 0.0)
+    assert ("2 x [failover, log] warning: inquire on holder pid <pid> failed pid=<pid> at <path>\n"
+            "         r1/host1, r2/host1") in text
