@@ -137,9 +137,11 @@ class Bench:
         for mode, in_gm in (("global", True), ("none", False)):
             started = time.monotonic()
             set_mode(host, mode)
-            wait_until(lambda: all((own_view(h).get("state") == "GlobalMaintenance") == in_gm
-                                   for h in self.cluster.hosts), f"every host {'in' if in_gm else 'out of'} GM",
-                       self.cluster.hosts)
+
+            def every_host_sees(in_gm: bool = in_gm) -> bool:
+                return all((own_view(h).get("state") == "GlobalMaintenance") == in_gm for h in self.cluster.hosts)
+
+            wait_until(every_host_sees, f"every host {'in' if in_gm else 'out of'} GM", self.cluster.hosts)
             times.append(time.monotonic() - started)
         self.settle()
         return times[0], times[1]

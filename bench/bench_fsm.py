@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from he_ha.fsm import TimingConfig, step  # noqa: E402
-from he_ha.sim import SimParams, World, load_scenario  # noqa: E402
-from he_ha.sim import original  # noqa: E402
+from he_ha.sim import SimParams, World, load_scenario, original  # noqa: E402
 from he_ha.sim.bound import failover_bound  # noqa: E402
 from he_ha.sim.randomized import run_many  # noqa: E402
 from he_ha.sim.world import engine_outages  # noqa: E402

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +32,7 @@ from he_ha.monitors import (
     EngineHealthMonitor,
     LibvirtDomain,
     MemoryMonitor,
+    Monitor,
     MonitorRunner,
     NetworkMonitor,
     Snapshot,
@@ -93,7 +95,7 @@ async def bench(seconds: float, scratch: Path) -> None:
     volume.write_bytes(b"\0" * (1 << 20))
     server, url = await serve_health_page()
     domain = LibvirtDomain("test", uri="test:///default")
-    monitors = [
+    monitors: list[Monitor[Any]] = [
         NetworkMonitor("ping", gateway="127.0.0.1"),
         CpuMonitor(domain),
         MemoryMonitor(4096),

@@ -265,7 +265,7 @@ def _judge(race: Race, hosts: Sequence[Host], watcher: VmWatcher, since: float, 
     mine = [r for r in runs if r.host == host.name]
     if mine:
         race.vm_running = mine[0].first - since
-    problems = []
+    problems: list[str] = []
     if watcher.violations:
         problems.extend(v.describe(since) for v in watcher.violations)
     if [r.host for r in runs] != [host.name]:
@@ -460,11 +460,15 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
 
 
 def _generic(message: str) -> str:
-    """The message with the parts that differ from run to run (paths, pids) shortened, for grouping."""
+    """The message with the parts that differ from run to run (paths, pids) replaced, for grouping."""
     words = []
     for word in message.split():
         if "/tmp/" in word or "/var/tmp/" in word:
             word = word.split("/", 1)[0] + "<path>"
+        elif word.startswith("pid=") and word[4:].isdigit():
+            word = "pid=<pid>"
+        elif word.isdigit() and words and words[-1] == "pid":
+            word = "<pid>"
         words.append(word)
     return " ".join(words)[:400]
 
@@ -525,8 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     record.write(record_line(race))
         summary = ", ".join(
             f"{r.name}: {'one VM' if r.one_vm else 'NOT ONE VM'} "
-            f"{'%.2f s' % r.healthy if r.healthy is not None else '-'} {r.winner or ''}"
-            f"{' lease errors %d' % len(r.lease_errors) if r.lease_errors else ''}"
+            f"{f'{r.healthy:.2f} s' if r.healthy is not None else '-'} {r.winner or ''}"
+            f"{f' lease errors {len(r.lease_errors)}' if r.lease_errors else ''}"
             f"{' PROBLEM: ' + r.problem if r.problem else ''}"
             for r in races)
         print(f"round {index}: {summary} ({time.monotonic() - round_began:.1f} s)", flush=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -106,24 +107,38 @@ def post_silently(env: CliEnvironment, url: str, body: dict[str, Any] | None = N
 
 def supervisor_pids(run_dir: Path, proc: Path = Path("/proc")) -> list[int]:
     """Pids of ``he-ha run`` processes (the console script, or ``python -m he_ha.main run``)
-    whose ``--run-dir`` is ``run_dir`` (theirs defaults to /run/he-ha)."""
+    whose ``--run-dir`` is ``run_dir`` (theirs defaults to /run/he-ha) in this mount
+    namespace: a daemon in a container has a /run of its own, whatever its command line says.
+    A process whose namespace cannot be read counts (never race a daemon we cannot rule out)."""
     wanted = os.path.realpath(run_dir)
+    ours = _mount_namespace(proc / "self")
     found = []
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
+            continue
+        theirs = _mount_namespace(Path(entry.path))
+        if ours is not None and theirs is not None and theirs != ours:
             continue
         try:
             words = [w.decode(errors="replace") for w in Path(entry.path, "cmdline").read_bytes().split(b"\0")]
         except OSError:
             continue
-        runs = any(os.path.basename(w) in ("he-ha", "he_ha.main") and nxt == "run" for w, nxt in zip(words, words[1:]))
+        runs = any(os.path.basename(w) in ("he-ha", "he_ha.main") and nxt == "run" for w, nxt in pairwise(words))
         if runs and os.path.realpath(_run_dir_of(words)) == wanted:
             found.append(int(entry.name))
     return found
 
 
+def _mount_namespace(process: Path) -> str | None:
+    """``mnt:[<inode>]`` of a /proc/<pid> entry, None if it cannot be read."""
+    try:
+        return os.readlink(process / "ns" / "mnt")
+    except OSError:
+        return None
+
+
 def _run_dir_of(words: list[str]) -> str:
-    for word, value in zip(words, words[1:]):
+    for word, value in pairwise(words):
         if word == "--run-dir":
             return value
     return next((w.removeprefix("--run-dir=") for w in words if w.startswith("--run-dir=")), str(DEFAULT_RUN_DIR))

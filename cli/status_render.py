@@ -113,14 +113,16 @@ def render_text(status: ClusterStatus) -> str:
     if status.global_maintenance:
         parts.append(BANNER)
     for view in sorted(status.hosts, key=lambda h: h.host_id):
-        definition = status.vm_definition if view.local else None
-        parts.append(_host_block(view, definition) if view.error is None else _unreadable_block(view))
+        local = status if view.local else None
+        parts.append(_host_block(view, local) if view.error is None else _unreadable_block(view))
     if status.global_maintenance:
         parts.append(BANNER)
     return "".join(parts)
 
 
-def _host_block(view: HostView, definition: VmDefinitionView | None = None) -> str:
+def _host_block(view: HostView, local: ClusterStatus | None = None) -> str:
+    """One host's block; ``local``: the status of the host asked, whose own block also says
+    what only this host knows (its engine's liveness, its alerts, its VM definition)."""
     record = host_record(view)
     lines = ["", "", f"--== Host {view.hostname} (id: {view.host_id}) status ==--", ""]
     for key, value in record.items():
@@ -133,7 +135,8 @@ def _host_block(view: HostView, definition: VmDefinitionView | None = None) -> s
         lines.append(f"{EXTRA_LABEL}:")  # the label is 35 wide: no padding before the colon
         lines.extend(f"\t{extra}" for extra in view.extra.splitlines())
     lines.extend(_he_ha_lines(view))
-    lines.extend(definition_lines(definition))
+    if local is not None:
+        lines.extend(local_lines(local))
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +157,16 @@ def _he_ha_lines(view: HostView) -> list[str]:
     if view.sanlock is not None:
         lines.append(line("he-ha sanlock host status", view.sanlock))
     return lines
+
+
+def local_lines(status: ClusterStatus) -> list[str]:
+    """This host's engine liveness (issue 14: healthy, not-ready, silent), each active alert
+    (loud: an administrator must see that HA gave up), and the VM definition's problem."""
+    lines = []
+    if status.engine_liveness is not None:
+        lines.append(line("he-ha engine liveness", status.engine_liveness))
+    lines.extend(line("he-ha ALERT", f"{alert.kind}: {alert.reason} (for {alert.age:.0f} s)") for alert in status.alerts)
+    return lines + definition_lines(status.vm_definition)
 
 
 def definition_lines(definition: VmDefinitionView | None) -> list[str]:

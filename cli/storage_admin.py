@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from cli.arguments import UsageError
 from cli.command import EXIT_FAILED, error, require_deployed
 from cli.environment import CliEnvironment

@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
 MAX_HOST_ID = 2000
 # Host priority (issue 14): hosted-engine.conf he_ha_priority, published in the slot's extra text.
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = -1000, 1000, 0

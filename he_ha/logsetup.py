@@ -77,10 +77,10 @@ def _formatter(renderers: list[structlog.types.Processor]) -> structlog.stdlib.P
     )
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is now (pytest swaps it per test)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

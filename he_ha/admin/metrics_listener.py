@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -98,11 +98,11 @@ class MetricsListener:
 
     @web.middleware
     async def _errors(self, request: web.Request,
-                      handler: Callable[[web.Request], object]) -> web.StreamResponse:
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         from he_ha.admin.metrics_text import MetricsFormatError
 
         try:
-            return await handler(request)  # type: ignore[misc, no-any-return]
+            return await handler(request)
         except web.HTTPException as exc:
             if isinstance(exc, web.HTTPNotFound):
                 return web.Response(status=404, text="only /metrics is served here\n")

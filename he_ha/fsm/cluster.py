@@ -107,7 +107,7 @@ def judge(
                 fenced.append(peer.host_id)
             elif by_board and isinstance(peer, PeerRecord):
                 alive.append(peer)
-            elif by_board:
+            elif by_board and isinstance(peer, PeerFault):
                 (too_new if peer.kind == "too_new" else unreadable).append(peer.host_id)
             elif not by_board and status in (SanlockHost.LIVE, SanlockHost.FAIL):
                 silent.append(peer.host_id)

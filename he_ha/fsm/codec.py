@@ -111,7 +111,7 @@ def _from_tuple(args: tuple[Any, ...], data: Any, path: str) -> tuple[Any, ...]:
         return tuple(from_json(args[0], item, f"{path}[{i}]") for i, item in enumerate(data))
     if len(args) != len(data):
         raise CodecError(path, f"expected {len(args)} items, got {len(data)}")
-    return tuple(from_json(a, item, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, data)))
+    return tuple(from_json(a, item, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, data, strict=True)))
 
 
 def _from_dataclass(cls: type, data: Any, path: str) -> Any:

@@ -10,6 +10,7 @@ executor's result comes back in a later observation, matched by sequence number.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 from he_ha.config import ScoreConfig
 from he_ha.fsm import alerts as A
@@ -470,8 +471,8 @@ def _start_order(ctx: _Ctx) -> _Decision:
     scored = [p for p in ctx.cluster.alive if p.score > 0]
     beaten_by = [p for p in scored if _beats(p.score, p.priority, own, prio, timing.yield_threshold)]
     if beaten_by:
-        rival = max(beaten_by, key=lambda p: (p.score, -p.host_id))
-        return _Decision(R.DOWN_BETTER_HOST, f"host {rival.host_id} scores {rival.score} > {own}")
+        winner = max(beaten_by, key=lambda p: (p.score, -p.host_id))
+        return _Decision(R.DOWN_BETTER_HOST, f"host {winner.host_id} scores {winner.score} > {own}")
     preferred = _preferred_peers(ctx, own)
     if preferred:
         better = preferred[0]
@@ -1014,7 +1015,17 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     return new_state, record.actions, record
 
 
-def _priority_fields(ctx: _Ctx, decision: _Decision, dest: S) -> dict[str, object]:
+class _PriorityFields(TypedDict):
+    """The FsmState fields _priority_fields sets, passed on with ``**``."""
+
+    priority_wait_since: float | None
+    failback_target: int | None
+    failback_since: float | None
+    failback_at: float | None
+    failback_failed_at: float | None
+
+
+def _priority_fields(ctx: _Ctx, decision: _Decision, dest: S) -> _PriorityFields:
     """The host-priority bookkeeping (issue 14) carried to the next state.
 
     priority_wait_since: set by the first down.priority-defer in EngineDown, kept while this host
@@ -1044,13 +1055,13 @@ def _priority_fields(ctx: _Ctx, decision: _Decision, dest: S) -> dict[str, objec
         target, since = ctx.failback_target.host_id, ctx.failback_since
     elif kept and state.name is S.ENGINE_MIGRATING_AWAY:
         target, since = state.failback_target, state.failback_since
-    return {
-        "priority_wait_since": wait,
-        "failback_target": target,
-        "failback_since": since,
-        "failback_at": failback_at,
-        "failback_failed_at": failed_at,
-    }
+    return _PriorityFields(
+        priority_wait_since=wait,
+        failback_target=target,
+        failback_since=since,
+        failback_at=failback_at,
+        failback_failed_at=failed_at,
+    )
 
 
 _FAILBACK_PATH = frozenset({S.ENGINE_STOP, S.ENGINE_FORCE_STOP, S.ENGINE_DOWN, S.ENGINE_START})

@@ -251,14 +251,15 @@ def _replace_sysinfo(root: ET.Element, host: HostFacts, changes: list[str], sour
 
 def _disk_ids(root: ET.Element) -> dict[str, tuple[str, str, str]]:
     """target dev -> (SD, IMG, VOL) from the ovirt-vm disk metadata (§4.2)."""
-    found = {}
+    found: dict[str, tuple[str, str, str]] = {}
     for device in root.iterfind(f"metadata/{{{OVIRT_VM_NS}}}vm/{{{OVIRT_VM_NS}}}device"):
-        if device.get("devtype") != "disk" or not device.get("name"):
+        name = device.get("name")
+        if device.get("devtype") != "disk" or not name:
             continue
-        ids = tuple((device.findtext(f"{{{OVIRT_VM_NS}}}{key}") or "").strip()
-                    for key in ("domainID", "imageID", "volumeID"))
-        if all(ids):
-            found[device.get("name")] = ids
+        sd, image, volume = ((device.findtext(f"{{{OVIRT_VM_NS}}}{key}") or "").strip()
+                             for key in ("domainID", "imageID", "volumeID"))
+        if sd and image and volume:
+            found[name] = (sd, image, volume)
     return found
 
 
@@ -266,8 +267,9 @@ def _source_attr(source: ET.Element | None) -> tuple[str, str] | None:
     if source is None:
         return None
     for attr in ("file", "dev", "name"):
-        if source.get(attr):
-            return attr, source.get(attr)
+        value = source.get(attr)
+        if value:
+            return attr, value
     return None
 
 
@@ -327,8 +329,8 @@ def _rewrite_disk(disk: ET.Element, info: VolumeInfo) -> None:
 def _update_leases(root: ET.Element, drives: list[VolumeInfo], changes: list[str], source: str) -> set[int]:
     """§4.2 lease placeholders; returns the ids of the <lease> elements matched to a disk."""
     by_leaf: dict[tuple[str, str], VolumeInfo] = {}
-    for drive in drives:  # VDSM takes the first drive whose leaf is the lease's volume
-        by_leaf.setdefault((drive.sd, drive.volume), drive)
+    for info in drives:  # VDSM takes the first drive whose leaf is the lease's volume
+        by_leaf.setdefault((info.sd, info.volume), info)
     matched = set()
     for element in root.iterfind("devices/lease"):
         key = (element.findtext("key") or "").strip()
@@ -339,7 +341,7 @@ def _update_leases(root: ET.Element, drives: list[VolumeInfo], changes: list[str
         where = f"lease {key or '(no key)'} in lockspace {lockspace or '(none)'}"
         wanted = [(attr, prefix) for attr, prefix in (("path", LEASE_PATH), ("offset", LEASE_OFFSET))
                   if target.get(attr) is None or target.get(attr, "").startswith(prefix)]
-        placeholders = [target.get(attr) for attr, _ in wanted if target.get(attr)]
+        placeholders = [value for attr, _ in wanted if (value := target.get(attr))]
         drive = by_leaf.get((lockspace, key))
         if drive is None:
             if placeholders:  # VDSM would leave it for a VM lease; unresolved it must not reach libvirt
@@ -380,8 +382,8 @@ def _apply_hook(root: ET.Element, changes: list[str], source: str) -> None:
     devices = root.find("devices")
     if devices is None:
         devices = ET.SubElement(root, "devices")
-    names = {channel.find("target").get("name") for channel in devices.iterfind("channel")
-             if channel.find("target") is not None}
+    names = {channel_target.get("name") for channel in devices.iterfind("channel")
+             if (channel_target := channel.find("target")) is not None}
     if HOOK_CHANNEL in names:  # a second port of the same name would make QEMU refuse to start
         return
     channel = ET.SubElement(devices, "channel", type="unix")
@@ -396,14 +398,15 @@ def _local(tag: str) -> str:
 
 def _refuse_placeholders(root: ET.Element, source: str) -> None:
     def check(value: str | None, where: str) -> None:
-        match = _PLACEHOLDER.match((value or "").strip())
+        text = (value or "").strip()
+        match = _PLACEHOLDER.match(text)
         if match is None:
             return
         token = match.group(0)
         if token in KNOWN_PLACEHOLDERS:
-            raise PlaceholderError(value.strip(), where, "is not where VDSM resolves it (spec §4.2); "
+            raise PlaceholderError(text, where, "is not where VDSM resolves it (spec §4.2); "
                                    "it must not reach libvirt", source)
-        raise PlaceholderError(value.strip(), where, f"is a placeholder VDSM does not know ({token}; "
+        raise PlaceholderError(text, where, f"is a placeholder VDSM does not know ({token}; "
                                f"known: {', '.join(sorted(KNOWN_PLACEHOLDERS))}); it must not reach libvirt",
                                source)
 
@@ -421,6 +424,9 @@ def _refuse_placeholders(root: ET.Element, source: str) -> None:
 
 def _lease_spec(element: ET.Element, source: str) -> LeaseSpec:
     target = element.find("target")
+    if target is None:  # _update_leases gives every <lease> one; a caller that skipped it gets this
+        key = (element.findtext("key") or "").strip() or "(no key)"
+        raise EngineXmlError(f"{source}: lease {key} has no <target>: its path and offset are unknown")
     path, offset = target.get("path", ""), target.get("offset", "0")
     if not offset.isdigit():
         raise EngineXmlError(f"{source}: lease offset is not a decimal number: {offset!r}")
@@ -429,15 +435,16 @@ def _lease_spec(element: ET.Element, source: str) -> LeaseSpec:
 
 
 def _networks(root: ET.Element) -> tuple[frozenset[str], frozenset[str]]:
-    networks = {listen.get("network") for listen in root.iterfind("devices/graphics/listen")
-                if listen.get("type") == "network" and listen.get("network")}
-    bridges = set()
+    networks = {network for listen in root.iterfind("devices/graphics/listen")
+                if listen.get("type") == "network" and (network := listen.get("network"))}
+    bridges: set[str] = set()
     for interface in root.iterfind("devices/interface"):
         for element in interface.iterfind("source"):
-            if interface.get("type") == "network" and element.get("network"):
-                networks.add(element.get("network"))
-            if interface.get("type") == "bridge" and element.get("bridge"):
-                bridges.add(element.get("bridge"))
+            network, bridge = element.get("network"), element.get("bridge")
+            if interface.get("type") == "network" and network:
+                networks.add(network)
+            if interface.get("type") == "bridge" and bridge:
+                bridges.add(bridge)
     return frozenset(networks), frozenset(bridges)
 
 

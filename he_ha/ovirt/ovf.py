@@ -61,7 +61,8 @@ DISPLAY_TYPES: dict[int, str | None] = {0: "vnc", 1: "qxl", 2: "vnc", 3: None, 4
 NIC_MODELS = {0: "rtl8139_pv", 1: "rtl8139", 2: "e1000", 3: "pv", 4: "spaprVlan", 5: "pciPassthrough"}
 MEMORY_RESOURCE_TYPE = "4"
 DEFAULT_CONSOLE = {"type": "console", "device": "console"}
-DEFAULT_RNG = {"type": "rng", "device": "virtio", "model": "virtio", "specParams": {"source": "urandom"}}
+DEFAULT_RNG = {"type": "rng", "device": "virtio", "model": "virtio"}
+DEFAULT_RNG_SPEC_PARAMS = {"source": "urandom"}  # the rng device's specParams, after DEFAULT_RNG's keys
 
 _INTEGER = re.compile(r"\s*[0-9]+\s*")
 
@@ -203,19 +204,24 @@ def _parse_keeping_prefixes(text: str) -> tuple[ET.Element, dict[str, str]]:
     """Parse XML text; also return the prefix each namespace URI was first declared with."""
     if not text.strip():
         raise OvfError("EngineXml is empty")
-    parser = ET.XMLPullParser(events=("start", "start-ns"))
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "start-ns"))
     prefixes: dict[str, str] = {}
     root: ET.Element | None = None
     try:
         parser.feed(text)
         parser.close()
-        for event, item in parser.read_events():
-            if event == "start-ns":
-                prefix, uri = item  # type: ignore[misc]
+        for entry in parser.read_events():
+            # Only the two requested events arrive: ("start-ns", (prefix, uri)) and
+            # ("start", element); the checks narrow the typeshed union of all event shapes.
+            if len(entry) != 2:
+                continue
+            event, item = entry
+            if event == "start-ns" and isinstance(item, tuple):
+                prefix, uri = item
                 if prefix:
                     prefixes.setdefault(uri, prefix)
-            elif root is None:
-                root = item  # type: ignore[assignment]
+            elif root is None and isinstance(item, ET.Element):
+                root = item
     except ET.ParseError as exc:
         raise OvfError(f"EngineXml is not well-formed XML: {exc}") from None
     except (ValueError, LookupError) as exc:
@@ -492,7 +498,7 @@ def _devices(doc: OvfDocument, notes: list[str]) -> list[dict[str, Any]]:
     if not seen_console:
         devices.append(dict(DEFAULT_CONSOLE))
     if not seen_rng:
-        devices.append({**DEFAULT_RNG, "specParams": dict(DEFAULT_RNG["specParams"])})
+        devices.append({**DEFAULT_RNG, "specParams": dict(DEFAULT_RNG_SPEC_PARAMS)})
     for entry in devices:
         if any(char in render_device(entry) for char in "\r\n"):
             raise OvfError(f"a {entry.get('type')} device ({entry.get('deviceId')}) has a value with a line break")

@@ -137,7 +137,8 @@ class SourceNote:
 
 
 class DefinitionSource(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def origin(self) -> str: ...

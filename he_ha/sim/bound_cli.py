@@ -28,6 +28,7 @@ from he_ha.sim.bound import failover_bound
 from he_ha.sim.scenario import ScenarioError, SimParams
 from he_ha.storage.lease_layout import WATCHDOG_FIRE_TIMEOUT, wait_deadline
 from he_ha.supervisor.cli import add_timing_arguments, non_negative_float, timing_from
+from he_ha.supervisor.lease_watch import INTERVAL as LEASE_WATCH_INTERVAL
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -75,10 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def host_crash_bound(timing: TimingConfig, sim: SimParams) -> HostCrashBound:
     """After the engine host crashes: its lease frees at host-dead time after its last
-    renewal (at most that long after the crash); a survivor acquires at its next tick, or
-    after the lease-busy back-off if it lost a race just before."""
+    renewal (at most that long after the crash); a survivor waiting on it is woken by its
+    lease watch within one watch interval (he_ha/supervisor/lease_watch.py; the simulator
+    does not model the watch and waits for the next tick, a looser path), or acquires after
+    the lease-busy back-off if it lost a race just before."""
     lease_free = sim.host_dead_time
-    vm_running = lease_free + timing.loop_delay + timing.lease_busy_backoff + sim.vm_start_time
+    vm_running = lease_free + LEASE_WATCH_INTERVAL + timing.lease_busy_backoff + sim.vm_start_time
     return HostCrashBound(lease_free, vm_running, vm_running + sim.vm_boot_time)
 
 

@@ -76,7 +76,7 @@ def _describe(action: Action) -> str:
 def engine_outages(engine_ok: list[tuple[float, bool]], until: float) -> list[tuple[float, float | None]]:
     """(start, end) of every period without a healthy engine; end None if still down at `until`."""
     outages: list[tuple[float, float | None]] = []
-    for (t, ok), following in zip(engine_ok, [*engine_ok[1:], None]):
+    for (t, ok), following in zip(engine_ok, [*engine_ok[1:], None], strict=True):
         if not ok:
             outages.append((t, following[0] if following is not None else None))
     return [(s, e) for s, e in outages if s <= until]

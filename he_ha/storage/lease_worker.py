@@ -17,6 +17,7 @@ import errno as E
 import fcntl
 import mmap
 import os
+import signal
 import stat
 import struct
 import sys
@@ -208,6 +209,11 @@ class Worker:
 
 
 def main() -> None:
+    # The worker ends when its client does (stdin closes), never on its own: `systemctl stop`
+    # sends SIGTERM to every process of the unit, and a worker dying first left the supervisor
+    # unable to stop cleanly (LeaseWorkerDied; found by the booted-systemd test). SIGKILL and
+    # the closed pipe still end it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Keep stdout for replies only: anything else writing to fd 1 lands on stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

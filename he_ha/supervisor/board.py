@@ -29,6 +29,7 @@ import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from he_ha.config import DEFAULT_PRIORITY
 from he_ha.fsm import EngineHealth, PeerFault, PeerRecord
@@ -156,7 +157,7 @@ def peer_priority(slot: HostSlot) -> int:
 
 def fault_of(host_id: int, error: SlotError, fingerprint: str) -> PeerFault:
     """A slot we cannot use; ``fingerprint`` (the codec's crc of its bytes) gives it liveness."""
-    kind = "too_new" if isinstance(error, MetadataTooNew) else "corrupt"
+    kind: Literal["too_new", "corrupt"] = "too_new" if isinstance(error, MetadataTooNew) else "corrupt"
     return PeerFault(host_id, kind, fingerprint, detail=error.problem)
 
 

@@ -78,7 +78,7 @@ class DecisionLog:
         self._thread.join(timeout)
 
     def _write(self, path: Path) -> None:
-        out = path.open("a", encoding="utf-8")
+        out: TextIO = path.open("a", encoding="utf-8")
         try:
             while True:
                 entry = self._queue.get()

@@ -45,6 +45,7 @@ import structlog
 
 from he_ha.config import HostedEngineConf
 from he_ha.offloop import Lane, LaneError
+from he_ha.ovirt.domain_meta import DomainMetaError
 from he_ha.ovirt.engine_xml import (
     KNOWN_PLACEHOLDERS,
     LIBVIRT_NET_PREFIX,
@@ -62,7 +63,6 @@ from he_ha.ovirt.engine_xml import (
     resolve_engine_xml,
     vdsm_network_xml,
 )
-from he_ha.ovirt.domain_meta import DomainMetaError
 from he_ha.ovirt.layout import BLOCK_DOMAINS, VdsmRoots
 from he_ha.ovirt.lvm import block_domain_tags
 from he_ha.vm import DomainSpec, LeaseSpec, LibvirtConnection

@@ -58,11 +58,13 @@ import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import ClassVar
 
 import structlog
 
+from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
 from he_ha.storage.lease_errors import (
     HolderNotRegistered,
     LeaseAlreadyHeld,
@@ -73,7 +75,6 @@ from he_ha.storage.lease_errors import (
     LockspaceNotReady,
     WrongHostId,
 )
-from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
 from he_ha.storage.lease_keeper import Killpath, start_detached
 from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, Lockspace, VmLease, wait_deadline
 from he_ha.storage.lease_model import HeldResource, LeaseOwner
@@ -123,7 +124,7 @@ class LeaseHolder(ABC):
         """LeaseToken: this host holds the VM lease (from memory; never blocks)."""
         return self._held
 
-    async def recover(self) -> None:
+    async def recover(self) -> None:  # noqa: B027 (an optional hook, a no-op by default)
         """At start-up: find a holder left by a previous supervisor."""
 
     @abstractmethod
@@ -138,7 +139,7 @@ class LeaseHolder(ABC):
     async def release(self) -> None:
         """Give the lease up. Only once the VM is confirmed gone (the caller checks)."""
 
-    def choose(self, engine_lease: LeaseSpec | None) -> None:
+    def choose(self, engine_lease: LeaseSpec | None) -> None:  # noqa: B027 (an optional hook, a no-op by default)
         """Once per start, from the resolved definition: the engine's disk lease, or None.
         Only the QEMU holder protects the VM with it (see the module doc)."""
 
@@ -146,10 +147,10 @@ class LeaseHolder(ABC):
         """The domain XML to launch (QEMU holder: with our ``<lease>``)."""
         return spec
 
-    def launched(self) -> None:
+    def launched(self) -> None:  # noqa: B027 (an optional hook, a no-op by default)
         """The launch attempt is over (the QEMU holder's token is single-use)."""
 
-    def detach(self) -> None:
+    def detach(self) -> None:  # noqa: B027 (an optional hook, a no-op by default)
         """Supervisor shutdown: stop watching, never release."""
 
     def _holds(self, held: list[HeldResource]) -> bool:
@@ -557,7 +558,7 @@ def engine_qemu_pids(vm_uuid: str, proc: Path = Path("/proc")) -> list[int]:
             args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a == b"-uuid" and b.lower() == wanted for a, b in zip(args, args[1:])):
+        if any(a == b"-uuid" and b.lower() == wanted for a, b in pairwise(args)):
             pids.append(int(entry.name))
     return pids
 

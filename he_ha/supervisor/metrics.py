@@ -19,7 +19,7 @@ from he_ha.fsm import DecisionRecord, StateName
 from he_ha.fsm.alerts import ALERT_KINDS, GAVE_UP
 from he_ha.fsm.health import LIVENESS_HEALTHY, LIVENESS_NOT_READY, LIVENESS_SILENT
 from he_ha.notify import NotifierStats
-from he_ha.storage.whiteboard import IoStats
+from he_ha.storage.whiteboard import IoStats, Op
 from he_ha.supervisor.core import TickStats
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import TickInputs
@@ -43,7 +43,7 @@ class MetricInputs:
     vm_actions_failed: int
     lease_held: bool
     vm_definition: DefinitionState | None = None
-    storage: Mapping[str, DurationHistogram] | None = None  # whiteboard call durations by op
+    storage: Mapping[Op, DurationHistogram] | None = None  # whiteboard call durations by op
     probes: Mapping[str, DurationHistogram] | None = None  # monitor probe durations by monitor
 
 
@@ -88,10 +88,10 @@ def _metrics(m: MetricInputs, now: float) -> Iterator[Metric]:
                      "1 while HA has given up: retry limit reached with no other host able to start the engine "
                      "VM, or no host able to start it for longer than no_host_alert_after")
         liveness = record.inputs.engine_liveness
-        for value in LIVENESS:
-            yield _gauge("he_ha_engine_liveness", 1.0 if value == liveness else 0.0,
+        for name in LIVENESS:
+            yield _gauge("he_ha_engine_liveness", 1.0 if name == liveness else 0.0,
                          "this host's engine: healthy, not-ready (answers, not ready) or silent (1 for the current; "
-                         "all 0 when no VM runs here)", liveness=value)
+                         "all 0 when no VM runs here)", liveness=name)
     yield _counter("he_ha_transitions_total", m.ticks.transitions, "FSM state transitions")
     yield _histogram("he_ha_tick_duration_seconds", m.ticks.durations,
                      "duration of each tick (observe, decide, act, publish); its _count is the ticks done")

@@ -19,9 +19,9 @@ from he_ha.admin.contract import (
 )
 from he_ha.fsm import DecisionRecord
 from he_ha.fsm.alerts import GAVE_UP
+from he_ha.ovirt.vm_definition import VmDefinition
 from he_ha.storage.codec import HostSlot, stored_crc
 from he_ha.storage.whiteboard_errors import SlotError
-from he_ha.ovirt.vm_definition import VmDefinition
 from he_ha.supervisor.board import peer_priority
 from he_ha.supervisor.engine_launch import LaunchXml
 from he_ha.supervisor.execute import DefinitionState

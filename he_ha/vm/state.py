@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 import libvirt
 
@@ -71,15 +72,16 @@ class CrashedReason(StrEnum):
 
 
 Reason = RunningReason | PausedReason | ShutoffReason | CrashedReason | None
+_ReasonT = TypeVar("_ReasonT", bound=StrEnum)
 
 
-def _by_libvirt_name(prefix: str, enum: type[StrEnum]) -> dict[int, StrEnum]:
+def _by_libvirt_name(prefix: str, enum: type[_ReasonT]) -> dict[int, _ReasonT]:
     """Map libvirt's VIR_DOMAIN_<STATE>_<REASON> numbers onto the enum member of that name.
 
     Built from the binding's constants, so the numbers are libvirt's own; reasons this
     binding does not know are skipped and read as UNKNOWN.
     """
-    table: dict[int, StrEnum] = {}
+    table: dict[int, _ReasonT] = {}
     for member in enum:
         value = getattr(libvirt, f"{prefix}{member.name}", None)
         if isinstance(value, int):

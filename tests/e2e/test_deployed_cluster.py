@@ -16,8 +16,8 @@ import pytest
 
 from he_ha.config import parse_flat_file
 from he_ha.devcluster.cluster import IO_TIMEOUT, WAIT, Host, rule_of, state_of
-from he_ha.devcluster.deployed import ARCHIVE_BYTES, VM_CONF_HEADER
 from he_ha.devcluster.demo_shim import ShimRun, hosted_engine
+from he_ha.devcluster.deployed import ARCHIVE_BYTES, VM_CONF_HEADER
 from he_ha.storage.lease_layout import host_dead_seconds
 from tests.e2e.world import World
 
@@ -124,7 +124,7 @@ def test_shared_config_set_on_one_host_is_read_on_the_others(make_world: Callabl
         runs = list(pool.map(lambda args: hosted_engine(args[0], "--set-shared-config", args[1], args[2],
                                                         "--type=he_shared"),
                              [(second, "mnt_options", "nosharecache"), (third, "tcp_t_address", "192.0.2.7")]))
-    for run, (key, value) in zip(runs, [("mnt_options", "nosharecache"), ("tcp_t_address", "192.0.2.7")]):
+    for run, (key, value) in zip(runs, [("mnt_options", "nosharecache"), ("tcp_t_address", "192.0.2.7")], strict=True):
         if run.ok:
             assert _get(first, key) == value, (run, key)
         else:

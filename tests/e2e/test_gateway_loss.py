@@ -52,7 +52,7 @@ def test_a_gateway_blip_changes_nothing_and_a_loss_moves_the_vm_after_the_dwell(
     world = make_world(3)
     with contextlib.ExitStack() as stack:
         gateways = [stack.enter_context(Gateway(h.host_id)) for h in world.hosts]
-        for host, gateway in zip(world.hosts, gateways):
+        for host, gateway in zip(world.hosts, gateways, strict=True):
             host.network_test = f"network_test=ping\ngateway={gateway.address}"
             host.hosted_engine_conf.write_text(host.deployed_conf_text())
         first = world.engine_on_first("--timing", f"yield_dwell={YIELD_DWELL:g}")

@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # mypy reads bench/ as top-level modules; at run time _load puts it in sys.modules
+    from bench_races import Race
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_races.py"
 
@@ -45,7 +49,7 @@ def test_one_round_runs_one_vm_in_both_races_and_reports_it() -> None:
 
 
 def _race(round_: int, name: str, *, one_vm: bool = True, healthy: float | None = 5.0,
-          problem: str | None = None) -> object:
+          problem: str | None = None) -> Race:
     return races.Race(round_, name, one_vm=one_vm, healthy=healthy, vm_running=healthy, winner="host1",
                       started=["host1"], problem=problem)
 
@@ -129,3 +133,14 @@ def test_a_record_file_gives_back_the_same_report(tmp_path: Path) -> None:
     assert "decided by the lease (another host's acquire refused, lease-busy): 1 of 2" in text
     assert "waiting decisions (not errors): {'down.lease-held': 4}" in text
     assert "1 x [failover, decision] action result lease-busy: held\n         r1/host2" in text
+
+
+def test_lease_errors_differing_only_in_paths_and_pids_are_grouped() -> None:
+    errors = [races.LeaseError(n, "failover", "host1", "log",
+                               f"warning: inquire on holder pid {pid} failed pid={pid} at /tmp/he-ha-sv-{pid}/x")
+              for n, pid in ((1, 31838), (2, 10153))]
+    start, failover = _race(1, "start"), _race(1, "failover")
+    failover.lease_errors.extend(errors)
+    text, _ = races.report([[start, failover]], 1, "kill", 0.0)
+    assert ("2 x [failover, log] warning: inquire on holder pid <pid> failed pid=<pid> at <path>\n"
+            "         r1/host1, r2/host1") in text

@@ -12,7 +12,7 @@ installed, cgroups and the keeper's transient scope, the sanlock daemon and its 
 files, libvirtd. What is not: the hypervisor is libvirt's test driver (no QEMU), the storage is
 files in the container, sanlock runs without wdmd (-w 0) and the timings are the dev cluster's
 (io_timeout 1 s, 1 s ticks), passed through /etc/default/he-ha; the unit's WatchdogSec=60s is
-the shipped one. Needs root; about 6 minutes (2 x WatchdogSec of watching, one watchdog abort).
+the shipped one. Needs root; 4.5-7.5 minutes (2 x WatchdogSec of watching, one watchdog abort).
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     state = host.show("he-ha", "ActiveState", "ConditionResult", "Result")
     assert state == {"ActiveState": "inactive", "ConditionResult": "no", "Result": "success"}, state
 
-    # a host whose hosted-engine.conf names no storage: the daemon exits before READY=1, so
+    # an incomplete hosted-engine.conf (host_id only): the daemon exits before READY=1, so
     # `systemctl start` fails (Type=notify), and the daemon's error is in journalctl -p err
     host.sh("sh", "-c", "mkdir -p /etc/ovirt-hosted-engine && echo host_id=1 > /etc/ovirt-hosted-engine/hosted-engine.conf")
     assert host.sh("systemctl", "start", "he-ha", check=False).returncode != 0

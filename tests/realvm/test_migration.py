@@ -344,3 +344,44 @@ def test_a_better_host_takes_the_vm_by_live_migration(make_realvm: Callable[[int
     for host in (a, b):
         assert safety_actions(host) == [], (host.name, rules(host))
     watcher.check()
+
+
+def test_a_supervisor_killed_during_a_live_migration_leaves_one_copy_adopted(
+        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    """Issue 19: the source's supervisor is killed (SIGKILL) right after its migrate decision,
+    while libvirt migrates the VM. Whether libvirt finishes the job or abandons it with its
+    client gone, the VM runs on exactly one host all along; the restarted supervisor adopts
+    whatever it finds (still in local maintenance, it migrates a VM left on A again), and the
+    VM ends on B with its lease, adopted there, no start anywhere and no safety rule."""
+    cluster = make_realvm(2)
+    assert cluster.cluster.layout is not None
+    watcher = cluster.watch_split_brain()
+    a, b = start_engine_host_and_peer(cluster)
+    b_seen = len(b.decisions())
+    set_local_maintenance(a)
+    decision_time(a, "up.local-maintenance.migrate")
+    a.supervisors[-1].kill()
+    killed = time.monotonic()
+    time.sleep(15)  # the migration job finishes or is abandoned without its client
+    left_on = [h.name for h in cluster.running()]
+    cluster.start_supervisor(a)
+    deadline = time.monotonic() + MIGRATION_WAIT
+    while cluster.running() != [b] or cluster.qemu_pid(a) is not None:
+        assert time.monotonic() < deadline, (f"the VM did not end on {b.name}: running {cluster.running()}; "
+                                             f"{a.name}: {rules(a)[-8:]}")
+        time.sleep(0.2)
+    b.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=b_seen, timeout=MIGRATION_WAIT)
+    a.wait_for_decision(lambda e: state_of(e) == "LocalMaintenance", timeout=MIGRATION_WAIT)
+    cluster.wait_healthy(b)
+    print(f"\nreal VM, supervisor killed during the migration: 15 s after the kill the VM ran on {left_on}; "
+          f"it ran on {b.name} alone {time.monotonic() - killed:.1f} s after the kill")
+
+    assert len(left_on) == 1, left_on
+    pid = cluster.qemu_pid(b)
+    assert pid is not None
+    assert "down.start" not in rules(b, b_seen), rules(b, b_seen)  # adopted, never started there
+    assert lease_holdings(b) == [LeaseHolding(cluster.cluster.layout.lockspace.name, ENGINE_UUID, pid)]
+    assert lease_holdings(a) == []
+    for host in (a, b):
+        assert safety_actions(host) == [], (host.name, rules(host))
+    watcher.check()

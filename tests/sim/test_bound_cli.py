@@ -21,9 +21,9 @@ def test_defaults_have_no_findings_and_the_documented_bound(capsys: pytest.Captu
     assert code == 0
     assert report["findings"] == []
     assert report["host_crash"]["lease_free"] == host_dead_seconds(10) == 140
-    # 140 + tick 10 + lease back-off 20 + start 2, then + boot 60 (docs/fsm.md)
-    assert report["host_crash"]["vm_running"] == 172
-    assert report["host_crash"]["engine_healthy"] == 232
+    # 140 + the lease watch's 1 s + lease back-off 20 + start 2, then + boot 60 (docs/fsm.md)
+    assert report["host_crash"]["vm_running"] == 163
+    assert report["host_crash"]["engine_healthy"] == 223
     assert report["any_fault"]["total"] == 702
     # Host priorities (issue 14): + priority_start_delay 30 s, what the random schedules with
     # differing priorities are checked against.

@@ -40,6 +40,8 @@ def test_random_schedules() -> None:
 
 
 @pytest.mark.slow
+# With the daemon's own supervisors: ~10-15 min alone (world.py's re-implementation: ~150 s);
+# beside the rest of the suite (scripts/test.sh runs tiers side by side) 2-3 x that.
 @pytest.mark.timeout(3600)
 def test_ten_thousand_random_schedules() -> None:
     """10,000 further seeds, in two processes where two cores exist."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

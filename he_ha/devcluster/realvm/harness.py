@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
 
@@ -355,7 +356,7 @@ class EnginePageWatcher:
         with self._lock:
             times = sorted(t for t, _ in self.answers if since <= t <= until)
         edges = [since, *times, until]
-        gap, start = max(((b - a, a) for a, b in zip(edges, edges[1:])), default=(0.0, since))
+        gap, start = max(((b - a, a) for a, b in pairwise(edges)), default=(0.0, since))
         return gap, start
 
     def hosts_answering(self, since: float, until: float) -> list[str]:

@@ -10,9 +10,9 @@ import pytest
 
 from he_ha.admin.contract import CommandResult
 from tests.integration.admin.conftest import Admin
-from tests.integration.admin.test_credentials import NOBODY, NOGROUP, serve
 from tests.integration.admin.doubles import ControllerTestDouble
 from tests.integration.admin.peer import request_as
+from tests.integration.admin.test_credentials import NOBODY, NOGROUP, serve
 from tests.integration.admin.test_routes import error_of
 
 

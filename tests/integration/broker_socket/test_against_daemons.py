@@ -162,8 +162,11 @@ def test_global_maintenance_through_one_broker_socket_reaches_every_host(hosts: 
     for on in (True, False):
         assert proxy(host2).put_stats(0, xmlrpc.client.Binary(global_block(on))) == "ok"
         assert decode_global_block(slots(stats_of(host2))[0]) == GlobalBlock(maintenance=on)
-        wait_until(f"both hosts show global maintenance {on}",
-                   lambda: all(global_maintenance(h) is on for h in hosts), hosts)
+
+        def every_host_shows(on: bool = on) -> bool:
+            return all(global_maintenance(h) is on for h in hosts)
+
+        wait_until(f"both hosts show global maintenance {on}", every_host_shows, hosts)
         with open(host1.metadata, "rb") as volume:  # host 1's view of the volume (not stalled yet)
             assert decode_global_block(volume.read(SLOT_BYTES)) == GlobalBlock(maintenance=on)
         if on:
@@ -177,7 +180,11 @@ def test_a_write_into_a_host_slot_is_refused(hosts: list[Host]) -> None:
     host1, _ = hosts
     for host_id in (1, 2):
         stored = slots(stats_of(host1))[host_id]
-        refused = fault(lambda: proxy(host1).put_stats(host_id, xmlrpc.client.Binary(stored)))
+
+        def write_slot(host_id: int = host_id, stored: bytes = stored) -> Any:
+            return proxy(host1).put_stats(host_id, xmlrpc.client.Binary(stored))
+
+        refused = fault(write_slot)
         assert refused.faultString == (f"put_stats: refused: the slot of host {host_id} is written only by the HA "
                                        "daemon of that host; only the global block (host id 0) is accepted here")
 

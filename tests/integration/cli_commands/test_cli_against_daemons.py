@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +127,15 @@ def test_local_maintenance_vacates_the_engine_host(hosts: tuple[Host, Host]) -> 
     """With a host able to take it, local maintenance moves the VM there (the test driver
     cannot migrate live, so it is shut down and started there), and back again."""
     for source, target in (hosts, hosts[::-1]):
-        wait_until(f"{target.name} eligible again", lambda: eligible(source, target))
+        wait_until(f"{target.name} eligible again", partial(eligible, source, target))
         # The daemon decides on its own view a moment later; on a loaded machine a peer may
         # look briefly unfit then, and the refusal must then name that reason.
-        wait_until(f"local maintenance accepted on {source.name}", lambda: accepted_local(source))
-        wait_until(f"the VM runs on {target.name}", lambda: target.vm() is not None and source.vm() is None)
+        wait_until(f"local maintenance accepted on {source.name}", partial(accepted_local, source))
+
+        def moved(source: Host = source, target: Host = target) -> bool:
+            return target.vm() is not None and source.vm() is None
+
+        wait_until(f"the VM runs on {target.name}", moved)
         expect(hosted_engine(source, "--set-maintenance", "--mode=none"), 0)
     engine = hosts[0]
     engine.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=len(engine.decisions()) - 1)

@@ -19,7 +19,14 @@ import libvirt
 import pytest
 
 from he_ha.admin.contract import Refusal
-from he_ha.supervisor.vnc_ticket import TicketRefused, VncDisplay, display_of, set_ticket, ticket_device_xml, vnc_graphics
+from he_ha.supervisor.vnc_ticket import (
+    TicketRefused,
+    VncDisplay,
+    display_of,
+    set_ticket,
+    ticket_device_xml,
+    vnc_graphics,
+)
 from he_ha.vm import Backoff, Deadlines, DomainId, LibvirtCallError, LibvirtConnection
 
 UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"

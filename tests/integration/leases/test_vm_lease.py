@@ -82,7 +82,7 @@ async def test_simultaneous_acquires_admit_exactly_one_host(cluster: Cluster) ->
     for _ in range(10):
         lease = await cluster.fresh_lease()
         results = await asyncio.gather(a.acquire(lease), b.acquire(lease), return_exceptions=True)
-        winners = [client for client, result in zip((a, b), results) if result is None]
+        winners = [client for client, result in zip((a, b), results, strict=True) if result is None]
         losses = [result for result in results if result is not None]
         assert len(winners) == 1, results
         assert all(isinstance(loss, LeaseHeldElsewhere) for loss in losses), losses

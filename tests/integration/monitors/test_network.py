@@ -14,10 +14,9 @@ import pytest
 from he_ha.config import HostedEngineConf
 from he_ha.monitors.framework import MonitorError
 from he_ha.monitors.network import NetworkMonitor
-from tests.unit.monitors import ping_outputs
 from tests.integration.monitors.dns_responder import DnsResponder
 from tests.integration.monitors.netns import ip
-
+from tests.unit.monitors import ping_outputs
 
 
 class _Fast(TypedDict):

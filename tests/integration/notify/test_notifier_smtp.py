@@ -24,8 +24,9 @@ from tests.integration.notify.conftest import (
     authenticator,
     broker,
 )
-from tests.integration.notify.conftest import _Handler as MailHandler  # the fixture's handler, on a port of our choosing
 
+# the fixture's handler, on a port of our choosing
+from tests.integration.notify.conftest import _Handler as MailHandler
 
 pytestmark = pytest.mark.timeout(60)
 

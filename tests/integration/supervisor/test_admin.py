@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.fsm import replay_matches
 from he_ha.devcluster.cluster import Cluster, causes_of, rule_of, state_of
+from he_ha.fsm import replay_matches
 from he_ha.supervisor.controller import LOCAL_REFUSED
 from tests.support.stallfs import StallFS
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.vm import LibvirtConnection, VmController
 from he_ha.devcluster.libvirtd import PrivateLibvirtd
+from he_ha.vm import LibvirtConnection, VmController
 from tests.integration.vm.helpers import ENGINE, domain_xml, started_connection, write_node
 
 

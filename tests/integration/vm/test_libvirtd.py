@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from he_ha.devcluster.libvirtd import PrivateLibvirtd
 from he_ha.vm import (
     Deadlines,
     EventKind,
@@ -26,7 +27,6 @@ from he_ha.vm import (
     VmController,
     VmStatus,
 )
-from he_ha.devcluster.libvirtd import PrivateLibvirtd
 from tests.integration.vm.helpers import (
     ENGINE,
     TEST_DEADLINES,

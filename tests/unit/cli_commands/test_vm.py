@@ -10,9 +10,9 @@ from unittest.mock import patch
 import pytest
 
 from cli.daemon_call import supervisor_pids
-from he_ha.supervisor.runfiles import HOST_LOCK, try_host_lock
 from cli.vm_conf_check import CHECK_SANLOCK, NOT_RETRIEVED, SERVICE_DOWN
 from he_ha.admin.contract import CommandResult
+from he_ha.supervisor.runfiles import HOST_LOCK, try_host_lock
 from tests.integration.admin.doubles import ControllerTestDouble
 from tests.unit.cli_commands.conftest import HostFiles, Run, not_deployed, vm_conf_text
 
@@ -191,10 +191,17 @@ def test_supervisor_processes_are_found_by_their_run_dir(tmp_path: Path) -> None
                       (11, ["python", "-m", "he_ha.main", "run", "--run-dir", str(tmp_path / "a")]),
                       (12, ["python", "-m", "he_ha.main", "run", f"--run-dir={tmp_path / 'b'}"]),
                       (13, ["python", "-m", "he_ha.main", "fence", str(tmp_path / "a" / "fence.json"), "9"]),
-                      (14, ["hosted-engine", "--vm-status"])):
+                      (14, ["hosted-engine", "--vm-status"]),
+                      (15, ["/usr/bin/python3", "/usr/bin/he-ha", "run"])):  # in a container: see below
         (proc / str(pid)).mkdir(parents=True)
         (proc / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
-    (proc / "self").mkdir()
+    (proc / "self" / "ns").mkdir(parents=True)
+    (proc / "self" / "ns" / "mnt").symlink_to("mnt:[4026531841]")
+    (proc / "10" / "ns").mkdir()
+    (proc / "10" / "ns" / "mnt").symlink_to("mnt:[4026531841]")  # ours
+    (proc / "15" / "ns").mkdir()
+    (proc / "15" / "ns" / "mnt").symlink_to("mnt:[4026532999]")  # a booted container's: its own /run
+    # 11 and 12 have no readable namespace: they count, a daemon that cannot be ruled out
     assert supervisor_pids(Path("/run/he-ha"), proc) == [10]
     assert supervisor_pids(tmp_path / "a", proc) == [11]
     assert supervisor_pids(tmp_path / "b", proc) == [12]

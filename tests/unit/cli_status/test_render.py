@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Callable
 
 from cli.status_render import LABELS, host_record, render_json, render_text
+from he_ha.admin.contract import AlertView
 from he_ha.storage.codec import HostSlot
 from he_ha.supervisor.status import slot_view
 from tests.unit.cli_status.conftest import HostFiles, Result
@@ -55,6 +56,22 @@ def test_he_ha_lines_match_no_original_label() -> None:
     assert len(ours) == 7
     for line in ours:
         assert not any(label in line.split(":")[0] for label in ORIGINAL_LABELS), line
+
+
+def test_this_hosts_engine_liveness_and_alerts_are_on_its_own_block() -> None:
+    """Issue 14: which of the three the engine is (slow is not dead), and every active alert,
+    loudly, on the asking host's block only; the original's JSON keeps its keys."""
+    alert = AlertView(kind="gave-up.retry-limit", reason="3 failed starts in 600 s and no other host can start it",
+                      age=42.4)
+    status = cluster(host1(), host2()).model_copy(update={"engine_liveness": "not-ready", "alerts": [alert],
+                                                          "gave_up": True})
+    text = render_text(status)
+    own, peer = text.split("--== Host host2.example.com")
+    assert ("he-ha engine liveness              : not-ready\n"
+            "he-ha ALERT                        : gave-up.retry-limit: 3 failed starts in 600 s and no other "
+            "host can start it (for 42 s)\n") in own
+    assert "he-ha engine liveness" not in peer and "ALERT" not in peer
+    assert "liveness" not in render_json(status) and "ALERT" not in render_text(cluster(host1(), host2()))
 
 
 def test_host_priority_line_and_status_field() -> None:

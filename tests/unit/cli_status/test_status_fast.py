@@ -24,7 +24,7 @@ import cli.cmd_status
 from cli.environment import DEFAULT_HOSTED_ENGINE_CONF
 from cli.status_fast import RECORD, vm_status_fast
 from cli.status_source import MODEL_FIELDS
-from he_ha.admin.contract import ClusterStatus, VmDefinitionView
+from he_ha.admin.contract import AlertView, ClusterStatus, VmDefinitionView
 from he_ha.config import ConfigPaths
 from tests.unit.cli_status.conftest import HostFiles, Result, golden
 from tests.unit.cli_status.daemon import FixtureDaemon
@@ -45,6 +45,9 @@ def _extra_cases() -> dict[str, Callable[[], ClusterStatus]]:
         "definition_problem": lambda: normal().model_copy(update={"vm_definition": problem}),
         "priority": lambda: ClusterStatus.model_validate(
             {**normal().model_dump(), "hosts": [host1(priority=7).model_dump()]}),
+        "liveness_and_alerts": lambda: normal().model_copy(update={
+            "engine_liveness": "silent", "gave_up": True,
+            "alerts": [AlertView(kind="gave-up.no-eligible-host", reason="no host can start the VM", age=301.0)]}),
     }
 
 

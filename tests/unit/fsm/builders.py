@@ -25,8 +25,8 @@ from he_ha.fsm import (
     WhiteboardView,
     initial_state,
 )
-from he_ha.fsm.cluster import Snapshot
 from he_ha.fsm.alerts import Alert
+from he_ha.fsm.cluster import Snapshot
 from he_ha.fsm.machine import Pending
 
 OWN = 1

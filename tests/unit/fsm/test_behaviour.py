@@ -16,12 +16,12 @@ from he_ha.fsm import (
     Outcome,
     PeerFault,
     Publish,
-    StateName as S,
     TimingConfig,
     initial_state,
     step,
     stop,
 )
+from he_ha.fsm import StateName as S
 from he_ha.fsm.health import NO_READING_HEALTH
 from tests.unit.fsm.builders import (
     DOWN,

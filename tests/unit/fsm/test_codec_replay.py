@@ -17,7 +17,6 @@ from he_ha.fsm import (
     Outcome,
     PeerFault,
     SanlockHost,
-    StateName as S,
     from_json,
     log_entry,
     replay,
@@ -25,6 +24,7 @@ from he_ha.fsm import (
     step,
     to_json,
 )
+from he_ha.fsm import StateName as S
 from he_ha.fsm.decision import DecisionRecord
 from tests.unit.fsm.builders import DOWN, POWERING_UP, T0, UP_GOOD, obs, peer, pending, result, state_in
 

@@ -16,10 +16,10 @@ from he_ha.fsm import (
     LeaseStatus,
     Outcome,
     Publish,
-    StateName as S,
     TimingConfig,
     step,
 )
+from he_ha.fsm import StateName as S
 from tests.unit.fsm.builders import (
     DOWN,
     DOWN_MISSING,

@@ -17,12 +17,12 @@ from he_ha.fsm import (
     Publish,
     SanlockHost,
     ShutdownVm,
-    StateName as S,
     TimingConfig,
     TimingError,
     step,
     stop,
 )
+from he_ha.fsm import StateName as S
 from he_ha.fsm.cluster import Snapshot
 from tests.unit.fsm.builders import DOWN, OWN, T0, UNKNOWN, UP_GOOD, Peer, obs, peer, result, state_in
 

@@ -7,7 +7,8 @@ from typing import Unpack
 import pytest
 
 from he_ha.config import ScoreConfig
-from he_ha.fsm import StateName as S, compute_score
+from he_ha.fsm import StateName as S
+from he_ha.fsm import compute_score
 from tests.unit.fsm.builders import LocalFields, local
 
 CFG = ScoreConfig()

@@ -21,10 +21,10 @@ from he_ha.fsm import (
     ReleaseLease,
     SanlockHost,
     ShutdownVm,
-    StateName as S,
     TimingConfig,
     step,
 )
+from he_ha.fsm import StateName as S
 from he_ha.fsm.rules import RULES
 from tests.unit.fsm.builders import (
     DOWN,

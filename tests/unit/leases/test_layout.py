@@ -15,8 +15,8 @@ from he_ha.storage.lease_layout import (
     VmLease,
     alignment_for,
     host_dead_seconds,
-    wait_deadline,
     max_host_id,
+    wait_deadline,
 )
 
 VOLUME = Path("/storage/hosted-engine.lockspace")

@@ -11,12 +11,12 @@ from he_ha.notify.message import build_message
 from he_ha.notify.template import (
     BUILTIN_SOURCE,
     BUILTIN_TEMPLATE,
+    TemplateError,
     event_time,
     field_names,
     load_template,
     parse_template,
     template_fields,
-    TemplateError,
 )
 
 EMAIL = EmailConfig.model_validate(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from he_ha.ovirt.domain_meta import load_block_tags
 from he_ha.ovirt.engine_xml import (
     EngineXmlError,
     HostFacts,
@@ -19,13 +20,13 @@ from he_ha.ovirt.engine_xml import (
     UnresolvedVolume,
     VolumeInfo,
     VolumeLookupError,
+    _lease_spec,
     block_volume_lookup,
     file_volume_lookup,
     read_host_facts,
     resolve_engine_xml,
     vdsm_network_xml,
 )
-from he_ha.ovirt.domain_meta import load_block_tags
 from he_ha.ovirt.layout import VdsmRoots
 from he_ha.vm import DomainXmlError, LeaseSpec
 from tests.support.elements import must_find
@@ -374,6 +375,14 @@ def test_not_a_domain() -> None:
         resolve_engine_xml("<domain>", context)
     with pytest.raises(EngineXmlError, match="expected <domain>"):
         resolve_engine_xml("<network/>", context)
+
+
+def test_lease_without_target_is_named_not_an_attribute_error() -> None:
+    """resolve_engine_xml gives every <lease> a <target> before reading it; read without one,
+    the lease is refused by name instead of failing on a missing element."""
+    lease = ET.fromstring(f"<lease><lockspace>{SD}</lockspace><key>{VOL}</key></lease>")
+    with pytest.raises(EngineXmlError, match=f"engine XML: lease {VOL} has no <target>"):
+        _lease_spec(lease, "engine XML")
 
 
 def test_block_lookup_checks_the_tags(tmp_path: Path) -> None:

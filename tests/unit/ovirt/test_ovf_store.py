@@ -91,11 +91,11 @@ def test_the_updated_flag_does_not_decide_the_match() -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("Mon Jan 08 10:15:30 UTC 2024", dt.datetime(2024, 1, 8, 10, 15, 30, tzinfo=dt.timezone.utc)),
-    ("Tue Mar 05 09:00:00 CET 2024", dt.datetime(2024, 3, 5, 8, 0, 0, tzinfo=dt.timezone.utc)),
-    ("Sun Jul 07 12:00:00 EDT 2024", dt.datetime(2024, 7, 7, 16, 0, 0, tzinfo=dt.timezone.utc)),
-    ("Sun Jul 07 12:00:00 GMT+05:30 2024", dt.datetime(2024, 7, 7, 6, 30, 0, tzinfo=dt.timezone.utc)),
-    ("Sun Jul 07 12:00:00 IST 2024", dt.datetime(2024, 7, 7, 12, 0, 0, tzinfo=dt.timezone.utc)),  # unknown: UTC
+    ("Mon Jan 08 10:15:30 UTC 2024", dt.datetime(2024, 1, 8, 10, 15, 30, tzinfo=dt.UTC)),
+    ("Tue Mar 05 09:00:00 CET 2024", dt.datetime(2024, 3, 5, 8, 0, 0, tzinfo=dt.UTC)),
+    ("Sun Jul 07 12:00:00 EDT 2024", dt.datetime(2024, 7, 7, 16, 0, 0, tzinfo=dt.UTC)),
+    ("Sun Jul 07 12:00:00 GMT+05:30 2024", dt.datetime(2024, 7, 7, 6, 30, 0, tzinfo=dt.UTC)),
+    ("Sun Jul 07 12:00:00 IST 2024", dt.datetime(2024, 7, 7, 12, 0, 0, tzinfo=dt.UTC)),  # unknown: UTC
     ("2024-01-08T10:15:30Z", None),
     ("Mon Foo 08 10:15:30 UTC 2024", None),
     ("Mon Feb 30 10:15:30 UTC 2024", None),

@@ -13,7 +13,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from he_ha.storage.codec import BLOCK_BYTES, SLOT_BYTES, HostSlot, decode_global_block, decode_host_slot, encode_host_slot
+from he_ha.storage.codec import (
+    BLOCK_BYTES,
+    SLOT_BYTES,
+    HostSlot,
+    decode_global_block,
+    decode_host_slot,
+    encode_host_slot,
+)
 from he_ha.storage.extra import format_extra
 from he_ha.storage.whiteboard_errors import CorruptSlot, SlotError, WrongHostId
 from tests.unit.storage.samples import UP_STATUS, host_slot

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 
@@ -18,7 +18,7 @@ EPOCH = WALL_AT_TS - HOST_TS  # int(wall - monotonic) at collection time
 
 def test_lines_in_the_original_order() -> None:
     slot = host_slot(1, host_ts=HOST_TS, local_conf_timestamp=HOST_TS - 7, score=3400)
-    text = format_extra(slot, state="EngineDown", time_epoch=EPOCH, refresh_epoch=EPOCH, tz=timezone.utc)
+    text = format_extra(slot, state="EngineDown", time_epoch=EPOCH, refresh_epoch=EPOCH, tz=UTC)
     assert text == (
         "metadata_parse_version=1\n"
         "metadata_feature_version=1\n"
@@ -36,7 +36,7 @@ def test_lines_in_the_original_order() -> None:
 def test_timeout_line_is_wall_clock_and_sorted_last() -> None:
     slot = host_slot(3, host_ts=HOST_TS, maintenance=True, stopped=True, conf_on_shared_storage=False)
     text = format_extra(
-        slot, state="EngineStop", time_epoch=EPOCH, refresh_epoch=EPOCH, timeout_at=WALL_AT_TS + 300, tz=timezone.utc
+        slot, state="EngineStop", time_epoch=EPOCH, refresh_epoch=EPOCH, timeout_at=WALL_AT_TS + 300, tz=UTC
     )
     assert text.splitlines()[-5:] == [
         "conf_on_shared_storage=False",
@@ -62,4 +62,4 @@ def test_needs_the_fields_of_a_full_header() -> None:
 
 def test_unrepresentable_time_is_a_typed_error() -> None:
     with pytest.raises(EncodeError, match="cannot be shown as a date"):
-        format_extra(host_slot(2), state="EngineUp", time_epoch=10**20, refresh_epoch=0, tz=timezone.utc)
+        format_extra(host_slot(2), state="EngineUp", time_epoch=10**20, refresh_epoch=0, tz=UTC)

@@ -3,7 +3,8 @@ runs against real sanlock daemons in tests/integration/leases/test_host_death.py
 
 from __future__ import annotations
 
-from he_ha.fsm import LeaseStatus, SanlockHost, StateName as S, step
+from he_ha.fsm import LeaseStatus, SanlockHost, step
+from he_ha.fsm import StateName as S
 from he_ha.supervisor.lease_watch import lease_wait
 from tests.unit.fsm.builders import DOWN, UP_GOOD, obs, peer, state_in
 

@@ -38,8 +38,8 @@ from he_ha.ovirt.vm_definition import (
 from he_ha.supervisor.execute import SpecSource
 from he_ha.vm import DomainId
 from tests.integration.ovirt_store.engine_store import FileDomain
-from tests.unit.supervisor.test_vm_definition import LEGACY, conf_volume, put, tar_reader, vm_conf
 from tests.support.ovf_samples import OVF_SAMPLES
+from tests.unit.supervisor.test_vm_definition import LEGACY, conf_volume, put, tar_reader, vm_conf
 
 SAMPLES = OVF_SAMPLES
 UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"  # the VM of test_vm_definition's vm.conf files
