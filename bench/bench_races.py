@@ -69,9 +69,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from he_ha.devcluster.cluster import Cluster, HealthPage, Host, rule_of, state_of  # noqa: E402
-from he_ha.devcluster.vm_watch import Run, VmWatcher  # noqa: E402
-from he_ha.logsetup import configure_logging  # noqa: E402
+from he_ha.devcluster.cluster import Cluster, HealthPage, Host, rule_of, state_of
+from he_ha.devcluster.vm_watch import Run, VmWatcher
+from he_ha.logsetup import configure_logging
 
 WAIT = 60.0  # deadline for anything one race waits for (one healthy engine: seconds normally)
 CRASH_WAIT = 150.0  # --death crash: sanlock's host-dead time (68 s) comes first
@@ -461,7 +461,7 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
 
 def _generic(message: str) -> str:
     """The message with the parts that differ from run to run (paths, pids) replaced, for grouping."""
-    words = []
+    words: list[str] = []
     for word in message.split():
         if "/tmp/" in word or "/var/tmp/" in word:
             word = word.split("/", 1)[0] + "<path>"

@@ -140,7 +140,7 @@ def bench_partial(directory: Path, runs: int) -> tuple[float, float]:
     board = Whiteboard(path, 1)
     try:
         def cold() -> object:
-            board._last_view = None  # noqa: SLF001 - the bench measures the decode from scratch
+            board._last_view = None  # the bench measures the decode from scratch
             return loop.run_until_complete(board.read_all(slots))
 
         view = cold()

@@ -110,7 +110,7 @@ def _selected(env: CliEnvironment, wanted: str) -> list[ConfigFile]:
 
 
 def _resolve(key: str, candidates: list[ConfigFile]) -> ConfigFile:
-    holders = [f for f in candidates if key in f.keys()]
+    holders = [f for f in candidates if key in f.keys()]  # noqa: SIM118 - a ConfigFile is no mapping: keys() is all it has
     if len(holders) == 1:
         return holders[0]
     if holders:

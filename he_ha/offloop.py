@@ -231,7 +231,7 @@ class Lane:
             if ran:
                 try:
                     result = job.fn()
-                except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine, not lost
+                except BaseException as exc:  # handed to the waiting coroutine, not lost
                     error = exc
             # Free the thread before answering, so a caller woken by the answer finds it free.
             with self._lock:

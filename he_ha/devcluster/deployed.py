@@ -169,7 +169,7 @@ def domain_metadata(d: Deployment) -> dict[str, str]:
 def sealed_lines(values: dict[str, str]) -> list[str]:
     """``KEY=VALUE`` sorted, then ``_SHA_CKSUM`` (VDSM's persistent metadata, §1.5)."""
     lines = sorted(f"{key}={value}" for key, value in values.items())
-    return lines + [f"_SHA_CKSUM={metadata_checksum(lines)}"]
+    return [*lines, f"_SHA_CKSUM={metadata_checksum(lines)}"]
 
 
 def volume_metadata(d: Deployment, disk: HeDisk, description: str | None = None) -> dict[str, str]:

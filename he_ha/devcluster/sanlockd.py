@@ -23,6 +23,7 @@ thread (the main thread or the event loop's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -203,10 +204,8 @@ class SanlockDaemon:
 
     def _kill_group(self) -> None:
         assert self._process is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
             os.killpg(self._process.pid, signal.SIGKILL)  # start_new_session: pgid == pid
-        except ProcessLookupError:
-            pass  # the whole group is gone already
 
     def _reap(self) -> None:
         if self._process is not None:

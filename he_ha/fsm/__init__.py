@@ -38,6 +38,7 @@ from he_ha.fsm.states import StateName
 from he_ha.fsm.timing import TimingConfig, TimingError
 
 __all__ = [
+    "RULES",
     "AcquireLeaseAndStartVm",
     "Action",
     "ActionResult",
@@ -60,7 +61,6 @@ __all__ = [
     "Penalty",
     "Publish",
     "PublishedRecord",
-    "RULES",
     "ReleaseLease",
     "Rule",
     "SanlockHost",

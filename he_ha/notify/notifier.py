@@ -348,7 +348,7 @@ class Notifier:
             return self._record_failure(detail, str(exc), exc.transient)
         except (MessageError, TemplateError) as exc:
             return self._record_failure(detail, str(exc))
-        except Exception as exc:  # noqa: BLE001 - a notification bug must never kill the supervisor (ha@779cb5c)
+        except Exception as exc:  # a notification bug must never kill the supervisor (ha@779cb5c)
             log.exception("notification failed with an unexpected error", detail=detail)
             return self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
         self._sent += 1
@@ -366,7 +366,7 @@ class Notifier:
             return self._record_failure(detail, str(exc), exc.transient)
         except (MessageError, TemplateError) as exc:
             return self._record_failure(detail, str(exc))
-        except Exception as exc:  # noqa: BLE001 - a notification bug must never kill the supervisor
+        except Exception as exc:  # a notification bug must never kill the supervisor
             log.exception("alert notification failed with an unexpected error", detail=detail)
             return self._record_failure(detail, f"unexpected {exc.__class__.__name__}: {exc}")
         self._sent += 1

@@ -134,7 +134,7 @@ def _cut_short(name: str, start: int, end: int, available: int, given: int) -> s
 
 
 class _Entry:
-    __slots__ = ("name", "size", "kind")
+    __slots__ = ("kind", "name", "size")
 
     def __init__(self, name: str, size: int, kind: bytes) -> None:
         self.name, self.size, self.kind = name, size, kind

@@ -423,7 +423,7 @@ def resolve(sources: Sequence[DefinitionSource], expected: Expected) -> Resoluti
         except DefinitionError as exc:
             notes.append(SourceNote(source.name, source.origin, str(exc)))
             continue
-        except Exception as exc:  # noqa: BLE001 - a reader's own error must not stop the other sources
+        except Exception as exc:  # a reader's own error must not stop the other sources
             notes.append(SourceNote(source.name, source.origin, f"{source.origin}: {type(exc).__name__}: {exc}"))
             continue
         if definition is None:

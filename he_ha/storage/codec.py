@@ -120,7 +120,7 @@ class WhiteboardView:
 
 def header_crc(fields: list[str]) -> str:
     """crc32 (zlib/IEEE) of the pipe-joined UTF-8 header with field 9 as ``00000000``, %08x."""
-    with_placeholder = fields[:CRC_FIELD] + [CRC_PLACEHOLDER] + fields[CRC_FIELD + 1 :]
+    with_placeholder = [*fields[:CRC_FIELD], CRC_PLACEHOLDER, *fields[CRC_FIELD + 1:]]
     return f"{zlib.crc32('|'.join(with_placeholder).encode('utf-8')):08x}"
 
 

@@ -82,7 +82,7 @@ class VolumeInfo:
 
 def _field(record: dict[str, Any], key: str, kind: type) -> Any:
     value = record.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise LeaseProtocolError(f"sanlock record {record!r} lacks a {kind.__name__} {key!r}")
     return value
 

@@ -83,7 +83,7 @@ class LeaseClient:
     ) -> LeaseClient:
         """Start a worker talking to the daemon of ``run_dir`` (None: the system daemon,
         /run/sanlock). Its stderr goes to ``stderr`` (appended) or to ours."""
-        err = open(stderr, "ab") if stderr is not None else None  # handed to the child, closed below
+        err = open(stderr, "ab") if stderr is not None else None  # noqa: SIM115 - handed to the child, closed below
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "he_ha.storage.lease_worker",

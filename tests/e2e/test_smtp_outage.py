@@ -45,7 +45,7 @@ class Mailbox:
         self.mails: list[Mail] = []
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # aiosmtpd's hook name
         message = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
         body = message.get_body(("plain",))
         text = body.get_content() if body is not None else ""

@@ -98,7 +98,7 @@ def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) ->
     (signal.SIGTERM, False, r">> supervisors started -> engine VM running"),
 ])
 def test_an_interrupted_demo_stops_everything(signum: int, whole_group: bool, moment: str) -> None:
-    process = subprocess.Popen(DEMO + ["--hosts", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    process = subprocess.Popen([*DEMO, "--hosts", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         before = _read_until(process, moment, timeout=150)

@@ -57,7 +57,7 @@ COMMON = [
 def test_deb_files_dependencies_and_scripts(packages: dict[str, Path]) -> None:
     listing = {line.split()[-1].removeprefix("./").rstrip("/") if "->" not in line else
                line.split(" -> ")[0].split()[-1].removeprefix("./") for line in run("dpkg-deb", "-c", packages["deb"]).splitlines()}
-    for path in COMMON + ["lib/systemd/system/he-ha.service", "etc/default/he-ha", "usr/share/doc/he-ha/copyright"]:
+    for path in [*COMMON, "lib/systemd/system/he-ha.service", "etc/default/he-ha", "usr/share/doc/he-ha/copyright"]:
         assert path in listing, path
     assert "usr/sbin/hosted-engine" not in listing  # an alternative, made by postinst
     # the bindings are Debian's python3-libvirt and python3-sanlock (system site packages)
@@ -80,9 +80,9 @@ def test_deb_files_dependencies_and_scripts(packages: dict[str, Path]) -> None:
 
 def test_rpm_files_dependencies_and_scriptlets(packages: dict[str, Path]) -> None:
     files = set(run("rpm", "-qlp", packages["rpm"]).split())
-    for path in COMMON + ["usr/lib/systemd/system/he-ha.service", "etc/sysconfig/he-ha", "var/log/he-ha",
-                          "usr/lib/he-ha/lib/python3.11/site-packages/libvirt.py",
-                          "usr/lib/he-ha/lib/python3.11/site-packages/sanlock.cpython-311-x86_64-linux-gnu.so"]:
+    for path in [*COMMON, "usr/lib/systemd/system/he-ha.service", "etc/sysconfig/he-ha", "var/log/he-ha",
+                 "usr/lib/he-ha/lib/python3.11/site-packages/libvirt.py",
+                 "usr/lib/he-ha/lib/python3.11/site-packages/sanlock.cpython-311-x86_64-linux-gnu.so"]:
         assert "/" + path in files, path
     assert "/usr/sbin/hosted-engine" not in files
     requires = run("rpm", "-qp", "--requires", packages["rpm"]).splitlines()

@@ -156,7 +156,7 @@ def test_local_maintenance_live_migrates_the_vm_with_its_lease(
     cluster = make_realvm(2)
     assert cluster.cluster.layout is not None
     ours = cluster.cluster.layout.lockspace.name
-    a, b, pid = migrate_by_local_maintenance(cluster, "he-ha's lease")
+    _a, b, pid = migrate_by_local_maintenance(cluster, "he-ha's lease")
     assert lease_holdings(b) == [LeaseHolding(ours, ENGINE_UUID, pid)]
 
 
@@ -166,7 +166,7 @@ def test_live_migration_moves_the_engine_disk_lease_too(make_realvm: Callable[[i
     d = cluster.hosts[0].deployment
     assert d is not None and cluster.cluster.layout is not None
     sd, vol, ours = d.sd_uuid, d.disk("vm").volume, cluster.cluster.layout.lockspace.name
-    a, b, pid = migrate_by_local_maintenance(cluster, "he-ha's lease + the engine's disk lease")
+    _a, b, pid = migrate_by_local_maintenance(cluster, "he-ha's lease + the engine's disk lease")
     # B joined <SD> at start-up (it never started the VM), so libvirt could acquire both for its QEMU
     assert "storage domain lockspace joined at start-up" in b.supervisors[-1].log_path.read_text()
     assert sorted(lease_holdings(b), key=lambda h: h.lockspace != ours) == [

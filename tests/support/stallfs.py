@@ -59,7 +59,7 @@ class StallFS:
         self._name = name
         self._control = self.mountpoint / CONTROL_NAME
         self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # the FUSE process's stderr; a pipe could fill and block it
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the FUSE process's stderr for its lifetime; a pipe could fill and block it
         self._made_mountpoint = False
 
     # --- control ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from tests.integration.conf_volume.conftest import GIB, Cluster, deploy_archive,
 from tests.unit.ovirt.samples import SD, VM_CONF, VMID
 
 
-def init(cluster: Cluster, *extra: str):  # noqa: ANN201
+def init(cluster: Cluster, *extra: str):
     one, _ = cluster.hosts
     return one("--init-storage", f"--lockspace={cluster.volume('lockspace')}",
                f"--metadata={cluster.volume('metadata')}", "--host-id=1", *extra)

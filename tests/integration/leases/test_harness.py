@@ -50,10 +50,9 @@ def test_kill_ends_daemon_and_helper_and_a_restart_works(tmp_path: Path) -> None
 
 
 def test_context_manager_cleans_up_when_the_body_fails(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="test body failed"):
-        with SanlockDaemon(tmp_path / "a", "host-a") as daemon:
-            pgid = daemon.pid
-            raise RuntimeError("test body failed")
+    with pytest.raises(RuntimeError, match="test body failed"), SanlockDaemon(tmp_path / "a", "host-a") as daemon:
+        pgid = daemon.pid
+        raise RuntimeError("test body failed")
     assert pgid is not None and not group_alive(pgid)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -181,9 +182,9 @@ async def test_lease_with_another_resource_name_is_named(cluster: Cluster) -> No
 
 async def test_initialise_refuses_to_wipe(cluster: Cluster) -> None:
     client = cluster.clients[0]
-    with pytest.raises(LeaseAreaInUse, match="storage already holds {'lockspace': 'hosted-engine'"):
+    with pytest.raises(LeaseAreaInUse, match=re.escape("storage already holds {'lockspace': 'hosted-engine'")):
         await client.init_lockspace(cluster.lockspace)
-    with pytest.raises(LeaseAreaInUse, match="storage already holds {'lockspace': 'hosted-engine', 'resource': 'engine-vm'"):
+    with pytest.raises(LeaseAreaInUse, match=re.escape("storage already holds {'lockspace': 'hosted-engine', 'resource': 'engine-vm'")):
         await client.init_vm_lease(cluster.layout.vm_lease)
 
 

@@ -37,7 +37,7 @@ async def test_direct_read_is_valid(metadata_file: Path) -> None:
 
 
 async def test_missing_volume_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(MonitorError, match="storage I/O failed: .*No such file"):
+    with pytest.raises(MonitorError, match=r"storage I/O failed: .*No such file"):
         await StorageMonitor(direct_read_probe(tmp_path / "gone")).probe()
 
 

@@ -65,7 +65,7 @@ def test_port_465_means_smtps_unless_said_otherwise(tmp_path: Path) -> None:
     assert load_broker_config(broker_conf(tmp_path, 25)).email.implicit_tls is False
     with pytest.raises(ConfigError, match="exclude each other"):
         load_broker_config(broker_conf(tmp_path, 465, "smtp-starttls = yes"))
-    with pytest.raises(ConfigError, match="smtp-ca-file.*absolute"):
+    with pytest.raises(ConfigError, match=r"smtp-ca-file.*absolute"):
         load_broker_config(broker_conf(tmp_path, 25, "smtp-ca-file = ca.pem"))
 
 

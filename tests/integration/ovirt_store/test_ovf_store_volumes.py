@@ -167,7 +167,7 @@ def test_both_stores_bad_is_one_clear_error(domain: FileDomain) -> None:
 
 
 def test_no_store_and_deleted_images(domain: FileDomain) -> None:
-    with pytest.raises(OvfStoreError, match='no OVF_STORE volume on .*"Disk Description":"OVF_STORE"'):
+    with pytest.raises(OvfStoreError, match=r'no OVF_STORE volume on .*"Disk Description":"OVF_STORE"'):
         read_vm_conversion(scan(domain), VM_ID)
     store = domain.new_ovf_store()
     domain.engine_update(store, ovf(), NOW)

@@ -27,7 +27,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.subjects: list[str] = []
 
-    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # aiosmtpd's hook name
         message = email.message_from_bytes(envelope.original_content or b"")
         self.subjects.append(str(message["Subject"]))
         return "250 OK"

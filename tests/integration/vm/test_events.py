@@ -83,14 +83,16 @@ async def test_a_change_made_behind_the_controllers_back_is_seen(vm: VmControlle
 
 async def test_events_of_other_domains_are_filtered_out(tmp_path: Path) -> None:
     other = domain_xml(name="other-vm", uuid=OTHER_UUID)
-    async with started_connection(write_node(tmp_path, domain_xml(), other)) as conn:
-        async with watching(VmController(conn, ENGINE)) as events:
-            await conn.call("destroy other", lambda c: c.lookupByUUIDString(OTHER_UUID).destroy())
-            await conn.call("destroy engine", lambda c: c.lookupByUUIDString(ENGINE_UUID).destroy())
-            # Delivered in order: had the other VM's destroy got through, it would come first.
-            update = await events.next_event(EventKind.DESTROYED)
-            assert update.state.status is VmStatus.SHUTOFF
-            assert events.updates.empty()
+    async with (
+        started_connection(write_node(tmp_path, domain_xml(), other)) as conn,
+        watching(VmController(conn, ENGINE)) as events,
+    ):
+        await conn.call("destroy other", lambda c: c.lookupByUUIDString(OTHER_UUID).destroy())
+        await conn.call("destroy engine", lambda c: c.lookupByUUIDString(ENGINE_UUID).destroy())
+        # Delivered in order: had the other VM's destroy got through, it would come first.
+        update = await events.next_event(EventKind.DESTROYED)
+        assert update.state.status is VmStatus.SHUTOFF
+        assert events.updates.empty()
 
 
 async def test_a_failing_subscriber_does_not_stop_delivery(vm: VmController) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,7 @@ async def test_concurrent_callers_wait_for_each_other(volume: Path) -> None:
 
 
 def test_constructor_validates_its_arguments(volume: Path) -> None:
-    with pytest.raises(ValueError, match="own host id 0 is outside 1..2000"):
+    with pytest.raises(ValueError, match=re.escape("own host id 0 is outside 1..2000")):
         Whiteboard(volume, 0)
     with pytest.raises(ValueError, match="timeouts must be positive"):
         Whiteboard(volume, 1, read_timeout=0)

@@ -63,7 +63,7 @@ def test_no_password(run: Run, daemon: ControllerTestDouble, monkeypatch: pytest
 
 def test_password_typed_on_a_terminal_is_not_echoed(daemon: ControllerTestDouble, host: HostFiles) -> None:
     daemon.result = DISPLAY
-    shown = run_in_terminal(SHIM + ["--add-console-password"], {**os.environ, "PYTHONPATH": str(REPO)},
+    shown = run_in_terminal([*SHIM, "--add-console-password"], {**os.environ, "PYTHONPATH": str(REPO)},
                             reply_to="Enter password: ", reply="typed-secret\n")
     assert shown.status == 0, shown.output
     assert "You can now connect the hosted-engine VM with VNC at 192.0.2.7:5901" in shown.output
@@ -133,7 +133,7 @@ def test_console_vm_not_here(run: Run, host: HostFiles, monkeypatch: pytest.Monk
 )
 def test_console_execs_virsh_console(host: HostFiles, runstate: int, said: str) -> None:
     uri = node_uri(host.root, runstate)
-    shown = run_in_terminal(SHIM + ["--console"], {**os.environ, "HE_HA_LIBVIRT_URI": uri, "PYTHONPATH": str(REPO)})
+    shown = run_in_terminal([*SHIM, "--console"], {**os.environ, "HE_HA_LIBVIRT_URI": uri, "PYTHONPATH": str(REPO)})
     assert shown.output.startswith(said), shown.output
     # virsh ran, on the engine VM at our URI: the test driver has no consoles, and virsh's
     # exit status is the command's (the original's socat/virsh exit status).

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_the_command_to_module_map_matches_what_the_modules_define() -> None:
     defined = {c.name: module for module in COMMAND_MODULES for c in importlib.import_module(module).COMMANDS}
-    assert COMMAND_MODULE == defined
+    assert defined == COMMAND_MODULE
     for name, command in commands().items():
         assert find_command(name) is command
     assert find_command("--no-such-command") is None

@@ -19,7 +19,7 @@ from tests.unit.cli_status.fixtures import STATUSES
 
 Run = Callable[..., Result]
 TEXT_CASES = ["normal", "stale", "global_maintenance", "local_maintenance", "corrupt_slot"]
-JSON_CASES = TEXT_CASES + ["zero_hosts"]
+JSON_CASES = [*TEXT_CASES, "zero_hosts"]
 
 
 @pytest.mark.parametrize("case", TEXT_CASES)

@@ -309,7 +309,7 @@ def test_global_maintenance_destroys_and_reports_a_second_copy() -> None:
     from he_ha.fsm import DestroyVm, LeaseStatus, SanlockHost
 
     foreign = LeaseStatus(2, False)
-    new, actions, record = step(state_in(S.GLOBAL_MAINTENANCE),
+    _new, actions, record = step(state_in(S.GLOBAL_MAINTENANCE),
                                 obs(UP_GOOD, lease=foreign, global_maintenance=True, sanlock={2: SanlockHost.FAIL}))
     assert record.rule == "safety.foreign-lease" and any(isinstance(a, DestroyVm) for a in actions)
     assert [a.alert for a in _alert_notifies(actions)] == ["second-copy-destroyed"]
@@ -341,7 +341,7 @@ def test_retry_limit_alert_is_raised_once_and_not_during_the_last_restart() -> N
 def test_no_retry_limit_alert_while_another_host_can_start_it() -> None:
     peers = (peer(score=3400),)
     state = state_in(S.ENGINE_UP, peers=peers, restarts=(T0 - 100, T0 - 50, T0 - 20))
-    _, actions, record = step(state, obs(DOWN_UNEXPECTED, peers=peers))
+    _, _actions, record = step(state, obs(DOWN_UNEXPECTED, peers=peers))
     assert record.rule == "up.vm-crashed" and record.alerts == ()
 
 
@@ -352,7 +352,7 @@ def test_no_eligible_host_alert_after_the_bound_from_the_lowest_live_host_only()
     raised_at = None
     for i in range(40):
         now = T0 + 10 * i
-        state, actions, record = step(state, obs(DOWN, now=now, peers=(peer(2, score=0, maintenance=True, ts=5000 + i),),
+        state, actions, _record = step(state, obs(DOWN, now=now, peers=(peer(2, score=0, maintenance=True, ts=5000 + i),),
                                                   local_maintenance=True))
         if _alert_notifies(actions):
             assert raised_at is None
@@ -375,7 +375,7 @@ def test_no_escalation_in_global_maintenance_or_while_the_engine_runs() -> None:
     for health, gm in ((DOWN, True), (UP_GOOD, False)):
         state = state_in(S.LOCAL_MAINTENANCE, peers=(), timing=timing)
         for i in range(10):
-            state, actions, record = step(state, obs(health, now=T0 + 10 * i, peers=(), local_maintenance=True,
+            state, _actions, record = step(state, obs(health, now=T0 + 10 * i, peers=(), local_maintenance=True,
                                                      global_maintenance=gm))
             assert record.alerts == () and state.no_host_since is None
 

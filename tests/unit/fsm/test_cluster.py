@@ -69,7 +69,7 @@ def test_peer_dead_when_its_timestamp_stopped_longer_than_liveness() -> None:
 
 
 def test_new_peer_is_alive_at_once_when_absent_from_historic() -> None:
-    reads = ticking(2, end=100.0) + [(110.0, (peer(2, ts=124), peer(4, ts=3)))]
+    reads = [*ticking(2, end=100.0), (110.0, (peer(2, ts=124), peer(4, ts=3)))]
     assert [p.host_id for p in run(reads).alive] == [2, 4]
 
 

@@ -97,11 +97,11 @@ def test_bad_enum_and_bad_state_config() -> None:
         from_json(FsmState, data)
     data = to_json(state_in(S.ENGINE_DOWN))
     data["config"]["timing"]["liveness"] = -1.0
-    with pytest.raises(CodecError, match="config.timing: invalid TimingConfig"):
+    with pytest.raises(CodecError, match=re.escape("config.timing: invalid TimingConfig")):
         from_json(FsmState, data)
     data = to_json(state_in(S.ENGINE_DOWN))
     data["config"]["score"]["base_score"] = -5
-    with pytest.raises(CodecError, match="config.score: invalid ScoreConfig"):
+    with pytest.raises(CodecError, match=re.escape("config.score: invalid ScoreConfig")):
         from_json(FsmState, data)
 
 

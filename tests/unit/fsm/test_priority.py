@@ -137,7 +137,7 @@ def test_a_custom_delay() -> None:
 
 def test_the_migration_target_is_the_best_priority_inside_the_band() -> None:
     peers = (peer(2, 3400, priority=0), peer(3, 3000, priority=2), peer(4, 2500, priority=5))
-    _, actions, record = step(state_in(S.ENGINE_UP, peers=peers), obs(UP_GOOD, local_maintenance=True, peers=peers))
+    _, _actions, record = step(state_in(S.ENGINE_UP, peers=peers), obs(UP_GOOD, local_maintenance=True, peers=peers))
     assert record.rule == "up.local-maintenance.migrate"
     assert record.note == "migrate to host 3"  # host 4 has the best priority but is 900 below the best
 

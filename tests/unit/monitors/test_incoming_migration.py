@@ -31,7 +31,7 @@ class Domain:
     def info(self) -> list[int]:
         return [self._state[0], 0, 0, 1, 123]
 
-    def jobStats(self) -> dict[str, int]:  # noqa: N802 (libvirt's name)
+    def jobStats(self) -> dict[str, int]:  # libvirt's name
         self.job_asked += 1
         if self._job is None:
             return {"type": L.VIR_DOMAIN_JOB_NONE}
@@ -45,7 +45,7 @@ class Connection:
     def __init__(self, domain: Domain) -> None:
         self.domain = domain
 
-    def lookupByUUIDString(self, uuid: str) -> Domain:  # noqa: N802
+    def lookupByUUIDString(self, uuid: str) -> Domain:  # libvirt's name
         return self.domain
 
 

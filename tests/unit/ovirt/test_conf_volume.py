@@ -5,6 +5,7 @@ is tested with real daemons in tests/integration/conf_volume)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def conf_volume(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return volume(tmp_path / "conf.img", request.param)
 
 
-def set_key(key: str, value: str):  # noqa: ANN201 - the edit callable
+def set_key(key: str, value: str):  # the edit callable
     return lambda text: edit_shared_hosted_engine_conf(text, key, value)
 
 
@@ -121,7 +122,7 @@ def test_a_refused_edit_writes_nothing(conf_volume: Path) -> None:
 
 def test_too_large_for_the_archive_writes_nothing(conf_volume: Path) -> None:
     before = read_archive_bytes(conf_volume)
-    with pytest.raises(ConfVolumeError, match="the members do not fit.*the configuration volume is unchanged"):
+    with pytest.raises(ConfVolumeError, match=r"the members do not fit.*the configuration volume is unchanged"):
         update_conf_volume(conf_volume, "vm.conf", lambda text: text + "#" * 20000, threading.Lock())
     assert read_archive_bytes(conf_volume) == before
 
@@ -135,7 +136,7 @@ def test_past_the_deadline_nothing_is_written(conf_volume: Path) -> None:
 
 
 def test_unknown_member() -> None:
-    with pytest.raises(ValueError, match="'ha.conf' is not a member"):
+    with pytest.raises(ValueError, match=re.escape("'ha.conf' is not a member")):
         update_conf_volume(Path("/nonexistent"), "ha.conf", str, threading.Lock())
 
 
@@ -149,7 +150,7 @@ def test_unknown_member() -> None:
     ],
     ids=["blank", "torn-header", "torn-member", "garbage"],
 )
-def test_a_broken_volume_is_named_and_left_unchanged(tmp_path: Path, damage, message: str) -> None:  # noqa: ANN001
+def test_a_broken_volume_is_named_and_left_unchanged(tmp_path: Path, damage, message: str) -> None:
     path = tmp_path / "conf.img"
     path.write_bytes(damage(build_archive(MEMBERS_TEXT)))
     before = path.read_bytes()

@@ -167,7 +167,7 @@ def test_file_domain(tmp_path: Path) -> None:
     assert must_find(disk, "driver").attrib == {"name": "qemu", "io": "threads", "type": "raw", "error_policy": "stop",
                                           "cache": "none"}
     assert must_find(disk, "source/seclabel").attrib == {"type": "none", "relabel": "no", "model": "dac"}
-    cdrom = [d for d in root.iterfind("devices/disk") if d.get("device") == "cdrom"][0]
+    cdrom = next(d for d in root.iterfind("devices/disk") if d.get("device") == "cdrom")
     assert must_find(cdrom, "source").attrib == {"file": "", "startupPolicy": "optional"}  # a plain path: untouched
     (lease,) = root.iterfind("devices/lease")
     assert (lease.findtext("key"), lease.findtext("lockspace")) == (VOL, SD)

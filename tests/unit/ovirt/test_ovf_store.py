@@ -186,7 +186,7 @@ def test_empty_volume_and_missing_volume(tmp_path: Path) -> None:
     with pytest.raises(OvfStoreError, match="no member"):
         read_member(store_at(tmp_path / "zero", b""), "x.ovf")  # all zero: an empty archive
     gone = OvfStore("i", "gone", tmp_path / "gone", "test", True, None, None, None, "OVFS")
-    with pytest.raises(OvfStoreError, match="OVF_STORE volume gone .*cannot read it: No such file"):
+    with pytest.raises(OvfStoreError, match=r"OVF_STORE volume gone .*cannot read it: No such file"):
         read_member(gone, "x.ovf")
 
 

@@ -85,7 +85,7 @@ def test_the_engine_xml_is_resolved_and_its_lease_kept_for_later(tmp_path: Path)
 def test_an_unresolvable_placeholder_or_volume_is_refused_by_name(tmp_path: Path) -> None:
     host, disk = engine_host(tmp_path)
     spec = engine_spec(host)
-    with pytest.raises(PlaceholderError, match="HOST-SERIAL:.*host UUID is unknown"):
+    with pytest.raises(PlaceholderError, match=r"HOST-SERIAL:.*host UUID is unknown"):
         prepare_launch_xml(spec, host.conf, host.roots, HostFacts("RHEL", "9", None))
     host.domain.volume_path(disk).unlink()
     with pytest.raises(UnresolvedVolume, match=disk.volume):
