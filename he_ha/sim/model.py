@@ -68,27 +68,27 @@ class SimHost:
     """One host: power, supervisor, monitors' inputs, VM and its sanlock membership."""
 
     __slots__ = (
-        "spec",
-        "powered",
         "clock_base",
         "epoch",
-        "supervisor_up",
-        "supervisor_started",
-        "supervisor",
-        "same_time_ticks",
-        "last_tick_t",
+        "frozen_renewal",
+        "generation",
+        "hypervisor_hung",
+        "io_waiters",
+        "joined",
         "last_rule",
+        "last_tick_t",
+        "local_maintenance",
+        "network",
+        "powered",
+        "renew_anchor",
+        "same_time_ticks",
+        "spec",
+        "stalled",
+        "supervisor",
+        "supervisor_started",
+        "supervisor_up",
         "vm",
         "vm_exit",
-        "network",
-        "local_maintenance",
-        "stalled",
-        "hypervisor_hung",
-        "generation",
-        "joined",
-        "renew_anchor",
-        "frozen_renewal",
-        "io_waiters",
     )
 
     def __init__(self, spec: HostSpec):
@@ -166,7 +166,7 @@ class SimHost:
 class VmLease:
     """The engine VM's sanlock resource lease."""
 
-    __slots__ = ("owner", "generation")
+    __slots__ = ("generation", "owner")
 
     def __init__(self) -> None:
         self.owner: SimHost | None = None

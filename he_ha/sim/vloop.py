@@ -66,7 +66,7 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
         except GeneratorExit:  # closed (garbage-collected unfinished): close the coroutine too
             coro.close()
             raise
-        except BaseException as exc:  # noqa: BLE001 - the Task's cancellation or its future's exception, passed on
+        except BaseException as exc:  # the Task's cancellation or its future's exception, passed on
             try:
                 yielded = coro.throw(exc)
             except StopIteration as stop:
@@ -93,7 +93,7 @@ def _eager_task(loop: VirtualLoop, coro: Coroutine[Any, Any, Any], context: Cont
         done = _Finished(loop=loop)
         done.set_result(stop.value)
         return done
-    except BaseException as exc:  # noqa: BLE001 - kept in the future, as a Task keeps it
+    except BaseException as exc:  # kept in the future, as a Task keeps it
         failed = _Finished(loop=loop)
         failed.set_exception(exc)
         return failed

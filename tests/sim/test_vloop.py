@@ -74,8 +74,9 @@ def test_killing_a_process_ends_every_task_it_started() -> None:
         finished.append(name)
 
     async def parent() -> None:
-        asyncio.ensure_future(child("grandchild-owner"))
+        started = asyncio.ensure_future(child("grandchild-owner"))
         await asyncio.sleep(100)
+        assert not started.done()
         finished.append("parent")
 
     loop.spawn("victim", parent())
