@@ -42,12 +42,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli.admin_client import AdminError, DaemonUnreachable  # noqa: E402
-from he_ha.devcluster.cluster import IO_TIMEOUT, Cluster, HealthPage, Host  # noqa: E402
-from he_ha.devcluster.vm_watch import VmWatcher  # noqa: E402
-from he_ha.logsetup import configure_logging  # noqa: E402
-from he_ha.sim import original  # noqa: E402
-from he_ha.storage.lease_layout import host_dead_seconds  # noqa: E402
+from cli.admin_client import AdminError, DaemonUnreachable
+from he_ha.devcluster.cluster import IO_TIMEOUT, Cluster, HealthPage, Host
+from he_ha.devcluster.vm_watch import VmWatcher
+from he_ha.logsetup import configure_logging
+from he_ha.sim import original
+from he_ha.storage.lease_layout import host_dead_seconds
 
 EXTRA = ["--timing", "unexpectedly_down_timeout=15"]
 WAIT = 240.0  # generous upper bound for any recovery here
