@@ -3,11 +3,12 @@ with ``--dist loadgroup``; issue 16 item 4).
 
 Every test is put in a group that one worker runs from start to end: by default its file (the
 tests of a file share module fixtures, daemons and sometimes fixed names, and were written to
-run one after another). The CPU-bound tests share groups so that at most one of each kind runs
-at a time beside the waiting-bound tiers (sanlock's host-dead times, timeouts), which they
-would otherwise starve of CPU: the QEMU guests of the real-VM tier (two groups: the migration
-file alone is ~10 minutes), and the simulator's random schedules with the package builds.
-Without xdist the markers change nothing.
+run one after another). The real-VM tier's QEMU guests are CPU-bound under TCG: its files
+share two groups (the migration file alone is ~10 minutes) so that at most two guests boot at
+a time beside the waiting-bound tiers (sanlock's host-dead times, timeouts). Only files
+without module-scoped fixtures may share a group: xdist interleaves a group's files, and a
+module fixture is set up again at each return to its module (the package builds were, three
+times). Without xdist the markers change nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ _SHARED_GROUPS = (
     ("tests/realvm/test_migration.py", "qemu-migration"),
     ("tests/realvm/", "qemu"),
     ("tests/e2e/test_libvirtd_restart.py", "qemu"),
-    ("tests/sim/test_random.py", "cpu"),
-    ("tests/packaging/", "cpu"),
 )
 
 
