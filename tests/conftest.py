@@ -23,8 +23,14 @@ _SHARED_GROUPS = (
 )
 
 
+# Files whose tests each take minutes and share nothing: one group per test, not per file.
+_PER_TEST = ("tests/e2e/test_production_timings.py",)
+
+
 def _group(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
+    if path in _PER_TEST:
+        return nodeid
     return next((group for prefix, group in _SHARED_GROUPS if path.startswith(prefix)), path)
 
 

@@ -22,7 +22,7 @@ from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.health_gate import FreshHealthGate
 from he_ha.supervisor.lease_watch import LeaseFreeWatch, lease_wait
 from he_ha.supervisor.observe import Completed, Observer
-from he_ha.supervisor.ticker import Ticker
+from he_ha.supervisor.ticker import Ticker, Wake
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,12 @@ def assemble(env: HostEnv, settings: TickSettings, fsm_state: FsmState, stopping
     supervisor = Supervisor(fsm_state=fsm_state, env=env, observer=observer, executor=executor,
                             hostname=s.hostname, conf_on_shared_storage=s.conf_up_to_date, stopping=stopping,
                             join_timeout=s.join_timeout)
-    ticker = Ticker(supervisor.tick, period=s.tick_period, clock=env.clock)
+    async def tick(causes: tuple[Wake, ...]) -> float:
+        after = await supervisor.tick(causes)
+        lease_watch.decided()
+        return after
+
+    ticker = Ticker(tick, period=s.tick_period, clock=env.clock)
     gate = FreshHealthGate(env.readings, ticker)
     lease_watch = LeaseFreeWatch(env.sanlock, env.lockspace, lambda: lease_wait(supervisor.record),
                                  lambda what: ticker.wake("lease-freed", what), timeout=s.storage_timeout)

@@ -6,8 +6,10 @@ EngineDown for it (``down.lease-held``: sanlock reports the owner LIVE or FAIL) 
 out at its next periodic tick, up to a tick period (10 s) later: measured 152 s for a 140 s
 host-dead time (issue 16 item 6). While the last decision waits on the lease, this watch asks
 the local sanlock daemon every ``interval`` for the owner's status (a query of the daemon's
-memory, no storage I/O, no cost while nothing waits); the first answer DEAD or FREE wakes the
-ticker, whose tick then sees the same status and starts the VM.
+memory, no storage I/O); the first answer DEAD or FREE wakes the ticker, whose tick then sees
+the same status and starts the VM. While nothing waits the watch sleeps on an event that each
+decision sets (``decided``): no timer at all, which matters in the simulator, where every
+timer is a step of the virtual clock on every host.
 """
 
 from __future__ import annotations
@@ -51,17 +53,24 @@ class LeaseFreeWatch:
         self._interval = interval
         self._timeout = timeout
         self._woken_for: int | None = None  # the owner already reported free (one wake per wait)
+        self._decided = asyncio.Event()
         self.queries = 0
+
+    def decided(self) -> None:
+        """A decision was taken: it may begin a wait (called after every tick)."""
+        self._decided.set()
 
     async def run(self) -> None:
         while True:
+            if self._waiting() is None:
+                self._woken_for = None
+                self._decided.clear()
+                await self._decided.wait()  # idle until a decision that may wait
+                continue
             await asyncio.sleep(self._interval)
             owner = self._waiting()
-            if owner is None:
-                self._woken_for = None
-                continue
-            if owner == self._woken_for:
-                continue  # woken already; the tick's own decision ends or renews the wait
+            if owner is None or owner == self._woken_for:
+                continue  # the wait ended, or woken already: the tick's own decision ends or renews it
             status = await self._status(owner)
             if status in _FREED:
                 self._woken_for = owner
