@@ -58,7 +58,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.admin_client import AdminError, DaemonUnreachable
-from he_ha.devcluster.cluster import (  # noqa: E402
+from he_ha.devcluster.cluster import (
     IO_TIMEOUT,
     PRODUCTION,
     PRODUCTION_IO_TIMEOUT,
@@ -116,25 +116,25 @@ def production(runs: int) -> int:
     global WAIT
     WAIT = PRODUCTION_WAIT
     results: dict[str, list[float]] = {}
-    with HealthPage() as page, Cluster(3, libvirtd=True, health_url=page.url,
-                                       io_timeout=PRODUCTION_IO_TIMEOUT) as cluster:
-        with VmWatcher(cluster.hosts) as watcher:
-            page.gate = watcher.engine_problem
-            bench = Bench(cluster, watcher, PRODUCTION)
-            started = time.monotonic()
-            for host in cluster.hosts:
-                host.start_supervisor(*PRODUCTION)
-            run = watcher.wait_for_start(started, WAIT)
-            assert run is not None, f"no host started the VM within {WAIT} s of a cold start"
-            results["cold start, 3 hosts at once -> VM running"] = [run.first - started]
-            bench.settle()
-            for _ in range(runs):
-                results.setdefault("VM crash -> VM running again", []).append(bench.vm_crash())
-            for index in range(runs):
-                took = bench.host_crash() if index < runs - 1 else bench.recovered(Host.crash, elsewhere=True)
-                results.setdefault("host crash -> VM on another host", []).append(took)
-            violations = list(watcher.violations)
-            samples = watcher.samples
+    with (HealthPage() as page,
+          Cluster(3, libvirtd=True, health_url=page.url, io_timeout=PRODUCTION_IO_TIMEOUT) as cluster,
+          VmWatcher(cluster.hosts) as watcher):
+        page.gate = watcher.engine_problem
+        bench = Bench(cluster, watcher, PRODUCTION)
+        started = time.monotonic()
+        for host in cluster.hosts:
+            host.start_supervisor(*PRODUCTION)
+        run = watcher.wait_for_start(started, WAIT)
+        assert run is not None, f"no host started the VM within {WAIT} s of a cold start"
+        results["cold start, 3 hosts at once -> VM running"] = [run.first - started]
+        bench.settle()
+        for _ in range(runs):
+            results.setdefault("VM crash -> VM running again", []).append(bench.vm_crash())
+        for index in range(runs):
+            took = bench.host_crash() if index < runs - 1 else bench.recovered(Host.crash, elsewhere=True)
+            results.setdefault("host crash -> VM on another host", []).append(took)
+        violations = list(watcher.violations)
+        samples = watcher.samples
     dead = host_dead_seconds(PRODUCTION_IO_TIMEOUT)
     print(f"default timings, sanlock io_timeout {PRODUCTION_IO_TIMEOUT} (host-dead time {dead} s)")
     print(f"{'scenario (s)':<44} {'runs':>4} {'median':>8} {'min-max':>15}")
