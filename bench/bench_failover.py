@@ -80,8 +80,11 @@ POLL = 0.05
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--production", action="store_true",
-                        help="he-ha's default timings and sanlock io_timeout 10: cold start, VM crash, host crash")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="he-ha's default timings and sanlock io_timeout 10: cold start, VM crash, host crash",
+    )
     args = parser.parse_args()
     configure_logging(level="WARNING")  # the harness's progress lines would bury the table
     if args.production:
@@ -116,9 +119,11 @@ def production(runs: int) -> int:
     global WAIT
     WAIT = PRODUCTION_WAIT
     results: dict[str, list[float]] = {}
-    with (HealthPage() as page,
-          Cluster(3, libvirtd=True, health_url=page.url, io_timeout=PRODUCTION_IO_TIMEOUT) as cluster,
-          VmWatcher(cluster.hosts) as watcher):
+    with (
+        HealthPage() as page,
+        Cluster(3, libvirtd=True, health_url=page.url, io_timeout=PRODUCTION_IO_TIMEOUT) as cluster,
+        VmWatcher(cluster.hosts) as watcher,
+    ):
         page.gate = watcher.engine_problem
         bench = Bench(cluster, watcher, PRODUCTION)
         started = time.monotonic()
@@ -139,13 +144,17 @@ def production(runs: int) -> int:
     print(f"default timings, sanlock io_timeout {PRODUCTION_IO_TIMEOUT} (host-dead time {dead} s)")
     print(f"{'scenario (s)':<44} {'runs':>4} {'median':>8} {'min-max':>15}")
     for name, values in results.items():
-        print(f"{name:<44} {len(values):>4} {statistics.median(values):>8.2f} "
-              f"{f'{min(values):.2f}-{max(values):.2f}':>15}")
+        print(
+            f"{name:<44} {len(values):>4} {statistics.median(values):>8.2f} "
+            f"{f'{min(values):.2f}-{max(values):.2f}':>15}"
+        )
     ratios = [value / dead for value in results["host crash -> VM on another host"]]
     low, high = original.host_crash(PRODUCTION_IO_TIMEOUT, 0.0)
-    print(f"\nhost crash / sanlock host-dead time ({dead} s): median {statistics.median(ratios):.3f}, "
-          f"min-max {min(ratios):.3f}-{max(ratios):.3f} (issue 16 item 6 target <= 1.02; "
-          f"the original, from its constants: {low:.0f}-{high:.0f} s)")
+    print(
+        f"\nhost crash / sanlock host-dead time ({dead} s): median {statistics.median(ratios):.3f}, "
+        f"min-max {min(ratios):.3f}-{max(ratios):.3f} (issue 16 item 6 target <= 1.02; "
+        f"the original, from its constants: {low:.0f}-{high:.0f} s)"
+    )
     print(f"two copies of the VM at once: {len(violations)} in {samples} hypervisor samples")
     for violation in violations:
         print(f"  {violation.describe()}")
@@ -175,12 +184,19 @@ class Bench:
         if self.options is PRODUCTION:
             # at default timings a host whose VM crashed keeps score 0 for 560 s
             # (EngineUnexpectedlyDown): wait for every daemon and one other eligible host only
-            wait_until(lambda: all(own_view(h) for h in hosts) and any(
-                own_view(h).get("score") for h in hosts if h is not engine),
-                "every host answering, another host with a positive score", hosts)
+            wait_until(
+                lambda: (
+                    all(own_view(h) for h in hosts) and any(own_view(h).get("score") for h in hosts if h is not engine)
+                ),
+                "every host answering, another host with a positive score",
+                hosts,
+            )
         else:
-            wait_until(lambda: all(own_view(h).get("score") for h in hosts),
-                       "every host answering with a positive score", hosts)
+            wait_until(
+                lambda: all(own_view(h).get("score") for h in hosts),
+                "every host answering with a positive score",
+                hosts,
+            )
         wait_until(lambda: all(sees_all_live(h, hosts) for h in hosts), "every host seeing every other live", hosts)
 
     def recovered(self, fault: Callable[[Host], None], elsewhere: bool) -> float:
@@ -298,8 +314,10 @@ def report(results: dict[str, list[float]], violations: list, samples: int) -> N
     crash = results.get("host crash -> VM on another host")
     if crash:
         ratios = [value / dead for value in crash]
-        print(f"\nhost crash / sanlock host-dead time ({dead} s at io_timeout {IO_TIMEOUT}): median "
-              f"{statistics.median(ratios):.3f}, min-max {min(ratios):.3f}-{max(ratios):.3f} (target <= 1.10)")
+        print(
+            f"\nhost crash / sanlock host-dead time ({dead} s at io_timeout {IO_TIMEOUT}): median "
+            f"{statistics.median(ratios):.3f}, min-max {min(ratios):.3f}-{max(ratios):.3f} (target <= 1.10)"
+        )
     print(f"two copies of the VM at once: {len(violations)} in {samples} hypervisor samples")
     for violation in violations:
         print(f"  {violation.describe()}")

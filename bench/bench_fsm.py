@@ -149,7 +149,9 @@ def main() -> None:
     print("\nFailover bound after the last fault (defaults, read period 10 s):")
     for term, value in bound.terms.items():
         print(f"  {term:<55} {value:6.0f} s")
-    print(f"  ready = max + loop + lease back-off = {bound.ready:.0f} s; total = ready + loop + start + boot = {bound.total:.0f} s")
+    print(
+        f"  ready = max + loop + lease back-off = {bound.ready:.0f} s; total = ready + loop + start + boot = {bound.total:.0f} s"
+    )
 
     start = time.perf_counter()
     summary = run_many(range(args.schedules), T, SIM, workers=1)

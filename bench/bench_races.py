@@ -241,8 +241,9 @@ def _score(entry: dict[str, Any]) -> Any:
     return score.get("total", score) if isinstance(score, dict) else score
 
 
-def _judge(race: Race, hosts: Sequence[Host], watcher: VmWatcher, since: float, everyone: Sequence[Host],
-           timeout: float) -> None:
+def _judge(
+    race: Race, hosts: Sequence[Host], watcher: VmWatcher, since: float, everyone: Sequence[Host], timeout: float
+) -> None:
     """Wait for one of ``hosts`` to reach EngineUp after ``since``, then judge the VM's runs."""
     deadline = time.monotonic() + timeout
     up: tuple[Host, float] | None = None
@@ -252,8 +253,10 @@ def _judge(race: Race, hosts: Sequence[Host], watcher: VmWatcher, since: float, 
             time.sleep(POLL)
     race.started = [h.name for h in everyone if _decided(h, since, lambda e: rule_of(e) == "start.ok")]
     if up is None:
-        race.problem = (f"no host reached EngineUp within {timeout:g} s; VM running on {watcher.running_on()}; "
-                        f"last decisions: {_last_rules(hosts)}")
+        race.problem = (
+            f"no host reached EngineUp within {timeout:g} s; VM running on {watcher.running_on()}; "
+            f"last decisions: {_last_rules(hosts)}"
+        )
         race.one_vm = not watcher.violations and len(_runs_since(watcher, since)) <= 1
         return
     host, at = up
@@ -412,8 +415,10 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def distribution(values: Sequence[float]) -> str:
     if not values:
         return "no values"
-    return (f"median {statistics.median(values):.2f} s, p90 {percentile(values, 0.9):.2f} s, "
-            f"min {min(values):.2f} s, max {max(values):.2f} s")
+    return (
+        f"median {statistics.median(values):.2f} s, p90 {percentile(values, 0.9):.2f} s, "
+        f"min {min(values):.2f} s, max {max(values):.2f} s"
+    )
 
 
 def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: float) -> tuple[str, bool]:
@@ -421,8 +426,9 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
     lines = [f"rounds: {len(rounds)} of {runs_asked} asked (--death {death}), {wall:.0f} s wall"]
     ok = len(rounds) == runs_asked
     one_vm_rounds = sum(1 for races in rounds if len(races) == len(RACES) and all(r.one_vm for r in races))
-    clean_rounds = sum(1 for races in rounds
-                       if len(races) == len(RACES) and all(r.one_vm and r.problem is None for r in races))
+    clean_rounds = sum(
+        1 for races in rounds if len(races) == len(RACES) and all(r.one_vm and r.problem is None for r in races)
+    )
     lines.append(f"rounds in which each race ran exactly one VM: {one_vm_rounds} of {len(rounds)}")
     lines.append(f"rounds ending both races with one healthy engine and nothing amiss: {clean_rounds} of {len(rounds)}")
     ok = ok and clean_rounds == len(rounds)
@@ -440,9 +446,12 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
         lines.append(f"  time to one healthy engine (EngineUp): {distribution(healthy)}")
         lines.append(f"  time to the VM running:                {distribution(running)}")
         contested = sum(1 for r in races if any("lease-busy" in e.message for e in r.lease_errors))
-        lines.append(f"  decided by the lease (another host's acquire refused, lease-busy): {contested} of {len(races)}")
-        lines.append(f"  winners: {dict(sorted(winners.items()))}; hosts with start.ok per race: "
-                     f"{dict(sorted(tries.items()))}")
+        lines.append(
+            f"  decided by the lease (another host's acquire refused, lease-busy): {contested} of {len(races)}"
+        )
+        lines.append(
+            f"  winners: {dict(sorted(winners.items()))}; hosts with start.ok per race: {dict(sorted(tries.items()))}"
+        )
         lines.append(f"  waiting decisions (not errors): {dict(sorted(waits.items())) or 'none'}")
         for r in races:
             if r.problem is not None:
@@ -455,7 +464,7 @@ def report(rounds: Sequence[Sequence[Race]], runs_asked: int, death: str, wall: 
     for (race, source, message), seen in sorted(grouped.items(), key=lambda item: -len(item[1])):
         lines.append(f"  {len(seen):>4} x [{race}, {source}] {message}")
         where = [f"r{e.round}/{e.host}" for e in seen]  # every occurrence: round / host that saw it
-        lines.extend("         " + ", ".join(where[i:i + 12]) for i in range(0, len(where), 12))
+        lines.extend("         " + ", ".join(where[i : i + 12]) for i in range(0, len(where), 12))
     return "\n".join(lines), ok
 
 
@@ -493,16 +502,35 @@ def load_record(path: Path) -> list[list[Race]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="rounds (each a fresh cluster, both races)")
-    parser.add_argument("--death", choices=("kill", "crash"), default="kill",
-                        help="how the engine host dies in the failover race (see the module doc)")
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="start no new round after this many seconds (the report says how many ran)")
-    parser.add_argument("--record", type=Path, default=None,
-                        help="append each race as a JSON line to this file (for later analysis)")
-    parser.add_argument("--keep-failed", type=Path, default=None, metavar="DIR",
-                        help="copy the hosts' decision and supervisor logs of each round that went wrong here")
-    parser.add_argument("--report-from", type=Path, default=None, metavar="RECORD",
-                        help="run nothing: print the report of the races in a --record file")
+    parser.add_argument(
+        "--death",
+        choices=("kill", "crash"),
+        default="kill",
+        help="how the engine host dies in the failover race (see the module doc)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="start no new round after this many seconds (the report says how many ran)",
+    )
+    parser.add_argument(
+        "--record", type=Path, default=None, help="append each race as a JSON line to this file (for later analysis)"
+    )
+    parser.add_argument(
+        "--keep-failed",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="copy the hosts' decision and supervisor logs of each round that went wrong here",
+    )
+    parser.add_argument(
+        "--report-from",
+        type=Path,
+        default=None,
+        metavar="RECORD",
+        help="run nothing: print the report of the races in a --record file",
+    )
     args = parser.parse_args(argv)
     if args.report_from is not None:
         loaded = load_record(args.report_from)
@@ -532,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{f'{r.healthy:.2f} s' if r.healthy is not None else '-'} {r.winner or ''}"
             f"{f' lease errors {len(r.lease_errors)}' if r.lease_errors else ''}"
             f"{' PROBLEM: ' + r.problem if r.problem else ''}"
-            for r in races)
+            for r in races
+        )
         print(f"round {index}: {summary} ({time.monotonic() - round_began:.1f} s)", flush=True)
     text, ok = report(rounds, args.runs, args.death, time.monotonic() - began)
     print("\n" + text, flush=True)

@@ -35,12 +35,20 @@ TARGET_MS = 150.0
 WAIT = 120.0
 
 
-def run(host: Host, *args: str, python_flags: tuple[str, ...] = (),
-        env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+def run(
+    host: Host, *args: str, python_flags: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     command = [sys.executable, *python_flags, str(SHIM), *args]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd="/", env={**os.environ, **host.cli_env(), **(env or {})}, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        command,
+        cwd="/",
+        env={**os.environ, **host.cli_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     return time.perf_counter() - start, done
 
 
@@ -56,7 +64,7 @@ def slowest_imports(stderr: str, count: int = 10) -> list[str]:
     for line in stderr.splitlines():
         if not line.startswith("import time:"):
             continue
-        parts = [part.strip() for part in line[len("import time:"):].split("|")]
+        parts = [part.strip() for part in line[len("import time:") :].split("|")]
         if len(parts) == 3 and parts[1].isdigit():
             rows.append((int(parts[1]), parts[2]))
     return [f"{us / 1000:6.1f} ms  {name}" for us, name in sorted(rows, reverse=True)[:count]]
@@ -85,10 +93,14 @@ def main() -> int:
         helps = [run(host, "--help")[0] for _ in range(args.runs)]
         _, profiled = run(host, "--vm-status", "--json", python_flags=("-X", "importtime"))
     median = statistics.median(status) * 1000
-    print(f"hosted-engine --vm-status --json against a running daemon ({len(hosts) - 1} hosts + global), "
-          f"{args.runs} runs:")
+    print(
+        f"hosted-engine --vm-status --json against a running daemon ({len(hosts) - 1} hosts + global), "
+        f"{args.runs} runs:"
+    )
     print(f"  {summary(status)}   target ≤ {TARGET_MS:.0f} ms: {'met' if median <= TARGET_MS else 'MISSED'}")
-    print(f"the same through the full path (pydantic validation of hosted-engine.conf and the answer), {args.runs} runs:")
+    print(
+        f"the same through the full path (pydantic validation of hosted-engine.conf and the answer), {args.runs} runs:"
+    )
     print(f"  {summary(full)}")
     print(f"hosted-engine --help, {args.runs} runs:")
     print(f"  {summary(helps)}")

@@ -139,13 +139,17 @@ def footprint(url: str, seconds: int, requests: int) -> None:
 
         ticks = len(host.decisions())
         print(f"idle footprint over {elapsed:.0f} s, state {state_of(host.decisions()[-1])}, {ticks} decisions logged")
-        print(f"  supervisor:          RSS peak {peak_rss[supervisor.pid] / 1024:.1f} MiB (last "
-              f"{last[supervisor.pid].rss_kib / 1024:.1f}), CPU {cpu(supervisor.pid):.3f} % of one core, "
-              f"threads {min(threads)}-{max(threads)}, open fds {min(fds)}-{max(fds)}")
+        print(
+            f"  supervisor:          RSS peak {peak_rss[supervisor.pid] / 1024:.1f} MiB (last "
+            f"{last[supervisor.pid].rss_kib / 1024:.1f}), CPU {cpu(supervisor.pid):.3f} % of one core, "
+            f"threads {min(threads)}-{max(threads)}, open fds {min(fds)}-{max(fds)}"
+        )
         helpers = pids[1:]
-        print(f"  + helpers ({len(helpers)}: lease worker, keeper): RSS peak "
-              f"{sum(peak_rss[p] for p in pids) / 1024:.1f} MiB total, "
-              f"CPU {sum(cpu(p) for p in pids):.3f} % total")
+        print(
+            f"  + helpers ({len(helpers)}: lease worker, keeper): RSS peak "
+            f"{sum(peak_rss[p] for p in pids) / 1024:.1f} MiB total, "
+            f"CPU {sum(cpu(p) for p in pids):.3f} % total"
+        )
         print("  RSS of each process (peak; last: MiB anonymous + file-backed), against issue 16 item 3:")
         for pid in pids:
             role = role_of(pid, supervisor.pid)
@@ -172,8 +176,9 @@ def _reaction_and_stall(url: str, events: int, requests: int, mountpoint: Path) 
             host.start_supervisor("--timing", "unexpectedly_down_timeout=1", "--tick-period", "2")
             latencies, delivery = [], []
             for _ in range(events):
-                index, _ = host.wait_for_decision(lambda e: state_of(e) == "EngineUp",
-                                                  after=len(host.decisions()) - 1, timeout=120)
+                index, _ = host.wait_for_decision(
+                    lambda e: state_of(e) == "EngineUp", after=len(host.decisions()) - 1, timeout=120
+                )
                 vm = host.vm()
                 assert vm is not None
                 vm.destroy()
@@ -181,9 +186,11 @@ def _reaction_and_stall(url: str, events: int, requests: int, mountpoint: Path) 
                 _, entry = host.wait_for_decision(lambda e: "vm-event" in causes_of(e), after=index + 1)
                 latencies.append(entry["meta"]["started"] - destroyed)
                 delivery.append(entry["meta"]["causes"][0]["at"] - destroyed)
-            print(f"event-to-action, VM destroyed -> tick started, {events} events: "
-                  f"median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
-                  f"(of which libvirt event delivery: median {statistics.median(delivery) * 1000:.1f} ms)")
+            print(
+                f"event-to-action, VM destroyed -> tick started, {events} events: "
+                f"median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
+                f"(of which libvirt event delivery: median {statistics.median(delivery) * 1000:.1f} ms)"
+            )
             fs.stall()
             fs.wait_blocked(1, timeout=30)
             stalled = status_latencies(host, requests)

@@ -126,8 +126,10 @@ def bench_ticks() -> None:
         if hosts == 3:
             verdict = f"   target ≤ {TARGET_TICK_BYTES_3_HOSTS // 1024} KiB: {'met' if steady <= TARGET_TICK_BYTES_3_HOSTS else 'MISSED'}"
         print(f"  {hosts:4d} hosts: {steady:>9,} bytes ({steady / 1024:.0f} KiB) per tick{verdict}")
-        print(f"             full scan of {full:,} bytes every 60 s and on a new lockspace member;"
-              f" mean per read incl. full scans at one read per {POLL:g} s: {mean / 1024:.0f} KiB")
+        print(
+            f"             full scan of {full:,} bytes every 60 s and on a new lockspace member;"
+            f" mean per read incl. full scans at one read per {POLL:g} s: {mean / 1024:.0f} KiB"
+        )
 
 
 def bench_partial(directory: Path, runs: int) -> tuple[float, float]:
@@ -139,6 +141,7 @@ def bench_partial(directory: Path, runs: int) -> tuple[float, float]:
     loop = asyncio.new_event_loop()
     board = Whiteboard(path, 1)
     try:
+
         def cold() -> object:
             board._last_view = None  # the bench measures the decode from scratch
             return loop.run_until_complete(board.read_all(slots))

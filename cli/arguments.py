@@ -133,7 +133,7 @@ class Syntax:
                 raise UsageError(f"{command}: no such option: {arg[:2]}")
             else:
                 plain.append(arg)
-        return Parsed(options, plain[:self.positional], plain[self.positional:])
+        return Parsed(options, plain[: self.positional], plain[self.positional :])
 
 
 def _match_abbrev(command: str, given: str, known: Sequence[str]) -> str:

@@ -86,8 +86,7 @@ def _add_console_password(args: Sequence[str], env: CliEnvironment) -> int:
 
         return direct_vm.console_password(env, vmid, password, TICKET_TTL)
 
-    answer = daemon_call.post(env, "/v1/vm/console-password", {"password": password, "ttl": TICKET_TTL},
-                              direct=direct)
+    answer = daemon_call.post(env, "/v1/vm/console-password", {"password": password, "ttl": TICKET_TTL}, direct=direct)
     if answer is None:
         return EXIT_FAILED
     if answer.ok:

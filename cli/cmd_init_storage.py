@@ -57,8 +57,21 @@ from he_ha.storage.provision import (
 COMMAND = "--init-storage"
 LOCKSPACE_FILE = "hosted-engine.lockspace"
 METADATA_FILE = "hosted-engine.metadata"
-VALUED = ("--storage", "--lockspace", "--metadata", "--host-id", "--vm-uuid", "--fqdn", "--vm-conf", "--conf-out",
-          "--io-timeout", "--gateway", "--network-test", "--bridge", "--tcp-target")
+VALUED = (
+    "--storage",
+    "--lockspace",
+    "--metadata",
+    "--host-id",
+    "--vm-uuid",
+    "--fqdn",
+    "--vm-conf",
+    "--conf-out",
+    "--io-timeout",
+    "--gateway",
+    "--network-test",
+    "--bridge",
+    "--tcp-target",
+)
 
 
 def _areas(options: dict[str, str]) -> StorageAreas | None:
@@ -78,21 +91,28 @@ def _areas(options: dict[str, str]) -> StorageAreas | None:
 def _deployed_request(options: dict[str, str], env: CliEnvironment) -> tuple[StorageAreas, int, str | None]:
     """A host ``hosted-engine --deploy`` set up: the volumes, host id and VM uuid come from its
     hosted-engine.conf, which is left as it is (it needs no he-ha key)."""
-    written = [key for key in ("--conf-out", "--fqdn", "--vm-conf", "--gateway", "--network-test", "--bridge",
-                               "--tcp-target") if key in options]
+    written = [
+        key
+        for key in ("--conf-out", "--fqdn", "--vm-conf", "--gateway", "--network-test", "--bridge", "--tcp-target")
+        if key in options
+    ]
     if written:
-        raise UsageError(f"{COMMAND}: {', '.join(written)} go into a new hosted-engine.conf; with no --storage or "
-                         f"--lockspace/--metadata the deployed {env.paths.hosted_engine_conf} is used as it is")
+        raise UsageError(
+            f"{COMMAND}: {', '.join(written)} go into a new hosted-engine.conf; with no --storage or "
+            f"--lockspace/--metadata the deployed {env.paths.hosted_engine_conf} is used as it is"
+        )
     try:
         conf, volumes = env.engine_conf(), env.volumes()
     except ConfigError as exc:
-        raise UsageError(f"{COMMAND}: without --storage or --lockspace/--metadata the volumes come from "
-                         f"hosted-engine.conf: {exc}") from None
+        raise UsageError(
+            f"{COMMAND}: without --storage or --lockspace/--metadata the volumes come from hosted-engine.conf: {exc}"
+        ) from None
     if "--host-id" in options:
         host_id = int_option(COMMAND, "--host-id", options["--host-id"], 1, MAX_HOST_ID)
         if host_id != conf.host_id:
-            raise UsageError(f"{COMMAND}: --host-id={host_id} differs from host_id={conf.host_id} in "
-                             f"{env.paths.hosted_engine_conf}")
+            raise UsageError(
+                f"{COMMAND}: --host-id={host_id} differs from host_id={conf.host_id} in {env.paths.hosted_engine_conf}"
+            )
     return StorageAreas(volumes.lockspace.path, volumes.metadata.path), conf.host_id, conf.vmid
 
 
@@ -107,9 +127,15 @@ def _settings(options: dict[str, str]) -> HostSettings:
             raise UsageError(f"{COMMAND}: --tcp-target needs ADDRESS:PORT, got {options['--tcp-target']!r}")
         port = int_option(COMMAND, "--tcp-target port", text, 1, 65535)
     vm_conf = options.get("--vm-conf")
-    return HostSettings(fqdn=options.get("--fqdn"), vm_conf=Path(vm_conf) if vm_conf else None,
-                        gateway=options.get("--gateway"), network_test=test, bridge=options.get("--bridge"),
-                        tcp_address=address, tcp_port=port)
+    return HostSettings(
+        fqdn=options.get("--fqdn"),
+        vm_conf=Path(vm_conf) if vm_conf else None,
+        gateway=options.get("--gateway"),
+        network_test=test,
+        bridge=options.get("--bridge"),
+        tcp_address=address,
+        tcp_port=port,
+    )
 
 
 def _request(args: Sequence[str], env: CliEnvironment) -> tuple[InitRequest, bool]:
@@ -136,8 +162,9 @@ def _request(args: Sequence[str], env: CliEnvironment) -> tuple[InitRequest, boo
         host_id=host_id,
         conf_out=conf_out,
         vm_uuid=vm_uuid,
-        io_timeout=(int_option(COMMAND, "--io-timeout", options["--io-timeout"], 1, 300)
-                    if "--io-timeout" in options else None),
+        io_timeout=(
+            int_option(COMMAND, "--io-timeout", options["--io-timeout"], 1, 300) if "--io-timeout" in options else None
+        ),
         settings=_settings(options),
         force="--force" in parsed,
     )
@@ -183,8 +210,13 @@ async def _plan_conf_volume(io: AreaIo, env: CliEnvironment, request: InitReques
         text = await io.read_text(conf_out) or ""
         vm_conf = await io.read_text(request.settings.vm_conf or conf.vm_conf)
         broker = await io.read_text(env.paths.broker_conf)
-        return {"version": __version__, "fhanswers.conf": minimal_fhanswers(parse_flat_file(conf_out)), "hosted-engine.conf": text,
-                "broker.conf": broker if broker is not None else DEFAULT_BROKER_CONF, "vm.conf": vm_conf or ""}
+        return {
+            "version": __version__,
+            "fhanswers.conf": minimal_fhanswers(parse_flat_file(conf_out)),
+            "hosted-engine.conf": text,
+            "broker.conf": broker if broker is not None else DEFAULT_BROKER_CONF,
+            "vm.conf": vm_conf or "",
+        }
 
     try:
         build_archive(await members())  # it fits now; the step builds it again from the files as written
@@ -219,8 +251,10 @@ def _init_storage(args: Sequence[str], env: CliEnvironment) -> int:
                     print_lines("Refused: ", plan.blockers + plan.refusals, to_stderr=True)
                     return EXIT_FAILED
                 if not plan.steps:
-                    print(f"Nothing to change: storage and {request.conf_out or env.paths.hosted_engine_conf} "
-                          f"are set up for host {request.host_id} (VM {plan.vm_uuid}).")
+                    print(
+                        f"Nothing to change: storage and {request.conf_out or env.paths.hosted_engine_conf} "
+                        f"are set up for host {request.host_id} (VM {plan.vm_uuid})."
+                    )
                     return EXIT_OK
                 if dry_run:
                     print_lines("Would ", [step.text for step in plan.steps])
@@ -271,7 +305,7 @@ COMMANDS = (
                         The engine VM's uuid; needed on the first host (the VM
                         lease is named after it), read from storage otherwise.
     --fqdn=<fqdn>, --vm-conf=<file>, --gateway=<address>, --bridge=<name>,
-    --network-test=<{'|'.join(NETWORK_TESTS)}>, --tcp-target=<address>:<port>
+    --network-test=<{"|".join(NETWORK_TESTS)}>, --tcp-target=<address>:<port>
                         Written to hosted-engine.conf as fqdn, conf, gateway,
                         bridge, network_test, tcp_t_address/tcp_t_port.
     --conf-out=<file>

@@ -47,8 +47,9 @@ T = TypeVar("T")
 CANNOT_CLEAN = "Cannot clean unclean metadata block. Consider --force-cleanup."
 
 
-def _prepared(parse: Callable[[Sequence[str]], T], args: Sequence[str],
-              env: CliEnvironment) -> tuple[T, SharedAreas] | None:
+def _prepared(
+    parse: Callable[[Sequence[str]], T], args: Sequence[str], env: CliEnvironment
+) -> tuple[T, SharedAreas] | None:
     """The parsed options and this host's shared areas, or None after saying what is wrong."""
     try:
         parsed = parse(args)
@@ -62,8 +63,9 @@ def _prepared(parse: Callable[[Sequence[str]], T], args: Sequence[str],
 # --- --clean-metadata ---------------------------------------------------------------------------
 
 
-CLEAN_SYNTAX = Syntax(flags=("--force-cleanup", "--dry-run", "--unreadable"), valued=("--host-id",),
-                      rules=Rules.OPTPARSE)
+CLEAN_SYNTAX = Syntax(
+    flags=("--force-cleanup", "--dry-run", "--unreadable"), valued=("--host-id",), rules=Rules.OPTPARSE
+)
 
 
 def _clean_options(args: Sequence[str]) -> tuple[dict[str, str | bool], int | None]:
@@ -88,8 +90,15 @@ def _clean_metadata(args: Sequence[str], env: CliEnvironment) -> int:
 
     async def work() -> int:
         with AreaIo() as io:
-            plan = await plan_clean(io, lockspace=areas.lockspace, metadata=areas.metadata, host_ids=targets,
-                                    own_host_id=areas.conf.host_id, local_daemon=local, announce=watching)
+            plan = await plan_clean(
+                io,
+                lockspace=areas.lockspace,
+                metadata=areas.metadata,
+                host_ids=targets,
+                own_host_id=areas.conf.host_id,
+                local_daemon=local,
+                announce=watching,
+            )
             return await _clean(io, areas, plan, force="--force-cleanup" in options, dry_run="--dry-run" in options)
 
     return run_storage_work(work)
@@ -148,15 +157,24 @@ def _reinitialize_lockspace(args: Sequence[str], env: CliEnvironment) -> int:
 
     async def work() -> int:
         if not dry_run and not await asyncio.to_thread(sanlock_answers, env.sanlock_run_dir):
-            error(f"This host's sanlock daemon does not answer on {socket_path(env.sanlock_run_dir)}: "
-                  "the lockspace is rewritten through it (start sanlock).")
+            error(
+                f"This host's sanlock daemon does not answer on {socket_path(env.sanlock_run_dir)}: "
+                "the lockspace is rewritten through it (start sanlock)."
+            )
             return EXIT_FAILED
         with AreaIo() as io:
             async with await LeaseClient.start(run_dir=env.sanlock_run_dir) as client:
-                plan = await plan_reinit(client, io, lockspace=areas.lockspace, metadata=areas.metadata,
-                                         io_timeout=io_timeout, force=force, announce=watching,
-                                         vm_lease_path=areas.conf.vm_lease_path,
-                                         vm_lease_offset=areas.conf.vm_lease_offset)
+                plan = await plan_reinit(
+                    client,
+                    io,
+                    lockspace=areas.lockspace,
+                    metadata=areas.metadata,
+                    io_timeout=io_timeout,
+                    force=force,
+                    announce=watching,
+                    vm_lease_path=areas.conf.vm_lease_path,
+                    vm_lease_offset=areas.conf.vm_lease_offset,
+                )
                 print_lines("Note: ", plan.notes)
                 if plan.refused and not force:
                     for heading, evidence in ((GLOBAL_ONLY, plan.maintenance), (ACTIVE_AGENT, plan.active)):
@@ -183,7 +201,8 @@ _FORCE_HELP = """\
 
 COMMANDS = (
     Command(
-        "--reinitialize-lockspace", "--reinitialize-lockspace",
+        "--reinitialize-lockspace",
+        "--reinitialize-lockspace",
         "reinitialize the sanlock lockspace file. This WIPES all locks.",
         "--reinitialize-lockspace [--force] [--dry-run] [--io-timeout=<seconds>]",
         f"""\
@@ -201,9 +220,12 @@ COMMANDS = (
     --io-timeout=<seconds>
                         The io timeout to write when no lockspace record on
                         storage can be read (default 10; otherwise kept).
-""", _reinitialize_lockspace),
+""",
+        _reinitialize_lockspace,
+    ),
     Command(
-        "--clean-metadata", "--clean-metadata",
+        "--clean-metadata",
+        "--clean-metadata",
         "remove host's metadata from the global status database",
         "--clean-metadata [--force-cleanup] [--host-id=<id>] [--unreadable] [--dry-run]",
         f"""\
@@ -227,5 +249,7 @@ COMMANDS = (
                         Print which slots would be cleaned; change nothing.
     Options are read as the original agent's optparse read them: a unique
     prefix of an option is that option (--force-clean, --host=2).
-""", _clean_metadata),
+""",
+        _clean_metadata,
+    ),
 )

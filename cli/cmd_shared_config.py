@@ -40,10 +40,12 @@ CONF_VOLUME_KEYS = ("conf_image_UUID", "conf_volume_UUID")
 
 
 def _no_shared(conf: Path, missing: list[str]) -> str:
-    return (f"There is no he_shared configuration: {conf} names no configuration volume "
-            f"({' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing). he_shared is the copy of "
-            "hosted-engine.conf on the configuration volume that 'hosted-engine --deploy' creates; "
-            "for this host's hosted-engine.conf use --type=he_local")
+    return (
+        f"There is no he_shared configuration: {conf} names no configuration volume "
+        f"({' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing). he_shared is the copy of "
+        "hosted-engine.conf on the configuration volume that 'hosted-engine --deploy' creates; "
+        "for this host's hosted-engine.conf use --type=he_local"
+    )
 
 
 def _missing_conf_volume_keys(env: CliEnvironment) -> list[str]:
@@ -78,9 +80,17 @@ class ConfVolumeAccess:
 
     def update(self, member: str, edit: Callable[[str], str]) -> dict[str, str]:
         path, lockspace, host_id = self._locate()
-        self._members = _storage(update_conf_volume_locked(path, member, edit, lockspace_path=lockspace,
-                                                           host_id=host_id, run_dir=self.env.sanlock_run_dir,
-                                                           say=error))
+        self._members = _storage(
+            update_conf_volume_locked(
+                path,
+                member,
+                edit,
+                lockspace_path=lockspace,
+                host_id=host_id,
+                run_dir=self.env.sanlock_run_dir,
+                say=error,
+            )
+        )
         return self._members
 
 
@@ -114,8 +124,9 @@ def _resolve(key: str, candidates: list[ConfigFile]) -> ConfigFile:
     if len(holders) == 1:
         return holders[0]
     if holders:
-        raise Refused(f"Duplicate key {key}, please specify the key type. "
-                      f"Available types are: {[f.type for f in holders]}")
+        raise Refused(
+            f"Duplicate key {key}, please specify the key type. Available types are: {[f.type for f in holders]}"
+        )
     lines = [f"Invalid configuration key {key}.", "Available keys are:"]
     lines += [f"{f.type} : {sorted(f.keys())}" for f in candidates]
     raise Refused("\n".join(lines))

@@ -19,8 +19,10 @@ from cli.storage_admin import shared_areas
 
 
 def _deploy(args: Sequence[str], env: CliEnvironment) -> int:
-    error("he-ha does not deploy the engine VM. Prepare the HA storage areas and this host's "
-          "hosted-engine.conf with 'hosted-engine --init-storage' (see --help --init-storage).")
+    error(
+        "he-ha does not deploy the engine VM. Prepare the HA storage areas and this host's "
+        "hosted-engine.conf with 'hosted-engine --init-storage' (see --help --init-storage)."
+    )
     return EXIT_FAILED
 
 
@@ -46,21 +48,37 @@ def _unreachable(path: Path) -> str | None:
 
 
 def _disconnect_storage(args: Sequence[str], env: CliEnvironment) -> int:
-    error("he-ha holds no storage-server connection of its own: nothing was disconnected. "
-          "Unmount or log out of the storage with the system's tools once he-ha is stopped.")
+    error(
+        "he-ha holds no storage-server connection of its own: nothing was disconnected. "
+        "Unmount or log out of the storage with the system's tools once he-ha is stopped."
+    )
     return EXIT_FAILED
 
 
 COMMANDS = (
-    Command("--deploy", "--deploy [options]", "run the deployment (not part of he-ha)", "--deploy",
-            "    he-ha does not deploy the engine VM; see --init-storage for the HA storage areas.", _deploy),
-    Command("--connect-storage", "--connect-storage", "check that the HA storage areas are reachable",
-            "--connect-storage",
-            "    Check that the metadata and lockspace areas named in hosted-engine.conf can be opened.\n"
-            "    He-ha reaches storage through those paths; it has no storage-server connection of its own.",
-            _connect_storage),
-    Command("--disconnect-storage", "--disconnect-storage", "not available: he-ha holds no storage connection",
-            "--disconnect-storage",
-            "    He-ha holds no storage-server connection; unmount the storage with the system's tools.",
-            _disconnect_storage),
+    Command(
+        "--deploy",
+        "--deploy [options]",
+        "run the deployment (not part of he-ha)",
+        "--deploy",
+        "    he-ha does not deploy the engine VM; see --init-storage for the HA storage areas.",
+        _deploy,
+    ),
+    Command(
+        "--connect-storage",
+        "--connect-storage",
+        "check that the HA storage areas are reachable",
+        "--connect-storage",
+        "    Check that the metadata and lockspace areas named in hosted-engine.conf can be opened.\n"
+        "    He-ha reaches storage through those paths; it has no storage-server connection of its own.",
+        _connect_storage,
+    ),
+    Command(
+        "--disconnect-storage",
+        "--disconnect-storage",
+        "not available: he-ha holds no storage connection",
+        "--disconnect-storage",
+        "    He-ha holds no storage-server connection; unmount the storage with the system's tools.",
+        _disconnect_storage,
+    ),
 )

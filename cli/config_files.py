@@ -124,8 +124,10 @@ class ConfigFile:
     def set(self, key: str, value: str) -> None:
         """Validate the new text with the daemon's loader, then write it."""
         if any(char in value for char in "\n\r\0"):
-            raise ConfigValueRejected(f"Refusing to set {key} to {value!r} in {self.path}: "
-                                      "the value must be one line of text; the file is unchanged")
+            raise ConfigValueRejected(
+                f"Refusing to set {key} to {value!r} in {self.path}: "
+                "the value must be one line of text; the file is unchanged"
+            )
         if self.volume is not None:
             self._set_shared(self.volume, key, value)
             return
@@ -167,8 +169,9 @@ class ConfigFile:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigWriteError(f"{self.path}: cannot read: {exc}") from None
 
-    def _validate(self, key: str, value: str, text: str, *, shown: str | None = None,
-                  unchanged: str | None = None) -> None:
+    def _validate(
+        self, key: str, value: str, text: str, *, shown: str | None = None, unchanged: str | None = None
+    ) -> None:
         """Load ``text`` with the daemon's loader; errors name ``shown`` (default: the file)."""
         with tempfile.TemporaryDirectory(prefix="he-ha-config-") as scratch:
             candidate = Path(scratch) / self.path.name
@@ -219,25 +222,52 @@ def _broker_edit(text: str, key: str, value: str) -> str:
     return edit_ini_text(text, section, option, value)
 
 
-def config_files(paths: ConfigPaths, *, volume: SharedVolume | None = None,
-                 he_shared_cache: Path | None = None) -> dict[str, ConfigFile]:
+def config_files(
+    paths: ConfigPaths, *, volume: SharedVolume | None = None, he_shared_cache: Path | None = None
+) -> dict[str, ConfigFile]:
     """The writable types, in the order the original listed them. With ``volume`` (this
     host's hosted-engine.conf names a configuration volume): he_shared too, cached at
     ``he_shared_cache``, and broker backed by the volume's broker.conf."""
     files = {
-        "he_local": ConfigFile("he_local", paths.hosted_engine_conf, _aliases(HostedEngineConf),
-                               parse_flat_file, _flat_edit, load_hosted_engine_conf),
+        "he_local": ConfigFile(
+            "he_local",
+            paths.hosted_engine_conf,
+            _aliases(HostedEngineConf),
+            parse_flat_file,
+            _flat_edit,
+            load_hosted_engine_conf,
+        ),
     }
     if volume is not None:
         if he_shared_cache is None:
             raise ValueError("a configuration volume needs the path of the he_shared cache")
-        files["he_shared"] = ConfigFile("he_shared", he_shared_cache, dict.fromkeys(OPTIONAL_KEYS, "None"),
-                                        parse_flat_file, edit_shared_hosted_engine_conf, load_hosted_engine_conf,
-                                        volume=volume, member="hosted-engine.conf")
-    files["ha"] = ConfigFile("ha", paths.ha_conf, _aliases(LocalMaintenance), parse_flat_file, _flat_edit,
-                             load_ha_conf, _in_place_locked=True)
-    files["broker"] = ConfigFile("broker", paths.broker_conf,
-                                 _aliases(EmailConfig, "email.") | _aliases(NotifyConfig, "notify."),
-                                 _read_broker, _broker_edit, load_broker_config,
-                                 volume=volume, member="broker.conf")
+        files["he_shared"] = ConfigFile(
+            "he_shared",
+            he_shared_cache,
+            dict.fromkeys(OPTIONAL_KEYS, "None"),
+            parse_flat_file,
+            edit_shared_hosted_engine_conf,
+            load_hosted_engine_conf,
+            volume=volume,
+            member="hosted-engine.conf",
+        )
+    files["ha"] = ConfigFile(
+        "ha",
+        paths.ha_conf,
+        _aliases(LocalMaintenance),
+        parse_flat_file,
+        _flat_edit,
+        load_ha_conf,
+        _in_place_locked=True,
+    )
+    files["broker"] = ConfigFile(
+        "broker",
+        paths.broker_conf,
+        _aliases(EmailConfig, "email.") | _aliases(NotifyConfig, "notify."),
+        _read_broker,
+        _broker_edit,
+        load_broker_config,
+        volume=volume,
+        member="broker.conf",
+    )
     return files

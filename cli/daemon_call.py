@@ -51,8 +51,9 @@ class Answer:
 Direct = Callable[[], CommandResult | None]  # the action without the daemon; None: failed, said why
 
 
-def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *,
-         direct: Direct | None = None) -> Answer | None:
+def post(
+    env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *, direct: Direct | None = None
+) -> Answer | None:
     """The daemon's answer; or, with ``direct`` while the daemon is down, what ``direct()``
     did instead (one stderr line says so); or None after printing why there is no answer."""
     try:
@@ -63,11 +64,15 @@ def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *,
             error(CANNOT_CONNECT)
             error(str(exc))
             if starting:
-                error(f"he-ha run (pid {', '.join(map(str, starting))}) serves {env.run_dir} but does not listen "
-                      "yet (starting?): nothing was done; try again once it answers")
+                error(
+                    f"he-ha run (pid {', '.join(map(str, starting))}) serves {env.run_dir} but does not listen "
+                    "yet (starting?): nothing was done; try again once it answers"
+                )
             elif direct is not None:
-                error("Nothing was done directly: a process accepts connections on that socket, so the "
-                      "he-ha daemon may be running (hung or busy)")
+                error(
+                    "Nothing was done directly: a process accepts connections on that socket, so the "
+                    "he-ha daemon may be running (hung or busy)"
+                )
             return None
         try:  # one actor at a time on this host's VM: a daemon starting now waits for us
             lock = try_host_lock(env.run_dir, f"hosted-engine {url.rsplit('/', 1)[-1]} (pid {os.getpid()})")
@@ -92,8 +97,9 @@ def post(env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *,
     )
 
 
-def post_silently(env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *,
-                  direct: Direct | None = None) -> int:
+def post_silently(
+    env: CliEnvironment, url: str, body: dict[str, Any] | None = None, *, direct: Direct | None = None
+) -> int:
     """The original's rule for set-maintenance, shutdown, poweroff: nothing printed when
     done (exit 0), the reason on stderr otherwise (exit 1)."""
     answer = post(env, url, body, direct=direct)

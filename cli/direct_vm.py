@@ -97,9 +97,16 @@ def settings_for(env: CliEnvironment) -> SupervisorSettings:
     kinds: dict[str | None, HolderKind] = {kind: kind for kind in HOLDER_KINDS}
     if env.lease_holder is not None and env.lease_holder not in kinds:
         raise Refused(f"HE_HA_LEASE_HOLDER={env.lease_holder!r} is not one of {', '.join(HOLDER_KINDS)}")
-    return SupervisorSettings(paths=env.paths, mount_root=env.mount_root, state_dir=env.state_dir,
-                              libvirt_uri=env.libvirt_uri, sanlock_run_dir=env.sanlock_run_dir, run_dir=env.run_dir,
-                              admin_socket=env.admin_socket, holder=kinds.get(env.lease_holder))
+    return SupervisorSettings(
+        paths=env.paths,
+        mount_root=env.mount_root,
+        state_dir=env.state_dir,
+        libvirt_uri=env.libvirt_uri,
+        sanlock_run_dir=env.sanlock_run_dir,
+        run_dir=env.run_dir,
+        admin_socket=env.admin_socket,
+        holder=kinds.get(env.lease_holder),
+    )
 
 
 def _run(work: Coroutine[Any, Any, CommandResult]) -> CommandResult | None:
@@ -119,8 +126,10 @@ def start(env: CliEnvironment, *, paused: bool, vm_conf: Path | None) -> Command
     try:
         settings = settings_for(env)
         if settings.holder_kind == "worker":
-            raise Refused("refused: with the lease held by the lease worker (--lease-holder worker) the lease would "
-                          "end with this command; start the he-ha daemon instead")
+            raise Refused(
+                "refused: with the lease held by the lease worker (--lease-holder worker) the lease would "
+                "end with this command; start the he-ha daemon instead"
+            )
         plan = load_plan(settings)
     except (Refused, ConfigError) as exc:
         error(str(exc))
@@ -133,8 +142,11 @@ async def _start(settings: SupervisorSettings, plan: HostPlan, paused: bool, vm_
         vm = VmController(connection, plan.identity)
         state = await vm.state()
         if state.active:
-            return CommandResult(ok=False, message=f"refused: the VM already runs here ({state})",
-                                 detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value})
+            return CommandResult(
+                ok=False,
+                message=f"refused: the VM already runs here ({state})",
+                detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value},
+            )
         try:
             spec = None if vm_conf is None else await recovery_spec(vm_conf, plan.identity, STORAGE_TIMEOUT)
         except RecoveryConfRefused as exc:
@@ -143,16 +155,30 @@ async def _start(settings: SupervisorSettings, plan: HostPlan, paused: bool, vm_
             layout = await lease_layout(client, plan.config.engine, plan.lockspace_path, plan.resource)
             settings = replace(settings, io_timeout=layout.lockspace.io_timeout)
             joined = await join(client, layout.lockspace, plan.host_id)
-            holder = await build_holder(settings, host_id=plan.host_id, identity=plan.identity, client=client,
-                                        lease=layout.vm_lease, on_lost=lambda why: error(f"he-ha: {why}"))
+            holder = await build_holder(
+                settings,
+                host_id=plan.host_id,
+                identity=plan.identity,
+                client=client,
+                lease=layout.vm_lease,
+                on_lost=lambda why: error(f"he-ha: {why}"),
+            )
             await holder.recover()  # a keeper left by the daemon (holding the lease for no VM) is reused
             specs = SpecSource(plan.definitions, plan.identity, plan.first, timeout=settings.definition_timeout)
             engine_xml = engine_xml_preparer(settings, plan, connection, holder)
             try:
                 await engine_xml.read_host_facts(settings.host_root)
-                executor = ActionExecutor(vm=vm, holder=holder, specs=specs, health=None, notifier=None,
-                                          on_done=lambda _: None, migrate_uri=settings.migrate_uri,
-                                          io_timeout=settings.io_timeout, engine_xml=engine_xml)
+                executor = ActionExecutor(
+                    vm=vm,
+                    holder=holder,
+                    specs=specs,
+                    health=None,
+                    notifier=None,
+                    on_done=lambda _: None,
+                    migrate_uri=settings.migrate_uri,
+                    io_timeout=settings.io_timeout,
+                    engine_xml=engine_xml,
+                )
                 result = await executor.start_vm(paused=paused, spec=spec)
             finally:
                 specs.close()
@@ -191,22 +217,30 @@ async def _stop(env: CliEnvironment, settings: SupervisorSettings, identity: Dom
         return CommandResult(ok=True, message=f"{what}: {stopped.outcome.value}")
 
 
-async def _release_keeper(env: CliEnvironment, settings: SupervisorSettings, identity: DomainId,
-                          vm: VmController) -> None:
+async def _release_keeper(
+    env: CliEnvironment, settings: SupervisorSettings, identity: DomainId, vm: VmController
+) -> None:
     """The keeper left holding the lease: released once the VM is gone (see the module doc)."""
     conf = env.engine_conf()
     lockspace_path = env.volume("lockspace").path
     async with await LeaseClient.start(run_dir=settings.sanlock_run_dir) as client:
         layout = await lease_layout(client, conf, lockspace_path, identity.uuid or identity.name)
-        holder = await build_holder(replace(settings, io_timeout=layout.lockspace.io_timeout), host_id=conf.host_id,
-                                    identity=identity, client=client, lease=layout.vm_lease,
-                                    on_lost=lambda why: None)  # ending it is what we are here for
+        holder = await build_holder(
+            replace(settings, io_timeout=layout.lockspace.io_timeout),
+            host_id=conf.host_id,
+            identity=identity,
+            client=client,
+            lease=layout.vm_lease,
+            on_lost=lambda why: None,
+        )  # ending it is what we are here for
         await holder.recover()
         if not holder.is_held():
             return
         if not await release_if_gone(vm, holder):
-            error(f"he-ha: the engine VM still runs here: the lease keeper keeps the VM lease until the he-ha "
-                  f"daemon runs again and finds the VM gone, or --vm-poweroff ends it ({settings.keeper_file})")
+            error(
+                f"he-ha: the engine VM still runs here: the lease keeper keeps the VM lease until the he-ha "
+                f"daemon runs again and finds the VM gone, or --vm-poweroff ends it ({settings.keeper_file})"
+            )
             holder.detach()
             return
         error("he-ha: the engine VM is gone: the VM lease its lease keeper held is released")
@@ -225,8 +259,9 @@ def console_password(env: CliEnvironment, vmid: str, password: str, ttl: int) ->
 
     async def work() -> CommandResult:
         async with _hypervisor(settings) as connection:
-            return await vnc_ticket(connection, DomainId(DEFAULT_VM_NAME, vmid), password, ttl,
-                                    settings.hostname or socket.gethostname())
+            return await vnc_ticket(
+                connection, DomainId(DEFAULT_VM_NAME, vmid), password, ttl, settings.hostname or socket.gethostname()
+            )
 
     return _run(work())
 
@@ -255,17 +290,24 @@ async def lease_layout(client: LeaseClient, conf: HostedEngineConf, lockspace_pa
         survey = await survey_lockspace(io, lockspace_path)
     if survey.geometry is None:
         raise Refused(f"no sanlock lockspace to take the VM lease in: {survey.evidence}")
-    return await client.detect_layout(lockspace_path, resource=resource, io_timeout=survey.geometry.io_timeout,
-                                      lease_path=conf.vm_lease_path, lease_offset=conf.vm_lease_offset,
-                                      timeout=STORAGE_TIMEOUT)
+    return await client.detect_layout(
+        lockspace_path,
+        resource=resource,
+        io_timeout=survey.geometry.io_timeout,
+        lease_path=conf.vm_lease_path,
+        lease_offset=conf.vm_lease_offset,
+        timeout=STORAGE_TIMEOUT,
+    )
 
 
 async def join(client: LeaseClient, lockspace: Lockspace, host_id: int) -> JoinOutcome:
     """This host in ``lockspace`` under ``host_id``, joined now if it is not (progress on stderr)."""
     if await client.lockspace_state(lockspace, host_id) is LockspaceState.JOINED:
         return JoinOutcome.ALREADY_JOINED
-    error(f"he-ha: joining the sanlock lockspace {lockspace.name!r} as host id {host_id} (the VM lease is taken "
-          f"in it); this takes a few io timeouts ({lockspace.io_timeout} s each)...")
+    error(
+        f"he-ha: joining the sanlock lockspace {lockspace.name!r} as host id {host_id} (the VM lease is taken "
+        f"in it); this takes a few io timeouts ({lockspace.io_timeout} s each)..."
+    )
     started = time.monotonic()
     joining = asyncio.ensure_future(client.join(lockspace, host_id, timeout=wait_deadline(lockspace.io_timeout)))
     while not (await asyncio.wait({joining}, timeout=PROGRESS_EVERY))[0]:

@@ -116,15 +116,17 @@ class CliEnvironment:
         the key, the UUIDs and every path tried."""
         from he_ha.ovirt import VdsmRoots, resolve_volumes
 
-        return resolve_volumes(self.engine_conf(), VdsmRoots.from_mount_root(self.mount_root),
-                               self.paths.hosted_engine_conf)
+        return resolve_volumes(
+            self.engine_conf(), VdsmRoots.from_mount_root(self.mount_root), self.paths.hosted_engine_conf
+        )
 
     def volume(self, role: str) -> ResolvedVolume:
         """One shared volume (metadata, lockspace or conf), as ``volumes()`` finds it."""
         from he_ha.ovirt import VdsmRoots, resolve_volume
 
-        return resolve_volume(self.engine_conf(), role, VdsmRoots.from_mount_root(self.mount_root),
-                              self.paths.hosted_engine_conf)
+        return resolve_volume(
+            self.engine_conf(), role, VdsmRoots.from_mount_root(self.mount_root), self.paths.hosted_engine_conf
+        )
 
 
 def __getattr__(name: str) -> Any:

@@ -58,6 +58,6 @@ def edit_ini_text(text: str, section: str, option: str, value: str) -> str:
                 return "".join([*lines[:index], new_line, *lines[end:]])
         index += 1
     if last_in_section is not None:
-        return "".join([*lines[:last_in_section + 1], new_line, *lines[last_in_section + 1:]])
+        return "".join([*lines[: last_in_section + 1], new_line, *lines[last_in_section + 1 :]])
     separator = "\n" if lines and lines[-1].strip() else ""
     return "".join(lines) + f"{separator}[{section}]\n{new_line}"

@@ -39,26 +39,49 @@ COMMAND_MODULES = (
 
 # The general usage lists commands in this order (spec/hosted-engine-cli.md §2), ours last.
 USAGE_ORDER = (
-    "--deploy", "--vm-start", "--vm-start-paused", "--vm-shutdown", "--vm-poweroff", "--vm-status",
-    "--add-console-password", "--check-deployed", "--check-liveliness", "--connect-storage",
-    "--disconnect-storage", "--console", "--set-maintenance", "--set-shared-config", "--get-shared-config",
-    "--reinitialize-lockspace", "--clean-metadata", "--explain", "--init-storage",
+    "--deploy",
+    "--vm-start",
+    "--vm-start-paused",
+    "--vm-shutdown",
+    "--vm-poweroff",
+    "--vm-status",
+    "--add-console-password",
+    "--check-deployed",
+    "--check-liveliness",
+    "--connect-storage",
+    "--disconnect-storage",
+    "--console",
+    "--set-maintenance",
+    "--set-shared-config",
+    "--get-shared-config",
+    "--reinitialize-lockspace",
+    "--clean-metadata",
+    "--explain",
+    "--init-storage",
 )
 
 # Which module defines each command, so that running one imports only its module (issue 16
 # item 2: cockpit runs --vm-status --json every second). tests/unit/cli_main checks it
 # against the modules' COMMANDS.
 COMMAND_MODULE = {
-    "--deploy": "cli.cmd_unsupported", "--connect-storage": "cli.cmd_unsupported",
+    "--deploy": "cli.cmd_unsupported",
+    "--connect-storage": "cli.cmd_unsupported",
     "--disconnect-storage": "cli.cmd_unsupported",
-    "--vm-start": "cli.cmd_vm", "--vm-start-paused": "cli.cmd_vm", "--vm-shutdown": "cli.cmd_vm",
+    "--vm-start": "cli.cmd_vm",
+    "--vm-start-paused": "cli.cmd_vm",
+    "--vm-shutdown": "cli.cmd_vm",
     "--vm-poweroff": "cli.cmd_vm",
-    "--vm-status": "cli.cmd_status", "--explain": "cli.cmd_status",
-    "--add-console-password": "cli.cmd_console", "--console": "cli.cmd_console",
-    "--check-deployed": "cli.cmd_checks", "--check-liveliness": "cli.cmd_checks",
+    "--vm-status": "cli.cmd_status",
+    "--explain": "cli.cmd_status",
+    "--add-console-password": "cli.cmd_console",
+    "--console": "cli.cmd_console",
+    "--check-deployed": "cli.cmd_checks",
+    "--check-liveliness": "cli.cmd_checks",
     "--set-maintenance": "cli.cmd_maintenance",
-    "--set-shared-config": "cli.cmd_shared_config", "--get-shared-config": "cli.cmd_shared_config",
-    "--reinitialize-lockspace": "cli.cmd_repair", "--clean-metadata": "cli.cmd_repair",
+    "--set-shared-config": "cli.cmd_shared_config",
+    "--get-shared-config": "cli.cmd_shared_config",
+    "--reinitialize-lockspace": "cli.cmd_repair",
+    "--clean-metadata": "cli.cmd_repair",
     "--init-storage": "cli.cmd_init_storage",
 }
 

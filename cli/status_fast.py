@@ -85,8 +85,12 @@ def _code_stamp() -> list[Any]:
 def _record(conf: Path, content: bytes, vm_conf: Path | str) -> dict[str, Any]:
     import hashlib
 
-    return {"code": _code_stamp(), "conf": str(conf), "sha256": hashlib.sha256(content).hexdigest(),
-            "vm_conf": str(vm_conf)}
+    return {
+        "code": _code_stamp(),
+        "conf": str(conf),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "vm_conf": str(vm_conf),
+    }
 
 
 def checked_vm_conf(conf: Path, run_dir: Path) -> Path | None:

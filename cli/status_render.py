@@ -165,7 +165,9 @@ def local_lines(status: ClusterStatus) -> list[str]:
     lines = []
     if status.engine_liveness is not None:
         lines.append(line("he-ha engine liveness", status.engine_liveness))
-    lines.extend(line("he-ha ALERT", f"{alert.kind}: {alert.reason} (for {alert.age:.0f} s)") for alert in status.alerts)
+    lines.extend(
+        line("he-ha ALERT", f"{alert.kind}: {alert.reason} (for {alert.age:.0f} s)") for alert in status.alerts
+    )
     return lines + definition_lines(status.vm_definition)
 
 
@@ -204,7 +206,10 @@ def _unreadable_block(view: HostView) -> str:
     match ``--== Host <name> (id: <n>) status ==--`` and it has none of the original labels,
     so scripts see what they saw before."""
     lines = [
-        "", "", f"--== Host slot {view.host_id}: UNREADABLE ==--", "",
+        "",
+        "",
+        f"--== Host slot {view.host_id}: UNREADABLE ==--",
+        "",
         line("he-ha slot error", view.error),
         line("he-ha slot still written", view.live),
     ]

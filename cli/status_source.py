@@ -101,15 +101,18 @@ def fetch_status(env: CliEnvironment, *, from_storage: bool = False) -> Fetched:
     """
     if from_storage:
         status, metadata = status_from_storage(env)
-        return Fetched(status, f"status read from storage ({metadata}), not from the he-ha daemon: "
-                               "every host shown as not up-to-date")
+        return Fetched(
+            status,
+            f"status read from storage ({metadata}), not from the he-ha daemon: every host shown as not up-to-date",
+        )
     from pydantic import ValidationError
 
     try:
         return Fetched(status_from_daemon(env), None)
     except ValidationError as exc:
-        raise SourceError(f"the he-ha daemon on {env.admin_socket} sent a status that does not parse: "
-                          f"{_first(exc)}") from None
+        raise SourceError(
+            f"the he-ha daemon on {env.admin_socket} sent a status that does not parse: {_first(exc)}"
+        ) from None
 
 
 def _first(exc: ValidationError) -> str:

@@ -66,7 +66,7 @@ def write_atomically(
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _set_owner(fd: int, owner: tuple[int, int]) -> None:

@@ -351,8 +351,7 @@ class EmailConfig(BaseModel):
     @model_validator(mode="after")
     def _one_tls_mode(self) -> EmailConfig:
         if self.implicit_tls and self.smtp_starttls:
-            raise ValueError("smtps (TLS from the start) and smtp-starttls (TLS after the greeting) "
-                             "exclude each other")
+            raise ValueError("smtps (TLS from the start) and smtp-starttls (TLS after the greeting) exclude each other")
         return self
 
     @property

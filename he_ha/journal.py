@@ -35,11 +35,30 @@ IDENTIFIER = "he-ha"  # SYSLOG_IDENTIFIER: what journalctl shows before the mess
 # syslog(3) priorities by structlog/stdlib level name
 PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "warn": 4, "info": 6, "debug": 7}
 # Fields journald or its tools give a meaning: an event key of that name gets a prefix.
-_RESERVED = frozenset({
-    "MESSAGE", "MESSAGE_ID", "PRIORITY", "CODE_FILE", "CODE_LINE", "CODE_FUNC", "ERRNO", "TID", "UNIT",
-    "USER_UNIT", "INVOCATION_ID", "USER_INVOCATION_ID", "DOCUMENTATION", "SYSLOG_FACILITY",
-    "SYSLOG_IDENTIFIER", "SYSLOG_PID", "SYSLOG_TIMESTAMP", "SYSLOG_RAW", "LOGGER", "HE_HA_VERSION",
-})
+_RESERVED = frozenset(
+    {
+        "MESSAGE",
+        "MESSAGE_ID",
+        "PRIORITY",
+        "CODE_FILE",
+        "CODE_LINE",
+        "CODE_FUNC",
+        "ERRNO",
+        "TID",
+        "UNIT",
+        "USER_UNIT",
+        "INVOCATION_ID",
+        "USER_INVOCATION_ID",
+        "DOCUMENTATION",
+        "SYSLOG_FACILITY",
+        "SYSLOG_IDENTIFIER",
+        "SYSLOG_PID",
+        "SYSLOG_TIMESTAMP",
+        "SYSLOG_RAW",
+        "LOGGER",
+        "HE_HA_VERSION",
+    }
+)
 # Rendered into MESSAGE or a field of their own, not repeated as key=value.
 _META = ("event", "level", "logger", "version", "exception", "timestamp", "stack")
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL

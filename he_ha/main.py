@@ -17,15 +17,23 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("he_ha.devcluster.demo", "run a local demo cluster of simulated hosts on this machine"),
     "simulate": ("he_ha.sim.cli", "run a cluster scenario through the real state machine on a virtual clock"),
     "run": ("he_ha.supervisor.cli", "run the HA supervisor of this host (the systemd service)"),
-    "failover-bound": ("he_ha.sim.bound_cli", "print the worst-case failover time of a timing configuration and check it"),
+    "failover-bound": (
+        "he_ha.sim.bound_cli",
+        "print the worst-case failover time of a timing configuration and check it",
+    ),
     "storage-paths": ("he_ha.ovirt.paths_cli", "print where this host's shared volumes are and which rule found each"),
     "fence": ("he_ha.supervisor.fence", "destroy the local engine VM, then end the lease keeper (sanlock's killpath)"),
-    "vm-conf": ("he_ha.ovirt.vm_conf_cli", "print the vm.conf from the engine's OVF (a file, the OVF_STORE) or the one the daemon uses"),
+    "vm-conf": (
+        "he_ha.ovirt.vm_conf_cli",
+        "print the vm.conf from the engine's OVF (a file, the OVF_STORE) or the one the daemon uses",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="he-ha", description="High-availability supervisor for the oVirt hosted engine.")
+    parser = argparse.ArgumentParser(
+        prog="he-ha", description="High-availability supervisor for the oVirt hosted engine."
+    )
     parser.add_argument("--version", action="version", version=f"he-ha {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():

@@ -48,7 +48,8 @@ async def require_readable_by_peer(path: Path, cred: PeerCred) -> None:
     try:
         problem = await asyncio.wait_for(asyncio.to_thread(_readable_by, path, cred), STAT_TIMEOUT)
     except TimeoutError:
-        raise ApiError(503, "unavailable", f"{path}: no answer from the file system within {STAT_TIMEOUT:g} s",
-                       field="vm_conf") from None
+        raise ApiError(
+            503, "unavailable", f"{path}: no answer from the file system within {STAT_TIMEOUT:g} s", field="vm_conf"
+        ) from None
     if problem is not None:
         raise problem

@@ -97,8 +97,9 @@ class MetricsListener:
         return metrics_response(self._metrics(), request.headers.get("Accept", ""))
 
     @web.middleware
-    async def _errors(self, request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         from he_ha.admin.metrics_text import MetricsFormatError
 
         try:

@@ -78,8 +78,10 @@ def _grouped(metrics: Iterable[Metric]) -> dict[str, list[Metric]]:
             if metric.help != first.help:
                 raise MetricsFormatError(f"metric {metric.name}: two different help texts")
             if sorted(metric.labels) != sorted(first.labels):
-                raise MetricsFormatError(f"metric {metric.name}: label names {sorted(metric.labels)} and "
-                                         f"{sorted(first.labels)} in one family")
+                raise MetricsFormatError(
+                    f"metric {metric.name}: label names {sorted(metric.labels)} and "
+                    f"{sorted(first.labels)} in one family"
+                )
         series = (metric.name, tuple(sorted(metric.labels.items())))
         if series in seen:
             raise MetricsFormatError(f"metric {metric.name}: series {metric.labels} given twice")
@@ -100,8 +102,9 @@ def _check(metric: Metric) -> None:
         if not name.endswith("_total") or name == "_total":
             raise MetricsFormatError(f"counter {name}: a counter's name ends in _total")
         if not math.isfinite(metric.value) or metric.value < 0:
-            raise MetricsFormatError(f"counter {name}{metric.labels or ''}: {metric.value} (a counter is "
-                                     "finite and never negative)")
+            raise MetricsFormatError(
+                f"counter {name}{metric.labels or ''}: {metric.value} (a counter is finite and never negative)"
+            )
     if metric.kind == "histogram":
         _check_histogram(metric)
 

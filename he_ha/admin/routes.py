@@ -94,8 +94,12 @@ def parse_flag(request: web.Request, name: str) -> bool:
     if not given:
         return False
     if len(given) > 1 or given[0].lower() not in FLAGS:
-        raise ApiError(400, "invalid_parameter", f"query parameter {name!r} must be given once as true or false; "
-                       f"got {', '.join(map(repr, given))}", field=name)
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"query parameter {name!r} must be given once as true or false; got {', '.join(map(repr, given))}",
+            field=name,
+        )
     return FLAGS[given[0].lower()]
 
 
@@ -147,8 +151,9 @@ class AdminRoutes:
         try:
             detail = await asyncio.wait_for(self.controller.launch_preview(), self.calls.deadline)
         except TimeoutError:
-            raise ApiError(504, "deadline_exceeded",
-                           f"resolving the VM definition: no result within {self.calls.deadline:g} s") from None
+            raise ApiError(
+                504, "deadline_exceeded", f"resolving the VM definition: no result within {self.calls.deadline:g} s"
+            ) from None
         return _json(detail.model_dump_json())
 
     async def maintenance(self, request: web.Request) -> web.Response:

@@ -43,8 +43,9 @@ class SocketFile:
         if len(os.fsencode(self.path)) > MAX_UNIX_PATH:
             raise SocketFileError(f"{self.path}: too long for a unix socket (max {MAX_UNIX_PATH} bytes)")
 
-    async def open(self, *, uid: int | None = None, gid: int | None = None,
-                   dir_mode: int | None = None) -> socket.socket:
+    async def open(
+        self, *, uid: int | None = None, gid: int | None = None, dir_mode: int | None = None
+    ) -> socket.socket:
         """A listening, non-blocking socket at ``path`` owned by ``uid``/``gid`` (None: left
         as created). A missing directory is created (``dir_mode``: its mode, else the umask's)."""
         self.check_path()

@@ -46,8 +46,10 @@ async def lookup_vdsm_ids() -> VdsmIds:
     try:
         return await asyncio.wait_for(asyncio.to_thread(_lookup), LOOKUP_TIMEOUT)
     except TimeoutError:
-        log.error("the user/group database did not answer: the broker socket's changes are for root only",
-                  timeout=LOOKUP_TIMEOUT)
+        log.error(
+            "the user/group database did not answer: the broker socket's changes are for root only",
+            timeout=LOOKUP_TIMEOUT,
+        )
         return VdsmIds(None, None)
 
 
@@ -72,8 +74,11 @@ class MutationAccess:
         except ApiError as exc:
             log.warning("broker call refused", method=method, uid=peer.uid, gid=peer.gid, pid=peer.pid)
             if exc.status == 403:
-                raise _denied(method, f"uid {peer.uid} (gid {peer.gid}, pid {peer.pid}) may not change "
-                                      f"anything here: requires {self.requirement}") from None
+                raise _denied(
+                    method,
+                    f"uid {peer.uid} (gid {peer.gid}, pid {peer.pid}) may not change "
+                    f"anything here: requires {self.requirement}",
+                ) from None
             raise _denied(method, exc.message) from None
 
 

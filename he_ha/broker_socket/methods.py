@@ -30,10 +30,19 @@ from he_ha.supervisor.board import BoardRead
 log = structlog.get_logger(__name__)
 
 # Called by ovirt-ha-agent only (and its --cleanup): he-ha does their work itself.
-AGENT_ONLY = frozenset({
-    "start_monitor", "stop_monitor", "status_monitor", "push_hosts_state", "notify",
-    "start_domain_monitor", "stop_domain_monitor", "lock_host_id", "release_host_id",
-})
+AGENT_ONLY = frozenset(
+    {
+        "start_monitor",
+        "stop_monitor",
+        "status_monitor",
+        "push_hosts_state",
+        "notify",
+        "start_domain_monitor",
+        "stop_domain_monitor",
+        "lock_host_id",
+        "release_host_id",
+    }
+)
 MUTATING = frozenset({"put_stats", "reset_lockspace"})
 
 
@@ -78,12 +87,16 @@ class BrokerMethods:
     async def __call__(self, call: Call) -> Any:
         method = call.method
         if method.startswith("_"):
-            raise Fault(METHOD_NOT_FOUND, f'method "{method}" is not supported: names starting with "_" '
-                                          "are not callable")
+            raise Fault(
+                METHOD_NOT_FOUND, f'method "{method}" is not supported: names starting with "_" are not callable'
+            )
         if method in AGENT_ONLY:
-            raise Fault(APPLICATION_ERROR, f"{method}: he-ha replaces ovirt-ha-agent and ovirt-ha-broker on this host; "
-                                           "this method serves only the original agent, which must not run beside "
-                                           "he-ha (systemctl disable --now ovirt-ha-agent ovirt-ha-broker)")
+            raise Fault(
+                APPLICATION_ERROR,
+                f"{method}: he-ha replaces ovirt-ha-agent and ovirt-ha-broker on this host; "
+                "this method serves only the original agent, which must not run beside "
+                "he-ha (systemctl disable --now ovirt-ha-agent ovirt-ha-broker)",
+            )
         handler = self._handlers.get(method)
         if handler is None:
             raise Fault(METHOD_NOT_FOUND, f'method "{method}" is not supported')
@@ -100,8 +113,11 @@ class BrokerMethods:
         read = self._backend.latest_board()
         if read is None:
             error = self._backend.board_error()
-            why = (f"the metadata volume cannot be read: {error}" if error
-                   else "the daemon has not read the metadata volume since it started")
+            why = (
+                f"the metadata volume cannot be read: {error}"
+                if error
+                else "the daemon has not read the metadata volume since it started"
+            )
             raise Fault(APPLICATION_ERROR, f"get_stats: no whiteboard read yet: {why}")
         return {str(index): Binary(data) for index, data in sorted(read.raw.slot_bytes.items())}
 
@@ -110,9 +126,12 @@ class BrokerMethods:
 
     async def put_stats(self, host_id: int, data: bytes) -> str:
         if host_id != 0:
-            raise Fault(APPLICATION_ERROR, f"put_stats: refused: the slot of host {host_id} is written only by "
-                                           "the HA daemon of that host; only the global block (host id 0) is "
-                                           "accepted here")
+            raise Fault(
+                APPLICATION_ERROR,
+                f"put_stats: refused: the slot of host {host_id} is written only by "
+                "the HA daemon of that host; only the global block (host id 0) is "
+                "accepted here",
+            )
         result = await self._backend.set_global_maintenance(_maintenance_of(data))
         if not result.ok:
             raise Fault(APPLICATION_ERROR, f"put_stats: {result.message}")
@@ -132,7 +151,8 @@ def _check_params(method: str, params: tuple[Any, ...]) -> None:
     expected = _SIGNATURES[method]
     fits = len(params) == len(expected) and all(
         isinstance(value, kind) and not isinstance(value, bool)  # XML-RPC's boolean is no int here
-        for value, (_, _, kind) in zip(params, expected, strict=True))
+        for value, (_, _, kind) in zip(params, expected, strict=True)
+    )
     if not fits:
         wanted = ", ".join(f"{name}: {shown}" for name, shown, _ in expected)
         got = ", ".join(type(value).__name__ for value in params)
@@ -144,8 +164,10 @@ def _maintenance_of(block: bytes) -> bool:
     ``parse_global_metadata_to_dict``: NUL-stripped key=value lines, ``maintenance`` the
     only key, a to_bool value. Anything else is a Fault naming it."""
     if len(block) != SLOT_BYTES:
-        raise Fault(INVALID_METHOD_PARAMS, f"put_stats: the global block is {len(block)} bytes; it must be "
-                                           f"{SLOT_BYTES} (key=value text, NUL-padded)")
+        raise Fault(
+            INVALID_METHOD_PARAMS,
+            f"put_stats: the global block is {len(block)} bytes; it must be {SLOT_BYTES} (key=value text, NUL-padded)",
+        )
     try:
         entries = global_entries(block) or []
         decoded = decode_global_block(block)
@@ -153,8 +175,11 @@ def _maintenance_of(block: bytes) -> bool:
         raise Fault(INVALID_METHOD_PARAMS, f"put_stats: {exc}") from None
     unknown = [key for key, _ in entries if key != "maintenance"]
     if unknown:
-        raise Fault(INVALID_METHOD_PARAMS, f"put_stats: unknown key(s) in the global block: "
-                                           f"{', '.join(map(repr, unknown))}; only 'maintenance' is known")
+        raise Fault(
+            INVALID_METHOD_PARAMS,
+            f"put_stats: unknown key(s) in the global block: "
+            f"{', '.join(map(repr, unknown))}; only 'maintenance' is known",
+        )
     if not entries or decoded is None:
         raise Fault(INVALID_METHOD_PARAMS, "put_stats: the global block sets no 'maintenance' value")
     return decoded.maintenance

@@ -67,16 +67,46 @@ ENGINE_NAME = "HostedEngine"
 ENGINE_UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
 IO_TIMEOUT = 1
 FAST = [
-    "--io-timeout", str(IO_TIMEOUT), "--tick-period", "1", "--monitor-interval", "1", "--peer-poll", "0.5",
-    "--storage-timeout", "3", "--timing", "liveness=3", "--timing", "history=30", "--timing", "action_timeout=30",
-    "--timing", "lease_busy_backoff=2",
+    "--io-timeout",
+    str(IO_TIMEOUT),
+    "--tick-period",
+    "1",
+    "--monitor-interval",
+    "1",
+    "--peer-poll",
+    "0.5",
+    "--storage-timeout",
+    "3",
+    "--timing",
+    "liveness=3",
+    "--timing",
+    "history=30",
+    "--timing",
+    "action_timeout=30",
+    "--timing",
+    "lease_busy_backoff=2",
 ]
 # he-ha's defaults back over FAST (later options win): for a Cluster(io_timeout=PRODUCTION_IO_TIMEOUT).
 PRODUCTION_IO_TIMEOUT = 10
 PRODUCTION = [
-    "--io-timeout", str(PRODUCTION_IO_TIMEOUT), "--tick-period", "10", "--monitor-interval", "10",
-    "--peer-poll", "2", "--storage-timeout", "5", "--timing", "liveness=60", "--timing", "history=900",
-    "--timing", "action_timeout=240", "--timing", "lease_busy_backoff=20",
+    "--io-timeout",
+    str(PRODUCTION_IO_TIMEOUT),
+    "--tick-period",
+    "10",
+    "--monitor-interval",
+    "10",
+    "--peer-poll",
+    "2",
+    "--storage-timeout",
+    "5",
+    "--timing",
+    "liveness=60",
+    "--timing",
+    "history=900",
+    "--timing",
+    "action_timeout=240",
+    "--timing",
+    "lease_busy_backoff=20",
 ]
 WAIT = 60.0  # generous upper bound for anything a test waits for
 
@@ -310,20 +340,36 @@ class Host:
 
     def command(self, *extra: str) -> list[str]:
         return [
-            sys.executable, "-m", "he_ha.main", "run",
-            "--hosted-engine-conf", str(self.hosted_engine_conf),
-            "--agent-conf", str(self.root / "agent.conf"),
-            "--broker-conf", str(self.root / "broker.conf"),
-            "--ha-conf", str(self.ha_conf),
-            "--libvirt-uri", self.libvirt_uri,
-            "--sanlock-run-dir", str(self.daemon.run_dir),
-            "--run-dir", str(self.run_dir),
-            "--broker-socket", str(self.broker_socket),
-            "--mount-root", str(self.mount_root),
-            "--state-dir", str(self.state_dir),
-            "--hostname", self.name,
-            "--health-url", self.health_url,
-            "--decision-log", str(self.decision_log),
+            sys.executable,
+            "-m",
+            "he_ha.main",
+            "run",
+            "--hosted-engine-conf",
+            str(self.hosted_engine_conf),
+            "--agent-conf",
+            str(self.root / "agent.conf"),
+            "--broker-conf",
+            str(self.root / "broker.conf"),
+            "--ha-conf",
+            str(self.ha_conf),
+            "--libvirt-uri",
+            self.libvirt_uri,
+            "--sanlock-run-dir",
+            str(self.daemon.run_dir),
+            "--run-dir",
+            str(self.run_dir),
+            "--broker-socket",
+            str(self.broker_socket),
+            "--mount-root",
+            str(self.mount_root),
+            "--state-dir",
+            str(self.state_dir),
+            "--hostname",
+            self.name,
+            "--health-url",
+            self.health_url,
+            "--decision-log",
+            str(self.decision_log),
             "--log-json",
             *FAST,
             *extra,
@@ -332,9 +378,15 @@ class Host:
     def start_supervisor(self, *extra: str, env: dict[str, str] | None = None) -> Supervisor:
         log_path = self.root / f"supervisor-{len(self.supervisors) + 1}.log"
         with log_path.open("ab") as log:
-            process = subprocess.Popen(self.command(*extra), stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True, cwd="/",
-                                       env={**os.environ, **(env or {})})
+            process = subprocess.Popen(
+                self.command(*extra),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd="/",
+                env={**os.environ, **(env or {})},
+            )
         supervisor = Supervisor(self, process, log_path)
         self.supervisors.append(supervisor)
         return supervisor
@@ -348,8 +400,9 @@ class Host:
             return []
         return [json.loads(line) for line in lines if line.endswith("}")]
 
-    def wait_for_decision(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT,
-                          after: int = 0) -> tuple[int, dict[str, Any]]:
+    def wait_for_decision(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT, after: int = 0
+    ) -> tuple[int, dict[str, Any]]:
         """The first decision (index >= ``after``) matching ``predicate``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -358,8 +411,10 @@ class Host:
                     return index, entry
             self._check_alive()
             time.sleep(0.1)
-        raise AssertionError(f"{self.name}: no matching decision within {timeout} s; last: {self._last_rules()}\n"
-                             f"{self.supervisors[-1].log_tail() if self.supervisors else ''}")
+        raise AssertionError(
+            f"{self.name}: no matching decision within {timeout} s; last: {self._last_rules()}\n"
+            f"{self.supervisors[-1].log_tail() if self.supervisors else ''}"
+        )
 
     def _last_rules(self) -> list[str]:
         return [f"{e['record']['rule']}->{e['record']['to_state']}" for e in self.decisions()[-8:]]
@@ -502,8 +557,16 @@ class Host:
 class Cluster:
     """``count`` hosts sharing one deployed storage domain; use as a context manager."""
 
-    def __init__(self, count: int, *, libvirtd: bool, health_url: str, metadata: Path | None = None,
-                 base_dir: Path | None = None, io_timeout: int = IO_TIMEOUT) -> None:
+    def __init__(
+        self,
+        count: int,
+        *,
+        libvirtd: bool,
+        health_url: str,
+        metadata: Path | None = None,
+        base_dir: Path | None = None,
+        io_timeout: int = IO_TIMEOUT,
+    ) -> None:
         """``metadata``: where hosts find the metadata volume when not by the layout (e.g. a
         stallable FUSE view of ``metadata_file``; written as he-ha's ``metadata_path``
         override). ``base_dir``: where the cluster's temporary directory goes (default /tmp;
@@ -513,8 +576,9 @@ class Cluster:
         self.io_timeout = io_timeout
         self.base = Path(tempfile.mkdtemp(prefix="he-ha-sv-", dir=base_dir or "/tmp"))
         self.base.chmod(0o755)
-        self.deployment = Deployment.new(vm_uuid=ENGINE_UUID, vm_disk_size=128 * MIB, vm_name=ENGINE_NAME,
-                                         mem_mib=64, vcpus=1, fqdn="engine.invalid")
+        self.deployment = Deployment.new(
+            vm_uuid=ENGINE_UUID, vm_disk_size=128 * MIB, vm_name=ENGINE_NAME, mem_mib=64, vcpus=1, fqdn="engine.invalid"
+        )
         self.vdsm_root = self.base / "root"  # R: VDSM's part of every host's "/"
         view = HostView(self.vdsm_root, self.deployment)
         self.storage = view.domain_dir.parent  # the NFS export as mounted
@@ -522,8 +586,14 @@ class Cluster:
         # The volume files on the storage (the hosts reach them through VDSM's run links)
         self.metadata_file, self.lockspace_file, self.conf_file = map(view.volume, ("metadata", "lockspace", "conf"))
         self.hosts = [
-            Host(n, self.base / f"h{n}", self.shared, health_url, metadata or self.metadata_file,
-                 PrivateLibvirtd(self.base / f"h{n}-lv") if libvirtd else None)
+            Host(
+                n,
+                self.base / f"h{n}",
+                self.shared,
+                health_url,
+                metadata or self.metadata_file,
+                PrivateLibvirtd(self.base / f"h{n}-lv") if libvirtd else None,
+            )
             for n in range(1, count + 1)
         ]
         self.layout: LeaseLayout | None = None

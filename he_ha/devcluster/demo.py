@@ -45,22 +45,33 @@ FIRST_START_BOUND = 120.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hosts", type=int, default=3, choices=range(2, 7), metavar="N",
-                        help="simulated hosts (2-6, default 3)")
-    parser.add_argument("--keep-going", action="store_true",
-                        help="run the remaining scenarios after one failed (default: stop at the first failure)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="only the injected faults, the measured recoveries and the summary")
-    parser.add_argument("--base-dir", type=Path, default=Path("/var/tmp"),
-                        help="where the demo's temporary directory goes (default /var/tmp; needs O_DIRECT)")
+    parser.add_argument(
+        "--hosts", type=int, default=3, choices=range(2, 7), metavar="N", help="simulated hosts (2-6, default 3)"
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run the remaining scenarios after one failed (default: stop at the first failure)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="only the injected faults, the measured recoveries and the summary"
+    )
+    parser.add_argument(
+        "--base-dir",
+        type=Path,
+        default=Path("/var/tmp"),
+        help="where the demo's temporary directory goes (default /var/tmp; needs O_DIRECT)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(json=False, level="ERROR")  # the narration is the output; library logs only on errors
     missing = [tool for tool in ("sanlock", "libvirtd", "setpriv", "gcc") if shutil.which(tool) is None]
     if missing or os.geteuid() != 0:
-        print(f"he-ha demo needs root and {', '.join(missing) or 'its tools'}: run `bash scripts/demo.sh`, "
-              "which installs them (scripts/setup.sh)")
+        print(
+            f"he-ha demo needs root and {', '.join(missing) or 'its tools'}: run `bash scripts/demo.sh`, "
+            "which installs them (scripts/setup.sh)"
+        )
         return EXIT_UNUSABLE
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: a shell's `&` ignores it
         signal.signal(sig, _interrupt)
@@ -110,8 +121,10 @@ class Demo:
 
     def _start(self, stack: contextlib.ExitStack) -> Stage:
         out = self.out
-        out.say(f"he-ha demo: {self.count} simulated hosts on this machine, sanlock io_timeout {IO_TIMEOUT} s "
-                f"(host-dead time {self.host_dead} s)")
+        out.say(
+            f"he-ha demo: {self.count} simulated hosts on this machine, sanlock io_timeout {IO_TIMEOUT} s "
+            f"(host-dead time {self.host_dead} s)"
+        )
         page = stack.enter_context(HealthPage())
         cluster = Cluster(self.count, libvirtd=True, health_url=page.url, base_dir=self.base_dir)
         self.owned = cluster.owned_paths()
@@ -119,12 +132,16 @@ class Demo:
         stack.enter_context(cluster)
         stack.callback(self._stop_supervisors, cluster)
         d, first = cluster.deployment, cluster.hosts[0]
-        out.say(f"storage laid out as hosted-engine --deploy and VDSM leave it: storage domain {d.sd_uuid} on "
-                f"{d.storage} mounted at {cluster.storage}, VDSM's run links in {first.view.run_root}; "
-                "hosted-engine.conf without any he-ha key")
-        out.detail("deployment (hosted-engine --init-storage on host1): lockspace, VM lease and configuration lock "
-                "on the lockspace volume, the metadata volume zeroed; each host's run directory holds the vm.conf "
-                "the original agent left")
+        out.say(
+            f"storage laid out as hosted-engine --deploy and VDSM leave it: storage domain {d.sd_uuid} on "
+            f"{d.storage} mounted at {cluster.storage}, VDSM's run links in {first.view.run_root}; "
+            "hosted-engine.conf without any he-ha key"
+        )
+        out.detail(
+            "deployment (hosted-engine --init-storage on host1): lockspace, VM lease and configuration lock "
+            "on the lockspace volume, the metadata volume zeroed; each host's run directory holds the vm.conf "
+            "the original agent left"
+        )
         out.say(f"{first.name}: he-ha storage-paths: {storage_paths(first)}")
         out.detail(f"temporary directories: {', '.join(map(str, self.owned))}")
         watcher = stack.enter_context(VmWatcher(cluster.hosts, on_change=self._vm_changed))
@@ -138,11 +155,14 @@ class Demo:
         start = time.monotonic()
         for host in cluster.hosts:
             supervisor = host.start_supervisor()
-            out.say(f"{host.name}: he-ha run started (pid {supervisor.pid}, host id {host.host_id}, "
-                    f"admin socket {host.admin_socket})")
+            out.say(
+                f"{host.name}: he-ha run started (pid {supervisor.pid}, host id {host.host_id}, "
+                f"admin socket {host.admin_socket})"
+            )
         run = stage.wait_for_start(start, FIRST_START_BOUND)
-        stage.record("start", "supervisors started -> engine VM running", start, first_seen(run),
-                     f"on {run.host}" if run else "")
+        stage.record(
+            "start", "supervisors started -> engine VM running", start, first_seen(run), f"on {run.host}" if run else ""
+        )
         if run is None:
             raise ScenarioFailed(f"no host started the engine VM within {FIRST_START_BOUND:.0f} s")
         engine_healthy(stage, "start", start, run.host)
@@ -184,9 +204,13 @@ class Demo:
             self._check_two_copies()
         codes = cluster.terminate_supervisors()
         if codes:
-            self.out.say("SIGTERM to every supervisor: " + ", ".join(
-                f"{name} {'exit ' + str(code) if code is not None else 'still running: killed'}"
-                for name, code in codes.items()))
+            self.out.say(
+                "SIGTERM to every supervisor: "
+                + ", ".join(
+                    f"{name} {'exit ' + str(code) if code is not None else 'still running: killed'}"
+                    for name, code in codes.items()
+                )
+            )
         self.out.say("stopping lease keepers, libvirtd and sanlock daemons; removing the directories")
 
     def _check_left_behind(self) -> None:
@@ -194,9 +218,16 @@ class Demo:
             return
         stray = processes_referencing(self.owned)
         dirs = [str(path) for path in self.owned if path.exists()]
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                  if any(str(path) in line for path in self.owned)]
-        for what, found in (("process", [f"{pid} {cmd}" for pid, cmd in stray]), ("directory", dirs), ("mount", mounts)):
+        mounts = [
+            line.split()[1]
+            for line in Path("/proc/mounts").read_text().splitlines()
+            if any(str(path) in line for path in self.owned)
+        ]
+        for what, found in (
+            ("process", [f"{pid} {cmd}" for pid, cmd in stray]),
+            ("directory", dirs),
+            ("mount", mounts),
+        ):
             for item in found:
                 self.failures.append(f"left behind: {what} {item}")
         if stray or dirs or mounts:

@@ -25,14 +25,19 @@ HANDS_OFF_SECONDS = 15.0  # how long global maintenance is shown to leave a stop
 def host_crash(stage: Stage) -> None:
     name = "host crash"
     victim = stage.wait_steady()
-    stage.out.say(f"inject: {victim.name}, which runs the engine VM, dies: kill -9 of its supervisor, "
-                  "lease keeper, sanlock daemon and hypervisor (with the VM)")
+    stage.out.say(
+        f"inject: {victim.name}, which runs the engine VM, dies: kill -9 of its supervisor, "
+        "lease keeper, sanlock daemon and hypervisor (with the VM)"
+    )
     start = time.monotonic()
     victim.crash()
-    stage.out.say(f"{victim.name} is dead; its VM lease stays on disk until sanlock declares the host dead "
-                  f"({stage.host_dead} s after its last renewal): no other host can start the VM before that")
-    run = stage.wait_for_start(start, stage.host_dead + START_BOUND, stage.others(victim),
-                               waiting_for=f"{victim.name}'s lease to expire")
+    stage.out.say(
+        f"{victim.name} is dead; its VM lease stays on disk until sanlock declares the host dead "
+        f"({stage.host_dead} s after its last renewal): no other host can start the VM before that"
+    )
+    run = stage.wait_for_start(
+        start, stage.host_dead + START_BOUND, stage.others(victim), waiting_for=f"{victim.name}'s lease to expire"
+    )
     note = f"sanlock host-dead time {stage.host_dead} s"
     if run is not None:
         note += f", ratio {(run.first - start) / stage.host_dead:.2f}; VM started on {run.host}"
@@ -62,15 +67,24 @@ def local_maintenance(stage: Stage) -> None:
         # Refused (he-ha: no other host could take the VM; the original's CLI: always on
         # the engine's host). oVirt's engine, through VDSM and the HA library, sets the
         # flag in ha.conf directly; so do we.
-        stage.out.say(f"as oVirt's engine does when it puts a host into maintenance, the demo sets "
-                      f"local_maintenance=True in {engine.name}'s ha.conf")
+        stage.out.say(
+            f"as oVirt's engine does when it puts a host into maintenance, the demo sets "
+            f"local_maintenance=True in {engine.name}'s ha.conf"
+        )
         start = time.monotonic()
         engine.set_local_maintenance(True)
-    stage.out.say("he-ha tries a live migration (libvirt's test driver cannot migrate), then shuts the VM down "
-                  "for the best peer to start it")
+    stage.out.say(
+        "he-ha tries a live migration (libvirt's test driver cannot migrate), then shuts the VM down "
+        "for the best peer to start it"
+    )
     run = stage.wait_for_start(start, START_BOUND, stage.others(engine))
-    stage.record(name, "local maintenance -> engine VM running on another host", start, first_seen(run),
-                 f"VM started on {run.host}" if run else f"bound {START_BOUND:.0f} s")
+    stage.record(
+        name,
+        "local maintenance -> engine VM running on another host",
+        start,
+        first_seen(run),
+        f"VM started on {run.host}" if run else f"bound {START_BOUND:.0f} s",
+    )
     if run is None:
         raise ScenarioFailed(f"the VM did not leave {engine.name} after local maintenance")
     in_maintenance = stage.wait_for_states([engine], lambda s: s == "LocalMaintenance", START_BOUND)
@@ -93,8 +107,13 @@ def vm_crash(stage: Stage) -> None:
     start = time.monotonic()
     engine.crash_vm()
     run = stage.wait_for_start(start, START_BOUND)
-    stage.record(name, "VM crash -> engine VM running again", start, first_seen(run),
-                 f"on {run.host}; {engine.name} sits at score 0 in EngineUnexpectedlyDown" if run else "")
+    stage.record(
+        name,
+        "VM crash -> engine VM running again",
+        start,
+        first_seen(run),
+        f"on {run.host}; {engine.name} sits at score 0 in EngineUnexpectedlyDown" if run else "",
+    )
     if run is None:
         raise ScenarioFailed("the crashed VM was not restarted")
     engine_healthy(stage, name, start, run.host)
@@ -124,23 +143,27 @@ def global_maintenance(stage: Stage) -> None:
         raise ScenarioFailed(f"{restarted.host} started the VM during global maintenance")
     if stage.wait_for_states(hosts, lambda s: s == "GlobalMaintenance", 5) is None:
         raise ScenarioFailed("a host left GlobalMaintenance on its own")
-    stage.out.say(f">> the VM was powered off on {engine.name} and stayed off for {HANDS_OFF_SECONDS:.0f} s: "
-                  "no host interfered")
+    stage.out.say(
+        f">> the VM was powered off on {engine.name} and stayed off for {HANDS_OFF_SECONDS:.0f} s: no host interfered"
+    )
 
     end = time.monotonic()
     _require(stage, set_maintenance(issuer, "none"))
     left = stage.wait_for_states(hosts, lambda s: s not in (None, "GlobalMaintenance"), START_BOUND)
     stage.record(name, "global maintenance off -> every host out of GlobalMaintenance", end, left)
     run = stage.wait_for_start(end, START_BOUND)
-    stage.record(name, "global maintenance off -> engine VM running again", end, first_seen(run),
-                 f"on {run.host}" if run else "")
+    stage.record(
+        name, "global maintenance off -> engine VM running again", end, first_seen(run), f"on {run.host}" if run else ""
+    )
     if left is None or run is None:
         raise ScenarioFailed("HA did not resume after global maintenance")
     engine_healthy(stage, name, end, run.host)
 
 
 def _announce(stage: Stage, outcome: ShimRun) -> None:
-    stage.out.say(f"{outcome.command}: {'ok' if outcome.ok else 'refused'}" + (f": {outcome.message}" if outcome.message else ""))
+    stage.out.say(
+        f"{outcome.command}: {'ok' if outcome.ok else 'refused'}" + (f": {outcome.message}" if outcome.message else "")
+    )
 
 
 def _require(stage: Stage, outcome: ShimRun) -> None:

@@ -94,8 +94,11 @@ class DecisionTail:
             return
         note = str(record.get("note") or "")
         note = note if len(note) <= NOTE_WIDTH else note[: NOTE_WIDTH - 3] + "..."
-        self._narrator.detail(f"{name}: {record['from_state']} -> {record['to_state']} ({record['rule']})"
-                              + (f": {note}" if note else ""), entry["meta"]["started"])  # the tick's own time
+        self._narrator.detail(
+            f"{name}: {record['from_state']} -> {record['to_state']} ({record['rule']})"
+            + (f": {note}" if note else ""),
+            entry["meta"]["started"],
+        )  # the tick's own time
 
 
 def status_of(host: Host) -> dict[str, Any] | None:

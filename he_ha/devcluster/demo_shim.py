@@ -39,8 +39,15 @@ class ShimRun:
 
 
 def hosted_engine(host: Host, *args: str, timeout: float = SHIM_TIMEOUT) -> ShimRun:
-    result = subprocess.run([sys.executable, "-m", "cli.main", *args], env={**os.environ, **host.cli_env()},
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env={**os.environ, **host.cli_env()},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     return ShimRun(f"hosted-engine {' '.join(args)}", result.returncode, result.stdout, result.stderr)
 
 

@@ -69,8 +69,13 @@ class Stage:
             self.out.say(f">> {what}: {measure.seconds:.1f} s" + (f" ({note})" if note else ""), end)
         return measure
 
-    def wait_for_start(self, after: float, timeout: float, hosts: Sequence[Host] | None = None,
-                       waiting_for: str = "the engine VM to start") -> Run | None:
+    def wait_for_start(
+        self,
+        after: float,
+        timeout: float,
+        hosts: Sequence[Host] | None = None,
+        waiting_for: str = "the engine VM to start",
+    ) -> Run | None:
         """The VM's first start at/after ``after`` on ``hosts``, with a progress line every
         PROGRESS_EVERY seconds (host states) so a long wait is visibly alive."""
         names = None if hosts is None else [h.name for h in hosts]
@@ -83,8 +88,9 @@ class Stage:
             states = ", ".join(f"{h.name} {state_of_host(h) or 'down'}" for h in self.cluster.hosts)
             self.out.say(f"... waiting for {waiting_for} ({time.monotonic() - after:.0f} s so far): {states}")
 
-    def wait_for_states(self, hosts: Sequence[Host], wanted: Callable[[str | None], bool],
-                        timeout: float) -> float | None:
+    def wait_for_states(
+        self, hosts: Sequence[Host], wanted: Callable[[str | None], bool], timeout: float
+    ) -> float | None:
         """When every one of ``hosts`` reports a state for which ``wanted`` holds (monotonic
         time of the poll that saw it), or None after ``timeout``."""
         deadline = time.monotonic() + timeout
@@ -103,8 +109,9 @@ class Stage:
                 engine = self.engine_host()
                 if self.wait_for_states([engine], lambda s: s == "EngineUp", min(deadline - time.monotonic(), 30)):
                     return engine
-        raise ScenarioFailed(f"no single healthy engine VM within {timeout:.0f} s (running on: "
-                             f"{self.watcher.running_on() or 'none'})")
+        raise ScenarioFailed(
+            f"no single healthy engine VM within {timeout:.0f} s (running on: {self.watcher.running_on() or 'none'})"
+        )
 
     # --- showing ---------------------------------------------------------------------------
 

@@ -64,8 +64,15 @@ SPICE_CHANNELS = "smain,sdisplay,sinputs,scursor,splayback,srecord,ssmartcard,su
 CDROM_DEVICE = "8c3179ac-b322-4f5c-9449-c52e3665e0ae"  # ovf2VmParams' constant cdrom deviceId
 ARCHIVE_ORDER = ("vm.conf", "broker.conf", "version", "fhanswers.conf", "hosted-engine.conf")  # deploy's
 # LVM's special volumes of a block domain and their sizes before rounding to extents (§1.7)
-BLOCK_SPECIAL = {"metadata": 128 * MIB, "ids": 8 * MIB, "leases": 2048 * MIB, "xleases": 1024 * MIB,
-                 "inbox": 16 * MIB, "outbox": 16 * MIB, "master": 1024 * MIB}
+BLOCK_SPECIAL = {
+    "metadata": 128 * MIB,
+    "ids": 8 * MIB,
+    "leases": 2048 * MIB,
+    "xleases": 1024 * MIB,
+    "inbox": 16 * MIB,
+    "outbox": 16 * MIB,
+    "master": 1024 * MIB,
+}
 
 
 @dataclass(frozen=True)
@@ -114,14 +121,17 @@ class Deployment:
         disks = (
             HeDisk("vm", "he_virtio_disk", "Hosted-Engine disk", "HEVD", vm_disk_size, sparse=True),
             HeDisk("lockspace", "he_sanlock", "Hosted-Engine sanlock disk", "HESD", GIB, sparse=False),
-            HeDisk("conf", "HostedEngineConfigurationImage", "Hosted-Engine configuration disk", "HECI", GIB,
-                   sparse=False),
+            HeDisk(
+                "conf", "HostedEngineConfigurationImage", "Hosted-Engine configuration disk", "HECI", GIB, sparse=False
+            ),
             HeDisk("metadata", "he_metadata", "Hosted-Engine metadata disk", "HEMD", 128 * MIB, sparse=False),
         )
         if options.get("domain_type") in ("iscsi", "fc") and "storage" not in options:
             options["storage"] = "192.0.2.10"
-            options.setdefault("iscsi", {"iqn": "iqn.2024-01.com.example:he", "portal": "1", "user": "",
-                                         "password": "", "port": "3260"})
+            options.setdefault(
+                "iscsi",
+                {"iqn": "iqn.2024-01.com.example:he", "portal": "1", "user": "", "password": "", "port": "3260"},
+            )
         return cls(vm_uuid or str(uuid.uuid4()), disks, **options)  # type: ignore[arg-type]
 
     def disk(self, role: str) -> HeDisk:
@@ -148,19 +158,34 @@ def metadata_checksum(lines: Iterable[str]) -> str:
 def domain_metadata(d: Deployment) -> dict[str, str]:
     """The version-5 domain metadata of the hosted_storage master domain (§1.5), unsealed."""
     values = {
-        "ALIGNMENT": str(MIB), "BLOCK_SIZE": "512", "CLASS": "Data", "DESCRIPTION": d.domain_name,
-        "IOOPTIMEOUTSEC": "10", "LEASERETRIES": "3", "LEASETIMESEC": "60", "LOCKPOLICY": "",
-        "LOCKRENEWALINTERVALSEC": "5", "MASTER_VERSION": "1", "POOL_DESCRIPTION": "Default",
-        "POOL_DOMAINS": f"{d.sd_uuid}:Active", "POOL_SPM_ID": "-1", "POOL_SPM_LVER": "-1",
-        "POOL_UUID": d.pool_uuid, "ROLE": "Master", "SDUUID": d.sd_uuid, "TYPE": d.domain_type.upper(),
+        "ALIGNMENT": str(MIB),
+        "BLOCK_SIZE": "512",
+        "CLASS": "Data",
+        "DESCRIPTION": d.domain_name,
+        "IOOPTIMEOUTSEC": "10",
+        "LEASERETRIES": "3",
+        "LEASETIMESEC": "60",
+        "LOCKPOLICY": "",
+        "LOCKRENEWALINTERVALSEC": "5",
+        "MASTER_VERSION": "1",
+        "POOL_DESCRIPTION": "Default",
+        "POOL_DOMAINS": f"{d.sd_uuid}:Active",
+        "POOL_SPM_ID": "-1",
+        "POOL_SPM_LVER": "-1",
+        "POOL_UUID": d.pool_uuid,
+        "ROLE": "Master",
+        "SDUUID": d.sd_uuid,
+        "TYPE": d.domain_type.upper(),
         "VERSION": "5",
     }
     if d.block:
         values["TYPE"] = "ISCSI" if d.domain_type == "iscsi" else "FCP"
         values["VGUUID"] = d.vg_uuid
         pe_count = sum(_extents(size) for size in _block_sizes(d).values())
-        values["PV0"] = (f"pv:36001405{d.sd_uuid.replace('-', '')[:24]},uuid:Ab0cDe-q1Wn-4eXk-2p7R-tyLm-3oPq-8sZx9v,"
-                         f"pestart:0,pecount:{pe_count + 8},mapoffset:0")
+        values["PV0"] = (
+            f"pv:36001405{d.sd_uuid.replace('-', '')[:24]},uuid:Ab0cDe-q1Wn-4eXk-2p7R-tyLm-3oPq-8sZx9v,"
+            f"pestart:0,pecount:{pe_count + 8},mapoffset:0"
+        )
     else:
         values["REMOTE_PATH"] = d.storage
     return values
@@ -176,11 +201,19 @@ def volume_metadata(d: Deployment, disk: HeDisk, description: str | None = None)
     """A version-5 volume's metadata (§1.6); ``description``: DESCRIPTION other than the disk's own
     (an OVF_STORE's JSON)."""
     return {
-        "CAP": str(disk.size), "CTIME": str(d.created),
+        "CAP": str(disk.size),
+        "CTIME": str(d.created),
         "DESCRIPTION": disk.description_json if description is None else description,
-        "DISKTYPE": disk.disktype, "DOMAIN": d.sd_uuid, "FORMAT": "RAW", "GEN": "0", "IMAGE": disk.image,
-        "LEGALITY": "LEGAL", "PUUID": BLANK, "SEQ": "0",
-        "TYPE": "SPARSE" if disk.sparse and not d.block else "PREALLOCATED", "VOLTYPE": "LEAF",
+        "DISKTYPE": disk.disktype,
+        "DOMAIN": d.sd_uuid,
+        "FORMAT": "RAW",
+        "GEN": "0",
+        "IMAGE": disk.image,
+        "LEGALITY": "LEGAL",
+        "PUUID": BLANK,
+        "SEQ": "0",
+        "TYPE": "SPARSE" if disk.sparse and not d.block else "PREALLOCATED",
+        "VOLTYPE": "LEAF",
     }
 
 
@@ -192,8 +225,9 @@ def volume_meta_text(d: Deployment, disk: HeDisk, description: str | None = None
     return text
 
 
-def hosted_engine_conf_text(d: Deployment, host_id: int, *, conf: Path = DEFAULT_RUN_CONF,
-                            overrides: dict[str, str] | None = None) -> str:
+def hosted_engine_conf_text(
+    d: Deployment, host_id: int, *, conf: Path = DEFAULT_RUN_CONF, overrides: dict[str, str] | None = None
+) -> str:
     """hosted-engine.conf from deploy's template (CLI spec §1): the original's keys only.
     ``overrides``: values replacing the template's (keys it lacks are appended)."""
     image, vol = {}, {}
@@ -201,17 +235,36 @@ def hosted_engine_conf_text(d: Deployment, host_id: int, *, conf: Path = DEFAULT
         image[disk.role], vol[disk.role] = disk.image, disk.volume
     iscsi = {"iqn": "", "portal": "", "user": "", "password": "", "port": "", **d.iscsi}
     entries: list[tuple[str, str] | str] = [
-        ("fqdn", d.fqdn), ("vm_disk_id", image["vm"]), ("vm_disk_vol_id", vol["vm"]), ("vmid", d.vm_uuid),
-        ("storage", d.storage), ("nfs_version", "" if d.block else "auto"), ("mnt_options", ""),
-        ("conf", str(conf)), ("host_id", str(host_id)), ("console", "vnc"), ("domainType", d.domain_type),
-        ("spUUID", BLANK), ("sdUUID", d.sd_uuid), ("connectionUUID", d.connection_uuid),
-        ("ca_cert", "/etc/pki/vdsm/libvirt-spice/ca-cert.pem"), ("ca_subject", '"C=EN, L=Test, O=Test, CN=Test"'),
-        ("vdsm_use_ssl", "true"), ("gateway", "192.168.122.1"), ("bridge", "ovirtmgmt"), ("network_test", "dns"),
-        ("tcp_t_address", ""), ("tcp_t_port", ""),
-        ("metadata_volume_UUID", vol["metadata"]), ("metadata_image_UUID", image["metadata"]),
-        ("lockspace_volume_UUID", vol["lockspace"]), ("lockspace_image_UUID", image["lockspace"]),
-        ("conf_volume_UUID", vol["conf"]), ("conf_image_UUID", image["conf"]),
-        "", "# The following are used only for iSCSI storage",
+        ("fqdn", d.fqdn),
+        ("vm_disk_id", image["vm"]),
+        ("vm_disk_vol_id", vol["vm"]),
+        ("vmid", d.vm_uuid),
+        ("storage", d.storage),
+        ("nfs_version", "" if d.block else "auto"),
+        ("mnt_options", ""),
+        ("conf", str(conf)),
+        ("host_id", str(host_id)),
+        ("console", "vnc"),
+        ("domainType", d.domain_type),
+        ("spUUID", BLANK),
+        ("sdUUID", d.sd_uuid),
+        ("connectionUUID", d.connection_uuid),
+        ("ca_cert", "/etc/pki/vdsm/libvirt-spice/ca-cert.pem"),
+        ("ca_subject", '"C=EN, L=Test, O=Test, CN=Test"'),
+        ("vdsm_use_ssl", "true"),
+        ("gateway", "192.168.122.1"),
+        ("bridge", "ovirtmgmt"),
+        ("network_test", "dns"),
+        ("tcp_t_address", ""),
+        ("tcp_t_port", ""),
+        ("metadata_volume_UUID", vol["metadata"]),
+        ("metadata_image_UUID", image["metadata"]),
+        ("lockspace_volume_UUID", vol["lockspace"]),
+        ("lockspace_image_UUID", image["lockspace"]),
+        ("conf_volume_UUID", vol["conf"]),
+        ("conf_image_UUID", image["conf"]),
+        "",
+        "# The following are used only for iSCSI storage",
         *((key, iscsi[key]) for key in ("iqn", "portal", "user", "password", "port")),
     ]
     pending = dict(overrides or {})
@@ -234,19 +287,49 @@ def _device(**fields: object) -> str:
 def _vm_devices(d: Deployment) -> list[str]:
     vm = d.disk("vm")
     return [
-        _device(index="0", iface="virtio", format="raw", poolID=BLANK, volumeID=vm.volume, imageID=vm.image,
-                specParams={}, readonly="false", domainID=d.sd_uuid, optional="false", deviceId=vm.image,
-                address={"bus": "0x00", "slot": "0x06", "domain": "0x0000", "type": "pci", "function": "0x0"},
-                device="disk", shared="exclusive", propagateErrors="off", type="disk", bootOrder="1"),
-        _device(index="2", iface="ide", address={"controller": "0", "target": "0", "unit": "0", "bus": "1",
-                                                 "type": "drive"},
-                specParams={}, readonly="true", deviceId=CDROM_DEVICE, path="", device="cdrom", shared="false",
-                type="disk"),
+        _device(
+            index="0",
+            iface="virtio",
+            format="raw",
+            poolID=BLANK,
+            volumeID=vm.volume,
+            imageID=vm.image,
+            specParams={},
+            readonly="false",
+            domainID=d.sd_uuid,
+            optional="false",
+            deviceId=vm.image,
+            address={"bus": "0x00", "slot": "0x06", "domain": "0x0000", "type": "pci", "function": "0x0"},
+            device="disk",
+            shared="exclusive",
+            propagateErrors="off",
+            type="disk",
+            bootOrder="1",
+        ),
+        _device(
+            index="2",
+            iface="ide",
+            address={"controller": "0", "target": "0", "unit": "0", "bus": "1", "type": "drive"},
+            specParams={},
+            readonly="true",
+            deviceId=CDROM_DEVICE,
+            path="",
+            device="cdrom",
+            shared="false",
+            type="disk",
+        ),
         _device(device="scsi", model="virtio-scsi", type="controller"),
-        _device(nicModel="pv", macAddr=d.mac, linkActive="true", network="ovirtmgmt", specParams={},
-                deviceId=str(uuid.uuid5(uuid.NAMESPACE_OID, d.mac)),
-                address={"bus": "0x00", "slot": "0x03", "domain": "0x0000", "type": "pci", "function": "0x0"},
-                device="bridge", type="interface"),
+        _device(
+            nicModel="pv",
+            macAddr=d.mac,
+            linkActive="true",
+            network="ovirtmgmt",
+            specParams={},
+            deviceId=str(uuid.uuid5(uuid.NAMESPACE_OID, d.mac)),
+            address={"bus": "0x00", "slot": "0x03", "domain": "0x0000", "type": "pci", "function": "0x0"},
+            device="bridge",
+            type="interface",
+        ),
         _device(device="console", type="console"),
         _device(device="vga", alias="video0", type="video"),
         _device(device="vnc", type="graphics"),
@@ -256,9 +339,18 @@ def _vm_devices(d: Deployment) -> list[str]:
 
 def legacy_vm_conf(d: Deployment) -> str:
     """The configuration archive's vm.conf as deploy's template writes it: no xmlBase64."""
-    lines = [f"vmId={d.vm_uuid}", f"memSize={d.mem_mib}", "display=vnc", *_vm_devices(d), f"vmName={d.vm_name}",
-             f"spiceSecureChannels={SPICE_CHANNELS}", f"smp={d.vcpus}", f"maxVCpus={max(d.vcpus, 16)}",
-             "cpuType=Skylake-Server-IBRS", "emulatedMachine=pc-q35-rhel8.6.0"]
+    lines = [
+        f"vmId={d.vm_uuid}",
+        f"memSize={d.mem_mib}",
+        "display=vnc",
+        *_vm_devices(d),
+        f"vmName={d.vm_name}",
+        f"spiceSecureChannels={SPICE_CHANNELS}",
+        f"smp={d.vcpus}",
+        f"maxVCpus={max(d.vcpus, 16)}",
+        "cpuType=Skylake-Server-IBRS",
+        "emulatedMachine=pc-q35-rhel8.6.0",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -267,50 +359,81 @@ def agent_vm_conf(d: Deployment, domain_xml: str, *, generated: float | None = N
     header, ``xmlBase64`` of the engine's domain XML, then the converted keys and devices."""
     encoded = base64.b64encode(domain_xml.encode()).decode()
     header = [VM_CONF_HEADER, f"# This file was generated at {time.asctime(time.localtime(generated))}", ""]
-    lines = [f"xmlBase64={encoded}", f"vmId={d.vm_uuid}", f"vmName={d.vm_name}", "display=vnc",
-             "cpuType=Skylake-Server-IBRS", "emulatedMachine=pc-q35-rhel8.6.0", f"smp={d.vcpus}",
-             f"maxVCpus={max(d.vcpus, 16)}", f"memSize={d.mem_mib}", f"spiceSecureChannels={SPICE_CHANNELS}",
-             *_vm_devices(d)]
+    lines = [
+        f"xmlBase64={encoded}",
+        f"vmId={d.vm_uuid}",
+        f"vmName={d.vm_name}",
+        "display=vnc",
+        "cpuType=Skylake-Server-IBRS",
+        "emulatedMachine=pc-q35-rhel8.6.0",
+        f"smp={d.vcpus}",
+        f"maxVCpus={max(d.vcpus, 16)}",
+        f"memSize={d.mem_mib}",
+        f"spiceSecureChannels={SPICE_CHANNELS}",
+        *_vm_devices(d),
+    ]
     return "\n".join(header + lines) + "\n"
 
 
 def fhanswers_conf(d: Deployment) -> str:
     """The otopi answer file deploy stores in the archive (§2.1)."""
     answers = {
-        "OVEHOSTED_CORE/deployProceed": "bool:True", "OVEHOSTED_CORE/enableKeycloak": "bool:False",
-        "OVEHOSTED_CORE/screenProceed": "bool:True", "OVEHOSTED_ENGINE/clusterName": "str:Default",
-        "OVEHOSTED_ENGINE/datacenterName": "str:Default", "OVEHOSTED_ENGINE/enableHcGlusterService": "none:None",
-        "OVEHOSTED_ENGINE/insecureSSL": "none:None", "OVEHOSTED_NETWORK/bridgeIf": "str:eth0",
-        "OVEHOSTED_NETWORK/bridgeName": "str:ovirtmgmt", "OVEHOSTED_NETWORK/fqdn": f"str:{d.fqdn}",
-        "OVEHOSTED_NETWORK/gateway": "str:192.168.122.1", "OVEHOSTED_NETWORK/network_test": "str:dns",
-        "OVEHOSTED_NOTIF/destEmail": "str:root@localhost", "OVEHOSTED_NOTIF/smtpPort": "str:25",
-        "OVEHOSTED_NOTIF/smtpServer": "str:localhost", "OVEHOSTED_NOTIF/sourceEmail": "str:root@localhost",
-        "OVEHOSTED_STORAGE/LunID": "none:None", "OVEHOSTED_STORAGE/discardSupport": "bool:False",
-        "OVEHOSTED_STORAGE/domainType": f"str:{d.domain_type}", "OVEHOSTED_STORAGE/imgSizeGB": "str:51",
-        "OVEHOSTED_STORAGE/iSCSIPortalIPAddress": "none:None", "OVEHOSTED_STORAGE/mntOptions": "str:",
-        "OVEHOSTED_STORAGE/nfsVersion": "str:auto", "OVEHOSTED_STORAGE/sdUUID": f"str:{d.sd_uuid}",
+        "OVEHOSTED_CORE/deployProceed": "bool:True",
+        "OVEHOSTED_CORE/enableKeycloak": "bool:False",
+        "OVEHOSTED_CORE/screenProceed": "bool:True",
+        "OVEHOSTED_ENGINE/clusterName": "str:Default",
+        "OVEHOSTED_ENGINE/datacenterName": "str:Default",
+        "OVEHOSTED_ENGINE/enableHcGlusterService": "none:None",
+        "OVEHOSTED_ENGINE/insecureSSL": "none:None",
+        "OVEHOSTED_NETWORK/bridgeIf": "str:eth0",
+        "OVEHOSTED_NETWORK/bridgeName": "str:ovirtmgmt",
+        "OVEHOSTED_NETWORK/fqdn": f"str:{d.fqdn}",
+        "OVEHOSTED_NETWORK/gateway": "str:192.168.122.1",
+        "OVEHOSTED_NETWORK/network_test": "str:dns",
+        "OVEHOSTED_NOTIF/destEmail": "str:root@localhost",
+        "OVEHOSTED_NOTIF/smtpPort": "str:25",
+        "OVEHOSTED_NOTIF/smtpServer": "str:localhost",
+        "OVEHOSTED_NOTIF/sourceEmail": "str:root@localhost",
+        "OVEHOSTED_STORAGE/LunID": "none:None",
+        "OVEHOSTED_STORAGE/discardSupport": "bool:False",
+        "OVEHOSTED_STORAGE/domainType": f"str:{d.domain_type}",
+        "OVEHOSTED_STORAGE/imgSizeGB": "str:51",
+        "OVEHOSTED_STORAGE/iSCSIPortalIPAddress": "none:None",
+        "OVEHOSTED_STORAGE/mntOptions": "str:",
+        "OVEHOSTED_STORAGE/nfsVersion": "str:auto",
+        "OVEHOSTED_STORAGE/sdUUID": f"str:{d.sd_uuid}",
         "OVEHOSTED_STORAGE/spUUID": f"str:{BLANK}",
         "OVEHOSTED_STORAGE/storageDomainConnection": f"str:{d.storage}",
         "OVEHOSTED_STORAGE/storageDomainName": f"str:{d.domain_name}",
-        "OVEHOSTED_VM/cloudinitInstanceHostName": f"str:{d.fqdn}", "OVEHOSTED_VM/cloudinitRootPwd": "str:",
-        "OVEHOSTED_VM/vmMACAddr": f"str:{d.mac}", "OVEHOSTED_VM/vmMemSizeMB": f"int:{d.mem_mib}",
-        "OVEHOSTED_VM/vmVCpus": f"str:{d.vcpus}", "OVEHOSTED_VM/automateVMShutdown": "bool:True",
+        "OVEHOSTED_VM/cloudinitInstanceHostName": f"str:{d.fqdn}",
+        "OVEHOSTED_VM/cloudinitRootPwd": "str:",
+        "OVEHOSTED_VM/vmMACAddr": f"str:{d.mac}",
+        "OVEHOSTED_VM/vmMemSizeMB": f"int:{d.mem_mib}",
+        "OVEHOSTED_VM/vmVCpus": f"str:{d.vcpus}",
+        "OVEHOSTED_VM/automateVMShutdown": "bool:True",
     }
     return "[environment:default]\n" + "".join(f"{key}={value}\n" for key, value in sorted(answers.items()))
 
 
 def broker_conf() -> str:
     """broker.conf as deploy's template writes it (§2.1)."""
-    return ("[email]\nsmtp-server = localhost\nsmtp-port = 25\nsource-email = root@localhost\n"
-            "destination-emails = root@localhost\n\n"
-            "[notify]\nstate_transition = maintenance|start|stop|migrate|up|down\n")
+    return (
+        "[email]\nsmtp-server = localhost\nsmtp-port = 25\nsource-email = root@localhost\n"
+        "destination-emails = root@localhost\n\n"
+        "[notify]\nstate_transition = maintenance|start|stop|migrate|up|down\n"
+    )
 
 
 def deploy_archive(d: Deployment, shared_conf: str) -> bytes:
     """The configuration archive as deploy creates it, with ``shared_conf`` (the deploying
     host's hosted-engine.conf) as its hosted-engine.conf member."""
-    texts = {"vm.conf": legacy_vm_conf(d), "broker.conf": broker_conf(), "version": d.ha_version,
-             "fhanswers.conf": fhanswers_conf(d), "hosted-engine.conf": shared_conf}
+    texts = {
+        "vm.conf": legacy_vm_conf(d),
+        "broker.conf": broker_conf(),
+        "version": d.ha_version,
+        "fhanswers.conf": fhanswers_conf(d),
+        "hosted-engine.conf": shared_conf,
+    }
     return gnu_tar({name: texts[name] for name in ARCHIVE_ORDER})
 
 
@@ -322,12 +445,26 @@ def gnu_tar(members: dict[str, str]) -> bytes:
             path = Path(work, name)
             path.write_text(text)
             path.chmod(0o644)
-        subprocess.run(["tar", "--format=gnu", "--record-size=20480", "--owner=vdsm:36", "--group=kvm:36",
-                        "-cf", "archive.tar", *members], cwd=work, check=True, capture_output=True)
+        subprocess.run(
+            [
+                "tar",
+                "--format=gnu",
+                "--record-size=20480",
+                "--owner=vdsm:36",
+                "--group=kvm:36",
+                "-cf",
+                "archive.tar",
+                *members,
+            ],
+            cwd=work,
+            check=True,
+            capture_output=True,
+        )
         data = Path(work, "archive.tar").read_bytes()
     if len(data) != ARCHIVE_BYTES:
-        raise ValueError(f"the configuration archive is {len(data)} bytes, not {ARCHIVE_BYTES}: "
-                         "its members are too big")
+        raise ValueError(
+            f"the configuration archive is {len(data)} bytes, not {ARCHIVE_BYTES}: its members are too big"
+        )
     return data
 
 
@@ -465,8 +602,9 @@ def lay_out_file_domain(root: Path, d: Deployment, shared_conf: str, *, run_link
     return view
 
 
-def lay_out_block_domain(root: Path, d: Deployment, shared_conf: str, *, run_links: bool = True,
-                         image_links: bool = False) -> HostView:
+def lay_out_block_domain(
+    root: Path, d: Deployment, shared_conf: str, *, run_links: bool = True, image_links: bool = False
+) -> HostView:
     """An iSCSI/FC domain under ``root``: LVs as files in ``R/dev/<SD>/``, the ``dom_md`` links,
     volume metadata in the ``metadata`` LV, tags in ``R/lvm/<SD>.json``; ``run_links``: the
     run directories Image.prepare creates; ``image_links``: ``blockSD/<SD>/images/<IMG>`` →
@@ -481,21 +619,28 @@ def lay_out_block_domain(root: Path, d: Deployment, shared_conf: str, *, run_lin
         if name != "master":
             _link(view.domain_dir / "dom_md" / name, vg / name)
     _vdsm_dir(view.domain_dir / "images")
-    lvs: dict[str, dict[str, object]] = {name: {"size": _extents(size) * EXTENT, "tags": []}
-                                         for name, size in sizes.items() if name in BLOCK_SPECIAL}
+    lvs: dict[str, dict[str, object]] = {
+        name: {"size": _extents(size) * EXTENT, "tags": []} for name, size in sizes.items() if name in BLOCK_SPECIAL
+    }
     with (vg / "metadata").open("r+b") as metadata:
         for slot, disk in enumerate(d.disks, start=1):  # version 5: slot 0 is reserved
             metadata.seek(metadata_slot_offset(5, slot))
             metadata.write(volume_meta_text(d, disk).encode().ljust(METADATA_SIZE, b"\0"))
-            lvs[disk.volume] = {"size": _extents(disk.size) * EXTENT,
-                                "tags": [f"IU_{disk.image}", f"MD_{slot}", f"PU_{BLANK}"]}
+            lvs[disk.volume] = {
+                "size": _extents(disk.size) * EXTENT,
+                "tags": [f"IU_{disk.image}", f"MD_{slot}", f"PU_{BLANK}"],
+            }
     conf = d.disk("conf")
     copy_archive(deploy_archive(d, shared_conf), vg / conf.volume, truncate=False)
     tags = ["RHAT_storage_domain"] + [f"MDT_{escape_tag(line)}" for line in sealed_lines(domain_metadata(d))]
     side = root / "lvm" / f"{d.sd_uuid}.json"
     side.parent.mkdir(parents=True, exist_ok=True)
-    side.write_text(json.dumps({"vg": {"name": d.sd_uuid, "uuid": d.vg_uuid, "extent_size": EXTENT, "tags": tags},
-                                "lvs": lvs}, indent=2) + "\n")
+    side.write_text(
+        json.dumps(
+            {"vg": {"name": d.sd_uuid, "uuid": d.vg_uuid, "extent_size": EXTENT, "tags": tags}, "lvs": lvs}, indent=2
+        )
+        + "\n"
+    )
     _vdsm_dir(view.run_root)
     if run_links:
         view.prepare_images()
@@ -537,9 +682,12 @@ def ovf_store_tar(vm_uuid: str, ovf: bytes, sd: str, when: str, *, others: dict[
     """The archive ProcessOvfUpdateForStorageDomainCommand uploads (§3.2): ustar, members
     ``info.json``, ``<vmid>.ovf`` (then ``others``: other entities' OVFs), ``metadata.json``,
     padded to a multiple of 10240 bytes."""
-    members = {"info.json": json.dumps({"Last Updated": when, "Storage Domains": [{"uuid": sd}]}, indent=2).encode(),
-               f"{vm_uuid}.ovf": ovf, **(others or {}),
-               "metadata.json": json.dumps({"VM Status": {vm_uuid: 1}}, indent=2).encode()}
+    members = {
+        "info.json": json.dumps({"Last Updated": when, "Storage Domains": [{"uuid": sd}]}, indent=2).encode(),
+        f"{vm_uuid}.ovf": ovf,
+        **(others or {}),
+        "metadata.json": json.dumps({"VM Status": {vm_uuid: 1}}, indent=2).encode(),
+    }
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in members.items():
@@ -558,8 +706,9 @@ def add_ovf_stores(view: HostView, count: int = 2) -> tuple[HeDisk, ...]:
     d = view.deployment
     if d.block:
         raise NotImplementedError("OVF_STORE volumes in the fixture: file domains only")
-    stores = tuple(HeDisk("ovf_store", "OVF_STORE", "OVF_STORE", "OVFS", OVF_STORE_BYTES, sparse=True)
-                   for _ in range(count))
+    stores = tuple(
+        HeDisk("ovf_store", "OVF_STORE", "OVF_STORE", "OVFS", OVF_STORE_BYTES, sparse=True) for _ in range(count)
+    )
     for disk in stores:
         image = _vdsm_dir(view.domain_dir / "images" / disk.image)
         _vdsm_file(image / disk.volume, disk.size)
@@ -580,8 +729,7 @@ def update_ovf_store(view: HostView, disk: HeDisk, ovf: bytes, epoch: float | No
     data = ovf_store_tar(d.vm_uuid, ovf, d.sd_uuid, when)
     with path.open("r+b") as volume:
         volume.write(data)
-    _set_ovf_store_description(view, disk, ovf_store_description(d.sd_uuid, updated=True, when=when,
-                                                                  size=len(data)))
+    _set_ovf_store_description(view, disk, ovf_store_description(d.sd_uuid, updated=True, when=when, size=len(data)))
     return data
 
 
@@ -612,12 +760,14 @@ def install_host(view: HostView, host_id: int, overrides: dict[str, str] | None 
 
 
 def host_conf_text(view: HostView, host_id: int, overrides: dict[str, str] | None = None) -> str:
-    return hosted_engine_conf_text(view.deployment, host_id, conf=view.root / "run/ovirt-hosted-engine-ha/vm.conf",
-                                   overrides=overrides)
+    return hosted_engine_conf_text(
+        view.deployment, host_id, conf=view.root / "run/ovirt-hosted-engine-ha/vm.conf", overrides=overrides
+    )
 
 
-def deployed_host(root: Path, d: Deployment, *, run_links: bool = True,
-                  image_links: bool = False) -> tuple[HostView, Path]:
+def deployed_host(
+    root: Path, d: Deployment, *, run_links: bool = True, image_links: bool = False
+) -> tuple[HostView, Path]:
     """Host 1 as deploy left it, alone under ``root``: the domain (file or block, by
     ``d.domain_type``) and hosted-engine.conf, the same text as the archive's member.
     Returns the host's view and its hosted-engine.conf. ``image_links``: block domains only."""
@@ -632,7 +782,16 @@ def deployed_host(root: Path, d: Deployment, *, run_links: bool = True,
 
 def run_storage_paths(conf: Path, mount_root: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """``he-ha storage-paths`` as a separate process, as an administrator runs it."""
-    command = [sys.executable, "-m", "he_ha.main", "storage-paths", "--hosted-engine-conf", str(conf),
-               "--mount-root", str(mount_root)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "he_ha.main",
+        "storage-paths",
+        "--hosted-engine-conf",
+        str(conf),
+        "--mount-root",
+        str(mount_root),
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+    )

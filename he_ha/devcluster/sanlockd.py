@@ -73,8 +73,13 @@ def memlock_shim(cache_dir: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=cache) as scratch:
         source, built = Path(scratch) / "shim.c", Path(scratch) / "shim.so"
         source.write_bytes(SHIM_SOURCE)
-        result = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(built), str(source), "-ldl"],
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            ["gcc", "-shared", "-fPIC", "-O2", "-o", str(built), str(source), "-ldl"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         if result.returncode != 0:
             raise SanlockDaemonError(f"building the memlock shim failed: {result.stderr.strip()}")
         os.replace(built, target)
@@ -134,11 +139,36 @@ class SanlockDaemon:
             raise SanlockDaemonError(f"another sanlock daemon already answers in {self.run_dir}")
         env = self.env()
         env["LD_PRELOAD"] = str(memlock_shim(self._shim_cache))
-        command = ["setpriv", "--pdeathsig", "KILL", "--", SANLOCK, "daemon", "-D", "-w", "0", "-l", "0",
-                   "-L", "-1", "-U", "root", "-G", "root", "-e", self.host_name]
+        command = [
+            "setpriv",
+            "--pdeathsig",
+            "KILL",
+            "--",
+            SANLOCK,
+            "daemon",
+            "-D",
+            "-w",
+            "0",
+            "-l",
+            "0",
+            "-L",
+            "-1",
+            "-U",
+            "root",
+            "-G",
+            "root",
+            "-e",
+            self.host_name,
+        ]
         with open(self.log_path, "ab") as log_file:
-            self._process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         log.debug("sanlock daemon spawned", host=self.host_name, pid=self._process.pid, run_dir=str(self.run_dir))
 
     def _wait_ready(self) -> None:
@@ -146,12 +176,16 @@ class SanlockDaemon:
         deadline = time.monotonic() + self.start_timeout
         while not (self._owns_pid_file() and daemon_answers(self.run_dir, timeout=0.5)):
             if self._process.poll() is not None:
-                raise SanlockDaemonError(f"sanlock daemon for {self.host_name} exited with code "
-                                         f"{self._process.returncode}; see {self.log_path}:\n{self._log_tail()}")
+                raise SanlockDaemonError(
+                    f"sanlock daemon for {self.host_name} exited with code "
+                    f"{self._process.returncode}; see {self.log_path}:\n{self._log_tail()}"
+                )
             if time.monotonic() > deadline:
                 self.kill()
-                raise SanlockDaemonError(f"sanlock daemon for {self.host_name} did not answer on "
-                                         f"{self.run_dir / SOCKET_NAME} within {self.start_timeout:g} s")
+                raise SanlockDaemonError(
+                    f"sanlock daemon for {self.host_name} did not answer on "
+                    f"{self.run_dir / SOCKET_NAME} within {self.start_timeout:g} s"
+                )
             time.sleep(0.02)
         log.info("sanlock daemon running", host=self.host_name, pid=self.pid, run_dir=str(self.run_dir))
 
@@ -179,8 +213,13 @@ class SanlockDaemon:
             return
         deadline = time.monotonic() + self.stop_timeout
         try:
-            subprocess.run([SANLOCK, "client", "shutdown", "-f", "1"], env=self.env(), capture_output=True,
-                           timeout=max(deadline - time.monotonic(), 0.1), check=False)
+            subprocess.run(
+                [SANLOCK, "client", "shutdown", "-f", "1"],
+                env=self.env(),
+                capture_output=True,
+                timeout=max(deadline - time.monotonic(), 0.1),
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             log.warning("sanlock shutdown request timed out", host=self.host_name)
         assert self._process is not None

@@ -59,8 +59,10 @@ class Violation:
     until: float
 
     def describe(self, origin: float = 0.0) -> str:
-        return (f"two copies of the engine VM: {self.hosts[0]} and {self.hosts[1]} both ran it "
-                f"from +{self.since - origin:.2f} s to +{self.until - origin:.2f} s")
+        return (
+            f"two copies of the engine VM: {self.hosts[0]} and {self.hosts[1]} both ran it "
+            f"from +{self.since - origin:.2f} s to +{self.until - origin:.2f} s"
+        )
 
 
 @dataclass
@@ -77,8 +79,12 @@ class VmWatcher:
     """Use as a context manager around the part of a run to watch. Only hosts with a
     private libvirtd can be watched (an in-process test driver is not reachable)."""
 
-    def __init__(self, hosts: Sequence[Host], interval: float = INTERVAL,
-                 on_change: Callable[[str, bool, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[Host],
+        interval: float = INTERVAL,
+        on_change: Callable[[str, bool, float], None] | None = None,
+    ) -> None:
         """``on_change(host name, running, at)`` is called (from a watcher thread) whenever
         a host's VM starts or stops being seen."""
         for host in hosts:
@@ -90,8 +96,10 @@ class VmWatcher:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._sample_loop, args=(t,), name=f"vm-watch-{name}", daemon=True)
-                         for name, t in self._tracks.items()]
+        self._threads = [
+            threading.Thread(target=self._sample_loop, args=(t,), name=f"vm-watch-{name}", daemon=True)
+            for name, t in self._tracks.items()
+        ]
         self.violations: list[Violation] = []
         self.samples = 0
 
@@ -120,8 +128,11 @@ class VmWatcher:
                 try:
                     if conn is None:
                         conn = libvirt.open(uri)
-                    ids = [d.ID() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-                           if d.UUIDString() == ENGINE_UUID]
+                    ids = [
+                        d.ID()
+                        for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                        if d.UUIDString() == ENGINE_UUID
+                    ]
                     domain_id, error = (ids[0] if ids else None), None
                 except libvirt.libvirtError as exc:  # hypervisor down (crashed host) or restarting
                     domain_id, error = None, str(exc)
@@ -199,8 +210,10 @@ class VmWatcher:
 
     def runs(self) -> list[Run]:
         with self._lock:
-            return sorted((Run(r.host, r.first, r.last, r.open) for t in self._tracks.values() for r in t.runs),
-                          key=lambda r: r.first)
+            return sorted(
+                (Run(r.host, r.first, r.last, r.open) for t in self._tracks.values() for r in t.runs),
+                key=lambda r: r.first,
+            )
 
     def wait_for_start(self, after: float, timeout: float, hosts: Sequence[str] | None = None) -> Run | None:
         """The first run beginning at or after ``after`` (monotonic) on one of ``hosts`` (any
@@ -208,8 +221,12 @@ class VmWatcher:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                started = [r for t in self._tracks.values() for r in t.runs
-                           if r.first >= after and (hosts is None or r.host in hosts)]
+                started = [
+                    r
+                    for t in self._tracks.values()
+                    for r in t.runs
+                    if r.first >= after and (hosts is None or r.host in hosts)
+                ]
                 if started:
                     first = min(started, key=lambda r: r.first)
                     return Run(first.host, first.first, first.last, first.open)

@@ -328,10 +328,7 @@ def _preferred_peers(ctx: _Ctx, own_score: int) -> list[PeerRecord]:
     """Live eligible peers with a better priority than ours, inside the band, whose VM is
     confirmed down (ready to start it), best first: priority, score, lowest id."""
     floor = _band_floor(ctx, own_score)
-    fit = [
-        p for p in _eligible_peers(ctx)
-        if p.priority > ctx.priority and p.score > floor and p.engine_status.gone
-    ]
+    fit = [p for p in _eligible_peers(ctx) if p.priority > ctx.priority and p.score > floor and p.engine_status.gone]
     return sorted(fit, key=lambda p: (-p.priority, -p.score, p.host_id))
 
 
@@ -346,7 +343,9 @@ def _failback_target(ctx: _Ctx, own_score: int) -> PeerRecord | None:
         return None
     target, threshold = preferred[0], ctx.timing.yield_threshold
     if any(
-        p.host_id != target.host_id and p.score > 0 and _beats(p.score, p.priority, target.score, target.priority, threshold)
+        p.host_id != target.host_id
+        and p.score > 0
+        and _beats(p.score, p.priority, target.score, target.priority, threshold)
         for p in ctx.cluster.alive
     ):
         return None  # another live host would start before it (a better score, not ready yet)
@@ -481,13 +480,17 @@ def _start_order(ctx: _Ctx) -> _Decision:
         since = ctx.now if since is None else since
         waited = ctx.now - since
         if waited < timing.priority_start_delay:
-            return _Decision(R.DOWN_PRIORITY_DEFER, f"{who} is ready to start it; waiting "
-                             f"{timing.priority_start_delay - waited:g} s more at most")
+            return _Decision(
+                R.DOWN_PRIORITY_DEFER,
+                f"{who} is ready to start it; waiting {timing.priority_start_delay - waited:g} s more at most",
+            )
         return _Decision(R.DOWN_PRIORITY_EXPIRED, f"{who} did not start it within {timing.priority_start_delay:g} s")
     rival = ctx.cluster.best_score_host
     if rival is not None and rival.score > own:  # inside the band, with a lower priority
-        return _Decision(R.DOWN_START_PREFERRED, f"own score {own} priority {prio}; host {rival.host_id} scores "
-                         f"{rival.score} at priority {rival.priority}")
+        return _Decision(
+            R.DOWN_START_PREFERRED,
+            f"own score {own} priority {prio}; host {rival.host_id} scores {rival.score} at priority {rival.priority}",
+        )
     rival_text = "no live peer" if rival is None else f"best peer host {rival.host_id} scores {rival.score}"
     return _Decision(R.DOWN_START, f"own score {own}, {rival_text}")
 
@@ -588,8 +591,11 @@ def _failback(ctx: _Ctx) -> _Decision | None:
     who = f"host {target.host_id} (priority {target.priority} > {ctx.priority}, score {target.score})"
     failed = ctx.state.failback_failed_at
     if failed is not None and ctx.now < failed + timing.failback_retry_delay:
-        return _Decision(R.UP_FAILBACK_DWELL, f"{who}: the last failback did not take; next attempt in "
-                         f"{failed + timing.failback_retry_delay - ctx.now:g} s")
+        return _Decision(
+            R.UP_FAILBACK_DWELL,
+            f"{who}: the last failback did not take; next attempt in "
+            f"{failed + timing.failback_retry_delay - ctx.now:g} s",
+        )
     waited = ctx.now - since
     if waited < timing.failback_dwell:
         return _Decision(R.UP_FAILBACK_DWELL, f"{who} eligible for {waited:g} of {timing.failback_dwell:g} s")
@@ -766,7 +772,9 @@ def _context(state: FsmState, obs: Observation) -> _Ctx:
     target = _failback_target(ctx, score.total)
     if target is None:
         return ctx
-    since = state.failback_since if state.failback_target == target.host_id and state.failback_since is not None else now
+    since = (
+        state.failback_since if state.failback_target == target.host_id and state.failback_since is not None else now
+    )
     return replace(ctx, failback_target=target, failback_since=since)
 
 
@@ -808,7 +816,9 @@ def _gave_up(ctx: _Ctx, decision: _Decision, dest: S, score: ScoreBreakdown) -> 
         return None
     if _eligible_peers(ctx):
         return None
-    starting = decision.restart or dest in (S.ENGINE_START, S.ENGINE_STARTING) or decision.rule is R.DOWN_RESTART_BACKOFF
+    starting = (
+        decision.restart or dest in (S.ENGINE_START, S.ENGINE_STARTING) or decision.rule is R.DOWN_RESTART_BACKOFF
+    )
     active = {a.kind for a in ctx.state.alerts}
     retries, limit = len(ctx.failures) + len(ctx.restarts), ctx.timing.max_retries
     peers = "no live peer can take it" if cluster.alive else "no live peer"
@@ -830,9 +840,12 @@ def _alerts(ctx: _Ctx, decision: _Decision, dest: S, score: ScoreBreakdown) -> t
     if ctx.global_on and decision.rule in (R.SAFETY_FOREIGN_LEASE, R.SAFETY_FOREIGN_LEASE_HOLD):
         found[A.SECOND_COPY_DESTROYED] = f"global maintenance, but a second copy: {decision.note}; destroyed"
     elif (
-        ctx.global_on and health is not None and health.running and lease is not None and not lease.held_here
-        and (lease.owner in (None, ctx.own_id)
-             or ctx.sanlock.get(lease.owner) in (SanlockHost.DEAD, SanlockHost.FREE))
+        ctx.global_on
+        and health is not None
+        and health.running
+        and lease is not None
+        and not lease.held_here
+        and (lease.owner in (None, ctx.own_id) or ctx.sanlock.get(lease.owner) in (SanlockHost.DEAD, SanlockHost.FREE))
     ):
         owner = "none" if lease.owner is None else f"host {lease.owner}"
         found[A.VM_WITHOUT_LEASE] = (
@@ -853,9 +866,7 @@ def _alerts(ctx: _Ctx, decision: _Decision, dest: S, score: ScoreBreakdown) -> t
             if lowest and waited >= ctx.timing.no_host_alert_after:
                 found[kind] = f"{reason} (for {waited:g} s)"
     before = {a.kind: a for a in ctx.state.alerts}
-    alerts = tuple(
-        Alert(kind, reason, before[kind].since if kind in before else now) for kind, reason in found.items()
-    )
+    alerts = tuple(Alert(kind, reason, before[kind].since if kind in before else now) for kind, reason in found.items())
     return alerts, no_host_since
 
 
@@ -1111,7 +1122,9 @@ def stop(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     score = compute_score(
         S.AGENT_STOPPED, obs.local, len(ctx.failures), state.config.score, timing.max_retries, len(ctx.restarts)
     )
-    publish = Publish(_published(obs.now, S.AGENT_STOPPED, score, ctx.health, None, stopped=True, priority=ctx.priority))
+    publish = Publish(
+        _published(obs.now, S.AGENT_STOPPED, score, ctx.health, None, stopped=True, priority=ctx.priority)
+    )
     new_state = FsmState(config=state.config, name=S.AGENT_STOPPED, entered_at=obs.now)
     record = DecisionRecord(
         host_id=ctx.own_id,

@@ -92,7 +92,9 @@ _NOWAIT_TIMEOUTS = frozenset({S.ENGINE_MAYBE_AWAY})
 
 
 def _guard_sources(kind: GuardKind, dest_is_none: bool) -> set[S]:
-    return {s for s, guards in STATE_GUARDS.items() for g in guards if g.kind is kind and (g.dest is None) == dest_is_none}
+    return {
+        s for s, guards in STATE_GUARDS.items() for g in guards if g.kind is kind and (g.dest is None) == dest_is_none
+    }
 
 
 def _guard_rule_id(state: S, guard: Guard) -> str:
@@ -174,17 +176,23 @@ DOWN_BETTER_HOST = _rule("down.better-host", _DOWN, None, "a live peer has a hig
 # within yield_threshold of the best live score (this host's included). Inside it the better
 # priority starts the VM; a lower-priority host defers to a better one that is ready, bounded.
 DOWN_START_PREFERRED = _rule(
-    "down.start.preferred", _DOWN, S.ENGINE_START,
+    "down.start.preferred",
+    _DOWN,
+    S.ENGINE_START,
     "a live peer scores higher, by less than yield_threshold, but has a lower priority: this host starts",
     nowait=True,
 )
 DOWN_PRIORITY_DEFER = _rule(
-    "down.priority-defer", _DOWN, None,
+    "down.priority-defer",
+    _DOWN,
+    None,
     "a live eligible peer with a better priority, inside the band, is down and ready to start the VM: "
     "let it, for priority_start_delay at most",
 )
 DOWN_PRIORITY_EXPIRED = _rule(
-    "down.priority-defer.expired", _DOWN, S.ENGINE_START,
+    "down.priority-defer.expired",
+    _DOWN,
+    S.ENGINE_START,
     "the better-priority peer did not start the VM within priority_start_delay: this host starts",
     nowait=True,
 )
@@ -197,11 +205,15 @@ DOWN_RESTART_BACKOFF = _rule(
 
 _CRASH_SOURCES = {S.ENGINE_UP, S.ENGINE_UP_BAD_HEALTH, S.ENGINE_STARTING, S.ENGINE_MAYBE_AWAY}
 CRASH_RESTART_HERE = _rule(
-    "vm-crashed.restart-here", _CRASH_SOURCES, S.ENGINE_START,
+    "vm-crashed.restart-here",
+    _CRASH_SOURCES,
+    S.ENGINE_START,
     "the VM crashed here, no live peer can take it, retries left: restart it here at once (lease first)",
 )
 CRASH_RESTART_BACKOFF = _rule(
-    "vm-crashed.restart-backoff", _CRASH_SOURCES, S.ENGINE_DOWN,
+    "vm-crashed.restart-backoff",
+    _CRASH_SOURCES,
+    S.ENGINE_DOWN,
     "the VM crashed here again, no live peer can take it, retries left: restart it here after the back-off",
 )
 
@@ -220,11 +232,15 @@ _STARTING = {S.ENGINE_STARTING}
 STARTING_UP = _rule("starting.up", _STARTING, S.ENGINE_UP, "the VM is up and the engine healthy")
 STARTING_POWERING_UP = _rule("starting.powering-up", _STARTING, None, "the VM is up, the engine not healthy yet")
 STARTING_NOT_READY = _rule(
-    "starting.not-ready", _STARTING, None,
+    "starting.not-ready",
+    _STARTING,
+    None,
     "the engine answers but is not ready (alive): the starting timeout counts silence only",
 )
 STARTING_NOT_READY_CEILING = _rule(
-    "starting.not-ready-ceiling", _STARTING, S.ENGINE_STOP,
+    "starting.not-ready-ceiling",
+    _STARTING,
+    S.ENGINE_STOP,
     "the engine was not healthy for not_ready_timeout (its ceiling) since the VM started",
 )
 STARTING_DOWN = _rule(
@@ -248,15 +264,21 @@ UP_NO_TARGET = _rule(
     "up.local-maintenance.no-target", _UP, None, "local maintenance, but no live eligible host to migrate to"
 )
 UP_EVACUATE = _rule(
-    "up.local-maintenance.evacuate", _UP, S.ENGINE_STOP,
+    "up.local-maintenance.evacuate",
+    _UP,
+    S.ENGINE_STOP,
     "local maintenance: live migration failed, shut the VM down for an eligible peer to start it",
 )
 UP_YIELD_MIGRATE = _rule(
-    "up.yield.migrate", _UP, S.ENGINE_MIGRATING_AWAY,
+    "up.yield.migrate",
+    _UP,
+    S.ENGINE_MIGRATING_AWAY,
     "a peer out-scored us by the threshold for the dwell time: migrate the VM to it live",
 )
 UP_YIELD = _rule(
-    "up.yield", _UP, S.ENGINE_STOP,
+    "up.yield",
+    _UP,
+    S.ENGINE_STOP,
     "a peer out-scored us by the threshold for the dwell time and a live migration is not possible "
     "(it failed moments ago, or no eligible target): shut the VM down for it to start",
 )
@@ -265,27 +287,36 @@ UP_BAD_HEALTH_PERSISTS = _rule(
     "up.bad-health.persists", {S.ENGINE_UP_BAD_HEALTH}, None, "the engine is still not healthy"
 )
 UP_NOT_READY = _rule(
-    "up.not-ready", _UP, S.ENGINE_UP_BAD_HEALTH,
+    "up.not-ready",
+    _UP,
+    S.ENGINE_UP_BAD_HEALTH,
     "the engine answers but is not ready (alive): the bad-health timeout counts silence only",
 )
 UP_NOT_READY_CEILING = _rule(
-    "up.not-ready-ceiling", {S.ENGINE_UP_BAD_HEALTH}, S.ENGINE_STOP,
+    "up.not-ready-ceiling",
+    {S.ENGINE_UP_BAD_HEALTH},
+    S.ENGINE_STOP,
     "the engine was not healthy for not_ready_timeout (its ceiling) in EngineUpBadHealth",
 )
 UP_FAILBACK_MIGRATE = _rule(
-    "up.failback.migrate", {S.ENGINE_UP}, S.ENGINE_MIGRATING_AWAY,
+    "up.failback.migrate",
+    {S.ENGINE_UP},
+    S.ENGINE_MIGRATING_AWAY,
     "failback (configured): a better-priority host inside the band was eligible and ready for failback_dwell: "
     "migrate the VM to it live",
 )
 UP_FAILBACK = _rule(
-    "up.failback", {S.ENGINE_UP}, S.ENGINE_STOP,
+    "up.failback",
+    {S.ENGINE_UP},
+    S.ENGINE_STOP,
     "failback (configured): a better-priority host inside the band was eligible and ready for failback_dwell; "
     "a live migration failed moments ago: shut the VM down for it to start",
 )
 UP_FAILBACK_DWELL = _rule(
-    "up.failback.dwell", {S.ENGINE_UP}, None,
-    "failback (configured): a better-priority host is eligible; its dwell is not over, or a failed failback "
-    "backs off",
+    "up.failback.dwell",
+    {S.ENGINE_UP},
+    None,
+    "failback (configured): a better-priority host is eligible; its dwell is not over, or a failed failback backs off",
 )
 UP_OUTRANKED = _rule("up.outranked", _UP, S.ENGINE_UP, "a peer out-scores us by the threshold; dwell not over")
 UP_OK = _rule("up.ok", _UP, S.ENGINE_UP, "the engine is up and healthy here")
@@ -321,25 +352,29 @@ FORCE_AWAIT = _rule("force-stop.await", _FORCE, None, "waiting for the destroy r
 
 GM_CLEARED = _rule("global-maintenance.cleared", {S.GLOBAL_MAINTENANCE}, S.REINITIALIZE, "global maintenance cleared")
 GM_VM_WITHOUT_LEASE = _rule(
-    "global-maintenance.vm-without-lease", {S.GLOBAL_MAINTENANCE}, None,
+    "global-maintenance.vm-without-lease",
+    {S.GLOBAL_MAINTENANCE},
+    None,
     "global maintenance: the VM runs here without its lease and no live host holds it: reported, not destroyed",
 )
 
 _LM = {S.LOCAL_MAINTENANCE}
 LM_CLEARED = _rule("local-maintenance.cleared", _LM, S.REINITIALIZE, "local maintenance cleared")
-LM_MIGRATE = _rule(
-    "local-maintenance.migrate", _LM, S.LOCAL_MAINTENANCE_MIGRATE_VM, "a VM runs here: migrate it away"
-)
+LM_MIGRATE = _rule("local-maintenance.migrate", _LM, S.LOCAL_MAINTENANCE_MIGRATE_VM, "a VM runs here: migrate it away")
 LM_NO_TARGET = _rule(
     "local-maintenance.no-target", _LM, None, "a VM runs here, but no live eligible host to migrate to"
 )
 LM_EVACUATE = _rule(
-    "local-maintenance.evacuate", _LM, S.ENGINE_STOP,
+    "local-maintenance.evacuate",
+    _LM,
+    S.ENGINE_STOP,
     "a VM runs here and live migration failed: shut it down for an eligible peer to start it",
 )
 LM_IDLE = _rule("local-maintenance.idle", _LM, None, "in local maintenance")
 LM_GLOBAL_HANDS_OFF = _rule(
-    "local-maintenance.global-hands-off", _LM, None,
+    "local-maintenance.global-hands-off",
+    _LM,
+    None,
     "a VM runs here, but global maintenance is set: it is neither migrated nor shut down",
 )
 
@@ -358,7 +393,9 @@ MIGRATING_AWAY_DONE = _rule(
     "migrating-away.done", _AWAY_MIGRATE, S.ENGINE_DOWN, "the VM left this host for the better one"
 )
 MIGRATING_AWAY_FAILED = _rule(
-    "migrating-away.failed", _AWAY_MIGRATE, S.ENGINE_UP,
+    "migrating-away.failed",
+    _AWAY_MIGRATE,
+    S.ENGINE_UP,
     "the migration failed; the VM stays up here (the cold path follows if the better host still is)",
 )
 MIGRATING_AWAY_TIMEOUT = _rule(
@@ -370,7 +407,11 @@ MIGRATING_AWAY_VM_LOST = _rule(
 MIGRATING_AWAY_AWAIT = _rule("migrating-away.await", _AWAY_MIGRATE, None, "migration under way")
 
 ULVS_KNOWN = _rule(
-    "unknown-vm-state.known", {S.UNKNOWN_LOCAL_VM_STATE}, S.REINITIALIZE, "the local VM state is known again", nowait=True
+    "unknown-vm-state.known",
+    {S.UNKNOWN_LOCAL_VM_STATE},
+    S.REINITIALIZE,
+    "the local VM state is known again",
+    nowait=True,
 )
 
 AGENT_STOPPED = _rule("agent.stopped", DECISION_STATES, S.AGENT_STOPPED, "the supervisor is stopping")

@@ -79,7 +79,8 @@ def compute_score(
     what = f"{start_failures} failed start(s)" + (f" and {restarts} crash restart(s)" if restarts else "")
     if retries >= max_retries:
         override = override or (
-            f"{start_failures} failed starts inside the retry window" if not restarts
+            f"{start_failures} failed starts inside the retry window"
+            if not restarts
             else f"{what} inside the retry window"
         )
     elif retries > 0:

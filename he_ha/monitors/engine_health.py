@@ -133,8 +133,9 @@ class EngineHealthMonitor(Monitor[EngineHealthReport]):
         tracker = self.tracker
         if info.exists:
             assert info.state is not None and info.reason is not None
-            row = tracker.domain_state(info.state, info.reason, self._clock(), lock_conflict=lock_conflict,
-                                       incoming=info.incoming)
+            row = tracker.domain_state(
+                info.state, info.reason, self._clock(), lock_conflict=lock_conflict, incoming=info.incoming
+            )
         elif stop_detail is not None:
             # Gone already, but the event says how it stopped: report that Down.
             reason = shutoff_reason_of_stop_event(stop_detail)

@@ -54,7 +54,9 @@ class OffLoop:
             raise DeadlineExceeded(f"{self.name}: no answer within {timeout:g} s") from None
         except LaneStuck as exc:
             overdue = exc.oldest.overdue
-            raise WorkerBusy(f"{self.name}: an earlier call is still running, {overdue:.1f} s past its deadline") from None
+            raise WorkerBusy(
+                f"{self.name}: an earlier call is still running, {overdue:.1f} s past its deadline"
+            ) from None
 
     def close(self) -> None:
         """Let the thread exit after its current job (if any); a later call starts a new one."""

@@ -120,11 +120,15 @@ class Notifier:
         if settings.max_pending < 1:
             raise NotifyConfigError(f"max_pending must be at least 1, got {settings.max_pending}")
         if not 0 < settings.retry_seconds <= settings.retry_max_seconds:
-            raise NotifyConfigError(f"retry_seconds must be positive and at most retry_max_seconds, got "
-                                    f"{settings.retry_seconds} and {settings.retry_max_seconds}")
+            raise NotifyConfigError(
+                f"retry_seconds must be positive and at most retry_max_seconds, got "
+                f"{settings.retry_seconds} and {settings.retry_max_seconds}"
+            )
         if email.smtp_user and not email.uses_tls:
-            log.warning("SMTP authentication without smtp-starttls or smtps sends the password in clear",
-                        server=email.smtp_server)
+            log.warning(
+                "SMTP authentication without smtp-starttls or smtps sends the password in clear",
+                server=email.smtp_server,
+            )
         self._config = config
         self._settings = settings
         self._template: Template = load_template(settings.template_path)
@@ -134,7 +138,9 @@ class Notifier:
         try:
             self._rule = TransitionRule(config.notify.state_transition)
             self._alert_rule = TransitionRule(config.notify.ha_alert)
-            tls = settings.tls if settings.tls.ca_file is not None else replace(settings.tls, ca_file=email.smtp_ca_file)
+            tls = (
+                settings.tls if settings.tls.ca_file is not None else replace(settings.tls, ca_file=email.smtp_ca_file)
+            )
             self._tls: ssl.SSLContext | None = make_tls_context(tls) if email.uses_tls else None
             self._bucket = TokenBucket.full(settings.burst, settings.refill_seconds, time.monotonic())
         except (RuleError, MailError, RateLimitError) as exc:
@@ -163,9 +169,13 @@ class Notifier:
         # Report a template that renders but is no mail (no header block), or a mail that
         # cannot be encoded, now rather than at every mail: rendered with this host's name
         # and broker.conf's values and flattened to the bytes DATA would carry.
-        for template, detail, event_type in ((self._template, "EngineDown-EngineStart", EVENT_TYPE),
-                                             (self._alert_template, "kind: reason", ALERT_EVENT_TYPE)):
-            fields = template_fields(self._config.email, self._hostname, detail, when=time.time(), event_type=event_type)
+        for template, detail, event_type in (
+            (self._template, "EngineDown-EngineStart", EVENT_TYPE),
+            (self._alert_template, "kind: reason", ALERT_EVENT_TYPE),
+        ):
+            fields = template_fields(
+                self._config.email, self._hostname, detail, when=time.time(), event_type=event_type
+            )
             sample = template.render(fields)
             try:
                 flatten_as_sent(build_message(sample, self._config.email, self._hostname), self._config.email)
@@ -379,8 +389,13 @@ class Notifier:
         self._last_error = reason
         self._last_error_time = time.time()
         if transient:
-            log.error("notification not sent", detail=detail, reason=reason, failed_total=self._failed,
-                      retry_in_seconds=round(self._retry_delay, 1))
+            log.error(
+                "notification not sent",
+                detail=detail,
+                reason=reason,
+                failed_total=self._failed,
+                retry_in_seconds=round(self._retry_delay, 1),
+            )
         else:
             log.error("notification not sent", detail=detail, reason=reason, failed_total=self._failed)
         return transient

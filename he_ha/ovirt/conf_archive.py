@@ -31,8 +31,14 @@ BLOCK = 512
 END_MARKER = 2 * BLOCK
 
 _REGULAR = (b"0", b"\0", b"7")  # a file (7: contiguous file, read as a file by every tar)
-_TYPE_NAMES = {b"1": "hard link", b"2": "symbolic link", b"3": "character device", b"4": "block device",
-               b"5": "directory", b"6": "FIFO"}
+_TYPE_NAMES = {
+    b"1": "hard link",
+    b"2": "symbolic link",
+    b"3": "character device",
+    b"4": "block device",
+    b"5": "directory",
+    b"6": "FIFO",
+}
 _POSIX_MAGIC = b"ustar\x00"
 _GNU_MAGIC = b"ustar  \x00"
 
@@ -54,8 +60,9 @@ def parse_archive(data: bytes) -> dict[str, str]:
     missing = [name for name in MEMBERS if name not in files]
     if missing:
         held = ", ".join(files) or "no member"
-        raise ConfArchiveError(f"the archive lacks {_names(missing)} (it holds {held}); "
-                               f"a configuration archive holds {', '.join(MEMBERS)}")
+        raise ConfArchiveError(
+            f"the archive lacks {_names(missing)} (it holds {held}); a configuration archive holds {', '.join(MEMBERS)}"
+        )
     result = {}
     for name in MEMBERS:
         try:
@@ -77,13 +84,14 @@ def _walk(view: memoryview, given: int) -> dict[str, bytes]:
     pending_size: int | None = None  # from a pax 'size' record
     while True:
         at = offset
-        header = view[at:at + BLOCK]
+        header = view[at : at + BLOCK]
         if len(header) < BLOCK:
             raise ConfArchiveError(_no_end_marker(given, files, at if len(header) else None))
         if header.tobytes().count(0) == BLOCK:
             if at == 0:
-                raise ConfArchiveError("no archive: the first 512 bytes are all zero (a blank or wiped "
-                                       "configuration volume)")
+                raise ConfArchiveError(
+                    "no archive: the first 512 bytes are all zero (a blank or wiped configuration volume)"
+                )
             return files  # the end marker (GNU tar and tarfile write two zero blocks; one ends the archive)
         entry = _header(header.tobytes(), at)
         name = pending_name if pending_name is not None else entry.name
@@ -120,17 +128,23 @@ def _no_end_marker(given: int, files: Mapping[str, bytes], torn_header: int | No
     after = f" after {', '.join(files)}" if files else ""
     if given < ARCHIVE_SIZE:
         inside = f" inside the tar header at offset {torn_header}" if torn_header is not None else ""
-        return (f"the archive is cut short{inside}: it ends at byte {given}{after} with no tar end marker "
-                f"(a configuration archive is {ARCHIVE_SIZE} bytes)")
+        return (
+            f"the archive is cut short{inside}: it ends at byte {given}{after} with no tar end marker "
+            f"(a configuration archive is {ARCHIVE_SIZE} bytes)"
+        )
     return f"no tar end marker within the first {ARCHIVE_SIZE} bytes{after} (too large, or not a configuration archive)"
 
 
 def _cut_short(name: str, start: int, end: int, available: int, given: int) -> str:
     if given < ARCHIVE_SIZE and end > given:
-        return (f"the archive is cut short inside member {name!r}: its data needs bytes [{start}, {end}) "
-                f"but only {given} bytes are there")
-    return (f"member {name!r} needs bytes [{start}, {end}), past the {available}-byte archive "
-            "(damaged header, or not a configuration archive)")
+        return (
+            f"the archive is cut short inside member {name!r}: its data needs bytes [{start}, {end}) "
+            f"but only {given} bytes are there"
+        )
+    return (
+        f"member {name!r} needs bytes [{start}, {end}), past the {available}-byte archive "
+        "(damaged header, or not a configuration archive)"
+    )
 
 
 class _Entry:
@@ -192,10 +206,12 @@ def _pax(content: bytes, offset: int) -> tuple[str | None, int | None]:
         try:
             length = int(length_text)
         except ValueError:
-            raise ConfArchiveError(f"the pax header at offset {offset} is damaged: record length {length_text!r}") from None
+            raise ConfArchiveError(
+                f"the pax header at offset {offset} is damaged: record length {length_text!r}"
+            ) from None
         if not space or length <= len(length_text) + 1 or length > len(rest):
             raise ConfArchiveError(f"the pax header at offset {offset} is damaged: record of length {length}")
-        record, rest = rest[len(length_text) + 1:length], rest[length:]
+        record, rest = rest[len(length_text) + 1 : length], rest[length:]
         key, _, value = record.rstrip(b"\n").partition(b"=")
         if key == b"path":
             name = value.decode("utf-8", "replace")
@@ -217,8 +233,12 @@ def build_archive(members: Mapping[str, str]) -> bytes:
     missing = [name for name in MEMBERS if name not in members]
     unknown = [name for name in members if name not in MEMBERS]
     if missing or unknown:
-        problems = ([f"{_names(missing)} missing"] if missing else []) + ([f"unknown {_names(unknown)}"] if unknown else [])
-        raise ConfArchiveError(f"cannot build the archive: {'; '.join(problems)} (it holds exactly {', '.join(MEMBERS)})")
+        problems = ([f"{_names(missing)} missing"] if missing else []) + (
+            [f"unknown {_names(unknown)}"] if unknown else []
+        )
+        raise ConfArchiveError(
+            f"cannot build the archive: {'; '.join(problems)} (it holds exactly {', '.join(MEMBERS)})"
+        )
     contents = {name: members[name].encode("utf-8") for name in MEMBERS}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -233,7 +253,8 @@ def build_archive(members: Mapping[str, str]) -> bytes:
         largest = max(MEMBERS, key=lambda name: len(contents[name]))
         raise ConfArchiveError(
             f"the members do not fit: as a tar archive they take {used} bytes, {used - ARCHIVE_SIZE} more than the "
-            f"{ARCHIVE_SIZE} bytes of the configuration archive (largest: {largest!r}, {len(contents[largest])} bytes)")
+            f"{ARCHIVE_SIZE} bytes of the configuration archive (largest: {largest!r}, {len(contents[largest])} bytes)"
+        )
     data = buffer.getvalue()[:used]
     return data + bytes(ARCHIVE_SIZE - len(data))
 
@@ -274,13 +295,18 @@ state_transition=maintenance|start|stop|up|down
 """  # the original package's broker.conf (spec ovirt-ha-behaviour.md §8)
 
 # otopi answer-file keys the deploy's fhanswers.conf carries, from hosted-engine.conf keys
-_FHANSWERS_KEYS = (("OVEHOSTED_STORAGE/sdUUID", "sdUUID"), ("OVEHOSTED_STORAGE/spUUID", "spUUID"),
-                   ("OVEHOSTED_STORAGE/domainType", "domainType"), ("OVEHOSTED_VM/vmUUID", "vmid"))
+_FHANSWERS_KEYS = (
+    ("OVEHOSTED_STORAGE/sdUUID", "sdUUID"),
+    ("OVEHOSTED_STORAGE/spUUID", "spUUID"),
+    ("OVEHOSTED_STORAGE/domainType", "domainType"),
+    ("OVEHOSTED_VM/vmUUID", "vmid"),
+)
 
 
 def minimal_fhanswers(hosted_engine_conf: Mapping[str, str]) -> str:
     """An otopi answer file naming the deployment's storage and VM (what he-ha knows of it)."""
     lines = ["[environment:default]"]
-    lines += [f"{answer}=str:{hosted_engine_conf[key]}" for answer, key in _FHANSWERS_KEYS
-              if hosted_engine_conf.get(key)]
+    lines += [
+        f"{answer}=str:{hosted_engine_conf[key]}" for answer, key in _FHANSWERS_KEYS if hosted_engine_conf.get(key)
+    ]
     return "\n".join(lines) + "\n"

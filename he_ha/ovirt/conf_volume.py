@@ -101,8 +101,14 @@ def read_conf_volume(path: Path) -> dict[str, str]:
     return _parse(path, read_archive_bytes(path))
 
 
-def update_conf_volume(path: Path, member: str, edit: Callable[[str], str], lock: AbstractContextManager[Any], *,
-                       deadline: float | None = None) -> dict[str, str]:
+def update_conf_volume(
+    path: Path,
+    member: str,
+    edit: Callable[[str], str],
+    lock: AbstractContextManager[Any],
+    *,
+    deadline: float | None = None,
+) -> dict[str, str]:
     """Replace ``member`` by ``edit(current text)`` under ``lock`` (steps in the module doc);
     returns the members now on the volume. ``edit`` may raise to refuse the change (nothing
     is written). ``deadline`` (time.monotonic()): no write starts after it, so a caller that
@@ -122,8 +128,9 @@ def update_conf_volume(path: Path, member: str, edit: Callable[[str], str], lock
         if read_archive_bytes(path) != before:
             raise ConfVolumeChanged()
         if deadline is not None and time.monotonic() > deadline:
-            raise ConfVolumeError(f"{path}: the update ran out of time before writing; the configuration volume is "
-                                  "unchanged")
+            raise ConfVolumeError(
+                f"{path}: the update ran out of time before writing; the configuration volume is unchanged"
+            )
         _write_and_verify(path, data)
     log.info("configuration volume updated", path=str(path), member=member)
     return members
@@ -160,8 +167,10 @@ def _write_and_verify(path: Path, data: bytes) -> None:
     except StorageError as exc:
         raise ConfVolumeError(f"configuration volume {path}: {exc}") from None
     if read_archive_bytes(path) != data:
-        raise ConfVolumeError(f"configuration volume {path}: reading back after the write found other bytes than "
-                              "were written (another writer, or storage that does not keep writes)")
+        raise ConfVolumeError(
+            f"configuration volume {path}: reading back after the write found other bytes than "
+            "were written (another writer, or storage that does not keep writes)"
+        )
 
 
 def _read_head(path: Path, length: int) -> bytes:
@@ -169,7 +178,7 @@ def _read_head(path: Path, length: int) -> bytes:
     try:
         with mmap.mmap(-1, padded) as buf:  # page-aligned, as O_DIRECT needs
             count = read_direct(str(path), buf, padded)
-            return bytes(buf[:min(count, length)])
+            return bytes(buf[: min(count, length)])
     except StorageError as exc:
         raise ConfVolumeError(f"configuration volume {path}: {exc}") from None
 
@@ -186,7 +195,7 @@ def find_conf_lock(lockspace_path: Path) -> tuple[Lockspace, VmLease]:
         raise ConfLockMissing(f"{lockspace_path} holds no sanlock lockspace {LOCKSPACE_NAME!r}: {init}")
     lockspace = Lockspace(lockspace_path, geometry.name, 0, geometry.sector_size, geometry.align, geometry.io_timeout)
     lock = conf_lock_for(lockspace)
-    area = _read_head(lockspace_path, lock.offset + geometry.sector_size)[lock.offset:]
+    area = _read_head(lockspace_path, lock.offset + geometry.sector_size)[lock.offset :]
     where = f"configuration-volume lock {CONF_LOCK_RESOURCE!r} at offset {lock.offset} of {lockspace_path}"
     if len(area) < geometry.sector_size:
         raise ConfLockMissing(f"there is no {where}: the volume ends before it; {init}")
@@ -196,10 +205,15 @@ def find_conf_lock(lockspace_path: Path) -> tuple[Lockspace, VmLease]:
         raise ConfVolumeError(f"the {where} is damaged or foreign: {exc.problem}") from None
     if record is None:
         raise ConfLockMissing(f"there is no {where} (the area is blank): {init}")
-    if record.kind is not RecordKind.PAXOS or record.space_name != geometry.name \
-            or record.resource_name != CONF_LOCK_RESOURCE:
-        raise ConfVolumeError(f"the {where} holds a {record.kind.value} {record.resource_name!r} of lockspace "
-                              f"{record.space_name!r} instead")
+    if (
+        record.kind is not RecordKind.PAXOS
+        or record.space_name != geometry.name
+        or record.resource_name != CONF_LOCK_RESOURCE
+    ):
+        raise ConfVolumeError(
+            f"the {where} holds a {record.kind.value} {record.resource_name!r} of lockspace "
+            f"{record.space_name!r} instead"
+        )
     return lockspace, lock
 
 
@@ -217,8 +231,9 @@ class SanlockConfLock:
     or releases it: this worker is new, so it is not the holder), the acquire is retried for up to ``busy_wait`` seconds; a holder that stopped renewing is waited out
     by sanlock itself (8 io timeouts + 60 s)."""
 
-    def __init__(self, client: LeaseClient, lease: VmLease, loop: asyncio.AbstractEventLoop, *,
-                 busy_wait: float = LOCK_BUSY_WAIT) -> None:
+    def __init__(
+        self, client: LeaseClient, lease: VmLease, loop: asyncio.AbstractEventLoop, *, busy_wait: float = LOCK_BUSY_WAIT
+    ) -> None:
         self.client, self.lease, self.loop, self.busy_wait = client, lease, loop, busy_wait
 
     @property
@@ -242,15 +257,18 @@ class SanlockConfLock:
                 await self.client.acquire(self.lease)
                 return
             except LeaseNotInitialised as exc:
-                raise ConfLockMissing(f"{self.lease.describe()}: {exc}; run 'hosted-engine --init-storage' to "
-                                      "add it") from None
+                raise ConfLockMissing(
+                    f"{self.lease.describe()}: {exc}; run 'hosted-engine --init-storage' to add it"
+                ) from None
             except SanlockError as exc:
                 if not _busy(exc):
                     raise
                 if time.monotonic() >= give_up:
-                    raise ConfVolumeError(f"another host or command has held the configuration-volume lock "
-                                          f"{self.lease.describe()} for over {self.busy_wait:g} s; "
-                                          "nothing was written, try again") from None
+                    raise ConfVolumeError(
+                        f"another host or command has held the configuration-volume lock "
+                        f"{self.lease.describe()} for over {self.busy_wait:g} s; "
+                        "nothing was written, try again"
+                    ) from None
             await asyncio.sleep(LOCK_RETRY)
 
 
@@ -261,15 +279,18 @@ def _busy(exc: SanlockError) -> bool:
 
 
 @asynccontextmanager
-async def lockspace_member(client: LeaseClient, lockspace: Lockspace, host_id: int,
-                           say: Callable[[str], None]) -> AsyncIterator[None]:
+async def lockspace_member(
+    client: LeaseClient, lockspace: Lockspace, host_id: int, say: Callable[[str], None]
+) -> AsyncIterator[None]:
     """This host joined to ``lockspace`` as ``host_id`` for the block: already joined (the
     he-ha daemon runs) is used as it is; otherwise join now and leave afterwards."""
     if await client.lockspace_state(lockspace, host_id) is LockspaceState.JOINED:
         yield
         return
-    say(f"Joining the sanlock lockspace {lockspace.name!r} as host {host_id} for the update "
-        f"(the he-ha daemon does not hold it); this takes a few io timeouts ({lockspace.io_timeout} s each)...")
+    say(
+        f"Joining the sanlock lockspace {lockspace.name!r} as host {host_id} for the update "
+        f"(the he-ha daemon does not hold it); this takes a few io timeouts ({lockspace.io_timeout} s each)..."
+    )
     outcome = await client.join(lockspace, host_id)
     try:
         yield
@@ -293,25 +314,37 @@ async def fetch_conf_volume(path: Path, timeout: float = IO_TIMEOUT) -> dict[str
         lane.close()
 
 
-async def update_conf_volume_locked(path: Path, member: str, edit: Callable[[str], str], *, lockspace_path: Path,
-                                    host_id: int, run_dir: Path | None, say: Callable[[str], None],
-                                    busy_wait: float = LOCK_BUSY_WAIT) -> dict[str, str]:
+async def update_conf_volume_locked(
+    path: Path,
+    member: str,
+    edit: Callable[[str], str],
+    *,
+    lockspace_path: Path,
+    host_id: int,
+    run_dir: Path | None,
+    say: Callable[[str], None],
+    busy_wait: float = LOCK_BUSY_WAIT,
+) -> dict[str, str]:
     """``update_conf_volume`` under the sanlock lock, as a host's command does it: find the
     lock on ``lockspace_path`` (refused at once when it is missing), join the lockspace
     when this host's daemon has not (and leave afterwards), take the lock, update, release.
     ``run_dir``: this host's sanlock daemon; ``say``: progress for the user."""
     lane = Lane("conf-volume")
     try:
-        lockspace, lease = await _on_lane(lane, f"read the lockspace {lockspace_path}",
-                                          partial(find_conf_lock, lockspace_path), IO_TIMEOUT)
+        lockspace, lease = await _on_lane(
+            lane, f"read the lockspace {lockspace_path}", partial(find_conf_lock, lockspace_path), IO_TIMEOUT
+        )
         lockspace.check_host_id(host_id)
-        async with await LeaseClient.start(run_dir=run_dir) as client, \
-                lockspace_member(client, lockspace, host_id, say):
+        async with (
+            await LeaseClient.start(run_dir=run_dir) as client,
+            lockspace_member(client, lockspace, host_id, say),
+        ):
             lock = SanlockConfLock(client, lease, asyncio.get_running_loop(), busy_wait=busy_wait)
             limit = lock.longest_acquire + 6 * IO_TIMEOUT
             deadline = time.monotonic() + limit - 2 * IO_TIMEOUT  # the last write still ends in time
-            return await _on_lane(lane, f"update {path}",
-                                  partial(update_conf_volume, path, member, edit, lock, deadline=deadline), limit)
+            return await _on_lane(
+                lane, f"update {path}", partial(update_conf_volume, path, member, edit, lock, deadline=deadline), limit
+            )
     finally:
         lane.close()
 
@@ -322,5 +355,6 @@ async def _on_lane(lane: Lane, operation: str, call: Callable[[], T], timeout: f
     except CallTimeout:
         raise ConfVolumeError(f"{operation}: no answer within {timeout:g} s (storage stalled?)") from None
     except LaneStuck as exc:
-        raise ConfVolumeError(f"{operation}: refused, an earlier call has been stuck for {exc.oldest.age:.1f} s") \
-            from None
+        raise ConfVolumeError(
+            f"{operation}: refused, an earlier call has been stuck for {exc.oldest.age:.1f} s"
+        ) from None

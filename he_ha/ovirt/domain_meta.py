@@ -99,7 +99,7 @@ def unescape_tag(text: str) -> str:
 
 def tag_values(tags: Iterable[str], prefix: str) -> list[str]:
     """What follows ``prefix`` in each tag that has it, in order (``IU_`` -> the images...)."""
-    return [tag[len(prefix):] for tag in tags if tag.startswith(prefix)]
+    return [tag[len(prefix) :] for tag in tags if tag.startswith(prefix)]
 
 
 def metadata_slot(tags: Iterable[str]) -> int | None:
@@ -133,7 +133,7 @@ class BlockDomainTags:
         values = {}
         for tag in self.vg_tags:
             if tag.startswith(DOMAIN_TAG):
-                key, _, value = unescape_tag(tag[len(DOMAIN_TAG):]).partition("=")
+                key, _, value = unescape_tag(tag[len(DOMAIN_TAG) :]).partition("=")
                 values[key] = value
         return values
 

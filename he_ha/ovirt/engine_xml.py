@@ -107,8 +107,10 @@ class VolumeLookupError(Exception):
 
     def __init__(self, sd: str, image: str, volume: str, reason: str, tried: Iterable[Path] = ()):
         self.sd, self.image, self.volume, self.reason, self.tried = sd, image, volume, reason, tuple(tried)
-        super().__init__(f"volume {volume} of image {image} in storage domain {sd}: {reason}; "
-                         f"tried: {', '.join(map(str, self.tried)) or 'nothing'}")
+        super().__init__(
+            f"volume {volume} of image {image} in storage domain {sd}: {reason}; "
+            f"tried: {', '.join(map(str, self.tried)) or 'nothing'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -190,14 +192,23 @@ def resolve_engine_xml(xml: str, context: ResolveContext, source: str = "engine 
     for element in root.iterfind("devices/lease"):
         lease = _lease_spec(element, source)
         if lease.lockspace.lower() != context.sd_uuid.lower():
-            raise EngineXmlError(f"{source}: lease {lease.key} is in lockspace {lease.lockspace}; he-ha joins only "
-                                 f"the hosted-engine storage domain's lockspace {context.sd_uuid} (sdUUID)")
+            raise EngineXmlError(
+                f"{source}: lease {lease.key} is in lockspace {lease.lockspace}; he-ha joins only "
+                f"the hosted-engine storage domain's lockspace {context.sd_uuid} (sdUUID)"
+            )
         leases.append(lease)
         if id(element) in matched:
             volume_leases.append(lease)
     networks, bridges = _networks(root)
-    return ResolvedEngineXml(ET.tostring(root, encoding="unicode"), tuple(leases), tuple(volume_leases),
-                             networks, bridges, tuple(drives), tuple(changes))
+    return ResolvedEngineXml(
+        ET.tostring(root, encoding="unicode"),
+        tuple(leases),
+        tuple(volume_leases),
+        networks,
+        bridges,
+        tuple(drives),
+        tuple(changes),
+    )
 
 
 def vdsm_network_xml(network: str, bridged: bool = True) -> str:
@@ -205,7 +216,7 @@ def vdsm_network_xml(network: str, bridged: bool = True) -> str:
     bridged, or passthrough to the interface for a bridgeless network."""
     if not network.startswith(LIBVIRT_NET_PREFIX) or network == LIBVIRT_NET_PREFIX:
         raise ValueError(f"not a VDSM libvirt network name (vdsm-<net>): {network!r}")
-    net = network[len(LIBVIRT_NET_PREFIX):]
+    net = network[len(LIBVIRT_NET_PREFIX) :]
     root = ET.Element("network")
     ET.SubElement(root, "name").text = network
     if bridged:
@@ -217,6 +228,7 @@ def vdsm_network_xml(network: str, bridged: bool = True) -> str:
 
 
 # ---- the resolver's steps -------------------------------------------------------------------
+
 
 def _parse(xml: str, source: str) -> ET.Element:
     try:
@@ -243,8 +255,9 @@ def _replace_sysinfo(root: ET.Element, host: HostFacts, changes: list[str], sour
                 continue
             value = getattr(host, field)
             if value is None:
-                raise PlaceholderError(placeholder, f"sysinfo entry {name!r}",
-                                       f"cannot be resolved: this host's {what} is unknown", source)
+                raise PlaceholderError(
+                    placeholder, f"sysinfo entry {name!r}", f"cannot be resolved: this host's {what} is unknown", source
+                )
             entry.text = value
             changes.append(f"sysinfo {name}: {text!r} -> {value!r}")
 
@@ -256,8 +269,9 @@ def _disk_ids(root: ET.Element) -> dict[str, tuple[str, str, str]]:
         name = device.get("name")
         if device.get("devtype") != "disk" or not name:
             continue
-        sd, image, volume = ((device.findtext(f"{{{OVIRT_VM_NS}}}{key}") or "").strip()
-                             for key in ("domainID", "imageID", "volumeID"))
+        sd, image, volume = (
+            (device.findtext(f"{{{OVIRT_VM_NS}}}{key}") or "").strip() for key in ("domainID", "imageID", "volumeID")
+        )
         if sd and image and volume:
             found[name] = (sd, image, volume)
     return found
@@ -290,8 +304,10 @@ def _update_disks(root: ET.Element, lookup: VolumeLookup, changes: list[str], so
             raise UnresolvedVolume(old[1] if old else "/".join(ids), where, exc, source) from None
         before = f"type={disk.get('type', '')} {f'{old[0]}={old[1]}' if old else '(no source)'}"
         _rewrite_disk(disk, info)
-        changes.append(f"{where}: {before} -> type={info.disk_type} "
-                       f"{'file' if info.disk_type == 'file' else 'dev'}={info.path} driver type={info.driver_type}")
+        changes.append(
+            f"{where}: {before} -> type={info.disk_type} "
+            f"{'file' if info.disk_type == 'file' else 'dev'}={info.path} driver type={info.driver_type}"
+        )
         drives.append(info)
     return drives
 
@@ -339,14 +355,22 @@ def _update_leases(root: ET.Element, drives: list[VolumeInfo], changes: list[str
         if target is None:
             target = ET.SubElement(element, "target")
         where = f"lease {key or '(no key)'} in lockspace {lockspace or '(none)'}"
-        wanted = [(attr, prefix) for attr, prefix in (("path", LEASE_PATH), ("offset", LEASE_OFFSET))
-                  if target.get(attr) is None or target.get(attr, "").startswith(prefix)]
+        wanted = [
+            (attr, prefix)
+            for attr, prefix in (("path", LEASE_PATH), ("offset", LEASE_OFFSET))
+            if target.get(attr) is None or target.get(attr, "").startswith(prefix)
+        ]
         placeholders = [value for attr, _ in wanted if (value := target.get(attr))]
         drive = by_leaf.get((lockspace, key))
         if drive is None:
             if placeholders:  # VDSM would leave it for a VM lease; unresolved it must not reach libvirt
-                raise PlaceholderError(placeholders[0], where, "cannot be resolved: no disk of the domain is "
-                                       f"volume {key or '?'} of storage domain {lockspace or '?'} (§4.2)", source)
+                raise PlaceholderError(
+                    placeholders[0],
+                    where,
+                    "cannot be resolved: no disk of the domain is "
+                    f"volume {key or '?'} of storage domain {lockspace or '?'} (§4.2)",
+                    source,
+                )
             continue
         matched.add(id(element))
         for value in placeholders:
@@ -356,9 +380,13 @@ def _update_leases(root: ET.Element, drives: list[VolumeInfo], changes: list[str
         if not wanted:
             continue
         if drive.lease_path is None or drive.lease_offset is None:
-            raise PlaceholderError(placeholders[0] if placeholders else f"{LEASE_PATH}{key}:{lockspace}", where,
-                                   f"cannot be resolved: volume {key} of image {drive.image} has no volume lease: "
-                                   f"{drive.lease_problem or 'the lookup reported none'}", source)
+            raise PlaceholderError(
+                placeholders[0] if placeholders else f"{LEASE_PATH}{key}:{lockspace}",
+                where,
+                f"cannot be resolved: volume {key} of image {drive.image} has no volume lease: "
+                f"{drive.lease_problem or 'the lookup reported none'}",
+                source,
+            )
         values = {"path": str(drive.lease_path), "offset": str(drive.lease_offset)}
         for attr, _ in wanted:
             changes.append(f"{where}: {attr} {target.get(attr)!r} -> {values[attr]!r}")
@@ -382,8 +410,11 @@ def _apply_hook(root: ET.Element, changes: list[str], source: str) -> None:
     devices = root.find("devices")
     if devices is None:
         devices = ET.SubElement(root, "devices")
-    names = {channel_target.get("name") for channel in devices.iterfind("channel")
-             if (channel_target := channel.find("target")) is not None}
+    names = {
+        channel_target.get("name")
+        for channel in devices.iterfind("channel")
+        if (channel_target := channel.find("target")) is not None
+    }
     if HOOK_CHANNEL in names:  # a second port of the same name would make QEMU refuse to start
         return
     channel = ET.SubElement(devices, "channel", type="unix")
@@ -404,11 +435,16 @@ def _refuse_placeholders(root: ET.Element, source: str) -> None:
             return
         token = match.group(0)
         if token in KNOWN_PLACEHOLDERS:
-            raise PlaceholderError(text, where, "is not where VDSM resolves it (spec §4.2); "
-                                   "it must not reach libvirt", source)
-        raise PlaceholderError(text, where, f"is a placeholder VDSM does not know ({token}; "
-                               f"known: {', '.join(sorted(KNOWN_PLACEHOLDERS))}); it must not reach libvirt",
-                               source)
+            raise PlaceholderError(
+                text, where, "is not where VDSM resolves it (spec §4.2); it must not reach libvirt", source
+            )
+        raise PlaceholderError(
+            text,
+            where,
+            f"is a placeholder VDSM does not know ({token}; "
+            f"known: {', '.join(sorted(KNOWN_PLACEHOLDERS))}); it must not reach libvirt",
+            source,
+        )
 
     def walk(element: ET.Element, path: str) -> None:
         for name, value in element.attrib.items():
@@ -430,13 +466,20 @@ def _lease_spec(element: ET.Element, source: str) -> LeaseSpec:
     path, offset = target.get("path", ""), target.get("offset", "0")
     if not offset.isdigit():
         raise EngineXmlError(f"{source}: lease offset is not a decimal number: {offset!r}")
-    return LeaseSpec(lockspace=(element.findtext("lockspace") or "").strip(),
-                     key=(element.findtext("key") or "").strip(), path=Path(path), offset=int(offset))
+    return LeaseSpec(
+        lockspace=(element.findtext("lockspace") or "").strip(),
+        key=(element.findtext("key") or "").strip(),
+        path=Path(path),
+        offset=int(offset),
+    )
 
 
 def _networks(root: ET.Element) -> tuple[frozenset[str], frozenset[str]]:
-    networks = {network for listen in root.iterfind("devices/graphics/listen")
-                if listen.get("type") == "network" and (network := listen.get("network"))}
+    networks = {
+        network
+        for listen in root.iterfind("devices/graphics/listen")
+        if listen.get("type") == "network" and (network := listen.get("network"))
+    }
     bridges: set[str] = set()
     for interface in root.iterfind("devices/interface"):
         for element in interface.iterfind("source"):
@@ -450,6 +493,7 @@ def _networks(root: ET.Element) -> tuple[frozenset[str], frozenset[str]]:
 
 # ---- lookups and host facts from a host's files (I/O) ---------------------------------------
 
+
 def _format_of(values: dict[str, str], sd: str, image: str, volume: str, where: Path) -> str:
     if "NONE" in values:
         raise VolumeLookupError(sd, image, volume, f"its metadata at {where} is cleared (NONE)", [where])
@@ -457,8 +501,9 @@ def _format_of(values: dict[str, str], sd: str, image: str, volume: str, where: 
         raise VolumeLookupError(sd, image, volume, f"its metadata at {where} says LEGALITY=ILLEGAL", [where])
     fmt = values.get("FORMAT", "")
     if fmt not in FORMATS:
-        raise VolumeLookupError(sd, image, volume, f"its metadata at {where} has FORMAT={fmt!r}, not RAW or COW",
-                                [where])
+        raise VolumeLookupError(
+            sd, image, volume, f"its metadata at {where} has FORMAT={fmt!r}, not RAW or COW", [where]
+        )
     return fmt
 
 
@@ -540,25 +585,44 @@ def block_volume_lookup(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -
 def rpm_version_release(path: str) -> tuple[str, str] | None:
     """Version and release of the package owning ``path`` (``rpm -qf``); None if it cannot tell."""
     try:
-        done = subprocess.run(["rpm", "-qf", "--queryformat", "%{VERSION}\t%{RELEASE}", path],
-                              capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run(
+            ["rpm", "-qf", "--queryformat", "%{VERSION}\t%{RELEASE}", path],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     version, tab, release = done.stdout.partition("\t")
     return (version, release) if done.returncode == 0 and tab else None
 
 
-def read_host_facts(root: Path = Path("/"), *, arch: str = "x86_64",
-                    rpm_query: Callable[[str], tuple[str, str] | None] = rpm_version_release) -> HostFacts:
+def read_host_facts(
+    root: Path = Path("/"),
+    *,
+    arch: str = "x86_64",
+    rpm_query: Callable[[str], tuple[str, str] | None] = rpm_version_release,
+) -> HostFacts:
     """This host's sysinfo values as VDSM derives them (§4.2). ``root`` stands for ``/``;
     ``rpm_query`` gets the logical path (``/etc/redhat-release``)."""
     etc = root / "etc"
     if any(etc.glob("ovirt-node-*-release")):
         name = "oVirt Node"
     else:
-        name = next((label for file, label in (("rhev-hypervisor-release", "RHEV Hypervisor"),
-                                               ("fedora-release", "Fedora"), ("redhat-release", "RHEL"),
-                                               ("debian_version", "Debian")) if (etc / file).exists()), "unknown")
+        name = next(
+            (
+                label
+                for file, label in (
+                    ("rhev-hypervisor-release", "RHEV Hypervisor"),
+                    ("fedora-release", "Fedora"),
+                    ("redhat-release", "RHEL"),
+                    ("debian_version", "Debian"),
+                )
+                if (etc / file).exists()
+            ),
+            "unknown",
+        )
     version = release = ""
     if name in ("RHEL", "Fedora", "oVirt Node"):
         version, release = rpm_query("/etc/redhat-release") or ("", "")

@@ -94,7 +94,7 @@ def _normalise_spec(spec: str) -> str:
         return _normalise_path(spec)
     if spec.startswith("["):  # [IPv6]:tail
         close = spec.find("]")
-        host, tail = spec[1:close], spec[close + 2:]
+        host, tail = spec[1:close], spec[close + 2 :]
         ipaddress.IPv6Address(host)  # a malformed bracket form is not a connection string
         host = f"[{host}]"
     else:
@@ -145,15 +145,23 @@ class _Finder:
             if path.exists():
                 return ResolvedVolume(path, rule)
             tried.append(path)
-        raise VolumeNotFound(self.source, f"the {role} volume (image {image}, volume {volume}) of storage domain "
-                             f"{self.conf.sd_uuid} was not found; tried: {', '.join(map(str, tried)) or 'nothing'}",
-                             key=f"{role}_volume_UUID", value=volume)
+        raise VolumeNotFound(
+            self.source,
+            f"the {role} volume (image {image}, volume {volume}) of storage domain "
+            f"{self.conf.sd_uuid} was not found; tried: {', '.join(map(str, tried)) or 'nothing'}",
+            key=f"{role}_volume_UUID",
+            value=volume,
+        )
 
     def _uuids(self, role: str) -> tuple[str, str]:
         image = getattr(self.conf, f"{role}_image_uuid")
         volume = getattr(self.conf, f"{role}_volume_uuid")
         override = VOLUME_KEYS[role]
-        for key, value in ((f"{role}_image_UUID", image), (f"{role}_volume_UUID", volume), ("sdUUID", self.conf.sd_uuid)):
+        for key, value in (
+            (f"{role}_image_UUID", image),
+            (f"{role}_volume_UUID", volume),
+            ("sdUUID", self.conf.sd_uuid),
+        ):
             if not value:
                 hint = f" (or he-ha's {override})" if override else ""
                 raise ConfigError(self.source, f"required to find the {role} volume{hint}", key=key)
@@ -168,17 +176,21 @@ class _Finder:
             found.append((self.roots.dev_root / sd / volume, f"logical volume {sd}/{volume}"))
             return found
         if kind not in FILE_DOMAINS:
-            raise ConfigError(self.source, f"not a storage domain type he-ha knows "
-                              f"({', '.join(FILE_DOMAINS + BLOCK_DOMAINS)})", key="domainType",
-                              value=self.conf.domain_type)
+            raise ConfigError(
+                self.source,
+                f"not a storage domain type he-ha knows ({', '.join(FILE_DOMAINS + BLOCK_DOMAINS)})",
+                key="domainType",
+                value=self.conf.domain_type,
+            )
         parent = mount / GLUSTER_DIR if kind == "glusterfs" else mount
         tail = Path(sd) / "images" / image / volume
         if self.conf.storage:
             try:
                 name = mount_dir_name(self.conf.storage)
             except ValueError:
-                raise ConfigError(self.source, "not a storage connection VDSM could mount", key="storage",
-                                  value=self.conf.storage) from None
+                raise ConfigError(
+                    self.source, "not a storage connection VDSM could mount", key="storage", value=self.conf.storage
+                ) from None
             found.append((parent / name / tail, f"mount of storage={self.conf.storage}"))
         for entry in _listdir(parent):
             if entry in (GLUSTER_DIR, BLOCK_DIR):

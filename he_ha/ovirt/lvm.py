@@ -37,8 +37,9 @@ LVS_FIELDS = "vg_tags,lv_name,lv_tags"
 _GENERIC_TRAILER = "Cannot process volume group"
 
 
-def read_lvm_tags(sd_uuid: str, *, devices_filter: str = DEFAULT_DEVICES_FILTER, timeout: float = LVS_TIMEOUT,
-                  lvs: str = "lvs") -> BlockDomainTags:
+def read_lvm_tags(
+    sd_uuid: str, *, devices_filter: str = DEFAULT_DEVICES_FILTER, timeout: float = LVS_TIMEOUT, lvs: str = "lvs"
+) -> BlockDomainTags:
     """The tags of VG ``sd_uuid`` and of each of its LVs, read with ``lvs`` (read-only: no
     LVM lock is taken, so nothing here waits for or blocks VDSM's own LVM commands).
     ``devices_filter``: the entries of lvm's ``devices/filter`` list. DomainMetaError naming
@@ -48,11 +49,19 @@ def read_lvm_tags(sd_uuid: str, *, devices_filter: str = DEFAULT_DEVICES_FILTER,
     config = f"devices {{ use_devicesfile=0 filter=[{devices_filter}] }}"
     command = [lvs, "--reportformat", "json", "--readonly", "-o", LVS_FIELDS, "--config", config, sd_uuid]
     try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, encoding="utf-8",
-                              errors="replace", timeout=timeout, check=False)
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
     except FileNotFoundError:
-        raise DomainMetaError(f"cannot read the LVM tags of VG {sd_uuid}: {lvs} not found "
-                              "(is lvm2 installed?)") from None
+        raise DomainMetaError(
+            f"cannot read the LVM tags of VG {sd_uuid}: {lvs} not found (is lvm2 installed?)"
+        ) from None
     except subprocess.TimeoutExpired:
         raise DomainMetaError(f"lvs of VG {sd_uuid}: no answer within {timeout:g} s") from None
     except OSError as exc:

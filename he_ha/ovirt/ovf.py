@@ -51,8 +51,18 @@ CONSOLE_ALIAS_MAX = 24  # rhbz 1560666: a longer pty console alias is cut to thi
 XML_DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"  # what lxml writes in front of xmlBase64's XML
 
 # vm.conf's scalar keys in the order the original writes them (§3.5); `devices` lines follow.
-SCALAR_KEYS = ("xmlBase64", "vmId", "vmName", "display", "cpuType", "emulatedMachine", "smp", "maxVCpus",
-               "memSize", "spiceSecureChannels")
+SCALAR_KEYS = (
+    "xmlBase64",
+    "vmId",
+    "vmName",
+    "display",
+    "cpuType",
+    "emulatedMachine",
+    "smp",
+    "maxVCpus",
+    "memSize",
+    "spiceSecureChannels",
+)
 DEVICES = "devices"
 
 # Content/DefaultDisplayType ordinal -> vm.conf display; 3 (bochs) and 4 (none) have no display key.
@@ -94,11 +104,13 @@ def parse_ovf(data: bytes | str) -> OvfDocument:
     namespace = version = None
     for name, value in root.attrib.items():
         if name.startswith("{" + OVF_NS_STEM) and name.endswith("}version"):
-            namespace, version = name[1:name.index("}")], value
+            namespace, version = name[1 : name.index("}")], value
             break
     if namespace is None or version is None:
-        raise OvfError(f"the OVF's root element <{_local(root.tag)}> has no ovf:version attribute "
-                       f"(namespace {OVF_NS_STEM}[/]): not an engine OVF")
+        raise OvfError(
+            f"the OVF's root element <{_local(root.tag)}> has no ovf:version attribute "
+            f"(namespace {OVF_NS_STEM}[/]): not an engine OVF"
+        )
     if root.tag != f"{{{namespace}}}Envelope":
         raise OvfError(f"the OVF's root element is <{_local(root.tag)}>, not ovf:Envelope")
     content = root.find("Content")
@@ -266,7 +278,9 @@ def _serialise(root: ET.Element, declared: Mapping[str, str]) -> str:
                 parts.append(_escape_text(element.tail))
             continue
         tag = qualified(element.tag)
-        attributes = "".join(f' {qualified(name)}="{_escape_attribute(value)}"' for name, value in element.attrib.items())
+        attributes = "".join(
+            f' {qualified(name)}="{_escape_attribute(value)}"' for name, value in element.attrib.items()
+        )
         if element is root:
             root_open_at = len(parts)
         if len(element) == 0 and not element.text:
@@ -291,7 +305,7 @@ def _escape_text(text: str) -> str:
 
 
 def _escape_attribute(text: str) -> str:
-    return (_escape_text(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;"))
+    return _escape_text(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
 
 
 # --- conversion -------------------------------------------------------------------------------
@@ -347,8 +361,9 @@ def ovf_to_vm_conf(doc: OvfDocument, *, expected_vm_id: str | None = None) -> Ov
         engine = check_engine_xml(engine_element.text or "")
         if engine.truncated_alias:
             was, now = engine.truncated_alias
-            notes.append(f"engine XML: pty console alias {was!r} cut to {now!r} ({CONSOLE_ALIAS_MAX} characters, "
-                         "rhbz 1560666)")
+            notes.append(
+                f"engine XML: pty console alias {was!r} cut to {now!r} ({CONSOLE_ALIAS_MAX} characters, rhbz 1560666)"
+            )
 
     values: dict[str, Any] = {}
     if engine is not None and engine.safe:
@@ -381,8 +396,10 @@ def ovf_to_vm_conf(doc: OvfDocument, *, expected_vm_id: str | None = None) -> Ov
 
 
 def _refusal(engine: EngineXml | None, vm_id: str) -> str | None:
-    legacy = ("the original would fall back to VDSM's legacy devices= parameters, and he-ha starts the VM only "
-              "from the engine's domain XML")
+    legacy = (
+        "the original would fall back to VDSM's legacy devices= parameters, and he-ha starts the VM only "
+        "from the engine's domain XML"
+    )
     if engine is None:
         return f"the OVF has no EngineXml (written by an engine before 4.2): {legacy}"
     if not engine.safe:
@@ -405,16 +422,18 @@ def _same_uuid(a: str, b: str) -> bool:
 
 def _vm_id(doc: OvfDocument) -> str:
     for section in doc.content:
-        if (section.tag == "Section" and _xsi_type(section) == "OperatingSystemSection_Type") \
-                or section.tag == "OperatingSystemSection":
+        if (
+            section.tag == "Section" and _xsi_type(section) == "OperatingSystemSection_Type"
+        ) or section.tag == "OperatingSystemSection":
             vm_id = section.get(doc.ovf("id"))
             if not vm_id:
                 raise OvfError("the OVF's OperatingSystemSection_Type section has no ovf:id (the VM id)")
             try:
                 uuidlib.UUID(vm_id)
             except ValueError:
-                raise OvfError(f"the OVF's VM id (OperatingSystemSection_Type ovf:id) {vm_id!r} is not a UUID") \
-                    from None
+                raise OvfError(
+                    f"the OVF's VM id (OperatingSystemSection_Type ovf:id) {vm_id!r} is not a UUID"
+                ) from None
             return vm_id
     raise OvfError("the OVF has no OperatingSystemSection_Type section under Content (its ovf:id is the VM id)")
 
@@ -459,8 +478,9 @@ def _memory(content: ET.Element) -> str:
 def _devices(doc: OvfDocument, notes: list[str]) -> list[dict[str, Any]]:
     devices: list[dict[str, Any]] = []
     seen_cdrom = seen_console = seen_rng = False
-    disks = [disk for section in doc.root if section.tag in ("Section", "DiskSection")
-             for disk in section.findall("Disk")]
+    disks = [
+        disk for section in doc.root if section.tag in ("Section", "DiskSection") for disk in section.findall("Disk")
+    ]
     for item in doc.content.iter("Item"):
         kind = item.find("Type")
         if kind is None:
@@ -545,23 +565,25 @@ def _disk_entries(doc: OvfDocument, item: ET.Element, disks: Sequence[ET.Element
         if not (image and slash and volume) or "/" in volume:
             raise OvfError(f"disk {instance}: ovf:fileRef is {file_ref!r}, not <image>/<volume>")
         boot = _integer(_text(item.find("BootOrder")), f"disk {instance}: BootOrder")
-        entries.append({
-            "index": str(index),
-            "type": "disk",
-            "device": "disk",
-            "iface": _lower(disk.get(doc.ovf("disk-interface"))),
-            "format": _lower(disk.get(doc.ovf("volume-format"))),
-            "poolID": BLANK_UUID,
-            "domainID": _rasd(item, "StorageId"),
-            "imageID": image,
-            "volumeID": volume,
-            "deviceId": image,
-            "readonly": _text(item.find("IsReadOnly")),
-            "address": _address(item),
-            "bootOrder": str(boot + 1),
-            "propagateErrors": "off",
-            "shared": "exclusive",
-        })
+        entries.append(
+            {
+                "index": str(index),
+                "type": "disk",
+                "device": "disk",
+                "iface": _lower(disk.get(doc.ovf("disk-interface"))),
+                "format": _lower(disk.get(doc.ovf("volume-format"))),
+                "poolID": BLANK_UUID,
+                "domainID": _rasd(item, "StorageId"),
+                "imageID": image,
+                "volumeID": volume,
+                "deviceId": image,
+                "readonly": _text(item.find("IsReadOnly")),
+                "address": _address(item),
+                "bootOrder": str(boot + 1),
+                "propagateErrors": "off",
+                "shared": "exclusive",
+            }
+        )
         index += 2 if index == 1 else 1  # index 2 is the CD-ROM's
     return entries
 
@@ -588,8 +610,13 @@ def _interface(item: ET.Element, notes: list[str]) -> dict[str, Any] | None:
     model = NIC_MODELS.get(_integer(subtype, "a NIC's rasd:ResourceSubType")) if subtype is not None else None
     if model is None:
         notes.append(f"NIC {mac}: rasd:ResourceSubType {subtype!r} is no NIC model the original knows: nicModel None")
-    return {**_generic(item), "nicModel": model, "macAddr": mac, "network": _rasd(item, "Connection"),
-            "linkActive": _rasd(item, "Linked")}
+    return {
+        **_generic(item),
+        "nicModel": model,
+        "macAddr": mac,
+        "network": _rasd(item, "Connection"),
+        "linkActive": _rasd(item, "Linked"),
+    }
 
 
 # --- vm.conf text -----------------------------------------------------------------------------
@@ -604,8 +631,11 @@ def render_vm_conf(values: Mapping[str, Any]) -> str:
     """vm.conf text: the scalar keys in the original's order (others after them, as given),
     then one ``devices=`` line per device. None values are left out."""
     lines = [f"{key}={values[key]}" for key in SCALAR_KEYS if values.get(key) is not None]
-    lines += [f"{key}={value}" for key, value in values.items()
-              if key not in SCALAR_KEYS and key != DEVICES and value is not None]
+    lines += [
+        f"{key}={value}"
+        for key, value in values.items()
+        if key not in SCALAR_KEYS and key != DEVICES and value is not None
+    ]
     for device in values.get(DEVICES) or ():
         lines.append(f"{DEVICES}={device if isinstance(device, str) else render_device(device)}")
     return "".join(line + "\n" for line in lines)
@@ -714,18 +744,23 @@ def _devices_of(values: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def _device_lines(values: Mapping[str, Any]) -> list[str]:
-    return sorted(device if isinstance(device, str) else render_device(device)
-                  for device in values.get(DEVICES) or ())
+    return sorted(device if isinstance(device, str) else render_device(device) for device in values.get(DEVICES) or ())
 
 
 def _disks(values: Mapping[str, Any]) -> dict[str, str]:
-    return {f"{d.get('imageID')}/{d.get('volumeID')}": f"{d.get('iface')},{d.get('format')}"
-            for d in _devices_of(values) if d.get("type") == "disk" and d.get("device") == "disk"}
+    return {
+        f"{d.get('imageID')}/{d.get('volumeID')}": f"{d.get('iface')},{d.get('format')}"
+        for d in _devices_of(values)
+        if d.get("type") == "disk" and d.get("device") == "disk"
+    }
 
 
 def _nics(values: Mapping[str, Any]) -> dict[str, str]:
-    return {str(d.get("macAddr")): f"{d.get('nicModel')} on {d.get('network')}, link {d.get('linkActive')}"
-            for d in _devices_of(values) if d.get("type") == "interface"}
+    return {
+        str(d.get("macAddr")): f"{d.get('nicModel')} on {d.get('network')}, link {d.get('linkActive')}"
+        for d in _devices_of(values)
+        if d.get("type") == "interface"
+    }
 
 
 def _set_changes(what: str, old: Mapping[str, str], new: Mapping[str, str]) -> Iterable[str]:

@@ -72,13 +72,38 @@ READ_CHUNK = 64 * 1024  # an archive is read in chunks of this much, from offset
 
 # Java's Date.toString(): "EEE MMM dd HH:mm:ss zzz yyyy"
 _JAVA_DATE = re.compile(r"(?:\w{3}) (\w{3}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\S+) (\d{4})")
-_MONTHS = {name: n for n, name in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                                             "Nov", "Dec"), start=1)}
+_MONTHS = {
+    name: n
+    for n, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1
+    )
+}
 # Zone names Java prints; an engine prints one zone for both stores, so others (ambiguous ones
 # like IST) are compared as if UTC.
-_ZONES = {"UTC": 0, "GMT": 0, "UT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2, "EET": 2,
-          "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7,
-          "MDT": -6, "PST": -8, "PDT": -7}
+_ZONES = {
+    "UTC": 0,
+    "GMT": 0,
+    "UT": 0,
+    "Z": 0,
+    "WET": 0,
+    "WEST": 1,
+    "BST": 1,
+    "CET": 1,
+    "CEST": 2,
+    "EET": 2,
+    "EEST": 3,
+    "MSK": 3,
+    "JST": 9,
+    "KST": 9,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+}
 _GMT_OFFSET = re.compile(r"GMT([+-])(\d{1,2}):?(\d{2})?")
 
 
@@ -115,8 +140,9 @@ def parse_java_date(text: str | None) -> dt.datetime | None:
     month, day, hour, minute, second, zone, year = match.groups()
     offset = _zone_offset(zone)
     try:
-        return dt.datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second),
-                           tzinfo=dt.timezone(offset))
+        return dt.datetime(
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=dt.timezone(offset)
+        )
     except ValueError:
         return None
 
@@ -167,8 +193,9 @@ class StoreScan:
     skipped: tuple[str, ...] = ()  # "<volume>: <why>"
 
 
-def store_from_metadata(metadata: Mapping[str, str], image: str, volume: str, path: Path,
-                        source: str) -> OvfStore | None:
+def store_from_metadata(
+    metadata: Mapping[str, str], image: str, volume: str, path: Path, source: str
+) -> OvfStore | None:
     """An OvfStore when the metadata's DESCRIPTION marks one; None otherwise."""
     description = ovf_store_description(metadata.get("DESCRIPTION"))
     if description is None:
@@ -206,7 +233,7 @@ def find_file_stores(domain_dir: Path) -> StoreScan:
             skipped.append(f"{image_dir}: {exc.strerror or exc}")
             continue
         for meta in metas:
-            volume = meta.name[:-len(META_SUFFIX)]
+            volume = meta.name[: -len(META_SUFFIX)]
             try:
                 metadata = parse_volume_metadata(_read_at(meta, 0, METADATA_SIZE))
             except OvfStoreError as exc:
@@ -247,6 +274,7 @@ def find_block_stores(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -> 
 def preference_order(stores: Sequence[OvfStore]) -> list[OvfStore]:
     """The order to try stores in (§8): Updated ones, newest Last Updated first (an unreadable
     date last), then those being updated, the same way; ties by volume UUID."""
+
     def newest_first(store: OvfStore) -> tuple[bool, float, str]:
         stamp = store.updated_at.timestamp() if store.updated_at is not None else float("-inf")
         return (not store.updated, -stamp, store.volume)
@@ -266,14 +294,14 @@ def read_member(store: OvfStore, name: str) -> bytes:
             limit = reader.size
             if store.size is not None:
                 if store.size > reader.size:
-                    raise _Bad(f"its description says the archive has {store.size} bytes; the volume has "
-                               f"{reader.size}")
+                    raise _Bad(f"its description says the archive has {store.size} bytes; the volume has {reader.size}")
                 limit = -(-store.size // TAR_BLOCK) * TAR_BLOCK
             for member, offset, size in _tar_members(reader, limit):
                 if member == name:
                     if offset + size > limit:
-                        raise _Bad(f"member {name} ({size} bytes at byte {offset}) runs past the archive's end "
-                                   f"at byte {limit}")
+                        raise _Bad(
+                            f"member {name} ({size} bytes at byte {offset}) runs past the archive's end at byte {limit}"
+                        )
                     data = reader.read(offset, size)
                     if len(data) != size:
                         raise _Bad(f"member {name} is cut short at the end of the volume")
@@ -347,7 +375,7 @@ def _pax_path(payload: bytes, current: bytes | None) -> bytes | None:
         if space < 0 or not payload[at:space].isdigit():
             break
         length = int(payload[at:space])
-        key, _, value = payload[space + 1:at + length].rstrip(b"\n").partition(b"=")
+        key, _, value = payload[space + 1 : at + length].rstrip(b"\n").partition(b"=")
         if key == b"path":
             current = value
         at += max(length, 1)
@@ -411,7 +439,7 @@ def _read_at(path: Path, offset: int, length: int) -> bytes:
             data = _pread(reader.fd, start, span)
     except OSError as exc:
         raise OvfStoreError(f"cannot read {path} at byte {offset}: {exc.strerror or exc}") from None
-    return data[offset - start:offset - start + length]
+    return data[offset - start : offset - start + length]
 
 
 # --- choosing and reading ---------------------------------------------------------------------
@@ -432,8 +460,10 @@ def read_vm_ovf(scan: StoreScan, vm_id: str, accept: Callable[[bytes], T]) -> St
     OvfStoreError listing every store and its reason when none does. Blocking."""
     if not scan.stores:
         skipped = f"; unreadable metadata: {'; '.join(scan.skipped)}" if scan.skipped else ""
-        raise OvfStoreError(f"no OVF_STORE volume on {scan.where} (no volume description with "
-                            f'"Disk Description":"{OVF_STORE}"){skipped}')
+        raise OvfStoreError(
+            f"no OVF_STORE volume on {scan.where} (no volume description with "
+            f'"Disk Description":"{OVF_STORE}"){skipped}'
+        )
     failures: list[str] = []
     member = f"{vm_id}.ovf"
     for store in preference_order(scan.stores):
@@ -446,8 +476,9 @@ def read_vm_ovf(scan: StoreScan, vm_id: str, accept: Callable[[bytes], T]) -> St
             failures.append(f"{store.label}, {store.state}: {member}: {exc}")
             continue
         return StoreRead(store, value, tuple(failures))
-    raise OvfStoreError(f"no usable {member} in the {len(scan.stores)} OVF_STORE volume(s) of {scan.where}: "
-                        + " | ".join(failures))
+    raise OvfStoreError(
+        f"no usable {member} in the {len(scan.stores)} OVF_STORE volume(s) of {scan.where}: " + " | ".join(failures)
+    )
 
 
 def read_vm_conversion(scan: StoreScan, vm_id: str) -> StoreRead[OvfConversion]:
@@ -458,8 +489,9 @@ def read_vm_conversion(scan: StoreScan, vm_id: str) -> StoreRead[OvfConversion]:
 # --- where the domain is ---------------------------------------------------------------------
 
 
-def find_domain_stores(conf: HostedEngineConf, roots: VdsmRoots, source: Path, *,
-                       lv_tags: Path | None = None) -> StoreScan:
+def find_domain_stores(
+    conf: HostedEngineConf, roots: VdsmRoots, source: Path, *, lv_tags: Path | None = None
+) -> StoreScan:
     """The OVF_STORE volumes of hosted-engine.conf's storage domain (read from ``source``).
     File domains: the domain directory is where VDSM's layout puts the hosted-engine volumes
     (he_ha.ovirt.layout). Block domains by their LVM tags: from ``lv_tags`` (a tags file) when

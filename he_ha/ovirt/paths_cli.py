@@ -21,8 +21,13 @@ EXIT_CONFIG = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hosted-engine-conf", type=Path, default=ConfigPaths().hosted_engine_conf, metavar="FILE")
-    parser.add_argument("--mount-root", type=Path, default=DEFAULT_MOUNT_ROOT, metavar="DIR",
-                        help=f"VDSM's storage mount root (default {DEFAULT_MOUNT_ROOT})")
+    parser.add_argument(
+        "--mount-root",
+        type=Path,
+        default=DEFAULT_MOUNT_ROOT,
+        metavar="DIR",
+        help=f"VDSM's storage mount root (default {DEFAULT_MOUNT_ROOT})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,9 +40,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"he-ha storage-paths: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(json.dumps({
-        "metadata": volumes.metadata.as_json(),
-        "lockspace": volumes.lockspace.as_json(),
-        "conf": volumes.conf.as_json() if volumes.conf is not None else None,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "metadata": volumes.metadata.as_json(),
+                "lockspace": volumes.lockspace.as_json(),
+                "conf": volumes.conf.as_json() if volumes.conf is not None else None,
+            },
+            indent=2,
+        )
+    )
     return 0

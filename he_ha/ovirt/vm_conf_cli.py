@@ -44,21 +44,50 @@ DEFINITION_ROUTE = "/v1/vm/definition"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--from-ovf", type=Path, metavar="FILE", help="convert this engine OVF file")
-    source.add_argument("--from-store", action="store_true",
-                        help="read the VM's OVF from the OVF_STORE volumes of the hosted-engine storage domain")
-    source.add_argument("--resolved", action="store_true",
-                        help="print the domain XML the running daemon would hand libvirt at a start now")
-    parser.add_argument("--admin-socket", type=Path, default=DEFAULT_ADMIN_SOCKET, metavar="PATH",
-                        help=f"without --from-*: the daemon's admin socket (default {DEFAULT_ADMIN_SOCKET})")
-    parser.add_argument("--hosted-engine-conf", type=Path, default=ConfigPaths().hosted_engine_conf, metavar="FILE",
-                        help="with --from-store: the host's hosted-engine.conf (vmid, sdUUID, the volumes)")
-    parser.add_argument("--mount-root", type=Path, default=DEFAULT_MOUNT_ROOT, metavar="DIR",
-                        help=f"with --from-store: VDSM's storage mount root (default {DEFAULT_MOUNT_ROOT})")
-    parser.add_argument("--lv-tags", type=Path, metavar="FILE",
-                        help="with --from-store on a block domain: the LV tags as JSON, instead of from lvs")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"give up on storage (--from-store) or on the daemon after this long "
-                             f"(default {DEFAULT_TIMEOUT:g})")
+    source.add_argument(
+        "--from-store",
+        action="store_true",
+        help="read the VM's OVF from the OVF_STORE volumes of the hosted-engine storage domain",
+    )
+    source.add_argument(
+        "--resolved",
+        action="store_true",
+        help="print the domain XML the running daemon would hand libvirt at a start now",
+    )
+    parser.add_argument(
+        "--admin-socket",
+        type=Path,
+        default=DEFAULT_ADMIN_SOCKET,
+        metavar="PATH",
+        help=f"without --from-*: the daemon's admin socket (default {DEFAULT_ADMIN_SOCKET})",
+    )
+    parser.add_argument(
+        "--hosted-engine-conf",
+        type=Path,
+        default=ConfigPaths().hosted_engine_conf,
+        metavar="FILE",
+        help="with --from-store: the host's hosted-engine.conf (vmid, sdUUID, the volumes)",
+    )
+    parser.add_argument(
+        "--mount-root",
+        type=Path,
+        default=DEFAULT_MOUNT_ROOT,
+        metavar="DIR",
+        help=f"with --from-store: VDSM's storage mount root (default {DEFAULT_MOUNT_ROOT})",
+    )
+    parser.add_argument(
+        "--lv-tags",
+        type=Path,
+        metavar="FILE",
+        help="with --from-store on a block domain: the LV tags as JSON, instead of from lvs",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on storage (--from-store) or on the daemon after this long (default {DEFAULT_TIMEOUT:g})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,8 +137,10 @@ def _print(conversion: OvfConversion) -> int:
     for note in conversion.notes:
         print(f"he-ha vm-conf: note: {note}", file=sys.stderr)
     if conversion.refusal is not None:
-        return _fail(f"refused: he-ha will not start VM {conversion.vm_id} from this definition: "
-                     f"{conversion.refusal}", EXIT_REFUSED)
+        return _fail(
+            f"refused: he-ha will not start VM {conversion.vm_id} from this definition: {conversion.refusal}",
+            EXIT_REFUSED,
+        )
     return 0
 
 
@@ -157,8 +188,10 @@ def _print_launch(detail: dict[str, Any]) -> int:
         print(f"he-ha vm-conf: needs libvirt network {network}", file=sys.stderr)
     lease = launch["engine_lease"]
     if lease is not None:
-        print(f"he-ha vm-conf: the engine's disk lease {lease['key']} in lockspace {lease['lockspace']} at "
-              f"{lease['path']}:{lease['offset']} (held by QEMU beside he-ha's own lease with the qemu lease "
-              "holder; the keeper and worker holders leave it out)",
-              file=sys.stderr)
+        print(
+            f"he-ha vm-conf: the engine's disk lease {lease['key']} in lockspace {lease['lockspace']} at "
+            f"{lease['path']}:{lease['offset']} (held by QEMU beside he-ha's own lease with the qemu lease "
+            "holder; the keeper and worker holders leave it out)",
+            file=sys.stderr,
+        )
     return 0

@@ -73,8 +73,19 @@ CONF_VOLUME = "conf-volume"
 EXPLICIT = "explicit"
 
 # libvirt's <memory unit=...> units, in bytes
-_UNITS = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
-          "g": 1024**3, "gib": 1024**3, "gb": 1000**3}
+_UNITS = {
+    "b": 1,
+    "bytes": 1,
+    "k": 1024,
+    "kib": 1024,
+    "kb": 1000,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "mb": 1000**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "gb": 1000**3,
+}
 
 
 class DefinitionError(Exception):
@@ -219,8 +230,12 @@ def _from_xml(text: str, source: str, origin: str, expected: Expected) -> VmDefi
         spec = DomainSpec(ET.tostring(root, encoding="unicode"), DomainId(spec.id.name, expected.vm_id), origin)
     vm_id = spec.id.uuid or ""
     encoded = base64.b64encode(spec.xml.encode("utf-8")).decode("ascii")
-    lines = [f"vmId={vm_id}", *([f"memSize={memory}"] if memory is not None else []), f"vmName={spec.id.name}",
-             f"xmlBase64={encoded}"]
+    lines = [
+        f"vmId={vm_id}",
+        *([f"memSize={memory}"] if memory is not None else []),
+        f"vmName={spec.id.name}",
+        f"xmlBase64={encoded}",
+    ]
     return VmDefinition(source, origin, tuple(lines), vm_id, spec.id.name, memory, spec)
 
 
@@ -248,11 +263,12 @@ def parse_definition(text: str, *, source: str, origin: str, expected: Expected)
     else:
         definition = _from_vm_conf(text, source, origin)
     if expected.vm_id is not None and definition.vm_id != expected.vm_id:
-        raise DefinitionError(f"{origin}: describes the VM {definition.vm_id}, "
-                              f"not {expected.vm_id} ({expected.where})")
+        raise DefinitionError(f"{origin}: describes the VM {definition.vm_id}, not {expected.vm_id} ({expected.where})")
     if expected.name is not None and definition.name != expected.name:
-        raise DefinitionError(f"{origin}: names the VM {definition.name!r}, not {expected.name!r} as when "
-                              "he-ha started; restart he-ha to use it")
+        raise DefinitionError(
+            f"{origin}: names the VM {definition.name!r}, not {expected.name!r} as when "
+            "he-ha started; restart he-ha to use it"
+        )
     return definition
 
 
@@ -321,8 +337,10 @@ class ConfVolumeVmConf:
             raise DefinitionError(f"{self.path}: cannot read the configuration volume: {exc.strerror or exc}") from None
         text = members.get(CONF_MEMBER)
         if text is None:
-            raise DefinitionError(f"{self.path}: the configuration volume has no {CONF_MEMBER} member "
-                                  f"(members: {', '.join(sorted(members)) or 'none'})")
+            raise DefinitionError(
+                f"{self.path}: the configuration volume has no {CONF_MEMBER} member "
+                f"(members: {', '.join(sorted(members)) or 'none'})"
+            )
         return parse_definition(text, source=self.name, origin=self.origin, expected=expected)
 
 
@@ -358,18 +376,26 @@ class OvfStoreVmConf:
             raise DefinitionError(f"{self.origin}: {exc}") from None
         conversion, store = found.value, found.store
         origin = f"{store.label}, {store.state}"
-        remarks = (*(f"skipped: {failure}" for failure in found.failures),
-                   *(f"{origin}: {note}" for note in conversion.notes))
+        remarks = (
+            *(f"skipped: {failure}" for failure in found.failures),
+            *(f"{origin}: {note}" for note in conversion.notes),
+        )
         if conversion.refusal is None:
             definition = parse_definition(conversion.text, source=self.name, origin=origin, expected=expected)
             return replace(definition, remarks=remarks)
         # Never started from, even when xmlBase64 is there (he-ha's own check: another <uuid>):
         # identity and memory from the other keys; the lines stay those the original writes.
-        legacy = "".join(line for line in conversion.text.splitlines(keepends=True)
-                         if not line.startswith("xmlBase64="))
+        legacy = "".join(
+            line for line in conversion.text.splitlines(keepends=True) if not line.startswith("xmlBase64=")
+        )
         definition = parse_definition(legacy, source=self.name, origin=origin, expected=expected)
-        return replace(definition, lines=body_lines(conversion.text), spec=None,
-                       refusal=f"refused: {conversion.refusal}", remarks=remarks)
+        return replace(
+            definition,
+            lines=body_lines(conversion.text),
+            spec=None,
+            refusal=f"refused: {conversion.refusal}",
+            remarks=remarks,
+        )
 
 
 def ovf_store_source(conf: HostedEngineConf, conf_path: Path, roots: VdsmRoots) -> OvfStoreVmConf | None:
@@ -476,8 +502,11 @@ class DefinitionPlan:
         with ``why``: when they did not answer in time."""
         local = [source for source in self.sources if isinstance(source, VmConfFile)]
         found = resolve(local, expected or self.expected)
-        skipped = tuple(SourceNote(source.name, source.origin, f"{source.origin}: {why}")
-                        for source in self.sources if not isinstance(source, VmConfFile))
+        skipped = tuple(
+            SourceNote(source.name, source.origin, f"{source.origin}: {why}")
+            for source in self.sources
+            if not isinstance(source, VmConfFile)
+        )
         return Resolution(found.definition, found.partial, skipped + found.notes)
 
     def write(self, definition: VmDefinition) -> tuple[list[Path], list[str]]:

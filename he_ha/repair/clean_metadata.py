@@ -98,12 +98,16 @@ def _target(seen: Observation, slot: SlotSeen) -> CleanTarget:
 def _refusals(seen: Observation, index: int, own_host_id: int | None, local_daemon: str | None) -> list[str]:
     if index == 0:
         slot = seen.slots[0]
-        return [f"the global block (slot 0) changed during the {seen.seconds:.1f} s observed: something writes it"
-                ] if slot.changed else []
+        return (
+            [f"the global block (slot 0) changed during the {seen.seconds:.1f} s observed: something writes it"]
+            if slot.changed
+            else []
+        )
     reasons = seen.alive_evidence(index)
     if index == own_host_id and local_daemon is not None:
-        reasons.append(f"{seen.name(index)} is this host and {local_daemon}: it would publish the slot again "
-                       "(stop it first)")
+        reasons.append(
+            f"{seen.name(index)} is this host and {local_daemon}: it would publish the slot again (stop it first)"
+        )
     return reasons
 
 
@@ -115,15 +119,16 @@ async def apply_clean(io: AreaIo, metadata: Path, plan: CleanPlan, report: Calla
     end = (max(t.index for t in plan.targets) + 1) * SLOT_BYTES
     current = await io.read(metadata, end)
     for target in plan.targets:
-        now = current[target.index * SLOT_BYTES:(target.index + 1) * SLOT_BYTES]
+        now = current[target.index * SLOT_BYTES : (target.index + 1) * SLOT_BYTES]
         if now != target.expected:
-            raise CleanAborted(f"{target.describe()} changed after it was observed: a host wrote it; "
-                               "nothing was cleared from here on")
+            raise CleanAborted(
+                f"{target.describe()} changed after it was observed: a host wrote it; nothing was cleared from here on"
+            )
     for target in plan.targets:
         report(target)
         log.info("clearing metadata slot", slot=target.index, hostname=target.hostname, path=str(metadata))
         await io.write(metadata, target.index * SLOT_BYTES, bytes(SLOT_BYTES))
     after = await io.read(metadata, end)
     for target in plan.targets:
-        if not all_zero(after[target.index * SLOT_BYTES:(target.index + 1) * SLOT_BYTES]):
+        if not all_zero(after[target.index * SLOT_BYTES : (target.index + 1) * SLOT_BYTES]):
             raise CleanAborted(f"read back: {target.describe()} is not all zero after the write")

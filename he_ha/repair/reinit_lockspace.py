@@ -45,14 +45,25 @@ class ReinitPlan:
 
     def describe(self) -> str:
         ls = self.lockspace
-        return (f"lockspace {ls.name!r} on {ls.path} (offset 0, {ls.align} bytes: {ls.sector_size}-byte sectors, "
-                f"{ls.align // MIB} MiB alignment, io timeout {ls.io_timeout} s; {self.source})")
+        return (
+            f"lockspace {ls.name!r} on {ls.path} (offset 0, {ls.align} bytes: {ls.sector_size}-byte sectors, "
+            f"{ls.align // MIB} MiB alignment, io timeout {ls.io_timeout} s; {self.source})"
+        )
 
 
-async def plan_reinit(client: LeaseClient, io: AreaIo, *, lockspace: Path, metadata: Path,
-                      io_timeout: int | None = None, force: bool = False, vm_lease_path: Path | None = None,
-                      vm_lease_offset: int | None = None, window: float | None = None,
-                      announce: Callable[[float], None] | None = None) -> ReinitPlan:
+async def plan_reinit(
+    client: LeaseClient,
+    io: AreaIo,
+    *,
+    lockspace: Path,
+    metadata: Path,
+    io_timeout: int | None = None,
+    force: bool = False,
+    vm_lease_path: Path | None = None,
+    vm_lease_offset: int | None = None,
+    window: float | None = None,
+    announce: Callable[[float], None] | None = None,
+) -> ReinitPlan:
     """Observe storage and decide; nothing is written. ``io_timeout`` overrides the one
     found on storage (and is needed when no lockspace record is readable). Outside global
     maintenance the refusal is certain, so unless ``force`` storage is not watched.
@@ -61,10 +72,23 @@ async def plan_reinit(client: LeaseClient, io: AreaIo, *, lockspace: Path, metad
     maintenance = _maintenance_evidence(glance, metadata)
     if maintenance and not force:
         target, source = await _target(client, lockspace, glance.geometry, io_timeout)
-        return ReinitPlan(glance, target, source, maintenance, notes=["hosts were not watched: the cluster is not "
-                                                                      "in global maintenance"])
-    seen = await observe(io, lockspace, metadata, window=window, announce=announce, fallback_io_timeout=io_timeout,
-                         vm_lease_path=vm_lease_path, vm_lease_offset=vm_lease_offset)
+        return ReinitPlan(
+            glance,
+            target,
+            source,
+            maintenance,
+            notes=["hosts were not watched: the cluster is not in global maintenance"],
+        )
+    seen = await observe(
+        io,
+        lockspace,
+        metadata,
+        window=window,
+        announce=announce,
+        fallback_io_timeout=io_timeout,
+        vm_lease_path=vm_lease_path,
+        vm_lease_offset=vm_lease_offset,
+    )
     target, source = await _target(client, lockspace, seen.geometry, io_timeout)
     plan = ReinitPlan(seen, target, source)
     plan.maintenance = _maintenance_evidence(seen, metadata)
@@ -78,18 +102,22 @@ async def plan_reinit(client: LeaseClient, io: AreaIo, *, lockspace: Path, metad
     return plan
 
 
-async def _target(client: LeaseClient, path: Path, geometry: LockspaceGeometry | None,
-                  io_timeout: int | None) -> tuple[Lockspace, str]:
+async def _target(
+    client: LeaseClient, path: Path, geometry: LockspaceGeometry | None, io_timeout: int | None
+) -> tuple[Lockspace, str]:
     if geometry is not None:
         timeout = io_timeout or geometry.io_timeout or DEFAULT_IO_TIMEOUT
         source = "geometry as found on storage" + (f", io timeout {io_timeout} s as asked" if io_timeout else "")
         return Lockspace(path, geometry.name, 0, geometry.sector_size, geometry.align, timeout), source
     info = await client.volume_info(path)
     timeout = io_timeout or DEFAULT_IO_TIMEOUT
-    source = (f"no readable lockspace record: {info.sector_size}-byte sectors as the storage reports, "
-              f"io timeout {timeout} s" + ("" if io_timeout else " (the default; --io-timeout=S to change)"))
-    return Lockspace(path, sector_size=info.sector_size, align=alignment_for(info.sector_size),
-                     io_timeout=timeout), source
+    source = (
+        f"no readable lockspace record: {info.sector_size}-byte sectors as the storage reports, "
+        f"io timeout {timeout} s" + ("" if io_timeout else " (the default; --io-timeout=S to change)")
+    )
+    return Lockspace(
+        path, sector_size=info.sector_size, align=alignment_for(info.sector_size), io_timeout=timeout
+    ), source
 
 
 def _maintenance_evidence(seen: Observation, metadata: Path) -> list[str]:
@@ -99,8 +127,9 @@ def _maintenance_evidence(seen: Observation, metadata: Path) -> list[str]:
     if slot is None:
         return [f"the global block (slot 0) of {metadata} is empty: global maintenance is off"]
     if slot.problem is not None:
-        return [f"the global block (slot 0) of {metadata} is unreadable ({slot.problem}): "
-                "global maintenance is unknown"]
+        return [
+            f"the global block (slot 0) of {metadata} is unreadable ({slot.problem}): global maintenance is unknown"
+        ]
     return [f"the global block (slot 0) of {metadata} says maintenance=0"]
 
 
@@ -115,8 +144,10 @@ def _vm_lease_evidence(seen: Observation) -> list[str]:
     if owner.state is LeaseState.RENEWING:
         return [f"{name}, which is alive"]
     if owner.state is LeaseState.NOT_RENEWING:
-        return [f"{name}, whose delta lease stopped renewing but was never released: it may still run the VM "
-                "(crashed, or cut off from storage)"]
+        return [
+            f"{name}, whose delta lease stopped renewing but was never released: it may still run the VM "
+            "(crashed, or cut off from storage)"
+        ]
     return []
 
 
@@ -132,5 +163,7 @@ async def apply_reinit(client: LeaseClient, io: AreaIo, plan: ReinitPlan) -> Non
     for host_id in range(1, geometry.max_host_id + 1):
         found = parse_delta_lease(data, geometry, host_id)
         if found.record is None or found.record.owner_id != 0 or found.record.timestamp != 0:
-            raise ProvisionError(f"read back of {target.path}: the delta lease of host {host_id} is not blank "
-                                 f"after the rewrite ({found.problem or found.record})")
+            raise ProvisionError(
+                f"read back of {target.path}: the delta lease of host {host_id} is not blank "
+                f"after the rewrite ({found.problem or found.record})"
+            )

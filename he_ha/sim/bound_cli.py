@@ -63,14 +63,30 @@ class VmCrashBound:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_timing_arguments(parser)
     vm = parser.add_argument_group("the engine VM and the hosts")
-    vm.add_argument("--vm-start", type=non_negative_float, default=2.0, metavar="S",
-                    help="lease acquire + launch (default 2)")
-    vm.add_argument("--vm-boot", type=non_negative_float, default=60.0, metavar="S",
-                    help="launch to a healthy engine health page (default 60)")
-    vm.add_argument("--vm-shutdown", type=non_negative_float, default=30.0, metavar="S",
-                    help="graceful shutdown of a responsive guest (default 30)")
-    vm.add_argument("--host-boot", type=non_negative_float, default=60.0, metavar="S",
-                    help="power-on to a running supervisor (default 60)")
+    vm.add_argument(
+        "--vm-start", type=non_negative_float, default=2.0, metavar="S", help="lease acquire + launch (default 2)"
+    )
+    vm.add_argument(
+        "--vm-boot",
+        type=non_negative_float,
+        default=60.0,
+        metavar="S",
+        help="launch to a healthy engine health page (default 60)",
+    )
+    vm.add_argument(
+        "--vm-shutdown",
+        type=non_negative_float,
+        default=30.0,
+        metavar="S",
+        help="graceful shutdown of a responsive guest (default 30)",
+    )
+    vm.add_argument(
+        "--host-boot",
+        type=non_negative_float,
+        default=60.0,
+        metavar="S",
+        help="power-on to a running supervisor (default 60)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -93,8 +109,9 @@ def vm_crash_bound(timing: TimingConfig, sim: SimParams) -> VmCrashBound:
     up = sim.vm_start_time + sim.vm_boot_time
     backoffs = tuple(0.0 if n == 0 else timing.restart_backoff * 2 ** (n - 1) for n in range(timing.max_retries))
     at_limit = timing.unexpectedly_down_timeout + timing.loop_delay + up
-    return VmCrashBound(sim.vm_start_time, up, timing.loop_delay + sim.vm_start_time, timing.loop_delay + up,
-                        backoffs, at_limit)
+    return VmCrashBound(
+        sim.vm_start_time, up, timing.loop_delay + sim.vm_start_time, timing.loop_delay + up, backoffs, at_limit
+    )
 
 
 def findings(timing: TimingConfig, sim: SimParams, args: argparse.Namespace) -> list[Finding]:
@@ -102,40 +119,88 @@ def findings(timing: TimingConfig, sim: SimParams, args: argparse.Namespace) -> 
     found: list[Finding] = []
     publish_gap = timing.loop_delay + args.storage_timeout  # a peer's slot changes at least this often
     if timing.view_max_age <= publish_gap:
-        found.append(Finding("error", (
-            f"view_max_age {timing.view_max_age:g} s <= tick period + storage timeout {publish_gap:g} s: "
-            "every whiteboard view counts as stale, so no host will ever start the VM")))
+        found.append(
+            Finding(
+                "error",
+                (
+                    f"view_max_age {timing.view_max_age:g} s <= tick period + storage timeout {publish_gap:g} s: "
+                    "every whiteboard view counts as stale, so no host will ever start the VM"
+                ),
+            )
+        )
     if timing.liveness < 2 * publish_gap:
-        found.append(Finding("warning", (
-            f"liveness {timing.liveness:g} s < 2 x (tick period + storage timeout) = {2 * publish_gap:g} s: "
-            "one slow publish makes a live peer look dead; scores and starts will flap "
-            "(the VM lease still prevents two copies)")))
+        found.append(
+            Finding(
+                "warning",
+                (
+                    f"liveness {timing.liveness:g} s < 2 x (tick period + storage timeout) = {2 * publish_gap:g} s: "
+                    "one slow publish makes a live peer look dead; scores and starts will flap "
+                    "(the VM lease still prevents two copies)"
+                ),
+            )
+        )
     if timing.starting_timeout < sim.vm_start_time + sim.vm_boot_time:
-        found.append(Finding("warning", (
-            f"starting_timeout {timing.starting_timeout:g} s < VM start + boot {sim.vm_start_time + sim.vm_boot_time:g} s: "
-            "a healthy engine is stopped before it finishes booting, in a loop")))
+        found.append(
+            Finding(
+                "warning",
+                (
+                    f"starting_timeout {timing.starting_timeout:g} s < VM start + boot {sim.vm_start_time + sim.vm_boot_time:g} s: "
+                    "a healthy engine is stopped before it finishes booting, in a loop"
+                ),
+            )
+        )
     if args.health_grace < sim.vm_boot_time:
-        found.append(Finding("warning", (
-            f"--health-grace {args.health_grace:g} s < VM boot {sim.vm_boot_time:g} s: "
-            "a booting engine counts as unhealthy and may be stopped")))
+        found.append(
+            Finding(
+                "warning",
+                (
+                    f"--health-grace {args.health_grace:g} s < VM boot {sim.vm_boot_time:g} s: "
+                    "a booting engine counts as unhealthy and may be stopped"
+                ),
+            )
+        )
     if timing.stop_timeout < sim.vm_shutdown_time:
-        found.append(Finding("warning", (
-            f"stop_timeout {timing.stop_timeout:g} s < guest shutdown {sim.vm_shutdown_time:g} s: "
-            "a guest still shutting down cleanly is destroyed")))
+        found.append(
+            Finding(
+                "warning",
+                (
+                    f"stop_timeout {timing.stop_timeout:g} s < guest shutdown {sim.vm_shutdown_time:g} s: "
+                    "a guest still shutting down cleanly is destroyed"
+                ),
+            )
+        )
     acquire_wait = wait_deadline(args.io_timeout)
     if timing.action_timeout < sim.vm_start_time:
-        found.append(Finding("error", (
-            f"action_timeout {timing.action_timeout:g} s < VM start {sim.vm_start_time:g} s: every start is "
-            "declared failed")))
+        found.append(
+            Finding(
+                "error",
+                (
+                    f"action_timeout {timing.action_timeout:g} s < VM start {sim.vm_start_time:g} s: every start is "
+                    "declared failed"
+                ),
+            )
+        )
     elif timing.action_timeout < acquire_wait:
-        found.append(Finding("warning", (
-            f"action_timeout {timing.action_timeout:g} s < sanlock's longest acquire wait {acquire_wait:g} s "
-            f"(io_timeout {args.io_timeout}): a start that waits out a dead holder is counted as a failed "
-            "retry before it completes")))
+        found.append(
+            Finding(
+                "warning",
+                (
+                    f"action_timeout {timing.action_timeout:g} s < sanlock's longest acquire wait {acquire_wait:g} s "
+                    f"(io_timeout {args.io_timeout}): a start that waits out a dead holder is counted as a failed "
+                    "retry before it completes"
+                ),
+            )
+        )
     if args.monitor_interval > timing.liveness:
-        found.append(Finding("warning", (
-            f"--monitor-interval {args.monitor_interval:g} s > liveness {timing.liveness:g} s: "
-            "scores are published from readings older than a peer's liveness window")))
+        found.append(
+            Finding(
+                "warning",
+                (
+                    f"--monitor-interval {args.monitor_interval:g} s > liveness {timing.liveness:g} s: "
+                    "scores are published from readings older than a peer's liveness window"
+                ),
+            )
+        )
     return found
 
 
@@ -161,22 +226,47 @@ def run(args: argparse.Namespace) -> int:
     prioritized = failover_bound(timing, sim, read_period, priorities=True)
     found = findings(timing, sim, args)
     if args.json:
-        print(json.dumps({
-            "host_crash": asdict(crash),
-            "vm_crash_no_peer": asdict(vm_crash),
-            "any_fault": {"terms": general.terms, "ready": general.ready, "total": general.total},
-            "any_fault_with_priorities": {"priority_start_delay": timing.priority_start_delay,
-                                          "ready": prioritized.ready, "total": prioritized.total},
-            "findings": [asdict(f) for f in found],
-        }))
+        print(
+            json.dumps(
+                {
+                    "host_crash": asdict(crash),
+                    "vm_crash_no_peer": asdict(vm_crash),
+                    "any_fault": {"terms": general.terms, "ready": general.ready, "total": general.total},
+                    "any_fault_with_priorities": {
+                        "priority_start_delay": timing.priority_start_delay,
+                        "ready": prioritized.ready,
+                        "total": prioritized.total,
+                    },
+                    "findings": [asdict(f) for f in found],
+                }
+            )
+        )
     else:
-        print(_report(args, crash, vm_crash, general.terms, general.ready, general.total, found,
-                      (timing.priority_start_delay, prioritized.ready, prioritized.total)))
+        print(
+            _report(
+                args,
+                crash,
+                vm_crash,
+                general.terms,
+                general.ready,
+                general.total,
+                found,
+                (timing.priority_start_delay, prioritized.ready, prioritized.total),
+            )
+        )
     return EXIT_FINDINGS if found else EXIT_CLEAN
 
 
-def _report(args: argparse.Namespace, crash: HostCrashBound, vm_crash: VmCrashBound, terms: dict[str, float],
-            ready: float, total: float, found: list[Finding], priorities: tuple[float, float, float]) -> str:
+def _report(
+    args: argparse.Namespace,
+    crash: HostCrashBound,
+    vm_crash: VmCrashBound,
+    terms: dict[str, float],
+    ready: float,
+    total: float,
+    found: list[Finding],
+    priorities: tuple[float, float, float],
+) -> str:
     lines = [
         f"Failover bound for io_timeout {args.io_timeout} s, tick {args.tick_period:g} s, "
         f"VM start {args.vm_start:g} s + boot {args.vm_boot:g} s",
@@ -190,8 +280,7 @@ def _report(args: argparse.Namespace, crash: HostCrashBound, vm_crash: VmCrashBo
         "Engine VM crashes and no live peer can take it (single host, peers in maintenance or at score 0):",
         f"  restarted here, the VM runs by  {vm_crash.vm_running:8.1f} s  "
         f"({vm_crash.vm_running_worst:.1f} s if the VM event is missed)",
-        f"  the engine is healthy by        {vm_crash.engine_healthy:8.1f} s  "
-        f"({vm_crash.engine_healthy_worst:.1f} s)",
+        f"  the engine is healthy by        {vm_crash.engine_healthy:8.1f} s  ({vm_crash.engine_healthy_worst:.1f} s)",
         "  back-off before each local restart inside the retry window: "
         + ", ".join(f"{b:g} s" for b in vm_crash.backoffs),
         f"  a crash after that (retry limit): healthy by {vm_crash.at_limit:.1f} s "
@@ -201,12 +290,14 @@ def _report(args: argparse.Namespace, crash: HostCrashBound, vm_crash: VmCrashBo
     ]
     lines += [f"  {value:8.1f} s  {name}" for name, value in terms.items()]
     delay, p_ready, p_total = priorities
-    lines += [f"  ready by {ready:.1f} s; healthy engine by {total:.1f} s",
-              f"  with host priorities that differ (he_ha_priority): + {delay:g} s priority_start_delay: "
-              f"ready by {p_ready:.1f} s; healthy engine by {p_total:.1f} s", ""]
+    lines += [
+        f"  ready by {ready:.1f} s; healthy engine by {total:.1f} s",
+        f"  with host priorities that differ (he_ha_priority): + {delay:g} s priority_start_delay: "
+        f"ready by {p_ready:.1f} s; healthy engine by {p_total:.1f} s",
+        "",
+    ]
     if found:
         lines += [f"{f.severity.upper()}: {f.message}" for f in found]
     else:
         lines.append("No unsafe or self-defeating timing combination found.")
     return "\n".join(lines)
-

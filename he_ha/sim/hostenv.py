@@ -115,8 +115,9 @@ class SimWhiteboard:
         except TimeoutError as exc:
             raise StorageError("/sim/metadata", "read", str(exc)) from None
         world = self._world
-        return RawView(GlobalBlock(maintenance=world.global_maintenance), None, dict(world.slots), {}, {},
-                       scanned_slots=slots)
+        return RawView(
+            GlobalBlock(maintenance=world.global_maintenance), None, dict(world.slots), {}, {}, scanned_slots=slots
+        )
 
     async def publish(self, slot: HostSlot) -> None:
         try:
@@ -148,8 +149,11 @@ class SimSanlock:
         await self._read(timeout or QUERY_TIMEOUT, "hosts")
         world = self._world
         t, sim = world.t, world.sim
-        return [HostInfo(h.id, _STATUS[h.sanlock_status(t, sim)], h.generation, 0, int(sim.io_timeout))
-                for h in world.order if h.generation and host_id in (0, h.id)]
+        return [
+            HostInfo(h.id, _STATUS[h.sanlock_status(t, sim)], h.generation, 0, int(sim.io_timeout))
+            for h in world.order
+            if h.generation and host_id in (0, h.id)
+        ]
 
     async def owners(self, lease: VmLease, *, timeout: float) -> list[LeaseOwner]:
         await self._read(timeout, "owners")

@@ -40,7 +40,9 @@ class SimParams:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "sanlock_status" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            if f.name != "sanlock_status" and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            ):
                 raise ScenarioError(f"sim.{f.name} must be a number >= 0, got {value!r}")
 
     @property
@@ -141,7 +143,11 @@ class Scenario:
             "description": self.description,
             "until": self.until,
             "hosts": [
-                {f.name: getattr(h, f.name) for f in fields(h) if f.name in ("id", "hostname") or getattr(h, f.name) != getattr(defaults, f.name)}
+                {
+                    f.name: getattr(h, f.name)
+                    for f in fields(h)
+                    if f.name in ("id", "hostname") or getattr(h, f.name) != getattr(defaults, f.name)
+                }
                 for h in self.hosts
             ],
             "sim": _changed(self.sim, SimParams()),
@@ -194,7 +200,9 @@ def parse_scenario(data: object, default_name: str = "scenario") -> Scenario:
         first = exc.errors()[0]
         raise ScenarioError(f"score: {first['loc'][0] if first['loc'] else ''}: {first['msg']}") from None
     ids = {h.id for h in hosts}
-    events = tuple(sorted((_event(e, i, ids) for i, e in enumerate(_list(data.get("events") or [], "events"))), key=lambda e: e.at))
+    events = tuple(
+        sorted((_event(e, i, ids) for i, e in enumerate(_list(data.get("events") or [], "events"))), key=lambda e: e.at)
+    )
     return Scenario(
         name=str(data.get("name", default_name)),
         hosts=hosts,
@@ -284,4 +292,3 @@ def _event(item: object, index: int, ids: set[int]) -> Event:
     if command.endswith("maintenance") and not isinstance(value, bool):
         raise ScenarioError(f"{where}: {command} value must be true or false, got {value!r}")
     return Event(_number(mapping.get("at"), f"{where}.at"), command, host, value)
-

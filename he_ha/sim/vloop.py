@@ -78,7 +78,9 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
                 return stop.value
 
 
-def _eager_task(loop: VirtualLoop, coro: Coroutine[Any, Any, Any], context: Context | None = None) -> asyncio.Future[Any]:
+def _eager_task(
+    loop: VirtualLoop, coro: Coroutine[Any, Any, Any], context: Context | None = None
+) -> asyncio.Future[Any]:
     """Run a new task's first step at once, as Python 3.12's eager tasks do: in the simulator
     almost every await (a query, a read, a publish) completes without waiting, so most tasks
     finish right here instead of costing loop rounds. A task that must wait becomes a Task

@@ -86,8 +86,10 @@ def engine_outages(engine_ok: list[tuple[float, bool]], until: float) -> list[tu
 def _daemon_logs_muted() -> Iterator[None]:
     """The supervisors' structlog lines are not the simulator's log (and would cost time)."""
     saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
-                        logger_factory=structlog.ReturnLoggerFactory())
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+        logger_factory=structlog.ReturnLoggerFactory(),
+    )
     try:
         yield
     finally:
@@ -242,9 +244,15 @@ class World:
                 await asyncio.sleep(RETRY_PAUSE)
         await asyncio.sleep(host.spec.tick_phase)
         settings = TickSettings(
-            host_id=host.id, hostname=host.name, conf_up_to_date=True, vm_memory_mib=host.spec.vm_memory_mib,
-            storage_timeout=STORAGE_TIMEOUT, tick_period=timing.loop_delay, migrate_uri=MIGRATE_URI,
-            io_timeout=int(self.sim.io_timeout), join_timeout=wait_deadline(int(self.sim.io_timeout)),
+            host_id=host.id,
+            hostname=host.name,
+            conf_up_to_date=True,
+            vm_memory_mib=host.spec.vm_memory_mib,
+            storage_timeout=STORAGE_TIMEOUT,
+            tick_period=timing.loop_delay,
+            migrate_uri=MIGRATE_URI,
+            io_timeout=int(self.sim.io_timeout),
+            join_timeout=wait_deadline(int(self.sim.io_timeout)),
         )
         fsm = initial_state(host.id, timing, self.scenario.score, host.spec.priority)
         machinery = assemble(env, settings, fsm, stopping, on_result=lambda done: self._result(host, done))
@@ -312,7 +320,9 @@ class World:
 
     def _result(self, host: SimHost, done: Completed) -> None:
         result = done.result
-        self._say(host.name, f"result #{result.seq} {result.outcome.value}" + (f" ({result.reason})" if result.reason else ""))
+        self._say(
+            host.name, f"result #{result.seq} {result.outcome.value}" + (f" ({result.reason})" if result.reason else "")
+        )
 
     # --- sanlock and the VM (called by the hosts' environments) -----------------------------------
 
@@ -455,7 +465,9 @@ class World:
                 self._say("sim", "no VM to migrate")
             else:
                 problem = self.migrate(source, host.id)
-                self._say(source.name, "engine-driven migration " + ("ok" if problem is None else f"failed ({problem})"))
+                self._say(
+                    source.name, "engine-driven migration " + ("ok" if problem is None else f"failed ({problem})")
+                )
                 self._vm_event(source, "migrated out")
         elif do == "global-maintenance":
             self.global_maintenance = bool(event.value)

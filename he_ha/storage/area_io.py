@@ -143,7 +143,7 @@ def _read(path: Path, length: int) -> bytes:
     padded = -(-length // ALIGNMENT) * ALIGNMENT
     with mmap.mmap(-1, padded) as buf:  # page-aligned, as O_DIRECT needs
         count = read_direct(str(path), buf, padded)
-        return bytes(buf[:min(count, length)])
+        return bytes(buf[: min(count, length)])
 
 
 def _zero(path: Path, offset: int, length: int) -> None:

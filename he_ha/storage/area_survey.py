@@ -52,25 +52,43 @@ class MetadataSurvey:
 async def survey_lockspace(io: AreaIo, path: Path) -> LockspaceSurvey:
     stat = await io.stat(path)
     if not stat.exists:
-        return LockspaceSurvey(stat, AreaState.MISSING, None, f"{path} does not exist", AreaState.MISSING,
-                               "no volume", None)
+        return LockspaceSurvey(
+            stat, AreaState.MISSING, None, f"{path} does not exist", AreaState.MISSING, "no volume", None
+        )
     probe = await io.read(path, min(stat.size, PROBE_BYTES))
     geometry = find_geometry(probe)
     if geometry is None:
         data = await io.read(path, min(stat.size, LARGEST_LAYOUT))
         if all_zero(data):
-            return LockspaceSurvey(stat, AreaState.ZERO, None, f"{path} is all zero ({len(data)} bytes read)",
-                                   AreaState.ZERO, "all zero", None)
-        return LockspaceSurvey(stat, AreaState.FOREIGN, None, f"{path} {_foreign(data)}", AreaState.FOREIGN,
-                               "not checked: the lockspace area is not ours", None)
-    evidence = (f"{path} holds lockspace {geometry.name!r} ({geometry.sector_size}-byte sectors, "
-                f"{geometry.align // MIB} MiB alignment, io timeout {geometry.io_timeout} s)")
+            return LockspaceSurvey(
+                stat,
+                AreaState.ZERO,
+                None,
+                f"{path} is all zero ({len(data)} bytes read)",
+                AreaState.ZERO,
+                "all zero",
+                None,
+            )
+        return LockspaceSurvey(
+            stat,
+            AreaState.FOREIGN,
+            None,
+            f"{path} {_foreign(data)}",
+            AreaState.FOREIGN,
+            "not checked: the lockspace area is not ours",
+            None,
+        )
+    evidence = (
+        f"{path} holds lockspace {geometry.name!r} ({geometry.sector_size}-byte sectors, "
+        f"{geometry.align // MIB} MiB alignment, io timeout {geometry.io_timeout} s)"
+    )
     lease_state, lease_evidence, vm_uuid = await survey_lease_area(io, path, stat, geometry, geometry.align)
     return LockspaceSurvey(stat, AreaState.IN_USE, geometry, evidence, lease_state, lease_evidence, vm_uuid)
 
 
-async def survey_lease_area(io: AreaIo, path: Path, stat: AreaStat, geometry: LockspaceGeometry, start: int,
-                            what: str = "VM lease") -> tuple[AreaState, str, str | None]:
+async def survey_lease_area(
+    io: AreaIo, path: Path, stat: AreaStat, geometry: LockspaceGeometry, start: int, what: str = "VM lease"
+) -> tuple[AreaState, str, str | None]:
     """The resource lease area [start, start + alignment) of the lockspace's volume: its
     state, the evidence, and the resource name when a lease of this lockspace is there."""
     end = start + geometry.align
@@ -115,14 +133,20 @@ async def survey_metadata(io: AreaIo, path: Path) -> MetadataSurvey:
     if not hostnames and view.global_block is None:
         example = view.global_error or next(iter(view.errors.values()), None)
         detail = f"; e.g. {example}" if example else ""
-        return MetadataSurvey(stat, AreaState.FOREIGN, f"{path} holds non-zero bytes but no readable metadata slot"
-                                                       f" ({len(unreadable)} unreadable{detail})",
-                              unreadable=unreadable)
-    parts = [f"{len(hostnames)} host slot(s)" + (f" ({', '.join(f'{i}: {n}' for i, n in sorted(hostnames.items()))})"
-                                                  if hostnames else "")]
+        return MetadataSurvey(
+            stat,
+            AreaState.FOREIGN,
+            f"{path} holds non-zero bytes but no readable metadata slot ({len(unreadable)} unreadable{detail})",
+            unreadable=unreadable,
+        )
+    parts = [
+        f"{len(hostnames)} host slot(s)"
+        + (f" ({', '.join(f'{i}: {n}' for i, n in sorted(hostnames.items()))})" if hostnames else "")
+    ]
     if view.global_block is not None:
         parts.append(f"global maintenance {'on' if view.global_block.maintenance else 'off'}")
     if unreadable:
         parts.append(f"unreadable slot(s) {', '.join(map(str, unreadable))}")
-    return MetadataSurvey(stat, AreaState.IN_USE, f"{path} holds metadata: {'; '.join(parts)}", hostnames, unreadable,
-                          view.global_block)
+    return MetadataSurvey(
+        stat, AreaState.IN_USE, f"{path} holds metadata: {'; '.join(parts)}", hostnames, unreadable, view.global_block
+    )

@@ -120,7 +120,7 @@ class WhiteboardView:
 
 def header_crc(fields: list[str]) -> str:
     """crc32 (zlib/IEEE) of the pipe-joined UTF-8 header with field 9 as ``00000000``, %08x."""
-    with_placeholder = [*fields[:CRC_FIELD], CRC_PLACEHOLDER, *fields[CRC_FIELD + 1:]]
+    with_placeholder = [*fields[:CRC_FIELD], CRC_PLACEHOLDER, *fields[CRC_FIELD + 1 :]]
     return f"{zlib.crc32('|'.join(with_placeholder).encode('utf-8')):08x}"
 
 
@@ -220,8 +220,12 @@ def decode_host_slot(host_id: int, slot: bytes) -> HostSlot | None:
 
 # The integer header fields a HostSlot carries, in the order they are checked.
 _INT_FIELDS = (
-    (2, "host timestamp"), (4, "score"), (7, "maintenance"), (8, "stopped"),
-    (10, "conf_on_shared_storage"), (11, "local_conf_timestamp"),
+    (2, "host timestamp"),
+    (4, "score"),
+    (7, "maintenance"),
+    (8, "stopped"),
+    (10, "conf_on_shared_storage"),
+    (11, "local_conf_timestamp"),
 )
 
 
@@ -361,13 +365,20 @@ def decode_whiteboard(
                 errors[index] = exc
                 fingerprints[index] = f"{zlib.crc32(chunk):08x}"
     return WhiteboardView(
-        global_block=global_block, global_error=global_error, hosts=hosts, errors=errors, fingerprints=fingerprints,
+        global_block=global_block,
+        global_error=global_error,
+        hosts=hosts,
+        errors=errors,
+        fingerprints=fingerprints,
         slot_bytes=slot_bytes,
     )
 
 
 def _reuse(
-    previous: WhiteboardView, index: int, hosts: dict[int, HostSlot], errors: dict[int, SlotError],
+    previous: WhiteboardView,
+    index: int,
+    hosts: dict[int, HostSlot],
+    errors: dict[int, SlotError],
     fingerprints: dict[int, str],
 ) -> None:
     """Copy slot ``index``'s outcome from ``previous`` (same bytes, same outcome)."""
@@ -452,7 +463,9 @@ def _check_record(slot: HostSlot) -> None:
             raise EncodeError(f"{name} of host {hid} must be text, got {value!r}")
         for bad in _FORBIDDEN_IN_FIELD:
             if bad in value:
-                raise EncodeError(f"{name} of host {hid} contains {bad!r}, which the format cannot carry: {_short(value)}")
+                raise EncodeError(
+                    f"{name} of host {hid} contains {bad!r}, which the format cannot carry: {_short(value)}"
+                )
         _utf8(hid, name, value)
     if not isinstance(slot.extra, str):
         raise EncodeError(f"extra of host {hid} must be text, got {slot.extra!r}")

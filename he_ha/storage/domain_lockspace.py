@@ -40,15 +40,16 @@ def domain_ids_path(lockspace: str, lease_path: Path) -> Path:
         # /dev/<SD>/leases (block domain: VG <SD>)
         if parts[-2].casefold() == sd:
             return lease_path.parent / "ids"
-    raise LeaseConfigError(f"lease path {lease_path} is not a lease volume of storage domain {lockspace} "
-                           "(<SD>/images/<IMG>/<VOL>.lease, <SD>/dom_md/leases or /dev/<SD>/leases): "
-                           "its lockspace's ids volume cannot be found")
+    raise LeaseConfigError(
+        f"lease path {lease_path} is not a lease volume of storage domain {lockspace} "
+        "(<SD>/images/<IMG>/<VOL>.lease, <SD>/dom_md/leases or /dev/<SD>/leases): "
+        "its lockspace's ids volume cannot be found"
+    )
 
 
 def domain_lockspace(lockspace: str, lease_path: Path, *, io_timeout: int) -> Lockspace:
     """Lockspace ``<SD>`` on the domain's ``ids`` volume, for the lease at ``lease_path``."""
-    return Lockspace(domain_ids_path(lockspace, lease_path), lockspace, 0, DOMAIN_SECTOR_SIZE, DOMAIN_ALIGN,
-                     io_timeout)
+    return Lockspace(domain_ids_path(lockspace, lease_path), lockspace, 0, DOMAIN_SECTOR_SIZE, DOMAIN_ALIGN, io_timeout)
 
 
 def domain_resource(lockspace: str, key: str, path: Path, offset: int, *, io_timeout: int) -> VmLease:

@@ -38,10 +38,17 @@ class HostConfValues:
 
     def items(self) -> list[tuple[str, str]]:
         pairs: list[tuple[str, object]] = [
-            ("host_id", self.host_id), ("vmid", self.vmid), ("fqdn", self.fqdn),
-            ("metadata_path", self.metadata_path), ("lockspace_path", self.lockspace_path), ("conf", self.vm_conf),
-            ("gateway", self.gateway), ("network_test", self.network_test), ("bridge", self.bridge),
-            ("tcp_t_address", self.tcp_address), ("tcp_t_port", self.tcp_port),
+            ("host_id", self.host_id),
+            ("vmid", self.vmid),
+            ("fqdn", self.fqdn),
+            ("metadata_path", self.metadata_path),
+            ("lockspace_path", self.lockspace_path),
+            ("conf", self.vm_conf),
+            ("gateway", self.gateway),
+            ("network_test", self.network_test),
+            ("bridge", self.bridge),
+            ("tcp_t_address", self.tcp_address),
+            ("tcp_t_port", self.tcp_port),
         ]
         return [(key, str(value)) for key, value in pairs if value is not None]
 
@@ -102,5 +109,6 @@ def _check_loads(path: Path, values: dict[str, str]) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = str(first["loc"][0]) if first["loc"] else None
-        raise ConfigError(path, f"the written file would not load: {first['msg']}", key=key,
-                          value=values.get(key) if key else None) from None
+        raise ConfigError(
+            path, f"the written file would not load: {first['msg']}", key=key, value=values.get(key) if key else None
+        ) from None

@@ -119,7 +119,9 @@ class LeaseKeeper:
 
         process = await asyncio.create_subprocess_exec(
             *_command(killpath, detach=False),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=process_env(run_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            env=process_env(run_dir),
             start_new_session=True,  # must outlive the supervisor's process group
         )
         assert process.stdout is not None
@@ -171,8 +173,9 @@ def under_systemd(env: Mapping[str, str] | None = None, *, booted: bool | None =
     return booted and bool(env.get("INVOCATION_ID"))
 
 
-def scope_prefix(env: Mapping[str, str] | None = None, *, booted: bool | None = None,
-                 systemd_run: str | None = None) -> list[str]:
+def scope_prefix(
+    env: Mapping[str, str] | None = None, *, booted: bool | None = None, systemd_run: str | None = None
+) -> list[str]:
     """The ``systemd-run --scope`` words that put a keeper in a transient scope of its own,
     outside the calling service's kill path; [] when not under systemd (or no systemd-run)."""
     import secrets
@@ -184,13 +187,21 @@ def scope_prefix(env: Mapping[str, str] | None = None, *, booted: bool | None = 
     if systemd_run is None:
         log.warning("under systemd but systemd-run not found: the lease keeper stays in this unit's cgroup")
         return []
-    return [systemd_run, "--scope", "--quiet", "--collect",
-            f"--unit={SCOPE_PREFIX}{secrets.token_hex(4)}",
-            "--description=he-ha lease keeper (holds the hosted-engine VM lease)"]
+    return [
+        systemd_run,
+        "--scope",
+        "--quiet",
+        "--collect",
+        f"--unit={SCOPE_PREFIX}{secrets.token_hex(4)}",
+        "--description=he-ha lease keeper (holds the hosted-engine VM lease)",
+    ]
 
 
 async def start_detached(
-    *, run_dir: Path | None = None, killpath: Killpath | None = None, log_path: Path | None = None,
+    *,
+    run_dir: Path | None = None,
+    killpath: Killpath | None = None,
+    log_path: Path | None = None,
     timeout: float = 10.0,
 ) -> int:
     """Start a keeper that is nobody's child (adopted by init) and return its pid once it is
@@ -201,9 +212,13 @@ async def start_detached(
     err = open(log_path, "ab") if log_path is not None else asyncio.subprocess.DEVNULL  # noqa: SIM115
     try:
         starter = await asyncio.create_subprocess_exec(
-            *scope_prefix(), *_command(killpath, detach=True),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
-            env=process_env(run_dir), start_new_session=True,
+            *scope_prefix(),
+            *_command(killpath, detach=True),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            env=process_env(run_dir),
+            start_new_session=True,
         )
     finally:
         if not isinstance(err, int):

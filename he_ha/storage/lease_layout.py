@@ -196,5 +196,12 @@ class LeaseLayout:
 def conf_lock_for(lockspace: Lockspace) -> VmLease:
     """The configuration-volume lock of ``lockspace``: resource ``he-ha-conf`` on the
     lockspace's volume at 2 x alignment, right after the VM lease's default place."""
-    return VmLease(lockspace.path, CONF_LOCK_RESOURCE, lockspace.offset + 2 * lockspace.align, lockspace.name,
-                   lockspace.sector_size, lockspace.align, lockspace.io_timeout)
+    return VmLease(
+        lockspace.path,
+        CONF_LOCK_RESOURCE,
+        lockspace.offset + 2 * lockspace.align,
+        lockspace.name,
+        lockspace.sector_size,
+        lockspace.align,
+        lockspace.io_timeout,
+    )

@@ -103,12 +103,16 @@ def host_info(record: dict[str, Any]) -> HostInfo:
 
 
 def lease_owner(record: dict[str, Any]) -> LeaseOwner:
-    return LeaseOwner(_field(record, "host_id", int), _field(record, "generation", int), _field(record, "timestamp", int))
+    return LeaseOwner(
+        _field(record, "host_id", int), _field(record, "generation", int), _field(record, "timestamp", int)
+    )
 
 
 def held_resource(record: dict[str, Any]) -> HeldResource:
     disks = tuple((Path(path), int(offset)) for path, offset in _field(record, "disks", list))
-    return HeldResource(_field(record, "lockspace", str), _field(record, "resource", str), _field(record, "version", int), disks)
+    return HeldResource(
+        _field(record, "lockspace", str), _field(record, "resource", str), _field(record, "version", int), disks
+    )
 
 
 def lockspace_state(inq: bool | None, adding: bool) -> LockspaceState:
@@ -119,4 +123,6 @@ def lockspace_state(inq: bool | None, adding: bool) -> LockspaceState:
 
 
 def volume_info(path: Path, record: dict[str, Any]) -> VolumeInfo:
-    return VolumeInfo(path, _field(record, "size", int), _field(record, "block", bool), _field(record, "sector_size", int))
+    return VolumeInfo(
+        path, _field(record, "size", int), _field(record, "block", bool), _field(record, "sector_size", int)
+    )

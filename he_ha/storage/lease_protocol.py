@@ -47,8 +47,15 @@ def encode(message: Request | Reply) -> bytes:
         body = {"id": message.id, "result": message.result}
     else:
         failure = message.failure
-        body = {"id": message.id, "error": {"kind": failure.kind, "errno": failure.errno,
-                                            "message": failure.message, "daemon_up": failure.daemon_up}}
+        body = {
+            "id": message.id,
+            "error": {
+                "kind": failure.kind,
+                "errno": failure.errno,
+                "message": failure.message,
+                "daemon_up": failure.daemon_up,
+            },
+        }
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
@@ -77,9 +84,15 @@ def decode_reply(line: bytes) -> Reply:
             raise LeaseProtocolError(f"reply {body['id']} has neither result nor error")
         return Reply(body["id"], result=body["result"])
     error = body["error"]
-    if not isinstance(error, dict) or not isinstance(error.get("kind"), str) or not isinstance(error.get("message"), str):
+    if (
+        not isinstance(error, dict)
+        or not isinstance(error.get("kind"), str)
+        or not isinstance(error.get("message"), str)
+    ):
         raise LeaseProtocolError(f"reply {body['id']} has a malformed error: {error!r}")
     errno = error.get("errno")
     if errno is not None and not isinstance(errno, int):
         raise LeaseProtocolError(f"reply {body['id']} has a non-integer errno: {errno!r}")
-    return Reply(body["id"], failure=Failure(error["kind"], errno, error["message"], bool(error.get("daemon_up", True))))
+    return Reply(
+        body["id"], failure=Failure(error["kind"], errno, error["message"], bool(error.get("daemon_up", True)))
+    )

@@ -96,22 +96,25 @@ class SanlockCalls:
         return {"size": size, "block": block, "sector_size": sector}
 
     def write_lockspace(self, lockspace: str, path: str, offset: int, align: int, sector: int, io_timeout: int) -> None:
-        sanlock.write_lockspace(lockspace.encode(), os.fsencode(path), offset=offset, iotimeout=io_timeout,
-                                align=align, sector=sector)
+        sanlock.write_lockspace(
+            lockspace.encode(), os.fsencode(path), offset=offset, iotimeout=io_timeout, align=align, sector=sector
+        )
 
     def read_lockspace(self, path: str, offset: int, align: int, sector: int) -> Any:
         return _jsonable(sanlock.read_lockspace(os.fsencode(path), offset=offset, align=align, sector=sector))
 
     def write_resource(self, lockspace: str, resource: str, path: str, offset: int, align: int, sector: int) -> None:
-        sanlock.write_resource(lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)],
-                               align=align, sector=sector)
+        sanlock.write_resource(
+            lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)], align=align, sector=sector
+        )
 
     def read_resource(self, path: str, offset: int, align: int, sector: int) -> Any:
         return _jsonable(sanlock.read_resource(os.fsencode(path), offset=offset, align=align, sector=sector))
 
     def add_lockspace(self, lockspace: str, host_id: int, path: str, offset: int, io_timeout: int) -> None:
-        sanlock.add_lockspace(lockspace.encode(), host_id, os.fsencode(path), offset=offset,
-                              iotimeout=io_timeout, wait=True)
+        sanlock.add_lockspace(
+            lockspace.encode(), host_id, os.fsencode(path), offset=offset, iotimeout=io_timeout, wait=True
+        )
 
     def inq_lockspace(self, lockspace: str, host_id: int, path: str, offset: int, wait: bool) -> bool | None:
         held = sanlock.inq_lockspace(lockspace.encode(), host_id, os.fsencode(path), offset=offset, wait=wait)
@@ -130,17 +133,24 @@ class SanlockCalls:
         return _jsonable(sanlock.get_hosts(lockspace.encode(), host_id))
 
     def acquire(self, lockspace: str, resource: str, path: str, offset: int, holder_pid: int | None) -> None:
-        self._as_holder(holder_pid, sanlock.acquire, lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)])
+        self._as_holder(
+            holder_pid, sanlock.acquire, lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)]
+        )
 
     def release(self, lockspace: str, resource: str, path: str, offset: int, holder_pid: int | None) -> None:
-        self._as_holder(holder_pid, sanlock.release, lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)])
+        self._as_holder(
+            holder_pid, sanlock.release, lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)]
+        )
 
     def inquire(self, holder_pid: int | None) -> Any:
         return _jsonable(self._as_holder(holder_pid, sanlock.inquire))
 
-    def read_resource_owners(self, lockspace: str, resource: str, path: str, offset: int, align: int, sector: int) -> Any:
-        owners = sanlock.read_resource_owners(lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)],
-                                              align=align, sector=sector)
+    def read_resource_owners(
+        self, lockspace: str, resource: str, path: str, offset: int, align: int, sector: int
+    ) -> Any:
+        owners = sanlock.read_resource_owners(
+            lockspace.encode(), resource.encode(), [(os.fsencode(path), offset)], align=align, sector=sector
+        )
         return _jsonable(owners)
 
 

@@ -86,9 +86,14 @@ class LeaseClient:
         err = open(stderr, "ab") if stderr is not None else None  # noqa: SIM115 - handed to the child, closed below
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "he_ha.storage.lease_worker",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env=process_env(run_dir), limit=MAX_LINE,
+                sys.executable,
+                "-m",
+                "he_ha.storage.lease_worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                env=process_env(run_dir),
+                limit=MAX_LINE,
                 start_new_session=True,  # a terminal's Ctrl-C must not kill the lease holder behind our back
             )
         finally:
@@ -112,8 +117,10 @@ class LeaseClient:
             process.kill()
             if not await self._exited_within(timeout):
                 self._reader.cancel()
-                raise LeaseError(f"lease worker pid {process.pid} survives SIGKILL: stuck in the kernel "
-                                 "(storage I/O that never returns?)")
+                raise LeaseError(
+                    f"lease worker pid {process.pid} survives SIGKILL: stuck in the kernel "
+                    "(storage I/O that never returns?)"
+                )
         await self._reader
 
     async def _exited_within(self, timeout: float) -> bool:
@@ -139,8 +146,11 @@ class LeaseClient:
                 reply = decode_reply(line)
                 future = self._pending.pop(reply.id, None)
                 if future is None:
-                    log.warning("late lease worker reply discarded", op=self._abandoned.pop(reply.id, "?"),
-                                failure=reply.failure)
+                    log.warning(
+                        "late lease worker reply discarded",
+                        op=self._abandoned.pop(reply.id, "?"),
+                        failure=reply.failure,
+                    )
                 elif not future.done():
                     future.set_result(reply)
             reason = f"lease worker pid {self._process.pid} exited (code {await self._process.wait()})"
@@ -184,13 +194,25 @@ class LeaseClient:
         return lease_model.volume_info(path, record)
 
     async def detect_layout(
-        self, path: Path, *, resource: str, io_timeout: int = 10, lease_path: Path | None = None,
-        lease_offset: int | None = None, timeout: float | None = None,
+        self,
+        path: Path,
+        *,
+        resource: str,
+        io_timeout: int = 10,
+        lease_path: Path | None = None,
+        lease_offset: int | None = None,
+        timeout: float | None = None,
     ) -> LeaseLayout:
         """The default layout for ``path`` with the sector size its storage needs."""
         info = await self.volume_info(path, timeout=timeout)
-        return LeaseLayout.on_volume(path, resource=resource, sector_size=info.sector_size, io_timeout=io_timeout,
-                                     lease_path=lease_path, lease_offset=lease_offset)
+        return LeaseLayout.on_volume(
+            path,
+            resource=resource,
+            sector_size=info.sector_size,
+            io_timeout=io_timeout,
+            lease_path=lease_path,
+            lease_offset=lease_offset,
+        )
 
     async def initialise(self, layout: LeaseLayout, *, overwrite: bool = False, timeout: float | None = None) -> None:
         """Write the lockspace and the VM lease area. Refuses to wipe existing ones unless
@@ -198,16 +220,42 @@ class LeaseClient:
         await self.init_lockspace(layout.lockspace, overwrite=overwrite, timeout=timeout)
         await self.init_vm_lease(layout.vm_lease, overwrite=overwrite, timeout=timeout)
 
-    async def init_lockspace(self, lockspace: Lockspace, *, overwrite: bool = False, timeout: float | None = None) -> None:
-        await self._init_area(lockspace, "read_lockspace", "write_lockspace", LockspaceNotInitialised, overwrite, timeout,
-                              lockspace=lockspace.name, io_timeout=lockspace.io_timeout)
+    async def init_lockspace(
+        self, lockspace: Lockspace, *, overwrite: bool = False, timeout: float | None = None
+    ) -> None:
+        await self._init_area(
+            lockspace,
+            "read_lockspace",
+            "write_lockspace",
+            LockspaceNotInitialised,
+            overwrite,
+            timeout,
+            lockspace=lockspace.name,
+            io_timeout=lockspace.io_timeout,
+        )
 
     async def init_vm_lease(self, lease: VmLease, *, overwrite: bool = False, timeout: float | None = None) -> None:
-        await self._init_area(lease, "read_resource", "write_resource", LeaseNotInitialised, overwrite, timeout,
-                              lockspace=lease.lockspace, resource=lease.resource)
+        await self._init_area(
+            lease,
+            "read_resource",
+            "write_resource",
+            LeaseNotInitialised,
+            overwrite,
+            timeout,
+            lockspace=lease.lockspace,
+            resource=lease.resource,
+        )
 
-    async def _init_area(self, area: Lockspace | VmLease, read_op: str, write_op: str, blank: type[LeaseError],
-                         overwrite: bool, timeout: float | None, **names: Any) -> None:
+    async def _init_area(
+        self,
+        area: Lockspace | VmLease,
+        read_op: str,
+        write_op: str,
+        blank: type[LeaseError],
+        overwrite: bool,
+        timeout: float | None,
+        **names: Any,
+    ) -> None:
         """Write a lockspace or lease area after checking the volume and, unless
         ``overwrite``, that ``read_op`` finds nothing there (``blank`` is its "empty" error)."""
         await self._check_volume(area.path, area.offset + area.align, area.sector_size, timeout)
@@ -218,8 +266,10 @@ class LeaseClient:
             except blank:
                 pass  # the expected case: nothing there yet
             else:
-                raise LeaseAreaInUse(f"{area.describe()}: storage already holds {found}; overwrite=True "
-                                     "wipes it (every host's delta lease, or the lease's owner)")
+                raise LeaseAreaInUse(
+                    f"{area.describe()}: storage already holds {found}; overwrite=True "
+                    "wipes it (every host's delta lease, or the lease's owner)"
+                )
         await self._call(write_op, area.describe(), timeout, **names, **geometry)
         log.info("lease area initialised", area=area.describe(), sector_size=area.sector_size, align=area.align)
 
@@ -232,9 +282,13 @@ class LeaseClient:
 
     # --- lockspace membership and peer liveness -----------------------------------------
 
-    async def lockspace_state(self, lockspace: Lockspace, host_id: int, *, timeout: float | None = None) -> LockspaceState:
+    async def lockspace_state(
+        self, lockspace: Lockspace, host_id: int, *, timeout: float | None = None
+    ) -> LockspaceState:
         """Whether this host holds ``host_id`` in the lockspace (cheap: no storage I/O)."""
-        inq = await self._call("inq_lockspace", lockspace.describe(), timeout, wait=False, **_ls_args(lockspace, host_id))
+        inq = await self._call(
+            "inq_lockspace", lockspace.describe(), timeout, wait=False, **_ls_args(lockspace, host_id)
+        )
         adding = False
         if inq is None:
             entries = await self._call("get_lockspaces", lockspace.describe(), timeout)
@@ -250,12 +304,18 @@ class LeaseClient:
         if await self._settled_state(lockspace, host_id, end) is LockspaceState.JOINED:
             return JoinOutcome.ALREADY_JOINED
         try:
-            await self._call("add_lockspace", lockspace.describe(), end - loop.time(),
-                             io_timeout=lockspace.io_timeout, **_ls_args(lockspace, host_id))
+            await self._call(
+                "add_lockspace",
+                lockspace.describe(),
+                end - loop.time(),
+                io_timeout=lockspace.io_timeout,
+                **_ls_args(lockspace, host_id),
+            )
         except WrongHostId as exc:
             held = await self._held_host_id(lockspace)
-            raise WrongHostId(exc.op, exc.errno, exc.message, exc.target,
-                              f"this host holds host id {held}, not {host_id}") from None
+            raise WrongHostId(
+                exc.op, exc.errno, exc.message, exc.target, f"this host holds host id {held}, not {host_id}"
+            ) from None
         except JoinInProgress:
             # Another join (e.g. of our crashed predecessor) is still running: wait for it.
             if await self._settled_state(lockspace, host_id, end) is not LockspaceState.JOINED:
@@ -274,7 +334,9 @@ class LeaseClient:
         state = await self.lockspace_state(lockspace, host_id, timeout=remaining)
         if state in (LockspaceState.JOINING, LockspaceState.LEAVING):
             remaining = end - asyncio.get_running_loop().time()
-            await self._call("inq_lockspace", lockspace.describe(), remaining, wait=True, **_ls_args(lockspace, host_id))
+            await self._call(
+                "inq_lockspace", lockspace.describe(), remaining, wait=True, **_ls_args(lockspace, host_id)
+            )
             state = await self.lockspace_state(lockspace, host_id, timeout=remaining)
         return state
 
@@ -282,15 +344,17 @@ class LeaseClient:
         entries = await self._call("get_lockspaces", lockspace.describe(), None)
         return next((e["host_id"] for e in entries if e["lockspace"] == lockspace.name), None)
 
-    async def leave(self, lockspace: Lockspace, host_id: int, *, force: bool = False,
-                    timeout: float | None = None) -> bool:
+    async def leave(
+        self, lockspace: Lockspace, host_id: int, *, force: bool = False, timeout: float | None = None
+    ) -> bool:
         """Release ``host_id``; False if this host was not joined. Refuses (LockspaceBusy)
         while a resource lease in it is held on this host, unless ``force``, which makes
         sanlock kill the holders: never use it while the VM may run (invariant 2)."""
         deadline = 6 * lockspace.io_timeout + 10 if timeout is None else timeout
         try:
-            await self._call("rem_lockspace", lockspace.describe(), deadline, unused=not force,
-                             **_ls_args(lockspace, host_id))
+            await self._call(
+                "rem_lockspace", lockspace.describe(), deadline, unused=not force, **_ls_args(lockspace, host_id)
+            )
         except LockspaceNotJoined:
             return False
         log.info("left lockspace", lockspace=lockspace.name, host_id=host_id)
@@ -299,7 +363,9 @@ class LeaseClient:
     async def hosts(self, lockspace: Lockspace, host_id: int = 0, *, timeout: float | None = None) -> list[HostInfo]:
         """Every host id sanlock has seen in the lockspace (or just ``host_id``) with its status.
         Needs this host joined (LockspaceNotJoined) and a few renewals (LockspaceNotReady)."""
-        records = await self._call("get_hosts", lockspace.describe(), timeout, lockspace=lockspace.name, host_id=host_id)
+        records = await self._call(
+            "get_hosts", lockspace.describe(), timeout, lockspace=lockspace.name, host_id=host_id
+        )
         return [lease_model.host_info(record) for record in records]
 
     # --- the VM lease -------------------------------------------------------------------
@@ -320,8 +386,14 @@ class LeaseClient:
 
     async def owners(self, lease: VmLease, *, timeout: float | None = None) -> list[LeaseOwner]:
         """Who owns the lease on storage (host id, generation); empty when free."""
-        records = await self._call("read_resource_owners", lease.describe(), timeout, align=lease.align,
-                                   sector=lease.sector_size, **_lease_args(lease))
+        records = await self._call(
+            "read_resource_owners",
+            lease.describe(),
+            timeout,
+            align=lease.align,
+            sector=lease.sector_size,
+            **_lease_args(lease),
+        )
         return [lease_model.lease_owner(record) for record in records]
 
     async def held(self, *, holder_pid: int | None = None, timeout: float | None = None) -> list[HeldResource]:
@@ -345,4 +417,3 @@ def _error(op: str, target: str, failure: Failure, path: str | None) -> LeaseErr
     if failure.kind == "os":
         return VolumeError(path or target, f"{op}: {failure.message}", failure.errno)
     return LeaseProtocolError(f"{op} on {target}: worker reported {failure.kind}: {failure.message}")
-

@@ -112,13 +112,19 @@ class Observation:
         lease, slot = self.leases.get(host_id), self.slots.get(host_id)
         if lease is not None and lease.state is LeaseState.RENEWING:
             moved = _moved("timestamp", lease.first_timestamp, lease.last_timestamp)
-            evidence.append(f"{self.name(host_id)} renewed its delta lease in lockspace {self._ls_name!r} during "
-                            f"the {self.seconds:.1f} s observed ({moved})")
+            evidence.append(
+                f"{self.name(host_id)} renewed its delta lease in lockspace {self._ls_name!r} during "
+                f"the {self.seconds:.1f} s observed ({moved})"
+            )
         if slot is not None and slot.changed:
-            what = (_moved("host timestamp", slot.first_ts, slot.last_ts) if slot.problem is None
-                    else "content changed although it does not decode")
-            evidence.append(f"the metadata slot of {self.name(host_id)} changed during the {self.seconds:.1f} s "
-                            f"observed ({what})")
+            what = (
+                _moved("host timestamp", slot.first_ts, slot.last_ts)
+                if slot.problem is None
+                else "content changed although it does not decode"
+            )
+            evidence.append(
+                f"the metadata slot of {self.name(host_id)} changed during the {self.seconds:.1f} s observed ({what})"
+            )
         return evidence
 
     def live_host_ids(self) -> list[int]:
@@ -131,9 +137,11 @@ class Observation:
         if lease is None:
             return []
         if lease.state is LeaseState.NOT_RENEWING:
-            return [f"{self.name(host_id)} holds its delta lease but did not renew it during the "
-                    f"{self.seconds:.1f} s observed (timestamp {lease.last_timestamp}): "
-                    "crashed or cut off from storage"]
+            return [
+                f"{self.name(host_id)} holds its delta lease but did not renew it during the "
+                f"{self.seconds:.1f} s observed (timestamp {lease.last_timestamp}): "
+                "crashed or cut off from storage"
+            ]
         if lease.state is LeaseState.UNREADABLE:
             return [f"the delta lease of {self.name(host_id)} is unreadable: {lease.problem}"]
         return []
@@ -155,8 +163,9 @@ class _Reading:
 
 
 class _Observer:
-    def __init__(self, io: AreaIo, lockspace: Path, metadata: Path, lease_path: Path | None,
-                 lease_offset: int | None) -> None:
+    def __init__(
+        self, io: AreaIo, lockspace: Path, metadata: Path, lease_path: Path | None, lease_offset: int | None
+    ) -> None:
         self.io, self.lockspace, self.metadata = io, lockspace, metadata
         self.lease_path, self.lease_offset = lease_path or lockspace, lease_offset
         self.geometry: LockspaceGeometry | None = None
@@ -188,13 +197,14 @@ class _Observer:
             return _Reading(b"", await self._metadata(), b"")
         leader_end = self.lease_at + self.geometry.sector_size
         same_volume = self.lease_path == self.lockspace
-        area = await self.io.read(self.lockspace, max(self.geometry.align, leader_end) if same_volume
-                                  else self.geometry.align)
+        area = await self.io.read(
+            self.lockspace, max(self.geometry.align, leader_end) if same_volume else self.geometry.align
+        )
         metadata = await self._metadata()
         if same_volume:
-            return _Reading(area, metadata, area[self.lease_at:leader_end])
+            return _Reading(area, metadata, area[self.lease_at : leader_end])
         try:
-            leader = (await self.io.read(self.lease_path, leader_end))[self.lease_at:]
+            leader = (await self.io.read(self.lease_path, leader_end))[self.lease_at :]
         except AreaError:
             leader = b""  # reported as "no VM lease there" by _vm_lease_seen
         return _Reading(area, metadata, leader)
@@ -287,10 +297,10 @@ def _leases(geometry: LockspaceGeometry | None, first: bytes, last: bytes) -> di
     size = geometry.sector_size
     for host_id in range(1, geometry.max_host_id + 1):
         start = geometry.sector_of(host_id)
-        now = last[start:start + size]
-        if all_zero(now) and first[start:start + size] == now:
+        now = last[start : start + size]
+        if all_zero(now) and first[start : start + size] == now:
             continue
-        changed = first[start:start + size] != now
+        changed = first[start : start + size] != now
         after = parse_delta_lease(last, geometry, host_id)
         before = parse_delta_lease(first, geometry, host_id) if changed else after
         lease = _lease_seen(host_id, before.record, after.record, after.problem, changed)
@@ -299,8 +309,9 @@ def _leases(geometry: LockspaceGeometry | None, first: bytes, last: bytes) -> di
     return seen
 
 
-def _lease_seen(host_id: int, before: LeaderRecord | None, after: LeaderRecord | None, problem: str | None,
-                changed: bool) -> LeaseSeen:
+def _lease_seen(
+    host_id: int, before: LeaderRecord | None, after: LeaderRecord | None, problem: str | None, changed: bool
+) -> LeaseSeen:
     first_ts = before.timestamp if before is not None else None
     if after is None:
         state = LeaseState.RENEWING if changed else (LeaseState.UNREADABLE if problem else LeaseState.UNUSED)
@@ -316,7 +327,7 @@ def _slots(first: bytes, last: bytes) -> dict[int, SlotSeen]:
     before, after = decode_whiteboard(first), decode_whiteboard(last)
     seen = {}
     for index in range(SLOT_COUNT):
-        chunk = last[index * SLOT_BYTES:(index + 1) * SLOT_BYTES]
+        chunk = last[index * SLOT_BYTES : (index + 1) * SLOT_BYTES]
         if all_zero(chunk):
             continue
         old = before.hosts.get(index)
@@ -324,7 +335,7 @@ def _slots(first: bytes, last: bytes) -> dict[int, SlotSeen]:
         error = after.global_error if index == 0 else after.errors.get(index)
         seen[index] = SlotSeen(
             index=index,
-            changed=first[index * SLOT_BYTES:(index + 1) * SLOT_BYTES] != chunk,
+            changed=first[index * SLOT_BYTES : (index + 1) * SLOT_BYTES] != chunk,
             hostname=new.hostname if new else None,
             first_ts=old.host_ts if old else None,
             last_ts=new.host_ts if new else None,
@@ -347,5 +358,12 @@ def _vm_lease_seen(observer: _Observer, leader: bytes) -> VmLeaseSeen | None:
     if record is None or record.kind is not RecordKind.PAXOS or record.space_name != geometry.name:
         what = "nothing" if record is None else f"a {record.kind.value} of {record.space_name!r}"
         return VmLeaseSeen(path, offset, None, None, None, False, f"no VM lease of {geometry.name!r} there ({what})")
-    return VmLeaseSeen(path, offset, record.resource_name, record.owner_id or None, record.generation,
-                       record.held and record.owner_id != 0, None)
+    return VmLeaseSeen(
+        path,
+        offset,
+        record.resource_name,
+        record.owner_id or None,
+        record.generation,
+        record.held and record.owner_id != 0,
+        None,
+    )

@@ -130,8 +130,14 @@ def normalise_vm_uuid(text: str) -> str:
         raise ValueError(f"VM uuid {text!r} is not a UUID") from None
 
 
-async def plan_init(client: LeaseClient, io: AreaIo, request: InitRequest, *, window: float | None = None,
-                    announce: Callable[[float], None] | None = None) -> InitPlan:
+async def plan_init(
+    client: LeaseClient,
+    io: AreaIo,
+    request: InitRequest,
+    *,
+    window: float | None = None,
+    announce: Callable[[float], None] | None = None,
+) -> InitPlan:
     """Look at storage and plan the steps; nothing is changed. ``window``: the liveness
     observation length (default 3 x the largest io timeout in the lockspace), told to ``announce``."""
     if request.host_id is not None and not 1 <= request.host_id <= MAX_HOST_ID:
@@ -140,9 +146,13 @@ async def plan_init(client: LeaseClient, io: AreaIo, request: InitRequest, *, wi
     metadata = await survey_metadata(io, request.areas.metadata)
     planner = _Planner(client, io, request, lockspace, metadata)
     await planner.plan_storage()
-    if (planner.write_lockspace or planner.write_lease or planner.write_conf_lock) and not await asyncio.to_thread(daemon_answers, client.run_dir):
-        planner.plan.blockers.append(f"this host's sanlock daemon does not answer on {socket_path(client.run_dir)}: "
-                                     "the lockspace and the VM lease are written through it (start sanlock)")
+    if (planner.write_lockspace or planner.write_lease or planner.write_conf_lock) and not await asyncio.to_thread(
+        daemon_answers, client.run_dir
+    ):
+        planner.plan.blockers.append(
+            f"this host's sanlock daemon does not answer on {socket_path(client.run_dir)}: "
+            "the lockspace and the VM lease are written through it (start sanlock)"
+        )
     await planner.check_liveness(window, announce)
     if request.host_id is not None and request.conf_out is not None:
         await planner.plan_conf()
@@ -157,8 +167,14 @@ async def apply_init(plan: InitPlan, report: Callable[[str], None] = lambda text
         report(step.text)
 
 
-async def initialise_first_host(client: LeaseClient, areas: StorageAreas, *, vm_uuid: str,
-                                io_timeout: int = DEFAULT_IO_TIMEOUT, io: AreaIo | None = None) -> LeaseLayout:
+async def initialise_first_host(
+    client: LeaseClient,
+    areas: StorageAreas,
+    *,
+    vm_uuid: str,
+    io_timeout: int = DEFAULT_IO_TIMEOUT,
+    io: AreaIo | None = None,
+) -> LeaseLayout:
     """Lay out fresh storage for a new cluster (the harness's and the demo's deployment):
     create missing files at the right size, write the lockspace and the VM lease through
     ``client``'s daemon, zero the metadata, read it all back. Areas that hold anything
@@ -174,8 +190,14 @@ async def initialise_first_host(client: LeaseClient, areas: StorageAreas, *, vm_
 
 
 class _Planner:
-    def __init__(self, client: LeaseClient, io: AreaIo, request: InitRequest, lockspace: LockspaceSurvey,
-                 metadata: MetadataSurvey) -> None:
+    def __init__(
+        self,
+        client: LeaseClient,
+        io: AreaIo,
+        request: InitRequest,
+        lockspace: LockspaceSurvey,
+        metadata: MetadataSurvey,
+    ) -> None:
         self.client, self.io, self.request = client, io, request
         self.ls, self.md = lockspace, metadata
         self.plan = InitPlan(Role.ADDITIONAL, request.vm_uuid, None)
@@ -215,8 +237,9 @@ class _Planner:
             self.plan.role = Role.FIRST
         self.plan.vm_uuid = request.vm_uuid or ls.vm_uuid
         if self.plan.vm_uuid is None:
-            self.plan.blockers.append(f"no VM lease on {self.areas.lockspace} to take the VM uuid from: "
-                                      "the first host needs --vm-uuid=UUID")
+            self.plan.blockers.append(
+                f"no VM lease on {self.areas.lockspace} to take the VM uuid from: the first host needs --vm-uuid=UUID"
+            )
             return
         if ls.state is AreaState.MISSING:
             await self._plan_new_lockspace_file()
@@ -229,8 +252,10 @@ class _Planner:
     def _check_in_use(self, geometry: LockspaceGeometry) -> None:
         ls, request = self.ls, self.request
         if request.io_timeout is not None and request.io_timeout != geometry.io_timeout:
-            self.refuse(f"lockspace {geometry.name!r} on {self.areas.lockspace} has io timeout "
-                        f"{geometry.io_timeout} s, not the {request.io_timeout} s asked for")
+            self.refuse(
+                f"lockspace {geometry.name!r} on {self.areas.lockspace} has io timeout "
+                f"{geometry.io_timeout} s, not the {request.io_timeout} s asked for"
+            )
             self.write_lockspace = self.write_lease = request.force
         if ls.lease_state is AreaState.IN_USE and request.vm_uuid is not None and ls.vm_uuid != request.vm_uuid:
             self.refuse(f"the VM lease on {self.areas.lockspace} is for VM {ls.vm_uuid}, not {request.vm_uuid}")
@@ -244,13 +269,15 @@ class _Planner:
             self.plan.blockers.append(
                 f"host id {request.host_id} does not fit lockspace {geometry.name!r} on {self.areas.lockspace}: "
                 f"its {geometry.sector_size}-byte sectors with {geometry.align // MIB} MiB alignment hold host ids "
-                f"1..{geometry.max_host_id}")
+                f"1..{geometry.max_host_id}"
+            )
 
     async def _check_conf_lock(self, geometry: LockspaceGeometry) -> None:
         """The configuration-volume lock at 2 x alignment: added when the area is empty."""
         path = self.areas.lockspace
-        state, evidence, resource = await survey_lease_area(self.io, path, self.ls.stat, geometry, 2 * geometry.align,
-                                                            "configuration-volume lock")
+        state, evidence, resource = await survey_lease_area(
+            self.io, path, self.ls.stat, geometry, 2 * geometry.align, "configuration-volume lock"
+        )
         self.conf_lock_state = state
         if state is AreaState.IN_USE and resource == CONF_LOCK_RESOURCE:
             self.write_conf_lock = self.write_lockspace  # rewritten with a forced new lockspace
@@ -280,8 +307,13 @@ class _Planner:
             await self.io.extend_file(path, layout.required_size(path))
             self.plan.layout = layout
 
-        self.plan.steps.append(Step(f"create {path}, sized for its storage's sector size "
-                                    "(3 MiB for 512-byte sectors, 24 MiB for 4096-byte sectors)", create))
+        self.plan.steps.append(
+            Step(
+                f"create {path}, sized for its storage's sector size "
+                "(3 MiB for 512-byte sectors, 24 MiB for 4096-byte sectors)",
+                create,
+            )
+        )
         self._add_lease_writes()
 
     async def _plan_lockspace_writes(self) -> None:
@@ -290,15 +322,26 @@ class _Planner:
         if ls.geometry is not None and not self.write_lockspace:
             geometry = ls.geometry  # keep what is there (an old 4K/1M area stays as it is)
             lockspace = Lockspace(path, geometry.name, 0, geometry.sector_size, geometry.align, geometry.io_timeout)
-            lease = VmLease(path, self.plan.vm_uuid, geometry.align, geometry.name, geometry.sector_size,
-                            geometry.align, geometry.io_timeout)
+            lease = VmLease(
+                path,
+                self.plan.vm_uuid,
+                geometry.align,
+                geometry.name,
+                geometry.sector_size,
+                geometry.align,
+                geometry.io_timeout,
+            )
             self.plan.layout = LeaseLayout(lockspace, lease)
         else:
-            self.plan.layout = await self.client.detect_layout(path, resource=self.plan.vm_uuid,
-                                                               io_timeout=self._io_timeout())
+            self.plan.layout = await self.client.detect_layout(
+                path, resource=self.plan.vm_uuid, io_timeout=self._io_timeout()
+            )
         writes = self.write_lockspace or self.write_lease or self.write_conf_lock
-        if writes and not self._grow(ls.stat, self.plan.layout.required_size(path),
-                                     "the lockspace, the VM lease and the configuration-volume lock"):
+        if writes and not self._grow(
+            ls.stat,
+            self.plan.layout.required_size(path),
+            "the lockspace, the VM lease and the configuration-volume lock",
+        ):
             return
         self._add_lease_writes()
 
@@ -309,8 +352,9 @@ class _Planner:
         if stat.block:
             self.plan.blockers.append(f"{stat.path} is a {stat.size}-byte device; {what} need {needed} bytes")
             return False
-        self._step(f"extend {stat.path} from {stat.size} to {needed} bytes (zeros)",
-                   self.io.extend_file, stat.path, needed)
+        self._step(
+            f"extend {stat.path} from {stat.size} to {needed} bytes (zeros)", self.io.extend_file, stat.path, needed
+        )
         return True
 
     def _add_lease_writes(self) -> None:
@@ -324,25 +368,41 @@ class _Planner:
             return plan.layout
 
         if self.write_lockspace:
+
             async def write_lockspace() -> None:
                 await self.client.init_lockspace(layout().lockspace, overwrite=overwrite_lockspace)
 
-            plan.steps.append(Step(f"write lockspace 'hosted-engine' on {self.areas.lockspace} "
-                                   f"(io timeout {self._io_timeout()} s){self._geometry_text()}", write_lockspace))
+            plan.steps.append(
+                Step(
+                    f"write lockspace 'hosted-engine' on {self.areas.lockspace} "
+                    f"(io timeout {self._io_timeout()} s){self._geometry_text()}",
+                    write_lockspace,
+                )
+            )
         if self.write_lease:
+
             async def write_lease() -> None:
                 await self.client.init_vm_lease(layout().vm_lease, overwrite=overwrite_lease)
 
-            plan.steps.append(Step(f"write the VM lease {plan.vm_uuid} on {self.areas.lockspace}"
-                                   + (f" at offset {plan.layout.vm_lease.offset}" if plan.layout else ""), write_lease))
+            plan.steps.append(
+                Step(
+                    f"write the VM lease {plan.vm_uuid} on {self.areas.lockspace}"
+                    + (f" at offset {plan.layout.vm_lease.offset}" if plan.layout else ""),
+                    write_lease,
+                )
+            )
         if self.write_conf_lock:
+
             async def write_conf_lock() -> None:
                 await self.client.init_vm_lease(layout().conf_lock, overwrite=overwrite_conf_lock)
 
-            plan.steps.append(Step(f"write the configuration-volume lock {CONF_LOCK_RESOURCE!r} on "
-                                   f"{self.areas.lockspace}"
-                                   + (f" at offset {plan.layout.conf_lock.offset}" if plan.layout else ""),
-                                   write_conf_lock))
+            plan.steps.append(
+                Step(
+                    f"write the configuration-volume lock {CONF_LOCK_RESOURCE!r} on "
+                    f"{self.areas.lockspace}" + (f" at offset {plan.layout.conf_lock.offset}" if plan.layout else ""),
+                    write_conf_lock,
+                )
+            )
 
     def _geometry_text(self) -> str:
         layout = self.plan.layout
@@ -360,14 +420,17 @@ class _Planner:
         fresh_cluster = self.ls.state is not AreaState.IN_USE
         if md.state is AreaState.MISSING:
             if not fresh_cluster:
-                self.plan.blockers.append(f"{md.evidence}, but the lockspace on {self.areas.lockspace} is in use: "
-                                          "an additional host must name the cluster's metadata area")
+                self.plan.blockers.append(
+                    f"{md.evidence}, but the lockspace on {self.areas.lockspace} is in use: "
+                    "an additional host must name the cluster's metadata area"
+                )
                 return
             if not await self.io.is_dir(path.parent):
                 self.plan.blockers.append(f"cannot create {path}: directory {path.parent} does not exist")
                 return
-            self._step(f"create {path} ({WHITEBOARD_BYTES} bytes, all zero)",
-                       self.io.create_file, path, WHITEBOARD_BYTES)
+            self._step(
+                f"create {path} ({WHITEBOARD_BYTES} bytes, all zero)", self.io.create_file, path, WHITEBOARD_BYTES
+            )
             return
         if not self._grow(md.stat, WHITEBOARD_BYTES, f"the metadata slots of host ids 1..{MAX_HOST_ID}"):
             return
@@ -377,8 +440,10 @@ class _Planner:
             if self.request.force:
                 self._step(f"zero {path} ({WHITEBOARD_BYTES} bytes)", self.io.zero, path, 0, WHITEBOARD_BYTES)
         elif md.unreadable:
-            self.plan.notes.append(f"{path}: slot(s) {', '.join(map(str, md.unreadable))} do not decode; "
-                                   "'hosted-engine --clean-metadata --unreadable' clears them")
+            self.plan.notes.append(
+                f"{path}: slot(s) {', '.join(map(str, md.unreadable))} do not decode; "
+                "'hosted-engine --clean-metadata --unreadable' clears them"
+            )
 
     def _step(self, text: str, call: Callable[..., Awaitable[None]], *args: object) -> None:
         async def run() -> None:
@@ -392,15 +457,19 @@ class _Planner:
         await verify_lockspace(self.io, layout.lockspace)
         ls = await survey_lockspace(self.io, self.areas.lockspace)
         if ls.vm_uuid != self.plan.vm_uuid:
-            raise ProvisionError(f"read back of {self.areas.lockspace}: {ls.lease_evidence}, expected the VM lease "
-                                 f"{self.plan.vm_uuid}")
+            raise ProvisionError(
+                f"read back of {self.areas.lockspace}: {ls.lease_evidence}, expected the VM lease {self.plan.vm_uuid}"
+            )
         if self.write_conf_lock and ls.geometry is not None:
             lock = layout.conf_lock
-            _, evidence, resource = await survey_lease_area(self.io, lock.path, ls.stat, ls.geometry, lock.offset,
-                                                            "configuration-volume lock")
+            _, evidence, resource = await survey_lease_area(
+                self.io, lock.path, ls.stat, ls.geometry, lock.offset, "configuration-volume lock"
+            )
             if resource != CONF_LOCK_RESOURCE:
-                raise ProvisionError(f"read back of {lock.path}: {evidence}, expected the configuration-volume "
-                                     f"lock {CONF_LOCK_RESOURCE!r}")
+                raise ProvisionError(
+                    f"read back of {lock.path}: {evidence}, expected the configuration-volume "
+                    f"lock {CONF_LOCK_RESOURCE!r}"
+                )
         md = await survey_metadata(self.io, self.areas.metadata)
         if md.state not in (AreaState.ZERO, AreaState.IN_USE) or md.stat.size < WHITEBOARD_BYTES:
             raise ProvisionError(f"read back of the metadata area: {md.evidence} ({md.stat.size} bytes)")
@@ -412,12 +481,21 @@ class _Planner:
         check_id = host_id is not None and self.plan.role is Role.ADDITIONAL and self.ls.state is AreaState.IN_USE
         if not (self.overwrites_in_use or check_id) or self.plan.blockers or self.plan.refusals:
             return  # nothing to check, or refused already
-        seen = await observe(self.io, self.areas.lockspace, self.areas.metadata, window=window, announce=announce,
-                             interest=None if self.overwrites_in_use else [host_id] if host_id else None,
-                             fallback_io_timeout=self.request.io_timeout)
+        seen = await observe(
+            self.io,
+            self.areas.lockspace,
+            self.areas.metadata,
+            window=window,
+            announce=announce,
+            interest=None if self.overwrites_in_use else [host_id] if host_id else None,
+            fallback_io_timeout=self.request.io_timeout,
+        )
         if self.overwrites_in_use:
-            self.plan.blockers += [f"{line}: storage in use is never rewritten while a host is alive, even with --force"
-                                   for live in seen.live_host_ids() for line in seen.alive_evidence(live)]
+            self.plan.blockers += [
+                f"{line}: storage in use is never rewritten while a host is alive, even with --force"
+                for live in seen.live_host_ids()
+                for line in seen.alive_evidence(live)
+            ]
             return
         assert host_id is not None
         alive = seen.alive_evidence(host_id)
@@ -444,10 +522,17 @@ class _Planner:
             return
         settings = request.settings
         values = HostConfValues(
-            host_id=request.host_id, vmid=plan.vm_uuid, metadata_path=self.areas.metadata,
-            lockspace_path=self.areas.lockspace, fqdn=settings.fqdn, vm_conf=settings.vm_conf,
-            gateway=settings.gateway, network_test=settings.network_test, bridge=settings.bridge,
-            tcp_address=settings.tcp_address, tcp_port=settings.tcp_port,
+            host_id=request.host_id,
+            vmid=plan.vm_uuid,
+            metadata_path=self.areas.metadata,
+            lockspace_path=self.areas.lockspace,
+            fqdn=settings.fqdn,
+            vm_conf=settings.vm_conf,
+            gateway=settings.gateway,
+            network_test=settings.network_test,
+            bridge=settings.bridge,
+            tcp_address=settings.tcp_address,
+            tcp_port=settings.tcp_port,
         )
         try:
             conf = plan_host_conf(request.conf_out, values, await self.io.read_text(request.conf_out))
@@ -473,6 +558,8 @@ async def verify_lockspace(io: AreaIo, expected: Lockspace) -> None:
     wanted = (expected.name, expected.sector_size, expected.align, expected.io_timeout)
     got = None if geometry is None else (geometry.name, geometry.sector_size, geometry.align, geometry.io_timeout)
     if got != wanted:
-        raise ProvisionError(f"read back of {expected.path}: {found.evidence}; expected lockspace {expected.name!r} "
-                             f"with {expected.sector_size}-byte sectors, {expected.align // MIB} MiB alignment, "
-                             f"io timeout {expected.io_timeout} s")
+        raise ProvisionError(
+            f"read back of {expected.path}: {found.evidence}; expected lockspace {expected.name!r} "
+            f"with {expected.sector_size}-byte sectors, {expected.align // MIB} MiB alignment, "
+            f"io timeout {expected.io_timeout} s"
+        )

@@ -108,22 +108,29 @@ def parse_leader(data: bytes | memoryview) -> LeaderRecord | None:
     (stored,) = struct.unpack_from("<I", head, CHECKSUM_SPAN)
     computed = crc32c(head[:CHECKSUM_SPAN])
     if stored != computed:
-        raise RecordError(f"leader checksum {stored:#010x} does not match the computed {computed:#010x} "
-                          "(torn or damaged)")
+        raise RecordError(
+            f"leader checksum {stored:#010x} does not match the computed {computed:#010x} (torn or damaged)"
+        )
     align = ALIGN_FLAGS.get(flags & 0xF0)
     if sector_size not in SECTOR_SIZES or align is None:
         raise RecordError(f"impossible geometry: {sector_size}-byte sectors, flags {flags:#x}")
     (timestamp,) = struct.unpack_from("<Q", head, 152)
     (io_timeout,) = struct.unpack_from("<H", head, 174)
     return LeaderRecord(
-        kind=kinds[magic], sector_size=sector_size, align=align,
-        space_name=_name(head, 56), resource_name=_name(head, 104),
-        owner_id=owner, generation=generation, timestamp=timestamp, io_timeout=io_timeout,
+        kind=kinds[magic],
+        sector_size=sector_size,
+        align=align,
+        space_name=_name(head, 56),
+        resource_name=_name(head, 104),
+        owner_id=owner,
+        generation=generation,
+        timestamp=timestamp,
+        io_timeout=io_timeout,
     )
 
 
 def _name(head: bytes, offset: int) -> str:
-    return head[offset:offset + _NAME_BYTES].split(b"\0", 1)[0].decode("utf-8", errors="replace")
+    return head[offset : offset + _NAME_BYTES].split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -151,11 +158,15 @@ def find_geometry(data: bytes | memoryview, name: str = LOCKSPACE_NAME) -> Locks
     for sector in SECTOR_SIZES:
         for offset in range(0, len(data) - RECORD_BYTES + 1, sector):
             try:
-                record = parse_leader(data[offset:offset + RECORD_BYTES])
+                record = parse_leader(data[offset : offset + RECORD_BYTES])
             except RecordError:
                 continue
-            if (record is not None and record.kind is RecordKind.DELTA and record.space_name == name
-                    and record.sector_size == sector):
+            if (
+                record is not None
+                and record.kind is RecordKind.DELTA
+                and record.space_name == name
+                and record.sector_size == sector
+            ):
                 return LockspaceGeometry(name, sector, record.align, record.io_timeout)
     return None
 
@@ -172,7 +183,7 @@ class DeltaLeaseSlot:
 def parse_delta_lease(data: bytes | memoryview, geometry: LockspaceGeometry, host_id: int) -> DeltaLeaseSlot:
     """Host ``host_id``'s delta lease from the lockspace area bytes ``data`` (offset 0)."""
     start = geometry.sector_of(host_id)
-    sector = data[start:start + geometry.sector_size]
+    sector = data[start : start + geometry.sector_size]
     try:
         record = parse_leader(sector)
     except RecordError as exc:
@@ -180,6 +191,9 @@ def parse_delta_lease(data: bytes | memoryview, geometry: LockspaceGeometry, hos
     if record is None:
         return DeltaLeaseSlot(host_id, None, None)
     if record.kind is not RecordKind.DELTA or record.space_name != geometry.name:
-        return DeltaLeaseSlot(host_id, None, f"holds a {record.kind.value} of {record.space_name!r}, "
-                                             f"not a delta lease of {geometry.name!r}")
+        return DeltaLeaseSlot(
+            host_id,
+            None,
+            f"holds a {record.kind.value} of {record.space_name!r}, not a delta lease of {geometry.name!r}",
+        )
     return DeltaLeaseSlot(host_id, record, None)

@@ -203,5 +203,9 @@ class Whiteboard:
             self.last_write = stats
         if stats.error is not None:
             log.warning(
-                "whiteboard_io_failed", op=stats.op, path=self._path, duration=round(stats.duration, 3), error=str(stats.error)
+                "whiteboard_io_failed",
+                op=stats.op,
+                path=self._path,
+                duration=round(stats.duration, 3),
+                error=str(stats.error),
             )

@@ -1,16 +1,16 @@
 """The one error hierarchy of the metadata whiteboard (codec and storage I/O).
 
-    WhiteboardError
-    ├── SlotError            a slot read from storage cannot be used (names the slot)
-    │   ├── CorruptSlot      crc mismatch, bytes that are not UTF-8, a non-integer field
-    │   ├── MalformedSlot    wrong length, too few fields, no version digits, leftover data
-    │   ├── MetadataTooNew   parse version above 1: written by a newer agent
-    │   ├── MetadataTooOld   feature version below 1
-    │   └── WrongHostId      the header names another host than the slot it sits in
-    ├── EncodeError          refusing to produce bytes (too long, '|' in a field, bad value)
-    └── StorageError         an O_DIRECT read or write failed
-        ├── StorageTimeout   the call missed its deadline (the thread may still be stuck)
-        └── StorageStalled   refused at once: an earlier call of that kind is still stuck
+WhiteboardError
+├── SlotError            a slot read from storage cannot be used (names the slot)
+│   ├── CorruptSlot      crc mismatch, bytes that are not UTF-8, a non-integer field
+│   ├── MalformedSlot    wrong length, too few fields, no version digits, leftover data
+│   ├── MetadataTooNew   parse version above 1: written by a newer agent
+│   ├── MetadataTooOld   feature version below 1
+│   └── WrongHostId      the header names another host than the slot it sits in
+├── EncodeError          refusing to produce bytes (too long, '|' in a field, bad value)
+└── StorageError         an O_DIRECT read or write failed
+    ├── StorageTimeout   the call missed its deadline (the thread may still be stuck)
+    └── StorageStalled   refused at once: an earlier call of that kind is still stuck
 """
 
 from __future__ import annotations

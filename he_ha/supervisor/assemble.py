@@ -51,16 +51,28 @@ class TickMachinery:
     lease_watch: LeaseFreeWatch
 
 
-def assemble(env: HostEnv, settings: TickSettings, fsm_state: FsmState, stopping: asyncio.Event, *,
-             engine_xml: EngineXmlPreparer | None = None,
-             on_result: Callable[[Completed], None] | None = None) -> TickMachinery:
+def assemble(
+    env: HostEnv,
+    settings: TickSettings,
+    fsm_state: FsmState,
+    stopping: asyncio.Event,
+    *,
+    engine_xml: EngineXmlPreparer | None = None,
+    on_result: Callable[[Completed], None] | None = None,
+) -> TickMachinery:
     """Build (not start) one host's supervisor; the caller runs ``ticker.run``, ``gate.run``
     and ``lease_watch.run``.
     ``on_result``: also told every VM action's result (the simulator's event log)."""
     s = settings
     reader = BoardReader(env.whiteboard, env.clock)
-    observer = Observer(host_id=s.host_id, env=env, reader=reader, vm_memory_mib=s.vm_memory_mib,
-                        conf_up_to_date=s.conf_up_to_date, storage_timeout=s.storage_timeout)
+    observer = Observer(
+        host_id=s.host_id,
+        env=env,
+        reader=reader,
+        vm_memory_mib=s.vm_memory_mib,
+        conf_up_to_date=s.conf_up_to_date,
+        storage_timeout=s.storage_timeout,
+    )
 
     def action_done(done: Completed) -> None:
         if on_result is not None:
@@ -68,12 +80,29 @@ def assemble(env: HostEnv, settings: TickSettings, fsm_state: FsmState, stopping
         supervisor.action_done(done)
         gate.request("action-result", f"#{done.result.seq} {done.result.outcome.value}", done.done_at)
 
-    executor = ActionExecutor(vm=env.vm, holder=env.holder, specs=env.definitions, health=env.health,
-                              notifier=env.notifier, on_done=action_done, migrate_uri=s.migrate_uri,
-                              io_timeout=s.io_timeout, engine_xml=engine_xml, clock=env.clock)
-    supervisor = Supervisor(fsm_state=fsm_state, env=env, observer=observer, executor=executor,
-                            hostname=s.hostname, conf_on_shared_storage=s.conf_up_to_date, stopping=stopping,
-                            join_timeout=s.join_timeout)
+    executor = ActionExecutor(
+        vm=env.vm,
+        holder=env.holder,
+        specs=env.definitions,
+        health=env.health,
+        notifier=env.notifier,
+        on_done=action_done,
+        migrate_uri=s.migrate_uri,
+        io_timeout=s.io_timeout,
+        engine_xml=engine_xml,
+        clock=env.clock,
+    )
+    supervisor = Supervisor(
+        fsm_state=fsm_state,
+        env=env,
+        observer=observer,
+        executor=executor,
+        hostname=s.hostname,
+        conf_on_shared_storage=s.conf_up_to_date,
+        stopping=stopping,
+        join_timeout=s.join_timeout,
+    )
+
     async def tick(causes: tuple[Wake, ...]) -> float:
         after = await supervisor.tick(causes)
         lease_watch.decided()
@@ -81,6 +110,11 @@ def assemble(env: HostEnv, settings: TickSettings, fsm_state: FsmState, stopping
 
     ticker = Ticker(tick, period=s.tick_period, clock=env.clock)
     gate = FreshHealthGate(env.readings, ticker)
-    lease_watch = LeaseFreeWatch(env.sanlock, env.lockspace, lambda: lease_wait(supervisor.record),
-                                 lambda what: ticker.wake("lease-freed", what), timeout=s.storage_timeout)
+    lease_watch = LeaseFreeWatch(
+        env.sanlock,
+        env.lockspace,
+        lambda: lease_wait(supervisor.record),
+        lambda what: ticker.wake("lease-freed", what),
+        timeout=s.storage_timeout,
+    )
     return TickMachinery(supervisor, ticker, gate, observer, executor, reader, lease_watch)

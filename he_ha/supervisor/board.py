@@ -179,7 +179,9 @@ def fsm_view(read: BoardRead, own_id: int) -> FsmView:
         if host_id != own_id
     ]
     peers += [
-        fault_of(host_id, error, raw.fingerprints[host_id]) for host_id, error in raw.errors.items() if host_id != own_id
+        fault_of(host_id, error, raw.fingerprints[host_id])
+        for host_id, error in raw.errors.items()
+        if host_id != own_id
     ]
     peers.sort(key=lambda p: p.host_id)
     if raw.global_error is not None:

@@ -177,8 +177,11 @@ class SupervisorController:
             except VmError as exc:
                 return CommandResult(ok=False, message=f"refused: cannot tell whether the engine VM runs here: {exc}")
             if state.active and not self._peer_can_take_vm():
-                return CommandResult(ok=False, message=f"{LOCAL_REFUSED} ({NO_TARGET})",
-                                     detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value})
+                return CommandResult(
+                    ok=False,
+                    message=f"{LOCAL_REFUSED} ({NO_TARGET})",
+                    detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value},
+                )
         # Slot 0 is written and read back (set_global_maintenance), as for the broker socket.
         try:
             if flags.global_flag:  # entering global: announce it before clearing local
@@ -190,16 +193,20 @@ class SupervisorController:
                 await apply_local_flags(p.ha_conf, local=flags.local, manual=flags.manual, timeout=p.file_timeout)
                 written = await self.set_global_maintenance(False)
                 if not written.ok:
-                    return CommandResult(ok=False, message=f"maintenance {mode.value} not fully applied: "
-                                                           f"{written.message}")
+                    return CommandResult(
+                        ok=False, message=f"maintenance {mode.value} not fully applied: {written.message}"
+                    )
         except (MaintenanceFileError, ConfigError) as exc:
             log.error("maintenance change failed", mode=mode.value, error=str(exc))
             return CommandResult(ok=False, message=f"maintenance {mode.value} not fully applied: {exc}")
         finally:
             p.ticker.wake("admin", f"maintenance {mode.value}")
         log.info("maintenance mode set", mode=mode.value)
-        return CommandResult(ok=True, message=f"maintenance mode {mode.value} set",
-                             detail={"global": flags.global_flag, "local": flags.local, "manual": flags.manual})
+        return CommandResult(
+            ok=True,
+            message=f"maintenance mode {mode.value} set",
+            detail={"global": flags.global_flag, "local": flags.local, "manual": flags.manual},
+        )
 
     async def set_global_maintenance(self, on: bool) -> CommandResult:
         """Slot 0 alone (the broker socket's put_stats; ha.conf is not touched), answered only
@@ -216,18 +223,23 @@ class SupervisorController:
         except WhiteboardError as exc:
             return CommandResult(ok=False, message=f"{what}: not written and read back: {exc}")
         except TimeoutError:
-            return CommandResult(ok=False, message=f"{what}: not written and read back within "
-                                                   f"{GLOBAL_WRITE_DEADLINE:g} s")
+            return CommandResult(
+                ok=False, message=f"{what}: not written and read back within {GLOBAL_WRITE_DEADLINE:g} s"
+            )
         finally:
             p.ticker.wake("admin", what)
         raw = read.raw
         if raw.global_error is not None:
-            return CommandResult(ok=False, message=f"{what}: written, but the read-back is unusable: "
-                                                   f"{raw.global_error}")
+            return CommandResult(
+                ok=False, message=f"{what}: written, but the read-back is unusable: {raw.global_error}"
+            )
         seen = raw.global_block is not None and raw.global_block.maintenance
         if seen != on:
-            return CommandResult(ok=False, message=f"{what}: written, but read back as maintenance={int(seen)}: "
-                                                   "another host wrote the global block since (the last writer wins)")
+            return CommandResult(
+                ok=False,
+                message=f"{what}: written, but read back as maintenance={int(seen)}: "
+                "another host wrote the global block since (the last writer wins)",
+            )
         log.info("global maintenance set and read back", on=on)
         return CommandResult(ok=True, message=f"{what}: written and read back")
 
@@ -238,7 +250,11 @@ class SupervisorController:
         """The state machine's migration-target rule, on the view the status shows."""
         status = self.status()
         return any(
-            h.live and not h.local and (h.score or 0) > 0 and not h.maintenance and not h.stopped
+            h.live
+            and not h.local
+            and (h.score or 0) > 0
+            and not h.maintenance
+            and not h.stopped
             and (h.engine_status or {}).get("vm") != "up"
             for h in status.hosts
         )
@@ -284,8 +300,11 @@ class SupervisorController:
         except VmError as exc:
             return CommandResult(ok=False, message=f"refused: the VM state cannot be read: {exc}")
         if state.active:
-            return CommandResult(ok=False, message=f"refused: the VM already runs here ({state})",
-                                 detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value})
+            return CommandResult(
+                ok=False,
+                message=f"refused: the VM already runs here ({state})",
+                detail={"refusal": Refusal.VM_RUNNING_HERE.value, "vm": state.status.value},
+            )
         return None
 
     async def _admin_action(self, what: str, work: Any) -> ActionResult:

@@ -125,8 +125,14 @@ class Supervisor:
             self.completed = None  # consumed, or answers an action the FSM no longer waits for
         if record.from_state != record.to_state:
             self.stats.transitions += 1
-            log.info("state transition", old=record.from_state, new=record.to_state, rule=record.rule,
-                     note=record.note, score=record.score.total)
+            log.info(
+                "state transition",
+                old=record.from_state,
+                new=record.to_state,
+                rule=record.rule,
+                note=record.note,
+                score=record.score.total,
+            )
         _log_alerts(before, record)
         if inputs.board is not None:
             self._note_peers(inputs.board.raw, inputs.board.read_at)
@@ -170,8 +176,9 @@ class Supervisor:
             self.stats.publish_failures += 1
             self._start_rejoin()
             return
-        ctx = SlotContext(self.host_id, self.hostname, self.conf_on_shared_storage,
-                          self.specs.loaded_at, self.specs.loaded_epoch)
+        ctx = SlotContext(
+            self.host_id, self.hostname, self.conf_on_shared_storage, self.specs.loaded_at, self.specs.loaded_epoch
+        )
         slot = build_slot(publish.record, record.score, ctx, now_epoch=self.clock.wall() - self.clock.monotonic())
         try:
             await self.whiteboard.publish(slot)
@@ -226,8 +233,13 @@ class Supervisor:
         if inputs is None:
             log.warning("stopping before the first tick: nothing published yet, nothing to withdraw")
             return False
-        obs = Observation(now=now, local=inputs.observation.local, whiteboard=None,
-                          sanlock_hosts=inputs.observation.sanlock_hosts, lease=inputs.observation.lease)
+        obs = Observation(
+            now=now,
+            local=inputs.observation.local,
+            whiteboard=None,
+            sanlock_hosts=inputs.observation.sanlock_hosts,
+            lease=inputs.observation.lease,
+        )
         before = self.state
         self.state, actions, record = stop(before, obs)
         self._log_decision(before, obs, record, (Wake("stop", "SIGTERM", now),), now)
@@ -238,4 +250,3 @@ class Supervisor:
             return False
         log.info("published AgentStopped")
         return True
-

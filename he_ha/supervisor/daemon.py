@@ -95,11 +95,21 @@ async def _main(settings: SupervisorSettings) -> int:
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_CONFIG
-    log.info("starting", host_id=plan.host_id, hostname=plan.hostname, priority=plan.priority, vm=str(plan.identity),
-             holder=settings.holder_kind, libvirt=settings.libvirt_uri,
-             sanlock_run_dir=str(settings.sanlock_run_dir or "/run/sanlock"))
-    for role, volume in (("metadata", plan.volumes.metadata), ("lockspace", plan.volumes.lockspace),
-                         ("conf", plan.volumes.conf)):
+    log.info(
+        "starting",
+        host_id=plan.host_id,
+        hostname=plan.hostname,
+        priority=plan.priority,
+        vm=str(plan.identity),
+        holder=settings.holder_kind,
+        libvirt=settings.libvirt_uri,
+        sanlock_run_dir=str(settings.sanlock_run_dir or "/run/sanlock"),
+    )
+    for role, volume in (
+        ("metadata", plan.volumes.metadata),
+        ("lockspace", plan.volumes.lockspace),
+        ("conf", plan.volumes.conf),
+    ):
         if volume is not None:
             log.info("shared volume", role=role, path=str(volume.path), rule=volume.rule)
     try:
@@ -170,8 +180,9 @@ def _set_memory(observer: Observer, monitors: MonitorSet, mib: int) -> None:
 
 
 class Daemon:
-    def __init__(self, settings: SupervisorSettings, plan: HostPlan, stopping: asyncio.Event,
-                 stack: contextlib.AsyncExitStack) -> None:
+    def __init__(
+        self, settings: SupervisorSettings, plan: HostPlan, stopping: asyncio.Event, stack: contextlib.AsyncExitStack
+    ) -> None:
         self.settings = settings
         self.plan = plan
         self.stopping = stopping
@@ -210,8 +221,9 @@ class Daemon:
                     raise HostLockBusy(f"{exc} for more than {HOST_LOCK_WAIT:g} s") from None
                 if str(exc) != said:
                     said = str(exc)
-                    log.warning("a hosted-engine command acts on the VM without the daemon: waiting for it",
-                                holder=said)
+                    log.warning(
+                        "a hosted-engine command acts on the VM without the daemon: waiting for it", holder=said
+                    )
                     self.systemd.status(f"start-up: waiting: {said}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), HOST_LOCK_POLL)
@@ -242,8 +254,9 @@ class Daemon:
         stack.callback(specs.close)
         await specs.refresh("start-up")
         client, layout = await self._join()
-        whiteboard = Whiteboard(plan.metadata_path, plan.host_id, read_timeout=s.storage_timeout,
-                                write_timeout=s.storage_timeout)
+        whiteboard = Whiteboard(
+            plan.metadata_path, plan.host_id, read_timeout=s.storage_timeout, write_timeout=s.storage_timeout
+        )
         stack.callback(whiteboard.close)
 
         # The callbacks below name objects created further down; they only run once all exist.
@@ -259,8 +272,9 @@ class Daemon:
                 hv.monitors.engine_health.poke()
                 gate.request("vm-event", update.cause.value, update.health.since)
 
-        holder = await build_holder(s, host_id=plan.host_id, identity=plan.identity, client=client,
-                                    lease=layout.vm_lease, on_lost=lease_lost)
+        holder = await build_holder(
+            s, host_id=plan.host_id, identity=plan.identity, client=client, lease=layout.vm_lease, on_lost=lease_lost
+        )
         await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
         hv = await self._hypervisor()
         engine_xml = engine_xml_preparer(s, plan, hv.connection, holder)  # tells the holder each start's engine lease
@@ -268,26 +282,52 @@ class Daemon:
         await engine_xml.read_host_facts(s.host_root)  # once: the sysinfo values of the engine XML
         if isinstance(holder, QemuHolder):
             await _expect_engine_lease(holder, specs, engine_xml)
-        notifier = Notifier(plan.config.broker, NotifySettings(
-            template_path=s.notification_template or DEFAULT_TEMPLATE_PATH,
-            state_file=s.notify_state_file, hostname=plan.hostname))
+        notifier = Notifier(
+            plan.config.broker,
+            NotifySettings(
+                template_path=s.notification_template or DEFAULT_TEMPLATE_PATH,
+                state_file=s.notify_state_file,
+                hostname=plan.hostname,
+            ),
+        )
         await notifier.start()
         stack.push_async_callback(notifier.stop, 2.0)
 
         decisions = DecisionLog(s.decision_log, s.decision_ring)
         stack.callback(decisions.close)
         env = HostEnv(
-            clock=SYSTEM_CLOCK, whiteboard=whiteboard, sanlock=client, lockspace=layout.lockspace,
-            vm_lease=layout.vm_lease, holder=holder, vm=hv.vm, readings=hv.runner.snapshot,
-            health=hv.monitors.engine_health, ha_conf=HaConfFile(s.paths.ha_conf, s.storage_timeout),
-            definitions=specs, notifier=notifier, decisions=decisions, systemd=self.systemd,
+            clock=SYSTEM_CLOCK,
+            whiteboard=whiteboard,
+            sanlock=client,
+            lockspace=layout.lockspace,
+            vm_lease=layout.vm_lease,
+            holder=holder,
+            vm=hv.vm,
+            readings=hv.runner.snapshot,
+            health=hv.monitors.engine_health,
+            ha_conf=HaConfFile(s.paths.ha_conf, s.storage_timeout),
+            definitions=specs,
+            notifier=notifier,
+            decisions=decisions,
+            systemd=self.systemd,
         )
-        machinery = assemble(env, TickSettings(
-            host_id=plan.host_id, hostname=plan.hostname, conf_up_to_date=engine.conf_is_up_to_date,
-            vm_memory_mib=plan.vm_memory_mib, storage_timeout=s.storage_timeout, tick_period=s.tick_period,
-            migrate_uri=s.migrate_uri, io_timeout=s.io_timeout, join_timeout=wait_deadline(s.io_timeout),
-        ), initial_state(plan.host_id, s.timing, plan.config.score, plan.priority), self.stopping,
-            engine_xml=engine_xml)
+        machinery = assemble(
+            env,
+            TickSettings(
+                host_id=plan.host_id,
+                hostname=plan.hostname,
+                conf_up_to_date=engine.conf_is_up_to_date,
+                vm_memory_mib=plan.vm_memory_mib,
+                storage_timeout=s.storage_timeout,
+                tick_period=s.tick_period,
+                migrate_uri=s.migrate_uri,
+                io_timeout=s.io_timeout,
+                join_timeout=wait_deadline(s.io_timeout),
+            ),
+            initial_state(plan.host_id, s.timing, plan.config.score, plan.priority),
+            self.stopping,
+            engine_xml=engine_xml,
+        )
         supervisor, ticker, gate = machinery.supervisor, machinery.ticker, machinery.gate
         observer, executor, reader = machinery.observer, machinery.executor, machinery.reader
         stack.push_async_callback(observer.close)
@@ -297,22 +337,42 @@ class Daemon:
         await watch.start()
         stack.push_async_callback(watch.stop)
 
-        tasks = [asyncio.create_task(ticker.run(self.stopping), name="ticker"),
-                 asyncio.create_task(gate.run(), name="health-gate"),
-                 asyncio.create_task(specs.run(self.stopping), name="vm-definition"),
-                 asyncio.create_task(machinery.lease_watch.run(), name="lease-watch")]
+        tasks = [
+            asyncio.create_task(ticker.run(self.stopping), name="ticker"),
+            asyncio.create_task(gate.run(), name="health-gate"),
+            asyncio.create_task(specs.run(self.stopping), name="vm-definition"),
+            asyncio.create_task(machinery.lease_watch.run(), name="lease-watch"),
+        ]
         if s.peer_poll > 0:
             peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
             supervisor.peer_watch = peer_watch
             tasks.append(asyncio.create_task(peer_watch.run(), name="peer-watch"))
-        controller = SupervisorController(ControllerParts(
-            supervisor=supervisor, whiteboard=whiteboard, decisions=decisions, executor=executor, reader=reader,
-            holder=holder, vm=hv.vm, watch=watch,
-            connection=hv.connection, snapshot=hv.runner.snapshot, notifier=notifier, ticker=ticker,
-            ha_conf=s.paths.ha_conf, file_timeout=s.storage_timeout,
-            lockspace_reset=LockspaceReset(client, layout.lockspace, plan.host_id, plan.metadata_path,
-                                           layout.vm_lease, query_timeout=s.storage_timeout),
-        ))
+        controller = SupervisorController(
+            ControllerParts(
+                supervisor=supervisor,
+                whiteboard=whiteboard,
+                decisions=decisions,
+                executor=executor,
+                reader=reader,
+                holder=holder,
+                vm=hv.vm,
+                watch=watch,
+                connection=hv.connection,
+                snapshot=hv.runner.snapshot,
+                notifier=notifier,
+                ticker=ticker,
+                ha_conf=s.paths.ha_conf,
+                file_timeout=s.storage_timeout,
+                lockspace_reset=LockspaceReset(
+                    client,
+                    layout.lockspace,
+                    plan.host_id,
+                    plan.metadata_path,
+                    layout.vm_lease,
+                    query_timeout=s.storage_timeout,
+                ),
+            )
+        )
         await self._start_admin(controller)
         await self._start_broker(controller)
         await self._start_metrics_listener(controller)
@@ -328,8 +388,13 @@ class Daemon:
         self.stack.push_async_callback(client.close)
         layout: LeaseLayout = await self._retry(
             "reading the lease volume",
-            lambda: client.detect_layout(plan.lockspace_path, resource=plan.resource, io_timeout=s.io_timeout,
-                                         lease_path=engine.vm_lease_path, lease_offset=engine.vm_lease_offset),
+            lambda: client.detect_layout(
+                plan.lockspace_path,
+                resource=plan.resource,
+                io_timeout=s.io_timeout,
+                lease_path=engine.vm_lease_path,
+                lease_offset=engine.vm_lease_offset,
+            ),
             (LeaseError,),
         )
         self.systemd.status("joining the lockspace")
@@ -349,9 +414,15 @@ class Daemon:
         self.stack.push_async_callback(connection.close)
         observer = ConnectionDomainObserver(connection, plan.identity)
         try:
-            monitors = build_monitors(plan.config.engine, observer=observer, metadata_path=plan.metadata_path,
-                                      engine_mem_mib=plan.vm_memory_mib, interval=s.monitor_interval,
-                                      health_url=s.health_url, health_grace=s.health_grace)
+            monitors = build_monitors(
+                plan.config.engine,
+                observer=observer,
+                metadata_path=plan.metadata_path,
+                engine_mem_mib=plan.vm_memory_mib,
+                interval=s.monitor_interval,
+                health_url=s.health_url,
+                health_grace=s.health_grace,
+            )
         except ValueError as exc:  # a key or setting the monitors cannot work with
             raise ConfigError(s.paths.hosted_engine_conf, str(exc)) from None
         runner = MonitorRunner(monitors.monitors)
@@ -389,14 +460,25 @@ class Daemon:
         stop_wait.cancel()
         for task in done:
             if task is not stop_wait and not task.cancelled() and task.exception() is not None:
-                log.error("supervisor task failed; stopping", task=task.get_name(),
-                          error=repr(task.exception()), exc_info=task.exception())
+                log.error(
+                    "supervisor task failed; stopping",
+                    task=task.get_name(),
+                    error=repr(task.exception()),
+                    exc_info=task.exception(),
+                )
                 self.stopping.set()
                 return EXIT_FAILURE
         return EXIT_OK
 
-    async def _stop(self, running: Running, executor: ActionExecutor, controller: SupervisorController,
-                    holder: LeaseHolder, client: LeaseClient, layout: LeaseLayout) -> None:
+    async def _stop(
+        self,
+        running: Running,
+        executor: ActionExecutor,
+        controller: SupervisorController,
+        holder: LeaseHolder,
+        client: LeaseClient,
+        layout: LeaseLayout,
+    ) -> None:
         self.systemd.stopping("stopping: publishing the stopped flag")
         ticker_task = running.tasks[0]
         with contextlib.suppress(TimeoutError):
@@ -432,12 +514,19 @@ async def _expect_engine_lease(holder: QemuHolder, specs: SpecSource, engine_xml
     try:
         launch = await engine_xml.resolve(spec)
     except Exception as exc:  # never fatal: the lease is learnt again at the next start
-        log.warning("engine XML not resolved at start-up: no engine lease to adopt a running VM by",
-                    error=str(exc), kind=type(exc).__name__)
+        log.warning(
+            "engine XML not resolved at start-up: no engine lease to adopt a running VM by",
+            error=str(exc),
+            kind=type(exc).__name__,
+        )
         return
     lease = launch.engine_lease
     holder.expect_engine_lease(lease)
     if lease is not None:
-        log.info("a VM running here under the engine lease counts as held here",
-                 lease=f"{lease.lockspace}:{lease.key}", path=str(lease.path), offset=lease.offset)
+        log.info(
+            "a VM running here under the engine lease counts as held here",
+            lease=f"{lease.lockspace}:{lease.key}",
+            path=str(lease.path),
+            offset=lease.offset,
+        )
         holder.join_engine_lockspace()  # in the background: a migration target must be in <SD>

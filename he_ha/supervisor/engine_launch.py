@@ -131,10 +131,13 @@ def prepare_launch_xml(spec: DomainSpec, conf: HostedEngineConf, roots: VdsmRoot
     if not is_engine_xml(spec.xml):
         return LaunchXml(spec, None)
     if not conf.sd_uuid:
-        raise EngineXmlError(f"{spec.source}: the engine XML names storage volumes, but hosted-engine.conf has no "
-                             "sdUUID: its disks and lease cannot be resolved")
-    resolved = resolve_engine_xml(spec.xml, ResolveContext(host, conf.sd_uuid, volume_lookup(conf, roots)),
-                                  source=spec.source)
+        raise EngineXmlError(
+            f"{spec.source}: the engine XML names storage volumes, but hosted-engine.conf has no "
+            "sdUUID: its disks and lease cannot be resolved"
+        )
+    resolved = resolve_engine_xml(
+        spec.xml, ResolveContext(host, conf.sd_uuid, volume_lookup(conf, roots)), source=spec.source
+    )
     xml = resolved.xml if LAUNCH_ENGINE_LEASE else without_leases(resolved.xml)
     return LaunchXml(replace(spec, xml=xml), resolved)
 
@@ -143,9 +146,16 @@ class EngineXmlPreparer:
     """Resolves the engine XML for a start (off the loop, with a deadline) and makes sure the
     libvirt networks it names exist."""
 
-    def __init__(self, *, conf: HostedEngineConf, roots: VdsmRoots, connection: LibvirtConnection,
-                 timeout: float, host: HostFacts = UNKNOWN_HOST,
-                 on_launch: Callable[[LeaseSpec | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        conf: HostedEngineConf,
+        roots: VdsmRoots,
+        connection: LibvirtConnection,
+        timeout: float,
+        host: HostFacts = UNKNOWN_HOST,
+        on_launch: Callable[[LeaseSpec | None], None] | None = None,
+    ) -> None:
         self.conf = conf
         self._on_launch = on_launch  # the lease holder's ``choose``: the engine lease of this start
         self.roots = roots
@@ -163,15 +173,21 @@ class EngineXmlPreparer:
         except LaneError as exc:
             log.warning("host facts for the engine XML not read", error=str(exc))
         else:
-            log.info("host facts for the engine XML", os_name=self.host.os_name, os_version=self.host.os_version,
-                     serial=self.host.serial, root=str(root))
+            log.info(
+                "host facts for the engine XML",
+                os_name=self.host.os_name,
+                os_version=self.host.os_version,
+                serial=self.host.serial,
+                root=str(root),
+            )
         return self.host
 
     async def resolve(self, spec: DomainSpec) -> LaunchXml:
         """``prepare_launch_xml`` under the deadline; EngineXmlError on a refusal or a timeout."""
         try:
-            return await self._lane.run("resolve", lambda: prepare_launch_xml(spec, self.conf, self.roots, self.host),
-                                        self._timeout)
+            return await self._lane.run(
+                "resolve", lambda: prepare_launch_xml(spec, self.conf, self.roots, self.host), self._timeout
+            )
         except LaneError as exc:
             raise EngineXmlError(f"{spec.source}: the engine XML could not be resolved: {exc}") from None
 
@@ -180,10 +196,14 @@ class EngineXmlPreparer:
         launch = await self.resolve(spec)
         if launch.resolved is not None:
             resolved = launch.resolved
-            log.info("engine XML resolved", source=spec.source, changes=list(resolved.changes),
-                     networks=sorted(resolved.networks),
-                     engine_lease=None if resolved.lease is None else str(resolved.lease.path),
-                     engine_lease_launched=LAUNCH_ENGINE_LEASE)
+            log.info(
+                "engine XML resolved",
+                source=spec.source,
+                changes=list(resolved.changes),
+                networks=sorted(resolved.networks),
+                engine_lease=None if resolved.lease is None else str(resolved.lease.path),
+                engine_lease_launched=LAUNCH_ENGINE_LEASE,
+            )
             if resolved.networks:
                 await self._ensure_networks(resolved.networks, spec.source)
         if self._on_launch is not None:
@@ -214,11 +234,15 @@ def ensure_networks(conn: libvirt.virConnect, names: frozenset[str], source: str
             network = None
         if network is None:
             if not name.startswith(LIBVIRT_NET_PREFIX) or name == LIBVIRT_NET_PREFIX:
-                raise EngineXmlError(f"{source}: the domain needs libvirt network {name!r}, which does not exist "
-                                     "(and is not a VDSM network he-ha could create)")
+                raise EngineXmlError(
+                    f"{source}: the domain needs libvirt network {name!r}, which does not exist "
+                    "(and is not a VDSM network he-ha could create)"
+                )
             conn.networkCreateXML(vdsm_network_xml(name))
-            done.append(f"{name}: created (transient, bridged to {name[len(LIBVIRT_NET_PREFIX):]}); "
-                        "VDSM defines it on an oVirt host")
+            done.append(
+                f"{name}: created (transient, bridged to {name[len(LIBVIRT_NET_PREFIX) :]}); "
+                "VDSM defines it on an oVirt host"
+            )
         elif not network.isActive():
             network.create()
             done.append(f"{name}: started")

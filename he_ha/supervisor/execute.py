@@ -108,8 +108,15 @@ class SpecSource:
     stalled storage) is reported and the next one is refused until it returns.
     """
 
-    def __init__(self, plan: DefinitionPlan, identity: DomainId, first: Resolution, *, timeout: float,
-                 period: float = DEFINITION_REFRESH) -> None:
+    def __init__(
+        self,
+        plan: DefinitionPlan,
+        identity: DomainId,
+        first: Resolution,
+        *,
+        timeout: float,
+        period: float = DEFINITION_REFRESH,
+    ) -> None:
         self.plan = plan
         self.domain = identity
         self.period = period
@@ -127,8 +134,13 @@ class SpecSource:
         self.loaded_at = now  # published as vm_conf_refresh_time
         self.loaded_epoch = time.time() - now
         in_use = first.best
-        log.info("VM definition", source=in_use.source if in_use else None, origin=in_use.origin if in_use else None,
-                 startable=first.definition is not None, vm=str(identity))
+        log.info(
+            "VM definition",
+            source=in_use.source if in_use else None,
+            origin=in_use.origin if in_use else None,
+            startable=first.definition is not None,
+            vm=str(identity),
+        )
 
     # --- what status and metrics read ----------------------------------------------------
 
@@ -136,8 +148,13 @@ class SpecSource:
         in_use = self._current or self._partial
         read_at = self._read_at
         age = None if read_at is None else round((time.monotonic() if now is None else now) - read_at, 3)
-        return DefinitionState(usable=self._current is not None, source=in_use.source if in_use else None,
-                               origin=in_use.origin if in_use else None, age=age, problem=self._problem)
+        return DefinitionState(
+            usable=self._current is not None,
+            source=in_use.source if in_use else None,
+            origin=in_use.origin if in_use else None,
+            age=age,
+            problem=self._problem,
+        )
 
     def in_use(self) -> VmDefinition | None:
         """The definition in use: the last one with domain XML, else identity and memory only."""
@@ -165,8 +182,13 @@ class SpecSource:
         best = done.now.best or done.found.best
         self._log_notes(done.found.notes + done.now.notes, best.remarks if best is not None else ())
         for path in done.written:
-            log.info("VM definition written", path=str(path), source=done.in_use.source if done.in_use else None,
-                     origin=done.in_use.origin if done.in_use else None, why=why)
+            log.info(
+                "VM definition written",
+                path=str(path),
+                source=done.in_use.source if done.in_use else None,
+                origin=done.in_use.origin if done.in_use else None,
+                why=why,
+            )
         self._apply(done.now, done.problems, [why])
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -202,8 +224,14 @@ class SpecSource:
             before = self._current or self._partial
             if before is None or found.lines != before.lines:
                 changes = None if before is None else describe_changes(before.values(), found.values())
-                log.info("VM definition", source=found.source, origin=found.origin, vm=str(found.identity),
-                         changes=changes, before=None if before is None else before.origin)
+                log.info(
+                    "VM definition",
+                    source=found.source,
+                    origin=found.origin,
+                    vm=str(found.identity),
+                    changes=changes,
+                    before=None if before is None else before.origin,
+                )
             self._current, self._read_at = found, now
             self.loaded_at, self.loaded_epoch = now, time.time() - now
         elif resolution.partial is not None and self._current is None:

@@ -102,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
     ended = is_keeper(args.keeper_pid)
     if ended:
         os.kill(args.keeper_pid, signal.SIGTERM)  # its exit releases the lease
-    _note(fence_file, f"VM {target.domain} {outcome}; lease keeper {args.keeper_pid} "
-                      f"{'ended' if ended else 'was not running'}")
+    _note(
+        fence_file,
+        f"VM {target.domain} {outcome}; lease keeper {args.keeper_pid} {'ended' if ended else 'was not running'}",
+    )
     return 0
 
 

@@ -34,8 +34,15 @@ from he_ha.vm import (
 )
 
 
-async def build_holder(settings: SupervisorSettings, *, host_id: int, identity: DomainId, client: LeaseClient,
-                       lease: VmLease, on_lost: Callable[[str], None]) -> LeaseHolder:
+async def build_holder(
+    settings: SupervisorSettings,
+    *,
+    host_id: int,
+    identity: DomainId,
+    client: LeaseClient,
+    lease: VmLease,
+    on_lost: Callable[[str], None],
+) -> LeaseHolder:
     """The lease holder of ``settings.holder_kind``. The keeper
     holder first writes the fence file its killpath reads, and records its keeper in
     ``settings.keeper_file``, where the next daemon finds and adopts it."""
@@ -44,19 +51,32 @@ async def build_holder(settings: SupervisorSettings, *, host_id: int, identity: 
         return WorkerHolder(client, lease, on_lost=on_lost)
     if kind == "qemu":
         # host id and io timeout: for joining the storage domain's lockspace of the engine lease
-        return QemuHolder(client, lease, on_lost=on_lost, host_id=host_id, io_timeout=settings.io_timeout,
-                          vm_uuid=identity.uuid)
+        return QemuHolder(
+            client, lease, on_lost=on_lost, host_id=host_id, io_timeout=settings.io_timeout, vm_uuid=identity.uuid
+        )
     await asyncio.to_thread(write_fence_file, settings.fence_file, FenceTarget(settings.libvirt_uri, identity))
-    return KeeperHolder(client, lease, on_lost=on_lost, record_file=settings.keeper_file,
-                        sanlock_run_dir=settings.sanlock_run_dir, killpath=fence_killpath(settings.fence_file),
-                        log_path=settings.run_dir / "lease-keeper.log")
+    return KeeperHolder(
+        client,
+        lease,
+        on_lost=on_lost,
+        record_file=settings.keeper_file,
+        sanlock_run_dir=settings.sanlock_run_dir,
+        killpath=fence_killpath(settings.fence_file),
+        log_path=settings.run_dir / "lease-keeper.log",
+    )
 
 
-def engine_xml_preparer(settings: SupervisorSettings, plan: HostPlan, connection: LibvirtConnection,
-                        holder: LeaseHolder) -> EngineXmlPreparer:
+def engine_xml_preparer(
+    settings: SupervisorSettings, plan: HostPlan, connection: LibvirtConnection, holder: LeaseHolder
+) -> EngineXmlPreparer:
     """The engine-XML preparer of every start, telling ``holder`` each start's engine lease."""
-    return EngineXmlPreparer(conf=plan.config.engine, roots=VdsmRoots.from_mount_root(settings.mount_root),
-                             connection=connection, timeout=settings.definition_timeout, on_launch=holder.choose)
+    return EngineXmlPreparer(
+        conf=plan.config.engine,
+        roots=VdsmRoots.from_mount_root(settings.mount_root),
+        connection=connection,
+        timeout=settings.definition_timeout,
+        on_launch=holder.choose,
+    )
 
 
 class RecoveryConfRefused(Exception):
@@ -74,24 +94,30 @@ async def recovery_spec(path: Path, engine: DomainId, timeout: float) -> DomainS
     except (ConfigError, DomainXmlError) as exc:
         raise RecoveryConfRefused(f"refused: not a usable vm.conf: {exc}") from None
     if spec.id.uuid != engine.uuid:
-        raise RecoveryConfRefused(f"refused: {path} describes the VM {spec.id.uuid} (vmId), "
-                                  f"not the engine VM {engine.uuid}")
+        raise RecoveryConfRefused(
+            f"refused: {path} describes the VM {spec.id.uuid} (vmId), not the engine VM {engine.uuid}"
+        )
     if spec.id.name != engine.name:
-        raise RecoveryConfRefused(f"refused: {path} names the VM {spec.id.name!r}, "
-                                  f"not {engine.name!r} as the configured vm.conf does")
+        raise RecoveryConfRefused(
+            f"refused: {path} names the VM {spec.id.name!r}, not {engine.name!r} as the configured vm.conf does"
+        )
     return spec
 
 
 def start_answer(result: ActionResult) -> CommandResult:
     """A start's result as the admin API answers it."""
     if result.outcome is Outcome.LEASE_BUSY:
-        return CommandResult(ok=False, message=f"refused: another host holds the VM lease ({result.reason})",
-                             detail={"refusal": Refusal.LEASE_BUSY.value})
+        return CommandResult(
+            ok=False,
+            message=f"refused: another host holds the VM lease ({result.reason})",
+            detail={"refusal": Refusal.LEASE_BUSY.value},
+        )
     return CommandResult(ok=result.outcome is Outcome.OK, message=f"start: {result.reason or result.outcome.value}")
 
 
-async def vnc_ticket(connection: LibvirtConnection, domain: DomainId, password: str, ttl: int,
-                     hostname: str) -> CommandResult:
+async def vnc_ticket(
+    connection: LibvirtConnection, domain: DomainId, password: str, ttl: int, hostname: str
+) -> CommandResult:
     """A VNC password valid ``ttl`` seconds on the running engine VM; the display's address
     and port in ``detail``."""
     try:
@@ -104,5 +130,6 @@ async def vnc_ticket(connection: LibvirtConnection, domain: DomainId, password: 
         return CommandResult(ok=False, message=f"refused: libvirt cannot be asked: {exc}")
     # A display listening everywhere is reached through this host's name.
     address = hostname if display.address in WILDCARDS else display.address
-    return CommandResult(ok=True, message=f"VNC password set for {ttl} s",
-                         detail={"address": address, "port": display.port})
+    return CommandResult(
+        ok=True, message=f"VNC password set for {ttl} s", detail={"address": address, "port": display.port}
+    )

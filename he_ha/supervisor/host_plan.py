@@ -63,14 +63,18 @@ def load_plan(settings: SupervisorSettings) -> HostPlan:
     config = load_host_config(settings.paths)
     engine, he_conf = config.engine, settings.paths.hosted_engine_conf
     if not engine.configured:
-        raise ConfigError(he_conf, "this host is not configured for the hosted engine ('configured' is not True)",
-                          key="configured")
+        raise ConfigError(
+            he_conf, "this host is not configured for the hosted engine ('configured' is not True)", key="configured"
+        )
     roots = VdsmRoots.from_mount_root(settings.mount_root)
     volumes = resolve_volumes(engine, roots, he_conf)
     expected = _expected(engine, he_conf)
     definitions = DefinitionPlan.for_host(
-        conf=engine.vm_conf, state_dir=settings.state_dir, explicit=settings.vm_conf,
-        conf_volume=volumes.conf.path if volumes.conf is not None else None, expected=expected,
+        conf=engine.vm_conf,
+        state_dir=settings.state_dir,
+        explicit=settings.vm_conf,
+        conf_volume=volumes.conf.path if volumes.conf is not None else None,
+        expected=expected,
         ovf_store=ovf_store_source(engine, he_conf, roots),
     )
     timeout = settings.definition_timeout
@@ -84,8 +88,9 @@ def load_plan(settings: SupervisorSettings) -> HostPlan:
     elif expected.vm_id is not None:
         identity = DomainId(DEFAULT_VM_NAME, expected.vm_id)
     else:
-        raise ConfigError(he_conf, f"no 'vmid', and no VM definition names the engine VM ({first.problem()})",
-                          key="vmid")
+        raise ConfigError(
+            he_conf, f"no 'vmid', and no VM definition names the engine VM ({first.problem()})", key="vmid"
+        )
     return HostPlan(
         config=config,
         hostname=settings.hostname or socket.gethostname(),

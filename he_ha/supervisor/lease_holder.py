@@ -341,9 +341,17 @@ class QemuHolder(LeaseHolder):
     kind = "qemu"
     held_by_qemu = True
 
-    def __init__(self, client: LeaseClient, lease: VmLease, *, on_lost: Callable[[str], None],
-                 host_id: int | None = None, io_timeout: int = DEFAULT_IO_TIMEOUT,
-                 vm_uuid: str | None = None, qemu_pids: Callable[[], list[int]] | None = None) -> None:
+    def __init__(
+        self,
+        client: LeaseClient,
+        lease: VmLease,
+        *,
+        on_lost: Callable[[str], None],
+        host_id: int | None = None,
+        io_timeout: int = DEFAULT_IO_TIMEOUT,
+        vm_uuid: str | None = None,
+        qemu_pids: Callable[[], list[int]] | None = None,
+    ) -> None:
         super().__init__(client, lease, on_lost=on_lost)
         self.host_id = host_id
         self.io_timeout = io_timeout
@@ -393,20 +401,31 @@ class QemuHolder(LeaseHolder):
         reported: str | None = None
         while True:
             try:
-                outcome = await self.client.join(lockspace, self.host_id,
-                                                 timeout=wait_deadline(lockspace.io_timeout))
+                outcome = await self.client.join(lockspace, self.host_id, timeout=wait_deadline(lockspace.io_timeout))
             except WrongHostId as exc:  # joined under another id (by VDSM?): no retry helps
-                log.error("cannot join the storage domain lockspace at start-up: live migration to this host "
-                          "will fail", lockspace=lockspace.name, host_id=self.host_id, error=str(exc))
+                log.error(
+                    "cannot join the storage domain lockspace at start-up: live migration to this host will fail",
+                    lockspace=lockspace.name,
+                    host_id=self.host_id,
+                    error=str(exc),
+                )
                 return
             except LeaseWorkerDied as exc:  # the daemon's own sanlock calls report it too
-                log.error("cannot join the storage domain lockspace at start-up: the lease worker died",
-                          lockspace=lockspace.name, error=str(exc))
+                log.error(
+                    "cannot join the storage domain lockspace at start-up: the lease worker died",
+                    lockspace=lockspace.name,
+                    error=str(exc),
+                )
                 return
             except LeaseError as exc:
                 if str(exc) != reported:
-                    log.warning("cannot join the storage domain lockspace yet; retrying", lockspace=lockspace.name,
-                                host_id=self.host_id, error=str(exc), retry=retry)
+                    log.warning(
+                        "cannot join the storage domain lockspace yet; retrying",
+                        lockspace=lockspace.name,
+                        host_id=self.host_id,
+                        error=str(exc),
+                        retry=retry,
+                    )
                     reported = str(exc)
                 await asyncio.sleep(retry)
                 continue
@@ -414,9 +433,13 @@ class QemuHolder(LeaseHolder):
                 log.exception("joining the storage domain lockspace at start-up raised", lockspace=lockspace.name)
                 return
             self.domain_lockspaces[lockspace.name] = lockspace
-            log.info("storage domain lockspace joined at start-up: this host can receive the VM by live "
-                     "migration", lockspace=lockspace.name, ids=str(lockspace.path), host_id=self.host_id,
-                     outcome=outcome.value)
+            log.info(
+                "storage domain lockspace joined at start-up: this host can receive the VM by live migration",
+                lockspace=lockspace.name,
+                ids=str(lockspace.path),
+                host_id=self.host_id,
+                outcome=outcome.value,
+            )
             return
 
     def detach(self) -> None:
@@ -435,21 +458,33 @@ class QemuHolder(LeaseHolder):
         if lease is None:
             return
         if self.host_id is None:
-            raise LeaseError(f"the engine lease {lease.lockspace}:{lease.key} needs this host's id in "
-                             f"lockspace {lease.lockspace}, and the QEMU holder has none")
+            raise LeaseError(
+                f"the engine lease {lease.lockspace}:{lease.key} needs this host's id in "
+                f"lockspace {lease.lockspace}, and the QEMU holder has none"
+            )
         lockspace = domain_lockspace(lease.lockspace, lease.path, io_timeout=self.io_timeout)
         outcome = await self.client.join(lockspace, self.host_id, timeout=wait_deadline(lockspace.io_timeout))
         self.domain_lockspaces[lockspace.name] = lockspace
-        log.info("storage domain lockspace for the engine lease", lockspace=lockspace.name,
-                 ids=str(lockspace.path), host_id=self.host_id, outcome=outcome.value)
+        log.info(
+            "storage domain lockspace for the engine lease",
+            lockspace=lockspace.name,
+            ids=str(lockspace.path),
+            host_id=self.host_id,
+            outcome=outcome.value,
+        )
         self._ready = lease
 
     def prepare(self, spec: DomainSpec) -> DomainSpec:
         if self._engine is not None and self._ready is not self._engine:
             # Never launch with a lease in a lockspace this host was not seen to join.
             lease = self._engine
-            raise LeaseNotHeld("launch", 0, "lockspace not joined", f"engine lease {lease.lockspace}:{lease.key}",
-                               f"lockspace {lease.lockspace} not joined for this start: not launched")
+            raise LeaseNotHeld(
+                "launch",
+                0,
+                "lockspace not joined",
+                f"engine lease {lease.lockspace}:{lease.key}",
+                f"lockspace {lease.lockspace} not joined for this start: not launched",
+            )
         prepared = with_lease(spec, self.lease)
         if self._ready is not None:
             prepared = add_lease(prepared, self._ready)
@@ -509,8 +544,12 @@ class QemuHolder(LeaseHolder):
         ctx = LeaseContext(own_id, generation, tuple(owners))
         owned = owned_by_us(ctx) is True
         if owned and not self._adopted_logged:
-            log.info("the engine's QEMU holds the engine lease: the VM counts as held here", pid=holder,
-                     lease=f"{lease.lockspace}:{lease.key}", generation=generation)
+            log.info(
+                "the engine's QEMU holds the engine lease: the VM counts as held here",
+                pid=holder,
+                lease=f"{lease.lockspace}:{lease.key}",
+                generation=generation,
+            )
         self._adopted_logged = owned
         return owned
 

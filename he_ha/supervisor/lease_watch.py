@@ -42,8 +42,16 @@ class LeaseFreeWatch:
     """``waiting()`` gives the host id whose lease the last decision waited for (None: no
     wait); ``on_free(detail)`` is called once per wait when sanlock reports that host dead or free."""
 
-    def __init__(self, client: SanlockIO, lockspace: Lockspace, waiting: Callable[[], int | None],
-                 on_free: Callable[[str], None], *, interval: float = INTERVAL, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: SanlockIO,
+        lockspace: Lockspace,
+        waiting: Callable[[], int | None],
+        on_free: Callable[[str], None],
+        *,
+        interval: float = INTERVAL,
+        timeout: float = 5.0,
+    ) -> None:
         if not interval > 0:
             raise ValueError(f"lease watch interval must be > 0, got {interval!r}")
         self._client = client

@@ -31,8 +31,10 @@ log = structlog.get_logger(__name__)
 # The watch lasts 3 x the lockspace's io timeout (30 s at sanlock's default of 10 s), the
 # rewrite and its read-back a few io timeouts more.
 RESET_DEADLINE = 180.0
-HOW_TO_PROCEED = ("To reinitialize the lockspace: set global maintenance, stop he-ha on every host "
-                  "(systemctl stop he-ha) and run hosted-engine --reinitialize-lockspace there.")
+HOW_TO_PROCEED = (
+    "To reinitialize the lockspace: set global maintenance, stop he-ha on every host "
+    "(systemctl stop he-ha) and run hosted-engine --reinitialize-lockspace there."
+)
 
 
 @dataclass(frozen=True)
@@ -50,25 +52,44 @@ class LockspaceReset:
             async with asyncio.timeout(RESET_DEADLINE):
                 return await self._run(global_maintenance)
         except TimeoutError:
-            return CommandResult(ok=False, message=(
-                f"reset_lockspace: not done within {RESET_DEADLINE:g} s (storage too slow?); whether the lockspace "
-                "was rewritten is unknown: hosted-engine --reinitialize-lockspace --dry-run shows its state"))
+            return CommandResult(
+                ok=False,
+                message=(
+                    f"reset_lockspace: not done within {RESET_DEADLINE:g} s (storage too slow?); whether the lockspace "
+                    "was rewritten is unknown: hosted-engine --reinitialize-lockspace --dry-run shows its state"
+                ),
+            )
         except (LeaseError, AreaError, ProvisionError) as exc:
             return CommandResult(ok=False, message=f"reset_lockspace failed: {exc}")
 
     async def _run(self, global_maintenance: bool | None) -> CommandResult:
         state = await self.client.lockspace_state(self.lockspace, self.host_id, timeout=self.query_timeout)
         if state is not LockspaceState.NOT_JOINED:
-            maintenance = [] if global_maintenance else [
-                "this daemon's latest whiteboard read shows global maintenance "
-                + ("off" if global_maintenance is False else "as unknown (the global block is unreadable)")]
-            return _refusal(maintenance, [
-                f"host {self.host_id} (this host): its he-ha daemon holds its host id in lockspace "
-                f"{self.lockspace.name!r} ({state.value})"])
+            maintenance = (
+                []
+                if global_maintenance
+                else [
+                    "this daemon's latest whiteboard read shows global maintenance "
+                    + ("off" if global_maintenance is False else "as unknown (the global block is unreadable)")
+                ]
+            )
+            return _refusal(
+                maintenance,
+                [
+                    f"host {self.host_id} (this host): its he-ha daemon holds its host id in lockspace "
+                    f"{self.lockspace.name!r} ({state.value})"
+                ],
+            )
         with AreaIo() as io:
-            plan = await plan_reinit(self.client, io, lockspace=self.lockspace.path, metadata=self.metadata,
-                                     io_timeout=self.lockspace.io_timeout, vm_lease_path=self.vm_lease.path,
-                                     vm_lease_offset=self.vm_lease.offset)
+            plan = await plan_reinit(
+                self.client,
+                io,
+                lockspace=self.lockspace.path,
+                metadata=self.metadata,
+                io_timeout=self.lockspace.io_timeout,
+                vm_lease_path=self.vm_lease.path,
+                vm_lease_offset=self.vm_lease.offset,
+            )
             if plan.refused:
                 return _refusal(plan.maintenance, plan.active)
             await apply_reinit(self.client, io, plan)

@@ -38,8 +38,13 @@ def build_monitors(
     # The storage monitor reads our own slot: the original's storage-domain check, with O_DIRECT.
     probe = direct_read_probe(metadata_path, size=SLOT_BYTES, offset=conf.host_id * SLOT_BYTES)
     monitors = standard_monitors(
-        conf, engine_mem_mib=engine_mem_mib, storage_probe=probe, domain=observer,
-        health_url=health_url, health_grace=health_grace, interval=interval,
+        conf,
+        engine_mem_mib=engine_mem_mib,
+        storage_probe=probe,
+        domain=observer,
+        health_url=health_url,
+        health_grace=health_grace,
+        interval=interval,
     )
     (health,) = [m for m in monitors if isinstance(m, EngineHealthMonitor)]
     (cpu,) = [m for m in monitors if isinstance(m, CpuMonitor)]

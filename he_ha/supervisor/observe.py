@@ -287,8 +287,9 @@ class Observer:
         errors: list[str] = []
         client, lockspace, lease = self._client, self._lockspace, self._lease
         state, hosts, owners = await asyncio.gather(
-            self._query("lockspace", lambda: client.lockspace_state(lockspace, self.host_id, timeout=QUERY_TIMEOUT),
-                        errors),
+            self._query(
+                "lockspace", lambda: client.lockspace_state(lockspace, self.host_id, timeout=QUERY_TIMEOUT), errors
+            ),
             self._query("hosts", lambda: client.hosts(lockspace, timeout=QUERY_TIMEOUT), errors),
             self._query("owners", lambda: client.owners(lease, timeout=QUERY_TIMEOUT), errors),
         )

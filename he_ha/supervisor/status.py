@@ -71,10 +71,23 @@ def slot_view(slot: HostSlot, *, local: bool, live: bool, sanlock: str | None) -
 
 def error_view(host_id: int, error: SlotError, *, live: bool, sanlock: str | None) -> HostView:
     return HostView(
-        host_id=host_id, local=False, hostname=None, state=None, score=None, score_breakdown=None,
-        engine_status=None, live=live, host_ts=None, maintenance=None, stopped=None,
-        conf_on_shared_storage=None, local_conf_timestamp=None, crc32=None, extra="",
-        sanlock=sanlock, error=str(error),
+        host_id=host_id,
+        local=False,
+        hostname=None,
+        state=None,
+        score=None,
+        score_breakdown=None,
+        engine_status=None,
+        live=live,
+        host_ts=None,
+        maintenance=None,
+        stopped=None,
+        conf_on_shared_storage=None,
+        local_conf_timestamp=None,
+        crc32=None,
+        extra="",
+        sanlock=sanlock,
+        error=str(error),
     )
 
 
@@ -126,15 +139,17 @@ def cluster_status(
         hypervisor=hypervisor,
         vm_definition=None if definition is None else definition_view(definition),
         engine_liveness=None if record is None else record.inputs.engine_liveness,
-        alerts=[] if record is None else [AlertView(kind=a.kind, reason=a.reason, age=round(now - a.since, 3))
-                                          for a in record.alerts],
+        alerts=[]
+        if record is None
+        else [AlertView(kind=a.kind, reason=a.reason, age=round(now - a.since, 3)) for a in record.alerts],
         gave_up=record is not None and any(a.kind in GAVE_UP for a in record.alerts),
     )
 
 
 def definition_view(state: DefinitionState) -> VmDefinitionView:
-    return VmDefinitionView(usable=state.usable, source=state.source, path=state.origin, age=state.age,
-                            problem=state.problem)
+    return VmDefinitionView(
+        usable=state.usable, source=state.source, path=state.origin, age=state.age, problem=state.problem
+    )
 
 
 def definition_detail(state: DefinitionState, in_use: VmDefinition | None) -> VmDefinitionDetail:
@@ -154,6 +169,7 @@ def launch_view(launch: LaunchXml) -> LaunchXmlView:
         engine_xml=resolved is not None,
         changes=list(resolved.changes) if resolved is not None else [],
         networks=sorted(resolved.networks) if resolved is not None else [],
-        engine_lease=None if lease is None else LeaseView(lockspace=lease.lockspace, key=lease.key,
-                                                          path=str(lease.path), offset=lease.offset),
+        engine_lease=None
+        if lease is None
+        else LeaseView(lockspace=lease.lockspace, key=lease.key, path=str(lease.path), offset=lease.offset),
     )

@@ -62,8 +62,12 @@ _UNDEFINE_BASIC = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_
 # AUTO_CONVERGE: QEMU throttles the guest's vCPUs while its memory is dirtied faster than it
 # can be copied, so a busy engine (its database) still finishes within the deadline instead of
 # taking the cold path; a throttled engine is slow for seconds, a cold start is minutes.
-MIGRATE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
-                 | libvirt.VIR_MIGRATE_AUTO_CONVERGE)
+MIGRATE_FLAGS = (
+    libvirt.VIR_MIGRATE_LIVE
+    | libvirt.VIR_MIGRATE_PEER2PEER
+    | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
+    | libvirt.VIR_MIGRATE_AUTO_CONVERGE
+)
 
 _UNSUPPORTED = (libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED, libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED)
 

@@ -57,7 +57,9 @@ class LibvirtExecutor:
             raise HypervisorTimeout(operation, deadline) from None
         except LaneStuck as exc:
             oldest = exc.oldest
-            raise HypervisorBusy(operation, f"earlier call {oldest.operation!r} stuck in libvirt for {oldest.age:.1f} s") from None
+            raise HypervisorBusy(
+                operation, f"earlier call {oldest.operation!r} stuck in libvirt for {oldest.age:.1f} s"
+            ) from None
         except LaneFull as exc:
             raise HypervisorBusy(operation, f"all {exc.threads} libvirt threads are busy") from None
 

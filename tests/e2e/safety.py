@@ -56,8 +56,10 @@ def lease_mismatches(reads: Sequence[OwnerRead], runs: Sequence[Run], host_ids: 
     for read in reads:
         for run in runs:
             if run.first <= read.start and read.end <= run.last and read.owners != (host_ids[run.host],):
-                found.append(f"{run.host} ran the VM from t={run.first:.2f} to t={run.last:.2f}, but at "
-                             f"t={read.start:.2f} sanlock recorded the VM lease's owners as {list(read.owners)}")
+                found.append(
+                    f"{run.host} ran the VM from t={run.first:.2f} to t={run.last:.2f}, but at "
+                    f"t={read.start:.2f} sanlock recorded the VM lease's owners as {list(read.owners)}"
+                )
     return found
 
 

@@ -83,14 +83,19 @@ def test_a_wall_clock_jump_of_an_hour_changes_no_decision(make_world: Callable[.
         seen_offset = _clock_offset(engine_host.decisions()[-1])
         assert abs(seen_offset - offset) < 60, (offset, seen_offset)
         for host in world.hosts:
-            after = host.decisions()[marks[host.name]:]
-            changed = [(e["meta"]["tick"], _kind(e), actions_of(e)) for e in after
-                       if _kind(e) != steady[host.name] or set(actions_of(e)) - {"Publish"}]
+            after = host.decisions()[marks[host.name] :]
+            changed = [
+                (e["meta"]["tick"], _kind(e), actions_of(e))
+                for e in after
+                if _kind(e) != steady[host.name] or set(actions_of(e)) - {"Publish"}
+            ]
             assert changed == [], f"{host.name} after a jump to {offset:+.0f} s: {changed}"
             not_live = [(e["meta"]["tick"], sorted(_alive(e))) for e in after if _alive(e) != everyone - {host.host_id}]
             assert not_live == [], f"{host.name} after a jump to {offset:+.0f} s saw hosts not live: {not_live}"
-        print(f"\nwall clock of {engine_host.name} at {offset:+.0f} s: its decisions stamped {seen_offset:+.0f} s "
-              f"off the real clock; {HOLD}+ decisions per host, all {steady}")
+        print(
+            f"\nwall clock of {engine_host.name} at {offset:+.0f} s: its decisions stamped {seen_offset:+.0f} s "
+            f"off the real clock; {HOLD}+ decisions per host, all {steady}"
+        )
 
     runs = world.runs_since(jumped_at)
     assert [(r.host, r.first, r.open) for r in runs] == [(first.host, first.first, True)], runs

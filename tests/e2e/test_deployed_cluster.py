@@ -63,8 +63,10 @@ def test_deployed_hosts_elect_one_engine_and_fail_over_on_a_host_crash(make_worl
     engine.crash()
     again = world.wait_for_new_run(crashed_at, host_dead_seconds(IO_TIMEOUT) + WAIT)
     failover = again.first - crashed_at
-    print(f"failover on the deployed-layout cluster: {engine.name} crashed -> VM running on {again.host} "
-          f"after {failover:.1f} s (sanlock host-dead time {host_dead_seconds(IO_TIMEOUT)} s)")
+    print(
+        f"failover on the deployed-layout cluster: {engine.name} crashed -> VM running on {again.host} "
+        f"after {failover:.1f} s (sanlock host-dead time {host_dead_seconds(IO_TIMEOUT)} s)"
+    )
     assert again.host in [h.name for h in survivors]
     world.host(again).wait_for_decision(lambda e: state_of(e) == "EngineUp", after=len(world.host(again).decisions()))
     world.assert_supervisors_alive(survivors)
@@ -72,7 +74,8 @@ def test_deployed_hosts_elect_one_engine_and_fail_over_on_a_host_crash(make_worl
 
 
 def test_a_host_rebooted_with_an_empty_run_directory_regenerates_vm_conf_and_rejoins(
-        make_world: Callable[..., World]) -> None:
+    make_world: Callable[..., World],
+) -> None:
     world = make_world(3)
     first = world.engine_on_first()
     idle = [h for h in world.hosts if h.name != first.host][-1]
@@ -121,9 +124,12 @@ def test_shared_config_set_on_one_host_is_read_on_the_others(make_world: Callabl
 
     # Two hosts write at once: each update is either applied or refused, never lost.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda args: hosted_engine(args[0], "--set-shared-config", args[1], args[2],
-                                                        "--type=he_shared"),
-                             [(second, "mnt_options", "nosharecache"), (third, "tcp_t_address", "192.0.2.7")]))
+        runs = list(
+            pool.map(
+                lambda args: hosted_engine(args[0], "--set-shared-config", args[1], args[2], "--type=he_shared"),
+                [(second, "mnt_options", "nosharecache"), (third, "tcp_t_address", "192.0.2.7")],
+            )
+        )
     for run, (key, value) in zip(runs, [("mnt_options", "nosharecache"), ("tcp_t_address", "192.0.2.7")], strict=True):
         if run.ok:
             assert _get(first, key) == value, (run, key)
@@ -136,7 +142,8 @@ def test_shared_config_set_on_one_host_is_read_on_the_others(make_world: Callabl
     volume = world.cluster.conf_file
     assert volume.stat().st_size >= ARCHIVE_BYTES
     with tarfile.open(fileobj=volume.open("rb")) as archive:
-        assert sorted(archive.getnames()) == sorted(["vm.conf", "broker.conf", "version", "fhanswers.conf",
-                                                     "hosted-engine.conf"])
+        assert sorted(archive.getnames()) == sorted(
+            ["vm.conf", "broker.conf", "version", "fhanswers.conf", "hosted-engine.conf"]
+        )
     world.assert_supervisors_alive(world.hosts)
     world.finish()

@@ -89,7 +89,7 @@ def test_host_crash_moves_the_engine_after_sanlocks_host_dead_time(make_world: C
     _runs_up(world, again)
     # Until sanlock declared the victim dead, its lease alone kept the survivors waiting.
     for host in survivors:
-        assert "down.lease-held" in [rule_of(e) for e in host.decisions()[marks[host.name]:]], host.name
+        assert "down.lease-held" in [rule_of(e) for e in host.decisions()[marks[host.name] :]], host.name
     world.assert_supervisors_alive(survivors)
     world.finish()
 
@@ -119,8 +119,9 @@ def test_a_hung_engine_is_given_up_and_runs_healthy_again(make_world: Callable[.
     hung = world.gate.hang()
     assert (hung.host, hung.first) == (first.host, first.first)
 
-    found, bad = engine_host.wait_for_decision(lambda e: rule_of(e) == "up.bad-health", after=seen,
-                                               timeout=HANG_DETECTED)
+    found, bad = engine_host.wait_for_decision(
+        lambda e: rule_of(e) == "up.bad-health", after=seen, timeout=HANG_DETECTED
+    )
     assert bad["observation"]["local"]["engine_health"]["health"] == "bad"
     engine_host.wait_for_decision(lambda e: rule_of(e) == "timeout.EngineUpBadHealth", after=found)
     again = world.wait_for_new_run(hung.first + 0.001)  # the hung VM ended; a fresh one runs
@@ -218,17 +219,29 @@ def _wait_for_cli_naming(host: Host, corrupt: set[int]) -> None:
     deadline = time.monotonic() + WAIT
     while named != corrupt:
         assert time.monotonic() < deadline, f"--vm-status as {host.name} named only slots {named} of {corrupt}"
-        shown = subprocess.run([sys.executable, "-m", "cli.main", "--vm-status"], env={**os.environ, **host.cli_env()},
-                               cwd=REPO, capture_output=True, text=True, timeout=WAIT, check=False)
+        shown = subprocess.run(
+            [sys.executable, "-m", "cli.main", "--vm-status"],
+            env={**os.environ, **host.cli_env()},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
         assert shown.returncode == 0, shown.stderr
-        named |= {i for i in corrupt if f"Host slot {i}: UNREADABLE" in shown.stdout
-                  and f"whiteboard slot of host {i}: crc32 field" in shown.stdout}
+        named |= {
+            i
+            for i in corrupt
+            if f"Host slot {i}: UNREADABLE" in shown.stdout
+            and f"whiteboard slot of host {i}: crc32 field" in shown.stdout
+        }
 
 
 def _sees_corrupt(host_id: int) -> Callable[[dict[str, Any]], bool]:
     def sees(entry: dict[str, Any]) -> bool:
         peers = (entry["observation"]["whiteboard"] or {}).get("peers", [])
         return any(p["type"] == "PeerFault" and p["host_id"] == host_id for p in peers)
+
     return sees
 
 
@@ -241,8 +254,10 @@ def test_corrupt_slots_are_named_and_nothing_else_changes(make_world: Callable[.
     marks = _marks(world)
     corrupted_at = time.monotonic()
 
-    with SlotCorrupter(world.cluster.metadata_file, engine_host.host_id) as engine_slot, \
-            SlotCorrupter(world.cluster.metadata_file, idle.host_id) as idle_slot:
+    with (
+        SlotCorrupter(world.cluster.metadata_file, engine_host.host_id) as engine_slot,
+        SlotCorrupter(world.cluster.metadata_file, idle.host_id) as idle_slot,
+    ):
         for host in world.hosts:
             _wait_for_status(host, corrupt - {host.host_id})
         _wait_for_cli_naming(witness, corrupt)

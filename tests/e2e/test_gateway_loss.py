@@ -48,7 +48,8 @@ def _now(entry: dict[str, Any]) -> float:
 
 
 def test_a_gateway_blip_changes_nothing_and_a_loss_moves_the_vm_after_the_dwell(
-        make_world: Callable[..., World]) -> None:
+    make_world: Callable[..., World],
+) -> None:
     world = make_world(3)
     with contextlib.ExitStack() as stack:
         gateways = [stack.enter_context(Gateway(h.host_id)) for h in world.hosts]
@@ -71,12 +72,15 @@ def test_a_gateway_blip_changes_nothing_and_a_loss_moves_the_vm_after_the_dwell(
         while not gateway.answers():
             assert time.monotonic() < deadline, "the gateway does not answer again"
         engine_host.wait_for_decision(lambda e: True, after=len(engine_host.decisions()) + 5)
-        during = engine_host.decisions()[marks[engine_host.name]:]
-        changed = [(rule_of(e), state_of(e), _score(e)) for e in during
-                   if (rule_of(e), state_of(e), _score(e)) != ("up.ok", "EngineUp", FULL)]
+        during = engine_host.decisions()[marks[engine_host.name] :]
+        changed = [
+            (rule_of(e), state_of(e), _score(e))
+            for e in during
+            if (rule_of(e), state_of(e), _score(e)) != ("up.ok", "EngineUp", FULL)
+        ]
         assert changed == [], f"a {BLIP:g} s gateway blip changed the engine host's decisions: {changed}"
         for host in world.hosts:
-            moves = [rule_of(e) for e in host.decisions()[marks[host.name]:] if set(actions_of(e)) - {"Publish"}]
+            moves = [rule_of(e) for e in host.decisions()[marks[host.name] :] if set(actions_of(e)) - {"Publish"}]
             assert moves == [], f"{host.name} acted on a gateway blip: {moves}"
         print(f"\ngateway blip of {BLIP:g} s on {engine_host.name}: {len(during)} decisions, all up.ok at {FULL}")
 
@@ -84,12 +88,15 @@ def test_a_gateway_blip_changes_nothing_and_a_loss_moves_the_vm_after_the_dwell(
         marks = {h.name: len(h.decisions()) for h in world.hosts}
         cut_at = time.monotonic()
         gateway.cut()
-        _, penalised = engine_host.wait_for_decision(lambda e: _score(e) < FULL, after=marks[engine_host.name],
-                                                     timeout=MOVED)
-        _, outranked = engine_host.wait_for_decision(lambda e: rule_of(e) == "up.outranked",
-                                                     after=marks[engine_host.name], timeout=MOVED)
-        found, yielded = engine_host.wait_for_decision(lambda e: rule_of(e).startswith("up.yield"),
-                                                       after=marks[engine_host.name], timeout=MOVED)
+        _, penalised = engine_host.wait_for_decision(
+            lambda e: _score(e) < FULL, after=marks[engine_host.name], timeout=MOVED
+        )
+        _, outranked = engine_host.wait_for_decision(
+            lambda e: rule_of(e) == "up.outranked", after=marks[engine_host.name], timeout=MOVED
+        )
+        found, yielded = engine_host.wait_for_decision(
+            lambda e: rule_of(e).startswith("up.yield"), after=marks[engine_host.name], timeout=MOVED
+        )
         again = world.wait_for_new_run(cut_at, timeout=MOVED)
         assert again.host != engine_host.name
         new_host = world.host(again)
@@ -100,13 +107,18 @@ def test_a_gateway_blip_changes_nothing_and_a_loss_moves_the_vm_after_the_dwell(
         assert _now(penalised) >= cut_at + FAULT_HOLD, (_now(penalised) - cut_at, penalised["record"]["score"])
         assert _now(yielded) >= _now(outranked) + YIELD_DWELL, (rule_of(yielded), _now(yielded) - _now(outranked))
         assert again.first >= cut_at + FAULT_HOLD + YIELD_DWELL
-        before = [(rule_of(e), _score(e)) for e in engine_host.decisions()[marks[engine_host.name]:]
-                  if _now(e) < _now(penalised)]
+        before = [
+            (rule_of(e), _score(e))
+            for e in engine_host.decisions()[marks[engine_host.name] :]
+            if _now(e) < _now(penalised)
+        ]
         assert set(before) <= {("up.ok", FULL)}, set(before)
-        print(f"gateway lost on {engine_host.name}: network penalty after {_now(penalised) - cut_at:.1f} s "
-              f"(score {_score(penalised)}, {penalties['network']['reason']!r}), first up.outranked after "
-              f"{_now(outranked) - cut_at:.1f} s, {rule_of(yielded)} after {_now(yielded) - cut_at:.1f} s, VM running "
-              f"on {again.host} after {again.first - cut_at:.1f} s, EngineUp there after {up_at - cut_at:.1f} s")
+        print(
+            f"gateway lost on {engine_host.name}: network penalty after {_now(penalised) - cut_at:.1f} s "
+            f"(score {_score(penalised)}, {penalties['network']['reason']!r}), first up.outranked after "
+            f"{_now(outranked) - cut_at:.1f} s, {rule_of(yielded)} after {_now(yielded) - cut_at:.1f} s, VM running "
+            f"on {again.host} after {again.first - cut_at:.1f} s, EngineUp there after {up_at - cut_at:.1f} s"
+        )
         path = [rule_of(e) for e in engine_host.decisions()[found:]]
         print(f"the engine host's decisions from the yield on: {' '.join(dict.fromkeys(path))}")
         gateway.restore()

@@ -42,15 +42,23 @@ from tests.e2e.safety import LeaseOwnerCheck
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-COMMANDS = {"libvirtd": "libvirt-daemon", "qemu-system-x86_64": "qemu-system-x86", "sanlock": "sanlock",
-            "unshare": "util-linux", "setpriv": "util-linux"}
+COMMANDS = {
+    "libvirtd": "libvirt-daemon",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "sanlock": "sanlock",
+    "unshare": "util-linux",
+    "setpriv": "util-linux",
+}
 DOWN_TICKS = 10  # host 1's decisions while its libvirtd is dead
 
 
 @pytest.fixture
 def realvm() -> Iterator[RealVmCluster]:
-    missing = [f"{command} (Debian package {package})" for command, package in COMMANDS.items()
-               if shutil.which(command) is None]
+    missing = [
+        f"{command} (Debian package {package})"
+        for command, package in COMMANDS.items()
+        if shutil.which(command) is None
+    ]
     assert not missing, "this test needs " + ", ".join(missing)
     cluster = RealVmCluster(2, image=engine_image()).__enter__()
     try:
@@ -116,7 +124,7 @@ def test_a_restarted_libvirtd_gets_the_running_vm_adopted_not_restarted(realvm: 
         killed_at = time.monotonic()
         PrivateLibvirtd.kill(libvirtd)  # libvirtd alone (QemuLibvirtd.kill would take QEMU with it)
         host.wait_for_decision(lambda e: True, after=marks[host.name] + DOWN_TICKS)
-        down = host.decisions()[marks[host.name]:]
+        down = host.decisions()[marks[host.name] :]
         assert cluster.qemu_pid(host) == pid, "QEMU died with its libvirtd"
 
         back_at = time.monotonic()
@@ -124,22 +132,25 @@ def test_a_restarted_libvirtd_gets_the_running_vm_adopted_not_restarted(realvm: 
         assert libvirtd.process is not None and libvirtd.process.pid != old_libvirtd
         host._pin = libvirt.open(libvirtd.default_uri)  # the harness's connection died with the old daemon
         back = len(host.decisions())
-        _, up = host.wait_for_decision(lambda e: state_of(e) == "EngineUp" and _health(e).get("vm") == "up",
-                                       after=back, timeout=WAIT)
+        _, up = host.wait_for_decision(
+            lambda e: state_of(e) == "EngineUp" and _health(e).get("vm") == "up", after=back, timeout=WAIT
+        )
         adopted_at = time.monotonic()
         assert cluster.healthy(host)
         seen_pids = pids.stop()
         for h in cluster.hosts:
-            starts = [rule_of(e) for e in h.decisions()[marks[h.name]:] if "AcquireLeaseAndStartVm" in actions_of(e)]
+            starts = [rule_of(e) for e in h.decisions()[marks[h.name] :] if "AcquireLeaseAndStartVm" in actions_of(e)]
             assert starts == [], f"{h.name} started the VM again: {starts}"
         assert seen_pids == [pid], f"host 1's engine QEMU pids during the fault: {seen_pids}"
         assert lease_holdings(host) == [lease]
         assert lease_holdings(peer) == []
-        print(f"\nlibvirtd killed under the running VM: {len(down)} decisions of host 1 while it was dead "
-              f"({back_at - killed_at:.1f} s): {sorted({(rule_of(e), state_of(e)) for e in down})}, engine "
-              f"health {sorted({(_health(e).get('vm'), _health(e).get('detail')) for e in down})}; "
-              f"libvirtd back -> EngineUp with the VM seen again {adopted_at - back_at:.1f} s later "
-              f"({rule_of(up)}); the same QEMU pid {pid} all along")
+        print(
+            f"\nlibvirtd killed under the running VM: {len(down)} decisions of host 1 while it was dead "
+            f"({back_at - killed_at:.1f} s): {sorted({(rule_of(e), state_of(e)) for e in down})}, engine "
+            f"health {sorted({(_health(e).get('vm'), _health(e).get('detail')) for e in down})}; "
+            f"libvirtd back -> EngineUp with the VM seen again {adopted_at - back_at:.1f} s later "
+            f"({rule_of(up)}); the same QEMU pid {pid} all along"
+        )
         watcher.stop()
         watcher.check()
     finally:
@@ -147,8 +158,9 @@ def test_a_restarted_libvirtd_gets_the_running_vm_adopted_not_restarted(realvm: 
         libvirt.registerErrorHandler(None, None)
     assert leases.error is None, leases.error
     during = [r for r in leases.reads if r.start >= started_at]
-    assert during and all(r.owners == (host.host_id,) for r in during), \
-        [r for r in during if r.owners != (host.host_id,)][:5]
+    assert during and all(r.owners == (host.host_id,) for r in during), [
+        r for r in during if r.owners != (host.host_id,)
+    ][:5]
     for h in cluster.hosts:
         code = h.supervisors[-1].process.poll()
         assert code is None, f"{h.name}: supervisor exited with {code}"

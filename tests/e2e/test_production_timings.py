@@ -24,7 +24,11 @@ from he_ha.devcluster.cluster import PRODUCTION, PRODUCTION_IO_TIMEOUT, Host, ca
 from he_ha.storage.lease_layout import host_dead_seconds
 from tests.e2e.world import World
 
-pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(1200)]  # minutes of sanlock waits at io_timeout 10
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.root,
+    pytest.mark.timeout(1200),
+]  # minutes of sanlock waits at io_timeout 10
 
 HOST_DEAD = host_dead_seconds(PRODUCTION_IO_TIMEOUT)  # 140 s
 # The first start waits for a whiteboard history older than the 60 s liveness, and joining
@@ -59,18 +63,27 @@ def test_host_crash_at_default_timings(make_world: Callable[..., World]) -> None
     running_after = again.first - crashed_at
     assert again.host != victim.name
     starter = next(h for h in survivors if h.name == again.host)
-    _, started = starter.wait_for_decision(lambda e: rule_of(e) in ("down.start", "down.start.preferred"),
-                                           after=marks[starter.name])
+    _, started = starter.wait_for_decision(
+        lambda e: rule_of(e) in ("down.start", "down.start.preferred"), after=marks[starter.name]
+    )
     starter.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=marks[starter.name], timeout=COLD_START)
     healthy_after = time.monotonic() - crashed_at
     for host in survivors:  # the dead host's lease alone kept them waiting until sanlock freed it
-        assert "down.lease-held" in [rule_of(e) for e in host.decisions()[marks[host.name]:]], host.name
-    freed = {h.name: [round(float(e["meta"]["started"]) - crashed_at, 1) for e in h.decisions()[marks[h.name]:]
-                      if "lease-freed" in causes_of(e)] for h in survivors}
-    print(f"\nhost crash, default timings (io_timeout {PRODUCTION_IO_TIMEOUT}, host-dead {HOST_DEAD} s): VM running on "
-          f"{again.host} after {running_after:.1f} s = {running_after / HOST_DEAD:.3f} x the host-dead time; "
-          f"engine healthy after {healthy_after:.1f} s; the start's tick woken by {causes_of(started)}; "
-          f"ticks woken by the lease watch (s after the crash): {freed}")
+        assert "down.lease-held" in [rule_of(e) for e in host.decisions()[marks[host.name] :]], host.name
+    freed = {
+        h.name: [
+            round(float(e["meta"]["started"]) - crashed_at, 1)
+            for e in h.decisions()[marks[h.name] :]
+            if "lease-freed" in causes_of(e)
+        ]
+        for h in survivors
+    }
+    print(
+        f"\nhost crash, default timings (io_timeout {PRODUCTION_IO_TIMEOUT}, host-dead {HOST_DEAD} s): VM running on "
+        f"{again.host} after {running_after:.1f} s = {running_after / HOST_DEAD:.3f} x the host-dead time; "
+        f"engine healthy after {healthy_after:.1f} s; the start's tick woken by {causes_of(started)}; "
+        f"ticks woken by the lease watch (s after the crash): {freed}"
+    )
     world.assert_supervisors_alive(survivors)
     world.finish()
 
@@ -90,11 +103,14 @@ def test_whole_cluster_power_off_and_on_gives_one_engine(make_world: Callable[..
         time.sleep(random.Random(seed + host.host_id).uniform(0.0, 10.0))
 
     run = world.wait_for_new_run(off_at, COLD_START + HOST_DEAD)
-    assert world.watch.vms.wait_for_stable(1, SETTLE, COLD_START), \
+    assert world.watch.vms.wait_for_stable(1, SETTLE, COLD_START), (
         f"not exactly one engine for {SETTLE} s: running on {world.watch.vms.running_on()}"
+    )
     assert len(world.runs_since(off_at)) == 1, world.runs_since(off_at)
-    print(f"\nwhole-cluster power-off/on, default timings: power returned in the order "
-          f"{[h.name for h in order]} (seed {seed}); the VM ran again on {run.host} "
-          f"{run.first - off_at:.1f} s after the power cut")
+    print(
+        f"\nwhole-cluster power-off/on, default timings: power returned in the order "
+        f"{[h.name for h in order]} (seed {seed}); the VM ran again on {run.host} "
+        f"{run.first - off_at:.1f} s after the power cut"
+    )
     world.assert_supervisors_alive(world.hosts)
     world.finish()

@@ -22,9 +22,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 # stays the harness's: it is fixed when the storage is initialised, and a local restart does
 # not wait for sanlock: the lease never leaves this host).
 DEFAULT_TIMINGS = (
-    "--tick-period", "10", "--monitor-interval", "10", "--peer-poll", "2", "--storage-timeout", "5",
-    "--timing", "liveness=60", "--timing", "history=900", "--timing", "action_timeout=240",
-    "--timing", "lease_busy_backoff=20",
+    "--tick-period",
+    "10",
+    "--monitor-interval",
+    "10",
+    "--peer-poll",
+    "2",
+    "--storage-timeout",
+    "5",
+    "--timing",
+    "liveness=60",
+    "--timing",
+    "history=900",
+    "--timing",
+    "action_timeout=240",
+    "--timing",
+    "lease_busy_backoff=20",
 )
 FIRST_START = 240.0  # the first start waits for a whiteboard view older than liveness (60 s)
 
@@ -50,7 +63,9 @@ def test_a_single_hosts_crashed_vm_runs_again_within_5_s(make_world: Callable[..
     assert "AcquireLeaseAndStartVm" in [a["type"] for a in reacting["record"]["actions"]]
     host.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=seen, timeout=120.0)
     healthy_after = time.monotonic() - crashed_at
-    print(f"\nsingle-host VM crash, default timings: VM running again after {running_after:.2f} s, "
-          f"EngineUp after {healthy_after:.1f} s (decision: {rule_of(reacting)})")
+    print(
+        f"\nsingle-host VM crash, default timings: VM running again after {running_after:.2f} s, "
+        f"EngineUp after {healthy_after:.1f} s (decision: {rule_of(reacting)})"
+    )
     world.assert_supervisors_alive(world.hosts)
     world.finish()

@@ -72,10 +72,12 @@ def _free_port() -> int:
 
 
 def _broker_conf(port: int) -> str:
-    return ("[email]\nsmtp-server = 127.0.0.1\n"
-            f"smtp-port = {port}\nsmtp-timeout = 2\n"
-            "source-email = ha@example.org\ndestination-emails = ops@example.org\n"
-            "[notify]\nstate_transition = EngineUp\n")
+    return (
+        "[email]\nsmtp-server = 127.0.0.1\n"
+        f"smtp-port = {port}\nsmtp-timeout = 2\n"
+        "source-email = ha@example.org\ndestination-emails = ops@example.org\n"
+        "[notify]\nstate_transition = EngineUp\n"
+    )
 
 
 def _mails_failed(host: Host) -> int:
@@ -128,15 +130,18 @@ def test_a_failover_during_an_smtp_outage_is_mailed_when_the_server_is_back(make
         server.start()
         back_at = time.monotonic()
         left = mailbox.wait_for(lambda m: m.host == victim.name and "EngineUp-" in m.subject, SENT_AGAIN, down_at)
-        arrived = mailbox.wait_for(lambda m: m.host == new_host.name and m.subject.endswith("-EngineUp"),
-                                   SENT_AGAIN, down_at)
+        arrived = mailbox.wait_for(
+            lambda m: m.host == new_host.name and m.subject.endswith("-EngineUp"), SENT_AGAIN, down_at
+        )
     finally:
         server.stop()
-    print(f"\nSMTP down during a VM-crash failover: VM running again on {again.host} "
-          f"{again.first - down_at:.1f} s after the crash, EngineUp after {up_at - down_at:.1f} s, "
-          f"with {_mails_failed(victim)} + {_mails_failed(new_host)} failed mail attempts; server back "
-          f"{back_at - down_at:.1f} s after the crash; mails arrived {left.at - back_at:.1f} s "
-          f"({left.subject!r} from {left.host}) and {arrived.at - back_at:.1f} s "
-          f"({arrived.subject!r} from {arrived.host}) after it was back")
+    print(
+        f"\nSMTP down during a VM-crash failover: VM running again on {again.host} "
+        f"{again.first - down_at:.1f} s after the crash, EngineUp after {up_at - down_at:.1f} s, "
+        f"with {_mails_failed(victim)} + {_mails_failed(new_host)} failed mail attempts; server back "
+        f"{back_at - down_at:.1f} s after the crash; mails arrived {left.at - back_at:.1f} s "
+        f"({left.subject!r} from {left.host}) and {arrived.at - back_at:.1f} s "
+        f"({arrived.subject!r} from {arrived.host}) after it was back"
+    )
     world.assert_supervisors_alive(world.hosts)
     world.finish()

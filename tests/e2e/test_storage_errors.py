@@ -54,8 +54,10 @@ def test_metadata_errors_then_the_file_gone_then_back_keep_one_vm(make_world: Ca
     frozen = None
     shown: dict[str, str] = {}
 
-    for fault, name, words in ((fs.fail_io, "EIO", "Input/output error"),
-                               (fs.vanish, "file gone", "No such file or directory")):
+    for fault, name, words in (
+        (fs.fail_io, "EIO", "Input/output error"),
+        (fs.vanish, "file gone", "No such file or directory"),
+    ):
         marks = _marks(world)
         failed = fs.failed()
         fault()
@@ -70,15 +72,16 @@ def test_metadata_errors_then_the_file_gone_then_back_keep_one_vm(make_world: Ca
         assert slot is not None
         frozen = frozen or slot
         assert slot == frozen, f"{name}: the engine host's slot changed although its writes fail"
-        states = {state_of(e) for e in host.decisions()[marks[host.name]:]}
+        states = {state_of(e) for e in host.decisions()[marks[host.name] :]}
         print(f"\n{name}: engine host's states {sorted(states)}; status storage_error {shown[name]!r}")
 
     resumed_at = time.monotonic()
     fs.resume()
     for peer in peers:
         peer.wait_for_decision(lambda e: rule_of(e) == "down.engine-elsewhere", after=len(peer.decisions()))
-    host.wait_for_decision(lambda e: state_of(e) == "EngineUp" and e["observation"]["whiteboard"] is not None,
-                           after=len(host.decisions()))
+    host.wait_for_decision(
+        lambda e: state_of(e) == "EngineUp" and e["observation"]["whiteboard"] is not None, after=len(host.decisions())
+    )
     recovered = time.monotonic() - resumed_at
     assert host.admin.get("/v1/status")["storage_error"] in (None, "")
     published = world.slot(host)
@@ -86,7 +89,9 @@ def test_metadata_errors_then_the_file_gone_then_back_keep_one_vm(make_world: Ca
     assert all(_starts(h, start[h.name]) == [] for h in world.hosts)
     runs = world.runs_since(faulted_at)
     assert [(r.host, r.first, r.open) for r in runs] == [(first.host, first.first, True)], runs
-    print(f"metadata back: peers see the engine and the host is EngineUp again {recovered:.1f} s after; "
-          f"{fs.failed()} calls failed on purpose")
+    print(
+        f"metadata back: peers see the engine and the host is EngineUp again {recovered:.1f} s after; "
+        f"{fs.failed()} calls failed on purpose"
+    )
     world.assert_supervisors_alive(world.hosts)
     world.finish()

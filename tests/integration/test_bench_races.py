@@ -35,11 +35,19 @@ races = _load()
 @pytest.mark.slow
 @pytest.mark.root
 def test_one_round_runs_one_vm_in_both_races_and_reports_it() -> None:
-    result = subprocess.run([sys.executable, str(BENCH), "--runs", "1"], capture_output=True, text=True,
-                            timeout=240, stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert re.search(r"^round 1: start: one VM \d+\.\d\d s host\d.*, failover: one VM \d+\.\d\d s host\d", out, re.M), out
+    assert re.search(r"^round 1: start: one VM \d+\.\d\d s host\d.*, failover: one VM \d+\.\d\d s host\d", out, re.M), (
+        out
+    )
     assert "rounds: 1 of 1 asked (--death kill)" in out, out
     assert "rounds in which each race ran exactly one VM: 1 of 1" in out, out
     assert "rounds ending both races with one healthy engine and nothing amiss: 1 of 1" in out, out
@@ -48,10 +56,19 @@ def test_one_round_runs_one_vm_in_both_races_and_reports_it() -> None:
     assert re.search(r"^lease errors: \d+$", out, re.M), out
 
 
-def _race(round_: int, name: str, *, one_vm: bool = True, healthy: float | None = 5.0,
-          problem: str | None = None) -> Race:
-    return races.Race(round_, name, one_vm=one_vm, healthy=healthy, vm_running=healthy, winner="host1",
-                      started=["host1"], problem=problem)
+def _race(
+    round_: int, name: str, *, one_vm: bool = True, healthy: float | None = 5.0, problem: str | None = None
+) -> Race:
+    return races.Race(
+        round_,
+        name,
+        one_vm=one_vm,
+        healthy=healthy,
+        vm_running=healthy,
+        winner="host1",
+        started=["host1"],
+        problem=problem,
+    )
 
 
 def test_the_report_counts_a_round_with_two_copies_and_fails() -> None:
@@ -90,10 +107,12 @@ def _entry(rule: str, result: dict | None = None) -> dict:
 def test_lease_errors_in_decisions_are_busy_or_failed_lease_results_and_lease_safety_rules() -> None:
     busy = {"seq": 3, "outcome": "lease-busy", "reason": "held by another live host (-243)"}
     assert races.decision_lease_errors(_entry("start.lease-busy", busy)) == [
-        "action result lease-busy: held by another live host (-243)"]
+        "action result lease-busy: held by another live host (-243)"
+    ]
     failed = {"seq": 3, "outcome": "failed", "reason": "VM lease: acquire timed out"}
     assert races.decision_lease_errors(_entry("start.failed", failed)) == [
-        "action result failed: VM lease: acquire timed out"]
+        "action result failed: VM lease: acquire timed out"
+    ]
     assert races.decision_lease_errors(_entry("start.failed", {"outcome": "failed", "reason": "start: no XML"})) == []
     assert races.decision_lease_errors(_entry("start.ok", {"outcome": "ok", "reason": "lease acquired"})) == []
     assert races.decision_lease_errors(_entry("safety.lease-lost")) == ["rule safety.lease-lost: n"]
@@ -102,8 +121,14 @@ def test_lease_errors_in_decisions_are_busy_or_failed_lease_results_and_lease_sa
 
 def test_lease_errors_in_logs_are_warnings_and_errors_naming_the_lease() -> None:
     lines = [
-        json.dumps({"event": "VM lease release failed", "level": "error", "error": "x",
-                    "timestamp": "2026-12-05T10:00:00.000000Z"}),
+        json.dumps(
+            {
+                "event": "VM lease release failed",
+                "level": "error",
+                "error": "x",
+                "timestamp": "2026-12-05T10:00:00.000000Z",
+            }
+        ),
         json.dumps({"event": "lease acquired", "level": "info", "timestamp": "2026-12-05T10:00:01Z"}),
         json.dumps({"event": "tick slow", "level": "warning", "timestamp": "2026-12-05T10:00:02Z"}),
         "Traceback (most recent call last): LeaseError: boom",
@@ -111,7 +136,9 @@ def test_lease_errors_in_logs_are_warnings_and_errors_naming_the_lease() -> None
     ]
     found = races.log_lease_errors(lines)
     assert [message for _, message in found] == [
-        "error: VM lease release failed error=x", "Traceback (most recent call last): LeaseError: boom"]
+        "error: VM lease release failed error=x",
+        "Traceback (most recent call last): LeaseError: boom",
+    ]
     assert found[0][0] == pytest.approx(1796464800.0)
     assert found[1][0] is None
 
@@ -136,11 +163,20 @@ def test_a_record_file_gives_back_the_same_report(tmp_path: Path) -> None:
 
 
 def test_lease_errors_differing_only_in_paths_and_pids_are_grouped() -> None:
-    errors = [races.LeaseError(n, "failover", "host1", "log",
-                               f"warning: inquire on holder pid {pid} failed pid={pid} at /tmp/he-ha-sv-{pid}/x")
-              for n, pid in ((1, 31838), (2, 10153))]
+    errors = [
+        races.LeaseError(
+            n,
+            "failover",
+            "host1",
+            "log",
+            f"warning: inquire on holder pid {pid} failed pid={pid} at /tmp/he-ha-sv-{pid}/x",
+        )
+        for n, pid in ((1, 31838), (2, 10153))
+    ]
     start, failover = _race(1, "start"), _race(1, "failover")
     failover.lease_errors.extend(errors)
     text, _ = races.report([[start, failover]], 1, "kill", 0.0)
-    assert ("2 x [failover, log] warning: inquire on holder pid <pid> failed pid=<pid> at <path>\n"
-            "         r1/host1, r2/host1") in text
+    assert (
+        "2 x [failover, log] warning: inquire on holder pid <pid> failed pid=<pid> at <path>\n"
+        "         r1/host1, r2/host1"
+    ) in text

@@ -67,9 +67,12 @@ def test_the_demo_recovers_from_every_fault_and_leaves_nothing_behind() -> None:
     assert "--== Host host3 (id: 3) status ==--" in out, out
     # The summary: a measured time for every recovery, no copies at once, nothing left.
     summary = out.split("== summary")[1]
-    for row in ("host crash -> engine VM running on another host", "VM crash -> engine VM running again",
-                "local maintenance -> engine VM running on another host",
-                "global maintenance off -> engine VM running again"):
+    for row in (
+        "host crash -> engine VM running on another host",
+        "VM crash -> engine VM running again",
+        "local maintenance -> engine VM running on another host",
+        "global maintenance off -> engine VM running again",
+    ):
         assert re.search(re.escape(row) + SECONDS, summary), summary
     crash = float(re.search(r"host crash -> engine VM running on another host" + SECONDS, summary).group(1))  # type: ignore[union-attr]
     assert crash >= 60, "the lease of a crashed host cannot be free before sanlock's host-dead time"
@@ -93,13 +96,22 @@ def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) ->
     raise AssertionError(f"no line matching {pattern!r}:\n{''.join(seen)}")
 
 
-@pytest.mark.parametrize(("signum", "whole_group", "moment"), [
-    (signal.SIGINT, True, r"is dead; its VM lease stays on disk"),  # Ctrl-C in a terminal, mid host crash
-    (signal.SIGTERM, False, r">> supervisors started -> engine VM running"),
-])
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "moment"),
+    [
+        (signal.SIGINT, True, r"is dead; its VM lease stays on disk"),  # Ctrl-C in a terminal, mid host crash
+        (signal.SIGTERM, False, r">> supervisors started -> engine VM running"),
+    ],
+)
 def test_an_interrupted_demo_stops_everything(signum: int, whole_group: bool, moment: str) -> None:
-    process = subprocess.Popen([*DEMO, "--hosts", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [*DEMO, "--hosts", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         before = _read_until(process, moment, timeout=150)
         if whole_group:  # a terminal sends Ctrl-C to the whole foreground group (libvirtd too)
@@ -121,8 +133,11 @@ def test_an_interrupted_demo_stops_everything(signum: int, whole_group: bool, mo
 
 @pytest.fixture
 def two_hypervisors() -> Iterator[tuple[Cluster, HealthPage, VmWatcher]]:
-    with (HealthPage() as page, Cluster(2, libvirtd=True, health_url=page.url) as cluster,
-          VmWatcher(cluster.hosts) as watcher):
+    with (
+        HealthPage() as page,
+        Cluster(2, libvirtd=True, health_url=page.url) as cluster,
+        VmWatcher(cluster.hosts) as watcher,
+    ):
         page.gate = watcher.engine_problem
         yield cluster, page, watcher
 

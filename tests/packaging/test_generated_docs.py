@@ -11,8 +11,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_regenerating_gives_the_committed_files() -> None:
-    done = subprocess.run([sys.executable, REPO / "packaging" / "gen_docs.py", "--check"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, REPO / "packaging" / "gen_docs.py", "--check"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 

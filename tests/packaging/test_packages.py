@@ -20,7 +20,6 @@ VERSION = "0.1.0"
 TOOLS = ("dpkg-deb", "dpkg", "rpmbuild", "rpm")
 
 
-
 @pytest.fixture(autouse=True)
 def _tools() -> None:
     for tool in TOOLS:
@@ -43,20 +42,30 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 COMMON = [
-    "usr/lib/he-ha/bin/python", "usr/lib/he-ha/bin/he-ha", "usr/lib/he-ha/bin/hosted-engine", "usr/lib/he-ha/pyvenv.cfg",
+    "usr/lib/he-ha/bin/python",
+    "usr/lib/he-ha/bin/he-ha",
+    "usr/lib/he-ha/bin/hosted-engine",
+    "usr/lib/he-ha/pyvenv.cfg",
     "usr/lib/he-ha/lib/python3.11/site-packages/he_ha/main.py",
     "usr/lib/he-ha/lib/python3.11/site-packages/he_ha/storage/lease_keeper.py",
     "usr/lib/he-ha/lib/python3.11/site-packages/cli/main.py",
     "usr/lib/he-ha/lib/python3.11/site-packages/aiohttp/__init__.py",
-    "usr/bin/he-ha", "etc/logrotate.d/he-ha",
-    "usr/share/man/man8/he-ha.8.gz", "usr/share/man/man8/hosted-engine.he-ha.8.gz",
-    "usr/share/bash-completion/completions/he-ha", "usr/share/bash-completion/completions/hosted-engine",
+    "usr/bin/he-ha",
+    "etc/logrotate.d/he-ha",
+    "usr/share/man/man8/he-ha.8.gz",
+    "usr/share/man/man8/hosted-engine.he-ha.8.gz",
+    "usr/share/bash-completion/completions/he-ha",
+    "usr/share/bash-completion/completions/hosted-engine",
 ]
 
 
 def test_deb_files_dependencies_and_scripts(packages: dict[str, Path]) -> None:
-    listing = {line.split()[-1].removeprefix("./").rstrip("/") if "->" not in line else
-               line.split(" -> ")[0].split()[-1].removeprefix("./") for line in run("dpkg-deb", "-c", packages["deb"]).splitlines()}
+    listing = {
+        line.split()[-1].removeprefix("./").rstrip("/")
+        if "->" not in line
+        else line.split(" -> ")[0].split()[-1].removeprefix("./")
+        for line in run("dpkg-deb", "-c", packages["deb"]).splitlines()
+    }
     for path in [*COMMON, "lib/systemd/system/he-ha.service", "etc/default/he-ha", "usr/share/doc/he-ha/copyright"]:
         assert path in listing, path
     assert "usr/sbin/hosted-engine" not in listing  # an alternative, made by postinst
@@ -70,9 +79,14 @@ def test_deb_files_dependencies_and_scripts(packages: dict[str, Path]) -> None:
         run("dpkg-deb", "-e", packages["deb"], control)
         assert (control / "conffiles").read_text().split() == ["/etc/default/he-ha", "/etc/logrotate.d/he-ha"]
         postinst = (control / "postinst").read_text()
-        assert "update-alternatives --install /usr/sbin/hosted-engine hosted-engine /usr/lib/he-ha/bin/hosted-engine" in postinst
+        assert (
+            "update-alternatives --install /usr/sbin/hosted-engine hosted-engine /usr/lib/he-ha/bin/hosted-engine"
+            in postinst
+        )
         assert "--slave /usr/share/man/man8/hosted-engine.8.gz" in postinst
-        assert not re.search(r"systemctl .*\b(enable|start|restart)\b", postinst)  # never enabled/started by the package
+        assert not re.search(
+            r"systemctl .*\b(enable|start|restart)\b", postinst
+        )  # never enabled/started by the package
         assert "update-alternatives --remove hosted-engine" in (control / "prerm").read_text()
     finally:
         shutil.rmtree(control)
@@ -80,9 +94,14 @@ def test_deb_files_dependencies_and_scripts(packages: dict[str, Path]) -> None:
 
 def test_rpm_files_dependencies_and_scriptlets(packages: dict[str, Path]) -> None:
     files = set(run("rpm", "-qlp", packages["rpm"]).split())
-    for path in [*COMMON, "usr/lib/systemd/system/he-ha.service", "etc/sysconfig/he-ha", "var/log/he-ha",
-                 "usr/lib/he-ha/lib/python3.11/site-packages/libvirt.py",
-                 "usr/lib/he-ha/lib/python3.11/site-packages/sanlock.cpython-311-x86_64-linux-gnu.so"]:
+    for path in [
+        *COMMON,
+        "usr/lib/systemd/system/he-ha.service",
+        "etc/sysconfig/he-ha",
+        "var/log/he-ha",
+        "usr/lib/he-ha/lib/python3.11/site-packages/libvirt.py",
+        "usr/lib/he-ha/lib/python3.11/site-packages/sanlock.cpython-311-x86_64-linux-gnu.so",
+    ]:
         assert "/" + path in files, path
     assert "/usr/sbin/hosted-engine" not in files
     requires = run("rpm", "-qp", "--requires", packages["rpm"]).splitlines()
@@ -101,11 +120,16 @@ def test_rpm_files_dependencies_and_scriptlets(packages: dict[str, Path]) -> Non
 
 
 def test_lintian_and_rpmlint_are_clean(packages: dict[str, Path]) -> None:
-    done = subprocess.run([require_tool("lintian", "lintian"), packages["deb"]], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [require_tool("lintian", "lintian"), packages["deb"]], capture_output=True, text=True, timeout=300
+    )
     assert [line for line in done.stdout.splitlines() if line[:2] in ("E:", "W:")] == [], done.stdout
-    done = subprocess.run([require_tool("rpmlint", "rpmlint"), "-r", REPO / "packaging" / "rpm" / "he-ha.rpmlintrc",
-                           packages["rpm"]], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [require_tool("rpmlint", "rpmlint"), "-r", REPO / "packaging" / "rpm" / "he-ha.rpmlintrc", packages["rpm"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "0 errors, 0 warnings" in done.stdout, done.stdout
 
 
@@ -134,8 +158,13 @@ def test_deb_unpacks_into_a_scratch_dpkg_root_and_runs(packages: dict[str, Path]
     assert "ExecStart=/usr/bin/he-ha run $HE_HA_OPTIONS" in unit
     copy = tmp_path / "he-ha.service"
     copy.write_text(unit.replace("ExecStart=/usr/bin/he-ha", f"ExecStart={root}/usr/bin/he-ha"))
-    done = subprocess.run([require_tool("systemd-analyze", "systemd"), "verify", copy], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [require_tool("systemd-analyze", "systemd"), "verify", copy],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and "he-ha.service" not in done.stderr, done.stderr
 
 
@@ -153,5 +182,7 @@ def test_deb_postinst_registers_the_alternative(packages: dict[str, Path], tmp_p
     run("sh", control / "postinst", "configure", env=env)
     run("sh", control / "prerm", "remove", env=env)
     log = calls.read_text()
-    assert "update-alternatives --install /usr/sbin/hosted-engine hosted-engine /usr/lib/he-ha/bin/hosted-engine 20" in log
+    assert (
+        "update-alternatives --install /usr/sbin/hosted-engine hosted-engine /usr/lib/he-ha/bin/hosted-engine 20" in log
+    )
     assert "update-alternatives --remove hosted-engine /usr/lib/he-ha/bin/hosted-engine" in log

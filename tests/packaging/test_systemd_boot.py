@@ -67,9 +67,23 @@ class Booted:
         began = time.monotonic()
         with self.log.open("ab") as log:
             self.nspawn = subprocess.Popen(
-                ["systemd-nspawn", "-D", str(self.root), "-M", self.name, "--register=no", "--keep-unit",
-                 "--private-network", "--boot", "--console=passive"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    "systemd-nspawn",
+                    "-D",
+                    str(self.root),
+                    "-M",
+                    self.name,
+                    "--register=no",
+                    "--keep-unit",
+                    "--private-network",
+                    "--boot",
+                    "--console=passive",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = began + timeout
         while not self.leader:
             assert self.nspawn.poll() is None, f"systemd-nspawn exited {self.nspawn.returncode}: {self.log.read_text()}"
@@ -90,8 +104,13 @@ class Booted:
         return self.boot_seconds
 
     def sh(self, *argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["nsenter", "-t", str(self.leader), "-a", *argv], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check:
             assert done.returncode == 0, f"{argv}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done
@@ -125,8 +144,13 @@ class Booted:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
-    for tool, package in (("systemd-nspawn", "systemd-container"), ("mmdebstrap", "mmdebstrap"),
-                          ("nsenter", "util-linux"), ("dpkg-deb", "dpkg"), ("rpmbuild", "rpm")):
+    for tool, package in (
+        ("systemd-nspawn", "systemd-container"),
+        ("mmdebstrap", "mmdebstrap"),
+        ("nsenter", "util-linux"),
+        ("dpkg-deb", "dpkg"),
+        ("rpmbuild", "rpm"),
+    ):
         require_tool(tool, package)
     packages = tmp_path_factory.mktemp("packages")
     run("bash", REPO / "packaging" / "build.sh", packages)
@@ -189,7 +213,9 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
 
     # an incomplete hosted-engine.conf (host_id only): the daemon exits before READY=1, so
     # `systemctl start` fails (Type=notify), and the daemon's error is in journalctl -p err
-    host.sh("sh", "-c", "mkdir -p /etc/ovirt-hosted-engine && echo host_id=1 > /etc/ovirt-hosted-engine/hosted-engine.conf")
+    host.sh(
+        "sh", "-c", "mkdir -p /etc/ovirt-hosted-engine && echo host_id=1 > /etc/ovirt-hosted-engine/hosted-engine.conf"
+    )
     assert host.sh("systemctl", "start", "he-ha", check=False).returncode != 0
     errors = host.sh("journalctl", "-u", "he-ha", "-p", "err", "--no-pager", "-o", "cat").stdout
     assert "hosted-engine.conf" in errors, host.journal()
@@ -206,8 +232,17 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     began = time.monotonic()
     host.sh("systemctl", "start", "he-ha", timeout=320)
     facts.append(f"systemctl start he-ha (lockspace join included): {time.monotonic() - began:.1f} s")
-    state = host.show("he-ha", "ActiveState", "SubState", "MainPID", "NRestarts", "StatusText", "WatchdogUSec",
-                      "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+    state = host.show(
+        "he-ha",
+        "ActiveState",
+        "SubState",
+        "MainPID",
+        "NRestarts",
+        "StatusText",
+        "WatchdogUSec",
+        "ExecMainStartTimestampMonotonic",
+        "ActiveEnterTimestampMonotonic",
+    )
     assert state["ActiveState"] == "active" and state["SubState"] == "running", state
     assert state["WatchdogUSec"] == "1min" and state["NRestarts"] == "0", state
     assert re.match(r"\w+, score \d+", state["StatusText"]), state  # STATUS= from the tick
@@ -244,8 +279,11 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     host.sh("systemctl", "kill", "--signal=SIGKILL", "he-ha")
     wait_for("he-ha killed", lambda: host.show("he-ha", "MainPID")["MainPID"] != str(main), 10)
     assert_vm_and_lease_kept(host, keeper, "after systemctl kill")
-    took = wait_for("he-ha restarted after kill", lambda: host.show("he-ha", "ActiveState", "NRestarts") ==
-                    {"ActiveState": "active", "NRestarts": "1"}, RESTART + 60)
+    took = wait_for(
+        "he-ha restarted after kill",
+        lambda: host.show("he-ha", "ActiveState", "NRestarts") == {"ActiveState": "active", "NRestarts": "1"},
+        RESTART + 60,
+    )
     facts.append(f"systemctl kill -s KILL: back to active {took:.1f} s later (RestartSec={RESTART:g})")
     assert_vm_and_lease_kept(host, keeper, "after the restart that followed systemctl kill")
     assert f"adopted the lease keeper pid={keeper}" in host.journal()
@@ -258,8 +296,10 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
     journal = host.journal()
     assert "Watchdog timeout" in journal, journal[-3000:]
     took = wait_for("he-ha active again", lambda: host.show("he-ha", "ActiveState")["ActiveState"] == "active", 60)
-    facts.append(f"SIGSTOP: watchdog restart done {time.monotonic() - stopped:.1f} s after the stop "
-                 f"(WatchdogSec={WATCHDOG:g}, RestartSec={RESTART:g})")
+    facts.append(
+        f"SIGSTOP: watchdog restart done {time.monotonic() - stopped:.1f} s after the stop "
+        f"(WatchdogSec={WATCHDOG:g}, RestartSec={RESTART:g})"
+    )
     assert "Fatal Python error: Aborted" in journal, journal[-3000:]  # PYTHONFAULTHANDLER=1
     assert_vm_and_lease_kept(host, keeper, "after the watchdog restart")
     main = int(host.show("he-ha", "MainPID")["MainPID"])
@@ -286,9 +326,13 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
             unclean.append(f"stop #{attempt + 1} ({stop_times[-1]:.1f} s): {state}\n" + "\n".join(tail[-25:]))
         if attempt + 1 < STOPS:
             host.sh("systemctl", "start", "he-ha", timeout=120)
-    facts.append(f"systemctl stop he-ha x {STOPS}: {min(stop_times):.2f} to {max(stop_times):.2f} s, {len(unclean)} unclean")
-    assert not unclean, ("systemd's SIGTERM to the cgroup killed the lease worker during the stop (docs/systemd.md, "
-                         "'Found by it'):\n\n" + "\n\n".join(unclean))
+    facts.append(
+        f"systemctl stop he-ha x {STOPS}: {min(stop_times):.2f} to {max(stop_times):.2f} s, {len(unclean)} unclean"
+    )
+    assert not unclean, (
+        "systemd's SIGTERM to the cgroup killed the lease worker during the stop (docs/systemd.md, "
+        "'Found by it'):\n\n" + "\n\n".join(unclean)
+    )
 
     errors = host.sh("journalctl", "-u", "he-ha", "-p", "err", "--no-pager", "-o", "cat").stdout
     facts.append(f"journalctl -p err -u he-ha at the end: {len(errors.splitlines())} lines")

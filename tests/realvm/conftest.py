@@ -12,14 +12,22 @@ import pytest
 
 from he_ha.devcluster.realvm import EngineImage, RealVmCluster, engine_image
 
-COMMANDS = {"libvirtd": "libvirt-daemon", "qemu-system-x86_64": "qemu-system-x86", "sanlock": "sanlock",
-            "unshare": "util-linux", "setpriv": "util-linux"}
+COMMANDS = {
+    "libvirtd": "libvirt-daemon",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "sanlock": "sanlock",
+    "unshare": "util-linux",
+    "setpriv": "util-linux",
+}
 
 
 @pytest.fixture(scope="session")
 def image() -> EngineImage:
-    missing = [f"{command} (Debian package {package})" for command, package in COMMANDS.items()
-               if shutil.which(command) is None]
+    missing = [
+        f"{command} (Debian package {package})"
+        for command, package in COMMANDS.items()
+        if shutil.which(command) is None
+    ]
     if missing:
         pytest.fail("the real-VM tier needs " + ", ".join(missing))
     return engine_image()

@@ -51,13 +51,16 @@ def assert_refused_for_the_lease(host: Host, attempts: int = 3) -> None:
         done = hosted_engine(host, "--vm-start")
         assert done.returncode == 1, done
         assert "refused: another host holds the VM lease" in done.stderr, (
-            done, [rule_of(e) for e in host.decisions()[-8:]])
+            done,
+            [rule_of(e) for e in host.decisions()[-8:]],
+        )
     rules = [rule_of(e) for e in host.decisions()]
     assert not [r for r in rules if r.startswith("safety.")], rules
 
 
 def test_qemu_holds_the_engine_lease_a_second_host_is_refused_and_a_restart_adopts(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    make_realvm: Callable[[int], RealVmCluster],
+) -> None:
     cluster = make_realvm(2)
     cluster.use_engine_lease()
     a, b = cluster.hosts
@@ -74,7 +77,9 @@ def test_qemu_holds_the_engine_lease_a_second_host_is_refused_and_a_restart_adop
     assert pid is not None
     # QEMU holds both: he-ha's lease and the HE disk's volume lease in the domain's lockspace
     assert sorted(lease_holdings(a), key=lambda h: h.lockspace != ours) == [
-        LeaseHolding(ours, ENGINE_UUID, pid), LeaseHolding(sd, vol, pid)]
+        LeaseHolding(ours, ENGINE_UUID, pid),
+        LeaseHolding(sd, vol, pid),
+    ]
 
     # host B: its he-ha refuses to start a second copy (libvirt's lock failure) ...
     cluster.start_supervisor(b)
@@ -94,13 +99,16 @@ def test_qemu_holds_the_engine_lease_a_second_host_is_refused_and_a_restart_adop
     time.sleep(5)  # a few ticks more: nothing destroys or restarts it
     assert cluster.qemu_pid(a) == pid and cluster.healthy(a)
     assert sorted(lease_holdings(a), key=lambda h: h.lockspace != ours) == [
-        LeaseHolding(ours, ENGINE_UUID, pid), LeaseHolding(sd, vol, pid)]
+        LeaseHolding(ours, ENGINE_UUID, pid),
+        LeaseHolding(sd, vol, pid),
+    ]
     assert cluster.running() == [a]
     watcher.check()
 
 
 def test_a_killed_engine_host_gets_the_vm_started_on_the_other_under_the_engine_lease(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    make_realvm: Callable[[int], RealVmCluster],
+) -> None:
     cluster = make_realvm(2)
     cluster.use_engine_lease()
     d = cluster.hosts[0].deployment
@@ -124,13 +132,17 @@ def test_a_killed_engine_host_gets_the_vm_started_on_the_other_under_the_engine_
     # Both leases free only after sanlock's host-dead time in their lockspaces.
     launched_at = cluster.wait_running(survivor, timeout=2 * host_dead_seconds(1) + 180)
     up_at = cluster.wait_healthy(survivor)
-    print(f"\nreal VM, engine lease: engine host killed -> QEMU running on {survivor.name} "
-          f"{launched_at - crashed_at:.1f} s, health page up {up_at - crashed_at:.1f} s "
-          f"(sanlock host-dead time {host_dead_seconds(1)} s)")
+    print(
+        f"\nreal VM, engine lease: engine host killed -> QEMU running on {survivor.name} "
+        f"{launched_at - crashed_at:.1f} s, health page up {up_at - crashed_at:.1f} s "
+        f"(sanlock host-dead time {host_dead_seconds(1)} s)"
+    )
     survivor.wait_for_decision(lambda e: state_of(e) == "EngineUp")
     pid = cluster.qemu_pid(survivor)
     assert pid is not None
     assert sorted(lease_holdings(survivor), key=lambda h: h.lockspace != ours) == [
-        LeaseHolding(ours, ENGINE_UUID, pid), LeaseHolding(sd, vol, pid)]
+        LeaseHolding(ours, ENGINE_UUID, pid),
+        LeaseHolding(sd, vol, pid),
+    ]
     assert cluster.running() == [survivor]
     watcher.check()

@@ -45,11 +45,13 @@ def test_the_lease_is_qemus_and_a_killed_vm_is_restarted(make_realvm: Callable[[
     down_at = time.monotonic()
     launched_at = cluster.wait_running(host, not_pid=killed)
     up_at = cluster.wait_healthy(host, not_pid=killed)
-    print(f"\nreal VM: kill -9 of QEMU -> new QEMU running {launched_at - down_at:.1f} s, "
-          f"health page up again {up_at - down_at:.1f} s")
+    print(
+        f"\nreal VM: kill -9 of QEMU -> new QEMU running {launched_at - down_at:.1f} s, "
+        f"health page up again {up_at - down_at:.1f} s"
+    )
 
     found, _ = host.wait_for_decision(lambda e: "AcquireLeaseAndStartVm" in actions_of(e), after=seen)
-    print("decisions from the kill to the restart:", " ".join(rule_of(e) for e in host.decisions()[seen:found + 1]))
+    print("decisions from the kill to the restart:", " ".join(rule_of(e) for e in host.decisions()[seen : found + 1]))
     restarted = cluster.qemu_pid(host)
     assert restarted is not None and restarted != killed
     assert lease_holdings(host) == [_held_by(cluster, restarted)]
@@ -77,8 +79,10 @@ def test_a_killed_engine_host_gets_the_vm_started_on_the_other(make_realvm: Call
     # The lease frees only after sanlock's host-dead time (about 68 s at io_timeout 1).
     launched_at = cluster.wait_running(survivor, timeout=host_dead_seconds(1) + 180)
     up_at = cluster.wait_healthy(survivor)
-    print(f"\nreal VM: engine host killed -> QEMU running on {survivor.name} {launched_at - crashed_at:.1f} s, "
-          f"health page up {up_at - crashed_at:.1f} s (sanlock host-dead time {host_dead_seconds(1)} s)")
+    print(
+        f"\nreal VM: engine host killed -> QEMU running on {survivor.name} {launched_at - crashed_at:.1f} s, "
+        f"health page up {up_at - crashed_at:.1f} s (sanlock host-dead time {host_dead_seconds(1)} s)"
+    )
 
     survivor.wait_for_decision(lambda e: state_of(e) == "EngineUp")
     pid = cluster.qemu_pid(survivor)

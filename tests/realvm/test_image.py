@@ -22,17 +22,31 @@ UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
 
 
 def _cpio(image: EngineImage, *args: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(["cpio", "--quiet", *args], input=gzip.decompress(image.initrd.read_bytes()),
-                          capture_output=True, cwd=cwd, timeout=60, check=True)
+    done = subprocess.run(
+        ["cpio", "--quiet", *args],
+        input=gzip.decompress(image.initrd.read_bytes()),
+        capture_output=True,
+        cwd=cwd,
+        timeout=60,
+        check=True,
+    )
     return done.stdout.decode()
 
 
-def test_the_initramfs_holds_init_busybox_the_nic_modules_and_the_health_page(image: EngineImage,
-                                                                                tmp_path: Path) -> None:
+def test_the_initramfs_holds_init_busybox_the_nic_modules_and_the_health_page(
+    image: EngineImage, tmp_path: Path
+) -> None:
     listing = _cpio(image, "-itv")
     names = {line.split()[-1]: line for line in listing.splitlines()}
-    for name in ("init", "bin/busybox", "lib/modules/virtio_net.ko", "lib/modules/virtio_pci.ko",
-                 "lib/modules/net_failover.ko", "lib/modules/failover.ko", "www/ovirt-engine/services/health"):
+    for name in (
+        "init",
+        "bin/busybox",
+        "lib/modules/virtio_net.ko",
+        "lib/modules/virtio_pci.ko",
+        "lib/modules/net_failover.ko",
+        "lib/modules/failover.ko",
+        "www/ovirt-engine/services/health",
+    ):
         assert name in names, listing
     assert names["dev/console"].startswith("crw") and "5,   1" in names["dev/console"]
     assert names["init"].startswith("-rwxr-xr-x")

@@ -73,8 +73,10 @@ def follow_migration(cluster: RealVmCluster, source: Host, target: Host, wait: f
     deadline = time.monotonic() + wait
     while gone is None or first_running is None:
         now = time.monotonic()
-        assert now < deadline, (f"no migration within {wait} s: {source.name} "
-                                f"{[rule_of(e) for e in source.decisions()[-8:]]}\n{source.supervisors[-1].log_tail()}")
+        assert now < deadline, (
+            f"no migration within {wait} s: {source.name} "
+            f"{[rule_of(e) for e in source.decisions()[-8:]]}\n{source.supervisors[-1].log_tail()}"
+        )
         if cluster.engine_state(source) is not None:
             last_running = now
         if first_running is None and cluster.engine_state(target) is not None:
@@ -101,8 +103,12 @@ def safety_actions(host: Host) -> list[str]:
     the destroy of the evacuation under way, acts on nothing: while libvirt kills QEMU,
     sanlock frees the lease at once and the VM reading still says running for a moment
     (docs/realvm.md, Findings)."""
-    return [f"{rule_of(e)} in {e['record']['from_state']}" for e in host.decisions() if rule_of(e).startswith("safety.")
-            and not (rule_of(e).endswith(".hold") and e["record"]["from_state"] == "EngineForceStop")]
+    return [
+        f"{rule_of(e)} in {e['record']['from_state']}"
+        for e in host.decisions()
+        if rule_of(e).startswith("safety.")
+        and not (rule_of(e).endswith(".hold") and e["record"]["from_state"] == "EngineForceStop")
+    ]
 
 
 def migrate_by_local_maintenance(cluster: RealVmCluster, label: str) -> tuple[Host, Host, int]:
@@ -125,12 +131,14 @@ def migrate_by_local_maintenance(cluster: RealVmCluster, label: str) -> tuple[Ho
     time.sleep(2)  # B's page answers for a while after the switch
     page.stop()
     gap, gap_at = page.longest_gap(migrating, time.monotonic())
-    print(f"\nreal VM, live migration ({label}): local maintenance -> migrate decision {migrating - triggered:.2f} s; "
-          f"migrate decision -> source QEMU gone {switch.source_gone - migrating:.2f} s "
-          f"(-> migrate.done decision {done - migrating:.2f} s); vCPUs: source last seen running -> "
-          f"destination first seen running {switch.target_first_running - switch.source_last_running:.3f} s; "
-          f"longest health-page gap {gap:.3f} s (from {gap_at - migrating:.2f} s after the decision); "
-          f"paused QEMU copies seen {watcher.paused_copies} of {watcher.samples} samples")
+    print(
+        f"\nreal VM, live migration ({label}): local maintenance -> migrate decision {migrating - triggered:.2f} s; "
+        f"migrate decision -> source QEMU gone {switch.source_gone - migrating:.2f} s "
+        f"(-> migrate.done decision {done - migrating:.2f} s); vCPUs: source last seen running -> "
+        f"destination first seen running {switch.target_first_running - switch.source_last_running:.3f} s; "
+        f"longest health-page gap {gap:.3f} s (from {gap_at - migrating:.2f} s after the decision); "
+        f"paused QEMU copies seen {watcher.paused_copies} of {watcher.samples} samples"
+    )
 
     # what B's ticks saw of the incoming QEMU (each tick's engine-health detail, in order)
     details = [str((e["observation"]["local"]["engine_health"] or {}).get("detail")) for e in b.decisions()[b_seen:]]
@@ -151,8 +159,7 @@ def migrate_by_local_maintenance(cluster: RealVmCluster, label: str) -> tuple[Ho
     return a, b, pid
 
 
-def test_local_maintenance_live_migrates_the_vm_with_its_lease(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+def test_local_maintenance_live_migrates_the_vm_with_its_lease(make_realvm: Callable[[int], RealVmCluster]) -> None:
     cluster = make_realvm(2)
     assert cluster.cluster.layout is not None
     ours = cluster.cluster.layout.lockspace.name
@@ -170,11 +177,14 @@ def test_live_migration_moves_the_engine_disk_lease_too(make_realvm: Callable[[i
     # B joined <SD> at start-up (it never started the VM), so libvirt could acquire both for its QEMU
     assert "storage domain lockspace joined at start-up" in b.supervisors[-1].log_path.read_text()
     assert sorted(lease_holdings(b), key=lambda h: h.lockspace != ours) == [
-        LeaseHolding(ours, ENGINE_UUID, pid), LeaseHolding(sd, vol, pid)]
+        LeaseHolding(ours, ENGINE_UUID, pid),
+        LeaseHolding(sd, vol, pid),
+    ]
 
 
 def test_a_failed_migration_keeps_the_vm_then_shuts_it_down_for_a_cold_start_elsewhere(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    make_realvm: Callable[[int], RealVmCluster],
+) -> None:
     cluster = make_realvm(2)
     watcher = cluster.watch_split_brain()
     a, b = start_engine_host_and_peer(cluster, *STOP_TIMEOUT)
@@ -196,12 +206,16 @@ def test_a_failed_migration_keeps_the_vm_then_shuts_it_down_for_a_cold_start_els
     time.sleep(1)  # the page watcher's own answers from B
     page.stop()
     gap, _ = page.longest_gap(triggered, up)
-    print(f"\nreal VM, failed migration: local maintenance -> migrate.failed {failed - triggered:.2f} s, "
-          f"-> evacuate (shutdown) {evacuate - triggered:.2f} s, -> VM running on {b.name} {stopped - triggered:.2f} s, "
-          f"page up there {up - triggered:.2f} s; engine page silent for {gap:.1f} s")
+    print(
+        f"\nreal VM, failed migration: local maintenance -> migrate.failed {failed - triggered:.2f} s, "
+        f"-> evacuate (shutdown) {evacuate - triggered:.2f} s, -> VM running on {b.name} {stopped - triggered:.2f} s, "
+        f"page up there {up - triggered:.2f} s; engine page silent for {gap:.1f} s"
+    )
 
     a_rules = rules(a)
-    order = [a_rules.index(r) for r in ("up.local-maintenance.migrate", "migrate.failed", "up.local-maintenance.evacuate")]
+    order = [
+        a_rules.index(r) for r in ("up.local-maintenance.migrate", "migrate.failed", "up.local-maintenance.evacuate")
+    ]
     assert order == sorted(order), a_rules
     pid = cluster.qemu_pid(b)
     assert pid is not None and cluster.qemu_pid(a) is None and cluster.running() == [b]
@@ -214,7 +228,8 @@ def test_a_failed_migration_keeps_the_vm_then_shuts_it_down_for_a_cold_start_els
 
 
 def test_a_target_that_cannot_take_the_leases_fails_the_migration_and_the_source_resumes_with_them(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    make_realvm: Callable[[int], RealVmCluster],
+) -> None:
     """The failure comes late: B's QEMU is started and receives the VM, but when libvirt asks
     B's sanlock daemon for the leases before letting its vCPUs run, B is no longer in ``<SD>``
     (left behind he-ha's back: a lost domain lockspace). libvirt kills B's QEMU and resumes
@@ -252,17 +267,21 @@ def test_a_target_that_cannot_take_the_leases_fails_the_migration_and_the_source
     up = cluster.wait_healthy(b)
     time.sleep(1)
     page.stop()
-    print(f"\nreal VM, migration refused by the target's lease acquisition: local maintenance -> migrate.failed "
-          f"{failed - triggered:.2f} s ({entry['record']['note'][-120:]}); longest page gap until then "
-          f"{gap:.2f} s (the source paused for the switch-over, then resumed); cold start on {b.name}: page up "
-          f"{up - triggered:.1f} s after the trigger")
+    print(
+        f"\nreal VM, migration refused by the target's lease acquisition: local maintenance -> migrate.failed "
+        f"{failed - triggered:.2f} s ({entry['record']['note'][-120:]}); longest page gap until then "
+        f"{gap:.2f} s (the source paused for the switch-over, then resumed); cold start on {b.name}: page up "
+        f"{up - triggered:.1f} s after the trigger"
+    )
 
     pid = cluster.qemu_pid(b)
     assert pid is not None and cluster.running() == [b] and cluster.qemu_pid(a) is None
     assert "down.start" in rules(b), rules(b)
     # B's start joined <SD> again before its launch: both leases are its QEMU's
     assert sorted(lease_holdings(b), key=lambda h: h.lockspace != ours) == [
-        LeaseHolding(ours, ENGINE_UUID, pid), LeaseHolding(sd, vol, pid)]
+        LeaseHolding(ours, ENGINE_UUID, pid),
+        LeaseHolding(sd, vol, pid),
+    ]
     for host in (a, b):
         assert safety_actions(host) == [], (host.name, rules(host))
     watcher.check()
@@ -324,11 +343,13 @@ def test_a_better_host_takes_the_vm_by_live_migration(make_realvm: Callable[[int
     time.sleep(2)
     page.stop()
     gap, _ = page.longest_gap(migrating, time.monotonic())
-    print(f"\nreal VM, yield by live migration: supervisor restarted without its network -> migrate decision "
-          f"{migrating - restarted:.1f} s (90 s fault hold + 5 s dwell); -> source QEMU gone "
-          f"{switch.source_gone - migrating:.2f} s (-> migrating-away.done {done - migrating:.2f} s); vCPUs "
-          f"switched over in {switch.target_first_running - switch.source_last_running:.3f} s; longest "
-          f"health-page gap {gap:.3f} s")
+    print(
+        f"\nreal VM, yield by live migration: supervisor restarted without its network -> migrate decision "
+        f"{migrating - restarted:.1f} s (90 s fault hold + 5 s dwell); -> source QEMU gone "
+        f"{switch.source_gone - migrating:.2f} s (-> migrating-away.done {done - migrating:.2f} s); vCPUs "
+        f"switched over in {switch.target_first_running - switch.source_last_running:.3f} s; longest "
+        f"health-page gap {gap:.3f} s"
+    )
 
     assert "migrate to host 2" in entry["record"]["note"], entry["record"]
     pid = cluster.qemu_pid(b)
@@ -347,7 +368,8 @@ def test_a_better_host_takes_the_vm_by_live_migration(make_realvm: Callable[[int
 
 
 def test_a_supervisor_killed_during_a_live_migration_leaves_one_copy_adopted(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    make_realvm: Callable[[int], RealVmCluster],
+) -> None:
     """Issue 19: the source's supervisor is killed (SIGKILL) right after its migrate decision,
     while libvirt migrates the VM. Whether libvirt finishes the job or abandons it with its
     client gone, the VM runs on exactly one host all along; the restarted supervisor adopts
@@ -367,14 +389,17 @@ def test_a_supervisor_killed_during_a_live_migration_leaves_one_copy_adopted(
     cluster.start_supervisor(a)
     deadline = time.monotonic() + MIGRATION_WAIT
     while cluster.running() != [b] or cluster.qemu_pid(a) is not None:
-        assert time.monotonic() < deadline, (f"the VM did not end on {b.name}: running {cluster.running()}; "
-                                             f"{a.name}: {rules(a)[-8:]}")
+        assert time.monotonic() < deadline, (
+            f"the VM did not end on {b.name}: running {cluster.running()}; {a.name}: {rules(a)[-8:]}"
+        )
         time.sleep(0.2)
     b.wait_for_decision(lambda e: state_of(e) == "EngineUp", after=b_seen, timeout=MIGRATION_WAIT)
     a.wait_for_decision(lambda e: state_of(e) == "LocalMaintenance", timeout=MIGRATION_WAIT)
     cluster.wait_healthy(b)
-    print(f"\nreal VM, supervisor killed during the migration: 15 s after the kill the VM ran on {left_on}; "
-          f"it ran on {b.name} alone {time.monotonic() - killed:.1f} s after the kill")
+    print(
+        f"\nreal VM, supervisor killed during the migration: 15 s after the kill the VM ran on {left_on}; "
+        f"it ran on {b.name} alone {time.monotonic() - killed:.1f} s after the kill"
+    )
 
     assert len(left_on) == 1, left_on
     pid = cluster.qemu_pid(b)

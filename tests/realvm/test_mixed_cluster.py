@@ -61,8 +61,12 @@ def start_as_vdsm(cluster: RealVmCluster, host: Host) -> None:
     vm_conf = load_vm_conf(conf.vm_conf)
     assert vm_conf.xml_base64 is not None
     xml = base64.b64decode(vm_conf.xml_base64).decode()
-    resolved = resolve_engine_xml(xml, ResolveContext(UNKNOWN_HOST, conf.sd_uuid or "",
-                                                      volume_lookup(conf, VdsmRoots.from_mount_root(host.mount_root))))
+    resolved = resolve_engine_xml(
+        xml,
+        ResolveContext(
+            UNKNOWN_HOST, conf.sd_uuid or "", volume_lookup(conf, VdsmRoots.from_mount_root(host.mount_root))
+        ),
+    )
     d = host.deployment
     assert d is not None
     leases = [(lease.lockspace, lease.key) for lease in leases_in(parse_domain_xml(resolved.xml, "vdsm"))]
@@ -92,7 +96,8 @@ def no_destroy(host: Host, after: int = 0) -> bool:
 
 
 def test_a_vdsm_started_vm_is_never_joined_by_a_second_copy_and_is_adopted_when_its_host_switches(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    make_realvm: Callable[[int], RealVmCluster],
+) -> None:
     cluster = make_realvm(2)
     cluster.use_engine_lease()
     a, b = cluster.hosts

@@ -54,8 +54,13 @@ def leases(domain: ET.Element) -> list[tuple[str | None, str | None]]:
 
 
 def vm_conf_cli(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "he_ha.main", "vm-conf", "--admin-socket", str(host.admin_socket),
-                           *args], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "he_ha.main", "vm-conf", "--admin-socket", str(host.admin_socket), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def start_vm(host: Host) -> None:
@@ -75,7 +80,8 @@ def safety_rules(host: Host, after: int = 0) -> list[str]:
 
 
 def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an_edit_at_the_next_start(
-        make_realvm: Callable[[int], RealVmCluster]) -> None:
+    make_realvm: Callable[[int], RealVmCluster],
+) -> None:
     cluster = make_realvm(2)
     cluster.use_engine_ovf(TEMPLATE.read_text(), memory_mib=MEMORY_MIB)
     a, b = cluster.hosts
@@ -90,8 +96,10 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
     cluster.start_supervisor(a)
     launched_at = cluster.wait_running(a)
     up_at = cluster.wait_healthy(a)
-    print(f"\nreal VM from OVF_STORE: supervisor start -> QEMU running {launched_at - started:.1f} s, "
-          f"health page up {up_at - started:.1f} s")
+    print(
+        f"\nreal VM from OVF_STORE: supervisor start -> QEMU running {launched_at - started:.1f} s, "
+        f"health page up {up_at - started:.1f} s"
+    )
     a.wait_for_decision(lambda e: state_of(e) == "EngineUp")
     print("A's rules to EngineUp:", " ".join(rule_of(e) for e in a.decisions()))
     assert not safety_rules(a)  # its own launch was never taken for a VM without its lease
@@ -99,7 +107,9 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
     assert pid is not None
     # QEMU holds both leases: he-ha's and the HE disk's volume lease in the domain's lockspace <SD>
     assert sorted(lease_holdings(a), key=lambda h: h.lockspace != ours) == [
-        LeaseHolding(ours, ENGINE_UUID, pid), LeaseHolding(sd, vol, pid)]
+        LeaseHolding(ours, ENGINE_UUID, pid),
+        LeaseHolding(sd, vol, pid),
+    ]
     domain = running_xml(a)
     assert memory_mib(domain) == MEMORY_MIB
     assert leases(domain) == [(ours, ENGINE_UUID), (sd, vol)]
@@ -107,7 +117,14 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
     entries = {entry.get("name"): entry.text for entry in domain.findall("sysinfo/system/entry")}
     assert entries["product"] == "Debian" and entries["version"] == "12.0-" and entries["serial"] == host_serial(1)
     text = ET.tostring(domain, encoding="unicode")
-    for placeholder in ("LEASE-PATH:", "LEASE-OFFSET:", "OS-NAME:", "OS-VERSION:", "HOST-SERIAL:", "/rhev/data-center/0"):
+    for placeholder in (
+        "LEASE-PATH:",
+        "LEASE-OFFSET:",
+        "OS-NAME:",
+        "OS-VERSION:",
+        "HOST-SERIAL:",
+        "/rhev/data-center/0",
+    ):
         assert placeholder not in text, placeholder
     assert domain.find("devices/disk/source").get("file") == str(a.view.volume("vm"))  # type: ignore[union-attr]
     # where the definition came from, and what --resolved shows: the very leases QEMU was given
@@ -138,8 +155,13 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
         assert time.monotonic() < deadline, "the engine VM did not power off"
         time.sleep(0.2)
     # A's supervisor has seen the VM gone (safety.lease-lost may come first: safety_rules' doc)
-    a.wait_for_decision(lambda e: str((e["observation"]["local"].get("engine_health") or {}).get("vm")).startswith("down")
-                        and not rule_of(e).startswith("safety."), after=len(a.decisions()))
+    a.wait_for_decision(
+        lambda e: (
+            str((e["observation"]["local"].get("engine_health") or {}).get("vm")).startswith("down")
+            and not rule_of(e).startswith("safety.")
+        ),
+        after=len(a.decisions()),
+    )
     restarted = time.monotonic()
     start_vm(a)
     cluster.wait_running(a, not_pid=pid)
@@ -149,7 +171,9 @@ def test_the_engine_vm_from_ovf_store_starts_under_the_engine_lease_and_takes_an
     assert new_pid is not None and new_pid != pid
     assert memory_mib(running_xml(a)) == MORE_MIB
     assert sorted(lease_holdings(a), key=lambda h: h.lockspace != ours) == [
-        LeaseHolding(ours, ENGINE_UUID, new_pid), LeaseHolding(sd, vol, new_pid)]
+        LeaseHolding(ours, ENGINE_UUID, new_pid),
+        LeaseHolding(sd, vol, new_pid),
+    ]
     assert f"memSize={MORE_MIB}" in (a.state_dir / "vm.conf").read_text()
     assert cluster.running() == [a]
     done = hosted_engine(a, "--set-maintenance", "--mode=none")

@@ -36,8 +36,12 @@ def test_vm_crash_without_a_peer_restarts_here(capsys: pytest.CaptureFixture[str
     """Issue 14: the crash's tick restarts the VM here: start + boot, one tick more at worst."""
     _, report = run_json(capsys)
     assert report["vm_crash_no_peer"] == {
-        "vm_running": 2, "engine_healthy": 62, "vm_running_worst": 12, "engine_healthy_worst": 72,
-        "backoffs": [0, 10, 20], "at_limit": 560 + 10 + 2 + 60,
+        "vm_running": 2,
+        "engine_healthy": 62,
+        "vm_running_worst": 12,
+        "engine_healthy_worst": 72,
+        "backoffs": [0, 10, 20],
+        "at_limit": 560 + 10 + 2 + 60,
     }
     _, report = run_json(capsys, "--timing", "restart_backoff=5", "--timing", "max_retries=4", "--vm-boot", "300")
     assert report["vm_crash_no_peer"]["backoffs"] == [0, 5, 10, 20]
@@ -58,8 +62,19 @@ def test_the_simulator_meets_the_vm_crash_bound() -> None:
 
 
 def test_io_timeout_moves_the_host_crash_bound(capsys: pytest.CaptureFixture[str]) -> None:
-    _, report = run_json(capsys, "--io-timeout", "1", "--tick-period", "1", "--timing", "lease_busy_backoff=2",
-                         "--vm-start", "0.5", "--vm-boot", "0")
+    _, report = run_json(
+        capsys,
+        "--io-timeout",
+        "1",
+        "--tick-period",
+        "1",
+        "--timing",
+        "lease_busy_backoff=2",
+        "--vm-start",
+        "0.5",
+        "--vm-boot",
+        "0",
+    )
     assert report["host_crash"] == {"lease_free": 68, "vm_running": 71.5, "engine_healthy": 71.5}
 
 
@@ -76,8 +91,9 @@ def test_io_timeout_moves_the_host_crash_bound(capsys: pytest.CaptureFixture[str
         (["--monitor-interval", "90"], "warning", "readings older than"),
     ],
 )
-def test_each_unsafe_combination_is_named(capsys: pytest.CaptureFixture[str], args: list[str], severity: str,
-                                          words: str) -> None:
+def test_each_unsafe_combination_is_named(
+    capsys: pytest.CaptureFixture[str], args: list[str], severity: str, words: str
+) -> None:
     code, report = run_json(capsys, *args)
     assert code == 1
     assert [f["severity"] for f in report["findings"] if words in f["message"]] == [severity], report["findings"]

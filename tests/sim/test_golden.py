@@ -130,7 +130,7 @@ def _check_local_migration_fails(r: SimResult) -> None:
     path: shutdown, and the other host's cold start (issue 14). Never two copies (the world's
     safety watch), one bounded outage, the VM on host 2 in the end."""
     assert _lines(r, "[migrate.failed]") and _lines(r, "[up.local-maintenance.evacuate]")
-    (start, end), = _outages_after(r, 200)
+    ((start, end),) = _outages_after(r, 200)
     assert end is not None and start >= 300
     started = _lines(r, "vm started")
     assert len(started) == 2 and "host2" in started[1]
@@ -197,8 +197,12 @@ def _check_crash_peers_in_maintenance(r: SimResult) -> None:
 
 def _check_crash_loop(r: SimResult) -> None:
     rules = [line.split("[")[1].split("]")[0] for line in _lines(r, "host1   EngineUp -> ")]
-    assert rules == ["vm-crashed.restart-here", "vm-crashed.restart-backoff", "vm-crashed.restart-backoff",
-                         "up.vm-crashed"]
+    assert rules == [
+        "vm-crashed.restart-here",
+        "vm-crashed.restart-backoff",
+        "vm-crashed.restart-backoff",
+        "up.vm-crashed",
+    ]
     assert "retry limit reached" in _lines(r, "[up.vm-crashed]")[0]
     outages = [e - s for s, e in _outages_after(r, 300) if e is not None]
     assert outages[:3] == [62.0, 72.0, 82.0]  # at once, then after 10 s and 20 s of back-off
@@ -362,8 +366,17 @@ def test_every_decision_of_a_run_replays() -> None:
         assert replay_matches(json.loads(json.dumps(log_entry(state, observation, record))))
 
 
-@pytest.mark.parametrize("name", ["vm-crash-loop", "global-maintenance-hands-off", "no-eligible-host", "engine-slow-start",
-                                  "priority-preferred-host-stalls", "priority-failback"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vm-crash-loop",
+        "global-maintenance-hands-off",
+        "no-eligible-host",
+        "engine-slow-start",
+        "priority-preferred-host-stalls",
+        "priority-failback",
+    ],
+)
 def test_issue_14_decisions_replay(name: str) -> None:
     """Records with alerts, liveness, crash restarts, priorities and failback survive JSON and
     replay exactly."""

@@ -28,8 +28,10 @@ def _assert_all_good(seeds: range, workers: int) -> None:
     assert summary.schedules == len(seeds)
     assert not summary.failures, f"{len(summary.failures)} failing schedules:\n" + "\n\n".join(summary.failures[:3])
     assert summary.worst_recovery <= summary.bound
-    print(f"\n{summary.schedules} schedules, {summary.steps} steps, worst recovery {summary.worst_recovery:.1f} s "
-          f"(seed {summary.worst_seed}) of bound {summary.bound:.0f} s")
+    print(
+        f"\n{summary.schedules} schedules, {summary.steps} steps, worst recovery {summary.worst_recovery:.1f} s "
+        f"(seed {summary.worst_seed}) of bound {summary.bound:.0f} s"
+    )
 
 
 # The schedules run the daemon's own supervisors (issue 15 item 1): about 0.1-0.2 s each on a

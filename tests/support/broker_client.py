@@ -78,9 +78,22 @@ def call_as(path: Path, uid: int, gid: int, method: str, *params: Any) -> dict[s
     groups); ``{"result": ...}`` (base64 blobs as text) or ``{"fault": [code, text]}``.
     ``params``: literals (bytes go out as base64)."""
     done = subprocess.run(
-        [sys.executable, "-I", "-c", _CHILD, str(Path(__file__).parent), str(path), str(uid), str(gid), method,
-         repr(params)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            _CHILD,
+            str(Path(__file__).parent),
+            str(path),
+            str(uid),
+            str(gid),
+            method,
+            repr(params),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     answer: dict[str, Any] = json.loads(done.stdout)

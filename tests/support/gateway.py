@@ -61,12 +61,14 @@ class Gateway:
 
     def answers(self) -> bool:
         """One ping from this machine's namespace (as the supervisor's) got an answer."""
-        result = subprocess.run(["ping", "-n", "-c", "1", "-W", "1", self.address], capture_output=True, timeout=10,
-                                check=False)
+        result = subprocess.run(
+            ["ping", "-n", "-c", "1", "-W", "1", self.address], capture_output=True, timeout=10, check=False
+        )
         return result.returncode == 0
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._made:
             subprocess.run(["ip", "link", "del", self.outer], capture_output=True, timeout=30, check=False)
             _ip("netns", "del", self.netns)  # deletes the namespace's end too

@@ -176,8 +176,11 @@ class StallFS:
                 # mount that stayed busy or could not be detached still fails the test (above).
                 self._process.kill()
                 self._process.wait()
-                print(f"stallfs: FUSE process {self._process.pid} did not exit within {exit_wait:g} s "
-                      "after the unmount; killed", file=sys.stderr)
+                print(
+                    f"stallfs: FUSE process {self._process.pid} did not exit within {exit_wait:g} s "
+                    "after the unmount; killed",
+                    file=sys.stderr,
+                )
             self._process = None
         self._log.close()
         if self._made_mountpoint and not os.path.ismount(self.mountpoint):
@@ -270,8 +273,10 @@ def _serve(mountpoint: str, backing: str, name: str) -> None:
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             if path == "/" + CONTROL_NAME:
-                status = (f"stalled={int(not self._flowing.is_set())} blocked={self._blocked} mode={self._mode} "
-                          f"failed={self._failed}\n").encode()
+                status = (
+                    f"stalled={int(not self._flowing.is_set())} blocked={self._blocked} mode={self._mode} "
+                    f"failed={self._failed}\n"
+                ).encode()
                 return status[offset : offset + size]
             self._gate()
             return os.pread(fh, size, offset)

@@ -44,11 +44,13 @@ class Recorder:
             else:
                 self.calls.append((name, tuple(Path(a).name for a in args)))
             return result
+
         return call
 
 
-def test_sequence_write_mode_owner_fsync_rename_then_directory_fsync(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sequence_write_mode_owner_fsync_rename_then_directory_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "hosted-engine.conf"
     target.write_text("old\n")
     os.chmod(target, 0o640)
@@ -108,13 +110,29 @@ def test_kernel_sees_fsync_before_rename_and_the_directory_fsync_after(tmp_path:
     target = tmp_path / "ha.conf"
     target.write_text("local_maintenance=False\n")
     os.chmod(target, 0o600)
-    script = ("import sys; from pathlib import Path; from he_ha.atomicfile import write_atomically; "
-              "write_atomically(Path(sys.argv[1]), 'local_maintenance=True\\n')")
+    script = (
+        "import sys; from pathlib import Path; from he_ha.atomicfile import write_atomically; "
+        "write_atomically(Path(sys.argv[1]), 'local_maintenance=True\\n')"
+    )
     trace = tmp_path.parent / f"{tmp_path.name}.strace"
-    subprocess.run(["strace", "-qq", "-f", "-o", str(trace), "-e",
-                    "trace=openat,write,fchmod,fchown,fsync,close,rename,renameat,renameat2",
-                    sys.executable, "-c", script, str(target)],
-                   check=True, cwd=REPO, timeout=60)
+    subprocess.run(
+        [
+            "strace",
+            "-qq",
+            "-f",
+            "-o",
+            str(trace),
+            "-e",
+            "trace=openat,write,fchmod,fchown,fsync,close,rename,renameat,renameat2",
+            sys.executable,
+            "-c",
+            script,
+            str(target),
+        ],
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    )
     steps: list[str] = []
     labels: dict[str, str] = {}  # open fd -> "scratch" or "dir" (fd numbers are reused)
     for line in trace.read_text().splitlines():
@@ -133,6 +151,13 @@ def test_kernel_sees_fsync_before_rename_and_the_directory_fsync_after(tmp_path:
             steps.append(f"{name}-{labels[fd]}")
             if name == "close":
                 del labels[fd]
-    assert steps == ["write-scratch", "fchmod-scratch", "fsync-scratch", "close-scratch", "rename",
-                     "fsync-dir", "close-dir"]
+    assert steps == [
+        "write-scratch",
+        "fchmod-scratch",
+        "fsync-scratch",
+        "close-scratch",
+        "rename",
+        "fsync-dir",
+        "close-dir",
+    ]
     assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "local_maintenance=True\n"

@@ -213,7 +213,9 @@ def test_agent_conf_without_leftovers_logs_nothing(tmp_path: Path) -> None:
 
 def test_agent_conf_wrong_value_beside_leftovers_names_file_key_value(tmp_path: Path) -> None:
     path = write(tmp_path, "agent.conf", "[score]\ngateway-score-penalty=1600\nbase-score=lots\nold-knob=yes\n")
-    with pytest.raises(ConfigError, match=r"agent.conf: key 'base-score' = 'lots': Input should be a valid integer") as caught:
+    with pytest.raises(
+        ConfigError, match=r"agent.conf: key 'base-score' = 'lots': Input should be a valid integer"
+    ) as caught:
         load_score_config(path)
     assert (caught.value.path, caught.value.key, caught.value.value) == (path, "base-score", "lots")
     with pytest.raises(ConfigError, match=r"key 'cpu-load-penalty-max' = '1.5'"):
@@ -221,7 +223,9 @@ def test_agent_conf_wrong_value_beside_leftovers_names_file_key_value(tmp_path: 
 
 
 def test_default_section_applies_to_score_as_in_configparser(tmp_path: Path) -> None:
-    path = write(tmp_path, "agent.conf", "[DEFAULT]\nbase-score=2500\nverbose=1\n[score]\nmgmt-bridge-score-penalty=500\n")
+    path = write(
+        tmp_path, "agent.conf", "[DEFAULT]\nbase-score=2500\nverbose=1\n[score]\nmgmt-bridge-score-penalty=500\n"
+    )
     with capture_logs() as logs:
         score = load_score_config(path)
     assert (score.base_score, score.mgmt_bridge_score_penalty) == (2500, 500)
@@ -282,7 +286,11 @@ def test_broker_conf_with_leftovers_loads_with_one_warning(tmp_path: Path) -> No
     path = write(tmp_path, "broker.conf", LEFTOVER_BROKER_CONF)
     with capture_logs() as logs:
         broker = load_broker_config(path)
-    assert (broker.email.smtp_server, broker.email.smtp_port, broker.email.smtp_timeout) == ("mail.example.org", 2525, 10)
+    assert (broker.email.smtp_server, broker.email.smtp_port, broker.email.smtp_timeout) == (
+        "mail.example.org",
+        2525,
+        10,
+    )
     assert broker.notify.state_transition == "maintenance|start|stop|migrate|up|down"
     (warning,) = ignored_warnings(logs)
     assert warning["path"] == str(path)
@@ -295,8 +303,11 @@ def test_broker_conf_with_leftovers_loads_with_one_warning(tmp_path: Path) -> No
     [
         ("smtp-port = 2525", "smtp-port = smtp", r"key 'smtp-port' = 'smtp'"),
         ("smtp-timeout = 10", "smtp-timeout = ten", r"key 'smtp-timeout' = 'ten'"),
-        ("state_transition = maintenance|start|stop|migrate|up|down", "state_transition = up|(down",
-         r"key 'state_transition' = 'up\|\(down'.*regular expression"),
+        (
+            "state_transition = maintenance|start|stop|migrate|up|down",
+            "state_transition = up|(down",
+            r"key 'state_transition' = 'up\|\(down'.*regular expression",
+        ),
     ],
 )
 def test_broker_conf_wrong_value_beside_leftovers_names_file_key_value(
@@ -324,7 +335,9 @@ def test_ha_conf_flags(tmp_path: Path) -> None:
         load_ha_conf(write(tmp_path, "ha.conf", "local_maintenance=maybe\n"))
 
 
-@pytest.mark.parametrize(("text", "expected"), [("True", True), ("yes", True), ("1", True), ("False", False), ("no", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("True", True), ("yes", True), ("1", True), ("False", False), ("no", False), ("0", False)]
+)
 def test_to_bool(text: str, expected: bool) -> None:
     assert to_bool(text) is expected
 

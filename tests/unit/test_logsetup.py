@@ -63,9 +63,9 @@ def parse_native(data: bytes) -> dict[str, str]:
             pos = end + 1
         else:  # NAME\n, 64-bit little-endian length, the value, \n
             name = line
-            (length,) = struct.unpack("<Q", data[end + 1:end + 9])
-            value = data[end + 9:end + 9 + length]
-            assert data[end + 9 + length:end + 10 + length] == b"\n"
+            (length,) = struct.unpack("<Q", data[end + 1 : end + 9])
+            value = data[end + 9 : end + 9 + length]
+            assert data[end + 9 + length : end + 10 + length] == b"\n"
             pos = end + 10 + length
         assert name.decode().replace("_", "").isalnum() and name.isupper() and not name.startswith(b"_"), name
         fields[name.decode()] = value.decode()
@@ -116,7 +116,10 @@ def test_library_records_reach_the_journal_with_their_logger(journal: socket.soc
     logging.getLogger("aiosmtplib").warning("connection lost to %s", "mail.example.org")
     entry = receive(journal)
     assert (entry["MESSAGE"], entry["LOGGER"], entry["PRIORITY"]) == (
-        "connection lost to mail.example.org", "aiosmtplib", "4")
+        "connection lost to mail.example.org",
+        "aiosmtplib",
+        "4",
+    )
 
 
 def test_an_entry_too_big_for_a_datagram_goes_in_a_sealed_memfd(journal: socket.socket, tmp_path: Path) -> None:
@@ -128,15 +131,17 @@ def test_an_entry_too_big_for_a_datagram_goes_in_a_sealed_memfd(journal: socket.
         assert data == b""
         seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
         assert seals & (fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW) == (
-            fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+            fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+        )
         entry = parse_native(os.pread(fd, 4 << 20, 0))
     finally:
         os.close(fd)
     assert entry["BLOB"] == "x" * (1 << 20)
 
 
-def test_without_journald_the_entry_goes_to_stderr_with_its_priority(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_journald_the_entry_goes_to_stderr_with_its_priority(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure_logging(target="journal", journal_socket=tmp_path / "absent.socket")
     structlog.get_logger("he_ha.x").error("storage stalled", seconds=5)
     structlog.get_logger("he_ha.x").warning("still")
@@ -158,7 +163,13 @@ def test_auto_means_journal_only_when_stderr_is_journald_s_stream(tmp_path: Path
 
 def test_field_names_follow_the_protocol() -> None:
     assert [field_name(k) for k in ("host_id", "vm-state", "_hidden", "2nd", "message", "x" * 80)] == [
-        "HOST_ID", "VM_STATE", "HIDDEN", "F_2ND", "HE_HA_MESSAGE", "X" * 64]
+        "HOST_ID",
+        "VM_STATE",
+        "HIDDEN",
+        "F_2ND",
+        "HE_HA_MESSAGE",
+        "X" * 64,
+    ]
     assert encode({"A": "one", "B": "two\nlines"}) == b"A=one\nB\n" + struct.pack("<Q", 9) + b"two\nlines\n"
 
 
@@ -199,8 +210,9 @@ async def test_log_json_makes_every_library_line_json(capfd: pytest.CaptureFixtu
     assert failure["level"] == "error" and "RuntimeError: handler bug" in failure["exception"]
 
 
-def test_log_file_in_the_original_place_rotates_daily_keeping_seven(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_log_file_in_the_original_place_rotates_daily_keeping_seven(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "ovirt-hosted-engine-ha" / "agent.log"
     configure_logging(target="stderr", log_file=path)
     structlog.get_logger("he_ha.supervisor.daemon").info("he-ha starting")
@@ -211,6 +223,7 @@ def test_log_file_in_the_original_place_rotates_daily_keeping_seven(tmp_path: Pa
     assert "he-ha starting" in capsys.readouterr().err  # and stderr still gets everything
     (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.TimedRotatingFileHandler)]
     assert (handler.when, handler.backupCount) == ("MIDNIGHT", 7)
+
     def dated(day: int) -> Callable[[str], str]:
         return lambda name: f"{path}.2026-01-{day + 1:02d}"
 
@@ -219,4 +232,5 @@ def test_log_file_in_the_original_place_rotates_daily_keeping_seven(tmp_path: Pa
         handler.doRollover()
     handler.close()
     assert sorted(p.name for p in path.parent.iterdir()) == ["agent.log"] + [
-        f"agent.log.2026-01-{d:02d}" for d in range(4, 11)]
+        f"agent.log.2026-01-{d:02d}" for d in range(4, 11)
+    ]

@@ -159,7 +159,9 @@ def test_unit_file_keeps_the_safety_settings() -> None:
     assert unit["RuntimeDirectoryPreserve"] == ["yes"]  # vm.conf survives a stop
     assert "ovirt-ha-agent.service" in unit["Conflicts"][0] and "ovirt-ha-broker.service" in unit["Conflicts"][0]
     assert unit["Restart"] == ["always"]
-    period = SystemdNotifier({"WATCHDOG_USEC": str(int(unit["WatchdogSec"][0].removesuffix("s")) * 1_000_000)}).watchdog_interval
+    period = SystemdNotifier(
+        {"WATCHDOG_USEC": str(int(unit["WatchdogSec"][0].removesuffix("s")) * 1_000_000)}
+    ).watchdog_interval
     assert period == 30.0
 
 
@@ -175,8 +177,9 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 def test_unit_file_security_exposure_is_at_most_6_5() -> None:
     analyze = require_tool("systemd-analyze", "systemd")
-    result = subprocess.run([analyze, "security", "--offline=true", str(UNIT)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [analyze, "security", "--offline=true", str(UNIT)], capture_output=True, text=True, timeout=60
+    )
     last = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
     assert last, result.stdout + result.stderr
     score = float(last[0].split(":")[1].split()[0])

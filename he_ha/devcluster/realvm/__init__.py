@@ -11,5 +11,14 @@ from he_ha.devcluster.realvm.harness import (
 from he_ha.devcluster.realvm.image import EngineImage, ImageError, engine_image
 from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
 
-__all__ = ["EngineImage", "EnginePageWatcher", "ImageError", "LeaseHolding", "QemuLibvirtd", "RealVmCluster", "SplitBrainWatcher",
-           "engine_image", "lease_holdings"]
+__all__ = [
+    "EngineImage",
+    "EnginePageWatcher",
+    "ImageError",
+    "LeaseHolding",
+    "QemuLibvirtd",
+    "RealVmCluster",
+    "SplitBrainWatcher",
+    "engine_image",
+    "lease_holdings",
+]

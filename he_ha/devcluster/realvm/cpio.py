@@ -68,8 +68,21 @@ def archive(entries: list[Entry]) -> bytes:
 
 def _member(path: str, mode: int, data: bytes, rdev: tuple[int, int], inode: int) -> bytes:
     name = path.encode() + b"\0"
-    fields = (inode, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, 0, len(data), 0, 0, rdev[0], rdev[1],
-              len(name), 0)  # ino mode uid gid nlink mtime size devmaj devmin rdevmaj rdevmin namesize check
+    fields = (
+        inode,
+        mode,
+        0,
+        0,
+        2 if stat.S_ISDIR(mode) else 1,
+        0,
+        len(data),
+        0,
+        0,
+        rdev[0],
+        rdev[1],
+        len(name),
+        0,
+    )  # ino mode uid gid nlink mtime size devmaj devmin rdevmaj rdevmin namesize check
     header = MAGIC + b"".join(b"%08X" % value for value in fields)
     return _pad4(header + name) + _pad4(data)
 

@@ -32,8 +32,9 @@ CONSOLE = Path("/var/log/libvirt/engine-console.log")  # likewise
 CHANNEL_DIR = Path(HOOK_CHANNEL_DIR)  # likewise: the hosted-engine hook's channels
 
 
-def engine_domain_xml(name: str, uuid: str, image: EngineImage, *, http_port: int | None = None,
-                      console: Path = CONSOLE) -> str:
+def engine_domain_xml(
+    name: str, uuid: str, image: EngineImage, *, http_port: int | None = None, console: Path = CONSOLE
+) -> str:
     """The tiny engine's domain. ``http_port`` None: the NIC from the host's ``NET_CONFIG``
     (the same XML on every host); else forwarded to that port on QEMU's command line."""
     if http_port is None:
@@ -62,7 +63,8 @@ def write_host_net(libvirt_lib: Path, http_port: int) -> None:
     """The host's ``NET_CONFIG`` (the user-mode netdev forwarding ``http_port``) and the hook's
     channel directory, in ``libvirt_lib``: the host's directory bound over /var/lib/libvirt."""
     (libvirt_lib / NET_CONFIG.name).write_text(
-        f'[netdev "henet0"]\n  type = "user"\n  hostfwd = "tcp:127.0.0.1:{http_port}-:80"\n')
+        f'[netdev "henet0"]\n  type = "user"\n  hostfwd = "tcp:127.0.0.1:{http_port}-:80"\n'
+    )
     (libvirt_lib / CHANNEL_DIR.relative_to("/var/lib/libvirt")).mkdir(parents=True, exist_ok=True)
 
 

@@ -43,8 +43,10 @@ def engine_lease_areas(view: HostView, io_timeout: int = ENGINE_LEASE_IO_TIMEOUT
     """The lockspace ``<SD>`` and the HE disk's lease ``<VOL>`` as he-ha computes them from the lease path."""
     d, disk = view.deployment, view.deployment.disk("vm")
     _, lease = engine_lease_paths(view)
-    return (domain_lockspace(d.sd_uuid, lease, io_timeout=io_timeout),
-            domain_resource(d.sd_uuid, disk.volume, lease, 0, io_timeout=io_timeout))
+    return (
+        domain_lockspace(d.sd_uuid, lease, io_timeout=io_timeout),
+        domain_resource(d.sd_uuid, disk.volume, lease, 0, io_timeout=io_timeout),
+    )
 
 
 def write_engine_lease(view: HostView, run_dir: Path, io_timeout: int = ENGINE_LEASE_IO_TIMEOUT) -> None:
@@ -77,11 +79,11 @@ def engine_lease_xml(xml: str, d: Deployment, channel_dir: Path, *, readonly_dis
     devices = (
         "<disk type='file' device='disk' snapshot='no'><driver name='qemu' type='raw'/>"
         f"<source file='{source}'/><target dev='vdb' bus='virtio'/><serial>{disk.image}</serial>"
-        f"{readonly}<shareable/>{_pci(0x0a)}</disk>"
+        f"{readonly}<shareable/>{_pci(0x0A)}</disk>"
         f"<lease><key>{disk.volume}</key><lockspace>{d.sd_uuid}</lockspace>"
         f"<target offset='LEASE-OFFSET:{disk.volume}:{d.sd_uuid}' path='LEASE-PATH:{disk.volume}:{d.sd_uuid}'/>"
         "</lease>"
-        f"<controller type='virtio-serial' index='0'>{_pci(0x0b)}</controller>"
+        f"<controller type='virtio-serial' index='0'>{_pci(0x0B)}</controller>"
         f"<channel type='unix'><source mode='bind' path='{channel_dir}/engine.{HOOK_CHANNEL}'/>"
         f"<target type='virtio' name='{HOOK_CHANNEL}'/></channel>"
     )

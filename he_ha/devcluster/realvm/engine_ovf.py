@@ -42,14 +42,18 @@ def engine_ovf_xml(name: str, vm_uuid: str, image: EngineImage, d: Deployment, *
     args = ["-readconfig", str(NET_CONFIG), "-device", "virtio-net-pci,netdev=henet0"]
     qemu_args = "".join(f"<qemu:arg value={quoteattr(arg)}/>" for arg in args)
     disk = d.disk("vm")
-    sysinfo = ("<sysinfo type='smbios'><system><entry name='manufacturer'>oVirt</entry>"
-               "<entry name='product'>OS-NAME:</entry><entry name='version'>OS-VERSION:</entry>"
-               f"<entry name='serial'>HOST-SERIAL:</entry><entry name='uuid'>{vm_uuid}</entry></system></sysinfo>")
-    metadata = (f"<metadata><ovirt-vm:vm><ovirt-vm:device devtype='disk' name='vdb'>"
-                f"<ovirt-vm:poolID>{BLANK}</ovirt-vm:poolID><ovirt-vm:volumeID>{disk.volume}</ovirt-vm:volumeID>"
-                "<ovirt-vm:shared>exclusive</ovirt-vm:shared>"
-                f"<ovirt-vm:imageID>{disk.image}</ovirt-vm:imageID><ovirt-vm:domainID>{d.sd_uuid}</ovirt-vm:domainID>"
-                "</ovirt-vm:device></ovirt-vm:vm></metadata>")
+    sysinfo = (
+        "<sysinfo type='smbios'><system><entry name='manufacturer'>oVirt</entry>"
+        "<entry name='product'>OS-NAME:</entry><entry name='version'>OS-VERSION:</entry>"
+        f"<entry name='serial'>HOST-SERIAL:</entry><entry name='uuid'>{vm_uuid}</entry></system></sysinfo>"
+    )
+    metadata = (
+        f"<metadata><ovirt-vm:vm><ovirt-vm:device devtype='disk' name='vdb'>"
+        f"<ovirt-vm:poolID>{BLANK}</ovirt-vm:poolID><ovirt-vm:volumeID>{disk.volume}</ovirt-vm:volumeID>"
+        "<ovirt-vm:shared>exclusive</ovirt-vm:shared>"
+        f"<ovirt-vm:imageID>{disk.image}</ovirt-vm:imageID><ovirt-vm:domainID>{d.sd_uuid}</ovirt-vm:domainID>"
+        "</ovirt-vm:device></ovirt-vm:vm></metadata>"
+    )
     xml = (
         f"<domain type='qemu' xmlns:qemu='{QEMU_NS}' xmlns:ovirt-vm='{OVIRT_VM_NS}'>"
         f"<name>{escape(name)}</name><uuid>{vm_uuid}</uuid>"
@@ -73,19 +77,23 @@ def engine_ovf(template: str, d: Deployment, engine_xml: str, *, memory_mib: int
     deployment's: its VM id, storage domain, HE disk image/volume and memory item replaced,
     its ``EngineXml`` = ``engine_xml`` (escaped text, with an XML declaration as the engine writes it)."""
     (vm_id,) = set(re.findall(r'<Section ovf:id="([0-9a-f-]{36})"[^>]*OperatingSystemSection_Type', template))
-    (image, volume), = set(re.findall(r'ovf:fileRef="([0-9a-f-]{36})/([0-9a-f-]{36})"', template))
+    ((image, volume),) = set(re.findall(r'ovf:fileRef="([0-9a-f-]{36})/([0-9a-f-]{36})"', template))
     (sd,) = set(re.findall(r"<rasd:StorageId>([0-9a-f-]{36})</rasd:StorageId>", template))
     disk = d.disk("vm")
     text = template
     for old, new in ((vm_id, d.vm_uuid), (sd, d.sd_uuid), (image, disk.image), (volume, disk.volume)):
         text = text.replace(old, new)
-    text, found = re.subn(r"(<rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits><rasd:VirtualQuantity>)\d+",
-                          rf"\g<1>{memory_mib}", text)
+    text, found = re.subn(
+        r"(<rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits><rasd:VirtualQuantity>)\d+",
+        rf"\g<1>{memory_mib}",
+        text,
+    )
     if found != 1:
         raise ValueError(f"the OVF template has {found} memory items, not 1")
     declared = '<?xml version="1.0" encoding="UTF-8"?>' + engine_xml
-    text, found = re.subn(r"<EngineXml>.*?</EngineXml>", lambda _: f"<EngineXml>{escape(declared)}</EngineXml>",
-                          text, flags=re.S)
+    text, found = re.subn(
+        r"<EngineXml>.*?</EngineXml>", lambda _: f"<EngineXml>{escape(declared)}</EngineXml>", text, flags=re.S
+    )
     if found != 1:
         raise ValueError("the OVF template has no EngineXml")
     return text.encode()

@@ -82,8 +82,9 @@ class RealVmCluster:
             self.sockets.mkdir()
             for n in range(1, count + 1):
                 port = free_port()
-                host = Host(n, self.cluster.base / f"h{n}", self.cluster.shared, health_url(port),
-                            self.cluster.metadata_file)
+                host = Host(
+                    n, self.cluster.base / f"h{n}", self.cluster.shared, health_url(port), self.cluster.metadata_file
+                )
                 self.cluster.hosts.append(host)
                 host.libvirtd = QemuLibvirtd(self.cluster.base / f"h{n}-lv", host.daemon.run_dir)
                 self.ports[n] = port
@@ -107,8 +108,9 @@ class RealVmCluster:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._watcher is not None:
             self._watcher.stop()
         for watcher in self._page_watchers:
@@ -165,8 +167,9 @@ class RealVmCluster:
     def update_engine_ovf(self, *, memory_mib: int, store: int, epoch: float | None = None) -> bytes:
         """An engine update of OVF_STORE ``store`` (Updated:false, the tar, Updated:true with
         ``Last Updated`` = ``epoch``, now by default) with the OVF for ``memory_mib``."""
-        return update_ovf_store(self.hosts[0].view, self.ovf_stores[store], self.engine_ovf(memory_mib=memory_mib),
-                                epoch)
+        return update_ovf_store(
+            self.hosts[0].view, self.ovf_stores[store], self.engine_ovf(memory_mib=memory_mib), epoch
+        )
 
     def start_supervisor(self, host: Host, *extra: str) -> Supervisor:
         host_root = ("--host-root", str(host.root)) if self._host_root else ()
@@ -249,8 +252,9 @@ class RealVmCluster:
                 return time.monotonic()
             if time.monotonic() > deadline:
                 log = host.supervisors[-1].log_tail() if host.supervisors else "(no supervisor)"
-                raise AssertionError(f"{host.name}: no {what} within {timeout} s (QEMU pid {pid}); "
-                                     f"\n{self.console_tail(host)}\n{log}")
+                raise AssertionError(
+                    f"{host.name}: no {what} within {timeout} s (QEMU pid {pid}); \n{self.console_tail(host)}\n{log}"
+                )
             time.sleep(0.1)
 
     def console_tail(self, host: Host, chars: int = 400) -> str:
@@ -332,8 +336,10 @@ class EnginePageWatcher:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.answers: list[tuple[float, str]] = []  # (monotonic time of the answer, host name)
-        self._threads = [threading.Thread(target=self._run, args=(host,), name=f"page-{host.name}", daemon=True)
-                         for host in cluster.hosts]
+        self._threads = [
+            threading.Thread(target=self._run, args=(host,), name=f"page-{host.name}", daemon=True)
+            for host in cluster.hosts
+        ]
 
     def start(self) -> None:
         for thread in self._threads:
@@ -377,8 +383,14 @@ def page_says_up(url: str, timeout: float = HTTP_TIMEOUT) -> bool:
 def lease_holdings(host: Host, timeout: float = 10.0) -> list[LeaseHolding]:
     """What ``host``'s sanlock daemon has granted, and to which pid: the lines
     ``r <lockspace>:<resource>:<path>:<offset>:<lver> p <pid>`` of ``sanlock client status``."""
-    result = subprocess.run(["sanlock", "client", "status"], env=host.daemon.env(), capture_output=True,
-                            text=True, timeout=timeout, check=True)
+    result = subprocess.run(
+        ["sanlock", "client", "status"],
+        env=host.daemon.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
     holdings = []
     for line in result.stdout.splitlines():
         words = line.split()

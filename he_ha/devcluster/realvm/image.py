@@ -121,8 +121,10 @@ def kernel_version() -> str:
     versions = [p.name.removeprefix("vmlinuz-") for p in BOOT.glob("vmlinuz-*")]
     usable = [v for v in versions if "virtio_net.ko" in _read_text(MODULES / v / "modules.dep")]
     if not usable:
-        raise ImageError(f"no kernel in {BOOT} with virtio_net under {MODULES}: install the Debian package "
-                         f"linux-image-amd64 (found vmlinuz versions: {versions or 'none'})")
+        raise ImageError(
+            f"no kernel in {BOOT} with virtio_net under {MODULES}: install the Debian package "
+            f"linux-image-amd64 (found vmlinuz versions: {versions or 'none'})"
+        )
     return max(usable, key=lambda v: [int(n) for n in re.findall(r"\d+", v)])
 
 
@@ -163,7 +165,7 @@ def _has_interpreter(elf: bytes) -> bool:
     """An ELF64 little-endian executable with a PT_INTERP program header is dynamic."""
     if elf[:6] != b"\x7fELF\x02\x01":
         raise ImageError(f"{BUSYBOX} is not a 64-bit little-endian ELF file")
-    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
     return any(struct.unpack_from("<I", elf, phoff + i * phentsize)[0] == 3 for i in range(phnum))
 
@@ -187,4 +189,3 @@ def _read_text(path: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         return ""
-

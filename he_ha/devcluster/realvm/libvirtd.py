@@ -84,9 +84,11 @@ class QemuLibvirtd(PrivateLibvirtd):
     qemu-system-x86 and libvirt-sanlock."""
 
     def __init__(self, log_dir: Path, sanlock_run_dir: Path) -> None:
-        missing = [f"{path} (Debian package {package})" for path, package in
-                   ((QEMU_DRIVER, "libvirt-daemon-driver-qemu"), (SANLOCK_PLUGIN, "libvirt-sanlock"))
-                   if not path.exists()]
+        missing = [
+            f"{path} (Debian package {package})"
+            for path, package in ((QEMU_DRIVER, "libvirt-daemon-driver-qemu"), (SANLOCK_PLUGIN, "libvirt-sanlock"))
+            if not path.exists()
+        ]
         if missing:
             raise LibvirtdError("the real-VM libvirtd needs " + ", ".join(missing))
         super().__init__(log_dir)
@@ -118,16 +120,33 @@ class QemuLibvirtd(PrivateLibvirtd):
     def _spawn(self) -> subprocess.Popen[bytes]:
         for system_dir in SYSTEM_DIRS.values():
             system_dir.mkdir(parents=True, exist_ok=True)  # bind-mount targets must exist
-        mounts = [f"mount --bind {shlex.quote(str(self.state / name))} {shlex.quote(str(target))}"
-                  for name, target in SYSTEM_DIRS.items()]
+        mounts = [
+            f"mount --bind {shlex.quote(str(self.state / name))} {shlex.quote(str(target))}"
+            for name, target in SYSTEM_DIRS.items()
+        ]
         daemon = shlex.join(["libvirtd", "-f", str(self._conf), "--pid-file", str(self.dir / "libvirtd.pid")])
         script = "; ".join([*mounts, f"exec {daemon}"])
         env = {**os.environ, "LIBVIRT_DRIVER_DIR": str(self._drivers), "SANLOCK_RUN_DIR": str(self.sanlock_run_dir)}
         with self.log_path.open("ab") as log_file:
             return subprocess.Popen(
-                ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--mount", "--propagation", "private", "--",
-                 "sh", "-ec", script],
-                env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                [
+                    "setpriv",
+                    "--pdeathsig",
+                    "KILL",
+                    "--",
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "--",
+                    "sh",
+                    "-ec",
+                    script,
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
 
     # --- the QEMU processes it started -----------------------------------------------------

@@ -28,8 +28,13 @@ async def test_vm_start_passes_the_alternative_vm_conf(admin: Admin, socket_dir:
 
 @pytest.mark.parametrize(
     ("vm_conf", "text"),
-    [("vm.conf", "must be an absolute path"), ("", "must be an absolute path"), (7, "valid string"),
-     ("/x" * 3000, "at most 4096 characters"), ("/etc/\0x", "must not contain NUL bytes")],
+    [
+        ("vm.conf", "must be an absolute path"),
+        ("", "must be an absolute path"),
+        (7, "valid string"),
+        ("/x" * 3000, "at most 4096 characters"),
+        ("/etc/\0x", "must not contain NUL bytes"),
+    ],
 )
 async def test_vm_conf_must_be_an_absolute_path(admin: Admin, vm_conf: object, text: str) -> None:
     async with admin.session.post("/v1/vm/start", json={"vm_conf": vm_conf}) as response:
@@ -62,12 +67,15 @@ async def test_peer_may_not_have_the_daemon_read_a_file_it_cannot_read(socket_di
     os.chown(own, NOBODY.pw_uid, NOGROUP)
     server = await serve(controller, socket_dir / "admin.sock", group="nogroup")
     try:
-        refused = await request_as(socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/start",
-                                   {"vm_conf": str(secret)})
-        allowed = await request_as(socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/start",
-                                   {"vm_conf": str(readable)})
-        owned = await request_as(socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/start",
-                                 {"vm_conf": str(own)})
+        refused = await request_as(
+            socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/start", {"vm_conf": str(secret)}
+        )
+        allowed = await request_as(
+            socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/start", {"vm_conf": str(readable)}
+        )
+        owned = await request_as(
+            socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/start", {"vm_conf": str(own)}
+        )
         by_root = await request_as(socket_dir / "admin.sock", 0, 0, "POST", "/v1/vm/start", {"vm_conf": str(secret)})
     finally:
         await server.stop()
@@ -75,8 +83,11 @@ async def test_peer_may_not_have_the_daemon_read_a_file_it_cannot_read(socket_di
     assert refused.body["field"] == "vm_conf"
     assert f"uid {NOBODY.pw_uid} may not read {secret} (-rw-------" in refused.body["message"]
     assert (allowed.status, owned.status, by_root.status) == (200, 200, 200)
-    assert controller.calls == [("vm_start", (False, readable)), ("vm_start", (False, own)),
-                                ("vm_start", (False, secret))]
+    assert controller.calls == [
+        ("vm_start", (False, readable)),
+        ("vm_start", (False, own)),
+        ("vm_start", (False, secret)),
+    ]
 
 
 async def test_console_password_passes_password_and_ttl(admin: Admin) -> None:
@@ -113,8 +124,9 @@ async def test_console_password_checks_credentials(socket_dir: Path) -> None:
     controller = ControllerTestDouble()
     server = await serve(controller, socket_dir / "admin.sock", group="disk")
     try:
-        result = await request_as(socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST",
-                                  "/v1/vm/console-password", {"password": "x"})
+        result = await request_as(
+            socket_dir / "admin.sock", NOBODY.pw_uid, NOGROUP, "POST", "/v1/vm/console-password", {"password": "x"}
+        )
     finally:
         await server.stop()
     assert result.status == 403 and controller.calls == []

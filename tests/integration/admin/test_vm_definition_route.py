@@ -20,13 +20,21 @@ from tests.integration.admin.doubles import ControllerTestDouble
 UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
 BODY = f"vmId={UUID}\nvmName=HostedEngine\nmemSize=4096\n"
 DETAIL = VmDefinitionDetail(
-    definition=VmDefinitionView(usable=True, source="ovf-store", path="OVF_STORE volume v (image i, /p)", age=1.5,
-                                problem=None),
-    vm_id=UUID, vm_name="HostedEngine", vm_conf=BODY, startable=True,
+    definition=VmDefinitionView(
+        usable=True, source="ovf-store", path="OVF_STORE volume v (image i, /p)", age=1.5, problem=None
+    ),
+    vm_id=UUID,
+    vm_name="HostedEngine",
+    vm_conf=BODY,
+    startable=True,
 )
-LAUNCH = LaunchXmlView(xml="<domain type='kvm'><name>HostedEngine</name></domain>", engine_xml=True,
-                       changes=["sysinfo serial: 'HOST-SERIAL:' -> 'h1'"], networks=["vdsm-ovirtmgmt"],
-                       engine_lease=LeaseView(lockspace="sd", key="vol", path="/m/sd/images/i/vol.lease", offset=0))
+LAUNCH = LaunchXmlView(
+    xml="<domain type='kvm'><name>HostedEngine</name></domain>",
+    engine_xml=True,
+    changes=["sysinfo serial: 'HOST-SERIAL:' -> 'h1'"],
+    networks=["vdsm-ovirtmgmt"],
+    engine_lease=LeaseView(lockspace="sd", key="vol", path="/m/sd/images/i/vol.lease", offset=0),
+)
 
 
 class DefinitionDouble(ControllerTestDouble):
@@ -93,8 +101,13 @@ async def test_a_resolution_that_does_not_return_misses_the_deadline(served: Ser
 
 
 def vm_conf(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "he_ha.main", "vm-conf", "--admin-socket", str(path), *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "he_ha.main", "vm-conf", "--admin-socket", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 async def test_he_ha_vm_conf_prints_what_the_daemon_uses(served: Served) -> None:
@@ -108,13 +121,17 @@ async def test_he_ha_vm_conf_prints_what_the_daemon_uses(served: Served) -> None
     assert "needs libvirt network vdsm-ovirtmgmt" in done.stderr
     assert "the engine's disk lease vol in lockspace sd at /m/sd/images/i/vol.lease:0" in done.stderr
 
-    served.controller.launch, served.controller.launch_error = None, "engine XML: sysinfo entry 'serial': 'HOST-SERIAL:'"
+    served.controller.launch, served.controller.launch_error = (
+        None,
+        "engine XML: sysinfo entry 'serial': 'HOST-SERIAL:'",
+    )
     done = await asyncio.to_thread(vm_conf, served.path, "--resolved")
     assert done.returncode == 1 and done.stdout == "" and "cannot be made startable: engine XML: sysinfo" in done.stderr
 
     problem = "ovf-store: no usable ...ovf; starts use the last good definition, read from /run/vm.conf"
-    served.controller.detail = DETAIL.model_copy(update={
-        "definition": DETAIL.definition.model_copy(update={"source": "conf", "problem": problem})})
+    served.controller.detail = DETAIL.model_copy(
+        update={"definition": DETAIL.definition.model_copy(update={"source": "conf", "problem": problem})}
+    )
     done = await asyncio.to_thread(vm_conf, served.path)
     assert done.returncode == 0 and f"problem: {problem}" in done.stderr
 
@@ -122,10 +139,20 @@ async def test_he_ha_vm_conf_prints_what_the_daemon_uses(served: Served) -> None
     done = await asyncio.to_thread(vm_conf, served.path)
     assert done.returncode == 3 and done.stdout == BODY and "refused: " in done.stderr
 
-    served.controller.detail = DETAIL.model_copy(update={
-        "vm_conf": None, "vm_id": None, "startable": False,
-        "definition": VmDefinitionView(usable=False, source=None, path=None, age=None,
-                                       problem="no usable VM definition: conf: /run/vm.conf: missing")})
+    served.controller.detail = DETAIL.model_copy(
+        update={
+            "vm_conf": None,
+            "vm_id": None,
+            "startable": False,
+            "definition": VmDefinitionView(
+                usable=False,
+                source=None,
+                path=None,
+                age=None,
+                problem="no usable VM definition: conf: /run/vm.conf: missing",
+            ),
+        }
+    )
     done = await asyncio.to_thread(vm_conf, served.path)
     assert done.returncode == 1 and done.stdout == "" and "conf: /run/vm.conf: missing" in done.stderr
 

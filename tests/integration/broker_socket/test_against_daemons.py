@@ -129,6 +129,7 @@ def hosts(setup: Setup) -> list[Host]:
     """Both hosts, once each one's get_stats shows both slots."""
     cluster = setup.cluster
     for host in cluster.hosts:
+
         def serves_both(h: Host = host) -> bool:
             return {"1", "2"} <= set(answers(h) or {})
 
@@ -148,6 +149,7 @@ def test_get_stats_blobs_are_the_whiteboard_slots(hosts: list[Host]) -> None:
 
 def test_every_host_is_alive_in_each_daemons_view(hosts: list[Host]) -> None:
     for host in hosts:
+
         def both_alive(h: Host = host) -> bool:
             return proxy(h).is_host_alive() == [1, 2]
 
@@ -171,8 +173,9 @@ def test_global_maintenance_through_one_broker_socket_reaches_every_host(hosts: 
             assert decode_global_block(volume.read(SLOT_BYTES)) == GlobalBlock(maintenance=on)
         if on:
             answer = stats_of(host1)
-            print(f"\none get_stats answer from {host1.name}'s broker socket {host1.broker_socket}:\n"
-                  f"{describe(answer)}")
+            print(
+                f"\none get_stats answer from {host1.name}'s broker socket {host1.broker_socket}:\n{describe(answer)}"
+            )
 
 
 def test_a_write_into_a_host_slot_is_refused(hosts: list[Host]) -> None:
@@ -185,8 +188,10 @@ def test_a_write_into_a_host_slot_is_refused(hosts: list[Host]) -> None:
             return proxy(host1).put_stats(host_id, xmlrpc.client.Binary(stored))
 
         refused = fault(write_slot)
-        assert refused.faultString == (f"put_stats: refused: the slot of host {host_id} is written only by the HA "
-                                       "daemon of that host; only the global block (host id 0) is accepted here")
+        assert refused.faultString == (
+            f"put_stats: refused: the slot of host {host_id} is written only by the HA "
+            "daemon of that host; only the global block (host id 0) is accepted here"
+        )
 
 
 def test_an_unprivileged_caller_reads_but_cannot_change(hosts: list[Host]) -> None:
@@ -230,12 +235,17 @@ def test_reads_answer_while_the_metadata_storage_hangs(setup: Setup, hosts: list
             time.sleep(0.05)
         assert set(slots(stats_of(host1))) == set(before)  # the latest read, served from memory
         assert stall.blocked() >= 1  # the storage really was hanging all along
-        print(f"\nget_stats/is_host_alive on {host1.name} while its metadata reads hung: {len(latencies)} calls, "
-              f"median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+        print(
+            f"\nget_stats/is_host_alive on {host1.name} while its metadata reads hung: {len(latencies)} calls, "
+            f"median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms"
+        )
         # A write cannot reach storage: a fault within the daemon's storage deadline, not a hang
         # (maintenance=0 as it is: the blocked write lands harmlessly once storage is back).
-        refused = fault(lambda: broker_proxy(host1.broker_socket, timeout=60).put_stats(
-            0, xmlrpc.client.Binary(global_block(False))))
+        refused = fault(
+            lambda: broker_proxy(host1.broker_socket, timeout=60).put_stats(
+                0, xmlrpc.client.Binary(global_block(False))
+            )
+        )
         assert refused.faultString.startswith("put_stats: global maintenance off: not written and read back: ")
     finally:
         stall.resume()

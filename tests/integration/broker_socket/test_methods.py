@@ -44,8 +44,9 @@ async def test_get_stats_serves_every_slot_whose_first_byte_is_not_nul_as_stored
 async def test_get_stats_without_a_read_says_why(broker: Broker) -> None:
     fault = await broker.fault("get_stats")
     assert fault.faultCode == APPLICATION_ERROR
-    assert fault.faultString == ("get_stats: no whiteboard read yet: the daemon has not read the metadata volume "
-                                 "since it started")
+    assert fault.faultString == (
+        "get_stats: no whiteboard read yet: the daemon has not read the metadata volume since it started"
+    )
     broker.backend.error = "whiteboard read of /m: no answer within 5 s"
     fault = await broker.fault("get_stats")
     assert fault.faultString.endswith("the metadata volume cannot be read: whiteboard read of /m: no answer within 5 s")
@@ -57,8 +58,10 @@ async def test_is_host_alive_is_the_daemons_liveness_view(broker: Broker) -> Non
     assert await broker.call("is_host_alive") == [1, 4]
 
 
-@pytest.mark.parametrize(("text", "on"), [("maintenance=1", True), ("maintenance=0", False),
-                                          ("maintenance=True", True), ("\nmaintenance=no\n", False)])
+@pytest.mark.parametrize(
+    ("text", "on"),
+    [("maintenance=1", True), ("maintenance=0", False), ("maintenance=True", True), ("\nmaintenance=no\n", False)],
+)
 async def test_put_stats_of_the_global_block_sets_global_maintenance(broker: Broker, text: str, on: bool) -> None:
     assert await broker.call("put_stats", 0, Binary(text.encode().ljust(SLOT_BYTES, b"\0"))) == "ok"
     assert broker.backend.global_writes == [on]
@@ -70,18 +73,22 @@ async def test_put_stats_as_the_original_client_sends_it(broker: Broker) -> None
     assert broker.backend.global_writes == [True, False]
 
 
-@pytest.mark.parametrize(("block", "message"), [
-    (b"maintenance=1", "the global block is 13 bytes; it must be 4096 (key=value text, NUL-padded)"),
-    (b"maintenance=1".ljust(SLOT_BYTES + 1, b"\0"), "the global block is 4097 bytes"),
-    (b"maintenance=1\ncolour=blue", "unknown key(s) in the global block: 'colour'; only 'maintenance' is known"),
-    (b"\n\n", "the global block sets no 'maintenance' value"),
-    (b"", "the global block sets no 'maintenance' value"),
-    (b"maintenance=perhaps", "maintenance value 'perhaps' is not a boolean"),
-    (b"maintenance", "line 'maintenance' is not key=value"),
-    (b"maintenance=\xff", "text is not UTF-8"),
-])
-async def test_put_stats_refuses_a_block_the_original_client_would_not_parse(broker: Broker, block: bytes,
-                                                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (b"maintenance=1", "the global block is 13 bytes; it must be 4096 (key=value text, NUL-padded)"),
+        (b"maintenance=1".ljust(SLOT_BYTES + 1, b"\0"), "the global block is 4097 bytes"),
+        (b"maintenance=1\ncolour=blue", "unknown key(s) in the global block: 'colour'; only 'maintenance' is known"),
+        (b"\n\n", "the global block sets no 'maintenance' value"),
+        (b"", "the global block sets no 'maintenance' value"),
+        (b"maintenance=perhaps", "maintenance value 'perhaps' is not a boolean"),
+        (b"maintenance", "line 'maintenance' is not key=value"),
+        (b"maintenance=\xff", "text is not UTF-8"),
+    ],
+)
+async def test_put_stats_refuses_a_block_the_original_client_would_not_parse(
+    broker: Broker, block: bytes, message: str
+) -> None:
     data = block if len(block) > SLOT_BYTES or block == b"maintenance=1" else block.ljust(SLOT_BYTES, b"\0")
     fault = await broker.fault("put_stats", 0, Binary(data))
     assert fault.faultCode == INVALID_METHOD_PARAMS
@@ -92,13 +99,17 @@ async def test_put_stats_refuses_a_block_the_original_client_would_not_parse(bro
 async def test_put_stats_into_a_host_slot_is_refused(broker: Broker) -> None:
     fault = await broker.fault("put_stats", 1, Binary(encode_host_slot(host_slot(1))))
     assert fault.faultCode == APPLICATION_ERROR
-    assert fault.faultString == ("put_stats: refused: the slot of host 1 is written only by the HA daemon of that "
-                                 "host; only the global block (host id 0) is accepted here")
+    assert fault.faultString == (
+        "put_stats: refused: the slot of host 1 is written only by the HA daemon of that "
+        "host; only the global block (host id 0) is accepted here"
+    )
     assert broker.backend.global_writes == []
 
 
-@pytest.mark.parametrize("params", [(), ("0", global_block(True)), (False, global_block(True)), (0, "maintenance=1"),
-                                    (0, global_block(True), 1)])
+@pytest.mark.parametrize(
+    "params",
+    [(), ("0", global_block(True)), (False, global_block(True)), (0, "maintenance=1"), (0, global_block(True), 1)],
+)
 async def test_put_stats_takes_an_int_and_a_base64_blob(broker: Broker, params: tuple[object, ...]) -> None:
     fault = await broker.fault("put_stats", *params)
     assert fault.faultCode == INVALID_METHOD_PARAMS
@@ -106,12 +117,15 @@ async def test_put_stats_takes_an_int_and_a_base64_blob(broker: Broker, params: 
 
 
 async def test_a_failed_global_write_is_a_fault_not_nil(broker: Broker) -> None:
-    broker.backend.result = CommandResult(ok=False, message="global maintenance on: not written and read back: "
-                                                            "whiteboard write of /m: no answer within 5 s")
+    broker.backend.result = CommandResult(
+        ok=False,
+        message="global maintenance on: not written and read back: whiteboard write of /m: no answer within 5 s",
+    )
     fault = await broker.fault("put_stats", 0, Binary(global_block(True)))
     assert fault.faultCode == APPLICATION_ERROR
-    assert fault.faultString == ("put_stats: global maintenance on: not written and read back: whiteboard write "
-                                 "of /m: no answer within 5 s")
+    assert fault.faultString == (
+        "put_stats: global maintenance on: not written and read back: whiteboard write of /m: no answer within 5 s"
+    )
 
 
 async def test_reset_lockspace_answers_ok_or_the_refusal(broker: Broker) -> None:
@@ -149,17 +163,22 @@ async def test_calls_are_answered_while_a_write_is_under_way(broker: Broker) -> 
 async def test_the_agents_methods_say_he_ha_replaces_it(broker: Broker, method: str) -> None:
     fault = await broker.fault(method, "x")
     assert fault.faultCode == APPLICATION_ERROR
-    assert fault.faultString == (f"{method}: he-ha replaces ovirt-ha-agent and ovirt-ha-broker on this host; this "
-                                 "method serves only the original agent, which must not run beside he-ha "
-                                 "(systemctl disable --now ovirt-ha-agent ovirt-ha-broker)")
+    assert fault.faultString == (
+        f"{method}: he-ha replaces ovirt-ha-agent and ovirt-ha-broker on this host; this "
+        "method serves only the original agent, which must not run beside he-ha "
+        "(systemctl disable --now ovirt-ha-agent ovirt-ha-broker)"
+    )
 
 
-@pytest.mark.parametrize(("method", "message"), [
-    ("get_stat", 'method "get_stat" is not supported'),
-    ("system.listMethods", 'method "system.listMethods" is not supported'),
-    ("_handlers", 'method "_handlers" is not supported: names starting with "_" are not callable'),
-    ("_dispatch", 'method "_dispatch" is not supported: names starting with "_" are not callable'),
-])
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("get_stat", 'method "get_stat" is not supported'),
+        ("system.listMethods", 'method "system.listMethods" is not supported'),
+        ("_handlers", 'method "_handlers" is not supported: names starting with "_" are not callable'),
+        ("_dispatch", 'method "_dispatch" is not supported: names starting with "_" are not callable'),
+    ],
+)
 async def test_unknown_and_private_names_are_faults(broker: Broker, method: str, message: str) -> None:
     fault = await broker.fault(method)
     assert (fault.faultCode, fault.faultString) == (METHOD_NOT_FOUND, message)

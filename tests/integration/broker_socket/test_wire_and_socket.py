@@ -73,11 +73,14 @@ async def test_http_errors_outside_xmlrpc(broker: Broker) -> None:
     assert (await raw(broker, "/RPC2", b"x" * (broker.server.max_body + 1)))[0] == 413
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b"<methodCall><methodName>get_stats", "not an XML-RPC request: ExpatError"),
-    (b"not xml at all", "not an XML-RPC request: ExpatError"),
-    (xmlrpc.client.dumps(("ok",), methodresponse=True).encode(), "no methodName (a methodResponse?)"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<methodCall><methodName>get_stats", "not an XML-RPC request: ExpatError"),
+        (b"not xml at all", "not an XML-RPC request: ExpatError"),
+        (xmlrpc.client.dumps(("ok",), methodresponse=True).encode(), "no methodName (a methodResponse?)"),
+    ],
+)
 async def test_a_request_that_does_not_parse_is_a_fault(broker: Broker, body: bytes, message: str) -> None:
     status, _, answer = await raw(broker, "/RPC2", body)
     assert status == 200

@@ -38,7 +38,10 @@ XML = f"""<domain type='qemu'><name>HostedEngine</name><uuid>{UUID}</uuid>
 def _des(key: bytes, block: bytes) -> bytes:
     done = subprocess.run(
         ["openssl", "enc", "-des-ecb", "-nopad", "-K", key.hex(), "-provider", "legacy", "-provider", "default"],
-        input=block, capture_output=True, timeout=10, check=True,
+        input=block,
+        capture_output=True,
+        timeout=10,
+        check=True,
     )
     return done.stdout
 

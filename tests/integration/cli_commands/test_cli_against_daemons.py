@@ -56,8 +56,13 @@ def cluster(health_url: str) -> Iterator[Cluster]:
 
 def hosted_engine(host: Host, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host.cli_env(), **env},
-        capture_output=True, text=True, timeout=90, check=False,
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO,
+        env={**os.environ, **host.cli_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
 
 
@@ -84,10 +89,13 @@ def global_maintenance(host: Host) -> bool | None:
     return value
 
 
-def vm_conf(path: Path, *, vm_id: str = ENGINE_UUID, name: str = ENGINE_NAME, memory_mib: int = 64,
-            devices: str = "") -> Path:
-    xml = (f"<domain type='test'><name>{name}</name><uuid>{vm_id}</uuid><memory unit='MiB'>{memory_mib}"
-           f"</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>{devices}</devices></domain>")
+def vm_conf(
+    path: Path, *, vm_id: str = ENGINE_UUID, name: str = ENGINE_NAME, memory_mib: int = 64, devices: str = ""
+) -> Path:
+    xml = (
+        f"<domain type='test'><name>{name}</name><uuid>{vm_id}</uuid><memory unit='MiB'>{memory_mib}"
+        f"</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>{devices}</devices></domain>"
+    )
     path.write_text(f"vmId={vm_id}\nmemSize={memory_mib}\nxmlBase64={base64.b64encode(xml.encode()).decode()}\n")
     return path
 
@@ -110,8 +118,16 @@ def test_maintenance_modes(hosts: tuple[Host, Host]) -> None:
     assert "local_maintenance=True" in other.ha_conf.read_text()
     other.wait_for_decision(lambda e: state_of(e) == "LocalMaintenance", after=seen)
     # local is refused where the VM runs while no other host could take it, in the original's words
-    wait_until("the engine host sees the other in maintenance", lambda: not any(
-        h["maintenance"] is False and h["score"] for h in engine.admin.get("/v1/status")["hosts"] if not h["local"]))
+    wait_until(
+        "the engine host sees the other in maintenance",
+        lambda: (
+            not any(
+                h["maintenance"] is False and h["score"]
+                for h in engine.admin.get("/v1/status")["hosts"]
+                if not h["local"]
+            )
+        ),
+    )
     expect(hosted_engine(engine, "--set-maintenance", "--mode=local"), 1, err=f"{LOCAL_REFUSED} ({NO_TARGET})\n")
     assert "local_maintenance=False" in engine.ha_conf.read_text()
     expect(hosted_engine(other, "--set-maintenance", "--mode=none"), 0)
@@ -175,11 +191,17 @@ def test_vm_control_in_global_maintenance(hosts: tuple[Host, Host], tmp_path: Pa
 
     # recovery: this start uses another vm.conf (more memory), the configured one is unchanged;
     # the shutdown's extra argument (public troubleshooting notes) is ignored, as by the original
-    expect(hosted_engine(engine, "--vm-shutdown", "--force"), 0,
-           err="--vm-shutdown: ignored argument --force (the original hosted-engine ignores it too)\n")
+    expect(
+        hosted_engine(engine, "--vm-shutdown", "--force"),
+        0,
+        err="--vm-shutdown: ignored argument --force (the original hosted-engine ignores it too)\n",
+    )
     engine.wait_for_vm(False)
-    recovery = vm_conf(tmp_path / "recovery-vm.conf", memory_mib=128,
-                       devices="<graphics type='vnc' port='5907' autoport='no' listen='127.0.0.1'/>")
+    recovery = vm_conf(
+        tmp_path / "recovery-vm.conf",
+        memory_mib=128,
+        devices="<graphics type='vnc' port='5907' autoport='no' listen='127.0.0.1'/>",
+    )
     expect(hosted_engine(engine, "--vm-start", f"--vm-conf={recovery}"), 0, "VM in WaitForLaunch\n")
     engine.wait_for_vm(True)
     assert memory_kib(engine) == 128 * 1024
@@ -193,16 +215,28 @@ def test_vm_control_in_global_maintenance(hosts: tuple[Host, Host], tmp_path: Pa
     expect(hosted_engine(engine, "--vm-poweroff"), 0)
     engine.wait_for_vm(False)
     stranger = vm_conf(tmp_path / "stranger-vm.conf", vm_id="0b3e6bb0-7b8a-4a4e-8e36-0e0e0e0e0e0e")
-    expect(hosted_engine(engine, "--vm-start", f"--vm-conf={stranger}"), 1, "VM failed to launch\n",
-           f"refused: {stranger} describes the VM 0b3e6bb0-7b8a-4a4e-8e36-0e0e0e0e0e0e (vmId), "
-           f"not the engine VM {ENGINE_UUID}\n")
+    expect(
+        hosted_engine(engine, "--vm-start", f"--vm-conf={stranger}"),
+        1,
+        "VM failed to launch\n",
+        f"refused: {stranger} describes the VM 0b3e6bb0-7b8a-4a4e-8e36-0e0e0e0e0e0e (vmId), "
+        f"not the engine VM {ENGINE_UUID}\n",
+    )
     renamed = vm_conf(tmp_path / "renamed-vm.conf", name="Other")
-    expect(hosted_engine(engine, "--vm-start", f"--vm-conf={renamed}"), 1, "VM failed to launch\n",
-           f"refused: {renamed} names the VM 'Other', not '{ENGINE_NAME}' as the configured vm.conf does\n")
+    expect(
+        hosted_engine(engine, "--vm-start", f"--vm-conf={renamed}"),
+        1,
+        "VM failed to launch\n",
+        f"refused: {renamed} names the VM 'Other', not '{ENGINE_NAME}' as the configured vm.conf does\n",
+    )
     garbage = tmp_path / "garbage-vm.conf"
     garbage.write_text("vmId=\n")
-    expect(hosted_engine(engine, "--vm-start", f"--vm-conf={garbage}"), 1, "VM failed to launch\n",
-           f"refused: not a usable vm.conf: {garbage}: key 'vmId' = '': String should have at least 1 character\n")
+    expect(
+        hosted_engine(engine, "--vm-start", f"--vm-conf={garbage}"),
+        1,
+        "VM failed to launch\n",
+        f"refused: not a usable vm.conf: {garbage}: key 'vmId' = '': String should have at least 1 character\n",
+    )
     done = hosted_engine(engine, "--vm-start-paused")  # the test driver cannot start paused
     assert (done.returncode, done.stdout) == (1, "VM failed to launch\n"), done
     assert "unsupported flags" in done.stderr
@@ -211,10 +245,16 @@ def test_vm_control_in_global_maintenance(hosts: tuple[Host, Host], tmp_path: Pa
     expect(hosted_engine(engine, "--vm-start"), 0, "VM in WaitForLaunch\n")
     engine.wait_for_vm(True)
     assert memory_kib(engine) == 64 * 1024  # the configured vm.conf again
-    expect(hosted_engine(engine, "--add-console-password", "--password=s3cret"), 1,
-           err=f"Failed detecting VNC port\nthe engine VM {ENGINE_NAME} ({ENGINE_UUID}) has no VNC graphics device\n")
-    expect(hosted_engine(other, "--add-console-password", "--password=s3cret"), 1,
-           err=f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) is not running on this host\n")
+    expect(
+        hosted_engine(engine, "--add-console-password", "--password=s3cret"),
+        1,
+        err=f"Failed detecting VNC port\nthe engine VM {ENGINE_NAME} ({ENGINE_UUID}) has no VNC graphics device\n",
+    )
+    expect(
+        hosted_engine(other, "--add-console-password", "--password=s3cret"),
+        1,
+        err=f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) is not running on this host\n",
+    )
 
     expect(hosted_engine(engine, "--set-maintenance", "--mode=none"), 0)
     wait_until("global maintenance cleared", lambda: not global_maintenance(engine))
@@ -223,8 +263,9 @@ def test_vm_control_in_global_maintenance(hosts: tuple[Host, Host], tmp_path: Pa
 def test_console_asks_libvirt_and_runs_virsh(hosts: tuple[Host, Host]) -> None:
     engine, other = hosts
     expect(hosted_engine(other, "--console"), 0, "The engine VM is not on this host\n")
-    shown = run_in_terminal([sys.executable, "-m", "cli.main", "--console"],
-                            {**os.environ, **engine.cli_env(), "PYTHONPATH": str(REPO)})
+    shown = run_in_terminal(
+        [sys.executable, "-m", "cli.main", "--console"], {**os.environ, **engine.cli_env(), "PYTHONPATH": str(REPO)}
+    )
     assert shown.output.startswith("The engine VM is running on this host\r\n"), shown.output
     assert "virDomainOpenConsole" in shown.output and shown.status == 1  # the test driver has no consoles
 
@@ -233,10 +274,15 @@ def test_check_liveliness_against_the_health_page(hosts: tuple[Host, Host], heal
     engine, _ = hosts
     address = health_url.removeprefix("http://").split("/")[0]  # 127.0.0.1:<port>
     expect(hosted_engine(engine, "--set-shared-config", "fqdn", address, "--type=he_local"), 0)
-    expect(hosted_engine(engine, "--get-shared-config", "fqdn", "--type=he_local"), 0,
-           f"\nfqdn : {address}, type : he_local\n\n")
+    expect(
+        hosted_engine(engine, "--get-shared-config", "fqdn", "--type=he_local"),
+        0,
+        f"\nfqdn : {address}, type : he_local\n\n",
+    )
     expect(hosted_engine(engine, "--check-liveliness"), 0, "Hosted Engine is up!\n")
-    expect(hosted_engine(engine, "--set-shared-config", "fqdn", "127.0.0.1:9", "--type=he_local"), 0)  # discard port: nothing there
+    expect(
+        hosted_engine(engine, "--set-shared-config", "fqdn", "127.0.0.1:9", "--type=he_local"), 0
+    )  # discard port: nothing there
     done = hosted_engine(engine, "--check-liveliness")
     assert (done.returncode, done.stdout) == (1, "Hosted Engine is not up!\n") and "Connection refused" in done.stderr
     expect(hosted_engine(engine, "--set-shared-config", "fqdn", "engine.invalid", "--type=he_local"), 0)
@@ -247,17 +293,25 @@ def test_set_shared_config_he_shared(hosts: tuple[Host, Host]) -> None:
     holds the lockspace: the volume's lock is just taken), read on the other."""
     engine, other = hosts
     expect(hosted_engine(engine, "--set-shared-config", "fqdn", "new-engine.invalid", "--type=he_shared"), 0)
-    expect(hosted_engine(other, "--get-shared-config", "fqdn", "--type=he_shared"), 0,
-           "\nfqdn : new-engine.invalid, type : he_shared\n\n")
-    expect(hosted_engine(other, "--get-shared-config", "fqdn", "--type=he_local"), 0,
-           "\nfqdn : engine.invalid, type : he_local\n\n")
+    expect(
+        hosted_engine(other, "--get-shared-config", "fqdn", "--type=he_shared"),
+        0,
+        "\nfqdn : new-engine.invalid, type : he_shared\n\n",
+    )
+    expect(
+        hosted_engine(other, "--get-shared-config", "fqdn", "--type=he_local"),
+        0,
+        "\nfqdn : engine.invalid, type : he_local\n\n",
+    )
     expect(hosted_engine(other, "--set-shared-config", "fqdn", "engine.invalid", "--type=he_shared"), 0)
 
 
 DIRECT = "; acting directly through libvirt ("
 JOINING = "he-ha: joining the sanlock lockspace 'hosted-engine' as host id "
-STATUS_TAIL = (f"{CANNOT_CONNECT}\nAn error occured while retrieving vm status, please make sure the HA daemon is "
-               "ready and reachable.\nUnable to connect the HA Broker \n")
+STATUS_TAIL = (
+    f"{CANNOT_CONNECT}\nAn error occured while retrieving vm status, please make sure the HA daemon is "
+    "ready and reachable.\nUnable to connect the HA Broker \n"
+)
 
 
 def lockspace_state(cluster: Cluster, host: Host) -> LockspaceState:
@@ -272,8 +326,10 @@ def lockspace_state(cluster: Cluster, host: Host) -> LockspaceState:
 def direct(done: subprocess.CompletedProcess[str], host: Host) -> list[str]:
     """The stderr lines after the one saying the shim acts without the daemon (checked)."""
     lines = done.stderr.splitlines()
-    assert lines and lines[0] == (f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such "
-                                  f"file or directory{DIRECT}{host.libvirt_uri})"), done
+    assert lines and lines[0] == (
+        f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such "
+        f"file or directory{DIRECT}{host.libvirt_uri})"
+    ), done
     return lines[1:]
 
 
@@ -284,14 +340,20 @@ def test_daemon_down(cluster: Cluster, hosts: tuple[Host, Host], tmp_path: Path)
     assert f"conf={other.vm_conf}\n" in conf_text
     no_vm_conf.write_text(conf_text.replace(f"conf={other.vm_conf}\n", f"conf={tmp_path / 'not-retrieved.conf'}\n"))
     not_retrieved = "The hosted engine configuration has not been retrieved from shared storage yet,\n"
-    expect(hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)), 1,
-           f"{not_retrieved}for more details please check sanlock status.\n\n")
+    expect(
+        hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)),
+        1,
+        f"{not_retrieved}for more details please check sanlock status.\n\n",
+    )
     expect(hosted_engine(engine, "--set-maintenance", "--mode=global"), 0)  # the daemons leave the VM alone
     wait_until("both hosts see global maintenance", lambda: all(global_maintenance(h) for h in hosts))
 
     assert other.supervisors[-1].terminate() == 0
-    expect(hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)), 1,
-           f"{not_retrieved}please ensure that the he-ha service is running.\n\n")
+    expect(
+        hosted_engine(other, "--vm-start", HE_HA_HOSTED_ENGINE_CONF=str(no_vm_conf)),
+        1,
+        f"{not_retrieved}please ensure that the he-ha service is running.\n\n",
+    )
     gone = f"the he-ha daemon does not answer on {other.admin_socket}: [Errno 2] No such file or directory"
     expect(hosted_engine(other, "--vm-status"), 1, err=f"{gone}\n{STATUS_TAIL}")
     as_json = hosted_engine(other, "--vm-status", "--json")
@@ -307,14 +369,17 @@ def test_daemon_down(cluster: Cluster, hosts: tuple[Host, Host], tmp_path: Path)
     assert (done.returncode, done.stdout) == (1, "VM failed to launch\n"), done
     said = direct(done, other)
     assert said[0].startswith(f"{JOINING}{other.host_id} ") and said[-1].startswith(
-        "refused: another host holds the VM lease (")
+        "refused: another host holds the VM lease ("
+    )
     assert other.vm() is None and lockspace_state(cluster, other) is LockspaceState.NOT_JOINED
     for command in ("--vm-shutdown", "--vm-poweroff"):  # nothing to stop here: done
         done = hosted_engine(other, command)
         assert (done.returncode, done.stdout, direct(done, other)) == (0, "", []), done
     done = hosted_engine(other, "--add-console-password", "--password=x")
-    assert (done.returncode, direct(done, other)) == (1, [f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) is not "
-                                                          "running on this host"])
+    assert (done.returncode, direct(done, other)) == (
+        1,
+        [f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) is not running on this host"],
+    )
 
     # The engine host's daemon stops too; its VM runs on, its lease keeper holds the lease.
     assert engine.supervisors[-1].terminate() == 0
@@ -322,11 +387,16 @@ def test_daemon_down(cluster: Cluster, hosts: tuple[Host, Host], tmp_path: Path)
     done = hosted_engine(engine, "--vm-start")
     assert (done.returncode, done.stdout, direct(done, engine)) == (1, "VM exists and its status is running\n", [])
     done = hosted_engine(engine, "--add-console-password", "--password=x")
-    assert (done.returncode, direct(done, engine)) == (1, [
-        "Failed detecting VNC port", f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) has no VNC graphics device"])
+    assert (done.returncode, direct(done, engine)) == (
+        1,
+        ["Failed detecting VNC port", f"the engine VM {ENGINE_NAME} ({ENGINE_UUID}) has no VNC graphics device"],
+    )
     done = hosted_engine(engine, "--vm-poweroff")  # the VM is gone: so is its keeper's lease
     assert (done.returncode, done.stdout, direct(done, engine)) == (
-        0, "", ["he-ha: the engine VM is gone: the VM lease its lease keeper held is released"]), done
+        0,
+        "",
+        ["he-ha: the engine VM is gone: the VM lease its lease keeper held is released"],
+    ), done
     assert engine.vm() is None and engine.keeper_pid() is None
     assert lockspace_state(cluster, engine) is LockspaceState.NOT_JOINED
 
@@ -343,7 +413,10 @@ def test_daemon_down(cluster: Cluster, hosts: tuple[Host, Host], tmp_path: Path)
     assert other.vm() is None
     done = hosted_engine(engine, "--vm-shutdown")  # the test driver's guest stops at once
     assert (done.returncode, done.stdout, direct(done, engine)) == (
-        0, "", ["he-ha: the engine VM is gone: the VM lease its lease keeper held is released"]), done
+        0,
+        "",
+        ["he-ha: the engine VM is gone: the VM lease its lease keeper held is released"],
+    ), done
     assert engine.keeper_pid() is None
 
     # Started again without the daemon, then the daemon comes back and adopts the VM and its keeper.

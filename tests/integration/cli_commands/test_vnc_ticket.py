@@ -35,8 +35,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def domain(devices: str) -> str:
-    return (f"<domain type='test'><name>HostedEngine</name><uuid>{UUID}</uuid><memory>65536</memory>"
-            f"<vcpu>1</vcpu><os><type>hvm</type></os><devices>{devices}</devices></domain>")
+    return (
+        f"<domain type='test'><name>HostedEngine</name><uuid>{UUID}</uuid><memory>65536</memory>"
+        f"<vcpu>1</vcpu><os><type>hvm</type></os><devices>{devices}</devices></domain>"
+    )
 
 
 # --- the XML ---------------------------------------------------------------------------------
@@ -66,12 +68,19 @@ def test_display(element: str, display: VncDisplay | None) -> None:
 
 
 def test_ticket_xml_keeps_the_element_and_sets_password_expiry_and_keep() -> None:
-    graphics = ET.fromstring("<graphics type='vnc' port='5900' listen='0.0.0.0'><listen type='address' "
-                             "address='0.0.0.0'/></graphics>")
+    graphics = ET.fromstring(
+        "<graphics type='vnc' port='5900' listen='0.0.0.0'><listen type='address' address='0.0.0.0'/></graphics>"
+    )
     valid_to = datetime(2030, 1, 2, 6, 5, 6, tzinfo=timezone(timedelta(hours=2)))  # libvirt wants UTC
     device = ET.fromstring(ticket_device_xml(graphics, "s3cret", valid_to))
-    assert device.attrib == {"type": "vnc", "port": "5900", "listen": "0.0.0.0", "passwd": "s3cret",
-                             "passwdValidTo": "2030-01-02T04:05:06", "connected": "keep"}
+    assert device.attrib == {
+        "type": "vnc",
+        "port": "5900",
+        "listen": "0.0.0.0",
+        "passwd": "s3cret",
+        "passwdValidTo": "2030-01-02T04:05:06",
+        "connected": "keep",
+    }
     assert device.find("listen").attrib == {"type": "address", "address": "0.0.0.0"}  # type: ignore[union-attr]
     assert "passwd" not in graphics.attrib  # the element read from libvirt is left as it was
 
@@ -83,9 +92,11 @@ def test_ticket_xml_keeps_the_element_and_sets_password_expiry_and_keep() -> Non
 async def hypervisor(tmp_path: Path) -> AsyncIterator[tuple[LibvirtConnection, Path]]:
     node = tmp_path / "node.xml"
     node.write_text("<node/>")
-    conn = LibvirtConnection(f"test://{node}", deadlines=Deadlines(open=5, query=5, start=5, shutdown_request=5,
-                                                                   destroy=5, migrate=5, close=5),
-                             backoff=Backoff(initial=0.05, maximum=0.5))
+    conn = LibvirtConnection(
+        f"test://{node}",
+        deadlines=Deadlines(open=5, query=5, start=5, shutdown_request=5, destroy=5, migrate=5, close=5),
+        backoff=Backoff(initial=0.05, maximum=0.5),
+    )
     await conn.start()
     await conn.wait_connected(5)
     try:
@@ -108,8 +119,10 @@ async def test_vm_not_here(hypervisor: tuple[LibvirtConnection, Path]) -> None:
         await ticket(conn)
 
 
-@pytest.mark.parametrize(("devices", "text"), [("", "has no VNC graphics device"),
-                                               ("<graphics type='spice' port='5901'/>", "has no VNC graphics device")])
+@pytest.mark.parametrize(
+    ("devices", "text"),
+    [("", "has no VNC graphics device"), ("<graphics type='spice' port='5901'/>", "has no VNC graphics device")],
+)
 async def test_no_vnc_display(hypervisor: tuple[LibvirtConnection, Path], devices: str, text: str) -> None:
     conn, _ = hypervisor
     await conn.call("create", lambda c: c.createXML(domain(devices), 0))
@@ -136,9 +149,15 @@ async def test_the_test_driver_cannot_update_devices(hypervisor: tuple[LibvirtCo
 def test_ticket_on_real_qemu_lets_a_vnc_viewer_in() -> None:
     from tests.integration.vm.test_qemu import QEMU_CONF, QEMU_DRIVER
 
-    missing = [what for what, ok in (("qemu-system-x86", shutil.which("qemu-system-x86_64")),
-                                     ("libvirt-daemon-driver-qemu", QEMU_DRIVER.exists()),
-                                     ("openssl", shutil.which("openssl"))) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("qemu-system-x86", shutil.which("qemu-system-x86_64")),
+            ("libvirt-daemon-driver-qemu", QEMU_DRIVER.exists()),
+            ("openssl", shutil.which("openssl")),
+        )
+        if not ok
+    ]
     if missing:
         pytest.fail("needs the Debian packages " + ", ".join(missing))
     # Not tmp_path: QEMU's monitor socket lives at <root>/lib/qemu/domain-1-HostedEngine/
@@ -148,8 +167,14 @@ def test_ticket_on_real_qemu_lets_a_vnc_viewer_in() -> None:
     try:
         (root / "etc").mkdir()
         (root / "etc" / "qemu.conf").write_text(QEMU_CONF)
-        done = subprocess.run([sys.executable, "-m", "tests.integration.cli_commands.qemu_vnc_probe", str(root)],
-                              cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.integration.cli_commands.qemu_vnc_probe", str(root)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -38,8 +38,13 @@ def cluster() -> Iterator[Cluster]:
 
 def hosted_engine(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=REPO, env={**os.environ, **host.cli_env()},
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO,
+        env={**os.environ, **host.cli_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -106,7 +111,8 @@ def test_status_explain_daemon_down_and_from_storage(cluster: Cluster) -> None:
     assert down.stderr.splitlines()[1:] == [
         "Cannot connect to the HA daemon, please check the logs.",
         "An error occured while retrieving vm status, please make sure the HA daemon is ready and reachable.",
-        "Unable to connect the HA Broker "]
+        "Unable to connect the HA Broker ",
+    ]
     stored = hosted_engine(other, "--vm-status", "--from-storage")
     assert stored.returncode == 0, stored.stderr
     assert "status read from storage" in stored.stderr and stored.stderr.count("\n") == 1

@@ -38,7 +38,7 @@ from he_ha.storage.provision import StorageAreas, initialise_first_host
 from tests.unit.ovirt.samples import BROKER_CONF, FHANSWERS, SD, VM_CONF, VMID
 
 IO_TIMEOUT = 1  # shortened from sanlock's 10 s: joins take seconds, not tens of seconds (see the module doc)
-GIB = 1024 ** 3
+GIB = 1024**3
 MIB = 1024 * 1024
 STORAGE = "nfs.example.com:/exports/he"
 MOUNT_DIR = "nfs.example.com:_exports_he"
@@ -55,14 +55,17 @@ VOLUMES = {
 
 def hosted_engine_conf(host_id: int, vm_conf: Path) -> str:
     """The file deploy writes (ansible template keys), for ``host_id``."""
-    uuids = "".join(f"{role}_image_UUID={image}\n{role}_volume_UUID={volume}\n"
-                    for role, (image, volume, _) in VOLUMES.items())
-    return (f"fqdn=engine.example.com\nvmid={VMID}\nstorage={STORAGE}\nnfs_version=auto\nmnt_options=\n"
-            f"conf={vm_conf}\nhost_id={host_id}\nconsole=vnc\ndomainType=nfs\n"
-            f"spUUID=00000000-0000-0000-0000-000000000000\nsdUUID={SD}\n"
-            "connectionUUID=e29cf818-5ee5-46e1-85c1-8aeefa33e95d\nca_cert=/etc/pki/vdsm/libvirt-spice/ca-cert.pem\n"
-            'ca_subject="C=EN, L=Test, O=Test, CN=Test"\nvdsm_use_ssl=true\ngateway=192.0.2.1\nbridge=ovirtmgmt\n'
-            f"network_test=dns\ntcp_t_address=\ntcp_t_port=\n{uuids}")
+    uuids = "".join(
+        f"{role}_image_UUID={image}\n{role}_volume_UUID={volume}\n" for role, (image, volume, _) in VOLUMES.items()
+    )
+    return (
+        f"fqdn=engine.example.com\nvmid={VMID}\nstorage={STORAGE}\nnfs_version=auto\nmnt_options=\n"
+        f"conf={vm_conf}\nhost_id={host_id}\nconsole=vnc\ndomainType=nfs\n"
+        f"spUUID=00000000-0000-0000-0000-000000000000\nsdUUID={SD}\n"
+        "connectionUUID=e29cf818-5ee5-46e1-85c1-8aeefa33e95d\nca_cert=/etc/pki/vdsm/libvirt-spice/ca-cert.pem\n"
+        'ca_subject="C=EN, L=Test, O=Test, CN=Test"\nvdsm_use_ssl=true\ngateway=192.0.2.1\nbridge=ovirtmgmt\n'
+        f"network_test=dns\ntcp_t_address=\ntcp_t_port=\n{uuids}"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,17 +100,23 @@ class Host:
 
     def env(self) -> dict[str, str]:
         env = self.daemon.env()
-        env.update({
-            "HE_HA_HOSTED_ENGINE_CONF": str(self.conf), "HE_HA_HA_CONF": str(self.root / "ha.conf"),
-            "HE_HA_BROKER_CONF": str(self.broker_conf), "HE_HA_AGENT_CONF": str(self.root / "agent.conf"),
-            "HE_HA_ADMIN_SOCKET": str(self.root / "admin.sock"), "HE_HA_MOUNT_ROOT": str(self.mount_root),
-            "HE_HA_SHARED_HE_CONF": str(self.shared_cache),
-        })
+        env.update(
+            {
+                "HE_HA_HOSTED_ENGINE_CONF": str(self.conf),
+                "HE_HA_HA_CONF": str(self.root / "ha.conf"),
+                "HE_HA_BROKER_CONF": str(self.broker_conf),
+                "HE_HA_AGENT_CONF": str(self.root / "agent.conf"),
+                "HE_HA_ADMIN_SOCKET": str(self.root / "admin.sock"),
+                "HE_HA_MOUNT_ROOT": str(self.mount_root),
+                "HE_HA_SHARED_HE_CONF": str(self.shared_cache),
+            }
+        )
         return env
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([str(HOSTED_ENGINE), *args], env=self.env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [str(HOSTED_ENGINE), *args], env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def __call__(self, *args: str, timeout: float = 120) -> Result:
         started = time.monotonic()
@@ -136,12 +145,30 @@ class Cluster:
 def deploy_archive(work: Path, hosted_engine: str) -> bytes:
     """The archive as deploy makes it: real GNU tar, GNU format, owner vdsm/kvm."""
     work.mkdir()
-    members = {"version": "2.5.2\n", "fhanswers.conf": FHANSWERS, "hosted-engine.conf": hosted_engine,
-               "broker.conf": BROKER_CONF, "vm.conf": VM_CONF}
+    members = {
+        "version": "2.5.2\n",
+        "fhanswers.conf": FHANSWERS,
+        "hosted-engine.conf": hosted_engine,
+        "broker.conf": BROKER_CONF,
+        "vm.conf": VM_CONF,
+    }
     for name, text in members.items():
         (work / name).write_text(text)
-    subprocess.run(["tar", "--format=gnu", "--record-size=20480", "--owner=36", "--group=36", "-cf", "../deploy.tar",
-                    *DEPLOY_ORDER], cwd=work, check=True, timeout=30)
+    subprocess.run(
+        [
+            "tar",
+            "--format=gnu",
+            "--record-size=20480",
+            "--owner=36",
+            "--group=36",
+            "-cf",
+            "../deploy.tar",
+            *DEPLOY_ORDER,
+        ],
+        cwd=work,
+        check=True,
+        timeout=30,
+    )
     return (work.parent / "deploy.tar").read_bytes()
 
 

@@ -16,8 +16,13 @@ from tests.unit.ovirt.samples import SD, VM_CONF, VMID
 
 def init(cluster: Cluster, *extra: str):
     one, _ = cluster.hosts
-    return one("--init-storage", f"--lockspace={cluster.volume('lockspace')}",
-               f"--metadata={cluster.volume('metadata')}", "--host-id=1", *extra)
+    return one(
+        "--init-storage",
+        f"--lockspace={cluster.volume('lockspace')}",
+        f"--metadata={cluster.volume('metadata')}",
+        "--host-id=1",
+        *extra,
+    )
 
 
 def test_a_blank_configuration_volume_gets_the_archive(cluster: Cluster, tmp_path: Path) -> None:
@@ -26,20 +31,33 @@ def test_a_blank_configuration_volume_gets_the_archive(cluster: Cluster, tmp_pat
     one.broker_conf.unlink()  # no local broker.conf: the original package's default goes there
     done = init(cluster)
     assert done.code == 0, done.err
-    assert f"Done: write the configuration archive (version, fhanswers.conf, hosted-engine.conf, broker.conf, " \
-           f"vm.conf) at the start of {cluster.conf_volume}" in done.out
+    assert (
+        f"Done: write the configuration archive (version, fhanswers.conf, hosted-engine.conf, broker.conf, "
+        f"vm.conf) at the start of {cluster.conf_volume}" in done.out
+    )
     members = read_conf_volume(cluster.conf_volume)
-    assert members == {"version": __version__, "fhanswers.conf": (
-        f"[environment:default]\nOVEHOSTED_STORAGE/sdUUID=str:{SD}\n"
-        "OVEHOSTED_STORAGE/spUUID=str:00000000-0000-0000-0000-000000000000\nOVEHOSTED_STORAGE/domainType=str:nfs\n"
-        f"OVEHOSTED_VM/vmUUID=str:{VMID}\n"), "hosted-engine.conf": one.conf.read_text(),
-        "broker.conf": DEFAULT_BROKER_CONF, "vm.conf": VM_CONF}
+    assert members == {
+        "version": __version__,
+        "fhanswers.conf": (
+            f"[environment:default]\nOVEHOSTED_STORAGE/sdUUID=str:{SD}\n"
+            "OVEHOSTED_STORAGE/spUUID=str:00000000-0000-0000-0000-000000000000\nOVEHOSTED_STORAGE/domainType=str:nfs\n"
+            f"OVEHOSTED_VM/vmUUID=str:{VMID}\n"
+        ),
+        "hosted-engine.conf": one.conf.read_text(),
+        "broker.conf": DEFAULT_BROKER_CONF,
+        "vm.conf": VM_CONF,
+    }
     assert cluster.conf_volume.stat().st_size == GIB
     # GNU tar, as the original's reader runs it, lists and extracts it
     head = read_archive_bytes(cluster.conf_volume)
     listing = subprocess.run(["tar", "-tvf", "-"], input=head, capture_output=True, check=True, timeout=30)
     assert [line.split()[-1] for line in listing.stdout.decode().splitlines()] == [
-        "version", "fhanswers.conf", "hosted-engine.conf", "broker.conf", "vm.conf"]
+        "version",
+        "fhanswers.conf",
+        "hosted-engine.conf",
+        "broker.conf",
+        "vm.conf",
+    ]
     # another host reads it through the shim; a re-run changes nothing
     assert two("--get-shared-config", "vmid", "--type=he_shared").out == f"\nvmid : {VMID}, type : he_shared\n\n"
     again = init(cluster)
@@ -56,8 +74,10 @@ def test_a_valid_archive_is_kept_and_anything_else_refused(cluster: Cluster) -> 
     damaged = read_archive_bytes(cluster.conf_volume)
     refused = init(cluster)
     assert refused.code == 1
-    assert (f"Refused: configuration volume {cluster.conf_volume} holds something that is not a configuration "
-            "archive (not a tar archive") in refused.err and "--force overwrites it" in refused.err
+    assert (
+        f"Refused: configuration volume {cluster.conf_volume} holds something that is not a configuration "
+        "archive (not a tar archive"
+    ) in refused.err and "--force overwrites it" in refused.err
     assert read_archive_bytes(cluster.conf_volume) == damaged
     forced = init(cluster, "--force")
     assert forced.code == 0, forced.err
@@ -85,11 +105,13 @@ def test_a_deployed_host_needs_no_paths_and_keeps_its_hosted_engine_conf(cluster
     assert one.conf.read_bytes() == deployed  # no he-ha key added
     again = one("--init-storage", "--host-id=1")
     assert again.code == 0 and again.out.splitlines()[-1] == (
-        f"Nothing to change: storage and {one.conf} are set up for host 1 (VM {VMID})."), again.out + again.err
+        f"Nothing to change: storage and {one.conf} are set up for host 1 (VM {VMID})."
+    ), again.out + again.err
     other = two("--init-storage")  # an additional host only verifies: its deployed file needs nothing
     assert other.code == 0, other.err
     assert other.out.splitlines()[-1] == (
-        f"Nothing to change: storage and {two.conf} are set up for host 2 (VM {VMID}).")
+        f"Nothing to change: storage and {two.conf} are set up for host 2 (VM {VMID})."
+    )
     assert two.conf.read_text() == hosted_engine_conf(2, two.vm_conf)
 
 

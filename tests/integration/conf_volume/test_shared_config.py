@@ -32,12 +32,14 @@ def shown(key: str, value: str, kind: str) -> str:
 
 def original_reader(volume: Path, member: str) -> str:
     """What the original's extractConfFile runs: ``dd if=<volume> bs=4k | tar -xOf - <member>``."""
-    dd = subprocess.run(["dd", f"if={volume}", "bs=4k", "count=5", "status=none"], capture_output=True, check=True,
-                        timeout=30)
+    dd = subprocess.run(
+        ["dd", f"if={volume}", "bs=4k", "count=5", "status=none"], capture_output=True, check=True, timeout=30
+    )
     listing = subprocess.run(["tar", "-tvf", "-"], input=dd.stdout, capture_output=True, check=True, timeout=30)
     assert len(listing.stdout.decode().splitlines()) == 5
-    return subprocess.run(["tar", "-xOf", "-", member], input=dd.stdout, capture_output=True, check=True,
-                          timeout=30).stdout.decode()
+    return subprocess.run(
+        ["tar", "-xOf", "-", member], input=dd.stdout, capture_output=True, check=True, timeout=30
+    ).stdout.decode()
 
 
 def joined_state(host: Host, cluster: Cluster) -> LockspaceState:
@@ -57,6 +59,7 @@ def finished(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 def join(host: Host, cluster: Cluster) -> None:
     """What the he-ha daemon does on its host: hold its host id in the lockspace."""
+
     async def run() -> None:
         async with await LeaseClient.start(run_dir=host.daemon.run_dir) as client:
             await client.join(cluster.layout.lockspace, host.host_id)
@@ -74,7 +77,9 @@ def leave(host: Host, cluster: Cluster) -> None:
 
 def test_set_on_one_host_is_read_on_the_other(cluster: Cluster) -> None:
     one, two = cluster.hosts
-    assert two("--get-shared-config", "fqdn", "--type=he_shared").out == shown("fqdn", "engine.example.com", "he_shared")
+    assert two("--get-shared-config", "fqdn", "--type=he_shared").out == shown(
+        "fqdn", "engine.example.com", "he_shared"
+    )
     result = one("--set-shared-config", "fqdn", "new-engine.example.com", "--type=he_shared")
     assert (result.code, result.out) == (0, ""), result.err
     assert JOINING in result.err  # no he-ha daemon holds the lockspace on host 1: joined for the update
@@ -92,18 +97,22 @@ def test_set_on_one_host_is_read_on_the_other(cluster: Cluster) -> None:
 
 def test_optional_keys_may_be_added_other_keys_must_exist(cluster: Cluster) -> None:
     one, two = cluster.hosts
-    assert one("--set-shared-config", "iscsi_paths_blacklist", "[\"eth1\"]", "--type=he_shared").code == 0
+    assert one("--set-shared-config", "iscsi_paths_blacklist", '["eth1"]', "--type=he_shared").code == 0
     assert read_conf_volume(cluster.conf_volume)["hosted-engine.conf"].endswith('\niscsi_paths_blacklist=["eth1"]')
     assert two("--get-shared-config", "iscsi_paths_blacklist", "--type=he_shared").out == shown(
-        "iscsi_paths_blacklist", '["eth1"]', "he_shared")
+        "iscsi_paths_blacklist", '["eth1"]', "he_shared"
+    )
     before = read_archive_bytes(cluster.conf_volume)
     refused = one("--set-shared-config", "no_such_key", "1", "--type=he_shared")
-    assert refused.code == 1 and refused.err.startswith("Invalid configuration key no_such_key.\nAvailable keys are:\n"
-                                                        "he_shared : [")
+    assert refused.code == 1 and refused.err.startswith(
+        "Invalid configuration key no_such_key.\nAvailable keys are:\nhe_shared : ["
+    )
     invalid = one("--set-shared-config", "host_id", "0", "--type=he_shared")
     assert invalid.code == 1
-    assert invalid.err.startswith("Refusing to set host_id to '0': the file would be invalid: hosted-engine.conf on "
-                                  f"the configuration volume {cluster.conf_volume}: key 'host_id' = '0'")
+    assert invalid.err.startswith(
+        "Refusing to set host_id to '0': the file would be invalid: hosted-engine.conf on "
+        f"the configuration volume {cluster.conf_volume}: key 'host_id' = '0'"
+    )
     assert invalid.err.rstrip().endswith(f"the configuration volume {cluster.conf_volume} is unchanged")
     assert read_archive_bytes(cluster.conf_volume) == before
 
@@ -112,7 +121,9 @@ def test_without_a_type_both_hosted_engine_confs_hold_the_key(cluster: Cluster) 
     one, _ = cluster.hosts
     result = one("--get-shared-config", "fqdn")
     assert (result.code, result.err) == (
-        1, "Duplicate key fqdn, please specify the key type. Available types are: ['he_local', 'he_shared']\n")
+        1,
+        "Duplicate key fqdn, please specify the key type. Available types are: ['he_local', 'he_shared']\n",
+    )
     assert one("--get-shared-config", "local_maintenance").out == shown("local_maintenance", "False", "ha")
 
 
@@ -124,8 +135,9 @@ def test_broker_conf_is_the_volume_member_and_the_local_copy(cluster: Cluster) -
     assert "smtp-server = smtp.example.com\n" in member and "[notify]\n" in member
     assert one.broker_conf.read_text() == member  # the local copy written too, as the original does
     assert two.broker_conf.read_text() != member  # host 2 has not read it yet
-    assert two("--get-shared-config", "email.smtp-server").out == shown("email.smtp-server", "smtp.example.com",
-                                                                        "broker")
+    assert two("--get-shared-config", "email.smtp-server").out == shown(
+        "email.smtp-server", "smtp.example.com", "broker"
+    )
     assert two.broker_conf.read_text() == member  # refreshed from the volume
     refused = one("--set-shared-config", "email.smtp-port", "abc")
     assert refused.code == 1 and "key 'smtp-port' = 'abc'" in refused.err
@@ -157,8 +169,10 @@ def test_concurrent_writers_on_two_hosts_lose_no_update(cluster: Cluster, joined
         rounds = 3 if joined else 1
         for round_number in range(rounds):
             wanted = {one: ("fqdn", f"engine-{round_number}.example.com"), two: ("bridge", f"br{round_number}")}
-            running = {host: host.start("--set-shared-config", key, value, "--type=he_shared")
-                       for host, (key, value) in wanted.items()}
+            running = {
+                host: host.start("--set-shared-config", key, value, "--type=he_shared")
+                for host, (key, value) in wanted.items()
+            }
             outcomes = {host: finished(process) for host, process in running.items()}
             text = read_conf_volume(cluster.conf_volume)["hosted-engine.conf"]
             for host, (code, err) in outcomes.items():
@@ -185,9 +199,15 @@ def test_a_writer_bypassing_the_lock_is_detected(cluster: Cluster, tmp_path: Pat
         return text.replace("fqdn=engine.example.com", "fqdn=ours.example.com")
 
     async def update() -> None:
-        await update_conf_volume_locked(cluster.conf_volume, "hosted-engine.conf", edit,
-                                        lockspace_path=cluster.layout.lockspace.path, host_id=one.host_id,
-                                        run_dir=one.daemon.run_dir, say=lambda text: None)
+        await update_conf_volume_locked(
+            cluster.conf_volume,
+            "hosted-engine.conf",
+            edit,
+            lockspace_path=cluster.layout.lockspace.path,
+            host_id=one.host_id,
+            run_dir=one.daemon.run_dir,
+            say=lambda text: None,
+        )
 
     with pytest.raises(ConfVolumeChanged, match=CHANGED_BY_SOMEBODY_ELSE):
         asyncio.run(update())
@@ -222,13 +242,17 @@ def _garbage(path: Path) -> None:
     ],
     ids=["blank", "half-written", "garbage"],
 )
-def test_a_broken_volume_is_named_and_left_unchanged(cluster: Cluster, damage: Callable[[Path], None], message: str) -> None:
+def test_a_broken_volume_is_named_and_left_unchanged(
+    cluster: Cluster, damage: Callable[[Path], None], message: str
+) -> None:
     one, two = cluster.hosts
     damage(cluster.conf_volume)
     size, before = cluster.conf_volume.stat().st_size, read_archive_bytes(cluster.conf_volume)
-    for host, args in ((two, ("--get-shared-config", "fqdn", "--type=he_shared")),
-                       (one, ("--set-shared-config", "fqdn", "x.example.com", "--type=he_shared")),
-                       (one, ("--set-shared-config", "email.smtp-server", "x", "--type=broker"))):
+    for host, args in (
+        (two, ("--get-shared-config", "fqdn", "--type=he_shared")),
+        (one, ("--set-shared-config", "fqdn", "x.example.com", "--type=he_shared")),
+        (one, ("--set-shared-config", "email.smtp-server", "x", "--type=broker")),
+    ):
         result = host(*args)
         assert (result.code, result.out) == (1, "")
         assert f"configuration volume {cluster.conf_volume}: " in result.err and message in result.err, result.err
@@ -253,12 +277,18 @@ def test_no_lock_area_is_refused_until_init_storage_adds_it(cluster: Cluster) ->
     before = read_archive_bytes(cluster.conf_volume)
     result = one("--set-shared-config", "fqdn", "x.example.com", "--type=he_shared")
     assert result.code == 1
-    assert (f"there is no configuration-volume lock 'he-ha-conf' at offset {lock.offset} of {lock.path} (the area "
-            "is blank): run 'hosted-engine --init-storage'") in result.err, result.err
+    assert (
+        f"there is no configuration-volume lock 'he-ha-conf' at offset {lock.offset} of {lock.path} (the area "
+        "is blank): run 'hosted-engine --init-storage'"
+    ) in result.err, result.err
     assert JOINING not in result.err  # refused before joining anything
     assert read_archive_bytes(cluster.conf_volume) == before
-    init = two("--init-storage", f"--lockspace={cluster.volume('lockspace')}",
-               f"--metadata={cluster.volume('metadata')}", "--host-id=2")
+    init = two(
+        "--init-storage",
+        f"--lockspace={cluster.volume('lockspace')}",
+        f"--metadata={cluster.volume('metadata')}",
+        "--host-id=2",
+    )
     assert init.code == 0, init.err
     assert f"Done: write the configuration-volume lock 'he-ha-conf' on {lock.path} at offset {lock.offset}" in init.out
     assert one("--set-shared-config", "fqdn", "x.example.com", "--type=he_shared").code == 0

@@ -39,14 +39,55 @@ ROLES = ("metadata", "lockspace", "conf")
 RUN_LINK = "vdsm run link (Image.prepare)"
 # Every key deploy's template writes (CLI spec §1); nothing else, no he-ha key.
 TEMPLATE_KEYS = {
-    "fqdn", "vm_disk_id", "vm_disk_vol_id", "vmid", "storage", "nfs_version", "mnt_options", "conf", "host_id",
-    "console", "domainType", "spUUID", "sdUUID", "connectionUUID", "ca_cert", "ca_subject", "vdsm_use_ssl",
-    "gateway", "bridge", "network_test", "tcp_t_address", "tcp_t_port", "metadata_volume_UUID",
-    "metadata_image_UUID", "lockspace_volume_UUID", "lockspace_image_UUID", "conf_volume_UUID",
-    "conf_image_UUID", "iqn", "portal", "user", "password", "port",
+    "fqdn",
+    "vm_disk_id",
+    "vm_disk_vol_id",
+    "vmid",
+    "storage",
+    "nfs_version",
+    "mnt_options",
+    "conf",
+    "host_id",
+    "console",
+    "domainType",
+    "spUUID",
+    "sdUUID",
+    "connectionUUID",
+    "ca_cert",
+    "ca_subject",
+    "vdsm_use_ssl",
+    "gateway",
+    "bridge",
+    "network_test",
+    "tcp_t_address",
+    "tcp_t_port",
+    "metadata_volume_UUID",
+    "metadata_image_UUID",
+    "lockspace_volume_UUID",
+    "lockspace_image_UUID",
+    "conf_volume_UUID",
+    "conf_image_UUID",
+    "iqn",
+    "portal",
+    "user",
+    "password",
+    "port",
 }
-VOLUME_KEYS = ["CAP", "CTIME", "DESCRIPTION", "DISKTYPE", "DOMAIN", "FORMAT", "GEN", "IMAGE", "LEGALITY", "PUUID",
-               "SEQ", "TYPE", "VOLTYPE"]
+VOLUME_KEYS = [
+    "CAP",
+    "CTIME",
+    "DESCRIPTION",
+    "DISKTYPE",
+    "DOMAIN",
+    "FORMAT",
+    "GEN",
+    "IMAGE",
+    "LEGALITY",
+    "PUUID",
+    "SEQ",
+    "TYPE",
+    "VOLTYPE",
+]
 DISKS = {  # role: (DISKTYPE, alias, description) as deploy creates them (§1.6)
     "vm": ("HEVD", "he_virtio_disk", "Hosted-Engine disk"),
     "lockspace": ("HESD", "he_sanlock", "Hosted-Engine sanlock disk"),
@@ -87,7 +128,11 @@ def test_hosted_engine_conf_has_the_deploy_templates_keys_only(nfs: tuple[HostVi
     values = parse_flat_file(conf)
     assert set(values) == TEMPLATE_KEYS
     assert (values["storage"], values["domainType"], values["spUUID"], values["sdUUID"]) == (
-        "nfs.example.com:/exports/he", "nfs", BLANK, d.sd_uuid)
+        "nfs.example.com:/exports/he",
+        "nfs",
+        BLANK,
+        d.sd_uuid,
+    )
     assert values["conf"] == str(view.root / "run/ovirt-hosted-engine-ha/vm.conf")
     assert values["ca_subject"] == "C=EN, L=Test, O=Test, CN=Test"  # written double-quoted
     for role in ("metadata", "lockspace", "conf"):
@@ -112,8 +157,13 @@ def test_without_run_links_the_mount_of_the_storage_connection_finds_them(nfs: t
     shutil.rmtree(view.run_root)  # /run after a reboot: nothing prepared the images again
     mount = view.mount_root / "nfs.example.com:_exports_he"
     assert view.domain_dir.parent == mount
-    expect(view, conf, view.mount_root, {role: view.volume(role) for role in ROLES},
-           "mount of storage=nfs.example.com:/exports/he")
+    expect(
+        view,
+        conf,
+        view.mount_root,
+        {role: view.volume(role) for role in ROLES},
+        "mount of storage=nfs.example.com:/exports/he",
+    )
     d = view.deployment
     assert view.volume("conf") == mount / d.sd_uuid / "images" / d.disk("conf").image / d.disk("conf").volume
 
@@ -126,7 +176,8 @@ def test_a_mount_under_another_spelling_is_found_by_listing_the_mount_root(nfs: 
     d = view.deployment
     paths = {role: other / d.sd_uuid / "images" / d.disk(role).image / d.disk(role).volume for role in ROLES}
     assert found(conf, view.mount_root) == {
-        role: {"path": str(paths[role]), "rule": f"domain directory found under {view.mount_root}"} for role in ROLES}
+        role: {"path": str(paths[role]), "rule": f"domain directory found under {view.mount_root}"} for role in ROLES
+    }
 
 
 def test_a_missing_volume_names_the_key_the_uuids_and_every_path_tried(nfs: tuple[HostView, Path]) -> None:
@@ -166,12 +217,27 @@ def test_domain_metadata_is_sealed_by_the_spec_rule(nfs: tuple[HostView, Path]) 
     values = dict(line.split("=", 1) for line in lines[:-1])
     d = view.deployment
     assert values | {"POOL_UUID": "x"} == {
-        "ALIGNMENT": "1048576", "BLOCK_SIZE": "512", "CLASS": "Data", "DESCRIPTION": "hosted_storage",
-        "IOOPTIMEOUTSEC": "10", "LEASERETRIES": "3", "LEASETIMESEC": "60", "LOCKPOLICY": "",
-        "LOCKRENEWALINTERVALSEC": "5", "MASTER_VERSION": "1", "POOL_DESCRIPTION": "Default",
-        "POOL_DOMAINS": f"{d.sd_uuid}:Active", "POOL_SPM_ID": "-1", "POOL_SPM_LVER": "-1", "POOL_UUID": "x",
-        "REMOTE_PATH": "nfs.example.com:/exports/he", "ROLE": "Master", "SDUUID": d.sd_uuid, "TYPE": "NFS",
-        "VERSION": "5"}
+        "ALIGNMENT": "1048576",
+        "BLOCK_SIZE": "512",
+        "CLASS": "Data",
+        "DESCRIPTION": "hosted_storage",
+        "IOOPTIMEOUTSEC": "10",
+        "LEASERETRIES": "3",
+        "LEASETIMESEC": "60",
+        "LOCKPOLICY": "",
+        "LOCKRENEWALINTERVALSEC": "5",
+        "MASTER_VERSION": "1",
+        "POOL_DESCRIPTION": "Default",
+        "POOL_DOMAINS": f"{d.sd_uuid}:Active",
+        "POOL_SPM_ID": "-1",
+        "POOL_SPM_LVER": "-1",
+        "POOL_UUID": "x",
+        "REMOTE_PATH": "nfs.example.com:/exports/he",
+        "ROLE": "Master",
+        "SDUUID": d.sd_uuid,
+        "TYPE": "NFS",
+        "VERSION": "5",
+    }
     # non-ASCII is hashed as an XML character reference
     assert metadata_checksum(["DESCRIPTION=h\u00e9"]) == hashlib.sha1(b"DESCRIPTION=h&#233;").hexdigest()
 
@@ -214,9 +280,20 @@ def test_volume_meta_files(nfs: tuple[HostView, Path]) -> None:
         assert json.loads(values["DESCRIPTION"]) == {"DiskAlias": alias, "DiskDescription": description}
         assert values["DESCRIPTION"] == f'{{"DiskAlias":"{alias}","DiskDescription":"{description}"}}'  # compact
         assert values | {"CTIME": "t"} == {
-            "CAP": str(disk.size), "CTIME": "t", "DESCRIPTION": values["DESCRIPTION"], "DISKTYPE": disktype,
-            "DOMAIN": d.sd_uuid, "FORMAT": "RAW", "GEN": "0", "IMAGE": disk.image, "LEGALITY": "LEGAL",
-            "PUUID": BLANK, "SEQ": "0", "TYPE": "SPARSE" if disk.role == "vm" else "PREALLOCATED", "VOLTYPE": "LEAF"}
+            "CAP": str(disk.size),
+            "CTIME": "t",
+            "DESCRIPTION": values["DESCRIPTION"],
+            "DISKTYPE": disktype,
+            "DOMAIN": d.sd_uuid,
+            "FORMAT": "RAW",
+            "GEN": "0",
+            "IMAGE": disk.image,
+            "LEGALITY": "LEGAL",
+            "PUUID": BLANK,
+            "SEQ": "0",
+            "TYPE": "SPARSE" if disk.role == "vm" else "PREALLOCATED",
+            "VOLTYPE": "LEAF",
+        }
 
 
 def test_the_configuration_archive_as_deploy_writes_it(nfs: tuple[HostView, Path]) -> None:
@@ -231,7 +308,7 @@ def test_the_configuration_archive_as_deploy_writes_it(nfs: tuple[HostView, Path
     for member in members:
         assert (member.uid, member.gid, member.uname, member.gname, member.mode) == (36, 36, "vdsm", "kvm", 0o644)
         assert member.mtime > 0
-    assert all(data[offset + 257:offset + 265] == b"ustar  \0" for offset in _header_offsets(data))  # GNU headers
+    assert all(data[offset + 257 : offset + 265] == b"ustar  \0" for offset in _header_offsets(data))  # GNU headers
     assert texts["hosted-engine.conf"] == conf.read_text()
     assert texts["version"] == "2.5.2"
     vm_conf = texts["vm.conf"]
@@ -241,16 +318,17 @@ def test_the_configuration_archive_as_deploy_writes_it(nfs: tuple[HostView, Path
     assert "OVEHOSTED_STORAGE/storageDomainConnection=str:nfs.example.com:/exports/he\n" in texts["fhanswers.conf"]
     assert "[notify]\nstate_transition = maintenance|start|stop|migrate|up|down\n" in texts["broker.conf"]
     # the original's validity check: dd | tar -tvf - lists every member name
-    listing = subprocess.run(f"dd if='{volume}' bs=4k status=none | tar -tvf -", shell=True, capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        f"dd if='{volume}' bs=4k status=none | tar -tvf -", shell=True, capture_output=True, text=True, check=True
+    ).stdout
     assert all(name in listing for name in texts)
 
 
 def _header_offsets(data: bytes) -> list[int]:
     offsets, offset = [], 0
-    while data[offset:offset + 512].strip(b"\0"):
+    while data[offset : offset + 512].strip(b"\0"):
         offsets.append(offset)
-        size = int(data[offset + 124:offset + 136].strip(b"\0 ") or b"0", 8)
+        size = int(data[offset + 124 : offset + 136].strip(b"\0 ") or b"0", 8)
         offset += 512 + -(-size // 512) * 512
     return offsets
 
@@ -277,8 +355,9 @@ def test_block_domain_through_the_blocksd_image_links(tmp_path: Path) -> None:
     plain = tmp_path / "vdsm-mnt"
     plain.symlink_to(view.mount_root)
     assert not Path("/run/vdsm/storage", d.sd_uuid).exists() and not Path("/dev", d.sd_uuid).exists()
-    paths = {role: plain / "blockSD" / d.sd_uuid / "images" / d.disk(role).image / d.disk(role).volume
-             for role in ROLES}
+    paths = {
+        role: plain / "blockSD" / d.sd_uuid / "images" / d.disk(role).image / d.disk(role).volume for role in ROLES
+    }
     expect(view, conf, plain, paths, "block domain image link")
     link = view.domain_dir / "images" / d.disk("conf").image
     assert link.readlink() == view.run_root / d.sd_uuid / d.disk("conf").image
@@ -303,9 +382,11 @@ def test_block_domain_missing_volume_lists_the_three_places(tmp_path: Path) -> N
     assert result.returncode == 1
     assert "metadata_volume_UUID" in result.stderr and disk.image in result.stderr
     tried = result.stderr.split("tried: ", 1)[1].strip().split(", ")
-    assert tried == [str(view.run_link("metadata")),
-                     str(view.mount_root / "blockSD" / d.sd_uuid / "images" / disk.image / disk.volume),
-                     str(tmp_path / "dev" / d.sd_uuid / disk.volume)]
+    assert tried == [
+        str(view.run_link("metadata")),
+        str(view.mount_root / "blockSD" / d.sd_uuid / "images" / disk.image / disk.volume),
+        str(tmp_path / "dev" / d.sd_uuid / disk.volume),
+    ]
 
 
 def test_block_domain_contents(tmp_path: Path) -> None:
@@ -330,8 +411,11 @@ def test_block_domain_contents(tmp_path: Path) -> None:
             assert f"IU_{disk.image}" in side["lvs"][disk.volume]["tags"]
             metadata.seek(MIB + slot * 8 * 1024)  # version 5: 1 MiB + slot x 8 KiB (§1.7)
             values = meta_values(metadata.read(512).rstrip(b"\0").decode())
-            assert (values["IMAGE"], values["DISKTYPE"], values["TYPE"]) == (disk.image, DISKS[disk.role][0],
-                                                                            "PREALLOCATED")
+            assert (values["IMAGE"], values["DISKTYPE"], values["TYPE"]) == (
+                disk.image,
+                DISKS[disk.role][0],
+                "PREALLOCATED",
+            )
     for name, lv in side["lvs"].items():
         assert lv["size"] % (128 * MIB) == 0 and (vg / name).stat().st_size == lv["size"]
     conf_lv = view.volume("conf")
@@ -360,7 +444,11 @@ def test_the_optional_ovf_store_pair_is_found_and_read_as_the_engine_left_it(nfs
     assert len(tar) % 10240 == 0 and path.stat().st_size == 128 * MIB  # written in place, not truncated
     best, other = preference_order(find_file_stores(view.domain_dir).stores)
     assert (best.volume, best.updated, best.size, best.last_updated) == (
-        second.volume, True, len(tar), java_date(1_700_000_060))
+        second.volume,
+        True,
+        len(tar),
+        java_date(1_700_000_060),
+    )
     assert read_member(best, f"{vm}.ovf") == b"<ovf second/>" and read_member(other, f"{vm}.ovf") == b"<ovf first/>"
     with tarfile.open(path) as archive:
         assert archive.getnames() == ["info.json", f"{vm}.ovf", "metadata.json"]

@@ -51,16 +51,24 @@ class Cluster:
     async def fresh_lease(self, resource: str = "engine-vm") -> VmLease:
         """A newly initialised lease area of its own on the shared volume."""
         align = self.layout.vm_lease.align
-        lease = VmLease(self.lockspace.path, resource, next(self._offsets) * align, self.lockspace.name,
-                        self.lockspace.sector_size, align, IO_TIMEOUT)
+        lease = VmLease(
+            self.lockspace.path,
+            resource,
+            next(self._offsets) * align,
+            self.lockspace.name,
+            self.lockspace.sector_size,
+            align,
+            IO_TIMEOUT,
+        )
         await self.clients[0].init_vm_lease(lease)
         return lease
 
     @asynccontextmanager
     async def new_client(self, host: int) -> AsyncIterator[LeaseClient]:
         """A second lease worker for host 0 (A) or 1 (B), as a restarted supervisor has."""
-        client = await LeaseClient.start(run_dir=self.daemons[host].run_dir,
-                                         stderr=self.daemons[host].run_dir / "worker.log")
+        client = await LeaseClient.start(
+            run_dir=self.daemons[host].run_dir, stderr=self.daemons[host].run_dir / "worker.log"
+        )
         try:
             yield client
         finally:
@@ -75,13 +83,16 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SanlockD
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="package")
-async def cluster(daemons: tuple[SanlockDaemon, SanlockDaemon],
-                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+async def cluster(
+    daemons: tuple[SanlockDaemon, SanlockDaemon], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Cluster]:
     base = tmp_path_factory.mktemp("volumes")  # tmp_path is on a disk filesystem: O_DIRECT works
     volume = make_volume(base / "hosted-engine.lockspace")
     a, b = daemons
-    async with (await LeaseClient.start(run_dir=a.run_dir, stderr=a.run_dir / "worker.log") as client_a,
-                await LeaseClient.start(run_dir=b.run_dir, stderr=b.run_dir / "worker.log") as client_b):
+    async with (
+        await LeaseClient.start(run_dir=a.run_dir, stderr=a.run_dir / "worker.log") as client_a,
+        await LeaseClient.start(run_dir=b.run_dir, stderr=b.run_dir / "worker.log") as client_b,
+    ):
         layout = await client_a.detect_layout(volume, resource="engine-vm", io_timeout=IO_TIMEOUT)
         await client_a.initialise(layout)
         await asyncio.gather(client_a.join(layout.lockspace, 1), client_b.join(layout.lockspace, 2))

@@ -26,7 +26,9 @@ from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, make_vol
 pytestmark = [PACKAGE_LOOP, pytest.mark.slow]
 
 
-async def statuses_until(client: LeaseClient, lockspace: Lockspace, host_id: int, done: asyncio.Task[None]) -> list[HostStatus]:
+async def statuses_until(
+    client: LeaseClient, lockspace: Lockspace, host_id: int, done: asyncio.Task[None]
+) -> list[HostStatus]:
     """The distinct statuses ``host_id`` goes through until ``done`` finishes."""
     seen: list[HostStatus] = []
     while not done.done():
@@ -42,12 +44,17 @@ async def statuses_until(client: LeaseClient, lockspace: Lockspace, host_id: int
 
 async def test_dead_host_and_duplicate_host_id(tmp_path: Path) -> None:
     volume = make_volume(tmp_path / "hosted-engine.lockspace", 4 * 1024 * 1024)
-    with (SanlockDaemon(tmp_path / "a", "host-a") as daemon_a, SanlockDaemon(tmp_path / "b", "host-b") as daemon_b,
-          SanlockDaemon(tmp_path / "c", "host-c") as daemon_c):
+    with (
+        SanlockDaemon(tmp_path / "a", "host-a") as daemon_a,
+        SanlockDaemon(tmp_path / "b", "host-b") as daemon_b,
+        SanlockDaemon(tmp_path / "c", "host-c") as daemon_c,
+    ):
         try:
-            async with (await LeaseClient.start(run_dir=daemon_a.run_dir) as a,
-                        await LeaseClient.start(run_dir=daemon_b.run_dir) as b,
-                        await LeaseClient.start(run_dir=daemon_c.run_dir) as c):
+            async with (
+                await LeaseClient.start(run_dir=daemon_a.run_dir) as a,
+                await LeaseClient.start(run_dir=daemon_b.run_dir) as b,
+                await LeaseClient.start(run_dir=daemon_c.run_dir) as c,
+            ):
                 layout = await a.detect_layout(volume, resource="engine-vm", io_timeout=IO_TIMEOUT)
                 await a.initialise(layout)
                 await asyncio.gather(a.join(layout.lockspace, 1), b.join(layout.lockspace, 2))
@@ -60,8 +67,9 @@ async def test_dead_host_and_duplicate_host_id(tmp_path: Path) -> None:
                 # B's supervisor would wait on A's lease (down.lease-held): its lease watch wakes it
                 # when sanlock reports A dead (he_ha/supervisor/lease_watch.py).
                 freed: list[tuple[float, str]] = []
-                watch = LeaseFreeWatch(b, layout.lockspace, lambda: 1,
-                                       lambda what: freed.append((time.monotonic(), what)), interval=0.5)
+                watch = LeaseFreeWatch(
+                    b, layout.lockspace, lambda: 1, lambda what: freed.append((time.monotonic(), what)), interval=0.5
+                )
                 watching = asyncio.create_task(watch.run())
                 takeover = asyncio.create_task(b.acquire(layout.vm_lease))  # default deadline covers the wait
                 seen = await statuses_until(b, layout.lockspace, 1, takeover)

@@ -25,8 +25,9 @@ from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, Cluster,
 pytestmark = PACKAGE_LOOP
 
 
-async def wait_for_status(client: LeaseClient, lockspace: Lockspace, host_id: int, status: HostStatus,
-                          deadline: float) -> None:
+async def wait_for_status(
+    client: LeaseClient, lockspace: Lockspace, host_id: int, status: HostStatus, deadline: float
+) -> None:
     """Poll ``hosts()`` until ``host_id`` has ``status``; sanlock needs a few renewals."""
     async with asyncio.timeout(deadline):
         while True:
@@ -41,8 +42,10 @@ async def wait_for_status(client: LeaseClient, lockspace: Lockspace, host_id: in
 
 async def test_each_host_sees_the_other_live(cluster: Cluster) -> None:
     a, b = cluster.clients
-    await asyncio.gather(wait_for_status(a, cluster.lockspace, 2, HostStatus.LIVE, 30),
-                         wait_for_status(b, cluster.lockspace, 1, HostStatus.LIVE, 30))
+    await asyncio.gather(
+        wait_for_status(a, cluster.lockspace, 2, HostStatus.LIVE, 30),
+        wait_for_status(b, cluster.lockspace, 1, HostStatus.LIVE, 30),
+    )
     (peer,) = await a.hosts(cluster.lockspace, 2)
     assert (peer.host_id, peer.status, peer.io_timeout) == (2, HostStatus.LIVE, IO_TIMEOUT)
     assert peer.generation >= 1 and peer.timestamp > 0

@@ -21,8 +21,13 @@ pytestmark = [PACKAGE_LOOP, pytest.mark.root]
 @pytest.fixture
 def loop_device_4k(tmp_path: Path) -> Iterator[Path]:
     backing = make_volume(tmp_path / "backing.img", 16 * MIB)
-    device = subprocess.run(["losetup", "-f", "--show", "--sector-size", "4096", str(backing)],
-                            capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    device = subprocess.run(
+        ["losetup", "-f", "--show", "--sector-size", "4096", str(backing)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
     try:
         yield Path(device)
     finally:

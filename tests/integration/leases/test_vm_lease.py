@@ -184,7 +184,9 @@ async def test_initialise_refuses_to_wipe(cluster: Cluster) -> None:
     client = cluster.clients[0]
     with pytest.raises(LeaseAreaInUse, match=re.escape("storage already holds {'lockspace': 'hosted-engine'")):
         await client.init_lockspace(cluster.lockspace)
-    with pytest.raises(LeaseAreaInUse, match=re.escape("storage already holds {'lockspace': 'hosted-engine', 'resource': 'engine-vm'")):
+    with pytest.raises(
+        LeaseAreaInUse, match=re.escape("storage already holds {'lockspace': 'hosted-engine', 'resource': 'engine-vm'")
+    ):
         await client.init_vm_lease(cluster.layout.vm_lease)
 
 

@@ -70,7 +70,9 @@ async def test_starting_engine_gets_a_grace_period(
     assert expected in health.page_error
 
 
-async def test_silent_engine_after_grace_fails_liveness(engine_conn: libvirt.virConnect, health_page: HealthPage) -> None:
+async def test_silent_engine_after_grace_fails_liveness(
+    engine_conn: libvirt.virConnect, health_page: HealthPage
+) -> None:
     health_page.mode = "hang"
     clock = Clock()
     monitor = monitor_for(engine_conn, health_page, grace=300.0, clock=clock, page_timeout=0.3)

@@ -50,7 +50,9 @@ class _Handler:
     def __init__(self, server: MailServer) -> None:
         self.server = server
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         if address in self.server.refuse_rcpt:
             return "550 5.1.1 no such mailbox"
         envelope.rcpt_tos.append(address)
@@ -91,10 +93,29 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=he-ha test SMTP",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=he-ha test SMTP",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return Certificate(cert, key)
 
@@ -117,13 +138,44 @@ def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
         subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30, cwd=d)
 
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=he-ha test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=he-ha test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     run("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=he-ha test SMTPS")
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-                                  "basicConstraints=CA:FALSE\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
+    (d / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    )
     return PrivateCa(d / "ca.pem", Certificate(d / "server.pem", d / "server.key"))
 
 
@@ -139,8 +191,9 @@ async def smtp_server() -> AsyncIterator[StartServer]:
     """
     servers: list[asyncio.Server] = []
 
-    async def start(protocol: type[SMTP] = SMTP, implicit_tls: ssl.SSLContext | None = None,
-                    **smtp_kwargs: Any) -> MailServer:
+    async def start(
+        protocol: type[SMTP] = SMTP, implicit_tls: ssl.SSLContext | None = None, **smtp_kwargs: Any
+    ) -> MailServer:
         state = MailServer(port=0)
         handler = _Handler(state)
         server = await asyncio.get_running_loop().create_server(
@@ -158,7 +211,11 @@ async def smtp_server() -> AsyncIterator[StartServer]:
 
 def authenticator(logins: list[str]) -> Callable[..., AuthResult]:
     def check(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == USER and auth_data.password.decode() == PASSWORD
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == USER
+            and auth_data.password.decode() == PASSWORD
+        )
         if ok:
             logins.append(auth_data.login.decode())
         return AuthResult(success=ok, handled=False)

@@ -141,11 +141,16 @@ async def test_regex_selects_transitions_case_insensitively(smtp_server: StartSe
     assert (notifier.stats.matched, notifier.stats.filtered) == (2, 2)
 
 
-async def test_starttls_and_auth_with_a_self_signed_certificate(smtp_server: StartServer, certificate: Certificate) -> None:
+async def test_starttls_and_auth_with_a_self_signed_certificate(
+    smtp_server: StartServer, certificate: Certificate
+) -> None:
     logins: list[str] = []
     server = await smtp_server(
-        tls_context=certificate.server_context(), require_starttls=True,
-        authenticator=authenticator(logins), auth_required=True, auth_require_tls=True,
+        tls_context=certificate.server_context(),
+        require_starttls=True,
+        authenticator=authenticator(logins),
+        auth_required=True,
+        auth_require_tls=True,
     )
     config = broker(server.port, **{"smtp-starttls": "yes", "smtp-user": USER, "smtp-password": PASSWORD})
     notifier = Notifier(config, settings(tls=TlsOptions(ca_file=certificate.cert)))
@@ -174,8 +179,11 @@ async def test_starttls_insecure_flag_accepts_it(smtp_server: StartServer, certi
 async def test_wrong_password_is_recorded(smtp_server: StartServer, certificate: Certificate) -> None:
     logins: list[str] = []
     server = await smtp_server(
-        tls_context=certificate.server_context(), require_starttls=True,
-        authenticator=authenticator(logins), auth_required=True, auth_require_tls=True,
+        tls_context=certificate.server_context(),
+        require_starttls=True,
+        authenticator=authenticator(logins),
+        auth_required=True,
+        auth_require_tls=True,
     )
     config = broker(server.port, **{"smtp-starttls": "1", "smtp-user": USER, "smtp-password": "wrong"})
     notifier = Notifier(config, settings(tls=TlsOptions(ca_file=certificate.cert)))
@@ -258,7 +266,11 @@ async def test_rate_limit_coalesces_a_storm_into_one_mail(smtp_server: StartServ
     try:
         notifier.state_transition("ReinitializeFSM", "EngineDown")
         await server.wait_for_mails(1)
-        for old, new in [("EngineDown", "EngineStart"), ("EngineStart", "EngineStarting"), ("EngineStarting", "EngineUp")]:
+        for old, new in [
+            ("EngineDown", "EngineStart"),
+            ("EngineStart", "EngineStarting"),
+            ("EngineStarting", "EngineUp"),
+        ]:
             notifier.state_transition(old, new)
         await server.wait_for_mails(2)
         assert await notifier.drain(5)
@@ -285,7 +297,9 @@ async def test_rate_limit_survives_a_restart(smtp_server: StartServer, tmp_path:
     await restarted.start()
     with capture_logs() as logs:
         restarted.state_transition("StartState", "ReinitializeFSM")
-        await eventually(lambda: any(e["event"] == "notification rate limit reached: holding transitions" for e in logs))
+        await eventually(
+            lambda: any(e["event"] == "notification rate limit reached: holding transitions" for e in logs)
+        )
         await restarted.stop()
     assert len(server.mails) == 1
     assert restarted.stats.pending == 1
@@ -320,7 +334,8 @@ async def test_a_mail_that_failed_while_the_server_was_down_goes_when_it_is_back
         assert (notifier.stats.sent, notifier.stats.pending) == (0, 2)
         assert "Connect call failed" in (notifier.stats.last_error or "")
         listener = await asyncio.get_running_loop().create_server(
-            lambda: SMTP(MailHandler(server), hostname="mail.test"), "127.0.0.1", closed_port)
+            lambda: SMTP(MailHandler(server), hostname="mail.test"), "127.0.0.1", closed_port
+        )
         try:
             await server.wait_for_mails(1)
             assert await notifier.drain(5)
@@ -438,8 +453,9 @@ async def test_an_alert_is_mailed_even_with_transitions_switched_off(smtp_server
     assert (stats.alerts, stats.alerts_filtered, stats.filtered, stats.sent) == (1, 0, 1, 1)
 
 
-async def test_alerts_go_before_waiting_transitions_and_the_ha_alert_rule_filters(smtp_server: StartServer,
-                                                                                 tmp_path: Path) -> None:
+async def test_alerts_go_before_waiting_transitions_and_the_ha_alert_rule_filters(
+    smtp_server: StartServer, tmp_path: Path
+) -> None:
     server = await smtp_server()
     template = tmp_path / "ha_alert.txt"
     template.write_text("Subject: {type} {detail}\n\nat {time}\n")

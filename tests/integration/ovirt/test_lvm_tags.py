@@ -24,8 +24,10 @@ from he_ha.devcluster.deployed import Deployment, deployed_host
 from he_ha.ovirt.domain_meta import DomainMetaError, load_block_tags
 from he_ha.ovirt.lvm import read_lvm_tags
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and LVM need root (CI runs as root)")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and LVM need root (CI runs as root)"),
+]
 
 MIB = 1024 * 1024
 PV_BYTES = 200 * MIB  # sparse; every LV is one 4 MiB extent: the sizes do not matter for tags
@@ -48,13 +50,16 @@ class TaggedVg:
 def lvm_config(device: str) -> str:
     """For the commands making the VG: only this loop device, no activation (no device-mapper
     here), and no metadata backups or archives left in /etc/lvm."""
-    return (f'devices{{filter=["a|^{device}$|","r|.*|"] use_devicesfile=0}} '
-            "activation{udev_sync=0 udev_rules=0} global{activation=0} backup{backup=0 archive=0}")
+    return (
+        f'devices{{filter=["a|^{device}$|","r|.*|"] use_devicesfile=0}} '
+        "activation{udev_sync=0 udev_rules=0} global{activation=0} backup{backup=0 archive=0}"
+    )
 
 
 def run(*command: str) -> None:
-    subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True,
-                   timeout=COMMAND_TIMEOUT)
+    subprocess.run(
+        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True, timeout=COMMAND_TIMEOUT
+    )
 
 
 def tag_options(tags: tuple[str, ...]) -> list[str]:
@@ -72,23 +77,33 @@ def tagged_vg(tmp_path: Path) -> Iterator[TaggedVg]:
     image = tmp_path / "pv.img"
     with image.open("wb") as handle:
         handle.truncate(PV_BYTES)
-    device = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True,
-                            timeout=COMMAND_TIMEOUT).stdout.strip()
+    device = subprocess.run(
+        ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True, timeout=COMMAND_TIMEOUT
+    ).stdout.strip()
     config = lvm_config(device)
     try:
         try:
             run("pvcreate", "--config", config, device)
             run("vgcreate", "--config", config, "-s", "4m", *tag_options(recorded.vg_tags), d.sd_uuid, device)
             for name, tags in recorded.lv_tags.items():
-                run("lvcreate", "--config", config, "-an", "-Zn", "-l", "1", "-n", name, *tag_options(tags),
-                    d.sd_uuid)
+                run("lvcreate", "--config", config, "-an", "-Zn", "-l", "1", "-n", name, *tag_options(tags), d.sd_uuid)
             yield TaggedVg(d.sd_uuid, device, side)
         finally:
             # check=False: a step that failed above leaves less to remove
-            subprocess.run(["vgremove", "-f", "--config", config, d.sd_uuid], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=COMMAND_TIMEOUT, check=False)
-            subprocess.run(["pvremove", "-f", "--config", config, device], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=COMMAND_TIMEOUT, check=False)
+            subprocess.run(
+                ["vgremove", "-f", "--config", config, d.sd_uuid],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
+            subprocess.run(
+                ["pvremove", "-f", "--config", config, device],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
     finally:
         subprocess.run(["losetup", "-d", device], capture_output=True, timeout=COMMAND_TIMEOUT, check=True)
 
@@ -98,8 +113,9 @@ def test_lvs_gives_the_tags_the_side_file_records(tagged_vg: TaggedVg) -> None:
     recorded = load_block_tags(tagged_vg.side)
     # LVM keeps a tag set (reported sorted): compare sorted, which also catches a duplicate
     assert sorted(read.vg_tags) == sorted(recorded.vg_tags)
-    assert {name: sorted(tags) for name, tags in read.lv_tags.items()} == \
-        {name: sorted(tags) for name, tags in recorded.lv_tags.items()}
+    assert {name: sorted(tags) for name, tags in read.lv_tags.items()} == {
+        name: sorted(tags) for name, tags in recorded.lv_tags.items()
+    }
     assert read.source == f"VG {tagged_vg.sd} (lvs)"
     # the escapes survive LVM: the domain metadata reads the same (PV0 has commas: &44&)
     assert any("&44&" in tag for tag in read.vg_tags)
@@ -110,8 +126,11 @@ def test_lvs_gives_the_tags_the_side_file_records(tagged_vg: TaggedVg) -> None:
 
 def test_the_production_filter_does_not_see_a_loop_device(tagged_vg: TaggedVg) -> None:
     # only /dev/mapper/ devices (multipath) are looked at, as VDSM looks at them
-    with pytest.raises(DomainMetaError, match=rf'lvs of VG {tagged_vg.sd} failed \(exit \d+\): '
-                                              rf'Volume group "{tagged_vg.sd}" not found'):
+    with pytest.raises(
+        DomainMetaError,
+        match=rf"lvs of VG {tagged_vg.sd} failed \(exit \d+\): "
+        rf'Volume group "{tagged_vg.sd}" not found',
+    ):
         read_lvm_tags(tagged_vg.sd)
 
 
@@ -122,8 +141,9 @@ def test_a_missing_vg_is_named() -> None:
 
 
 def test_lvs_missing_or_too_slow_is_a_clear_error(tagged_vg: TaggedVg) -> None:
-    with pytest.raises(DomainMetaError, match=f"cannot read the LVM tags of VG {tagged_vg.sd}: "
-                                              "/nonexistent/lvs not found"):
+    with pytest.raises(
+        DomainMetaError, match=f"cannot read the LVM tags of VG {tagged_vg.sd}: /nonexistent/lvs not found"
+    ):
         read_lvm_tags(tagged_vg.sd, devices_filter=tagged_vg.devices_filter, lvs="/nonexistent/lvs")
     with pytest.raises(DomainMetaError, match=f"lvs of VG {tagged_vg.sd}: no answer within 0.001 s"):
         read_lvm_tags(tagged_vg.sd, devices_filter=tagged_vg.devices_filter, timeout=0.001)
@@ -135,4 +155,3 @@ def test_a_vg_without_lvs_is_no_block_domain(tagged_vg: TaggedVg) -> None:
         run("lvremove", "-f", "--config", config, f"{tagged_vg.sd}/{name}")
     with pytest.raises(DomainMetaError, match=f"VG {tagged_vg.sd} has no LVs"):
         read_lvm_tags(tagged_vg.sd, devices_filter=tagged_vg.devices_filter)
-

@@ -46,9 +46,21 @@ def description(sd: str, *, updated: bool, when: str, size: int | None = None) -
 
 def meta_text(sd: str, image: str, description_text: str, disktype: str, capacity: int) -> str:
     """A version-5 ``.meta`` (§1.6): sorted keys, then ``EOF``."""
-    values = {"CAP": str(capacity), "CTIME": str(int(time.time())), "DESCRIPTION": description_text,
-              "DISKTYPE": disktype, "DOMAIN": sd, "FORMAT": "RAW", "GEN": "0", "IMAGE": image, "LEGALITY": "LEGAL",
-              "PUUID": BLANK, "SEQ": "0", "TYPE": "SPARSE", "VOLTYPE": "LEAF"}
+    values = {
+        "CAP": str(capacity),
+        "CTIME": str(int(time.time())),
+        "DESCRIPTION": description_text,
+        "DISKTYPE": disktype,
+        "DOMAIN": sd,
+        "FORMAT": "RAW",
+        "GEN": "0",
+        "IMAGE": image,
+        "LEGALITY": "LEGAL",
+        "PUUID": BLANK,
+        "SEQ": "0",
+        "TYPE": "SPARSE",
+        "VOLTYPE": "LEAF",
+    }
     text = "".join(f"{key}={values[key]}\n" for key in sorted(values)) + "EOF\n"
     assert len(text) <= 512
     return text
@@ -85,21 +97,31 @@ class FileDomain:
     def create(self) -> FileDomain:
         dom_md = self.domain_dir / "dom_md"
         dom_md.mkdir(parents=True)
-        (dom_md / "metadata").write_text(f"CLASS=Data\nDESCRIPTION=hosted_storage\nREMOTE_PATH={STORAGE}\n"
-                                         f"SDUUID={self.sd}\nTYPE=NFS\nVERSION=5\n")
+        (dom_md / "metadata").write_text(
+            f"CLASS=Data\nDESCRIPTION=hosted_storage\nREMOTE_PATH={STORAGE}\nSDUUID={self.sd}\nTYPE=NFS\nVERSION=5\n"
+        )
         for name in ("ids", "leases", "xleases"):
             (dom_md / name).write_bytes(b"")
-        self.add_volume(self.metadata, '{"DiskAlias":"he_metadata","DiskDescription":"Hosted-Engine metadata disk"}',
-                        "HEMD", 128 * MIB)
-        self.add_volume(self.lockspace, '{"DiskAlias":"he_sanlock","DiskDescription":"Hosted-Engine sanlock disk"}',
-                        "HESD", 1024 * MIB)
+        self.add_volume(
+            self.metadata,
+            '{"DiskAlias":"he_metadata","DiskDescription":"Hosted-Engine metadata disk"}',
+            "HEMD",
+            128 * MIB,
+        )
+        self.add_volume(
+            self.lockspace,
+            '{"DiskAlias":"he_sanlock","DiskDescription":"Hosted-Engine sanlock disk"}',
+            "HESD",
+            1024 * MIB,
+        )
         self.conf_path.parent.mkdir(parents=True)
         self.conf_path.write_text(
             f"fqdn=engine.example.com\nvmid={self.vm_id}\nstorage={STORAGE}\nnfs_version=auto\nmnt_options=\n"
             "conf=/var/run/ovirt-hosted-engine-ha/vm.conf\nhost_id=1\nconsole=vnc\ndomainType=nfs\n"
             f"spUUID={BLANK}\nsdUUID={self.sd}\ngateway=192.0.2.1\nbridge=ovirtmgmt\nnetwork_test=dns\n"
             f"metadata_volume_UUID={self.metadata.volume}\nmetadata_image_UUID={self.metadata.image}\n"
-            f"lockspace_volume_UUID={self.lockspace.volume}\nlockspace_image_UUID={self.lockspace.image}\n")
+            f"lockspace_volume_UUID={self.lockspace.volume}\nlockspace_image_UUID={self.lockspace.image}\n"
+        )
         return self
 
     def add_volume(self, vol: Volume, description_text: str, disktype: str, capacity: int) -> Path:
@@ -112,8 +134,9 @@ class FileDomain:
         self.set_meta(vol, description_text, disktype, capacity)
         return path
 
-    def set_meta(self, vol: Volume, description_text: str, disktype: str = "OVFS",
-                 capacity: int = OVF_STORE_SIZE) -> None:
+    def set_meta(
+        self, vol: Volume, description_text: str, disktype: str = "OVFS", capacity: int = OVF_STORE_SIZE
+    ) -> None:
         meta = self.domain_dir / "images" / vol.image / f"{vol.volume}.meta"
         meta.write_text(meta_text(self.sd, vol.image, description_text, disktype, capacity))
 
@@ -126,8 +149,16 @@ class FileDomain:
         self.add_volume(vol, description(self.sd, updated=False, when=""), "OVFS", OVF_STORE_SIZE)
         return vol
 
-    def engine_update(self, vol: Volume, ovf: bytes, epoch: float, *, others: dict[str, bytes] | None = None,
-                      finish: bool = True, partial: bytes | None = None) -> bytes:
+    def engine_update(
+        self,
+        vol: Volume,
+        ovf: bytes,
+        epoch: float,
+        *,
+        others: dict[str, bytes] | None = None,
+        finish: bool = True,
+        partial: bytes | None = None,
+    ) -> bytes:
         """One engine update of ``vol``: Updated:false, the tar at offset 0 (no truncation),
         Updated:true with Size. ``finish=False`` stops after writing ``partial`` (or the first
         half of the tar): a store caught mid-upload."""
@@ -136,7 +167,7 @@ class FileDomain:
         self.set_meta(vol, description(self.sd, updated=False, when=previous))
         data = ovf_store_tar(self.vm_id, ovf, self.sd, when, others=others)
         with self.volume_path(vol).open("r+b") as f:
-            f.write(data if finish else (partial if partial is not None else data[:len(data) // 2]))
+            f.write(data if finish else (partial if partial is not None else data[: len(data) // 2]))
         if finish:
             self.set_meta(vol, description(self.sd, updated=True, when=when, size=len(data)))
         return data

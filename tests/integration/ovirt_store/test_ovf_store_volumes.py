@@ -44,21 +44,27 @@ VM_ID = "eccb9cb6-affd-4806-8200-708370581227"  # the 4.2 sample's VM
 NOW = time.time()
 
 
-
 def ovf(memory: int = 16384) -> bytes:
     text = OVF_42.read_text()
-    return text.replace("<rasd:VirtualQuantity>16384</rasd:VirtualQuantity>",
-                        f"<rasd:VirtualQuantity>{memory}</rasd:VirtualQuantity>").encode()
+    return text.replace(
+        "<rasd:VirtualQuantity>16384</rasd:VirtualQuantity>", f"<rasd:VirtualQuantity>{memory}</rasd:VirtualQuantity>"
+    ).encode()
 
 
 def vm_conf(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "he_ha.main", "vm-conf", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "he_ha.main", "vm-conf", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def from_store(domain: FileDomain) -> subprocess.CompletedProcess[str]:
-    return vm_conf("--from-store", "--hosted-engine-conf", str(domain.conf_path), "--mount-root",
-                   str(domain.mount_root))
+    return vm_conf(
+        "--from-store", "--hosted-engine-conf", str(domain.conf_path), "--mount-root", str(domain.mount_root)
+    )
 
 
 @pytest.fixture
@@ -85,8 +91,13 @@ def test_the_volume_is_as_the_engine_leaves_it(domain: FileDomain) -> None:
     assert meta["DISKTYPE"] == "OVFS" and json.loads(meta["DESCRIPTION"])["Size"] == len(written)
     # the original's extraction, dd | tar, reads the same archive he-ha reads
     if shutil.which("tar") and shutil.which("dd"):
-        out = subprocess.run(f"dd if='{path}' bs=4k status=none | tar -xOf - {VM_ID}.ovf", shell=True,
-                             capture_output=True, timeout=60, check=True)
+        out = subprocess.run(
+            f"dd if='{path}' bs=4k status=none | tar -xOf - {VM_ID}.ovf",
+            shell=True,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         assert out.stdout == ovf()
 
 
@@ -188,12 +199,15 @@ def test_a_never_updated_store_is_used_only_as_the_last_resort(domain: FileDomai
 # --- the command on the samples ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sample", "code", "first", "reason"), [
-    ("ovf_test.xml", 3, "vmId=50e59bbd-f829-4761-ba1b-6db1a6acc3b8", "no EngineXml"),
-    ("ovf_test_max_vcpu.xml", 3, "vmId=50e59bbd-f829-4761-ba1b-6db1a6acc3b8", "no EngineXml"),
-    ("ovf_test_v4.2.xml", 0, "xmlBase64=PD94bWwgdmVyc2lvbj0nMS4wJyBlbmNvZGluZz0nVVRGLTgnPz4K", None),
-    ("ovf_test_v4.2_unsafe.xml", 3, "vmId=b4491372-8f8a-4e08-8524-f8fb986a548a", "no <lease> under <devices>"),
-])
+@pytest.mark.parametrize(
+    ("sample", "code", "first", "reason"),
+    [
+        ("ovf_test.xml", 3, "vmId=50e59bbd-f829-4761-ba1b-6db1a6acc3b8", "no EngineXml"),
+        ("ovf_test_max_vcpu.xml", 3, "vmId=50e59bbd-f829-4761-ba1b-6db1a6acc3b8", "no EngineXml"),
+        ("ovf_test_v4.2.xml", 0, "xmlBase64=PD94bWwgdmVyc2lvbj0nMS4wJyBlbmNvZGluZz0nVVRGLTgnPz4K", None),
+        ("ovf_test_v4.2_unsafe.xml", 3, "vmId=b4491372-8f8a-4e08-8524-f8fb986a548a", "no <lease> under <devices>"),
+    ],
+)
 def test_vm_conf_from_ovf_on_each_sample(sample: str, code: int, first: str, reason: str | None) -> None:
     result = vm_conf("--from-ovf", str(SAMPLES / sample))
     assert result.returncode == code, result.stderr
@@ -234,13 +248,16 @@ def test_vm_conf_from_store_on_a_block_domain(tmp_path: Path) -> None:
         desc = description(sd, updated=True, when=java_date(NOW), size=len(data))
         f.write(meta_text(sd, image, desc, "OVFS", OVF_STORE_SIZE).encode().ljust(512, b"\0"))
     (tmp_path / "lvm").mkdir()
-    (tmp_path / "lvm" / f"{sd}.json").write_text(json.dumps({
-        "vg": {"name": sd, "tags": ["RHAT_storage_domain", "MDT_VERSION=5", f"MDT_SDUUID={sd}"]},
-        "lvs": {"metadata": {"tags": []}, volume: {"tags": [f"IU_{image}", "MD_5", "PU_" + "0" * 8]}},
-    }))
+    (tmp_path / "lvm" / f"{sd}.json").write_text(
+        json.dumps(
+            {
+                "vg": {"name": sd, "tags": ["RHAT_storage_domain", "MDT_VERSION=5", f"MDT_SDUUID={sd}"]},
+                "lvs": {"metadata": {"tags": []}, volume: {"tags": [f"IU_{image}", "MD_5", "PU_" + "0" * 8]}},
+            }
+        )
+    )
     conf = tmp_path / "hosted-engine.conf"
-    conf.write_text(f"vmid={VM_ID}\nhost_id=1\ndomainType=iscsi\nstorage=192.0.2.10\nsdUUID={sd}\n"
-                    "gateway=192.0.2.1\n")
+    conf.write_text(f"vmid={VM_ID}\nhost_id=1\ndomainType=iscsi\nstorage=192.0.2.10\nsdUUID={sd}\ngateway=192.0.2.1\n")
     mount_root = tmp_path / "rhev/data-center/mnt"
     result = vm_conf("--from-store", "--hosted-engine-conf", str(conf), "--mount-root", str(mount_root))
     assert result.returncode == 0, result.stderr

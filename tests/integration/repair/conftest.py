@@ -110,8 +110,11 @@ def join(daemon: SanlockDaemon, layout: LeaseLayout, host_id: int) -> None:
     run(_join(daemon, layout, host_id))
 
 
-def _together(action: Callable[[SanlockDaemon, LeaseLayout, int], Coroutine[Any, Any, None]], layout: LeaseLayout,
-              members: tuple[tuple[SanlockDaemon, int], ...]) -> None:
+def _together(
+    action: Callable[[SanlockDaemon, LeaseLayout, int], Coroutine[Any, Any, None]],
+    layout: LeaseLayout,
+    members: tuple[tuple[SanlockDaemon, int], ...],
+) -> None:
     async def all_of() -> None:
         await asyncio.gather(*(action(daemon, layout, host_id) for daemon, host_id in members))
 
@@ -135,10 +138,17 @@ def leave_all(layout: LeaseLayout, *members: tuple[SanlockDaemon, int]) -> None:
 
 
 def host_slot(host_id: int, host_ts: int, hostname: str | None = None, *, stopped: bool = False) -> HostSlot:
-    return HostSlot(host_id=host_id, host_ts=host_ts, score=3400,
-                    engine_status='{"vm": "down", "health": "bad", "detail": "unknown", "reason": "x"}',
-                    hostname=hostname or f"host{host_id}.example.com", maintenance=False, stopped=stopped,
-                    conf_on_shared_storage=True, local_conf_timestamp=host_ts)
+    return HostSlot(
+        host_id=host_id,
+        host_ts=host_ts,
+        score=3400,
+        engine_status='{"vm": "down", "health": "bad", "detail": "unknown", "reason": "x"}',
+        hostname=hostname or f"host{host_id}.example.com",
+        maintenance=False,
+        stopped=stopped,
+        conf_on_shared_storage=True,
+        local_conf_timestamp=host_ts,
+    )
 
 
 def write_slot(metadata: Path, index: int, data: bytes) -> None:
@@ -220,8 +230,9 @@ class Result:
 class Cli:
     """``hosted-engine`` as host 1 of ``storage``: its hosted-engine.conf and its daemon."""
 
-    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, root: Path,
-                 daemon: SanlockDaemon) -> None:
+    def __init__(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, root: Path, daemon: SanlockDaemon
+    ) -> None:
         self._capsys = capsys
         self.conf = root / "host1" / "hosted-engine.conf"
         self.conf.parent.mkdir()
@@ -231,8 +242,10 @@ class Cli:
         monkeypatch.setenv("SANLOCK_RUN_DIR", str(daemon.run_dir))
 
     def deploy(self, storage: Storage, host_id: int = 1) -> None:
-        self.conf.write_text(f"host_id={host_id}\nvmid={VMID}\nfqdn=engine.invalid\nnetwork_test=none\n"
-                             f"metadata_path={storage.metadata}\nlockspace_path={storage.lockspace}\n")
+        self.conf.write_text(
+            f"host_id={host_id}\nvmid={VMID}\nfqdn=engine.invalid\nnetwork_test=none\n"
+            f"metadata_path={storage.metadata}\nlockspace_path={storage.lockspace}\n"
+        )
 
     def __call__(self, *args: str) -> Result:
         self._capsys.readouterr()  # drop what the fixtures printed (their library logs)

@@ -26,11 +26,12 @@ from tests.integration.repair.conftest import (
 
 
 def slot_bytes(storage: Storage, index: int) -> bytes:
-    return storage.metadata.read_bytes()[index * SLOT_BYTES:(index + 1) * SLOT_BYTES]
+    return storage.metadata.read_bytes()[index * SLOT_BYTES : (index + 1) * SLOT_BYTES]
 
 
 def test_refused_while_the_peer_renews_its_lease_and_cleaned_after_it_left(
-        cli: Cli, storage: Storage, daemons: Daemons) -> None:
+    cli: Cli, storage: Storage, daemons: Daemons
+) -> None:
     cli.deploy(storage)
     publish(storage.metadata, host_slot(2, 5000, "host-b.example.com", stopped=True))  # claims to be stopped
     with joined(daemons.peer, storage.layout, 2):  # then the peer leaves the lockspace cleanly
@@ -47,12 +48,15 @@ def test_refused_while_the_peer_renews_its_lease_and_cleaned_after_it_left(
     assert (again.code, again.out.splitlines()[-1]) == (0, "Metadata for host 2 is already empty: nothing to clean.")
 
 
-@pytest.mark.parametrize("args", [
-    ["--force-clean", "--host-id", "3"],  # what the original agent's own refusal suggests
-    ["--force", "--host=3"],
-    ["--host-id", "3", "--force-cleanup"],
-    ["--host=3", "--force-clea"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--force-clean", "--host-id", "3"],  # what the original agent's own refusal suggests
+        ["--force", "--host=3"],
+        ["--host-id", "3", "--force-cleanup"],
+        ["--host=3", "--force-clea"],
+    ],
+)
 def test_the_original_agents_option_forms(cli: Cli, storage: Storage, args: list[str]) -> None:
     """optparse's forms (unique prefixes, ``--opt value``): the original took them; a live
     slot needs the force, so every form must have been read as --force-cleanup --host-id=3."""
@@ -127,8 +131,11 @@ def test_unreadable_clears_only_the_slots_that_do_not_decode(cli: Cli, storage: 
     assert dry.code == 0, dry.err
     wanted = [line for line in dry.out.splitlines() if line.startswith("Would clear")]
     assert [line.split(" (")[0] for line in wanted] == [
-        "Would clear the global block, slot 0", "Would clear the metadata slot of host 4",
-        "Would clear the metadata slot of host 5", "Would clear the metadata slot of host 7"]
+        "Would clear the global block, slot 0",
+        "Would clear the metadata slot of host 4",
+        "Would clear the metadata slot of host 5",
+        "Would clear the metadata slot of host 7",
+    ]
     assert "maintenance value 'maybe' is not a boolean" in wanted[0]
     assert "crc32 field" in wanted[1] and "newer than ours" in wanted[2] and "leftover data" in wanted[3]
     done = cli("--clean-metadata", "--unreadable")
@@ -171,8 +178,9 @@ def test_own_slot_is_refused_while_the_local_daemon_answers(cli: Cli, storage: S
     with fake_admin_socket(cli.admin_socket):
         refused = cli("--clean-metadata")
         assert refused.code == 1
-        assert (f"host 1 (host-a.example.com) is this host and the local he-ha daemon answers on "
-                f"{cli.admin_socket}") in refused.err
+        assert (
+            f"host 1 (host-a.example.com) is this host and the local he-ha daemon answers on {cli.admin_socket}"
+        ) in refused.err
     done = cli("--clean-metadata")
     assert done.code == 0, done.err
     assert slot_bytes(storage, 1) == bytes(SLOT_BYTES)
@@ -181,8 +189,13 @@ def test_own_slot_is_refused_while_the_local_daemon_answers(cli: Cli, storage: S
 def test_as_a_real_process(cli: Cli, storage: Storage) -> None:
     cli.deploy(storage)
     publish(storage.metadata, host_slot(3, 33))
-    done = subprocess.run([sys.executable, "-m", "cli.main", "--clean-metadata", "--host-id=3"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--clean-metadata", "--host-id=3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "Cleaning the metadata block of host 3" in done.stdout
     assert done.stderr == ""

@@ -35,8 +35,13 @@ from tests.integration.repair.conftest import (
     run,
 )
 
-FIRST = ("--host-id=1", f"--vm-uuid={VMID.upper()}", f"--io-timeout={IO_TIMEOUT}", "--fqdn=engine.example.com",
-         "--network-test=none")
+FIRST = (
+    "--host-id=1",
+    f"--vm-uuid={VMID.upper()}",
+    f"--io-timeout={IO_TIMEOUT}",
+    "--fqdn=engine.example.com",
+    "--network-test=none",
+)
 
 
 async def _survey(areas: StorageAreas) -> tuple[LockspaceSurvey, MetadataSurvey]:
@@ -67,13 +72,20 @@ def test_first_host_additional_host_and_a_rerun(cli: Cli, tmp_path: Path) -> Non
     before = files(areas.lockspace, areas.metadata, cli.conf)
     again = cli("--init-storage", f"--storage={shared}", *FIRST)
     assert again.code == 0, again.err
-    assert again.out.splitlines()[-1] == (f"Nothing to change: storage and {cli.conf} are set up for host 1 "
-                                          f"(VM {VMID}).")
+    assert again.out.splitlines()[-1] == (
+        f"Nothing to change: storage and {cli.conf} are set up for host 1 (VM {VMID})."
+    )
     assert files(areas.lockspace, areas.metadata, cli.conf) == before
 
     second = tmp_path / "host2.conf"
-    added = cli("--init-storage", f"--lockspace={areas.lockspace}", f"--metadata={areas.metadata}", "--host-id=2",
-                f"--conf-out={second}", "--network-test=none")
+    added = cli(
+        "--init-storage",
+        f"--lockspace={areas.lockspace}",
+        f"--metadata={areas.metadata}",
+        "--host-id=2",
+        f"--conf-out={second}",
+        "--network-test=none",
+    )
     assert added.code == 0, added.err
     assert added.out.splitlines()[-1] == f"Storage ready: host 2 set up as an additional host of VM {VMID}."
     assert load_hosted_engine_conf(second).vmid == VMID  # read from the VM lease
@@ -85,15 +97,23 @@ def test_dry_run_creates_nothing_and_a_missing_directory_is_refused(cli: Cli, tm
     assert dry.code == 0, dry.err
     assert dry.out.splitlines()[-1] == "Dry run: nothing was changed."
     assert sorted(line.split(" ")[1] for line in dry.out.splitlines() if line.startswith("Would ")) == [
-        "create", "create", "read", "write", "write", "write", "write"]
+        "create",
+        "create",
+        "read",
+        "write",
+        "write",
+        "write",
+        "write",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host1"]
     missing = cli("--init-storage", f"--storage={tmp_path / 'nowhere'}", *FIRST)
     assert missing.code == 1
     assert f"cannot create {tmp_path / 'nowhere' / 'hosted-engine.lockspace'}: directory" in missing.err
 
 
-def test_the_first_host_needs_the_vm_uuid_and_the_sanlock_daemon(cli: Cli, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_first_host_needs_the_vm_uuid_and_the_sanlock_daemon(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     no_uuid = cli("--init-storage", f"--storage={tmp_path}", "--host-id=1", "--network-test=none")
     assert no_uuid.code == 1 and "the first host needs --vm-uuid=UUID" in no_uuid.err
     monkeypatch.setenv("SANLOCK_RUN_DIR", str(tmp_path / "no-daemon"))
@@ -112,10 +132,14 @@ def test_areas_with_other_content_are_refused_unless_forced(cli: Cli, tmp_path: 
     before = files(lockspace, metadata)
     refused = cli(*args)
     assert refused.code == 1
-    assert (f"Refused: lockspace area {lockspace} holds non-zero bytes (first at offset 4096) that are not a "
-            "sanlock lockspace 'hosted-engine'; --force overwrites it") in refused.err
-    assert (f"Refused: metadata area {metadata} holds metadata: 1 host slot(s) (7: old-host) (left from an earlier "
-            "deployment); --force overwrites it") in refused.err
+    assert (
+        f"Refused: lockspace area {lockspace} holds non-zero bytes (first at offset 4096) that are not a "
+        "sanlock lockspace 'hosted-engine'; --force overwrites it"
+    ) in refused.err
+    assert (
+        f"Refused: metadata area {metadata} holds metadata: 1 host slot(s) (7: old-host) (left from an earlier "
+        "deployment); --force overwrites it"
+    ) in refused.err
     assert files(lockspace, metadata) == before and not cli.conf.exists()
     forced = cli(*args, "--force")
     assert forced.code == 0, forced.err
@@ -140,18 +164,26 @@ def test_conflicting_conf_values_are_refused_unless_forced(cli: Cli, tmp_path: P
 
 def test_a_different_vm_lease_is_refused(cli: Cli, storage: Storage) -> None:
     other = "0b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
-    result = cli("--init-storage", f"--storage={storage.root}", "--host-id=3", f"--vm-uuid={other}",
-                 "--network-test=none")
+    result = cli(
+        "--init-storage", f"--storage={storage.root}", "--host-id=3", f"--vm-uuid={other}", "--network-test=none"
+    )
     assert result.code == 1
     assert f"the VM lease on {storage.lockspace} is for VM {VMID}, not {other}; --force overwrites it" in result.err
 
 
 def test_an_additional_host_must_name_the_clusters_metadata(cli: Cli, storage: Storage, tmp_path: Path) -> None:
-    result = cli("--init-storage", f"--lockspace={storage.lockspace}", f"--metadata={tmp_path / 'typo'}",
-                 "--host-id=2", "--network-test=none")
+    result = cli(
+        "--init-storage",
+        f"--lockspace={storage.lockspace}",
+        f"--metadata={tmp_path / 'typo'}",
+        "--host-id=2",
+        "--network-test=none",
+    )
     assert result.code == 1
-    assert (f"Refused: {tmp_path / 'typo'} does not exist, but the lockspace on {storage.lockspace} is in use: "
-            "an additional host must name the cluster's metadata area") in result.err
+    assert (
+        f"Refused: {tmp_path / 'typo'} does not exist, but the lockspace on {storage.lockspace} is in use: "
+        "an additional host must name the cluster's metadata area"
+    ) in result.err
     assert not (tmp_path / "typo").exists()
 
 
@@ -165,12 +197,20 @@ def test_live_hosts_guard_their_ids_and_forced_rewrites(cli: Cli, storage: Stora
         ours = cli("--init-storage", f"--storage={storage.root}", "--host-id=1", "--network-test=none")
         assert ours.code == 0, ours.err
         assert "Note: this host's sanlock daemon holds host id 1: the live host is this one" in ours.out
-        forced = cli("--init-storage", f"--storage={storage.root}", *FIRST[:2], "--io-timeout=2",
-                     "--network-test=none", "--force")
+        forced = cli(
+            "--init-storage",
+            f"--storage={storage.root}",
+            *FIRST[:2],
+            "--io-timeout=2",
+            "--network-test=none",
+            "--force",
+        )
         assert forced.code == 1
         assert "Note: --force overrides: lockspace 'hosted-engine'" in forced.out
-        assert ("renewed its delta lease in lockspace 'hosted-engine' during the" in forced.err
-                and "storage in use is never rewritten while a host is alive, even with --force" in forced.err)
+        assert (
+            "renewed its delta lease in lockspace 'hosted-engine' during the" in forced.err
+            and "storage in use is never rewritten while a host is alive, even with --force" in forced.err
+        )
         assert storage.snapshot()[1] == before[1]
     finally:
         leave_all(storage.layout, (daemons.peer, 2), (daemons.local, 1))
@@ -194,8 +234,15 @@ def loop_devices_4k(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
             backing = tmp_path / name
             with open(backing, "wb") as image:
                 image.truncate(size)
-            devices.append(subprocess.run(["losetup", "-f", "--show", "--sector-size", "4096", str(backing)],
-                                          capture_output=True, text=True, check=True, timeout=30).stdout.strip())
+            devices.append(
+                subprocess.run(
+                    ["losetup", "-f", "--show", "--sector-size", "4096", str(backing)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=30,
+                ).stdout.strip()
+            )
         yield Path(devices[0]), Path(devices[1])
     finally:
         for device in devices:

@@ -115,15 +115,15 @@ def test_an_unreadable_lockspace_uses_the_storage_geometry_and_the_given_io_time
         volume.write(b"\x5a" * MIB)
     result = cli("--reinitialize-lockspace", "--io-timeout=1")
     assert result.code == 0, result.err
-    assert ("no readable lockspace record: 512-byte sectors as the storage reports, io timeout 1 s"
-            in result.out)
+    assert "no readable lockspace record: 512-byte sectors as the storage reports, io timeout 1 s" in result.out
     assert delta_leases(storage) == {}
     geometry = find_geometry(storage.lockspace.read_bytes()[:MIB])
     assert geometry is not None and (geometry.align, geometry.io_timeout) == (MIB, 1)
 
 
-def test_the_local_sanlock_daemon_is_needed(cli: Cli, storage: Storage, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_local_sanlock_daemon_is_needed(
+    cli: Cli, storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cli.deploy(storage)
     global_maintenance(storage.metadata, True)
     monkeypatch.setenv("SANLOCK_RUN_DIR", str(tmp_path / "no-daemon"))
@@ -140,8 +140,9 @@ async def _take_vm_lease_and_crash(daemon: SanlockDaemon, storage: Storage, host
 
 
 @pytest.mark.slow
-def test_a_vm_lease_owner_that_stopped_renewing_is_refused_unless_forced(cli: Cli, storage: Storage,
-                                                                         tmp_path: Path) -> None:
+def test_a_vm_lease_owner_that_stopped_renewing_is_refused_unless_forced(
+    cli: Cli, storage: Storage, tmp_path: Path
+) -> None:
     cli.deploy(storage)
     global_maintenance(storage.metadata, True)
     with SanlockDaemon(tmp_path / "crash", "host-c") as crashed:

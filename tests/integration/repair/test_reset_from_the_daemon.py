@@ -13,10 +13,12 @@ from tests.integration.repair.test_reinitialize_lockspace import delta_leases
 
 def reset(daemons: Daemons, storage: Storage, global_on: bool | None) -> CommandResult:
     """reset_lockspace by the daemon of host 1 (its sanlock daemon: ``daemons.local``)."""
+
     async def call() -> CommandResult:
         async with await LeaseClient.start(run_dir=daemons.local.run_dir) as client:
-            target = LockspaceReset(client, storage.layout.lockspace, 1, storage.metadata, storage.layout.vm_lease,
-                                    query_timeout=5.0)
+            target = LockspaceReset(
+                client, storage.layout.lockspace, 1, storage.metadata, storage.layout.vm_lease, query_timeout=5.0
+            )
             return await target.run(global_on)
 
     return run(call())
@@ -47,7 +49,8 @@ def test_refused_outside_global_maintenance_with_the_commands_evidence(storage: 
     result = reset(daemons, storage, None)
     assert not result.ok
     assert result.message.splitlines()[1:] == [
-        GLOBAL_ONLY, f"    the global block (slot 0) of {storage.metadata} is empty: global maintenance is off",
+        GLOBAL_ONLY,
+        f"    the global block (slot 0) of {storage.metadata} is empty: global maintenance is off",
         HOW_TO_PROCEED,
     ]
     assert storage.snapshot() == before

@@ -48,8 +48,12 @@ def engine_ovf(cluster: Cluster, memory_mib: int) -> bytes:
     is changed: the test driver takes all of its devices, so nothing needs stripping."""
     d, vm = cluster.deployment, cluster.deployment.disk("vm")
     text = OVF_42.read_text()
-    for old, new in ((SAMPLE_VM, ENGINE_UUID), (SAMPLE_SD, d.sd_uuid), (SAMPLE_IMAGE, vm.image),
-                     (SAMPLE_VOLUME, vm.volume)):
+    for old, new in (
+        (SAMPLE_VM, ENGINE_UUID),
+        (SAMPLE_SD, d.sd_uuid),
+        (SAMPLE_IMAGE, vm.image),
+        (SAMPLE_VOLUME, vm.volume),
+    ):
         text = text.replace(old, new)
     text = re.sub(r"\b16777216\b", str(memory_mib * 1024), text)  # KiB in the engine XML
     text = re.sub(r"\b16384\b", str(memory_mib), text)  # MiB in the OVF
@@ -80,8 +84,13 @@ def running_xml(host: Host) -> ET.Element:
 
 
 def vm_conf_cli(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "he_ha.main", "vm-conf", "--admin-socket", str(host.admin_socket),
-                           *args], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "he_ha.main", "vm-conf", "--admin-socket", str(host.admin_socket), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def restart_vm(host: Host) -> dict[str, Any]:
@@ -95,7 +104,8 @@ def restart_vm(host: Host) -> dict[str, Any]:
 
 
 def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
-    make_cluster: Callable[..., Cluster], tmp_path: Path,
+    make_cluster: Callable[..., Cluster],
+    tmp_path: Path,
 ) -> None:
     cluster = make_cluster(1, libvirtd=True)
     host = cluster.hosts[0]
@@ -119,7 +129,14 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
     # What libvirt got: every placeholder resolved, the disk at the volume, the hook applied.
     xml = running_xml(host)
     text = ET.tostring(xml, encoding="unicode")
-    for placeholder in ("LEASE-PATH:", "LEASE-OFFSET:", "OS-NAME:", "OS-VERSION:", "HOST-SERIAL:", "/rhev/data-center/00"):
+    for placeholder in (
+        "LEASE-PATH:",
+        "LEASE-OFFSET:",
+        "OS-NAME:",
+        "OS-VERSION:",
+        "HOST-SERIAL:",
+        "/rhev/data-center/00",
+    ):
         assert placeholder not in text, placeholder
     vm_disk = HostView(cluster.vdsm_root, cluster.deployment).volume("vm")
     (disk,) = [d for d in xml.iterfind("devices/disk") if d.get("device") == "disk"]
@@ -179,7 +196,8 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
 
 
 def test_a_placeholder_this_host_cannot_resolve_fails_the_start_naming_it(
-    make_cluster: Callable[..., Cluster], tmp_path: Path,
+    make_cluster: Callable[..., Cluster],
+    tmp_path: Path,
 ) -> None:
     cluster = make_cluster(1, libvirtd=True)
     host = cluster.hosts[0]

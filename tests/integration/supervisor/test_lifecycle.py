@@ -89,8 +89,9 @@ def test_systemd_hears_ready_after_the_first_publish_then_status_watchdog_and_st
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
         systemd.bind(str(host.root / "notify.sock"))
         systemd.settimeout(30)
-        supervisor = host.start_supervisor(env={"NOTIFY_SOCKET": str(host.root / "notify.sock"),
-                                                "WATCHDOG_USEC": "2000000"})  # ping every 1 s
+        supervisor = host.start_supervisor(
+            env={"NOTIFY_SOCKET": str(host.root / "notify.sock"), "WATCHDOG_USEC": "2000000"}
+        )  # ping every 1 s
         messages: list[str] = []
         while not any("READY=1" in m for m in messages):
             messages.append(systemd.recv(4096).decode())
@@ -165,7 +166,10 @@ def test_a_bad_configuration_exits_with_the_error_naming_the_file() -> None:
     missing = "/nonexistent/hosted-engine.conf"
     result = subprocess.run(
         [sys.executable, "-m", "he_ha.main", "run", "--hosted-engine-conf", missing, "--run-dir", "/tmp/unused"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert f"{missing}: file not found" in result.stderr

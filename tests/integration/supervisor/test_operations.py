@@ -92,14 +92,22 @@ def families(text: str) -> dict[str, tuple[str, str, frozenset[str]]]:
     return out
 
 
-def test_logs_and_metrics_of_a_real_daemon(make_cluster: Callable[..., Cluster], journal: Journal,
-                                           tmp_path: Path) -> None:
+def test_logs_and_metrics_of_a_real_daemon(
+    make_cluster: Callable[..., Cluster], journal: Journal, tmp_path: Path
+) -> None:
     cluster = make_cluster(1)
     host = cluster.hosts[0]
     port = free_port()
     agent_log = tmp_path / "ovirt-hosted-engine-ha" / "agent.log"
-    host.start_supervisor("--log-target", "journal", "--log-file", str(agent_log),
-                          "--metrics-listen", f"127.0.0.1:{port}", env={"HE_HA_JOURNAL_SOCKET": str(journal.path)})
+    host.start_supervisor(
+        "--log-target",
+        "journal",
+        "--log-file",
+        str(agent_log),
+        "--metrics-listen",
+        f"127.0.0.1:{port}",
+        env={"HE_HA_JOURNAL_SOCKET": str(journal.path)},
+    )
     host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
 
     # --- logs: journald's protocol, and every line of the file JSON ---------------------------
@@ -131,17 +139,24 @@ def test_logs_and_metrics_of_a_real_daemon(make_cluster: Callable[..., Cluster],
     found = families(text)
     assert found["he_ha_tick_duration_seconds"][0] == "histogram"
     assert found["he_ha_whiteboard_duration_seconds"] == (
-        "histogram", found["he_ha_whiteboard_duration_seconds"][1], frozenset({"op"}))
-    assert {"he_ha_build_info", "he_ha_monitor_probe_duration_seconds", "he_ha_sanlock_query_duration_seconds",
-            "he_ha_lease_owner"} <= set(found)
+        "histogram",
+        found["he_ha_whiteboard_duration_seconds"][1],
+        frozenset({"op"}),
+    )
+    assert {
+        "he_ha_build_info",
+        "he_ha_monitor_probe_duration_seconds",
+        "he_ha_sanlock_query_duration_seconds",
+        "he_ha_lease_owner",
+    } <= set(found)
     assert 'he_ha_lease_owner{owner="1"} 1.0' in text
     assert {f"{name} {kind}" for name, (kind, _, _) in found.items() if kind == "counter"} == {
-        line.split()[2] + " counter" for line in text.splitlines() if line.endswith(" counter")}  # all _total
+        line.split()[2] + " counter" for line in text.splitlines() if line.endswith(" counter")
+    }  # all _total
     assert metric_names_used() <= set(found), metric_names_used() - set(found)  # rules and dashboard
 
     if shutil.which("promtool") is not None:
-        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
-                               timeout=30)
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
         print("promtool check metrics:", check.returncode, repr(check.stdout + check.stderr))
         assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr
 

@@ -107,7 +107,7 @@ def test_with_no_usable_source_it_supervises_refuses_the_start_and_starts_once_o
     assert problem.startswith("no usable VM definition: ")
     # The conf path is missing, or holds what the configuration volume gave (identity, memory).
     assert f"conf: {conf}: " in problem and f"last-good: {state / 'vm.conf'}: missing" in problem
-    assert 'he_ha_vm_definition_usable{source=' in host.admin.get("/metrics")
+    assert "he_ha_vm_definition_usable{source=" in host.admin.get("/metrics")
     assert "he_ha_vm_definition_problem 1" in host.admin.get("/metrics")
 
     # The state machine's own starts fail with that reason, before the lease is touched.

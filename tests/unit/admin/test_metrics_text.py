@@ -26,8 +26,9 @@ def histogram(name: str = "he_ha_tick_duration_seconds", *seconds: float, **labe
     h = DurationHistogram(bounds=(0.1, 1.0))
     for value in seconds:
         h.observe(value)
-    return Metric(name=name, kind="histogram", help="d", value=h.count, labels=labels, buckets=h.cumulative(),
-                  sum=h.sum)
+    return Metric(
+        name=name, kind="histogram", help="d", value=h.count, labels=labels, buckets=h.cumulative(), sum=h.sum
+    )
 
 
 def test_help_and_type_once_per_name_samples_grouped() -> None:
@@ -90,22 +91,32 @@ def test_a_negative_or_infinite_counter_is_refused(value: float) -> None:
         render([counter(value=value, monitor="cpu")])
 
 
-@pytest.mark.parametrize(("first", "second", "claimed"), [
-    (gauge("he_ha_tick_duration_seconds"), counter("he_ha_tick_duration_seconds_total"), "he_ha_tick_duration_seconds"),
-    (histogram("he_ha_probe_seconds"), gauge("he_ha_probe_seconds_count"), "he_ha_probe_seconds_count"),
-    (counter("he_ha_mails_total"), gauge("he_ha_mails_created"), "he_ha_mails_created"),
-])
+@pytest.mark.parametrize(
+    ("first", "second", "claimed"),
+    [
+        (
+            gauge("he_ha_tick_duration_seconds"),
+            counter("he_ha_tick_duration_seconds_total"),
+            "he_ha_tick_duration_seconds",
+        ),
+        (histogram("he_ha_probe_seconds"), gauge("he_ha_probe_seconds_count"), "he_ha_probe_seconds_count"),
+        (counter("he_ha_mails_total"), gauge("he_ha_mails_created"), "he_ha_mails_created"),
+    ],
+)
 def test_families_whose_series_names_collide_are_refused(first: Metric, second: Metric, claimed: str) -> None:
     with pytest.raises(MetricsFormatError, match=f"both claim the name {claimed}$"):
         render([first, second])
 
 
-@pytest.mark.parametrize(("buckets", "count"), [
-    (((1.0, 1), (0.5, 1), (math.inf, 1)), 1),  # bounds not ascending
-    (((1.0, 1),), 1),  # no +Inf bucket
-    (((1.0, 2), (math.inf, 1)), 1),  # not cumulative
-    (((1.0, 1), (math.inf, 2)), 3),  # +Inf is not the count
-])
+@pytest.mark.parametrize(
+    ("buckets", "count"),
+    [
+        (((1.0, 1), (0.5, 1), (math.inf, 1)), 1),  # bounds not ascending
+        (((1.0, 1),), 1),  # no +Inf bucket
+        (((1.0, 2), (math.inf, 1)), 1),  # not cumulative
+        (((1.0, 1), (math.inf, 2)), 3),  # +Inf is not the count
+    ],
+)
 def test_a_malformed_histogram_is_refused(buckets: tuple[tuple[float, int], ...], count: int) -> None:
     with pytest.raises(MetricsFormatError, match="histogram he_ha_x"):
         render([Metric(name="he_ha_x", kind="histogram", help="h", value=count, buckets=buckets, sum=1.0)])

@@ -43,8 +43,10 @@ class HostFiles:
 
 
 def vm_conf_text(vm_id: str = VMID, memory_mib: int = 64) -> str:
-    xml = (f"<domain type='test'><name>HostedEngine</name><uuid>{vm_id}</uuid>"
-           f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices/></domain>")
+    xml = (
+        f"<domain type='test'><name>HostedEngine</name><uuid>{vm_id}</uuid>"
+        f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices/></domain>"
+    )
     return f"vmId={vm_id}\nmemSize={memory_mib}\nxmlBase64={base64.b64encode(xml.encode()).decode()}\n"
 
 
@@ -61,16 +63,27 @@ def short_dir() -> Iterator[Path]:
 @pytest.fixture
 def host(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> HostFiles:
     """A deployed host's files, named to the shim through its environment variables."""
-    files = HostFiles(short_dir, short_dir / "hosted-engine.conf", short_dir / "ha.conf", short_dir / "broker.conf",
-                      short_dir / "vm.conf", short_dir / "admin.sock")
+    files = HostFiles(
+        short_dir,
+        short_dir / "hosted-engine.conf",
+        short_dir / "ha.conf",
+        short_dir / "broker.conf",
+        short_dir / "vm.conf",
+        short_dir / "admin.sock",
+    )
     files.hosted_engine_conf.write_text(
-        f"host_id=1\nvmid={VMID}\nfqdn=engine.invalid\nnetwork_test=none\nconf={files.vm_conf}\n")
+        f"host_id=1\nvmid={VMID}\nfqdn=engine.invalid\nnetwork_test=none\nconf={files.vm_conf}\n"
+    )
     files.ha_conf.write_text("local_maintenance=False\nlocal_maintenance_manual=False\n")
     files.broker_conf.write_text("[email]\nsmtp-server = mail.example.com\n")
     files.vm_conf.write_text(vm_conf_text())
-    for name, path in (("HE_HA_HOSTED_ENGINE_CONF", files.hosted_engine_conf), ("HE_HA_HA_CONF", files.ha_conf),
-                       ("HE_HA_BROKER_CONF", files.broker_conf), ("HE_HA_ADMIN_SOCKET", files.admin_socket),
-                       ("HE_HA_AGENT_CONF", short_dir / "agent.conf")):
+    for name, path in (
+        ("HE_HA_HOSTED_ENGINE_CONF", files.hosted_engine_conf),
+        ("HE_HA_HA_CONF", files.ha_conf),
+        ("HE_HA_BROKER_CONF", files.broker_conf),
+        ("HE_HA_ADMIN_SOCKET", files.admin_socket),
+        ("HE_HA_AGENT_CONF", short_dir / "agent.conf"),
+    ):
         monkeypatch.setenv(name, str(path))
     monkeypatch.delenv("OVIRT_HOSTED_ENGINE_CONSOLE_PASSWORD", raising=False)
     return files

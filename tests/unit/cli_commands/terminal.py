@@ -19,7 +19,11 @@ class TerminalRun:
 
 
 def run_in_terminal(
-    argv: Sequence[str], env: Mapping[str, str], *, reply_to: str | None = None, reply: str = "",
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    reply_to: str | None = None,
+    reply: str = "",
     timeout: float = 30.0,
 ) -> TerminalRun:
     """Run ``argv``; when the output shows ``reply_to``, type ``reply``. Killed at ``timeout``."""

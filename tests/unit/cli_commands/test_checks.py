@@ -25,7 +25,10 @@ def test_deployed(run: Run, host: HostFiles) -> None:
 
 def test_not_deployed(run: Run, host: HostFiles) -> None:
     not_deployed(host)
-    assert (run("--check-deployed").status, run("--check-deployed").out) == (1, "The hosted engine has not been deployed\n")
+    assert (run("--check-deployed").status, run("--check-deployed").out) == (
+        1,
+        "The hosted engine has not been deployed\n",
+    )
     host.hosted_engine_conf.unlink()
     result = run("--check-deployed")
     assert (result.status, result.out, result.err) == (1, "The hosted engine has not been deployed\n", "")
@@ -41,7 +44,10 @@ def test_unparsable_conf_is_not_deployed_and_says_why(run: Run, host: HostFiles)
 def test_check_deployed_ignores_arguments_as_the_original(run: Run, host: HostFiles) -> None:
     result = run("--check-deployed", "--quiet")
     assert (result.status, result.out, result.err) == (
-        0, "The hosted engine has been deployed\n", "--check-deployed: ignored argument --quiet (the original hosted-engine ignores it too)\n")
+        0,
+        "The hosted engine has been deployed\n",
+        "--check-deployed: ignored argument --quiet (the original hosted-engine ignores it too)\n",
+    )
 
 
 class Page:
@@ -144,7 +150,10 @@ def test_configuration_errors_exit_2(run: Run, host: HostFiles) -> None:
     host.hosted_engine_conf.write_text("vmid=x\nfqdn=\n")
     result = run("--check-liveliness")
     assert (result.status, result.out, result.err) == (
-        2, "", "Incomplete configuration, missing FQDN of the hosted engine VM\n")
+        2,
+        "",
+        "Incomplete configuration, missing FQDN of the hosted engine VM\n",
+    )
     host.hosted_engine_conf.unlink()
     result = run("--check-liveliness")
     assert (result.status, result.out) == (2, "")
@@ -155,4 +164,7 @@ def test_liveliness_needs_no_vmid_and_ignores_arguments(run: Run, page: Page, ho
     host.hosted_engine_conf.write_text(f"fqdn={page.fqdn}\n")
     assert run("--check-liveliness").status == 0
     result = run("--check-liveliness", "--verbose")
-    assert (result.status, result.err) == (0, "--check-liveliness: ignored argument --verbose (the original hosted-engine ignores it too)\n")
+    assert (result.status, result.err) == (
+        0,
+        "--check-liveliness: ignored argument --verbose (the original hosted-engine ignores it too)\n",
+    )

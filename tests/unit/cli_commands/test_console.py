@@ -25,14 +25,15 @@ def test_password_from_the_option(run: Run, daemon: ControllerTestDouble, daemon
     daemon.result = DISPLAY
     result = run("--add-console-password", "--password=s3cret")
     assert (result.status, result.out, result.err) == (
-        0, "You can now connect the hosted-engine VM with VNC at 192.0.2.7:5901\n", "")
+        0,
+        "You can now connect the hosted-engine VM with VNC at 192.0.2.7:5901\n",
+        "",
+    )
     assert daemon.calls == [("console_password", ("s3cret", 120))]
     assert daemon_logs and not any("s3cret" in str(event) for event in daemon_logs)
 
 
-def test_password_from_the_environment(
-    run: Run, daemon: ControllerTestDouble, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_password_from_the_environment(run: Run, daemon: ControllerTestDouble, monkeypatch: pytest.MonkeyPatch) -> None:
     daemon.result = DISPLAY
     monkeypatch.setenv("OVIRT_HOSTED_ENGINE_CONSOLE_PASSWORD", "from-env")
     assert run("--add-console-password").status == 0
@@ -51,10 +52,12 @@ def test_password_read_from_stdin_without_a_terminal(
     assert daemon.calls == [("console_password", ("piped", 120))]
 
 
-@pytest.mark.parametrize(("stdin", "message"), [("", "no password given (end of input)"),
-                                                ("\n", "the password must not be empty")])
-def test_no_password(run: Run, daemon: ControllerTestDouble, monkeypatch: pytest.MonkeyPatch,
-                     stdin: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("stdin", "message"), [("", "no password given (end of input)"), ("\n", "the password must not be empty")]
+)
+def test_no_password(
+    run: Run, daemon: ControllerTestDouble, monkeypatch: pytest.MonkeyPatch, stdin: str, message: str
+) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     result = run("--add-console-password")
     assert (result.status, result.err) == (1, f"Enter password: \n--add-console-password: {message}\n")
@@ -63,8 +66,12 @@ def test_no_password(run: Run, daemon: ControllerTestDouble, monkeypatch: pytest
 
 def test_password_typed_on_a_terminal_is_not_echoed(daemon: ControllerTestDouble, host: HostFiles) -> None:
     daemon.result = DISPLAY
-    shown = run_in_terminal([*SHIM, "--add-console-password"], {**os.environ, "PYTHONPATH": str(REPO)},
-                            reply_to="Enter password: ", reply="typed-secret\n")
+    shown = run_in_terminal(
+        [*SHIM, "--add-console-password"],
+        {**os.environ, "PYTHONPATH": str(REPO)},
+        reply_to="Enter password: ",
+        reply="typed-secret\n",
+    )
     assert shown.status == 0, shown.output
     assert "You can now connect the hosted-engine VM with VNC at 192.0.2.7:5901" in shown.output
     assert "typed-secret" not in shown.output
@@ -77,16 +84,18 @@ def test_ipv6_address_is_bracketed(run: Run, daemon: ControllerTestDouble) -> No
 
 
 def test_no_vnc_display(run: Run, daemon: ControllerTestDouble) -> None:
-    daemon.result = CommandResult(ok=False, message="the engine VM has no VNC graphics device",
-                                  detail={"refusal": "no_vnc"})
+    daemon.result = CommandResult(
+        ok=False, message="the engine VM has no VNC graphics device", detail={"refusal": "no_vnc"}
+    )
     result = run("--add-console-password", "--password=x")
     assert (result.status, result.out) == (1, "")
     assert result.err == "Failed detecting VNC port\nthe engine VM has no VNC graphics device\n"
 
 
 def test_vm_not_here(run: Run, daemon: ControllerTestDouble) -> None:
-    daemon.result = CommandResult(ok=False, message="the engine VM is not running on this host",
-                                  detail={"refusal": "vm_not_here"})
+    daemon.result = CommandResult(
+        ok=False, message="the engine VM is not running on this host", detail={"refusal": "vm_not_here"}
+    )
     result = run("--add-console-password", "--password=x")
     assert (result.status, result.err) == (1, "the engine VM is not running on this host\n")
 
@@ -104,7 +113,9 @@ def test_password_with_daemon_down_and_not_deployed(run: Run, host: HostFiles, m
 def test_password_option_needs_a_value(run: Run, host: HostFiles) -> None:
     result = run("--add-console-password", "--password")
     assert (result.status, result.err) == (
-        1, "--add-console-password: option --password needs a value: --password=<value>\n")
+        1,
+        "--add-console-password: option --password needs a value: --password=<value>\n",
+    )
 
 
 # --- --console ----------------------------------------------------------------------------
@@ -112,10 +123,15 @@ def test_password_option_needs_a_value(run: Run, host: HostFiles) -> None:
 
 def node_uri(directory: Path, runstate: int | None) -> str:
     """A test-driver hypervisor; with ``runstate`` it has the engine VM in that libvirt state."""
-    domain = "" if runstate is None else (
-        "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
-        f"<name>HostedEngine</name><uuid>{VMID}</uuid><memory>65536</memory><vcpu>1</vcpu>"
-        f"<os><type>hvm</type></os><devices/><test:runstate>{runstate}</test:runstate></domain>")
+    domain = (
+        ""
+        if runstate is None
+        else (
+            "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
+            f"<name>HostedEngine</name><uuid>{VMID}</uuid><memory>65536</memory><vcpu>1</vcpu>"
+            f"<os><type>hvm</type></os><devices/><test:runstate>{runstate}</test:runstate></domain>"
+        )
+    )
     (directory / "node.xml").write_text(f"<node>{domain}</node>")
     return f"test://{directory / 'node.xml'}"
 
@@ -128,8 +144,13 @@ def test_console_vm_not_here(run: Run, host: HostFiles, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize(
     ("runstate", "said"),
-    [(1, "The engine VM is running on this host\r\n"),
-     (3, "The engine VM is on this host but its status is paused\r\nTrying anyway to connect to its console:\r\n\r\n")],
+    [
+        (1, "The engine VM is running on this host\r\n"),
+        (
+            3,
+            "The engine VM is on this host but its status is paused\r\nTrying anyway to connect to its console:\r\n\r\n",
+        ),
+    ],
 )
 def test_console_execs_virsh_console(host: HostFiles, runstate: int, said: str) -> None:
     uri = node_uri(host.root, runstate)
@@ -149,7 +170,9 @@ def test_console_libvirt_not_answering(run: Run, host: HostFiles, monkeypatch: p
 
 
 def test_console_not_deployed_and_bad_argument(run: Run, host: HostFiles) -> None:
-    assert run("--console", "--now").err.startswith("--console: ignored argument --now (the original hosted-engine ignores it too)\n")
+    assert run("--console", "--now").err.startswith(
+        "--console: ignored argument --now (the original hosted-engine ignores it too)\n"
+    )
     not_deployed(host)
     result = run("--console")
     assert (result.status, result.out) == (1, "You must run deploy first\n")

@@ -7,8 +7,17 @@ import pytest
 from tests.unit.cli_commands.conftest import Run
 
 COMMANDS = [
-    "--vm-start", "--vm-start-paused", "--vm-shutdown", "--vm-poweroff", "--add-console-password", "--console",
-    "--check-deployed", "--check-liveliness", "--set-maintenance", "--set-shared-config", "--get-shared-config",
+    "--vm-start",
+    "--vm-start-paused",
+    "--vm-shutdown",
+    "--vm-poweroff",
+    "--add-console-password",
+    "--console",
+    "--check-deployed",
+    "--check-liveliness",
+    "--set-maintenance",
+    "--set-shared-config",
+    "--get-shared-config",
 ]
 
 

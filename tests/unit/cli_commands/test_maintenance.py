@@ -46,12 +46,17 @@ def test_unknown_argument_is_ignored_and_repeated_mode_refused(run: Run, daemon:
     assert result.status == 1 and "--mode given 2 times" in result.err
     assert daemon.calls == []
     result = run("--set-maintenance", "--mode=global", "--force")
-    assert (result.status, result.err) == (0, "--set-maintenance: ignored argument --force (the original hosted-engine ignores it too)\n")
+    assert (result.status, result.err) == (
+        0,
+        "--set-maintenance: ignored argument --force (the original hosted-engine ignores it too)\n",
+    )
     assert len(daemon.calls) == 1
 
 
 def test_local_refused_while_the_vm_runs_here(run: Run, daemon: ControllerTestDouble) -> None:
-    daemon.result = CommandResult(ok=False, message=LOCAL_REFUSED, detail={"refusal": "vm_running_here", "vm": "running"})
+    daemon.result = CommandResult(
+        ok=False, message=LOCAL_REFUSED, detail={"refusal": "vm_running_here", "vm": "running"}
+    )
     result = run("--set-maintenance", "--mode=local")
     assert (result.status, result.out, result.err) == (1, "", LOCAL_REFUSED + "\n")
     assert LOCAL_REFUSED == (

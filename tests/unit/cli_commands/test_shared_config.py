@@ -49,13 +49,17 @@ def test_unknown_key_lists_the_available_keys(run: Run, host: HostFiles) -> None
 def test_key_of_another_type(run: Run, host: HostFiles) -> None:
     result = run("--get-shared-config", "fqdn", "--type=ha")
     assert (result.status, result.err) == (
-        1, "Invalid configuration key fqdn.\nAvailable keys are:\nha : ['local_maintenance', 'local_maintenance_manual']\n")
+        1,
+        "Invalid configuration key fqdn.\nAvailable keys are:\nha : ['local_maintenance', 'local_maintenance_manual']\n",
+    )
 
 
 def test_keys_in_the_file_count(run: Run, host: HostFiles) -> None:
     with host.hosted_engine_conf.open("a") as conf:
         conf.write('ca_subject="C=EN, L=Test, O=Test, CN=Test"\n')
-    assert run("--get-shared-config", "ca_subject").out == shown("ca_subject", "C=EN, L=Test, O=Test, CN=Test", "he_local")
+    assert run("--get-shared-config", "ca_subject").out == shown(
+        "ca_subject", "C=EN, L=Test, O=Test, CN=Test", "he_local"
+    )
 
 
 def test_duplicate_key(run: Run, host: HostFiles) -> None:
@@ -63,7 +67,9 @@ def test_duplicate_key(run: Run, host: HostFiles) -> None:
         conf.write("local_maintenance=True\n")
     result = run("--get-shared-config", "local_maintenance")
     assert (result.status, result.err) == (
-        1, "Duplicate key local_maintenance, please specify the key type. Available types are: ['he_local', 'ha']\n")
+        1,
+        "Duplicate key local_maintenance, please specify the key type. Available types are: ['he_local', 'ha']\n",
+    )
     assert run("--get-shared-config", "local_maintenance", "--type=ha").out == shown("local_maintenance", "False", "ha")
 
 
@@ -71,11 +77,15 @@ def test_duplicate_key(run: Run, host: HostFiles) -> None:
 def test_he_shared_and_unknown_types(run: Run, host: HostFiles, command: str) -> None:
     values = ["fqdn"] if command == "--get-shared-config" else ["fqdn", "e.example"]
     result = run(command, *values, "--type=he_shared")
-    assert result.status == 1 and "names no configuration volume (conf_image_UUID and conf_volume_UUID are" in result.err
+    assert (
+        result.status == 1 and "names no configuration volume (conf_image_UUID and conf_volume_UUID are" in result.err
+    )
     assert "--type=he_local" in result.err
     result = run(command, *values, "--type=shared")
     assert (result.status, result.err) == (
-        1, "Invalid configuration type 'shared'. Available types are: he_local, ha, broker\n")
+        1,
+        "Invalid configuration type 'shared'. Available types are: he_local, ha, broker\n",
+    )
 
 
 def test_missing_arguments_come_before_the_deployed_check(run: Run, host: HostFiles) -> None:
@@ -97,13 +107,19 @@ def test_bad_arguments(run: Run, host: HostFiles) -> None:
     ("args", "ignored"),
     [
         (["--get-shared-config", "fqdn", "vmid"], "argument vmid (the original hosted-engine ignores it too)"),
-        (["--get-shared-config", "fqdn", "--kind=ha"], "argument --kind=ha (the original hosted-engine ignores it too)"),
-        (["--set-shared-config", "gateway", "192.0.2.9", "b", "--type=he_local"],
-         "argument b (the original hosted-engine ignores it too)"),
+        (
+            ["--get-shared-config", "fqdn", "--kind=ha"],
+            "argument --kind=ha (the original hosted-engine ignores it too)",
+        ),
+        (
+            ["--set-shared-config", "gateway", "192.0.2.9", "b", "--type=he_local"],
+            "argument b (the original hosted-engine ignores it too)",
+        ),
     ],
 )
-def test_extra_arguments_are_ignored_as_by_the_original(run: Run, host: HostFiles, args: list[str],
-                                                        ignored: str) -> None:
+def test_extra_arguments_are_ignored_as_by_the_original(
+    run: Run, host: HostFiles, args: list[str], ignored: str
+) -> None:
     result = run(*args)
     assert (result.status, result.err) == (0, f"{args[0]}: ignored {ignored}\n")
 
@@ -166,7 +182,9 @@ def test_multi_line_values_are_refused(run: Run, host: HostFiles, value: str) ->
 
 
 def test_set_broker_options(run: Run, host: HostFiles) -> None:
-    host.broker_conf.write_text("# notifications\n[email]\nsmtp-server = mail.example.com\n# the port\n\n[other]\nx = 1\n")
+    host.broker_conf.write_text(
+        "# notifications\n[email]\nsmtp-server = mail.example.com\n# the port\n\n[other]\nx = 1\n"
+    )
     host.broker_conf.chmod(0o600)  # may hold the SMTP password
     assert run("--set-shared-config", "email.smtp-port", "2525").status == 0
     assert run("--set-shared-config", "email.smtp-server", "smtp.example.com", "--type=broker").status == 0
@@ -181,9 +199,11 @@ def test_set_broker_options(run: Run, host: HostFiles) -> None:
 
 def test_invalid_broker_value_is_refused(run: Run, host: HostFiles) -> None:
     before = host.broker_conf.read_bytes()
-    for key, value, why in [("email.smtp-port", "abc", "key 'smtp-port' = 'abc'"),
-                            ("notify.state_transition", "up(", "not a valid regular expression"),
-                            ("email.smtp-starttls", "maybe", "key 'smtp-starttls' = 'maybe'")]:
+    for key, value, why in [
+        ("email.smtp-port", "abc", "key 'smtp-port' = 'abc'"),
+        ("notify.state_transition", "up(", "not a valid regular expression"),
+        ("email.smtp-starttls", "maybe", "key 'smtp-starttls' = 'maybe'"),
+    ]:
         result = run("--set-shared-config", key, value)
         assert result.status == 1 and why in result.err, result.err
         assert f"Refusing to set {key} to {value!r}" in result.err
@@ -217,9 +237,7 @@ def test_set_ha_in_place(run: Run, host: HostFiles) -> None:
     assert host.ha_conf.read_text() == "# kept\nlocal_maintenance=True\nlocal_maintenance_manual=False\n"
 
 
-def test_set_ha_waits_for_the_maintenance_lock(
-    run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_set_ha_waits_for_the_maintenance_lock(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer honours the flock every ha.conf writer takes (he_ha/maintenance.py)."""
     monkeypatch.setattr(config_files, "HA_CONF_TIMEOUT", 0.3)
     before = host.ha_conf.read_bytes()
@@ -244,8 +262,9 @@ def test_malformed_file_is_reported(run: Run, host: HostFiles) -> None:
     assert result.status == 1 and f"{host.broker_conf}: not a valid INI file" in result.err
 
 
-def test_write_failure_is_reported_and_the_file_kept(run: Run, host: HostFiles,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_failure_is_reported_and_the_file_kept(
+    run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = host.broker_conf.read_bytes()
     names = sorted(p.name for p in host.broker_conf.parent.iterdir())
 

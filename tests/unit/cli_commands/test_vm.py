@@ -33,15 +33,17 @@ def test_start_paused(run: Run, daemon: ControllerTestDouble) -> None:
 
 @pytest.mark.parametrize(("vm", "command"), [("running", "--vm-start"), ("paused", "--vm-start-paused")])
 def test_vm_already_here(run: Run, daemon: ControllerTestDouble, vm: str, command: str) -> None:
-    daemon.result = CommandResult(ok=False, message=f"refused: the VM already runs here ({vm})",
-                                  detail={"refusal": "vm_running_here", "vm": vm})
+    daemon.result = CommandResult(
+        ok=False, message=f"refused: the VM already runs here ({vm})", detail={"refusal": "vm_running_here", "vm": vm}
+    )
     result = run(command)
     assert (result.status, result.out, result.err) == (1, f"VM exists and its status is {vm}\n", "")
 
 
 def test_lease_held_elsewhere(run: Run, daemon: ControllerTestDouble) -> None:
-    daemon.result = CommandResult(ok=False, message="refused: another host holds the VM lease (host 2)",
-                                  detail={"refusal": "lease_busy"})
+    daemon.result = CommandResult(
+        ok=False, message="refused: another host holds the VM lease (host 2)", detail={"refusal": "lease_busy"}
+    )
     result = run("--vm-start")
     assert (result.status, result.out, result.err) == (1, NOT_LAUNCHED, daemon.result.message + "\n")
 
@@ -83,14 +85,14 @@ def test_unreadable_alternative_vm_conf(run: Run, daemon: ControllerTestDouble, 
     [
         (["--vm-shutdown", "--force"], ("vm_shutdown", None), "argument --force (the original hosted-engine"),
         (["--vm-poweroff", "-f", "now"], ("vm_poweroff", None), "arguments -f now (the original hosted-engine"),
-        (["--vm-start", "now", "--delay=120"], ("vm_start", False),
-         "arguments now --delay=120 (the original"),
+        (["--vm-start", "now", "--delay=120"], ("vm_start", False), "arguments now --delay=120 (the original"),
         (["--vm-start-paused", "--vm-conf=/x"], ("vm_start", True), "argument --vm-conf=/x (the original"),
         (["--vm-shutdown", "a b"], ("vm_shutdown", None), "argument 'a b' (the original"),
     ],
 )
-def test_ignored_arguments_are_named_and_the_command_acts(run: Run, daemon: ControllerTestDouble, args: list[str],
-                                                          call: tuple[str, object], ignored: str) -> None:
+def test_ignored_arguments_are_named_and_the_command_acts(
+    run: Run, daemon: ControllerTestDouble, args: list[str], call: tuple[str, object], ignored: str
+) -> None:
     result = run(*args)
     assert result.status == 0, result
     assert result.err.count("\n") == 1 and result.err.startswith(f"{args[0]}: ignored {ignored}")
@@ -129,8 +131,9 @@ def test_vm_conf_unreadable_while_the_daemon_is_down(run: Run, host: HostFiles) 
     assert NOT_RETRIEVED == "The hosted engine configuration has not been retrieved from shared storage yet,"
 
 
-def test_start_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_with_the_daemon_down_is_done_directly(
+    run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without the daemon the start is the shim's own (tests/integration/cli_commands has it
     against real daemons); here: what is said, and that an in-process test:/// hypervisor's
     lease worker is no holder for a VM that must outlive this command."""
@@ -138,8 +141,10 @@ def test_start_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles,
     result = run("--vm-start")
     assert (result.status, result.out) == (1, NOT_LAUNCHED)
     first, second = result.err.splitlines()
-    assert first == (f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such file or "
-                     "directory; acting directly through libvirt (test:///default)")
+    assert first == (
+        f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such file or "
+        "directory; acting directly through libvirt (test:///default)"
+    )
     assert second.startswith("refused: with the lease held by the lease worker (--lease-holder worker)")
 
 
@@ -147,7 +152,9 @@ def test_an_unknown_lease_holder_is_named(run: Run, host: HostFiles, monkeypatch
     monkeypatch.setenv("HE_HA_LEASE_HOLDER", "vdsm")
     result = run("--vm-poweroff")
     assert (result.status, result.err.splitlines()[1:]) == (
-        1, ["HE_HA_LEASE_HOLDER='vdsm' is not one of keeper, worker, qemu"])
+        1,
+        ["HE_HA_LEASE_HOLDER='vdsm' is not one of keeper, worker, qemu"],
+    )
 
 
 def test_a_daemon_that_accepts_and_does_not_answer_is_not_bypassed(run: Run, host: HostFiles) -> None:
@@ -167,12 +174,15 @@ def test_a_starting_supervisor_is_not_raced(run: Run, host: HostFiles, monkeypat
     monkeypatch.setattr("cli.daemon_call.supervisor_pids", lambda run_dir: [4242] if run_dir == host.root else [])
     result = run("--vm-start")
     assert (result.status, result.out) == (1, NOT_LAUNCHED)
-    assert result.err.splitlines()[-1] == (f"he-ha run (pid 4242) serves {host.root} but does not listen yet "
-                                           "(starting?): nothing was done; try again once it answers")
+    assert result.err.splitlines()[-1] == (
+        f"he-ha run (pid 4242) serves {host.root} but does not listen yet "
+        "(starting?): nothing was done; try again once it answers"
+    )
 
 
-def test_a_held_host_lock_means_nothing_is_done_directly(run: Run, host: HostFiles,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_held_host_lock_means_nothing_is_done_directly(
+    run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A daemon between its start and its first listen, or another hosted-engine command acting
     # directly: they hold the host lock (he_ha/supervisor/runfiles.py), whatever /proc shows.
     monkeypatch.setenv("HE_HA_RUN_DIR", str(host.root))
@@ -187,12 +197,14 @@ def test_a_held_host_lock_means_nothing_is_done_directly(run: Run, host: HostFil
 
 def test_supervisor_processes_are_found_by_their_run_dir(tmp_path: Path) -> None:
     proc = tmp_path / "proc"
-    for pid, argv in ((10, ["/usr/bin/python3", "/usr/bin/he-ha", "run", "--log-json"]),
-                      (11, ["python", "-m", "he_ha.main", "run", "--run-dir", str(tmp_path / "a")]),
-                      (12, ["python", "-m", "he_ha.main", "run", f"--run-dir={tmp_path / 'b'}"]),
-                      (13, ["python", "-m", "he_ha.main", "fence", str(tmp_path / "a" / "fence.json"), "9"]),
-                      (14, ["hosted-engine", "--vm-status"]),
-                      (15, ["/usr/bin/python3", "/usr/bin/he-ha", "run"])):  # in a container: see below
+    for pid, argv in (
+        (10, ["/usr/bin/python3", "/usr/bin/he-ha", "run", "--log-json"]),
+        (11, ["python", "-m", "he_ha.main", "run", "--run-dir", str(tmp_path / "a")]),
+        (12, ["python", "-m", "he_ha.main", "run", f"--run-dir={tmp_path / 'b'}"]),
+        (13, ["python", "-m", "he_ha.main", "fence", str(tmp_path / "a" / "fence.json"), "9"]),
+        (14, ["hosted-engine", "--vm-status"]),
+        (15, ["/usr/bin/python3", "/usr/bin/he-ha", "run"]),
+    ):  # in a container: see below
         (proc / str(pid)).mkdir(parents=True)
         (proc / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
     (proc / "self" / "ns").mkdir(parents=True)
@@ -223,13 +235,16 @@ def test_stop_failure_is_its_reason(run: Run, daemon: ControllerTestDouble, comm
 
 
 @pytest.mark.parametrize("command", ["--vm-shutdown", "--vm-poweroff"])
-def test_stop_with_the_daemon_down_is_done_directly(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch,
-                                                    command: str) -> None:
+def test_stop_with_the_daemon_down_is_done_directly(
+    run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
     monkeypatch.setenv("HE_HA_LIBVIRT_URI", "test:///default")  # no engine VM there: nothing to stop is success
     result = run(command)
     assert (result.status, result.out) == (0, "")
-    assert result.err == (f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such file "
-                          "or directory; acting directly through libvirt (test:///default)\n")
+    assert result.err == (
+        f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such file "
+        "or directory; acting directly through libvirt (test:///default)\n"
+    )
 
 
 def test_stop_without_daemon_or_libvirt(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:

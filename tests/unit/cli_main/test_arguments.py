@@ -44,9 +44,11 @@ def test_fixed_takes_no_prefixes() -> None:
 
 def test_the_ignored_line_quotes_as_a_shell_would() -> None:
     assert ignored_line("--vm-shutdown", ["--force"]) == (
-        "--vm-shutdown: ignored argument --force (the original hosted-engine ignores it too)")
+        "--vm-shutdown: ignored argument --force (the original hosted-engine ignores it too)"
+    )
     assert ignored_line("--vm-status", ["a b", "it's"]) == (
-        "--vm-status: ignored arguments 'a b' 'it'\"'\"'s' (the original hosted-engine ignores them too)")
+        "--vm-status: ignored arguments 'a b' 'it'\"'\"'s' (the original hosted-engine ignores them too)"
+    )
 
 
 def test_parse_prints_one_line_only_when_something_was_ignored(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,7 +64,8 @@ def test_parse_prints_one_line_only_when_something_was_ignored(capsys: pytest.Ca
 def test_strict_refuses_what_it_does_not_know() -> None:
     strict = Syntax(flags=("--dry-run",), valued=("--io-timeout",), ignore=("--force",))
     assert split(strict, "--dry-run", "--io-timeout=5", "--force") == Parsed(
-        {"--dry-run": True, "--io-timeout": "5"}, [], ["--force"])
+        {"--dry-run": True, "--io-timeout": "5"}, [], ["--force"]
+    )
     for bad in ("--dry", "extra", "--forced"):
         with pytest.raises(UsageError, match=rf"^Invalid option '{bad}' for --cmd$"):
             split(strict, bad)
@@ -116,4 +119,5 @@ def test_optparse_help(args: list[str]) -> None:
 
 def test_optparse_positional_words_are_ignored_and_double_dash_ends_the_options() -> None:
     assert split(CLEAN_SYNTAX, "now", "--force", "--", "--host-id=2", "-") == Parsed(
-        {"--force-cleanup": True}, [], ["now", "--host-id=2", "-"])
+        {"--force-cleanup": True}, [], ["now", "--host-id=2", "-"]
+    )

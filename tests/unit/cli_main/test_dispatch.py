@@ -25,8 +25,12 @@ def test_no_arguments_print_the_usage_and_exit_1(capsys: pytest.CaptureFixture[s
     code, out, err = run(capsys)
     assert code == 1 and err == ""
     lines = out.splitlines()
-    assert lines[:4] == [f"Usage: {PROG} [--help] <command> [<command-args>]", "    --help",
-                         "        show this help message.", "    The available commands are:"]
+    assert lines[:4] == [
+        f"Usage: {PROG} [--help] <command> [<command-args>]",
+        "    --help",
+        "        show this help message.",
+        "    The available commands are:",
+    ]
 
 
 def test_usage_lists_every_command_in_the_original_order(capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,8 +49,10 @@ def test_help_of_each_command_both_ways(capsys: pytest.CaptureFixture[str], name
     assert run(capsys, name, "--help") == (0, out, "")
 
 
-@pytest.mark.parametrize("bogus", ["--bogus", "--upgrade-appliance", "--rollback-upgrade", "--config-append=x",
-                                   "--clean_metadata", "vm-status"])
+@pytest.mark.parametrize(
+    "bogus",
+    ["--bogus", "--upgrade-appliance", "--rollback-upgrade", "--config-append=x", "--clean_metadata", "vm-status"],
+)
 def test_unknown_commands_are_invalid_options(capsys: pytest.CaptureFixture[str], bogus: str) -> None:
     code, out, err = run(capsys, bogus)
     assert code == 1
@@ -67,25 +73,34 @@ def test_disconnect_storage_says_nothing_was_done(capsys: pytest.CaptureFixture[
     assert "nothing was disconnected" in err
 
 
-def test_connect_storage_checks_the_areas(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connect_storage_checks_the_areas(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conf = tmp_path / "hosted-engine.conf"
     monkeypatch.setenv("HE_HA_HOSTED_ENGINE_CONF", str(conf))
     assert run(capsys, "--connect-storage") == (1, "You must run deploy first\n", "")
-    conf.write_text(f"host_id=1\nvmid=abc\nnetwork_test=none\nmetadata_path={tmp_path / 'md'}\n"
-                    f"lockspace_path={tmp_path / 'ls'}\n")
+    conf.write_text(
+        f"host_id=1\nvmid=abc\nnetwork_test=none\nmetadata_path={tmp_path / 'md'}\nlockspace_path={tmp_path / 'ls'}\n"
+    )
     code, out, err = run(capsys, "--connect-storage")
     assert (code, out) == (1, "")
-    assert err == (f"Connection to storage server failed: {tmp_path / 'md'}: No such file or directory\n"
-                   f"Connection to storage server failed: {tmp_path / 'ls'}: No such file or directory\n")
+    assert err == (
+        f"Connection to storage server failed: {tmp_path / 'md'}: No such file or directory\n"
+        f"Connection to storage server failed: {tmp_path / 'ls'}: No such file or directory\n"
+    )
     (tmp_path / "md").touch()
     (tmp_path / "ls").touch()
     assert run(capsys, "--connect-storage") == (0, "", "")
-    assert run(capsys, "--connect-storage", "--now") == (0, "", "--connect-storage: ignored argument --now (the original hosted-engine ignores it too)\n")
+    assert run(capsys, "--connect-storage", "--now") == (
+        0,
+        "",
+        "--connect-storage: ignored argument --now (the original hosted-engine ignores it too)\n",
+    )
 
 
-def test_broken_conf_is_named_not_taken_for_not_deployed(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_conf_is_named_not_taken_for_not_deployed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conf = tmp_path / "hosted-engine.conf"
     conf.write_text("vmid=abc\nthis line has no equals sign\n")
     monkeypatch.setenv("HE_HA_HOSTED_ENGINE_CONF", str(conf))
@@ -97,9 +112,17 @@ def test_broken_conf_is_named_not_taken_for_not_deployed(capsys: pytest.CaptureF
 def test_console_script_exit_status_and_broken_pipe() -> None:
     """The real entry point: exit status through sys.exit, and a reader that goes away early
     (``| head -1``) is not a traceback."""
-    done = subprocess.run([sys.executable, "-m", "cli.main"], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 1 and done.stdout.startswith("Usage: ")
-    piped = subprocess.run(f"{sys.executable} -m cli.main --help | head -1", shell=True, cwd=REPO,
-                           capture_output=True, text=True, timeout=60, check=False)
+    piped = subprocess.run(
+        f"{sys.executable} -m cli.main --help | head -1",
+        shell=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert piped.stdout.startswith("Usage: ") and "Traceback" not in piped.stderr

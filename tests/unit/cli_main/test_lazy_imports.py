@@ -22,8 +22,9 @@ def test_the_command_to_module_map_matches_what_the_modules_define() -> None:
 
 
 def python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_structlog_imported_during_a_command_logs_errors_only_and_on_stderr() -> None:

@@ -21,7 +21,9 @@ from he_ha.admin.server import AdminServer
 
 REFUSED = CommandResult(ok=False, message="fixture daemon: read-only")
 NO_DEFINITION = VmDefinitionDetail(
-    definition=VmDefinitionView(usable=False, source=None, path=None, age=None, problem="fixture daemon: no definition"),
+    definition=VmDefinitionView(
+        usable=False, source=None, path=None, age=None, problem="fixture daemon: no definition"
+    ),
     vm_id=None,
     vm_name=None,
     vm_conf=None,

@@ -31,11 +31,23 @@ def extra(host_id: int, ts: int, score: int, state: str, *, maintenance: bool = 
 def host1(**update: object) -> HostView:
     """This host, as the daemon reports its own slot (crc32 computed by hand with zlib)."""
     view = HostView(
-        host_id=1, local=True, hostname="host1.example.com", state="EngineUp", score=3400,
+        host_id=1,
+        local=True,
+        hostname="host1.example.com",
+        state="EngineUp",
+        score=3400,
         score_breakdown=ScoreView(base=3400, penalties=[], override=None, total=3400),
-        engine_status=UP, live=True, host_ts=81234, maintenance=False, stopped=False,
-        conf_on_shared_storage=True, local_conf_timestamp=81234, crc32="ed178011",
-        extra=extra(1, 81234, 3400, "EngineUp"), sanlock="live", error=None,
+        engine_status=UP,
+        live=True,
+        host_ts=81234,
+        maintenance=False,
+        stopped=False,
+        conf_on_shared_storage=True,
+        local_conf_timestamp=81234,
+        crc32="ed178011",
+        extra=extra(1, 81234, 3400, "EngineUp"),
+        sanlock="live",
+        error=None,
     )
     return view.model_copy(update=update)
 
@@ -43,39 +55,75 @@ def host1(**update: object) -> HostView:
 def host2(**update: object) -> HostView:
     """A he-ha peer with one penalty; crc32 as read from storage (computed by hand with zlib)."""
     view = HostView(
-        host_id=2, local=False, hostname="host2.example.com", state="EngineDown", score=3000,
+        host_id=2,
+        local=False,
+        hostname="host2.example.com",
+        state="EngineDown",
+        score=3000,
         score_breakdown=ScoreView(
             base=3400,
             penalties=[PenaltyView(name="memory", amount=400, reason="free memory 1024 MiB < VM 4096 MiB")],
-            override=None, total=3000,
+            override=None,
+            total=3000,
         ),
-        engine_status=DOWN, live=True, host_ts=873412, maintenance=False, stopped=False,
-        conf_on_shared_storage=True, local_conf_timestamp=873405, crc32="4b94dff8",
-        extra=extra(2, 873412, 3000, "EngineDown"), sanlock="live", error=None,
+        engine_status=DOWN,
+        live=True,
+        host_ts=873412,
+        maintenance=False,
+        stopped=False,
+        conf_on_shared_storage=True,
+        local_conf_timestamp=873405,
+        crc32="4b94dff8",
+        extra=extra(2, 873412, 3000, "EngineDown"),
+        sanlock="live",
+        error=None,
     )
     return view.model_copy(update=update)
 
 
 def corrupt3() -> HostView:
     return HostView(
-        host_id=3, local=False, hostname=None, state=None, score=None, score_breakdown=None, engine_status=None,
-        live=True, host_ts=None, maintenance=None, stopped=None, conf_on_shared_storage=None,
-        local_conf_timestamp=None, crc32=None, extra="",
-        sanlock="live", error="whiteboard slot of host 3: crc32 field 'deadbeef' does not match the computed 5d0c44a1",
+        host_id=3,
+        local=False,
+        hostname=None,
+        state=None,
+        score=None,
+        score_breakdown=None,
+        engine_status=None,
+        live=True,
+        host_ts=None,
+        maintenance=None,
+        stopped=None,
+        conf_on_shared_storage=None,
+        local_conf_timestamp=None,
+        crc32=None,
+        extra="",
+        sanlock="live",
+        error="whiteboard slot of host 3: crc32 field 'deadbeef' does not match the computed 5d0c44a1",
     )
 
 
 def cluster(*hosts: HostView, global_maintenance: bool | None = False) -> ClusterStatus:
     return ClusterStatus(
-        host_id=1, global_maintenance=global_maintenance, hosts=list(hosts), whiteboard_age=1.5,
-        storage_error=None, lease_owner=1, vm_here="running", hypervisor="connected",
+        host_id=1,
+        global_maintenance=global_maintenance,
+        hosts=list(hosts),
+        whiteboard_age=1.5,
+        storage_error=None,
+        lease_owner=1,
+        vm_here="running",
+        hypervisor="connected",
     )
 
 
 def spec_example() -> ClusterStatus:
     """The spec's §3.4 example: one host (an original agent: no breakdown), global maintenance."""
     view = host1(
-        state="GlobalMaintenance", score_breakdown=None, local=False, sanlock=None, crc32="6f1c2a9b",
+        state="GlobalMaintenance",
+        score_breakdown=None,
+        local=False,
+        sanlock=None,
+        crc32="6f1c2a9b",
         extra=extra(1, 81234, 3400, "GlobalMaintenance"),
     )
     return cluster(view, global_maintenance=True)
@@ -88,10 +136,19 @@ STATUSES: dict[str, Callable[[], ClusterStatus]] = {
     "local_maintenance": lambda: cluster(
         host1(),
         host2(
-            state="LocalMaintenance", score=0, maintenance=True, crc32="e1e15235",
+            state="LocalMaintenance",
+            score=0,
+            maintenance=True,
+            crc32="e1e15235",
             score_breakdown=ScoreView(base=3400, penalties=[], override="local maintenance", total=0),
-            extra=extra(2, 873412, 0, "LocalMaintenance", maintenance=True,
-                        breakdown='{"base":3400,"penalties":[],"override":"local maintenance"}'),
+            extra=extra(
+                2,
+                873412,
+                0,
+                "LocalMaintenance",
+                maintenance=True,
+                breakdown='{"base":3400,"penalties":[],"override":"local maintenance"}',
+            ),
         ),
     ),
     "corrupt_slot": lambda: cluster(host1(), host2(), corrupt3()),
@@ -105,10 +162,30 @@ def write_metadata(path: Path) -> None:
         volume.truncate(WHITEBOARD_BYTES)
     breakdown = '{"base":3400,"penalties":[["memory",400,"free memory 1024 MiB < VM 4096 MiB"]],"override":null}'
     slots = [
-        HostSlot(1, 81234, 3400, engine_status_json(UP), "host1.example.com", False, False, True, 81234,
-                 extra(1, 81234, 3400, "EngineUp")),
-        HostSlot(2, 873412, 3000, engine_status_json(DOWN), "host2.example.com", False, False, True, 873405,
-                 extra(2, 873412, 3000, "EngineDown", breakdown=breakdown)),
+        HostSlot(
+            1,
+            81234,
+            3400,
+            engine_status_json(UP),
+            "host1.example.com",
+            False,
+            False,
+            True,
+            81234,
+            extra(1, 81234, 3400, "EngineUp"),
+        ),
+        HostSlot(
+            2,
+            873412,
+            3000,
+            engine_status_json(DOWN),
+            "host2.example.com",
+            False,
+            False,
+            True,
+            873405,
+            extra(2, 873412, 3000, "EngineDown", breakdown=breakdown),
+        ),
     ]
 
     async def publish() -> None:

@@ -116,8 +116,17 @@ def synthetic_entry() -> dict[str, Any]:
             global_maintenance=False,
             storage_ok=None,
             cluster=ClusterView(
-                mature=True, view_age=45.0, stale=True, alive=(peer,), too_new=(5,), unreadable=(6,),
-                silent=(2,), fenced=(4,), best_engine_host=1, best_engine=None, best_score_host=peer,
+                mature=True,
+                view_age=45.0,
+                stale=True,
+                alive=(peer,),
+                too_new=(5,),
+                unreadable=(6,),
+                silent=(2,),
+                fenced=(4,),
+                best_engine_host=1,
+                best_engine=None,
+                best_score_host=peer,
             ),
             own_score=0,
             lease_owner=2,
@@ -129,10 +138,16 @@ def synthetic_entry() -> dict[str, Any]:
         tick_after=0.0,
         timeout_at=None,
     )
-    return {"record": to_json(record), "meta": {"wall_time": "2026-03-03T10:00:00.000+00:00", "causes": [
-        {"cause": "admin", "detail": "maintenance local", "at": 99.0},
-        {"cause": "admin", "detail": "maintenance local", "at": 99.5},
-    ]}}
+    return {
+        "record": to_json(record),
+        "meta": {
+            "wall_time": "2026-03-03T10:00:00.000+00:00",
+            "causes": [
+                {"cause": "admin", "detail": "maintenance local", "at": 99.0},
+                {"cause": "admin", "detail": "maintenance local", "at": 99.5},
+            ],
+        },
+    }
 
 
 def test_every_field_of_a_synthetic_record(host: HostFiles, run: Run) -> None:

@@ -16,17 +16,31 @@ from tests.unit.cli_status.daemon import FixtureDaemon
 from tests.unit.cli_status.fixtures import cluster, host1, host2
 
 Run = Callable[..., Result]
-ORIGINAL_LABELS = [*LABELS.values(), "stopped", "crc32", "conf_on_shared_storage", "local_conf_timestamp",
-                   "Extra metadata (valid at timestamp)"]
+ORIGINAL_LABELS = [
+    *LABELS.values(),
+    "stopped",
+    "crc32",
+    "conf_on_shared_storage",
+    "local_conf_timestamp",
+    "Extra metadata (valid at timestamp)",
+]
 
 
 def test_own_slot_crc_is_the_stored_one() -> None:
     """The daemon knows its own slot from memory, without a decoded crc; the status it serves
     carries the header's crc32 all the same (the spec's rule, applied here with zlib directly)."""
     header = '1|1|81234|1|3400|{"vm": "up", "health": "good", "detail": "Up"}|host1.example.com|0|0|00000000|1|81234'
-    slot = HostSlot(host_id=1, host_ts=81234, score=3400, engine_status='{"vm": "up", "health": "good", "detail": "Up"}',
-                    hostname="host1.example.com", maintenance=False, stopped=False, conf_on_shared_storage=True,
-                    local_conf_timestamp=81234)
+    slot = HostSlot(
+        host_id=1,
+        host_ts=81234,
+        score=3400,
+        engine_status='{"vm": "up", "health": "good", "detail": "Up"}',
+        hostname="host1.example.com",
+        maintenance=False,
+        stopped=False,
+        conf_on_shared_storage=True,
+        local_conf_timestamp=81234,
+    )
     view = slot_view(slot, local=True, live=True, sanlock=None)
     assert host_record(view)["crc32"] == f"{zlib.crc32(header.encode()):08x}"
 
@@ -61,15 +75,19 @@ def test_he_ha_lines_match_no_original_label() -> None:
 def test_this_hosts_engine_liveness_and_alerts_are_on_its_own_block() -> None:
     """Issue 14: which of the three the engine is (slow is not dead), and every active alert,
     loudly, on the asking host's block only; the original's JSON keeps its keys."""
-    alert = AlertView(kind="gave-up.retry-limit", reason="3 failed starts in 600 s and no other host can start it",
-                      age=42.4)
-    status = cluster(host1(), host2()).model_copy(update={"engine_liveness": "not-ready", "alerts": [alert],
-                                                          "gave_up": True})
+    alert = AlertView(
+        kind="gave-up.retry-limit", reason="3 failed starts in 600 s and no other host can start it", age=42.4
+    )
+    status = cluster(host1(), host2()).model_copy(
+        update={"engine_liveness": "not-ready", "alerts": [alert], "gave_up": True}
+    )
     text = render_text(status)
     own, peer = text.split("--== Host host2.example.com")
-    assert ("he-ha engine liveness              : not-ready\n"
-            "he-ha ALERT                        : gave-up.retry-limit: 3 failed starts in 600 s and no other "
-            "host can start it (for 42 s)\n") in own
+    assert (
+        "he-ha engine liveness              : not-ready\n"
+        "he-ha ALERT                        : gave-up.retry-limit: 3 failed starts in 600 s and no other "
+        "host can start it (for 42 s)\n"
+    ) in own
     assert "he-ha engine liveness" not in peer and "ALERT" not in peer
     assert "liveness" not in render_json(status) and "ALERT" not in render_text(cluster(host1(), host2()))
 
@@ -81,11 +99,23 @@ def test_host_priority_line_and_status_field() -> None:
     text = render_text(status)
     assert "he-ha FSM state                    : EngineUp\nhe-ha priority                     : 5\n" in text
     assert text.count("he-ha priority") == 2  # none for a daemon that does not report it
-    assert all("priority" not in record for record in json.loads(render_json(status)).values() if isinstance(record, dict))
+    assert all(
+        "priority" not in record for record in json.loads(render_json(status)).values() if isinstance(record, dict)
+    )
 
     def slot(extra: str) -> HostSlot:
-        return HostSlot(host_id=2, extra=extra, host_ts=1, score=3400, engine_status="{}", hostname="h",
-                        maintenance=False, stopped=False, conf_on_shared_storage=True, local_conf_timestamp=1)
+        return HostSlot(
+            host_id=2,
+            extra=extra,
+            host_ts=1,
+            score=3400,
+            engine_status="{}",
+            hostname="h",
+            maintenance=False,
+            stopped=False,
+            conf_on_shared_storage=True,
+            local_conf_timestamp=1,
+        )
 
     assert slot_view(slot("state=EngineDown\npriority=-3\n"), local=False, live=True, sanlock=None).priority == -3
     assert slot_view(slot("state=EngineDown\n"), local=False, live=True, sanlock=None).priority == 0

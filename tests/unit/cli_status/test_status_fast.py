@@ -39,15 +39,22 @@ def _extra_cases() -> dict[str, Callable[[], ClusterStatus]]:
     normal = STATUSES["normal"]
     problem = VmDefinitionView(usable=False, source=None, path=None, age=None, problem="no source gives one")
     return {
-        "storage_error": lambda: normal().model_copy(update={"storage_error": "read timed out", "whiteboard_age": 31.4}),
+        "storage_error": lambda: normal().model_copy(
+            update={"storage_error": "read timed out", "whiteboard_age": 31.4}
+        ),
         "never_read": lambda: STATUSES["zero_hosts"]().model_copy(update={"whiteboard_age": None}),
         "slot0_unreadable": lambda: normal().model_copy(update={"global_maintenance": None}),
         "definition_problem": lambda: normal().model_copy(update={"vm_definition": problem}),
         "priority": lambda: ClusterStatus.model_validate(
-            {**normal().model_dump(), "hosts": [host1(priority=7).model_dump()]}),
-        "liveness_and_alerts": lambda: normal().model_copy(update={
-            "engine_liveness": "silent", "gave_up": True,
-            "alerts": [AlertView(kind="gave-up.no-eligible-host", reason="no host can start the VM", age=301.0)]}),
+            {**normal().model_dump(), "hosts": [host1(priority=7).model_dump()]}
+        ),
+        "liveness_and_alerts": lambda: normal().model_copy(
+            update={
+                "engine_liveness": "silent",
+                "gave_up": True,
+                "alerts": [AlertView(kind="gave-up.no-eligible-host", reason="no host can start the VM", age=301.0)],
+            }
+        ),
     }
 
 
@@ -120,15 +127,18 @@ def test_a_changed_conf_takes_the_full_path_again(host: HostFiles, run: Run, ful
 
 
 def test_a_rejected_conf_is_never_recorded(host: HostFiles, run: Run) -> None:
-    host.hosted_engine_conf.write_text(host.hosted_engine_conf.read_text().replace("network_test=none", "network_test=x"))
+    host.hosted_engine_conf.write_text(
+        host.hosted_engine_conf.read_text().replace("network_test=none", "network_test=x")
+    )
     with FixtureDaemon(host.socket, STATUSES["normal"]()):
         result = run("--vm-status")
     assert result.code == 1 and "network_test" in result.err
     assert not (host.socket.parent / RECORD).exists()
 
 
-def test_a_record_of_other_code_or_another_file_is_not_trusted(host: HostFiles, run: Run,
-                                                                full_path_taken: list[bool]) -> None:
+def test_a_record_of_other_code_or_another_file_is_not_trusted(
+    host: HostFiles, run: Run, full_path_taken: list[bool]
+) -> None:
     with FixtureDaemon(host.socket, STATUSES["normal"]()):
         run("--vm-status")
         record_path = host.socket.parent / RECORD
@@ -179,11 +189,21 @@ def test_the_console_script_path_loads_no_heavy_library(host: HostFiles, run: Ru
     )
     with FixtureDaemon(host.socket, STATUSES["corrupt_slot"]()):
         full = run("--vm-status", "--json")
-        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=os.environ.copy(), capture_output=True,
-                              text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert done.stderr.splitlines()[-1] == "loaded: []"
-    assert (done.returncode, done.stdout, "\n".join(done.stderr.splitlines()[:-1]) + "\n") == (full.code, full.out,
-                                                                                            full.err)
+    assert (done.returncode, done.stdout, "\n".join(done.stderr.splitlines()[:-1]) + "\n") == (
+        full.code,
+        full.out,
+        full.err,
+    )
 
 
 def test_the_default_conf_path_is_the_configuration_models_default() -> None:

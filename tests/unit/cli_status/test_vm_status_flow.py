@@ -123,8 +123,10 @@ def test_from_storage_reads_the_whiteboard(host: HostFiles, run: Run) -> None:
     write_metadata(host.metadata)
     result = run("--vm-status", "--from-storage")
     assert result.out == golden("storage_fallback.txt")
-    assert result.err == (f"he-ha: status read from storage ({host.metadata}), not from the he-ha daemon: "
-                          "every host shown as not up-to-date\n")
+    assert result.err == (
+        f"he-ha: status read from storage ({host.metadata}), not from the he-ha daemon: "
+        "every host shown as not up-to-date\n"
+    )
     assert result.code == 0
 
 
@@ -151,7 +153,7 @@ def test_daemon_answering_an_error_is_a_failure(host: HostFiles, run: Run) -> No
     assert (result.code, result.out) == (1, "")
     # The fixture daemon runs in this process: its own error log (with the traceback) shares
     # stderr with the command's, whose lines must still say what happened.
-    ours = result.err[result.err.index(f"the he-ha daemon on {host.socket} answered 500: "):]
+    ours = result.err[result.err.index(f"the he-ha daemon on {host.socket} answered 500: ") :]
     assert "status exploded" in ours.splitlines()[0]
     assert ours.endswith(ERROR_TAIL)
 
@@ -169,8 +171,10 @@ def test_storage_path_missing_from_conf(host: HostFiles, run: Run) -> None:
     host.hosted_engine_conf.write_text(host.hosted_engine_conf.read_text().replace("metadata_path=", "#"))
     result = run("--vm-status", "--json", "--from-storage")
     assert result.code == 1
-    assert (f"{host.hosted_engine_conf}: key 'metadata_image_UUID': required to find the metadata volume"
-            in json.loads(result.out)["exception"])
+    assert (
+        f"{host.hosted_engine_conf}: key 'metadata_image_UUID': required to find the metadata volume"
+        in json.loads(result.out)["exception"]
+    )
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -190,8 +194,9 @@ def test_other_arguments_are_ignored_as_by_the_original(host: HostFiles, run: Ru
     with FixtureDaemon(host.socket, STATUSES["normal"]()):
         result = run("--vm-status", "--json", "--bogus", "extra")
     assert result.code == 0 and json.loads(result.out)["1"]["engine-status"] == UP
-    assert result.err == ("--vm-status: ignored arguments --bogus extra "
-                          "(the original hosted-engine ignores them too)\n")
+    assert result.err == (
+        "--vm-status: ignored arguments --bogus extra (the original hosted-engine ignores them too)\n"
+    )
 
 
 def test_help(run: Run) -> None:
@@ -209,7 +214,10 @@ def test_help(run: Run) -> None:
 def watch(host: HostFiles, *args: str, until: Callable[[str], bool]) -> tuple[int, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "--vm-status", *args],
-        cwd=REPO, env={**os.environ, **host.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, **host.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert process.stdout is not None
     seen = b""

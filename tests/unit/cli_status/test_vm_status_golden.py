@@ -58,8 +58,18 @@ def test_json_is_what_the_ansible_role_and_ost_read(host: HostFiles, run: Run) -
     health = [h["engine-status"]["health"] for h in hosts if isinstance(h, dict)]
     assert "good" in health and document["1"]["engine-status"]["detail"] == "Up"
     assert list(document["1"]) == [
-        "host-id", "host-ts", "score", "engine-status", "hostname", "maintenance", "stopped", "crc32",
-        "conf_on_shared_storage", "local_conf_timestamp", "extra", "live-data",
+        "host-id",
+        "host-ts",
+        "score",
+        "engine-status",
+        "hostname",
+        "maintenance",
+        "stopped",
+        "crc32",
+        "conf_on_shared_storage",
+        "local_conf_timestamp",
+        "extra",
+        "live-data",
     ]
 
 

@@ -97,7 +97,11 @@ def peer(
 
 def local(health: EngineHealth | None = DOWN, **kw: Unpack[LocalFields]) -> LocalReadings:
     base: LocalFields = {
-        "network": 1.0, "bridge_up": True, "free_memory_mib": 16384.0, "cpu_load": 0.0, "vm_memory_mib": 4096
+        "network": 1.0,
+        "bridge_up": True,
+        "free_memory_mib": 16384.0,
+        "cpu_load": 0.0,
+        "vm_memory_mib": 4096,
     }
     base.update(kw)
     return LocalReadings(engine_health=health, **base)
@@ -123,12 +127,13 @@ def state_in(
     this host's (issue 14)."""
     old = Snapshot(T0 - history_age, tuple(sorted((p.host_id, _stamp(p)) for p in peers)))
     previous = WhiteboardView(T0 - view_age, peers, False)
-    recent = Snapshot(previous.read_at, tuple(sorted((p.host_id, p.host_ts if isinstance(p, PeerRecord) else p.fingerprint) for p in peers)))
+    recent = Snapshot(
+        previous.read_at,
+        tuple(sorted((p.host_id, p.host_ts if isinstance(p, PeerRecord) else p.fingerprint) for p in peers)),
+    )
     history = (old, recent) if previous.read_at > old.read_at else (old,)
     base = initial_state(OWN, timing, priority=priority)
-    return replace(
-        base, name=name, entered_at=entered_at, view=previous, history=history, pending=pending, **fields
-    )
+    return replace(base, name=name, entered_at=entered_at, view=previous, history=history, pending=pending, **fields)
 
 
 def obs(

@@ -240,8 +240,10 @@ def test_no_local_restart_while_a_live_peer_holds_the_lease() -> None:
     from he_ha.fsm import LeaseStatus, SanlockHost
 
     quiet = (peer(score=0),)
-    _, _, record = step(state_in(S.ENGINE_UP, peers=quiet),
-                        obs(DOWN_UNEXPECTED, peers=quiet, lease=LeaseStatus(2, False), sanlock={2: SanlockHost.LIVE}))
+    _, _, record = step(
+        state_in(S.ENGINE_UP, peers=quiet),
+        obs(DOWN_UNEXPECTED, peers=quiet, lease=LeaseStatus(2, False), sanlock={2: SanlockHost.LIVE}),
+    )
     assert record.rule == "up.vm-crashed" and "holds the VM lease" in record.note
 
 
@@ -250,8 +252,11 @@ def test_restarts_count_toward_the_limit_and_survive_engine_up() -> None:
     retry window gives up locally (score 0, EngineUnexpectedlyDown)."""
     state = state_in(S.ENGINE_UP, peers=())
     now = T0
-    expected = [("vm-crashed.restart-here", 0.0, 3350), ("vm-crashed.restart-backoff", 10.0, 3300),
-                ("vm-crashed.restart-backoff", 20.0, 0)]
+    expected = [
+        ("vm-crashed.restart-here", 0.0, 3350),
+        ("vm-crashed.restart-backoff", 10.0, 3300),
+        ("vm-crashed.restart-backoff", 20.0, 0),
+    ]
     for rule, delay, score in expected:
         state, record = _crash(state, now)
         assert (record.rule, record.score.total) == (rule, score), record.note
@@ -309,8 +314,10 @@ def test_global_maintenance_destroys_and_reports_a_second_copy() -> None:
     from he_ha.fsm import DestroyVm, LeaseStatus, SanlockHost
 
     foreign = LeaseStatus(2, False)
-    _new, actions, record = step(state_in(S.GLOBAL_MAINTENANCE),
-                                obs(UP_GOOD, lease=foreign, global_maintenance=True, sanlock={2: SanlockHost.FAIL}))
+    _new, actions, record = step(
+        state_in(S.GLOBAL_MAINTENANCE),
+        obs(UP_GOOD, lease=foreign, global_maintenance=True, sanlock={2: SanlockHost.FAIL}),
+    )
     assert record.rule == "safety.foreign-lease" and any(isinstance(a, DestroyVm) for a in actions)
     assert [a.alert for a in _alert_notifies(actions)] == ["second-copy-destroyed"]
     # Outside global maintenance invariant 4 is unchanged and no alert is raised.
@@ -332,7 +339,9 @@ def test_retry_limit_alert_is_raised_once_and_not_during_the_last_restart() -> N
     state = replace(state, name=S.ENGINE_UP, pending=None, entered_at=T0 + 60)
     state, actions, record = step(state, obs(DOWN_UNEXPECTED, now=T0 + 100, peers=()))
     assert record.rule == "up.vm-crashed"
-    assert [(a.alert, "retry limit reached" in a.reason) for a in _alert_notifies(actions)] == [("gave-up.retry-limit", True)]
+    assert [(a.alert, "retry limit reached" in a.reason) for a in _alert_notifies(actions)] == [
+        ("gave-up.retry-limit", True)
+    ]
     for i in range(1, 20):
         state, actions, record = step(state, obs(DOWN_UNEXPECTED, now=T0 + 100 + 10 * i, peers=()))
         assert _alert_notifies(actions) == [] and [a.kind for a in record.alerts] == ["gave-up.retry-limit"]
@@ -352,8 +361,9 @@ def test_no_eligible_host_alert_after_the_bound_from_the_lowest_live_host_only()
     raised_at = None
     for i in range(40):
         now = T0 + 10 * i
-        state, actions, _record = step(state, obs(DOWN, now=now, peers=(peer(2, score=0, maintenance=True, ts=5000 + i),),
-                                                  local_maintenance=True))
+        state, actions, _record = step(
+            state, obs(DOWN, now=now, peers=(peer(2, score=0, maintenance=True, ts=5000 + i),), local_maintenance=True)
+        )
         if _alert_notifies(actions):
             assert raised_at is None
             raised_at = now
@@ -361,12 +371,20 @@ def test_no_eligible_host_alert_after_the_bound_from_the_lowest_live_host_only()
     assert raised_at == T0 + 300
     # Host 3 sees host 1 (lower id) alive: it does not report the same condition.
     lower = (peer(1, score=0, maintenance=True),)
-    three = replace(initial_state(3, timing), name=S.LOCAL_MAINTENANCE, entered_at=T0,
-                    view=state_in(S.LOCAL_MAINTENANCE, peers=lower).view,
-                    history=state_in(S.LOCAL_MAINTENANCE, peers=lower).history)
+    three = replace(
+        initial_state(3, timing),
+        name=S.LOCAL_MAINTENANCE,
+        entered_at=T0,
+        view=state_in(S.LOCAL_MAINTENANCE, peers=lower).view,
+        history=state_in(S.LOCAL_MAINTENANCE, peers=lower).history,
+    )
     for i in range(40):
-        three, actions, _ = step(three, obs(DOWN, now=T0 + 10 * i, peers=(peer(1, score=0, maintenance=True, ts=5000 + i),),
-                                            local_maintenance=True))
+        three, actions, _ = step(
+            three,
+            obs(
+                DOWN, now=T0 + 10 * i, peers=(peer(1, score=0, maintenance=True, ts=5000 + i),), local_maintenance=True
+            ),
+        )
         assert _alert_notifies(actions) == []
 
 
@@ -375,8 +393,9 @@ def test_no_escalation_in_global_maintenance_or_while_the_engine_runs() -> None:
     for health, gm in ((DOWN, True), (UP_GOOD, False)):
         state = state_in(S.LOCAL_MAINTENANCE, peers=(), timing=timing)
         for i in range(10):
-            state, _actions, record = step(state, obs(health, now=T0 + 10 * i, peers=(), local_maintenance=True,
-                                                     global_maintenance=gm))
+            state, _actions, record = step(
+                state, obs(health, now=T0 + 10 * i, peers=(), local_maintenance=True, global_maintenance=gm)
+            )
             assert record.alerts == () and state.no_host_since is None
 
 
@@ -385,6 +404,14 @@ def test_no_vm_without_lease_alert_while_our_migration_hands_the_lease_over() ->
     from tests.unit.fsm.builders import pending
 
     state = state_in(S.LOCAL_MAINTENANCE_MIGRATE_VM, pending=pending("migrate"), migrate_target=2)
-    _, actions, record = step(state, obs(UP_GOOD, local_maintenance=True, global_maintenance=True,
-                                         lease=LeaseStatus(2, False), sanlock={2: SanlockHost.LIVE}))
+    _, actions, record = step(
+        state,
+        obs(
+            UP_GOOD,
+            local_maintenance=True,
+            global_maintenance=True,
+            lease=LeaseStatus(2, False),
+            sanlock={2: SanlockHost.LIVE},
+        ),
+    )
     assert record.rule == "guard.global" and record.alerts == () and _alert_notifies(actions) == []

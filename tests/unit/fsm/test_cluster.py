@@ -37,7 +37,11 @@ def run(
 
 
 def ticking(
-    *peer_ids: int, start: float = 0.0, end: float = 100.0, step: float = 10.0, frozen_after: dict[int, float] | None = None
+    *peer_ids: int,
+    start: float = 0.0,
+    end: float = 100.0,
+    step: float = 10.0,
+    frozen_after: dict[int, float] | None = None,
 ) -> Reads:
     """Reads every `step` s; each peer's host-ts follows its own clock, frozen after a time."""
     frozen_after = frozen_after or {}
@@ -108,7 +112,9 @@ def test_sanlock_live_alone_makes_a_peer_silent_not_alive() -> None:
 
 
 def test_unparsable_peers_live_by_fingerprint() -> None:
-    reads: Reads = [(float(t), (PeerFault(5, "too_new", f"crc{t}"), PeerFault(6, "corrupt", "same"))) for t in range(0, 80, 10)]
+    reads: Reads = [
+        (float(t), (PeerFault(5, "too_new", f"crc{t}"), PeerFault(6, "corrupt", "same"))) for t in range(0, 80, 10)
+    ]
     view = run(reads)
     assert view.too_new == (5,) and view.unreadable == () and view.alive == ()
     reads = [(float(t), (PeerFault(6, "corrupt", f"crc{t}"),)) for t in range(0, 80, 10)]
@@ -140,7 +146,10 @@ def test_ranking_order() -> None:
 
 
 def test_best_score_ignores_zero_and_breaks_ties_by_id() -> None:
-    reads: Reads = [(float(t), (peer(2, ts=t, score=0), peer(3, ts=t, score=2000), peer(4, ts=t, score=2000))) for t in range(0, 80, 10)]
+    reads: Reads = [
+        (float(t), (peer(2, ts=t, score=0), peer(3, ts=t, score=2000), peer(4, ts=t, score=2000)))
+        for t in range(0, 80, 10)
+    ]
     view = run(reads)
     assert view.best_score_host is not None and view.best_score_host.host_id == 3
     reads = [(float(t), (peer(2, ts=t, score=0),)) for t in range(0, 80, 10)]

@@ -26,5 +26,7 @@ def test_diagram_shows_every_state_and_every_moving_rule() -> None:
 
 def test_docs_name_every_rule() -> None:
     text = (DOCS / "fsm.md").read_text(encoding="utf-8")
-    missing = [r for r in RULES if f"`{r}`" not in text and not (r.startswith("timeout.") and "`timeout.<State>`" in text)]
+    missing = [
+        r for r in RULES if f"`{r}`" not in text and not (r.startswith("timeout.") and "`timeout.<State>`" in text)
+    ]
     assert missing == []

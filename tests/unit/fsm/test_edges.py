@@ -45,21 +45,33 @@ STATE_TIMERS = [
     (S.ENGINE_STARTING, "starting_timeout", POWERING_UP, "timeout.EngineStarting", "starting.powering-up"),
     (S.ENGINE_UP_BAD_HEALTH, "bad_health_timeout", UP_BAD, "timeout.EngineUpBadHealth", "up.bad-health.persists"),
     (S.ENGINE_MAYBE_AWAY, "maybe_away_timeout", DOWN_MISSING, "timeout.EngineMaybeAway", "maybe-away.wait"),
-    (S.ENGINE_UNEXPECTEDLY_DOWN, "unexpectedly_down_timeout", DOWN_UNEXPECTED, "timeout.EngineUnexpectedlyDown", "unexpectedly-down.wait"),
+    (
+        S.ENGINE_UNEXPECTEDLY_DOWN,
+        "unexpectedly_down_timeout",
+        DOWN_UNEXPECTED,
+        "timeout.EngineUnexpectedlyDown",
+        "unexpectedly-down.wait",
+    ),
     (S.ENGINE_STOP, "stop_timeout", UP_GOOD, "timeout.EngineStop", "stop.await"),
 ]
 
 
-@pytest.mark.parametrize(("name", "attr", "health", "expired", "running"), STATE_TIMERS, ids=[t[0].value for t in STATE_TIMERS])
+@pytest.mark.parametrize(
+    ("name", "attr", "health", "expired", "running"), STATE_TIMERS, ids=[t[0].value for t in STATE_TIMERS]
+)
 @pytest.mark.parametrize(("offset", "fires"), [(-EPS, False), (0.0, True), (EPS, True)], ids=["before", "at", "after"])
-def test_state_timeouts(name: S, attr: str, health: object, expired: str, running: str, offset: float, fires: bool) -> None:
+def test_state_timeouts(
+    name: S, attr: str, health: object, expired: str, running: str, offset: float, fires: bool
+) -> None:
     limit = getattr(TIMING, attr)
     state = state_in(name, entered_at=T0 - limit - offset, pending=pending("shutdown"))
     _, _, record = step(state, obs(health))  # type: ignore[arg-type]
     assert record.rule == (expired if fires else running)
 
 
-@pytest.mark.parametrize(("name", "attr", "health", "expired", "running"), STATE_TIMERS, ids=[t[0].value for t in STATE_TIMERS])
+@pytest.mark.parametrize(
+    ("name", "attr", "health", "expired", "running"), STATE_TIMERS, ids=[t[0].value for t in STATE_TIMERS]
+)
 def test_timeout_at_is_published(name: S, attr: str, health: object, expired: str, running: str) -> None:
     """The deadline is published as local monotonic time; the supervisor adds its epoch (B12)."""
     _, actions, record = step(state_in(name, entered_at=T0 - 1), obs(health))  # type: ignore[arg-type]
@@ -95,14 +107,18 @@ def test_migrate_timeout(offset: float, fires: bool) -> None:
     assert record.rule == ("migrate.timeout" if fires else "migrate.await")
 
 
-@pytest.mark.parametrize(("offset", "blocked"), [(-EPS, True), (0.0, False), (EPS, False)], ids=["before", "at", "after"])
+@pytest.mark.parametrize(
+    ("offset", "blocked"), [(-EPS, True), (0.0, False), (EPS, False)], ids=["before", "at", "after"]
+)
 def test_lease_busy_backoff(offset: float, blocked: bool) -> None:
     state = state_in(S.ENGINE_DOWN, lease_busy_at=T0 - TIMING.lease_busy_backoff - offset)
     _, _, record = step(state, obs(DOWN))
     assert record.rule == ("down.lease-backoff" if blocked else "down.start")
 
 
-@pytest.mark.parametrize(("offset", "blocked"), [(-EPS, True), (0.0, False), (EPS, False)], ids=["before", "at", "after"])
+@pytest.mark.parametrize(
+    ("offset", "blocked"), [(-EPS, True), (0.0, False), (EPS, False)], ids=["before", "at", "after"]
+)
 def test_migrate_retry_delay(offset: float, blocked: bool) -> None:
     state = state_in(S.ENGINE_UP, migrate_failed_at=T0 - TIMING.migrate_retry_delay - offset)
     _, _, record = step(state, obs(UP_GOOD, local_maintenance=True))
@@ -117,7 +133,9 @@ def test_view_max_age(offset: float, stale: bool) -> None:
     assert record.rule == ("down.view-stale" if stale else "down.start")
 
 
-@pytest.mark.parametrize(("offset", "mature"), [(-EPS, False), (0.0, False), (EPS, True)], ids=["before", "at", "after"])
+@pytest.mark.parametrize(
+    ("offset", "mature"), [(-EPS, False), (0.0, False), (EPS, True)], ids=["before", "at", "after"]
+)
 def test_liveness_maturity_edge(offset: float, mature: bool) -> None:
     """B31: starting needs the same snapshot that liveness needs, strictly older than 60 s.
 
@@ -130,7 +148,9 @@ def test_liveness_maturity_edge(offset: float, mature: bool) -> None:
     assert record.rule == ("down.engine-elsewhere" if mature else "down.view-immature")
 
 
-@pytest.mark.parametrize(("offset", "counted"), [(-EPS, True), (0.0, False), (EPS, False)], ids=["before", "at", "after"])
+@pytest.mark.parametrize(
+    ("offset", "counted"), [(-EPS, True), (0.0, False), (EPS, False)], ids=["before", "at", "after"]
+)
 def test_retry_window_edge(offset: float, counted: bool) -> None:
     """A failed start counts while now < failure + retry_window (B1, fixed)."""
     state = state_in(S.ENGINE_DOWN, start_failures=(T0 - TIMING.retry_window - offset,))
@@ -229,31 +249,64 @@ def test_lease_busy_result_is_not_a_failed_start() -> None:
 # --- slow is not dead: the starting and bad-health timers count silence only (issue 14) ------
 
 SILENCE_TIMERS = [
-    (S.ENGINE_STARTING, "starting_timeout", POWERING_UP, "timeout.EngineStarting", STARTING_NOT_READY,
-     "starting.not-ready", "starting.not-ready-ceiling"),
-    (S.ENGINE_UP_BAD_HEALTH, "bad_health_timeout", UP_BAD, "timeout.EngineUpBadHealth", NOT_READY,
-     "up.not-ready", "up.not-ready-ceiling"),
+    (
+        S.ENGINE_STARTING,
+        "starting_timeout",
+        POWERING_UP,
+        "timeout.EngineStarting",
+        STARTING_NOT_READY,
+        "starting.not-ready",
+        "starting.not-ready-ceiling",
+    ),
+    (
+        S.ENGINE_UP_BAD_HEALTH,
+        "bad_health_timeout",
+        UP_BAD,
+        "timeout.EngineUpBadHealth",
+        NOT_READY,
+        "up.not-ready",
+        "up.not-ready-ceiling",
+    ),
 ]
 SILENCE_IDS = [t[0].value for t in SILENCE_TIMERS]
 
 
-@pytest.mark.parametrize(("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS)
+@pytest.mark.parametrize(
+    ("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS
+)
 @pytest.mark.parametrize(("offset", "fires"), [(-EPS, False), (0.0, True), (EPS, True)], ids=["before", "at", "after"])
 def test_silence_timer_counts_from_the_last_sign_of_life(
-    name: S, attr: str, silent: object, expired: str, alive: object, alive_rule: str, ceiling: str, offset: float,
+    name: S,
+    attr: str,
+    silent: object,
+    expired: str,
+    alive: object,
+    alive_rule: str,
+    ceiling: str,
+    offset: float,
     fires: bool,
 ) -> None:
     limit = getattr(TIMING, attr)
     # In the state for 2000 s, but the engine answered (not ready) `limit` seconds ago.
     state = state_in(name, entered_at=T0 - 2000, alive_at=T0 - limit - offset)
     _, _, record = step(state, obs(silent))  # type: ignore[arg-type]
-    assert record.rule == (expired if fires else ("starting.powering-up" if name is S.ENGINE_STARTING else "up.bad-health.persists"))
+    assert record.rule == (
+        expired if fires else ("starting.powering-up" if name is S.ENGINE_STARTING else "up.bad-health.persists")
+    )
     assert record.inputs.engine_liveness == "silent"
 
 
-@pytest.mark.parametrize(("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS)
+@pytest.mark.parametrize(
+    ("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS
+)
 def test_an_answering_engine_is_never_timed_out_below_the_ceiling(
-    name: S, attr: str, silent: object, expired: str, alive: object, alive_rule: str, ceiling: str,
+    name: S,
+    attr: str,
+    silent: object,
+    expired: str,
+    alive: object,
+    alive_rule: str,
+    ceiling: str,
 ) -> None:
     # Long past the timeout, silent at the previous step: alive now, the timer restarts.
     state = state_in(name, entered_at=T0 - 3000, alive_at=None)
@@ -264,10 +317,19 @@ def test_an_answering_engine_is_never_timed_out_below_the_ceiling(
     assert record.timeout_at == min(T0 + getattr(TIMING, attr), T0 - 3000 + TIMING.not_ready_timeout)
 
 
-@pytest.mark.parametrize(("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS)
+@pytest.mark.parametrize(
+    ("name", "attr", "silent", "expired", "alive", "alive_rule", "ceiling"), SILENCE_TIMERS, ids=SILENCE_IDS
+)
 @pytest.mark.parametrize(("offset", "fires"), [(-EPS, False), (0.0, True), (EPS, True)], ids=["before", "at", "after"])
 def test_not_ready_ceiling(
-    name: S, attr: str, silent: object, expired: str, alive: object, alive_rule: str, ceiling: str, offset: float,
+    name: S,
+    attr: str,
+    silent: object,
+    expired: str,
+    alive: object,
+    alive_rule: str,
+    ceiling: str,
+    offset: float,
     fires: bool,
 ) -> None:
     state = state_in(name, entered_at=T0 - TIMING.not_ready_timeout - offset, alive_at=T0 - 10)

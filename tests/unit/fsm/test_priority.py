@@ -74,12 +74,16 @@ def test_the_band_is_measured_from_the_best_score_so_three_hosts_agree() -> None
     b, c = peer(2, 2700, priority=1), peer(3, 2000, priority=2)
 
     def decide(own_prio: int, network: float, peers: tuple[Peer, ...]) -> str:
-        _, _, record = step(state_in(S.ENGINE_DOWN, priority=own_prio, peers=peers), obs(DOWN, network=network, peers=peers))
+        _, _, record = step(
+            state_in(S.ENGINE_DOWN, priority=own_prio, peers=peers), obs(DOWN, network=network, peers=peers)
+        )
         return record.rule
 
     b_down = (peer(2, 2700, priority=1),)
     assert decide(0, 1.0, (b, c)) == "down.priority-defer"  # we are A
-    assert decide(1, 0.5625, (peer(2, 3400, priority=0), peer(3, 2000, priority=2))) == "down.start.preferred"  # B: 3400-900
+    assert (
+        decide(1, 0.5625, (peer(2, 3400, priority=0), peer(3, 2000, priority=2))) == "down.start.preferred"
+    )  # B: 3400-900
     assert decide(2, 0.125, (peer(2, 3400, priority=0), *b_down)) == "down.better-host"  # C: 3400-1400
 
 
@@ -167,19 +171,28 @@ def test_failback_after_the_dwell_by_live_migration() -> None:
     assert "host 2 (priority 1 > 0, score 3400) eligible for 300 s: migrate to host 2" in record.note
     # The migration lands: the VM left, this host is down and the target runs it.
     seq = state.pending.seq if state.pending else 0
-    state, _, record = step(state, obs(DOWN, now=T0 + 320, peers=(peer(priority=1, ts=5040),),
-                                       result=result(Outcome.OK, seq=seq)))
+    state, _, record = step(
+        state, obs(DOWN, now=T0 + 320, peers=(peer(priority=1, ts=5040),), result=result(Outcome.OK, seq=seq))
+    )
     assert record.rule == "migrating-away.done" and state.name is S.ENGINE_DOWN
 
 
 def test_a_failed_failback_migration_takes_the_yield_path() -> None:
-    state = state_in(S.ENGINE_UP, peers=(peer(priority=1),), timing=FAILBACK, failback_target=2,
-                     failback_since=T0 - 1000)
+    state = state_in(
+        S.ENGINE_UP, peers=(peer(priority=1),), timing=FAILBACK, failback_target=2, failback_since=T0 - 1000
+    )
     state, _, record = step(state, obs(UP_GOOD, peers=(peer(priority=1),)))
     assert record.rule == "up.failback.migrate"
     seq = state.pending.seq if state.pending else 0
-    state, _, record = step(state, obs(UP_GOOD, now=T0 + 5, peers=(peer(priority=1, ts=5001),),
-                                       result=result(Outcome.FAILED, seq=seq, reason="target refused")))
+    state, _, record = step(
+        state,
+        obs(
+            UP_GOOD,
+            now=T0 + 5,
+            peers=(peer(priority=1, ts=5001),),
+            result=result(Outcome.FAILED, seq=seq, reason="target refused"),
+        ),
+    )
     assert record.rule == "migrating-away.failed" and state.migrate_failed_at == T0 + 5
     # The failback's dwell is kept across the migration: the cold path follows at the next
     # tick (shut down here, the target starts the VM).
@@ -220,16 +233,16 @@ def test_no_failback_when_another_host_would_start_first() -> None:
     """A better-scoring peer at the same priority as the target, not ready (its VM state is
     unknown): once we stopped, the target would wait for it; no failback."""
     target, blocker = peer(2, 3000, priority=1), peer(3, 3400, priority=1, status=UNKNOWN)
-    state = state_in(S.ENGINE_UP, peers=(target, blocker), timing=FAILBACK, failback_target=2,
-                     failback_since=T0 - 1000)
+    state = state_in(S.ENGINE_UP, peers=(target, blocker), timing=FAILBACK, failback_target=2, failback_since=T0 - 1000)
     _, _, record = step(state, obs(UP_GOOD, peers=(target, blocker)))
     assert record.rule == "up.ok"
 
 
 def test_no_failback_from_a_bad_health_engine_or_in_local_maintenance() -> None:
     target = peer(priority=1)
-    state = state_in(S.ENGINE_UP_BAD_HEALTH, peers=(target,), timing=FAILBACK, failback_target=2,
-                     failback_since=T0 - 1000)
+    state = state_in(
+        S.ENGINE_UP_BAD_HEALTH, peers=(target,), timing=FAILBACK, failback_target=2, failback_since=T0 - 1000
+    )
     _, _, record = step(state, obs(UP_GOOD, peers=(target,)))
     assert record.rule == "up.ok"  # back to EngineUp first; failback from EngineUp only
     state = state_in(S.ENGINE_UP, peers=(target,), timing=FAILBACK, failback_target=2, failback_since=T0 - 1000)
@@ -240,8 +253,14 @@ def test_no_failback_from_a_bad_health_engine_or_in_local_maintenance() -> None:
 def _failback_then_stop(now: float) -> FsmState:
     target = peer(priority=1)
     # A live migration failed moments ago: the failback goes the cold way.
-    state = state_in(S.ENGINE_UP, peers=(target,), timing=FAILBACK, failback_target=2, failback_since=now - 1000,
-                     migrate_failed_at=now - 1)
+    state = state_in(
+        S.ENGINE_UP,
+        peers=(target,),
+        timing=FAILBACK,
+        failback_target=2,
+        failback_since=now - 1000,
+        migrate_failed_at=now - 1,
+    )
     state, _, record = step(state, obs(UP_GOOD, now=now, peers=(target,)))
     assert record.rule == "up.failback"
     state, _, record = step(state, obs(DOWN, now=now + 40, peers=(peer(priority=1, ts=5004),)))

@@ -14,7 +14,9 @@ from tests.unit.fsm.builders import LocalFields, local
 CFG = ScoreConfig()
 
 
-def score(state: S = S.ENGINE_DOWN, failures: int = 0, cfg: ScoreConfig = CFG, **readings: Unpack[LocalFields]) -> tuple[int, dict[str, int], str | None]:
+def score(
+    state: S = S.ENGINE_DOWN, failures: int = 0, cfg: ScoreConfig = CFG, **readings: Unpack[LocalFields]
+) -> tuple[int, dict[str, int], str | None]:
     breakdown = compute_score(state, local(**readings), failures, cfg, 3)
     return breakdown.total, {p.name: p.amount for p in breakdown.penalties}, breakdown.override
 
@@ -89,7 +91,9 @@ def test_zero_score_states_keep_their_breakdown(state: S) -> None:
 
 
 def test_clamped_at_zero() -> None:
-    total, items, override = score(conf_up_to_date=False, network=0.0, bridge_up=False, cpu_load=1.0, free_memory_mib=0.0)
+    total, items, override = score(
+        conf_up_to_date=False, network=0.0, bridge_up=False, cpu_load=1.0, free_memory_mib=0.0
+    )
     assert sum(items.values()) == 1000 + 1600 + 600 + 1000 + 400 > 3400
     assert total == 0 and override is None
 
@@ -106,6 +110,9 @@ def test_every_penalty_has_a_reason() -> None:
 def test_crash_restarts_count_with_failed_starts() -> None:
     """Issue 14: local restarts after a crash count toward the retry limit like failed starts."""
     one = compute_score(S.ENGINE_UP, local(), 0, CFG, 3, restarts=1)
-    assert one.total == 3350 and one.penalties[-1].reason == "0 failed start(s) and 1 crash restart(s) inside the retry window"
+    assert (
+        one.total == 3350
+        and one.penalties[-1].reason == "0 failed start(s) and 1 crash restart(s) inside the retry window"
+    )
     limit = compute_score(S.ENGINE_DOWN, local(), 1, CFG, 3, restarts=2)
     assert limit.total == 0 and limit.override == "1 failed start(s) and 2 crash restart(s) inside the retry window"

@@ -115,7 +115,9 @@ CASES = [
         obs(UP_GOOD, lease=FOREIGN, global_maintenance=True, sanlock={2: SanlockHost.DEAD}),
         S.GLOBAL_MAINTENANCE,
     ),
-    Case("guard.global", state_in(S.ENGINE_UP), obs(UP_GOOD, lease=LOST, global_maintenance=True), S.GLOBAL_MAINTENANCE),
+    Case(
+        "guard.global", state_in(S.ENGINE_UP), obs(UP_GOOD, lease=LOST, global_maintenance=True), S.GLOBAL_MAINTENANCE
+    ),
     Case(
         "safety.foreign-lease",
         state_in(S.GLOBAL_MAINTENANCE),
@@ -148,13 +150,35 @@ CASES = [
         obs(UNKNOWN, local_maintenance=True),
         S.LOCAL_MAINTENANCE_MIGRATE_VM,
     ),
-    Case("timeout.EngineStarting", state_in(S.ENGINE_STARTING, entered_at=T0 - 600), obs(POWERING_UP), S.ENGINE_STOP, ShutdownVm),
-    Case("timeout.EngineUpBadHealth", state_in(S.ENGINE_UP_BAD_HEALTH, entered_at=T0 - 300), obs(UP_BAD), S.ENGINE_STOP, ShutdownVm),
     Case(
-        "timeout.EngineMaybeAway", state_in(S.ENGINE_MAYBE_AWAY, entered_at=T0 - 40), obs(DOWN_MISSING), S.ENGINE_UNEXPECTEDLY_DOWN
+        "timeout.EngineStarting",
+        state_in(S.ENGINE_STARTING, entered_at=T0 - 600),
+        obs(POWERING_UP),
+        S.ENGINE_STOP,
+        ShutdownVm,
     ),
-    Case("timeout.EngineUnexpectedlyDown", state_in(S.ENGINE_UNEXPECTEDLY_DOWN, entered_at=T0 - 560), obs(DOWN_UNEXPECTED), S.ENGINE_DOWN),
-    Case("timeout.EngineStop", state_in(S.ENGINE_STOP, entered_at=T0 - 300), obs(UP_GOOD), S.ENGINE_FORCE_STOP, DestroyVm),
+    Case(
+        "timeout.EngineUpBadHealth",
+        state_in(S.ENGINE_UP_BAD_HEALTH, entered_at=T0 - 300),
+        obs(UP_BAD),
+        S.ENGINE_STOP,
+        ShutdownVm,
+    ),
+    Case(
+        "timeout.EngineMaybeAway",
+        state_in(S.ENGINE_MAYBE_AWAY, entered_at=T0 - 40),
+        obs(DOWN_MISSING),
+        S.ENGINE_UNEXPECTEDLY_DOWN,
+    ),
+    Case(
+        "timeout.EngineUnexpectedlyDown",
+        state_in(S.ENGINE_UNEXPECTEDLY_DOWN, entered_at=T0 - 560),
+        obs(DOWN_UNEXPECTED),
+        S.ENGINE_DOWN,
+    ),
+    Case(
+        "timeout.EngineStop", state_in(S.ENGINE_STOP, entered_at=T0 - 300), obs(UP_GOOD), S.ENGINE_FORCE_STOP, DestroyVm
+    ),
     # --- EngineDown ---
     Case("down.engine-here", state_in(S.ENGINE_DOWN), obs(UP_GOOD), S.ENGINE_STARTING),
     Case("down.engine-elsewhere", state_in(S.ENGINE_DOWN), obs(DOWN, peers=(PEER_UP,)), S.ENGINE_DOWN),
@@ -174,7 +198,9 @@ CASES = [
         obs(DOWN, lease=FOREIGN, sanlock={2: SanlockHost.LIVE}),
         S.ENGINE_DOWN,
     ),
-    Case("down.lease-held", state_in(S.ENGINE_DOWN), obs(DOWN, lease=FOREIGN), S.ENGINE_DOWN),  # owner alive on the board
+    Case(
+        "down.lease-held", state_in(S.ENGINE_DOWN), obs(DOWN, lease=FOREIGN), S.ENGINE_DOWN
+    ),  # owner alive on the board
     Case("down.lease-backoff", state_in(S.ENGINE_DOWN, lease_busy_at=T0 - 19.9), obs(DOWN), S.ENGINE_DOWN),
     Case("down.start", state_in(S.ENGINE_DOWN), obs(DOWN), S.ENGINE_START, AcquireLeaseAndStartVm),
     Case(
@@ -226,7 +252,13 @@ CASES = [
         S.ENGINE_DOWN,
     ),
     # --- restart locally first: the VM crashed here, no live peer can take it (issue 14) ---
-    Case("vm-crashed.restart-here", state_in(S.ENGINE_UP), obs(DOWN_UNEXPECTED, peers=()), S.ENGINE_START, AcquireLeaseAndStartVm),
+    Case(
+        "vm-crashed.restart-here",
+        state_in(S.ENGINE_UP),
+        obs(DOWN_UNEXPECTED, peers=()),
+        S.ENGINE_START,
+        AcquireLeaseAndStartVm,
+    ),
     Case(
         "vm-crashed.restart-here",
         state_in(S.ENGINE_UP_BAD_HEALTH, peers=(INELIGIBLE,)),
@@ -256,14 +288,36 @@ CASES = [
     ),
     # --- EngineStart ---
     Case("start.await", state_in(S.ENGINE_START, pending=pending("start")), obs(DOWN), S.ENGINE_START),
-    Case("start.ok", state_in(S.ENGINE_START, pending=pending("start")), obs(POWERING_UP, result=result(Outcome.OK)), S.ENGINE_STARTING),
-    Case("start.failed", state_in(S.ENGINE_START, pending=pending("start")), obs(DOWN, result=result(Outcome.FAILED, reason="libvirt error")), S.ENGINE_DOWN),
-    Case("start.lease-busy", state_in(S.ENGINE_START, pending=pending("start")), obs(DOWN, result=result(Outcome.LEASE_BUSY)), S.ENGINE_DOWN),
-    Case("start.timeout", state_in(S.ENGINE_START, pending=pending("start", issued_at=T0 - ACTION_TIMEOUT)), obs(DOWN), S.ENGINE_DOWN),
+    Case(
+        "start.ok",
+        state_in(S.ENGINE_START, pending=pending("start")),
+        obs(POWERING_UP, result=result(Outcome.OK)),
+        S.ENGINE_STARTING,
+    ),
+    Case(
+        "start.failed",
+        state_in(S.ENGINE_START, pending=pending("start")),
+        obs(DOWN, result=result(Outcome.FAILED, reason="libvirt error")),
+        S.ENGINE_DOWN,
+    ),
+    Case(
+        "start.lease-busy",
+        state_in(S.ENGINE_START, pending=pending("start")),
+        obs(DOWN, result=result(Outcome.LEASE_BUSY)),
+        S.ENGINE_DOWN,
+    ),
+    Case(
+        "start.timeout",
+        state_in(S.ENGINE_START, pending=pending("start", issued_at=T0 - ACTION_TIMEOUT)),
+        obs(DOWN),
+        S.ENGINE_DOWN,
+    ),
     # --- EngineStarting ---
     Case("starting.up", state_in(S.ENGINE_STARTING), obs(UP_GOOD), S.ENGINE_UP),
     Case("starting.powering-up", state_in(S.ENGINE_STARTING), obs(POWERING_UP), S.ENGINE_STARTING),
-    Case("starting.powering-up", state_in(S.ENGINE_STARTING), obs(POWERING_UP, local_maintenance=True), S.ENGINE_STARTING),
+    Case(
+        "starting.powering-up", state_in(S.ENGINE_STARTING), obs(POWERING_UP, local_maintenance=True), S.ENGINE_STARTING
+    ),
     Case("starting.not-ready", state_in(S.ENGINE_STARTING, entered_at=T0 - 3000), obs(NOT_READY), S.ENGINE_STARTING),
     Case(
         "starting.not-ready-ceiling",
@@ -281,8 +335,19 @@ CASES = [
     Case("up.vm-crashed", state_in(S.ENGINE_UP_BAD_HEALTH), obs(DOWN_UNEXPECTED), S.ENGINE_UNEXPECTEDLY_DOWN),
     Case("up.vm-not-up", state_in(S.ENGINE_UP), obs(DOWN_MISSING), S.ENGINE_MAYBE_AWAY),
     Case("up.engine-elsewhere", state_in(S.ENGINE_UP), obs(UP_BAD, peers=(PEER_UP,)), S.ENGINE_STOP, ShutdownVm),
-    Case("up.local-maintenance.migrate", state_in(S.ENGINE_UP), obs(UP_GOOD, local_maintenance=True), S.LOCAL_MAINTENANCE_MIGRATE_VM, MigrateVm),
-    Case("up.local-maintenance.no-target", state_in(S.ENGINE_UP, peers=()), obs(UP_GOOD, peers=(), local_maintenance=True), S.ENGINE_UP),
+    Case(
+        "up.local-maintenance.migrate",
+        state_in(S.ENGINE_UP),
+        obs(UP_GOOD, local_maintenance=True),
+        S.LOCAL_MAINTENANCE_MIGRATE_VM,
+        MigrateVm,
+    ),
+    Case(
+        "up.local-maintenance.no-target",
+        state_in(S.ENGINE_UP, peers=()),
+        obs(UP_GOOD, peers=(), local_maintenance=True),
+        S.ENGINE_UP,
+    ),
     Case(
         "up.local-maintenance.no-target",
         state_in(S.ENGINE_UP),
@@ -297,16 +362,25 @@ CASES = [
         ShutdownVm,
     ),
     Case(
-        "up.yield.migrate", state_in(S.ENGINE_UP, outranked_since=T0 - 60), obs(UP_GOOD, **LOW_NET),
-        S.ENGINE_MIGRATING_AWAY, MigrateVm,
+        "up.yield.migrate",
+        state_in(S.ENGINE_UP, outranked_since=T0 - 60),
+        obs(UP_GOOD, **LOW_NET),
+        S.ENGINE_MIGRATING_AWAY,
+        MigrateVm,
     ),
     Case(
-        "up.yield.migrate", state_in(S.ENGINE_UP_BAD_HEALTH, outranked_since=T0 - 60), obs(UP_BAD, **LOW_NET),
-        S.ENGINE_MIGRATING_AWAY, MigrateVm,
+        "up.yield.migrate",
+        state_in(S.ENGINE_UP_BAD_HEALTH, outranked_since=T0 - 60),
+        obs(UP_BAD, **LOW_NET),
+        S.ENGINE_MIGRATING_AWAY,
+        MigrateVm,
     ),
     Case(  # a yield migration failed moments ago: the cold path
-        "up.yield", state_in(S.ENGINE_UP, outranked_since=T0 - 60, migrate_failed_at=T0 - 1), obs(UP_GOOD, **LOW_NET),
-        S.ENGINE_STOP, ShutdownVm,
+        "up.yield",
+        state_in(S.ENGINE_UP, outranked_since=T0 - 60, migrate_failed_at=T0 - 1),
+        obs(UP_GOOD, **LOW_NET),
+        S.ENGINE_STOP,
+        ShutdownVm,
     ),
     Case(  # no host can take the VM live (the better one reports it is stopping): the cold path
         "up.yield",
@@ -319,7 +393,9 @@ CASES = [
     Case("up.bad-health", state_in(S.ENGINE_UP), obs(PAUSED), S.ENGINE_UP_BAD_HEALTH),
     Case("up.bad-health.persists", state_in(S.ENGINE_UP_BAD_HEALTH), obs(UP_BAD), S.ENGINE_UP_BAD_HEALTH),
     Case("up.not-ready", state_in(S.ENGINE_UP), obs(NOT_READY), S.ENGINE_UP_BAD_HEALTH),
-    Case("up.not-ready", state_in(S.ENGINE_UP_BAD_HEALTH, entered_at=T0 - 3000), obs(NOT_READY), S.ENGINE_UP_BAD_HEALTH),
+    Case(
+        "up.not-ready", state_in(S.ENGINE_UP_BAD_HEALTH, entered_at=T0 - 3000), obs(NOT_READY), S.ENGINE_UP_BAD_HEALTH
+    ),
     Case(
         "up.not-ready-ceiling",
         state_in(S.ENGINE_UP_BAD_HEALTH, entered_at=T0 - 3600, alive_at=T0 - 10),
@@ -338,8 +414,14 @@ CASES = [
     ),
     Case(  # a failback migration failed moments ago: the cold path
         "up.failback",
-        state_in(S.ENGINE_UP, peers=(BETTER_PRIO,), timing=FAILBACK, failback_target=2, failback_since=T0 - 300,
-                 migrate_failed_at=T0 - 1),
+        state_in(
+            S.ENGINE_UP,
+            peers=(BETTER_PRIO,),
+            timing=FAILBACK,
+            failback_target=2,
+            failback_since=T0 - 300,
+            migrate_failed_at=T0 - 1,
+        ),
         obs(UP_GOOD, peers=(BETTER_PRIO,)),
         S.ENGINE_STOP,
         ShutdownVm,
@@ -352,8 +434,14 @@ CASES = [
     ),
     Case(
         "up.failback.dwell",  # the last failback did not take: backing off
-        state_in(S.ENGINE_UP, peers=(BETTER_PRIO,), timing=FAILBACK, failback_target=2, failback_since=T0 - 900,
-                 failback_failed_at=T0 - 3599),
+        state_in(
+            S.ENGINE_UP,
+            peers=(BETTER_PRIO,),
+            timing=FAILBACK,
+            failback_target=2,
+            failback_since=T0 - 900,
+            failback_failed_at=T0 - 3599,
+        ),
         obs(UP_GOOD, peers=(BETTER_PRIO,)),
         S.ENGINE_UP,
     ),
@@ -363,39 +451,88 @@ CASES = [
     Case("maybe-away.vm-down", state_in(S.ENGINE_MAYBE_AWAY), obs(DOWN), S.ENGINE_DOWN),
     Case("maybe-away.vm-crashed", state_in(S.ENGINE_MAYBE_AWAY), obs(DOWN_UNEXPECTED), S.ENGINE_UNEXPECTEDLY_DOWN),
     Case("maybe-away.vm-up", state_in(S.ENGINE_MAYBE_AWAY), obs(UP_GOOD), S.ENGINE_UP),
-    Case("maybe-away.engine-elsewhere", state_in(S.ENGINE_MAYBE_AWAY), obs(DOWN_MISSING, peers=(PEER_UP,)), S.ENGINE_DOWN),
+    Case(
+        "maybe-away.engine-elsewhere", state_in(S.ENGINE_MAYBE_AWAY), obs(DOWN_MISSING, peers=(PEER_UP,)), S.ENGINE_DOWN
+    ),
     Case("maybe-away.wait", state_in(S.ENGINE_MAYBE_AWAY), obs(DOWN_MISSING), S.ENGINE_MAYBE_AWAY),
     Case("unexpectedly-down.engine-here", state_in(S.ENGINE_UNEXPECTEDLY_DOWN), obs(UP_GOOD), S.ENGINE_UP),
-    Case("unexpectedly-down.wait", state_in(S.ENGINE_UNEXPECTEDLY_DOWN), obs(DOWN_UNEXPECTED, peers=(PEER_UP,)), S.ENGINE_UNEXPECTEDLY_DOWN),
-    Case("unexpectedly-down.wait", state_in(S.ENGINE_UNEXPECTEDLY_DOWN), obs(DOWN_UNEXPECTED), S.ENGINE_UNEXPECTEDLY_DOWN),
+    Case(
+        "unexpectedly-down.wait",
+        state_in(S.ENGINE_UNEXPECTEDLY_DOWN),
+        obs(DOWN_UNEXPECTED, peers=(PEER_UP,)),
+        S.ENGINE_UNEXPECTEDLY_DOWN,
+    ),
+    Case(
+        "unexpectedly-down.wait", state_in(S.ENGINE_UNEXPECTEDLY_DOWN), obs(DOWN_UNEXPECTED), S.ENGINE_UNEXPECTEDLY_DOWN
+    ),
     # --- EngineStop / EngineForceStop ---
     Case("stop.vm-gone", state_in(S.ENGINE_STOP, pending=pending("shutdown")), obs(DOWN), S.ENGINE_DOWN),
     Case("stop.paused", state_in(S.ENGINE_STOP), obs(PAUSED), S.ENGINE_FORCE_STOP, DestroyVm),
-    Case("stop.failed", state_in(S.ENGINE_STOP, pending=pending("shutdown")), obs(UP_GOOD, result=result(Outcome.FAILED)), S.REINITIALIZE),
-    Case("stop.await", state_in(S.ENGINE_STOP, pending=pending("shutdown")), obs(UP_GOOD, result=result(Outcome.OK)), S.ENGINE_STOP),
+    Case(
+        "stop.failed",
+        state_in(S.ENGINE_STOP, pending=pending("shutdown")),
+        obs(UP_GOOD, result=result(Outcome.FAILED)),
+        S.REINITIALIZE,
+    ),
+    Case(
+        "stop.await",
+        state_in(S.ENGINE_STOP, pending=pending("shutdown")),
+        obs(UP_GOOD, result=result(Outcome.OK)),
+        S.ENGINE_STOP,
+    ),
     Case("stop.await", state_in(S.ENGINE_STOP, pending=pending("shutdown")), obs(UP_GOOD), S.ENGINE_STOP),
-    Case("force-stop.done", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(DOWN, result=result(Outcome.OK)), S.ENGINE_DOWN),
-    Case("force-stop.failed", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(UP_GOOD, result=result(Outcome.FAILED)), S.REINITIALIZE),
-    Case("force-stop.timeout", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy", issued_at=T0 - ACTION_TIMEOUT)), obs(UP_GOOD), S.REINITIALIZE),
-    Case("force-stop.await", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(UP_GOOD), S.ENGINE_FORCE_STOP),
+    Case(
+        "force-stop.done",
+        state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")),
+        obs(DOWN, result=result(Outcome.OK)),
+        S.ENGINE_DOWN,
+    ),
+    Case(
+        "force-stop.failed",
+        state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")),
+        obs(UP_GOOD, result=result(Outcome.FAILED)),
+        S.REINITIALIZE,
+    ),
+    Case(
+        "force-stop.timeout",
+        state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy", issued_at=T0 - ACTION_TIMEOUT)),
+        obs(UP_GOOD),
+        S.REINITIALIZE,
+    ),
+    Case(
+        "force-stop.await", state_in(S.ENGINE_FORCE_STOP, pending=pending("destroy")), obs(UP_GOOD), S.ENGINE_FORCE_STOP
+    ),
     # --- maintenance ---
     Case("global-maintenance.cleared", state_in(S.GLOBAL_MAINTENANCE), obs(DOWN), S.REINITIALIZE),
     Case("local-maintenance.cleared", state_in(S.LOCAL_MAINTENANCE), obs(DOWN), S.REINITIALIZE),
-    Case("local-maintenance.idle", state_in(S.LOCAL_MAINTENANCE), obs(DOWN, local_maintenance=True), S.LOCAL_MAINTENANCE),
+    Case(
+        "local-maintenance.idle", state_in(S.LOCAL_MAINTENANCE), obs(DOWN, local_maintenance=True), S.LOCAL_MAINTENANCE
+    ),
     Case(
         "local-maintenance.idle",  # LocalMaintenance ignores global maintenance, as the original
         state_in(S.LOCAL_MAINTENANCE),
         obs(DOWN, local_maintenance=True, global_maintenance=True),
         S.LOCAL_MAINTENANCE,
     ),
-    Case("local-maintenance.migrate", state_in(S.LOCAL_MAINTENANCE), obs(UP_GOOD, local_maintenance=True), S.LOCAL_MAINTENANCE_MIGRATE_VM, MigrateVm),
+    Case(
+        "local-maintenance.migrate",
+        state_in(S.LOCAL_MAINTENANCE),
+        obs(UP_GOOD, local_maintenance=True),
+        S.LOCAL_MAINTENANCE_MIGRATE_VM,
+        MigrateVm,
+    ),
     Case(
         "local-maintenance.global-hands-off",
         state_in(S.LOCAL_MAINTENANCE, migrate_failed_at=T0 - 10),
         obs(UP_GOOD, local_maintenance=True, global_maintenance=True),
         S.LOCAL_MAINTENANCE,
     ),
-    Case("local-maintenance.no-target", state_in(S.LOCAL_MAINTENANCE, peers=()), obs(UP_GOOD, peers=(), local_maintenance=True), S.LOCAL_MAINTENANCE),
+    Case(
+        "local-maintenance.no-target",
+        state_in(S.LOCAL_MAINTENANCE, peers=()),
+        obs(UP_GOOD, peers=(), local_maintenance=True),
+        S.LOCAL_MAINTENANCE,
+    ),
     Case(
         "local-maintenance.evacuate",
         state_in(S.LOCAL_MAINTENANCE, migrate_failed_at=T0 - 10),
@@ -441,7 +578,9 @@ CASES = [
         obs(UP_GOOD, result=result(Outcome.FAILED, reason="target refused")),
         S.ENGINE_UP,
     ),
-    Case("migrating-away.vm-lost", migrating_away(), obs(DOWN_UNEXPECTED, result=result(Outcome.FAILED)), S.REINITIALIZE),
+    Case(
+        "migrating-away.vm-lost", migrating_away(), obs(DOWN_UNEXPECTED, result=result(Outcome.FAILED)), S.REINITIALIZE
+    ),
     Case("migrating-away.timeout", migrating_away(entered_at=T0 - 300, pending=None), obs(UP_GOOD), S.ENGINE_UP),
     Case(
         "migrating-away.await",
@@ -501,7 +640,9 @@ def test_migration_targets_best_eligible_host() -> None:
     migrate = next(a for a in actions if isinstance(a, MigrateVm))
     assert (migrate.target_host_id, migrate.target_hostname) == (4, "host4") and new.migrate_target == 4
     # The hypervisor's job ends one loop before the FSM's own timer would give up on it.
-    assert migrate.deadline == TimingConfig().migrate_timeout - TimingConfig().loop_delay == MigrateVm(0, 0, "").deadline
+    assert (
+        migrate.deadline == TimingConfig().migrate_timeout - TimingConfig().loop_delay == MigrateVm(0, 0, "").deadline
+    )
 
 
 def test_foreign_lease_kills_whatever_the_owner_liveness() -> None:
@@ -548,8 +689,11 @@ def test_release_lease_as_soon_as_the_vm_is_gone_in_any_state() -> None:
     # A keeper-held lease does not end with the VM: keeping it through EngineUnexpectedlyDown
     # (560 s) would block every other host's start.
     held = LeaseStatus(OWN, True)
-    for name, health in ((S.ENGINE_UNEXPECTEDLY_DOWN, DOWN_UNEXPECTED), (S.ENGINE_MAYBE_AWAY, DOWN_MISSING),
-                         (S.GLOBAL_MAINTENANCE, DOWN)):
+    for name, health in (
+        (S.ENGINE_UNEXPECTEDLY_DOWN, DOWN_UNEXPECTED),
+        (S.ENGINE_MAYBE_AWAY, DOWN_MISSING),
+        (S.GLOBAL_MAINTENANCE, DOWN),
+    ):
         _, actions, _ = step(state_in(name), obs(health, lease=held, global_maintenance=name is S.GLOBAL_MAINTENANCE))
         assert any(isinstance(a, ReleaseLease) for a in actions), name
     # ... but never with a VM action pending (a destroy not yet answered).

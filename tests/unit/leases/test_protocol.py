@@ -53,9 +53,16 @@ def test_bad_request_is_named() -> None:
         decode_request(b'{"id": 3, "op": "acquire"}\n')
 
 
-@pytest.mark.parametrize(("flags", "status"), [(1, model.HostStatus.UNKNOWN), (2, model.HostStatus.FREE),
-                                               (3, model.HostStatus.LIVE), (4, model.HostStatus.FAIL),
-                                               (5, model.HostStatus.DEAD)])
+@pytest.mark.parametrize(
+    ("flags", "status"),
+    [
+        (1, model.HostStatus.UNKNOWN),
+        (2, model.HostStatus.FREE),
+        (3, model.HostStatus.LIVE),
+        (4, model.HostStatus.FAIL),
+        (5, model.HostStatus.DEAD),
+    ],
+)
 def test_host_flags_map_to_status(flags: int, status: model.HostStatus) -> None:
     record = {"host_id": 2, "generation": 3, "timestamp": 400, "io_timeout": 1, "flags": flags}
     assert model.host_info(record) == model.HostInfo(2, status, 3, 400, 1)
@@ -79,8 +86,12 @@ def test_held_resource_and_volume_records() -> None:
 
 @pytest.mark.parametrize(
     ("inq", "adding", "state"),
-    [(True, False, model.LockspaceState.JOINED), (False, False, model.LockspaceState.NOT_JOINED),
-     (None, True, model.LockspaceState.JOINING), (None, False, model.LockspaceState.LEAVING)],
+    [
+        (True, False, model.LockspaceState.JOINED),
+        (False, False, model.LockspaceState.NOT_JOINED),
+        (None, True, model.LockspaceState.JOINING),
+        (None, False, model.LockspaceState.LEAVING),
+    ],
 )
 def test_lockspace_state(inq: bool | None, adding: bool, state: model.LockspaceState) -> None:
     assert model.lockspace_state(inq, adding) is state

@@ -20,7 +20,6 @@ RULES = MONITORING / "he-ha-alerts.yml"
 DASHBOARD = MONITORING / "he-ha-dashboard.json"
 
 
-
 @pytest.fixture(autouse=True)
 def _promtool() -> None:
     require_tool("promtool", "prometheus")
@@ -48,8 +47,14 @@ def test_alert_rules_fire_as_the_rule_tests_expect() -> None:
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     # Grafana's variables replaced as Grafana would; each query checked as a recording rule.
     queries = [q.replace("$instance", ".*").replace("$__rate_interval", "5m") for q in dashboard_queries()]
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"he_ha:dashboard_query_{n}", "expr": q} for n, q in enumerate(queries)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"he_ha:dashboard_query_{n}", "expr": q} for n, q in enumerate(queries)],
+            }
+        ]
+    }
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(json.dumps(rules))  # JSON is YAML
     assert promtool("check", "rules", str(path)).strip().endswith(f"SUCCESS: {len(queries)} rules found")

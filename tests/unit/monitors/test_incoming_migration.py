@@ -36,8 +36,17 @@ class Domain:
         if self._job is None:
             return {"type": L.VIR_DOMAIN_JOB_NONE}
         error = libvirt.libvirtError("job stats")
-        error.err = (self._job, 0, "migration statistics are available only on the source host", 0, "", None, None,
-                     0, 0)
+        error.err = (
+            self._job,
+            0,
+            "migration statistics are available only on the source host",
+            0,
+            "",
+            None,
+            None,
+            0,
+            0,
+        )
         raise error
 
 
@@ -59,22 +68,28 @@ def test_a_domain_receiving_a_migration_is_incoming() -> None:
     assert (info.state, info.reason) == (L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION)
 
 
-@pytest.mark.parametrize("job", [
-    None,  # the source of an outgoing migration at its switch-over: statistics
-    L.VIR_ERR_NO_SUPPORT,  # a driver without job statistics
-    L.VIR_ERR_OPERATION_INVALID,
-])
+@pytest.mark.parametrize(
+    "job",
+    [
+        None,  # the source of an outgoing migration at its switch-over: statistics
+        L.VIR_ERR_NO_SUPPORT,  # a driver without job statistics
+        L.VIR_ERR_OPERATION_INVALID,
+    ],
+)
 def test_anything_else_is_not(job: int | None) -> None:
     state, reason = L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION
     assert not incoming_migration(Domain(state, reason, job), state, reason)
 
 
-@pytest.mark.parametrize(("state", "reason"), [
-    (L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_STARTING_UP),  # would wait for a local start to end
-    (L.VIR_DOMAIN_RUNNING, L.VIR_DOMAIN_RUNNING_MIGRATED),  # the finish phase still has the job: it runs
-    (L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_USER),
-    (L.VIR_DOMAIN_SHUTOFF, L.VIR_DOMAIN_SHUTOFF_MIGRATED),
-])
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_STARTING_UP),  # would wait for a local start to end
+        (L.VIR_DOMAIN_RUNNING, L.VIR_DOMAIN_RUNNING_MIGRATED),  # the finish phase still has the job: it runs
+        (L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_USER),
+        (L.VIR_DOMAIN_SHUTOFF, L.VIR_DOMAIN_SHUTOFF_MIGRATED),
+    ],
+)
 def test_job_stats_are_asked_only_while_paused_for_a_migration(state: int, reason: int) -> None:
     domain = Domain(state, reason, job=MIGRATION_IN)
     assert not incoming_migration(domain, state, reason)
@@ -89,7 +104,9 @@ def test_the_destination_reads_down_while_receiving_then_up() -> None:
     assert starting == status("up", "bad", "WaitForLaunch", REASON_BAD_STATUS)
     destination = status("down", "bad", "Migration Destination", REASON_BAD_STATUS)
     for now in (1.0, 1.5):
-        assert tracker.domain_state(L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION, now, incoming=True) == destination
+        assert (
+            tracker.domain_state(L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION, now, incoming=True) == destination
+        )
     assert tracker.vm == "down"
     assert isinstance(tracker.domain_state(L.VIR_DOMAIN_RUNNING, L.VIR_DOMAIN_RUNNING_MIGRATED, 2.0), NeedsLiveness)
     assert tracker.vm == "up"
@@ -102,7 +119,8 @@ def test_without_the_flag_starting_up_reads_up_and_the_rest_of_the_incoming_phas
     tracker = EngineStatusTracker()
     assert tracker.domain_state(L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_STARTING_UP, 1.0)["vm"] == "up"  # type: ignore[index]
     assert tracker.domain_state(L.VIR_DOMAIN_PAUSED, L.VIR_DOMAIN_PAUSED_MIGRATION, 1.5) == NeedsLiveness(
-        "Migration Source")
+        "Migration Source"
+    )
 
 
 def test_an_incoming_phase_keeps_a_sticky_down_state_as_it_was() -> None:

@@ -7,7 +7,9 @@ import pytest
 from he_ha.config import EmailConfig
 from he_ha.notify.message import MessageError, build_message
 
-EMAIL = EmailConfig.model_validate({"destination-emails": "a@example.org,b@example.org", "source-email": "ha@example.org"})
+EMAIL = EmailConfig.model_validate(
+    {"destination-emails": "a@example.org,b@example.org", "source-email": "ha@example.org"}
+)
 
 
 def test_date_and_message_id_are_added() -> None:

@@ -97,5 +97,10 @@ cpuType=Skylake-Server,+spec-ctrl,+ssbd,+md-clear
 emulatedMachine=pc-q35-rhel8.6.0
 """
 
-MEMBERS_TEXT = {"version": "2.5.2\n", "fhanswers.conf": FHANSWERS, "hosted-engine.conf": HOSTED_ENGINE_CONF,
-                "broker.conf": BROKER_CONF, "vm.conf": VM_CONF}
+MEMBERS_TEXT = {
+    "version": "2.5.2\n",
+    "fhanswers.conf": FHANSWERS,
+    "hosted-engine.conf": HOSTED_ENGINE_CONF,
+    "broker.conf": BROKER_CONF,
+    "vm.conf": VM_CONF,
+}

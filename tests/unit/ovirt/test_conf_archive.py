@@ -40,8 +40,16 @@ def deploy_archive(tmp_path: Path, members: dict[str, str] = MEMBERS_TEXT) -> by
     source = tmp_path / "deploy"
     source.mkdir()
     write_members(source, members)
-    tar("--format=gnu", "--record-size=20480", "--owner=36", "--group=36", "-cf", "../deploy.tar", *DEPLOY_ORDER,
-        cwd=source)
+    tar(
+        "--format=gnu",
+        "--record-size=20480",
+        "--owner=36",
+        "--group=36",
+        "-cf",
+        "../deploy.tar",
+        *DEPLOY_ORDER,
+        cwd=source,
+    )
     return (tmp_path / "deploy.tar").read_bytes()
 
 
@@ -113,7 +121,8 @@ def test_build_writes_the_rewrite_dialect_that_gnu_tar_reads(tmp_path: Path) -> 
         assert tar("-xOf", "built.tar", name, cwd=tmp_path).stdout.decode() == text
     with tarfile.open(tmp_path / "built.tar") as archive:
         assert [(m.name, m.uid, m.gid, m.uname, m.gname, m.mtime, m.mode) for m in archive.getmembers()] == [
-            (name, 0, 0, "", "", 0, 0o644) for name in MEMBERS]
+            (name, 0, 0, "", "", 0, 0o644) for name in MEMBERS
+        ]
 
 
 def test_build_reproduces_the_original_rewrite_byte_for_byte(tmp_path: Path) -> None:
@@ -130,8 +139,11 @@ def test_non_ascii_content_round_trips(tmp_path: Path) -> None:
 
 def test_build_refuses_what_does_not_fit() -> None:
     big = {**MEMBERS_TEXT, "vm.conf": "x" * 16_000}
-    with pytest.raises(ConfArchiveError, match=r"the members do not fit: as a tar archive they take \d+ bytes, "
-                                               r"\d+ more than the 20480 bytes .* \(largest: 'vm.conf', 16000 bytes\)"):
+    with pytest.raises(
+        ConfArchiveError,
+        match=r"the members do not fit: as a tar archive they take \d+ bytes, "
+        r"\d+ more than the 20480 bytes .* \(largest: 'vm.conf', 16000 bytes\)",
+    ):
         build_archive(big)
     # the largest that fits: 5 headers, the end marker, contents rounded up to 512
     fitting = {name: "" for name in MEMBERS} | {"vm.conf": "y" * (ARCHIVE_SIZE - 6 * 512 - 1024)}
@@ -166,8 +178,11 @@ def test_missing_member(tmp_path: Path) -> None:
     source.mkdir()
     write_members(source, members)
     tar("--format=gnu", "--record-size=20480", "-cf", "../x.tar", *members, cwd=source)
-    with pytest.raises(ConfArchiveError, match=r"the archive lacks member 'broker.conf' .*holds version, "
-                                               r"fhanswers.conf, hosted-engine.conf, vm.conf"):
+    with pytest.raises(
+        ConfArchiveError,
+        match=r"the archive lacks member 'broker.conf' .*holds version, "
+        r"fhanswers.conf, hosted-engine.conf, vm.conf",
+    ):
         parse_archive((tmp_path / "x.tar").read_bytes())
 
 
@@ -194,12 +209,18 @@ def test_cut_short_inside_a_member(tmp_path: Path) -> None:
         member = archive.getmember("hosted-engine.conf")
         second = archive.getmember("broker.conf")
     cut = member.offset_data + 100
-    with pytest.raises(ConfArchiveError, match=rf"cut short inside member 'hosted-engine.conf': its data needs bytes "
-                                               rf"\[{member.offset_data}, \d+\) but only {cut} bytes are there"):
+    with pytest.raises(
+        ConfArchiveError,
+        match=rf"cut short inside member 'hosted-engine.conf': its data needs bytes "
+        rf"\[{member.offset_data}, \d+\) but only {cut} bytes are there",
+    ):
         parse_archive(data[:cut])
-    with pytest.raises(ConfArchiveError, match=rf"cut short: it ends at byte {second.offset} after vm.conf with no "
-                                               "tar end marker"):
-        parse_archive(data[:second.offset])
+    with pytest.raises(
+        ConfArchiveError,
+        match=rf"cut short: it ends at byte {second.offset} after vm.conf with no "
+        "tar end marker",
+    ):
+        parse_archive(data[: second.offset])
 
 
 def test_damaged_header_in_the_middle() -> None:
@@ -221,7 +242,7 @@ def test_member_that_is_not_a_file(tmp_path: Path) -> None:
 
 def test_member_twice() -> None:
     data = build_archive(MEMBERS_TEXT)
-    twice = data[:1024] + data[:ARCHIVE_SIZE - 1024]  # "version" (header + 1 block) again at the start
+    twice = data[:1024] + data[: ARCHIVE_SIZE - 1024]  # "version" (header + 1 block) again at the start
     with pytest.raises(ConfArchiveError, match="member 'version' appears twice"):
         parse_archive(twice)
 
@@ -255,13 +276,15 @@ def test_member_extends_past_the_archive() -> None:
 def test_edit_replaces_the_line_and_keeps_everything_else() -> None:
     text = "# deployed\nfqdn=old.example.com\n\nhost_id=1\n#fqdn=commented\n"
     assert edit_shared_hosted_engine_conf(text, "fqdn", "new.example.com") == (
-        "# deployed\nfqdn=new.example.com\n\nhost_id=1\n#fqdn=commented\n")
+        "# deployed\nfqdn=new.example.com\n\nhost_id=1\n#fqdn=commented\n"
+    )
 
 
 def test_edit_of_the_same_value_keeps_the_line_as_written() -> None:
     text = "fqdn = engine.example.com\nhost_id=1"
     assert edit_shared_hosted_engine_conf(text, "fqdn", "engine.example.com") == (
-        "fqdn = engine.example.com\nhost_id=1\n")
+        "fqdn = engine.example.com\nhost_id=1\n"
+    )
 
 
 def test_edit_appends_a_missing_key_without_a_newline() -> None:
@@ -282,5 +305,7 @@ def test_edit_of_the_deployed_file() -> None:
 
 def test_minimal_fhanswers() -> None:
     text = minimal_fhanswers({"sdUUID": SD, "vmid": VMID, "domainType": "nfs", "spUUID": ""})
-    assert text == (f"[environment:default]\nOVEHOSTED_STORAGE/sdUUID=str:{SD}\nOVEHOSTED_STORAGE/domainType=str:nfs\n"
-                    f"OVEHOSTED_VM/vmUUID=str:{VMID}\n")
+    assert text == (
+        f"[environment:default]\nOVEHOSTED_STORAGE/sdUUID=str:{SD}\nOVEHOSTED_STORAGE/domainType=str:nfs\n"
+        f"OVEHOSTED_VM/vmUUID=str:{VMID}\n"
+    )

@@ -26,7 +26,7 @@ from he_ha.ovirt.conf_volume import (
 )
 from tests.unit.ovirt.samples import MEMBERS_TEXT
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def volume(path: Path, size: int, members: dict[str, str] | None = MEMBERS_TEXT) -> Path:
@@ -58,7 +58,8 @@ def test_update_rewrites_the_member_and_keeps_the_volume_size(conf_volume: Path)
     assert "network_test=ping\n" in members["hosted-engine.conf"]
     assert read_conf_volume(conf_volume) == members
     assert {name: text for name, text in members.items() if name != "hosted-engine.conf"} == {
-        name: text for name, text in MEMBERS_TEXT.items() if name != "hosted-engine.conf"}
+        name: text for name, text in MEMBERS_TEXT.items() if name != "hosted-engine.conf"
+    }
     assert conf_volume.stat().st_size == size  # never truncated
     assert not lock.locked()
 
@@ -70,7 +71,7 @@ def test_the_tail_of_a_block_volume_is_left_alone(tmp_path: Path) -> None:
         file.write(b"stale" * 1000)
     update_conf_volume(path, "broker.conf", lambda text: text + "# edited\n", threading.Lock())
     data = path.read_bytes()
-    assert data[ARCHIVE_SIZE:ARCHIVE_SIZE + 5000] == b"stale" * 1000
+    assert data[ARCHIVE_SIZE : ARCHIVE_SIZE + 5000] == b"stale" * 1000
     assert read_conf_volume(path)["broker.conf"].endswith("# edited\n")
 
 
@@ -130,8 +131,9 @@ def test_too_large_for_the_archive_writes_nothing(conf_volume: Path) -> None:
 def test_past_the_deadline_nothing_is_written(conf_volume: Path) -> None:
     before = read_archive_bytes(conf_volume)
     with pytest.raises(ConfVolumeError, match="ran out of time before writing; the configuration volume is unchanged"):
-        update_conf_volume(conf_volume, "hosted-engine.conf", set_key("fqdn", "x"), threading.Lock(),
-                           deadline=time.monotonic() - 1)
+        update_conf_volume(
+            conf_volume, "hosted-engine.conf", set_key("fqdn", "x"), threading.Lock(), deadline=time.monotonic() - 1
+        )
     assert read_archive_bytes(conf_volume) == before
 
 
@@ -181,6 +183,7 @@ def test_create_on_a_blank_volume_and_never_over_an_archive(tmp_path: Path) -> N
 
 def test_the_lock_on_a_lockspace_volume_without_one(tmp_path: Path) -> None:
     blank = volume(tmp_path / "lockspace", 3 * 1024 * 1024, None)
-    with pytest.raises(ConfLockMissing, match="holds no sanlock lockspace 'hosted-engine': run 'hosted-engine "
-                                              "--init-storage'"):
+    with pytest.raises(
+        ConfLockMissing, match="holds no sanlock lockspace 'hosted-engine': run 'hosted-engine --init-storage'"
+    ):
         find_conf_lock(blank)

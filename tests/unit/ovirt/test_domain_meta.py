@@ -33,7 +33,9 @@ def test_volume_metadata_as_vdsm_reads_it() -> None:
     assert parse_volume_metadata(text) == {"B": "2", "A": "1"}  # order kept, EOF ends it
     assert parse_volume_metadata(text.encode()) == parse_volume_metadata(text)  # bytes or text
     assert parse_volume_metadata(b"DESCRIPTION=a=b\r\nFORMAT=\xffRAW\n" + bytes(500)) == {
-        "DESCRIPTION": "a=b", "FORMAT": "\ufffdRAW"}  # the first '=' splits; a bad byte is replaced
+        "DESCRIPTION": "a=b",
+        "FORMAT": "\ufffdRAW",
+    }  # the first '=' splits; a bad byte is replaced
     assert parse_volume_metadata(bytes(512)) == {}
 
 
@@ -45,8 +47,10 @@ def test_block_domain_offsets() -> None:
 
 
 def test_the_side_file_is_under_a_relocated_root_only(tmp_path: Path) -> None:
-    assert lv_tags_file(VdsmRoots.from_mount_root(tmp_path / "rhev/data-center/mnt"), SD) == \
-        tmp_path / "lvm" / f"{SD}.json"
+    assert (
+        lv_tags_file(VdsmRoots.from_mount_root(tmp_path / "rhev/data-center/mnt"), SD)
+        == tmp_path / "lvm" / f"{SD}.json"
+    )
     assert lv_tags_file(VdsmRoots(), SD) is None  # a real host: LVM has the tags
     assert lv_tags_file(VdsmRoots(dev_root=tmp_path / "dev"), None) is None
 
@@ -72,21 +76,31 @@ def test_block_domain_tags() -> None:
 
 def test_side_file(tmp_path: Path) -> None:
     side = tmp_path / f"{SD}.json"
-    side.write_text(json.dumps({"vg": {"name": SD, "tags": ["MDT_VERSION=4"]},
-                                "lvs": {"metadata": {"size": 1}, "v": {"tags": ["IU_i", "MD_4"]}}}))
-    assert load_block_tags(side) == BlockDomainTags(("MDT_VERSION=4",), {"metadata": (), "v": ("IU_i", "MD_4")},
-                                                    str(side))
+    side.write_text(
+        json.dumps(
+            {
+                "vg": {"name": SD, "tags": ["MDT_VERSION=4"]},
+                "lvs": {"metadata": {"size": 1}, "v": {"tags": ["IU_i", "MD_4"]}},
+            }
+        )
+    )
+    assert load_block_tags(side) == BlockDomainTags(
+        ("MDT_VERSION=4",), {"metadata": (), "v": ("IU_i", "MD_4")}, str(side)
+    )
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (None, "cannot read the LV tags file {path}: No such file or directory"),
-    ("{", "{path} is not an LV tags file"),
-    ("[]", "{path} is not an LV tags file"),
-    ('{"vg": {"tags": "MDT_VERSION=5"}, "lvs": {}}', "{path} is not an LV tags file"),
-    ('{"vg": {"tags": ["MDT_VERSION=5"]}, "lvs": {"v": {"tags": [5]}}}', "{path} is not an LV tags file"),
-    ('{"vg": {"tags": ["MDT_VERSION=5"]}, "lvs": []}', "{path} is not an LV tags file"),
-    ('{"vg": {"tags": []}, "lvs": {}}', "{path}: no domain version"),
-])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read the LV tags file {path}: No such file or directory"),
+        ("{", "{path} is not an LV tags file"),
+        ("[]", "{path} is not an LV tags file"),
+        ('{"vg": {"tags": "MDT_VERSION=5"}, "lvs": {}}', "{path} is not an LV tags file"),
+        ('{"vg": {"tags": ["MDT_VERSION=5"]}, "lvs": {"v": {"tags": [5]}}}', "{path} is not an LV tags file"),
+        ('{"vg": {"tags": ["MDT_VERSION=5"]}, "lvs": []}', "{path} is not an LV tags file"),
+        ('{"vg": {"tags": []}, "lvs": {}}', "{path}: no domain version"),
+    ],
+)
 def test_side_file_problems_are_named(tmp_path: Path, content: str | None, problem: str) -> None:
     side = tmp_path / f"{SD}.json"
     if content is not None:

@@ -59,10 +59,21 @@ SD, IMG, VOL = disk_ids(engine_xml())
 
 
 def meta_text(fmt: str = "RAW", legality: str = "LEGAL") -> str:
-    values = {"CAP": str(64 * MIB), "CTIME": "1712345678", "DISKTYPE": "HEVD", "DOMAIN": SD, "FORMAT": fmt,
-              "GEN": "0", "IMAGE": IMG, "LEGALITY": legality, "PUUID": BLANK, "SEQ": "0",
-              "TYPE": "SPARSE", "VOLTYPE": "LEAF",
-              "DESCRIPTION": '{"DiskAlias":"he_virtio_disk","DiskDescription":"Hosted-Engine disk"}'}
+    values = {
+        "CAP": str(64 * MIB),
+        "CTIME": "1712345678",
+        "DISKTYPE": "HEVD",
+        "DOMAIN": SD,
+        "FORMAT": fmt,
+        "GEN": "0",
+        "IMAGE": IMG,
+        "LEGALITY": legality,
+        "PUUID": BLANK,
+        "SEQ": "0",
+        "TYPE": "SPARSE",
+        "VOLTYPE": "LEAF",
+        "DESCRIPTION": '{"DiskAlias":"he_virtio_disk","DiskDescription":"Hosted-Engine disk"}',
+    }
     return "".join(f"{key}={values[key]}\n" for key in sorted(values)) + "EOF\n"
 
 
@@ -84,8 +95,7 @@ def file_tree(root: Path, fmt: str = "RAW", lease: bool = True) -> Path:
     return image / VOL
 
 
-def block_tree(root: Path, slot: int = 5, alignment: int | None = MIB, fmt: str = "RAW",
-               leases: bool = True) -> Path:
+def block_tree(root: Path, slot: int = 5, alignment: int | None = MIB, fmt: str = "RAW", leases: bool = True) -> Path:
     """R/dev/<SD>/{<VOL>,leases,metadata}, version-5 metadata slot, tags in R/lvm/<SD>.json (§1.7, §1.12)."""
     vg = root / "dev" / SD
     sparse(vg / VOL, 128 * MIB)
@@ -100,9 +110,14 @@ def block_tree(root: Path, slot: int = 5, alignment: int | None = MIB, fmt: str 
         vg_tags.append(f"MDT_ALIGNMENT={alignment}")
     side = root / "lvm" / f"{SD}.json"
     side.parent.mkdir(parents=True)
-    side.write_text(json.dumps({"vg": {"name": SD, "tags": vg_tags},
-                                "lvs": {VOL: {"tags": [f"IU_{IMG}", f"MD_{slot}", f"PU_{BLANK}"]},
-                                        "leases": {"tags": []}}}))
+    side.write_text(
+        json.dumps(
+            {
+                "vg": {"name": SD, "tags": vg_tags},
+                "lvs": {VOL: {"tags": [f"IU_{IMG}", f"MD_{slot}", f"PU_{BLANK}"]}, "leases": {"tags": []}},
+            }
+        )
+    )
     return side
 
 
@@ -138,18 +153,26 @@ def sysinfo(root: ET.Element) -> dict[str | None, str | None]:
 def hook_applied(root: ET.Element) -> None:
     for tag in ("on_poweroff", "on_reboot", "on_crash"):
         assert [e.text for e in root.findall(tag)] == ["destroy"], tag
-    channels = [c for c in root.iterfind("devices/channel")
-                if must_find(c, "target").get("name") == "org.ovirt.hosted-engine-setup.0"]
+    channels = [
+        c
+        for c in root.iterfind("devices/channel")
+        if must_find(c, "target").get("name") == "org.ovirt.hosted-engine-setup.0"
+    ]
     assert len(channels) == 1
     uuid = root.findtext("uuid")
     assert must_find(channels[0], "source").attrib == {
-        "mode": "bind", "path": f"/var/lib/libvirt/qemu/channels/{uuid}.org.ovirt.hosted-engine-setup.0"}
+        "mode": "bind",
+        "path": f"/var/lib/libvirt/qemu/channels/{uuid}.org.ovirt.hosted-engine-setup.0",
+    }
 
 
 def test_the_sample_has_what_the_spec_says() -> None:
     xml = engine_xml()
-    assert (SD, IMG, VOL) == ("ce880525-a44b-4248-8b63-d9e11b2f123a", "69a2b8c2-8d1c-4014-8f75-a85c16bc5b71",
-                              "3ab9fff0-9aa1-4c2e-ad67-5e25d05cb86e")
+    assert (SD, IMG, VOL) == (
+        "ce880525-a44b-4248-8b63-d9e11b2f123a",
+        "69a2b8c2-8d1c-4014-8f75-a85c16bc5b71",
+        "3ab9fff0-9aa1-4c2e-ad67-5e25d05cb86e",
+    )
     assert f"LEASE-PATH:{VOL}:{SD}" in xml and f"LEASE-OFFSET:{VOL}:{SD}" in xml
     assert f"/rhev/data-center/{BLANK}/{SD}/images/{IMG}/{VOL}" in xml
 
@@ -159,13 +182,23 @@ def test_file_domain(tmp_path: Path) -> None:
     result = resolve_engine_xml(engine_xml(), file_context(tmp_path))
     no_placeholders(result.xml)
     root = ET.fromstring(result.xml)
-    assert sysinfo(root) == {"manufacturer": "oVirt", "product": "RHEL", "version": "4.20.0-1.el9",
-                             "serial": HOST.serial, "uuid": "eccb9cb6-affd-4806-8200-708370581227"}
+    assert sysinfo(root) == {
+        "manufacturer": "oVirt",
+        "product": "RHEL",
+        "version": "4.20.0-1.el9",
+        "serial": HOST.serial,
+        "uuid": "eccb9cb6-affd-4806-8200-708370581227",
+    }
     disk = the_disk(root)
     assert disk.get("type") == "file"
     assert must_find(disk, "source").get("file") == str(volume) and "dev" not in must_find(disk, "source").attrib
-    assert must_find(disk, "driver").attrib == {"name": "qemu", "io": "threads", "type": "raw", "error_policy": "stop",
-                                          "cache": "none"}
+    assert must_find(disk, "driver").attrib == {
+        "name": "qemu",
+        "io": "threads",
+        "type": "raw",
+        "error_policy": "stop",
+        "cache": "none",
+    }
     assert must_find(disk, "source/seclabel").attrib == {"type": "none", "relabel": "no", "model": "dac"}
     cdrom = next(d for d in root.iterfind("devices/disk") if d.get("device") == "cdrom")
     assert must_find(cdrom, "source").attrib == {"file": "", "startupPolicy": "optional"}  # a plain path: untouched
@@ -178,17 +211,22 @@ def test_file_domain(tmp_path: Path) -> None:
     assert result.networks == {"vdsm-ovirtmgmt"} and result.bridges == {"ovirtmgmt"}
     assert must_find(root, "devices/graphics/listen").get("network") == "vdsm-ovirtmgmt"  # names left as written
     assert [(v.path, v.disk_type, v.format) for v in result.volumes] == [(volume, "file", "RAW")]
-    assert any(line.startswith("disk vda: type=file file=/rhev/data-center/") and str(volume) in line
-               for line in result.changes)
+    assert any(
+        line.startswith("disk vda: type=file file=/rhev/data-center/") and str(volume) in line
+        for line in result.changes
+    )
     assert "sysinfo serial: 'HOST-SERIAL:' -> '4c4c4544-0051-3010-8052-b4c04f4b4e32'" in result.changes
     assert root.find(f"metadata/{NS}vm") is not None and "ns0:" not in result.xml  # prefixes kept
 
 
-@pytest.mark.parametrize(("alignment", "slot", "offset"), [
-    (MIB, 5, 110100480),  # the spec's example (§1.7)
-    (None, 5, 110100480),  # no ALIGNMENT tag (domain version < 5): 1 MiB
-    (2 * MIB, 1, 101 * 2 * MIB),
-])
+@pytest.mark.parametrize(
+    ("alignment", "slot", "offset"),
+    [
+        (MIB, 5, 110100480),  # the spec's example (§1.7)
+        (None, 5, 110100480),  # no ALIGNMENT tag (domain version < 5): 1 MiB
+        (2 * MIB, 1, 101 * 2 * MIB),
+    ],
+)
 def test_block_domain(tmp_path: Path, alignment: int | None, slot: int, offset: int) -> None:
     block_tree(tmp_path, slot=slot, alignment=alignment)
     result = resolve_engine_xml(engine_xml(), block_context(tmp_path))
@@ -199,8 +237,10 @@ def test_block_domain(tmp_path: Path, alignment: int | None, slot: int, offset: 
     assert disk.get("type") == "block"
     assert must_find(disk, "source").get("dev") == str(lv) and "file" not in must_find(disk, "source").attrib
     assert must_find(disk, "driver").get("type") == "raw"
-    assert must_find(root, "devices/lease/target").attrib == {"path": str(tmp_path / "dev" / SD / "leases"),
-                                                        "offset": str(offset)}
+    assert must_find(root, "devices/lease/target").attrib == {
+        "path": str(tmp_path / "dev" / SD / "leases"),
+        "offset": str(offset),
+    }
     assert result.lease == LeaseSpec(SD, VOL, tmp_path / "dev" / SD / "leases", offset)
     assert sysinfo(root)["product"] == "RHEL"
     hook_applied(root)
@@ -275,23 +315,36 @@ def test_xml_without_placeholders_passes_through(tmp_path: Path) -> None:
     assert result.volumes == () and result.volume_leases == () and result.lease is None
     assert result.leases == (LeaseSpec(SD, "vm-lease", Path("/srv/xleases"), 3145728),)
     assert result.networks == {"vdsm-display"}
-    without_hook = resolve_engine_xml(xml, ResolveContext(HOST, SD, file_volume_lookup(roots(tmp_path)),
-                                                          hosted_engine_hook=False))
+    without_hook = resolve_engine_xml(
+        xml, ResolveContext(HOST, SD, file_volume_lookup(roots(tmp_path)), hosted_engine_hook=False)
+    )
     assert canonical(ET.fromstring(without_hook.xml)) == canonical(ET.fromstring(xml))
     assert "<!-- a comment -->" in without_hook.xml
 
 
-@pytest.mark.parametrize(("old", "new", "token", "where"), [
-    ("<model>Broadwell</model>", "<model>CPU-MODEL:</model>", "CPU-MODEL:", "domain/cpu/model"),
-    ('<entry name="manufacturer">oVirt</entry>', '<entry name="manufacturer">HOST-VENDOR:x</entry>',
-     "HOST-VENDOR:x", "domain/sysinfo/system/entry[@name='manufacturer']"),
-    ('keymap="en-us"', 'keymap="KEY-MAP:"', "KEY-MAP:", "domain/devices/graphics/@keymap"),
-    # a known placeholder where VDSM does not replace it
-    ('<entry name="serial">HOST-SERIAL:</entry>', '<entry name="serial">OS-NAME:</entry>', "OS-NAME:",
-     "domain/sysinfo/system/entry[@name='serial']"),
-])
-def test_unknown_or_misplaced_placeholder_is_refused(tmp_path: Path, old: str, new: str, token: str,
-                                                     where: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "token", "where"),
+    [
+        ("<model>Broadwell</model>", "<model>CPU-MODEL:</model>", "CPU-MODEL:", "domain/cpu/model"),
+        (
+            '<entry name="manufacturer">oVirt</entry>',
+            '<entry name="manufacturer">HOST-VENDOR:x</entry>',
+            "HOST-VENDOR:x",
+            "domain/sysinfo/system/entry[@name='manufacturer']",
+        ),
+        ('keymap="en-us"', 'keymap="KEY-MAP:"', "KEY-MAP:", "domain/devices/graphics/@keymap"),
+        # a known placeholder where VDSM does not replace it
+        (
+            '<entry name="serial">HOST-SERIAL:</entry>',
+            '<entry name="serial">OS-NAME:</entry>',
+            "OS-NAME:",
+            "domain/sysinfo/system/entry[@name='serial']",
+        ),
+    ],
+)
+def test_unknown_or_misplaced_placeholder_is_refused(
+    tmp_path: Path, old: str, new: str, token: str, where: str
+) -> None:
     file_tree(tmp_path)
     xml = engine_xml()
     assert old in xml
@@ -454,15 +507,18 @@ def test_host_facts_node_and_dmi(tmp_path: Path) -> None:
 def test_host_facts_debian_ppc_and_unknown(tmp_path: Path) -> None:
     write(tmp_path / "etc/debian_version", "12.5\n")
     write(tmp_path / "proc/device-tree/system-id", "IBM,0212345AB\0")
-    assert read_host_facts(tmp_path, arch="ppc64le", rpm_query=lambda path: None) == \
-        HostFacts("Debian", "12.5-", "IBM0212345AB")
+    assert read_host_facts(tmp_path, arch="ppc64le", rpm_query=lambda path: None) == HostFacts(
+        "Debian", "12.5-", "IBM0212345AB"
+    )
     assert read_host_facts(tmp_path / "empty", rpm_query=lambda path: None) == HostFacts("unknown", "-", None)
 
 
 def test_vdsm_network_xml() -> None:
     assert vdsm_network_xml("vdsm-ovirtmgmt") == (
-        '<network><name>vdsm-ovirtmgmt</name><forward mode="bridge" /><bridge name="ovirtmgmt" /></network>')
+        '<network><name>vdsm-ovirtmgmt</name><forward mode="bridge" /><bridge name="ovirtmgmt" /></network>'
+    )
     assert vdsm_network_xml("vdsm-eth1", bridged=False) == (
-        '<network><name>vdsm-eth1</name><forward mode="passthrough"><interface dev="eth1" /></forward></network>')
+        '<network><name>vdsm-eth1</name><forward mode="passthrough"><interface dev="eth1" /></forward></network>'
+    )
     with pytest.raises(ValueError):
         vdsm_network_xml("ovirtmgmt")

@@ -22,20 +22,23 @@ VOLS = {
 VMID = "ed1535c9-903b-415c-bd2f-f3346ca4f256"
 
 
-@pytest.mark.parametrize(("storage", "expected"), [
-    # the table of spec §1.2
-    ("nfs.example.com:/exports/he", "nfs.example.com:_exports_he"),
-    ("nfs.example.com:/exports/he/", "nfs.example.com:_exports_he"),
-    ("10.0.0.5:/srv/he_sd", "10.0.0.5:_srv_he__sd"),
-    ("[2001:db8::5]:/he", "[2001:db8::5]:_he"),
-    ("gluster1.example.com:/engine", "gluster1.example.com:_engine"),
-    ("mon1:6789:/cephfs/he", "mon1:6789:_cephfs_he"),
-    # normalisation: "//", "." and ".." collapse; a leading "//" becomes "/"
-    ("nfs:/a//b/./c/../d", "nfs:_a_b_d"),
-    ("//local/path", "_local_path"),
-    # a tail whose "port" is not a valid one is all path
-    ("host:0123:/x", "host:0123:_x"),
-])
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        # the table of spec §1.2
+        ("nfs.example.com:/exports/he", "nfs.example.com:_exports_he"),
+        ("nfs.example.com:/exports/he/", "nfs.example.com:_exports_he"),
+        ("10.0.0.5:/srv/he_sd", "10.0.0.5:_srv_he__sd"),
+        ("[2001:db8::5]:/he", "[2001:db8::5]:_he"),
+        ("gluster1.example.com:/engine", "gluster1.example.com:_engine"),
+        ("mon1:6789:/cephfs/he", "mon1:6789:_cephfs_he"),
+        # normalisation: "//", "." and ".." collapse; a leading "//" becomes "/"
+        ("nfs:/a//b/./c/../d", "nfs:_a_b_d"),
+        ("//local/path", "_local_path"),
+        # a tail whose "port" is not a valid one is all path
+        ("host:0123:/x", "host:0123:_x"),
+    ],
+)
 def test_mount_directory_names(storage: str, expected: str) -> None:
     assert mount_dir_name(storage) == expected
 
@@ -43,12 +46,24 @@ def test_mount_directory_names(storage: str, expected: str) -> None:
 def conf_text(domain_type: str = "nfs", storage: str = "nfs.example.com:/exports/he", extra: str = "") -> str:
     """A hosted-engine.conf as the deploy template writes it: no he-ha key."""
     lines = [
-        "fqdn=engine.example.com", "vm_disk_id=b3791e36-dfb0-4333-a666-cc7a73d61abe",
-        "vm_disk_vol_id=62501681-897d-46ab-8225-c54181022c2b", f"vmid={VMID}", f"storage={storage}",
-        "nfs_version=v4", "mnt_options=", "conf=/var/run/ovirt-hosted-engine-ha/vm.conf", "host_id=1",
-        "console=vnc", f"domainType={domain_type}", f"spUUID={BLANK}", f"sdUUID={SD}",
-        "connectionUUID=e29cf818-5ee5-46e1-85c1-8aeefa33e95d", "ca_cert=/etc/pki/vdsm/libvirt-spice/ca-cert.pem",
-        'ca_subject="C=EN, L=Test, O=Test, CN=Test"', "vdsm_use_ssl=true", "gateway=192.168.1.1",
+        "fqdn=engine.example.com",
+        "vm_disk_id=b3791e36-dfb0-4333-a666-cc7a73d61abe",
+        "vm_disk_vol_id=62501681-897d-46ab-8225-c54181022c2b",
+        f"vmid={VMID}",
+        f"storage={storage}",
+        "nfs_version=v4",
+        "mnt_options=",
+        "conf=/var/run/ovirt-hosted-engine-ha/vm.conf",
+        "host_id=1",
+        "console=vnc",
+        f"domainType={domain_type}",
+        f"spUUID={BLANK}",
+        f"sdUUID={SD}",
+        "connectionUUID=e29cf818-5ee5-46e1-85c1-8aeefa33e95d",
+        "ca_cert=/etc/pki/vdsm/libvirt-spice/ca-cert.pem",
+        'ca_subject="C=EN, L=Test, O=Test, CN=Test"',
+        "vdsm_use_ssl=true",
+        "gateway=192.168.1.1",
         "bridge=ovirtmgmt",
     ]
     for role, (image, volume) in VOLS.items():
@@ -164,14 +179,21 @@ def test_he_ha_path_keys_override_the_layout(tmp_path: Path) -> None:
     assert volumes.lockspace.path == Path("/srv/ls")
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda t: t.replace(f"metadata_image_UUID={VOLS['metadata'][0]}", "metadata_image_UUID=None"),
-     "key 'metadata_image_UUID': required to find the metadata volume"),
-    (lambda t: t.replace(f"sdUUID={SD}", "sdUUID="), "key 'sdUUID': required to find the metadata volume"),
-    (lambda t: t.replace("domainType=nfs", "domainType=cephfs"), "key 'domainType' = 'cephfs': not a storage"),
-    (lambda t: t.replace("storage=nfs.example.com:/exports/he", "storage=[zz]:/x"),
-     "key 'storage' = '\\[zz\\]:/x': not a storage connection"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace(f"metadata_image_UUID={VOLS['metadata'][0]}", "metadata_image_UUID=None"),
+            "key 'metadata_image_UUID': required to find the metadata volume",
+        ),
+        (lambda t: t.replace(f"sdUUID={SD}", "sdUUID="), "key 'sdUUID': required to find the metadata volume"),
+        (lambda t: t.replace("domainType=nfs", "domainType=cephfs"), "key 'domainType' = 'cephfs': not a storage"),
+        (
+            lambda t: t.replace("storage=nfs.example.com:/exports/he", "storage=[zz]:/x"),
+            "key 'storage' = '\\[zz\\]:/x': not a storage connection",
+        ),
+    ],
+)
 def test_bad_keys_are_named(tmp_path: Path, edit: object, message: str) -> None:
     source, conf = load(tmp_path, edit(conf_text()))  # type: ignore[operator]
     with pytest.raises(ConfigError, match=message):
@@ -193,8 +215,10 @@ def test_storage_paths_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"metadata", "lockspace", "conf"}
     image, volume = VOLS["conf"]
-    assert printed["conf"] == {"path": str(domain / "images" / image / volume),
-                               "rule": "mount of storage=nfs.example.com:/exports/he"}
+    assert printed["conf"] == {
+        "path": str(domain / "images" / image / volume),
+        "rule": "mount of storage=nfs.example.com:/exports/he",
+    }
     (domain / "images" / image / volume).unlink()
     assert main(["storage-paths", "--hosted-engine-conf", str(source), "--mount-root", mount_root]) == 1
     captured = capsys.readouterr()

@@ -30,26 +30,32 @@ def row(name: str, lv_tags: object = "", vg_tags: str = VG_TAGS) -> dict[str, ob
 
 def test_a_report_becomes_the_domains_tags() -> None:
     tags = parse_lvs_report(SD, report(row("metadata"), row("v", "IU_i,MD_4,PU_p")))
-    assert tags == BlockDomainTags(("MDT_PV0=pv:3600&44&uuid:Ab0c", "MDT_VERSION=5", "RHAT_storage_domain"),
-                                   {"metadata": (), "v": ("IU_i", "MD_4", "PU_p")}, f"VG {SD} (lvs)")
+    assert tags == BlockDomainTags(
+        ("MDT_PV0=pv:3600&44&uuid:Ab0c", "MDT_VERSION=5", "RHAT_storage_domain"),
+        {"metadata": (), "v": ("IU_i", "MD_4", "PU_p")},
+        f"VG {SD} (lvs)",
+    )
     assert tags.metadata()["PV0"] == "pv:3600,uuid:Ab0c"  # the escape undone only when read
     # several report objects (as lvs may print) are one list of LVs
     two = json.dumps({"report": [{"lv": [row("metadata")]}, {"lv": [row("v", "IU_i")]}]})
     assert set(parse_lvs_report(SD, two).lv_tags) == {"metadata", "v"}
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "not an lvs JSON report"),
-    ("Volume group not found", "not an lvs JSON report"),
-    ("[]", "not an lvs JSON report"),
-    ('{"report": [{"vg": []}]}', "not an lvs JSON report"),
-    (report({"lv_name": "v", "lv_tags": ""}), "not an lvs JSON report.*vg_tags"),
-    (report(row("v", lv_tags=None)), "not an lvs JSON report.*lv_tags is None"),
-    (report(), f"VG {SD} has no LVs: not a block storage domain"),
-    ('{"report": []}', f"VG {SD} has no LVs"),
-    (report(row("v", vg_tags="")), rf"VG {SD} \(lvs\): no domain version"),
-    (report(row("v", vg_tags="RHAT_storage_domain,MDT_VERSION=x")), "no domain version"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "not an lvs JSON report"),
+        ("Volume group not found", "not an lvs JSON report"),
+        ("[]", "not an lvs JSON report"),
+        ('{"report": [{"vg": []}]}', "not an lvs JSON report"),
+        (report({"lv_name": "v", "lv_tags": ""}), "not an lvs JSON report.*vg_tags"),
+        (report(row("v", lv_tags=None)), "not an lvs JSON report.*lv_tags is None"),
+        (report(), f"VG {SD} has no LVs: not a block storage domain"),
+        ('{"report": []}', f"VG {SD} has no LVs"),
+        (report(row("v", vg_tags="")), rf"VG {SD} \(lvs\): no domain version"),
+        (report(row("v", vg_tags="RHAT_storage_domain,MDT_VERSION=x")), "no domain version"),
+    ],
+)
 def test_odd_reports_are_named_errors(text: str, message: str) -> None:
     with pytest.raises(DomainMetaError, match=message):
         parse_lvs_report(SD, text)
@@ -60,8 +66,10 @@ def fake_lvs(directory: Path, *, stdout: str = "", stderr: str = "", code: int =
     script = directory / "lvs"
     (directory / "out").write_text(stdout)
     (directory / "err").write_text(stderr)
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {directory}/args\n'
-                      f"cat {directory}/out\ncat {directory}/err >&2\nexit {code}\n")
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {directory}/args\n'
+        f"cat {directory}/out\ncat {directory}/err >&2\nexit {code}\n"
+    )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)
 
@@ -71,19 +79,30 @@ def test_the_lvs_command(tmp_path: Path) -> None:
     tags = read_lvm_tags(SD, lvs=lvs)  # warnings with exit 0: ignored
     assert tags.lv_tags == {"v": ("IU_i",)}
     args = (tmp_path / "args").read_text().splitlines()
-    assert args == ["--reportformat", "json", "--readonly", "-o", "vg_tags,lv_name,lv_tags", "--config",
-                    'devices { use_devicesfile=0 filter=["a|^/dev/mapper/|", "r|.*|"] }', SD]
+    assert args == [
+        "--reportformat",
+        "json",
+        "--readonly",
+        "-o",
+        "vg_tags,lv_name,lv_tags",
+        "--config",
+        'devices { use_devicesfile=0 filter=["a|^/dev/mapper/|", "r|.*|"] }',
+        SD,
+    ]
     assert DEFAULT_DEVICES_FILTER == '"a|^/dev/mapper/|", "r|.*|"'
     read_lvm_tags(SD, lvs=lvs, devices_filter='"a|^/dev/loop7$|", "r|.*|"')
     assert 'filter=["a|^/dev/loop7$|", "r|.*|"]' in (tmp_path / "args").read_text()
 
 
-@pytest.mark.parametrize(("stderr", "reason"), [
-    ('  Volume group "x" not found\n  Cannot process volume group x\n', 'Volume group "x" not found'),
-    ("  WARNING: a\n  Device /dev/sdb has no label\n  WARNING: b\n\n", "Device /dev/sdb has no label"),
-    ("  WARNING: only a warning\n", "WARNING: only a warning"),
-    ("", "no message"),
-])
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        ('  Volume group "x" not found\n  Cannot process volume group x\n', 'Volume group "x" not found'),
+        ("  WARNING: a\n  Device /dev/sdb has no label\n  WARNING: b\n\n", "Device /dev/sdb has no label"),
+        ("  WARNING: only a warning\n", "WARNING: only a warning"),
+        ("", "no message"),
+    ],
+)
 def test_a_failing_lvs_is_named_with_its_exit_code_and_reason(tmp_path: Path, stderr: str, reason: str) -> None:
     lvs = fake_lvs(tmp_path, stdout=report(), stderr=stderr, code=5)
     with pytest.raises(DomainMetaError) as failed:
@@ -105,7 +124,8 @@ def test_lvs_that_cannot_run_or_hangs(tmp_path: Path) -> None:
 
 
 def test_block_domain_tags_come_from_lvs_on_a_host_and_the_side_file_elsewhere(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from_lvs = parse_lvs_report(SD, report(row("v", "IU_i")))
     asked: list[str] = []
 

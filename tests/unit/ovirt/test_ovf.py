@@ -91,8 +91,12 @@ def device_lines(text: str) -> list[str]:
 
 def canonical(element: ET.Element) -> tuple[object, ...]:
     """An element as data: tag, attributes, stripped text, children (for 'semantically unchanged')."""
-    return (element.tag, sorted(element.attrib.items()), (element.text or "").strip(),
-            [canonical(child) for child in element])
+    return (
+        element.tag,
+        sorted(element.attrib.items()),
+        (element.text or "").strip(),
+        [canonical(child) for child in element],
+    )
 
 
 def engine_xml_text(path: Path) -> str:
@@ -123,8 +127,17 @@ def test_42_sample_emits_xml_base64_and_the_keys_in_the_original_order() -> None
     conversion = convert_ovf(OVF_42.read_bytes())
     text = conversion.text
     assert [line.split("=", 1)[0] for line in lines(text) if not line.startswith("devices=")] == [
-        "xmlBase64", "vmId", "vmName", "display", "cpuType", "emulatedMachine", "smp", "maxVCpus", "memSize",
-        "spiceSecureChannels"]
+        "xmlBase64",
+        "vmId",
+        "vmName",
+        "display",
+        "cpuType",
+        "emulatedMachine",
+        "smp",
+        "maxVCpus",
+        "memSize",
+        "spiceSecureChannels",
+    ]
     values = scalars(text)
     assert values["vmId"] == "eccb9cb6-affd-4806-8200-708370581227"
     assert values["vmName"] == "HostedEngine"
@@ -142,13 +155,15 @@ def test_42_sample_emits_xml_base64_and_the_keys_in_the_original_order() -> None
         "domainID:ce880525-a44b-4248-8b63-d9e11b2f123a,imageID:69a2b8c2-8d1c-4014-8f75-a85c16bc5b71,"
         "volumeID:3ab9fff0-9aa1-4c2e-ad67-5e25d05cb86e,deviceId:69a2b8c2-8d1c-4014-8f75-a85c16bc5b71,readonly:false,"
         "address:{type:pci,slot:0x06,bus:0x00,domain:0x0000,function:0x0},bootOrder:1,propagateErrors:off,"
-        "shared:exclusive}")
-    assert "devices={type:console,device:console,deviceId:c60aba6e-b6d8-448b-ab6e-8c7b5c29f351,address:None}" \
-        in devices
+        "shared:exclusive}"
+    )
+    assert "devices={type:console,device:console,deviceId:c60aba6e-b6d8-448b-ab6e-8c7b5c29f351,address:None}" in devices
     assert devices[-1] == "devices={type:rng,device:virtio,model:virtio,specParams:{source:urandom}}"  # default
-    assert ("devices={type:controller,device:scsi,deviceId:5fad56de-094c-4a08-8215-898df4d51b36,"
-            "address:{type:pci,slot:0x04,bus:0x00,domain:0x0000,function:0x0},"
-            "specParams:{index:0,model:virtio-scsi},model:virtio-scsi}") in devices
+    assert (
+        "devices={type:controller,device:scsi,deviceId:5fad56de-094c-4a08-8215-898df4d51b36,"
+        "address:{type:pci,slot:0x04,bus:0x00,domain:0x0000,function:0x0},"
+        "specParams:{index:0,model:virtio-scsi},model:virtio-scsi}"
+    ) in devices
 
 
 def test_42_sample_xml_base64_is_the_engine_xml_with_only_the_console_alias_cut() -> None:
@@ -156,7 +171,7 @@ def test_42_sample_xml_base64_is_the_engine_xml_with_only_the_console_alias_cut(
     decoded = base64.b64decode(conversion.values["xmlBase64"], validate=True).decode("utf-8")
     assert decoded == conversion.engine_xml
     assert decoded.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<domain ")
-    assert "xmlns:ovirt-vm=\"http://ovirt.org/vm/1.0\"" in decoded  # the engine's prefixes kept
+    assert 'xmlns:ovirt-vm="http://ovirt.org/vm/1.0"' in decoded  # the engine's prefixes kept
     got = ET.fromstring(decoded)
     want = ET.fromstring(engine_xml_text(OVF_42))
     alias = want.find("devices/console/alias")
@@ -183,8 +198,10 @@ def test_unsafe_sample_is_legacy_only_and_refused_with_the_reason() -> None:
     assert "safety rule" in conversion.refusal and "<lease>" in conversion.refusal  # type: ignore[operator]
     devices = device_lines(conversion.text)
     assert devices[0].startswith("devices={index:0,type:disk,device:disk,iface:virtio,format:cow,")
-    assert ("devices={type:video,device:qxl,deviceId:8644313b-fb30-44f5-b01a-5e0555a5d9ac,address:None,"
-            "specParams:{vgamem:16384,heads:1,vram:32768,ram:65536},alias:video0}") in devices
+    assert (
+        "devices={type:video,device:qxl,deviceId:8644313b-fb30-44f5-b01a-5e0555a5d9ac,address:None,"
+        "specParams:{vgamem:16384,heads:1,vram:32768,ram:65536},alias:video0}"
+    ) in devices
     assert devices[-1] == "devices={type:console,device:console}"  # no console item: the default
     assert not any("balloon" in line or "sound" in line or "channel" in line for line in devices)
 
@@ -205,20 +222,36 @@ def test_rendered_text_reads_back() -> None:
 # --- the engine XML rule ----------------------------------------------------------------------
 
 
-def domain_xml(*, lease: bool = True, shared: list[str | None] | None = None, console_alias: str | None = None,
-               console_type: str = "pty", uuid: str = "eccb9cb6-affd-4806-8200-708370581227") -> str:
+def domain_xml(
+    *,
+    lease: bool = True,
+    shared: list[str | None] | None = None,
+    console_alias: str | None = None,
+    console_type: str = "pty",
+    uuid: str = "eccb9cb6-affd-4806-8200-708370581227",
+) -> str:
     shared = ["exclusive"] if shared is None else shared
     devices = "".join(
         f'<ovirt-vm:device devtype="disk" name="vd{n}">'
         + (f"<ovirt-vm:shared>{value}</ovirt-vm:shared>" if value is not None else "")
-        + "</ovirt-vm:device>" for n, value in enumerate(shared))
-    console = (f'<console type="{console_type}"><target type="virtio" port="0"/>'
-               + (f'<alias name="{console_alias}"/>' if console_alias else "") + "</console>")
-    lease_xml = "<lease><key>V</key><lockspace>S</lockspace><target offset=\"LEASE-OFFSET:V:S\" " \
-                "path=\"LEASE-PATH:V:S\"/></lease>" if lease else ""
-    return ('<?xml version="1.0" encoding="UTF-8"?><domain type="kvm" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">'
-            f"<name>HostedEngine</name><uuid>{uuid}</uuid><devices>{console}{lease_xml}</devices>"
-            f"<metadata><ovirt-vm:vm>{devices}</ovirt-vm:vm></metadata></domain>")
+        + "</ovirt-vm:device>"
+        for n, value in enumerate(shared)
+    )
+    console = (
+        f'<console type="{console_type}"><target type="virtio" port="0"/>'
+        + (f'<alias name="{console_alias}"/>' if console_alias else "")
+        + "</console>"
+    )
+    lease_xml = (
+        '<lease><key>V</key><lockspace>S</lockspace><target offset="LEASE-OFFSET:V:S" path="LEASE-PATH:V:S"/></lease>'
+        if lease
+        else ""
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><domain type="kvm" xmlns:ovirt-vm="http://ovirt.org/vm/1.0">'
+        f"<name>HostedEngine</name><uuid>{uuid}</uuid><devices>{console}{lease_xml}</devices>"
+        f"<metadata><ovirt-vm:vm>{devices}</ovirt-vm:vm></metadata></domain>"
+    )
 
 
 def with_engine_xml(xml: str, sample: Path = OVF_42) -> str:
@@ -229,12 +262,15 @@ def with_engine_xml(xml: str, sample: Path = OVF_42) -> str:
     return text[:start] + escaped + text[end:]
 
 
-@pytest.mark.parametrize(("name", "cut"), [
-    ("a" * 24, "a" * 24),
-    ("a" * 25, "a" * 24),
-    ("ua-c60aba6e-b6d8-448b-ab6e-8c7b5c29f351", "ua-c60aba6e-b6d8-448b-ab"),
-    ("console0", "console0"),
-])
+@pytest.mark.parametrize(
+    ("name", "cut"),
+    [
+        ("a" * 24, "a" * 24),
+        ("a" * 25, "a" * 24),
+        ("ua-c60aba6e-b6d8-448b-ab6e-8c7b5c29f351", "ua-c60aba6e-b6d8-448b-ab"),
+        ("console0", "console0"),
+    ],
+)
 def test_pty_console_alias_is_cut_to_24_characters(name: str, cut: str) -> None:
     checked = check_engine_xml(domain_xml(console_alias=name))
     assert ET.fromstring(checked.xml).find("devices/console/alias").get("name") == cut  # type: ignore[union-attr]
@@ -247,15 +283,18 @@ def test_a_non_pty_console_alias_is_left_alone() -> None:
     assert checked.truncated_alias is None
 
 
-@pytest.mark.parametrize(("lease", "shared", "safe", "reason"), [
-    (True, ["exclusive"], True, None),
-    (False, ["exclusive"], False, "no <lease>"),
-    (True, ["shared"], False, "'shared', not 'exclusive'"),
-    (True, [], False, "ovirt-vm:shared"),
-    (True, [None, "exclusive"], True, None),  # the first disk device that has ovirt-vm:shared decides
-    (True, ["none", "exclusive"], False, "'none'"),
-    (True, ["Exclusive"], False, "not 'exclusive'"),
-])
+@pytest.mark.parametrize(
+    ("lease", "shared", "safe", "reason"),
+    [
+        (True, ["exclusive"], True, None),
+        (False, ["exclusive"], False, "no <lease>"),
+        (True, ["shared"], False, "'shared', not 'exclusive'"),
+        (True, [], False, "ovirt-vm:shared"),
+        (True, [None, "exclusive"], True, None),  # the first disk device that has ovirt-vm:shared decides
+        (True, ["none", "exclusive"], False, "'none'"),
+        (True, ["Exclusive"], False, "not 'exclusive'"),
+    ],
+)
 def test_safety_rule(lease: bool, shared: list[str | None], safe: bool, reason: str | None) -> None:
     checked = check_engine_xml(domain_xml(lease=lease, shared=shared))
     assert checked.safe is safe
@@ -274,8 +313,10 @@ def test_safe_engine_xml_for_another_vm_is_emitted_but_not_started() -> None:
 
 
 def test_serialisation_escapes_and_keeps_prefixes() -> None:
-    xml = ('<domain xmlns:a="urn:a" xmlns:b="urn:b"><name>x &amp; &lt;y&gt;</name>'
-           '<a:m b:k="1 &quot;2&quot; &amp; 3">t</a:m><e/><!-- dropped --><f>tail?</f>after</domain>')
+    xml = (
+        '<domain xmlns:a="urn:a" xmlns:b="urn:b"><name>x &amp; &lt;y&gt;</name>'
+        '<a:m b:k="1 &quot;2&quot; &amp; 3">t</a:m><e/><!-- dropped --><f>tail?</f>after</domain>'
+    )
     checked = check_engine_xml(xml)
     assert '<a:m b:k="1 &quot;2&quot; &amp; 3">t</a:m>' in checked.xml
     assert "<name>x &amp; &lt;y&gt;</name>" in checked.xml
@@ -298,46 +339,88 @@ def edit(sample: Path, change: str, by: str, count: int = 1) -> str:
     return text.replace(change, by, count)
 
 
-@pytest.mark.parametrize(("document", "message"), [
-    ("", "empty"),
-    ("this is not XML", "not well-formed XML"),
-    (OVF_42.read_text()[:5000] if OVF_42.exists() else "", "not well-formed XML"),
-    ('<?xml version="1.0"?><Envelope/>', "no ovf:version"),
-    ('<ovf:Foo xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1/" ovf:version="4.1.0.0"/>', "not ovf:Envelope"),
-    ('<ovf:Envelope xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1/" ovf:version="4.1.0.0"/>', "no Content"),
-])
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("", "empty"),
+        ("this is not XML", "not well-formed XML"),
+        (OVF_42.read_text()[:5000] if OVF_42.exists() else "", "not well-formed XML"),
+        ('<?xml version="1.0"?><Envelope/>', "no ovf:version"),
+        ('<ovf:Foo xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1/" ovf:version="4.1.0.0"/>', "not ovf:Envelope"),
+        ('<ovf:Envelope xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1/" ovf:version="4.1.0.0"/>', "no Content"),
+    ],
+)
 def test_not_an_ovf(document: str, message: str) -> None:
     with pytest.raises(OvfError, match=re.escape(message)):
         convert_ovf(document)
 
 
-@pytest.mark.parametrize(("sample", "change", "by", "message"), [
-    (OVF_42, 'xsi:type="ovf:OperatingSystemSection_Type"', 'xsi:type="ovf:Other_Type"',
-     "no OperatingSystemSection_Type section"),
-    (OVF_42, 'ovf:id="eccb9cb6-affd-4806-8200-708370581227"', 'ovf:id="not-a-uuid"', "'not-a-uuid' is not a UUID"),
-    (OVF_42, "<Name>HostedEngine</Name>", "", "no Content/Name"),
-    (OVF_42, "<rasd:num_of_sockets>12</rasd:num_of_sockets>", "<rasd:num_of_sockets>twelve</rasd:num_of_sockets>",
-     "rasd:num_of_sockets is 'twelve', not a whole number"),
-    (OVF_42, "<rasd:cpu_per_socket>1</rasd:cpu_per_socket>", "", "no rasd:cpu_per_socket"),
-    (OVF_42, "<rasd:max_num_of_vcpus>16</rasd:max_num_of_vcpus>", "<rasd:max_num_of_vcpus>-1</rasd:max_num_of_vcpus>",
-     "rasd:max_num_of_vcpus is '-1'"),
-    (OVF_42, "<rasd:VirtualQuantity>16384</rasd:VirtualQuantity>",
-     "<rasd:VirtualQuantity>16 GiB</rasd:VirtualQuantity>", "memory item's rasd:VirtualQuantity is '16 GiB'"),
-    (OVF_42, "<rasd:VirtualQuantity>16384</rasd:VirtualQuantity>", "<rasd:VirtualQuantity>0</rasd:VirtualQuantity>",
-     "not a size in MiB"),
-    (OVF_42, "<rasd:ResourceType>4</rasd:ResourceType>", "<rasd:ResourceType>99</rasd:ResourceType>",
-     "no memory item"),
-    (OVF_42, "<DefaultDisplayType>2</DefaultDisplayType>", "", "no Content/DefaultDisplayType"),
-    (OVF_42, "<DefaultDisplayType>2</DefaultDisplayType>", "<DefaultDisplayType>vga</DefaultDisplayType>",
-     "DefaultDisplayType is 'vga'"),
-    (OVF_42, "<EngineXml>&lt;?xml", "<EngineXml>&lt;&lt;?xml", "EngineXml is not well-formed XML"),
-    (OVF_42, 'ovf:fileRef="69a2b8c2-8d1c-4014-8f75-a85c16bc5b71/3ab9fff0', 'ovf:fileRef="69a2b8c2-8d1c-4014-8f75-a85c16bc5b71-3ab9fff0',
-     "not <image>/<volume>"),
-    (OVF_36, "<BootOrder>1</BootOrder>", "<BootOrder>first</BootOrder>", "BootOrder is 'first'"),
-    (OVF_36, "<rasd:ResourceSubType>3</rasd:ResourceSubType>", "<rasd:ResourceSubType>pv</rasd:ResourceSubType>",
-     "ResourceSubType is 'pv'"),
-    (OVF_36, "<Name>HostedEngine</Name>", "<Name>Hosted&#10;Engine</Name>", "vmName contains a line break"),
-])
+@pytest.mark.parametrize(
+    ("sample", "change", "by", "message"),
+    [
+        (
+            OVF_42,
+            'xsi:type="ovf:OperatingSystemSection_Type"',
+            'xsi:type="ovf:Other_Type"',
+            "no OperatingSystemSection_Type section",
+        ),
+        (OVF_42, 'ovf:id="eccb9cb6-affd-4806-8200-708370581227"', 'ovf:id="not-a-uuid"', "'not-a-uuid' is not a UUID"),
+        (OVF_42, "<Name>HostedEngine</Name>", "", "no Content/Name"),
+        (
+            OVF_42,
+            "<rasd:num_of_sockets>12</rasd:num_of_sockets>",
+            "<rasd:num_of_sockets>twelve</rasd:num_of_sockets>",
+            "rasd:num_of_sockets is 'twelve', not a whole number",
+        ),
+        (OVF_42, "<rasd:cpu_per_socket>1</rasd:cpu_per_socket>", "", "no rasd:cpu_per_socket"),
+        (
+            OVF_42,
+            "<rasd:max_num_of_vcpus>16</rasd:max_num_of_vcpus>",
+            "<rasd:max_num_of_vcpus>-1</rasd:max_num_of_vcpus>",
+            "rasd:max_num_of_vcpus is '-1'",
+        ),
+        (
+            OVF_42,
+            "<rasd:VirtualQuantity>16384</rasd:VirtualQuantity>",
+            "<rasd:VirtualQuantity>16 GiB</rasd:VirtualQuantity>",
+            "memory item's rasd:VirtualQuantity is '16 GiB'",
+        ),
+        (
+            OVF_42,
+            "<rasd:VirtualQuantity>16384</rasd:VirtualQuantity>",
+            "<rasd:VirtualQuantity>0</rasd:VirtualQuantity>",
+            "not a size in MiB",
+        ),
+        (
+            OVF_42,
+            "<rasd:ResourceType>4</rasd:ResourceType>",
+            "<rasd:ResourceType>99</rasd:ResourceType>",
+            "no memory item",
+        ),
+        (OVF_42, "<DefaultDisplayType>2</DefaultDisplayType>", "", "no Content/DefaultDisplayType"),
+        (
+            OVF_42,
+            "<DefaultDisplayType>2</DefaultDisplayType>",
+            "<DefaultDisplayType>vga</DefaultDisplayType>",
+            "DefaultDisplayType is 'vga'",
+        ),
+        (OVF_42, "<EngineXml>&lt;?xml", "<EngineXml>&lt;&lt;?xml", "EngineXml is not well-formed XML"),
+        (
+            OVF_42,
+            'ovf:fileRef="69a2b8c2-8d1c-4014-8f75-a85c16bc5b71/3ab9fff0',
+            'ovf:fileRef="69a2b8c2-8d1c-4014-8f75-a85c16bc5b71-3ab9fff0',
+            "not <image>/<volume>",
+        ),
+        (OVF_36, "<BootOrder>1</BootOrder>", "<BootOrder>first</BootOrder>", "BootOrder is 'first'"),
+        (
+            OVF_36,
+            "<rasd:ResourceSubType>3</rasd:ResourceSubType>",
+            "<rasd:ResourceSubType>pv</rasd:ResourceSubType>",
+            "ResourceSubType is 'pv'",
+        ),
+        (OVF_36, "<Name>HostedEngine</Name>", "<Name>Hosted&#10;Engine</Name>", "vmName contains a line break"),
+    ],
+)
 def test_malformed_ovf_names_the_problem(sample: Path, change: str, by: str, message: str) -> None:
     with pytest.raises(OvfError, match=re.escape(message)):
         convert_ovf(edit(sample, change, by))
@@ -351,14 +434,16 @@ def test_an_ovf_for_another_vm_is_refused_when_the_vm_is_known() -> None:
 
 @pytest.mark.parametrize(("ordinal", "display"), [("0", "vnc"), ("1", "qxl"), ("2", "vnc"), ("3", None), ("4", None)])
 def test_display_types(ordinal: str, display: str | None) -> None:
-    text = edit(OVF_42, "<DefaultDisplayType>2</DefaultDisplayType>",
-                f"<DefaultDisplayType>{ordinal}</DefaultDisplayType>")
+    text = edit(
+        OVF_42, "<DefaultDisplayType>2</DefaultDisplayType>", f"<DefaultDisplayType>{ordinal}</DefaultDisplayType>"
+    )
     assert convert_ovf(text).values.get("display") == display
 
 
 def test_nic_without_mac_is_dropped_with_a_note() -> None:
-    conversion = convert_ovf(edit(OVF_36, "<rasd:MACAddress>00:16:3e:43:ed:b6</rasd:MACAddress>",
-                                  "<rasd:MACAddress>None</rasd:MACAddress>"))
+    conversion = convert_ovf(
+        edit(OVF_36, "<rasd:MACAddress>00:16:3e:43:ed:b6</rasd:MACAddress>", "<rasd:MACAddress>None</rasd:MACAddress>")
+    )
     assert "dummynet" not in conversion.text
     assert any("no MAC address" in note for note in conversion.notes)
 
@@ -370,7 +455,7 @@ def test_any_damage_gives_a_conversion_or_an_ovf_error(data: st.DataObject) -> N
     sample = data.draw(st.sampled_from([OVF_36, OVF_42, OVF_UNSAFE]))
     raw = sample.read_bytes()
     if data.draw(st.booleans()):
-        document = raw[:data.draw(st.integers(0, len(raw)))]
+        document = raw[: data.draw(st.integers(0, len(raw)))]
     else:
         root = ET.fromstring(raw)
         parents = [(parent, child) for parent in root.iter() for child in parent]
@@ -389,8 +474,9 @@ def test_any_damage_gives_a_conversion_or_an_ovf_error(data: st.DataObject) -> N
 def test_describe_changes_names_memory_cpus_disks_and_nics() -> None:
     old = convert_ovf(OVF_36.read_bytes()).values
     assert describe_changes(old, old) == "no change"
-    text = edit(OVF_36, "<rasd:VirtualQuantity>4096</rasd:VirtualQuantity>",
-                "<rasd:VirtualQuantity>8192</rasd:VirtualQuantity>")
+    text = edit(
+        OVF_36, "<rasd:VirtualQuantity>4096</rasd:VirtualQuantity>", "<rasd:VirtualQuantity>8192</rasd:VirtualQuantity>"
+    )
     text = text.replace("<rasd:cpu_per_socket>1</rasd:cpu_per_socket>", "<rasd:cpu_per_socket>4</rasd:cpu_per_socket>")
     text = text.replace("00:16:3e:43:ed:b6", "00:16:3e:43:ed:b7")
     text = text.replace('ovf:volume-format="RAW"', 'ovf:volume-format="COW"')

@@ -14,9 +14,14 @@ VMID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
 
 
 def values(**changes: object) -> HostConfValues:
-    base: dict[str, object] = dict(host_id=1, vmid=VMID, metadata_path=Path("/s/hosted-engine.metadata"),
-                                   lockspace_path=Path("/s/hosted-engine.lockspace"), fqdn="engine.example.com",
-                                   network_test="none")
+    base: dict[str, object] = dict(
+        host_id=1,
+        vmid=VMID,
+        metadata_path=Path("/s/hosted-engine.metadata"),
+        lockspace_path=Path("/s/hosted-engine.lockspace"),
+        fqdn="engine.example.com",
+        network_test="none",
+    )
     return HostConfValues(**(base | changes))  # type: ignore[arg-type]
 
 

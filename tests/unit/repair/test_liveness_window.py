@@ -21,7 +21,7 @@ def area(**sectors: bytes) -> bytes:
     data = bytearray(FRESH_HOST_1.ljust(512, b"\0") * 2000)
     for name, record in sectors.items():
         index = int(name.removeprefix("host")) - 1
-        data[index * 512:(index + 1) * 512] = record.ljust(512, b"\0")
+        data[index * 512 : (index + 1) * 512] = record.ljust(512, b"\0")
     return bytes(data)
 
 

@@ -64,7 +64,11 @@ def test_the_vm_lease_leader() -> None:
     assert record is not None
     assert record.kind is RecordKind.PAXOS
     assert (record.resource_name, record.owner_id, record.generation, record.timestamp) == (
-        "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f", 1, 1, 7296)
+        "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f",
+        1,
+        1,
+        7296,
+    )
 
 
 def test_all_zero_is_no_record() -> None:
@@ -90,7 +94,7 @@ def test_garbage_and_short_input() -> None:
 def test_impossible_geometry_is_refused() -> None:
     bad = bytearray(FRESH_HOST_1)
     bad[12:16] = (1024).to_bytes(4, "little")  # sector size 1024
-    bad[CHECKSUM_SPAN:CHECKSUM_SPAN + 4] = crc32c(bytes(bad[:CHECKSUM_SPAN])).to_bytes(4, "little")
+    bad[CHECKSUM_SPAN : CHECKSUM_SPAN + 4] = crc32c(bytes(bad[:CHECKSUM_SPAN])).to_bytes(4, "little")
     with pytest.raises(RecordError, match="impossible geometry"):
         parse_leader(bytes(bad))
 

@@ -415,7 +415,9 @@ def test_whole_board_separates_good_and_bad_slots() -> None:
 
 
 def test_whole_board_reports_a_bad_global_block_separately() -> None:
-    view = decode_whiteboard(board({0: b"maintenance=perhaps".ljust(SLOT_BYTES, b"\0"), 1: encode_host_slot(host_slot(1))}))
+    view = decode_whiteboard(
+        board({0: b"maintenance=perhaps".ljust(SLOT_BYTES, b"\0"), 1: encode_host_slot(host_slot(1))})
+    )
     assert view.global_block is None
     assert isinstance(view.global_error, MalformedSlot)
     assert list(view.hosts) == [1] and not view.errors

@@ -31,7 +31,9 @@ SEED = 20260303
 
 def valid_slots() -> list[tuple[int, bytes]]:
     plain = host_slot(1)
-    with_extra = replace(plain, extra=format_extra(plain, state="EngineUp", time_epoch=1_700_000_000, refresh_epoch=1_700_000_000))
+    with_extra = replace(
+        plain, extra=format_extra(plain, state="EngineUp", time_epoch=1_700_000_000, refresh_epoch=1_700_000_000)
+    )
     return [
         (1, encode_host_slot(with_extra)),
         (2, encode_host_slot(host_slot(2, hostname="ホスト-2.example", engine_status=UP_STATUS, score=2400))),

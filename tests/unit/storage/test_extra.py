@@ -49,7 +49,9 @@ def test_timeout_line_is_wall_clock_and_sorted_last() -> None:
 
 def test_extra_text_fits_one_block_and_round_trips() -> None:
     slot = host_slot(2, host_ts=HOST_TS)
-    text = format_extra(slot, state="EngineUnexpectedlyDown", time_epoch=EPOCH, refresh_epoch=EPOCH, timeout_at=WALL_AT_TS)
+    text = format_extra(
+        slot, state="EngineUnexpectedlyDown", time_epoch=EPOCH, refresh_epoch=EPOCH, timeout_at=WALL_AT_TS
+    )
     assert len(text.encode()) < 512
     stored = host_slot(2, host_ts=HOST_TS, extra=text)
     assert decode_host_slot(2, encode_host_slot(stored)) == stored

@@ -17,10 +17,13 @@ HEAVY = ("structlog", "asyncio", "pydantic", "aiohttp", "libvirt", "yaml", "he_h
 
 @pytest.mark.parametrize("module", ["he_ha.storage.lease_worker", "he_ha.storage.lease_keeper"])
 def test_a_helper_process_module_loads_no_heavy_library(module: str) -> None:
-    code = (f"import sys, {module}\n"
-            f"print(sorted(n for n in sys.modules if n.split('.')[0] in {HEAVY!r} or n in {HEAVY!r}))\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          check=False)
+    code = (
+        f"import sys, {module}\n"
+        f"print(sorted(n for n in sys.modules if n.split('.')[0] in {HEAVY!r} or n in {HEAVY!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
 
@@ -31,8 +34,10 @@ def test_the_lazy_logger_logs_through_structlog(capsys: pytest.CaptureFixture[st
     from he_ha.lazylog import get_logger
 
     saved = structlog.get_config()
-    structlog.configure(processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
-                        logger_factory=structlog.PrintLoggerFactory(sys.stdout))
+    structlog.configure(
+        processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+    )
     try:
         get_logger("t").error("lease worker: unreadable request", error="bad json")
     finally:

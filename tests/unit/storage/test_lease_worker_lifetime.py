@@ -23,8 +23,13 @@ def _ignores_sigterm(pid: int) -> bool:
 
 
 def test_sigterm_leaves_the_worker_running_and_a_closed_pipe_ends_it() -> None:
-    worker = subprocess.Popen([sys.executable, "-m", "he_ha.storage.lease_worker"], cwd=REPO,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "he_ha.storage.lease_worker"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while not _ignores_sigterm(worker.pid):  # past its imports, the disposition set

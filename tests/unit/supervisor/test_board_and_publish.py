@@ -43,9 +43,13 @@ def newer_version_slot(host_id: int, host_ts: int = 100) -> bytes:
 
 
 def test_fsm_view_has_every_peer_but_us_and_the_global_flag() -> None:
-    read = board(host_slot(OWN), host_slot(2, engine_status=UP_STATUS, score=3000), host_slot(4, maintenance=True),
-                 global_block=encode_global_block(GlobalBlock(maintenance=True)),
-                 raw={3: newer_version_slot(3), 5: b"garbage|not|a|slot"})
+    read = board(
+        host_slot(OWN),
+        host_slot(2, engine_status=UP_STATUS, score=3000),
+        host_slot(4, maintenance=True),
+        global_block=encode_global_block(GlobalBlock(maintenance=True)),
+        raw={3: newer_version_slot(3), 5: b"garbage|not|a|slot"},
+    )
     view = fsm_view(read, OWN)
     assert view.read_at == 500.0 and view.global_maintenance is True
     assert [p.host_id for p in view.peers] == [2, 3, 4, 5]
@@ -58,6 +62,7 @@ def test_fsm_view_has_every_peer_but_us_and_the_global_flag() -> None:
 
 def test_a_publishing_newer_version_peer_changes_its_fingerprint_and_a_still_one_does_not() -> None:
     """Liveness of a slot we cannot parse comes from its bytes (B13 needs a live too-new peer)."""
+
     def fault(host_ts: int) -> PeerFault:
         (peer,) = fsm_view(board(raw={3: newer_version_slot(3, host_ts)}), OWN).peers
         assert isinstance(peer, PeerFault) and peer.kind == "too_new"
@@ -88,9 +93,15 @@ def test_peer_signature_ignores_timestamps_but_not_decisions() -> None:
     assert peer_signature(flagged.raw, OWN) != base
 
 
-RECORD = PublishedRecord(host_ts=1234, state="EngineUpBadHealth", score=2800,
-                         engine_status=EngineHealth("up", "bad", "Up", "failed liveliness check"),
-                         maintenance=False, stopped=False, timeout_at=1500.0)
+RECORD = PublishedRecord(
+    host_ts=1234,
+    state="EngineUpBadHealth",
+    score=2800,
+    engine_status=EngineHealth("up", "bad", "Up", "failed liveliness check"),
+    maintenance=False,
+    stopped=False,
+    timeout_at=1500.0,
+)
 SCORE = ScoreBreakdown(3400, (Penalty("bridge", 600, "management bridge down"),), None, 2800)
 CTX = SlotContext(OWN, "host1.example.com", True, conf_loaded_at=1200.7, conf_loaded_epoch=1_700_000_000.0)
 
@@ -100,8 +111,12 @@ def test_our_slot_round_trips_through_the_codec_with_a_breakdown_line() -> None:
     decoded = decode_host_slot(OWN, encode_host_slot(slot))
     assert decoded == slot
     assert (decoded.host_ts, decoded.score, decoded.local_conf_timestamp) == (1234, 2800, 1200)
-    assert json.loads(decoded.engine_status) == {"vm": "up", "health": "bad", "detail": "Up",
-                                                 "reason": "failed liveliness check"}
+    assert json.loads(decoded.engine_status) == {
+        "vm": "up",
+        "health": "bad",
+        "detail": "Up",
+        "reason": "failed liveliness check",
+    }
     lines = decoded.extra.splitlines()
     assert "state=EngineUpBadHealth" in lines and "host-id=1" in lines and "score=2800" in lines
     # B12: the timer is shown as a wall-clock date, not 1970.
@@ -124,9 +139,7 @@ def test_our_slot_publishes_the_priority_in_the_extra_text_only() -> None:
     assert "priority=0" in plain.extra.splitlines()
     decoded = decode_host_slot(OWN, encode_host_slot(slot))
     assert decoded is not None and decoded.priority == -7
-    assert _original_parse(encode_host_slot(slot)) == _original_parse(encode_host_slot(plain)) | {
-        "extra": slot.extra
-    }
+    assert _original_parse(encode_host_slot(slot)) == _original_parse(encode_host_slot(plain)) | {"extra": slot.extra}
 
 
 def _original_parse(data: bytes) -> dict[str, object]:
@@ -134,9 +147,15 @@ def _original_parse(data: bytes) -> dict[str, object]:
     text = data.decode("utf-8")
     fields = text[:512].rstrip("\0").split("|")
     parsed: dict[str, object] = {
-        "host-ts": int(fields[2]), "score": int(fields[4]), "engine-status": fields[5], "hostname": fields[6],
-        "maintenance": int(fields[7]) > 0, "stopped": int(fields[8]) > 0, "crc32": fields[9],
-        "conf_on_shared_storage": int(fields[10]) > 0, "local_conf_timestamp": int(fields[11]),
+        "host-ts": int(fields[2]),
+        "score": int(fields[4]),
+        "engine-status": fields[5],
+        "hostname": fields[6],
+        "maintenance": int(fields[7]) > 0,
+        "stopped": int(fields[8]) > 0,
+        "crc32": fields[9],
+        "conf_on_shared_storage": int(fields[10]) > 0,
+        "local_conf_timestamp": int(fields[11]),
     }
     extra = text[512:].rstrip("\0")
     if extra:
@@ -156,7 +175,12 @@ def test_fsm_view_reads_peer_priorities_absent_or_odd_is_the_default() -> None:
     )
     view = fsm_view(board(*slots), OWN)
     assert [(p.host_id, p.priority) for p in view.peers if isinstance(p, PeerRecord)] == [
-        (2, 12), (3, 0), (4, 0), (5, 0), (6, -3), (7, 0)
+        (2, 12),
+        (3, 0),
+        (4, 0),
+        (5, 0),
+        (6, -3),
+        (7, 0),
     ]
 
 

@@ -30,8 +30,20 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_options_become_settings() -> None:
-    settings = settings_from(parse("--tick-period", "2", "--timing", "liveness=6", "--timing", "max_retries=5",
-                                   "--run-dir", "/tmp/x", "--libvirt-uri", "test:///default"))
+    settings = settings_from(
+        parse(
+            "--tick-period",
+            "2",
+            "--timing",
+            "liveness=6",
+            "--timing",
+            "max_retries=5",
+            "--run-dir",
+            "/tmp/x",
+            "--libvirt-uri",
+            "test:///default",
+        )
+    )
     assert settings.tick_period == 2.0 and settings.timing.liveness == 6.0 and settings.timing.max_retries == 5
     assert settings.admin_socket_path == Path("/tmp/x/admin.sock")
     assert settings.keeper_file == Path("/tmp/x/lease-keeper.json")
@@ -50,23 +62,30 @@ user="qemu"
 """
 
 
-@pytest.mark.parametrize(("text", "uri", "expected"), [
-    (QEMU_CONF_OVIRT, "qemu:///system", "qemu"),  # an oVirt host: live migration works
-    (QEMU_CONF_OVIRT, "qemu+unix:///system", "qemu"),
-    (QEMU_CONF_OVIRT, "qemu+tcp://elsewhere/system", "keeper"),  # another host's libvirtd: not this file
-    (QEMU_CONF_OVIRT, "test:///default", "worker"),
-    ('#lock_manager = "sanlock"\n', "qemu:///system", "keeper"),  # commented out
-    ('lock_manager = "lockd"\n', "qemu:///system", "keeper"),
-    ('lock_manager = "sanlock"\nlock_manager = "lockd"\n', "qemu:///system", "keeper"),  # the last one wins
-    ("", "qemu:///system", "keeper"),
-])
-def test_the_default_lease_holder_follows_libvirts_lock_manager(tmp_path: Path, text: str, uri: str,
-                                                                 expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "uri", "expected"),
+    [
+        (QEMU_CONF_OVIRT, "qemu:///system", "qemu"),  # an oVirt host: live migration works
+        (QEMU_CONF_OVIRT, "qemu+unix:///system", "qemu"),
+        (QEMU_CONF_OVIRT, "qemu+tcp://elsewhere/system", "keeper"),  # another host's libvirtd: not this file
+        (QEMU_CONF_OVIRT, "test:///default", "worker"),
+        ('#lock_manager = "sanlock"\n', "qemu:///system", "keeper"),  # commented out
+        ('lock_manager = "lockd"\n', "qemu:///system", "keeper"),
+        ('lock_manager = "sanlock"\nlock_manager = "lockd"\n', "qemu:///system", "keeper"),  # the last one wins
+        ("", "qemu:///system", "keeper"),
+    ],
+)
+def test_the_default_lease_holder_follows_libvirts_lock_manager(
+    tmp_path: Path, text: str, uri: str, expected: str
+) -> None:
     conf = tmp_path / "qemu.conf"
     conf.write_text(text, encoding="utf-8")
     assert default_holder_kind(uri, conf) == expected
     assert settings_from(parse("--libvirt-uri", uri, "--qemu-conf", str(conf))).holder == expected
-    assert settings_from(parse("--libvirt-uri", uri, "--qemu-conf", str(conf), "--lease-holder", "keeper")).holder == "keeper"
+    assert (
+        settings_from(parse("--libvirt-uri", uri, "--qemu-conf", str(conf), "--lease-holder", "keeper")).holder
+        == "keeper"
+    )
 
 
 def test_an_unreadable_qemu_conf_means_the_keeper(tmp_path: Path) -> None:
@@ -77,15 +96,21 @@ def test_an_unreadable_qemu_conf_means_the_keeper(tmp_path: Path) -> None:
 
 def test_the_broker_socket_is_at_the_originals_path_unless_moved_or_turned_off() -> None:
     assert settings_from(parse()).broker_socket == Path("/var/run/ovirt-hosted-engine-ha/broker.socket")
-    assert settings_from(parse("--broker-socket", "/tmp/h1/broker.socket")).broker_socket == Path("/tmp/h1/broker.socket")
+    assert settings_from(parse("--broker-socket", "/tmp/h1/broker.socket")).broker_socket == Path(
+        "/tmp/h1/broker.socket"
+    )
     assert settings_from(parse("--broker-socket", "")).broker_socket is None
 
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [("bogus=1", "unknown timing key 'bogus'"), ("liveness", "expected KEY=SECONDS"),
-     ("liveness=soon", "is not a number"), ("history=10", "must exceed liveness"),
-     ("failback=maybe", "'maybe' is not true or false")],
+    [
+        ("bogus=1", "unknown timing key 'bogus'"),
+        ("liveness", "expected KEY=SECONDS"),
+        ("liveness=soon", "is not a number"),
+        ("history=10", "must exceed liveness"),
+        ("failback=maybe", "'maybe' is not true or false"),
+    ],
 )
 def test_bad_timing_options_are_named(option: str, message: str) -> None:
     with pytest.raises(TimingError, match=message):
@@ -105,11 +130,21 @@ def write_host(tmp_path: Path, *, engine: str, vm_conf: str | None = None) -> Su
     conf.write_text(engine)
     vm = tmp_path / "vm.conf"
     xml = f"<domain type='test'><name>HostedEngine</name><uuid>{UUID}</uuid><memory unit='GiB'>4</memory></domain>"
-    vm.write_text(vm_conf if vm_conf is not None else
-                  f"vmId={UUID}\nmemSize=4096\nxmlBase64={base64.b64encode(xml.encode()).decode()}\n")
-    return SupervisorSettings(paths=ConfigPaths(hosted_engine_conf=conf, agent_conf=tmp_path / "agent.conf",
-                                                broker_conf=tmp_path / "broker.conf", ha_conf=tmp_path / "ha.conf"),
-                              vm_conf=vm, hostname="h1")
+    vm.write_text(
+        vm_conf
+        if vm_conf is not None
+        else f"vmId={UUID}\nmemSize=4096\nxmlBase64={base64.b64encode(xml.encode()).decode()}\n"
+    )
+    return SupervisorSettings(
+        paths=ConfigPaths(
+            hosted_engine_conf=conf,
+            agent_conf=tmp_path / "agent.conf",
+            broker_conf=tmp_path / "broker.conf",
+            ha_conf=tmp_path / "ha.conf",
+        ),
+        vm_conf=vm,
+        hostname="h1",
+    )
 
 
 GOOD = f"host_id=3\nvmid={UUID}\nnetwork_test=none\nbridge=lo\nmetadata_path=/m\nlockspace_path=/l\n"
@@ -131,10 +166,14 @@ def test_memory_from_a_plain_domain_xml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("engine", "message"),
     [
-        (GOOD.replace("metadata_path=/m\n", ""),
-         r"key 'metadata_image_UUID': required to find the metadata volume \(or he-ha's metadata_path\)"),
-        (GOOD.replace("lockspace_path=/l\n", ""),
-         r"key 'lockspace_image_UUID': required to find the lockspace volume \(or he-ha's lockspace_path\)"),
+        (
+            GOOD.replace("metadata_path=/m\n", ""),
+            r"key 'metadata_image_UUID': required to find the metadata volume \(or he-ha's metadata_path\)",
+        ),
+        (
+            GOOD.replace("lockspace_path=/l\n", ""),
+            r"key 'lockspace_image_UUID': required to find the lockspace volume \(or he-ha's lockspace_path\)",
+        ),
         (GOOD + "configured=False\n", "not configured"),
         (GOOD.replace(UUID, "not-a-uuid"), "key 'vmid' = 'not-a-uuid': not a UUID"),
         (GOOD.replace("host_id=3", "host_id=0"), "key 'host_id' = '0'"),
@@ -174,8 +213,12 @@ def test_fence_command_leaves_the_keeper_alone_when_the_vm_cannot_be_reached(tmp
     write_fence_file(fence, unreachable)
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        result = subprocess.run([sys.executable, "-m", "he_ha.main", "fence", str(fence), str(bystander.pid)],
-                                capture_output=True, timeout=60, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "he_ha.main", "fence", str(fence), str(bystander.pid)],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 1
         assert bystander.poll() is None  # not ended: the VM may still run, so the lease must stay
         assert "VM NOT destroyed" in (tmp_path / "fence.log").read_text()
@@ -187,7 +230,11 @@ def test_fence_command_leaves_the_keeper_alone_when_the_vm_cannot_be_reached(tmp
 def test_fence_command_ends_only_a_real_keeper(tmp_path: Path) -> None:
     fence = tmp_path / "fence.json"
     write_fence_file(fence, FenceTarget("test:///default", DomainId("absent", UUID)))
-    result = subprocess.run([sys.executable, "-m", "he_ha.main", "fence", str(fence), str(os.getpid())],
-                            capture_output=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "he_ha.main", "fence", str(fence), str(os.getpid())],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0  # we are no keeper: not signalled (we are still here)
     assert f"lease keeper {os.getpid()} was not running" in (tmp_path / "fence.log").read_text()

@@ -36,8 +36,12 @@ def test_logrotate_renames_and_the_writer_continues_in_a_new_file(tmp_path: Path
         for n in range(3):
             log.add({"n": n})
         assert wait_for_lines(path, 3) == [0, 1, 2]
-        subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(config)],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            ["logrotate", "--force", "--state", str(tmp_path / "state"), str(config)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         assert not path.exists()  # nocreate: he-ha makes the new one
         for n in range(3, 5):
             log.add({"n": n})

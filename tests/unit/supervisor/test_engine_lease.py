@@ -45,7 +45,10 @@ class FakeClient:
 
 
 def qemu(client: FakeClient, host_id: int | None = 3) -> QemuHolder:
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     return QemuHolder(client, OURS, on_lost=lambda reason: None, host_id=host_id, io_timeout=1)  # type: ignore[arg-type]
+    # fmt: on
 
 
 def plain() -> DomainSpec:
@@ -58,9 +61,17 @@ def test_the_domain_lockspace_is_found_from_the_lease_path() -> None:
     assert domain_ids_path(SD, Path(f"/dev/{SD}/leases")) == Path(f"/dev/{SD}/ids")
     lockspace = domain_lockspace(SD, Path(f"/dev/{SD}/leases"), io_timeout=10)
     assert (lockspace.name, lockspace.offset, lockspace.sector_size, lockspace.align, lockspace.io_timeout) == (
-        SD, 0, 512, MIB, 10)
-    for wrong in (Path("/he/lockspace"), MOUNT / "other-sd" / "images" / IMG / f"{VOL}.lease",
-                  Path(f"/dev/{SD}/{VOL}")):
+        SD,
+        0,
+        512,
+        MIB,
+        10,
+    )
+    for wrong in (
+        Path("/he/lockspace"),
+        MOUNT / "other-sd" / "images" / IMG / f"{VOL}.lease",
+        Path(f"/dev/{SD}/{VOL}"),
+    ):
         with pytest.raises(LeaseConfigError, match="ids volume cannot be found"):
             domain_ids_path(SD, wrong)
 
@@ -82,9 +93,8 @@ async def test_with_the_engine_lease_qemu_holds_both_after_joining_the_domain_lo
     holder.choose(ENGINE)
     assert holder.engine_lease == ENGINE
     await holder.acquire(5)
-    (lockspace, host_id), = client.joins
-    assert (lockspace.name, lockspace.path, lockspace.io_timeout, host_id) == (
-        SD, MOUNT / SD / "dom_md" / "ids", 1, 3)
+    ((lockspace, host_id),) = client.joins
+    assert (lockspace.name, lockspace.path, lockspace.io_timeout, host_id) == (SD, MOUNT / SD / "dom_md" / "ids", 1, 3)
     assert holder.domain_lockspaces == {SD: lockspace}
     spec = holder.prepare(plain())
     assert holder.is_held()
@@ -135,8 +145,9 @@ async def test_the_preparer_tells_the_holder_the_engine_lease_of_each_start(tmp_
     connection = LibvirtConnection(f"test://{node}")  # a private test driver for the networks
     await connection.start()
     chosen: list[LeaseSpec | None] = []
-    preparer = EngineXmlPreparer(conf=host.conf, roots=host.roots, connection=connection, timeout=5, host=HOST,
-                                 on_launch=chosen.append)
+    preparer = EngineXmlPreparer(
+        conf=host.conf, roots=host.roots, connection=connection, timeout=5, host=HOST, on_launch=chosen.append
+    )
     try:
         await connection.wait_connected(10)
         launch = await preparer.prepare(engine_spec(host))
@@ -159,10 +170,14 @@ async def test_the_resolved_preview_is_the_xml_the_start_hands_libvirt(tmp_path:
     connection = LibvirtConnection("test:///default")
     client = FakeClient()
     holder = qemu(client)
-    preparer = EngineXmlPreparer(conf=host.conf, roots=host.roots, connection=connection, timeout=5, host=HOST,
-                                 on_launch=holder.choose)
+    preparer = EngineXmlPreparer(
+        conf=host.conf, roots=host.roots, connection=connection, timeout=5, host=HOST, on_launch=holder.choose
+    )
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     executor = ActionExecutor(vm=None, holder=holder, specs=specs, health=None, notifier=None,  # type: ignore[arg-type]
                               on_done=lambda done: None, migrate_uri="", io_timeout=1, engine_xml=preparer)
+    # fmt: on
     try:
         preview = await executor.preview_launch()
         engine = preview.engine_lease

@@ -31,9 +31,15 @@ QEMU = 4242
 class Sanlock:
     """This host's sanlock daemon and storage as the holder's check sees them."""
 
-    def __init__(self, *, holders: dict[int, list[tuple[str, str]]] | None = None,
-                 owners: list[LeaseOwner] | None = None, generation: int | None = GEN,
-                 error: Exception | None = None, hosts_error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        holders: dict[int, list[tuple[str, str]]] | None = None,
+        owners: list[LeaseOwner] | None = None,
+        generation: int | None = GEN,
+        error: Exception | None = None,
+        hosts_error: Exception | None = None,
+    ) -> None:
         self.holders = {QEMU: [(SD, VOL)]} if holders is None else holders
         self.engine_owners = [LeaseOwner(OWN, GEN, 1)] if owners is None else owners
         self.generation = generation
@@ -65,8 +71,11 @@ class Sanlock:
 
 
 def holder(sanlock: Sanlock, pids: list[int] | None = None, *, engine: bool = True) -> QemuHolder:
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     h = QemuHolder(sanlock, OURS, on_lost=lambda reason: None, host_id=OWN, io_timeout=1,  # type: ignore[arg-type]
                    qemu_pids=lambda: [QEMU] if pids is None else pids)
+    # fmt: on
     if engine:
         h.expect_engine_lease(ENGINE)
     return h
@@ -112,8 +121,9 @@ async def test_a_qemu_registered_with_another_hosts_daemon_is_not_held() -> None
 
 
 async def test_a_qemu_holding_something_else_is_not_held() -> None:
-    assert await holder(Sanlock(holders={QEMU: [(SD, "other-volume"), ("hosted-engine", VOL)]})).check(
-        NOT_OURS) is False
+    assert (
+        await holder(Sanlock(holders={QEMU: [(SD, "other-volume"), ("hosted-engine", VOL)]})).check(NOT_OURS) is False
+    )
 
 
 async def test_the_engine_lease_owned_by_another_host_is_not_held() -> None:
@@ -163,10 +173,12 @@ def test_the_observer_maps_held_here_to_this_host_as_owner() -> None:
 
 def test_engine_qemu_pids_finds_the_vm_by_its_uuid(tmp_path: Path) -> None:
     uuid = "1a2b3c4d-0000-4000-8000-000000000001"
-    for pid, args in ((10, ["qemu-system-x86_64", "-name", "guest=HostedEngine", "-uuid", uuid.upper(), "-m", "1"]),
-                      (11, ["qemu-system-x86_64", "-uuid", "ffffffff-0000-4000-8000-000000000001"]),
-                      (12, ["sh", "-c", f"echo -uuid {uuid}"]),
-                      (13, [])):
+    for pid, args in (
+        (10, ["qemu-system-x86_64", "-name", "guest=HostedEngine", "-uuid", uuid.upper(), "-m", "1"]),
+        (11, ["qemu-system-x86_64", "-uuid", "ffffffff-0000-4000-8000-000000000001"]),
+        (12, ["sh", "-c", f"echo -uuid {uuid}"]),
+        (13, []),
+    ):
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in args) + b"\0")
     (tmp_path / "self").mkdir()
@@ -208,9 +220,11 @@ async def test_start_up_teaches_the_holder_the_engine_lease_of_the_definition_in
 
 
 async def test_start_up_without_a_resolvable_definition_learns_nothing_and_goes_on() -> None:
-    for specs, preparer in ((_Specs(None), _Preparer(_Launch())),
-                            (_Specs("spec"), _Preparer(EngineXmlError("placeholder HOST-SERIAL: unknown"))),
-                            (_Specs("spec"), _Preparer(OSError("stalled")))):
+    for specs, preparer in (
+        (_Specs(None), _Preparer(_Launch())),
+        (_Specs("spec"), _Preparer(EngineXmlError("placeholder HOST-SERIAL: unknown"))),
+        (_Specs("spec"), _Preparer(OSError("stalled"))),
+    ):
         h = holder(Sanlock(), engine=False)
         await _expect_engine_lease(h, specs, preparer)  # type: ignore[arg-type]
         assert h.adoptable_lease is None

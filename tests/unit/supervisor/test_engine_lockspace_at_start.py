@@ -37,7 +37,7 @@ async def test_the_engine_lease_expected_at_start_up_gets_this_host_into_its_loc
     task = holder.join_engine_lockspace()
     assert task is not None
     await task
-    (lockspace, host_id), = client.joins
+    ((lockspace, host_id),) = client.joins
     assert (lockspace.name, lockspace.path, lockspace.io_timeout, host_id) == (SD, MOUNT / SD / "dom_md" / "ids", 1, 3)
     assert holder.domain_lockspaces == {SD: lockspace}
     assert not holder.is_held()  # joining a lockspace holds no lease and launches nothing

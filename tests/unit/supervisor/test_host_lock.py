@@ -40,8 +40,10 @@ def test_a_child_process_never_inherits_the_lock(tmp_path: Path) -> None:
 
 
 def test_the_lock_dies_with_its_holder(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from he_ha.supervisor.runfiles import try_host_lock; "
-            "try_host_lock(Path(sys.argv[1]), 'he-ha run 7'); print('held', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time; from pathlib import Path; from he_ha.supervisor.runfiles import try_host_lock; "
+        "try_host_lock(Path(sys.argv[1]), 'he-ha run 7'); print('held', flush=True); time.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"

@@ -31,10 +31,14 @@ LEASE = VmLease(Path("/rhev/data-center/mnt/he/ha/hosted-engine.lockspace"), UUI
 
 
 def test_qemu_tier_puts_our_lease_in_the_domain_xml_replacing_vdsms() -> None:
-    vdsm_lease = ("<lease><lockspace>sd-uuid</lockspace><key>vm-uuid</key>"
-                  "<target path='/rhev/xleases' offset='3145728'/></lease>")
-    spec = parse_domain_xml(f"<domain type='kvm'><name>HostedEngine</name><uuid>{UUID}</uuid>"
-                            f"<devices><disk/>{vdsm_lease}</devices></domain>", "vm.conf")
+    vdsm_lease = (
+        "<lease><lockspace>sd-uuid</lockspace><key>vm-uuid</key><target path='/rhev/xleases' offset='3145728'/></lease>"
+    )
+    spec = parse_domain_xml(
+        f"<domain type='kvm'><name>HostedEngine</name><uuid>{UUID}</uuid>"
+        f"<devices><disk/>{vdsm_lease}</devices></domain>",
+        "vm.conf",
+    )
     (lease,) = leases_in(with_lease(spec, LEASE))
     assert (lease.lockspace, lease.key, lease.path, lease.offset) == ("hosted-engine", UUID, LEASE.path, 1048576)
 

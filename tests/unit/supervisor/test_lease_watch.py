@@ -12,8 +12,9 @@ from tests.unit.fsm.builders import DOWN, UP_GOOD, obs, peer, state_in
 def test_only_a_wait_on_a_live_or_failing_owner_makes_the_watch_poll() -> None:
     held_by_3 = LeaseStatus(owner=3, held_here=False)
     for status, waits in ((SanlockHost.LIVE, True), (SanlockHost.FAIL, True), (SanlockHost.DEAD, False)):
-        _, _, record = step(state_in(S.ENGINE_DOWN),
-                            obs(DOWN, lease=held_by_3, sanlock={2: SanlockHost.LIVE, 3: status}))
+        _, _, record = step(
+            state_in(S.ENGINE_DOWN), obs(DOWN, lease=held_by_3, sanlock={2: SanlockHost.LIVE, 3: status})
+        )
         assert (record.rule == "down.lease-held") is waits, record.rule
         assert lease_wait(record) == (3 if waits else None)
 

@@ -68,8 +68,9 @@ def test_a_result_waits_for_a_health_reading_taken_after_it() -> None:
 
 
 def view(held: bool | None, owners: list[LeaseOwner] | None, hosts: list[HostInfo] | None = None) -> SanlockView:
-    return SanlockView(LockspaceState.JOINED, None if hosts is None else tuple(hosts),
-                       None if owners is None else tuple(owners), held)
+    return SanlockView(
+        LockspaceState.JOINED, None if hosts is None else tuple(hosts), None if owners is None else tuple(owners), held
+    )
 
 
 def host(host_id: int, generation: int, status: HostStatus = HostStatus.LIVE) -> HostInfo:

@@ -29,12 +29,18 @@ class OtherHolder:
 
 
 def observer(holder: object) -> Observer:
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     env = HostEnv(clock=SYSTEM_CLOCK, whiteboard=None, sanlock=None, lockspace=None,  # type: ignore[arg-type]
                   vm_lease=OURS, holder=holder, vm=None, readings=None, health=None,  # type: ignore[arg-type]
                   ha_conf=HaConfFile(Path("/nonexistent"), 1.0), definitions=None, notifier=None,  # type: ignore[arg-type]
                   decisions=None, systemd=None)  # type: ignore[arg-type]
+    # fmt: on
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     return Observer(host_id=OWN, env=env, reader=None, vm_memory_mib=None,  # type: ignore[arg-type]
                     conf_up_to_date=True, storage_timeout=1.0)
+    # fmt: on
 
 
 def test_a_qemu_that_never_ran_is_recognised() -> None:

@@ -46,15 +46,17 @@ UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"  # the VM of test_vm_definition's 
 IDENTITY = DomainId("HostedEngine", UUID)
 
 
-
 def sample(name: str = "ovf_test_v4.2.xml", *, memory: int | None = None) -> bytes:
     """A shared sample OVF describing VM UUID (``memory``: its memory item, MiB)."""
     text = (SAMPLES / name).read_text()
     (vm_id,) = re.findall(r'<Section ovf:id="([0-9a-f-]{36})"[^>]*OperatingSystemSection_Type', text)
     text = text.replace(vm_id, UUID)
     if memory is not None:
-        text = re.sub(r"(<rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits><rasd:VirtualQuantity>)\d+",
-                      rf"\g<1>{memory}", text)
+        text = re.sub(
+            r"(<rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits><rasd:VirtualQuantity>)\d+",
+            rf"\g<1>{memory}",
+            text,
+        )
     return text.encode()
 
 
@@ -78,10 +80,15 @@ class Host:
         return found
 
     def plan(self, *, volume: Path | None = None) -> DefinitionPlan:
-        return DefinitionPlan.for_host(conf=self.tmp / "run" / "vm.conf", state_dir=self.tmp / "state",
-                                       conf_volume=volume, explicit=None,
-                                       expected=Expected(UUID, "vmid in hosted-engine.conf"),
-                                       volume_reader=tar_reader, ovf_store=self.source())
+        return DefinitionPlan.for_host(
+            conf=self.tmp / "run" / "vm.conf",
+            state_dir=self.tmp / "state",
+            conf_volume=volume,
+            explicit=None,
+            expected=Expected(UUID, "vmid in hosted-engine.conf"),
+            volume_reader=tar_reader,
+            ovf_store=self.source(),
+        )
 
 
 @pytest.fixture
@@ -122,8 +129,14 @@ def test_a_domain_without_ovf_store_volumes_yet_is_missing_not_a_problem(tmp_pat
     conf = load_hosted_engine_conf(domain.conf_path)
     source = ovf_store_source(conf, domain.conf_path, VdsmRoots.from_mount_root(domain.mount_root))
     put(tmp_path / "run" / "vm.conf", vm_conf())
-    plan = DefinitionPlan.for_host(conf=tmp_path / "run" / "vm.conf", state_dir=tmp_path / "state", conf_volume=None,
-                                   explicit=None, expected=Expected(UUID, "vmid"), ovf_store=source)
+    plan = DefinitionPlan.for_host(
+        conf=tmp_path / "run" / "vm.conf",
+        state_dir=tmp_path / "state",
+        conf_volume=None,
+        explicit=None,
+        expected=Expected(UUID, "vmid"),
+        ovf_store=source,
+    )
     found = plan.resolve()
     assert found.definition is not None and found.definition.source == CONF and found.problem() is None
     (note,) = found.notes
@@ -150,8 +163,11 @@ def test_a_legacy_only_ovf_is_a_partial_definition_whose_note_is_the_refusal(hos
 
 
 def test_an_engine_xml_for_another_vm_is_refused_though_xmlbase64_is_written(host: Host) -> None:
-    text = sample().decode().replace(f"&lt;uuid&gt;{UUID}&lt;/uuid&gt;",
-                                     "&lt;uuid&gt;11111111-2222-3333-4444-555555555555&lt;/uuid&gt;")
+    text = (
+        sample()
+        .decode()
+        .replace(f"&lt;uuid&gt;{UUID}&lt;/uuid&gt;", "&lt;uuid&gt;11111111-2222-3333-4444-555555555555&lt;/uuid&gt;")
+    )
     host.write_ovf(text.encode())
     found = host.plan().resolve()
     assert found.definition is None and found.partial is not None and found.partial.spec is None
@@ -160,8 +176,9 @@ def test_an_engine_xml_for_another_vm_is_refused_though_xmlbase64_is_written(hos
 
 
 @pytest.mark.parametrize("data", [b"<ovf:Envelope broken", b"", b"\x00" * 100])
-def test_a_malformed_ovf_is_a_note_and_the_next_source_gives_the_definition(host: Host, tmp_path: Path,
-                                                                              data: bytes) -> None:
+def test_a_malformed_ovf_is_a_note_and_the_next_source_gives_the_definition(
+    host: Host, tmp_path: Path, data: bytes
+) -> None:
     host.write_ovf(data)
     put(tmp_path / "state" / "vm.conf", vm_conf())
     found = host.plan().resolve()
@@ -208,7 +225,9 @@ def test_call_with_deadline_gives_up_and_the_local_files_decide(host: Host, tmp_
     found = host.plan(volume=conf_volume(tmp_path, LEGACY)).resolve_local(why="no answer within 6 s")
     assert found.definition is not None and found.definition.source == CONF
     assert [(note.source, note.problem.endswith("no answer within 6 s")) for note in found.notes] == [
-        (OVF_STORE_SOURCE, True), (CONF_VOLUME, True)]
+        (OVF_STORE_SOURCE, True),
+        (CONF_VOLUME, True),
+    ]
 
 
 # --- the supervisor's refresh ---------------------------------------------------------------
@@ -224,7 +243,8 @@ async def refreshed(host: Host, ovf: bytes) -> SpecSource:
 
 
 async def test_the_refresh_writes_the_engines_definition_and_logs_what_the_engine_changed(
-    host: Host, tmp_path: Path,
+    host: Host,
+    tmp_path: Path,
 ) -> None:
     specs = await refreshed(host, sample(memory=8192))
     conf = tmp_path / "run" / "vm.conf"
@@ -243,7 +263,8 @@ async def test_the_refresh_writes_the_engines_definition_and_logs_what_the_engin
 
 
 async def test_a_store_that_goes_bad_keeps_the_last_good_definition_and_says_why_once(
-    host: Host, tmp_path: Path,
+    host: Host,
+    tmp_path: Path,
 ) -> None:
     specs = await refreshed(host, sample(memory=8192))
     host.write_ovf(b"<ovf:Envelope truncated", age=-60)
@@ -268,12 +289,14 @@ async def test_a_store_that_goes_bad_keeps_the_last_good_definition_and_says_why
 
 
 async def test_a_refused_ovf_with_nothing_else_is_written_as_the_original_wrote_its_fallback(
-    host: Host, tmp_path: Path,
+    host: Host,
+    tmp_path: Path,
 ) -> None:
     specs = await refreshed(host, sample("ovf_test.xml"))
     state = specs.state()
     assert not state.usable and state.problem is not None and "refused: " in state.problem
     assert body_lines((tmp_path / "run" / "vm.conf").read_text()) == body_lines(
-        convert_ovf(sample("ovf_test.xml")).text)
+        convert_ovf(sample("ovf_test.xml")).text
+    )
     assert not (tmp_path / "state" / "vm.conf").exists()  # never a last-good copy that cannot start
     specs.close()

@@ -99,8 +99,10 @@ def test_an_unresolvable_placeholder_or_volume_is_refused_by_name(tmp_path: Path
 
 
 def test_without_leases_drops_only_the_lease_devices() -> None:
-    xml = ("<domain><name>x</name><devices><disk/><lease><key>k</key><lockspace>l</lockspace>"
-           "<target path='/p'/></lease></devices></domain>")
+    xml = (
+        "<domain><name>x</name><devices><disk/><lease><key>k</key><lockspace>l</lockspace>"
+        "<target path='/p'/></lease></devices></domain>"
+    )
     root = ET.fromstring(without_leases(xml))
     assert root.find("devices/lease") is None and root.find("devices/disk") is not None
 
@@ -118,7 +120,8 @@ def test_vdsm_networks_are_made_present(tmp_path: Path) -> None:
         assert ensure_networks(conn, frozenset({"vdsm-ovirtmgmt"}), "engine XML") == []  # there already
         conn.networkDefineXML(vdsm_network_xml("vdsm-display"))  # defined (as VDSM does), not active
         assert ensure_networks(conn, frozenset({"vdsm-display", "vdsm-ovirtmgmt"}), "engine XML") == [
-            "vdsm-display: started"]
+            "vdsm-display: started"
+        ]
         with pytest.raises(EngineXmlError, match="needs libvirt network 'lab'"):
             ensure_networks(conn, frozenset({"lab"}), "engine XML")
     finally:
@@ -141,11 +144,15 @@ async def test_a_start_with_an_unresolvable_placeholder_fails_before_the_lease(t
     plan = host.plan()
     specs = SpecSource(plan, IDENTITY, plan.resolve(), timeout=5)
     connection = LibvirtConnection("test:///default")
-    engine_xml = EngineXmlPreparer(conf=host.conf, roots=host.roots, connection=connection, timeout=5,
-                                   host=HostFacts(None, None, None))
+    engine_xml = EngineXmlPreparer(
+        conf=host.conf, roots=host.roots, connection=connection, timeout=5, host=HostFacts(None, None, None)
+    )
     holder = RecordingHolder()
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     executor = ActionExecutor(vm=None, holder=holder, specs=specs, health=None, notifier=None,  # type: ignore[arg-type]
                               on_done=lambda done: None, migrate_uri="", io_timeout=1, engine_xml=engine_xml)
+    # fmt: on
     result = await executor.start_vm()
     assert result.outcome is Outcome.FAILED and holder.acquired == 0
     assert "OS-NAME:" in result.reason and "cannot be resolved" in result.reason, result.reason
@@ -161,9 +168,12 @@ async def test_the_host_facts_are_read_once_from_the_host_root(tmp_path: Path) -
     (root / "etc/vdsm/vdsm.id").write_text("my-host-id\n")
     (root / "etc/debian_version").write_text("12.11\n")
     domain = FileDomain(tmp_path / "R", UUID).create()
-    preparer = EngineXmlPreparer(conf=load_hosted_engine_conf(domain.conf_path),
-                                 roots=VdsmRoots.from_mount_root(domain.mount_root),
-                                 connection=LibvirtConnection("test:///default"), timeout=5)
+    preparer = EngineXmlPreparer(
+        conf=load_hosted_engine_conf(domain.conf_path),
+        roots=VdsmRoots.from_mount_root(domain.mount_root),
+        connection=LibvirtConnection("test:///default"),
+        timeout=5,
+    )
     started = time.monotonic()
     facts = await preparer.read_host_facts(root)
     assert facts == HostFacts("Debian", "12.11-", "my-host-id") and preparer.host == facts

@@ -29,22 +29,32 @@ SANLOCK = SanlockView(LockspaceState.JOINED, HOSTS, (), True, (), 0.004)
 def tick_of() -> tuple[TickInputs, DecisionRecord, HostSlot]:
     observation = obs(UP_GOOD, peers=(peer(2),), lease=LeaseStatus(OWN, True), network=0.8)
     _, _, record = step(state_in(StateName.ENGINE_UP), observation)
-    read = board(host_slot(2, score=2000, engine_status=UP_STATUS), raw={3: b"junk|bytes"},
-                 global_block=encode_global_block(GlobalBlock(maintenance=False)))
+    read = board(
+        host_slot(2, score=2000, engine_status=UP_STATUS),
+        raw={3: b"junk|bytes"},
+        global_block=encode_global_block(GlobalBlock(maintenance=False)),
+    )
     inputs = TickInputs(observation, {}, read, None, SANLOCK, None)
     action = record.actions[0]
     assert isinstance(action, Publish)
-    published = build_slot(action.record, record.score,
-                           SlotContext(OWN, "host1", True, 100.0, 1.7e9), now_epoch=1.7e9)
+    published = build_slot(action.record, record.score, SlotContext(OWN, "host1", True, 100.0, 1.7e9), now_epoch=1.7e9)
     return inputs, record, published
 
 
 def test_status_lists_ours_exactly_and_every_peer_slot() -> None:
     inputs, record, published = tick_of()
     assert inputs.board is not None
-    status = cluster_status(host_id=OWN, inputs=inputs, record=record, published=published, publishing=True,
-                            now=inputs.board.read_at + 2.5, storage_error=None, vm_here="running",
-                            hypervisor="connected")
+    status = cluster_status(
+        host_id=OWN,
+        inputs=inputs,
+        record=record,
+        published=published,
+        publishing=True,
+        now=inputs.board.read_at + 2.5,
+        storage_error=None,
+        vm_here="running",
+        hypervisor="connected",
+    )
     own, two, three = status.hosts
     assert own.local and own.live and own.state == "EngineUp" and own.sanlock == "live"
     assert own.score_breakdown is not None and [p.name for p in own.score_breakdown.penalties] == ["network"]
@@ -57,9 +67,17 @@ def test_status_lists_ours_exactly_and_every_peer_slot() -> None:
 
 
 def test_status_before_the_first_tick() -> None:
-    status = cluster_status(host_id=OWN, inputs=None, record=None, published=None, publishing=False, now=0.0,
-                            storage_error="whiteboard read: no answer within 5 s", vm_here="unknown",
-                            hypervisor="connecting")
+    status = cluster_status(
+        host_id=OWN,
+        inputs=None,
+        record=None,
+        published=None,
+        publishing=False,
+        now=0.0,
+        storage_error="whiteboard read: no answer within 5 s",
+        vm_here="unknown",
+        hypervisor="connecting",
+    )
     assert status.hosts == [] and status.global_maintenance is None and status.whiteboard_age is None
     assert status.storage_error is not None
 
@@ -71,11 +89,25 @@ def test_metrics_cover_state_score_penalties_peers_and_counters() -> None:
         stats.durations.observe(seconds)
     probes = {"network": DurationHistogram()}
     probes["network"].observe(1.5)
-    metrics = build_metrics(MetricInputs(
-        record=record, inputs=inputs, ticks=stats, peer_changes={2: (5000, 90.0)}, last_read=None, last_write=None,
-        notifier=NotifierStats(1, 2, 3, 4, 5, 6, 7, None, None), monitor_readings={"network": 9},
-        monitor_errors={}, decisions_dropped=0, vm_actions_failed=1, lease_held=True,
-        storage={"read": DurationHistogram(), "write": DurationHistogram()}, probes=probes), now=100.0)
+    metrics = build_metrics(
+        MetricInputs(
+            record=record,
+            inputs=inputs,
+            ticks=stats,
+            peer_changes={2: (5000, 90.0)},
+            last_read=None,
+            last_write=None,
+            notifier=NotifierStats(1, 2, 3, 4, 5, 6, 7, None, None),
+            monitor_readings={"network": 9},
+            monitor_errors={},
+            decisions_dropped=0,
+            vm_actions_failed=1,
+            lease_held=True,
+            storage={"read": DurationHistogram(), "write": DurationHistogram()},
+            probes=probes,
+        ),
+        now=100.0,
+    )
     by_key = {(m.name, tuple(sorted(m.labels.items()))): m for m in metrics}
     render(metrics)  # every check of the exposition passes
     (build,) = [m for m in metrics if m.name == "he_ha_build_info"]
@@ -111,15 +143,37 @@ def test_alerts_reach_status_and_metrics() -> None:
     _, _, record = step(state, observation)
     assert record.rule == "up.vm-crashed"
     inputs = TickInputs(observation, {}, None, None, SANLOCK, None)
-    status = cluster_status(host_id=OWN, inputs=inputs, record=record, published=None, publishing=False,
-                            now=T0 + 30, storage_error=None, vm_here="absent", hypervisor="connected")
+    status = cluster_status(
+        host_id=OWN,
+        inputs=inputs,
+        record=record,
+        published=None,
+        publishing=False,
+        now=T0 + 30,
+        storage_error=None,
+        vm_here="absent",
+        hypervisor="connected",
+    )
     [alert] = status.alerts
     assert alert.kind == "gave-up.retry-limit" and alert.age == 30 and "retry limit" in alert.reason
     assert status.gave_up is True and status.engine_liveness is None
-    metrics = build_metrics(MetricInputs(
-        record=record, inputs=inputs, ticks=TickStats(), peer_changes={}, last_read=None, last_write=None,
-        notifier=NotifierStats(0, 0, 0, 0, 0, 0, 0, None, None, alerts=1), monitor_readings={}, monitor_errors={},
-        decisions_dropped=0, vm_actions_failed=0, lease_held=False), now=T0)
+    metrics = build_metrics(
+        MetricInputs(
+            record=record,
+            inputs=inputs,
+            ticks=TickStats(),
+            peer_changes={},
+            last_read=None,
+            last_write=None,
+            notifier=NotifierStats(0, 0, 0, 0, 0, 0, 0, None, None, alerts=1),
+            monitor_readings={},
+            monitor_errors={},
+            decisions_dropped=0,
+            vm_actions_failed=0,
+            lease_held=False,
+        ),
+        now=T0,
+    )
     by_key = {(m.name, tuple(sorted(m.labels.items()))): m for m in metrics}
     assert by_key[("he_ha_alert", (("alert", "gave-up.retry-limit"),))].value == 1.0
     assert by_key[("he_ha_alert", (("alert", "vm-without-lease"),))].value == 0.0
@@ -127,13 +181,27 @@ def test_alerts_reach_status_and_metrics() -> None:
     assert by_key[("he_ha_notify_alerts_total", ())].value == 1
 
 
-@pytest.mark.parametrize(("lease", "owner"), [(LeaseStatus(None, False), "none"), (None, "unknown"),
-                                               (LeaseStatus(2, False), "2")])
+@pytest.mark.parametrize(
+    ("lease", "owner"), [(LeaseStatus(None, False), "none"), (None, "unknown"), (LeaseStatus(2, False), "2")]
+)
 def test_lease_owner_is_a_label_never_a_sentinel(lease: LeaseStatus | None, owner: str) -> None:
     observation = obs(UP_GOOD, peers=(peer(2),), lease=lease)
     inputs = TickInputs(observation, {}, None, None, SANLOCK, None)
-    metrics = build_metrics(MetricInputs(
-        record=None, inputs=inputs, ticks=TickStats(), peer_changes={}, last_read=None, last_write=None,
-        notifier=None, monitor_readings={}, monitor_errors={}, decisions_dropped=0, vm_actions_failed=0,
-        lease_held=False), now=0.0)
+    metrics = build_metrics(
+        MetricInputs(
+            record=None,
+            inputs=inputs,
+            ticks=TickStats(),
+            peer_changes={},
+            last_read=None,
+            last_write=None,
+            notifier=None,
+            monitor_readings={},
+            monitor_errors={},
+            decisions_dropped=0,
+            vm_actions_failed=0,
+            lease_held=False,
+        ),
+        now=0.0,
+    )
     assert [(m.labels, m.value) for m in metrics if m.name == "he_ha_lease_owner"] == [({"owner": owner}, 1.0)]

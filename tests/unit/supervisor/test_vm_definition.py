@@ -66,15 +66,34 @@ def conf_volume(directory: Path, vm_conf_text: str) -> Path:
     """A configuration volume exactly as deploy writes it (GNU tar, 20,480-byte record)."""
     if shutil.which("tar") is None:
         pytest.fail("needs GNU tar")
-    members = {"vm.conf": vm_conf_text, "broker.conf": "[email]\nsmtp-server = localhost\n", "version": "2.5.2",
-               "fhanswers.conf": "[environment:default]\n", "hosted-engine.conf": f"vmid={UUID}\nhost_id=1\n"}
+    members = {
+        "vm.conf": vm_conf_text,
+        "broker.conf": "[email]\nsmtp-server = localhost\n",
+        "version": "2.5.2",
+        "fhanswers.conf": "[environment:default]\n",
+        "hosted-engine.conf": f"vmid={UUID}\nhost_id=1\n",
+    }
     source = directory / "members"
     source.mkdir()
     for name, text in members.items():
         (source / name).write_text(text)
     volume = directory / "conf.volume"
-    subprocess.run(["tar", "--format=gnu", "--record-size=20480", "-cf", str(volume), "vm.conf", "broker.conf",
-                    "version", "fhanswers.conf", "hosted-engine.conf"], cwd=source, check=True)
+    subprocess.run(
+        [
+            "tar",
+            "--format=gnu",
+            "--record-size=20480",
+            "-cf",
+            str(volume),
+            "vm.conf",
+            "broker.conf",
+            "version",
+            "fhanswers.conf",
+            "hosted-engine.conf",
+        ],
+        cwd=source,
+        check=True,
+    )
     assert volume.stat().st_size == 20480
     return volume
 
@@ -82,12 +101,21 @@ def conf_volume(directory: Path, vm_conf_text: str) -> Path:
 def tar_reader(path: Path) -> dict[str, str]:
     """A stand-in for he_ha.ovirt.conf_volume.read_conf_volume (same signature), over Python's tarfile."""
     with tarfile.open(path) as archive:
+        # The type: ignore must stay on the line mypy reports: not reformatted.
+        # fmt: off
         return {m.name: archive.extractfile(m).read().decode() for m in archive.getmembers() if m.isfile()}  # type: ignore[union-attr]
+        # fmt: on
 
 
 def plan_in(tmp_path: Path, *, volume: Path | None = None, explicit: Path | None = None) -> DefinitionPlan:
-    return DefinitionPlan.for_host(conf=tmp_path / "run" / "vm.conf", state_dir=tmp_path / "state",
-                                   conf_volume=volume, explicit=explicit, expected=EXPECTED, volume_reader=tar_reader)
+    return DefinitionPlan.for_host(
+        conf=tmp_path / "run" / "vm.conf",
+        state_dir=tmp_path / "state",
+        conf_volume=volume,
+        explicit=explicit,
+        expected=EXPECTED,
+        volume_reader=tar_reader,
+    )
 
 
 def put(path: Path, text: str) -> Path:
@@ -145,8 +173,12 @@ def test_the_conf_volume_of_a_deployed_host_gives_identity_and_memory_only(tmp_p
     assert sum(line.startswith("devices=") for line in partial.lines) == 4  # repeated keys kept, in order
     problem = found.problem()
     assert problem is not None and problem.startswith("no usable VM definition: ")
-    for part in (f"conf: {tmp_path / 'run' / 'vm.conf'}: missing", f"last-good: {tmp_path / 'state' / 'vm.conf'}: missing",
-                 "conf-volume: ", "(configuration volume, member vm.conf): no xmlBase64"):
+    for part in (
+        f"conf: {tmp_path / 'run' / 'vm.conf'}: missing",
+        f"last-good: {tmp_path / 'state' / 'vm.conf'}: missing",
+        "conf-volume: ",
+        "(configuration volume, member vm.conf): no xmlBase64",
+    ):
         assert part in problem, problem
 
 
@@ -157,8 +189,13 @@ def test_a_conf_volume_written_by_he_ha_can_start_the_vm(tmp_path: Path) -> None
 
 def test_the_conf_volume_through_the_real_reader(tmp_path: Path) -> None:
     pytest.importorskip("he_ha.ovirt.conf_volume", reason="he_ha/ovirt/conf_volume.py is not written yet")
-    plan = DefinitionPlan.for_host(conf=tmp_path / "run" / "vm.conf", state_dir=tmp_path / "state",
-                                   conf_volume=conf_volume(tmp_path, LEGACY), explicit=None, expected=EXPECTED)
+    plan = DefinitionPlan.for_host(
+        conf=tmp_path / "run" / "vm.conf",
+        state_dir=tmp_path / "state",
+        conf_volume=conf_volume(tmp_path, LEGACY),
+        explicit=None,
+        expected=EXPECTED,
+    )
     partial = plan.resolve().partial
     assert partial is not None and partial.source == CONF_VOLUME and partial.memory_mib == 16384
 
@@ -168,7 +205,10 @@ def test_an_explicit_vm_conf_is_the_only_source_and_nothing_is_written(tmp_path:
     assert [s.name for s in plan.sources] == [EXPLICIT] and (plan.output, plan.last_good) == (None, None)
     put(tmp_path / "state" / "vm.conf", vm_conf())  # not looked at
     found = plan.resolve()
-    assert found.best is None and found.problem() == f"no usable VM definition: explicit: {tmp_path / 'mine.conf'}: missing"
+    assert (
+        found.best is None
+        and found.problem() == f"no usable VM definition: explicit: {tmp_path / 'mine.conf'}: missing"
+    )
 
 
 # --- each reason a source is skipped -----------------------------------------------------------
@@ -186,7 +226,10 @@ def test_an_explicit_vm_conf_is_the_only_source_and_nothing_is_written(tmp_path:
         (f"vmId={UUID}\nmemSize=1\nxmlBase64=@@@\n", "key 'xmlBase64': Value error, not base64-encoded UTF-8 XML"),
         (vm_conf("<domain><name>HostedEngine</name>"), "not well-formed XML"),
         (vm_conf(XML.replace(UUID, OTHER)), f"the XML's <uuid> {OTHER} differs from vmId {UUID}"),
-        (vm_conf(XML.replace(UUID, OTHER), vm_id=OTHER), f"describes the VM {OTHER}, not {UUID} (vmid in hosted-engine.conf)"),
+        (
+            vm_conf(XML.replace(UUID, OTHER), vm_id=OTHER),
+            f"describes the VM {OTHER}, not {UUID} (vmid in hosted-engine.conf)",
+        ),
         ("<domain><name>x</name>", "not well-formed XML"),
         ("<vm><name>x</name></vm>", "root element is <vm>, expected <domain>"),
         (XML.replace("<name>HostedEngine</name>", ""), "domain XML has no <name>"),
@@ -210,8 +253,10 @@ def test_an_unreadable_file_is_a_note(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "vm.conf").mkdir()  # a directory where the file should be
     notes = [n.problem for n in plan_in(tmp_path).resolve().notes]
-    assert notes == [f"{tmp_path / 'run' / 'vm.conf'}: not UTF-8 text (invalid start byte at byte 5)",
-                     f"{tmp_path / 'state' / 'vm.conf'}: cannot read: Is a directory"]
+    assert notes == [
+        f"{tmp_path / 'run' / 'vm.conf'}: not UTF-8 text (invalid start byte at byte 5)",
+        f"{tmp_path / 'state' / 'vm.conf'}: cannot read: Is a directory",
+    ]
 
 
 def test_a_name_other_than_the_running_one_needs_a_restart(tmp_path: Path) -> None:
@@ -243,7 +288,9 @@ def test_a_conf_volume_reader_error_is_a_note_not_a_crash(tmp_path: Path) -> Non
     def missing(path: Path) -> dict[str, str]:
         raise FileNotFoundError(2, "No such file or directory", str(path))
 
-    notes = resolve([ConfVolumeVmConf(tmp_path / "a", broken), ConfVolumeVmConf(tmp_path / "b", missing)], EXPECTED).notes
+    notes = resolve(
+        [ConfVolumeVmConf(tmp_path / "a", broken), ConfVolumeVmConf(tmp_path / "b", missing)], EXPECTED
+    ).notes
     assert "no tar end marker within 20480 bytes" in notes[0].problem
     assert notes[1].problem == f"{tmp_path / 'b'}: cannot read the configuration volume: No such file or directory"
 
@@ -325,9 +372,12 @@ def test_a_write_failure_is_a_problem_text(tmp_path: Path) -> None:
 
 def settings_for(tmp_path: Path, engine: str, **kwargs: object) -> SupervisorSettings:
     conf = put(tmp_path / "hosted-engine.conf", engine + f"conf={tmp_path / 'run' / 'vm.conf'}\n")
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     return SupervisorSettings(paths=ConfigPaths(hosted_engine_conf=conf, agent_conf=tmp_path / "agent.conf",
                                                 broker_conf=tmp_path / "broker.conf", ha_conf=tmp_path / "ha.conf"),
                               hostname="h1", state_dir=tmp_path / "state", **kwargs)  # type: ignore[arg-type]
+    # fmt: on
 
 
 ENGINE = "host_id=1\nnetwork_test=none\nbridge=lo\nmetadata_path=/m\nlockspace_path=/l\n"
@@ -347,8 +397,11 @@ def test_the_identity_and_memory_of_a_definition_without_xml(tmp_path: Path) -> 
 
 
 def test_no_vmid_and_no_definition_is_a_configuration_error_naming_the_sources(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"key 'vmid': no 'vmid', and no VM definition names the engine VM "
-                                          r"\(no usable VM definition: conf: .*missing; last-good: .*missing\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'vmid': no 'vmid', and no VM definition names the engine VM "
+        r"\(no usable VM definition: conf: .*missing; last-good: .*missing\)",
+    ):
         load_plan(settings_for(tmp_path, ENGINE))
 
 
@@ -357,7 +410,10 @@ def test_a_mismatching_vmid_skips_that_source_only(tmp_path: Path) -> None:
     put(tmp_path / "state" / "vm.conf", vm_conf())
     plan = load_plan(settings_for(tmp_path, ENGINE + f"vmid={UUID}\n"))
     assert plan.first.definition is not None and plan.first.definition.source == LAST_GOOD
-    assert f"describes the VM {OTHER}, not {UUID} (vmid in {tmp_path / 'hosted-engine.conf'})" in plan.first.notes[0].problem
+    assert (
+        f"describes the VM {OTHER}, not {UUID} (vmid in {tmp_path / 'hosted-engine.conf'})"
+        in plan.first.notes[0].problem
+    )
 
 
 def test_an_explicit_vm_conf_that_is_missing_leaves_the_identity_to_the_vmid(tmp_path: Path) -> None:

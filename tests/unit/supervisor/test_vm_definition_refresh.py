@@ -36,9 +36,14 @@ IDENTITY = DomainId("HostedEngine", UUID)
 
 
 def plan_in(tmp_path: Path, volume: Path | None = None) -> DefinitionPlan:
-    return DefinitionPlan.for_host(conf=tmp_path / "run" / "vm.conf", state_dir=tmp_path / "state",
-                                   conf_volume=volume, explicit=None,
-                                   expected=Expected(UUID, "vmid in hosted-engine.conf"), volume_reader=tar_reader)
+    return DefinitionPlan.for_host(
+        conf=tmp_path / "run" / "vm.conf",
+        state_dir=tmp_path / "state",
+        conf_volume=volume,
+        explicit=None,
+        expected=Expected(UUID, "vmid in hosted-engine.conf"),
+        volume_reader=tar_reader,
+    )
 
 
 def source_in(tmp_path: Path, volume: Path | None = None, timeout: float = 5.0) -> SpecSource:
@@ -95,8 +100,11 @@ async def test_with_no_source_the_start_is_refused_before_the_lease_and_says_wha
         async def acquire(self, timeout: float) -> None:
             raise AssertionError("the lease must not be touched when there is nothing to start")
 
+    # The type: ignore must stay on the line mypy reports: not reformatted.
+    # fmt: off
     executor = ActionExecutor(vm=None, holder=NoLease(), specs=specs, health=None, notifier=None,  # type: ignore[arg-type]
                               on_done=lambda done: None, migrate_uri="", io_timeout=1)
+    # fmt: on
     result = await executor.start_vm()
     assert result.outcome is Outcome.FAILED and result.reason == message
     specs.close()
@@ -176,11 +184,19 @@ async def test_a_hung_refresh_is_a_problem_not_a_frozen_loop(tmp_path: Path) -> 
 
     (tmp_path / "run" / "vm.conf").unlink()
     specs = source_in(tmp_path, tmp_path / "vol", timeout=0.2)
-    specs.plan = DefinitionPlan.for_host(conf=tmp_path / "run" / "vm.conf", state_dir=tmp_path / "state",
-                                         conf_volume=tmp_path / "vol", explicit=None, expected=specs.plan.expected,
-                                         volume_reader=hung)
+    specs.plan = DefinitionPlan.for_host(
+        conf=tmp_path / "run" / "vm.conf",
+        state_dir=tmp_path / "state",
+        conf_volume=tmp_path / "vol",
+        explicit=None,
+        expected=specs.plan.expected,
+        volume_reader=hung,
+    )
     await specs.refresh("periodic")
-    assert specs.state().problem == "the VM definition could not be refreshed: vm-definition: refresh: no answer within 0.2 s"
+    assert (
+        specs.state().problem
+        == "the VM definition could not be refreshed: vm-definition: refresh: no answer within 0.2 s"
+    )
     await specs.refresh("periodic")  # refused at once while the first one is stuck
     assert "stuck" in (specs.state().problem or "")
     release.set()
@@ -204,26 +220,57 @@ async def test_the_periodic_refresh_stops_with_the_daemon(tmp_path: Path) -> Non
 # --- status, metrics, --vm-status ------------------------------------------------------------
 
 
-UNUSABLE = DefinitionState(usable=False, source=None, origin=None, age=None,
-                           problem="no usable VM definition: conf: /run/x/vm.conf: missing")
+UNUSABLE = DefinitionState(
+    usable=False, source=None, origin=None, age=None, problem="no usable VM definition: conf: /run/x/vm.conf: missing"
+)
 
 
 def test_status_shows_the_definition() -> None:
     good = DefinitionState(usable=True, source=LAST_GOOD, origin="/var/lib/he-ha/vm.conf", age=12.5, problem=None)
-    status = cluster_status(host_id=1, inputs=None, record=None, published=None, publishing=False, now=0.0,
-                            storage_error=None, vm_here="shutoff", hypervisor="connected", definition=good)
+    status = cluster_status(
+        host_id=1,
+        inputs=None,
+        record=None,
+        published=None,
+        publishing=False,
+        now=0.0,
+        storage_error=None,
+        vm_here="shutoff",
+        hypervisor="connected",
+        definition=good,
+    )
     view = status.vm_definition
     assert view is not None and (view.usable, view.source, view.path, view.age, view.problem) == (
-        True, LAST_GOOD, "/var/lib/he-ha/vm.conf", 12.5, None)
+        True,
+        LAST_GOOD,
+        "/var/lib/he-ha/vm.conf",
+        12.5,
+        None,
+    )
     assert status.model_dump(mode="json")["vm_definition"]["source"] == LAST_GOOD
 
 
 def test_metrics_show_usable_problem_and_age() -> None:
     def metrics(state: DefinitionState) -> str:
-        return render(build_metrics(MetricInputs(
-            record=None, inputs=None, ticks=TickStats(), peer_changes={}, last_read=None, last_write=None,
-            notifier=None, monitor_readings={}, monitor_errors={}, decisions_dropped=0, vm_actions_failed=0,
-            lease_held=False, vm_definition=state)))
+        return render(
+            build_metrics(
+                MetricInputs(
+                    record=None,
+                    inputs=None,
+                    ticks=TickStats(),
+                    peer_changes={},
+                    last_read=None,
+                    last_write=None,
+                    notifier=None,
+                    monitor_readings={},
+                    monitor_errors={},
+                    decisions_dropped=0,
+                    vm_actions_failed=0,
+                    lease_held=False,
+                    vm_definition=state,
+                )
+            )
+        )
 
     text = metrics(UNUSABLE)
     assert 'he_ha_vm_definition_usable{source="none"} 0' in text and "he_ha_vm_definition_problem 1" in text
@@ -236,8 +283,9 @@ def test_metrics_show_usable_problem_and_age() -> None:
 def test_vm_status_text_shows_a_definition_problem_only(tmp_path: Path) -> None:
     plain = render_text(cluster(host1()))
 
-    fine = cluster(host1()).model_copy(update={"vm_definition": definition_view(
-        DefinitionState(True, CONF, "/run/x/vm.conf", 1.0, None))})
+    fine = cluster(host1()).model_copy(
+        update={"vm_definition": definition_view(DefinitionState(True, CONF, "/run/x/vm.conf", 1.0, None))}
+    )
     assert render_text(fine) == plain  # the original's output, unchanged
     broken = cluster(host1()).model_copy(update={"vm_definition": definition_view(UNUSABLE)})
     extra = [line for line in render_text(broken).splitlines() if line not in plain.splitlines()]
