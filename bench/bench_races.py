@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import shutil
 import signal
 import statistics
@@ -69,7 +68,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from he_ha.devcluster.cluster import Cluster, HealthPage, Host, rule_of, state_of
+from he_ha.devcluster.cluster import Cluster, HealthPage, Host, freeze_and_kill, rule_of, state_of
 from he_ha.devcluster.vm_watch import Run, VmWatcher
 from he_ha.logsetup import configure_logging
 
@@ -196,13 +195,7 @@ def _die_releasing(host: Host) -> None:
     sanlock = host.daemon.pid
     groups = [g for g in groups if g != sanlock]
     keeper = host.keeper_pid()
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for group in groups:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, sig)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+    freeze_and_kill(groups, pids)
     deadline = time.monotonic() + 10
     while keeper is not None and _alive(keeper) and time.monotonic() < deadline:
         time.sleep(0.02)  # a killed child of another process is a zombie until reaped: see _alive

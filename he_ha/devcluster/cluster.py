@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -507,14 +507,7 @@ class Host:
         sanlock daemon still ran would release the lease cleanly), then killed with SIGKILL.
         The VM lease stays on disk, owned by this host id: peers get it only after sanlock's
         host-dead time. ``reboot()`` brings the host back."""
-        groups, pids = self.processes()
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for group in groups:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(group, sig)
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
+        freeze_and_kill(*self.processes())
         for supervisor in self.supervisors:
             supervisor.kill()  # reaps it
         self.daemon.kill()  # reaps it
@@ -720,6 +713,19 @@ def rule_of(entry: dict[str, Any]) -> str:
 
 def state_of(entry: dict[str, Any]) -> str:
     return str(entry["record"]["to_state"])
+
+
+def freeze_and_kill(groups: Iterable[int], pids: Iterable[int]) -> None:
+    """SIGSTOP every process group and process first, so that none sees another die and reacts
+    (a lease keeper killed while its sanlock daemon runs releases the lease cleanly), then SIGKILL."""
+    groups, pids = list(groups), list(pids)
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, sig)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
 
 def causes_of(entry: dict[str, Any]) -> list[str]:

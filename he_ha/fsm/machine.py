@@ -661,36 +661,50 @@ def _local_maintenance(ctx: _Ctx) -> _Decision:
     return _Decision(R.LM_IDLE)
 
 
-def _migrating(ctx: _Ctx) -> _Decision:
+@dataclass(frozen=True, slots=True)
+class _MigrationRules:
+    """One migrating state's outcomes (LocalMaintenanceMigrateVm, EngineMigratingAway)."""
+
+    done: Rule
+    failed: Rule
+    vm_lost: Rule
+    timeout: Rule
+    await_: Rule
+
+
+_LM_MIGRATION = _MigrationRules(R.MIGRATE_DONE, R.MIGRATE_FAILED, R.MIGRATE_VM_LOST, R.MIGRATE_TIMEOUT, R.MIGRATE_AWAIT)
+# EngineMigratingAway: the better host takes the VM live. A failure goes back to EngineUp with
+# the migration back-off set (the cold path follows there if the host is still better).
+_AWAY_MIGRATION = _MigrationRules(
+    R.MIGRATING_AWAY_DONE,
+    R.MIGRATING_AWAY_FAILED,
+    R.MIGRATING_AWAY_VM_LOST,
+    R.MIGRATING_AWAY_TIMEOUT,
+    R.MIGRATING_AWAY_AWAIT,
+)
+
+
+def _migration(ctx: _Ctx, rules: _MigrationRules) -> _Decision:
     health, result = ctx.health, ctx.result
     assert health is not None
     if result is not None and result.outcome is not Outcome.OK:
         if health.running:
-            return _Decision(R.MIGRATE_FAILED, result.reason, migrate_failed=True)
-        return _Decision(R.MIGRATE_VM_LOST, result.reason)
+            return _Decision(rules.failed, result.reason, migrate_failed=True)
+        return _Decision(rules.vm_lost, result.reason)
     if health.gone:
-        return _Decision(R.MIGRATE_DONE, f"to host {ctx.state.migrate_target}")
+        return _Decision(rules.done, f"to host {ctx.state.migrate_target}")
     entered = ctx.state.entered_at
     if entered is not None and ctx.now >= entered + ctx.timing.migrate_timeout:
-        return _Decision(R.MIGRATE_TIMEOUT, migrate_failed=True)
-    return _Decision(R.MIGRATE_AWAIT, "reported done, the VM has not left yet" if result else "")
+        return _Decision(rules.timeout, migrate_failed=True)
+    return _Decision(rules.await_, "reported done, the VM has not left yet" if result else "")
+
+
+def _migrating(ctx: _Ctx) -> _Decision:
+    return _migration(ctx, _LM_MIGRATION)
 
 
 def _migrating_away(ctx: _Ctx) -> _Decision:
-    """EngineMigratingAway: the better host takes the VM live. A failure goes back to EngineUp
-    with the migration back-off set (the cold path follows there if the host is still better)."""
-    health, result = ctx.health, ctx.result
-    assert health is not None
-    if result is not None and result.outcome is not Outcome.OK:
-        if health.running:
-            return _Decision(R.MIGRATING_AWAY_FAILED, result.reason, migrate_failed=True)
-        return _Decision(R.MIGRATING_AWAY_VM_LOST, result.reason)
-    if health.gone:
-        return _Decision(R.MIGRATING_AWAY_DONE, f"to host {ctx.state.migrate_target}")
-    entered = ctx.state.entered_at
-    if entered is not None and ctx.now >= entered + ctx.timing.migrate_timeout:
-        return _Decision(R.MIGRATING_AWAY_TIMEOUT, migrate_failed=True)
-    return _Decision(R.MIGRATING_AWAY_AWAIT, "reported done, the VM has not left yet" if result else "")
+    return _migration(ctx, _AWAY_MIGRATION)
 
 
 def _unknown_vm_state(ctx: _Ctx) -> _Decision:
