@@ -35,7 +35,7 @@ from he_ha.monitors import (
     Monitor,
     MonitorRunner,
     NetworkMonitor,
-    Snapshot,
+    ReadingsSnapshot,
     StorageMonitor,
     direct_read_probe,
 )
@@ -106,7 +106,7 @@ async def bench(seconds: float, scratch: Path) -> None:
     rss_before = memory_mib("Rss")
     self0, children0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     wall0 = time.monotonic()
-    snapshot = Snapshot()
+    snapshot = ReadingsSnapshot()
     async with MonitorRunner(monitors, snapshot):
         await asyncio.sleep(seconds)
         # A short --seconds may end before a slow first probe (ping) reports: run on, up to

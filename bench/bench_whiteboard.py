@@ -31,9 +31,9 @@ from pathlib import Path
 from he_ha.storage.codec import (
     SLOT_BYTES,
     WHITEBOARD_BYTES,
+    DecodedBoard,
     GlobalBlock,
     HostSlot,
-    WhiteboardView,
     decode_whiteboard,
     encode_global_block,
     encode_host_slot,
@@ -112,7 +112,7 @@ def bytes_per_tick(hosts: int, minutes: int = 10) -> tuple[int, int, float]:
     return steady, max(sizes), statistics.mean(sizes)
 
 
-def _view_of(highest: int, slots: int) -> WhiteboardView:
+def _view_of(highest: int, slots: int) -> DecodedBoard:
     data = bytearray(SLOT_BYTES * (highest + 1))
     data[highest * SLOT_BYTES : (highest + 1) * SLOT_BYTES] = typical_slot(highest)
     return replace(decode_whiteboard(data), scanned_slots=slots)

@@ -102,7 +102,7 @@ def _storage(work: Coroutine[Any, Any, T]) -> T:
         raise ConfigWriteError(str(exc)) from None
 
 
-class Refused(Exception):
+class SharedConfigRefused(Exception):
     """Printed on stderr line by line; exit 1."""
 
 
@@ -113,9 +113,9 @@ def _selected(env: CliEnvironment, wanted: str) -> list[ConfigFile]:
     if not wanted:
         return list(files.values())
     if wanted == "he_shared" and volume is None:
-        raise Refused(_no_shared(env.paths.hosted_engine_conf, missing))
+        raise SharedConfigRefused(_no_shared(env.paths.hosted_engine_conf, missing))
     if wanted not in files:
-        raise Refused(f"Invalid configuration type '{wanted}'. Available types are: {', '.join(files)}")
+        raise SharedConfigRefused(f"Invalid configuration type '{wanted}'. Available types are: {', '.join(files)}")
     return [files[wanted]]
 
 
@@ -124,12 +124,12 @@ def _resolve(key: str, candidates: list[ConfigFile]) -> ConfigFile:
     if len(holders) == 1:
         return holders[0]
     if holders:
-        raise Refused(
+        raise SharedConfigRefused(
             f"Duplicate key {key}, please specify the key type. Available types are: {[f.type for f in holders]}"
         )
     lines = [f"Invalid configuration key {key}.", "Available keys are:"]
     lines += [f"{f.type} : {sorted(f.keys())}" for f in candidates]
-    raise Refused("\n".join(lines))
+    raise SharedConfigRefused("\n".join(lines))
 
 
 def _shared_config(command: str, args: Sequence[str], env: CliEnvironment, *, setting: bool) -> int:
@@ -150,7 +150,7 @@ def _shared_config(command: str, args: Sequence[str], env: CliEnvironment, *, se
             found.set(key, values[1])
         else:
             print(f"\n{key} : {found.get(key)}, type : {found.type}\n")
-    except (Refused, ConfigError, ConfigValueRejected, ConfigWriteError) as exc:
+    except (SharedConfigRefused, ConfigError, ConfigValueRejected, ConfigWriteError) as exc:
         error(str(exc))
         return EXIT_FAILED
     return EXIT_OK

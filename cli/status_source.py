@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the rest is loaded where it is used: the lean path (cli/sta
 
     from cli.environment import CliEnvironment
     from he_ha.admin.contract import ClusterStatus
-    from he_ha.storage.codec import WhiteboardView
+    from he_ha.storage.codec import DecodedBoard
 
 DAEMON_TIMEOUT = 5.0  # the daemon answers status from memory: seconds mean it is hung
 STORAGE_TIMEOUT = 10.0
@@ -138,7 +138,7 @@ def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -
     from he_ha.storage.whiteboard_errors import WhiteboardError
     from he_ha.supervisor.status import error_view, slot_view
 
-    async def read() -> WhiteboardView:
+    async def read() -> DecodedBoard:
         async with Whiteboard(path, conf.host_id, read_timeout=timeout) as board:
             return await asyncio.wait_for(board.read_all(), timeout + 1.0)
 

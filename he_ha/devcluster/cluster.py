@@ -47,8 +47,8 @@ from cli.admin_client import AdminClient
 from he_ha.config import load_hosted_engine_conf
 from he_ha.devcluster.deployed import (
     MIB,
+    DeployedHostView,
     Deployment,
-    HostView,
     agent_vm_conf,
     hosted_engine_conf_text,
     lay_out_file_domain,
@@ -161,7 +161,7 @@ class HealthPage:
 
 
 @dataclass
-class Supervisor:
+class SupervisorProcess:
     """One ``he-ha run`` process."""
 
     host: Host
@@ -207,7 +207,7 @@ class Host:
     deployment: Deployment | None = None  # set by the Cluster before start()
     vdsm_root: Path | None = None  # where VDSM's mounts and run links are (set by the Cluster)
     daemon: SanlockDaemon = field(init=False)
-    supervisors: list[Supervisor] = field(default_factory=list)
+    supervisors: list[SupervisorProcess] = field(default_factory=list)
     _pin: Any = None
     _metadata_override: bool = False
 
@@ -247,9 +247,9 @@ class Host:
         return self.view.mount_root
 
     @property
-    def view(self) -> HostView:
+    def view(self) -> DeployedHostView:
         assert self.deployment is not None and self.vdsm_root is not None, "the Cluster deploys the host first"
-        return HostView(self.vdsm_root, self.deployment)
+        return DeployedHostView(self.vdsm_root, self.deployment)
 
     @property
     def decision_log(self) -> Path:
@@ -375,7 +375,7 @@ class Host:
             *extra,
         ]
 
-    def start_supervisor(self, *extra: str, env: dict[str, str] | None = None) -> Supervisor:
+    def start_supervisor(self, *extra: str, env: dict[str, str] | None = None) -> SupervisorProcess:
         log_path = self.root / f"supervisor-{len(self.supervisors) + 1}.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -387,7 +387,7 @@ class Host:
                 cwd="/",
                 env={**os.environ, **(env or {})},
             )
-        supervisor = Supervisor(self, process, log_path)
+        supervisor = SupervisorProcess(self, process, log_path)
         self.supervisors.append(supervisor)
         return supervisor
 
@@ -518,7 +518,7 @@ class Host:
                 self._pin.close()
             self._pin = None
 
-    def reboot(self, *extra: str, wipe_run_dir: bool = False) -> Supervisor:
+    def reboot(self, *extra: str, wipe_run_dir: bool = False) -> SupervisorProcess:
         """After ``crash()``: fresh sanlock daemon and hypervisor (no VM), the same files,
         and a new supervisor (``extra``: its additional options). ``wipe_run_dir``: the host's
         ``run/`` comes back empty, as a tmpfs after a reboot: the original's run directory with
@@ -573,7 +573,7 @@ class Cluster:
             vm_uuid=ENGINE_UUID, vm_disk_size=128 * MIB, vm_name=ENGINE_NAME, mem_mib=64, vcpus=1, fqdn="engine.invalid"
         )
         self.vdsm_root = self.base / "root"  # R: VDSM's part of every host's "/"
-        view = HostView(self.vdsm_root, self.deployment)
+        view = DeployedHostView(self.vdsm_root, self.deployment)
         self.storage = view.domain_dir.parent  # the NFS export as mounted
         self.shared = view.domain_dir / "ha_agent"
         # The volume files on the storage (the hosts reach them through VDSM's run links)

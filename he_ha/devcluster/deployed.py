@@ -532,7 +532,7 @@ def create_file_domain(export: Path, d: Deployment, shared_conf: str) -> Path:
 
 
 @dataclass(frozen=True)
-class HostView:
+class DeployedHostView:
     """One host's view of a deployed domain under its root R."""
 
     root: Path
@@ -590,11 +590,11 @@ class HostView:
         return directory
 
 
-def lay_out_file_domain(root: Path, d: Deployment, shared_conf: str, *, run_links: bool = True) -> HostView:
+def lay_out_file_domain(root: Path, d: Deployment, shared_conf: str, *, run_links: bool = True) -> DeployedHostView:
     """An NFS/Gluster domain under ``root``, mounted where VDSM mounts it
     (``R/rhev/data-center/mnt/[glusterSD/]<escaped storage>``); ``shared_conf``: the deploying
     host's hosted-engine.conf, stored in the archive; ``run_links``: Image.prepare's links."""
-    view = HostView(root, d)
+    view = DeployedHostView(root, d)
     create_file_domain(_vdsm_dir(view.domain_dir.parent), d, shared_conf)
     _vdsm_dir(view.run_root)
     if run_links:
@@ -604,13 +604,13 @@ def lay_out_file_domain(root: Path, d: Deployment, shared_conf: str, *, run_link
 
 def lay_out_block_domain(
     root: Path, d: Deployment, shared_conf: str, *, run_links: bool = True, image_links: bool = False
-) -> HostView:
+) -> DeployedHostView:
     """An iSCSI/FC domain under ``root``: LVs as files in ``R/dev/<SD>/``, the ``dom_md`` links,
     volume metadata in the ``metadata`` LV, tags in ``R/lvm/<SD>.json``; ``run_links``: the
     run directories Image.prepare creates; ``image_links``: ``blockSD/<SD>/images/<IMG>`` →
     the run directory, which VDSM adds only for a prepare with a real pool (§1.7)."""
     assert d.block, "a block domain needs domainType iscsi or fc"
-    view = HostView(root, d)
+    view = DeployedHostView(root, d)
     vg = _vdsm_dir(root / "dev" / d.sd_uuid)
     sizes = _block_sizes(d)
     for name, size in sizes.items():
@@ -699,7 +699,7 @@ def ovf_store_tar(vm_uuid: str, ovf: bytes, sd: str, when: str, *, others: dict[
     return data
 
 
-def add_ovf_stores(view: HostView, count: int = 2) -> tuple[HeDisk, ...]:
+def add_ovf_stores(view: DeployedHostView, count: int = 2) -> tuple[HeDisk, ...]:
     """The OVF_STORE volumes CreateOvfVolumeForStorageDomainCommand adds to the domain after
     deploy (``StorageDomainOvfStoreCount`` = 2): 128 MiB sparse, ``DISKTYPE=OVFS``, never updated
     (``Updated:false``, no date). File domains only. Returns them (role ``ovf_store``)."""
@@ -717,7 +717,7 @@ def add_ovf_stores(view: HostView, count: int = 2) -> tuple[HeDisk, ...]:
     return stores
 
 
-def update_ovf_store(view: HostView, disk: HeDisk, ovf: bytes, epoch: float | None = None) -> bytes:
+def update_ovf_store(view: DeployedHostView, disk: HeDisk, ovf: bytes, epoch: float | None = None) -> bytes:
     """One engine update of the OVF_STORE ``disk`` (§3.1): ``Updated:false`` keeping the previous
     date, the tar with ``ovf`` as ``<vmid>.ovf`` written at offset 0 without truncating,
     ``Updated:true`` with ``Size`` and ``Last Updated`` = ``epoch`` (now by default). Returns the tar."""
@@ -733,16 +733,16 @@ def update_ovf_store(view: HostView, disk: HeDisk, ovf: bytes, epoch: float | No
     return data
 
 
-def _ovf_store_meta(view: HostView, disk: HeDisk) -> Path:
+def _ovf_store_meta(view: DeployedHostView, disk: HeDisk) -> Path:
     return view.domain_dir / "images" / disk.image / f"{disk.volume}.meta"
 
 
-def _ovf_store_metadata(view: HostView, disk: HeDisk) -> dict[str, str]:
+def _ovf_store_metadata(view: DeployedHostView, disk: HeDisk) -> dict[str, str]:
     lines = _ovf_store_meta(view, disk).read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
-def _set_ovf_store_description(view: HostView, disk: HeDisk, description: str) -> None:
+def _set_ovf_store_description(view: DeployedHostView, disk: HeDisk, description: str) -> None:
     """VDSM's Volume.setDescription: the ``.meta`` rewritten with the new DESCRIPTION."""
     meta = _ovf_store_meta(view, disk)
     temporary = meta.with_name(meta.name + ".new")
@@ -750,7 +750,7 @@ def _set_ovf_store_description(view: HostView, disk: HeDisk, description: str) -
     os.replace(temporary, meta)
 
 
-def install_host(view: HostView, host_id: int, overrides: dict[str, str] | None = None) -> Path:
+def install_host(view: DeployedHostView, host_id: int, overrides: dict[str, str] | None = None) -> Path:
     """Write ``R/etc/ovirt-hosted-engine/hosted-engine.conf`` for ``host_id``, its ``conf`` in
     ``R/run/ovirt-hosted-engine-ha``; returns its path."""
     path = view.root / "etc/ovirt-hosted-engine/hosted-engine.conf"
@@ -759,7 +759,7 @@ def install_host(view: HostView, host_id: int, overrides: dict[str, str] | None 
     return path
 
 
-def host_conf_text(view: HostView, host_id: int, overrides: dict[str, str] | None = None) -> str:
+def host_conf_text(view: DeployedHostView, host_id: int, overrides: dict[str, str] | None = None) -> str:
     return hosted_engine_conf_text(
         view.deployment, host_id, conf=view.root / "run/ovirt-hosted-engine-ha/vm.conf", overrides=overrides
     )
@@ -767,11 +767,11 @@ def host_conf_text(view: HostView, host_id: int, overrides: dict[str, str] | Non
 
 def deployed_host(
     root: Path, d: Deployment, *, run_links: bool = True, image_links: bool = False
-) -> tuple[HostView, Path]:
+) -> tuple[DeployedHostView, Path]:
     """Host 1 as deploy left it, alone under ``root``: the domain (file or block, by
     ``d.domain_type``) and hosted-engine.conf, the same text as the archive's member.
     Returns the host's view and its hosted-engine.conf. ``image_links``: block domains only."""
-    view = HostView(root, d)
+    view = DeployedHostView(root, d)
     shared = host_conf_text(view, 1)
     if d.block:
         lay_out_block_domain(root, d, shared, run_links=run_links, image_links=image_links)

@@ -1,7 +1,7 @@
 """The monitor runner and the shared snapshot.
 
 Each monitor is one coroutine on its own interval. Every probe runs under a deadline; its
-outcome becomes a ``Reading`` published into the ``Snapshot`` that the supervisor hands to
+outcome becomes a ``Reading`` published into the ``ReadingsSnapshot`` that the supervisor hands to
 the state machine. A failing or hanging probe produces an error reading for that monitor
 only: the others keep running and the event loop is never blocked.
 """
@@ -64,7 +64,7 @@ class Reading(Generic[T]):
         return (time.monotonic() if now is None else now) - self.taken_at
 
 
-class Snapshot:
+class ReadingsSnapshot:
     """Latest reading per monitor. Written only by the runner, read by the supervisor.
 
     Everything happens on one event loop, so no lock is needed; ``readings()`` returns a
@@ -139,7 +139,7 @@ class Monitor(ABC, Generic[T]):
     async def aclose(self) -> None:
         """Release what the monitor holds (sessions, connections). Default: nothing."""
 
-    async def run(self, snapshot: Snapshot) -> None:
+    async def run(self, snapshot: ReadingsSnapshot) -> None:
         """Probe forever on the interval; only cancellation ends it."""
         self._wake = asyncio.Event()
         errors = 0
@@ -202,13 +202,13 @@ class MonitorRunner:
     the readings. Leaving the block cancels every monitor and closes it.
     """
 
-    def __init__(self, monitors: Iterable[Monitor[Any]], snapshot: Snapshot | None = None) -> None:
+    def __init__(self, monitors: Iterable[Monitor[Any]], snapshot: ReadingsSnapshot | None = None) -> None:
         self.monitors: dict[str, Monitor[Any]] = {}
         for monitor in monitors:
             if monitor.name in self.monitors:
                 raise ValueError(f"two monitors named {monitor.name!r}")
             self.monitors[monitor.name] = monitor
-        self.snapshot = snapshot if snapshot is not None else Snapshot()
+        self.snapshot = snapshot if snapshot is not None else ReadingsSnapshot()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:

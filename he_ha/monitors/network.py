@@ -21,7 +21,7 @@ from typing import Any
 
 from he_ha.config import HostedEngineConf, NetworkTest
 from he_ha.monitors.framework import Monitor, MonitorError, require_positive
-from he_ha.monitors.offloop import CommandResult, run_command
+from he_ha.monitors.offloop import CommandOutput, run_command
 
 _TESTS = ("ping", "dns", "tcp", "none")
 
@@ -246,7 +246,7 @@ class NetworkMonitor(Monitor[NetworkStatus]):
         return None
 
 
-def _exit_reason(command: str, result: CommandResult) -> str:
+def _exit_reason(command: str, result: CommandOutput) -> str:
     """'<command> exited <rc>: <last line of its stderr, else of its stdout>'."""
     output = (result.stderr.strip() or result.stdout.strip()).splitlines()
     return f"{command} exited {result.returncode}" + (f": {output[-1]}" if output else "")

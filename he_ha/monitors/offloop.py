@@ -64,13 +64,13 @@ class OffLoop:
 
 
 @dataclass(frozen=True, slots=True)
-class CommandResult:
+class CommandOutput:
     returncode: int
     stdout: str
     stderr: str
 
 
-async def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
+async def run_command(argv: Sequence[str], timeout: float) -> CommandOutput:
     """Run a command without a shell; kill it and raise DeadlineExceeded after ``timeout`` s."""
     try:
         process = await asyncio.create_subprocess_exec(
@@ -90,4 +90,4 @@ async def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
             process.kill()
             await process.wait()
     assert process.returncode is not None
-    return CommandResult(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
+    return CommandOutput(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))

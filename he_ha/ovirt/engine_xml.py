@@ -114,7 +114,7 @@ class VolumeLookupError(Exception):
 
 
 @dataclass(frozen=True)
-class VolumeInfo:
+class PreparedVolume:
     """What VDSM's ``Image.prepare`` reports of a leaf volume, as he-ha finds it (§1.8)."""
 
     sd: str
@@ -139,7 +139,7 @@ class VolumeInfo:
 
 
 # (storage domain, image, volume) -> the volume; raises VolumeLookupError
-VolumeLookup = Callable[[str, str, str], VolumeInfo]
+VolumeLookup = Callable[[str, str, str], PreparedVolume]
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class ResolvedEngineXml:
     volume_leases: tuple[LeaseSpec, ...]  # those that are a disk's volume lease (the HE disk's)
     networks: frozenset[str]  # libvirt networks the domain names (vdsm-<net>): they must exist
     bridges: frozenset[str]  # host bridges its interfaces attach to
-    volumes: tuple[VolumeInfo, ...]  # the volume behind each rewritten disk
+    volumes: tuple[PreparedVolume, ...]  # the volume behind each rewritten disk
     changes: tuple[str, ...]  # one line per change, for the log
 
     @property
@@ -287,7 +287,7 @@ def _source_attr(source: ET.Element | None) -> tuple[str, str] | None:
     return None
 
 
-def _update_disks(root: ET.Element, lookup: VolumeLookup, changes: list[str], source: str) -> list[VolumeInfo]:
+def _update_disks(root: ET.Element, lookup: VolumeLookup, changes: list[str], source: str) -> list[PreparedVolume]:
     metadata = _disk_ids(root)
     drives = []
     for disk in root.iterfind("devices/disk"):
@@ -320,7 +320,7 @@ def _ids_from_path(path: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _rewrite_disk(disk: ET.Element, info: VolumeInfo) -> None:
+def _rewrite_disk(disk: ET.Element, info: PreparedVolume) -> None:
     """§4.3 steps 1-4."""
     if disk.get("device") != "floppy":
         disk.set("type", info.disk_type)
@@ -342,9 +342,9 @@ def _rewrite_disk(disk: ET.Element, info: VolumeInfo) -> None:
         ET.SubElement(source, "seclabel", {"type": "none", "relabel": "no", "model": "dac"})
 
 
-def _update_leases(root: ET.Element, drives: list[VolumeInfo], changes: list[str], source: str) -> set[int]:
+def _update_leases(root: ET.Element, drives: list[PreparedVolume], changes: list[str], source: str) -> set[int]:
     """§4.2 lease placeholders; returns the ids of the <lease> elements matched to a disk."""
-    by_leaf: dict[tuple[str, str], VolumeInfo] = {}
+    by_leaf: dict[tuple[str, str], PreparedVolume] = {}
     for info in drives:  # VDSM takes the first drive whose leaf is the lease's volume
         by_leaf.setdefault((info.sd, info.volume), info)
     matched = set()
@@ -521,7 +521,7 @@ def file_volume_lookup(roots: VdsmRoots, domain_type: str = "nfs", storage: str 
             listed = []
         return first + [name for name in listed if name not in (GLUSTER_DIR, BLOCK_DIR, *first)]
 
-    def lookup(sd: str, image: str, volume: str) -> VolumeInfo:
+    def lookup(sd: str, image: str, volume: str) -> PreparedVolume:
         tried = []
         for mount in mounts():
             path = parent / mount / sd / "images" / image / volume
@@ -536,8 +536,8 @@ def file_volume_lookup(roots: VdsmRoots, domain_type: str = "nfs", storage: str 
             fmt = _format_of(values, sd, image, volume, meta)
             lease = path.with_name(f"{volume}.lease")
             if lease.is_file():
-                return VolumeInfo(sd, image, volume, path, "file", fmt, lease, 0)
-            return VolumeInfo(sd, image, volume, path, "file", fmt, lease_problem=f"no lease file {lease}")
+                return PreparedVolume(sd, image, volume, path, "file", fmt, lease, 0)
+            return PreparedVolume(sd, image, volume, path, "file", fmt, lease_problem=f"no lease file {lease}")
         raise VolumeLookupError(sd, image, volume, "not found in any mounted file domain", tried)
 
     return lookup
@@ -549,7 +549,7 @@ def block_volume_lookup(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -
     ``/dev/<SD>/leases`` at (100 + slot) × the domain's ALIGNMENT (1 MiB when not recorded)."""
     version, alignment = tags.version, tags.alignment
 
-    def lookup(sd: str, image: str, volume: str) -> VolumeInfo:
+    def lookup(sd: str, image: str, volume: str) -> PreparedVolume:
         vg = roots.dev_root / sd
         path = vg / volume
         if sd != sd_uuid:
@@ -576,8 +576,8 @@ def block_volume_lookup(roots: VdsmRoots, sd_uuid: str, tags: BlockDomainTags) -
         fmt = _format_of(parse_volume_metadata(block), sd, image, volume, Path(f"{meta}@{offset}"))
         leases = vg / LEASES_LV
         if not leases.exists():
-            return VolumeInfo(sd, image, volume, path, "block", fmt, lease_problem=f"no leases LV {leases}")
-        return VolumeInfo(sd, image, volume, path, "block", fmt, leases, volume_lease_offset(slot, alignment))
+            return PreparedVolume(sd, image, volume, path, "block", fmt, lease_problem=f"no leases LV {leases}")
+        return PreparedVolume(sd, image, volume, path, "block", fmt, leases, volume_lease_offset(slot, alignment))
 
     return lookup
 

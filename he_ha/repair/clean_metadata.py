@@ -21,7 +21,7 @@ import structlog
 
 from he_ha.storage.area_io import AreaIo, all_zero
 from he_ha.storage.codec import SLOT_BYTES
-from he_ha.storage.liveness import Observation, SlotSeen, observe
+from he_ha.storage.liveness import SlotSeen, StorageWatch, observe
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +49,7 @@ class CleanTarget:
 
 @dataclass
 class CleanPlan:
-    observation: Observation
+    observation: StorageWatch
     targets: list[CleanTarget] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)  # overridden by --force-cleanup
     notes: list[str] = field(default_factory=list)
@@ -90,12 +90,12 @@ async def plan_clean(
     return plan
 
 
-def _target(seen: Observation, slot: SlotSeen) -> CleanTarget:
+def _target(seen: StorageWatch, slot: SlotSeen) -> CleanTarget:
     hostname = slot.hostname or (seen.leases[slot.index].host_name if slot.index in seen.leases else None)
     return CleanTarget(slot.index, hostname, slot.last_ts, slot.problem, slot.last_bytes)
 
 
-def _refusals(seen: Observation, index: int, own_host_id: int | None, local_daemon: str | None) -> list[str]:
+def _refusals(seen: StorageWatch, index: int, own_host_id: int | None, local_daemon: str | None) -> list[str]:
     if index == 0:
         slot = seen.slots[0]
         return (

@@ -22,7 +22,7 @@ from pathlib import Path
 from he_ha.storage.area_io import AreaIo
 from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, MIB, Lockspace, alignment_for
 from he_ha.storage.leases import LeaseClient
-from he_ha.storage.liveness import LeaseState, Observation, observe
+from he_ha.storage.liveness import LeaseState, StorageWatch, observe
 from he_ha.storage.provision import ProvisionError, verify_lockspace
 from he_ha.storage.sanlock_records import LockspaceGeometry, find_geometry, parse_delta_lease
 
@@ -32,7 +32,7 @@ ACTIVE_AGENT = "Lockfile reset cannot be performed with an active agent."
 
 @dataclass
 class ReinitPlan:
-    observation: Observation
+    observation: StorageWatch
     lockspace: Lockspace  # what will be written
     source: str  # where its geometry comes from
     maintenance: list[str] = field(default_factory=list)  # evidence: not in global maintenance
@@ -120,7 +120,7 @@ async def _target(
     ), source
 
 
-def _maintenance_evidence(seen: Observation, metadata: Path) -> list[str]:
+def _maintenance_evidence(seen: StorageWatch, metadata: Path) -> list[str]:
     slot = seen.slots.get(0)
     if seen.global_block is not None and seen.global_block.maintenance:
         return []
@@ -133,7 +133,7 @@ def _maintenance_evidence(seen: Observation, metadata: Path) -> list[str]:
     return [f"the global block (slot 0) of {metadata} says maintenance=0"]
 
 
-def _vm_lease_evidence(seen: Observation) -> list[str]:
+def _vm_lease_evidence(seen: StorageWatch) -> list[str]:
     lease = seen.vm_lease
     if lease is None or not lease.held or lease.owner_id is None:
         return []

@@ -27,7 +27,7 @@ from he_ha.monitors.memory import MemoryStatus
 from he_ha.monitors.network import NetworkStatus
 from he_ha.monitors.storage import StorageStatus
 from he_ha.storage.codec import SLOT_COUNT, GlobalBlock, HostSlot
-from he_ha.storage.codec import WhiteboardView as RawView
+from he_ha.storage.codec import DecodedBoard as RawView
 from he_ha.storage.lease_errors import LeaseError
 from he_ha.storage.lease_layout import Lockspace, VmLease
 from he_ha.storage.lease_model import (
@@ -44,9 +44,9 @@ from he_ha.supervisor.lease_holder import QUERY_TIMEOUT, LeaseContext, LeaseHold
 from he_ha.vm import (
     DomainId,
     DomainSpec,
-    LeaseNotHeld,
     LeaseToken,
     StartResult,
+    StartWithoutLease,
     StopResult,
     VmError,
     VmState,
@@ -232,7 +232,7 @@ class SimLibvirt:
         if host.vm is not None:
             return StartResult(StartOutcome.ALREADY_RUNNING, _RUNNING)
         if not lease.is_held():
-            raise LeaseNotHeld("the lease token says the VM lease is not held")
+            raise StartWithoutLease("the lease token says the VM lease is not held")
         refused = world.launch(host)
         if refused is not None:
             raise SimLaunchRefused(refused[0], lock=refused[1])

@@ -163,7 +163,7 @@ class SimHost:
         return self.vm.health(t, slow) if self.vm is not None else EXIT_HEALTH[self.vm_exit]
 
 
-class VmLease:
+class SimLease:
     """The engine VM's sanlock resource lease."""
 
     __slots__ = ("generation", "owner")

@@ -43,7 +43,7 @@ PRIORITIES = (0, 0, 1, 2, 5, -1)  # drawn per host in the schedules with priorit
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ScheduleOutcome:
     seed: int
     hosts: int
     faults_end: float
@@ -124,7 +124,7 @@ def _fault(kind: str, at: float, end: float, host: int) -> list[Event]:
     return [Event(at, "global-maintenance", None, True), Event(end, "global-maintenance", None, False)]
 
 
-def run_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> Outcome:
+def run_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> ScheduleOutcome:
     """Run one schedule; SafetyViolation (with the seed and schedule) propagates.
 
     Recovery is the start of the healthy period that lasts through the tail (a stop decided
@@ -142,14 +142,14 @@ def run_schedule(seed: int, timing: TimingConfig, sim: SimParams) -> Outcome:
             while not world.engine_ok[-1][1] and world.t < deadline:
                 world.run_until(min(world.t + timing.loop_delay, deadline))
             if not world.engine_ok[-1][1]:
-                return Outcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
+                return ScheduleOutcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
             healthy_since = world.engine_ok[-1][0]
             world.run_until(world.t + TAIL)
             if world.engine_ok[-1] == (healthy_since, True):
                 recovery = max(0.0, healthy_since - faults_end)
-                return Outcome(seed, len(scenario.hosts), faults_end, recovery, bound, True, world.steps)
+                return ScheduleOutcome(seed, len(scenario.hosts), faults_end, recovery, bound, True, world.steps)
             if world.t >= deadline:
-                return Outcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
+                return ScheduleOutcome(seed, len(scenario.hosts), faults_end, None, bound, False, world.steps)
     finally:
         world.close()  # its supervisors' tasks end with it
 

@@ -8,7 +8,7 @@ import yaml
 
 from he_ha.fsm.rules import RULES
 from he_ha.fsm.states import StateName
-from he_ha.sim.model import SimHost, VmLease
+from he_ha.sim.model import SimHost, SimLease
 from he_ha.sim.scenario import Scenario
 
 
@@ -25,7 +25,7 @@ class SafetyViolation(AssertionError):
         super().__init__(f"t={t:.1f}: {message}{where}\n--- schedule ---\n{schedule}--- last log lines ---\n{tail}")
 
 
-def check_world(hosts: Iterable[SimHost], lease: VmLease) -> str | None:
+def check_world(hosts: Iterable[SimHost], lease: SimLease) -> str | None:
     """Invariant 1 and "never two engines": return what is wrong, or None.
 
     A VM the administrator started outside he-ha without its lease (``SimVm.unleased``) is not

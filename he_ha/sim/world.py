@@ -33,7 +33,7 @@ from he_ha.fsm import (
 from he_ha.fsm.actions import VM_ACTIONS
 from he_ha.fsm.states import StateName
 from he_ha.sim.hostenv import MIGRATE_URI, host_env, storage_io
-from he_ha.sim.model import SimHost, SimVm, VmLease
+from he_ha.sim.model import SimHost, SimLease, SimVm
 from he_ha.sim.safety import SafetyViolation, check_transition, check_world
 from he_ha.sim.scenario import Event, Scenario
 from he_ha.sim.vloop import VirtualLoop
@@ -112,7 +112,7 @@ class World:
         self.seed = seed
         self.hosts = {spec.id: SimHost(spec) for spec in scenario.hosts}
         self.order = [self.hosts[i] for i in sorted(self.hosts)]
-        self.lease = VmLease()
+        self.lease = SimLease()
         self.slots: dict[int, HostSlot] = {}
         self.global_maintenance = False
         self.engine_slow = False  # the engine answers but is not ready (engine-slow .. engine-ready)

@@ -32,7 +32,7 @@ from he_ha.storage.whiteboard_errors import (
     MetadataTooNew,
     MetadataTooOld,
     SlotError,
-    WrongHostId,
+    SlotOfAnotherHost,
 )
 
 SLOT_BYTES = 4096
@@ -91,7 +91,7 @@ class GlobalBlock:
 
 
 @dataclass(frozen=True, slots=True)
-class WhiteboardView:
+class DecodedBoard:
     """A decoded whiteboard: every usable slot and, separately, every unusable one."""
 
     global_block: GlobalBlock | None  # None: slot 0 empty (or unusable, see global_error)
@@ -194,7 +194,7 @@ def decode_host_slot(host_id: int, slot: bytes) -> HostSlot | None:
         raise MetadataTooOld(host_id, f"metadata feature version {fields[1]} is older than {FEATURE_VERSION}")
     written_id = _int_field(host_id, fields, 3, "host id")
     if written_id != host_id:
-        raise WrongHostId(host_id, written_id)
+        raise SlotOfAnotherHost(host_id, written_id)
     full = len(fields) >= HEADER_FIELDS
     numbers = _INT_FIELDS if full else _INT_FIELDS[:4]
     try:  # one try for all of them: this runs for every slot of every read
@@ -316,8 +316,8 @@ def decode_global_block(slot: bytes) -> GlobalBlock | None:
 
 
 def decode_whiteboard(
-    data: bytes | bytearray | mmap.mmap, length: int | None = None, previous: WhiteboardView | None = None
-) -> WhiteboardView:
+    data: bytes | bytearray | mmap.mmap, length: int | None = None, previous: DecodedBoard | None = None
+) -> DecodedBoard:
     """Decode slots 0..2000 from ``data[:length]`` (an mmap is not copied as a whole).
 
     A short buffer is fine: missing bytes read as zero, as in the original's short read.
@@ -364,7 +364,7 @@ def decode_whiteboard(
             else:
                 errors[index] = exc
                 fingerprints[index] = f"{zlib.crc32(chunk):08x}"
-    return WhiteboardView(
+    return DecodedBoard(
         global_block=global_block,
         global_error=global_error,
         hosts=hosts,
@@ -375,7 +375,7 @@ def decode_whiteboard(
 
 
 def _reuse(
-    previous: WhiteboardView,
+    previous: DecodedBoard,
     index: int,
     hosts: dict[int, HostSlot],
     errors: dict[int, SlotError],

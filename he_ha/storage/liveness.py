@@ -89,7 +89,7 @@ class VmLeaseSeen:
 
 
 @dataclass(frozen=True)
-class Observation:
+class StorageWatch:
     seconds: float  # how long storage was watched
     lockspace_path: Path
     geometry: LockspaceGeometry | None
@@ -225,7 +225,7 @@ async def observe(
     poll: float | None = None,
     announce: Callable[[float], None] | None = None,
     fallback_io_timeout: int | None = None,
-) -> Observation:
+) -> StorageWatch:
     """Watch the lockspace, the metadata and the VM lease for ``window`` seconds (default
     3 x the largest io timeout in the lockspace). ``interest``: host ids whose liveness matters; the
     watch ends early once all of them were seen alive (None: every host id).
@@ -250,7 +250,7 @@ async def observe(
             break
     seconds = time.monotonic() - start
     view = decode_whiteboard(last.metadata)
-    return Observation(
+    return StorageWatch(
         seconds=seconds,
         lockspace_path=lockspace,
         geometry=observer.geometry,

@@ -5,7 +5,7 @@ host's slot (``publish``, ``clear_own_slot``) and, only through the explicitly n
 ``admin_write_global``, slot 0; there is no way to address another host's slot.
 
 Every call runs on a dedicated daemon thread (one ``he_ha.offloop.Lane`` for reads, one for
-writes) under a deadline. A missed deadline raises ``StorageTimeout`` while the thread may
+writes) under a deadline. A missed deadline raises ``WhiteboardTimeout`` while the thread may
 stay blocked in the kernel; until it returns, further calls of that kind fail at once with
 ``StorageStalled`` instead of piling up more stuck threads. Each call's outcome is kept in
 ``last_read`` / ``last_write`` for the storage monitor.
@@ -31,15 +31,15 @@ from he_ha.storage.codec import (
     SLOT_BYTES,
     SLOT_COUNT,
     WHITEBOARD_BYTES,
+    DecodedBoard,
     GlobalBlock,
     HostSlot,
-    WhiteboardView,
     decode_whiteboard,
     encode_global_block,
     encode_host_slot,
 )
 from he_ha.storage.direct_io import read_direct, write_direct
-from he_ha.storage.whiteboard_errors import EncodeError, StorageStalled, StorageTimeout, WhiteboardError
+from he_ha.storage.whiteboard_errors import EncodeError, StorageStalled, WhiteboardError, WhiteboardTimeout
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,7 @@ class Whiteboard:
         self._lanes: dict[Op, Lane] = {op: Lane(f"whiteboard-{op}-{own_host_id}") for op in ("read", "write")}
         self._closed = False
         self._read_buffer: mmap.mmap | None = None  # page-aligned, reused: only the read lane touches it
-        self._last_view: WhiteboardView | None = None  # unchanged slots are not decoded again
+        self._last_view: DecodedBoard | None = None  # unchanged slots are not decoded again
         self.last_read: IoStats | None = None
         self.last_write: IoStats | None = None
         self.bytes_read = 0  # by every read so far (the bench's bytes per tick)
@@ -108,7 +108,7 @@ class Whiteboard:
         stuck = [since for lane in self._lanes.values() if (since := lane.busy_for()) is not None]
         return max(stuck, default=None)
 
-    async def read_all(self, slots: int = SLOT_COUNT) -> WhiteboardView:
+    async def read_all(self, slots: int = SLOT_COUNT) -> DecodedBoard:
         """Read slots 0..2000 with O_DIRECT (a short volume reads as zero) and decode them.
 
         ``slots`` < 2001 reads and decodes only slots 0..slots-1 (``scanned_slots`` of the
@@ -157,7 +157,7 @@ class Whiteboard:
         offset = 0 if global_block else self._own * SLOT_BYTES
         await self._call("write", write_direct, self._path, offset, data)
 
-    def _read_and_decode(self, slots: int) -> WhiteboardView:
+    def _read_and_decode(self, slots: int) -> DecodedBoard:
         """Runs on the read lane's thread (decoding 2000 slots is CPU work, keep it off the loop)."""
         if self._read_buffer is None:
             self._read_buffer = mmap.mmap(-1, WHITEBOARD_BYTES)
@@ -188,7 +188,7 @@ class Whiteboard:
         try:
             return await self._lanes[op].run(op, partial(call, *args), timeout)
         except CallTimeout:
-            raise StorageTimeout(self._path, op, f"no answer within {timeout:g} s") from None
+            raise WhiteboardTimeout(self._path, op, f"no answer within {timeout:g} s") from None
         except LaneStuck as exc:
             started = exc.oldest.age
             raise StorageStalled(

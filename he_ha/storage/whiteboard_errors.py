@@ -6,10 +6,10 @@ WhiteboardError
 │   ├── MalformedSlot    wrong length, too few fields, no version digits, leftover data
 │   ├── MetadataTooNew   parse version above 1: written by a newer agent
 │   ├── MetadataTooOld   feature version below 1
-│   └── WrongHostId      the header names another host than the slot it sits in
+│   └── SlotOfAnotherHost      the header names another host than the slot it sits in
 ├── EncodeError          refusing to produce bytes (too long, '|' in a field, bad value)
 └── StorageError         an O_DIRECT read or write failed
-    ├── StorageTimeout   the call missed its deadline (the thread may still be stuck)
+    ├── WhiteboardTimeout   the call missed its deadline (the thread may still be stuck)
     └── StorageStalled   refused at once: an earlier call of that kind is still stuck
 """
 
@@ -46,7 +46,7 @@ class MetadataTooOld(SlotError):
     """Written by an agent older than the oldest metadata version we understand (1)."""
 
 
-class WrongHostId(SlotError):
+class SlotOfAnotherHost(SlotError):
     """A valid header whose host-id field differs from the slot it was found in."""
 
     def __init__(self, slot: int, written_id: int) -> None:
@@ -68,7 +68,7 @@ class StorageError(WhiteboardError):
         super().__init__(f"whiteboard {op} of {path}: {problem}")
 
 
-class StorageTimeout(StorageError):
+class WhiteboardTimeout(StorageError):
     """The call did not finish before its deadline; its thread may still be blocked."""
 
 

@@ -27,7 +27,7 @@ from he_ha.admin.contract import (
 from he_ha.config import ConfigError
 from he_ha.fsm import ActionResult, Outcome
 from he_ha.maintenance import MaintenanceFileError, apply_local_flags, plan
-from he_ha.monitors import Snapshot
+from he_ha.monitors import ReadingsSnapshot
 from he_ha.notify import Notifier
 from he_ha.storage.codec import GlobalBlock
 from he_ha.storage.whiteboard import Whiteboard
@@ -83,7 +83,7 @@ class ControllerParts:
     vm: VmController
     watch: VmWatch
     connection: LibvirtConnection
-    snapshot: Snapshot
+    snapshot: ReadingsSnapshot
     notifier: Notifier | None
     ticker: Ticker
     ha_conf: Path

@@ -17,8 +17,8 @@ import structlog
 
 from he_ha.durations import DurationHistogram
 from he_ha.fsm import DecisionRecord, FsmState, Observation, Publish, step, stop
+from he_ha.storage.codec import DecodedBoard as RawView
 from he_ha.storage.codec import HostSlot
-from he_ha.storage.codec import WhiteboardView as RawView
 from he_ha.storage.lease_errors import LeaseError
 from he_ha.storage.lease_model import LockspaceState
 from he_ha.storage.whiteboard_errors import WhiteboardError

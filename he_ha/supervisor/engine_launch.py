@@ -52,9 +52,9 @@ from he_ha.ovirt.engine_xml import (
     OVIRT_VM_NS,
     EngineXmlError,
     HostFacts,
+    PreparedVolume,
     ResolveContext,
     ResolvedEngineXml,
-    VolumeInfo,
     VolumeLookup,
     VolumeLookupError,
     block_volume_lookup,
@@ -118,7 +118,7 @@ def volume_lookup(conf: HostedEngineConf, roots: VdsmRoots) -> VolumeLookup:
     except DomainMetaError as exc:
         reason = f"a block domain's volumes are found by their LVM tags, which cannot be read: {exc}"
 
-        def unreadable(sd_: str, image: str, volume: str) -> VolumeInfo:
+        def unreadable(sd_: str, image: str, volume: str) -> PreparedVolume:
             raise VolumeLookupError(sd_, image, volume, reason)
 
         return unreadable

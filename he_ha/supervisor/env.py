@@ -23,7 +23,7 @@ from he_ha.fsm import DecisionRecord, FsmState, Observation
 from he_ha.maintenance import read_local_flags
 from he_ha.monitors import Reading
 from he_ha.storage.codec import SLOT_COUNT, HostSlot
-from he_ha.storage.codec import WhiteboardView as RawView
+from he_ha.storage.codec import DecodedBoard as RawView
 from he_ha.storage.lease_layout import Lockspace, VmLease
 from he_ha.storage.lease_model import HostInfo, JoinOutcome, LeaseOwner, LockspaceState
 from he_ha.supervisor.lease_holder import LeaseHolder

@@ -58,9 +58,9 @@ from he_ha.vm import (
     DomainId,
     DomainSpec,
     DomainXmlError,
-    LeaseNotHeld,
     LibvirtCallError,
     MigrationUnsupported,
+    StartWithoutLease,
     VmError,
     VmStatus,
 )
@@ -411,7 +411,7 @@ class ActionExecutor:
         try:
             launch = self._holder.prepare(spec)
             started = await self._vm.start(launch, self._holder, paused=paused)
-        except LeaseNotHeld as exc:
+        except StartWithoutLease as exc:
             return ActionResult(0, Outcome.FAILED, str(exc))
         except LibvirtCallError as exc:
             if self._holder.held_by_qemu and _is_lock_failure(exc):

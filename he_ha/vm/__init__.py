@@ -41,10 +41,10 @@ from he_ha.vm.errors import (
     HypervisorError,
     HypervisorTimeout,
     HypervisorUnreachable,
-    LeaseNotHeld,
     LibvirtCallError,
     MigrationUnsupported,
     StartPausedUnsupported,
+    StartWithoutLease,
     VmError,
 )
 from he_ha.vm.events import EventKind, LifecycleEvent, UpdateCause, VmUpdate, VmWatch, classify
@@ -76,7 +76,6 @@ __all__ = [
     "HypervisorHealth",
     "HypervisorTimeout",
     "HypervisorUnreachable",
-    "LeaseNotHeld",
     "LeaseSpec",
     "LeaseToken",
     "LibvirtCallError",
@@ -89,6 +88,7 @@ __all__ = [
     "StartOutcome",
     "StartPausedUnsupported",
     "StartResult",
+    "StartWithoutLease",
     "StopOutcome",
     "StopResult",
     "UpdateCause",

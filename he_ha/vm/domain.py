@@ -33,10 +33,10 @@ from he_ha.vm.errors import (
     DomainNotFound,
     HypervisorError,
     HypervisorTimeout,
-    LeaseNotHeld,
     LibvirtCallError,
     MigrationUnsupported,
     StartPausedUnsupported,
+    StartWithoutLease,
 )
 from he_ha.vm.state import VmState, state_from_libvirt
 
@@ -164,7 +164,7 @@ class VmController:
 
         Idempotent: a running or paused domain gives ALREADY_RUNNING (a paused VM is left
         for the caller to resume or destroy: killing a live QEMU is a decision, not a
-        clean-up). A shut off or crashed definition is removed first. Raises LeaseNotHeld
+        clean-up). A shut off or crashed definition is removed first. Raises StartWithoutLease
         before touching libvirt if ``lease.is_held()`` is false, DomainConflict if another
         domain owns the name or UUID, StartPausedUnsupported if the driver cannot start
         paused, HypervisorError / LibvirtCallError otherwise. After a HypervisorTimeout
@@ -198,7 +198,7 @@ class VmController:
     @staticmethod
     def _require_lease(lease: LeaseToken) -> None:
         if not lease.is_held():
-            raise LeaseNotHeld("refusing to start the engine VM: this host does not hold the VM lease")
+            raise StartWithoutLease("refusing to start the engine VM: this host does not hold the VM lease")
 
     def _inspect_and_clean(self, conn: libvirt.virConnect, spec: DomainSpec) -> _Inspection:
         self._check_name_conflict(conn, spec)

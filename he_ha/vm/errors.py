@@ -58,7 +58,7 @@ class EventLoopConflict(VmError):
     """libvirtaio (or another event implementation) was registered before ours."""
 
 
-class LeaseNotHeld(VmError):
+class StartWithoutLease(VmError):
     """Refused to launch the VM: the caller's lease token says the VM lease is not held."""
 
 

@@ -24,7 +24,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from he_ha.devcluster.deployed import BLANK, Deployment, HostView
+from he_ha.devcluster.deployed import BLANK, DeployedHostView, Deployment
 from he_ha.ovirt.engine_xml import HOOK_CHANNEL
 from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
 from he_ha.storage.lease_layout import MIB, Lockspace, VmLease
@@ -33,13 +33,13 @@ from he_ha.storage.leases import LeaseClient
 ENGINE_LEASE_IO_TIMEOUT = 1  # VDSM's is 10; see the module doc
 
 
-def engine_lease_paths(view: HostView) -> tuple[Path, Path]:
+def engine_lease_paths(view: DeployedHostView) -> tuple[Path, Path]:
     """(``<SD>/dom_md/ids``, ``<SD>/images/<IMG>/<VOL>.lease``) of the HE disk, as ``view`` sees them."""
     disk = view.deployment.disk("vm")
     return view.domain_dir / "dom_md" / "ids", view.volume("vm").with_name(f"{disk.volume}.lease")
 
 
-def engine_lease_areas(view: HostView, io_timeout: int = ENGINE_LEASE_IO_TIMEOUT) -> tuple[Lockspace, VmLease]:
+def engine_lease_areas(view: DeployedHostView, io_timeout: int = ENGINE_LEASE_IO_TIMEOUT) -> tuple[Lockspace, VmLease]:
     """The lockspace ``<SD>`` and the HE disk's lease ``<VOL>`` as he-ha computes them from the lease path."""
     d, disk = view.deployment, view.deployment.disk("vm")
     _, lease = engine_lease_paths(view)
@@ -49,7 +49,7 @@ def engine_lease_areas(view: HostView, io_timeout: int = ENGINE_LEASE_IO_TIMEOUT
     )
 
 
-def write_engine_lease(view: HostView, run_dir: Path, io_timeout: int = ENGINE_LEASE_IO_TIMEOUT) -> None:
+def write_engine_lease(view: DeployedHostView, run_dir: Path, io_timeout: int = ENGINE_LEASE_IO_TIMEOUT) -> None:
     """Format the domain's ids (lockspace ``<SD>``) and the HE disk's volume lease through the
     sanlock daemon of ``run_dir``. Blocking."""
     lockspace, lease = engine_lease_areas(view, io_timeout)

@@ -34,7 +34,7 @@ from types import TracebackType
 import libvirt
 
 from he_ha.config import load_hosted_engine_conf
-from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, Supervisor
+from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, SupervisorProcess
 from he_ha.devcluster.deployed import HeDisk, add_ovf_stores, update_ovf_store
 from he_ha.devcluster.realvm.domain import (
     CHANNEL_DIR,
@@ -171,7 +171,7 @@ class RealVmCluster:
             self.hosts[0].view, self.ovf_stores[store], self.engine_ovf(memory_mib=memory_mib), epoch
         )
 
-    def start_supervisor(self, host: Host, *extra: str) -> Supervisor:
+    def start_supervisor(self, host: Host, *extra: str) -> SupervisorProcess:
         host_root = ("--host-root", str(host.root)) if self._host_root else ()
         return host.start_supervisor(*SUPERVISOR_ARGS, "--migrate-uri", self.migrate_uri, *host_root, *extra)
 

@@ -22,8 +22,8 @@ from he_ha.devcluster.deployed import (
     BLANK,
     GIB,
     MIB,
+    DeployedHostView,
     Deployment,
-    HostView,
     add_ovf_stores,
     deployed_host,
     java_date,
@@ -97,12 +97,12 @@ DISKS = {  # role: (DISKTYPE, alias, description) as deploy creates them (§1.6)
 
 
 @pytest.fixture
-def nfs(tmp_path: Path) -> tuple[HostView, Path]:
+def nfs(tmp_path: Path) -> tuple[DeployedHostView, Path]:
     """Host 1 of an NFS deployment under ``tmp_path``: (its view, its hosted-engine.conf)."""
     return deployed_host(tmp_path, Deployment.new())
 
 
-def block(root: Path, **options: bool) -> tuple[HostView, Path]:
+def block(root: Path, **options: bool) -> tuple[DeployedHostView, Path]:
     return deployed_host(root, Deployment.new(domain_type="iscsi"), **options)
 
 
@@ -112,7 +112,7 @@ def found(conf: Path, mount_root: Path) -> dict[str, dict[str, str]]:
     return dict(json.loads(result.stdout))
 
 
-def expect(view: HostView, conf: Path, mount_root: Path, paths: dict[str, Path], rule: str) -> None:
+def expect(view: DeployedHostView, conf: Path, mount_root: Path, paths: dict[str, Path], rule: str) -> None:
     """``he-ha storage-paths`` prints exactly these paths with this rule, and each is the volume."""
     assert found(conf, mount_root) == {role: {"path": str(paths[role]), "rule": rule} for role in ROLES}
     for role in ROLES:
@@ -122,7 +122,7 @@ def expect(view: HostView, conf: Path, mount_root: Path, paths: dict[str, Path],
 # --- hosted-engine.conf --------------------------------------------------------------------------
 
 
-def test_hosted_engine_conf_has_the_deploy_templates_keys_only(nfs: tuple[HostView, Path]) -> None:
+def test_hosted_engine_conf_has_the_deploy_templates_keys_only(nfs: tuple[DeployedHostView, Path]) -> None:
     view, conf = nfs
     d = view.deployment
     values = parse_flat_file(conf)
@@ -145,14 +145,14 @@ def test_hosted_engine_conf_has_the_deploy_templates_keys_only(nfs: tuple[HostVi
 # --- he-ha storage-paths on a file domain ----------------------------------------------------------
 
 
-def test_storage_paths_finds_every_volume_by_its_run_link(nfs: tuple[HostView, Path]) -> None:
+def test_storage_paths_finds_every_volume_by_its_run_link(nfs: tuple[DeployedHostView, Path]) -> None:
     view, conf = nfs
     expect(view, conf, view.mount_root, {role: view.run_link(role) for role in ROLES}, RUN_LINK)
     image_dir = view.run_link("metadata").parent
     assert image_dir.is_symlink() and image_dir.readlink() == view.domain_dir / "images" / image_dir.name
 
 
-def test_without_run_links_the_mount_of_the_storage_connection_finds_them(nfs: tuple[HostView, Path]) -> None:
+def test_without_run_links_the_mount_of_the_storage_connection_finds_them(nfs: tuple[DeployedHostView, Path]) -> None:
     view, conf = nfs
     shutil.rmtree(view.run_root)  # /run after a reboot: nothing prepared the images again
     mount = view.mount_root / "nfs.example.com:_exports_he"
@@ -168,7 +168,7 @@ def test_without_run_links_the_mount_of_the_storage_connection_finds_them(nfs: t
     assert view.volume("conf") == mount / d.sd_uuid / "images" / d.disk("conf").image / d.disk("conf").volume
 
 
-def test_a_mount_under_another_spelling_is_found_by_listing_the_mount_root(nfs: tuple[HostView, Path]) -> None:
+def test_a_mount_under_another_spelling_is_found_by_listing_the_mount_root(nfs: tuple[DeployedHostView, Path]) -> None:
     view, conf = nfs
     shutil.rmtree(view.run_root)
     other = view.mount_root / "192.0.2.5:_exports_he"  # the same export, mounted by address
@@ -180,7 +180,7 @@ def test_a_mount_under_another_spelling_is_found_by_listing_the_mount_root(nfs: 
     }
 
 
-def test_a_missing_volume_names_the_key_the_uuids_and_every_path_tried(nfs: tuple[HostView, Path]) -> None:
+def test_a_missing_volume_names_the_key_the_uuids_and_every_path_tried(nfs: tuple[DeployedHostView, Path]) -> None:
     view, conf = nfs
     volume = view.volume("conf")
     volume.unlink()  # the run link now dangles: it counts as not there
@@ -193,7 +193,7 @@ def test_a_missing_volume_names_the_key_the_uuids_and_every_path_tried(nfs: tupl
     assert tried == [str(view.run_link("conf")), str(volume)]
 
 
-def test_the_brokers_compatibility_links(nfs: tuple[HostView, Path]) -> None:
+def test_the_brokers_compatibility_links(nfs: tuple[DeployedHostView, Path]) -> None:
     view, _ = nfs
     directory = view.ha_agent_links()
     assert directory == view.domain_dir / "ha_agent"
@@ -206,7 +206,7 @@ def test_the_brokers_compatibility_links(nfs: tuple[HostView, Path]) -> None:
 # --- the file domain's contents -------------------------------------------------------------------
 
 
-def test_domain_metadata_is_sealed_by_the_spec_rule(nfs: tuple[HostView, Path]) -> None:
+def test_domain_metadata_is_sealed_by_the_spec_rule(nfs: tuple[DeployedHostView, Path]) -> None:
     view, _ = nfs
     text = (view.domain_dir / "dom_md/metadata").read_text()
     lines = text.splitlines()
@@ -242,7 +242,7 @@ def test_domain_metadata_is_sealed_by_the_spec_rule(nfs: tuple[HostView, Path]) 
     assert metadata_checksum(["DESCRIPTION=h\u00e9"]) == hashlib.sha1(b"DESCRIPTION=h&#233;").hexdigest()
 
 
-def test_special_files_and_volumes(nfs: tuple[HostView, Path]) -> None:
+def test_special_files_and_volumes(nfs: tuple[DeployedHostView, Path]) -> None:
     view, _ = nfs
     dom_md = view.domain_dir / "dom_md"
     sizes = {name: (dom_md / name).stat().st_size for name in ("ids", "leases", "xleases", "inbox", "outbox")}
@@ -271,7 +271,7 @@ def meta_values(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines[:-1])
 
 
-def test_volume_meta_files(nfs: tuple[HostView, Path]) -> None:
+def test_volume_meta_files(nfs: tuple[DeployedHostView, Path]) -> None:
     view, _ = nfs
     d = view.deployment
     for disk in d.disks:
@@ -296,7 +296,7 @@ def test_volume_meta_files(nfs: tuple[HostView, Path]) -> None:
         }
 
 
-def test_the_configuration_archive_as_deploy_writes_it(nfs: tuple[HostView, Path]) -> None:
+def test_the_configuration_archive_as_deploy_writes_it(nfs: tuple[DeployedHostView, Path]) -> None:
     view, conf = nfs
     volume = view.volume("conf")
     data = volume.read_bytes()
@@ -429,7 +429,9 @@ def test_block_domain_contents(tmp_path: Path) -> None:
 # --- OVF_STORE (§1.12 step 7) ----------------------------------------------------------------------
 
 
-def test_the_optional_ovf_store_pair_is_found_and_read_as_the_engine_left_it(nfs: tuple[HostView, Path]) -> None:
+def test_the_optional_ovf_store_pair_is_found_and_read_as_the_engine_left_it(
+    nfs: tuple[DeployedHostView, Path],
+) -> None:
     view, _ = nfs
     assert find_file_stores(view.domain_dir).stores == ()  # as deploy leaves it: none
     first, second = add_ovf_stores(view)

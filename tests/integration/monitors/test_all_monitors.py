@@ -21,7 +21,7 @@ import pytest
 from he_ha.monitors.bridge import BridgeMonitor
 from he_ha.monitors.cpu import CpuMonitor
 from he_ha.monitors.engine_health import EngineHealthMonitor
-from he_ha.monitors.framework import Monitor, MonitorRunner, Snapshot
+from he_ha.monitors.framework import Monitor, MonitorRunner, ReadingsSnapshot
 from he_ha.monitors.libvirt_domain import LibvirtDomain
 from he_ha.monitors.memory import MemoryMonitor
 from he_ha.monitors.network import NetworkMonitor
@@ -90,7 +90,7 @@ async def test_all_monitors_with_hung_probes_never_block_the_loop(
         EngineHealthMonitor(domain, url=health_page.url, interval=0.5, page_timeout=2.0),
         StorageMonitor(stuck_read, interval=1.0, timeout=1.0),
     ]
-    snapshot = Snapshot()
+    snapshot = ReadingsSnapshot()
     async with MonitorRunner(monitors, snapshot):
         wall_lag, own_lag = await measure_lag(RUN_SECONDS)
     storage_worker.close()

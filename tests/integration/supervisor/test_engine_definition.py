@@ -24,7 +24,7 @@ import libvirt
 import pytest
 
 from he_ha.devcluster.cluster import ENGINE_UUID, Cluster, Host, state_of
-from he_ha.devcluster.deployed import HostView
+from he_ha.devcluster.deployed import DeployedHostView
 from he_ha.ovirt.ovf import convert_ovf
 from he_ha.ovirt.vm_definition import HEADER_FIRST, body_lines
 from tests.integration.ovirt_store.engine_store import FileDomain
@@ -64,7 +64,7 @@ def engine_ovf(cluster: Cluster, memory_mib: int) -> bytes:
 def store_in(cluster: Cluster) -> FileDomain:
     """The cluster's storage domain as engine_store.py writes into it (same NFS mount name)."""
     domain = FileDomain(cluster.vdsm_root, ENGINE_UUID, sd=cluster.deployment.sd_uuid)
-    assert domain.domain_dir == HostView(cluster.vdsm_root, cluster.deployment).domain_dir
+    assert domain.domain_dir == DeployedHostView(cluster.vdsm_root, cluster.deployment).domain_dir
     return domain
 
 
@@ -138,7 +138,7 @@ def test_the_engine_definition_comes_from_ovf_store_and_starts_resolved(
         "/rhev/data-center/00",
     ):
         assert placeholder not in text, placeholder
-    vm_disk = HostView(cluster.vdsm_root, cluster.deployment).volume("vm")
+    vm_disk = DeployedHostView(cluster.vdsm_root, cluster.deployment).volume("vm")
     (disk,) = [d for d in xml.iterfind("devices/disk") if d.get("device") == "disk"]
     assert must_find(disk, "source").get("file") == str(vm_disk) and must_find(disk, "driver").get("type") == "raw"
     assert must_find(xml, "sysinfo/system/entry[@name='serial']").text == HOST_UUID

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller as SmtpController
 
-from he_ha.devcluster.cluster import Cluster, Supervisor, state_of
+from he_ha.devcluster.cluster import Cluster, SupervisorProcess, state_of
 from tests.integration.supervisor.test_lifecycle import Mailbox, free_port
 
 pytestmark = pytest.mark.root
@@ -27,7 +27,7 @@ BROKER_CONF = (
 TEMPLATE = "From: {source-email}\nTo: {destination-emails}\nSubject: {type} {detail} at {time} {foo}\n\nbody\n"
 
 
-def log_events(supervisor: Supervisor) -> list[dict[str, Any]]:
+def log_events(supervisor: SupervisorProcess) -> list[dict[str, Any]]:
     events = []
     for line in supervisor.log_path.read_text(errors="replace").splitlines():
         try:

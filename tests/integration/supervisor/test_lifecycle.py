@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller as SmtpController
 from aiosmtpd.smtp import Envelope
 
-from he_ha.devcluster.cluster import Cluster, Host, Supervisor, actions_of, causes_of, rule_of, state_of
+from he_ha.devcluster.cluster import Cluster, Host, SupervisorProcess, actions_of, causes_of, rule_of, state_of
 from tests.integration.supervisor.leases import owners, try_acquire, wait_until_acquirable
 
 pytestmark = pytest.mark.root
@@ -55,7 +55,9 @@ def test_alone_it_joins_publishes_and_starts_the_vm_and_the_worker_lease_dies_wi
         smtp.stop()
 
 
-def _check_start_and_worker_lease(cluster: Cluster, host: Host, supervisor: Supervisor, mailbox: Mailbox) -> None:
+def _check_start_and_worker_lease(
+    cluster: Cluster, host: Host, supervisor: SupervisorProcess, mailbox: Mailbox
+) -> None:
 
     host.wait_for_decision(lambda e: state_of(e) == "EngineUp")
     decisions = host.decisions()

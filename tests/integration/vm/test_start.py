@@ -9,11 +9,11 @@ import pytest
 
 from he_ha.vm import (
     DomainConflict,
-    LeaseNotHeld,
     LeaseSpec,
     LibvirtConnection,
     StartOutcome,
     StartPausedUnsupported,
+    StartWithoutLease,
     VmController,
     VmStatus,
     inject_lease,
@@ -65,7 +65,7 @@ async def test_start_from_plain_xml_file(empty_vm: VmController, tmp_path: Path)
 async def test_start_is_refused_without_the_lease_and_touches_nothing(empty_vm: VmController) -> None:
     lease = StandInLease(held=False)
 
-    with pytest.raises(LeaseNotHeld, match="does not hold the VM lease"):
+    with pytest.raises(StartWithoutLease, match="does not hold the VM lease"):
         await empty_vm.start(parse_domain_xml(domain_xml(), "test"), lease)
 
     assert lease.checks == 1
@@ -83,7 +83,7 @@ async def test_start_is_refused_when_the_lease_is_lost_during_clean_up(vm: VmCon
             return self.checks == 1
 
     lease = LostAfterFirstCheck(held=True)
-    with pytest.raises(LeaseNotHeld):
+    with pytest.raises(StartWithoutLease):
         await vm.start(parse_domain_xml(domain_xml(), "test"), lease)
 
     assert lease.checks == 2

@@ -11,7 +11,7 @@ import pytest
 
 from he_ha.storage.codec import SLOT_BYTES, WHITEBOARD_BYTES, GlobalBlock, encode_global_block, encode_host_slot
 from he_ha.storage.whiteboard import Whiteboard
-from he_ha.storage.whiteboard_errors import CorruptSlot, EncodeError, StorageError, WrongHostId
+from he_ha.storage.whiteboard_errors import CorruptSlot, EncodeError, SlotOfAnotherHost, StorageError
 from tests.integration.whiteboard.helpers import read_raw_slot, write_raw_slot
 from tests.unit.storage.samples import host_slot
 
@@ -42,7 +42,7 @@ async def test_read_all_sees_every_host_and_the_global_block(volume: Path) -> No
         stats = board.last_read
     assert view.global_block == GlobalBlock(maintenance=True)
     assert view.hosts == {h: host_slot(h, hostname=f"ホスト{h}") for h in (1, 250, 2000)}
-    assert isinstance(view.errors[7], WrongHostId) and isinstance(view.errors[9], CorruptSlot)
+    assert isinstance(view.errors[7], SlotOfAnotherHost) and isinstance(view.errors[9], CorruptSlot)
     assert stats is not None and stats.ok and stats.op == "read" and stats.duration > 0
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from he_ha.storage.codec import encode_host_slot
 from he_ha.storage.whiteboard import Whiteboard
-from he_ha.storage.whiteboard_errors import StorageStalled, StorageTimeout
+from he_ha.storage.whiteboard_errors import StorageStalled, WhiteboardTimeout
 from tests.integration.whiteboard.helpers import needs_root, read_raw_slot, write_raw_slot
 from tests.support.stallfs import StallFS
 from tests.unit.storage.samples import host_slot
@@ -93,7 +93,7 @@ async def test_stalled_read_times_out_while_the_loop_keeps_ticking(stallfs: Stal
         threads_before = lane_threads()
         stallfs.stall()
         async with ticking() as ticks:
-            with pytest.raises(StorageTimeout, match=rf"read of {stallfs.path}: no answer within {DEADLINE} s"):
+            with pytest.raises(WhiteboardTimeout, match=rf"read of {stallfs.path}: no answer within {DEADLINE} s"):
                 await board.read_all()
             assert await asyncio.to_thread(stallfs.blocked) == 1  # the read thread is still stuck
             assert [f & os.O_DIRECT for f in open_flags(stallfs.path)] == [os.O_DIRECT]
@@ -119,7 +119,7 @@ async def test_stalled_write_times_out_and_lands_after_resume(stallfs: StallFS, 
     async with Whiteboard(stallfs.path, 2, write_timeout=DEADLINE) as board:
         stallfs.stall()
         async with ticking() as ticks:
-            with pytest.raises(StorageTimeout, match=rf"write of {stallfs.path}: no answer within {DEADLINE} s"):
+            with pytest.raises(WhiteboardTimeout, match=rf"write of {stallfs.path}: no answer within {DEADLINE} s"):
                 await board.publish(host_slot(2, score=1))
             assert [f & (os.O_DIRECT | os.O_DSYNC) for f in open_flags(stallfs.path)] == [os.O_DIRECT | os.O_DSYNC]
             with pytest.raises(StorageStalled, match="the previous write started"):
@@ -139,7 +139,7 @@ async def test_teardown_releases_a_read_still_stuck(volume: Path, tmp_path: Path
     board = Whiteboard(tmp_path / "mnt" / "metadata", 2, read_timeout=DEADLINE)
     with StallFS(tmp_path / "mnt", volume) as fs:
         fs.stall()
-        with pytest.raises(StorageTimeout):
+        with pytest.raises(WhiteboardTimeout):
             await board.read_all()
     # Leaving the block resumed the file before unmounting, so the stuck thread returned.
     await until_unstuck(board)

@@ -13,7 +13,7 @@ from he_ha.monitors.framework import (
     MonitorError,
     MonitorRunner,
     Reading,
-    Snapshot,
+    ReadingsSnapshot,
     require_positive,
 )
 
@@ -137,7 +137,7 @@ async def test_stop_closes_every_monitor() -> None:
 
 
 async def test_snapshot_copy_and_versions() -> None:
-    snapshot = Snapshot()
+    snapshot = ReadingsSnapshot()
     assert snapshot.version == 0 and snapshot.get("m") is None
     snapshot.publish(Reading("m", 1, taken_at=0.0, duration=0.0))
     view = snapshot.readings()
@@ -154,7 +154,7 @@ def test_settings_must_be_positive() -> None:
 
 
 def test_snapshot_counts_readings_and_errors() -> None:
-    snapshot = Snapshot()
+    snapshot = ReadingsSnapshot()
     snapshot.publish(Reading("a", 1, taken_at=0.0, duration=0.0))
     snapshot.publish(Reading("a", None, taken_at=1.0, duration=0.0, error="down", consecutive_errors=1))
     snapshot.publish(Reading("b", 2, taken_at=1.0, duration=0.0))

@@ -16,9 +16,9 @@ from he_ha.ovirt.engine_xml import (
     EngineXmlError,
     HostFacts,
     PlaceholderError,
+    PreparedVolume,
     ResolveContext,
     UnresolvedVolume,
-    VolumeInfo,
     VolumeLookupError,
     _lease_spec,
     block_volume_lookup,
@@ -420,7 +420,7 @@ def test_lease_outside_the_hosted_engine_lockspace(tmp_path: Path) -> None:
 
 
 def test_not_a_domain() -> None:
-    def no_volume(*ids: str) -> VolumeInfo:
+    def no_volume(*ids: str) -> PreparedVolume:
         raise AssertionError(f"volume {ids} looked up for XML that is no domain")
 
     context = ResolveContext(HOST, SD, no_volume)
@@ -472,7 +472,7 @@ def test_file_lookup_refuses_illegal_and_unknown_formats(tmp_path: Path) -> None
 
 def test_volume_info_checks_its_values() -> None:
     with pytest.raises(ValueError):
-        VolumeInfo(SD, IMG, VOL, Path("/v"), "file", "QCOW2")
+        PreparedVolume(SD, IMG, VOL, Path("/v"), "file", "QCOW2")
 
 
 def write(path: Path, text: str) -> None:

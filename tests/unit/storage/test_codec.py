@@ -31,7 +31,7 @@ from he_ha.storage.whiteboard_errors import (
     MetadataTooNew,
     MetadataTooOld,
     SlotError,
-    WrongHostId,
+    SlotOfAnotherHost,
 )
 from tests.unit.storage.samples import DOWN_STATUS, host_slot
 
@@ -186,7 +186,7 @@ def test_newer_feature_version_is_accepted() -> None:
 
 
 def test_header_written_for_another_host_is_refused() -> None:
-    with pytest.raises(WrongHostId, match="slot of host 4: header says it was written by host 3") as caught:
+    with pytest.raises(SlotOfAnotherHost, match="slot of host 4: header says it was written by host 3") as caught:
         decode_host_slot(4, encode_host_slot(host_slot(3)))
     assert caught.value.slot == 4 and caught.value.written_id == 3
 
@@ -406,7 +406,7 @@ def test_whole_board_separates_good_and_bad_slots() -> None:
     view = decode_whiteboard(data)
     assert view.global_block == GlobalBlock(maintenance=True) and view.global_error is None
     assert view.hosts == {1: host_slot(1, hostname="ü" * 100), 2: host_slot(2), 2000: host_slot(2000)}
-    assert {i: type(e) for i, e in view.errors.items()} == {3: CorruptSlot, 5: WrongHostId, 7: MalformedSlot}
+    assert {i: type(e) for i, e in view.errors.items()} == {3: CorruptSlot, 5: SlotOfAnotherHost, 7: MalformedSlot}
     # Each unusable slot carries the crc32 of its own 4096 bytes (liveness for unparsable peers).
     assert view.fingerprints == {i: f"{zlib.crc32(data[i * SLOT_BYTES : (i + 1) * SLOT_BYTES]):08x}" for i in (3, 5, 7)}
     # The bytes as stored of every slot whose first byte is not NUL, usable or not (slot 7's

@@ -22,7 +22,7 @@ from he_ha.storage.codec import (
     encode_host_slot,
 )
 from he_ha.storage.extra import format_extra
-from he_ha.storage.whiteboard_errors import CorruptSlot, SlotError, WrongHostId
+from he_ha.storage.whiteboard_errors import CorruptSlot, SlotError, SlotOfAnotherHost
 from tests.unit.storage.samples import UP_STATUS, host_slot
 
 ROUNDS = 17_000  # × 6 damage kinds = 102,000 decodes
@@ -83,12 +83,12 @@ def test_damaged_slots_only_raise_typed_errors() -> None:
     assert set(outcomes["header bit flip"]) <= {"CorruptSlot", "MalformedSlot"}
     assert outcomes["header bit flip"]["CorruptSlot"] > 0
     assert set(outcomes["truncated"]) == {"MalformedSlot"}  # a slot is exactly 4096 bytes
-    assert set(outcomes["wrong id"]) == {WrongHostId.__name__}
+    assert set(outcomes["wrong id"]) == {SlotOfAnotherHost.__name__}
     # The fuzz reaches the interesting paths, not just one early rejection.
     seen = Counter[str]()
     for counter in outcomes.values():
         seen.update(counter)
-    assert {"decoded", CorruptSlot.__name__, "MalformedSlot", "WrongHostId"} <= set(seen)
+    assert {"decoded", CorruptSlot.__name__, "MalformedSlot", "SlotOfAnotherHost"} <= set(seen)
 
 
 def overwrite(rng: random.Random, data: bytes) -> bytes:

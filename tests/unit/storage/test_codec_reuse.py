@@ -7,8 +7,8 @@ import zlib
 
 from he_ha.storage.codec import (
     SLOT_BYTES,
+    DecodedBoard,
     GlobalBlock,
-    WhiteboardView,
     decode_whiteboard,
     encode_global_block,
     encode_host_slot,
@@ -16,7 +16,7 @@ from he_ha.storage.codec import (
 from tests.unit.storage.samples import host_slot
 
 
-def outcome(view: WhiteboardView) -> tuple[object, ...]:
+def outcome(view: DecodedBoard) -> tuple[object, ...]:
     errors = {index: (type(err).__name__, str(err)) for index, err in view.errors.items()}
     global_error = None if view.global_error is None else (type(view.global_error).__name__, str(view.global_error))
     return (view.global_block, global_error, dict(view.hosts), errors, dict(view.fingerprints), dict(view.slot_bytes))

@@ -10,7 +10,7 @@ from he_ha.storage.codec import (
     SLOT_BYTES,
     SLOT_COUNT,
     WHITEBOARD_BYTES,
-    WhiteboardView,
+    DecodedBoard,
     decode_whiteboard,
     encode_host_slot,
 )
@@ -32,13 +32,13 @@ class FakeBoard:
     def write(self, host_id: int, **changes: object) -> None:
         self.data[host_id * SLOT_BYTES : (host_id + 1) * SLOT_BYTES] = encode_host_slot(host_slot(host_id, **changes))
 
-    async def read_all(self, slots: int = SLOT_COUNT) -> WhiteboardView:
+    async def read_all(self, slots: int = SLOT_COUNT) -> DecodedBoard:
         self.reads.append(slots)
         view = decode_whiteboard(self.data, slots * SLOT_BYTES)
         return view if slots == SLOT_COUNT else replace(view, scanned_slots=slots)
 
 
-def read(reader: BoardReader) -> WhiteboardView:
+def read(reader: BoardReader) -> DecodedBoard:
     return asyncio.run(reader.read()).raw
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.monitors import Reading, Snapshot
+from he_ha.monitors import Reading, ReadingsSnapshot
 from he_ha.supervisor.decisions import DecisionLog
 from he_ha.supervisor.health_gate import FreshHealthGate
 from he_ha.supervisor.ticker import Ticker, Wake
@@ -102,7 +102,7 @@ def health_reading(taken_at: float, duration: float = 0.01) -> Reading[object]:
 
 
 async def test_gate_wakes_only_once_a_reading_started_after_the_event() -> None:
-    snapshot = Snapshot()
+    snapshot = ReadingsSnapshot()
     recorder = Recorder()
     ticker = Ticker(recorder, period=60)
     gate = FreshHealthGate(snapshot, ticker, fallback=30)
@@ -120,7 +120,7 @@ async def test_gate_wakes_only_once_a_reading_started_after_the_event() -> None:
 
 async def test_gate_falls_back_to_a_plain_wake() -> None:
     ticker = Ticker(Recorder(), period=60)
-    gate = FreshHealthGate(Snapshot(), ticker, fallback=0.05)
+    gate = FreshHealthGate(ReadingsSnapshot(), ticker, fallback=0.05)
     gate.request("action-result", "#3 ok", time.monotonic())
     await asyncio.sleep(0.2)
     (wake,) = ticker.pending
