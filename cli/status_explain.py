@@ -27,9 +27,9 @@ from he_ha.fsm import (
     ReleaseLease,
     ShutdownVm,
 )
-from he_ha.fsm.codec import CodecError, from_json
+from he_ha.fsm.record_codec import CodecError, from_json
 from he_ha.fsm.rules import RULES
-from he_ha.storage.engine_status import engine_status_json
+from he_ha.storage.status_json import engine_status_json
 from he_ha.supervisor.publish import score_view
 
 INDENT = "    "

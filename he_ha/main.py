@@ -15,7 +15,7 @@ from he_ha import __version__
 # subcommand name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("he_ha.devcluster.demo", "run a local demo cluster of simulated hosts on this machine"),
-    "simulate": ("he_ha.sim.cli", "run a cluster scenario through the real state machine on a virtual clock"),
+    "simulate": ("he_ha.sim.simulate_cli", "run a cluster scenario through the real state machine on a virtual clock"),
     "run": ("he_ha.supervisor.cli", "run the HA supervisor of this host (the systemd service)"),
     "failover-bound": (
         "he_ha.sim.bound_cli",

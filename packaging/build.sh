@@ -62,7 +62,7 @@ stage() {  # stage DIR PYTHON SYSTEM_SITE
     ln -s "$python" "$root/usr/lib/he-ha/bin/python"
     printf 'home = %s\ninclude-system-site-packages = %s\nversion = 3.11\n' \
         "$(dirname "$python")" "$system_site" > "$root/usr/lib/he-ha/pyvenv.cfg"
-    for tool in he-ha:he_ha.main:main hosted-engine:cli.main:entry_point; do
+    for tool in he-ha:he_ha.main:main hosted-engine:cli.hosted_engine:entry_point; do
         IFS=: read -r name module func <<<"$tool"
         printf '#!/usr/lib/he-ha/bin/python\nimport sys\nfrom %s import %s\nsys.exit(%s())\n' \
             "$module" "$func" "$func" > "$root/usr/lib/he-ha/bin/$name"

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from he_ha.admin.contract import CommandResult
-from he_ha.admin.errors import ApiError
+from he_ha.admin.http_errors import ApiError
 
 logger = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from he_ha.admin.errors import ApiError
+from he_ha.admin.http_errors import ApiError
 from he_ha.admin.peercred import PeerCred, member_gids
 
 STAT_TIMEOUT = 5.0  # the path may be on hung storage

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from pydantic_core import ErrorDetails
 
 from he_ha.admin.contract import MaintenanceMode
-from he_ha.admin.errors import ApiError
+from he_ha.admin.http_errors import ApiError
 
 DEFAULT_MAX_BODY = 64 * 1024  # the largest valid body is a few dozen bytes
 

@@ -21,8 +21,8 @@ from aiohttp import web
 
 from he_ha.admin.calls import ControllerCalls
 from he_ha.admin.contract import CommandResult, Controller
-from he_ha.admin.errors import ApiError, code_for, error_response
 from he_ha.admin.file_access import require_readable_by_peer
+from he_ha.admin.http_errors import ApiError, code_for, error_response
 from he_ha.admin.metrics_listener import metrics_response
 from he_ha.admin.peercred import Authorizer, PeerCred, peer_credentials
 from he_ha.admin.requests import ConsolePasswordRequest, MaintenanceRequest, NoFields, VmStartRequest, read_body

@@ -3,8 +3,8 @@ VDSM, the engine UI, cockpit and the original ``hosted-engine`` keep working (do
 
 from he_ha.broker_socket.access import KVM_GROUP, VDSM_USER, MutationAccess, VdsmIds
 from he_ha.broker_socket.methods import AGENT_ONLY, BrokerBackend, BrokerMethods
-from he_ha.broker_socket.server import BrokerServer, BrokerServerError
 from he_ha.broker_socket.wire import Call, xmlrpc_app
+from he_ha.broker_socket.xmlrpc_server import BrokerServer, BrokerServerError
 
 __all__ = [
     "AGENT_ONLY",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from he_ha.admin.errors import ApiError
+from he_ha.admin.http_errors import ApiError
 from he_ha.admin.peercred import Authorizer, PeerCred
 
 log = structlog.get_logger(__name__)

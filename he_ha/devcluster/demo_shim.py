@@ -1,7 +1,7 @@
 """Running the ``hosted-engine`` shim (and ``he-ha storage-paths``) as one simulated host, as
 an administrator would.
 
-The shim is a separate process (``python -m cli.main``) with the host's environment
+The shim is a separate process (``python -m cli.hosted_engine``) with the host's environment
 (``Host.cli_env()``: its configuration files, admin socket, libvirt URI, sanlock run dir,
 VDSM mount root).
 """
@@ -40,7 +40,7 @@ class ShimRun:
 
 def hosted_engine(host: Host, *args: str, timeout: float = SHIM_TIMEOUT) -> ShimRun:
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "cli.hosted_engine", *args],
         env={**os.environ, **host.cli_env()},
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -15,8 +15,7 @@ from he_ha.fsm.actions import (
     ReleaseLease,
     ShutdownVm,
 )
-from he_ha.fsm.cluster import ClusterView
-from he_ha.fsm.codec import CodecError, from_json, to_json
+from he_ha.fsm.cluster_view import ClusterView
 from he_ha.fsm.decision import DecisionInputs, DecisionRecord
 from he_ha.fsm.health import EngineHealth
 from he_ha.fsm.machine import FsmConfig, FsmState, initial_state, step, stop
@@ -31,6 +30,7 @@ from he_ha.fsm.observation import (
     SanlockHost,
     WhiteboardView,
 )
+from he_ha.fsm.record_codec import CodecError, from_json, to_json
 from he_ha.fsm.replay import log_entry, replay, replay_matches
 from he_ha.fsm.rules import RULES, Rule
 from he_ha.fsm.score import Penalty, ScoreBreakdown, compute_score

@@ -1,5 +1,5 @@
 """The structured record of one ``step``: the inputs that mattered, the rule that fired,
-the transition, the actions and the score breakdown. Serialisable with ``he_ha.fsm.codec``."""
+the transition, the actions and the score breakdown. Serialisable with ``he_ha.fsm.record_codec``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from he_ha.fsm.actions import Action
 from he_ha.fsm.alerts import Alert
-from he_ha.fsm.cluster import ClusterView
+from he_ha.fsm.cluster_view import ClusterView
 from he_ha.fsm.health import EngineHealth
 from he_ha.fsm.observation import ActionResult
 from he_ha.fsm.score import ScoreBreakdown

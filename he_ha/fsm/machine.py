@@ -27,7 +27,7 @@ from he_ha.fsm.actions import (
     ShutdownVm,
 )
 from he_ha.fsm.alerts import Alert
-from he_ha.fsm.cluster import ClusterView, Snapshot, extend_history, judge
+from he_ha.fsm.cluster_view import ClusterView, Snapshot, extend_history, judge
 from he_ha.fsm.decision import DecisionInputs, DecisionRecord
 from he_ha.fsm.health import (
     HEALTH_GOOD,

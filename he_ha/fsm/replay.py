@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from he_ha.fsm.codec import CodecError, from_json, to_json
 from he_ha.fsm.decision import DecisionRecord
 from he_ha.fsm.machine import FsmState, step
 from he_ha.fsm.observation import Observation
+from he_ha.fsm.record_codec import CodecError, from_json, to_json
 
 
 def log_entry(state: FsmState, observation: Observation, record: DecisionRecord) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from he_ha.monitors.commands import run_command
 from he_ha.monitors.framework import Monitor, MonitorError, require_positive
-from he_ha.monitors.offloop import run_command
 
 # What the kernel accepts as an interface name (IFNAMSIZ 16, no '/', no whitespace).
 _IFNAME = re.compile(r"[^/\s:]{1,15}")

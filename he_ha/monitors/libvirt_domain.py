@@ -15,8 +15,8 @@ from typing import Protocol
 import libvirt
 import structlog
 
+from he_ha.monitors.commands import DeadlineExceeded, OffLoop, WorkerBusy
 from he_ha.monitors.framework import MonitorError, require_positive
-from he_ha.monitors.offloop import DeadlineExceeded, OffLoop, WorkerBusy
 
 log = structlog.get_logger(__name__)
 

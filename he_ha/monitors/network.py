@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from he_ha.config import HostedEngineConf, NetworkTest
+from he_ha.monitors.commands import CommandOutput, run_command
 from he_ha.monitors.framework import Monitor, MonitorError, require_positive
-from he_ha.monitors.offloop import CommandOutput, run_command
 
 _TESTS = ("ping", "dns", "tcp", "none")
 

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from he_ha.monitors.commands import OffLoop
 from he_ha.monitors.framework import Monitor, MonitorError, require_positive
-from he_ha.monitors.offloop import OffLoop
 
 StorageProbe = Callable[[], Awaitable[object]]
 

@@ -36,10 +36,10 @@ import structlog
 
 from he_ha.atomicfile import write_atomically
 from he_ha.config import BrokerConfig
+from he_ha.notify.mail_rules import RuleError, TransitionRule, describe_transitions, transition_detail
 from he_ha.notify.mailer import MailError, TlsOptions, flatten_as_sent, make_tls_context, send_mail
 from he_ha.notify.message import MessageError, build_message
 from he_ha.notify.ratelimit import RateLimitError, TokenBucket
-from he_ha.notify.rules import RuleError, TransitionRule, describe_transitions, transition_detail
 from he_ha.notify.template import (
     ALERT_EVENT_TYPE,
     DEFAULT_ALERT_TEMPLATE_PATH,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from he_ha.sim.cli import add_arguments, run
+from he_ha.sim.simulate_cli import add_arguments, run
 
 
 def main() -> int:

@@ -220,7 +220,7 @@ def _wait_for_cli_naming(host: Host, corrupt: set[int]) -> None:
     while named != corrupt:
         assert time.monotonic() < deadline, f"--vm-status as {host.name} named only slots {named} of {corrupt}"
         shown = subprocess.run(
-            [sys.executable, "-m", "cli.main", "--vm-status"],
+            [sys.executable, "-m", "cli.hosted_engine", "--vm-status"],
             env={**os.environ, **host.cli_env()},
             cwd=REPO,
             capture_output=True,

@@ -1,4 +1,4 @@
-"""The man pages and bash completion are generated from the command tables (cli.main's
+"""The man pages and bash completion are generated from the command tables (cli.hosted_engine's
 COMMANDS, he-ha's argparse parser): regenerating must give the committed files."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def test_regenerating_gives_the_committed_files() -> None:
 
 def test_every_command_is_in_the_pages_and_completion() -> None:
     sys.path.insert(0, str(REPO))
-    from cli.main import commands
+    from cli.hosted_engine import commands
     from he_ha.main import SUBCOMMANDS
 
     page = (REPO / "packaging/man/hosted-engine.8").read_text()

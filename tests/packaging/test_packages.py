@@ -48,7 +48,7 @@ COMMON = [
     "usr/lib/he-ha/pyvenv.cfg",
     "usr/lib/he-ha/lib/python3.11/site-packages/he_ha/main.py",
     "usr/lib/he-ha/lib/python3.11/site-packages/he_ha/storage/lease_keeper.py",
-    "usr/lib/he-ha/lib/python3.11/site-packages/cli/main.py",
+    "usr/lib/he-ha/lib/python3.11/site-packages/cli/hosted_engine.py",
     "usr/lib/he-ha/lib/python3.11/site-packages/aiohttp/__init__.py",
     "usr/bin/he-ha",
     "etc/logrotate.d/he-ha",
@@ -148,7 +148,9 @@ def test_deb_unpacks_into_a_scratch_dpkg_root_and_runs(packages: dict[str, Path]
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     python = venv / "bin/python"
-    where = run(python, "-c", "import he_ha, cli.main, aiohttp, sanlock; print(he_ha.__file__)", cwd=tmp_path, env=env)
+    where = run(
+        python, "-c", "import he_ha, cli.hosted_engine, aiohttp, sanlock; print(he_ha.__file__)", cwd=tmp_path, env=env
+    )
     assert where.strip() == str(venv / "lib/python3.11/site-packages/he_ha/__init__.py")
     assert VERSION in run(python, venv / "bin/he-ha", "--version", cwd=tmp_path, env=env)
     assert "--vm-status" in run(python, venv / "bin/hosted-engine", "--help", cwd=tmp_path, env=env)

@@ -13,7 +13,7 @@ import pytest
 from he_ha.devcluster.realvm import EngineImage, ImageError, engine_image
 from he_ha.devcluster.realvm import image as image_module
 from he_ha.devcluster.realvm.cpio import CpioError, archive, directory, file
-from he_ha.devcluster.realvm.domain import QEMU_NS, engine_domain_xml
+from he_ha.devcluster.realvm.guest import QEMU_NS, engine_domain_xml
 from he_ha.vm import LeaseSpec, inject_lease, leases_in, parse_domain_xml
 
 pytestmark = pytest.mark.slow

@@ -25,8 +25,8 @@ import pytest
 
 from he_ha.devcluster.cluster import ENGINE_UUID, Host, rule_of, state_of
 from he_ha.devcluster.realvm import LeaseHolding, RealVmCluster, lease_holdings
-from he_ha.devcluster.realvm.domain import MEMORY_MIB
 from he_ha.devcluster.realvm.engine_ovf import host_serial
+from he_ha.devcluster.realvm.guest import MEMORY_MIB
 from tests.integration.cli_commands.test_cli_against_daemons import hosted_engine
 from tests.realvm.test_engine_lease import assert_refused_for_the_lease, engine_lease_free_for
 from tests.support.ovf_samples import OVF_42

@@ -1,6 +1,6 @@
-"""One public name per concept (issue 15 item 2): no two public classes of he_ha and cli share a
-name, so a name found in a traceback, a log line or the docs leads to one definition. (Module
-names are not unique yet: see docs/tick.md.)"""
+"""One public name per concept (issue 15 item 2): no two public classes and no two modules of
+he_ha and cli share a name, so a name found in a traceback, a log line or the docs leads to
+one definition."""
 
 from __future__ import annotations
 
@@ -25,3 +25,13 @@ def test_no_two_public_classes_share_a_name() -> None:
     classes = public_classes()
     assert len(classes) > 100  # the scan found the tree
     assert {name: paths for name, paths in classes.items() if len(paths) > 1} == {}
+
+
+def test_no_two_modules_share_a_name() -> None:
+    modules: defaultdict[str, list[str]] = defaultdict(list)
+    for package in ("he_ha", "cli"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path.name not in ("__init__.py", "__main__.py"):
+                modules[path.name].append(str(path.relative_to(REPO)))
+    assert len(modules) > 100
+    assert {name: paths for name, paths in modules.items() if len(paths) > 1} == {}

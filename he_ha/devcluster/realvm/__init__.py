@@ -9,7 +9,7 @@ from he_ha.devcluster.realvm.harness import (
     lease_holdings,
 )
 from he_ha.devcluster.realvm.image import EngineImage, ImageError, engine_image
-from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
+from he_ha.devcluster.realvm.qemu_libvirtd import QemuLibvirtd
 
 __all__ = [
     "EngineImage",

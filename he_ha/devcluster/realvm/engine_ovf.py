@@ -29,10 +29,10 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from he_ha.devcluster.deployed import BLANK, Deployment
-from he_ha.devcluster.realvm.domain import CONSOLE, NET_CONFIG, QEMU_NS, write_host_net
 from he_ha.devcluster.realvm.engine_lease import engine_lease_xml
+from he_ha.devcluster.realvm.guest import CONSOLE, NET_CONFIG, QEMU_NS, write_host_net
 from he_ha.devcluster.realvm.image import KERNEL_CMDLINE, EngineImage
-from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
+from he_ha.devcluster.realvm.qemu_libvirtd import QemuLibvirtd
 from he_ha.ovirt.engine_xml import CHANNEL_DIR
 from he_ha.ovirt.ovf import OVIRT_VM_NS
 

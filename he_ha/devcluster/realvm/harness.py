@@ -36,7 +36,9 @@ import libvirt
 from he_ha.config import load_hosted_engine_conf
 from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, SupervisorProcess
 from he_ha.devcluster.deployed import HeDisk, add_ovf_stores, update_ovf_store
-from he_ha.devcluster.realvm.domain import (
+from he_ha.devcluster.realvm.engine_lease import engine_lease_xml, write_engine_lease
+from he_ha.devcluster.realvm.engine_ovf import console_path, engine_ovf, engine_ovf_xml, write_host_files
+from he_ha.devcluster.realvm.guest import (
     CHANNEL_DIR,
     MEMORY_MIB,
     engine_domain_xml,
@@ -44,10 +46,8 @@ from he_ha.devcluster.realvm.domain import (
     write_host_net,
     write_vm_conf,
 )
-from he_ha.devcluster.realvm.engine_lease import engine_lease_xml, write_engine_lease
-from he_ha.devcluster.realvm.engine_ovf import console_path, engine_ovf, engine_ovf_xml, write_host_files
 from he_ha.devcluster.realvm.image import HEALTH_BODY, EngineImage, engine_image
-from he_ha.devcluster.realvm.libvirtd import QemuLibvirtd
+from he_ha.devcluster.realvm.qemu_libvirtd import QemuLibvirtd
 
 # A VM that died on its own is started again after 4 s (the original waits 560 s).
 SUPERVISOR_ARGS = ("--lease-holder", "qemu", "--timing", "unexpectedly_down_timeout=4")

@@ -56,7 +56,7 @@ def cluster(health_url: str) -> Iterator[Cluster]:
 
 def hosted_engine(host: Host, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "cli.hosted_engine", *args],
         cwd=REPO,
         env={**os.environ, **host.cli_env(), **env},
         capture_output=True,
@@ -264,7 +264,8 @@ def test_console_asks_libvirt_and_runs_virsh(hosts: tuple[Host, Host]) -> None:
     engine, other = hosts
     expect(hosted_engine(other, "--console"), 0, "The engine VM is not on this host\n")
     shown = run_in_terminal(
-        [sys.executable, "-m", "cli.main", "--console"], {**os.environ, **engine.cli_env(), "PYTHONPATH": str(REPO)}
+        [sys.executable, "-m", "cli.hosted_engine", "--console"],
+        {**os.environ, **engine.cli_env(), "PYTHONPATH": str(REPO)},
     )
     assert shown.output.startswith("The engine VM is running on this host\r\n"), shown.output
     assert "virDomainOpenConsole" in shown.output and shown.status == 1  # the test driver has no consoles

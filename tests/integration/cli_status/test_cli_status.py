@@ -38,7 +38,7 @@ def cluster() -> Iterator[Cluster]:
 
 def hosted_engine(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "cli.hosted_engine", *args],
         cwd=REPO,
         env={**os.environ, **host.cli_env()},
         capture_output=True,

@@ -19,13 +19,13 @@ import libvirt
 import pytest
 
 from he_ha.monitors.bridge import BridgeMonitor
+from he_ha.monitors.commands import OffLoop
 from he_ha.monitors.cpu import CpuMonitor
 from he_ha.monitors.engine_health import EngineHealthMonitor
 from he_ha.monitors.framework import Monitor, MonitorRunner, ReadingsSnapshot
 from he_ha.monitors.libvirt_domain import LibvirtDomain
 from he_ha.monitors.memory import MemoryMonitor
 from he_ha.monitors.network import NetworkMonitor
-from he_ha.monitors.offloop import OffLoop
 from he_ha.monitors.storage import StorageMonitor
 from tests.integration.monitors.engine_vm import ENGINE_UUID
 from tests.integration.monitors.health_page import HealthPage

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from he_ha.monitors.commands import OffLoop, WorkerBusy
 from he_ha.monitors.framework import MonitorError, MonitorRunner, Reading
-from he_ha.monitors.offloop import OffLoop, WorkerBusy
 from he_ha.monitors.storage import StorageMonitor, direct_read_probe
 
 

@@ -3,7 +3,7 @@
 Two daemons (this host "host-a" and a peer "host-b") are shared by the package; every test
 gets fresh areas laid out by the library call the harness uses (``initialise_first_host``,
 io_timeout 1, so observation windows are ~3 s). The commands run in-process
-(``cli.main.main``) as host 1, with the environment a real host would give them.
+(``cli.hosted_engine.main``) as host 1, with the environment a real host would give them.
 Tests are sync: the commands run their own event loop (asyncio.run).
 """
 
@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cli.main import main
+from cli.hosted_engine import main
 from he_ha.devcluster.sanlockd import SanlockDaemon
 from he_ha.storage.codec import SLOT_BYTES, GlobalBlock, HostSlot, encode_global_block, encode_host_slot
 from he_ha.storage.direct_io import write_direct

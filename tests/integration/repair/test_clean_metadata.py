@@ -190,7 +190,7 @@ def test_as_a_real_process(cli: Cli, storage: Storage) -> None:
     cli.deploy(storage)
     publish(storage.metadata, host_slot(3, 33))
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "--clean-metadata", "--host-id=3"],
+        [sys.executable, "-m", "cli.hosted_engine", "--clean-metadata", "--host-id=3"],
         capture_output=True,
         text=True,
         timeout=60,

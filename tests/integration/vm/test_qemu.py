@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.devcluster.realvm.libvirtd import UNCONFINED_QEMU_CONF
+from he_ha.devcluster.realvm.qemu_libvirtd import UNCONFINED_QEMU_CONF
 from he_ha.vm import (
     Deadlines,
     EventKind,

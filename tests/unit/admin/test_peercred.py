@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from he_ha.admin.errors import ApiError
+from he_ha.admin.http_errors import ApiError
 from he_ha.admin.peercred import Authorizer, PeerCred, UnknownGroupError, peer_credentials, resolve_group
 
 NOBODY = pwd.getpwnam("nobody").pw_uid

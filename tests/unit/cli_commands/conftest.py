@@ -1,4 +1,4 @@
-"""The shim's commands run in-process (``cli.main.main``) against real files and a real
+"""The shim's commands run in-process (``cli.hosted_engine.main``) against real files and a real
 AdminServer on a unix socket. The daemon side is ``ControllerTestDouble`` (named as such:
 the supervisor is tested in its own area and, with these commands, in
 tests/integration/cli_commands against real daemons)."""
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import structlog
 
-from cli.main import main
+from cli.hosted_engine import main
 from he_ha.admin.server import AdminServer
 from tests.integration.admin.doubles import ControllerTestDouble
 

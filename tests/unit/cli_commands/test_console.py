@@ -16,7 +16,7 @@ from tests.integration.admin.doubles import ControllerTestDouble
 from tests.unit.cli_commands.conftest import VMID, HostFiles, Run, not_deployed
 from tests.unit.cli_commands.terminal import run_in_terminal
 
-SHIM = [sys.executable, "-m", "cli.main"]
+SHIM = [sys.executable, "-m", "cli.hosted_engine"]
 REPO = Path(__file__).resolve().parents[3]
 DISPLAY = CommandResult(ok=True, message="VNC password set for 120 s", detail={"address": "192.0.2.7", "port": 5901})
 

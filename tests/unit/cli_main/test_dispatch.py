@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import USAGE_ORDER, commands, main
+from cli.hosted_engine import USAGE_ORDER, commands, main
 
 PROG = "/usr/sbin/hosted-engine"
 REPO = Path(__file__).resolve().parents[3]
@@ -113,11 +113,11 @@ def test_console_script_exit_status_and_broken_pipe() -> None:
     """The real entry point: exit status through sys.exit, and a reader that goes away early
     (``| head -1``) is not a traceback."""
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "cli.hosted_engine"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 1 and done.stdout.startswith("Usage: ")
     piped = subprocess.run(
-        f"{sys.executable} -m cli.main --help | head -1",
+        f"{sys.executable} -m cli.hosted_engine --help | head -1",
         shell=True,
         cwd=REPO,
         capture_output=True,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli.main import COMMAND_MODULE, COMMAND_MODULES, commands, find_command
+from cli.hosted_engine import COMMAND_MODULE, COMMAND_MODULES, commands, find_command
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -30,7 +30,7 @@ def python(code: str) -> subprocess.CompletedProcess[str]:
 def test_structlog_imported_during_a_command_logs_errors_only_and_on_stderr() -> None:
     done = python(
         "import sys\n"
-        "import cli.main as m\n"
+        "import cli.hosted_engine as m\n"
         "assert 'structlog' not in sys.modules\n"
         "with m.library_logs_on_stderr():\n"
         "    import structlog\n"
@@ -47,7 +47,7 @@ def test_structlog_imported_during_a_command_logs_errors_only_and_on_stderr() ->
 def test_structlog_already_imported_is_configured_and_restored() -> None:
     done = python(
         "import structlog\n"
-        "import cli.main as m\n"
+        "import cli.hosted_engine as m\n"
         "before = structlog.get_config()\n"
         "with m.library_logs_on_stderr():\n"
         "    structlog.get_logger('t').info('quiet-info')\n"
@@ -61,7 +61,7 @@ def test_structlog_already_imported_is_configured_and_restored() -> None:
 
 def test_vm_status_and_help_do_not_load_the_state_machine_or_other_commands() -> None:
     done = python(
-        "import sys, cli.main as m\n"
+        "import sys, cli.hosted_engine as m\n"
         "m.find_command('--vm-status')\n"
         "loaded = sorted(n for n in sys.modules if n.startswith(('cli.cmd_', 'he_ha.fsm', 'cli.status_explain')))\n"
         "print(loaded)\n"

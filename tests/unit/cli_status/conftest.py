@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-import cli.main
+import cli.hosted_engine
 
 VMID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
 GOLDEN = Path(__file__).parent / "golden"
@@ -94,7 +94,7 @@ def run(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., Result]]:
 
     def call(*args: str) -> Result:
         capsys.readouterr()
-        code = cli.main.main(list(args), prog="hosted-engine")
+        code = cli.hosted_engine.main(list(args), prog="hosted-engine")
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView
 from he_ha.storage.codec import WHITEBOARD_BYTES, GlobalBlock, HostSlot
-from he_ha.storage.engine_status import engine_status_json
+from he_ha.storage.status_json import engine_status_json
 from he_ha.storage.whiteboard import Whiteboard
 
 UP = {"vm": "up", "health": "good", "detail": "Up"}

@@ -178,9 +178,9 @@ def test_an_answer_it_cannot_read_goes_to_the_full_path(
 def test_the_console_script_path_loads_no_heavy_library(host: HostFiles, run: Run) -> None:
     """What cockpit runs, in a process of its own: same bytes, none of the heavy modules loaded."""
     code = (
-        "import sys, cli.main\n"
+        "import sys, cli.hosted_engine\n"
         "try:\n"
-        "    code = cli.main.main(['--vm-status', '--json'])\n"
+        "    code = cli.hosted_engine.main(['--vm-status', '--json'])\n"
         "finally:\n"
         "    sys.stdout.flush()\n"
         f"    heavy = sorted(n for n in sys.modules if n.startswith({HEAVY!r}))\n"

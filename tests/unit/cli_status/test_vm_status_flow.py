@@ -213,7 +213,7 @@ def test_help(run: Run) -> None:
 
 def watch(host: HostFiles, *args: str, until: Callable[[str], bool]) -> tuple[int, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--vm-status", *args],
+        [sys.executable, "-m", "cli.hosted_engine", "--vm-status", *args],
         cwd=REPO,
         env={**os.environ, **host.env()},
         stdout=subprocess.PIPE,

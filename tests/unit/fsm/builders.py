@@ -26,7 +26,7 @@ from he_ha.fsm import (
     initial_state,
 )
 from he_ha.fsm.alerts import Alert
-from he_ha.fsm.cluster import Snapshot
+from he_ha.fsm.cluster_view import Snapshot
 from he_ha.fsm.machine import Pending
 
 OWN = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from he_ha.fsm import ClusterView, EngineHealth, PeerFault, SanlockHost, TimingConfig, WhiteboardView
-from he_ha.fsm.cluster import Snapshot, extend_history, judge
+from he_ha.fsm.cluster_view import Snapshot, extend_history, judge
 from tests.unit.fsm.builders import DOWN, OWN, PAUSED, UNKNOWN, UP_BAD, UP_GOOD, Peer, peer
 
 TIMING = TimingConfig()

@@ -23,7 +23,7 @@ from he_ha.fsm import (
     stop,
 )
 from he_ha.fsm import StateName as S
-from he_ha.fsm.cluster import Snapshot
+from he_ha.fsm.cluster_view import Snapshot
 from tests.unit.fsm.builders import DOWN, OWN, T0, UNKNOWN, UP_GOOD, Peer, obs, peer, result, state_in
 
 FAILBACK = TimingConfig(failback=True)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from he_ha.monitors.commands import DeadlineExceeded, OffLoop, WorkerBusy, run_command
 from he_ha.monitors.framework import MonitorError
-from he_ha.monitors.offloop import DeadlineExceeded, OffLoop, WorkerBusy, run_command
 
 
 @pytest.fixture

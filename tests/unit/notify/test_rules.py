@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from he_ha.config import NotifyConfig
-from he_ha.notify.rules import RuleError, TransitionRule, describe_transitions, transition_detail
+from he_ha.notify.mail_rules import RuleError, TransitionRule, describe_transitions, transition_detail
 
 
 def test_default_rule_matches_the_usual_transitions() -> None:

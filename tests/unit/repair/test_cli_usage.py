@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from cli.hosted_engine import main
 
 VMID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"
 
