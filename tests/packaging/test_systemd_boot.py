@@ -276,7 +276,12 @@ def test_he_ha_under_booted_systemd(host: Booted, capsys: pytest.CaptureFixture[
 
     # systemctl kill (SIGKILL to every process of the unit): the keeper, VM and lease stay;
     # Restart=always brings he-ha back and it adopts the keeper
-    host.sh("systemctl", "kill", "--signal=SIGKILL", "he-ha")
+    killed = host.sh("systemctl", "kill", "--signal=SIGKILL", "he-ha", check=False)
+    # systemd 252 here sometimes reports "Failed to send signal SIGKILL to auxiliary processes:
+    # Input/output error": the lease worker, SIGKILLed too, ends with its client at that very
+    # moment (seen once in the parallel suite). The main process is killed all the same, which
+    # the wait below checks; any other failure of the command fails the test.
+    assert killed.returncode == 0 or "to auxiliary processes" in killed.stderr, killed
     wait_for("he-ha killed", lambda: host.show("he-ha", "MainPID")["MainPID"] != str(main), 10)
     assert_vm_and_lease_kept(host, keeper, "after systemctl kill")
     took = wait_for(
