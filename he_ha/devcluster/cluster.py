@@ -86,28 +86,15 @@ FAST = [
     "--timing",
     "lease_busy_backoff=2",
 ]
-# he-ha's defaults back over FAST (later options win): for a Cluster(io_timeout=PRODUCTION_IO_TIMEOUT).
+# he-ha's default timings back over FAST (later options win), the sanlock io_timeout aside.
+DEFAULT_TIMINGS = [
+    "--tick-period", "10", "--monitor-interval", "10", "--peer-poll", "2", "--storage-timeout", "5",
+    "--timing", "liveness=60", "--timing", "history=900", "--timing", "action_timeout=240",
+    "--timing", "lease_busy_backoff=20",
+]  # fmt: skip
+# All of he-ha's defaults, for a Cluster(io_timeout=PRODUCTION_IO_TIMEOUT) (the lockspace's too).
 PRODUCTION_IO_TIMEOUT = 10
-PRODUCTION = [
-    "--io-timeout",
-    str(PRODUCTION_IO_TIMEOUT),
-    "--tick-period",
-    "10",
-    "--monitor-interval",
-    "10",
-    "--peer-poll",
-    "2",
-    "--storage-timeout",
-    "5",
-    "--timing",
-    "liveness=60",
-    "--timing",
-    "history=900",
-    "--timing",
-    "action_timeout=240",
-    "--timing",
-    "lease_busy_backoff=20",
-]
+PRODUCTION = ["--io-timeout", str(PRODUCTION_IO_TIMEOUT), *DEFAULT_TIMINGS]
 WAIT = 60.0  # generous upper bound for anything a test waits for
 
 

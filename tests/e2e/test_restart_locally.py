@@ -13,32 +13,14 @@ from collections.abc import Callable
 
 import pytest
 
-from he_ha.devcluster.cluster import causes_of, rule_of, state_of
+from he_ha.devcluster.cluster import DEFAULT_TIMINGS, causes_of, rule_of, state_of
 from tests.e2e.world import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-# The harness's short timings back to he-ha's defaults (the lockspace's sanlock io_timeout
-# stays the harness's: it is fixed when the storage is initialised, and a local restart does
-# not wait for sanlock: the lease never leaves this host).
-DEFAULT_TIMINGS = (
-    "--tick-period",
-    "10",
-    "--monitor-interval",
-    "10",
-    "--peer-poll",
-    "2",
-    "--storage-timeout",
-    "5",
-    "--timing",
-    "liveness=60",
-    "--timing",
-    "history=900",
-    "--timing",
-    "action_timeout=240",
-    "--timing",
-    "lease_busy_backoff=20",
-)
+# he-ha's default timings (devcluster.DEFAULT_TIMINGS); the lockspace's sanlock io_timeout stays
+# the harness's: it is fixed when the storage is initialised, and a local restart does not wait
+# for sanlock: the lease never leaves this host.
 FIRST_START = 240.0  # the first start waits for a whiteboard view older than liveness (60 s)
 
 
