@@ -507,6 +507,9 @@ class ActionExecutor:
             if state.active or state.status is VmStatus.UNKNOWN:
                 log.warning("lease release refused: the VM is not gone here", state=str(state))
                 return
+            if self.busy:  # a start began while libvirt was asked: the lease may be its, just taken
+                log.info("lease release postponed: a VM action began meanwhile", reason=reason)
+                return
             await self._holder.release()
             log.info("VM lease released", reason=reason)
         except LeaseError as exc:
