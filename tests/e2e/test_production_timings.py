@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
-from he_ha.devcluster.cluster import PRODUCTION, PRODUCTION_IO_TIMEOUT, Host, causes_of, rule_of, state_of
+from he_ha.devcluster.cluster import PRODUCTION, PRODUCTION_IO_TIMEOUT, causes_of, rule_of, state_of
 from he_ha.storage.lease_layout import host_dead_seconds
 from tests.e2e.world import World
 
@@ -37,23 +37,9 @@ COLD_START = 360.0
 SETTLE = 30.0  # one engine must stay one engine this long at the end
 
 
-def _engine_up_on_first(world: World) -> Host:
-    first, *others = world.hosts
-    started = time.monotonic()
-    first.start_supervisor(*PRODUCTION)
-    run = world.watch.vms.wait_for_start(started, COLD_START)
-    assert run is not None and run.host == first.name, f"{first.name} did not start the VM within {COLD_START} s"
-    first.wait_for_decision(lambda e: state_of(e) == "EngineUp", timeout=COLD_START)
-    for host in others:
-        host.start_supervisor(*PRODUCTION)
-    for host in others:
-        host.wait_for_decision(lambda e: rule_of(e) == "down.engine-elsewhere", timeout=COLD_START)
-    return first
-
-
 def test_host_crash_at_default_timings(make_world: Callable[..., World]) -> None:
     world = make_world(3, io_timeout=PRODUCTION_IO_TIMEOUT)
-    victim = _engine_up_on_first(world)
+    victim = world.host(world.engine_on_first(*PRODUCTION, wait=COLD_START))
     survivors = [h for h in world.hosts if h is not victim]
     marks = {h.name: len(h.decisions()) for h in survivors}
 
@@ -90,7 +76,7 @@ def test_host_crash_at_default_timings(make_world: Callable[..., World]) -> None
 
 def test_whole_cluster_power_off_and_on_gives_one_engine(make_world: Callable[..., World]) -> None:
     world = make_world(3, io_timeout=PRODUCTION_IO_TIMEOUT)
-    _engine_up_on_first(world)
+    world.engine_on_first(*PRODUCTION, wait=COLD_START)
 
     for host in world.hosts:  # power cut: every process of every host at once
         host.crash()

@@ -46,20 +46,21 @@ class World:
         (host,) = [h for h in self.hosts if h.name == run.host]
         return host
 
-    def engine_on_first(self, *extra: str) -> Run:
+    def engine_on_first(self, *extra: str, wait: float = WAIT) -> Run:
         """Start the first host alone until its engine is up, then the others until each one
-        has seen it running there. Returns the VM's run. ``extra``: supervisor options."""
+        has seen it running there. Returns the VM's run. ``extra``: supervisor options;
+        ``wait``: the bound of each of those waits."""
         first, *others = self.hosts
         started = time.monotonic()
         first.start_supervisor(*extra)
-        run = self.watch.vms.wait_for_start(started, WAIT)
-        assert run is not None, f"{first.name} did not start the VM within {WAIT} s"
+        run = self.watch.vms.wait_for_start(started, wait)
+        assert run is not None, f"{first.name} did not start the VM within {wait} s"
         assert run.host == first.name, f"the VM started on {run.host}, not on {first.name}"
-        first.wait_for_decision(lambda e: state_of(e) == "EngineUp")
+        first.wait_for_decision(lambda e: state_of(e) == "EngineUp", timeout=wait)
         for host in others:
             host.start_supervisor(*extra)
         for host in others:
-            host.wait_for_decision(lambda e: rule_of(e) == "down.engine-elsewhere")
+            host.wait_for_decision(lambda e: rule_of(e) == "down.engine-elsewhere", timeout=wait)
         return run
 
     def wait_for_new_run(self, after: float, timeout: float = WAIT) -> Run:
