@@ -1,15 +1,11 @@
-"""EngineUp and EngineUpBadHealth: the engine runs here; watch its health, local maintenance,
-better hosts (yield) and better priorities (failback)."""
+"""EngineUp and EngineUpBadHealth: the engine runs here. In order: is the VM still here, local
+maintenance, a better host (yield), the engine's health, a better priority (failback)."""
 
 from __future__ import annotations
 
-from he_ha.fsm.health import HEALTH_GOOD, LIVENESS_NOT_READY, VM_DOWN, VM_DOWN_UNEXPECTED
+from he_ha.fsm.health import HEALTH_GOOD, LIVENESS_NOT_READY, VM_DOWN, VM_DOWN_UNEXPECTED, EngineHealth
 from he_ha.fsm.observation import PeerRecord
-from he_ha.fsm.peer_choice import (
-    migrate_backoff,
-    migration_target,
-    outranked_by,
-)
+from he_ha.fsm.peer_choice import migrate_backoff, migration_target, outranked_by
 from he_ha.fsm.rules import Rule, rule
 from he_ha.fsm.states import StateName as S
 from he_ha.fsm.step_context import StepContext, Verdict, ceiling_reached, not_ready_ceiling
@@ -17,10 +13,30 @@ from he_ha.fsm.transitions.crash_restart import crashed
 from he_ha.fsm.transitions.local_maintenance import migrate_away
 
 _UP = {S.ENGINE_UP, S.ENGINE_UP_BAD_HEALTH}
+
+# --- is the VM still here -------------------------------------------------------------------------
+
 UP_VM_DOWN = rule("up.vm-down", _UP, S.ENGINE_MAYBE_AWAY, "the VM went down (shut down or migrated away)")
 UP_VM_CRASHED = rule("up.vm-crashed", _UP, S.ENGINE_UNEXPECTEDLY_DOWN, "the VM went down unexpectedly")
 UP_VM_NOT_UP = rule("up.vm-not-up", _UP, S.ENGINE_MAYBE_AWAY, "the VM is not up here", nowait=True)
 UP_ENGINE_ELSEWHERE = rule("up.engine-elsewhere", _UP, S.ENGINE_STOP, "a live peer runs a better-ranked engine")
+
+
+def _not_here(ctx: StepContext, health: EngineHealth) -> Verdict | None:
+    if health.vm == VM_DOWN:
+        return Verdict(UP_VM_DOWN, health.reason or "")
+    if health.vm == VM_DOWN_UNEXPECTED:
+        return crashed(ctx, UP_VM_CRASHED)
+    if not health.running:
+        return Verdict(UP_VM_NOT_UP, health.vm)
+    cluster = ctx.cluster
+    if not cluster.stale and cluster.best_engine_host != ctx.own_id:
+        return Verdict(UP_ENGINE_ELSEWHERE, f"host {cluster.best_engine_host} runs a better-ranked engine")
+    return None
+
+
+# --- local maintenance: vacate this host ------------------------------------------------------------
+
 UP_MIGRATE = rule(
     "up.local-maintenance.migrate", _UP, S.LOCAL_MAINTENANCE_MIGRATE_VM, "local maintenance: migrate the VM away"
 )
@@ -33,6 +49,18 @@ UP_EVACUATE = rule(
     S.ENGINE_STOP,
     "local maintenance: live migration failed, shut the VM down for an eligible peer to start it",
 )
+
+
+def _in_local_maintenance(ctx: StepContext, health: EngineHealth) -> Verdict:
+    verdict = migrate_away(ctx, UP_MIGRATE, UP_NO_TARGET, UP_EVACUATE)
+    if verdict.rule is not UP_NO_TARGET or health.health == HEALTH_GOOD:
+        return verdict
+    # Nowhere to go and not healthy either: the health rules decide, and say both.
+    return _unhealthy(ctx, health, f"local maintenance ({verdict.note}); ")
+
+
+# --- yield to a better host -------------------------------------------------------------------------
+
 UP_YIELD_MIGRATE = rule(
     "up.yield.migrate",
     _UP,
@@ -46,6 +74,21 @@ UP_YIELD = rule(
     "a peer out-scored us by the threshold for the dwell time and a live migration is not possible "
     "(it failed moments ago, or no eligible target): shut the VM down for it to start",
 )
+
+
+def _yield(ctx: StepContext, rival: PeerRecord | None) -> Verdict | None:
+    """The rival has out-scored us by the threshold for yield_dwell: move the VM to it."""
+    if rival is None or ctx.outranked_since is None:
+        return None
+    waited = ctx.now - ctx.outranked_since
+    if waited < ctx.timing.yield_dwell:
+        return None
+    why = f"host {rival.host_id} scores {rival.score} vs {ctx.score.total} for {waited:g} s"
+    return move_away(ctx, migration_target(ctx), UP_YIELD_MIGRATE, UP_YIELD, why)
+
+
+# --- the engine's health ----------------------------------------------------------------------------
+
 UP_BAD_HEALTH = rule("up.bad-health", {S.ENGINE_UP}, S.ENGINE_UP_BAD_HEALTH, "the engine is not healthy")
 UP_BAD_HEALTH_PERSISTS = rule(
     "up.bad-health.persists", {S.ENGINE_UP_BAD_HEALTH}, None, "the engine is still not healthy"
@@ -62,6 +105,21 @@ UP_NOT_READY_CEILING = rule(
     S.ENGINE_STOP,
     "the engine was not healthy for not_ready_timeout (its ceiling) in EngineUpBadHealth",
 )
+
+
+def _unhealthy(ctx: StepContext, health: EngineHealth, note: str) -> Verdict:
+    if ctx.state.name is S.ENGINE_UP_BAD_HEALTH and ceiling_reached(ctx, ctx.timing.bad_health_timeout):
+        ceiling = not_ready_ceiling(ctx, ctx.timing.bad_health_timeout)
+        return Verdict(UP_NOT_READY_CEILING, f"not healthy for {ceiling:g} s ({health.liveness})")
+    if health.liveness == LIVENESS_NOT_READY:
+        chosen = UP_NOT_READY
+    else:
+        chosen = UP_BAD_HEALTH if ctx.state.name is S.ENGINE_UP else UP_BAD_HEALTH_PERSISTS
+    return Verdict(chosen, note + (health.reason or health.detail))
+
+
+# --- failback to a better priority -----------------------------------------------------------------
+
 UP_FAILBACK_MIGRATE = rule(
     "up.failback.migrate",
     {S.ENGINE_UP},
@@ -82,51 +140,6 @@ UP_FAILBACK_DWELL = rule(
     None,
     "failback (configured): a better-priority host is eligible; its dwell is not over, or a failed failback backs off",
 )
-UP_OUTRANKED = rule("up.outranked", _UP, S.ENGINE_UP, "a peer out-scores us by the threshold; dwell not over")
-UP_OK = rule("up.ok", _UP, S.ENGINE_UP, "the engine is up and healthy here")
-
-
-def engine_up(ctx: StepContext) -> Verdict:
-    health = ctx.health
-    assert health is not None
-    if health.vm == VM_DOWN:
-        return Verdict(UP_VM_DOWN, health.reason or "")
-    if health.vm == VM_DOWN_UNEXPECTED:
-        return crashed(ctx, UP_VM_CRASHED)
-    if not health.running:
-        return Verdict(UP_VM_NOT_UP, health.vm)
-    cluster = ctx.cluster
-    if not cluster.stale and cluster.best_engine_host != ctx.own_id:
-        return Verdict(UP_ENGINE_ELSEWHERE, f"host {cluster.best_engine_host} runs a better-ranked engine")
-    healthy = health.health == HEALTH_GOOD
-    maintenance_note = ""
-    if ctx.local.local_maintenance:
-        decision = migrate_away(ctx, UP_MIGRATE, UP_NO_TARGET, UP_EVACUATE)
-        if decision.rule is not UP_NO_TARGET or healthy:
-            return decision
-        maintenance_note = f"local maintenance ({decision.note}); "
-    rival = None if ctx.local.local_maintenance else outranked_by(cluster, ctx.score.total, ctx.timing)
-    if rival is not None and ctx.outranked_since is not None:
-        waited = ctx.now - ctx.outranked_since
-        if waited >= ctx.timing.yield_dwell:
-            why = f"host {rival.host_id} scores {rival.score} vs {ctx.score.total} for {waited:g} s"
-            return move_away(ctx, migration_target(ctx), UP_YIELD_MIGRATE, UP_YIELD, why)
-    if not healthy:
-        if ctx.state.name is S.ENGINE_UP_BAD_HEALTH and ceiling_reached(ctx, ctx.timing.bad_health_timeout):
-            ceiling = not_ready_ceiling(ctx, ctx.timing.bad_health_timeout)
-            return Verdict(UP_NOT_READY_CEILING, f"not healthy for {ceiling:g} s ({health.liveness})")
-        if health.liveness == LIVENESS_NOT_READY:
-            rule = UP_NOT_READY
-        else:
-            rule = UP_BAD_HEALTH if ctx.state.name is S.ENGINE_UP else UP_BAD_HEALTH_PERSISTS
-        return Verdict(rule, maintenance_note + (health.reason or health.detail))
-    if rival is not None:
-        return Verdict(UP_OUTRANKED, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total}")
-    if ctx.state.name is S.ENGINE_UP and not ctx.local.local_maintenance:
-        failback = _failback(ctx)
-        if failback is not None:
-            return failback
-    return Verdict(UP_OK)
 
 
 def _failback(ctx: StepContext) -> Verdict | None:
@@ -149,6 +162,32 @@ def _failback(ctx: StepContext) -> Verdict | None:
     if waited < timing.failback_dwell:
         return Verdict(UP_FAILBACK_DWELL, f"{who} eligible for {waited:g} of {timing.failback_dwell:g} s")
     return move_away(ctx, target, UP_FAILBACK_MIGRATE, UP_FAILBACK, f"{who} eligible for {waited:g} s")
+
+
+# --- the state's logic ------------------------------------------------------------------------------
+
+UP_OUTRANKED = rule("up.outranked", _UP, S.ENGINE_UP, "a peer out-scores us by the threshold; dwell not over")
+UP_OK = rule("up.ok", _UP, S.ENGINE_UP, "the engine is up and healthy here")
+
+
+def engine_up(ctx: StepContext) -> Verdict:
+    health = ctx.health
+    assert health is not None  # the vm-unknown guard ran first
+    gone = _not_here(ctx, health)
+    if gone is not None:
+        return gone
+    if ctx.local.local_maintenance:
+        return _in_local_maintenance(ctx, health)
+    rival = outranked_by(ctx.cluster, ctx.score.total, ctx.timing)
+    yielding = _yield(ctx, rival)
+    if yielding is not None:
+        return yielding
+    if health.health != HEALTH_GOOD:
+        return _unhealthy(ctx, health, "")
+    if rival is not None:
+        return Verdict(UP_OUTRANKED, f"host {rival.host_id} scores {rival.score} vs {ctx.score.total}")
+    failback = _failback(ctx) if ctx.state.name is S.ENGINE_UP else None
+    return failback or Verdict(UP_OK)
 
 
 def move_away(ctx: StepContext, target: PeerRecord | None, migrate: Rule, cold: Rule, why: str) -> Verdict:
