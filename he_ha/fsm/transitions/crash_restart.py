@@ -3,10 +3,7 @@ Shared by EngineStarting, EngineUp, EngineUpBadHealth and EngineMaybeAway."""
 
 from __future__ import annotations
 
-from he_ha.fsm.peer_choice import (
-    eligible_peers,
-    lease_blocks_start,
-)
+from he_ha.fsm.peer_choice import eligible_peers, lease_blocks_start
 from he_ha.fsm.rules import Rule, rule
 from he_ha.fsm.states import StateName as S
 from he_ha.fsm.step_context import StepContext, Verdict
@@ -37,7 +34,7 @@ def restart_locally(ctx: StepContext) -> tuple[Verdict | None, str]:
 
     Restarts count toward the retry limit with the failed starts; at the limit (or when a
     live peer can take it, or this host cannot start it) the original's path applies: score 0
-    in EngineUnexpectedlyDown while others take over. Returns the decision, or None and why not.
+    in EngineUnexpectedlyDown while others take over. Returns the verdict, or None and why not.
     The first restart inside the retry window goes straight to EngineStart, whose action
     takes the lease before the launch (invariant 1), without releasing it first; later ones
     go to EngineDown and wait their back-off there (down.restart-backoff)."""
@@ -64,5 +61,5 @@ def restart_locally(ctx: StepContext) -> tuple[Verdict | None, str]:
 
 
 def crashed(ctx: StepContext, otherwise: Rule) -> Verdict:
-    decision, why_not = restart_locally(ctx)
-    return decision or Verdict(otherwise, f"no local restart: {why_not}")
+    verdict, why_not = restart_locally(ctx)
+    return verdict or Verdict(otherwise, f"no local restart: {why_not}")

@@ -46,7 +46,7 @@ def engine_starting(ctx: StepContext) -> Verdict:
     if health.vm == VM_DOWN:
         return Verdict(STARTING_DOWN, health.reason or "")
     if health.vm == VM_DOWN_UNEXPECTED:
-        decision, _ = restart_locally(ctx)
-        if decision is not None:
-            return decision
+        verdict, _ = restart_locally(ctx)
+        if verdict is not None:
+            return verdict
     return Verdict(STARTING_VANISHED, health.vm)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from he_ha.fsm.peer_choice import (
-    migrate_backoff,
-    migration_target,
-)
+from he_ha.fsm.peer_choice import migrate_backoff, migration_target
 from he_ha.fsm.rules import Rule, rule
 from he_ha.fsm.states import StateName as S
 from he_ha.fsm.step_context import StepContext, Verdict

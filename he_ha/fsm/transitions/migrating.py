@@ -9,12 +9,26 @@ from he_ha.fsm.rules import Rule, rule
 from he_ha.fsm.states import StateName as S
 from he_ha.fsm.step_context import StepContext, Verdict
 
+
+@dataclass(frozen=True, slots=True)
+class _MigrationRules:
+    """One migrating state's outcomes (LocalMaintenanceMigrateVm, EngineMigratingAway)."""
+
+    done: Rule
+    failed: Rule
+    vm_lost: Rule
+    timeout: Rule
+    await_: Rule
+
+
+# LocalMaintenanceMigrateVm: the admin asked to vacate this host.
 _MIGRATE = {S.LOCAL_MAINTENANCE_MIGRATE_VM}
 MIGRATE_DONE = rule("migrate.done", _MIGRATE, S.LOCAL_MAINTENANCE, "the VM left this host")
 MIGRATE_FAILED = rule("migrate.failed", _MIGRATE, S.ENGINE_UP, "the migration failed; the VM stays up here")
 MIGRATE_TIMEOUT = rule("migrate.timeout", _MIGRATE, S.ENGINE_UP, "no migration result within migrate_timeout")
 MIGRATE_VM_LOST = rule("migrate.vm-lost", _MIGRATE, S.REINITIALIZE, "the migration failed and the VM is not up")
 MIGRATE_AWAIT = rule("migrate.await", _MIGRATE, None, "migration under way")
+_LM_MIGRATION = _MigrationRules(MIGRATE_DONE, MIGRATE_FAILED, MIGRATE_VM_LOST, MIGRATE_TIMEOUT, MIGRATE_AWAIT)
 
 
 # EngineMigratingAway (issue 14): the yield and failback paths by live migration. A failed or
@@ -37,22 +51,6 @@ MIGRATING_AWAY_VM_LOST = rule(
     "migrating-away.vm-lost", _AWAY_MIGRATE, S.REINITIALIZE, "the migration failed and the VM is not up"
 )
 MIGRATING_AWAY_AWAIT = rule("migrating-away.await", _AWAY_MIGRATE, None, "migration under way")
-
-
-@dataclass(frozen=True, slots=True)
-class _MigrationRules:
-    """One migrating state's outcomes (LocalMaintenanceMigrateVm, EngineMigratingAway)."""
-
-    done: Rule
-    failed: Rule
-    vm_lost: Rule
-    timeout: Rule
-    await_: Rule
-
-
-_LM_MIGRATION = _MigrationRules(MIGRATE_DONE, MIGRATE_FAILED, MIGRATE_VM_LOST, MIGRATE_TIMEOUT, MIGRATE_AWAIT)
-# EngineMigratingAway: the better host takes the VM live. A failure goes back to EngineUp with
-# the migration back-off set (the cold path follows there if the host is still better).
 _AWAY_MIGRATION = _MigrationRules(
     MIGRATING_AWAY_DONE,
     MIGRATING_AWAY_FAILED,
@@ -63,8 +61,10 @@ _AWAY_MIGRATION = _MigrationRules(
 
 
 def _migration(ctx: StepContext, rules: _MigrationRules) -> Verdict:
+    """How the migration went: failed (the VM still here, or lost), done (the VM left), timed
+    out, or still under way."""
     health, result = ctx.health, ctx.result
-    assert health is not None
+    assert health is not None  # the vm-unknown hold guard ran first
     if result is not None and result.outcome is not Outcome.OK:
         if health.running:
             return Verdict(rules.failed, result.reason, migrate_failed=True)
