@@ -102,18 +102,32 @@ def _next_state(ctx: StepContext, verdict: Verdict, dest: S, entry: tuple[Action
         global_maintenance=ctx.global_on,
         start_failures=_start_failures(ctx, verdict, dest),
         start_attempt_at=_start_attempt_at(ctx, verdict, dest),
-        pending=entry[1] if entry is not None else (None if changed else ctx.pending),
+        pending=_pending(ctx, entry, changed),
         next_seq=state.next_seq if entry is None else state.next_seq + 1,
         outranked_since=ctx.outranked_since if dest in OUTRANK_KEPT else None,
         lease_busy_at=now if verdict.lease_busy else state.lease_busy_at,
         migrate_failed_at=now if verdict.migrate_failed else state.migrate_failed_at,
         migrate_target=_migrate_target(state, verdict, dest),
-        alive_at=now if ctx.health is not None and ctx.health.alive else (None if changed else state.alive_at),
+        alive_at=_alive_at(ctx, changed),
         # Crash restarts are not cleared by EngineUp: a VM that boots and crashes again and
         # again must reach the retry limit.
         restarts=(*ctx.restarts, now) if verdict.restart else ctx.restarts,
         **_priority_fields(ctx, verdict, dest),
     )
+
+
+def _pending(ctx: StepContext, entry: tuple[Action, Pending] | None, changed: bool) -> Pending | None:
+    """The entry action's, else the unanswered one while the state is kept."""
+    if entry is not None:
+        return entry[1]
+    return None if changed else ctx.pending
+
+
+def _alive_at(ctx: StepContext, changed: bool) -> float | None:
+    """The local engine's last sign of life in this state (the silence timers restart there)."""
+    if ctx.health is not None and ctx.health.alive:
+        return ctx.now
+    return None if changed else ctx.state.alive_at
 
 
 def _start_failures(ctx: StepContext, verdict: Verdict, dest: S) -> tuple[float, ...]:
@@ -175,35 +189,48 @@ def _priority_fields(ctx: StepContext, verdict: Verdict, dest: S) -> _PriorityFi
     engine is seen running or EngineDown is left. failback_at: set by up.failback, kept until the
     engine runs elsewhere (it took) or this host starts it again itself (start.ok: it did not,
     failback_failed_at), or the host leaves the stop/down/start path."""
-    state, rule = ctx.state, verdict.rule
-    wait = None
-    if dest is S.ENGINE_DOWN and rule not in (DOWN_ENGINE_ELSEWHERE, DOWN_ENGINE_HERE):
-        wait = state.priority_wait_since
-        if wait is None and rule is DOWN_PRIORITY_DEFER:
-            wait = ctx.now
-    failback_at, failed_at = state.failback_at, state.failback_failed_at
-    if rule is UP_FAILBACK:
-        failback_at = ctx.now
-    elif failback_at is not None:
-        if rule is START_OK:
-            failback_at, failed_at = None, ctx.now
-        elif rule is DOWN_ENGINE_ELSEWHERE or dest not in _FAILBACK_PATH:
-            failback_at = None
-    # The failback dwell survives a failback migration that fails, so the cold path follows.
-    kept = dest in OUTRANK_KEPT
-    target: int | None = None
-    since: float | None = None
-    if kept and ctx.failback_target is not None:
-        target, since = ctx.failback_target.host_id, ctx.failback_since
-    elif kept and state.name is S.ENGINE_MIGRATING_AWAY:
-        target, since = state.failback_target, state.failback_since
+    failback_at, failed_at = _failback_marks(ctx, verdict, dest)
+    target, since = _failback_dwell(ctx, dest)
     return _PriorityFields(
-        priority_wait_since=wait,
+        priority_wait_since=_priority_wait(ctx, verdict, dest),
         failback_target=target,
         failback_since=since,
         failback_at=failback_at,
         failback_failed_at=failed_at,
     )
+
+
+def _priority_wait(ctx: StepContext, verdict: Verdict, dest: S) -> float | None:
+    if dest is not S.ENGINE_DOWN or verdict.rule in (DOWN_ENGINE_ELSEWHERE, DOWN_ENGINE_HERE):
+        return None
+    wait = ctx.state.priority_wait_since
+    return ctx.now if wait is None and verdict.rule is DOWN_PRIORITY_DEFER else wait
+
+
+def _failback_marks(ctx: StepContext, verdict: Verdict, dest: S) -> tuple[float | None, float | None]:
+    """(failback_at, failback_failed_at) after this step."""
+    failback_at, failed_at = ctx.state.failback_at, ctx.state.failback_failed_at
+    if verdict.rule is UP_FAILBACK:
+        return ctx.now, failed_at
+    if failback_at is None:
+        return None, failed_at
+    if verdict.rule is START_OK:
+        return None, ctx.now
+    if verdict.rule is DOWN_ENGINE_ELSEWHERE or dest not in _FAILBACK_PATH:
+        return None, failed_at
+    return failback_at, failed_at
+
+
+def _failback_dwell(ctx: StepContext, dest: S) -> tuple[int | None, float | None]:
+    """(failback_target, failback_since) after this step. The dwell survives a failback
+    migration that fails, so the cold path follows."""
+    if dest not in OUTRANK_KEPT:
+        return None, None
+    if ctx.failback_target is not None:
+        return ctx.failback_target.host_id, ctx.failback_since
+    if ctx.state.name is S.ENGINE_MIGRATING_AWAY:
+        return ctx.state.failback_target, ctx.state.failback_since
+    return None, None
 
 
 _FAILBACK_PATH = frozenset({S.ENGINE_STOP, S.ENGINE_FORCE_STOP, S.ENGINE_DOWN, S.ENGINE_START})
@@ -343,40 +370,59 @@ def _gave_up(ctx: StepContext, verdict: Verdict, dest: S, score: ScoreBreakdown)
 def _alerts(
     ctx: StepContext, verdict: Verdict, dest: S, score: ScoreBreakdown
 ) -> tuple[tuple[Alert, ...], float | None]:
-    """The alerts active after this step, and the new ``no_host_since``."""
-    now, found = ctx.now, {}
-    health, lease = ctx.health, ctx.obs.lease
-    if ctx.global_on and verdict.rule in (SAFETY_FOREIGN_LEASE, SAFETY_FOREIGN_LEASE_HOLD):
-        found[A.SECOND_COPY_DESTROYED] = f"global maintenance, but a second copy: {verdict.note}; destroyed"
-    elif (
-        ctx.global_on
-        and health is not None
-        and health.running
-        and lease is not None
-        and not lease.held_here
-        and (lease.owner in (None, ctx.own_id) or ctx.sanlock.get(lease.owner) in (SanlockHost.DEAD, SanlockHost.FREE))
-    ):
-        owner = "none" if lease.owner is None else f"host {lease.owner}"
-        found[A.VM_WITHOUT_LEASE] = (
-            f"the engine VM runs here without its lease (recorded owner: {owner}, not live); global maintenance: "
-            "he-ha leaves it alone. When global maintenance ends it is destroyed (safety.lease-lost) unless it "
-            "holds its lease by then"
-        )
-    no_host_since = None
-    gave_up = _gave_up(ctx, verdict, dest, score)
-    if gave_up is not None:
-        kind, reason = gave_up
-        if kind == A.GAVE_UP_RETRY_LIMIT:
-            found[kind] = reason
-        else:
-            no_host_since = ctx.state.no_host_since if ctx.state.no_host_since is not None else now
-            lowest = all(ctx.own_id < p.host_id for p in ctx.cluster.alive)  # one report per cluster
-            waited = now - no_host_since
-            if lowest and waited >= ctx.timing.no_host_alert_after:
-                found[kind] = f"{reason} (for {waited:g} s)"
+    """The alerts active after this step (each keeps the time it was first raised), and the
+    new ``no_host_since``."""
+    found = dict(_lease_alerts(ctx, verdict))
+    no_host_since, gave_up = _gave_up_alert(ctx, verdict, dest, score)
+    found.update(gave_up)
     before = {a.kind: a for a in ctx.state.alerts}
+    now = ctx.now
     alerts = tuple(Alert(kind, reason, before[kind].since if kind in before else now) for kind, reason in found.items())
     return alerts, no_host_since
+
+
+def _lease_alerts(ctx: StepContext, verdict: Verdict) -> list[tuple[str, str]]:
+    """Global maintenance: a second copy destroyed, or the VM here without its lease."""
+    health, lease = ctx.health, ctx.obs.lease
+    if not ctx.global_on:
+        return []
+    if verdict.rule in (SAFETY_FOREIGN_LEASE, SAFETY_FOREIGN_LEASE_HOLD):
+        return [(A.SECOND_COPY_DESTROYED, f"global maintenance, but a second copy: {verdict.note}; destroyed")]
+    if health is None or not health.running or lease is None or lease.held_here:
+        return []
+    if lease.owner not in (None, ctx.own_id) and ctx.sanlock.get(lease.owner) not in (
+        SanlockHost.DEAD,
+        SanlockHost.FREE,
+    ):
+        return []
+    owner = "none" if lease.owner is None else f"host {lease.owner}"
+    return [
+        (
+            A.VM_WITHOUT_LEASE,
+            f"the engine VM runs here without its lease (recorded owner: {owner}, not live); global maintenance: "
+            "he-ha leaves it alone. When global maintenance ends it is destroyed (safety.lease-lost) unless it "
+            "holds its lease by then",
+        )
+    ]
+
+
+def _gave_up_alert(
+    ctx: StepContext, verdict: Verdict, dest: S, score: ScoreBreakdown
+) -> tuple[float | None, list[tuple[str, str]]]:
+    """The new ``no_host_since`` and the gave-up alert, if raised. No eligible host is
+    reported after no_host_alert_after, by the live host with the lowest id only."""
+    gave_up = _gave_up(ctx, verdict, dest, score)
+    if gave_up is None:
+        return None, []
+    kind, reason = gave_up
+    if kind == A.GAVE_UP_RETRY_LIMIT:
+        return None, [(kind, reason)]
+    no_host_since = ctx.state.no_host_since if ctx.state.no_host_since is not None else ctx.now
+    lowest = all(ctx.own_id < p.host_id for p in ctx.cluster.alive)  # one report per cluster
+    waited = ctx.now - no_host_since
+    if lowest and waited >= ctx.timing.no_host_alert_after:
+        return no_host_since, [(kind, f"{reason} (for {waited:g} s)")]
+    return no_host_since, []
 
 
 def _inputs(ctx: StepContext) -> DecisionInputs:
