@@ -3,8 +3,10 @@ host holding its lease is destroyed, or, in global maintenance, reported."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from he_ha.fsm.observation import SanlockHost
-from he_ha.fsm.rules import DECISION_STATES, rule
+from he_ha.fsm.rules import DECISION_STATES, Rule, rule
 from he_ha.fsm.states import MIGRATING
 from he_ha.fsm.states import StateName as S
 from he_ha.fsm.step_context import StepContext, Verdict
@@ -54,28 +56,43 @@ def foreign_lease(ctx: StepContext) -> Verdict | None:
     lease, health = ctx.obs.lease, ctx.health
     if lease is None or lease.held_here or health is None or not health.running:
         return None
-    migrating = ctx.state.name in MIGRATING
-    if lease.owner in (None, ctx.own_id):
-        if migrating and ctx.pending is not None:
-            return None
-        go, hold = SAFETY_LEASE_LOST, SAFETY_LEASE_LOST_HOLD
-        owner = "no host" if lease.owner is None else "this host's previous holder"
-        note = f"VM runs here but this host does not hold its lease (recorded owner: {owner})"
-        if ctx.global_on:
-            return _hands_off(ctx, note)
-    else:
-        if migrating and ctx.state.migrate_target == lease.owner:
-            return None
-        go, hold = SAFETY_FOREIGN_LEASE, SAFETY_FOREIGN_LEASE_HOLD
-        status = ctx.sanlock.get(lease.owner, SanlockHost.UNKNOWN)
-        note = f"VM runs here but host {lease.owner} (sanlock: {status.value}) owns its lease"
-        if ctx.global_on and status in (SanlockHost.DEAD, SanlockHost.FREE):
-            return _hands_off(ctx, note)
-    if ctx.state.name is S.ENGINE_FORCE_STOP and ctx.pending is not None:
-        return Verdict(hold, note)
+    breach = _lease_lost(ctx) if lease.owner in (None, ctx.own_id) else _lease_foreign(ctx, lease.owner)
+    if breach is None:
+        return None  # our own migration moves the lease
+    if breach.hands_off:
+        return _hands_off(ctx, breach.note)
     if ctx.state.name is S.ENGINE_FORCE_STOP:
-        return None  # the destroy was answered: ForceStop's own logic decides
-    return Verdict(go, note)
+        # The destroy is under way: hold. Once answered, ForceStop's own logic decides.
+        return Verdict(breach.hold, breach.note) if ctx.pending is not None else None
+    return Verdict(breach.go, breach.note)
+
+
+class _Breach(NamedTuple):
+    go: Rule  # destroy the VM
+    hold: Rule  # the destroy is under way
+    note: str
+    hands_off: bool  # global maintenance: report, do not destroy
+
+
+def _lease_lost(ctx: StepContext) -> _Breach | None:
+    """No owner, or our own id while this host does not hold the lease."""
+    if ctx.state.name in MIGRATING and ctx.pending is not None:
+        return None
+    lease = ctx.obs.lease
+    assert lease is not None
+    owner = "no host" if lease.owner is None else "this host's previous holder"
+    note = f"VM runs here but this host does not hold its lease (recorded owner: {owner})"
+    return _Breach(SAFETY_LEASE_LOST, SAFETY_LEASE_LOST_HOLD, note, ctx.global_on)
+
+
+def _lease_foreign(ctx: StepContext, owner: int) -> _Breach | None:
+    """Another host is recorded as the lease's owner."""
+    if ctx.state.name in MIGRATING and ctx.state.migrate_target == owner:
+        return None
+    status = ctx.sanlock.get(owner, SanlockHost.UNKNOWN)
+    note = f"VM runs here but host {owner} (sanlock: {status.value}) owns its lease"
+    hands_off = ctx.global_on and status in (SanlockHost.DEAD, SanlockHost.FREE)
+    return _Breach(SAFETY_FOREIGN_LEASE, SAFETY_FOREIGN_LEASE_HOLD, note, hands_off)
 
 
 GM_VM_WITHOUT_LEASE = rule(
