@@ -11,22 +11,20 @@ from he_ha.fsm.states import MIGRATING
 from he_ha.fsm.states import StateName as S
 from he_ha.fsm.step_context import StepContext, Verdict
 
-SAFETY_FOREIGN_LEASE = rule(
-    "safety.foreign-lease",
-    DECISION_STATES - {S.ENGINE_FORCE_STOP},
-    S.ENGINE_FORCE_STOP,
-    "the VM runs here while another host owns its lease: destroy it now (invariant 4)",
-    nowait=True,
+
+def _destroy_now(rule_id: str, text: str) -> Rule:
+    """A safety rule: from any state but EngineForceStop, to EngineForceStop at once."""
+    return rule(rule_id, DECISION_STATES - {S.ENGINE_FORCE_STOP}, S.ENGINE_FORCE_STOP, text, nowait=True)
+
+
+SAFETY_FOREIGN_LEASE = _destroy_now(
+    "safety.foreign-lease", "the VM runs here while another host owns its lease: destroy it now (invariant 4)"
 )
 SAFETY_FOREIGN_LEASE_HOLD = rule(
     "safety.foreign-lease.hold", {S.ENGINE_FORCE_STOP}, None, "foreign lease: destroy already under way"
 )
-SAFETY_LEASE_LOST = rule(
-    "safety.lease-lost",
-    DECISION_STATES - {S.ENGINE_FORCE_STOP},
-    S.ENGINE_FORCE_STOP,
-    "the VM runs here but this host does not hold its lease: destroy it now (invariants 1, 2)",
-    nowait=True,
+SAFETY_LEASE_LOST = _destroy_now(
+    "safety.lease-lost", "the VM runs here but this host does not hold its lease: destroy it now (invariants 1, 2)"
 )
 SAFETY_LEASE_LOST_HOLD = rule(
     "safety.lease-lost.hold", {S.ENGINE_FORCE_STOP}, None, "lease lost: destroy already under way"
