@@ -1,39 +1,86 @@
-"""How the whole suite shares this machine when run in parallel (scripts/test.sh: pytest-xdist
-with ``--dist loadgroup``; issue 16 item 4).
+"""How the whole suite shares this machine when run in parallel (scripts/test.sh runs it under
+pytest-xdist; issue 16 item 4).
 
-Every test is put in a group that one worker runs from start to end: by default its file (the
-tests of a file share module fixtures, daemons and sometimes fixed names, and were written to
-run one after another). The real-VM tier's QEMU guests are CPU-bound under TCG: its files
-share two groups (the migration file alone is ~10 minutes) so that at most two guests boot at
-a time beside the waiting-bound tiers (sanlock's host-dead times, timeouts). Only files
-without module-scoped fixtures may share a group: xdist interleaves a group's files, and a
-module fixture is set up again at each return to its module (the package builds were, three
-times). Without xdist the markers change nothing.
+Each test is a unit of work of its own, so the waiting-bound tiers (sanlock's host-dead times,
+timeouts, guests booting) overlap as far as the workers allow: tests use their own
+directories, daemons and ports. Three rules on top:
+
+- a file whose module fixture is expensive (the package builds, a cluster of daemons) is one
+  unit, run by one worker from start to end, so the fixture is built once (``_BY_FILE``);
+- the long tests are handed out first (``_ORDER``): a ten-minute test that starts last makes
+  the whole run ten minutes longer than its share;
+- a worker never holds two long tests at once. An xdist worker runs one test while it holds
+  the next (it must know the next test to tear fixtures down right), so a long test queued
+  behind another long one would wait for it while other workers run out of work.
+
+This is a scheduler of our own (``pytest_xdist_make_scheduler``), not ``--dist loadgroup``:
+with pytest 9 xdist's group markers have no effect (xdist 3.8 renames ``item._nodeid``, which
+pytest 9 no longer reads), so every test was its own unit and the packages were built three
+times. Without xdist none of this runs.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-# path prefix (relative to the repository) -> group; first match wins
-_SHARED_GROUPS = (
-    ("tests/realvm/test_migration.py", "qemu-migration"),
-    ("tests/realvm/", "qemu"),
-    ("tests/e2e/test_libvirtd_restart.py", "qemu"),
+# Files whose tests share an expensive module fixture: one unit of work per file.
+_BY_FILE = frozenset(
+    {
+        "tests/packaging/test_packages.py",  # builds the .deb and the .rpm (~40 s of CPU)
+        "tests/integration/cli_commands/test_cli_against_daemons.py",  # a two-host cluster
+        "tests/integration/broker_socket/test_against_daemons.py",  # a two-host cluster
+    }
 )
 
+# Path prefixes in the order their tests are handed out: the long poles first, the many
+# quick tests last (they fill the gaps at the end). Unlisted paths come before the unit tests.
+_ORDER = (
+    "tests/packaging/test_systemd_boot.py",
+    "tests/e2e/test_production_timings.py",
+    "tests/sim/test_random.py",
+    "tests/realvm/",
+    "tests/packaging/",
+    "tests/e2e/",
+    "tests/integration/test_demo.py",
+    # the long ones (a minute or more each) end here
+    "tests/integration/",
+    "tests/sim/",
+)
+_LONG = _ORDER.index("tests/integration/")
 
-# Files whose tests each take minutes and share nothing: one group per test, not per file.
-_PER_TEST = ("tests/e2e/test_production_timings.py",)
+
+def _rank(nodeid: str) -> int:
+    if nodeid.startswith("tests/unit/"):
+        return len(_ORDER) + 1
+    return next((rank for rank, prefix in enumerate(_ORDER) if nodeid.startswith(prefix)), len(_ORDER))
 
 
-def _group(nodeid: str) -> str:
-    path = nodeid.split("::", 1)[0]
-    if path in _PER_TEST:
-        return nodeid
-    return next((group for prefix, group in _SHARED_GROUPS if path.startswith(prefix)), path)
+def _is_long(scope: str) -> bool:
+    return _rank(scope) < _LONG
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item.nodeid)))
+    items.sort(key=lambda item: _rank(item.nodeid))  # stable: a file's tests stay together
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # only under xdist
+
+    class _Schedule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in _BY_FILE else nodeid
+
+        def _assign_work_unit(self, node: Any) -> None:
+            held = [scope for scope, unit in self.assigned_work.get(node, {}).items() if not all(unit.values())]
+            if any(_is_long(scope) for scope in held):
+                short = next((scope for scope in self.workqueue if not _is_long(scope)), None)
+                if short is not None:
+                    self.workqueue.move_to_end(short, last=False)
+            super()._assign_work_unit(node)
+
+    config.option.loadscopereorder = False  # hand out in collection order (sorted above)
+    return _Schedule(config, log)
