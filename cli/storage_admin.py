@@ -18,10 +18,10 @@ from cli.arguments import UsageError
 from cli.command import EXIT_FAILED, error, require_deployed
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, HostedEngineConf
+from he_ha.lease.lease_errors import LeaseError
+from he_ha.provision.area_io import AreaError
+from he_ha.provision.provision import ProvisionError
 from he_ha.repair.clean_metadata import CleanAborted
-from he_ha.storage.area_io import AreaError
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.provision import ProvisionError
 
 STORAGE_ERRORS = (AreaError, LeaseError, ProvisionError, CleanAborted, ConfigError)
 NOT_CONFIGURED = "Hosted Engine is not configured."

@@ -64,8 +64,20 @@ from typing import ClassVar
 
 import structlog
 
-from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
-from he_ha.storage.lease_errors import (
+from he_ha.lease.client import LeaseClient
+from he_ha.lease.domain_lockspace import domain_lockspace, domain_resource
+from he_ha.lease.keeper import (
+    KeeperFileError,
+    KeeperProcess,
+    KeeperRecord,
+    Killpath,
+    is_our_keeper,
+    read_record,
+    start_detached,
+    start_time_of,
+    write_record,
+)
+from he_ha.lease.lease_errors import (
     HolderNotRegistered,
     LeaseAlreadyHeld,
     LeaseError,
@@ -75,19 +87,8 @@ from he_ha.storage.lease_errors import (
     LockspaceNotReady,
     WrongHostId,
 )
-from he_ha.storage.lease_keeper import Killpath, start_detached
-from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, Lockspace, VmLease, wait_deadline
-from he_ha.storage.lease_model import HeldResource, LeaseOwner
-from he_ha.storage.leases import LeaseClient
-from he_ha.supervisor.keeper_process import (
-    KeeperFileError,
-    KeeperProcess,
-    KeeperRecord,
-    is_our_keeper,
-    read_record,
-    start_time_of,
-    write_record,
-)
+from he_ha.lease.lease_layout import DEFAULT_IO_TIMEOUT, Lockspace, VmLease, wait_deadline
+from he_ha.lease.lease_model import HeldResource, LeaseOwner
 from he_ha.vm import DomainSpec, LeaseSpec, inject_lease
 
 log = structlog.get_logger(__name__)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_errors import (
+from he_ha.lease.client import LeaseClient
+from he_ha.lease.lease_errors import (
     DaemonUnavailable,
     HostIdOutOfRange,
     LeaseCallTimeout,
@@ -17,9 +18,8 @@ from he_ha.storage.lease_errors import (
     LockspaceNotReady,
     WrongHostId,
 )
-from he_ha.storage.lease_layout import MIB, Lockspace
-from he_ha.storage.lease_model import HostStatus, JoinOutcome, LockspaceState
-from he_ha.storage.leases import LeaseClient
+from he_ha.lease.lease_layout import MIB, Lockspace
+from he_ha.lease.lease_model import HostStatus, JoinOutcome, LockspaceState
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, Cluster, make_volume
 
 pytestmark = PACKAGE_LOOP

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.lease_errors import (
+from he_ha.lease.client import LeaseClient
+from he_ha.lease.keeper import LeaseKeeper
+from he_ha.lease.lease_errors import (
     HolderNotRegistered,
     LeaseAlreadyHeld,
     LeaseAreaInUse,
@@ -21,10 +23,8 @@ from he_ha.storage.lease_errors import (
     LockspaceNotJoined,
     VolumeError,
 )
-from he_ha.storage.lease_keeper import LeaseKeeper
-from he_ha.storage.lease_layout import MIB, Lockspace, VmLease
-from he_ha.storage.lease_model import LeaseOwner
-from he_ha.storage.leases import LeaseClient
+from he_ha.lease.lease_layout import MIB, Lockspace, VmLease
+from he_ha.lease.lease_model import LeaseOwner
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, Cluster, make_volume
 
 pytestmark = PACKAGE_LOOP

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from he_ha.config import load_hosted_engine_conf
-from he_ha.storage.area_io import AreaIo
-from he_ha.storage.area_survey import (
+from he_ha.lease.client import LeaseClient
+from he_ha.lease.lease_layout import MIB, LeaseLayout
+from he_ha.provision.area_io import AreaIo
+from he_ha.provision.area_survey import (
     AreaState,
     LockspaceSurvey,
     MetadataSurvey,
     survey_lockspace,
     survey_metadata,
 )
-from he_ha.storage.codec import WHITEBOARD_BYTES
-from he_ha.storage.lease_layout import MIB, LeaseLayout
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.provision import ProvisionRefused, StorageAreas, initialise_first_host
+from he_ha.provision.provision import ProvisionRefused, StorageAreas, initialise_first_host
+from he_ha.whiteboard.codec import WHITEBOARD_BYTES
 from tests.integration.repair.conftest import (
     IO_TIMEOUT,
     VMID,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.codec import SLOT_BYTES, WHITEBOARD_BYTES, GlobalBlock, encode_global_block, encode_host_slot
-from he_ha.storage.direct_io import logical_sector_size, write_direct
-from he_ha.storage.whiteboard import Whiteboard
-from he_ha.storage.whiteboard_errors import StorageError
+from he_ha.whiteboard.codec import SLOT_BYTES, WHITEBOARD_BYTES, GlobalBlock, encode_global_block, encode_host_slot
+from he_ha.whiteboard.direct_io import logical_sector_size, write_direct
+from he_ha.whiteboard.whiteboard import Whiteboard
+from he_ha.whiteboard.whiteboard_errors import StorageError
 from tests.integration.whiteboard.helpers import attach_loop, detach_loop, needs_root, read_raw_slot
 from tests.unit.storage.samples import host_slot
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from he_ha.config import MAX_HOST_ID
-from he_ha.storage.lease_errors import LeaseConfigError
-from he_ha.storage.lease_layout import (
+from he_ha.lease.lease_errors import LeaseConfigError
+from he_ha.lease.lease_layout import (
     MIB,
     LeaseLayout,
     Lockspace,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.config import ConfigError, HostedEngineConf
-from he_ha.storage.hostconf import ConfChange, HostConfValues, plan_host_conf
+from he_ha.provision.hostconf import ConfChange, HostConfValues, plan_host_conf
 
 CONF = Path("/etc/ovirt-hosted-engine/hosted-engine.conf")
 VMID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from he_ha.storage.lease_layout import MIB
-from he_ha.storage.liveness import slowest_io_timeout
-from he_ha.storage.sanlock_records import LockspaceGeometry
+from he_ha.lease.lease_layout import MIB
+from he_ha.lease.sanlock_records import LockspaceGeometry
+from he_ha.provision.liveness import slowest_io_timeout
 from tests.unit.repair.test_sanlock_records import FRESH_HOST_1
 
 # Host 4 ("hostE") joined with io_timeout 3 a lockspace written with io_timeout 1 (sanlock 3.8.5).

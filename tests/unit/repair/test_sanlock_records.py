@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from he_ha.storage.lease_layout import MIB
-from he_ha.storage.sanlock_records import (
+from he_ha.lease.lease_layout import MIB
+from he_ha.lease.sanlock_records import (
     CHECKSUM_SPAN,
     LockspaceGeometry,
     RecordError,

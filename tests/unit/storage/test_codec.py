@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from he_ha.storage.codec import (
+from he_ha.whiteboard.codec import (
     BLOCK_BYTES,
     SLOT_BYTES,
     WHITEBOARD_BYTES,
@@ -24,7 +24,7 @@ from he_ha.storage.codec import (
     global_entries,
     priority_line,
 )
-from he_ha.storage.whiteboard_errors import (
+from he_ha.whiteboard.whiteboard_errors import (
     CorruptSlot,
     EncodeError,
     MalformedSlot,

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from he_ha.storage.codec import (
+from he_ha.whiteboard.codec import (
     BLOCK_BYTES,
     SLOT_BYTES,
     HostSlot,
@@ -21,8 +21,8 @@ from he_ha.storage.codec import (
     decode_host_slot,
     encode_host_slot,
 )
-from he_ha.storage.extra import format_extra
-from he_ha.storage.whiteboard_errors import CorruptSlot, SlotError, SlotOfAnotherHost
+from he_ha.whiteboard.extra import format_extra
+from he_ha.whiteboard.whiteboard_errors import CorruptSlot, SlotError, SlotOfAnotherHost
 from tests.unit.storage.samples import UP_STATUS, host_slot
 
 ROUNDS = 17_000  # × 6 damage kinds = 102,000 decodes

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 HEAVY = ("structlog", "asyncio", "pydantic", "aiohttp", "libvirt", "yaml", "he_ha.config")
 
 
-@pytest.mark.parametrize("module", ["he_ha.storage.lease_worker", "he_ha.storage.lease_keeper"])
+@pytest.mark.parametrize("module", ["he_ha.lease.worker", "he_ha.lease.keeper"])
 def test_a_helper_process_module_loads_no_heavy_library(module: str) -> None:
     code = (
         f"import sys, {module}\n"

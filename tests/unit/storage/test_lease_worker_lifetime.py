@@ -24,7 +24,7 @@ def _ignores_sigterm(pid: int) -> bool:
 
 def test_sigterm_leaves_the_worker_running_and_a_closed_pipe_ends_it() -> None:
     worker = subprocess.Popen(
-        [sys.executable, "-m", "he_ha.storage.lease_worker"],
+        [sys.executable, "-m", "he_ha.lease.worker"],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

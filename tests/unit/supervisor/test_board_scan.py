@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from he_ha.storage.codec import (
+from he_ha.supervisor.board import SCAN_MARGIN, BoardReader, ScanRange
+from he_ha.whiteboard.codec import (
     SLOT_BYTES,
     SLOT_COUNT,
     WHITEBOARD_BYTES,
@@ -14,7 +15,6 @@ from he_ha.storage.codec import (
     decode_whiteboard,
     encode_host_slot,
 )
-from he_ha.supervisor.board import SCAN_MARGIN, BoardReader, ScanRange
 from tests.unit.storage.samples import host_slot
 
 OWN = 1

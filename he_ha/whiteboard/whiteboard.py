@@ -27,7 +27,7 @@ import structlog
 from he_ha.config import MAX_HOST_ID
 from he_ha.durations import DurationHistogram
 from he_ha.offloop import CallTimeout, Lane, LaneStuck
-from he_ha.storage.codec import (
+from he_ha.whiteboard.codec import (
     SLOT_BYTES,
     SLOT_COUNT,
     WHITEBOARD_BYTES,
@@ -38,8 +38,8 @@ from he_ha.storage.codec import (
     encode_global_block,
     encode_host_slot,
 )
-from he_ha.storage.direct_io import read_direct, write_direct
-from he_ha.storage.whiteboard_errors import EncodeError, StorageStalled, WhiteboardError, WhiteboardTimeout
+from he_ha.whiteboard.direct_io import read_direct, write_direct
+from he_ha.whiteboard.whiteboard_errors import EncodeError, StorageStalled, WhiteboardError, WhiteboardTimeout
 
 log = structlog.get_logger(__name__)
 

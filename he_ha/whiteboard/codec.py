@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from he_ha.config import MAX_HOST_ID, MAX_PRIORITY, MIN_PRIORITY, to_bool
-from he_ha.storage.whiteboard_errors import (
+from he_ha.whiteboard.whiteboard_errors import (
     CorruptSlot,
     EncodeError,
     MalformedSlot,

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from he_ha.storage.lease_errors import LeaseConfigError
-from he_ha.storage.lease_layout import MIB, Lockspace, VmLease
+from he_ha.lease.lease_errors import LeaseConfigError
+from he_ha.lease.lease_layout import MIB, Lockspace, VmLease
 
 DOMAIN_SECTOR_SIZE = 512
 DOMAIN_ALIGN = MIB

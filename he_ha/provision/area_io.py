@@ -4,7 +4,7 @@ Initialisation and repair read whole areas (the lockspace, the metadata), create
 files, zero slots and write hosted-engine.conf. Each call runs on one daemon thread (a
 ``he_ha.offloop.Lane``) under a deadline: hung storage gives ``AreaError`` naming the path
 and the call, never a frozen command. Reads and writes of area contents use O_DIRECT
-(he_ha.storage.direct_io), so they see and reach shared storage, not the page cache.
+(he_ha.whiteboard.direct_io), so they see and reach shared storage, not the page cache.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import TypeVar
 
 from he_ha.atomicfile import write_atomically
 from he_ha.offloop import CallTimeout, Lane, LaneStuck
-from he_ha.storage.direct_io import read_direct, write_direct
-from he_ha.storage.whiteboard_errors import StorageError
+from he_ha.whiteboard.direct_io import read_direct, write_direct
+from he_ha.whiteboard.whiteboard_errors import StorageError
 
 T = TypeVar("T")
 

@@ -1,14 +1,14 @@
 """Async API over sanlock for one host: lockspace membership, peer liveness and the VM lease.
 
 ``LeaseClient`` runs every sanlock call in a lease worker process
-(he_ha.storage.lease_worker) started with this host's SANLOCK_RUN_DIR, and waits for the
+(he_ha.lease.worker) started with this host's SANLOCK_RUN_DIR, and waits for the
 answer on a pipe with a deadline. Why a process and not a thread pool: libsanlock picks its
 daemon from SANLOCK_RUN_DIR once per process, so a worker per host is what lets several
 simulated hosts share one test or demo process, and production (one host per supervisor)
 runs exactly the same code. A call stuck on dead storage ties up a worker thread, never
 the event loop; its caller gets ``LeaseCallTimeout``.
 
-Sanlock failures arrive as typed ``SanlockError`` subclasses (he_ha.storage.lease_errors);
+Sanlock failures arrive as typed ``SanlockError`` subclasses (he_ha.lease.lease_errors);
 none is swallowed. Who holds the VM lease: by default the worker process itself (sanlock
 releases it when the worker exits, i.e. when the supervisor is gone); pass ``holder_pid``
 to acquire on behalf of another registered process (a lease keeper or QEMU), whose exit
@@ -26,8 +26,8 @@ from typing import Any
 
 import structlog
 
-from he_ha.storage import lease_model
-from he_ha.storage.lease_errors import (
+from he_ha.lease import lease_model
+from he_ha.lease.lease_errors import (
     JoinInProgress,
     LeaseAreaInUse,
     LeaseCallTimeout,
@@ -42,8 +42,8 @@ from he_ha.storage.lease_errors import (
     WrongHostId,
     map_sanlock_error,
 )
-from he_ha.storage.lease_layout import LeaseLayout, Lockspace, VmLease, wait_deadline
-from he_ha.storage.lease_model import (
+from he_ha.lease.lease_layout import LeaseLayout, Lockspace, VmLease, wait_deadline
+from he_ha.lease.lease_model import (
     HeldResource,
     HostInfo,
     JoinOutcome,
@@ -51,8 +51,8 @@ from he_ha.storage.lease_model import (
     LockspaceState,
     VolumeInfo,
 )
-from he_ha.storage.lease_protocol import MAX_LINE, Failure, Request, decode_reply, encode
-from he_ha.storage.sanlock_env import process_env
+from he_ha.lease.lease_protocol import MAX_LINE, Failure, Request, decode_reply, encode
+from he_ha.lease.sanlock_env import process_env
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,7 @@ class LeaseClient:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "he_ha.storage.lease_worker",
+                "he_ha.lease.worker",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from he_ha.storage.lease_errors import LeaseProtocolError
+from he_ha.lease.lease_errors import LeaseProtocolError
 
 MAX_LINE = 16 * 1024 * 1024  # get_hosts of 2000 hosts is ~200 KB; leave plenty of room
 

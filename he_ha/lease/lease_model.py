@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from he_ha.storage.lease_errors import LeaseProtocolError
+from he_ha.lease.lease_errors import LeaseProtocolError
 
 
 class HostStatus(enum.Enum):

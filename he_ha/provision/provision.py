@@ -1,6 +1,6 @@
 """Storage initialisation, the HA part of deployment: plan, then apply.
 
-``plan_init`` looks at the areas (he_ha.storage.area_survey) and decides:
+``plan_init`` looks at the areas (he_ha.provision.area_survey) and decides:
 
 - **first host**: the lockspace volume is missing or all zero. Create the files at the right
   size if needed, write the lockspace ``hosted-engine``, the VM lease (named after the VM
@@ -30,19 +30,9 @@ from pathlib import Path
 import structlog
 
 from he_ha.config import MAX_HOST_ID, ConfigError
-from he_ha.storage.area_io import AreaIo, AreaStat
-from he_ha.storage.area_survey import (
-    AreaState,
-    LockspaceSurvey,
-    MetadataSurvey,
-    survey_lease_area,
-    survey_lockspace,
-    survey_metadata,
-)
-from he_ha.storage.codec import WHITEBOARD_BYTES
-from he_ha.storage.hostconf import ConfChange, HostConfValues, plan_host_conf
-from he_ha.storage.lease_errors import DaemonUnavailable
-from he_ha.storage.lease_layout import (
+from he_ha.lease.client import LeaseClient
+from he_ha.lease.lease_errors import DaemonUnavailable
+from he_ha.lease.lease_layout import (
     CONF_LOCK_RESOURCE,
     DEFAULT_IO_TIMEOUT,
     MIB,
@@ -50,11 +40,21 @@ from he_ha.storage.lease_layout import (
     Lockspace,
     VmLease,
 )
-from he_ha.storage.lease_model import LockspaceState
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.liveness import observe
-from he_ha.storage.sanlock_env import daemon_answers, socket_path
-from he_ha.storage.sanlock_records import LockspaceGeometry
+from he_ha.lease.lease_model import LockspaceState
+from he_ha.lease.sanlock_env import daemon_answers, socket_path
+from he_ha.lease.sanlock_records import LockspaceGeometry
+from he_ha.provision.area_io import AreaIo, AreaStat
+from he_ha.provision.area_survey import (
+    AreaState,
+    LockspaceSurvey,
+    MetadataSurvey,
+    survey_lease_area,
+    survey_lockspace,
+    survey_metadata,
+)
+from he_ha.provision.hostconf import ConfChange, HostConfValues, plan_host_conf
+from he_ha.provision.liveness import observe
+from he_ha.whiteboard.codec import WHITEBOARD_BYTES
 
 log = structlog.get_logger(__name__)
 

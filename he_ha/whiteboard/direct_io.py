@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from he_ha.storage.whiteboard_errors import StorageError
+from he_ha.whiteboard.whiteboard_errors import StorageError
 
 BLKSSZGET = 0x1268  # <linux/fs.h>: logical sector size of a block device, as an int
 REGULAR_FILE_ALIGNMENT = 4096  # safe for O_DIRECT on any local or network filesystem

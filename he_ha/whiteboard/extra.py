@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from he_ha.storage.codec import FEATURE_VERSION, PARSE_VERSION, HostSlot
-from he_ha.storage.whiteboard_errors import EncodeError
+from he_ha.whiteboard.codec import FEATURE_VERSION, PARSE_VERSION, HostSlot
+from he_ha.whiteboard.whiteboard_errors import EncodeError
 
 
 def format_extra(

@@ -27,7 +27,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from he_ha.storage.lease_layout import LOCKSPACE_NAME, MIB, SECTOR_SIZES, max_host_id
+from he_ha.lease.lease_layout import LOCKSPACE_NAME, MIB, SECTOR_SIZES, max_host_id
 
 DELTA_MAGIC = 0x12212010
 PAXOS_MAGIC = 0x06152010

@@ -7,7 +7,7 @@ So the lease can be acquired FOR a keeper: ``LeaseClient.acquire(lease, holder_p
 (sanlock's ``acquire(pid=...)``; verified to survive the acquiring process's exit and to end
 with the keeper's). The keeper is started in its own session, so it outlives the supervisor.
 
-Run as ``python -m he_ha.storage.lease_keeper [--killpath-json JSON] [--detach]`` with the
+Run as ``python -m he_ha.lease.keeper [--killpath-json JSON] [--detach]`` with the
 host's SANLOCK_RUN_DIR: it registers, prints ``ready <pid>``, and waits for SIGTERM/SIGINT;
 exiting releases its leases.
 
@@ -29,6 +29,13 @@ Under systemd (``$INVOCATION_ID`` set by the service manager, and /run/systemd/s
 own (``he-ha-lease-keeper-*.scope``), so it is outside he-ha.service's cgroup, and
 ``systemctl stop/restart/kill he-ha`` and a watchdog abort (default KillMode=control-group)
 never reach it. Outside systemd the command is unchanged.
+
+The supervisor's view of its keeper is here too (``KeeperRecord``, ``KeeperProcess``): the
+keeper outlives the supervisor, so a restarted supervisor must find it again. The pid file
+records the pid and the process start time (``/proc/<pid>/stat`` field 22), so a recycled pid
+is never mistaken for our keeper; ``is_keeper`` checks the command line. Exit is watched with a
+pidfd on the event loop: the keeper is not our child (it is started detached), and a pidfd
+turns readable the moment the process ends, without polling.
 """
 
 from __future__ import annotations
@@ -38,24 +45,30 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from he_ha.atomicfile import replace_file
 from he_ha.lazylog import get_logger
-from he_ha.storage.lease_errors import LeaseConfigError, LeaseError
-from he_ha.storage.sanlock_env import process_env
+from he_ha.lease.lease_errors import LeaseConfigError, LeaseError
+from he_ha.lease.sanlock_env import process_env
 
 if TYPE_CHECKING:
     import asyncio
 
 # The keeper process runs this module: what only the supervisor's side uses (asyncio, structlog,
-# systemd-run's lookup) is imported where it is used, so the keeper stays small (issue 16 item 3).
+# systemd-run's lookup) is imported where it is used, so the keeper stays small (issue 16 item 3);
+# keep it so (no pydantic, aiohttp or libvirt on this module's import path).
 log = get_logger(__name__)
 
 READY = b"ready"
-MODULE = "he_ha.storage.lease_keeper"
+MODULE = "he_ha.lease.keeper"
+# Keepers started by the release before he_ha.lease existed run ``python -m he_ha.storage.lease_keeper``
+# and keep running across the upgrade (they hold the VM lease while the VM runs): the new
+# supervisor adopts them and ``fence`` ends them, so both names identify a keeper.
+KEEPER_MODULES = (MODULE, "he_ha.storage.lease_keeper")
 # sanlock.h: SANLK_HELPER_PATH_LEN and SANLK_HELPER_ARGS_LEN, both including the NUL.
 KILLPATH_PATH_MAX = 127
 KILLPATH_ARGS_MAX = 127
@@ -242,12 +255,118 @@ async def start_detached(
 
 
 def is_keeper(pid: int) -> bool:
-    """True when ``pid`` is a live process running this module (not a reused pid)."""
+    """True when ``pid`` is a live process running this module, under its current or its
+    former name (``KEEPER_MODULES``), not a reused pid."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return MODULE.encode() in cmdline
+    return any(module.encode() in cmdline for module in KEEPER_MODULES)
+
+
+# --- the supervisor's view of a keeper: its pid file, identity and exit ----------------------
+
+
+class KeeperFileError(Exception):
+    """The keeper pid file exists but cannot be read as one."""
+
+
+@dataclass(frozen=True)
+class KeeperRecord:
+    pid: int
+    start_time: int  # clock ticks since boot, /proc/<pid>/stat field 22
+    resource: str  # the lease it was started for
+
+    def to_json(self) -> str:
+        return json.dumps({"pid": self.pid, "start_time": self.start_time, "resource": self.resource})
+
+
+def start_time_of(pid: int) -> int | None:
+    """The process start time, or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name may contain spaces and parentheses
+    return int(fields[19])  # field 22 overall; fields[0] is field 3
+
+
+def read_record(path: Path) -> KeeperRecord | None:
+    try:
+        data = json.loads(path.read_text())
+        return KeeperRecord(int(data["pid"]), int(data["start_time"]), str(data["resource"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KeeperFileError(f"{path}: not a lease-keeper record: {exc}") from None
+
+
+def write_record(path: Path, record: KeeperRecord) -> None:
+    replace_file(path, record.to_json())
+
+
+def is_our_keeper(record: KeeperRecord) -> bool:
+    """The recorded process still runs, is the same process (start time), and is a keeper."""
+    return start_time_of(record.pid) == record.start_time and is_keeper(record.pid)
+
+
+class KeeperProcess:
+    """A running keeper whose exit is reported through ``on_exit`` (once, on the loop)."""
+
+    def __init__(self, record: KeeperRecord, on_exit: Callable[[KeeperProcess], None]) -> None:
+        self.record = record
+        import asyncio
+
+        self.exited = asyncio.Event()
+        self._on_exit = on_exit
+        self._loop = asyncio.get_running_loop()
+        self._fd: int | None = None
+        try:
+            self._fd = os.pidfd_open(record.pid)
+        except ProcessLookupError:
+            self._loop.call_soon(self._ended)
+            return
+        self._loop.add_reader(self._fd, self._ended)
+
+    @property
+    def pid(self) -> int:
+        return self.record.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    def _ended(self) -> None:
+        if self.exited.is_set():
+            return
+        self._unwatch()
+        self.exited.set()
+        self._on_exit(self)
+
+    def _unwatch(self) -> None:
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def forget(self) -> None:
+        """Stop watching without touching the process (supervisor shutdown: it must live on)."""
+        self._unwatch()
+
+    async def terminate(self, timeout: float = 5.0) -> None:
+        """SIGTERM (sanlock releases what it holds as it exits), SIGKILL after ``timeout``."""
+        import asyncio
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.alive:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+            try:
+                await asyncio.wait_for(self.exited.wait(), timeout)
+                return
+            except TimeoutError:
+                log.warning("lease keeper did not exit", pid=self.pid, signal=sig.name)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

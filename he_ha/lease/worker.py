@@ -1,8 +1,8 @@
 """The lease worker: a small process that makes the sanlock calls of one host.
 
-Run as ``python -m he_ha.storage.lease_worker`` with the host's SANLOCK_RUN_DIR in its
+Run as ``python -m he_ha.lease.worker`` with the host's SANLOCK_RUN_DIR in its
 environment (libsanlock reads it once per process, so one process talks to one daemon).
-It reads requests on stdin and answers on stdout (he_ha.storage.lease_protocol); each call
+It reads requests on stdin and answers on stdout (he_ha.lease.lease_protocol); each call
 runs on a thread of its own pool, so a join that takes seconds or a call stuck on dead
 storage never delays the others. The supervisor's event loop only ever waits on a pipe.
 
@@ -29,9 +29,9 @@ from typing import Any, BinaryIO
 import sanlock
 
 from he_ha.lazylog import get_logger
-from he_ha.storage.lease_errors import LeaseProtocolError
-from he_ha.storage.lease_protocol import Failure, Reply, Request, decode_request, encode
-from he_ha.storage.sanlock_env import current_run_dir, daemon_answers, socket_path
+from he_ha.lease.lease_errors import LeaseProtocolError
+from he_ha.lease.lease_protocol import Failure, Reply, Request, decode_request, encode
+from he_ha.lease.sanlock_env import current_run_dir, daemon_answers, socket_path
 
 log = get_logger(__name__)  # structlog loaded only if this process ever logs (issue 16 item 3)
 

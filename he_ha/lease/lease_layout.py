@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from he_ha.config import MAX_HOST_ID
-from he_ha.storage.lease_errors import LeaseConfigError
+from he_ha.lease.lease_errors import LeaseConfigError
 
 LOCKSPACE_NAME = "hosted-engine"
 CONF_LOCK_RESOURCE = "he-ha-conf"  # the configuration-volume lock's resource name

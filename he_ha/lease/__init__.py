@@ -1,0 +1,1 @@
+"""The sanlock layer: lockspace, peer liveness and the VM lease (client, worker, keeper)."""

@@ -1,0 +1,1 @@
+"""The metadata whiteboard: its byte format (codec) and O_DIRECT slot I/O."""
