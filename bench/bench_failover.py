@@ -67,7 +67,7 @@ from he_ha.devcluster.cluster import (
     Host,
 )
 from he_ha.devcluster.vm_watch import VmWatcher
-from he_ha.lease.lease_layout import host_dead_seconds
+from he_ha.lease import host_dead_seconds
 from he_ha.logsetup import configure_logging
 from he_ha.sim import original
 

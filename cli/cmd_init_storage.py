@@ -28,7 +28,7 @@ from cli.environment import CliEnvironment
 from cli.storage_admin import DRY_RUN_DONE, int_option, print_lines, run_storage_work, watching
 from he_ha import __version__
 from he_ha.config import MAX_HOST_ID, ConfigError, load_hosted_engine_conf, parse_flat_file
-from he_ha.lease.client import LeaseClient
+from he_ha.lease import LeaseClient
 from he_ha.ovirt.conf_archive import (
     ARCHIVE_SIZE,
     DEFAULT_BROKER_CONF,
@@ -39,9 +39,9 @@ from he_ha.ovirt.conf_archive import (
     parse_archive,
 )
 from he_ha.ovirt.layout import VdsmRoots, resolve_volumes
-from he_ha.provision.area_io import AreaIo, all_zero
-from he_ha.provision.hostconf import NETWORK_TESTS
-from he_ha.provision.provision import (
+from he_ha.provision import (
+    NETWORK_TESTS,
+    AreaIo,
     HostSettings,
     InitPlan,
     InitRequest,
@@ -49,6 +49,7 @@ from he_ha.provision.provision import (
     Role,
     Step,
     StorageAreas,
+    all_zero,
     apply_init,
     normalise_vm_uuid,
     plan_init,

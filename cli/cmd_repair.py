@@ -35,10 +35,9 @@ from cli.storage_admin import (
     watching,
 )
 from he_ha.config import MAX_HOST_ID
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.sanlock_env import daemon_answers as sanlock_answers
-from he_ha.lease.sanlock_env import socket_path
-from he_ha.provision.area_io import AreaIo
+from he_ha.lease import LeaseClient, socket_path
+from he_ha.lease import daemon_answers as sanlock_answers
+from he_ha.provision import AreaIo
 from he_ha.repair.clean_metadata import CleanPlan, CleanTarget, apply_clean, plan_clean
 from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY, apply_reinit, plan_reinit
 

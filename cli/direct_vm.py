@@ -53,13 +53,18 @@ from cli.environment import CliEnvironment
 from he_ha.admin.contract import CommandResult, Refusal
 from he_ha.config import ConfigError, HostedEngineConf
 from he_ha.fsm import Outcome
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.lease_errors import LeaseError, LockspaceBusy
-from he_ha.lease.lease_layout import LeaseLayout, Lockspace, wait_deadline
-from he_ha.lease.lease_model import JoinOutcome, LockspaceState
+from he_ha.lease import (
+    JoinOutcome,
+    LeaseClient,
+    LeaseError,
+    LeaseLayout,
+    Lockspace,
+    LockspaceBusy,
+    LockspaceState,
+    wait_deadline,
+)
 from he_ha.ovirt.vm_definition import DEFAULT_VM_NAME
-from he_ha.provision.area_io import AreaIo
-from he_ha.provision.area_survey import survey_lockspace
+from he_ha.provision import AreaIo, survey_lockspace
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.supervisor.host_parts import (
     RecoveryConfRefused,

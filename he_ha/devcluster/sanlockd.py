@@ -34,7 +34,7 @@ from pathlib import Path
 
 import structlog
 
-from he_ha.lease.sanlock_env import SOCKET_NAME, daemon_answers, process_env
+from he_ha.lease import SOCKET_NAME, daemon_answers, process_env
 
 log = structlog.get_logger(__name__)
 

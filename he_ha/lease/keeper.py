@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from he_ha.atomicfile import replace_file
 from he_ha.lazylog import get_logger
 from he_ha.lease.lease_errors import LeaseConfigError, LeaseError
 from he_ha.lease.sanlock_env import process_env
@@ -302,6 +301,8 @@ def read_record(path: Path) -> KeeperRecord | None:
 
 
 def write_record(path: Path, record: KeeperRecord) -> None:
+    from he_ha.atomicfile import replace_file  # the supervisor's side only: not in the keeper
+
     replace_file(path, record.to_json())
 
 

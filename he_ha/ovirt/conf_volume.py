@@ -37,29 +37,30 @@ from typing import Any, TypeVar
 
 import structlog
 
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.lease_errors import (
+from he_ha.lease import (
+    CONF_LOCK_RESOURCE,
+    LOCKSPACE_NAME,
+    JoinOutcome,
     LeaseAlreadyHeld,
+    LeaseClient,
     LeaseError,
     LeaseHeldElsewhere,
     LeaseNotInitialised,
-    SanlockError,
-)
-from he_ha.lease.lease_layout import (
-    CONF_LOCK_RESOURCE,
-    LOCKSPACE_NAME,
     Lockspace,
+    LockspaceState,
+    RecordError,
+    RecordKind,
+    SanlockError,
     VmLease,
     conf_lock_for,
+    find_geometry,
+    parse_leader,
     wait_deadline,
 )
-from he_ha.lease.lease_model import JoinOutcome, LockspaceState
-from he_ha.lease.sanlock_records import RecordError, RecordKind, find_geometry, parse_leader
 from he_ha.offloop import CallTimeout, Lane, LaneStuck
 from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, MEMBERS, ConfArchiveError, build_archive, parse_archive
-from he_ha.provision.area_io import all_zero
-from he_ha.whiteboard.direct_io import read_direct, write_direct
-from he_ha.whiteboard.whiteboard_errors import StorageError
+from he_ha.provision import all_zero
+from he_ha.whiteboard import StorageError, read_direct, write_direct
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,7 @@ from typing import TypeVar
 
 from he_ha.atomicfile import write_atomically
 from he_ha.offloop import CallTimeout, Lane, LaneStuck
-from he_ha.whiteboard.direct_io import read_direct, write_direct
-from he_ha.whiteboard.whiteboard_errors import StorageError
+from he_ha.whiteboard import StorageError, read_direct, write_direct
 
 T = TypeVar("T")
 

@@ -12,10 +12,9 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from he_ha.lease.lease_layout import LOCKSPACE_NAME, MIB
-from he_ha.lease.sanlock_records import LockspaceGeometry, RecordError, RecordKind, find_geometry, parse_leader
+from he_ha.lease import LOCKSPACE_NAME, MIB, LockspaceGeometry, RecordError, RecordKind, find_geometry, parse_leader
 from he_ha.provision.area_io import AreaIo, AreaStat, all_zero
-from he_ha.whiteboard.codec import WHITEBOARD_BYTES, GlobalBlock, decode_whiteboard
+from he_ha.whiteboard import WHITEBOARD_BYTES, GlobalBlock, decode_whiteboard
 
 PROBE_BYTES = 1 * MIB  # holds host 1's delta lease at every alignment
 LARGEST_LAYOUT = 24 * MIB  # lockspace + VM lease + configuration lock with 4096-byte sectors (8 MiB alignment)

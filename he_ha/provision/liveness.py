@@ -27,8 +27,10 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from he_ha.lease.lease_layout import DEFAULT_IO_TIMEOUT, LOCKSPACE_NAME, MIB
-from he_ha.lease.sanlock_records import (
+from he_ha.lease import (
+    DEFAULT_IO_TIMEOUT,
+    LOCKSPACE_NAME,
+    MIB,
     LeaderRecord,
     LockspaceGeometry,
     RecordError,
@@ -38,7 +40,7 @@ from he_ha.lease.sanlock_records import (
     parse_leader,
 )
 from he_ha.provision.area_io import AreaError, AreaIo, all_zero
-from he_ha.whiteboard.codec import SLOT_BYTES, SLOT_COUNT, WHITEBOARD_BYTES, GlobalBlock, decode_whiteboard
+from he_ha.whiteboard import SLOT_BYTES, SLOT_COUNT, WHITEBOARD_BYTES, GlobalBlock, decode_whiteboard
 
 WINDOW_FACTOR = 3  # x io_timeout: a live host renews at least once (every 2 x io_timeout)
 PROBE_BYTES = 1 * MIB  # read first to find the geometry (holds sector 0 at any alignment)

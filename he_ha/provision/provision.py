@@ -30,19 +30,20 @@ from pathlib import Path
 import structlog
 
 from he_ha.config import MAX_HOST_ID, ConfigError
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.lease_errors import DaemonUnavailable
-from he_ha.lease.lease_layout import (
+from he_ha.lease import (
     CONF_LOCK_RESOURCE,
     DEFAULT_IO_TIMEOUT,
     MIB,
+    DaemonUnavailable,
+    LeaseClient,
     LeaseLayout,
     Lockspace,
+    LockspaceGeometry,
+    LockspaceState,
     VmLease,
+    daemon_answers,
+    socket_path,
 )
-from he_ha.lease.lease_model import LockspaceState
-from he_ha.lease.sanlock_env import daemon_answers, socket_path
-from he_ha.lease.sanlock_records import LockspaceGeometry
 from he_ha.provision.area_io import AreaIo, AreaStat
 from he_ha.provision.area_survey import (
     AreaState,
@@ -54,7 +55,7 @@ from he_ha.provision.area_survey import (
 )
 from he_ha.provision.hostconf import ConfChange, HostConfValues, plan_host_conf
 from he_ha.provision.liveness import observe
-from he_ha.whiteboard.codec import WHITEBOARD_BYTES
+from he_ha.whiteboard import WHITEBOARD_BYTES
 
 log = structlog.get_logger(__name__)
 

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import structlog
 
-from he_ha.provision.area_io import AreaIo, all_zero
-from he_ha.provision.liveness import SlotSeen, StorageWatch, observe
-from he_ha.whiteboard.codec import SLOT_BYTES
+from he_ha.provision import AreaIo, SlotSeen, StorageWatch, all_zero, observe
+from he_ha.whiteboard import SLOT_BYTES
 
 log = structlog.get_logger(__name__)
 

@@ -19,15 +19,7 @@ from typing import TYPE_CHECKING, Any
 import libvirt
 
 from he_ha.fsm import DecisionRecord, FsmState, Observation, SanlockHost
-from he_ha.lease.lease_errors import LeaseError
-from he_ha.lease.lease_layout import Lockspace, VmLease
-from he_ha.lease.lease_model import (
-    HostInfo,
-    HostStatus,
-    JoinOutcome,
-    LeaseOwner,
-    LockspaceState,
-)
+from he_ha.lease import HostInfo, HostStatus, JoinOutcome, LeaseError, LeaseOwner, Lockspace, LockspaceState, VmLease
 from he_ha.monitors import Reading
 from he_ha.monitors.bridge import BridgeStatus
 from he_ha.monitors.cpu import CpuLoad
@@ -51,9 +43,8 @@ from he_ha.vm import (
 from he_ha.vm.domain import StartOutcome, StopOutcome
 from he_ha.vm.errors import LibvirtCallError
 from he_ha.vm.state import VmStatus
-from he_ha.whiteboard.codec import SLOT_COUNT, GlobalBlock, HostSlot
-from he_ha.whiteboard.codec import DecodedBoard as RawView
-from he_ha.whiteboard.whiteboard_errors import StorageError
+from he_ha.whiteboard import SLOT_COUNT, GlobalBlock, HostSlot, StorageError
+from he_ha.whiteboard import DecodedBoard as RawView
 
 if TYPE_CHECKING:
     from he_ha.ovirt.vm_definition import VmDefinition

@@ -52,9 +52,7 @@ from he_ha.vm import (
     VmError,
     VmWatch,
 )
-from he_ha.whiteboard.codec import GlobalBlock
-from he_ha.whiteboard.whiteboard import Whiteboard
-from he_ha.whiteboard.whiteboard_errors import WhiteboardError
+from he_ha.whiteboard import GlobalBlock, Whiteboard, WhiteboardError
 
 log = structlog.get_logger(__name__)
 

@@ -31,8 +31,7 @@ from he_ha.fsm import (
     ReleaseLease,
     ShutdownVm,
 )
-from he_ha.lease.lease_errors import LeaseError, LeaseHeldElsewhere
-from he_ha.lease.lease_layout import wait_deadline
+from he_ha.lease import LeaseError, LeaseHeldElsewhere, wait_deadline
 from he_ha.offloop import Lane, LaneError
 from he_ha.ovirt.ovf import describe_changes
 from he_ha.ovirt.vm_definition import (

@@ -64,31 +64,34 @@ from typing import ClassVar
 
 import structlog
 
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.domain_lockspace import domain_lockspace, domain_resource
-from he_ha.lease.keeper import (
+from he_ha.lease import (
+    DEFAULT_IO_TIMEOUT,
+    HeldResource,
+    HolderNotRegistered,
     KeeperFileError,
     KeeperProcess,
     KeeperRecord,
     Killpath,
+    LeaseAlreadyHeld,
+    LeaseClient,
+    LeaseError,
+    LeaseNotHeld,
+    LeaseOwner,
+    LeaseWorkerDied,
+    Lockspace,
+    LockspaceNotJoined,
+    LockspaceNotReady,
+    VmLease,
+    WrongHostId,
+    domain_lockspace,
+    domain_resource,
     is_our_keeper,
     read_record,
     start_detached,
     start_time_of,
+    wait_deadline,
     write_record,
 )
-from he_ha.lease.lease_errors import (
-    HolderNotRegistered,
-    LeaseAlreadyHeld,
-    LeaseError,
-    LeaseNotHeld,
-    LeaseWorkerDied,
-    LockspaceNotJoined,
-    LockspaceNotReady,
-    WrongHostId,
-)
-from he_ha.lease.lease_layout import DEFAULT_IO_TIMEOUT, Lockspace, VmLease, wait_deadline
-from he_ha.lease.lease_model import HeldResource, LeaseOwner
 from he_ha.vm import DomainSpec, LeaseSpec, inject_lease
 
 log = structlog.get_logger(__name__)

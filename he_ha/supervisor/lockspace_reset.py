@@ -18,12 +18,8 @@ from pathlib import Path
 import structlog
 
 from he_ha.admin.contract import CommandResult
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.lease_errors import LeaseError
-from he_ha.lease.lease_layout import Lockspace, VmLease
-from he_ha.lease.lease_model import LockspaceState
-from he_ha.provision.area_io import AreaError, AreaIo
-from he_ha.provision.provision import ProvisionError
+from he_ha.lease import LeaseClient, LeaseError, Lockspace, LockspaceState, VmLease
+from he_ha.provision import AreaError, AreaIo, ProvisionError
 from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY, apply_reinit, plan_reinit
 
 log = structlog.get_logger(__name__)

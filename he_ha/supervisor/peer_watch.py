@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from he_ha.supervisor.board import BoardReader, peer_signature
-from he_ha.whiteboard.whiteboard_errors import WhiteboardError
+from he_ha.whiteboard import WhiteboardError
 
 log = structlog.get_logger(__name__)
 

@@ -25,8 +25,7 @@ from he_ha.supervisor.engine_launch import LaunchXml
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import SanlockView, TickInputs
 from he_ha.supervisor.publish import parse_extra, score_view
-from he_ha.whiteboard.codec import HostSlot, stored_crc
-from he_ha.whiteboard.whiteboard_errors import SlotError
+from he_ha.whiteboard import HostSlot, SlotError, stored_crc
 
 
 def _status_dict(slot: HostSlot) -> dict[str, str] | None:

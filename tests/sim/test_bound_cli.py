@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from he_ha.lease.lease_layout import host_dead_seconds
+from he_ha.lease import host_dead_seconds
 from he_ha.main import main
 
 

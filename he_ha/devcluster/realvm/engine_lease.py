@@ -25,9 +25,7 @@ import os
 from pathlib import Path
 
 from he_ha.devcluster.deployed import BLANK, DeployedHostView, Deployment
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.domain_lockspace import domain_lockspace, domain_resource
-from he_ha.lease.lease_layout import MIB, Lockspace, VmLease
+from he_ha.lease import MIB, LeaseClient, Lockspace, VmLease, domain_lockspace, domain_resource
 from he_ha.ovirt.engine_xml import HOOK_CHANNEL
 
 ENGINE_LEASE_IO_TIMEOUT = 1  # VDSM's is 10; see the module doc

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.lease_model import LockspaceState
+from he_ha.lease import LeaseClient, LockspaceState
 from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, build_archive, parse_archive
 from he_ha.ovirt.conf_volume import (
     CHANGED_BY_SOMEBODY_ELSE,

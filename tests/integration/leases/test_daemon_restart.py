@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.lease.client import LeaseClient
-from he_ha.lease.lease_errors import DaemonUnavailable
-from he_ha.lease.lease_model import JoinOutcome, LockspaceState
+from he_ha.lease import DaemonUnavailable, JoinOutcome, LeaseClient, LockspaceState
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, make_volume
 
 pytestmark = PACKAGE_LOOP

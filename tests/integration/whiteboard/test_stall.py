@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.whiteboard.codec import encode_host_slot
-from he_ha.whiteboard.whiteboard import Whiteboard
-from he_ha.whiteboard.whiteboard_errors import StorageStalled, WhiteboardTimeout
+from he_ha.whiteboard import StorageStalled, Whiteboard, WhiteboardTimeout, encode_host_slot
 from tests.integration.whiteboard.helpers import needs_root, read_raw_slot, write_raw_slot
 from tests.support.stallfs import StallFS
 from tests.unit.storage.samples import host_slot

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from he_ha.lease import LeaseProtocolError
 from he_ha.lease import lease_model as model
-from he_ha.lease.lease_errors import LeaseProtocolError
 from he_ha.lease.lease_protocol import Failure, Reply, Request, decode_reply, decode_request, encode
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from he_ha.lease.lease_layout import MIB
-from he_ha.lease.sanlock_records import LockspaceGeometry
+from he_ha.lease import MIB, LockspaceGeometry
 from he_ha.provision.liveness import slowest_io_timeout
 from tests.unit.repair.test_sanlock_records import FRESH_HOST_1
 

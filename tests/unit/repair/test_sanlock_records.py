@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from he_ha.lease.lease_layout import MIB
-from he_ha.lease.sanlock_records import (
-    CHECKSUM_SPAN,
-    LockspaceGeometry,
-    RecordError,
-    RecordKind,
-    crc32c,
-    find_geometry,
-    parse_delta_lease,
-    parse_leader,
-)
+from he_ha.lease import MIB, LockspaceGeometry, RecordError, RecordKind, find_geometry, parse_delta_lease, parse_leader
+from he_ha.lease.sanlock_records import CHECKSUM_SPAN, crc32c
 
 # Host 3's delta lease after host "hostB" joined lockspace hosted-engine (io_timeout 1),
 # 512-byte sectors, 1 MiB alignment; `sanlock direct dump` showed timestamp 7291, own 3, gen 1.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from he_ha.whiteboard.codec import HostSlot
-from he_ha.whiteboard.status_json import engine_status_json
+from he_ha.whiteboard import HostSlot, engine_status_json
 
 DOWN_STATUS = engine_status_json(
     {"vm": "down", "health": "bad", "detail": "unknown", "reason": "vm not running on this host"}

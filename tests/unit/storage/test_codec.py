@@ -8,31 +8,28 @@ from dataclasses import replace
 
 import pytest
 
-from he_ha.whiteboard.codec import (
+from he_ha.whiteboard import (
     BLOCK_BYTES,
     SLOT_BYTES,
     WHITEBOARD_BYTES,
-    GlobalBlock,
-    HostSlot,
-    decode_global_block,
-    decode_host_slot,
-    decode_whiteboard,
-    encode_global_block,
-    encode_header,
-    encode_host_slot,
-    extra_priority,
-    global_entries,
-    priority_line,
-)
-from he_ha.whiteboard.whiteboard_errors import (
     CorruptSlot,
     EncodeError,
+    GlobalBlock,
+    HostSlot,
     MalformedSlot,
     MetadataTooNew,
     MetadataTooOld,
     SlotError,
     SlotOfAnotherHost,
+    decode_global_block,
+    decode_host_slot,
+    decode_whiteboard,
+    encode_global_block,
+    encode_host_slot,
+    global_entries,
+    priority_line,
 )
+from he_ha.whiteboard.codec import encode_header, extra_priority
 from tests.unit.storage.samples import DOWN_STATUS, host_slot
 
 # The spec §2.3 example header (host 2) with its crc field set to 00000000.

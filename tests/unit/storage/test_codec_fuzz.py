@@ -13,16 +13,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from he_ha.whiteboard.codec import (
+from he_ha.whiteboard import (
     BLOCK_BYTES,
     SLOT_BYTES,
+    CorruptSlot,
     HostSlot,
+    SlotError,
+    SlotOfAnotherHost,
     decode_global_block,
     decode_host_slot,
     encode_host_slot,
+    format_extra,
 )
-from he_ha.whiteboard.extra import format_extra
-from he_ha.whiteboard.whiteboard_errors import CorruptSlot, SlotError, SlotOfAnotherHost
 from tests.unit.storage.samples import UP_STATUS, host_slot
 
 ROUNDS = 17_000  # × 6 damage kinds = 102,000 decodes

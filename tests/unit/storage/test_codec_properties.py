@@ -5,9 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from he_ha.whiteboard import codec
-from he_ha.whiteboard.codec import BLOCK_BYTES, SLOT_BYTES, GlobalBlock, HostSlot
-from he_ha.whiteboard.whiteboard_errors import EncodeError, SlotError
+from he_ha.whiteboard import BLOCK_BYTES, SLOT_BYTES, EncodeError, GlobalBlock, HostSlot, SlotError, codec
 
 # Any text the format can carry in a header field: no '|', no NUL, no lone surrogates.
 field_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="|\0"), max_size=200)

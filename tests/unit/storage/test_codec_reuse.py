@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 
-from he_ha.whiteboard.codec import (
+from he_ha.whiteboard import (
     SLOT_BYTES,
     DecodedBoard,
     GlobalBlock,

@@ -6,9 +6,7 @@ from datetime import UTC
 
 import pytest
 
-from he_ha.whiteboard.codec import decode_host_slot, encode_host_slot
-from he_ha.whiteboard.extra import format_extra
-from he_ha.whiteboard.whiteboard_errors import EncodeError
+from he_ha.whiteboard import EncodeError, decode_host_slot, encode_host_slot, format_extra
 from tests.unit.storage.samples import host_slot
 
 WALL_AT_TS = 1772532000  # Tue Mar  3 10:00:00 2026 UTC (checked with `date -u -d @1772532000`)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from he_ha.lease import LeaseError
 from he_ha.lease import keeper as lease_keeper
 from he_ha.lease.keeper import SCOPE_PREFIX, scope_prefix, under_systemd
-from he_ha.lease.lease_errors import LeaseError
 
 
 def test_not_under_systemd_without_invocation_id() -> None:

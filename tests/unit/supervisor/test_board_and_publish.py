@@ -10,7 +10,7 @@ from he_ha.fsm import EngineHealth, PeerFault, PeerRecord, PublishedRecord, Scor
 from he_ha.fsm.score import Penalty
 from he_ha.supervisor.board import BoardRead, fsm_view, peer_signature
 from he_ha.supervisor.publish import EXTRA_BYTES, SlotContext, build_slot, parse_extra
-from he_ha.whiteboard.codec import (
+from he_ha.whiteboard import (
     SLOT_BYTES,
     GlobalBlock,
     HostSlot,

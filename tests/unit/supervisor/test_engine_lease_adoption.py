@@ -9,14 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from he_ha.fsm import LeaseStatus
-from he_ha.lease.lease_errors import (
+from he_ha.lease import (
+    HeldResource,
     HolderNotRegistered,
+    HostInfo,
+    HostStatus,
     LeaseCallTimeout,
+    LeaseOwner,
+    Lockspace,
     LockspaceNotJoined,
     LockspaceNotReady,
+    VmLease,
 )
-from he_ha.lease.lease_layout import Lockspace, VmLease
-from he_ha.lease.lease_model import HeldResource, HostInfo, HostStatus, LeaseOwner
 from he_ha.ovirt.engine_xml import EngineXmlError
 from he_ha.supervisor.daemon import _expect_engine_lease
 from he_ha.supervisor.lease_holder import LeaseContext, QemuHolder, engine_qemu_pids

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.lease.keeper import (
+from he_ha.lease import (
     KeeperFileError,
     KeeperProcess,
     KeeperRecord,
     Killpath,
+    LeaseConfigError,
+    LeaseOwner,
+    VmLease,
     is_keeper,
     is_our_keeper,
     read_record,
     start_time_of,
     write_record,
 )
-from he_ha.lease.lease_errors import LeaseConfigError
-from he_ha.lease.lease_layout import VmLease
-from he_ha.lease.lease_model import LeaseOwner
 from he_ha.supervisor.lease_holder import LeaseContext, fence_killpath, owned_by_us, with_lease
 from he_ha.vm import leases_in, parse_domain_xml
 

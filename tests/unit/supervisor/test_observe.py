@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from he_ha.fsm import ActionResult, EngineHealth, LeaseStatus, Outcome, SanlockHost
-from he_ha.lease.lease_model import HostInfo, HostStatus, LeaseOwner, LockspaceState
+from he_ha.lease import HostInfo, HostStatus, LeaseOwner, LockspaceState
 from he_ha.monitors import Reading
 from he_ha.monitors.bridge import BridgeStatus
 from he_ha.monitors.cpu import CpuLoad
