@@ -4,7 +4,7 @@ Why read them ourselves: the repair commands must decide who is alive from share
 with the local daemons stopped, without joining the lockspace. Every delta lease (one per
 host id) and every resource lease starts with a 512-byte ``leader_record`` (sanlock 3.x,
 little-endian), layout verified against sanlock 3.8.5's own writes and ``sanlock direct
-dump`` (tests/unit/repair/test_sanlock_records.py pins real bytes):
+dump`` (tests/unit/leases/test_sanlock_records.py pins real bytes):
 
     off  size  field                off  size  field
     0    4     magic                56   48    space_name (lockspace)

@@ -15,7 +15,7 @@ from he_ha.supervisor.board import BoardRead
 from he_ha.whiteboard import SLOT_BYTES, GlobalBlock, decode_whiteboard, encode_global_block, encode_host_slot
 from tests.integration.broker_socket.conftest import Broker, eventually
 from tests.support.broker_client import global_block, slots
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 
 def board_with(slots_at: dict[int, bytes]) -> BoardRead:

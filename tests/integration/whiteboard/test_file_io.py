@@ -22,7 +22,7 @@ from he_ha.whiteboard import (
     encode_host_slot,
 )
 from tests.integration.whiteboard.helpers import read_raw_slot, write_raw_slot
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 
 async def test_publish_writes_exactly_our_slot(volume: Path) -> None:

@@ -19,7 +19,7 @@ from he_ha.whiteboard import (
 )
 from he_ha.whiteboard.direct_io import logical_sector_size
 from tests.integration.whiteboard.helpers import attach_loop, detach_loop, needs_root, read_raw_slot
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 pytestmark = [pytest.mark.root, needs_root]
 

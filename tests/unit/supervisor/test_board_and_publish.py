@@ -19,7 +19,7 @@ from he_ha.whiteboard import (
     encode_global_block,
     encode_host_slot,
 )
-from tests.unit.storage.samples import UP_STATUS, host_slot
+from tests.unit.whiteboard.samples import UP_STATUS, host_slot
 
 OWN = 1
 

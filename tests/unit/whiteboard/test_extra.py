@@ -7,7 +7,7 @@ from datetime import UTC
 import pytest
 
 from he_ha.whiteboard import EncodeError, decode_host_slot, encode_host_slot, format_extra
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 WALL_AT_TS = 1772532000  # Tue Mar  3 10:00:00 2026 UTC (checked with `date -u -d @1772532000`)
 HOST_TS = 81234

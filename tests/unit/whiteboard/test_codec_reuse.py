@@ -13,7 +13,7 @@ from he_ha.whiteboard import (
     encode_global_block,
     encode_host_slot,
 )
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 
 def outcome(view: DecodedBoard) -> tuple[object, ...]:

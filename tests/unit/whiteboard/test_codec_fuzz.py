@@ -25,7 +25,7 @@ from he_ha.whiteboard import (
     encode_host_slot,
     format_extra,
 )
-from tests.unit.storage.samples import UP_STATUS, host_slot
+from tests.unit.whiteboard.samples import UP_STATUS, host_slot
 
 ROUNDS = 17_000  # × 6 damage kinds = 102,000 decodes
 SEED = 20260303

@@ -30,7 +30,7 @@ from he_ha.whiteboard import (
     priority_line,
 )
 from he_ha.whiteboard.codec import encode_header, extra_priority
-from tests.unit.storage.samples import DOWN_STATUS, host_slot
+from tests.unit.whiteboard.samples import DOWN_STATUS, host_slot
 
 # The spec §2.3 example header (host 2) with its crc field set to 00000000.
 EXAMPLE_UNSIGNED = (

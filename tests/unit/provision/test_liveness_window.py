@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from he_ha.lease import MIB, LockspaceGeometry
 from he_ha.provision.liveness import slowest_io_timeout
-from tests.unit.repair.test_sanlock_records import FRESH_HOST_1
+from tests.unit.leases.test_sanlock_records import FRESH_HOST_1
 
 # Host 4 ("hostE") joined with io_timeout 3 a lockspace written with io_timeout 1 (sanlock 3.8.5).
 JOINED_IO_3 = bytes.fromhex(
