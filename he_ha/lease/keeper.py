@@ -253,6 +253,9 @@ async def start_detached(
     return pid
 
 
+# --- the supervisor's view of a keeper: its pid file, identity and exit ----------------------
+
+
 def is_keeper(pid: int) -> bool:
     """True when ``pid`` is a live process running this module, under its current or its
     former name (``KEEPER_MODULES``), not a reused pid."""
@@ -261,9 +264,6 @@ def is_keeper(pid: int) -> bool:
     except OSError:
         return False
     return any(module.encode() in cmdline for module in KEEPER_MODULES)
-
-
-# --- the supervisor's view of a keeper: its pid file, identity and exit ----------------------
 
 
 class KeeperFileError(Exception):
