@@ -67,9 +67,9 @@ from he_ha.devcluster.cluster import (
     Host,
 )
 from he_ha.devcluster.vm_watch import VmWatcher
+from he_ha.lease import host_dead_seconds
 from he_ha.logsetup import configure_logging
 from he_ha.sim import original
-from he_ha.storage.lease_layout import host_dead_seconds
 
 EXTRA = ["--timing", "unexpectedly_down_timeout=15"]
 WAIT = 240.0  # generous upper bound for any recovery here

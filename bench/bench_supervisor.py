@@ -79,9 +79,9 @@ def role_of(pid: int, supervisor_pid: int) -> str:
     if pid == supervisor_pid:
         return "supervisor"
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    if b"lease_worker" in cmdline:
+    if b"he_ha.lease.worker" in cmdline:
         return "lease worker"
-    if b"lease_keeper" in cmdline:
+    if b"he_ha.lease.keeper" in cmdline:
         return "lease keeper"
     return cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
 

@@ -28,20 +28,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from he_ha.storage.codec import (
+from he_ha.supervisor.board import ScanRange
+from he_ha.whiteboard import (
     SLOT_BYTES,
     WHITEBOARD_BYTES,
     DecodedBoard,
     GlobalBlock,
     HostSlot,
+    Whiteboard,
     decode_whiteboard,
     encode_global_block,
     encode_host_slot,
+    format_extra,
+    read_direct,
 )
-from he_ha.storage.direct_io import read_direct
-from he_ha.storage.extra import format_extra
-from he_ha.storage.whiteboard import Whiteboard
-from he_ha.supervisor.board import ScanRange
 
 TARGET_MS = {250: 10.0, 2000: 50.0}
 ORIGINAL_BYTES_PER_TICK = WHITEBOARD_BYTES  # 8,196,096: all 2001 slots, every tick

@@ -5,7 +5,7 @@ The first host lays out the lockspace, the VM lease, the configuration-volume lo
 all-zero metadata area; every host writes its hosted-engine.conf. Areas that hold something
 else are refused unless ``--force``, and nothing in use is rewritten while any host is
 alive. Re-running with the same arguments changes nothing (exit 0). The logic is
-he_ha.storage.provision.
+he_ha.provision.provision.
 
 When hosted-engine.conf names a configuration volume (``conf_image_UUID``/``conf_volume_UUID``,
 found as he_ha/ovirt/layout.py says) whose first 20480 bytes are blank, the configuration
@@ -28,6 +28,7 @@ from cli.environment import CliEnvironment
 from cli.storage_admin import DRY_RUN_DONE, int_option, print_lines, run_storage_work, watching
 from he_ha import __version__
 from he_ha.config import MAX_HOST_ID, ConfigError, load_hosted_engine_conf, parse_flat_file
+from he_ha.lease import LeaseClient
 from he_ha.ovirt.conf_archive import (
     ARCHIVE_SIZE,
     DEFAULT_BROKER_CONF,
@@ -38,10 +39,9 @@ from he_ha.ovirt.conf_archive import (
     parse_archive,
 )
 from he_ha.ovirt.layout import VdsmRoots, resolve_volumes
-from he_ha.storage.area_io import AreaIo, all_zero
-from he_ha.storage.hostconf import NETWORK_TESTS
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.provision import (
+from he_ha.provision import (
+    NETWORK_TESTS,
+    AreaIo,
     HostSettings,
     InitPlan,
     InitRequest,
@@ -49,6 +49,7 @@ from he_ha.storage.provision import (
     Role,
     Step,
     StorageAreas,
+    all_zero,
     apply_init,
     normalise_vm_uuid,
     plan_init,

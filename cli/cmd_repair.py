@@ -1,7 +1,7 @@
 """``--clean-metadata`` and ``--reinitialize-lockspace``: guarded repairs of shared storage.
 
 Both go to storage directly (the he-ha daemon may be stopped) and decide who is alive from
-storage over an observation window (he_ha.storage.liveness), not from what hosts claim.
+storage over an observation window (he_ha.provision.liveness), not from what hosts claim.
 Deliberate fixes of the original (spec/hosted-engine-cli.md §13, §14, §21 items 3-4):
 a refusal exits 1 and names the evidence and the overriding option (``--force-cleanup``,
 not the non-existent ``--force-clean``); "not configured" exits 1 with a message instead
@@ -35,12 +35,11 @@ from cli.storage_admin import (
     watching,
 )
 from he_ha.config import MAX_HOST_ID
+from he_ha.lease import LeaseClient, socket_path
+from he_ha.lease import daemon_answers as sanlock_answers
+from he_ha.provision import AreaIo
 from he_ha.repair.clean_metadata import CleanPlan, CleanTarget, apply_clean, plan_clean
 from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY, apply_reinit, plan_reinit
-from he_ha.storage.area_io import AreaIo
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.sanlock_env import daemon_answers as sanlock_answers
-from he_ha.storage.sanlock_env import socket_path
 
 T = TypeVar("T")
 

@@ -30,8 +30,8 @@ from cli.command import EXIT_FAILED, EXIT_OK, Command, error, require_deployed
 from cli.config_files import ConfigFile, ConfigValueRejected, ConfigWriteError, config_files
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, parse_flat_file
+from he_ha.lease import LeaseError
 from he_ha.ovirt.conf_volume import ConfVolumeError, fetch_conf_volume, update_conf_volume_locked
-from he_ha.storage.lease_errors import LeaseError
 
 T = TypeVar("T")
 

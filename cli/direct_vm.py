@@ -5,7 +5,7 @@ The original's ``--vm-start``, ``--vm-shutdown``, ``--vm-poweroff`` and
 shim does them without the daemon too (cli/daemon_call.py decides when: nothing listens on
 the admin socket and no ``he-ha run`` serves the run directory). Every libvirt call runs on
 the connection's worker threads under a deadline (he_ha/vm), every sanlock call in the lease
-worker under one (he_ha/storage/leases.py).
+worker under one (he_ha/lease/client.py).
 
 **Start** is the daemon's own start (``ActionExecutor.start_vm``) with the daemon's parts
 (he_ha/supervisor/host_parts.py, host_plan.py): the VM definition refreshed from its sources
@@ -53,13 +53,18 @@ from cli.environment import CliEnvironment
 from he_ha.admin.contract import CommandResult, Refusal
 from he_ha.config import ConfigError, HostedEngineConf
 from he_ha.fsm import Outcome
+from he_ha.lease import (
+    JoinOutcome,
+    LeaseClient,
+    LeaseError,
+    LeaseLayout,
+    Lockspace,
+    LockspaceBusy,
+    LockspaceState,
+    wait_deadline,
+)
 from he_ha.ovirt.vm_definition import DEFAULT_VM_NAME
-from he_ha.storage.area_io import AreaIo
-from he_ha.storage.area_survey import survey_lockspace
-from he_ha.storage.lease_errors import LeaseError, LockspaceBusy
-from he_ha.storage.lease_layout import LeaseLayout, Lockspace, wait_deadline
-from he_ha.storage.lease_model import JoinOutcome, LockspaceState
-from he_ha.storage.leases import LeaseClient
+from he_ha.provision import AreaIo, survey_lockspace
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.supervisor.host_parts import (
     RecoveryConfRefused,

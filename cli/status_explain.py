@@ -29,8 +29,8 @@ from he_ha.fsm import (
 )
 from he_ha.fsm.record_codec import CodecError, from_json
 from he_ha.fsm.rules import RULES
-from he_ha.storage.status_json import engine_status_json
 from he_ha.supervisor.publish import score_view
+from he_ha.whiteboard import engine_status_json
 
 INDENT = "    "
 FIELD_WIDTH = 13

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from he_ha.storage.status_json import engine_status_json
+from he_ha.whiteboard import engine_status_json
 
 if TYPE_CHECKING:  # the lean --vm-status path renders the daemon's JSON without pydantic (cli/status_fast.py)
     from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView, VmDefinitionView

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the rest is loaded where it is used: the lean path (cli/sta
 
     from cli.environment import CliEnvironment
     from he_ha.admin.contract import ClusterStatus
-    from he_ha.storage.codec import DecodedBoard
+    from he_ha.whiteboard import DecodedBoard
 
 DAEMON_TIMEOUT = 5.0  # the daemon answers status from memory: seconds mean it is hung
 STORAGE_TIMEOUT = 10.0
@@ -134,9 +134,8 @@ def status_from_storage(env: CliEnvironment, timeout: float = STORAGE_TIMEOUT) -
     except ConfigError as exc:
         raise SourceError(str(exc)) from exc
     # Imported here: only this path needs the storage and supervisor code (~0.3 s to import).
-    from he_ha.storage.whiteboard import Whiteboard
-    from he_ha.storage.whiteboard_errors import WhiteboardError
     from he_ha.supervisor.status import error_view, slot_view
+    from he_ha.whiteboard import Whiteboard, WhiteboardError
 
     async def read() -> DecodedBoard:
         async with Whiteboard(path, conf.host_id, read_timeout=timeout) as board:

@@ -18,10 +18,9 @@ from cli.arguments import UsageError
 from cli.command import EXIT_FAILED, error, require_deployed
 from cli.environment import CliEnvironment
 from he_ha.config import ConfigError, HostedEngineConf
+from he_ha.lease import LeaseError
+from he_ha.provision import AreaError, ProvisionError
 from he_ha.repair.clean_metadata import CleanAborted
-from he_ha.storage.area_io import AreaError
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.provision import ProvisionError
 
 STORAGE_ERRORS = (AreaError, LeaseError, ProvisionError, CleanAborted, ConfigError)
 NOT_CONFIGURED = "Hosted Engine is not configured."

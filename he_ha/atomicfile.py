@@ -96,3 +96,10 @@ def fsync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, creating its directory if needed: a reader
+    (a restarted supervisor, sanlock's fence command) never sees a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, text)

@@ -23,9 +23,8 @@ import structlog
 from he_ha.admin.contract import CommandResult
 from he_ha.broker_socket.access import MutationAccess
 from he_ha.broker_socket.wire import Call
-from he_ha.storage.codec import SLOT_BYTES, decode_global_block, global_entries
-from he_ha.storage.whiteboard_errors import SlotError
 from he_ha.supervisor.board import BoardRead
+from he_ha.whiteboard import SLOT_BYTES, SlotError, decode_global_block, global_entries
 
 log = structlog.get_logger(__name__)
 

@@ -56,12 +56,10 @@ from he_ha.devcluster.deployed import (
 )
 from he_ha.devcluster.libvirtd import PrivateLibvirtd
 from he_ha.devcluster.sanlockd import SanlockDaemon
+from he_ha.lease import LeaseClient, LeaseLayout, is_keeper
 from he_ha.ovirt import HeVolumes, VdsmRoots, resolve_volumes
-from he_ha.storage.codec import SLOT_BYTES, HostSlot, decode_host_slot
-from he_ha.storage.lease_keeper import is_keeper
-from he_ha.storage.lease_layout import LeaseLayout
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.provision import StorageAreas, initialise_first_host
+from he_ha.provision import StorageAreas, initialise_first_host
+from he_ha.whiteboard import SLOT_BYTES, HostSlot, decode_host_slot
 
 ENGINE_NAME = "HostedEngine"
 ENGINE_UUID = "5b1f0c3e-8a2d-4c6e-9f10-2a3b4c5d6e7f"

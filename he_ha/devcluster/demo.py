@@ -36,9 +36,8 @@ from he_ha.devcluster.demo_stage import Measure, ScenarioFailed, Stage, first_se
 from he_ha.devcluster.libvirtd import LibvirtdError
 from he_ha.devcluster.sanlockd import SanlockDaemonError
 from he_ha.devcluster.vm_watch import VmWatcher
+from he_ha.lease import LeaseError, host_dead_seconds
 from he_ha.logsetup import configure_logging
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.lease_layout import host_dead_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FIRST_START_BOUND = 120.0

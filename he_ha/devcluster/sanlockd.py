@@ -2,7 +2,7 @@
 
 Each daemon gets its own run dir (SANLOCK_RUN_DIR: socket, pid file) and host name, so
 several run side by side on one machine; their clients must carry the same SANLOCK_RUN_DIR
-(he_ha.storage.sanlock_env). Started as
+(he_ha.lease.sanlock_env). Started as
 
     LD_PRELOAD=<memlock shim> sanlock daemon -D -w 0 -l 0 -L -1 -U root -G root -e <host>
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import structlog
 
-from he_ha.storage.sanlock_env import SOCKET_NAME, daemon_answers, process_env
+from he_ha.lease import SOCKET_NAME, daemon_answers, process_env
 
 log = structlog.get_logger(__name__)
 

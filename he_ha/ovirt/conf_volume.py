@@ -9,7 +9,7 @@ An update (``update_conf_volume``), unlike the original's (spec ovirt-host-integ
 
 1. holds the cross-host lock for its whole duration: the sanlock resource ``he-ha-conf``
    in the ``hosted-engine`` lockspace, at 2 x alignment on the lockspace volume
-   (he_ha/storage/lease_layout.py), written by ``hosted-engine --init-storage``;
+   (he_ha/lease/lease_layout.py), written by ``hosted-engine --init-storage``;
 2. re-reads the archive under the lock, applies the edit, builds the new archive;
 3. re-reads the archive immediately before writing and compares it with what step 2 read:
    a writer that does not take the lock (an original agent or CLI on another host) is
@@ -37,29 +37,30 @@ from typing import Any, TypeVar
 
 import structlog
 
-from he_ha.offloop import CallTimeout, Lane, LaneStuck
-from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, MEMBERS, ConfArchiveError, build_archive, parse_archive
-from he_ha.storage.area_io import all_zero
-from he_ha.storage.direct_io import read_direct, write_direct
-from he_ha.storage.lease_errors import (
+from he_ha.lease import (
+    CONF_LOCK_RESOURCE,
+    LOCKSPACE_NAME,
+    JoinOutcome,
     LeaseAlreadyHeld,
+    LeaseClient,
     LeaseError,
     LeaseHeldElsewhere,
     LeaseNotInitialised,
-    SanlockError,
-)
-from he_ha.storage.lease_layout import (
-    CONF_LOCK_RESOURCE,
-    LOCKSPACE_NAME,
     Lockspace,
+    LockspaceState,
+    RecordError,
+    RecordKind,
+    SanlockError,
     VmLease,
     conf_lock_for,
+    find_geometry,
+    parse_leader,
     wait_deadline,
 )
-from he_ha.storage.lease_model import JoinOutcome, LockspaceState
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.sanlock_records import RecordError, RecordKind, find_geometry, parse_leader
-from he_ha.storage.whiteboard_errors import StorageError
+from he_ha.offloop import CallTimeout, Lane, LaneStuck
+from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, MEMBERS, ConfArchiveError, build_archive, parse_archive
+from he_ha.provision import all_zero
+from he_ha.whiteboard import StorageError, read_direct, write_direct
 
 log = structlog.get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 Two ways to pick the slots: by host id (default: this host's), or every slot that does not
 decode (corrupt, too new, leftover bytes: what the seeds' ``dd if=/dev/zero`` procedure
-wiped, without wiping the healthy ones). Storage is watched first (he_ha.storage.liveness),
+wiped, without wiping the healthy ones). Storage is watched first (he_ha.provision.liveness),
 so this works with every daemon down. Refused, unless forced, when a target host renews its
 delta lease, when its slot changes during the window, or when the target is this host's own
 slot and the local he-ha daemon answers (it would publish it again at once).
@@ -19,9 +19,8 @@ from pathlib import Path
 
 import structlog
 
-from he_ha.storage.area_io import AreaIo, all_zero
-from he_ha.storage.codec import SLOT_BYTES
-from he_ha.storage.liveness import SlotSeen, StorageWatch, observe
+from he_ha.provision import AreaIo, SlotSeen, StorageWatch, all_zero, observe
+from he_ha.whiteboard import SLOT_BYTES
 
 log = structlog.get_logger(__name__)
 

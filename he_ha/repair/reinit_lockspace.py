@@ -19,12 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from he_ha.storage.area_io import AreaIo
-from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, MIB, Lockspace, alignment_for
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.liveness import LeaseState, StorageWatch, observe
-from he_ha.storage.provision import ProvisionError, verify_lockspace
-from he_ha.storage.sanlock_records import LockspaceGeometry, find_geometry, parse_delta_lease
+from he_ha.lease import (
+    DEFAULT_IO_TIMEOUT,
+    MIB,
+    LeaseClient,
+    Lockspace,
+    LockspaceGeometry,
+    alignment_for,
+    find_geometry,
+    parse_delta_lease,
+)
+from he_ha.provision import AreaIo, LeaseState, ProvisionError, StorageWatch, observe, verify_lockspace
 
 GLOBAL_ONLY = "Lockfile reset can be performed in global maintenance mode only."
 ACTIVE_AGENT = "Lockfile reset cannot be performed with an active agent."

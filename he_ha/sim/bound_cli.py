@@ -24,9 +24,9 @@ import sys
 from dataclasses import asdict, dataclass
 
 from he_ha.fsm import TimingConfig, TimingError
+from he_ha.lease import WATCHDOG_FIRE_TIMEOUT, wait_deadline
 from he_ha.sim.bound import failover_bound
 from he_ha.sim.scenario import ScenarioError, SimParams
-from he_ha.storage.lease_layout import WATCHDOG_FIRE_TIMEOUT, wait_deadline
 from he_ha.supervisor.cli import add_timing_arguments, non_negative_float, timing_from
 from he_ha.supervisor.lease_watch import INTERVAL as LEASE_WATCH_INTERVAL
 

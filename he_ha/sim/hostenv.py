@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import libvirt
 
 from he_ha.fsm import DecisionRecord, FsmState, Observation, SanlockHost
+from he_ha.lease import HostInfo, HostStatus, JoinOutcome, LeaseError, LeaseOwner, Lockspace, LockspaceState, VmLease
 from he_ha.monitors import Reading
 from he_ha.monitors.bridge import BridgeStatus
 from he_ha.monitors.cpu import CpuLoad
@@ -26,18 +27,6 @@ from he_ha.monitors.engine_health import EngineHealthReport
 from he_ha.monitors.memory import MemoryStatus
 from he_ha.monitors.network import NetworkStatus
 from he_ha.monitors.storage import StorageStatus
-from he_ha.storage.codec import SLOT_COUNT, GlobalBlock, HostSlot
-from he_ha.storage.codec import DecodedBoard as RawView
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.lease_layout import Lockspace, VmLease
-from he_ha.storage.lease_model import (
-    HostInfo,
-    HostStatus,
-    JoinOutcome,
-    LeaseOwner,
-    LockspaceState,
-)
-from he_ha.storage.whiteboard_errors import StorageError
 from he_ha.supervisor.env import HostEnv
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.lease_holder import QUERY_TIMEOUT, LeaseContext, LeaseHolder
@@ -54,6 +43,8 @@ from he_ha.vm import (
 from he_ha.vm.domain import StartOutcome, StopOutcome
 from he_ha.vm.errors import LibvirtCallError
 from he_ha.vm.state import VmStatus
+from he_ha.whiteboard import SLOT_COUNT, GlobalBlock, HostSlot, StorageError
+from he_ha.whiteboard import DecodedBoard as RawView
 
 if TYPE_CHECKING:
     from he_ha.ovirt.vm_definition import VmDefinition

@@ -10,7 +10,7 @@ are parameters because the benches run with other values than production.
 from __future__ import annotations
 
 from he_ha.fsm.timing import TimingConfig
-from he_ha.storage.lease_layout import host_dead_seconds
+from he_ha.lease import host_dead_seconds
 
 ORIGINAL = TimingConfig()  # the defaults are the original's constants
 

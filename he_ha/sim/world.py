@@ -32,18 +32,16 @@ from he_ha.fsm import (
 )
 from he_ha.fsm.actions import VM_ACTIONS
 from he_ha.fsm.states import StateName
+from he_ha.lease import JoinOutcome, LeaseError, wait_deadline
 from he_ha.sim.hostenv import MIGRATE_URI, host_env, storage_io
 from he_ha.sim.model import SimHost, SimLease, SimVm
 from he_ha.sim.safety import SafetyViolation, check_transition, check_world
 from he_ha.sim.scenario import Event, Scenario
 from he_ha.sim.vloop import VirtualLoop
-from he_ha.storage.codec import HostSlot
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.lease_layout import wait_deadline
-from he_ha.storage.lease_model import JoinOutcome
 from he_ha.supervisor.assemble import TickMachinery, TickSettings, assemble
 from he_ha.supervisor.observe import Completed
 from he_ha.supervisor.settings import RETRY_PAUSE
+from he_ha.whiteboard import HostSlot
 
 _MAX_TICKS_AT_ONE_TIME = 50  # a NOWAIT chain longer than this is a bug (a livelock)
 STORAGE_TIMEOUT = 5.0  # the daemon's --storage-timeout default

@@ -34,10 +34,9 @@ from typing import Literal
 from he_ha.config import DEFAULT_PRIORITY
 from he_ha.fsm import EngineHealth, PeerFault, PeerRecord
 from he_ha.fsm import WhiteboardView as FsmView
-from he_ha.storage.codec import SLOT_COUNT, HostSlot
-from he_ha.storage.codec import DecodedBoard as RawView
-from he_ha.storage.whiteboard_errors import MetadataTooNew, SlotError, WhiteboardError
 from he_ha.supervisor.env import SYSTEM_CLOCK, Clock, WhiteboardIO
+from he_ha.whiteboard import SLOT_COUNT, HostSlot, MetadataTooNew, SlotError, WhiteboardError
+from he_ha.whiteboard import DecodedBoard as RawView
 
 
 @dataclass(frozen=True)

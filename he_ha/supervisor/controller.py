@@ -29,9 +29,6 @@ from he_ha.fsm import ActionResult, Outcome
 from he_ha.maintenance import MaintenanceFileError, apply_local_flags, plan
 from he_ha.monitors import ReadingsSnapshot
 from he_ha.notify import Notifier
-from he_ha.storage.codec import GlobalBlock
-from he_ha.storage.whiteboard import Whiteboard
-from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import BoardRead, BoardReader
 from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.decisions import DecisionLog
@@ -55,6 +52,7 @@ from he_ha.vm import (
     VmError,
     VmWatch,
 )
+from he_ha.whiteboard import GlobalBlock, Whiteboard, WhiteboardError
 
 log = structlog.get_logger(__name__)
 

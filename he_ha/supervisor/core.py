@@ -17,11 +17,7 @@ import structlog
 
 from he_ha.durations import DurationHistogram
 from he_ha.fsm import DecisionRecord, FsmState, Observation, Publish, step, stop
-from he_ha.storage.codec import DecodedBoard as RawView
-from he_ha.storage.codec import HostSlot
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.lease_model import LockspaceState
-from he_ha.storage.whiteboard_errors import WhiteboardError
+from he_ha.lease import LeaseError, LockspaceState
 from he_ha.supervisor.board import peer_signature
 from he_ha.supervisor.env import HostEnv
 from he_ha.supervisor.execute import ActionExecutor
@@ -29,6 +25,8 @@ from he_ha.supervisor.observe import Completed, Observer, TickInputs
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.publish import SlotContext, build_slot
 from he_ha.supervisor.ticker import Wake
+from he_ha.whiteboard import DecodedBoard as RawView
+from he_ha.whiteboard import HostSlot, WhiteboardError
 
 log = structlog.get_logger(__name__)
 

@@ -38,14 +38,11 @@ from he_ha.admin.server import AdminServer, AdminServerError
 from he_ha.broker_socket import BrokerServer, BrokerServerError
 from he_ha.config import ConfigError
 from he_ha.fsm import initial_state
+from he_ha.lease import LeaseClient, LeaseConfigError, LeaseError, LeaseLayout, LockspaceBusy, wait_deadline
 from he_ha.monitors import MemoryMonitor, MonitorRunner
 from he_ha.notify import Notifier, NotifyConfigError, NotifySettings, TemplateError
 from he_ha.notify.template import DEFAULT_TEMPLATE_PATH
 from he_ha.sdnotify import SystemdNotifier
-from he_ha.storage.lease_errors import LeaseConfigError, LeaseError, LockspaceBusy
-from he_ha.storage.lease_layout import LeaseLayout, wait_deadline
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.whiteboard import Whiteboard
 from he_ha.supervisor.assemble import TickSettings, assemble
 from he_ha.supervisor.controller import ControllerParts, SupervisorController
 from he_ha.supervisor.core import Supervisor
@@ -65,6 +62,7 @@ from he_ha.supervisor.runfiles import HostLockBusy, host_lock_holder, try_host_l
 from he_ha.supervisor.settings import RETRY_PAUSE, SupervisorSettings
 from he_ha.supervisor.ticker import Ticker
 from he_ha.vm import LibvirtConnection, VmController, VmUpdate, VmWatch
+from he_ha.whiteboard import Whiteboard
 
 log = structlog.get_logger(__name__)
 

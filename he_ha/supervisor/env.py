@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from he_ha.fsm import DecisionRecord, FsmState, Observation
+from he_ha.lease import HostInfo, JoinOutcome, LeaseOwner, Lockspace, LockspaceState, VmLease
 from he_ha.maintenance import read_local_flags
 from he_ha.monitors import Reading
-from he_ha.storage.codec import SLOT_COUNT, HostSlot
-from he_ha.storage.codec import DecodedBoard as RawView
-from he_ha.storage.lease_layout import Lockspace, VmLease
-from he_ha.storage.lease_model import HostInfo, JoinOutcome, LeaseOwner, LockspaceState
 from he_ha.supervisor.lease_holder import LeaseHolder
 from he_ha.vm import DomainSpec, LeaseToken, StartResult, StopResult, VmState
+from he_ha.whiteboard import SLOT_COUNT, HostSlot
+from he_ha.whiteboard import DecodedBoard as RawView
 
 if TYPE_CHECKING:
     from he_ha.ovirt.vm_definition import VmDefinition

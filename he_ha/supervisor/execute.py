@@ -31,6 +31,7 @@ from he_ha.fsm import (
     ReleaseLease,
     ShutdownVm,
 )
+from he_ha.lease import LeaseError, LeaseHeldElsewhere, wait_deadline
 from he_ha.offloop import Lane, LaneError
 from he_ha.ovirt.ovf import describe_changes
 from he_ha.ovirt.vm_definition import (
@@ -41,8 +42,6 @@ from he_ha.ovirt.vm_definition import (
     SourceNote,
     VmDefinition,
 )
-from he_ha.storage.lease_errors import LeaseError, LeaseHeldElsewhere
-from he_ha.storage.lease_layout import wait_deadline
 from he_ha.supervisor.engine_launch import EngineXmlPreparer, LaunchXml
 from he_ha.supervisor.env import (
     SYSTEM_CLOCK,

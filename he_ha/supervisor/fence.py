@@ -26,8 +26,8 @@ from pathlib import Path
 
 import libvirt
 
-from he_ha.storage.lease_keeper import is_keeper
-from he_ha.supervisor.runfiles import replace_file
+from he_ha.atomicfile import replace_file
+from he_ha.lease import is_keeper
 from he_ha.vm import DomainId
 
 DEADLINE = 30  # seconds: sanlock's helper must never wait on us forever

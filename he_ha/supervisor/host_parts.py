@@ -14,9 +14,8 @@ from pathlib import Path
 from he_ha.admin.contract import CommandResult, Refusal
 from he_ha.config import ConfigError, load_vm_conf
 from he_ha.fsm import ActionResult, Outcome
+from he_ha.lease import LeaseClient, VmLease
 from he_ha.ovirt import VdsmRoots
-from he_ha.storage.lease_layout import VmLease
-from he_ha.storage.leases import LeaseClient
 from he_ha.supervisor.engine_launch import EngineXmlPreparer
 from he_ha.supervisor.fence import FenceTarget, write_fence_file
 from he_ha.supervisor.host_plan import HostPlan

@@ -64,28 +64,32 @@ from typing import ClassVar
 
 import structlog
 
-from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
-from he_ha.storage.lease_errors import (
+from he_ha.lease import (
+    DEFAULT_IO_TIMEOUT,
+    HeldResource,
     HolderNotRegistered,
-    LeaseAlreadyHeld,
-    LeaseError,
-    LeaseNotHeld,
-    LeaseWorkerDied,
-    LockspaceNotJoined,
-    LockspaceNotReady,
-    WrongHostId,
-)
-from he_ha.storage.lease_keeper import Killpath, start_detached
-from he_ha.storage.lease_layout import DEFAULT_IO_TIMEOUT, Lockspace, VmLease, wait_deadline
-from he_ha.storage.lease_model import HeldResource, LeaseOwner
-from he_ha.storage.leases import LeaseClient
-from he_ha.supervisor.keeper_process import (
     KeeperFileError,
     KeeperProcess,
     KeeperRecord,
+    Killpath,
+    LeaseAlreadyHeld,
+    LeaseClient,
+    LeaseError,
+    LeaseNotHeld,
+    LeaseOwner,
+    LeaseWorkerDied,
+    Lockspace,
+    LockspaceNotJoined,
+    LockspaceNotReady,
+    VmLease,
+    WrongHostId,
+    domain_lockspace,
+    domain_resource,
     is_our_keeper,
     read_record,
+    start_detached,
     start_time_of,
+    wait_deadline,
     write_record,
 )
 from he_ha.vm import DomainSpec, LeaseSpec, inject_lease

@@ -20,9 +20,7 @@ from collections.abc import Callable
 import structlog
 
 from he_ha.fsm import DecisionRecord
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.lease_layout import Lockspace
-from he_ha.storage.lease_model import HostStatus
+from he_ha.lease import HostStatus, LeaseError, Lockspace
 from he_ha.supervisor.env import SanlockIO
 
 log = structlog.get_logger(__name__)

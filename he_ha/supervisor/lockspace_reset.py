@@ -18,13 +18,9 @@ from pathlib import Path
 import structlog
 
 from he_ha.admin.contract import CommandResult
+from he_ha.lease import LeaseClient, LeaseError, Lockspace, LockspaceState, VmLease
+from he_ha.provision import AreaError, AreaIo, ProvisionError
 from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY, apply_reinit, plan_reinit
-from he_ha.storage.area_io import AreaError, AreaIo
-from he_ha.storage.lease_errors import LeaseError
-from he_ha.storage.lease_layout import Lockspace, VmLease
-from he_ha.storage.lease_model import LockspaceState
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.provision import ProvisionError
 
 log = structlog.get_logger(__name__)
 

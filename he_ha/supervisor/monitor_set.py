@@ -13,8 +13,8 @@ from typing import Any
 
 from he_ha.config import HostedEngineConf
 from he_ha.monitors import CpuMonitor, EngineHealthMonitor, Monitor, direct_read_probe, standard_monitors
-from he_ha.storage.codec import SLOT_BYTES
 from he_ha.supervisor.domain_observer import ConnectionDomainObserver
+from he_ha.whiteboard import SLOT_BYTES
 
 
 @dataclass(frozen=True)

@@ -39,20 +39,23 @@ from he_ha.fsm import (
     SanlockHost,
 )
 from he_ha.fsm import WhiteboardView as FsmView
-from he_ha.maintenance import MaintenanceFileError
-from he_ha.monitors import Reading, engine_status
-from he_ha.storage.lease_errors import (
+from he_ha.lease import (
+    HostInfo,
+    HostStatus,
     LeaseError,
+    LeaseOwner,
     LeaseWorkerDied,
     LockspaceNotJoined,
     LockspaceNotReady,
+    LockspaceState,
 )
-from he_ha.storage.lease_model import HostInfo, HostStatus, LeaseOwner, LockspaceState
-from he_ha.storage.whiteboard_errors import WhiteboardError
+from he_ha.maintenance import MaintenanceFileError
+from he_ha.monitors import Reading, engine_status
 from he_ha.supervisor.board import BoardRead, BoardReader, fsm_view
 from he_ha.supervisor.env import HostEnv
 from he_ha.supervisor.lease_holder import QUERY_TIMEOUT, LeaseContext
 from he_ha.supervisor.singleflight import SingleFlight
+from he_ha.whiteboard import WhiteboardError
 
 log = structlog.get_logger(__name__)
 

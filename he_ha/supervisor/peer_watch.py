@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import structlog
 
-from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import BoardReader, peer_signature
+from he_ha.whiteboard import WhiteboardError
 
 log = structlog.get_logger(__name__)
 

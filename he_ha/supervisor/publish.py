@@ -16,9 +16,7 @@ from dataclasses import dataclass, replace
 
 from he_ha.admin.contract import PenaltyView, ScoreView
 from he_ha.fsm import PublishedRecord, ScoreBreakdown
-from he_ha.storage.codec import BLOCK_BYTES, SLOT_BYTES, HostSlot, priority_line
-from he_ha.storage.extra import format_extra
-from he_ha.storage.status_json import engine_status_json
+from he_ha.whiteboard import BLOCK_BYTES, SLOT_BYTES, HostSlot, engine_status_json, format_extra, priority_line
 
 BREAKDOWN_KEY = "score_breakdown"
 EXTRA_BYTES = SLOT_BYTES - BLOCK_BYTES

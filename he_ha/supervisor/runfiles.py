@@ -1,20 +1,11 @@
-"""Small state files in the run directory (keeper record, fence target) and the host lock."""
+"""The host lock in the run directory (its other small files, the keeper record and the fence
+target, are written with he_ha.atomicfile.replace_file)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 from pathlib import Path
-
-from he_ha.atomicfile import write_atomically
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, creating the run directory if needed: a reader
-    (a restarted supervisor, sanlock's fence command) never sees a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, text)
-
 
 # --- the host lock -----------------------------------------------------------------------------
 #

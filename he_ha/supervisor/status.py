@@ -20,13 +20,12 @@ from he_ha.admin.contract import (
 from he_ha.fsm import DecisionRecord
 from he_ha.fsm.alerts import GAVE_UP
 from he_ha.ovirt.vm_definition import VmDefinition
-from he_ha.storage.codec import HostSlot, stored_crc
-from he_ha.storage.whiteboard_errors import SlotError
 from he_ha.supervisor.board import peer_priority
 from he_ha.supervisor.engine_launch import LaunchXml
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import SanlockView, TickInputs
 from he_ha.supervisor.publish import parse_extra, score_view
+from he_ha.whiteboard import HostSlot, SlotError, stored_crc
 
 
 def _status_dict(slot: HostSlot) -> dict[str, str] | None:

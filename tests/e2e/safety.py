@@ -32,8 +32,7 @@ import structlog
 from he_ha.devcluster.cluster import Host
 from he_ha.devcluster.sanlockd import SanlockDaemon
 from he_ha.devcluster.vm_watch import Run, VmWatcher
-from he_ha.storage.lease_layout import VmLease
-from he_ha.storage.leases import LeaseClient
+from he_ha.lease import LeaseClient, VmLease
 
 log = structlog.get_logger(__name__)
 

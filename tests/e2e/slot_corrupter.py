@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Self
 
-from he_ha.storage.codec import BLOCK_BYTES, CRC_FIELD, SLOT_BYTES
-from he_ha.storage.direct_io import write_direct
+from he_ha.whiteboard import BLOCK_BYTES, SLOT_BYTES, write_direct
+from he_ha.whiteboard.codec import CRC_FIELD
 
 SCORE_FIELD = 4
 PERIOD = 0.05  # the owners rewrite once a tick (1 s): readers mostly find the damage

@@ -18,7 +18,7 @@ from he_ha.config import parse_flat_file
 from he_ha.devcluster.cluster import IO_TIMEOUT, WAIT, Host, rule_of, state_of
 from he_ha.devcluster.demo_shim import ShimRun, hosted_engine
 from he_ha.devcluster.deployed import ARCHIVE_BYTES, VM_CONF_HEADER
-from he_ha.storage.lease_layout import host_dead_seconds
+from he_ha.lease import host_dead_seconds
 from tests.e2e.world import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]

@@ -25,7 +25,7 @@ from he_ha.devcluster.cluster import (
     state_of,
 )
 from he_ha.devcluster.vm_watch import Run
-from he_ha.storage.lease_layout import host_dead_seconds
+from he_ha.lease import host_dead_seconds
 from tests.e2e.slot_corrupter import SlotCorrupter
 from tests.e2e.world import World
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import pytest
 
 from he_ha.devcluster.cluster import PRODUCTION, PRODUCTION_IO_TIMEOUT, causes_of, rule_of, state_of
-from he_ha.storage.lease_layout import host_dead_seconds
+from he_ha.lease import host_dead_seconds
 from tests.e2e.world import World
 
 pytestmark = [

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from he_ha.devcluster.cluster import IO_TIMEOUT, WAIT, Cluster, HealthPage, Host, rule_of, state_of
 from he_ha.devcluster.vm_watch import Run
-from he_ha.storage.codec import SLOT_BYTES, HostSlot, decode_host_slot
+from he_ha.whiteboard import SLOT_BYTES, HostSlot, decode_host_slot
 from tests.e2e.engine_gate import EngineGate
 from tests.e2e.safety import SafetyWatch
 from tests.support.stallfs import StallFS

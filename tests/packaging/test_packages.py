@@ -47,7 +47,7 @@ COMMON = [
     "usr/lib/he-ha/bin/hosted-engine",
     "usr/lib/he-ha/pyvenv.cfg",
     "usr/lib/he-ha/lib/python3.11/site-packages/he_ha/main.py",
-    "usr/lib/he-ha/lib/python3.11/site-packages/he_ha/storage/lease_keeper.py",
+    "usr/lib/he-ha/lib/python3.11/site-packages/he_ha/lease/keeper.py",
     "usr/lib/he-ha/lib/python3.11/site-packages/cli/hosted_engine.py",
     "usr/lib/he-ha/lib/python3.11/site-packages/aiohttp/__init__.py",
     "usr/bin/he-ha",

@@ -18,8 +18,7 @@ import pytest
 from he_ha.devcluster.cluster import ENGINE_UUID, Host, rule_of, state_of
 from he_ha.devcluster.realvm import LeaseHolding, RealVmCluster, lease_holdings
 from he_ha.devcluster.realvm.engine_lease import engine_lease_areas
-from he_ha.storage.lease_errors import LeaseHeldElsewhere
-from he_ha.storage.lease_layout import host_dead_seconds
+from he_ha.lease import LeaseHeldElsewhere, host_dead_seconds
 from tests.integration.cli_commands.test_cli_against_daemons import hosted_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]

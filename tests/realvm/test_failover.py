@@ -15,7 +15,7 @@ import pytest
 
 from he_ha.devcluster.cluster import ENGINE_UUID, actions_of, rule_of, state_of
 from he_ha.devcluster.realvm import LeaseHolding, RealVmCluster, lease_holdings
-from he_ha.storage.lease_layout import host_dead_seconds
+from he_ha.lease import host_dead_seconds
 from tests.integration.cli_status.test_cli_status import status_json
 from tests.integration.supervisor.leases import try_acquire
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from he_ha.lease import host_dead_seconds
 from he_ha.main import main
-from he_ha.storage.lease_layout import host_dead_seconds
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:

@@ -25,10 +25,8 @@ import os
 from pathlib import Path
 
 from he_ha.devcluster.deployed import BLANK, DeployedHostView, Deployment
+from he_ha.lease import MIB, LeaseClient, Lockspace, VmLease, domain_lockspace, domain_resource
 from he_ha.ovirt.engine_xml import HOOK_CHANNEL
-from he_ha.storage.domain_lockspace import domain_lockspace, domain_resource
-from he_ha.storage.lease_layout import MIB, Lockspace, VmLease
-from he_ha.storage.leases import LeaseClient
 
 ENGINE_LEASE_IO_TIMEOUT = 1  # VDSM's is 10; see the module doc
 

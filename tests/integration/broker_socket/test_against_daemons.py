@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from he_ha.devcluster.cluster import WAIT, Cluster, Host, health_page
-from he_ha.storage.codec import SLOT_BYTES, GlobalBlock, decode_global_block, decode_host_slot
+from he_ha.whiteboard import SLOT_BYTES, GlobalBlock, decode_global_block, decode_host_slot
 from tests.integration.repair.test_reset_from_the_daemon import refused_while_held
 from tests.support.broker_client import broker_proxy, call_as, global_block, slots
 from tests.support.stallfs import StallFS

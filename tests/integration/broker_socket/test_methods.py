@@ -11,11 +11,11 @@ import pytest
 
 from he_ha.admin.contract import CommandResult
 from he_ha.broker_socket import AGENT_ONLY
-from he_ha.storage.codec import SLOT_BYTES, GlobalBlock, decode_whiteboard, encode_global_block, encode_host_slot
 from he_ha.supervisor.board import BoardRead
+from he_ha.whiteboard import SLOT_BYTES, GlobalBlock, decode_whiteboard, encode_global_block, encode_host_slot
 from tests.integration.broker_socket.conftest import Broker, eventually
 from tests.support.broker_client import global_block, slots
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 
 def board_with(slots_at: dict[int, bytes]) -> BoardRead:

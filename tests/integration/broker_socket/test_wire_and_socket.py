@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from he_ha.broker_socket import BrokerServer, BrokerServerError
-from he_ha.storage.codec import encode_host_slot
+from he_ha.whiteboard import encode_host_slot
 from tests.integration.broker_socket.conftest import Broker, FakeBackend
 from tests.integration.broker_socket.test_methods import board_with
 from tests.support.broker_client import UnixHTTPConnection, call_as, global_block
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 pytestmark = pytest.mark.root
 

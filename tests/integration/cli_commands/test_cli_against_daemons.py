@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from he_ha.devcluster.cluster import ENGINE_NAME, ENGINE_UUID, Cluster, Host, actions_of, health_page, state_of
-from he_ha.storage.lease_model import LockspaceState
+from he_ha.lease import LockspaceState
 from he_ha.supervisor.controller import LOCAL_REFUSED, NO_TARGET
 from tests.integration.supervisor.leases import try_acquire
 from tests.unit.cli_commands.terminal import run_in_terminal

@@ -32,9 +32,8 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_layout import LeaseLayout
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.provision import StorageAreas, initialise_first_host
+from he_ha.lease import LeaseClient, LeaseLayout
+from he_ha.provision import StorageAreas, initialise_first_host
 from tests.unit.ovirt.samples import BROKER_CONF, FHANSWERS, SD, VM_CONF, VMID
 
 IO_TIMEOUT = 1  # shortened from sanlock's 10 s: joins take seconds, not tens of seconds (see the module doc)

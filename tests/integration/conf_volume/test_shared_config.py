@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from he_ha.lease import LeaseClient, LockspaceState
 from he_ha.ovirt.conf_archive import ARCHIVE_SIZE, build_archive, parse_archive
 from he_ha.ovirt.conf_volume import (
     CHANGED_BY_SOMEBODY_ELSE,
@@ -19,8 +20,6 @@ from he_ha.ovirt.conf_volume import (
     read_conf_volume,
     update_conf_volume_locked,
 )
-from he_ha.storage.lease_model import LockspaceState
-from he_ha.storage.leases import LeaseClient
 from tests.integration.conf_volume.conftest import GIB, Cluster, Host, deploy_archive, write_at_start
 
 JOINING = "Joining the sanlock lockspace 'hosted-engine' as host"

@@ -20,8 +20,7 @@ import pytest
 import pytest_asyncio
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_layout import LeaseLayout, Lockspace, VmLease
-from he_ha.storage.leases import LeaseClient
+from he_ha.lease import LeaseClient, LeaseLayout, Lockspace, VmLease
 
 IO_TIMEOUT = 1  # joins take ~3 s instead of ~30 s; host-dead time is 68 s instead of 140 s
 VOLUME_SIZE = 64 * 1024 * 1024  # sparse: lockspace (1 MiB) + one 1 MiB area per fresh lease

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_errors import DaemonUnavailable
-from he_ha.storage.lease_model import JoinOutcome, LockspaceState
-from he_ha.storage.leases import LeaseClient
+from he_ha.lease import DaemonUnavailable, JoinOutcome, LeaseClient, LockspaceState
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, make_volume
 
 pytestmark = PACKAGE_LOOP

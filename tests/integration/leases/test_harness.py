@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon, SanlockDaemonError, memlock_shim
-from he_ha.storage.sanlock_env import daemon_answers
+from he_ha.lease import daemon_answers
 
 
 def group_alive(pgid: int) -> bool:

@@ -16,10 +16,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_errors import DaemonUnavailable, HostIdInUse, LockspaceNotReady
-from he_ha.storage.lease_layout import Lockspace
-from he_ha.storage.lease_model import HostStatus
-from he_ha.storage.leases import LeaseClient
+from he_ha.lease import DaemonUnavailable, HostIdInUse, HostStatus, LeaseClient, Lockspace, LockspaceNotReady
 from he_ha.supervisor.lease_watch import LeaseFreeWatch
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, make_volume
 

@@ -8,18 +8,21 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_errors import (
+from he_ha.lease import (
+    MIB,
     DaemonUnavailable,
     HostIdOutOfRange,
+    HostStatus,
+    JoinOutcome,
     LeaseCallTimeout,
+    LeaseClient,
+    Lockspace,
     LockspaceNotInitialised,
     LockspaceNotJoined,
     LockspaceNotReady,
+    LockspaceState,
     WrongHostId,
 )
-from he_ha.storage.lease_layout import MIB, Lockspace
-from he_ha.storage.lease_model import HostStatus, JoinOutcome, LockspaceState
-from he_ha.storage.leases import LeaseClient
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, Cluster, make_volume
 
 pytestmark = PACKAGE_LOOP

@@ -10,9 +10,7 @@ import pytest
 
 from he_ha.config import MAX_HOST_ID
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_layout import MIB
-from he_ha.storage.lease_model import JoinOutcome
-from he_ha.storage.leases import LeaseClient
+from he_ha.lease import MIB, JoinOutcome, LeaseClient
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, make_volume
 
 pytestmark = [PACKAGE_LOOP, pytest.mark.root]

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.lease_errors import LeaseCallTimeout
-from he_ha.storage.lease_model import LockspaceState
+from he_ha.lease import LeaseCallTimeout, LockspaceState
 from tests.integration.leases.conftest import PACKAGE_LOOP, Cluster, make_volume
 from tests.support.stallfs import StallFS
 

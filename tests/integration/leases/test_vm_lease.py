@@ -10,21 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.lease_errors import (
+from he_ha.lease import (
+    MIB,
     HolderNotRegistered,
     LeaseAlreadyHeld,
     LeaseAreaInUse,
+    LeaseClient,
     LeaseHeldElsewhere,
+    LeaseKeeper,
     LeaseNotHeld,
     LeaseNotInitialised,
+    LeaseOwner,
     LeaseWorkerDied,
+    Lockspace,
     LockspaceNotJoined,
+    VmLease,
     VolumeError,
 )
-from he_ha.storage.lease_keeper import LeaseKeeper
-from he_ha.storage.lease_layout import MIB, Lockspace, VmLease
-from he_ha.storage.lease_model import LeaseOwner
-from he_ha.storage.leases import LeaseClient
 from tests.integration.leases.conftest import IO_TIMEOUT, PACKAGE_LOOP, Cluster, make_volume
 
 pytestmark = PACKAGE_LOOP

@@ -25,11 +25,9 @@ import pytest
 
 from cli.hosted_engine import main
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.codec import SLOT_BYTES, GlobalBlock, HostSlot, encode_global_block, encode_host_slot
-from he_ha.storage.direct_io import write_direct
-from he_ha.storage.lease_layout import LeaseLayout
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.provision import StorageAreas, initialise_first_host
+from he_ha.lease import LeaseClient, LeaseLayout
+from he_ha.provision import StorageAreas, initialise_first_host
+from he_ha.whiteboard import SLOT_BYTES, GlobalBlock, HostSlot, encode_global_block, encode_host_slot, write_direct
 
 T = TypeVar("T")
 IO_TIMEOUT = 1

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.codec import SLOT_BYTES, encode_header, encode_host_slot, header_crc
+from he_ha.whiteboard import SLOT_BYTES, encode_host_slot
+from he_ha.whiteboard.codec import encode_header, header_crc
 from tests.integration.repair.conftest import (
     Cli,
     Daemons,

@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 from he_ha.config import load_hosted_engine_conf
-from he_ha.storage.area_io import AreaIo
-from he_ha.storage.area_survey import (
-    AreaState,
-    LockspaceSurvey,
-    MetadataSurvey,
-    survey_lockspace,
-    survey_metadata,
-)
-from he_ha.storage.codec import WHITEBOARD_BYTES
-from he_ha.storage.lease_layout import MIB, LeaseLayout
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.provision import ProvisionRefused, StorageAreas, initialise_first_host
+from he_ha.lease import MIB, LeaseClient, LeaseLayout
+from he_ha.provision import AreaIo, ProvisionRefused, StorageAreas, initialise_first_host, survey_lockspace
+from he_ha.provision.area_survey import AreaState, LockspaceSurvey, MetadataSurvey, survey_metadata
+from he_ha.whiteboard import WHITEBOARD_BYTES
 from tests.integration.repair.conftest import (
     IO_TIMEOUT,
     VMID,

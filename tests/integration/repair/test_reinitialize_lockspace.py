@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.sanlockd import SanlockDaemon
-from he_ha.storage.lease_layout import MIB
-from he_ha.storage.leases import LeaseClient
-from he_ha.storage.sanlock_records import find_geometry, parse_delta_lease
+from he_ha.lease import MIB, LeaseClient, find_geometry, parse_delta_lease
 from tests.integration.repair.conftest import (
     Cli,
     Daemons,

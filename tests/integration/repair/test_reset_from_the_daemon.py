@@ -4,8 +4,8 @@ against real sanlock daemons: the command's guards, plus this daemon's own host 
 from __future__ import annotations
 
 from he_ha.admin.contract import CommandResult
+from he_ha.lease import LeaseClient
 from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY
-from he_ha.storage.leases import LeaseClient
 from he_ha.supervisor.lockspace_reset import HOW_TO_PROCEED, LockspaceReset
 from tests.integration.repair.conftest import Daemons, Storage, global_maintenance, joined, run
 from tests.integration.repair.test_reinitialize_lockspace import delta_leases

@@ -6,8 +6,7 @@ import asyncio
 import time
 
 from he_ha.devcluster.cluster import WAIT, Cluster, Host
-from he_ha.storage.lease_errors import LeaseHeldElsewhere
-from he_ha.storage.lease_model import LeaseOwner
+from he_ha.lease import LeaseHeldElsewhere, LeaseOwner
 
 
 def try_acquire(cluster: Cluster, host: Host) -> bool:

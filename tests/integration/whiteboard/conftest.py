@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.codec import WHITEBOARD_BYTES
+from he_ha.whiteboard import WHITEBOARD_BYTES
 from tests.integration.whiteboard.helpers import supports_o_direct
 
 

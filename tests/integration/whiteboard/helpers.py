@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.codec import SLOT_BYTES
+from he_ha.whiteboard import SLOT_BYTES
 
 
 def supports_o_direct(directory: Path) -> bool:

@@ -9,11 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.codec import SLOT_BYTES, WHITEBOARD_BYTES, GlobalBlock, encode_global_block, encode_host_slot
-from he_ha.storage.whiteboard import Whiteboard
-from he_ha.storage.whiteboard_errors import CorruptSlot, EncodeError, SlotOfAnotherHost, StorageError
+from he_ha.whiteboard import (
+    SLOT_BYTES,
+    WHITEBOARD_BYTES,
+    CorruptSlot,
+    EncodeError,
+    GlobalBlock,
+    SlotOfAnotherHost,
+    StorageError,
+    Whiteboard,
+    encode_global_block,
+    encode_host_slot,
+)
 from tests.integration.whiteboard.helpers import read_raw_slot, write_raw_slot
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 
 async def test_publish_writes_exactly_our_slot(volume: Path) -> None:

@@ -7,12 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.codec import SLOT_BYTES, WHITEBOARD_BYTES, GlobalBlock, encode_global_block, encode_host_slot
-from he_ha.storage.direct_io import logical_sector_size, write_direct
-from he_ha.storage.whiteboard import Whiteboard
-from he_ha.storage.whiteboard_errors import StorageError
+from he_ha.whiteboard import (
+    SLOT_BYTES,
+    WHITEBOARD_BYTES,
+    GlobalBlock,
+    StorageError,
+    Whiteboard,
+    encode_global_block,
+    encode_host_slot,
+    write_direct,
+)
+from he_ha.whiteboard.direct_io import logical_sector_size
 from tests.integration.whiteboard.helpers import attach_loop, detach_loop, needs_root, read_raw_slot
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 pytestmark = [pytest.mark.root, needs_root]
 

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage.codec import encode_host_slot
-from he_ha.storage.whiteboard import Whiteboard
-from he_ha.storage.whiteboard_errors import StorageStalled, WhiteboardTimeout
+from he_ha.whiteboard import StorageStalled, Whiteboard, WhiteboardTimeout, encode_host_slot
 from tests.integration.whiteboard.helpers import needs_root, read_raw_slot, write_raw_slot
 from tests.support.stallfs import StallFS
-from tests.unit.storage.samples import host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 pytestmark = [pytest.mark.root, needs_root, pytest.mark.timeout(60)]
 

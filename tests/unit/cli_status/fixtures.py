@@ -9,9 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from he_ha.admin.contract import ClusterStatus, HostView, PenaltyView, ScoreView
-from he_ha.storage.codec import WHITEBOARD_BYTES, GlobalBlock, HostSlot
-from he_ha.storage.status_json import engine_status_json
-from he_ha.storage.whiteboard import Whiteboard
+from he_ha.whiteboard import WHITEBOARD_BYTES, GlobalBlock, HostSlot, Whiteboard, engine_status_json
 
 UP = {"vm": "up", "health": "good", "detail": "Up"}
 DOWN = {"vm": "down", "health": "bad", "detail": "unknown", "reason": "vm not running on this host"}

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from cli.status_render import LABELS, host_record, render_json, render_text
 from he_ha.admin.contract import AlertView
-from he_ha.storage.codec import HostSlot
 from he_ha.supervisor.status import slot_view
+from he_ha.whiteboard import HostSlot
 from tests.unit.cli_status.conftest import HostFiles, Result
 from tests.unit.cli_status.daemon import FixtureDaemon
 from tests.unit.cli_status.fixtures import cluster, host1, host2

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from he_ha.storage import lease_errors as le
+from he_ha.lease import lease_errors as le
 
 
 @pytest.mark.parametrize(

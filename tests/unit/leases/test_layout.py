@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 
 from he_ha.config import MAX_HOST_ID
-from he_ha.storage.lease_errors import LeaseConfigError
-from he_ha.storage.lease_layout import (
+from he_ha.lease import (
     MIB,
+    LeaseConfigError,
     LeaseLayout,
     Lockspace,
     VmLease,
     alignment_for,
     host_dead_seconds,
-    max_host_id,
     wait_deadline,
 )
+from he_ha.lease.lease_layout import max_host_id
 
 VOLUME = Path("/storage/hosted-engine.lockspace")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from he_ha.storage import lease_model as model
-from he_ha.storage.lease_errors import LeaseProtocolError
-from he_ha.storage.lease_protocol import Failure, Reply, Request, decode_reply, decode_request, encode
+from he_ha.lease import LeaseProtocolError
+from he_ha.lease import lease_model as model
+from he_ha.lease.lease_protocol import Failure, Reply, Request, decode_reply, decode_request, encode
 
 
 def test_request_round_trip() -> None:

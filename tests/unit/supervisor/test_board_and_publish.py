@@ -8,7 +8,9 @@ from dataclasses import replace
 
 from he_ha.fsm import EngineHealth, PeerFault, PeerRecord, PublishedRecord, ScoreBreakdown
 from he_ha.fsm.score import Penalty
-from he_ha.storage.codec import (
+from he_ha.supervisor.board import BoardRead, fsm_view, peer_signature
+from he_ha.supervisor.publish import EXTRA_BYTES, SlotContext, build_slot, parse_extra
+from he_ha.whiteboard import (
     SLOT_BYTES,
     GlobalBlock,
     HostSlot,
@@ -17,9 +19,7 @@ from he_ha.storage.codec import (
     encode_global_block,
     encode_host_slot,
 )
-from he_ha.supervisor.board import BoardRead, fsm_view, peer_signature
-from he_ha.supervisor.publish import EXTRA_BYTES, SlotContext, build_slot, parse_extra
-from tests.unit.storage.samples import UP_STATUS, host_slot
+from tests.unit.whiteboard.samples import UP_STATUS, host_slot
 
 OWN = 1
 

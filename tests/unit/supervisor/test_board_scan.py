@@ -6,16 +6,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from he_ha.storage.codec import (
-    SLOT_BYTES,
-    SLOT_COUNT,
-    WHITEBOARD_BYTES,
-    DecodedBoard,
-    decode_whiteboard,
-    encode_host_slot,
-)
 from he_ha.supervisor.board import SCAN_MARGIN, BoardReader, ScanRange
-from tests.unit.storage.samples import host_slot
+from he_ha.whiteboard import SLOT_BYTES, SLOT_COUNT, WHITEBOARD_BYTES, DecodedBoard, decode_whiteboard, encode_host_slot
+from tests.unit.whiteboard.samples import host_slot
 
 OWN = 1
 

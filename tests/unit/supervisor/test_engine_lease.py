@@ -12,10 +12,18 @@ from pathlib import Path
 import pytest
 
 from he_ha.devcluster.cluster import domain_xml
-from he_ha.storage.domain_lockspace import domain_ids_path, domain_lockspace
-from he_ha.storage.lease_errors import LeaseConfigError, LeaseError, LeaseNotHeld, WrongHostId
-from he_ha.storage.lease_layout import MIB, Lockspace, VmLease
-from he_ha.storage.lease_model import JoinOutcome
+from he_ha.lease import (
+    MIB,
+    JoinOutcome,
+    LeaseConfigError,
+    LeaseError,
+    LeaseNotHeld,
+    Lockspace,
+    VmLease,
+    WrongHostId,
+    domain_lockspace,
+)
+from he_ha.lease.domain_lockspace import domain_ids_path
 from he_ha.supervisor.engine_launch import EngineXmlPreparer
 from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.supervisor.lease_holder import QemuHolder, WorkerHolder, add_lease

@@ -9,15 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from he_ha.fsm import LeaseStatus
-from he_ha.ovirt.engine_xml import EngineXmlError
-from he_ha.storage.lease_errors import (
+from he_ha.lease import (
+    HeldResource,
     HolderNotRegistered,
+    HostInfo,
+    HostStatus,
     LeaseCallTimeout,
+    LeaseOwner,
+    Lockspace,
     LockspaceNotJoined,
     LockspaceNotReady,
+    VmLease,
 )
-from he_ha.storage.lease_layout import Lockspace, VmLease
-from he_ha.storage.lease_model import HeldResource, HostInfo, HostStatus, LeaseOwner
+from he_ha.ovirt.engine_xml import EngineXmlError
 from he_ha.supervisor.daemon import _expect_engine_lease
 from he_ha.supervisor.lease_holder import LeaseContext, QemuHolder, engine_qemu_pids
 from he_ha.supervisor.observe import SanlockView, lease_status

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from he_ha.storage.lease_errors import LeaseCallTimeout, WrongHostId
-from he_ha.storage.lease_layout import Lockspace
-from he_ha.storage.lease_model import JoinOutcome
+from he_ha.lease import JoinOutcome, LeaseCallTimeout, Lockspace, WrongHostId
 from he_ha.supervisor.daemon import _expect_engine_lease
 from tests.unit.supervisor.test_engine_lease import ENGINE, MOUNT, SD, FakeClient, qemu
 from tests.unit.supervisor.test_engine_lease_adoption import _Launch, _Preparer, _Specs

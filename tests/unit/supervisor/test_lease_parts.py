@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from he_ha.storage.lease_errors import LeaseConfigError
-from he_ha.storage.lease_keeper import Killpath, is_keeper
-from he_ha.storage.lease_layout import VmLease
-from he_ha.storage.lease_model import LeaseOwner
-from he_ha.supervisor.keeper_process import (
+from he_ha.lease import (
     KeeperFileError,
     KeeperProcess,
     KeeperRecord,
+    Killpath,
+    LeaseConfigError,
+    LeaseOwner,
+    VmLease,
+    is_keeper,
     is_our_keeper,
     read_record,
     start_time_of,
@@ -86,6 +88,27 @@ def test_a_recycled_pid_or_another_program_is_not_our_keeper() -> None:
         finally:
             other.kill()
     assert start_time_of(other.pid) is None
+
+
+@pytest.mark.parametrize("module", ["he_ha.lease.keeper", "he_ha.storage.lease_keeper"])
+def test_a_keeper_is_known_by_its_module_name_the_current_one_or_the_former_one(module: str) -> None:
+    # Keepers started before the move to he_ha.lease run ``python -m he_ha.storage.lease_keeper``
+    # and survive an upgrade while they hold the VM lease: the upgraded supervisor must adopt
+    # them and its fence command must end them, so is_keeper accepts that name too. A stand-in
+    # whose command line carries the module name as its own word, as ``python -m`` leaves it.
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", module]) as keeper:
+        try:
+            cmdline = Path(f"/proc/{keeper.pid}/cmdline")
+            deadline = time.monotonic() + 5
+            while not cmdline.read_bytes() and time.monotonic() < deadline:  # empty until exec is done
+                time.sleep(0.01)
+            start = start_time_of(keeper.pid)
+            assert start is not None
+            assert is_keeper(keeper.pid)
+            assert is_our_keeper(KeeperRecord(keeper.pid, start, UUID))
+        finally:
+            keeper.kill()
+    assert not is_keeper(keeper.pid)
 
 
 async def test_keeper_exit_is_seen_through_its_pidfd() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from he_ha.fsm import ActionResult, EngineHealth, LeaseStatus, Outcome, SanlockHost
+from he_ha.lease import HostInfo, HostStatus, LeaseOwner, LockspaceState
 from he_ha.monitors import Reading
 from he_ha.monitors.bridge import BridgeStatus
 from he_ha.monitors.cpu import CpuLoad
@@ -13,7 +14,6 @@ from he_ha.monitors.engine_health import EngineHealthReport
 from he_ha.monitors.memory import MemoryStatus
 from he_ha.monitors.network import NetworkStatus
 from he_ha.monitors.storage import StorageStatus
-from he_ha.storage.lease_model import HostInfo, HostStatus, LeaseOwner, LockspaceState
 from he_ha.supervisor.observe import Completed, SanlockView, fresh_result, lease_status, local_readings, sanlock_hosts
 
 OWN = 1

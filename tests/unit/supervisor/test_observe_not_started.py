@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from he_ha.fsm import EngineHealth, LeaseStatus
-from he_ha.storage.lease_model import LeaseOwner
+from he_ha.lease import LeaseOwner
 from he_ha.supervisor.env import SYSTEM_CLOCK, HaConfFile, HostEnv
 from he_ha.supervisor.observe import Observer, not_started
 from tests.unit.supervisor.test_engine_lease import OURS, FakeClient, qemu

@@ -10,17 +10,17 @@ from he_ha import __version__
 from he_ha.admin.metrics_text import render
 from he_ha.durations import DurationHistogram
 from he_ha.fsm import DecisionRecord, LeaseStatus, Publish, StateName, step
+from he_ha.lease import HostInfo, HostStatus, LockspaceState
 from he_ha.notify import NotifierStats
-from he_ha.storage.codec import GlobalBlock, HostSlot, encode_global_block
-from he_ha.storage.lease_model import HostInfo, HostStatus, LockspaceState
 from he_ha.supervisor.core import TickStats
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
 from he_ha.supervisor.observe import SanlockView, TickInputs
 from he_ha.supervisor.publish import SlotContext, build_slot
 from he_ha.supervisor.status import cluster_status
+from he_ha.whiteboard import GlobalBlock, HostSlot, encode_global_block
 from tests.unit.fsm.builders import OWN, UP_GOOD, obs, peer, state_in
-from tests.unit.storage.samples import UP_STATUS, host_slot
 from tests.unit.supervisor.test_board_and_publish import board
+from tests.unit.whiteboard.samples import UP_STATUS, host_slot
 
 HOSTS = (HostInfo(1, HostStatus.LIVE, 1, 10, 10), HostInfo(2, HostStatus.DEAD, 1, 5, 10))
 SANLOCK = SanlockView(LockspaceState.JOINED, HOSTS, (), True, (), 0.004)

@@ -1,1 +1,0 @@
-"""Shared storage: the metadata whiteboard (codec + O_DIRECT I/O) and sanlock leases."""
