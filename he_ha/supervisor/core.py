@@ -1,9 +1,11 @@
-"""One tick: observe, step the state machine, act, publish; and what the admin API reads.
+"""One tick: observe, step the state machine, act, publish; then its status snapshot.
 
 The tick never waits for a VM action (those are tasks, execute.py) and every storage or
 sanlock call inside it has a deadline, so a tick takes at most about two storage timeouts
 even while storage hangs, and our slot keeps being published while a start waits ~70 s for
-a dead owner's lease. Everything the admin API shows is kept here, in memory.
+a dead owner's lease. What the admin API, the broker socket and the metrics show is the
+``StatusSnapshot`` each tick publishes at its end (tick_snapshot.py), in memory; the fields
+of ``Supervisor`` are the tick's own working state and are read by nobody else.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -28,21 +31,36 @@ from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.observe import Completed, Observer, TickInputs
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.publish import SlotContext, build_slot
+from he_ha.supervisor.tick_snapshot import StatusFeed, StatusSnapshot, TickStats, histogram_copy
 from he_ha.supervisor.ticker import Wake
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass
-class TickStats:
+class _Counters:
+    """The tick's running counts; each snapshot gets a frozen copy (``TickStats``)."""
+
+    started_at: float
     count: int = 0
     durations: DurationHistogram = field(default_factory=DurationHistogram)
-    sanlock_durations: DurationHistogram = field(default_factory=DurationHistogram)  # a tick's queries
-    sanlock_errors: int = 0  # failed sanlock queries, all ticks
+    sanlock_durations: DurationHistogram = field(default_factory=DurationHistogram)
+    sanlock_errors: int = 0
     transitions: int = 0
     publishes: int = 0
     publish_failures: int = 0
-    started_at: float = 0.0  # the env's monotonic clock when the supervisor was made
+
+    def frozen(self) -> TickStats:
+        return TickStats(
+            count=self.count,
+            durations=histogram_copy(self.durations),
+            sanlock_durations=histogram_copy(self.sanlock_durations),
+            sanlock_errors=self.sanlock_errors,
+            transitions=self.transitions,
+            publishes=self.publishes,
+            publish_failures=self.publish_failures,
+            started_at=self.started_at,
+        )
 
 
 def _log_alerts(before: FsmState, record: DecisionRecord) -> None:
@@ -68,6 +86,7 @@ class Supervisor:
         conf_on_shared_storage: bool,
         stopping: asyncio.Event,
         join_timeout: float,
+        feed: StatusFeed,
         peer_watch: PeerWatch | None = None,
     ) -> None:
         self.state = fsm_state
@@ -87,7 +106,8 @@ class Supervisor:
         self.join_timeout = join_timeout
         self.peer_watch = peer_watch
         self.host_id = observer.host_id
-        self.stats = TickStats(started_at=env.clock.monotonic())
+        self.feed = feed  # where each tick's StatusSnapshot goes: what every reader reads
+        self.stats = _Counters(started_at=feed.current.ticks.started_at)
         self.completed: Completed | None = None  # the latest VM action result not yet consumed
         self.inputs: TickInputs | None = None
         self.record: DecisionRecord | None = None
@@ -145,6 +165,7 @@ class Supervisor:
         if publish is not None:
             await self._publish(publish, record, inputs)
         self._tick_done(started, record)
+        self.feed.publish(self._snapshot())
         return record.tick_after
 
     def _note_peers(self, raw: RawView, read_at: float) -> None:
@@ -207,6 +228,24 @@ class Supervisor:
             self.systemd.watchdog()  # only from a completed tick: proves we decide, not just run
             self._last_ping = now
 
+    def _snapshot(self) -> StatusSnapshot:
+        """What the readers see until the next tick ends: copies of everything that changes."""
+        last = self.feed.current
+        return StatusSnapshot(
+            host_id=self.host_id,
+            taken_at=self.clock.monotonic(),
+            state=self.state,
+            inputs=self.inputs,
+            record=self.record,
+            published=self.published,
+            publish_error=self.publish_error,
+            board=last.board,  # kept up to date by the BoardReader (StatusFeed.note_read)
+            board_error=last.board_error,
+            ticks=self.stats.frozen(),
+            peer_changes=MappingProxyType(dict(self.peer_changes)),
+            ready=self.ready,
+        )
+
     # --- lockspace membership --------------------------------------------------------------
 
     def _start_rejoin(self) -> None:
@@ -245,6 +284,7 @@ class Supervisor:
         self._log_decision(before, obs, record, (Wake("stop", "SIGTERM", now),), now)
         publish = next(a for a in actions if isinstance(a, Publish))
         await self._publish(publish, record, inputs)
+        self.feed.publish(self._snapshot())
         if self.publish_error is not None:
             log.error("could not publish the stopped flag", error=self.publish_error)
             return False

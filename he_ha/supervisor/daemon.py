@@ -349,7 +349,9 @@ class Daemon:
             tasks.append(asyncio.create_task(peer_watch.run(), name="peer-watch"))
         controller = SupervisorController(
             ControllerParts(
-                supervisor=supervisor,
+                feed=machinery.feed,
+                hostname=plan.hostname,
+                specs=specs,
                 whiteboard=whiteboard,
                 decisions=decisions,
                 executor=executor,
