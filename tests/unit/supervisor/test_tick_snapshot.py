@@ -85,17 +85,9 @@ def supervisor(whiteboard: HeldWhiteboard) -> Supervisor:
     )
     fsm = state_in(StateName.ENGINE_UP)
     observer: Any = Inputs()
-    return Supervisor(
-        fsm_state=fsm,
-        env=env,
-        observer=observer,
-        executor=quiet,
-        hostname="host1",
-        conf_on_shared_storage=True,
-        stopping=asyncio.Event(),
-        join_timeout=1.0,
-        feed=StatusFeed(first_snapshot(OWN, fsm, SYSTEM_CLOCK.monotonic())),
-    )
+    feed = StatusFeed(first_snapshot(OWN, fsm, SYSTEM_CLOCK.monotonic()))
+    common: Any = {"hostname": "host1", "conf_on_shared_storage": True, "stopping": asyncio.Event(), "join_timeout": 1}
+    return Supervisor(fsm_state=fsm, env=env, observer=observer, executor=quiet, feed=feed, **common)
 
 
 def test_a_snapshot_cannot_be_changed() -> None:
