@@ -122,6 +122,7 @@ class SupervisorController:
             publishing=snap.publishing,
             now=time.monotonic(),
             storage_error=snap.storage_error,
+            # not the tick's: the VM watch, libvirt's health and the definition (ControllerParts)
             vm_here=latest.state.status.value if latest is not None else "unknown",
             hypervisor=p.connection.health.status.value,
             definition=p.specs.state(),
@@ -139,6 +140,7 @@ class SupervisorController:
                 inputs=snap.inputs,
                 ticks=snap.ticks,
                 peer_changes=snap.peer_changes,
+                # the rest is counted outside the tick by its own source (ControllerParts)
                 last_read=p.whiteboard.last_read,
                 last_write=p.whiteboard.last_write,
                 notifier=p.notifier.stats if p.notifier is not None else None,

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from he_ha.durations import DurationHistogram
 from he_ha.fsm import Action, LeaseStatus, StateName
 from he_ha.storage.codec import HostSlot
 from he_ha.storage.whiteboard_errors import WhiteboardError
 from he_ha.supervisor.board import BoardReader
+from he_ha.supervisor.controller import ControllerParts, SupervisorController
 from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.env import SYSTEM_CLOCK, HostEnv
+from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import Completed, TickInputs
 from he_ha.supervisor.tick_snapshot import StatusFeed, first_snapshot
 from tests.unit.fsm.builders import OWN, UP_GOOD, obs, peer, state_in
@@ -157,5 +161,49 @@ def test_reads_between_ticks_replace_only_the_board() -> None:
         failed = feed.current
         assert failed.board is read  # the newest read that worked stays, with the error beside it
         assert failed.board_error == "whiteboard read: no answer within 5 s" == failed.storage_error
+
+    asyncio.run(scenario())
+
+
+def controller(feed: StatusFeed) -> SupervisorController:
+    """The controller with its sources outside the tick stubbed: what it shows of the tick
+    can only come from the feed."""
+    parts: Any = SimpleNamespace(
+        feed=feed,
+        watch=SimpleNamespace(latest=None),
+        connection=SimpleNamespace(health=SimpleNamespace(status=SimpleNamespace(value="connected"))),
+        specs=SimpleNamespace(state=lambda: DefinitionState(True, "conf", "/vm.conf", 1.0, None)),
+        whiteboard=SimpleNamespace(last_read=None, last_write=None, durations={"read": DurationHistogram()}),
+        notifier=None,
+        snapshot=SimpleNamespace(published={}, failed={}, durations={}),
+        decisions=SimpleNamespace(dropped=0),
+        executor=SimpleNamespace(failed=0),
+        holder=SimpleNamespace(is_held=lambda: True),
+    )
+    assert {f.name for f in dataclasses.fields(ControllerParts)} >= set(vars(parts))
+    return SupervisorController(parts)
+
+
+def test_status_metrics_and_the_broker_read_the_snapshot_while_a_tick_hangs() -> None:
+    async def scenario() -> None:
+        whiteboard = HeldWhiteboard()
+        sup = supervisor(whiteboard)
+        view = controller(sup.feed)
+        assert view.status().hosts == [] and view.latest_board() is None
+        whiteboard.gate.set()
+        await sup.tick(())
+        whiteboard.gate.clear()
+        whiteboard.waiting.clear()
+        tick = asyncio.create_task(sup.tick(()))
+        await whiteboard.waiting.wait()  # the second tick hangs in its publish
+        status = view.status()
+        own = status.hosts[0]
+        assert own.local and own.live and own.host_ts == whiteboard.slots[0].host_ts
+        assert view.live_host_ids() == [OWN] and status.storage_error is None
+        ticks = [m for m in view.metrics() if m.name == "he_ha_tick_duration_seconds"]
+        assert [m.value for m in ticks] == [1]  # the first tick only
+        whiteboard.gate.set()
+        await tick
+        assert [m.value for m in view.metrics() if m.name == "he_ha_tick_duration_seconds"] == [2]
 
     asyncio.run(scenario())
