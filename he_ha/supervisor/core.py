@@ -107,14 +107,15 @@ class Supervisor:
         self.peer_watch = peer_watch
         self.host_id = observer.host_id
         self.feed = feed  # where each tick's StatusSnapshot goes: what every reader reads
-        self.stats = _Counters(started_at=feed.current.ticks.started_at)
+        self._counts = _Counters(started_at=feed.current.ticks.started_at)
         self.completed: Completed | None = None  # the latest VM action result not yet consumed
-        self.inputs: TickInputs | None = None
-        self.record: DecisionRecord | None = None
-        self.published: HostSlot | None = None
-        self.publish_error: str | None = None
-        self.ready = False
-        self.peer_changes: dict[int, tuple[int, float]] = {}  # host id -> (host_ts, when it changed)
+        self.record: DecisionRecord | None = None  # the last decision, at once (the lease watch: assemble.py)
+        # The tick's working state: readers see it through the feed's snapshots only.
+        self._inputs: TickInputs | None = None
+        self._published: HostSlot | None = None
+        self._publish_error: str | None = None
+        self._ready = False
+        self._peer_changes: dict[int, tuple[int, float]] = {}  # host id -> (host_ts, when it changed)
         self._last_ping = 0.0
         self._rejoin: asyncio.Task[None] | None = None
 
@@ -131,20 +132,20 @@ class Supervisor:
         if self.stopping.is_set():
             return period
         inputs = await self.observer.observe(self.completed)
-        self.stats.sanlock_durations.observe(inputs.sanlock.duration)
-        self.stats.sanlock_errors += len(inputs.sanlock.errors)
+        self._counts.sanlock_durations.observe(inputs.sanlock.duration)
+        self._counts.sanlock_errors += len(inputs.sanlock.errors)
         obs = inputs.observation
         if self.stopping.is_set():  # B18: no decision, let alone a VM action, after SIGTERM
             return period
         before = self.state
         self.state, actions, record = step(before, obs)
-        self.inputs, self.record = inputs, record
+        self._inputs, self.record = inputs, record
         self._log_decision(before, obs, record, causes, started)
         pending = self.state.pending
         if self.completed is not None and (pending is None or pending.seq != self.completed.result.seq):
             self.completed = None  # consumed, or answers an action the FSM no longer waits for
         if record.from_state != record.to_state:
-            self.stats.transitions += 1
+            self._counts.transitions += 1
             log.info(
                 "state transition",
                 old=record.from_state,
@@ -171,11 +172,11 @@ class Supervisor:
     def _note_peers(self, raw: RawView, read_at: float) -> None:
         """Remember when each peer's timestamp last changed (its age, for metrics and status)."""
         for host_id, slot in raw.hosts.items():
-            seen = self.peer_changes.get(host_id)
+            seen = self._peer_changes.get(host_id)
             if seen is None or seen[0] != slot.host_ts:
-                self.peer_changes[host_id] = (slot.host_ts, read_at)
-        for host_id in set(self.peer_changes) - set(raw.hosts):
-            del self.peer_changes[host_id]
+                self._peer_changes[host_id] = (slot.host_ts, read_at)
+        for host_id in set(self._peer_changes) - set(raw.hosts):
+            del self._peer_changes[host_id]
         if self.peer_watch is not None:
             self.peer_watch.note(peer_signature(raw, self.host_id))
 
@@ -183,7 +184,7 @@ class Supervisor:
         self, before: FsmState, obs: Observation, record: DecisionRecord, causes: tuple[Wake, ...], started: float
     ) -> None:
         meta: dict[str, Any] = {
-            "tick": self.stats.count + 1,
+            "tick": self._counts.count + 1,
             "wall_time": datetime.fromtimestamp(self.clock.wall(), UTC).isoformat(timespec="milliseconds"),
             "started": started,
             "causes": [wake.to_json() for wake in causes],
@@ -193,8 +194,8 @@ class Supervisor:
     async def _publish(self, publish: Publish, record: DecisionRecord, inputs: TickInputs) -> None:
         if inputs.sanlock.lockspace is not None and inputs.sanlock.lockspace is not LockspaceState.JOINED:
             # Spec §12.3 item 5: write the slot only while holding our host id.
-            self.publish_error = f"not publishing: lockspace {inputs.sanlock.lockspace.value}"
-            self.stats.publish_failures += 1
+            self._publish_error = f"not publishing: lockspace {inputs.sanlock.lockspace.value}"
+            self._counts.publish_failures += 1
             self._start_rejoin()
             return
         ctx = SlotContext(
@@ -204,22 +205,22 @@ class Supervisor:
         try:
             await self.whiteboard.publish(slot)
         except WhiteboardError as exc:
-            self.publish_error = str(exc)
-            self.stats.publish_failures += 1
+            self._publish_error = str(exc)
+            self._counts.publish_failures += 1
             return
-        self.published, self.publish_error = slot, None
-        self.stats.publishes += 1
+        self._published, self._publish_error = slot, None
+        self._counts.publishes += 1
 
     def _tick_done(self, started: float, record: DecisionRecord) -> None:
         duration = self.clock.monotonic() - started
-        stats = self.stats
+        stats = self._counts
         stats.count += 1
         stats.durations.observe(duration)
         health = record.inputs.local_health
         vm = health.vm if health is not None else "no reading"
         self.systemd.status(f"{record.to_state}, score {record.score.total}, vm {vm}")
-        if self.published is not None and not self.ready:
-            self.ready = True
+        if self._published is not None and not self._ready:
+            self._ready = True
             self.systemd.ready(f"{record.to_state}, score {record.score.total}")
             log.info("supervisor ready", state=record.to_state, score=record.score.total)
         interval = self.systemd.watchdog_interval
@@ -235,15 +236,15 @@ class Supervisor:
             host_id=self.host_id,
             taken_at=self.clock.monotonic(),
             state=self.state,
-            inputs=self.inputs,
+            inputs=self._inputs,
             record=self.record,
-            published=self.published,
-            publish_error=self.publish_error,
+            published=self._published,
+            publish_error=self._publish_error,
             board=last.board,  # kept up to date by the BoardReader (StatusFeed.note_read)
             board_error=last.board_error,
-            ticks=self.stats.frozen(),
-            peer_changes=MappingProxyType(dict(self.peer_changes)),
-            ready=self.ready,
+            ticks=self._counts.frozen(),
+            peer_changes=MappingProxyType(dict(self._peer_changes)),
+            ready=self._ready,
         )
 
     # --- lockspace membership --------------------------------------------------------------
@@ -267,7 +268,7 @@ class Supervisor:
         """Publish AgentStopped (score 0, stopped=1). The VM is left as it is."""
         if self._rejoin is not None:
             self._rejoin.cancel()
-        inputs = self.inputs
+        inputs = self._inputs
         now = self.clock.monotonic()
         if inputs is None:
             log.warning("stopping before the first tick: nothing published yet, nothing to withdraw")
@@ -285,8 +286,8 @@ class Supervisor:
         publish = next(a for a in actions if isinstance(a, Publish))
         await self._publish(publish, record, inputs)
         self.feed.publish(self._snapshot())
-        if self.publish_error is not None:
-            log.error("could not publish the stopped flag", error=self.publish_error)
+        if self._publish_error is not None:
+            log.error("could not publish the stopped flag", error=self._publish_error)
             return False
         log.info("published AgentStopped")
         return True
