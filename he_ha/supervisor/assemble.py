@@ -22,6 +22,7 @@ from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.health_gate import FreshHealthGate
 from he_ha.supervisor.lease_watch import LeaseFreeWatch, lease_wait
 from he_ha.supervisor.observe import Completed, Observer
+from he_ha.supervisor.tick_snapshot import StatusFeed, first_snapshot
 from he_ha.supervisor.ticker import Ticker, Wake
 
 
@@ -49,6 +50,7 @@ class TickMachinery:
     executor: ActionExecutor
     reader: BoardReader
     lease_watch: LeaseFreeWatch
+    feed: StatusFeed  # each tick's StatusSnapshot: what the admin API, broker socket and metrics read
 
 
 def assemble(
@@ -64,7 +66,8 @@ def assemble(
     and ``lease_watch.run``.
     ``on_result``: also told every VM action's result (the simulator's event log)."""
     s = settings
-    reader = BoardReader(env.whiteboard, env.clock)
+    feed = StatusFeed(first_snapshot(s.host_id, fsm_state, env.clock.monotonic()))
+    reader = BoardReader(env.whiteboard, env.clock, on_read=feed.note_read)
     observer = Observer(
         host_id=s.host_id,
         env=env,
@@ -101,6 +104,7 @@ def assemble(
         conf_on_shared_storage=s.conf_up_to_date,
         stopping=stopping,
         join_timeout=s.join_timeout,
+        feed=feed,
     )
 
     async def tick(causes: tuple[Wake, ...]) -> float:
@@ -117,4 +121,4 @@ def assemble(
         lambda what: ticker.wake("lease-freed", what),
         timeout=s.storage_timeout,
     )
-    return TickMachinery(supervisor, ticker, gate, observer, executor, reader, lease_watch)
+    return TickMachinery(supervisor, ticker, gate, observer, executor, reader, lease_watch, feed)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -101,9 +101,16 @@ class ScanRange:
 
 
 class BoardReader:
-    def __init__(self, whiteboard: WhiteboardIO, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        whiteboard: WhiteboardIO,
+        clock: Clock = SYSTEM_CLOCK,
+        on_read: Callable[[BoardRead | None, str | None], None] | None = None,
+    ) -> None:
+        """``on_read(latest, error)``: told after every read (the status snapshot's board)."""
         self.whiteboard = whiteboard
         self._clock = clock
+        self._on_read = on_read
         self.scan = ScanRange(whiteboard.own_host_id)
         self.latest: BoardRead | None = None
         self.error: str | None = None  # the last read's error while reads keep failing
@@ -130,12 +137,18 @@ class BoardReader:
         except WhiteboardError as exc:
             self.error = str(exc)
             self.error_since = self.error_since or self._clock.monotonic()
+            self._tell()
             raise
         done = self._clock.monotonic()
         self.scan.done(raw, start)
         self.latest = BoardRead(raw, done, done - start)
         self.error = self.error_since = None
+        self._tell()
         return self.latest
+
+    def _tell(self) -> None:
+        if self._on_read is not None:
+            self._on_read(self.latest, self.error)
 
 
 def engine_health_of(slot: HostSlot) -> EngineHealth:

@@ -2,7 +2,9 @@
 broker socket's (he_ha.broker_socket.BrokerBackend).
 
 ``status``, ``decisions``, ``metrics`` and the broker's reads answer from memory, so they
-work while storage hangs. The mutating calls have deadlines inside (ha.conf lock, whiteboard
+work while storage hangs: from the newest ``StatusSnapshot`` (tick_snapshot.py; never the
+supervisor's own fields, which a tick under way is changing) and from the sources that keep
+their own state outside the tick, named in ``ControllerParts``. The mutating calls have deadlines inside (ha.conf lock, whiteboard
 write, sanlock, libvirt) and wake the ticker afterwards, so the state machine reacts at once.
 """
 
@@ -30,9 +32,8 @@ from he_ha.maintenance import MaintenanceFileError, apply_local_flags, plan
 from he_ha.monitors import ReadingsSnapshot
 from he_ha.notify import Notifier
 from he_ha.supervisor.board import BoardRead, BoardReader
-from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.decisions import DecisionLog
-from he_ha.supervisor.execute import ActionExecutor
+from he_ha.supervisor.execute import ActionExecutor, SpecSource
 from he_ha.supervisor.host_parts import (
     RecoveryConfRefused,
     recovery_spec,
@@ -43,6 +44,7 @@ from he_ha.supervisor.lease_holder import LeaseHolder
 from he_ha.supervisor.lockspace_reset import LockspaceReset
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
 from he_ha.supervisor.status import cluster_status, definition_detail, launch_view
+from he_ha.supervisor.tick_snapshot import StatusFeed
 from he_ha.supervisor.ticker import Ticker
 from he_ha.vm import (
     DomainSpec,
@@ -72,11 +74,20 @@ GLOBAL_WRITE_DEADLINE = 50.0  # write and read-back of slot 0; VDSM gives up on 
 
 @dataclass(frozen=True)
 class ControllerParts:
-    supervisor: Supervisor
+    """What the controller reads and acts on. Status and metrics come from ``feed`` (the
+    tick's snapshot) and from these sources that count or watch on their own, outside the
+    tick: the whiteboard's call statistics, the decision log's ring and drop count, the
+    executor's failures, the lease holder, the VM watch (the VM's state here), the libvirt
+    connection's health, the monitors' reading counts, the notifier's counts and the VM
+    definition (``specs``, refreshed by its own task)."""
+
+    feed: StatusFeed
+    hostname: str
+    specs: SpecSource
     whiteboard: Whiteboard  # the real ones behind the supervisor's HostEnv (env.py)
     decisions: DecisionLog
     executor: ActionExecutor
-    reader: BoardReader
+    reader: BoardReader  # for the read-back of a global maintenance write (its result reaches feed too)
     holder: LeaseHolder
     vm: VmController
     watch: VmWatch
@@ -99,19 +110,20 @@ class SupervisorController:
 
     def status(self) -> ClusterStatus:
         p = self._p
-        sup = p.supervisor
+        snap = p.feed.current
         latest = p.watch.latest
         return cluster_status(
-            host_id=sup.host_id,
-            inputs=sup.inputs,
-            record=sup.record,
-            published=sup.published,
-            publishing=sup.publish_error is None and sup.published is not None,
+            host_id=snap.host_id,
+            inputs=snap.inputs,
+            record=snap.record,
+            published=snap.published,
+            publishing=snap.publishing,
             now=time.monotonic(),
-            storage_error=p.reader.error or sup.publish_error,
+            storage_error=snap.storage_error,
+            # not the tick's: the VM watch, libvirt's health and the definition (ControllerParts)
             vm_here=latest.state.status.value if latest is not None else "unknown",
             hypervisor=p.connection.health.status.value,
-            definition=sup.specs.state(),
+            definition=p.specs.state(),
         )
 
     def decisions(self, limit: int) -> list[dict[str, Any]]:
@@ -119,13 +131,14 @@ class SupervisorController:
 
     def metrics(self) -> list[Metric]:
         p = self._p
-        sup = p.supervisor
+        snap = p.feed.current
         return build_metrics(
             MetricInputs(
-                record=sup.record,
-                inputs=sup.inputs,
-                ticks=sup.stats,
-                peer_changes=sup.peer_changes,
+                record=snap.record,
+                inputs=snap.inputs,
+                ticks=snap.ticks,
+                peer_changes=snap.peer_changes,
+                # the rest is counted outside the tick by its own source (ControllerParts)
                 last_read=p.whiteboard.last_read,
                 last_write=p.whiteboard.last_write,
                 notifier=p.notifier.stats if p.notifier is not None else None,
@@ -134,24 +147,24 @@ class SupervisorController:
                 decisions_dropped=p.decisions.dropped,
                 vm_actions_failed=p.executor.failed,
                 lease_held=p.holder.is_held(),
-                vm_definition=sup.specs.state(),
+                vm_definition=p.specs.state(),
                 storage=p.whiteboard.durations,
                 probes=p.snapshot.durations,
             )
         )
 
     def latest_board(self) -> BoardRead | None:
-        return self._p.reader.latest
+        return self._p.feed.current.board
 
     def board_error(self) -> str | None:
-        return self._p.reader.error
+        return self._p.feed.current.board_error
 
     def live_host_ids(self) -> list[int]:
         """The hosts the status shows live: this one while it publishes, peers per the FSM's view."""
         return [host.host_id for host in self.status().hosts if host.live]
 
     def vm_definition(self) -> VmDefinitionDetail:
-        specs = self._p.supervisor.specs
+        specs = self._p.specs
         return definition_detail(specs.state(), specs.in_use())
 
     async def launch_preview(self) -> VmDefinitionDetail:
@@ -285,7 +298,7 @@ class SupervisorController:
 
     async def console_password(self, password: str, ttl: int) -> CommandResult:
         p = self._p
-        answer = await vnc_ticket(p.connection, p.vm.domain, password, ttl, p.supervisor.hostname)
+        answer = await vnc_ticket(p.connection, p.vm.domain, password, ttl, p.hostname)
         if answer.ok:
             log.info("VNC password set", ttl=ttl, **answer.detail)
         return answer

@@ -1,9 +1,11 @@
-"""One tick: observe, step the state machine, act, publish; and what the admin API reads.
+"""One tick: observe, step the state machine, act, publish; then its status snapshot.
 
 The tick never waits for a VM action (those are tasks, execute.py) and every storage or
 sanlock call inside it has a deadline, so a tick takes at most about two storage timeouts
 even while storage hangs, and our slot keeps being published while a start waits ~70 s for
-a dead owner's lease. Everything the admin API shows is kept here, in memory.
+a dead owner's lease. What the admin API, the broker socket and the metrics show is the
+``StatusSnapshot`` each tick publishes at its end (tick_snapshot.py), in memory; the fields
+of ``Supervisor`` are the tick's own working state and are read by nobody else.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -24,6 +27,7 @@ from he_ha.supervisor.execute import ActionExecutor
 from he_ha.supervisor.observe import Completed, Observer, TickInputs
 from he_ha.supervisor.peer_watch import PeerWatch
 from he_ha.supervisor.publish import SlotContext, build_slot
+from he_ha.supervisor.tick_snapshot import StatusFeed, StatusSnapshot, TickStats, histogram_copy
 from he_ha.supervisor.ticker import Wake
 from he_ha.whiteboard import DecodedBoard as RawView
 from he_ha.whiteboard import HostSlot, WhiteboardError
@@ -32,15 +36,29 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass
-class TickStats:
+class _Counters:
+    """The tick's running counts; each snapshot gets a frozen copy (``TickStats``)."""
+
+    started_at: float
     count: int = 0
     durations: DurationHistogram = field(default_factory=DurationHistogram)
-    sanlock_durations: DurationHistogram = field(default_factory=DurationHistogram)  # a tick's queries
-    sanlock_errors: int = 0  # failed sanlock queries, all ticks
+    sanlock_durations: DurationHistogram = field(default_factory=DurationHistogram)
+    sanlock_errors: int = 0
     transitions: int = 0
     publishes: int = 0
     publish_failures: int = 0
-    started_at: float = 0.0  # the env's monotonic clock when the supervisor was made
+
+    def frozen(self) -> TickStats:
+        return TickStats(
+            count=self.count,
+            durations=histogram_copy(self.durations),
+            sanlock_durations=histogram_copy(self.sanlock_durations),
+            sanlock_errors=self.sanlock_errors,
+            transitions=self.transitions,
+            publishes=self.publishes,
+            publish_failures=self.publish_failures,
+            started_at=self.started_at,
+        )
 
 
 def _log_alerts(before: FsmState, record: DecisionRecord) -> None:
@@ -66,6 +84,7 @@ class Supervisor:
         conf_on_shared_storage: bool,
         stopping: asyncio.Event,
         join_timeout: float,
+        feed: StatusFeed,
         peer_watch: PeerWatch | None = None,
     ) -> None:
         self.state = fsm_state
@@ -85,14 +104,16 @@ class Supervisor:
         self.join_timeout = join_timeout
         self.peer_watch = peer_watch
         self.host_id = observer.host_id
-        self.stats = TickStats(started_at=env.clock.monotonic())
+        self.feed = feed  # where each tick's StatusSnapshot goes: what every reader reads
+        self._counts = _Counters(started_at=feed.current.ticks.started_at)
         self.completed: Completed | None = None  # the latest VM action result not yet consumed
-        self.inputs: TickInputs | None = None
-        self.record: DecisionRecord | None = None
-        self.published: HostSlot | None = None
-        self.publish_error: str | None = None
-        self.ready = False
-        self.peer_changes: dict[int, tuple[int, float]] = {}  # host id -> (host_ts, when it changed)
+        self.record: DecisionRecord | None = None  # the last decision, at once (the lease watch: assemble.py)
+        # The tick's working state: readers see it through the feed's snapshots only.
+        self._inputs: TickInputs | None = None
+        self._published: HostSlot | None = None
+        self._publish_error: str | None = None
+        self._ready = False
+        self._peer_changes: dict[int, tuple[int, float]] = {}  # host id -> (host_ts, when it changed)
         self._last_ping = 0.0
         self._rejoin: asyncio.Task[None] | None = None
 
@@ -109,20 +130,20 @@ class Supervisor:
         if self.stopping.is_set():
             return period
         inputs = await self.observer.observe(self.completed)
-        self.stats.sanlock_durations.observe(inputs.sanlock.duration)
-        self.stats.sanlock_errors += len(inputs.sanlock.errors)
+        self._counts.sanlock_durations.observe(inputs.sanlock.duration)
+        self._counts.sanlock_errors += len(inputs.sanlock.errors)
         obs = inputs.observation
         if self.stopping.is_set():  # B18: no decision, let alone a VM action, after SIGTERM
             return period
         before = self.state
         self.state, actions, record = step(before, obs)
-        self.inputs, self.record = inputs, record
+        self._inputs, self.record = inputs, record
         self._log_decision(before, obs, record, causes, started)
         pending = self.state.pending
         if self.completed is not None and (pending is None or pending.seq != self.completed.result.seq):
             self.completed = None  # consumed, or answers an action the FSM no longer waits for
         if record.from_state != record.to_state:
-            self.stats.transitions += 1
+            self._counts.transitions += 1
             log.info(
                 "state transition",
                 old=record.from_state,
@@ -143,16 +164,17 @@ class Supervisor:
         if publish is not None:
             await self._publish(publish, record, inputs)
         self._tick_done(started, record)
+        self.feed.publish(self._snapshot())
         return record.tick_after
 
     def _note_peers(self, raw: RawView, read_at: float) -> None:
         """Remember when each peer's timestamp last changed (its age, for metrics and status)."""
         for host_id, slot in raw.hosts.items():
-            seen = self.peer_changes.get(host_id)
+            seen = self._peer_changes.get(host_id)
             if seen is None or seen[0] != slot.host_ts:
-                self.peer_changes[host_id] = (slot.host_ts, read_at)
-        for host_id in set(self.peer_changes) - set(raw.hosts):
-            del self.peer_changes[host_id]
+                self._peer_changes[host_id] = (slot.host_ts, read_at)
+        for host_id in set(self._peer_changes) - set(raw.hosts):
+            del self._peer_changes[host_id]
         if self.peer_watch is not None:
             self.peer_watch.note(peer_signature(raw, self.host_id))
 
@@ -160,7 +182,7 @@ class Supervisor:
         self, before: FsmState, obs: Observation, record: DecisionRecord, causes: tuple[Wake, ...], started: float
     ) -> None:
         meta: dict[str, Any] = {
-            "tick": self.stats.count + 1,
+            "tick": self._counts.count + 1,
             "wall_time": datetime.fromtimestamp(self.clock.wall(), UTC).isoformat(timespec="milliseconds"),
             "started": started,
             "causes": [wake.to_json() for wake in causes],
@@ -170,8 +192,8 @@ class Supervisor:
     async def _publish(self, publish: Publish, record: DecisionRecord, inputs: TickInputs) -> None:
         if inputs.sanlock.lockspace is not None and inputs.sanlock.lockspace is not LockspaceState.JOINED:
             # Spec §12.3 item 5: write the slot only while holding our host id.
-            self.publish_error = f"not publishing: lockspace {inputs.sanlock.lockspace.value}"
-            self.stats.publish_failures += 1
+            self._publish_error = f"not publishing: lockspace {inputs.sanlock.lockspace.value}"
+            self._counts.publish_failures += 1
             self._start_rejoin()
             return
         ctx = SlotContext(
@@ -181,22 +203,22 @@ class Supervisor:
         try:
             await self.whiteboard.publish(slot)
         except WhiteboardError as exc:
-            self.publish_error = str(exc)
-            self.stats.publish_failures += 1
+            self._publish_error = str(exc)
+            self._counts.publish_failures += 1
             return
-        self.published, self.publish_error = slot, None
-        self.stats.publishes += 1
+        self._published, self._publish_error = slot, None
+        self._counts.publishes += 1
 
     def _tick_done(self, started: float, record: DecisionRecord) -> None:
         duration = self.clock.monotonic() - started
-        stats = self.stats
+        stats = self._counts
         stats.count += 1
         stats.durations.observe(duration)
         health = record.inputs.local_health
         vm = health.vm if health is not None else "no reading"
         self.systemd.status(f"{record.to_state}, score {record.score.total}, vm {vm}")
-        if self.published is not None and not self.ready:
-            self.ready = True
+        if self._published is not None and not self._ready:
+            self._ready = True
             self.systemd.ready(f"{record.to_state}, score {record.score.total}")
             log.info("supervisor ready", state=record.to_state, score=record.score.total)
         interval = self.systemd.watchdog_interval
@@ -204,6 +226,24 @@ class Supervisor:
         if interval is not None and now - self._last_ping >= interval:
             self.systemd.watchdog()  # only from a completed tick: proves we decide, not just run
             self._last_ping = now
+
+    def _snapshot(self) -> StatusSnapshot:
+        """What the readers see until the next tick ends: copies of everything that changes."""
+        last = self.feed.current
+        return StatusSnapshot(
+            host_id=self.host_id,
+            taken_at=self.clock.monotonic(),
+            state=self.state,
+            inputs=self._inputs,
+            record=self.record,
+            published=self._published,
+            publish_error=self._publish_error,
+            board=last.board,  # kept up to date by the BoardReader (StatusFeed.note_read)
+            board_error=last.board_error,
+            ticks=self._counts.frozen(),
+            peer_changes=MappingProxyType(dict(self._peer_changes)),
+            ready=self._ready,
+        )
 
     # --- lockspace membership --------------------------------------------------------------
 
@@ -226,7 +266,7 @@ class Supervisor:
         """Publish AgentStopped (score 0, stopped=1). The VM is left as it is."""
         if self._rejoin is not None:
             self._rejoin.cancel()
-        inputs = self.inputs
+        inputs = self._inputs
         now = self.clock.monotonic()
         if inputs is None:
             log.warning("stopping before the first tick: nothing published yet, nothing to withdraw")
@@ -243,8 +283,9 @@ class Supervisor:
         self._log_decision(before, obs, record, (Wake("stop", "SIGTERM", now),), now)
         publish = next(a for a in actions if isinstance(a, Publish))
         await self._publish(publish, record, inputs)
-        if self.publish_error is not None:
-            log.error("could not publish the stopped flag", error=self.publish_error)
+        self.feed.publish(self._snapshot())
+        if self._publish_error is not None:
+            log.error("could not publish the stopped flag", error=self._publish_error)
             return False
         log.info("published AgentStopped")
         return True

@@ -43,14 +43,14 @@ from he_ha.monitors import MemoryMonitor, MonitorRunner
 from he_ha.notify import Notifier, NotifyConfigError, NotifySettings, TemplateError
 from he_ha.notify.template import DEFAULT_TEMPLATE_PATH
 from he_ha.sdnotify import SystemdNotifier
-from he_ha.supervisor.assemble import TickSettings, assemble
+from he_ha.supervisor.assemble import TickMachinery, TickSettings, assemble
 from he_ha.supervisor.controller import ControllerParts, SupervisorController
-from he_ha.supervisor.core import Supervisor
 from he_ha.supervisor.decisions import DecisionLog
 from he_ha.supervisor.domain_observer import ConnectionDomainObserver
 from he_ha.supervisor.engine_launch import EngineXmlPreparer
 from he_ha.supervisor.env import SYSTEM_CLOCK, HaConfFile, HostEnv
-from he_ha.supervisor.execute import ActionExecutor, SpecSource
+from he_ha.supervisor.execute import SpecSource
+from he_ha.supervisor.health_gate import FreshHealthGate
 from he_ha.supervisor.host_parts import build_holder, engine_xml_preparer
 from he_ha.supervisor.host_plan import HostPlan, load_plan
 from he_ha.supervisor.lease_holder import LeaseHolder, QemuHolder
@@ -153,7 +153,7 @@ def _force_exit(deadline: float) -> None:
     os._exit(EXIT_FORCED)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Hypervisor:
     connection: LibvirtConnection
     vm: VmController
@@ -161,11 +161,20 @@ class Hypervisor:
     runner: MonitorRunner
 
 
-@dataclass
-class Running:
-    supervisor: Supervisor
-    ticker: Ticker
-    tasks: list[asyncio.Task[None]]
+@dataclass(frozen=True)
+class DaemonParts:
+    """What start-up built (``Daemon._build``), for the tasks, the controller and shutdown."""
+
+    specs: SpecSource
+    client: LeaseClient
+    layout: LeaseLayout
+    whiteboard: Whiteboard
+    holder: LeaseHolder
+    hv: Hypervisor
+    notifier: Notifier
+    decisions: DecisionLog
+    machinery: TickMachinery
+    watch: VmWatch
 
 
 def _set_memory(observer: Observer, monitors: MonitorSet, mib: int) -> None:
@@ -186,6 +195,7 @@ class Daemon:
         self.stopping = stopping
         self.stack = stack
         self.systemd = SystemdNotifier()
+        self._ticker: Ticker | None = None  # once built: the lease holder's loss callback wakes it
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]], errors: tuple[type[Exception], ...]) -> T:
         """Run a start-up step until it works; transient failures are logged and retried.
@@ -243,43 +253,82 @@ class Daemon:
         return task.result()
 
     async def run(self) -> int:
-        s, plan, stack = self.settings, self.plan, self.stack
-        engine = plan.config.engine
-        s.run_dir.mkdir(parents=True, exist_ok=True)
+        """The composition root: the parts in start-up order (docs/supervisor.md), their tasks,
+        the sockets, then serve until SIGTERM or a failed task, and stop."""
+        parts = await self._build()
+        tasks = self._start_tasks(parts)
+        controller = self._controller(parts)
+        await self._start_servers(controller)
+        code = await self._serve(tasks)
+        await self._stop(parts, tasks, controller)
+        return code
+
+    # --- start-up, in order ----------------------------------------------------------------
+
+    async def _build(self) -> DaemonParts:
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         await self._take_host_lock()
-        # The VM definition first: vm.conf is regenerated (after a reboot) before anything waits on storage.
-        specs = SpecSource(plan.definitions, plan.identity, plan.first, timeout=s.definition_timeout)
-        stack.callback(specs.close)
-        await specs.refresh("start-up")
+        specs = await self._definition()  # first: vm.conf is regenerated before anything waits on storage
         client, layout = await self._join()
+        whiteboard = self._whiteboard()
+        holder = await self._lease_holder(client, layout)
+        hv = await self._hypervisor()
+        engine_xml = await self._engine_xml(hv, holder, specs)
+        notifier = await self._notifier()
+        decisions = DecisionLog(self.settings.decision_log, self.settings.decision_ring)
+        self.stack.callback(decisions.close)
+        env = self._host_env(specs, client, layout, whiteboard, holder, hv, notifier, decisions)
+        machinery = self._machinery(env, engine_xml)
+        specs.on_memory(lambda mib: _set_memory(machinery.observer, hv.monitors, mib))
+        watch = await self._vm_watch(hv, machinery.gate)
+        return DaemonParts(specs, client, layout, whiteboard, holder, hv, notifier, decisions, machinery, watch)
+
+    async def _definition(self) -> SpecSource:
+        """The VM definition, read from its sources (vm.conf written) before storage is waited on."""
+        plan = self.plan
+        specs = SpecSource(plan.definitions, plan.identity, plan.first, timeout=self.settings.definition_timeout)
+        self.stack.callback(specs.close)
+        await specs.refresh("start-up")
+        return specs
+
+    def _whiteboard(self) -> Whiteboard:
+        s, plan = self.settings, self.plan
         whiteboard = Whiteboard(
             plan.metadata_path, plan.host_id, read_timeout=s.storage_timeout, write_timeout=s.storage_timeout
         )
-        stack.callback(whiteboard.close)
+        self.stack.callback(whiteboard.close)
+        return whiteboard
 
-        # The callbacks below name objects created further down; they only run once all exist.
-        def lease_lost(reason: str) -> None:
-            ticker.wake("lease-lost", reason)
-
-        def on_vm_update(update: VmUpdate) -> None:
-            event = update.event
-            if event is not None:
-                hv.monitors.engine_health.poke(event.event, event.detail)
-                gate.request("vm-event", event.kind.value, event.received)
-            else:
-                hv.monitors.engine_health.poke()
-                gate.request("vm-event", update.cause.value, update.health.since)
-
+    async def _lease_holder(self, client: LeaseClient, layout: LeaseLayout) -> LeaseHolder:
+        """The lease holder, adopting a keeper left by a previous run."""
+        plan = self.plan
         holder = await build_holder(
-            s, host_id=plan.host_id, identity=plan.identity, client=client, lease=layout.vm_lease, on_lost=lease_lost
+            self.settings,
+            host_id=plan.host_id,
+            identity=plan.identity,
+            client=client,
+            lease=layout.vm_lease,
+            on_lost=self._lease_lost,
         )
         await self._retry("adopting the lease holder", holder.recover, (LeaseError,))
-        hv = await self._hypervisor()
-        engine_xml = engine_xml_preparer(s, plan, hv.connection, holder)  # tells the holder each start's engine lease
-        stack.callback(engine_xml.close)
+        return holder
+
+    def _lease_lost(self, reason: str) -> None:
+        # The holder is made before the ticker: a loss before that is seen by the first tick.
+        if self._ticker is not None:
+            self._ticker.wake("lease-lost", reason)
+
+    async def _engine_xml(self, hv: Hypervisor, holder: LeaseHolder, specs: SpecSource) -> EngineXmlPreparer:
+        s = self.settings
+        engine_xml = engine_xml_preparer(s, self.plan, hv.connection, holder)  # tells the holder each start's lease
+        self.stack.callback(engine_xml.close)
         await engine_xml.read_host_facts(s.host_root)  # once: the sysinfo values of the engine XML
         if isinstance(holder, QemuHolder):
             await _expect_engine_lease(holder, specs, engine_xml)
+        return engine_xml
+
+    async def _notifier(self) -> Notifier:
+        s, plan = self.settings, self.plan
         notifier = Notifier(
             plan.config.broker,
             NotifySettings(
@@ -289,11 +338,22 @@ class Daemon:
             ),
         )
         await notifier.start()
-        stack.push_async_callback(notifier.stop, 2.0)
+        self.stack.push_async_callback(notifier.stop, 2.0)
+        return notifier
 
-        decisions = DecisionLog(s.decision_log, s.decision_ring)
-        stack.callback(decisions.close)
-        env = HostEnv(
+    def _host_env(
+        self,
+        specs: SpecSource,
+        client: LeaseClient,
+        layout: LeaseLayout,
+        whiteboard: Whiteboard,
+        holder: LeaseHolder,
+        hv: Hypervisor,
+        notifier: Notifier,
+        decisions: DecisionLog,
+    ) -> HostEnv:
+        """The real environment of the tick (env.py)."""
+        return HostEnv(
             clock=SYSTEM_CLOCK,
             whiteboard=whiteboard,
             sanlock=client,
@@ -303,80 +363,103 @@ class Daemon:
             vm=hv.vm,
             readings=hv.runner.snapshot,
             health=hv.monitors.engine_health,
-            ha_conf=HaConfFile(s.paths.ha_conf, s.storage_timeout),
+            ha_conf=HaConfFile(self.settings.paths.ha_conf, self.settings.storage_timeout),
             definitions=specs,
             notifier=notifier,
             decisions=decisions,
             systemd=self.systemd,
         )
-        machinery = assemble(
-            env,
-            TickSettings(
-                host_id=plan.host_id,
-                hostname=plan.hostname,
-                conf_up_to_date=engine.conf_is_up_to_date,
-                vm_memory_mib=plan.vm_memory_mib,
-                storage_timeout=s.storage_timeout,
-                tick_period=s.tick_period,
-                migrate_uri=s.migrate_uri,
-                io_timeout=s.io_timeout,
-                join_timeout=wait_deadline(s.io_timeout),
-            ),
-            initial_state(plan.host_id, s.timing, plan.config.score, plan.priority),
-            self.stopping,
-            engine_xml=engine_xml,
+
+    def _machinery(self, env: HostEnv, engine_xml: EngineXmlPreparer) -> TickMachinery:
+        """The tick machinery (assemble.py), built, not started."""
+        s, plan = self.settings, self.plan
+        settings = TickSettings(
+            host_id=plan.host_id,
+            hostname=plan.hostname,
+            conf_up_to_date=plan.config.engine.conf_is_up_to_date,
+            vm_memory_mib=plan.vm_memory_mib,
+            storage_timeout=s.storage_timeout,
+            tick_period=s.tick_period,
+            migrate_uri=s.migrate_uri,
+            io_timeout=s.io_timeout,
+            join_timeout=wait_deadline(s.io_timeout),
         )
-        supervisor, ticker, gate = machinery.supervisor, machinery.ticker, machinery.gate
-        observer, executor, reader = machinery.observer, machinery.executor, machinery.reader
-        stack.push_async_callback(observer.close)
-        specs.on_memory(lambda mib: _set_memory(observer, hv.monitors, mib))
+        fsm = initial_state(plan.host_id, s.timing, plan.config.score, plan.priority)
+        machinery = assemble(env, settings, fsm, self.stopping, engine_xml=engine_xml)
+        self._ticker = machinery.ticker
+        self.stack.push_async_callback(machinery.observer.close)
+        return machinery
+
+    async def _vm_watch(self, hv: Hypervisor, gate: FreshHealthGate) -> VmWatch:
+        """libvirt's lifecycle events of the engine VM poke engine health and, once it has a
+        fresh reading, wake the ticker."""
+        health = hv.monitors.engine_health
+
+        def on_vm_update(update: VmUpdate) -> None:
+            event = update.event
+            if event is not None:
+                health.poke(event.event, event.detail)
+                gate.request("vm-event", event.kind.value, event.received)
+            else:
+                health.poke()
+                gate.request("vm-event", update.cause.value, update.health.since)
+
         watch = VmWatch(hv.vm)
         watch.subscribe(on_vm_update)
         await watch.start()
-        stack.push_async_callback(watch.stop)
+        self.stack.push_async_callback(watch.stop)
+        return watch
 
+    def _start_tasks(self, parts: DaemonParts) -> list[asyncio.Task[None]]:
+        """The running tasks; the ticker first (``_stop`` lets it finish its tick)."""
+        machinery = parts.machinery
+        ticker = machinery.ticker
         tasks = [
             asyncio.create_task(ticker.run(self.stopping), name="ticker"),
-            asyncio.create_task(gate.run(), name="health-gate"),
-            asyncio.create_task(specs.run(self.stopping), name="vm-definition"),
+            asyncio.create_task(machinery.gate.run(), name="health-gate"),
+            asyncio.create_task(parts.specs.run(self.stopping), name="vm-definition"),
             asyncio.create_task(machinery.lease_watch.run(), name="lease-watch"),
         ]
+        s = self.settings
         if s.peer_poll > 0:
-            peer_watch = PeerWatch(reader, plan.host_id, s.peer_poll, lambda what: ticker.wake("peer-change", what))
-            supervisor.peer_watch = peer_watch
+            wake = ticker.wake
+            peer_watch = PeerWatch(machinery.reader, self.plan.host_id, s.peer_poll, lambda w: wake("peer-change", w))
+            machinery.supervisor.peer_watch = peer_watch
             tasks.append(asyncio.create_task(peer_watch.run(), name="peer-watch"))
-        controller = SupervisorController(
+        return tasks
+
+    def _controller(self, parts: DaemonParts) -> SupervisorController:
+        """The admin API's and the broker socket's view: status from the tick's snapshots."""
+        s, plan, machinery = self.settings, self.plan, parts.machinery
+        reset = LockspaceReset(
+            parts.client,
+            parts.layout.lockspace,
+            plan.host_id,
+            plan.metadata_path,
+            parts.layout.vm_lease,
+            query_timeout=s.storage_timeout,
+        )
+        return SupervisorController(
             ControllerParts(
-                supervisor=supervisor,
-                whiteboard=whiteboard,
-                decisions=decisions,
-                executor=executor,
-                reader=reader,
-                holder=holder,
-                vm=hv.vm,
-                watch=watch,
-                connection=hv.connection,
-                snapshot=hv.runner.snapshot,
-                notifier=notifier,
-                ticker=ticker,
+                feed=machinery.feed,
+                hostname=plan.hostname,
+                specs=parts.specs,
+                whiteboard=parts.whiteboard,
+                decisions=parts.decisions,
+                executor=machinery.executor,
+                reader=machinery.reader,
+                holder=parts.holder,
+                vm=parts.hv.vm,
+                watch=parts.watch,
+                connection=parts.hv.connection,
+                snapshot=parts.hv.runner.snapshot,
+                notifier=parts.notifier,
+                ticker=machinery.ticker,
                 ha_conf=s.paths.ha_conf,
                 file_timeout=s.storage_timeout,
-                lockspace_reset=LockspaceReset(
-                    client,
-                    layout.lockspace,
-                    plan.host_id,
-                    plan.metadata_path,
-                    layout.vm_lease,
-                    query_timeout=s.storage_timeout,
-                ),
+                lockspace_reset=reset,
             )
         )
-        await self._start_admin(controller)
-        await self._start_broker(controller)
-        await self._start_metrics_listener(controller)
-        code = await self._serve(tasks)
-        await self._stop(Running(supervisor, ticker, tasks), executor, controller, holder, client, layout)
-        return code
 
     async def _join(self) -> tuple[LeaseClient, LeaseLayout]:
         """The lease worker, the lease layout read from the volume, our host id joined."""
@@ -428,6 +511,12 @@ class Daemon:
         self.stack.push_async_callback(runner.stop)
         return Hypervisor(connection, VmController(connection, plan.identity), monitors, runner)
 
+    async def _start_servers(self, controller: SupervisorController) -> None:
+        """The admin socket, the broker socket, the metrics listener: the last step of start-up."""
+        await self._start_admin(controller)
+        await self._start_broker(controller)
+        await self._start_metrics_listener(controller)
+
     async def _start_admin(self, controller: SupervisorController) -> None:
         server = AdminServer(controller, self.settings.admin_socket_path, group=self.settings.admin_group)
         await server.start()
@@ -469,24 +558,19 @@ class Daemon:
         return EXIT_OK
 
     async def _stop(
-        self,
-        running: Running,
-        executor: ActionExecutor,
-        controller: SupervisorController,
-        holder: LeaseHolder,
-        client: LeaseClient,
-        layout: LeaseLayout,
+        self, parts: DaemonParts, tasks: list[asyncio.Task[None]], controller: SupervisorController
     ) -> None:
         self.systemd.stopping("stopping: publishing the stopped flag")
-        ticker_task = running.tasks[0]
+        ticker_task = tasks[0]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(ticker_task), 2 * self.settings.storage_timeout + 1)
-        for task in running.tasks:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*running.tasks, return_exceptions=True)
-        await executor.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await parts.machinery.executor.stop()
         await controller.close()
-        await running.supervisor.publish_stopped()
+        await parts.machinery.supervisor.publish_stopped()
+        holder, client, layout = parts.holder, parts.client, parts.layout
         holder.detach()  # the keeper (if any) lives on with the VM
         if holder.is_held():
             log.info("VM lease held here: staying in the lockspace (leaving would free the lease)")

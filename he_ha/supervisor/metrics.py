@@ -19,9 +19,9 @@ from he_ha.fsm import DecisionRecord, StateName
 from he_ha.fsm.alerts import ALERT_KINDS, GAVE_UP
 from he_ha.fsm.health import LIVENESS_HEALTHY, LIVENESS_NOT_READY, LIVENESS_SILENT
 from he_ha.notify import NotifierStats
-from he_ha.supervisor.core import TickStats
 from he_ha.supervisor.execute import DefinitionState
 from he_ha.supervisor.observe import TickInputs
+from he_ha.supervisor.tick_snapshot import TickStats
 from he_ha.whiteboard import IoStats, Op
 
 PENALTIES = ("config", "network", "bridge", "cpu", "memory", "retries")

@@ -12,11 +12,11 @@ from he_ha.durations import DurationHistogram
 from he_ha.fsm import DecisionRecord, LeaseStatus, Publish, StateName, step
 from he_ha.lease import HostInfo, HostStatus, LockspaceState
 from he_ha.notify import NotifierStats
-from he_ha.supervisor.core import TickStats
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
 from he_ha.supervisor.observe import SanlockView, TickInputs
 from he_ha.supervisor.publish import SlotContext, build_slot
 from he_ha.supervisor.status import cluster_status
+from he_ha.supervisor.tick_snapshot import TickStats
 from he_ha.whiteboard import GlobalBlock, HostSlot, encode_global_block
 from tests.unit.fsm.builders import OWN, UP_GOOD, obs, peer, state_in
 from tests.unit.supervisor.test_board_and_publish import board

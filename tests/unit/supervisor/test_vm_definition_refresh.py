@@ -22,10 +22,10 @@ from cli.vm_conf_check import CHECK_SANLOCK, NOT_RETRIEVED, SERVICE_DOWN, vm_con
 from he_ha.admin.metrics_text import render
 from he_ha.fsm import Outcome
 from he_ha.ovirt.vm_definition import CONF, LAST_GOOD, DefinitionPlan, Expected, body_lines
-from he_ha.supervisor.core import TickStats
 from he_ha.supervisor.execute import ActionExecutor, DefinitionState, DefinitionUnavailable, SpecSource
 from he_ha.supervisor.metrics import MetricInputs, build_metrics
 from he_ha.supervisor.status import cluster_status, definition_view
+from he_ha.supervisor.tick_snapshot import TickStats
 from he_ha.vm import DomainId
 from tests.integration.admin.doubles import sample_status
 from tests.unit.cli_commands.conftest import ServedDouble
