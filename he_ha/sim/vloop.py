@@ -73,13 +73,7 @@ class _Timer(asyncio.TimerHandle):
         loop: VirtualLoop,
         context: Context | None,
     ) -> None:
-        self._context = copy_context() if context is None else context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
+        _Soon.__init__(self, callback, args, loop, context)  # type: ignore[arg-type]  # the same slots
         self._when = when
         self._scheduled = True
 
