@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 
-from he_ha.fsm import DecisionRecord, FsmState, Observation, SanlockHost
+from he_ha.fsm import DecisionRecord, EngineHealth, FsmState, Observation, SanlockHost
 from he_ha.lease import HostInfo, HostStatus, JoinOutcome, LeaseError, LeaseOwner, Lockspace, LockspaceState, VmLease
 from he_ha.monitors import Reading
 from he_ha.monitors.bridge import BridgeStatus
@@ -49,6 +49,7 @@ from he_ha.whiteboard import DecodedBoard as RawView
 if TYPE_CHECKING:
     from he_ha.ovirt.vm_definition import VmDefinition
     from he_ha.sim.model import SimHost
+    from he_ha.sim.vloop import VirtualLoop
     from he_ha.sim.world import World
 
 WALL_EPOCH = 1_700_000_000.0  # wall-clock time at virtual time 0
@@ -60,20 +61,43 @@ HUNG = "hypervisor call timed out"
 
 _STATUS = {SanlockHost.LIVE: HostStatus.LIVE, SanlockHost.FAIL: HostStatus.FAIL, SanlockHost.DEAD: HostStatus.DEAD}
 _RUNNING = VmState(VmStatus.RUNNING)
+_HOST_INFOS: dict[tuple[int, HostStatus, int, int], HostInfo] = {}
+
+
+def _host_info(host_id: int, status: HostStatus, generation: int, io_timeout: int) -> HostInfo:
+    """sanlock's record of a host (immutable: the same object for the same values)."""
+    key = (host_id, status, generation, io_timeout)
+    info = _HOST_INFOS.get(key)
+    if info is None:
+        info = _HOST_INFOS[key] = HostInfo(host_id, status, generation, 0, io_timeout)
+    return info
+
+
+_GLOBAL = {True: GlobalBlock(maintenance=True), False: GlobalBlock(maintenance=False)}
+_STORAGE = {True: StorageStatus(True, 0.0), False: StorageStatus(False, 0.0)}
+_REPORTS: dict[EngineHealth, EngineHealthReport] = {}  # immutable both: one report per distinct health
+
+
+def _report(health: EngineHealth) -> EngineHealthReport:
+    """The engine-health monitor's report of ``health`` (the same object for equal healths)."""
+    report = _REPORTS.get(health)
+    if report is None:
+        report = _REPORTS[health] = EngineHealthReport(health.to_mapping(), None, None, 0, None, False)
+    return report
 
 
 class SimClock:
     """This host's clocks: its monotonic clock is the virtual time plus its own offset."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: SimHost) -> None:
+    def __init__(self, loop: VirtualLoop, host: SimHost) -> None:
         self._loop = loop
         self._host = host
 
     def monotonic(self) -> float:
-        return self._host.mono(self._loop.time())
+        return self._loop.now + self._host.clock_base  # host.mono(loop.time()), inlined: the hottest call
 
     def wall(self) -> float:
-        return WALL_EPOCH + self._loop.time()
+        return WALL_EPOCH + self._loop.now
 
 
 async def storage_io(host: SimHost, timeout: float, what: str) -> None:
@@ -106,9 +130,7 @@ class SimWhiteboard:
         except TimeoutError as exc:
             raise StorageError("/sim/metadata", "read", str(exc)) from None
         world = self._world
-        return RawView(
-            GlobalBlock(maintenance=world.global_maintenance), None, dict(world.slots), {}, {}, scanned_slots=slots
-        )
+        return RawView(_GLOBAL[world.global_maintenance], None, dict(world.slots), {}, {}, scanned_slots=slots)
 
     async def publish(self, slot: HostSlot) -> None:
         try:
@@ -141,7 +163,7 @@ class SimSanlock:
         world = self._world
         t, sim = world.t, world.sim
         return [
-            HostInfo(h.id, _STATUS[h.sanlock_status(t, sim)], h.generation, 0, int(sim.io_timeout))
+            _host_info(h.id, _STATUS[h.sanlock_status(t, sim)], h.generation, int(sim.io_timeout))
             for h in world.order
             if h.generation and host_id in (0, h.id)
         ]
@@ -274,6 +296,7 @@ class SimReadings:
         self._memory = MemoryStatus(int(spec.free_memory_mib), None, None)
         self._cpu = CpuLoad(spec.cpu_load, 0.0, spec.cpu_load, spec.cpu_load, 0.0, 0, False)
         self._bridge = BridgeStatus("sim", True, True)
+        self._network: NetworkStatus | None = None  # the latest, reused while host.network stays
 
     @property
     def version(self) -> int:
@@ -290,18 +313,19 @@ class SimReadings:
         health = host.engine_health(world.t, world.sim, world.engine_slow)
         if health is None:
             return None
-        report = EngineHealthReport(health.to_mapping(), None, None, 0, None, False)
-        return Reading("engine-health", report, self._clock.monotonic(), 0.0)
+        return Reading("engine-health", _report(health), self._clock.monotonic(), 0.0)
 
     def readings(self) -> Mapping[str, Reading[Any]]:
         host, now = self._host, self._clock.monotonic()
-        network = NetworkStatus("sim", host.network, host.network, 0, 0, None, None)
+        network = self._network
+        if network is None or network.effective != host.network:
+            network = self._network = NetworkStatus("sim", host.network, host.network, 0, 0, None, None)
         out: dict[str, Reading[Any]] = {
             "network": Reading("network", network, now, 0.0),
             "bridge": Reading("bridge", self._bridge, now, 0.0),
             "memory": Reading("memory", self._memory, now, 0.0),
             "cpu": Reading("cpu", self._cpu, now, 0.0),
-            "storage": Reading("storage", StorageStatus(not host.stalled, 0.0), now, 0.0),
+            "storage": Reading("storage", _STORAGE[not host.stalled], now, 0.0),
         }
         health = self.get("engine-health")
         if health is not None:
@@ -356,7 +380,7 @@ class NoSystemd:
         return False
 
 
-def host_env(world: World, host: SimHost, loop: asyncio.AbstractEventLoop, storage_timeout: float) -> HostEnv:
+def host_env(world: World, host: SimHost, loop: VirtualLoop, storage_timeout: float) -> HostEnv:
     clock = SimClock(loop, host)
     return HostEnv(
         clock=clock,

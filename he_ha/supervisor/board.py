@@ -26,6 +26,7 @@ so a partial read's view (and the broker socket's ``get_stats``, which serves it
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -173,22 +174,27 @@ def fault_of(host_id: int, error: SlotError, fingerprint: str) -> PeerFault:
     return PeerFault(host_id, kind, fingerprint, detail=error.problem)
 
 
+@functools.lru_cache(maxsize=64)
+def peer_record(slot: HostSlot) -> PeerRecord:
+    """A peer's slot as the state machine takes it (pure; cached: in the simulator every
+    host parses the same slot objects)."""
+    return PeerRecord(
+        host_id=slot.host_id,
+        host_ts=slot.host_ts,
+        score=slot.score,
+        engine_status=engine_health_of(slot),
+        hostname=slot.hostname,
+        maintenance=slot.maintenance,
+        stopped=slot.stopped,
+        priority=peer_priority(slot),
+    )
+
+
 def fsm_view(read: BoardRead, own_id: int) -> FsmView:
     """The state machine's view of one read: every used slot but ours, by host id."""
     raw = read.raw
     peers: list[PeerRecord | PeerFault] = [
-        PeerRecord(
-            host_id=slot.host_id,
-            host_ts=slot.host_ts,
-            score=slot.score,
-            engine_status=engine_health_of(slot),
-            hostname=slot.hostname,
-            maintenance=slot.maintenance,
-            stopped=slot.stopped,
-            priority=peer_priority(slot),
-        )
-        for host_id, slot in raw.hosts.items()
-        if host_id != own_id
+        peer_record(slot) for host_id, slot in raw.hosts.items() if host_id != own_id
     ]
     peers += [
         fault_of(host_id, error, raw.fingerprints[host_id])

@@ -10,12 +10,13 @@ he-ha's status shows a peer's breakdown from it. Monotonic times become wall-clo
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, replace
 
 from he_ha.admin.contract import PenaltyView, ScoreView
-from he_ha.fsm import PublishedRecord, ScoreBreakdown
+from he_ha.fsm import EngineHealth, PublishedRecord, ScoreBreakdown
 from he_ha.whiteboard import BLOCK_BYTES, SLOT_BYTES, HostSlot, engine_status_json, format_extra, priority_line
 
 BREAKDOWN_KEY = "score_breakdown"
@@ -43,6 +44,7 @@ def score_view(score: ScoreBreakdown) -> ScoreView:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def breakdown_line(score: ScoreBreakdown) -> str:
     data = {
         "base": score.base,
@@ -61,7 +63,7 @@ def build_slot(
         host_id=ctx.host_id,
         host_ts=record.host_ts,
         score=record.score,
-        engine_status=engine_status_json(record.engine_status.to_mapping()),
+        engine_status=_status_text(record.engine_status),
         hostname=ctx.hostname,
         maintenance=record.maintenance,
         stopped=record.stopped,
@@ -80,6 +82,13 @@ def build_slot(
     if len(extra.encode()) > EXTRA_BYTES:  # cannot happen with the cut reasons; never overflow anyway
         extra = extra[: extra.rindex("\n", 0, EXTRA_BYTES) + 1]
     return replace(slot, extra=extra)
+
+
+@functools.lru_cache(maxsize=64)
+def _status_text(health: EngineHealth) -> str:
+    """The header's engine-status text of ``health`` (pure; cached: a host publishes the same
+    few values tick after tick)."""
+    return engine_status_json(health.to_mapping())
 
 
 @dataclass(frozen=True)

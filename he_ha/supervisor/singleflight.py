@@ -26,10 +26,10 @@ class SingleFlight:
         task = self._tasks.get(key)
         if task is None or task.done():
             task = asyncio.ensure_future(call())
-            task.add_done_callback(_retrieve)
             self._tasks[key] = task
-        if task.done():  # answered at once (the simulator's eager tasks): no deadline to wait on
-            return task.result()
+            if task.done():  # answered at once (the simulator's eager tasks): no deadline to wait on
+                return task.result()  # (which retrieves a failure: no _retrieve needed)
+            task.add_done_callback(_retrieve)
         result: T = await asyncio.wait_for(asyncio.shield(task), wait)
         return result
 
