@@ -83,6 +83,9 @@ def host(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> HostFiles:
         ("HE_HA_BROKER_CONF", files.broker_conf),
         ("HE_HA_ADMIN_SOCKET", files.admin_socket),
         ("HE_HA_AGENT_CONF", short_dir / "agent.conf"),
+        # the host lock and the keeper record: this test's own (the default /run/he-ha is
+        # shared with every test running beside it in the parallel suite)
+        ("HE_HA_RUN_DIR", short_dir / "run"),
     ):
         monkeypatch.setenv(name, str(path))
     monkeypatch.delenv("OVIRT_HOSTED_ENGINE_CONSOLE_PASSWORD", raising=False)

@@ -240,7 +240,7 @@ def test_stop_with_the_daemon_down_is_done_directly(
 ) -> None:
     monkeypatch.setenv("HE_HA_LIBVIRT_URI", "test:///default")  # no engine VM there: nothing to stop is success
     result = run(command)
-    assert (result.status, result.out) == (0, "")
+    assert (result.status, result.out) == (0, ""), result.err
     assert result.err == (
         f"he-ha: the he-ha daemon does not answer on {host.admin_socket}: [Errno 2] No such file "
         "or directory; acting directly through libvirt (test:///default)\n"
