@@ -6,7 +6,8 @@ timeouts, guests booting) overlap as far as the workers allow: tests use their o
 directories, daemons and ports. Three rules on top:
 
 - a file whose module fixture is expensive (the package builds, a cluster of daemons) is one
-  unit, run by one worker from start to end, so the fixture is built once (``_BY_FILE``);
+  unit, run by one worker from start to end, so the fixture is built once; so is the file of
+  live migrations, which must not run beside each other (``_BY_FILE``);
 - the long tests are handed out first (``_ORDER``): a ten-minute test that starts last makes
   the whole run ten minutes longer than its share;
 - a worker never holds two long tests at once. An xdist worker runs one test while it holds
@@ -25,12 +26,18 @@ from typing import Any
 
 import pytest
 
-# Files whose tests share an expensive module fixture: one unit of work per file.
+# Files run by one worker from start to end: their tests share an expensive module fixture,
+# or must not run beside each other.
 _BY_FILE = frozenset(
     {
         "tests/packaging/test_packages.py",  # builds the .deb and the .rpm (~40 s of CPU)
         "tests/integration/cli_commands/test_cli_against_daemons.py",  # a two-host cluster
         "tests/integration/broker_socket/test_against_daemons.py",  # a two-host cluster
+        # Live migrations: every test cluster's libvirtd takes its QEMU migration port from the
+        # same range of the machine (49152-49215, he_ha/devcluster/realvm/qemu_libvirtd.py), so
+        # two migrations at once can collide (seen: "unable to connect to server at
+        # 'vm:49152': Connection refused"). No other file migrates.
+        "tests/realvm/test_migration.py",
     }
 )
 
