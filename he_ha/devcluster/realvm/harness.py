@@ -19,6 +19,7 @@ migration, while the host itself goes on as before).
 
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
 import threading
@@ -376,7 +377,9 @@ def page_says_up(url: str, timeout: float = HTTP_TIMEOUT) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return HEALTH_BODY in response.read()
-    except (OSError, urllib.error.URLError):  # not listening, reset, paused guest (timeout)
+    # not listening, reset, paused guest (timeout); an answer cut short (the guest moved or
+    # stopped mid-response: http.client.IncompleteRead) is no answer either
+    except (OSError, urllib.error.URLError, http.client.HTTPException):
         return False
 
 
