@@ -141,4 +141,8 @@ def _install(handlers: list[logging.Handler], level: int) -> None:
         setattr(handler, _OURS, True)
         root.addHandler(handler)
     root.setLevel(level)
-    logging.captureWarnings(True)  # warnings.warn() from libraries: through the same pipeline
+    # warnings.warn() from libraries: through the same pipeline. Re-armed, not just armed: a
+    # warnings.catch_warnings() that ended since an earlier call put its own showwarning back,
+    # and captureWarnings(True) alone does nothing once it has been called.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)

@@ -234,3 +234,16 @@ def test_log_file_in_the_original_place_rotates_daily_keeping_seven(
     assert sorted(p.name for p in path.parent.iterdir()) == ["agent.log"] + [
         f"agent.log.2026-01-{d:02d}" for d in range(4, 11)
     ]
+
+
+def test_warnings_reach_the_log_after_a_catch_warnings_block_ended(capfd: pytest.CaptureFixture[str]) -> None:
+    """configure_logging() called again after a warnings.catch_warnings() block put its own
+    showwarning back (as pytest and libraries do) still routes warnings into the log."""
+    with warnings.catch_warnings():
+        configure_logging(json=True, level="INFO", target="stderr")
+    configure_logging(json=True, level="INFO", target="stderr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("after the block", UserWarning, stacklevel=1)
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
+    assert [r["logger"] for r in records if "after the block" in json.dumps(r)] == ["py.warnings"], records
