@@ -210,6 +210,18 @@ class Demo:
                     for name, code in codes.items()
                 )
             )
+        for host in cluster.hosts:  # every host's last supervisor ran to the end and stopped cleanly
+            if not host.supervisors or host.supervisors[-1].process.returncode == 0:
+                continue
+            last = host.supervisors[-1]
+            code = last.process.returncode
+            if host.name in codes:
+                how = "still running after the wait" if code is None else f"exit {code}"
+                failure = f"{host.name}'s supervisor did not stop cleanly on SIGTERM ({how})"
+            else:
+                failure = f"{host.name}'s supervisor had already exited (code {code})"
+            self.failures.append(failure)
+            self.out.block([f"FAILED: {failure}; the last lines of its log:", last.log_tail()])
         self.out.say("stopping lease keepers, libvirtd and sanlock daemons; removing the directories")
 
     def _check_left_behind(self) -> None:

@@ -45,7 +45,9 @@ def _assert_nothing_left(output: str) -> None:
 def test_the_demo_recovers_from_every_fault_and_leaves_nothing_behind() -> None:
     result = subprocess.run(DEMO, capture_output=True, text=True, timeout=420, stdin=subprocess.DEVNULL, check=False)
     out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+    # First in the message, on one line (a CI excerpt keeps the summary line): how it ended.
+    ending = repr(out.split("== shutting down")[-1][-3000:])
+    assert result.returncode == 0, f"exit {result.returncode}; the end of the output: {ending}\n{out}{result.stderr}"
     for milestone in (
         r">> supervisors started -> engine VM running:",
         r"inject: host\d, which runs the engine VM, dies: kill -9",
@@ -60,7 +62,7 @@ def test_the_demo_recovers_from_every_fault_and_leaves_nothing_behind() -> None:
         r">> global maintenance off -> engine VM running again:",
         r"SIGTERM to every supervisor: host1 exit 0, host2 exit 0, host3 exit 0",
     ):
-        assert re.search(milestone, out), f"missing {milestone!r} in\n{out}"
+        assert re.search(milestone, out), f"missing {milestone!r}; the end of the output: {ending}\n{out}"
     # What each host does, from its own decision log; the live status as a host sees it.
     assert re.search(r"host\d: EngineDown -> EngineStart \(down\.start\)", out), out
     assert re.search(r"host\d: \w+ -> LocalMaintenance \(", out), out
