@@ -5,7 +5,7 @@
 # whose bin/python links to the distribution's Python 3.11) with he-ha and its PyPI
 # dependencies vendored; the deb uses Debian's python3-libvirt and python3-sanlock through
 # system site packages, the RPM vendors both bindings for Python 3.11 (EL9's are for 3.9).
-# The vendored dependencies are cached in build/packaging-cache, keyed by their list.
+# The vendored dependencies are cached (packaging/cache.sh), keyed by their list and the week.
 set -euo pipefail
 umask 022
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,12 +24,12 @@ deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 print(" ".join(d for d in deps if not d.lower().startswith("libvirt-python")))
 PY
 )
-cache="$repo/build/packaging-cache"
-key=$(printf '%s\n' "$deps" | sha256sum | cut -c1-16)
+# shellcheck source=packaging/cache.sh
+source "$repo/packaging/cache.sh"
+key=$(printf '%s\n' "$deps" "$cache_week" | sha256sum | cut -c1-16)
 depdir="$cache/deps-$key"
 if [ ! -d "$depdir" ]; then
     echo "build: vendoring $deps"
-    mkdir -p "$cache"
     tmp=$(mktemp -d "$cache/.deps.XXXXXX")  # concurrent builds (pytest -n) each fill their own
     chmod 0755 "$tmp"
     # shellcheck disable=SC2086
@@ -38,10 +38,9 @@ if [ ! -d "$depdir" ]; then
     mv -T "$tmp" "$depdir" 2>/dev/null || rm -rf "$tmp"  # another build won: keep its copy
 fi
 lvver=$("$py" -c 'import importlib.metadata as m; print(m.version("libvirt-python"))')
-lvdir="$cache/libvirt-python-$lvver"
+lvdir="$cache/libvirt-python-$lvver-$cache_week"
 if [ ! -d "$lvdir" ]; then
     echo "build: libvirt-python $lvver for the RPM"
-    mkdir -p "$cache"
     tmp=$(mktemp -d "$cache/.libvirt.XXXXXX")
     chmod 0755 "$tmp"
     "$py" -m pip install -q --no-compile --no-deps --target "$tmp" "libvirt-python==$lvver"

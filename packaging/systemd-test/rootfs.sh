@@ -2,8 +2,8 @@
 # A Debian 12 root file system with systemd as its init, for the booted-systemd test
 # (tests/packaging/test_systemd_boot.py boots a copy of it with systemd-nspawn and installs
 # the .deb into the copy). Built with mmdebstrap from the distribution's packages and cached
-# in build/packaging-cache (as packaging/build.sh caches its wheels), keyed by this script's
-# content: a rerun is instant, an edit of the package list rebuilds it.
+# (packaging/cache.sh, as packaging/build.sh caches its wheels), keyed by this script's
+# content and the week: a rerun is instant, an edit of the package list rebuilds it.
 #   bash packaging/systemd-test/rootfs.sh        # prints the root directory
 # Needs root (mmdebstrap's root mode) and the Debian mirror.
 set -euo pipefail
@@ -14,11 +14,11 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 # libvirt-daemon: a libvirtd serving the test driver as the host's hypervisor; procps and
 # iproute2 for looking around.
 packages=systemd,systemd-sysv,dbus,python3,python3-libvirt,python3-sanlock,sanlock,libvirt-daemon,libvirt-clients,procps,iproute2
-cache="$repo/build/packaging-cache"
-key=$( { cat "$0"; echo "$packages"; } | sha256sum | cut -c1-16)
+# shellcheck source=packaging/cache.sh
+source "$repo/packaging/cache.sh"
+key=$( { cat "$0"; echo "$packages"; echo "$cache_week"; } | sha256sum | cut -c1-16)
 root="$cache/systemd-rootfs-$key"
 if [ ! -d "$root" ]; then
-    mkdir -p "$cache"
     tmp=$(mktemp -d "$cache/.rootfs.XXXXXX")
     chmod 0755 "$tmp"
     log="$tmp.log"

@@ -1,5 +1,5 @@
 """The Debian 12 package and the EL9 RPM (issue 17 item 1): packaging/build.sh builds both
-(about 40 s; the vendored dependencies are cached in build/packaging-cache), then each is
+(about 40 s; the vendored dependencies are cached by packaging/cache.sh), then each is
 inspected (files, dependencies, scriptlets), linted, and the .deb is unpacked into a scratch
 dpkg root and run from there. Nothing on this machine changes: no package is installed."""
 

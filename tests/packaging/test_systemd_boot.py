@@ -1,7 +1,7 @@
 """he-ha's .deb and unit under a real, booted systemd (issue 17 item 3).
 
-A Debian 12 root file system (packaging/systemd-test/rootfs.sh: mmdebstrap, cached in
-build/packaging-cache) is copied, the freshly built .deb is installed into the copy with
+A Debian 12 root file system (packaging/systemd-test/rootfs.sh: mmdebstrap, cached by
+packaging/cache.sh) is copied, the freshly built .deb is installed into the copy with
 ``dpkg -i`` and the copy gets a test host's surroundings (packaging/systemd-test/prepare.sh:
 sanlock.service with the memlock shim, a libvirtd serving the test driver under the name
 libvirtd.service, the engine's health page). Then ``systemd-nspawn --boot`` runs it with
