@@ -111,30 +111,6 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
                 return stop.value
 
 
-def _eager_task(
-    loop: VirtualLoop, coro: Coroutine[Any, Any, Any], context: Context | None = None
-) -> asyncio.Future[Any]:
-    """Run a new task's first step at once, as Python 3.12's eager tasks do: in the simulator
-    almost every await (a query, a read, a publish) completes without waiting, so most tasks
-    finish right here instead of costing loop rounds. A task that must wait becomes a Task
-    from the await it reached on, registered with its process."""
-    if context is None:
-        context = copy_context()
-    if loop._thread_id is None:  # created from outside (not running): it starts when the loop runs
-        return _registered(loop, asyncio.Task(coro, loop=loop, context=context), context)
-    try:
-        yielded = context.run(coro.send, None)
-    except StopIteration as stop:
-        done = _Finished(loop=loop)
-        done.set_result(stop.value)
-        return done
-    except BaseException as exc:  # kept in the future, as a Task keeps it
-        failed = _Finished(loop=loop)
-        failed.set_exception(exc)
-        return failed
-    return _registered(loop, asyncio.Task(_resume(coro, yielded), loop=loop, context=context), context)
-
-
 def _registered(loop: VirtualLoop, task: asyncio.Task[Any], context: Context) -> asyncio.Task[Any]:
     process = context.get(PROCESS)
     if process is not None:
@@ -158,7 +134,6 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self.until = 0.0
         self._seq = 0
         self._processes: dict[object, weakref.WeakSet[asyncio.Task[Any]]] = {}
-        self.set_task_factory(_eager_task)  # type: ignore[arg-type]
 
     def tasks_of(self, process: object) -> weakref.WeakSet[asyncio.Task[Any]]:
         tasks = self._processes.get(process)
@@ -180,7 +155,7 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def time(self) -> float:
         return self.now
 
-    # call_soon, create_task and call_at do what BaseEventLoop's do, minus its debug-mode
+    # call_soon, create_task, call_later and call_at do what BaseEventLoop's do, minus its debug-mode
     # checks and indirections: they run some 30 times per simulated tick.
 
     def call_soon(  # type: ignore[override]
@@ -195,12 +170,35 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def create_task(  # type: ignore[override]
         self, coro: Coroutine[Any, Any, Any], *, name: object = None, context: Context | None = None
     ) -> asyncio.Future[Any]:
+        """Run a new task's first step at once, as Python 3.12's eager tasks do: in the
+        simulator almost every await (a query, a read, a publish) completes without waiting,
+        so most tasks finish right here instead of costing loop rounds. A task that must wait
+        becomes a Task from the await it reached on, registered with its process."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        task = _eager_task(self, coro, context)
+        if context is None:
+            context = copy_context()
+        if self._thread_id is None:  # created from outside (not running): it starts when the loop runs
+            task: asyncio.Future[Any] = _registered(self, asyncio.Task(coro, loop=self, context=context), context)
+        else:
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration as stop:
+                task = _Finished(loop=self)
+                task.set_result(stop.value)
+            except BaseException as exc:  # kept in the future, as a Task keeps it
+                task = _Finished(loop=self)
+                task.set_exception(exc)
+            else:
+                task = _registered(self, asyncio.Task(_resume(coro, yielded), loop=self, context=context), context)
         if name is not None:
             task.set_name(name)  # type: ignore[attr-defined]
         return task
+
+    def call_later(  # type: ignore[override]
+        self, delay: float, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> asyncio.TimerHandle:
+        return self.call_at(self.now + delay, callback, *args, context=context)
 
     def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., object], *args: Any, context: Context | None = None
