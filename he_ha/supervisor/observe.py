@@ -225,17 +225,19 @@ class Observer:
         # Sanlock's lockspace members bound the slots the next reads cover (board.ScanRange).
         self._reader.note_lockspace(None if view.hosts is None else (h.host_id for h in view.hosts))
         result = fresh_result(completed, readings)
+        now = self._clock.monotonic()
+        local = local_readings(  # its engine health is the lease status's too: converted once
+            readings,
+            local_maintenance=self.local_maintenance,
+            vm_memory_mib=self.vm_memory_mib,
+            conf_up_to_date=self._conf_up_to_date,
+        )
         observation = Observation(
-            now=self._clock.monotonic(),
-            local=local_readings(
-                readings,
-                local_maintenance=self.local_maintenance,
-                vm_memory_mib=self.vm_memory_mib,
-                conf_up_to_date=self._conf_up_to_date,
-            ),
+            now=now,
+            local=local,
             whiteboard=None if board is None else self.fsm_view(board),
             sanlock_hosts=sanlock_hosts(view.hosts),
-            lease=self._lease_status(view, epoch, engine_health(readings)),
+            lease=self._lease_status(view, epoch, local.engine_health),
             result=result,
         )
         held_back = completed if completed is not None and result is None else None
