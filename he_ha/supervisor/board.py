@@ -154,8 +154,14 @@ class BoardReader:
 
 def engine_health_of(slot: HostSlot) -> EngineHealth:
     """A peer's engine status; text that is not a JSON object ranks as unknown."""
+    return _health_of_text(slot.engine_status)
+
+
+@functools.lru_cache(maxsize=64)
+def _health_of_text(text: str) -> EngineHealth:
+    """(Pure; cached: every publish is a new slot, but its status is one of a few texts.)"""
     try:
-        data = json.loads(slot.engine_status)
+        data = json.loads(text)
     except ValueError:
         data = None
     return EngineHealth.from_mapping(data)
