@@ -22,6 +22,15 @@ def first_seen(run: Run | None) -> float | None:
     return None if run is None else run.first
 
 
+def last_decision(host: Host) -> str:
+    """One line: the host's newest decision from its decision log (state change, rule, note)."""
+    decisions = host.decisions()
+    if not decisions:
+        return f"  {host.name}: no decision yet"
+    last = decisions[-1]["record"]
+    return f"  {host.name}: {last['from_state']} -> {last['to_state']} ({last['rule']}): {last['note']}"
+
+
 class ScenarioFailed(Exception):
     """A recovery did not happen within its bound; the message says what was expected."""
 
@@ -65,18 +74,10 @@ class Stage:
         self.measures.append(measure)
         if measure.seconds is None:
             self.out.say(f"FAILED: {what}: did not happen ({note})")
-            self.out.block(["what each host last decided:"] + [self._last_decision(h) for h in self.cluster.hosts])
+            self.out.block(["what each host last decided:"] + [last_decision(h) for h in self.cluster.hosts])
         else:
             self.out.say(f">> {what}: {measure.seconds:.1f} s" + (f" ({note})" if note else ""), end)
         return measure
-
-    @staticmethod
-    def _last_decision(host: Host) -> str:
-        decisions = host.decisions()
-        if not decisions:
-            return f"  {host.name}: no decision yet"
-        last = decisions[-1]["record"]
-        return f"  {host.name}: {last['from_state']} -> {last['to_state']} ({last['rule']}): {last['note']}"
 
     def wait_for_start(
         self,
