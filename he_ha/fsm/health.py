@@ -17,6 +17,9 @@ HEALTH_BAD = "bad"
 HEALTH_UNKNOWN = "unknown"
 
 DETAIL_PAUSED = "Paused"
+# VDSM's status of the receiving end of a live migration (our engine-health monitor reads an
+# incoming libvirt domain so): vm "down" although the VM is arriving here, with its lease.
+DETAIL_MIGRATION_DESTINATION = "Migration Destination"
 # The engine-health monitor's reason for a start that lost the lease race (spec §5.8).
 REASON_LOCKED = "Storage of VM is locked. Is another host already starting the VM?"
 # he-ha's reason for an engine whose health page answers (any HTTP answer: "DB Down", a 503)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from he_ha.fsm.health import DETAIL_MIGRATION_DESTINATION
 from he_ha.fsm.observation import PeerRecord
 from he_ha.fsm.peer_choice import beats, lease_blocks_start, preferred_peers
 from he_ha.fsm.rules import rule
@@ -12,6 +13,12 @@ from he_ha.fsm.transitions.crash_restart import restart_delay
 _DOWN = {S.ENGINE_DOWN}
 DOWN_ENGINE_HERE = rule("down.engine-here", _DOWN, S.ENGINE_STARTING, "the best engine runs here", nowait=True)
 DOWN_ENGINE_ELSEWHERE = rule("down.engine-elsewhere", _DOWN, None, "a live peer runs the engine")
+DOWN_INCOMING_MIGRATION = rule(
+    "down.incoming-migration",
+    _DOWN,
+    None,
+    "the VM is arriving here by live migration (health detail 'Migration Destination'): wait for it to run here",
+)
 DOWN_VIEW_IMMATURE = rule("down.view-immature", _DOWN, None, "not enough whiteboard history to judge liveness")
 DOWN_VIEW_STALE = rule("down.view-stale", _DOWN, None, "the whiteboard view is stale")
 DOWN_STORAGE = rule("down.storage-bad", _DOWN, None, "storage is not usable here")
@@ -40,6 +47,11 @@ def _engine_runs(ctx: StepContext) -> Verdict | None:
 def _cannot_start_yet(ctx: StepContext) -> Verdict | None:
     """What keeps this host from starting the VM now, whatever the other hosts' scores."""
     cluster = ctx.cluster
+    # A migration's target reads "down" until its vCPUs run, and the source may already
+    # publish the VM gone: a start now would only race the arriving VM (libvirt refuses it).
+    # No bound needed: libvirt ends the incoming domain if the migration fails.
+    if ctx.health is not None and ctx.health.detail == DETAIL_MIGRATION_DESTINATION:
+        return Verdict(DOWN_INCOMING_MIGRATION)
     if not cluster.mature:
         return Verdict(DOWN_VIEW_IMMATURE)
     if cluster.stale:

@@ -39,6 +39,7 @@ PAUSED = EngineHealth("up", "bad", "Paused", "bad vm status")
 DOWN = EngineHealth("down", "bad", "unknown", "vm not running on this host")
 DOWN_UNEXPECTED = EngineHealth("down_unexpected", "bad", "Down", "bad vm status")
 DOWN_MISSING = EngineHealth("down_missing", "bad", "unknown", "vm not running on this host")
+INCOMING = EngineHealth("down", "bad", "Migration Destination", "bad vm status")  # a live migration arriving
 UNKNOWN = EngineHealth("unknown", "unknown", "unknown", "failed to getVmStats")
 NOT_READY = EngineHealth("up", "bad", "Up", "engine alive, not ready")  # answers, not "DB Up"
 STARTING_NOT_READY = EngineHealth("up", "bad", "Powering up", "engine alive, not ready")

@@ -26,6 +26,7 @@ from he_ha.fsm.health import NO_READING_HEALTH
 from tests.unit.fsm.builders import (
     DOWN,
     DOWN_UNEXPECTED,
+    INCOMING,
     OWN,
     POWERING_UP,
     T0,
@@ -415,3 +416,17 @@ def test_no_vm_without_lease_alert_while_our_migration_hands_the_lease_over() ->
         ),
     )
     assert record.rule == "guard.global" and record.alerts == () and _alert_notifies(actions) == []
+
+
+def test_a_migration_target_waits_for_the_arriving_vm_instead_of_starting_it() -> None:
+    """The source has published the VM gone (migrated away) before the target's vCPUs run:
+    the target, reading "Migration Destination", does not start the VM; it takes the VM up
+    once it runs. The same host without an incoming VM would start it."""
+    source_gone = (peer(score=0, status=DOWN, ts=5000),)  # the source: local maintenance, VM left
+    state = state_in(S.ENGINE_DOWN, peers=source_gone)
+    assert step(state, obs(DOWN, peers=source_gone))[2].rule == "down.start"
+    state, actions, record = step(state, obs(INCOMING, peers=source_gone))
+    assert record.rule == "down.incoming-migration" and state.name is S.ENGINE_DOWN
+    assert not [a for a in actions if isinstance(a, AcquireLeaseAndStartVm)]
+    state, _, record = step(state, obs(UP_GOOD, now=T0 + 1, peers=source_gone))
+    assert record.rule == "down.engine-here" and state.name is S.ENGINE_STARTING

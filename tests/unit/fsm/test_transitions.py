@@ -30,6 +30,7 @@ from tests.unit.fsm.builders import (
     DOWN,
     DOWN_MISSING,
     DOWN_UNEXPECTED,
+    INCOMING,
     NOT_READY,
     OWN,
     PAUSED,
@@ -184,6 +185,7 @@ CASES = [
     Case("down.engine-elsewhere", state_in(S.ENGINE_DOWN), obs(DOWN, peers=(PEER_UP,)), S.ENGINE_DOWN),
     Case("down.view-immature", state_in(S.ENGINE_DOWN, history_age=60.0), obs(DOWN), S.ENGINE_DOWN),
     Case("down.view-stale", state_in(S.ENGINE_DOWN, view_age=30.5), obs(DOWN, peers=None), S.ENGINE_DOWN),
+    Case("down.incoming-migration", state_in(S.ENGINE_DOWN, peers=()), obs(INCOMING, peers=()), S.ENGINE_DOWN),
     Case("down.storage-bad", state_in(S.ENGINE_DOWN), obs(DOWN, storage_ok=False), S.ENGINE_DOWN),
     Case("down.storage-bad", state_in(S.ENGINE_DOWN), obs(DOWN, storage_ok=None), S.ENGINE_DOWN),
     Case(
