@@ -152,14 +152,10 @@ class BoardReader:
             self._on_read(self.latest, self.error)
 
 
-def engine_health_of(slot: HostSlot) -> EngineHealth:
-    """A peer's engine status; text that is not a JSON object ranks as unknown."""
-    return _health_of_text(slot.engine_status)
-
-
 @functools.lru_cache(maxsize=64)
-def _health_of_text(text: str) -> EngineHealth:
-    """(Pure; cached: every publish is a new slot, but its status is one of a few texts.)"""
+def engine_health_of(text: str) -> EngineHealth:
+    """A peer's engine-status text; text that is not a JSON object ranks as unknown. (Pure;
+    cached: every publish is a new slot, but its status is one of a few texts.)"""
     try:
         data = json.loads(text)
     except ValueError:
@@ -188,7 +184,7 @@ def peer_record(slot: HostSlot) -> PeerRecord:
         host_id=slot.host_id,
         host_ts=slot.host_ts,
         score=slot.score,
-        engine_status=engine_health_of(slot),
+        engine_status=engine_health_of(slot.engine_status),
         hostname=slot.hostname,
         maintenance=slot.maintenance,
         stopped=slot.stopped,
