@@ -205,19 +205,15 @@ class Demo:
         if codes:
             self.out.say(
                 "SIGTERM to every supervisor: "
-                + ", ".join(
-                    f"{name} {'exit ' + str(code) if code is not None else 'still running: killed'}"
-                    for name, code in codes.items()
-                )
+                + ", ".join(f"{name} {_exit_text(code)}" for name, code in codes.items())
             )
         for host in cluster.hosts:  # every host's last supervisor ran to the end and stopped cleanly
-            if not host.supervisors or host.supervisors[-1].process.returncode == 0:
+            last = host.supervisors[-1] if host.supervisors else None
+            if last is None or last.process.returncode == 0:
                 continue
-            last = host.supervisors[-1]
             code = last.process.returncode
             if host.name in codes:
-                how = "still running after the wait" if code is None else f"exit {code}"
-                failure = f"{host.name}'s supervisor did not stop cleanly on SIGTERM ({how})"
+                failure = f"{host.name}'s supervisor did not stop cleanly on SIGTERM ({_exit_text(code)})"
             else:
                 failure = f"{host.name}'s supervisor had already exited (code {code})"
             self.failures.append(failure)
@@ -265,3 +261,8 @@ class Demo:
             out.block(["RESULT: FAILED"] + [f"  - {failure}" for failure in self.failures])
         else:
             out.block(["RESULT: OK: every recovery happened, never two copies of the VM, nothing left behind"])
+
+
+def _exit_text(code: int | None) -> str:
+    """A supervisor's exit after SIGTERM (None: still running after the wait; it is killed)."""
+    return "still running: killed" if code is None else f"exit {code}"
