@@ -12,7 +12,11 @@ directories, daemons and ports. Three rules on top:
   the whole run ten minutes longer than its share;
 - a worker never holds two long tests at once. An xdist worker runs one test while it holds
   the next (it must know the next test to tear fixtures down right), so a long test queued
-  behind another long one would wait for it while other workers run out of work.
+  behind another long one would wait for it while other workers run out of work;
+- at most ``_CPU_SLOTS`` CPU-bound tests (``_CPU_BOUND``: the simulator's random schedules,
+  about half of the suite's CPU) are held at once while other work is queued. Handed out
+  together they kept both cores busy at the start and left them a quarter idle later, while
+  the real clusters waited on sanlock; spread out, the waiting tests run beside them.
 
 This is a scheduler of our own (``pytest_xdist_make_scheduler``), not ``--dist loadgroup``:
 with pytest 9 xdist's group markers have no effect (xdist 3.8 renames ``item._nodeid``, which
@@ -57,6 +61,12 @@ _ORDER = (
 )
 _LONG = _ORDER.index("tests/integration/")
 
+# Tests that keep a core busy from start to end, and how many of them may be held at once while
+# other work waits in the queue: three keep the two cores of a CI machine busy beside the
+# waiting-bound tests without starving their daemons' ticks.
+_CPU_BOUND = ("tests/sim/test_random.py",)
+_CPU_SLOTS = 3
+
 
 def _rank(nodeid: str) -> int:
     if nodeid.startswith("tests/unit/"):
@@ -66,6 +76,10 @@ def _rank(nodeid: str) -> int:
 
 def _is_long(scope: str) -> bool:
     return _rank(scope) < _LONG
+
+
+def _is_cpu_bound(scope: str) -> bool:
+    return scope.startswith(_CPU_BOUND)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -81,12 +95,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             path = nodeid.split("::", 1)[0]
             return path if path in _BY_FILE else nodeid
 
+        def _held(self, node: Any) -> list[str]:
+            return [scope for scope, unit in self.assigned_work.get(node, {}).items() if not all(unit.values())]
+
         def _assign_work_unit(self, node: Any) -> None:
-            held = [scope for scope, unit in self.assigned_work.get(node, {}).items() if not all(unit.values())]
-            if any(_is_long(scope) for scope in held):
-                short = next((scope for scope in self.workqueue if not _is_long(scope)), None)
-                if short is not None:
-                    self.workqueue.move_to_end(short, last=False)
+            holds_long = any(_is_long(scope) for scope in self._held(node))
+            cpu_full = (
+                sum(_is_cpu_bound(scope) for other in self.assigned_work for scope in self._held(other)) >= _CPU_SLOTS
+            )
+
+            def fits(scope: str) -> bool:
+                return not (holds_long and _is_long(scope)) and not (cpu_full and _is_cpu_bound(scope))
+
+            # The first unit in the queue's order that fits; when none does, the first one anyway.
+            pick = next((scope for scope in self.workqueue if fits(scope)), None)
+            if pick is not None:
+                self.workqueue.move_to_end(pick, last=False)
             super()._assign_work_unit(node)
 
     config.option.loadscopereorder = False  # hand out in collection order (sorted above)
