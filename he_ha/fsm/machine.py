@@ -12,8 +12,7 @@ sequence number.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from he_ha.fsm import alerts as A
 from he_ha.fsm.actions import (
@@ -62,10 +61,11 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     verdict = decide(ctx)
     dest = verdict.rule.target(state.name)
     entry = _entry_action(ctx, verdict, dest)
-    remembered = _next_state(ctx, verdict, dest, entry)
-    score = _new_score(ctx, remembered)
+    failures = _start_failures(ctx, verdict, dest)
+    restarts = (*ctx.restarts, ctx.now) if verdict.restart else ctx.restarts
+    score = _new_score(ctx, dest, failures, restarts)
     alerts, no_host_since = _alerts(ctx, verdict, dest, score)
-    new_state = replace(remembered, alerts=alerts, no_host_since=no_host_since)
+    new_state = _next_state(ctx, verdict, dest, entry, _Tallies(failures, restarts, alerts, no_host_since))
     fires_at = timeout_at(dest, new_state.entered_at, new_state.alive_at, ctx.timing)
     record = DecisionRecord(
         host_id=ctx.own_id,
@@ -88,19 +88,31 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
 # --- what the step remembers ------------------------------------------------------------------------
 
 
-def _next_state(ctx: StepContext, verdict: Verdict, dest: S, entry: tuple[Action, Pending] | None) -> FsmState:
-    """Everything the state machine remembers after this step, but the alerts (they follow
-    from the new score: ``_alerts``). Each field is read from the verdict and the context."""
+class _Tallies(NamedTuple):
+    """The next state's fields that the score and the alerts are worked out from first."""
+
+    start_failures: tuple[float, ...]
+    restarts: tuple[float, ...]
+    alerts: tuple[Alert, ...]
+    no_host_since: float | None
+
+
+def _next_state(
+    ctx: StepContext, verdict: Verdict, dest: S, entry: tuple[Action, Pending] | None, tallies: _Tallies
+) -> FsmState:
+    """Everything the state machine remembers after this step. Each field is read from the
+    verdict and the context (the tallies: from step). Built field by field, not with
+    ``dataclasses.replace``: every field is set here, and it runs once per tick."""
     state, now, obs = ctx.state, ctx.now, ctx.obs
     changed = dest is not state.name
-    return replace(
-        state,
+    return FsmState(
+        config=state.config,
         name=dest,
         entered_at=now if changed else state.entered_at,
         view=obs.whiteboard if obs.whiteboard is not None else state.view,
         history=ctx.history,
         global_maintenance=ctx.global_on,
-        start_failures=_start_failures(ctx, verdict, dest),
+        start_failures=tallies.start_failures,
         start_attempt_at=_start_attempt_at(ctx, verdict, dest),
         pending=_pending(ctx, entry, changed),
         next_seq=state.next_seq if entry is None else state.next_seq + 1,
@@ -111,7 +123,9 @@ def _next_state(ctx: StepContext, verdict: Verdict, dest: S, entry: tuple[Action
         alive_at=_alive_at(ctx, changed),
         # Crash restarts are not cleared by EngineUp: a VM that boots and crashes again and
         # again must reach the retry limit.
-        restarts=(*ctx.restarts, now) if verdict.restart else ctx.restarts,
+        restarts=tallies.restarts,
+        alerts=tallies.alerts,
+        no_host_since=tallies.no_host_since,
         **_priority_fields(ctx, verdict, dest),
     )
 
@@ -162,13 +176,12 @@ def _migrate_target(state: FsmState, verdict: Verdict, dest: S) -> int | None:
     return verdict.migrate_target.host_id if verdict.migrate_target else state.migrate_target
 
 
-def _new_score(ctx: StepContext, new: FsmState) -> ScoreBreakdown:
+def _new_score(ctx: StepContext, dest: S, failures: tuple[float, ...], restarts: tuple[float, ...]) -> ScoreBreakdown:
     """The published score, of the new state: the context's unless the state or a count changed."""
-    if new.name is ctx.state.name and new.start_failures == ctx.failures and new.restarts == ctx.restarts:
+    if dest is ctx.state.name and failures == ctx.failures and restarts == ctx.restarts:
         return ctx.score
     config = ctx.state.config
-    failures, restarts = len(new.start_failures), len(new.restarts)
-    return compute_score(new.name, ctx.obs.local, failures, config.score, ctx.timing.max_retries, restarts)
+    return compute_score(dest, ctx.obs.local, len(failures), config.score, ctx.timing.max_retries, len(restarts))
 
 
 class _PriorityFields(TypedDict):
