@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from he_ha.admin.contract import PenaltyView, ScoreView
 from he_ha.fsm import EngineHealth, PublishedRecord, ScoreBreakdown
@@ -81,7 +81,24 @@ def build_slot(
     extra += breakdown_line(score)
     if len(extra.encode()) > EXTRA_BYTES:  # cannot happen with the cut reasons; never overflow anyway
         extra = extra[: extra.rindex("\n", 0, EXTRA_BYTES) + 1]
-    return replace(slot, extra=extra)
+    return _with_extra(slot, extra)
+
+
+def _with_extra(slot: HostSlot, extra: str) -> HostSlot:
+    """``slot`` with its extra text (``dataclasses.replace``, spelled out: once per tick)."""
+    return HostSlot(
+        host_id=slot.host_id,
+        host_ts=slot.host_ts,
+        score=slot.score,
+        engine_status=slot.engine_status,
+        hostname=slot.hostname,
+        maintenance=slot.maintenance,
+        stopped=slot.stopped,
+        conf_on_shared_storage=slot.conf_on_shared_storage,
+        local_conf_timestamp=slot.local_conf_timestamp,
+        extra=extra,
+        crc32=slot.crc32,
+    )
 
 
 @functools.lru_cache(maxsize=64)

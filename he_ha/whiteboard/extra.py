@@ -46,7 +46,7 @@ def format_extra(
     if timeout_at is not None:
         state_metadata["timeout"] = _ctime(timeout_at, tz)
     lines += [f"{key}={value}" for key, value in sorted(state_metadata.items())]
-    return "".join(line + "\n" for line in lines)
+    return "\n".join(lines) + "\n"
 
 
 def _ctime(epoch_seconds: float, tz: tzinfo | None) -> str:
