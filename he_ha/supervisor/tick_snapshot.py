@@ -17,7 +17,7 @@ assignment of a whole value.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from he_ha.durations import DurationHistogram
@@ -72,6 +72,24 @@ class StatusSnapshot:
     def storage_error(self) -> str | None:
         return self.board_error or self.publish_error
 
+    def with_board(self, board: BoardRead | None, board_error: str | None) -> StatusSnapshot:
+        """This snapshot with another whiteboard read (``dataclasses.replace``, spelled out:
+        every whiteboard read makes one)."""
+        return StatusSnapshot(
+            host_id=self.host_id,
+            taken_at=self.taken_at,
+            state=self.state,
+            inputs=self.inputs,
+            record=self.record,
+            published=self.published,
+            publish_error=self.publish_error,
+            board=board,
+            board_error=board_error,
+            ticks=self.ticks,
+            peer_changes=self.peer_changes,
+            ready=self.ready,
+        )
+
 
 def first_snapshot(host_id: int, state: FsmState, now: float) -> StatusSnapshot:
     """Before the first tick: nothing seen, nothing decided, nothing published."""
@@ -108,4 +126,4 @@ class StatusFeed:
     def note_read(self, read: BoardRead | None, error: str | None) -> None:
         """A whiteboard read ended (BoardReader): ``read`` is the newest that worked, ``error``
         the last one's error (None: it worked)."""
-        self._current = replace(self._current, board=read, board_error=error)
+        self._current = self._current.with_board(read, error)
