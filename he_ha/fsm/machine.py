@@ -62,6 +62,8 @@ def step(state: FsmState, obs: Observation) -> tuple[FsmState, tuple[Action, ...
     dest = verdict.rule.target(state.name)
     entry = _entry_action(ctx, verdict, dest)
     failures = _start_failures(ctx, verdict, dest)
+    # Crash restarts are not cleared by EngineUp: a VM that boots and crashes again and again
+    # must reach the retry limit.
     restarts = (*ctx.restarts, ctx.now) if verdict.restart else ctx.restarts
     score = _new_score(ctx, dest, failures, restarts)
     alerts, no_host_since = _alerts(ctx, verdict, dest, score)
@@ -121,8 +123,6 @@ def _next_state(
         migrate_failed_at=now if verdict.migrate_failed else state.migrate_failed_at,
         migrate_target=_migrate_target(state, verdict, dest),
         alive_at=_alive_at(ctx, changed),
-        # Crash restarts are not cleared by EngineUp: a VM that boots and crashes again and
-        # again must reach the retry limit.
         restarts=tallies.restarts,
         alerts=tallies.alerts,
         no_host_since=tallies.no_host_since,
