@@ -19,8 +19,6 @@ import structlog
 
 from he_ha.admin.contract import CommandResult
 from he_ha.lease import LeaseClient, LeaseError, Lockspace, LockspaceState, VmLease
-from he_ha.provision import AreaError, AreaIo, ProvisionError
-from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY, apply_reinit, plan_reinit
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +42,10 @@ class LockspaceReset:
 
     async def run(self, global_maintenance: bool | None) -> CommandResult:
         """``global_maintenance``: what this daemon's latest whiteboard read says (None: unknown)."""
+        # The storage-repair code loads with the first call, not at start: an idle host never
+        # resets its lockspace (idle RSS, issue 16 item 3), and this call is no tick's.
+        from he_ha.provision import AreaError, ProvisionError
+
         try:
             async with asyncio.timeout(RESET_DEADLINE):
                 return await self._run(global_maintenance)
@@ -76,6 +78,9 @@ class LockspaceReset:
                     f"{self.lockspace.name!r} ({state.value})"
                 ],
             )
+        from he_ha.provision import AreaIo
+        from he_ha.repair.reinit_lockspace import apply_reinit, plan_reinit
+
         with AreaIo() as io:
             plan = await plan_reinit(
                 self.client,
@@ -94,6 +99,8 @@ class LockspaceReset:
 
 
 def _refusal(maintenance: list[str], active: list[str]) -> CommandResult:
+    from he_ha.repair.reinit_lockspace import ACTIVE_AGENT, GLOBAL_ONLY
+
     lines = ["reset_lockspace refused:"]
     for heading, evidence in ((GLOBAL_ONLY, maintenance), (ACTIVE_AGENT, active)):
         if evidence:

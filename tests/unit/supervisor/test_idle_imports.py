@@ -11,8 +11,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 
-# Not loaded by ``he-ha run`` before its first tick: the other subcommands' modules.
-NOT_AT_START = ("he_ha.sim", "he_ha.devcluster", "yaml")
+# Not loaded by ``he-ha run`` at start: the other subcommands' modules, and the storage
+# provisioning and repair code (the broker socket's reset_lockspace loads it).
+NOT_AT_START = ("he_ha.sim", "he_ha.devcluster", "yaml", "he_ha.provision", "he_ha.repair")
 
 
 def test_he_ha_run_imports_no_module_of_a_rare_path() -> None:
