@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import time
@@ -259,6 +260,7 @@ class Daemon:
         tasks = self._start_tasks(parts)
         controller = self._controller(parts)
         await self._start_servers(controller)
+        _trim_heap()
         code = await self._serve(tasks)
         await self._stop(parts, tasks, controller)
         return code
@@ -581,6 +583,18 @@ class Daemon:
             log.info("a lease is still held in the lockspace: staying in it")
         except LeaseError as exc:
             log.warning("could not leave the lockspace", error=str(exc))
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system, once, when start-up is done: what the
+    imports, the configuration and the first XML parses allocated and freed stays mapped
+    otherwise, since malloc only returns the top of its heap. Idle RSS 0.8 MiB lower over
+    the bench's run (issue 16 item 3); 0.3 ms. Not glibc (no malloc_trim): nothing to do."""
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    malloc_trim(0)
 
 
 async def _expect_engine_lease(holder: QemuHolder, specs: SpecSource, engine_xml: EngineXmlPreparer) -> None:
