@@ -22,7 +22,6 @@ he-ha's version. Where they go:
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from collections.abc import MutableMapping
@@ -126,6 +125,8 @@ def configure_logging(
 
 
 def _file_handler(path: Path, keep: int, json: bool) -> logging.Handler:
+    import logging.handlers  # here: only --log-file uses it, which is off by default (idle RSS, issue 16 item 3)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.TimedRotatingFileHandler(path, when="midnight", backupCount=keep, encoding="utf-8")
     handler.setFormatter(_formatter(_line_renderer(json)))

@@ -11,9 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 
-# Not loaded by ``he-ha run`` at start: the other subcommands' modules, and the storage
-# provisioning and repair code (the broker socket's reset_lockspace loads it).
-NOT_AT_START = ("he_ha.sim", "he_ha.devcluster", "yaml", "he_ha.provision", "he_ha.repair")
+# Not loaded by ``he-ha run`` at start: the other subcommands' modules, the storage
+# provisioning and repair code (the broker socket's reset_lockspace loads it), the rotating
+# log file's handler (--log-file, off by default).
+NOT_AT_START = ("he_ha.sim", "he_ha.devcluster", "yaml", "he_ha.provision", "he_ha.repair", "logging.handlers")
 
 
 def test_he_ha_run_imports_no_module_of_a_rare_path() -> None:
@@ -21,6 +22,8 @@ def test_he_ha_run_imports_no_module_of_a_rare_path() -> None:
         "import sys\n"
         "from he_ha.main import build_parser\n"
         "build_parser('run')\n"
+        "from he_ha.logsetup import configure_logging\n"
+        "configure_logging(target='stderr')\n"
         "import he_ha.supervisor.daemon\n"
         f"print(sorted(n for n in sys.modules if n.startswith({NOT_AT_START!r})))\n"
     )
