@@ -23,11 +23,12 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from he_ha.devcluster.cluster import ENGINE_UUID, Host, rule_of, state_of
-from he_ha.devcluster.realvm import LeaseHolding, RealVmCluster, lease_holdings
+from he_ha.devcluster.realvm import LeaseHolding, QemuLibvirtd, RealVmCluster, lease_holdings
 from he_ha.devcluster.realvm.engine_lease import engine_lease_areas
 from tests.integration.cli_commands.test_cli_against_daemons import hosted_engine
 
@@ -73,10 +74,7 @@ def follow_migration(cluster: RealVmCluster, source: Host, target: Host, wait: f
     deadline = time.monotonic() + wait
     while gone is None or first_running is None:
         now = time.monotonic()
-        assert now < deadline, (
-            f"no migration within {wait} s: {source.name} "
-            f"{[rule_of(e) for e in source.decisions()[-8:]]}\n{source.supervisors[-1].log_tail()}"
-        )
+        assert now < deadline, f"no migration within {wait} s\n{migration_evidence(source, target)}"
         if cluster.engine_state(source) is not None:
             last_running = now
         if first_running is None and cluster.engine_state(target) is not None:
@@ -86,6 +84,31 @@ def follow_migration(cluster: RealVmCluster, source: Host, target: Host, wait: f
         time.sleep(0.02)
     assert last_running is not None, "the source was never seen running"
     return Switch(last_running, first_running, gone)
+
+
+def migration_evidence(source: Host, target: Host) -> str:
+    """Both sides of a migration that did not happen: each host's last rules and supervisor log,
+    and the target's libvirtd and QEMU logs (libvirt's and QEMU's view of the incoming stream)."""
+    parts = []
+    for host in (source, target):
+        parts.append(f"--- {host.name}: {[rule_of(e) for e in host.decisions()[-8:]]}")
+        parts.append(host.supervisors[-1].log_tail(25) if host.supervisors else "(no supervisor)")
+    libvirtd = target.libvirtd
+    if isinstance(libvirtd, QemuLibvirtd):
+        for name, path in (
+            ("libvirtd", libvirtd.log_path),
+            ("QEMU", libvirtd.state / "log" / "qemu" / "HostedEngine.log"),
+        ):
+            parts.append(f"--- {target.name}'s {name} log ({path})")
+            parts.append(_tail(path))
+    return "\n".join(parts)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc})"
 
 
 def decision_time(host: Host, rule: str) -> float:
