@@ -18,6 +18,7 @@ held (a daemon, or another such command) means nothing is done.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -33,6 +34,9 @@ from he_ha.supervisor.runfiles import HostLockBusy, try_host_lock
 # Longer than the daemon's own 30 s deadline on mutating calls, so a slow call ends with
 # the daemon's 504 explanation rather than with our socket timing out.
 CALL_TIMEOUT = 45.0
+# For the scan of /proc for a starting daemon: reading a process's cmdline waits for its memory
+# map, which a process stuck on a stalled storage can hold for as long as the stall lasts.
+SCAN_DEADLINE = 10.0
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,16 @@ def post(
     try:
         status, data = AdminClient(env.admin_socket, timeout=CALL_TIMEOUT).post(url, body)
     except DaemonUnreachable as exc:
-        starting = supervisor_pids(env.run_dir) if direct is not None and exc.down else []
-        if direct is None or not exc.down or starting:
+        starting = running_supervisors(env.run_dir, deadline=SCAN_DEADLINE) if direct is not None and exc.down else []
+        if direct is None or not exc.down or starting is None or starting:
             error(CANNOT_CONNECT)
             error(str(exc))
-            if starting:
+            if starting is None:
+                error(
+                    f"Nothing was done directly: the process list could not be read within {SCAN_DEADLINE:g} s, "
+                    f"so an he-ha run starting for {env.run_dir} cannot be ruled out"
+                )
+            elif starting:
                 error(
                     f"he-ha run (pid {', '.join(map(str, starting))}) serves {env.run_dir} but does not listen "
                     "yet (starting?): nothing was done; try again once it answers"
@@ -109,6 +118,17 @@ def post_silently(
         error(answer.message)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def running_supervisors(run_dir: Path, proc: Path = Path("/proc"), deadline: float = SCAN_DEADLINE) -> list[int] | None:
+    """``supervisor_pids`` within ``deadline`` seconds; None when the scan did not end in time (or
+    failed; the thread prints its traceback): no daemon can be ruled out then. The scan runs in a
+    daemon thread: one left hanging on a /proc read does not keep the command from exiting."""
+    found: list[list[int]] = []
+    scan = threading.Thread(target=lambda: found.append(supervisor_pids(run_dir, proc)), name="proc-scan", daemon=True)
+    scan.start()
+    scan.join(deadline)
+    return found[0] if found else None
 
 
 def supervisor_pids(run_dir: Path, proc: Path = Path("/proc")) -> list[int]:

@@ -9,6 +9,7 @@ from unittest.mock import patch
 
 import pytest
 
+from cli import daemon_call
 from cli.daemon_call import supervisor_pids
 from cli.vm_conf_check import CHECK_SANLOCK, NOT_RETRIEVED, SERVICE_DOWN
 from he_ha.admin.contract import CommandResult
@@ -171,7 +172,9 @@ def test_a_daemon_that_accepts_and_does_not_answer_is_not_bypassed(run: Run, hos
 
 def test_a_starting_supervisor_is_not_raced(run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HE_HA_RUN_DIR", str(host.root))
-    monkeypatch.setattr("cli.daemon_call.supervisor_pids", lambda run_dir: [4242] if run_dir == host.root else [])
+    monkeypatch.setattr(
+        "cli.daemon_call.supervisor_pids", lambda run_dir, _proc: [4242] if run_dir == host.root else []
+    )
     result = run("--vm-start")
     assert (result.status, result.out) == (1, NOT_LAUNCHED)
     assert result.err.splitlines()[-1] == (
@@ -218,6 +221,31 @@ def test_supervisor_processes_are_found_by_their_run_dir(tmp_path: Path) -> None
     assert supervisor_pids(tmp_path / "a", proc) == [11]
     assert supervisor_pids(tmp_path / "b", proc) == [12]
     assert supervisor_pids(tmp_path / "c", proc) == []
+
+
+def test_a_process_list_that_hangs_means_nothing_is_done_directly(
+    run: Run, host: HostFiles, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A real blocking read: a cmdline that is a FIFO nobody writes blocks its reader, as a
+    # process's cmdline does while its memory map is held (a process stuck on stalled storage).
+    proc = tmp_path / "proc"
+    (proc / "20").mkdir(parents=True)
+    os.mkfifo(proc / "20" / "cmdline")
+    real_scan = daemon_call.running_supervisors
+    monkeypatch.setenv("HE_HA_RUN_DIR", str(host.root))
+    monkeypatch.setattr("cli.daemon_call.SCAN_DEADLINE", 0.5)  # 10 s in production: the same path, sooner
+    monkeypatch.setattr(
+        "cli.daemon_call.running_supervisors", lambda run_dir, deadline: real_scan(run_dir, proc, deadline)
+    )
+    try:
+        result = run("--vm-start")
+    finally:  # a writer that opens and closes the FIFO ends the scan thread's read (EOF)
+        os.close(os.open(proc / "20" / "cmdline", os.O_WRONLY))
+    assert (result.status, result.out) == (1, NOT_LAUNCHED)
+    assert result.err.splitlines()[-1] == (
+        "Nothing was done directly: the process list could not be read within 0.5 s, "
+        f"so an he-ha run starting for {host.root} cannot be ruled out"
+    )
 
 
 @pytest.mark.parametrize(("command", "call"), [("--vm-shutdown", "vm_shutdown"), ("--vm-poweroff", "vm_poweroff")])
