@@ -59,19 +59,26 @@ def build_slot(
 ) -> HostSlot:
     """``now_epoch``: wall - monotonic now (default: read the clocks)."""
     epoch = time.time() - time.monotonic() if now_epoch is None else now_epoch
-    slot = HostSlot(
-        host_id=ctx.host_id,
-        host_ts=record.host_ts,
-        score=record.score,
-        engine_status=_status_text(record.engine_status),
-        hostname=ctx.hostname,
-        maintenance=record.maintenance,
-        stopped=record.stopped,
-        conf_on_shared_storage=ctx.conf_on_shared_storage,
-        local_conf_timestamp=int(ctx.conf_loaded_at),
-    )
+    status = _status_text(record.engine_status)
+
+    # The slot is made twice, first without its extra text (format_extra reads its header
+    # fields); one field list for both, and no dataclasses.replace on the tick's path.
+    def slot_with(extra: str) -> HostSlot:
+        return HostSlot(
+            host_id=ctx.host_id,
+            host_ts=record.host_ts,
+            score=record.score,
+            engine_status=status,
+            hostname=ctx.hostname,
+            maintenance=record.maintenance,
+            stopped=record.stopped,
+            conf_on_shared_storage=ctx.conf_on_shared_storage,
+            local_conf_timestamp=int(ctx.conf_loaded_at),
+            extra=extra,
+        )
+
     extra = format_extra(
-        slot,
+        slot_with(""),
         state=record.state,
         time_epoch=int(epoch),
         refresh_epoch=int(ctx.conf_loaded_epoch),
@@ -81,24 +88,7 @@ def build_slot(
     extra += breakdown_line(score)
     if len(extra.encode()) > EXTRA_BYTES:  # cannot happen with the cut reasons; never overflow anyway
         extra = extra[: extra.rindex("\n", 0, EXTRA_BYTES) + 1]
-    return _with_extra(slot, extra)
-
-
-def _with_extra(slot: HostSlot, extra: str) -> HostSlot:
-    """``slot`` with its extra text (``dataclasses.replace``, spelled out: once per tick)."""
-    return HostSlot(
-        host_id=slot.host_id,
-        host_ts=slot.host_ts,
-        score=slot.score,
-        engine_status=slot.engine_status,
-        hostname=slot.hostname,
-        maintenance=slot.maintenance,
-        stopped=slot.stopped,
-        conf_on_shared_storage=slot.conf_on_shared_storage,
-        local_conf_timestamp=slot.local_conf_timestamp,
-        extra=extra,
-        crc32=slot.crc32,
-    )
+    return slot_with(extra)
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,15 +12,12 @@ from typing import Any
 import pytest
 
 from he_ha.fsm import FsmState, machine
-from he_ha.supervisor import publish
 from he_ha.supervisor.tick_snapshot import StatusSnapshot
-from he_ha.whiteboard import HostSlot
 
 
 @pytest.mark.parametrize(
     ("cls", "function", "passed_on"),
     [
-        (HostSlot, publish._with_extra, set()),
         (StatusSnapshot, StatusSnapshot.with_board, set()),
         # _next_state passes the priority fields on with ** from a TypedDict of their names
         (FsmState, machine._next_state, set(machine._PriorityFields.__annotations__)),
